@@ -1,0 +1,148 @@
+// Package actions holds the catalogue of response actions (snapshot,
+// isolate, release, power_off, notify, …) and the contract every one keeps:
+// Plan (a dry run that reads current state and says what would change),
+// Apply (idempotent: a second call changes nothing and says so), Verify
+// (reads real state back), and, where possible, Undo.
+//
+// Actions translate a step of a runbook into provider calls. They must not
+// decide whether to act (that is the controller's gate) and must not hold
+// state of their own between calls: all state lives in the provider (the VM,
+// the host) or in the run record the controller keeps.
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/warden-ir/warden/inventory"
+)
+
+// Request is everything an action needs for one step.
+type Request struct {
+	// IdempotencyKey is stable for a step of a run across retries and
+	// restarts. Providers use it to recognise work already done.
+	IdempotencyKey string
+	// Incident the step belongs to (used in names, e.g. snapshot names).
+	Incident string
+	// Gateway the step acts on.
+	Gateway inventory.Gateway
+	// Params are the step's parameters from the runbook.
+	Params map[string]string
+}
+
+// Result is what an action reports. It must never carry secrets.
+type Result struct {
+	// Changed is false when the state was already as wanted.
+	Changed bool `json:"changed"`
+	// Summary is one human line.
+	Summary string `json:"summary"`
+	// Details are structured facts (before/after, ids) for audit and report.
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Change is what Plan expects Apply to do.
+type Change struct {
+	// Summary is one human line ("move 2 NICs of gw-hq to quarantine").
+	Summary string `json:"summary"`
+	// Changes lists each expected change; empty when nothing would change.
+	Changes []string `json:"changes,omitempty"`
+	// Destructive marks steps that may destroy evidence or availability.
+	Destructive bool `json:"destructive,omitempty"`
+}
+
+// Action is one entry of the catalogue.
+type Action interface {
+	// Name is the catalogue name used in runbooks ("isolate").
+	Name() string
+	// Plan reads current state and describes what Apply would change. It
+	// must not change anything.
+	Plan(ctx context.Context, req Request) (Change, error)
+	// Apply makes the change. It must be idempotent: applying the same
+	// request twice leaves the same state and the second Result has
+	// Changed=false.
+	Apply(ctx context.Context, req Request) (Result, error)
+	// Verify reads real state back and returns an error wrapping
+	// ErrNotVerified when it does not match what Apply promised.
+	Verify(ctx context.Context, req Request) (Result, error)
+}
+
+// Undoer is implemented by actions that can be reversed.
+type Undoer interface {
+	Undo(ctx context.Context, req Request) (Result, error)
+}
+
+// ErrNotVerified is wrapped by Verify when the state read back is wrong.
+var ErrNotVerified = errors.New("state not verified")
+
+// ErrUnsupported is returned when an action cannot run against a target (for
+// example a gateway with no VM configured). It is terminal.
+var ErrUnsupported = errors.New("unsupported")
+
+// terminalError marks an error that retrying will not fix.
+type terminalError struct{ err error }
+
+func (e *terminalError) Error() string { return e.err.Error() }
+func (e *terminalError) Unwrap() error { return e.err }
+
+// Terminal marks err as not worth retrying (bad input, missing object,
+// permission denied). Nil stays nil.
+func Terminal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &terminalError{err}
+}
+
+// IsTerminal reports whether err (or anything it wraps) was marked terminal,
+// or is ErrUnsupported. Everything else is treated as transient and retried
+// with backoff by the controller.
+func IsTerminal(err error) bool {
+	var t *terminalError
+	return errors.As(err, &t) || errors.Is(err, ErrUnsupported)
+}
+
+// Catalogue maps names to actions.
+type Catalogue map[string]Action
+
+// NewCatalogue builds a catalogue, rejecting duplicate names.
+func NewCatalogue(list ...Action) (Catalogue, error) {
+	c := Catalogue{}
+	for _, a := range list {
+		if _, dup := c[a.Name()]; dup {
+			return nil, fmt.Errorf("registering action %q: duplicate name", a.Name())
+		}
+		c[a.Name()] = a
+	}
+	return c, nil
+}
+
+// Names lists the catalogue's names, sorted.
+func (c Catalogue) Names() []string {
+	out := make([]string, 0, len(c))
+	for n := range c {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Catalogue action names. Runbooks refer to these.
+const (
+	NameCaptureVolatile = "capture_volatile"
+	NameSnapshot        = "snapshot"
+	NameIsolate         = "isolate"
+	NameRelease         = "release"
+	NamePowerOff        = "power_off"
+	NameNotify          = "notify"
+)
+
+// Evidence actions must succeed before any destructive step runs (safety
+// invariant 4). The controller enforces it; the list lives here because it
+// is a property of the catalogue.
+var Evidence = map[string]bool{NameCaptureVolatile: true, NameSnapshot: true}
+
+// Destructive actions never run before evidence has been preserved, unless a
+// person overrides with a recorded reason.
+var Destructive = map[string]bool{NamePowerOff: true, "patch": true, "rebuild": true, "rotate_credentials": true}

@@ -1,0 +1,361 @@
+// Package config loads Warden's single YAML configuration file with viper:
+// file, then WARDEN_* environment variables, then flags. Loading is strict
+// (an unknown key is an error naming the key and the file), defaulted and
+// validated; the defaults are shown by `warden config defaults` and pinned by
+// a golden file.
+//
+// It owns the shape of the configuration. It must not connect to anything.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+
+	"github.com/warden-ir/warden/inventory"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Server    Server              `mapstructure:"server" yaml:"server"`
+	Store     Store               `mapstructure:"store" yaml:"store"`
+	Policies  Policies            `mapstructure:"policies" yaml:"policies"`
+	Intake    Intake              `mapstructure:"intake" yaml:"intake"`
+	Guards    Guards              `mapstructure:"guards" yaml:"guards"`
+	Executor  Executor            `mapstructure:"executor" yaml:"executor"`
+	Reconcile Reconcile           `mapstructure:"reconcile" yaml:"reconcile"`
+	VSphere   VSphere             `mapstructure:"vsphere" yaml:"vsphere"`
+	Notify    Notify              `mapstructure:"notify" yaml:"notify"`
+	Inventory inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
+}
+
+// Server is the HTTP API.
+type Server struct {
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// APIToken authenticates every API caller (Bearer). Prefer the
+	// environment (WARDEN_SERVER_API_TOKEN) or APITokenFile.
+	APIToken     string `mapstructure:"api_token" yaml:"api_token"`
+	APITokenFile string `mapstructure:"api_token_file" yaml:"api_token_file"`
+	MaxBodyBytes int64  `mapstructure:"max_body_bytes" yaml:"max_body_bytes"`
+	TLSCertFile  string `mapstructure:"tls_cert_file" yaml:"tls_cert_file"`
+	TLSKeyFile   string `mapstructure:"tls_key_file" yaml:"tls_key_file"`
+}
+
+// Store is the embedded database.
+type Store struct {
+	Path string `mapstructure:"path" yaml:"path"`
+	// Sync: "full" (every commit survives power loss) or "normal".
+	Sync string `mapstructure:"sync" yaml:"sync"`
+}
+
+// Policies says where policies and runbooks live.
+type Policies struct {
+	// Dir holds policy and runbook YAML; empty means the embedded defaults.
+	Dir string `mapstructure:"dir" yaml:"dir"`
+}
+
+// Intake tunes how alerts become indicators and incidents.
+type Intake struct {
+	// DedupWindow: the same fingerprint within it joins the existing
+	// incident and starts nothing new.
+	DedupWindow time.Duration `mapstructure:"dedup_window" yaml:"dedup_window"`
+	// IncidentWindow: indicators about one gateway within it share an
+	// incident.
+	IncidentWindow time.Duration `mapstructure:"incident_window" yaml:"incident_window"`
+	// WebhookSecret, when set, requires an X-Warden-Signature HMAC on
+	// intake requests in addition to the bearer token.
+	WebhookSecret string        `mapstructure:"webhook_secret" yaml:"webhook_secret"`
+	ReplayWindow  time.Duration `mapstructure:"replay_window" yaml:"replay_window"`
+	Alertmanager  Alertmanager  `mapstructure:"alertmanager" yaml:"alertmanager"`
+}
+
+// Alertmanager maps Prometheus alerts to gateways and kinds.
+type Alertmanager struct {
+	GatewayLabel   string            `mapstructure:"gateway_label" yaml:"gateway_label"`
+	InstanceLabel  string            `mapstructure:"instance_label" yaml:"instance_label"`
+	SiteLabel      string            `mapstructure:"site_label" yaml:"site_label"`
+	KindLabel      string            `mapstructure:"kind_label" yaml:"kind_label"`
+	AlertnameKinds map[string]string `mapstructure:"alertname_kinds" yaml:"alertname_kinds"`
+}
+
+// Guards bound the blast radius of automatic actions (safety invariant 2).
+type Guards struct {
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// MaxAutoIsolationsPerSite and MaxAutoIsolationsFleet: automatic
+	// isolations allowed per window; beyond, runs wait for approval.
+	MaxAutoIsolationsPerSite int `mapstructure:"max_auto_isolations_per_site" yaml:"max_auto_isolations_per_site"`
+	MaxAutoIsolationsFleet   int `mapstructure:"max_auto_isolations_fleet" yaml:"max_auto_isolations_fleet"`
+	// The circuit breaker trips when at least BreakerMinGateways and at
+	// least BreakerFraction of the fleet have firing indicators within the
+	// window: every automatic action then waits for a person.
+	BreakerMinGateways int     `mapstructure:"breaker_min_gateways" yaml:"breaker_min_gateways"`
+	BreakerFraction    float64 `mapstructure:"breaker_fraction" yaml:"breaker_fraction"`
+}
+
+// Executor tunes step execution.
+type Executor struct {
+	MaxAttempts int           `mapstructure:"max_attempts" yaml:"max_attempts"`
+	BackoffBase time.Duration `mapstructure:"backoff_base" yaml:"backoff_base"`
+	BackoffMax  time.Duration `mapstructure:"backoff_max" yaml:"backoff_max"`
+	StepTimeout time.Duration `mapstructure:"step_timeout" yaml:"step_timeout"`
+}
+
+// Reconcile tunes the drift-repair loop.
+type Reconcile struct {
+	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
+}
+
+// VSphere is the vCenter connection.
+type VSphere struct {
+	URL                 string `mapstructure:"url" yaml:"url"`
+	Username            string `mapstructure:"username" yaml:"username"`
+	Password            string `mapstructure:"password" yaml:"password"`
+	Insecure            bool   `mapstructure:"insecure" yaml:"insecure"`
+	CAFile              string `mapstructure:"ca_file" yaml:"ca_file"`
+	Datacenter          string `mapstructure:"datacenter" yaml:"datacenter"`
+	QuarantinePortgroup string `mapstructure:"quarantine_portgroup" yaml:"quarantine_portgroup"`
+	QuarantineMode      string `mapstructure:"quarantine_mode" yaml:"quarantine_mode"`
+	TagCategory         string `mapstructure:"tag_category" yaml:"tag_category"`
+	Tag                 string `mapstructure:"tag" yaml:"tag"`
+}
+
+// Notify lists notification channels.
+type Notify struct {
+	Default  string    `mapstructure:"default" yaml:"default"`
+	Channels []Channel `mapstructure:"channels" yaml:"channels"`
+}
+
+// Channel is one webhook.
+type Channel struct {
+	Name    string            `mapstructure:"name" yaml:"name"`
+	URL     string            `mapstructure:"url" yaml:"url"`
+	Secret  string            `mapstructure:"secret" yaml:"secret"`
+	Headers map[string]string `mapstructure:"headers" yaml:"headers"`
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Server: Server{Listen: "127.0.0.1:8780", MaxBodyBytes: 1 << 20},
+		Store:  Store{Path: "warden.db", Sync: "full"},
+		Intake: Intake{
+			DedupWindow: 10 * time.Minute, IncidentWindow: 6 * time.Hour, ReplayWindow: 5 * time.Minute,
+			Alertmanager: Alertmanager{GatewayLabel: "gateway", InstanceLabel: "instance", SiteLabel: "site", KindLabel: "warden_kind"},
+		},
+		Guards: Guards{
+			Window: time.Hour, MaxAutoIsolationsPerSite: 1, MaxAutoIsolationsFleet: 3,
+			BreakerMinGateways: 3, BreakerFraction: 0.5,
+		},
+		Executor:  Executor{MaxAttempts: 5, BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second, StepTimeout: 5 * time.Minute},
+		Reconcile: Reconcile{Interval: 30 * time.Second},
+		VSphere:   VSphere{QuarantinePortgroup: "warden-quarantine", QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"},
+		Notify:    Notify{Default: "default"},
+	}
+}
+
+// Load reads path (may be empty: defaults and environment only), applies
+// WARDEN_* environment variables, validates, and returns the result.
+func Load(path string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	setDefaults(v, "", reflect.ValueOf(Defaults()))
+	v.SetEnvPrefix("WARDEN")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	where := "defaults and environment"
+	if path != "" {
+		where = path
+		f, err := os.Open(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading config: %w", err)
+		}
+		defer f.Close()
+		if err := v.ReadConfig(f); err != nil {
+			return Config{}, fmt.Errorf("parsing config %s: %w", path, err)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	))); err != nil {
+		return Config{}, fmt.Errorf("loading config %s: %w", where, cleanUnknownKeys(err))
+	}
+	if c.Server.APIToken == "" {
+		// The client commands read WARDEN_API_TOKEN; serving accepts it too
+		// so one variable configures both ends.
+		c.Server.APIToken = os.Getenv("WARDEN_API_TOKEN")
+	}
+	if c.Server.APIToken == "" && c.Server.APITokenFile != "" {
+		b, err := os.ReadFile(c.Server.APITokenFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading server.api_token_file: %w", err)
+		}
+		c.Server.APIToken = strings.TrimSpace(string(b))
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("validating config %s: %w", where, err)
+	}
+	return c, nil
+}
+
+// cleanUnknownKeys turns mapstructure's message into one that says the key
+// is unknown.
+func cleanUnknownKeys(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "has invalid keys") {
+		return fmt.Errorf("unknown key: %s", strings.TrimPrefix(msg, "decoding failed due to the following error(s):\n\n"))
+	}
+	return err
+}
+
+// setDefaults registers every leaf of d so that environment variables bind
+// to it (viper's AutomaticEnv only sees keys it knows).
+func setDefaults(v *viper.Viper, prefix string, d reflect.Value) {
+	t := d.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("mapstructure")
+		if key == "" || key == "inventory" {
+			continue
+		}
+		full := key
+		if prefix != "" {
+			full = prefix + "." + key
+		}
+		fv := d.Field(i)
+		if fv.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			setDefaults(v, full, fv)
+			continue
+		}
+		v.SetDefault(full, fv.Interface())
+	}
+}
+
+// Validate checks values; each message names the field.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, err := netip.ParseAddrPort(c.Server.Listen); err != nil && !strings.HasPrefix(c.Server.Listen, "localhost:") {
+		add("server.listen: %q is not host:port", c.Server.Listen)
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		add("server.max_body_bytes: must be positive")
+	}
+	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
+		add("server.tls_cert_file and server.tls_key_file: set both or neither")
+	}
+	switch c.Store.Sync {
+	case "full", "normal":
+	default:
+		add("store.sync: must be full or normal, got %q", c.Store.Sync)
+	}
+	if c.Store.Path == "" {
+		add("store.path: is required")
+	}
+	if c.Intake.DedupWindow <= 0 {
+		add("intake.dedup_window: must be positive")
+	}
+	if c.Intake.IncidentWindow <= 0 {
+		add("intake.incident_window: must be positive")
+	}
+	g := c.Guards
+	if g.Window <= 0 {
+		add("guards.window: must be positive")
+	}
+	if g.MaxAutoIsolationsPerSite < 0 || g.MaxAutoIsolationsFleet < 0 {
+		add("guards.max_auto_isolations_*: must not be negative")
+	}
+	if g.BreakerFraction <= 0 || g.BreakerFraction > 1 {
+		add("guards.breaker_fraction: must be in (0, 1]")
+	}
+	if c.Executor.MaxAttempts < 1 {
+		add("executor.max_attempts: must be at least 1")
+	}
+	if c.Executor.BackoffBase <= 0 || c.Executor.BackoffMax < c.Executor.BackoffBase {
+		add("executor.backoff_base/backoff_max: base must be positive and not above max")
+	}
+	if c.VSphere.URL != "" {
+		u, err := url.Parse(c.VSphere.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add("vsphere.url: %q is not an http(s) URL", redactURL(c.VSphere.URL))
+		} else if u.User != nil {
+			add("vsphere.url: must not carry credentials; use vsphere.username and WARDEN_VSPHERE_PASSWORD")
+		}
+	}
+	switch c.VSphere.QuarantineMode {
+	case "portgroup", "disconnect":
+	default:
+		add("vsphere.quarantine_mode: must be portgroup or disconnect, got %q", c.VSphere.QuarantineMode)
+	}
+	names := map[string]bool{}
+	for i, ch := range c.Notify.Channels {
+		if ch.Name == "" {
+			add("notify.channels[%d].name: is required", i)
+		}
+		if names[ch.Name] {
+			add("notify.channels[%d].name: duplicate channel %q", i, ch.Name)
+		}
+		names[ch.Name] = true
+		u, err := url.Parse(ch.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add("notify.channels[%d].url: %q is not an http(s) URL", i, redactURL(ch.URL))
+		}
+	}
+	if err := c.Inventory.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	u.RawQuery = ""
+	return u.String()
+}
+
+// DefaultsYAML renders the defaults as YAML (for `warden config defaults`
+// and the golden test).
+func DefaultsYAML() ([]byte, error) {
+	return DefaultsYAMLOf(Defaults())
+}
+
+// DefaultsYAMLOf renders any configuration as YAML (redact it first).
+func DefaultsYAMLOf(c Config) ([]byte, error) {
+	return yaml.Marshal(c)
+}
+
+// Redacted returns a copy with secrets replaced, safe to print.
+func (c Config) Redacted() Config {
+	r := c
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "[redacted]"
+	}
+	r.Server.APIToken = mask(r.Server.APIToken)
+	r.VSphere.Password = mask(r.VSphere.Password)
+	r.Intake.WebhookSecret = mask(r.Intake.WebhookSecret)
+	r.Notify.Channels = append([]Channel(nil), c.Notify.Channels...)
+	for i := range r.Notify.Channels {
+		r.Notify.Channels[i].Secret = mask(r.Notify.Channels[i].Secret)
+		r.Notify.Channels[i].URL = redactURL(r.Notify.Channels[i].URL)
+	}
+	return r
+}

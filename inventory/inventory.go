@@ -1,0 +1,355 @@
+// Package inventory describes the VPN that Warden protects: sites, the
+// gateways that terminate tunnels there, and the tunnels between them.
+//
+// It owns the inventory types, their validation and look-ups (by id, by
+// address, by VM). It must not talk to any provider: it is data read from
+// configuration.
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Tunnel kinds.
+const (
+	KindWireGuard  = "wireguard"
+	KindStrongSwan = "strongswan"
+)
+
+// BusinessHours are the local working hours of a site.
+type BusinessHours struct {
+	// Start and End as "HH:MM" in the site's time zone. End is exclusive.
+	Start string `mapstructure:"start" json:"start" yaml:"start"`
+	End   string `mapstructure:"end" json:"end" yaml:"end"`
+	// Days as three-letter lower-case names; default mon..fri.
+	Days []string `mapstructure:"days" json:"days,omitempty" yaml:"days,omitempty"`
+}
+
+// Site is a location with one gateway (or an HA pair) and its networks.
+type Site struct {
+	Name          string        `mapstructure:"name" json:"name" yaml:"name"`
+	TimeZone      string        `mapstructure:"time_zone" json:"time_zone" yaml:"time_zone"`
+	BusinessHours BusinessHours `mapstructure:"business_hours" json:"business_hours" yaml:"business_hours"`
+	// Networks protected behind the site's gateway (CIDRs).
+	Networks []string `mapstructure:"networks" json:"networks,omitempty" yaml:"networks,omitempty"`
+
+	loc *time.Location
+	// Parsed business hours, set by Validate so deciding does not parse
+	// "HH:MM" on every indicator.
+	bhStart, bhEnd time.Duration
+	bhDays         [7]bool
+	bhParsed       bool
+}
+
+// Gateway is a Linux VM that terminates tunnels for a site.
+type Gateway struct {
+	ID   string `mapstructure:"id" json:"id" yaml:"id"`
+	Site string `mapstructure:"site" json:"site" yaml:"site"`
+	// VM is the vSphere VM name or inventory path ("/DC0/vm/gw-hq").
+	VM string `mapstructure:"vm" json:"vm,omitempty" yaml:"vm,omitempty"`
+	// Hostname is used to match alerts by instance label.
+	Hostname string `mapstructure:"hostname" json:"hostname,omitempty" yaml:"hostname,omitempty"`
+	// Addresses the gateway owns (tunnel endpoints, LAN side).
+	Addresses []string `mapstructure:"addresses" json:"addresses" yaml:"addresses"`
+	// ManagementNetworks stay reachable through any quarantine.
+	ManagementNetworks []string `mapstructure:"management_networks" json:"management_networks" yaml:"management_networks"`
+	// Agent is the URL of warden agent on the gateway, if any.
+	Agent string `mapstructure:"agent" json:"agent,omitempty" yaml:"agent,omitempty"`
+}
+
+// Tunnel is a pairwise link between two gateways.
+type Tunnel struct {
+	Name string `mapstructure:"name" json:"name,omitempty" yaml:"name,omitempty"`
+	A    string `mapstructure:"a" json:"a" yaml:"a"`
+	B    string `mapstructure:"b" json:"b" yaml:"b"`
+	Kind string `mapstructure:"kind" json:"kind" yaml:"kind"`
+}
+
+// Inventory is the whole VPN.
+type Inventory struct {
+	Sites    []Site    `mapstructure:"sites" json:"sites" yaml:"sites"`
+	Gateways []Gateway `mapstructure:"gateways" json:"gateways" yaml:"gateways"`
+	Tunnels  []Tunnel  `mapstructure:"tunnels" json:"tunnels" yaml:"tunnels"`
+}
+
+var dayNames = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+}
+
+// Validate checks the inventory and prepares time zones. Every problem is
+// reported, joined, each naming the item and field.
+func (inv *Inventory) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	sites := map[string]bool{}
+	for i := range inv.Sites {
+		s := &inv.Sites[i]
+		where := fmt.Sprintf("inventory.sites[%d]", i)
+		if s.Name == "" {
+			add("%s.name: is required", where)
+			continue
+		}
+		where = fmt.Sprintf("inventory.sites[%d] (%s)", i, s.Name)
+		if sites[s.Name] {
+			add("%s.name: duplicate site %q", where, s.Name)
+		}
+		sites[s.Name] = true
+		tz := s.TimeZone
+		if tz == "" {
+			tz = "UTC"
+		}
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			add("%s.time_zone: unknown time zone %q", where, s.TimeZone)
+		}
+		s.loc = loc
+		bh := &s.BusinessHours
+		if bh.Start == "" && bh.End == "" {
+			bh.Start, bh.End = "09:00", "18:00"
+		}
+		if len(bh.Days) == 0 {
+			bh.Days = []string{"mon", "tue", "wed", "thu", "fri"}
+		}
+		if _, err := parseClock(bh.Start); err != nil {
+			add("%s.business_hours.start: %v", where, err)
+		}
+		if _, err := parseClock(bh.End); err != nil {
+			add("%s.business_hours.end: %v", where, err)
+		}
+		for _, d := range bh.Days {
+			if wd, ok := dayNames[strings.ToLower(d)]; !ok {
+				add("%s.business_hours.days: unknown day %q (use mon..sun)", where, d)
+			} else {
+				s.bhDays[wd] = true
+			}
+		}
+		if st, err1 := parseClock(bh.Start); err1 == nil {
+			if en, err2 := parseClock(bh.End); err2 == nil {
+				s.bhStart, s.bhEnd, s.bhParsed = st, en, true
+			}
+		}
+		for _, n := range s.Networks {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				add("%s.networks: %q is not a CIDR", where, n)
+			}
+		}
+	}
+
+	gws := map[string]bool{}
+	addrOwner := map[netip.Addr]string{}
+	for i := range inv.Gateways {
+		g := &inv.Gateways[i]
+		where := fmt.Sprintf("inventory.gateways[%d]", i)
+		if g.ID == "" {
+			add("%s.id: is required", where)
+			continue
+		}
+		if strings.ContainsAny(g.ID, "*? /") {
+			add("%s.id: %q must not contain wildcards, spaces or slashes", where, g.ID)
+		}
+		where = fmt.Sprintf("inventory.gateways[%d] (%s)", i, g.ID)
+		if gws[g.ID] {
+			add("%s.id: duplicate gateway %q", where, g.ID)
+		}
+		gws[g.ID] = true
+		if g.Site == "" {
+			add("%s.site: is required", where)
+		} else if !sites[g.Site] {
+			add("%s.site: unknown site %q", where, g.Site)
+		}
+		for _, a := range g.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				add("%s.addresses: %q is not an IP address", where, a)
+				continue
+			}
+			if other, ok := addrOwner[ip]; ok {
+				add("%s.addresses: duplicate address %s (also on gateway %q)", where, a, other)
+				continue
+			}
+			addrOwner[ip] = g.ID
+		}
+		if len(g.ManagementNetworks) == 0 {
+			add("%s.management_networks: a gateway needs at least one management network, or isolating it would lock responders out", where)
+		}
+		for _, n := range g.ManagementNetworks {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				add("%s.management_networks: %q is not a CIDR", where, n)
+			}
+		}
+	}
+
+	for i, t := range inv.Tunnels {
+		where := fmt.Sprintf("inventory.tunnels[%d]", i)
+		if t.Name != "" {
+			where += " (" + t.Name + ")"
+		}
+		if t.A == "" || t.B == "" {
+			add("%s: both ends a and b are required", where)
+		}
+		if t.A != "" && !gws[t.A] {
+			add("%s.a: tunnel to unknown gateway %q", where, t.A)
+		}
+		if t.B != "" && !gws[t.B] {
+			add("%s.b: tunnel to unknown gateway %q", where, t.B)
+		}
+		if t.A != "" && t.A == t.B {
+			add("%s: a tunnel needs two different gateways, both ends are %q", where, t.A)
+		}
+		switch t.Kind {
+		case KindWireGuard, KindStrongSwan:
+		case "":
+			add("%s.kind: is required (wireguard or strongswan)", where)
+		default:
+			add("%s.kind: unknown kind %q (wireguard or strongswan)", where, t.Kind)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func parseClock(s string) (time.Duration, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not HH:MM", s)
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}
+
+// Gateway returns the gateway with the given id.
+func (inv *Inventory) Gateway(id string) (Gateway, bool) {
+	for _, g := range inv.Gateways {
+		if g.ID == id {
+			return g, true
+		}
+	}
+	return Gateway{}, false
+}
+
+// Site returns the site with the given name.
+func (inv *Inventory) Site(name string) (Site, bool) {
+	for _, s := range inv.Sites {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Site{}, false
+}
+
+// GatewayByHost finds a gateway by hostname, VM name, id or address. The host
+// may carry a ":port" suffix as Prometheus instance labels do.
+func (inv *Inventory) GatewayByHost(host string) (Gateway, bool) {
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.Contains(host, "]") && strings.Count(host, ":") == 1 {
+		host = h
+	}
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		host = ap.Addr().String()
+	}
+	host = strings.Trim(host, "[]")
+	for _, g := range inv.Gateways {
+		if g.ID == host || (g.Hostname != "" && g.Hostname == host) || (g.VM != "" && g.VM == host) {
+			return g, true
+		}
+		for _, a := range g.Addresses {
+			if a == host {
+				return g, true
+			}
+		}
+	}
+	return Gateway{}, false
+}
+
+// GatewaysAtSite lists the gateways of a site, sorted by id.
+func (inv *Inventory) GatewaysAtSite(site string) []Gateway {
+	var out []Gateway
+	for _, g := range inv.Gateways {
+		if g.Site == site {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// TunnelsOf lists the tunnels that have gw at one end.
+func (inv *Inventory) TunnelsOf(gw string) []Tunnel {
+	var out []Tunnel
+	for _, t := range inv.Tunnels {
+		if t.A == gw || t.B == gw {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Peer returns the other end of t as seen from gw.
+func (t Tunnel) Peer(gw string) string {
+	if t.A == gw {
+		return t.B
+	}
+	return t.A
+}
+
+// Location returns the site's time zone (UTC if unset or not validated).
+func (s Site) Location() *time.Location {
+	if s.loc != nil {
+		return s.loc
+	}
+	if l, err := time.LoadLocation(s.TimeZone); err == nil && s.TimeZone != "" {
+		return l
+	}
+	return time.UTC
+}
+
+// InBusinessHours reports whether t falls within the site's business hours,
+// in the site's own time zone.
+func (s Site) InBusinessHours(t time.Time) bool {
+	lt := t.In(s.Location())
+	if s.bhParsed {
+		if !s.bhDays[lt.Weekday()] {
+			return false
+		}
+		return inWindow(lt, s.bhStart, s.bhEnd)
+	}
+	bh := s.BusinessHours
+	days := bh.Days
+	if len(days) == 0 {
+		days = []string{"mon", "tue", "wed", "thu", "fri"}
+	}
+	okDay := false
+	for _, d := range days {
+		if wd, ok := dayNames[strings.ToLower(d)]; ok && wd == lt.Weekday() {
+			okDay = true
+		}
+	}
+	if !okDay {
+		return false
+	}
+	start, err1 := parseClock(orDefault(bh.Start, "09:00"))
+	end, err2 := parseClock(orDefault(bh.End, "18:00"))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return inWindow(lt, start, end)
+}
+
+func inWindow(lt time.Time, start, end time.Duration) bool {
+	since := time.Duration(lt.Hour())*time.Hour + time.Duration(lt.Minute())*time.Minute
+	if start <= end {
+		return since >= start && since < end
+	}
+	return since >= start || since < end // overnight shift
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

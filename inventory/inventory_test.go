@@ -1,0 +1,104 @@
+package inventory
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() Inventory {
+	return Inventory{
+		Sites: []Site{{Name: "hq", TimeZone: "Asia/Tokyo"}, {Name: "dc", TimeZone: "Europe/Berlin", BusinessHours: BusinessHours{Start: "22:00", End: "06:00", Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}}}},
+		Gateways: []Gateway{
+			{ID: "gw-hq", Site: "hq", VM: "vm-hq", Hostname: "gw-hq.example.net", Addresses: []string{"198.51.100.1", "2001:db8::1"}, ManagementNetworks: []string{"192.0.2.0/28"}},
+			{ID: "gw-dc", Site: "dc", Addresses: []string{"198.51.100.2"}, ManagementNetworks: []string{"192.0.2.0/28"}},
+		},
+		Tunnels: []Tunnel{{A: "gw-hq", B: "gw-dc", Kind: KindWireGuard}},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		mutate func(*Inventory)
+		want   []string
+	}{
+		"valid":                  {func(*Inventory) {}, nil},
+		"unknown site":           {func(i *Inventory) { i.Gateways[1].Site = "mars" }, []string{`site: unknown site "mars"`}},
+		"duplicate address":      {func(i *Inventory) { i.Gateways[1].Addresses = []string{"2001:db8::1"} }, []string{"duplicate address 2001:db8::1", `"gw-hq"`}},
+		"no management network":  {func(i *Inventory) { i.Gateways[0].ManagementNetworks = nil }, []string{"gw-hq", "management network"}},
+		"tunnel to unknown":      {func(i *Inventory) { i.Tunnels[0].B = "gw-x" }, []string{`tunnel to unknown gateway "gw-x"`}},
+		"tunnel to itself":       {func(i *Inventory) { i.Tunnels[0].B = "gw-hq" }, []string{"two different gateways"}},
+		"tunnel kind":            {func(i *Inventory) { i.Tunnels[0].Kind = "openvpn" }, []string{`unknown kind "openvpn"`}},
+		"bad CIDR":               {func(i *Inventory) { i.Gateways[0].ManagementNetworks = []string{"10.0.0.0/33"} }, []string{"is not a CIDR"}},
+		"bad address":            {func(i *Inventory) { i.Gateways[0].Addresses = []string{"gw.example"} }, []string{"is not an IP address"}},
+		"duplicate gateway":      {func(i *Inventory) { i.Gateways[1].ID = "gw-hq" }, []string{`duplicate gateway "gw-hq"`}},
+		"wildcard id":            {func(i *Inventory) { i.Gateways[1].ID = "gw-*" }, []string{"wildcards"}},
+		"bad time zone":          {func(i *Inventory) { i.Sites[0].TimeZone = "Tokyo" }, []string{`unknown time zone "Tokyo"`}},
+		"bad business hours":     {func(i *Inventory) { i.Sites[0].BusinessHours.Start = "9am" }, []string{"business_hours.start"}},
+		"bad business day":       {func(i *Inventory) { i.Sites[0].BusinessHours.Days = []string{"funday"} }, []string{`unknown day "funday"`}},
+		"several problems named": {func(i *Inventory) { i.Gateways[1].Site = ""; i.Tunnels[0].Kind = "" }, []string{"site: is required", "kind: is required"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			inv := valid()
+			tc.mutate(&inv)
+			err := inv.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBusinessHoursInSiteTimeZone(t *testing.T) {
+	inv := valid()
+	if err := inv.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	hq, _ := inv.Site("hq")
+	dc, _ := inv.Site("dc")
+	tests := map[string]struct {
+		site Site
+		at   time.Time
+		want bool
+	}{
+		"10:00 JST Wednesday":        {hq, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), true},
+		"02:00 JST is 17:00 UTC":     {hq, time.Date(2026, 11, 24, 17, 0, 0, 0, time.UTC), false},
+		"18:00 JST end is exclusive": {hq, time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), false},
+		"Saturday 10:00 JST":         {hq, time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC), false},
+		"night shift 23:00 Berlin":   {dc, time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC), true},
+		"night shift 12:00 Berlin":   {dc, time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC), false},
+		"night shift 05:59 Berlin":   {dc, time.Date(2026, 11, 26, 4, 59, 0, 0, time.UTC), true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.site.InBusinessHours(tc.at); got != tc.want {
+				t.Fatalf("got %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGatewayByHost(t *testing.T) {
+	inv := valid()
+	for host, want := range map[string]string{
+		"gw-hq.example.net:9100": "gw-hq", "198.51.100.2:9100": "gw-dc", "[2001:db8::1]:9100": "gw-hq",
+		"2001:db8::1": "gw-hq", "vm-hq": "gw-hq", "gw-dc": "gw-dc", "db1:9100": "",
+	} {
+		g, ok := inv.GatewayByHost(host)
+		if (want == "") == ok || g.ID != want {
+			t.Errorf("%s: got %q %t, want %q", host, g.ID, ok, want)
+		}
+	}
+}

@@ -1,0 +1,379 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Run states.
+const (
+	RunPending          = "pending"
+	RunAwaitingApproval = "awaiting_approval"
+	RunRunning          = "running"
+	RunSucceeded        = "succeeded"
+	RunFailed           = "failed"
+	RunCancelled        = "cancelled"
+)
+
+// Step states.
+const (
+	StepPending   = "pending"
+	StepRunning   = "running"
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+	StepSkipped   = "skipped"
+)
+
+// Run is one durable execution of a runbook.
+type Run struct {
+	ID               string          `json:"id"`
+	Incident         string          `json:"incident,omitempty"`
+	Gateway          string          `json:"gateway"`
+	Site             string          `json:"site"`
+	Runbook          string          `json:"runbook"`
+	Policy           string          `json:"policy,omitempty"`
+	Trigger          string          `json:"trigger"` // policy, manual, drift
+	State            string          `json:"state"`
+	ApprovalRequired bool            `json:"approval_required"`
+	ApprovalReason   string          `json:"approval_reason,omitempty"`
+	ApprovedBy       string          `json:"approved_by,omitempty"`
+	ApprovedAt       time.Time       `json:"approved_at,omitzero"`
+	AutoIsolation    bool            `json:"auto_isolation"`
+	OverrideReason   string          `json:"override_reason,omitempty"`
+	Plan             json.RawMessage `json:"plan,omitempty"`
+	Error            string          `json:"error,omitempty"`
+	CreatedAt        time.Time       `json:"created_at"`
+	UpdatedAt        time.Time       `json:"updated_at"`
+	StartedAt        time.Time       `json:"started_at,omitzero"`
+	FinishedAt       time.Time       `json:"finished_at,omitzero"`
+	Steps            []Step          `json:"steps,omitempty"`
+}
+
+// Step is one step of a run.
+type Step struct {
+	Run        string            `json:"-"`
+	Index      int               `json:"index"`
+	Name       string            `json:"name"`
+	Action     string            `json:"action"`
+	Params     map[string]string `json:"params,omitempty"`
+	Optional   bool              `json:"optional,omitempty"`
+	State      string            `json:"state"`
+	Attempts   int               `json:"attempts"`
+	IdemKey    string            `json:"idempotency_key"`
+	StartedAt  time.Time         `json:"started_at,omitzero"`
+	FinishedAt time.Time         `json:"finished_at,omitzero"`
+	Result     json.RawMessage   `json:"result,omitempty"`
+	Error      string            `json:"error,omitempty"`
+}
+
+// Terminal reports whether the run will not change any more.
+func (r Run) Terminal() bool {
+	return r.State == RunSucceeded || r.State == RunFailed || r.State == RunCancelled
+}
+
+const runCols = `id, incident, gateway, site, runbook, policy, trigger_kind, state, approval_required, approval_reason, approved_by, approved_at, auto_isolation, override_reason, plan, error, created_at, updated_at, started_at, finished_at`
+
+func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
+	var r Run
+	var appr, auto int
+	var approvedAt, plan, created, updated, started, finished string
+	err := sc.Scan(&r.ID, &r.Incident, &r.Gateway, &r.Site, &r.Runbook, &r.Policy, &r.Trigger, &r.State, &appr, &r.ApprovalReason, &r.ApprovedBy, &approvedAt, &auto, &r.OverrideReason, &plan, &r.Error, &created, &updated, &started, &finished)
+	if err != nil {
+		return Run{}, err
+	}
+	r.ApprovalRequired, r.AutoIsolation = appr == 1, auto == 1
+	r.ApprovedAt, r.CreatedAt, r.UpdatedAt, r.StartedAt, r.FinishedAt = parseTS(approvedAt), parseTS(created), parseTS(updated), parseTS(started), parseTS(finished)
+	if plan != "" {
+		r.Plan = json.RawMessage(plan)
+	}
+	return r, nil
+}
+
+// InsertRun stores a new run with its steps.
+func (t *Tx) InsertRun(ctx context.Context, r Run) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.ID, r.Incident, r.Gateway, r.Site, r.Runbook, r.Policy, r.Trigger, r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt),
+		b2i(r.AutoIsolation), r.OverrideReason, string(r.Plan), r.Error, ts(r.CreatedAt), ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt))
+	if err != nil {
+		return fmt.Errorf("storing run: %w", err)
+	}
+	for _, s := range r.Steps {
+		params, err := json.Marshal(s.Params)
+		if err != nil {
+			return fmt.Errorf("encoding step params: %w", err)
+		}
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO steps(run, idx, name, action, params, optional, state, attempts, idem_key) VALUES (?,?,?,?,?,?,?,?,?)`,
+			r.ID, s.Index, s.Name, s.Action, string(params), b2i(s.Optional), s.State, s.Attempts, s.IdemKey); err != nil {
+			return fmt.Errorf("storing step %d of run: %w", s.Index, err)
+		}
+	}
+	return nil
+}
+
+// UpdateRun writes a run's mutable fields.
+func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE runs SET state=?, approval_required=?, approval_reason=?, approved_by=?, approved_at=?, override_reason=?, error=?, updated_at=?, started_at=?, finished_at=? WHERE id=?`,
+		r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt), r.OverrideReason, r.Error, ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt), r.ID)
+	if err != nil {
+		return fmt.Errorf("updating run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// UpdateStep writes a step's mutable fields.
+func (t *Tx) UpdateStep(ctx context.Context, s Step) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=? WHERE run=? AND idx=?`,
+		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Run, s.Index)
+	if err != nil {
+		return fmt.Errorf("updating step %d of run %s: %w", s.Index, s.Run, err)
+	}
+	return nil
+}
+
+// Run reads a run and its steps inside the transaction.
+func (t *Tx) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, t.tx, id) }
+
+// Run reads a run and its steps.
+func (s *Store) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, s.db, id) }
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getRun(ctx context.Context, q queryer, id string) (Run, error) {
+	r, err := scanRun(q.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("run %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("reading run %s: %w", id, err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT idx, name, action, params, optional, state, attempts, idem_key, started_at, finished_at, result, error FROM steps WHERE run = ? ORDER BY idx`, id)
+	if err != nil {
+		return Run{}, fmt.Errorf("reading steps of run %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		s := Step{Run: id}
+		var params, started, finished, result string
+		var opt int
+		if err := rows.Scan(&s.Index, &s.Name, &s.Action, &params, &opt, &s.State, &s.Attempts, &s.IdemKey, &started, &finished, &result, &s.Error); err != nil {
+			return Run{}, fmt.Errorf("reading step of run %s: %w", id, err)
+		}
+		s.Optional = opt == 1
+		s.StartedAt, s.FinishedAt = parseTS(started), parseTS(finished)
+		if result != "" {
+			s.Result = json.RawMessage(result)
+		}
+		_ = json.Unmarshal([]byte(params), &s.Params)
+		r.Steps = append(r.Steps, s)
+	}
+	return r, rows.Err()
+}
+
+// RunFilter narrows Runs.
+type RunFilter struct {
+	Incident string
+	Gateway  string
+	States   []string
+	Limit    int
+}
+
+// Runs lists runs (without steps), newest first.
+func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
+	q := `SELECT ` + runCols + ` FROM runs WHERE 1=1`
+	var args []any
+	if f.Incident != "" {
+		q += ` AND incident = ?`
+		args = append(args, f.Incident)
+	}
+	if f.Gateway != "" {
+		q += ` AND gateway = ?`
+		args = append(args, f.Gateway)
+	}
+	if len(f.States) > 0 {
+		q += ` AND state IN (?` + repeatComma(len(f.States)-1) + `)`
+		for _, st := range f.States {
+			args = append(args, st)
+		}
+	}
+	if f.Limit <= 0 {
+		f.Limit = 200
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading run: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func repeatComma(n int) string {
+	b := make([]byte, 0, 2*n)
+	for range n {
+		b = append(b, ",?"...)
+	}
+	return string(b)
+}
+
+// ActiveRunFor returns a run for incident+runbook that has not failed or
+// been cancelled (so the same policy does not start a second run).
+func (t *Tx) ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error) {
+	var id string
+	err := t.tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state NOT IN ('failed','cancelled') LIMIT 1`, incident, runbook).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return id, err == nil, err
+}
+
+// CountAutoIsolations counts automatic isolation runs created at or after
+// since, fleet-wide and for one site (blast-radius budget).
+func (t *Tx) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
+	err = t.tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
+	if err != nil {
+		err = fmt.Errorf("counting automatic isolations: %w", err)
+	}
+	return fleet, atSite, err
+}
+
+// EvidenceSucceeded reports whether every evidence action named has a
+// succeeded step in some run of the incident.
+func (t *Tx) EvidenceSucceeded(ctx context.Context, incident string, actions []string) (missing []string, err error) {
+	for _, a := range actions {
+		var n int
+		if err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run WHERE runs.incident = ? AND steps.action = ? AND steps.state = 'succeeded'`, incident, a).Scan(&n); err != nil {
+			return nil, fmt.Errorf("checking evidence %s: %w", a, err)
+		}
+		if n == 0 {
+			missing = append(missing, a)
+		}
+	}
+	return missing, nil
+}
+
+// ---- postures ----
+
+// Postures.
+const (
+	PostureNormal      = "normal"
+	PostureQuarantined = "quarantined"
+	PostureReleased    = "released"
+)
+
+// Posture is a gateway's desired and last observed state.
+type Posture struct {
+	Gateway        string          `json:"gateway"`
+	Desired        string          `json:"desired"`
+	Incident       string          `json:"incident,omitempty"`
+	Observed       string          `json:"observed,omitempty"`
+	ObservedDetail json.RawMessage `json:"observed_detail,omitempty"`
+	ObservedAt     time.Time       `json:"observed_at,omitzero"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// SetDesiredPosture records what the gateway should be.
+func (t *Tx) SetDesiredPosture(ctx context.Context, gw, desired, incident string, at time.Time) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO postures(gateway, desired, incident, updated_at) VALUES (?,?,?,?)
+		ON CONFLICT(gateway) DO UPDATE SET desired=excluded.desired, incident=excluded.incident, updated_at=excluded.updated_at`, gw, desired, incident, ts(at))
+	if err != nil {
+		return fmt.Errorf("setting desired posture of %s: %w", gw, err)
+	}
+	return nil
+}
+
+// SetObservedPosture records what the providers saw.
+func (s *Store) SetObservedPosture(ctx context.Context, gw, observed string, detail json.RawMessage, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO postures(gateway, desired, observed, observed_detail, observed_at, updated_at) VALUES (?,'normal',?,?,?,?)
+		ON CONFLICT(gateway) DO UPDATE SET observed=excluded.observed, observed_detail=excluded.observed_detail, observed_at=excluded.observed_at`, gw, observed, string(detail), ts(at), ts(at))
+	if err != nil {
+		return fmt.Errorf("setting observed posture of %s: %w", gw, err)
+	}
+	return nil
+}
+
+// Posture returns gw's posture (desired normal when never recorded).
+func (s *Store) Posture(ctx context.Context, gw string) (Posture, error) {
+	return getPosture(ctx, s.db, gw)
+}
+
+// Posture returns gw's posture inside the transaction.
+func (t *Tx) Posture(ctx context.Context, gw string) (Posture, error) {
+	return getPosture(ctx, t.tx, gw)
+}
+
+func getPosture(ctx context.Context, q queryer, gw string) (Posture, error) {
+	p := Posture{Gateway: gw}
+	var detail, obsAt, upd string
+	err := q.QueryRowContext(ctx, `SELECT desired, incident, observed, observed_detail, observed_at, updated_at FROM postures WHERE gateway = ?`, gw).Scan(&p.Desired, &p.Incident, &p.Observed, &detail, &obsAt, &upd)
+	if errors.Is(err, sql.ErrNoRows) {
+		p.Desired = PostureNormal
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading posture of %s: %w", gw, err)
+	}
+	if detail != "" {
+		p.ObservedDetail = json.RawMessage(detail)
+	}
+	p.ObservedAt, p.UpdatedAt = parseTS(obsAt), parseTS(upd)
+	return p, nil
+}
+
+// ---- circuit breaker ----
+
+// Breaker is the fleet-wide circuit breaker's state.
+type Breaker struct {
+	Tripped   bool      `json:"tripped"`
+	TrippedAt time.Time `json:"tripped_at,omitzero"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// Breaker reads the breaker inside the transaction.
+func (t *Tx) Breaker(ctx context.Context) (Breaker, error) { return getBreaker(ctx, t.tx) }
+
+// Breaker reads the breaker.
+func (s *Store) Breaker(ctx context.Context) (Breaker, error) { return getBreaker(ctx, s.db) }
+
+func getBreaker(ctx context.Context, q queryer) (Breaker, error) {
+	var at, reason string
+	err := q.QueryRowContext(ctx, `SELECT tripped_at, reason FROM breaker WHERE id = 1`).Scan(&at, &reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Breaker{}, nil
+	}
+	if err != nil {
+		return Breaker{}, fmt.Errorf("reading circuit breaker: %w", err)
+	}
+	return Breaker{Tripped: true, TrippedAt: parseTS(at), Reason: reason}, nil
+}
+
+// TripBreaker trips the breaker (no-op if already tripped).
+func (t *Tx) TripBreaker(ctx context.Context, at time.Time, reason string) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO breaker(id, tripped_at, reason) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING`, ts(at), reason)
+	return err
+}
+
+// ResetBreaker closes the breaker again.
+func (t *Tx) ResetBreaker(ctx context.Context) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, `DELETE FROM breaker WHERE id = 1`)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}

@@ -1,0 +1,405 @@
+// Package store is Warden's durable memory: indicators, incidents, runs and
+// their steps, gateway postures, and the audit chain, in one embedded SQLite
+// file (modernc.org/sqlite, pure Go, WAL).
+//
+// It owns the schema and the queries. It must not decide anything: what to
+// store and when is the controller's business. Every write that matters goes
+// through Tx so that state and its audit entry commit together.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/indicator"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is an open database.
+type Store struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS indicators (
+	id          TEXT PRIMARY KEY,
+	received_at TEXT NOT NULL,
+	gateway     TEXT NOT NULL DEFAULT '',
+	kind        TEXT NOT NULL DEFAULT '',
+	severity    TEXT NOT NULL DEFAULT '',
+	status      TEXT NOT NULL DEFAULT '',
+	fingerprint TEXT NOT NULL DEFAULT '',
+	incident    TEXT NOT NULL DEFAULT '',
+	matched     INTEGER NOT NULL,
+	reason      TEXT NOT NULL DEFAULT '',
+	duplicate   INTEGER NOT NULL DEFAULT 0,
+	source      TEXT NOT NULL DEFAULT '',
+	body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS indicators_fp ON indicators(fingerprint, received_at);
+CREATE INDEX IF NOT EXISTS indicators_gw ON indicators(gateway, received_at);
+CREATE INDEX IF NOT EXISTS indicators_incident ON indicators(incident);
+CREATE TABLE IF NOT EXISTS incidents (
+	id          TEXT PRIMARY KEY,
+	gateway     TEXT NOT NULL,
+	site        TEXT NOT NULL DEFAULT '',
+	opened_at   TEXT NOT NULL,
+	updated_at  TEXT NOT NULL,
+	status      TEXT NOT NULL,
+	severity    TEXT NOT NULL DEFAULT '',
+	title       TEXT NOT NULL DEFAULT '',
+	last_status TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS incidents_gw ON incidents(gateway, status);
+CREATE TABLE IF NOT EXISTS runs (
+	id                TEXT PRIMARY KEY,
+	incident          TEXT NOT NULL DEFAULT '',
+	gateway           TEXT NOT NULL,
+	site              TEXT NOT NULL DEFAULT '',
+	runbook           TEXT NOT NULL,
+	policy            TEXT NOT NULL DEFAULT '',
+	trigger_kind      TEXT NOT NULL,
+	state             TEXT NOT NULL,
+	approval_required INTEGER NOT NULL DEFAULT 0,
+	approval_reason   TEXT NOT NULL DEFAULT '',
+	approved_by       TEXT NOT NULL DEFAULT '',
+	approved_at       TEXT NOT NULL DEFAULT '',
+	auto_isolation    INTEGER NOT NULL DEFAULT 0,
+	override_reason   TEXT NOT NULL DEFAULT '',
+	plan              TEXT NOT NULL DEFAULT '',
+	error             TEXT NOT NULL DEFAULT '',
+	created_at        TEXT NOT NULL,
+	updated_at        TEXT NOT NULL,
+	started_at        TEXT NOT NULL DEFAULT '',
+	finished_at       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident);
+CREATE TABLE IF NOT EXISTS steps (
+	run         TEXT NOT NULL,
+	idx         INTEGER NOT NULL,
+	name        TEXT NOT NULL,
+	action      TEXT NOT NULL,
+	params      TEXT NOT NULL DEFAULT '{}',
+	optional    INTEGER NOT NULL DEFAULT 0,
+	state       TEXT NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	idem_key    TEXT NOT NULL,
+	started_at  TEXT NOT NULL DEFAULT '',
+	finished_at TEXT NOT NULL DEFAULT '',
+	result      TEXT NOT NULL DEFAULT '',
+	error       TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (run, idx)
+);
+CREATE TABLE IF NOT EXISTS postures (
+	gateway         TEXT PRIMARY KEY,
+	desired         TEXT NOT NULL,
+	incident        TEXT NOT NULL DEFAULT '',
+	observed        TEXT NOT NULL DEFAULT '',
+	observed_detail TEXT NOT NULL DEFAULT '',
+	observed_at     TEXT NOT NULL DEFAULT '',
+	updated_at      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS breaker (
+	id         INTEGER PRIMARY KEY CHECK (id = 1),
+	tripped_at TEXT NOT NULL,
+	reason     TEXT NOT NULL
+);
+`
+
+// Open opens (creating if needed) the database at path. Sync "full" (the
+// default) makes every commit durable across power loss, not only process
+// crashes.
+func Open(ctx context.Context, path string, sync string) (*Store, error) {
+	if sync == "" {
+		sync = "full"
+	}
+	switch sync {
+	case "full", "normal":
+	default:
+		return nil, fmt.Errorf("opening store: sync must be full or normal, got %q", sync)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(" + sync + ")&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and this removes
+	// SQLITE_BUSY between our own goroutines.
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema+audit.Schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("creating schema in %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the handle for read-only helpers (audit verification, export).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Tx runs fn in a transaction, committing when fn returns nil.
+func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(&Tx{tx: sqlTx}); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction: %w", err)
+	}
+	return nil
+}
+
+// Tx is an open transaction.
+type Tx struct{ tx *sql.Tx }
+
+// Audit appends an audit entry in this transaction.
+func (t *Tx) Audit(ctx context.Context, e audit.Entry) error {
+	_, err := audit.Append(ctx, t.tx, e)
+	return err
+}
+
+// NewID makes a sortable, prefixed id ("inc-0195…").
+func NewID(prefix string) string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		u = uuid.New()
+	}
+	return prefix + "-" + strings.ReplaceAll(u.String(), "-", "")[:20]
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func parseTS(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- indicators ----
+
+// IndicatorRecord is a stored indicator (or unmatched alert).
+type IndicatorRecord struct {
+	ID         string              `json:"id"`
+	ReceivedAt time.Time           `json:"received_at"`
+	Incident   string              `json:"incident,omitempty"`
+	Matched    bool                `json:"matched"`
+	Reason     string              `json:"reason,omitempty"`
+	Duplicate  bool                `json:"duplicate,omitempty"`
+	Indicator  indicator.Indicator `json:"indicator"`
+}
+
+// InsertIndicator stores r.
+func (t *Tx) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
+	body, err := json.Marshal(r.Indicator)
+	if err != nil {
+		return fmt.Errorf("encoding indicator: %w", err)
+	}
+	_, err = t.tx.ExecContext(ctx, `INSERT INTO indicators(id, received_at, gateway, kind, severity, status, fingerprint, incident, matched, reason, duplicate, source, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.ID, ts(r.ReceivedAt), r.Indicator.Gateway, string(r.Indicator.Kind), string(r.Indicator.Severity), r.Indicator.Status, r.Indicator.Fingerprint,
+		r.Incident, b2i(r.Matched), r.Reason, b2i(r.Duplicate), r.Indicator.Source, string(body))
+	if err != nil {
+		return fmt.Errorf("storing indicator: %w", err)
+	}
+	return nil
+}
+
+// RecentByFingerprint returns the newest matched indicator with fp received
+// at or after since.
+func (t *Tx) RecentByFingerprint(ctx context.Context, fp string, since time.Time) (IndicatorRecord, bool, error) {
+	var id, incident, recv string
+	err := t.tx.QueryRowContext(ctx, `SELECT id, incident, received_at FROM indicators WHERE fingerprint = ? AND matched = 1 AND received_at >= ? ORDER BY received_at DESC LIMIT 1`, fp, ts(since)).Scan(&id, &incident, &recv)
+	if errors.Is(err, sql.ErrNoRows) {
+		return IndicatorRecord{}, false, nil
+	}
+	if err != nil {
+		return IndicatorRecord{}, false, fmt.Errorf("looking up fingerprint: %w", err)
+	}
+	return IndicatorRecord{ID: id, Incident: incident, ReceivedAt: parseTS(recv)}, true, nil
+}
+
+// CountRecentIndicators counts matched indicators about gw since.
+func (t *Tx) CountRecentIndicators(ctx context.Context, gw string, since time.Time) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ?`, gw, ts(since)).Scan(&n)
+	return n, err
+}
+
+// CountGatewaysWithIndicators counts distinct gateways with matched firing
+// indicators since (for the circuit breaker).
+func (t *Tx) CountGatewaysWithIndicators(ctx context.Context, since time.Time) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `SELECT count(DISTINCT gateway) FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ?`, ts(since)).Scan(&n)
+	return n, err
+}
+
+// IndicatorsOfIncident lists an incident's indicators, oldest first.
+func (s *Store) IndicatorsOfIncident(ctx context.Context, incident string) ([]IndicatorRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE incident = ? ORDER BY received_at, id`, incident)
+	if err != nil {
+		return nil, fmt.Errorf("listing indicators: %w", err)
+	}
+	defer rows.Close()
+	var out []IndicatorRecord
+	for rows.Next() {
+		var r IndicatorRecord
+		var recv, body string
+		var matched, dup int
+		if err := rows.Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body); err != nil {
+			return nil, fmt.Errorf("reading indicator: %w", err)
+		}
+		r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
+		if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
+			return nil, fmt.Errorf("decoding indicator %s: %w", r.ID, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// CountIndicators counts stored indicators (all, matched or not).
+func (s *Store) CountIndicators(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM indicators`).Scan(&n)
+	return n, err
+}
+
+// ---- incidents ----
+
+// Incident statuses.
+const (
+	IncidentOpen      = "open"
+	IncidentContained = "contained"
+	IncidentClosed    = "closed"
+)
+
+// Incident groups indicators about one gateway in time.
+type Incident struct {
+	ID         string    `json:"id"`
+	Gateway    string    `json:"gateway"`
+	Site       string    `json:"site"`
+	OpenedAt   time.Time `json:"opened_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	Status     string    `json:"status"`
+	Severity   string    `json:"severity"`
+	Title      string    `json:"title"`
+	LastStatus string    `json:"last_alert_status,omitempty"`
+}
+
+const incidentCols = `id, gateway, site, opened_at, updated_at, status, severity, title, last_status`
+
+func scanIncident(sc interface{ Scan(...any) error }) (Incident, error) {
+	var in Incident
+	var opened, updated string
+	err := sc.Scan(&in.ID, &in.Gateway, &in.Site, &opened, &updated, &in.Status, &in.Severity, &in.Title, &in.LastStatus)
+	in.OpenedAt, in.UpdatedAt = parseTS(opened), parseTS(updated)
+	return in, err
+}
+
+// OpenIncidentFor returns the newest incident about gw that is not closed
+// and was updated at or after since.
+func (t *Tx) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (Incident, bool, error) {
+	row := t.tx.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE gateway = ? AND status != 'closed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT 1`, gw, ts(since))
+	in, err := scanIncident(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Incident{}, false, nil
+	}
+	if err != nil {
+		return Incident{}, false, fmt.Errorf("looking up open incident: %w", err)
+	}
+	return in, true, nil
+}
+
+// CountOpenIncidents counts incidents about gw that are not closed.
+func (t *Tx) CountOpenIncidents(ctx context.Context, gw string) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM incidents WHERE gateway = ? AND status != 'closed'`, gw).Scan(&n)
+	return n, err
+}
+
+// UpsertIncident inserts or updates in.
+func (t *Tx) UpsertIncident(ctx context.Context, in Incident) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO incidents(`+incidentCols+`) VALUES (?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at, status=excluded.status, severity=excluded.severity, title=excluded.title, last_status=excluded.last_status`,
+		in.ID, in.Gateway, in.Site, ts(in.OpenedAt), ts(in.UpdatedAt), in.Status, in.Severity, in.Title, in.LastStatus)
+	if err != nil {
+		return fmt.Errorf("storing incident: %w", err)
+	}
+	return nil
+}
+
+// SetIncidentStatus changes an incident's status.
+func (t *Tx) SetIncidentStatus(ctx context.Context, id, status string, at time.Time) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`, status, ts(at), id)
+	return err
+}
+
+// IncidentByID returns one incident inside the transaction.
+func (t *Tx) IncidentByID(ctx context.Context, id string) (Incident, error) {
+	in, err := scanIncident(t.tx.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Incident{}, fmt.Errorf("incident %q: %w", id, ErrNotFound)
+	}
+	return in, err
+}
+
+// Incident returns one incident.
+func (s *Store) Incident(ctx context.Context, id string) (Incident, error) {
+	in, err := scanIncident(s.db.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Incident{}, fmt.Errorf("incident %q: %w", id, ErrNotFound)
+	}
+	return in, err
+}
+
+// Incidents lists incidents, newest first.
+func (s *Store) Incidents(ctx context.Context, limit int) ([]Incident, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+incidentCols+` FROM incidents ORDER BY opened_at DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing incidents: %w", err)
+	}
+	defer rows.Close()
+	var out []Incident
+	for rows.Next() {
+		in, err := scanIncident(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
