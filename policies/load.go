@@ -1,0 +1,362 @@
+package policies
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"gopkg.in/yaml.v3"
+)
+
+// defaultFiles holds the default policies, runbooks and their fixtures.
+//
+//go:embed default/*.yaml default/tests/*.yaml
+var defaultFiles embed.FS
+
+// DefaultFS returns the embedded default policy directory: policy and
+// runbook files at its root, fixtures under tests/. `warden policy lint` and
+// the demo copy it; LoadFS(DefaultFS(), ".") is what Default loads.
+func DefaultFS() fs.FS {
+	sub, err := fs.Sub(defaultFiles, "default")
+	if err != nil {
+		// fs.Sub only fails on an invalid path, and "default" is a constant.
+		panic(fmt.Sprintf("opening embedded default policies: %v", err))
+	}
+	return sub
+}
+
+// Default loads and compiles the embedded default policies and runbooks.
+func Default() (*Set, error) {
+	return load(DefaultFS(), ".", func(name string) string { return path.Join("default", name) })
+}
+
+// LoadDir loads every *.yaml and *.yml file directly inside dir (not in
+// subdirectories: tests/ holds fixtures). Each file may hold policies,
+// runbooks or both. Every problem found is reported, joined, each naming
+// its file and line. Callers should also run Lint with their action
+// catalogue: loading checks that each file is well formed and each match
+// expression compiles, Lint checks that the set is safe and coherent.
+func LoadDir(dir string) (*Set, error) {
+	return load(os.DirFS(dir), ".", func(name string) string { return filepath.Join(dir, name) })
+}
+
+// LoadFS is LoadDir on a file system; dir is a slash-separated path in fsys.
+func LoadFS(fsys fs.FS, dir string) (*Set, error) {
+	return load(fsys, dir, func(name string) string { return path.Join(dir, name) })
+}
+
+func isYAML(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+}
+
+func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy directory %s: %w", display(""), err)
+	}
+	env, err := newEnv()
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{Runbooks: map[string]*Runbook{}, rt: newRuntime(env.CELTypeAdapter())}
+	var errs []error
+	files := 0
+	policyAt := map[string]*Policy{}
+	for _, e := range entries {
+		if e.IsDir() || !isYAML(e.Name()) {
+			continue
+		}
+		files++
+		file := display(e.Name())
+		data, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", file, err))
+			continue
+		}
+		pols, rbs, err := parseFile(file, data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, p := range pols {
+			if err := validatePolicy(p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if prev, dup := policyAt[p.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: duplicate policy name, first defined at %s:%d", p.where(), prev.File, prev.Line))
+				continue
+			}
+			policyAt[p.Name] = p
+			if err := compilePolicy(env, p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.Policies = append(s.Policies, p)
+		}
+		for _, r := range rbs {
+			if err := validateRunbook(r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if prev, dup := s.Runbooks[r.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: duplicate runbook name, first defined at %s:%d", r.where(), prev.File, prev.Line))
+				continue
+			}
+			s.Runbooks[r.Name] = r
+		}
+	}
+	if files == 0 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("reading policy directory %s: no *.yaml or *.yml files", display("")))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Files were read in name order and policies appended in file order, so
+	// a stable sort by priority keeps ties in file, then document, order.
+	sort.SliceStable(s.Policies, func(i, j int) bool { return s.Policies[i].Priority > s.Policies[j].Priority })
+	return s, nil
+}
+
+// parseFile decodes one file strictly, then walks it a second time as a
+// node tree to learn the line of every policy and runbook (yaml.v3 drops
+// strictness inside custom unmarshalers, so the two cannot be one pass).
+func parseFile(file string, data []byte) ([]*Policy, []*Runbook, error) {
+	var pols []*Policy
+	var rbs []*Runbook
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var docs []fileDoc
+	for {
+		var doc fileDoc
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, yamlError(file, err)
+		}
+		docs = append(docs, doc)
+	}
+	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	for _, doc := range docs {
+		var n yaml.Node
+		if err := nodes.Decode(&n); err != nil {
+			return nil, nil, yamlError(file, err)
+		}
+		pl := itemLines(&n, "policies")
+		for i, p := range doc.Policies {
+			if p == nil {
+				return nil, nil, fmt.Errorf("%s:%d: policies[%d]: empty entry", file, lineAt(pl, i), i)
+			}
+			p.File, p.Line = file, lineAt(pl, i)
+			pols = append(pols, p)
+		}
+		rl := itemLines(&n, "runbooks")
+		for i, r := range doc.Runbooks {
+			if r == nil {
+				return nil, nil, fmt.Errorf("%s:%d: runbooks[%d]: empty entry", file, lineAt(rl, i), i)
+			}
+			r.File, r.Line = file, lineAt(rl, i)
+			rbs = append(rbs, r)
+		}
+	}
+	return pols, rbs, nil
+}
+
+// itemLines returns the line of each item of the top-level sequence key.
+func itemLines(doc *yaml.Node, key string) []int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != key {
+			continue
+		}
+		seq := n.Content[i+1]
+		if seq.Kind == yaml.AliasNode && seq.Alias != nil {
+			seq = seq.Alias
+		}
+		lines := make([]int, len(seq.Content))
+		for j, item := range seq.Content {
+			lines[j] = item.Line
+		}
+		return lines
+	}
+	return nil
+}
+
+func lineAt(lines []int, i int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return 0
+}
+
+// yamlError rewrites yaml.v3's messages as "file:line: what", naming the
+// unknown key and where it was found.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		errs := make([]error, 0, len(te.Errors))
+		for _, msg := range te.Errors {
+			errs = append(errs, errors.New(rewriteYAMLMessage(file, msg)))
+		}
+		return errors.Join(errs...)
+	}
+	return errors.New(rewriteYAMLMessage(file, err.Error()))
+}
+
+// rewriteYAMLMessage turns "line 7: field foo not found in type
+// policies.Policy" into "file:7: unknown key "foo" in a policy (want …)".
+func rewriteYAMLMessage(file, msg string) string {
+	rest := strings.TrimPrefix(msg, "yaml: ")
+	rest, ok := strings.CutPrefix(rest, "line ")
+	if !ok {
+		return fmt.Sprintf("%s: %s", file, msg)
+	}
+	line, what, ok := strings.Cut(rest, ": ")
+	if !ok || strings.Trim(line, "0123456789") != "" {
+		return fmt.Sprintf("%s: %s", file, msg)
+	}
+	if f, ok := strings.CutPrefix(what, "field "); ok {
+		if key, typ, ok := strings.Cut(f, " not found in type "); ok {
+			return fmt.Sprintf("%s:%s: unknown key %q in %s", file, line, key, friendlyType(typ))
+		}
+	}
+	return fmt.Sprintf("%s:%s: %s", file, line, what)
+}
+
+func friendlyType(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "policies.fileDoc":
+		return "the top level (want policies, runbooks)"
+	case "policies.Policy":
+		return "a policy (want name, description, priority, match, runbook, approval, guards)"
+	case "policies.Guards":
+		return "guards (want min_confidence, budget)"
+	case "policies.Runbook":
+		return "a runbook (want name, description, steps)"
+	case "policies.Step":
+		return "a runbook step (want name, action, params, optional)"
+	case "policies.fixtureFile":
+		return "the top level (want tests)"
+	case "policies.fixtureDoc":
+		return "a test (want name, indicator, gateway, site, context, expect)"
+	case "policies.fixtureIndicator":
+		return "indicator"
+	case "policies.fixtureContext":
+		return "context (want now, posture, open_incidents, recent_indicators)"
+	case "policies.fixtureExpect":
+		return "expect (want policy, runbook, approval, no_match)"
+	}
+	return goType
+}
+
+// validName accepts names that are safe in CLI arguments, URLs and audit
+// lines: letters, digits, '.', '_' and '-', not starting with punctuation.
+func validName(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validatePolicy(p *Policy) error {
+	var errs []string
+	if p.Name == "" {
+		errs = append(errs, "name: is required")
+	} else if !validName(p.Name) {
+		errs = append(errs, "name: use letters, digits, '.', '_' and '-' only")
+	}
+	if strings.TrimSpace(p.Match) == "" {
+		errs = append(errs, "match: is required (write 'true' to match everything)")
+	}
+	if p.Runbook == "" {
+		errs = append(errs, "runbook: is required")
+	}
+	switch {
+	case p.Approval == "":
+		errs = append(errs, "approval: is required (auto or required)")
+	case !p.Approval.Valid():
+		errs = append(errs, fmt.Sprintf("approval: unknown value %q (auto or required)", p.Approval))
+	}
+	if p.Guards.MinConfidence < 0 || p.Guards.MinConfidence > 1 {
+		errs = append(errs, fmt.Sprintf("guards.min_confidence: %v is outside 0..1", p.Guards.MinConfidence))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", p.where(), strings.Join(errs, "; "))
+}
+
+func validateRunbook(r *Runbook) error {
+	var errs []string
+	if r.Name == "" {
+		errs = append(errs, "name: is required")
+	} else if !validName(r.Name) {
+		errs = append(errs, "name: use letters, digits, '.', '_' and '-' only")
+	}
+	for i := range r.Steps {
+		st := &r.Steps[i]
+		if st.Action == "" {
+			errs = append(errs, fmt.Sprintf("steps[%d].action: is required", i))
+			continue
+		}
+		if st.Name == "" {
+			st.Name = st.Action
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", r.where(), strings.Join(errs, "; "))
+}
+
+// compilePolicy parses and type-checks the match expression and plans its
+// program. Errors give the position inside the expression as line:column.
+func compilePolicy(env *cel.Env, p *Policy) error {
+	ast, iss := env.Compile(p.Match)
+	if iss != nil && iss.Err() != nil {
+		errs := make([]error, 0, len(iss.Errors()))
+		for _, e := range iss.Errors() {
+			errs = append(errs, fmt.Errorf("%s: match %d:%d: %s", p.where(), e.Location.Line(), e.Location.Column()+1, e.Message))
+		}
+		return errors.Join(errs...)
+	}
+	if out := ast.OutputType(); !out.IsExactType(cel.BoolType) {
+		// The whole expression has the wrong type, so point at its start.
+		return fmt.Errorf("%s: match 1:1: expression has type %s, a match must be bool",
+			p.where(), cel.FormatCELType(out))
+	}
+	prog, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return fmt.Errorf("%s: match: planning the program: %w", p.where(), err)
+	}
+	canonical, err := cel.AstToString(ast)
+	if err != nil {
+		canonical = strings.TrimSpace(p.Match)
+	}
+	p.prog = prog
+	p.canonical = canonical
+	p.alwaysTrue = canonical == "true"
+	return nil
+}
