@@ -1,0 +1,16 @@
+// Package notify delivers notifications (incident opened, step done, run
+// finished) to webhook channels over HTTP with retries, and provides the
+// catalogue's "notify" action.
+//
+// It owns the outgoing message format, retry and idempotency policy
+// (Idempotency-Key header, an in-memory record of deliveries, no second POST
+// for a key already delivered), HMAC signing of bodies with the scheme that
+// package intake verifies (intake.Sign; notify imports intake, never the
+// reverse), and redaction: channel URLs may carry tokens in their user info,
+// path or query, and secrets and header values are never logged, audited or
+// put in errors.
+//
+// It must not decide when to notify (runbooks and the controller do), and a
+// failure to notify must never block containment: with no channel
+// configured, the action records that and succeeds.
+package notify

@@ -1,0 +1,104 @@
+package notify
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-ir/warden/intake"
+)
+
+// testNow is a fixed clock: every attempt of a Send happens "in the same
+// second", which is the hard case for signature replay protection.
+var testNow = time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)
+
+func fixedClock() time.Time { return testNow }
+
+// received is one request as the test receiver saw it.
+type received struct {
+	header http.Header
+	body   []byte
+	sigErr error // result of verifying the signature, when a verifier is set
+}
+
+// receiver is a loopback webhook endpoint that answers with a script of
+// status codes (the last one repeats).
+type receiver struct {
+	srv      *httptest.Server
+	verifier *intake.SignatureVerifier
+	statuses []int
+	headers  map[string]string // added to every response
+
+	mu   sync.Mutex
+	reqs []received
+}
+
+func newReceiver(t *testing.T, verifier *intake.SignatureVerifier, statuses ...int) *receiver {
+	t.Helper()
+	if len(statuses) == 0 {
+		statuses = []int{http.StatusOK}
+	}
+	r := &receiver{verifier: verifier, statuses: statuses}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	rec := received{header: req.Header.Clone(), body: body}
+	if r.verifier != nil {
+		rec.sigErr = r.verifier.Verify(req.Header.Get(HeaderSignature), body)
+	}
+	r.mu.Lock()
+	n := len(r.reqs)
+	r.reqs = append(r.reqs, rec)
+	r.mu.Unlock()
+	status := r.statuses[min(n, len(r.statuses)-1)]
+	for k, v := range r.headers {
+		w.Header().Set(k, v)
+	}
+	if rec.sigErr != nil {
+		status = http.StatusUnauthorized
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte("echo " + req.Header.Get("Authorization") + " " + strconv.Itoa(status)))
+}
+
+func (r *receiver) requests() []received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]received(nil), r.reqs...)
+}
+
+// logBuffer captures slog output at debug level.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// fastRetry keeps tests quick; outcomes, not timings, are asserted.
+func fastRetry() Option { return WithRetry(3, time.Millisecond, 5*time.Millisecond) }
