@@ -1,0 +1,90 @@
+package vsphere
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// SnapshotVM takes a snapshot called name, with memory when asked and the
+// VM is running (vSphere cannot save the memory of a VM that is off).
+//
+// Idempotent by name: when a snapshot with that name exists anywhere in the
+// tree it changes nothing and returns false. A same-named snapshot without
+// memory when memory was asked of a running VM is a terminal error, since
+// taking another would leave two snapshots with one name.
+func (p *Provider) SnapshotVM(ctx context.Context, vm, name, description string, memory bool) (changed bool, err error) {
+	defer p.lockVM(vm)()
+	err = p.withSession(ctx, func() error {
+		changed, err = p.snapshot(ctx, vm, name, description, memory)
+		return err
+	})
+	return changed, err
+}
+
+func (p *Provider) snapshot(ctx context.Context, vm, name, description string, memory bool) (bool, error) {
+	if name == "" {
+		return false, fmt.Errorf("snapshotting vm %s: empty snapshot name: %w", vm, errInvalid)
+	}
+	m, err := p.readVM(ctx, vm)
+	if err != nil {
+		return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
+	}
+	running := m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+	if m.Snapshot != nil {
+		for _, s := range flattenSnapshots(m.Snapshot.RootSnapshotList, nil) {
+			if s.Name != name {
+				continue
+			}
+			if memory && running && !s.Memory {
+				return false, fmt.Errorf("snapshotting vm %s: snapshot %q exists without memory; delete it or choose another name: %w", m.Name, name, errInvalid)
+			}
+			return false, nil
+		}
+	}
+	task, err := object.NewVirtualMachine(p.vim, m.Self).CreateSnapshot(ctx, name, description, memory && running, false)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("taking snapshot %q of %s: %w", name, m.Name, err)
+	}
+	p.log.Info("took snapshot", "vm", m.Name, "snapshot", name, "memory", memory && running)
+	return true, nil
+}
+
+// PowerOffVM powers the VM off (a hard power off, not a guest shutdown: the
+// guest may be hostile). Idempotent: a VM already off returns false.
+func (p *Provider) PowerOffVM(ctx context.Context, vm string) (changed bool, err error) {
+	defer p.lockVM(vm)()
+	err = p.withSession(ctx, func() error {
+		changed, err = p.powerOff(ctx, vm)
+		return err
+	})
+	return changed, err
+}
+
+func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
+	m, err := p.readVM(ctx, vm)
+	if err != nil {
+		return false, fmt.Errorf("powering off vm %s: %w", vm, err)
+	}
+	if m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
+		return false, nil
+	}
+	task, err := object.NewVirtualMachine(p.vim, m.Self).PowerOff(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if fault.IsAlreadyPoweredOffError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("powering off vm %s: %w", m.Name, err)
+	}
+	p.log.Info("powered off vm", "vm", m.Name)
+	return true, nil
+}

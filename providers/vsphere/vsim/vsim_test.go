@@ -1,0 +1,160 @@
+package vsim_test
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/providers/vsphere"
+	"github.com/warden-ir/warden/providers/vsphere/vsim"
+)
+
+func TestStartWithOptions(t *testing.T) {
+	ctx := t.Context()
+	opt := vsim.Options{
+		Gateways:            []string{"gw-a", "gw-b"},
+		TransitPortgroup:    "transit",
+		LANPortgroup:        "lan",
+		QuarantinePortgroup: "jail",
+	}
+	lab, err := vsim.Start(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+
+	if lab.URL.Hostname() != "127.0.0.1" || lab.URL.Scheme != "https" {
+		t.Errorf("lab url %s, want https on 127.0.0.1", lab.URL.Redacted())
+	}
+	if pw, _ := lab.URL.User.Password(); pw != lab.Password || lab.URL.User.Username() != lab.Username {
+		t.Errorf("lab url user does not match Username/Password")
+	}
+	cfg := lab.Config()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("lab config invalid: %v", err)
+	}
+	if cfg.Insecure || cfg.CAFile == "" || cfg.QuarantinePortgroup != "jail" {
+		t.Errorf("lab config %+v: want TLS verification through CAFile and quarantine portgroup jail", cfg)
+	}
+
+	p, err := vsphere.Connect(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	for _, gw := range opt.Gateways {
+		st, err := p.ObserveVM(ctx, gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nets []string
+		for _, n := range st.NICs {
+			nets = append(nets, n.Network)
+		}
+		if st.PowerState != "poweredOn" || !reflect.DeepEqual(nets, []string{"transit", "lan"}) {
+			t.Errorf("%s: power %s, nics %v", gw, st.PowerState, nets)
+		}
+	}
+	// The default VMs of vcsim's model are not there.
+	if _, err := p.ObserveVM(ctx, "DC0_C0_RP0_VM0"); !actions.IsTerminal(err) {
+		t.Errorf("default vcsim vm present: err = %v", err)
+	}
+	// Nor are the default gateways when others are asked for.
+	if _, err := p.ObserveVM(ctx, "gw-hq"); !actions.IsTerminal(err) {
+		t.Errorf("gw-hq present: err = %v", err)
+	}
+}
+
+func TestCloseRemovesFiles(t *testing.T) {
+	lab, err := vsim.Start(t.Context(), vsim.Options{Gateways: []string{"gw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lab.CAFile); err != nil {
+		t.Fatalf("ca file: %v", err)
+	}
+	lab.Close()
+	lab.Close() // twice is fine
+	if _, err := os.Stat(lab.CAFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ca file left behind: %v", err)
+	}
+}
+
+func TestStartRejectsBadOptions(t *testing.T) {
+	tests := map[string]vsim.Options{
+		"duplicate gateway": {Gateways: []string{"gw", "gw"}},
+		"empty gateway":     {Gateways: []string{""}},
+		"same portgroups":   {TransitPortgroup: "x", LANPortgroup: "x"},
+		"quarantine is lan": {QuarantinePortgroup: vsim.DefaultLANPortgroup},
+	}
+	for name, opt := range tests {
+		t.Run(name, func(t *testing.T) {
+			lab, err := vsim.Start(t.Context(), opt)
+			if err == nil {
+				lab.Close()
+				t.Fatal("started")
+			}
+		})
+	}
+}
+
+func TestFailMethodCountsCalls(t *testing.T) {
+	ctx := t.Context()
+	lab, err := vsim.Start(ctx, vsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	p, err := vsphere.Connect(ctx, lab.Config(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+
+	lab.FailMethod("PowerOffVM_Task", 2, &types.TaskInProgress{})
+	for i := range 2 {
+		if _, err := p.PowerOffVM(ctx, "gw-hq"); err == nil || actions.IsTerminal(err) {
+			t.Fatalf("call %d: err = %v, want transient", i, err)
+		}
+	}
+	if changed, err := p.PowerOffVM(ctx, "gw-hq"); err != nil || !changed {
+		t.Fatalf("third call: changed=%t err=%v", changed, err)
+	}
+
+	lab.FailMethod("PowerOffVM_Task", 0, nil)
+	lab.ClearFaults()
+	if _, err := p.PowerOffVM(ctx, "gw-osaka"); err != nil {
+		t.Fatalf("after ClearFaults: %v", err)
+	}
+}
+
+func TestSetNICNetwork(t *testing.T) {
+	ctx := t.Context()
+	lab, err := vsim.Start(ctx, vsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	if err := lab.SetNICNetwork(ctx, "gw-hq", "Network adapter 1", vsim.DefaultQuarantinePortgroup); err != nil {
+		t.Fatal(err)
+	}
+	p, err := vsphere.Connect(ctx, lab.Config(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	st, err := p.ObserveVM(ctx, "gw-hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.NICs[0]; n.Network != vsim.DefaultQuarantinePortgroup || !n.Connected || !n.StartConnected {
+		t.Fatalf("nic %+v", n)
+	}
+	if err := lab.SetNICNetwork(ctx, "gw-hq", "Network adapter 9", vsim.DefaultLANPortgroup); err == nil {
+		t.Fatal("moved a nic that does not exist")
+	}
+}
