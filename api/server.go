@@ -1,0 +1,570 @@
+// Package api serves Warden's HTTP API under /v1 (JSON, described in
+// openapi.yaml beside this file), plus /healthz, /readyz and /metrics.
+//
+// It owns authentication (bearer token, optional HMAC webhook signature),
+// body limits and the mapping of errors to status codes: a bad request gets
+// a 4xx whose message names the field, never a 5xx. It must not decide or
+// act: it hands decoded input to the controller.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/controller"
+	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/policies"
+	"github.com/warden-ir/warden/store"
+)
+
+// OpenAPI is the API description served at /v1/openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Options configure the server.
+type Options struct {
+	Controller   *controller.Controller
+	Policies     *policies.Set
+	Token        string
+	MaxBodyBytes int64
+	Alertmanager intake.AlertmanagerMapping
+	// Signature, when set, is required on intake routes.
+	Signature *intake.SignatureVerifier
+	Gatherer  prometheus.Gatherer
+	Metrics   *controller.Metrics
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	opt    Options
+	mux    *http.ServeMux
+	routes []Route
+}
+
+// Route is one registered method and path (for the OpenAPI contract test).
+type Route struct{ Method, Path string }
+
+// New builds the handler. An empty token is refused: the API authenticates
+// every caller (safety invariant 8).
+func New(opt Options) (*Server, error) {
+	if opt.Token == "" {
+		return nil, errors.New("creating API server: an API token is required (server.api_token or WARDEN_SERVER_API_TOKEN)")
+	}
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = 1 << 20
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = controller.NewMetrics(nil)
+	}
+	s := &Server{opt: opt, mux: http.NewServeMux()}
+	s.handle("GET", "/healthz", false, s.healthz)
+	s.handle("GET", "/readyz", false, s.readyz)
+	if opt.Gatherer != nil {
+		h := promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{})
+		s.handle("GET", "/metrics", false, h.ServeHTTP)
+	}
+	s.handle("GET", "/v1/openapi.yaml", false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(OpenAPI)
+	})
+	s.handle("POST", "/v1/indicators", true, s.postIndicators)
+	s.handle("POST", "/v1/intake/alertmanager", true, s.postAlertmanager)
+	s.handle("POST", "/v1/plan", true, s.postPlan)
+	s.handle("GET", "/v1/incidents", true, s.listIncidents)
+	s.handle("GET", "/v1/incidents/{id}", true, s.getIncident)
+	s.handle("GET", "/v1/runs", true, s.listRuns)
+	s.handle("GET", "/v1/runs/{id}", true, s.getRun)
+	s.handle("POST", "/v1/runs/{id}/approve", true, s.approveRun)
+	s.handle("POST", "/v1/runs/{id}/cancel", true, s.cancelRun)
+	s.handle("POST", "/v1/runbooks/{name}/runs", true, s.startRunbook)
+	s.handle("GET", "/v1/gateways", true, s.listGateways)
+	s.handle("GET", "/v1/gateways/{id}", true, s.getGateway)
+	s.handle("GET", "/v1/audit/verify", true, s.verifyAudit)
+	s.handle("POST", "/v1/breaker/reset", true, s.resetBreaker)
+	return s, nil
+}
+
+// Routes lists every registered route.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) handle(method, path string, auth bool, h http.HandlerFunc) {
+	s.routes = append(s.routes, Route{method, path})
+	var handler http.Handler = h
+	if auth {
+		handler = s.authenticate(h)
+	}
+	s.mux.Handle(method+" "+path, handler)
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, status int, reason string, err error) {
+	e := apiError{Error: err.Error()}
+	var fe *indicator.FieldError
+	if errors.As(err, &fe) {
+		e.Field = fe.Field
+	}
+	if reason != "" {
+		s.opt.Metrics.IndicatorsRejected.WithLabelValues(reason).Inc()
+	}
+	if status >= 500 {
+		s.opt.Log.Error("internal error serving request", "err", err)
+		e.Error = "internal error; see the controller log"
+	}
+	writeJSON(w, status, e)
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.opt.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
+			s.fail(w, http.StatusUnauthorized, "unauthorized", errors.New("missing or wrong bearer token in the Authorization header"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads a size-limited body. It writes the error response itself
+// and returns ok=false on failure.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) ([]byte, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxBodyBytes)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("body is larger than %d bytes", s.opt.MaxBodyBytes))
+			return nil, false
+		}
+		s.fail(w, http.StatusBadRequest, "unreadable", fmt.Errorf("reading body: %w", err))
+		return nil, false
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		s.fail(w, http.StatusUnsupportedMediaType, "content_type", fmt.Errorf("Content-Type must be application/json, got %q", ct))
+		return nil, false
+	}
+	if signed && s.opt.Signature != nil {
+		if err := s.opt.Signature.Verify(r.Header.Get(intake.SignatureHeader), body); err != nil {
+			status := http.StatusUnauthorized
+			if errors.Is(err, intake.ErrReplayCacheFull) {
+				// Refusing is safer than evicting a live entry (which would
+				// let that signature be replayed); the sender retries.
+				status = http.StatusServiceUnavailable
+			}
+			s.fail(w, status, "signature", fmt.Errorf("%s: %w", intake.SignatureHeader, err))
+			return nil, false
+		}
+	}
+	return body, true
+}
+
+func actor(r *http.Request) string { return "api" }
+
+type intakeResponse struct {
+	Accepted int                   `json:"accepted"`
+	Results  []controller.Accepted `json:"results"`
+}
+
+func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, true)
+	if !ok {
+		return
+	}
+	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Now())
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "invalid", err)
+		return
+	}
+	items := make([]controller.Item, len(inds))
+	for i, in := range inds {
+		items[i] = controller.Item{Indicator: in, Matched: true}
+	}
+	s.accept(w, r, items)
+}
+
+func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, true)
+	if !ok {
+		return
+	}
+	decoded, err := intake.DecodeAlertmanager(body, s.opt.Controller.Inventory(), s.opt.Alertmanager, s.opt.Now())
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "invalid", err)
+		return
+	}
+	items := make([]controller.Item, len(decoded))
+	for i, d := range decoded {
+		items[i] = controller.Item{Indicator: d.Indicator, Matched: d.Matched, Reason: d.Reason}
+	}
+	s.accept(w, r, items)
+}
+
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item) {
+	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "store", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, intakeResponse{Accepted: len(res), Results: res})
+}
+
+// PlanResponse is what /v1/plan and `warden plan` return.
+type PlanResponse struct {
+	Decision policies.Decision `json:"decision"`
+	Plan     any               `json:"plan,omitempty"`
+	Text     string            `json:"text"`
+}
+
+func (s *Server) postPlan(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r, false)
+	if !ok {
+		return
+	}
+	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Now())
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "", err)
+		return
+	}
+	if len(inds) != 1 {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "indicators", Reason: "plan takes exactly one indicator"})
+		return
+	}
+	resp, err := Explain(r.Context(), s.opt.Controller, s.opt.Policies, inds[0])
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Explain decides for one indicator and plans the chosen runbook against
+// current state, without applying anything.
+func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, in indicator.Indicator) (PlanResponse, error) {
+	gw, ok := c.Inventory().Gateway(in.Gateway)
+	if !ok {
+		return PlanResponse{}, &indicator.FieldError{Field: "gateway", Reason: fmt.Sprintf("unknown gateway %q", in.Gateway)}
+	}
+	site, _ := c.Inventory().Site(gw.Site)
+	posture, err := c.Store().Posture(ctx, gw.ID)
+	if err != nil {
+		return PlanResponse{}, err
+	}
+	dec := pol.Decide(policies.Input{Indicator: in, Gateway: gw, Site: site, Context: policies.Context{Now: in.ObservedAt, Posture: posture.Desired}})
+	var b strings.Builder
+	fmt.Fprintf(&b, "Indicator %s (%s, confidence %.2f) about %s at site %s; business hours there: %t\n", in.Kind, in.Severity, in.Confidence, gw.ID, gw.Site, dec.BusinessHours)
+	b.WriteString("Policies:\n")
+	for _, e := range dec.Explanations {
+		mark := "  -"
+		if e.Matched {
+			mark = "  *"
+		}
+		fmt.Fprintf(&b, "%s %s: %s\n", mark, e.Policy, e.Reason)
+	}
+	resp := PlanResponse{Decision: dec}
+	if !dec.Matched || dec.Runbook == "" {
+		b.WriteString("No policy matched: nothing would happen.\n")
+		resp.Text = b.String()
+		return resp, nil
+	}
+	p, err := c.PlanFor(ctx, dec.Runbook, gw.ID, "", dec.Policy)
+	if err != nil {
+		return PlanResponse{}, err
+	}
+	if dec.Approval == policies.Approval("required") {
+		p.ApprovalRequired = true
+	}
+	b.WriteString(p.Text())
+	resp.Plan, resp.Text = p, b.String()
+	return resp, nil
+}
+
+func statusFor(err error) int {
+	var fe *indicator.FieldError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, controller.ErrInvalid), errors.As(err, &fe):
+		return http.StatusBadRequest
+	case errors.Is(err, controller.ErrConflict):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.opt.Controller.Store().DB().PingContext(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	list, err := s.opt.Controller.Store().Incidents(r.Context(), limit)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	if list == nil {
+		list = []store.Incident{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"incidents": list})
+}
+
+// IncidentDetail is an incident with its indicators and runs.
+type IncidentDetail struct {
+	store.Incident
+	Indicators []store.IndicatorRecord `json:"indicators"`
+	Runs       []store.Run             `json:"runs"`
+}
+
+// LoadIncident gathers an incident's detail.
+func LoadIncident(ctx context.Context, st *store.Store, id string) (IncidentDetail, error) {
+	inc, err := st.Incident(ctx, id)
+	if err != nil {
+		return IncidentDetail{}, err
+	}
+	inds, err := st.IndicatorsOfIncident(ctx, id)
+	if err != nil {
+		return IncidentDetail{}, err
+	}
+	runs, err := st.Runs(ctx, store.RunFilter{Incident: id})
+	if err != nil {
+		return IncidentDetail{}, err
+	}
+	for i := range runs {
+		full, err := st.Run(ctx, runs[i].ID)
+		if err != nil {
+			return IncidentDetail{}, err
+		}
+		runs[i] = full
+	}
+	return IncidentDetail{Incident: inc, Indicators: inds, Runs: runs}, nil
+}
+
+func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) {
+	d, err := LoadIncident(r.Context(), s.opt.Controller.Store(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.RunFilter{Incident: q.Get("incident"), Gateway: q.Get("gateway")}
+	if st := q.Get("state"); st != "" {
+		f.States = strings.Split(st, ",")
+	}
+	list, err := s.opt.Controller.Store().Runs(r.Context(), f)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	if list == nil {
+		list = []store.Run{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": list})
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.opt.Controller.Store().Run(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+type approveRequest struct {
+	By      string `json:"by"`
+	Comment string `json:"comment"`
+	Reason  string `json:"reason"`
+}
+
+func (s *Server) decodeSmall(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := s.readBody(w, r, false)
+	if !ok {
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		s.fail(w, http.StatusBadRequest, "", fmt.Errorf("decoding body: %w", err))
+		return false
+	}
+	return true
+}
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
+	var req approveRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.By) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who approves"})
+		return
+	}
+	run, err := s.opt.Controller.Approve(r.Context(), r.PathValue("id"), "api:"+req.By, req.Comment)
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	var req approveRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.By) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who cancels"})
+		return
+	}
+	run, err := s.opt.Controller.Cancel(r.Context(), r.PathValue("id"), "api:"+req.By, req.Reason)
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+type startRequest struct {
+	Gateway        string `json:"gateway"`
+	Incident       string `json:"incident"`
+	By             string `json:"by"`
+	DryRun         bool   `json:"dry_run"`
+	OverrideReason string `json:"override_reason"`
+}
+
+func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
+	var req startRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.By) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who starts the runbook"})
+		return
+	}
+	name := r.PathValue("name")
+	if req.DryRun {
+		p, err := s.opt.Controller.PlanFor(r.Context(), name, req.Gateway, req.Incident, "")
+		if err != nil {
+			s.fail(w, statusFor(err), "", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": p, "text": p.Text()})
+		return
+	}
+	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
+		Actor: "api:" + req.By, OverrideReason: req.OverrideReason})
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, run)
+}
+
+func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
+	gws, err := s.opt.Controller.Gateways(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"gateways": gws})
+}
+
+func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
+	gws, err := s.opt.Controller.Gateways(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	for _, g := range gws {
+		if g.ID == r.PathValue("id") {
+			writeJSON(w, http.StatusOK, g)
+			return
+		}
+	}
+	s.fail(w, http.StatusNotFound, "", fmt.Errorf("gateway %q: %w", r.PathValue("id"), store.ErrNotFound))
+}
+
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	rep, err := audit.Verify(r.Context(), s.opt.Controller.Store().DB())
+	var be *audit.BrokenError
+	if errors.As(err, &be) {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "first_bad_entry": be.Seq, "reason": be.Reason})
+		return
+	}
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "head": rep.Head})
+}
+
+func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
+	var req approveRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.By) == "" || strings.TrimSpace(req.Reason) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by/reason", Reason: "both are required to reset the circuit breaker"})
+		return
+	}
+	was, err := s.opt.Controller.ResetBreaker(r.Context(), "api:"+req.By, req.Reason)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"was_tripped": was})
+}

@@ -1,0 +1,572 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-ir/warden/api"
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/policies"
+	"github.com/warden-ir/warden/store"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the controller, its HTTP API and the reconcile loop",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Server.Listen = listen
+			}
+			ctx := cmd.Context()
+			d, err := daemon.Build(ctx, cfg, daemon.Options{Log: g.logger()})
+			if err != nil {
+				return err
+			}
+			defer d.Close(ctx)
+			addr, err := d.Listen(cfg.Server.Listen)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errw, "warden: serving on %s (store %s)\n", addr, cfg.Store.Path)
+			return d.Serve(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "override server.listen")
+	return cmd
+}
+
+func newIndicatorCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "indicator", Short: "Submit indicators to a running controller"}
+	var file, format string
+	submit := &cobra.Command{
+		Use:   "submit -f FILE",
+		Short: "Submit an indicator (Warden JSON) or an Alertmanager webhook body",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var path string
+			switch format {
+			case "warden":
+				path = "/v1/indicators"
+			case "alertmanager":
+				path = "/v1/intake/alertmanager"
+			default:
+				return fmt.Errorf("--format must be warden or alertmanager, got %q", format)
+			}
+			body, err := readInput(file)
+			if err != nil {
+				return err
+			}
+			if !json.Valid(body) {
+				return fmt.Errorf("%s is not valid JSON", file)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out json.RawMessage
+			if _, err := c.do(cmd.Context(), "POST", path, body, &out); err != nil {
+				return err
+			}
+			_, err = g.out.Write(append(out, '\n'))
+			return err
+		},
+	}
+	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
+	submit.Flags().StringVar(&format, "format", "warden", "warden or alertmanager")
+	cmd.AddCommand(submit)
+	return cmd
+}
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan -f indicator.json",
+		Short: "Show which policy matches an indicator, why the others do not, and the plan — applying nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body, err := readInput(file)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var resp api.PlanResponse
+			if g.server != "" {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				if _, err := c.do(ctx, "POST", "/v1/plan", body, &resp); err != nil {
+					return err
+				}
+			} else {
+				cfg, err := g.config()
+				if err != nil {
+					return err
+				}
+				cfg.Server.APIToken = "local-plan" // no API is served
+				d, err := daemon.Build(ctx, cfg, daemon.Options{Log: g.logger()})
+				if err != nil {
+					return err
+				}
+				defer d.Close(ctx)
+				inds, err := intake.DecodeNative(body, d.Controller.Inventory(), time.Now())
+				if err != nil {
+					return err
+				}
+				if len(inds) != 1 {
+					return fmt.Errorf("plan takes exactly one indicator, got %d", len(inds))
+				}
+				resp, err = api.Explain(ctx, d.Controller, d.Policies, inds[0])
+				if err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				return printJSON(g.out, resp)
+			}
+			_, err = fmt.Fprint(g.out, resp.Text)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "indicator JSON (- for standard input)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newRunbookCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "runbook", Short: "Run runbooks by hand"}
+	var gateway, incident, by, override string
+	var dry bool
+	run := &cobra.Command{
+		Use:   "run NAME --gateway G",
+		Short: "Start a runbook against exactly one gateway (--dry-run prints the plan)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(gateway) == "" {
+				return errors.New("--gateway is required: name exactly one gateway (an empty target never means all)")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]any{"gateway": gateway, "incident": incident, "by": whoami(by), "dry_run": dry, "override_reason": override})
+			var out map[string]any
+			if _, err := c.do(cmd.Context(), "POST", "/v1/runbooks/"+url.PathEscape(args[0])+"/runs", body, &out); err != nil {
+				return err
+			}
+			if dry {
+				_, err := fmt.Fprint(g.out, out["text"])
+				return err
+			}
+			return printJSON(g.out, out)
+		},
+	}
+	run.Flags().StringVar(&gateway, "gateway", "", "gateway id (exactly one)")
+	run.Flags().StringVar(&incident, "incident", "", "attach the run to an incident")
+	run.Flags().StringVar(&by, "by", "", "who starts it (default: $USER)")
+	run.Flags().BoolVar(&dry, "dry-run", false, "print the plan, change nothing")
+	run.Flags().StringVar(&override, "override-reason", "", "recorded reason to run destructive steps without evidence first")
+	cmd.AddCommand(run)
+	return cmd
+}
+
+func newReleaseCmd(g *globals) *cobra.Command {
+	var by, incident string
+	cmd := &cobra.Command{
+		Use:   "release GATEWAY",
+		Short: "Release a quarantined gateway (runbook release-gateway)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]any{"gateway": args[0], "incident": incident, "by": whoami(by)})
+			var out map[string]any
+			if _, err := c.do(cmd.Context(), "POST", "/v1/runbooks/release-gateway/runs", body, &out); err != nil {
+				return err
+			}
+			return printJSON(g.out, out)
+		},
+	}
+	cmd.Flags().StringVar(&by, "by", "", "who releases (default: $USER)")
+	cmd.Flags().StringVar(&incident, "incident", "", "incident the release belongs to")
+	return cmd
+}
+
+func whoami(by string) string {
+	if by != "" {
+		return by
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "cli"
+}
+
+func newRunsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "runs", Short: "List, show, approve or cancel runs"}
+	var state, incident string
+	list := &cobra.Command{
+		Use: "list", Short: "List runs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if state != "" {
+				q.Set("state", state)
+			}
+			if incident != "" {
+				q.Set("incident", incident)
+			}
+			var out struct{ Runs []store.Run }
+			if _, err := c.do(cmd.Context(), "GET", "/v1/runs?"+q.Encode(), nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tGATEWAY\tRUNBOOK\tSTATE\tCREATED\tWAITING FOR")
+			for _, r := range out.Runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), r.ApprovalReason)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&state, "state", "", "comma-separated states")
+	list.Flags().StringVar(&incident, "incident", "", "only runs of this incident")
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show a run with its steps", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out json.RawMessage
+			if _, err := c.do(cmd.Context(), "GET", "/v1/runs/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			_, err = g.out.Write(out)
+			return err
+		},
+	}
+	var by, comment string
+	approve := &cobra.Command{
+		Use: "approve ID", Short: "Approve a run that waits for a person", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"by": whoami(by), "comment": comment})
+			var out store.Run
+			if _, err := c.do(cmd.Context(), "POST", "/v1/runs/"+url.PathEscape(args[0])+"/approve", body, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "run %s approved by %s; state %s\n", out.ID, out.ApprovedBy, out.State)
+			return nil
+		},
+	}
+	approve.Flags().StringVar(&by, "by", "", "who approves (default: $USER)")
+	approve.Flags().StringVar(&comment, "comment", "", "why")
+	var reason string
+	cancel := &cobra.Command{
+		Use: "cancel ID", Short: "Cancel a run that has not finished", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"by": whoami(by), "reason": reason})
+			var out store.Run
+			if _, err := c.do(cmd.Context(), "POST", "/v1/runs/"+url.PathEscape(args[0])+"/cancel", body, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "run %s cancelled\n", out.ID)
+			return nil
+		},
+	}
+	cancel.Flags().StringVar(&by, "by", "", "who cancels (default: $USER)")
+	cancel.Flags().StringVar(&reason, "reason", "", "why")
+	cmd.AddCommand(list, show, approve, cancel)
+	return cmd
+}
+
+func newGatewaysCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "gateways", Short: "Gateways with desired and observed posture"}
+	list := &cobra.Command{
+		Use: "list", Short: "List gateways", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Gateways []struct {
+					ID, Site, VM string
+					Posture      store.Posture
+				}
+			}
+			if _, err := c.do(cmd.Context(), "GET", "/v1/gateways", nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "GATEWAY\tSITE\tVM\tDESIRED\tOBSERVED\tINCIDENT")
+			for _, gw := range out.Gateways {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gw.ID, gw.Site, gw.VM, gw.Posture.Desired, orDash(gw.Posture.Observed), orDash(gw.Posture.Incident))
+			}
+			return tw.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show one gateway", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out json.RawMessage
+			if _, err := c.do(cmd.Context(), "GET", "/v1/gateways/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			_, err = g.out.Write(out)
+			return err
+		},
+	}
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newAuditCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Verify or export the tamper-evident audit log"}
+	var db, file string
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify the hash chain (exit 0 intact; exit 2 naming the first bad entry)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rep audit.Report
+			var err error
+			if file != "" {
+				f, ferr := os.Open(file)
+				if ferr != nil {
+					return fmt.Errorf("opening export: %w", ferr)
+				}
+				defer f.Close()
+				rep, err = audit.VerifyJSONLines(f)
+			} else {
+				path, perr := g.storePath(db)
+				if perr != nil {
+					return perr
+				}
+				st, oerr := openExisting(cmd, path)
+				if oerr != nil {
+					return oerr
+				}
+				defer st.Close()
+				rep, err = audit.Verify(cmd.Context(), st.DB())
+			}
+			var be *audit.BrokenError
+			if errors.As(err, &be) {
+				return &exitError{code: 2, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "audit chain intact: %d entries, head %s\n", rep.Entries, rep.Head)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	verify.Flags().StringVar(&file, "file", "", "verify an exported JSON-lines chain instead")
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write the whole chain as JSON lines to standard output",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := g.storePath(db)
+			if err != nil {
+				return err
+			}
+			st, err := openExisting(cmd, path)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return audit.Export(cmd.Context(), st.DB(), g.out)
+		},
+	}
+	export.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
+
+func (g *globals) storePath(db string) (string, error) {
+	if db != "" {
+		return db, nil
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return "", fmt.Errorf("finding the store (pass --db): %w", err)
+	}
+	return cfg.Store.Path, nil
+}
+
+func openExisting(cmd *cobra.Command, path string) (*store.Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	return store.Open(cmd.Context(), path, "full")
+}
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Check policies and runbooks"}
+	load := func(args []string) (*policies.Set, string, error) {
+		if len(args) == 0 {
+			s, err := policies.Default()
+			return s, "", err
+		}
+		s, err := policies.LoadDir(args[0])
+		return s, args[0], err
+	}
+	lint := &cobra.Command{
+		Use: "lint [DIR]", Short: "Compile and lint policies and runbooks (default: the embedded defaults)", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := load(args)
+			if err != nil {
+				return err
+			}
+			problems := s.Lint(policies.StandardActions())
+			for _, p := range problems {
+				fmt.Fprintln(g.errw, "lint:", p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problem(s) found", len(problems))
+			}
+			fmt.Fprintf(g.out, "%d policies and %d runbooks OK\n", len(s.Policies), len(s.Runbooks))
+			return nil
+		},
+	}
+	test := &cobra.Command{
+		Use: "test [DIR]", Short: "Run the fixtures in DIR/tests (default: the embedded defaults)", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, dir, err := load(args)
+			if err != nil {
+				return err
+			}
+			var res []policies.FixtureResult
+			if dir == "" {
+				res, err = policies.RunFixturesFS(s, policies.DefaultFS(), ".")
+			} else {
+				res, err = policies.RunFixtures(s, dir)
+			}
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, r := range res {
+				mark := "ok  "
+				if !r.Passed {
+					mark = "FAIL"
+					failed++
+				}
+				fmt.Fprintf(g.out, "%s %s: %s", mark, r.File, r.Name)
+				if !r.Passed {
+					fmt.Fprintf(g.out, " — %s", r.Message)
+				}
+				fmt.Fprintln(g.out)
+			}
+			if len(res) == 0 {
+				return errors.New("no fixtures found")
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d fixtures failed", failed, len(res))
+			}
+			fmt.Fprintf(g.out, "%d fixtures passed\n", len(res))
+			return nil
+		},
+	}
+	cmd.AddCommand(lint, test)
+	return cmd
+}
+
+func newConfigCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Show defaults or check a configuration"}
+	defaults := &cobra.Command{
+		Use: "defaults", Short: "Print the default configuration", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := config.DefaultsYAML()
+			if err != nil {
+				return err
+			}
+			_, err = g.out.Write(b)
+			return err
+		},
+	}
+	check := &cobra.Command{
+		Use: "check", Short: "Load and validate the configuration (secrets redacted)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "configuration OK: %d sites, %d gateways, %d tunnels\n", len(cfg.Inventory.Sites), len(cfg.Inventory.Gateways), len(cfg.Inventory.Tunnels))
+			return nil
+		},
+	}
+	cmd.AddCommand(defaults, check)
+	return cmd
+}
+
+func newBreakerCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "breaker", Short: "The fleet circuit breaker"}
+	var by, reason string
+	reset := &cobra.Command{
+		Use: "reset --reason TEXT", Short: "Close the circuit breaker after a person has looked", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reason == "" {
+				return errors.New("--reason is required")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"by": whoami(by), "reason": reason})
+			var out map[string]any
+			if _, err := c.do(cmd.Context(), "POST", "/v1/breaker/reset", body, &out); err != nil {
+				return err
+			}
+			return printJSON(g.out, out)
+		},
+	}
+	reset.Flags().StringVar(&by, "by", "", "who resets (default: $USER)")
+	reset.Flags().StringVar(&reason, "reason", "", "why it is safe to resume automatic actions")
+	cmd.AddCommand(reset)
+	return cmd
+}

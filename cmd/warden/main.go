@@ -1,0 +1,86 @@
+// Command warden contains and remediates a compromised VPN gateway VM in a
+// multi-site VPN. `warden demo` runs the whole path on an embedded
+// simulated vCenter; `warden serve` runs the controller and its API; the
+// other commands talk to a running controller or read its store.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-ir/warden/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warden:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit code (e.g. 2 for a broken audit chain).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+type globals struct {
+	configPath string
+	server     string
+	token      string
+	logLevel   string
+	out, errw  io.Writer
+}
+
+func (g *globals) config() (config.Config, error) {
+	return config.Load(g.configPath)
+}
+
+func (g *globals) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.errw, &slog.HandlerOptions{Level: lvl}))
+}
+
+func newRoot(out, errw io.Writer) *cobra.Command {
+	g := &globals{out: out, errw: errw}
+	root := &cobra.Command{
+		Use:           "warden",
+		Short:         "Contain and remediate a compromised VPN gateway",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errw)
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", os.Getenv("WARDEN_CONFIG"), "configuration file (YAML); env WARDEN_CONFIG")
+	pf.StringVar(&g.server, "server", os.Getenv("WARDEN_SERVER"), "controller API URL for client commands (default: from server.listen in the config); env WARDEN_SERVER")
+	pf.StringVar(&g.token, "token", "", "API token for client commands (default: env WARDEN_API_TOKEN, then server.api_token)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	root.AddCommand(
+		newServeCmd(g), newDemoCmd(g), newIndicatorCmd(g), newPlanCmd(g), newRunbookCmd(g), newRunsCmd(g),
+		newGatewaysCmd(g), newAuditCmd(g), newPolicyCmd(g), newConfigCmd(g), newBreakerCmd(g), newReleaseCmd(g),
+	)
+	return root
+}

@@ -1,0 +1,369 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/store"
+)
+
+// Start runs the executor and the reconcile loop until ctx ends. Runs that
+// were interrupted (state running, e.g. after kill -9) are resumed first:
+// steps already recorded as succeeded are never applied again; the step that
+// was in flight is applied again, and the provider recognises by current
+// state and idempotency key that its side effect already happened.
+func (c *Controller) Start(ctx context.Context) {
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.executorLoop(ctx) }()
+	go func() { defer c.wg.Done(); c.reconcileLoop(ctx) }()
+	c.Kick()
+}
+
+// Wait blocks until the loops started by Start have returned.
+func (c *Controller) Wait() { c.wg.Wait() }
+
+func (c *Controller) executorLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-c.clock.After(time.Second):
+		}
+		runs, err := c.st.Runs(ctx, store.RunFilter{States: []string{store.RunPending, store.RunRunning}, Limit: 1000})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Error("listing runnable runs", "err", err)
+			}
+			continue
+		}
+		for i := len(runs) - 1; i >= 0; i-- { // oldest first
+			r := runs[i]
+			c.mu.Lock()
+			busy := c.inFlight[r.ID]
+			if !busy {
+				c.inFlight[r.ID] = true
+			}
+			c.mu.Unlock()
+			if busy {
+				continue
+			}
+			c.wg.Add(1)
+			go func(id string) {
+				defer c.wg.Done()
+				defer func() { c.mu.Lock(); delete(c.inFlight, id); c.mu.Unlock() }()
+				if err := c.ExecuteRun(ctx, id); err != nil && ctx.Err() == nil {
+					c.log.Error("executing run", "run", id, "err", err)
+				}
+			}(r.ID)
+		}
+	}
+}
+
+// ExecuteRun drives one run to a terminal state (or until ctx ends). It is
+// safe to call again for the same run after a crash.
+func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
+	run, err := c.st.Run(ctx, id)
+	if err != nil {
+		return err
+	}
+	if run.State != store.RunPending && run.State != store.RunRunning {
+		return nil
+	}
+	gw, ok := c.inv.Gateway(run.Gateway)
+	if !ok {
+		return c.finishRun(ctx, run, fmt.Errorf("gateway %q is no longer in the inventory", run.Gateway))
+	}
+	if run.State == store.RunPending {
+		now := c.clock.Now()
+		run.State, run.UpdatedAt = store.RunRunning, now
+		if run.StartedAt.IsZero() {
+			run.StartedAt = now
+		}
+		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.UpdateRun(ctx, run); err != nil {
+				return err
+			}
+			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "run.started", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+				Data: mustJSON(map[string]any{"runbook": run.Runbook})})
+		}); err != nil {
+			return err
+		}
+	} else {
+		c.log.Info("resuming interrupted run", "run", run.ID, "gateway", run.Gateway)
+		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "run.resumed", Incident: run.Incident, Run: run.ID, Subject: run.Gateway})
+		}); err != nil {
+			return err
+		}
+	}
+
+	for i := range run.Steps {
+		step := run.Steps[i]
+		if step.State == store.StepSucceeded || step.State == store.StepSkipped {
+			continue
+		}
+		if step.State == store.StepFailed && step.Optional {
+			continue
+		}
+		// The run may have been cancelled while we worked.
+		if cur, err := c.st.Run(ctx, run.ID); err == nil && cur.State == store.RunCancelled {
+			return nil
+		}
+		if err := c.checkEvidence(ctx, run, step); err != nil {
+			return c.finishRun(ctx, run, err)
+		}
+		res, err := c.executeStep(ctx, run, step, gw)
+		if ctx.Err() != nil {
+			return ctx.Err() // stopping: leave the step running; resume later
+		}
+		if err != nil {
+			if step.Optional {
+				c.log.Warn("optional step failed; continuing", "run", run.ID, "step", step.Name, "err", err)
+				continue
+			}
+			return c.finishRun(ctx, run, fmt.Errorf("step %d (%s) failed: %w", step.Index+1, step.Name, err))
+		}
+		if err := c.afterStep(ctx, run, step, res); err != nil {
+			return err
+		}
+	}
+	return c.finishRun(ctx, run, nil)
+}
+
+// checkEvidence enforces safety invariant 4 at execution time, whatever the
+// plan said: a destructive step never runs before capture and snapshot
+// succeeded for the incident, unless a person recorded an override.
+func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step store.Step) error {
+	if !actions.Destructive[step.Action] || run.OverrideReason != "" {
+		return nil
+	}
+	var missing []string
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if run.Incident == "" {
+			missing = []string{"capture_volatile or snapshot (the run has no incident)"}
+			return nil
+		}
+		missing, err = tx.EvidenceSucceeded(ctx, run.Incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
+		if err != nil {
+			return err
+		}
+		if len(missing) < 2 {
+			missing = nil // one of them suffices where the other cannot exist (no agent / no VM)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return actions.Terminal(fmt.Errorf("evidence first: destructive step %s refused because %v has not succeeded for incident %s; override with a recorded reason", step.Name, missing, run.Incident))
+	}
+	return nil
+}
+
+func (c *Controller) executeStep(ctx context.Context, run store.Run, step store.Step, gw inventory.Gateway) (actions.Result, error) {
+	act, ok := c.acts[step.Action]
+	if !ok {
+		return actions.Result{}, actions.Terminal(fmt.Errorf("action %q is not available", step.Action))
+	}
+	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Gateway: gw, Params: step.Params}
+	ex := c.opt.Executor
+	var lastErr error
+	for attempt := 1; attempt <= ex.MaxAttempts; attempt++ {
+		now := c.clock.Now()
+		step.State, step.Attempts = store.StepRunning, step.Attempts+1
+		if step.StartedAt.IsZero() {
+			step.StartedAt = now
+		}
+		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.UpdateStep(ctx, step); err != nil {
+				return err
+			}
+			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: run.Incident, Run: run.ID, Subject: gw.ID,
+				Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
+					"idempotency_key": step.IdemKey, "attempt": step.Attempts, "vm": gw.VM})})
+		}); err != nil {
+			return actions.Result{}, err
+		}
+
+		sctx, cancel := context.WithTimeout(ctx, ex.StepTimeout)
+		res, err := act.Apply(sctx, req)
+		if err == nil {
+			var vres actions.Result
+			vres, err = act.Verify(sctx, req)
+			if err == nil {
+				cancel()
+				if res.Details == nil {
+					res.Details = map[string]any{}
+				}
+				res.Details["verified"] = vres.Summary
+				if vres.Details != nil {
+					res.Details["verify"] = vres.Details
+				}
+				return res, c.recordStep(ctx, run, step, store.StepSucceeded, res, nil)
+			}
+			err = fmt.Errorf("verifying: %w", err)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return actions.Result{}, ctx.Err()
+		}
+		lastErr = err
+		terminal := actions.IsTerminal(err)
+		if aerr := c.st.Tx(ctx, func(tx *store.Tx) error {
+			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "step.error", Incident: run.Incident, Run: run.ID, Subject: gw.ID,
+				Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": step.Attempts, "error": err.Error(), "terminal": terminal})})
+		}); aerr != nil {
+			return actions.Result{}, aerr
+		}
+		if step.Optional && errors.Is(err, actions.ErrUnsupported) {
+			// Nothing can do this here (no agent, no vCenter): say so
+			// plainly rather than report a failure.
+			return actions.Result{}, c.recordStep(ctx, run, step, store.StepSkipped, actions.Result{Summary: "skipped: " + err.Error()}, nil)
+		}
+		if terminal || attempt == ex.MaxAttempts {
+			break
+		}
+		c.m.StepRetries.WithLabelValues(step.Action).Inc()
+		select {
+		case <-ctx.Done():
+			return actions.Result{}, ctx.Err()
+		case <-c.clock.After(backoff(ex.BackoffBase, ex.BackoffMax, attempt)):
+		}
+	}
+	return actions.Result{}, c.recordStep(ctx, run, step, store.StepFailed, actions.Result{}, lastErr)
+}
+
+func backoff(base, maxD time.Duration, attempt int) time.Duration {
+	d := base << (attempt - 1)
+	if d > maxD || d <= 0 {
+		d = maxD
+	}
+	return d
+}
+
+func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.Step, state string, res actions.Result, stepErr error) error {
+	now := c.clock.Now()
+	step.State, step.FinishedAt = state, now
+	if stepErr != nil {
+		step.Error = stepErr.Error()
+	}
+	rj, _ := json.Marshal(res)
+	step.Result = rj
+	c.m.StepDuration.WithLabelValues(step.Action, state).Observe(now.Sub(step.StartedAt).Seconds())
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.UpdateStep(ctx, step); err != nil {
+			return err
+		}
+		action := "step." + state
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: action, Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "changed": res.Changed,
+				"summary": res.Summary, "details": res.Details, "error": step.Error, "attempts": step.Attempts,
+				"duration_ms": now.Sub(step.StartedAt).Milliseconds()})})
+	})
+	if err != nil {
+		return err
+	}
+	if stepErr != nil {
+		return stepErr
+	}
+	return nil
+}
+
+// afterStep updates postures and incident state that follow from a step.
+func (c *Controller) afterStep(ctx context.Context, run store.Run, step store.Step, res actions.Result) error {
+	now := c.clock.Now()
+	switch step.Action {
+	case actions.NameIsolate:
+		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureQuarantined, run.Incident, now); err != nil {
+				return err
+			}
+			if run.Incident != "" {
+				if err := tx.SetIncidentStatus(ctx, run.Incident, store.IncidentContained, now); err != nil {
+					return err
+				}
+			}
+			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+				Data: mustJSON(map[string]any{"desired": store.PostureQuarantined})})
+		}); err != nil {
+			return err
+		}
+		if inds, err := c.st.IndicatorsOfIncident(ctx, run.Incident); err == nil && len(inds) > 0 {
+			c.m.TimeToContain.Observe(now.Sub(inds[0].ReceivedAt).Seconds())
+		}
+		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureQuarantined, mustJSON(res.Details), now)
+	case actions.NameRelease:
+		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureReleased, run.Incident, now); err != nil {
+				return err
+			}
+			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+				Data: mustJSON(map[string]any{"desired": store.PostureReleased})})
+		}); err != nil {
+			return err
+		}
+		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureNormal, mustJSON(res.Details), now)
+	}
+	return nil
+}
+
+func (c *Controller) finishRun(ctx context.Context, run store.Run, runErr error) error {
+	now := c.clock.Now()
+	run.State, run.FinishedAt, run.UpdatedAt = store.RunSucceeded, now, now
+	if runErr != nil {
+		run.State, run.Error = store.RunFailed, runErr.Error()
+	}
+	c.m.Runs.WithLabelValues(run.State).Inc()
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Run(ctx, run.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State == store.RunCancelled {
+			return nil
+		}
+		run.ApprovedBy, run.ApprovedAt = cur.ApprovedBy, cur.ApprovedAt
+		if err := tx.UpdateRun(ctx, run); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "run." + run.State, Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"error": run.Error, "duration_ms": now.Sub(run.StartedAt).Milliseconds()})})
+	})
+	if err != nil {
+		return err
+	}
+	if runErr != nil {
+		c.log.Error("run failed", "run", run.ID, "gateway", run.Gateway, "err", runErr)
+	} else {
+		c.log.Info("run succeeded", "run", run.ID, "gateway", run.Gateway, "runbook", run.Runbook)
+	}
+	return nil
+}
+
+// WaitRun polls until the run is terminal or waits for approval, or ctx
+// ends.
+func (c *Controller) WaitRun(ctx context.Context, id string) (store.Run, error) {
+	for {
+		r, err := c.st.Run(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		if r.Terminal() || r.State == store.RunAwaitingApproval {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, errors.Join(ctx.Err(), fmt.Errorf("run %s still %s", id, r.State))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

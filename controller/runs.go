@@ -1,0 +1,339 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/plan"
+	"github.com/warden-ir/warden/store"
+)
+
+// ErrInvalid marks a request that is wrong in itself (unknown runbook,
+// unknown or wildcard gateway). The API maps it to 400.
+var ErrInvalid = errors.New("invalid request")
+
+// ErrConflict marks a request that does not fit the current state (approving
+// a run that does not wait for approval). The API maps it to 409.
+var ErrConflict = errors.New("conflict")
+
+type newRunRequest struct {
+	incident string
+	gateway  inventory.Gateway
+	runbook  string
+	policy   string
+	trigger  string // policy, manual, drift
+	approval bool   // the policy or person asked for approval
+	budget   bool   // counts against the automatic-isolation budget
+	actor    string
+	override string // recorded reason to skip the evidence-first rule
+	now      time.Time
+}
+
+// staticPlan lays out a runbook's steps for a gateway without reading any
+// provider state (that is PlanFor's job).
+func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, policy string) (plan.Plan, error) {
+	rb, ok := c.pol.Runbooks[runbook]
+	if !ok {
+		return plan.Plan{}, fmt.Errorf("%w: unknown runbook %q", ErrInvalid, runbook)
+	}
+	p := plan.Plan{Incident: incident, Gateway: gw.ID, Site: gw.Site, VM: gw.VM, Runbook: runbook, Policy: policy}
+	for i, s := range rb.Steps {
+		name := s.Name
+		if name == "" {
+			name = s.Action
+		}
+		target := gw.ID
+		if gw.VM != "" && (s.Action == actions.NameSnapshot || s.Action == actions.NameIsolate || s.Action == actions.NameRelease || s.Action == actions.NamePowerOff) {
+			target = gw.ID + " (VM " + gw.VM + ")"
+		}
+		p.Steps = append(p.Steps, plan.Step{Index: i, Name: name, Action: s.Action, Target: target, Params: s.Params,
+			Optional: s.Optional, Evidence: actions.Evidence[s.Action], Destructive: actions.Destructive[s.Action]})
+	}
+	return p, nil
+}
+
+// gates evaluates approval, breaker, budget and evidence-first gates. It
+// may trip the breaker (audited).
+func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r newRunRequest) (autoIsolation bool, err error) {
+	add := func(g plan.Gate) {
+		p.Gates = append(p.Gates, g)
+		if !g.Passed && g.Blocking {
+			p.ApprovalRequired = true
+		}
+	}
+	if r.approval {
+		add(plan.Gate{Name: "approval", Passed: false, Blocking: true, Detail: "policy " + r.policy + " requires a person's approval"})
+	} else if r.trigger == "manual" {
+		add(plan.Gate{Name: "approval", Passed: true, Blocking: true, Detail: "started by " + r.actor})
+	} else {
+		add(plan.Gate{Name: "approval", Passed: true, Blocking: true, Detail: "automatic by policy " + r.policy})
+	}
+
+	// Evidence first: a destructive step needs an evidence step before it
+	// in the plan (or already done for the incident), unless overridden.
+	seenEvidence := map[string]bool{}
+	for _, s := range p.Steps {
+		if s.Evidence {
+			seenEvidence[s.Action] = true
+		}
+		if s.Destructive && len(seenEvidence) == 0 && r.override == "" {
+			missing, err := tx.EvidenceSucceeded(ctx, r.incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
+			if err != nil {
+				return false, err
+			}
+			if r.incident == "" || len(missing) == 2 {
+				add(plan.Gate{Name: "evidence-first", Passed: false, Blocking: true,
+					Detail: fmt.Sprintf("step %s is destructive and no evidence (capture_volatile or snapshot) precedes it; a person must override with a recorded reason", s.Name)})
+			}
+		}
+	}
+	if r.override != "" {
+		add(plan.Gate{Name: "evidence-first", Passed: true, Blocking: false, Detail: "overridden by " + r.actor + ": " + r.override})
+	}
+
+	isolates := p.HasAction(actions.NameIsolate) || p.HasAction(actions.NamePowerOff)
+	if r.trigger == "manual" || !isolates || !r.budget {
+		return false, nil
+	}
+	g := c.opt.Guards
+	since := r.now.Add(-g.Window)
+
+	br, err := tx.Breaker(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !br.Tripped {
+		n, err := tx.CountGatewaysWithIndicators(ctx, since)
+		if err != nil {
+			return false, err
+		}
+		fleet := len(c.inv.Gateways)
+		need := max(g.BreakerMinGateways, int(math.Ceil(g.BreakerFraction*float64(fleet))))
+		if n >= need {
+			reason := fmt.Sprintf("%d of %d gateways have firing indicators within %s (threshold %d)", n, fleet, g.Window, need)
+			if err := tx.TripBreaker(ctx, r.now, reason); err != nil {
+				return false, err
+			}
+			if err := tx.Audit(ctx, audit.Entry{At: r.now, Actor: "controller", Action: "breaker.tripped", Incident: r.incident,
+				Data: mustJSON(map[string]any{"reason": reason})}); err != nil {
+				return false, err
+			}
+			c.m.BreakerTrips.Inc()
+			c.log.Error("circuit breaker tripped: automatic actions stopped, a person must decide", "reason", reason)
+			br = store.Breaker{Tripped: true, Reason: reason}
+		}
+	}
+	if br.Tripped {
+		add(plan.Gate{Name: "circuit-breaker", Passed: false, Blocking: true, Detail: "tripped: " + br.Reason + "; automatic actions wait for a person"})
+		return false, nil
+	}
+	fleetN, siteN, err := tx.CountAutoIsolations(ctx, since, r.gateway.Site)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case siteN >= g.MaxAutoIsolationsPerSite:
+		add(plan.Gate{Name: "blast-radius", Passed: false, Blocking: true,
+			Detail: fmt.Sprintf("site %s already had %d automatic isolation(s) within %s (budget %d)", r.gateway.Site, siteN, g.Window, g.MaxAutoIsolationsPerSite)})
+		return false, nil
+	case fleetN >= g.MaxAutoIsolationsFleet:
+		add(plan.Gate{Name: "blast-radius", Passed: false, Blocking: true,
+			Detail: fmt.Sprintf("fleet already had %d automatic isolation(s) within %s (budget %d)", fleetN, g.Window, g.MaxAutoIsolationsFleet)})
+		return false, nil
+	}
+	add(plan.Gate{Name: "blast-radius", Passed: true, Blocking: true,
+		Detail: fmt.Sprintf("site %s %d/%d, fleet %d/%d automatic isolations within %s", r.gateway.Site, siteN, g.MaxAutoIsolationsPerSite, fleetN, g.MaxAutoIsolationsFleet, g.Window)})
+	return !p.ApprovalRequired, nil
+}
+
+func (c *Controller) newRun(ctx context.Context, tx *store.Tx, r newRunRequest) (store.Run, error) {
+	p, err := c.staticPlan(r.incident, r.gateway, r.runbook, r.policy)
+	if err != nil {
+		return store.Run{}, err
+	}
+	auto, err := c.gates(ctx, tx, &p, r)
+	if err != nil {
+		return store.Run{}, err
+	}
+	pj, _ := json.Marshal(p)
+	run := store.Run{
+		ID: store.NewID("run"), Incident: r.incident, Gateway: r.gateway.ID, Site: r.gateway.Site, Runbook: r.runbook, Policy: r.policy,
+		Trigger: r.trigger, State: store.RunPending, AutoIsolation: auto, OverrideReason: r.override, Plan: pj,
+		CreatedAt: r.now, UpdatedAt: r.now,
+	}
+	if p.ApprovalRequired {
+		run.State, run.ApprovalRequired = store.RunAwaitingApproval, true
+		run.ApprovalReason = strings.Join(p.BlockingReasons(), "; ")
+	} else if r.trigger == "manual" {
+		run.ApprovedBy, run.ApprovedAt = r.actor, r.now
+	}
+	for _, s := range p.Steps {
+		run.Steps = append(run.Steps, store.Step{Index: s.Index, Name: s.Name, Action: s.Action, Params: s.Params, Optional: s.Optional,
+			State: store.StepPending, IdemKey: fmt.Sprintf("%s/%d/%s", run.ID, s.Index, s.Action)})
+	}
+	if err := tx.InsertRun(ctx, run); err != nil {
+		return store.Run{}, err
+	}
+	if err := tx.Audit(ctx, audit.Entry{At: r.now, Actor: r.actor, Action: "run.created", Incident: r.incident, Run: run.ID, Subject: r.gateway.ID,
+		Data: mustJSON(map[string]any{"runbook": r.runbook, "policy": r.policy, "trigger": r.trigger, "state": run.State,
+			"approval_reason": run.ApprovalReason, "auto_isolation": auto, "gates": p.Gates, "override_reason": r.override})}); err != nil {
+		return store.Run{}, err
+	}
+	if run.State == store.RunAwaitingApproval {
+		c.log.Warn("run waits for approval", "run", run.ID, "gateway", r.gateway.ID, "reason", run.ApprovalReason)
+	}
+	return run, nil
+}
+
+// StartRequest is a person (or the drift scheduler) starting a runbook.
+type StartRequest struct {
+	Runbook  string
+	Gateway  string
+	Incident string // optional: attach to an incident
+	Actor    string
+	// OverrideReason lets destructive steps run without evidence first;
+	// it is recorded in the audit.
+	OverrideReason string
+}
+
+// StartRunbook creates a manual run. An empty or wildcard gateway is an
+// error, never "all" (safety invariant 2).
+func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.Run, error) {
+	gw, err := c.resolveGateway(req.Gateway)
+	if err != nil {
+		return store.Run{}, err
+	}
+	if req.Actor == "" {
+		return store.Run{}, fmt.Errorf("%w: actor is required", ErrInvalid)
+	}
+	var run store.Run
+	err = c.st.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		run, err = c.newRun(ctx, tx, newRunRequest{incident: req.Incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
+			actor: req.Actor, override: req.OverrideReason, now: c.clock.Now()})
+		return err
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	c.Kick()
+	return run, nil
+}
+
+func (c *Controller) resolveGateway(id string) (inventory.Gateway, error) {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return inventory.Gateway{}, fmt.Errorf("%w: gateway: is required (an empty target never means all)", ErrInvalid)
+	}
+	if strings.ContainsAny(id, "*?") || strings.EqualFold(id, "all") {
+		return inventory.Gateway{}, fmt.Errorf("%w: gateway: %q is a wildcard; name exactly one gateway", ErrInvalid, id)
+	}
+	gw, ok := c.inv.Gateway(id)
+	if !ok {
+		return inventory.Gateway{}, fmt.Errorf("%w: gateway: unknown gateway %q", ErrInvalid, id)
+	}
+	return gw, nil
+}
+
+// PlanFor builds the plan a runbook would follow for a gateway, reading
+// current state through each action's Plan. It changes nothing.
+func (c *Controller) PlanFor(ctx context.Context, runbook, gateway, incident, policy string) (plan.Plan, error) {
+	gw, err := c.resolveGateway(gateway)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	p, err := c.staticPlan(incident, gw, runbook, policy)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	for i, s := range p.Steps {
+		act, ok := c.acts[s.Action]
+		if !ok {
+			p.Steps[i].PlanError = "action not available"
+			continue
+		}
+		ch, err := act.Plan(ctx, actions.Request{IdempotencyKey: "plan", Incident: incident, Gateway: gw, Params: s.Params})
+		if err != nil {
+			p.Steps[i].PlanError = err.Error()
+			continue
+		}
+		p.Steps[i].Expected = &ch
+	}
+	return p, nil
+}
+
+// Approve lets a waiting run proceed.
+func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) (store.Run, error) {
+	if actor == "" {
+		return store.Run{}, fmt.Errorf("%w: approver is required", ErrInvalid)
+	}
+	var run store.Run
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		run, err = tx.Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if run.State != store.RunAwaitingApproval {
+			return fmt.Errorf("%w: run %s is %s, not awaiting approval", ErrConflict, runID, run.State)
+		}
+		now := c.clock.Now()
+		run.State, run.ApprovedBy, run.ApprovedAt, run.UpdatedAt = store.RunPending, actor, now, now
+		if err := tx.UpdateRun(ctx, run); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: actor, Action: "run.approved", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"comment": comment, "was_waiting_for": run.ApprovalReason})})
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	c.Kick()
+	return run, nil
+}
+
+// Cancel stops a run that has not finished. Steps already applied stay
+// applied (undo is a separate, explicit runbook).
+func (c *Controller) Cancel(ctx context.Context, runID, actor, reason string) (store.Run, error) {
+	var run store.Run
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		run, err = tx.Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if run.Terminal() {
+			return fmt.Errorf("%w: run %s already %s", ErrConflict, runID, run.State)
+		}
+		now := c.clock.Now()
+		run.State, run.UpdatedAt, run.FinishedAt, run.Error = store.RunCancelled, now, now, "cancelled by "+actor+": "+reason
+		if err := tx.UpdateRun(ctx, run); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: actor, Action: "run.cancelled", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"reason": reason})})
+	})
+	return run, err
+}
+
+// ResetBreaker closes the circuit breaker after a person has looked.
+func (c *Controller) ResetBreaker(ctx context.Context, actor, reason string) (bool, error) {
+	var was bool
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		was, err = tx.ResetBreaker(ctx)
+		if err != nil || !was {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: actor, Action: "breaker.reset", Data: mustJSON(map[string]any{"reason": reason})})
+	})
+	return was, err
+}

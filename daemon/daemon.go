@@ -1,0 +1,217 @@
+// Package daemon assembles a running Warden from configuration: the store,
+// the policies, the providers and the action catalogue, the controller and
+// the HTTP API. `warden serve` and `warden demo` both start through it, so
+// the demo exercises exactly what production runs.
+//
+// It owns wiring and lifecycle (start, graceful stop). It must not hold
+// business logic: that lives in controller, actions and providers.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/api"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/controller"
+	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/notify"
+	"github.com/warden-ir/warden/policies"
+	"github.com/warden-ir/warden/providers/vsphere"
+	"github.com/warden-ir/warden/store"
+)
+
+// Daemon is an assembled Warden.
+type Daemon struct {
+	Config     config.Config
+	Store      *store.Store
+	Policies   *policies.Set
+	Controller *controller.Controller
+	API        *api.Server
+	Registry   *prometheus.Registry
+	VSphere    *vsphere.Provider
+	Log        *slog.Logger
+
+	listener net.Listener
+	http     *http.Server
+}
+
+// Options add what configuration cannot say.
+type Options struct {
+	Log   *slog.Logger
+	Clock controller.Clock
+	// ExtraActions replace or add catalogue entries (tests, demo).
+	ExtraActions []actions.Action
+}
+
+// Build opens the store, loads policies, connects providers and assembles
+// the controller and API. It starts nothing; call Serve.
+func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error) {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry()}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	var err error
+	if cfg.Policies.Dir != "" {
+		d.Policies, err = policies.LoadDir(cfg.Policies.Dir)
+	} else {
+		d.Policies, err = policies.Default()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading policies: %w", err)
+	}
+	d.Store, err = store.Open(ctx, cfg.Store.Path, cfg.Store.Sync)
+	if err != nil {
+		return nil, err
+	}
+
+	cat := map[string]actions.Action{}
+	add := func(a actions.Action) { cat[a.Name()] = a }
+	for _, name := range []string{actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff} {
+		add(actions.Unavailable{Action: name, Reason: "no vCenter configured (vsphere.url)"})
+	}
+	add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured for this gateway"})
+	var observer actions.VMProvider
+	if cfg.VSphere.URL != "" {
+		d.VSphere, err = vsphere.Connect(ctx, vsphere.Config{
+			URL: cfg.VSphere.URL, Username: cfg.VSphere.Username, Password: cfg.VSphere.Password,
+			Insecure: cfg.VSphere.Insecure, CAFile: cfg.VSphere.CAFile, Datacenter: cfg.VSphere.Datacenter,
+			QuarantinePortgroup: cfg.VSphere.QuarantinePortgroup, QuarantineMode: cfg.VSphere.QuarantineMode,
+			TagCategory: cfg.VSphere.TagCategory, Tag: cfg.VSphere.Tag,
+		}, log.With("provider", "vsphere"))
+		if err != nil {
+			return nil, fmt.Errorf("connecting to vCenter: %w", err)
+		}
+		observer = d.VSphere
+		add(actions.NewSnapshot(d.VSphere))
+		add(actions.NewIsolate(d.VSphere))
+		add(actions.NewRelease(d.VSphere))
+		add(actions.NewPowerOff(d.VSphere))
+	}
+	channels := make([]notify.Channel, 0, len(cfg.Notify.Channels))
+	for _, ch := range cfg.Notify.Channels {
+		channels = append(channels, notify.Channel{Name: ch.Name, URL: ch.URL, Secret: ch.Secret, Headers: ch.Headers})
+	}
+	sender, err := notify.NewSender(channels, log.With("component", "notify"))
+	if err != nil {
+		return nil, fmt.Errorf("configuring notifications: %w", err)
+	}
+	add(notify.NewAction(sender, cfg.Notify.Default))
+	for _, a := range opt.ExtraActions {
+		add(a)
+	}
+	list := make([]actions.Action, 0, len(cat))
+	for _, a := range cat {
+		list = append(list, a)
+	}
+	catalogue, err := actions.NewCatalogue(list...)
+	if err != nil {
+		return nil, err
+	}
+
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := controller.NewMetrics(d.Registry)
+	inv := cfg.Inventory
+	d.Controller, err = controller.New(controller.Options{
+		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
+		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
+		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var sig *intake.SignatureVerifier
+	if cfg.Intake.WebhookSecret != "" {
+		sig = intake.NewSignatureVerifier([]byte(cfg.Intake.WebhookSecret), cfg.Intake.ReplayWindow, time.Now)
+	}
+	am := cfg.Intake.Alertmanager
+	d.API, err = api.New(api.Options{
+		Controller: d.Controller, Policies: d.Policies, Token: cfg.Server.APIToken, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		Alertmanager: intake.AlertmanagerMapping{GatewayLabel: am.GatewayLabel, InstanceLabel: am.InstanceLabel, SiteLabel: am.SiteLabel,
+			KindLabel: am.KindLabel, AlertnameKinds: am.AlertnameKinds}.WithDefaults(),
+		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return d, nil
+}
+
+// Listen binds the API address (":0" picks a free port) and returns it.
+func (d *Daemon) Listen(addr string) (string, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	d.listener = l
+	return l.Addr().String(), nil
+}
+
+// Serve starts the controller loops and the HTTP API and blocks until ctx
+// ends, then shuts down gracefully.
+func (d *Daemon) Serve(ctx context.Context) error {
+	if d.listener == nil {
+		if _, err := d.Listen(d.Config.Server.Listen); err != nil {
+			return err
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.Controller.Start(cctx)
+	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if d.Config.Server.TLSCertFile != "" {
+			err = d.http.ServeTLS(d.listener, d.Config.Server.TLSCertFile, d.Config.Server.TLSKeyFile)
+		} else {
+			err = d.http.Serve(d.listener)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+		close(errc)
+	}()
+	d.Log.Info("warden serving", "addr", d.listener.Addr().String())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("serving API: %w", err)
+		}
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	_ = d.http.Shutdown(sctx)
+	cancel()
+	d.Controller.Wait()
+	return nil
+}
+
+// Close releases the store and provider sessions.
+func (d *Daemon) Close(ctx context.Context) {
+	if d.VSphere != nil {
+		_ = d.VSphere.Close(ctx)
+	}
+	if d.Store != nil {
+		_ = d.Store.Close()
+	}
+}

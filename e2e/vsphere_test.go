@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/providers/vsphere/vsim"
+	"github.com/warden-ir/warden/store"
+)
+
+// stack is a real Warden (daemon, HTTP API on loopback) against a real
+// vCenter simulator speaking SOAP.
+type stack struct {
+	lab   *vsim.Lab
+	d     *daemon.Daemon
+	base  string
+	token string
+}
+
+func startStack(t *testing.T, mutate func(*config.Config)) *stack {
+	t.Helper()
+	ctx := t.Context()
+	lab, err := vsim.Start(ctx, vsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lab.Close)
+	vc := lab.Config()
+	cfg := config.Defaults()
+	cfg.Server.APIToken = "e2e-token-0123456789"
+	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
+	cfg.Store.Sync = "normal"
+	cfg.Inventory = demo.Inventory()
+	cfg.VSphere = config.VSphere{URL: vc.URL, Username: vc.Username, Password: vc.Password, CAFile: vc.CAFile,
+		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
+	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 10*time.Millisecond, 50*time.Millisecond, 3
+	cfg.Reconcile.Interval = time.Hour // tests call ReconcileOnce themselves
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Build(ctx, cfg, daemon.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := d.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Serve(sctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait(); d.Close(context.Background()) })
+	return &stack{lab: lab, d: d, base: "http://" + addr, token: cfg.Server.APIToken}
+}
+
+func (s *stack) post(t *testing.T, path string, body []byte, want int) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("POST %s: %d, want %d: %s", path, resp.StatusCode, want, data)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(data, &out)
+	return out
+}
+
+// alert submits the demo's Alertmanager alert and returns the first matched
+// result.
+func (s *stack) alert(t *testing.T) (incident, run string, dup bool) {
+	t.Helper()
+	out := s.post(t, "/v1/intake/alertmanager", demo.SampleAlert(time.Now()), http.StatusAccepted)
+	for _, r := range out["results"].([]any) {
+		m := r.(map[string]any)
+		if m["matched"] == true {
+			run, _ = m["run_id"].(string)
+			dup, _ = m["duplicate"].(bool)
+			return m["incident_id"].(string), run, dup
+		}
+	}
+	t.Fatal("no matched alert")
+	return
+}
+
+func (s *stack) wait(t *testing.T, run string) store.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	r, err := s.d.Controller.WaitRun(ctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (s *stack) vm(t *testing.T, name string) actions.VMState {
+	t.Helper()
+	st, err := s.d.VSphere.ObserveVM(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func networks(st actions.VMState) string {
+	var parts []string
+	for _, n := range st.NICs {
+		parts = append(parts, n.Network)
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
+	s := startStack(t, nil)
+	before := s.vm(t, "gw-osaka")
+	if before.Quarantined || networks(before) != "vpn-transit,vpn-lan" {
+		t.Fatalf("lab not as expected: %+v", before)
+	}
+	incident, run, _ := s.alert(t)
+	r := s.wait(t, run)
+	if r.State != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+
+	after := s.vm(t, "gw-osaka")
+	if !after.Quarantined || networks(after) != "warden-quarantine,warden-quarantine" {
+		t.Fatalf("VM not quarantined: %+v", after)
+	}
+	for _, n := range after.NICs {
+		if n.StartConnected {
+			t.Fatalf("NIC %s would reconnect at boot", n.Label)
+		}
+	}
+	if !strings.Contains(strings.Join(after.Tags, ","), "warden/quarantined") {
+		t.Fatalf("tags %v", after.Tags)
+	}
+	snap := false
+	for _, sn := range after.Snapshots {
+		if sn.Name == "warden-"+incident && sn.Memory {
+			snap = true
+		}
+	}
+	if !snap {
+		t.Fatalf("no memory snapshot named after the incident: %+v", after.Snapshots)
+	}
+	// Peers untouched.
+	if hq := s.vm(t, "gw-hq"); hq.Quarantined || networks(hq) != "vpn-transit,vpn-lan" {
+		t.Fatalf("a healthy gateway was touched: %+v", hq)
+	}
+
+	// The same alert again joins the incident and starts nothing.
+	inc2, run2, dup := s.alert(t)
+	if !dup || inc2 != incident || run2 != "" {
+		t.Fatalf("repeat alert: incident %s run %q dup %t", inc2, run2, dup)
+	}
+	if n := len(s.vm(t, "gw-osaka").Snapshots); n != 1 {
+		t.Fatalf("%d snapshots after a repeated alert", n)
+	}
+
+	// Someone reconnects a NIC by hand: reconcile puts the quarantine back.
+	if err := s.lab.SetNICNetwork(t.Context(), "gw-osaka", "Network adapter 1", "vpn-transit"); err != nil {
+		t.Fatal(err)
+	}
+	if s.vm(t, "gw-osaka").Quarantined {
+		t.Fatal("drift was not created")
+	}
+	repairs, err := s.d.Controller.ReconcileOnce(t.Context())
+	if err != nil || len(repairs) != 1 || repairs[0].Gateway != "gw-osaka" {
+		t.Fatalf("repairs %+v err %v", repairs, err)
+	}
+	if !s.vm(t, "gw-osaka").Quarantined {
+		t.Fatal("reconcile did not restore the quarantine")
+	}
+	if again, _ := s.d.Controller.ReconcileOnce(t.Context()); len(again) != 0 {
+		t.Fatalf("reconcile is not idempotent: %+v", again)
+	}
+
+	// Release restores the original backings exactly.
+	out := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusAccepted)
+	rr := s.wait(t, out["id"].(string))
+	if rr.State != store.RunSucceeded {
+		t.Fatalf("release %s: %s", rr.State, rr.Error)
+	}
+	rel := s.vm(t, "gw-osaka")
+	if rel.Quarantined || networks(rel) != networks(before) {
+		t.Fatalf("release did not restore: %+v", rel)
+	}
+	for i, n := range rel.NICs {
+		if n.StartConnected != before.NICs[i].StartConnected || n.Connected != before.NICs[i].Connected {
+			t.Fatalf("NIC %s flags not restored: %+v vs %+v", n.Label, n, before.NICs[i])
+		}
+	}
+	if strings.Contains(strings.Join(rel.Tags, ","), "quarantined") {
+		t.Fatalf("tag left behind: %v", rel.Tags)
+	}
+	p, _ := s.d.Store.Posture(t.Context(), "gw-osaka")
+	if p.Desired != store.PostureReleased {
+		t.Fatalf("posture %s", p.Desired)
+	}
+	if _, err := audit.Verify(t.Context(), s.d.Store.DB()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTransientVCenterFaultIsRetried(t *testing.T) {
+	s := startStack(t, nil)
+	s.lab.FailMethod("ReconfigVM_Task", 1, &types.HostCommunication{})
+	_, run, _ := s.alert(t)
+	r := s.wait(t, run)
+	if r.State != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+	var iso store.Step
+	for _, st := range r.Steps {
+		if st.Action == actions.NameIsolate {
+			iso = st
+		}
+	}
+	if iso.Attempts != 2 {
+		t.Fatalf("isolate attempts %d, want 2 (one fault, one retry)", iso.Attempts)
+	}
+	if !s.vm(t, "gw-osaka").Quarantined {
+		t.Fatal("not quarantined after the retry")
+	}
+}
+
+func TestPersistentVCenterFaultFailsRunAndReportsRealState(t *testing.T) {
+	s := startStack(t, nil)
+	s.lab.FailMethod("ReconfigVM_Task", 0, &types.HostCommunication{})
+	_, run, _ := s.alert(t)
+	r := s.wait(t, run)
+	if r.State != store.RunFailed || !strings.Contains(r.Error, "isolate") {
+		t.Fatalf("run %s: %q", r.State, r.Error)
+	}
+	var iso store.Step
+	for _, st := range r.Steps {
+		if st.Action == actions.NameIsolate {
+			iso = st
+		}
+	}
+	if iso.State != store.StepFailed || iso.Attempts != 3 || iso.Error == "" {
+		t.Fatalf("isolate step %+v", iso)
+	}
+	// The VM is reported as it is: not quarantined, NICs where they were.
+	vm := s.vm(t, "gw-osaka")
+	if vm.Quarantined || networks(vm) != "vpn-transit,vpn-lan" {
+		t.Fatalf("VM state %+v", vm)
+	}
+	p, _ := s.d.Store.Posture(t.Context(), "gw-osaka")
+	if p.Desired == store.PostureQuarantined {
+		t.Fatal("posture claims a quarantine that did not happen")
+	}
+	s.lab.ClearFaults()
+	if _, err := s.d.Controller.ReconcileOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = s.d.Store.Posture(t.Context(), "gw-osaka")
+	if p.Observed != store.PostureNormal {
+		t.Fatalf("observed %q, want normal", p.Observed)
+	}
+}
