@@ -32,7 +32,7 @@ type stack struct {
 	token string
 }
 
-func startStack(t *testing.T, mutate func(*config.Config)) *stack {
+func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	t.Helper()
 	ctx := t.Context()
 	lab, err := vsim.Start(ctx, vsim.Options{})
@@ -72,7 +72,7 @@ func startStack(t *testing.T, mutate func(*config.Config)) *stack {
 	return &stack{lab: lab, d: d, base: "http://" + addr, token: cfg.Server.APIToken}
 }
 
-func (s *stack) post(t *testing.T, path string, body []byte, want int) map[string]any {
+func (s *stack) post(t testing.TB, path string, body []byte, want int) map[string]any {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+s.token)
@@ -93,7 +93,7 @@ func (s *stack) post(t *testing.T, path string, body []byte, want int) map[strin
 
 // alert submits the demo's Alertmanager alert and returns the first matched
 // result.
-func (s *stack) alert(t *testing.T) (incident, run string, dup bool) {
+func (s *stack) alert(t testing.TB) (incident, run string, dup bool) {
 	t.Helper()
 	out := s.post(t, "/v1/intake/alertmanager", demo.SampleAlert(time.Now()), http.StatusAccepted)
 	for _, r := range out["results"].([]any) {
@@ -108,7 +108,7 @@ func (s *stack) alert(t *testing.T) (incident, run string, dup bool) {
 	return
 }
 
-func (s *stack) wait(t *testing.T, run string) store.Run {
+func (s *stack) wait(t testing.TB, run string) store.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -119,7 +119,7 @@ func (s *stack) wait(t *testing.T, run string) store.Run {
 	return r
 }
 
-func (s *stack) vm(t *testing.T, name string) actions.VMState {
+func (s *stack) vm(t testing.TB, name string) actions.VMState {
 	t.Helper()
 	st, err := s.d.VSphere.ObserveVM(t.Context(), name)
 	if err != nil {
