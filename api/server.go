@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -117,7 +118,7 @@ func (s *Server) handle(method, path string, auth bool, h http.HandlerFunc) {
 	s.routes = append(s.routes, Route{method, path})
 	var handler http.Handler = h
 	if auth {
-		handler = s.authenticate(h)
+		handler = s.authenticate(h, isIntake(path))
 	}
 	s.mux.Handle(method+" "+path, handler)
 }
@@ -151,13 +152,35 @@ func (s *Server) fail(w http.ResponseWriter, status int, reason string, err erro
 	writeJSON(w, status, e)
 }
 
-func (s *Server) authenticate(next http.Handler) http.Handler {
+// isIntake reports whether path takes indicators: only those routes count
+// in warden_indicators_rejected_total.
+func isIntake(path string) bool {
+	return path == "/v1/indicators" || strings.HasPrefix(path, "/v1/intake/")
+}
+
+// intakeReason is reason on intake routes (signed ones) and "" (not
+// counted as a rejected indicator) elsewhere.
+func intakeReason(intake bool, reason string) string {
+	if intake {
+		return reason
+	}
+	return ""
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (s *Server) authenticate(next http.Handler, intake bool) http.Handler {
 	want := []byte("Bearer " + s.opt.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
-			s.fail(w, http.StatusUnauthorized, "unauthorized", errors.New("missing or wrong bearer token in the Authorization header"))
+			s.fail(w, http.StatusUnauthorized, intakeReason(intake, "unauthorized"), errors.New("missing or wrong bearer token in the Authorization header"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -172,15 +195,19 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) (
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("body is larger than %d bytes", s.opt.MaxBodyBytes))
+			s.fail(w, http.StatusRequestEntityTooLarge, intakeReason(signed, "too_large"), fmt.Errorf("body is larger than %d bytes", s.opt.MaxBodyBytes))
 			return nil, false
 		}
-		s.fail(w, http.StatusBadRequest, "unreadable", fmt.Errorf("reading body: %w", err))
+		s.fail(w, http.StatusBadRequest, intakeReason(signed, "unreadable"), fmt.Errorf("reading body: %w", err))
 		return nil, false
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		s.fail(w, http.StatusUnsupportedMediaType, "content_type", fmt.Errorf("Content-Type must be application/json, got %q", ct))
-		return nil, false
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		// Parsed, not prefix-matched: "application/jsonx" is not JSON, and
+		// media types are case-insensitive.
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			s.fail(w, http.StatusUnsupportedMediaType, intakeReason(signed, "content_type"), fmt.Errorf("Content-Type must be application/json, got %q", clip(ct, 100)))
+			return nil, false
+		}
 	}
 	if signed && s.opt.Signature != nil {
 		if err := s.opt.Signature.Verify(r.Header.Get(intake.SignatureHeader), body); err != nil {
@@ -305,12 +332,9 @@ func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, i
 		resp.Text = b.String()
 		return resp, nil
 	}
-	p, err := c.PlanFor(ctx, dec.Runbook, gw.ID, "", dec.Policy)
+	p, err := c.PlanDecision(ctx, gw.ID, dec.Runbook, dec.Policy, dec.Approval == policies.ApprovalRequired, dec.CountsAgainstBudget)
 	if err != nil {
 		return PlanResponse{}, err
-	}
-	if dec.Approval == policies.Approval("required") {
-		p.ApprovalRequired = true
 	}
 	b.WriteString(p.Text())
 	resp.Plan, resp.Text = p, b.String()
@@ -439,6 +463,11 @@ func (s *Server) decodeSmall(w http.ResponseWriter, r *http.Request, v any) bool
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		s.fail(w, http.StatusBadRequest, "", fmt.Errorf("decoding body: %w", err))
+		return false
+	}
+	// Exactly one JSON document: `{"by":"a"} {"by":"b"}` is not a request.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		s.fail(w, http.StatusBadRequest, "", errors.New("decoding body: unexpected data after the JSON object"))
 		return false
 	}
 	return true

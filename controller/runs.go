@@ -270,6 +270,38 @@ func (c *Controller) PlanFor(ctx context.Context, runbook, gateway, incident, po
 	return p, nil
 }
 
+// errPreview rolls back the transaction a gate preview runs in.
+var errPreview = errors.New("preview only")
+
+// PlanDecision is what `warden plan` shows for a policy decision: the
+// runbook's steps with the changes each expects against current state, and
+// the gates (approval, circuit breaker, blast-radius budget, evidence first)
+// as they stand now. It changes nothing: the gates are evaluated in a
+// transaction that is rolled back.
+func (c *Controller) PlanDecision(ctx context.Context, gateway, runbook, policy string, approval, budget bool) (plan.Plan, error) {
+	gw, err := c.resolveGateway(gateway)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	const incident = "inc-planned"
+	p, err := c.PlanFor(ctx, runbook, gw.ID, incident, policy)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	err = c.st.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := c.gates(ctx, tx, &p, newRunRequest{incident: incident, gateway: gw, runbook: runbook, policy: policy,
+			trigger: "policy", approval: approval, budget: budget, actor: "plan", now: c.clock.Now()}); err != nil {
+			return err
+		}
+		return errPreview
+	})
+	if err != nil && !errors.Is(err, errPreview) {
+		return plan.Plan{}, err
+	}
+	p.Incident = ""
+	return p, nil
+}
+
 // Approve lets a waiting run proceed.
 func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) (store.Run, error) {
 	if actor == "" {

@@ -20,7 +20,7 @@ import (
 // median and p99 time to contain and how much of it the vCenter calls took.
 func BenchmarkAlertToContainmentVSphere(b *testing.B) {
 	s := startStack(b, func(c *config.Config) {
-		c.Guards.MaxAutoIsolationsPerSite, c.Guards.MaxAutoIsolationsFleet = 1 << 30, 1 << 30
+		c.Guards.MaxAutoIsolationsPerSite, c.Guards.MaxAutoIsolationsFleet = 1<<30, 1<<30
 		c.Guards.BreakerMinGateways = 1 << 30
 		c.Intake.DedupWindow = time.Nanosecond
 	})
