@@ -1,0 +1,271 @@
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// TCPConnect opens a TCP connection from namespace ns to addr and closes it.
+// It returns nil only when the three-way handshake completed within timeout.
+func TCPConnect(ctx context.Context, ns string, addr netip.AddrPort, timeout time.Duration) error {
+	var conn net.Conn
+	err := Do(ns, func() error {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(ctx, "tcp", addr.String())
+		conn = c
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connecting over TCP from %q to %s: %w", ns, addr, err)
+	}
+	return conn.Close()
+}
+
+// UDPEcho sends one datagram from namespace ns to an echo server at addr and
+// returns nil only when the same bytes came back within timeout. The socket
+// is unconnected, so a reply counts whichever local address the server's
+// kernel picked as its source (a multi-homed gateway answers from the
+// address on its route back, not the one that was asked).
+func UDPEcho(ctx context.Context, ns string, addr netip.AddrPort, timeout time.Duration) error {
+	var conn *net.UDPConn
+	err := Do(ns, func() error {
+		c, err := net.ListenUDP("udp", nil)
+		conn = c
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("opening UDP socket in %q: %w", ns, err)
+	}
+	defer conn.Close()
+	if err := exchangePacket(ctx, conn, addr, timeout); err != nil {
+		return fmt.Errorf("echoing over UDP from %q to %s: %w", ns, addr, err)
+	}
+	return nil
+}
+
+func exchangePacket(ctx context.Context, conn *net.UDPConn, to netip.AddrPort, timeout time.Duration) error {
+	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
+		return fmt.Errorf("setting deadline: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	msg := token()
+	if _, err := conn.WriteToUDPAddrPort(msg, to); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	buf := make([]byte, 2*len(msg))
+	for {
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return fmt.Errorf("reading the echo: %w", err)
+		}
+		if bytes.Equal(buf[:n], msg) {
+			return nil
+		}
+	}
+}
+
+func deadline(ctx context.Context, timeout time.Duration) time.Time {
+	d := time.Now().Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	return d
+}
+
+func token() []byte {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return []byte(hex.EncodeToString(b) + "\n")
+}
+
+// exchange writes a random token on a stream and reads it back.
+func exchange(ctx context.Context, conn net.Conn, timeout time.Duration) error {
+	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
+		return fmt.Errorf("setting deadline: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	msg := token()
+	if _, err := conn.Write(msg); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		return fmt.Errorf("reading the echo: %w", err)
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo returned %q, want %q", got, msg)
+	}
+	return nil
+}
+
+// Ping sends one ICMP echo request (ICMPv6 for an IPv6 address) from
+// namespace ns to addr with iputils ping and returns nil when a reply came
+// within timeout.
+func Ping(ctx context.Context, ns string, addr netip.Addr, timeout time.Duration) error {
+	wait := strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64)
+	if _, err := Run(ctx, ns, "ping", "-n", "-q", "-c", "1", "-W", wait, addr.String()); err != nil {
+		return fmt.Errorf("pinging %s from %q: %w", addr, ns, err)
+	}
+	return nil
+}
+
+// EchoServer is a TCP and UDP echo server running inside a namespace: the
+// lab's stand-in for a C2 server, a controller, or any service.
+type EchoServer struct {
+	tcp net.Listener
+	udp net.PacketConn
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  bool
+}
+
+// ServeEcho starts TCP and UDP echo servers on addr inside namespace ns.
+// Listening on [::]:port serves IPv4 and IPv6 alike. Close stops both.
+func ServeEcho(ns string, addr netip.AddrPort) (*EchoServer, error) {
+	s := &EchoServer{conns: map[net.Conn]struct{}{}}
+	err := Do(ns, func() error {
+		var err error
+		if s.tcp, err = net.Listen("tcp", addr.String()); err != nil {
+			return err
+		}
+		if s.udp, err = net.ListenPacket("udp", addr.String()); err != nil {
+			return errors.Join(err, s.tcp.Close())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting echo server on %s in %q: %w", addr, ns, err)
+	}
+	s.wg.Add(2)
+	go s.serveTCP()
+	go s.serveUDP()
+	return s, nil
+}
+
+func (s *EchoServer) serveTCP() {
+	defer s.wg.Done()
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.done {
+			s.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			_, _ = io.Copy(c, c)
+			_ = c.Close()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+func (s *EchoServer) serveUDP() {
+	defer s.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := s.udp.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. an ICMP error queued on the socket
+		}
+		_, _ = s.udp.WriteTo(buf[:n], from)
+	}
+}
+
+// Close stops the servers and closes every open connection. It is
+// idempotent.
+func (s *EchoServer) Close() error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil
+	}
+	s.done = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	err := errors.Join(s.tcp.Close(), s.udp.Close())
+	s.wg.Wait()
+	return err
+}
+
+// Session is a long-lived TCP connection to an echo server, used to prove
+// that an ESTABLISHED flow is cut.
+type Session struct {
+	conn net.Conn
+
+	mu     sync.Mutex
+	failed error
+}
+
+// OpenSession connects from namespace ns to the echo server at addr and
+// checks the session works once.
+func OpenSession(ctx context.Context, ns string, addr netip.AddrPort) (*Session, error) {
+	var conn net.Conn
+	err := Do(ns, func() error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr.String())
+		conn = c
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening session from %q to %s: %w", ns, addr, err)
+	}
+	s := &Session{conn: conn}
+	if err := s.Alive(5 * time.Second); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	return s, nil
+}
+
+// Alive writes a token on the session and returns nil when the echo came
+// back within timeout. Once Alive has failed the session is dead for good
+// (bytes may be left in flight), and every later call fails too.
+func (s *Session) Alive(timeout time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("session %s -> %s already dead: %w", s.conn.LocalAddr(), s.conn.RemoteAddr(), s.failed)
+	}
+	if err := exchange(context.Background(), s.conn, timeout); err != nil {
+		s.failed = err
+		return fmt.Errorf("session %s -> %s: %w", s.conn.LocalAddr(), s.conn.RemoteAddr(), err)
+	}
+	return nil
+}
+
+// Close closes the session. It is idempotent.
+func (s *Session) Close() error {
+	err := s.conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

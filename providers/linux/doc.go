@@ -1,0 +1,16 @@
+// Package linux is the OS-side provider for a Linux gateway: the quarantine
+// firewall (IPv4 and IPv6, with an iptables and an nftables backend behind
+// one Firewall seam) and the killing of established flows through conntrack.
+//
+// It owns exactly the rules it creates — the WARDEN-QUARANTINE chain and the
+// jumps to it in table filter (iptables), or the table "inet warden"
+// (nftables) — and never changes or removes any other rule, chain or table.
+// Each backend acts on the network namespace of the thread that constructed
+// it, whatever thread later calls it, so a stray goroutine can never change
+// the wrong namespace's firewall.
+//
+// It must not decide whether to quarantine (that is the controller's gate),
+// must not run anything through a shell (commands are argument arrays and
+// rule sets are generated text fed on stdin), and must not lock responders
+// out: a spec without a management network is rejected.
+package linux
