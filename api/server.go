@@ -258,6 +258,14 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "invalid", err)
 		return
 	}
+	// The same bound as a native batch: every alert is stored in one
+	// transaction, and a body of 1 MiB of "{}" alerts would otherwise hold
+	// the store for minutes.
+	if len(decoded) > intake.MaxIndicatorsPerRequest {
+		s.fail(w, http.StatusBadRequest, "invalid", &indicator.FieldError{Field: "alerts",
+			Reason: fmt.Sprintf("more than %d alerts in one message; set max_alerts in Alertmanager's webhook_config", intake.MaxIndicatorsPerRequest)})
+		return
+	}
 	items := make([]controller.Item, len(decoded))
 	for i, d := range decoded {
 		items[i] = controller.Item{Indicator: d.Indicator, Matched: d.Matched, Reason: d.Reason}
