@@ -11,6 +11,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -72,36 +73,98 @@ type Execer interface {
 // PrevHash and Hash. Data is redacted first. The caller must serialise
 // appends (SQLite's single writer does this for a transaction).
 func Append(ctx context.Context, tx Execer, e Entry) (Entry, error) {
-	var prevSeq int64
-	prev := Genesis
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&prevSeq, &prev)
-	if errors.Is(err, sql.ErrNoRows) {
-		prevSeq, prev = 0, Genesis
-	} else if err != nil {
-		return Entry{}, fmt.Errorf("reading audit head: %w", err)
+	a := NewAppender(tx)
+	out, err := a.Append(ctx, e)
+	if err != nil {
+		return Entry{}, err
 	}
-	e.Seq = prevSeq + 1
+	return out, a.Flush(ctx)
+}
+
+// Appender appends several entries in one transaction: it reads the head
+// once and writes it once (Flush), which matters when one intake request
+// writes dozens of entries. It is not safe for concurrent use; a
+// transaction is not either.
+type Appender struct {
+	tx     Execer
+	loaded bool
+	dirty  bool
+	seq    int64
+	prev   string
+}
+
+// NewAppender starts appending inside tx.
+func NewAppender(tx Execer) *Appender { return &Appender{tx: tx} }
+
+// Mark and Reset let a caller that uses savepoints roll the appender back
+// with its transaction.
+type Mark struct {
+	loaded, dirty bool
+	seq           int64
+	prev          string
+}
+
+// Mark records the appender's position.
+func (a *Appender) Mark() Mark { return Mark{a.loaded, a.dirty, a.seq, a.prev} }
+
+// Reset returns to a recorded position.
+func (a *Appender) Reset(m Mark) { a.loaded, a.dirty, a.seq, a.prev = m.loaded, m.dirty, m.seq, m.prev }
+
+// Append adds one entry; see the package function Append.
+func (a *Appender) Append(ctx context.Context, e Entry) (Entry, error) {
+	if !a.loaded {
+		err := a.tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&a.seq, &a.prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			a.seq, a.prev = 0, Genesis
+		} else if err != nil {
+			return Entry{}, fmt.Errorf("reading audit head: %w", err)
+		}
+		a.loaded = true
+	}
+	e.Seq = a.seq + 1
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
 	e.At = e.At.UTC().Truncate(time.Microsecond)
-	if len(e.Data) > 0 {
+	if len(e.Data) > 0 && mayHoldSecret(e.Data) {
 		red, err := RedactJSON(e.Data)
 		if err != nil {
 			return Entry{}, fmt.Errorf("redacting audit data: %w", err)
 		}
 		e.Data = red
 	}
-	e.PrevHash = prev
+	e.PrevHash = a.prev
 	e.Hash = e.computeHash()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit(seq, at, actor, action, incident, run, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+	if _, err := a.tx.ExecContext(ctx, `INSERT INTO audit(seq, at, actor, action, incident, run, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
 		e.Seq, e.At.Format(time.RFC3339Nano), e.Actor, e.Action, e.Incident, e.Run, e.Subject, string(e.Data), e.PrevHash, e.Hash); err != nil {
 		return Entry{}, fmt.Errorf("appending audit entry: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_head(id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, e.Seq, e.Hash); err != nil {
-		return Entry{}, fmt.Errorf("moving audit head: %w", err)
-	}
+	a.seq, a.prev, a.dirty = e.Seq, e.Hash, true
 	return e, nil
+}
+
+// Flush writes the head record. Call it before committing.
+func (a *Appender) Flush(ctx context.Context) error {
+	if !a.dirty {
+		return nil
+	}
+	if _, err := a.tx.ExecContext(ctx, `INSERT INTO audit_head(id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, a.seq, a.prev); err != nil {
+		return fmt.Errorf("moving audit head: %w", err)
+	}
+	a.dirty = false
+	return nil
+}
+
+// mayHoldSecret is a cheap pre-check: only documents with a secret-looking
+// key anywhere are decoded and redacted.
+func mayHoldSecret(raw []byte) bool {
+	lower := bytes.ToLower(raw)
+	for _, w := range secretWords {
+		if bytes.Contains(lower, []byte(w)) {
+			return true
+		}
+	}
+	return bytes.Contains(lower, []byte(`_key"`))
 }
 
 // computeHash covers every field but Hash, length-prefixed so that no two

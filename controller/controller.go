@@ -76,6 +76,9 @@ type Controller struct {
 	m     *Metrics
 
 	kick     chan struct{}
+	qmu      sync.Mutex
+	queue    []*acceptReq
+	commitMu sync.Mutex
 	mu       sync.Mutex
 	inFlight map[string]bool
 	wg       sync.WaitGroup
@@ -156,30 +159,77 @@ type Accepted struct {
 }
 
 // Accept stores every item, groups them into incidents, decides, and creates
-// runs, all in one transaction: when it returns nil, everything is durable
-// (safety invariant 3). Runs then execute in the background.
+// runs: when it returns nil, everything is durable (safety invariant 3).
+// Runs then execute in the background.
+//
+// Concurrent calls are group-committed: whoever holds the commit lock
+// writes every request queued so far in one transaction (one fsync), each
+// request inside its own savepoint so a failing one cannot spoil the
+// others. A caller returns only after the transaction holding its items
+// has committed.
 func (c *Controller) Accept(ctx context.Context, actor string, items []Item) ([]Accepted, error) {
-	now := c.clock.Now()
-	out := make([]Accepted, len(items))
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
-		for i, it := range items {
-			a, err := c.acceptOne(ctx, tx, actor, now, it)
-			if err != nil {
-				return fmt.Errorf("accepting item %d: %w", i, err)
-			}
-			a.Index = i
-			out[i] = a
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	req := &acceptReq{actor: actor, items: items}
+	c.qmu.Lock()
+	c.queue = append(c.queue, req)
+	c.qmu.Unlock()
+
+	c.commitMu.Lock()
+	if !req.done {
+		c.qmu.Lock()
+		batch := c.queue
+		c.queue = nil
+		c.qmu.Unlock()
+		// The batch holds other callers' items: the first caller going
+		// away must not abort their commit.
+		c.commitBatch(context.WithoutCancel(ctx), batch)
 	}
-	for _, a := range out {
+	c.commitMu.Unlock()
+	if req.err != nil {
+		return nil, req.err
+	}
+	for _, a := range req.out {
 		c.m.IndicatorsAccepted.WithLabelValues(matchLabel(a)).Inc()
 	}
 	c.Kick()
-	return out, nil
+	return req.out, nil
+}
+
+type acceptReq struct {
+	actor string
+	items []Item
+	out   []Accepted
+	err   error
+	done  bool
+}
+
+func (c *Controller) commitBatch(ctx context.Context, batch []*acceptReq) {
+	now := c.clock.Now()
+	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		for _, req := range batch {
+			out := make([]Accepted, len(req.items))
+			req.err = tx.Savepoint(ctx, func() error {
+				for i, it := range req.items {
+					a, err := c.acceptOne(ctx, tx, req.actor, now, it)
+					if err != nil {
+						return fmt.Errorf("accepting item %d: %w", i, err)
+					}
+					a.Index = i
+					out[i] = a
+				}
+				return nil
+			})
+			if req.err == nil {
+				req.out = out
+			}
+		}
+		return nil
+	})
+	for _, req := range batch {
+		if err != nil {
+			req.err, req.out = err, nil
+		}
+		req.done = true
+	}
 }
 
 func matchLabel(a Accepted) string {

@@ -158,9 +158,16 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	if err := fn(&Tx{tx: sqlTx}); err != nil {
+	tx := &Tx{tx: sqlTx}
+	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
+	}
+	if tx.audit != nil {
+		if err := tx.audit.Flush(ctx); err != nil {
+			_ = sqlTx.Rollback()
+			return err
+		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("committing transaction: %w", err)
@@ -169,12 +176,51 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // Tx is an open transaction.
-type Tx struct{ tx *sql.Tx }
+type Tx struct {
+	tx    *sql.Tx
+	audit *audit.Appender
+	sp    int
+}
 
 // Audit appends an audit entry in this transaction.
 func (t *Tx) Audit(ctx context.Context, e audit.Entry) error {
-	_, err := audit.Append(ctx, t.tx, e)
+	if t.audit == nil {
+		t.audit = audit.NewAppender(t.tx)
+	}
+	_, err := t.audit.Append(ctx, e)
 	return err
+}
+
+// Savepoint runs fn inside a savepoint: when fn fails, only its writes
+// (and its audit entries) are undone and the transaction goes on. Group
+// commit uses it so one bad request cannot spoil its neighbours.
+func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
+	t.sp++
+	name := fmt.Sprintf("sp%d", t.sp)
+	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("opening savepoint: %w", err)
+	}
+	var mark audit.Mark
+	if t.audit != nil {
+		mark = t.audit.Mark()
+	}
+	hadAudit := t.audit != nil
+	if err := fn(); err != nil {
+		if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO "+name); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rolling back savepoint: %w", rerr))
+		}
+		_, _ = t.tx.ExecContext(ctx, "RELEASE "+name)
+		if hadAudit {
+			t.audit.Reset(mark)
+		} else {
+			t.audit = nil
+		}
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, "RELEASE "+name); err != nil {
+		return fmt.Errorf("releasing savepoint: %w", err)
+	}
+	return nil
 }
 
 // NewID makes a sortable, prefixed id ("inc-0195…").
