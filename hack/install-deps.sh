@@ -6,7 +6,13 @@
 # without root it says what is missing and goes on (those e2e tests skip).
 set -euo pipefail
 
-packages=(iproute2 iptables nftables conntrack iputils-ping)
+# Namespace labs and the quarantine firewall; tunnels (WireGuard userspace,
+# strongSwan charon with kernel-libipsec for a data plane on kernels without
+# ESP); headless Chromium and CJK fonts for the report screenshot test.
+packages=(iproute2 iptables nftables conntrack iputils-ping
+  wireguard-go wireguard-tools
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  chromium fonts-noto-cjk)
 
 missing=()
 for p in "${packages[@]}"; do

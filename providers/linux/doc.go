@@ -13,4 +13,11 @@
 // must not run anything through a shell (commands are argument arrays and
 // rule sets are generated text fed on stdin), and must not lock responders
 // out: a spec without a management network is rejected.
+//
+// It also owns the volatile evidence capture (capture*.go): connections and
+// listening sockets, processes with executable hashes, routes, addresses,
+// firewall rules, WireGuard and strongSwan state, logged-in users and log
+// tails, each artefact hashed with SHA-256. Capture only reads; it never
+// records a WireGuard private or preshared key. The controller-side client
+// of `warden agent` lives here too (agentclient.go).
 package linux
