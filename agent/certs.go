@@ -1,0 +1,255 @@
+package agent
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// Files written by Init.
+const (
+	CAFile             = "ca.pem"
+	CAKeyFile          = "ca-key.pem"
+	AgentCertFile      = "agent.pem"
+	AgentKeyFile       = "agent-key.pem"
+	ControllerCertFile = "controller.pem"
+	ControllerKeyFile  = "controller-key.pem"
+)
+
+// ErrExists is returned by Init when the directory already holds key
+// material and InitOptions.Overwrite is not set.
+var ErrExists = errors.New("key material exists; refusing to overwrite it")
+
+// InitOptions tune Init.
+type InitOptions struct {
+	// Overwrite replaces existing files; without it Init refuses to touch
+	// a directory that already holds any of its files.
+	Overwrite bool
+	// ControllerIdentity is the controller certificate's CommonName
+	// (default wire.DefaultControllerIdentity).
+	ControllerIdentity string
+	// Validity of the leaf certificates (default 825 days); the CA lives
+	// ten years.
+	Validity time.Duration
+	// Now is the issue time (default time.Now).
+	Now func() time.Time
+}
+
+// Init creates the key material of a lab: a CA, the agent's server
+// certificate for agentHosts (DNS names and IP addresses, which the
+// controller verifies), and the controller's client certificate. Keys are
+// ECDSA P-256 in PKCS#8, mode 0600; dir is created 0700. It returns the
+// paths written. ca-key.pem is needed only to issue more certificates and
+// belongs off the gateway.
+func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
+	if opt.ControllerIdentity == "" {
+		opt.ControllerIdentity = wire.DefaultControllerIdentity
+	}
+	if opt.Validity == 0 {
+		opt.Validity = 825 * 24 * time.Hour
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	dnsNames, ips, err := splitHosts(agentHosts)
+	if err != nil {
+		return nil, fmt.Errorf("initialising agent certificates: %w", err)
+	}
+	names := []string{CAFile, CAKeyFile, AgentCertFile, AgentKeyFile, ControllerCertFile, ControllerKeyFile}
+	if !opt.Overwrite {
+		var exist []string
+		for _, n := range names {
+			if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+				exist = append(exist, n)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("initialising agent certificates: %w", err)
+			}
+		}
+		if len(exist) > 0 {
+			return nil, fmt.Errorf("initialising agent certificates: %w: %s already holds %s", ErrExists, dir, strings.Join(exist, ", "))
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+
+	now := opt.Now().Add(-5 * time.Minute) // tolerate small clock differences
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	caTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "warden agent CA", Organization: []string{"Warden"}},
+		NotBefore:             now,
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, caCert, err := issue(caTmpl, nil, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuing CA certificate: %w", err)
+	}
+	agentKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating agent key: %w", err)
+	}
+	agentDER, _, err := issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: "warden-agent", Organization: []string{"Warden"}},
+		NotBefore:   now,
+		NotAfter:    now.Add(opt.Validity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+	}, caCert, &agentKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuing agent certificate: %w", err)
+	}
+	ctlKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating controller key: %w", err)
+	}
+	ctlDER, _, err := issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: opt.ControllerIdentity, Organization: []string{"Warden"}},
+		NotBefore:   now,
+		NotAfter:    now.Add(opt.Validity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, &ctlKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuing controller certificate: %w", err)
+	}
+
+	files := []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{CAFile, pemBlock("CERTIFICATE", caDER), 0o644},
+		{AgentCertFile, pemBlock("CERTIFICATE", agentDER), 0o644},
+		{ControllerCertFile, pemBlock("CERTIFICATE", ctlDER), 0o644},
+	}
+	for _, k := range []struct {
+		name string
+		key  *ecdsa.PrivateKey
+	}{{CAKeyFile, caKey}, {AgentKeyFile, agentKey}, {ControllerKeyFile, ctlKey}} {
+		der, err := x509.MarshalPKCS8PrivateKey(k.key)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", k.name, err)
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+			perm os.FileMode
+		}{k.name, pemBlock("PRIVATE KEY", der), 0o600})
+	}
+	var written []string
+	for _, f := range files {
+		if err := writeNew(dir, f.name, f.data, f.perm, opt.Overwrite); err != nil {
+			return written, fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		written = append(written, filepath.Join(dir, f.name))
+	}
+	return written, nil
+}
+
+// issue signs tmpl with a fresh random serial; a nil parent self-signs.
+func issue(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) ([]byte, *x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating serial: %w", err)
+	}
+	tmpl.SerialNumber = serial
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, cert, nil
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// splitHosts sorts agent hosts into DNS names and IP addresses.
+func splitHosts(hosts []string) ([]string, []net.IP, error) {
+	var dns []string
+	var ips []net.IP
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		if a, err := netip.ParseAddr(h); err == nil {
+			ips = append(ips, net.IP(a.Unmap().AsSlice()))
+			continue
+		}
+		if !validDNSName(h) {
+			return nil, nil, fmt.Errorf("agent host %q is neither an IP address nor a DNS name", h)
+		}
+		dns = append(dns, strings.ToLower(h))
+	}
+	if len(dns) == 0 && len(ips) == 0 {
+		return nil, nil, errors.New("at least one agent host name or IP address is required: the controller verifies it")
+	}
+	return dns, ips, nil
+}
+
+func validDNSName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeNew writes a file with perm; without overwrite it fails if the file
+// appeared since Init checked.
+func writeNew(dir, name string, data []byte, perm os.FileMode, overwrite bool) error {
+	if overwrite {
+		return writeFileAtomic(dir, name, data, perm)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

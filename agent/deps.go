@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// Spec is the quarantine the agent keeps in force: everything is dropped
+// except loopback and these networks.
+type Spec struct {
+	Management []netip.Prefix
+	Forensics  []netip.Prefix
+}
+
+// Keep lists every network whose flows survive the quarantine.
+func (s Spec) Keep() []netip.Prefix {
+	return append(slices.Clone(s.Management), s.Forensics...)
+}
+
+// Firewall is the quarantine rule set on the gateway. Every method is
+// idempotent and safe to call again after a failure.
+type Firewall interface {
+	// Apply installs or repairs the quarantine for spec (IPv4 and IPv6);
+	// changed is false when the rules already matched.
+	Apply(ctx context.Context, spec Spec) (changed bool, err error)
+	// Remove removes exactly what Apply added; changed is false when there
+	// was nothing to remove.
+	Remove(ctx context.Context) (changed bool, err error)
+	// Observe reads the rules back and lists their drift from want (no
+	// drift is computed when want has no management network).
+	Observe(ctx context.Context, want Spec) (wire.FirewallState, error)
+}
+
+// KillFlowsFunc deletes established flows whose addresses all lie outside
+// keep and returns how many it deleted. Called only after Apply.
+type KillFlowsFunc func(ctx context.Context, keep []netip.Prefix) (int, error)
+
+// CaptureFunc collects volatile evidence.
+type CaptureFunc func(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error)
+
+// Link is a network link as the tunnel seam sees it.
+type Link struct {
+	Name string
+	// Type is the kernel's link kind ("wireguard", "veth", "tun").
+	Type string
+	Up   bool
+}
+
+// LinkController brings tunnel links down and up. SetDown and SetUp are
+// idempotent.
+type LinkController interface {
+	Links(ctx context.Context) ([]Link, error)
+	SetDown(ctx context.Context, name string) error
+	SetUp(ctx context.Context, name string) error
+}
+
+// SAController terminates and re-initiates strongSwan security
+// associations.
+type SAController interface {
+	// List returns the established (or establishing) IKE SAs by connection
+	// name with their child SA names; none when no IKE daemon is running.
+	List(ctx context.Context) ([]wire.SA, error)
+	// Terminate tears an IKE SA and its children down without waiting for
+	// the peer (the quarantine drops its answer anyway).
+	Terminate(ctx context.Context, sa wire.SA) error
+	// Initiate starts the connection's children again (or the IKE SA alone
+	// when it had none) without waiting for the outcome.
+	Initiate(ctx context.Context, sa wire.SA) error
+}
+
+// Clock is the agent's time source; tests inject a fake one so the
+// commit-confirmed window can pass without waiting.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine (or, for a fake clock, from
+	// whoever advances it) once d has passed.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc.
+type Timer interface {
+	// Stop prevents the call if it has not happened yet.
+	Stop() bool
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// AfterFunc implements Clock.
+func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Deps are the agent's seams to the gateway. Firewall and KillFlows are
+// required. Links and SAs may be nil when the gateway has no WireGuard or
+// no strongSwan; Capture may be nil, and capture commands then fail with
+// 501 Not Implemented. Clock defaults to SystemClock.
+type Deps struct {
+	Firewall  Firewall
+	KillFlows KillFlowsFunc
+	Capture   CaptureFunc
+	Links     LinkController
+	SAs       SAController
+	Clock     Clock
+}
+
+var _ Clock = SystemClock{}

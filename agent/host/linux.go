@@ -1,0 +1,223 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/providers/linux"
+)
+
+// Backends.
+const (
+	BackendIPTables = "iptables"
+	BackendNFTables = "nftables"
+)
+
+// Options choose the gateway's implementations.
+type Options struct {
+	// Backend is BackendIPTables or BackendNFTables.
+	Backend string
+	// VICISocket is charon's socket (DefaultVICISocket when empty); set
+	// NoVICI to leave strongSwan alone.
+	VICISocket string
+	NoVICI     bool
+	// Capture tunes evidence capture; its VICISocket defaults to the one
+	// above.
+	Capture linux.CaptureOptions
+	Log     *slog.Logger
+}
+
+// Deps builds the agent's seams for the network namespace of the calling
+// thread. The returned io.Closer releases the firewall backend, the netlink
+// socket and the namespace handle.
+func Deps(opt Options) (agent.Deps, io.Closer, error) {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var closers closeAll
+	fail := func(err error) (agent.Deps, io.Closer, error) {
+		_ = closers.Close()
+		return agent.Deps{}, nil, err
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		return fail(fmt.Errorf("reading the calling thread's network namespace: %w", err))
+	}
+	closers = append(closers, func() error { return ns.Close() })
+	var fw interface {
+		linux.Firewall
+		Close() error
+	}
+	switch opt.Backend {
+	case BackendIPTables, "":
+		fw, err = linux.NewIPTables(log)
+	case BackendNFTables:
+		fw, err = linux.NewNFTables(log)
+	default:
+		return fail(fmt.Errorf("firewall backend %q: want %s or %s", opt.Backend, BackendIPTables, BackendNFTables))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("opening %s firewall: %w", opt.Backend, err))
+	}
+	closers = append(closers, fw.Close)
+	links, err := NewLinks()
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, links.Close)
+	capOpt := opt.Capture
+	if capOpt.VICISocket == "" {
+		capOpt.VICISocket = opt.VICISocket
+	}
+	bound := boundNS{h: ns}
+	d := agent.Deps{
+		Firewall: Firewall{FW: fw},
+		KillFlows: func(ctx context.Context, keep []netip.Prefix) (n int, err error) {
+			err = bound.do(func() error {
+				n, err = linux.KillFlows(ctx, keep)
+				return err
+			})
+			return n, err
+		},
+		Capture: func(ctx context.Context, p wire.CaptureParams) (res wire.CaptureResult, err error) {
+			err = bound.do(func() error {
+				res, err = Capture(ctx, capOpt)
+				return err
+			})
+			return res, err
+		},
+		Links: links,
+	}
+	if !opt.NoVICI {
+		d.SAs = NewVICI(opt.VICISocket)
+	}
+	return d, closers, nil
+}
+
+// closeAll closes in reverse order.
+type closeAll []func() error
+
+func (c closeAll) Close() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// Firewall adapts a providers/linux firewall to the agent's seam. Refused
+// specs and a missing backend are marked terminal.
+type Firewall struct{ FW linux.Firewall }
+
+var _ agent.Firewall = Firewall{}
+
+// Apply implements agent.Firewall.
+func (f Firewall) Apply(ctx context.Context, s agent.Spec) (bool, error) {
+	changed, err := f.FW.Apply(ctx, linux.Spec{Management: s.Management, Forensics: s.Forensics})
+	return changed, classify(err)
+}
+
+// Remove implements agent.Firewall.
+func (f Firewall) Remove(ctx context.Context) (bool, error) {
+	changed, err := f.FW.Remove(ctx)
+	return changed, classify(err)
+}
+
+// Observe implements agent.Firewall.
+func (f Firewall) Observe(ctx context.Context, want agent.Spec) (wire.FirewallState, error) {
+	st, err := f.FW.Observe(ctx)
+	if err != nil {
+		return wire.FirewallState{}, classify(err)
+	}
+	detail, err := json.Marshal(st)
+	if err != nil {
+		return wire.FirewallState{}, fmt.Errorf("encoding firewall state: %w", err)
+	}
+	out := wire.FirewallState{Backend: st.Backend, Quarantined: st.Quarantined(), Absent: st.Absent(), Detail: detail}
+	if len(want.Management) > 0 {
+		if out.Drift, err = st.Drift(linux.Spec{Management: want.Management, Forensics: want.Forensics}); err != nil {
+			return wire.FirewallState{}, classify(err)
+		}
+	}
+	return out, nil
+}
+
+func classify(err error) error {
+	if errors.Is(err, linux.ErrInvalidSpec) || errors.Is(err, linux.ErrUnavailable) {
+		return actions.Terminal(err)
+	}
+	return err
+}
+
+// Capture runs providers/linux Capture and converts its result to the
+// wire form; the manifest is encoded once, here, and travels verbatim.
+func Capture(ctx context.Context, opt linux.CaptureOptions) (wire.CaptureResult, error) {
+	arts, manifest, err := linux.Capture(ctx, opt)
+	if err != nil {
+		return wire.CaptureResult{}, classifyCapture(err)
+	}
+	m, err := json.Marshal(manifest)
+	if err != nil {
+		return wire.CaptureResult{}, fmt.Errorf("encoding capture manifest: %w", err)
+	}
+	out := wire.CaptureResult{Artefacts: make([]wire.Artefact, len(arts)), Manifest: m}
+	for i, a := range arts {
+		out.Artefacts[i] = wire.Artefact{
+			Name: a.Name, MediaType: a.MediaType, SHA256: a.SHA256, Size: a.Size,
+			Collected: a.Collected, Source: a.Source, Error: a.Error, Content: a.Content,
+		}
+	}
+	return out, nil
+}
+
+func classifyCapture(err error) error {
+	if errors.Is(err, linux.ErrInvalidCaptureOptions) {
+		return actions.Terminal(err)
+	}
+	return err
+}
+
+// boundNS runs work in the namespace the deps were built in, whichever
+// goroutine calls: conntrack and capture act on the calling thread's
+// namespace, unlike the firewall backends which bind themselves.
+type boundNS struct{ h netns.NsHandle }
+
+func (b boundNS) do(fn func() error) (err error) {
+	runtime.LockOSThread()
+	cur, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("reading the thread's network namespace: %w", err)
+	}
+	defer cur.Close()
+	if cur.Equal(b.h) {
+		defer runtime.UnlockOSThread()
+		return fn()
+	}
+	if err := netns.Set(b.h); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("entering the agent's network namespace: %w", err)
+	}
+	defer func() {
+		if rerr := netns.Set(cur); rerr != nil {
+			// Leave the thread locked: the runtime discards it when the
+			// goroutine exits rather than reuse it in this namespace.
+			err = errors.Join(err, fmt.Errorf("restoring the thread's network namespace: %w", rerr))
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return fn()
+}

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+const nonceFile = "nonces.jsonl"
+
+var (
+	// errReplay is returned for a nonce already seen.
+	errReplay = errors.New("command already received: a replay is refused; send a new command with a new id")
+	// errTooManyNonces is returned when the bounded nonce memory is full
+	// of nonces that have not expired yet.
+	errTooManyNonces = errors.New("too many commands in flight: retry later")
+)
+
+// nonceEntry is one journal line.
+type nonceEntry struct {
+	ID string `json:"id"`
+	// Until is the last instant the command could still be accepted.
+	Until time.Time `json:"until"`
+}
+
+// replayGuard remembers nonces until their commands could no longer be
+// accepted. It journals each nonce (fsync'd) before admitting it, so an
+// agent restarted inside a command's lifetime still refuses the replay.
+//
+// The journal was chosen over "refuse commands issued before the agent
+// started": that rule would refuse honest commands for as long as the
+// controller's clock lags, and would make every restart a window in which
+// the controller's retries fail.
+type replayGuard struct {
+	mu    sync.Mutex
+	dir   string
+	f     *os.File
+	seen  map[string]time.Time
+	lines int
+	max   int
+}
+
+// openReplayGuard loads the journal in dir, forgets expired nonces and
+// rewrites it compactly. A torn last line (a crash during an append) is
+// ignored: its command was never admitted.
+func openReplayGuard(dir string, now time.Time, max int) (*replayGuard, error) {
+	g := &replayGuard{dir: dir, seen: map[string]time.Time{}, max: max}
+	f, err := os.Open(filepath.Join(dir, nonceFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("opening nonce journal: %w", err)
+	default:
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e nonceEntry
+			if json.Unmarshal(sc.Bytes(), &e) != nil || e.ID == "" {
+				continue
+			}
+			if e.Until.After(now) {
+				g.seen[e.ID] = e.Until
+			}
+		}
+		err := sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading nonce journal: %w", err)
+		}
+	}
+	if err := g.rewrite(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// rewrite replaces the journal with the live nonces and reopens it for
+// appending. Callers hold mu (or own g exclusively).
+func (g *replayGuard) rewrite() error {
+	var buf []byte
+	for id, until := range g.seen {
+		b, err := json.Marshal(nonceEntry{ID: id, Until: until})
+		if err != nil {
+			return fmt.Errorf("encoding nonce: %w", err)
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	// On a failed write the old journal stays in use.
+	if err := writeFileAtomic(g.dir, nonceFile, buf, 0o600); err != nil {
+		return fmt.Errorf("compacting nonce journal: %w", err)
+	}
+	if g.f != nil {
+		_ = g.f.Close() // its inode was just replaced
+		g.f = nil
+	}
+	// Without the new journal open, admit refuses every command rather
+	// than admit one it could not remember.
+	f, err := os.OpenFile(filepath.Join(g.dir, nonceFile), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening nonce journal: %w", err)
+	}
+	g.f, g.lines = f, len(g.seen)
+	return nil
+}
+
+// admit records id, valid until until, and reports errReplay when it was
+// seen before. The nonce is durable when admit returns nil.
+func (g *replayGuard) admit(id string, until, now time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.f == nil {
+		return errors.New("nonce journal is closed")
+	}
+	if u, ok := g.seen[id]; ok && u.After(now) {
+		return errReplay
+	}
+	if len(g.seen) >= g.max {
+		g.prune(now)
+		if len(g.seen) >= g.max {
+			return errTooManyNonces
+		}
+	}
+	b, err := json.Marshal(nonceEntry{ID: id, Until: until})
+	if err != nil {
+		return fmt.Errorf("encoding nonce: %w", err)
+	}
+	if _, err := g.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("journalling nonce: %w", err)
+	}
+	if err := g.f.Sync(); err != nil {
+		return fmt.Errorf("syncing nonce journal: %w", err)
+	}
+	g.seen[id] = until
+	g.lines++
+	// Keep the journal within a small multiple of what is live, even
+	// between heal ticks.
+	if g.lines%1024 == 0 {
+		g.prune(now)
+		if g.lines > 2*len(g.seen) {
+			// The nonce is already durable: a failed compaction only
+			// leaves a longer journal (or, failing to reopen it, makes the
+			// next admit refuse).
+			_ = g.rewrite()
+		}
+	}
+	return nil
+}
+
+// prune forgets expired nonces. Callers hold mu.
+func (g *replayGuard) prune(now time.Time) {
+	for id, until := range g.seen {
+		if !until.After(now) {
+			delete(g.seen, id)
+		}
+	}
+}
+
+// tick forgets expired nonces and compacts the journal when most of it is
+// dead.
+func (g *replayGuard) tick(now time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.f == nil {
+		return nil
+	}
+	g.prune(now)
+	if g.lines > 64 && g.lines > 2*len(g.seen) {
+		return g.rewrite()
+	}
+	return nil
+}
+
+func (g *replayGuard) close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.f == nil {
+		return nil
+	}
+	err := g.f.Close()
+	g.f = nil
+	return err
+}

@@ -1,0 +1,500 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// opTimeout bounds one command's or one timer's work on the gateway.
+const opTimeout = time.Minute
+
+// Server is a running agent: the HTTPS API, the quarantine record, the
+// commit-confirmed timer and the self-heal loop.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	clock   Clock
+	log     *slog.Logger
+	tls     *tls.Config
+	handler http.Handler
+	started time.Time
+	nonces  *replayGuard
+	// capturing admits one capture at a time.
+	capturing chan struct{}
+	// bg is the context of timer work; cancelled by Close.
+	bg       context.Context
+	cancelBG context.CancelFunc
+
+	// mu serialises every change to the gateway and to rec.
+	mu           sync.Mutex
+	rec          record
+	confirmTimer Timer
+	healTimer    Timer
+	closed       bool
+}
+
+// New checks cfg and deps, loads the TLS material, the quarantine record
+// and the nonce journal. It does not touch the gateway: Serve re-applies a
+// recorded quarantine before it accepts a connection.
+func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Firewall == nil || deps.KillFlows == nil {
+		return nil, errors.New("building agent: a firewall and a flow killer are required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = SystemClock{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tlsConf, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	rec, err := loadRecord(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	now := deps.Clock.Now()
+	nonces, err := openReplayGuard(cfg.StateDir, now, cfg.MaxNonces)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, deps: deps, clock: deps.Clock, log: log, tls: tlsConf,
+		started: now, nonces: nonces, capturing: make(chan struct{}, 1),
+		bg: bg, cancelBG: cancel, rec: rec,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.CommandsPath, s.handleCommand)
+	mux.HandleFunc("GET "+wire.HealthPath, s.handleHealth)
+	s.handler = s.requireController(mux)
+	return s, nil
+}
+
+// serverTLS builds the mutual-TLS configuration: TLS 1.3 only, and a
+// client certificate that chains to the configured CA is required.
+func serverTLS(cfg Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading agent certificate: %w", err)
+	}
+	pemCA, err := os.ReadFile(cfg.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("reading client CA %s: no PEM certificate in it", cfg.ClientCAFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+	}, nil
+}
+
+// TLSConfig returns a copy of the agent's mutual-TLS configuration, for
+// serving Handler elsewhere (an httptest server, a wrapping handler).
+func (s *Server) TLSConfig() *tls.Config { return s.tls.Clone() }
+
+// Handler is the API, for tests and for embedding. It refuses every
+// request that did not arrive over mutual TLS from the controller.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run listens on cfg.Listen and serves until ctx ends, then closes s.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Close()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve re-applies a recorded quarantine (a pending one gets a fresh
+// confirm window), starts the self-heal loop, and serves the API over TLS
+// on ln until ctx ends. When it returns, the agent's timers have stopped.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.restore(ctx)
+	s.mu.Lock()
+	s.scheduleHealLocked()
+	s.mu.Unlock()
+	defer s.stopTimers()
+
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tls.Clone(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      opTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		// Refused handshakes (no or foreign client certificate) land here.
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("agent serving", "addr", ln.Addr().String(), "controller", s.cfg.ControllerIdentity)
+	err := srv.ServeTLS(ln, "", "")
+	close(done)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serving agent API: %w", err)
+}
+
+// stopTimers stops the confirm timer and the heal loop for good.
+func (s *Server) stopTimers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.confirmTimer != nil {
+		s.confirmTimer.Stop()
+		s.confirmTimer = nil
+	}
+	if s.healTimer != nil {
+		s.healTimer.Stop()
+		s.healTimer = nil
+	}
+}
+
+// Close stops the timers and closes the nonce journal. It leaves the
+// gateway as it is: a quarantine stays in force.
+func (s *Server) Close() error {
+	s.stopTimers()
+	s.cancelBG()
+	return s.nonces.close()
+}
+
+// State returns the agent's quarantine record (without the firewall read
+// back).
+func (s *Server) State() wire.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.rec.view()
+	st.AgentStarted = s.started
+	return st
+}
+
+// requireController admits only requests over mutual TLS whose verified
+// client certificate names the controller.
+func (s *Server) requireController(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.checkController(r); err != nil {
+			s.log.Warn("refusing caller", "remote", r.RemoteAddr, "reason", err.Error())
+			writeError(w, http.StatusForbidden, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) checkController(r *http.Request) error {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return errors.New("a verified client certificate is required")
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	if !certNames(leaf, s.cfg.ControllerIdentity) {
+		return fmt.Errorf("client certificate %q does not name the controller", leaf.Subject.CommonName)
+	}
+	return nil
+}
+
+// certNames reports whether cert carries name as CommonName, DNS SAN or
+// URI SAN.
+func certNames(cert *x509.Certificate, name string) bool {
+	if cert.Subject.CommonName == name {
+		return true
+	}
+	for _, d := range cert.DNSNames {
+		if d == name {
+			return true
+		}
+	}
+	for _, u := range cert.URIs {
+		if u.String() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Error kinds mapped to status codes in statusOf.
+var (
+	errNoCapture = errors.New("evidence capture is not available on this agent")
+	errStopping  = errors.New("agent is stopping")
+)
+
+// paramError is a request the agent refuses as malformed (400).
+type paramError struct{ err error }
+
+func (e *paramError) Error() string { return e.err.Error() }
+func (e *paramError) Unwrap() error { return e.err }
+
+func badParams(err error) error { return &paramError{err} }
+
+// conflictError is a command that contradicts the agent's state (409).
+type conflictError struct{ msg string }
+
+func (e *conflictError) Error() string { return e.msg }
+
+func conflict(format string, args ...any) error {
+	return &conflictError{fmt.Sprintf(format, args...)}
+}
+
+func statusOf(err error) int {
+	var pe *paramError
+	var ce *conflictError
+	switch {
+	case errors.As(err, &pe):
+		return http.StatusBadRequest
+	case errors.Is(err, errReplay), errors.As(err, &ce):
+		return http.StatusConflict
+	case errors.Is(err, errTooManyNonces):
+		return http.StatusTooManyRequests
+	case errors.Is(err, errNoCapture):
+		return http.StatusNotImplemented
+	case errors.Is(err, errStopping):
+		return http.StatusServiceUnavailable
+	case actions.IsTerminal(err):
+		return http.StatusUnprocessableEntity
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// handleCommand authenticates nothing itself (requireController did):
+// it decodes the command, refuses stale, premature, over-long and replayed
+// ones, journals the nonce, then runs the command.
+func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
+	start := s.clock.Now()
+	cmd, err := decodeCommand(w, r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		status := http.StatusBadRequest
+		if errors.As(err, &mbe) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeError(w, status, err)
+		return
+	}
+	log := s.log.With("kind", cmd.Kind, "id", cmd.ID, "remote", r.RemoteAddr)
+	until, err := s.checkFreshness(cmd, start)
+	if err == nil {
+		err = s.nonces.admit(cmd.ID, until, start)
+	}
+	if err != nil {
+		status := statusOf(err)
+		if status == http.StatusConflict {
+			log.Warn("refusing replayed command")
+		} else {
+			log.Warn("refusing command", "error", err.Error())
+		}
+		writeError(w, status, err)
+		return
+	}
+	caller := netip.Addr{}
+	if ap, perr := netip.ParseAddrPort(r.RemoteAddr); perr == nil {
+		caller = ap.Addr().Unmap()
+	}
+	// Work on the gateway must not stop half-way because the controller
+	// hung up: it is bounded by opTimeout instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
+	defer cancel()
+	result, err := s.execute(ctx, cmd, caller)
+	if err != nil {
+		status := statusOf(err)
+		log.Warn("command failed", "status", status, "error", err.Error())
+		writeError(w, status, err)
+		return
+	}
+	status := writeJSON(w, http.StatusOK, result)
+	level := slog.LevelInfo
+	if cmd.Kind == wire.KindObserve {
+		level = slog.LevelDebug // the controller polls; keep the log for changes
+	}
+	log.Log(ctx, level, "command done", "status", status, "took", s.clock.Now().Sub(start))
+}
+
+func decodeCommand(w http.ResponseWriter, r *http.Request) (wire.Command, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return wire.Command{}, fmt.Errorf("content type %q: want application/json", ct)
+		}
+	}
+	var cmd wire.Command
+	if err := decodeStrict(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes), &cmd); err != nil {
+		return wire.Command{}, fmt.Errorf("decoding command: %w", err)
+	}
+	return cmd, nil
+}
+
+// checkFreshness validates the envelope and returns until when its nonce
+// must be remembered: the last instant the command could be accepted.
+func (s *Server) checkFreshness(c wire.Command, now time.Time) (time.Time, error) {
+	skew := s.cfg.ClockSkew
+	switch {
+	case !wire.ValidNonce(c.ID):
+		return time.Time{}, badParams(errors.New("command id must be 32 lower-case hex digits (128 random bits)"))
+	case c.IssuedAt.IsZero() || c.ExpiresAt.IsZero():
+		return time.Time{}, badParams(errors.New("command needs issued_at and expires_at"))
+	case !c.ExpiresAt.After(c.IssuedAt):
+		return time.Time{}, badParams(errors.New("command expires before it was issued"))
+	case c.ExpiresAt.Sub(c.IssuedAt) > s.cfg.MaxTTL:
+		return time.Time{}, badParams(fmt.Errorf("command lifetime %s exceeds the agent's maximum %s", c.ExpiresAt.Sub(c.IssuedAt), s.cfg.MaxTTL))
+	case c.IssuedAt.After(now.Add(skew)):
+		return time.Time{}, badParams(fmt.Errorf("command issued %s in the future (allowed clock skew %s)", c.IssuedAt.Sub(now).Round(time.Millisecond), skew))
+	case c.ExpiresAt.After(now.Add(s.cfg.MaxTTL + skew)):
+		return time.Time{}, badParams(fmt.Errorf("command expires %s from now, more than the agent's maximum %s", c.ExpiresAt.Sub(now).Round(time.Millisecond), s.cfg.MaxTTL))
+	case !now.Before(c.ExpiresAt.Add(skew)):
+		return time.Time{}, badParams(fmt.Errorf("command expired %s ago", now.Sub(c.ExpiresAt).Round(time.Millisecond)))
+	}
+	return c.ExpiresAt.Add(skew), nil
+}
+
+// execute runs one admitted command.
+func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr) (any, error) {
+	switch c.Kind {
+	case wire.KindIsolate:
+		var p wire.IsolateParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.isolate(ctx, p, caller)
+	case wire.KindConfirm:
+		var p wire.ConfirmParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.confirm(ctx, p)
+	case wire.KindRelease:
+		if err := decodeParams(c.Params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		return s.release(ctx)
+	case wire.KindObserve:
+		if err := decodeParams(c.Params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		return s.observe(ctx)
+	case wire.KindCapture:
+		var p wire.CaptureParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.capture(ctx, p)
+	default:
+		return nil, badParams(fmt.Errorf("unknown command kind %q (want one of %v)", c.Kind, wire.Kinds()))
+	}
+}
+
+func (s *Server) capture(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error) {
+	if s.deps.Capture == nil {
+		return wire.CaptureResult{}, errNoCapture
+	}
+	select {
+	case s.capturing <- struct{}{}:
+		defer func() { <-s.capturing }()
+	case <-ctx.Done():
+		return wire.CaptureResult{}, fmt.Errorf("waiting for the running capture: %w", ctx.Err())
+	}
+	res, err := s.deps.Capture(ctx, p)
+	if err != nil {
+		return wire.CaptureResult{}, fmt.Errorf("capturing volatile evidence: %w", err)
+	}
+	return res, nil
+}
+
+// decodeParams decodes a command's parameters strictly; absent parameters
+// leave v at its zero value.
+func decodeParams(raw json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil
+	}
+	if err := decodeStrict(bytes.NewReader(raw), v); err != nil {
+		return badParams(fmt.Errorf("decoding parameters: %w", err))
+	}
+	return nil
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// writeJSON writes v, or a 422 when it would exceed the response limit
+// the client enforces. It returns the status written.
+func writeJSON(w http.ResponseWriter, status int, v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, mustErrorBody(fmt.Errorf("encoding result: %w", err))
+	} else if len(b) > wire.MaxResponseBytes {
+		status, b = http.StatusUnprocessableEntity, mustErrorBody(fmt.Errorf("result of %d bytes exceeds the %d-byte response limit", len(b), wire.MaxResponseBytes))
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	return status
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, wire.Error{Error: err.Error()})
+}
+
+func mustErrorBody(err error) []byte {
+	b, _ := json.Marshal(wire.Error{Error: err.Error()})
+	return b
+}

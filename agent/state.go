@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+const (
+	stateFile    = "state.json"
+	stateVersion = 1
+)
+
+// specRecord is a Spec as stored: normalised prefixes, sorted, as text.
+type specRecord struct {
+	Management []string `json:"management"`
+	Forensics  []string `json:"forensics,omitempty"`
+}
+
+func (s specRecord) equal(o specRecord) bool {
+	return slices.Equal(s.Management, o.Management) && slices.Equal(s.Forensics, o.Forensics)
+}
+
+// spec parses a stored record; it was validated when written.
+func (s specRecord) spec() (Spec, error) {
+	m, err := parsePrefixes(s.Management)
+	if err != nil {
+		return Spec{}, fmt.Errorf("parsing management networks: %w", err)
+	}
+	f, err := parsePrefixes(s.Forensics)
+	if err != nil {
+		return Spec{}, fmt.Errorf("parsing forensics networks: %w", err)
+	}
+	return Spec{Management: m, Forensics: f}, nil
+}
+
+// record is the agent's durable quarantine state.
+type record struct {
+	Version     int        `json:"version"`
+	Quarantined bool       `json:"quarantined"`
+	Confirmed   bool       `json:"confirmed"`
+	Generation  int64      `json:"generation"`
+	ConfirmBy   time.Time  `json:"confirm_by,omitzero"`
+	Spec        specRecord `json:"spec"`
+	// Previous is the confirmed quarantine that was in force when a new,
+	// still unconfirmed one replaced it: an unconfirmed change reverts to
+	// it, not to no quarantine at all.
+	Previous         *specRecord `json:"previous,omitempty"`
+	QuarantinedAt    time.Time   `json:"quarantined_at,omitzero"`
+	LinksDown        []string    `json:"links_down,omitempty"`
+	TerminatedSAs    []wire.SA   `json:"terminated_sas,omitempty"`
+	LastReverted     time.Time   `json:"last_reverted,omitzero"`
+	LastRevertReason string      `json:"last_revert_reason,omitempty"`
+	LastHealed       time.Time   `json:"last_healed,omitzero"`
+	Heals            int         `json:"heals,omitempty"`
+}
+
+// pending reports an unconfirmed quarantine.
+func (r record) pending() bool { return r.Quarantined && !r.Confirmed }
+
+// clone copies r deeply enough that changing slices of the copy leaves r
+// alone.
+func (r record) clone() record {
+	c := r
+	c.Spec.Management = slices.Clone(r.Spec.Management)
+	c.Spec.Forensics = slices.Clone(r.Spec.Forensics)
+	if r.Previous != nil {
+		p := *r.Previous
+		c.Previous = &p
+	}
+	c.LinksDown = slices.Clone(r.LinksDown)
+	c.TerminatedSAs = slices.Clone(r.TerminatedSAs)
+	return c
+}
+
+// view is the record as the API shows it.
+func (r record) view() wire.State {
+	return wire.State{
+		Quarantined:      r.Quarantined,
+		Confirmed:        r.Confirmed,
+		Generation:       r.Generation,
+		ConfirmBy:        r.ConfirmBy,
+		Management:       slices.Clone(r.Spec.Management),
+		Forensics:        slices.Clone(r.Spec.Forensics),
+		QuarantinedAt:    r.QuarantinedAt,
+		LinksDown:        slices.Clone(r.LinksDown),
+		TerminatedSAs:    slices.Clone(r.TerminatedSAs),
+		LastReverted:     r.LastReverted,
+		LastRevertReason: r.LastRevertReason,
+		LastHealed:       r.LastHealed,
+		Heals:            r.Heals,
+	}
+}
+
+// prepareStateDir creates dir (0700) or tightens an existing one.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("reading state directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("state directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("restricting state directory to its owner: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadRecord reads the record; a missing file is an empty record. A file
+// that cannot be read or parsed is an error: without it the agent cannot
+// know whether the gateway must stay quarantined, so it refuses to start
+// rather than guess.
+func loadRecord(dir string) (record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return record{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return record{}, fmt.Errorf("reading quarantine state: %w", err)
+	}
+	var r record
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return record{}, fmt.Errorf("parsing quarantine state %s (fix or remove it by hand; the agent will not guess whether the gateway is quarantined): %w", filepath.Join(dir, stateFile), err)
+	}
+	if r.Version != stateVersion {
+		return record{}, fmt.Errorf("parsing quarantine state: version %d, want %d", r.Version, stateVersion)
+	}
+	if r.Quarantined {
+		if _, err := r.Spec.spec(); err != nil {
+			return record{}, fmt.Errorf("parsing quarantine state: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// saveRecord replaces the record atomically and durably: the new content
+// is fsync'd under a temporary name, renamed over the old file, and the
+// directory is fsync'd so the rename itself survives a power cut.
+func saveRecord(dir string, r record) error {
+	r.Version = stateVersion
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding quarantine state: %w", err)
+	}
+	if err := writeFileAtomic(dir, stateFile, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("saving quarantine state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes name in dir through a temporary file, fsync,
+// rename and a directory fsync.
+func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmpName)
+		}
+	}()
+	if err := tmp.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpName, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// normalisePrefix validates p for a quarantine allow-list: valid, IPv4
+// mapped addresses unmapped, host bits cleared, never /0.
+func normalisePrefix(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("prefix %v is not valid", p)
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	p = p.Masked()
+	if p.Bits() == 0 {
+		return netip.Prefix{}, fmt.Errorf("prefix %v would allow everything", p)
+	}
+	return p, nil
+}
+
+// parsePrefixes parses CIDRs (or bare addresses, taken as host prefixes).
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		s = strings.TrimSpace(s)
+		var p netip.Prefix
+		var err error
+		if strings.Contains(s, "/") {
+			p, err = netip.ParsePrefix(s)
+		} else {
+			var a netip.Addr
+			a, err = netip.ParseAddr(s)
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parsing network %q: %w", s, err)
+		}
+		if p, err = normalisePrefix(p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// prefixStrings sorts and deduplicates prefixes as text.
+func prefixStrings(groups ...[]netip.Prefix) []string {
+	var ps []netip.Prefix
+	for _, g := range groups {
+		ps = append(ps, g...)
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	ps = slices.Compact(ps)
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}

@@ -1,0 +1,259 @@
+// Package wire holds the JSON messages exchanged between the controller and
+// `warden agent`: the signed-by-TLS command envelope with its nonce and
+// expiry, and the parameters and results of each command kind.
+//
+// It is shared by the agent (package agent) and the controller-side client
+// (providers/linux) so neither imports the other. It owns only data shapes
+// and their validation helpers: it must not do I/O, hold state, or import
+// anything from Warden.
+package wire
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Paths served by the agent, all behind mutual TLS.
+const (
+	// CommandsPath accepts one Command per POST.
+	CommandsPath = "/v1/commands"
+	// HealthPath answers GET with 200 when the agent is serving.
+	HealthPath = "/healthz"
+)
+
+// Size limits. Requests are small; only capture results are large.
+const (
+	MaxRequestBytes  = 64 << 10
+	MaxResponseBytes = 16 << 20
+)
+
+// DefaultControllerIdentity is the name the agent expects in the
+// controller's client certificate (CommonName, DNS or URI SAN).
+const DefaultControllerIdentity = "warden-controller"
+
+// Command kinds.
+const (
+	KindCapture = "capture"
+	KindIsolate = "isolate"
+	KindConfirm = "confirm"
+	KindRelease = "release"
+	KindObserve = "observe"
+)
+
+// Kinds lists every command kind the agent understands.
+func Kinds() []string {
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve}
+}
+
+// Command is the envelope of every request. The agent refuses a command
+// whose ID it has seen before (until the command expires), one that has
+// expired, and one whose lifetime is longer than the agent allows, so a
+// captured request cannot be replayed.
+type Command struct {
+	// ID is a random 128-bit nonce, 32 lower-case hex digits.
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// IssuedAt and ExpiresAt bound the command's validity (controller
+	// clock; the agent tolerates a small skew).
+	IssuedAt  time.Time       `json:"issued_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Params    json.RawMessage `json:"params,omitempty"`
+}
+
+// NewCommand builds a command of kind with a fresh nonce, valid for ttl
+// from now. params may be nil.
+func NewCommand(kind string, params any, now time.Time, ttl time.Duration) (Command, error) {
+	id, err := NewNonce()
+	if err != nil {
+		return Command{}, err
+	}
+	c := Command{ID: id, Kind: kind, IssuedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC()}
+	if params != nil {
+		raw, err := json.Marshal(params)
+		if err != nil {
+			return Command{}, fmt.Errorf("encoding %s parameters: %w", kind, err)
+		}
+		c.Params = raw
+	}
+	return c, nil
+}
+
+// NewNonce returns 128 random bits as 32 hex digits.
+func NewNonce() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("reading random nonce: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// ValidNonce reports whether id has the form NewNonce produces.
+func ValidNonce(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("parsing duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// IsolateParams asks the agent to quarantine the gateway.
+type IsolateParams struct {
+	// Management networks (CIDR) stay reachable in both directions. The
+	// agent adds its own configured management networks and the address
+	// the command came from, so the controller↔agent path always survives.
+	Management []string `json:"management,omitempty"`
+	// Forensics networks (CIDR) stay reachable too.
+	Forensics []string `json:"forensics,omitempty"`
+	// ConfirmWindow overrides the agent's commit-confirmed window; zero
+	// means the agent's default.
+	ConfirmWindow Duration `json:"confirm_window,omitempty"`
+}
+
+// IsolateResult reports what isolate did.
+type IsolateResult struct {
+	// Changed is false when the same quarantine was already in force.
+	Changed bool `json:"changed"`
+	// Generation identifies this quarantine; Confirm must name it.
+	Generation int64 `json:"generation"`
+	// Confirmed is true when this quarantine needs no further confirm (it
+	// was already confirmed with the same networks).
+	Confirmed bool `json:"confirmed"`
+	// ConfirmBy is when the agent reverts unless confirmed (zero when
+	// Confirmed).
+	ConfirmBy time.Time `json:"confirm_by,omitzero"`
+	// Management and Forensics are the networks in force, after the agent
+	// merged in its own.
+	Management    []string `json:"management"`
+	Forensics     []string `json:"forensics,omitempty"`
+	KilledFlows   int      `json:"killed_flows"`
+	LinksDown     []string `json:"links_down,omitempty"`
+	SAsTerminated int      `json:"sas_terminated"`
+	// Warnings are partial failures that did not stop the quarantine (a
+	// tunnel link that would not go down).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// ConfirmParams confirms a quarantine generation.
+type ConfirmParams struct {
+	Generation int64 `json:"generation"`
+}
+
+// ConfirmResult reports a confirm.
+type ConfirmResult struct {
+	// Changed is false when the generation was already confirmed.
+	Changed    bool  `json:"changed"`
+	Generation int64 `json:"generation"`
+}
+
+// ReleaseResult reports a release.
+type ReleaseResult struct {
+	// Changed is false when there was no quarantine to release.
+	Changed bool `json:"changed"`
+	// LinksUp are the tunnel links the agent brought back up.
+	LinksUp []string `json:"links_up,omitempty"`
+	// SAsRestarted counts the strongSwan connections re-initiated.
+	SAsRestarted int      `json:"sas_restarted"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// CaptureParams asks for volatile evidence.
+type CaptureParams struct {
+	// Incident names the incident the capture belongs to (for the
+	// manifest); optional.
+	Incident string `json:"incident,omitempty"`
+}
+
+// Artefact is one piece of volatile evidence.
+type Artefact struct {
+	Name      string    `json:"name"`
+	MediaType string    `json:"media_type"`
+	SHA256    string    `json:"sha256"`
+	Size      int64     `json:"size"`
+	Collected time.Time `json:"collected"`
+	Source    string    `json:"source"`
+	// Error is set when the artefact could not be collected.
+	Error   string `json:"error,omitempty"`
+	Content []byte `json:"content,omitempty"`
+}
+
+// CaptureResult is the evidence and its manifest.
+type CaptureResult struct {
+	Artefacts []Artefact `json:"artefacts"`
+	// Manifest is the gateway's manifest exactly as it produced it; its
+	// bytes are kept verbatim so hashes over it stay valid.
+	Manifest json.RawMessage `json:"manifest,omitempty"`
+}
+
+// FirewallState is the quarantine as read back from the gateway's kernel.
+type FirewallState struct {
+	Backend string `json:"backend"`
+	// Quarantined reports that IPv4 and IPv6 are fully enforced.
+	Quarantined bool `json:"quarantined"`
+	// Absent reports that no trace of Warden's rules remains.
+	Absent bool `json:"absent"`
+	// Drift lists differences from the agent's recorded quarantine; empty
+	// when they match or when no quarantine is recorded.
+	Drift []string `json:"drift,omitempty"`
+	// Detail is the backend's full read-back (providers/linux State).
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// SA names a strongSwan connection the agent terminated.
+type SA struct {
+	IKE      string   `json:"ike"`
+	Children []string `json:"children,omitempty"`
+}
+
+// State is the agent's quarantine record plus, from observe, the firewall
+// read back.
+type State struct {
+	Quarantined bool      `json:"quarantined"`
+	Confirmed   bool      `json:"confirmed"`
+	Generation  int64     `json:"generation"`
+	ConfirmBy   time.Time `json:"confirm_by,omitzero"`
+	Management  []string  `json:"management,omitempty"`
+	Forensics   []string  `json:"forensics,omitempty"`
+	// QuarantinedAt is when the current quarantine was first applied.
+	QuarantinedAt time.Time `json:"quarantined_at,omitzero"`
+	LinksDown     []string  `json:"links_down,omitempty"`
+	TerminatedSAs []SA      `json:"terminated_sas,omitempty"`
+	// LastReverted and LastRevertReason record the last automatic revert
+	// of an unconfirmed quarantine.
+	LastReverted     time.Time `json:"last_reverted,omitzero"`
+	LastRevertReason string    `json:"last_revert_reason,omitempty"`
+	// LastHealed and Heals record self-repairs of drifted rules.
+	LastHealed time.Time `json:"last_healed,omitzero"`
+	Heals      int       `json:"heals,omitempty"`
+	// Firewall is filled by observe.
+	Firewall *FirewallState `json:"firewall,omitempty"`
+	// AgentStarted is when this agent process started.
+	AgentStarted time.Time `json:"agent_started,omitzero"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}

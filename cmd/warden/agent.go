@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/host"
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// newAgentCmd is `warden agent` (run the gateway agent) and
+// `warden agent init` (create a lab's key material).
+func newAgentCmd(g *globals) *cobra.Command {
+	var (
+		cfg        agent.Config
+		management []string
+		backend    string
+		viciSocket string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run warden agent on a gateway (as root): mutual-TLS API to isolate, release, observe and capture",
+		Long: `Run warden agent on a gateway. It serves POST /v1/commands over TLS 1.3 to the
+controller only (a client certificate from --client-ca naming
+--controller-identity), refuses expired and replayed commands, keeps its
+quarantine record in --state-dir and re-applies it at start (fail closed), and
+reverts an isolate by itself only when the controller does not confirm it
+within --confirm-window.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, m := range management {
+				m = strings.TrimSpace(m)
+				if m == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(m)
+				if err != nil {
+					return fmt.Errorf("--management %q: %w", m, err)
+				}
+				cfg.Management = append(cfg.Management, p)
+			}
+			log := g.logger()
+			// The seams bind to this thread's network namespace: the
+			// agent's, as started.
+			deps, closer, err := host.Deps(host.Options{
+				Backend: backend, VICISocket: viciSocket, NoVICI: viciSocket == "", Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			srv, err := agent.New(cfg, deps, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errw, "warden agent: listening on %s (state %s, confirm window %s)\n", cfg.Listen, cfg.StateDir, cfg.ConfirmWindow)
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", agent.DefaultListen, "TCP address of the HTTPS API")
+	f.StringVar(&cfg.CertFile, "cert", "/etc/warden-agent/agent.pem", "agent server certificate (PEM)")
+	f.StringVar(&cfg.KeyFile, "key", "/etc/warden-agent/agent-key.pem", "agent server key (PEM)")
+	f.StringVar(&cfg.ClientCAFile, "client-ca", "/etc/warden-agent/ca.pem", "CA certificates the controller's client certificate must chain to")
+	f.StringVar(&cfg.ControllerIdentity, "controller-identity", wire.DefaultControllerIdentity, "name the controller's certificate must carry (CN, DNS or URI SAN)")
+	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the quarantine record and the nonce journal (0700)")
+	f.DurationVar(&cfg.ConfirmWindow, "confirm-window", agent.DefaultConfirmWindow, "revert an isolate not confirmed within this window")
+	f.DurationVar(&cfg.HealInterval, "heal-interval", agent.DefaultHealInterval, "how often to repair drift from the recorded quarantine")
+	f.DurationVar(&cfg.MaxTTL, "max-command-ttl", agent.DefaultMaxTTL, "longest command lifetime accepted")
+	f.DurationVar(&cfg.ClockSkew, "clock-skew", agent.DefaultClockSkew, "tolerated controller/agent clock difference")
+	f.StringVar(&backend, "backend", host.BackendIPTables, "quarantine firewall backend: iptables or nftables")
+	f.StringSliceVar(&management, "management", nil, "management networks (CIDR) every quarantine keeps, besides those the controller names")
+	f.StringSliceVar(&cfg.WireGuardLinks, "wireguard-links", nil, "tunnel links isolate brings down (default: every wireguard link and every link named wg*)")
+	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs; empty leaves strongSwan alone")
+
+	cmd.AddCommand(newAgentInitCmd(g))
+	return cmd
+}
+
+func newAgentInitCmd(g *globals) *cobra.Command {
+	var (
+		dir        string
+		hosts, ips []string
+		opt        agent.InitOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR --host NAME --ip IP",
+		Short: "Create a lab's agent key material: CA, agent server certificate, controller client certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, ip := range ips {
+				if _, err := netip.ParseAddr(ip); err != nil {
+					return fmt.Errorf("--ip %q: %w", ip, err)
+				}
+			}
+			written, err := agent.Init(dir, append(append([]string(nil), hosts...), ips...), opt)
+			if err != nil {
+				if errors.Is(err, agent.ErrExists) {
+					return fmt.Errorf("%w (--force replaces them)", err)
+				}
+				return err
+			}
+			for _, p := range written {
+				fmt.Fprintln(g.out, p)
+			}
+			fmt.Fprintf(g.errw, "warden agent init: copy %s, %s and %s to the gateway; %s, %s and %s to the controller; keep %s off both.\n",
+				agent.AgentCertFile, agent.AgentKeyFile, agent.CAFile,
+				agent.ControllerCertFile, agent.ControllerKeyFile, agent.CAFile, agent.CAKeyFile)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "directory to write the key material to (created 0700)")
+	f.StringSliceVar(&hosts, "host", nil, "DNS name the controller uses for the agent (repeatable)")
+	f.StringSliceVar(&ips, "ip", nil, "IP address the controller uses for the agent (repeatable)")
+	f.BoolVar(&opt.Overwrite, "force", false, "replace existing files")
+	f.StringVar(&opt.ControllerIdentity, "controller-identity", wire.DefaultControllerIdentity, "CommonName of the controller's client certificate")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}

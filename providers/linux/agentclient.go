@@ -1,0 +1,298 @@
+package linux
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// AgentTLS is the controller's mutual-TLS material for talking to agents:
+// its client certificate and key, and the CA the agents' certificates chain
+// to (the system roots are never trusted for agents).
+type AgentTLS struct {
+	CertFile string
+	KeyFile  string
+	CAFile   string
+}
+
+// Agent command timing.
+const (
+	// agentCommandTTL is each command's lifetime; the agent refuses it
+	// afterwards, and remembers its nonce until then.
+	agentCommandTTL = 30 * time.Second
+	// agentAttemptTimeout bounds one HTTP attempt; the agent bounds its
+	// own work by a minute.
+	agentAttemptTimeout = 90 * time.Second
+)
+
+// AgentClient is the controller's side of `warden agent`: it sends one
+// command per call over mutual TLS and retries connection errors, 429 and
+// 5xx with backoff.
+//
+// Every attempt carries a new command (a new nonce, fresh IssuedAt and
+// ExpiresAt): the agent refuses a repeated nonce as a replay, so a retry
+// must never resend the same bytes. This is done with retryablehttp's
+// body ReaderFunc, which the library calls before every attempt; the
+// ReaderFunc mints the command. Retrying is safe because every command is
+// idempotent on the agent.
+//
+// Errors are classified for the controller: a 4xx answer (bad input, a
+// conflict such as a confirm for a reverted generation, a refused
+// certificate) and a TLS verification failure are actions.Terminal; a 501
+// also wraps actions.ErrUnsupported; everything else is transient.
+type AgentClient struct {
+	base string
+	http *retryablehttp.Client
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// AgentError is an agent's non-2xx answer.
+type AgentError struct {
+	Status  int
+	Message string
+}
+
+func (e *AgentError) Error() string {
+	return fmt.Sprintf("agent answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// NewAgentClient returns a client for the agent at baseURL (https only).
+func NewAgentClient(baseURL string, t AgentTLS, log *slog.Logger) (*AgentClient, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, actions.Terminal(fmt.Errorf("parsing agent URL: %w", err))
+	}
+	if u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, actions.Terminal(fmt.Errorf("agent URL %q: want https://host[:port] (the agent only speaks mutual TLS)", u.Redacted()))
+	}
+	tlsConf, err := agentClientTLS(t)
+	if err != nil {
+		return nil, actions.Terminal(err)
+	}
+	tr := cleanhttp.DefaultPooledTransport()
+	tr.TLSClientConfig = tlsConf
+	c := retryablehttp.NewClient()
+	c.HTTPClient = &http.Client{Transport: tr, Timeout: agentAttemptTimeout}
+	c.Logger = log
+	c.RetryMax = 3
+	c.RetryWaitMin = 100 * time.Millisecond
+	c.RetryWaitMax = 2 * time.Second
+	c.CheckRetry = agentRetryPolicy
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return &AgentClient{base: strings.TrimSuffix(u.String(), "/"), http: c, log: log, now: time.Now}, nil
+}
+
+func agentClientTLS(t AgentTLS) (*tls.Config, error) {
+	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+		return nil, errors.New("agent TLS needs a client certificate, its key and the agents' CA")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading controller client certificate: %w", err)
+	}
+	pemCA, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading agent CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("reading agent CA %s: no PEM certificate in it", t.CAFile)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// agentRetryPolicy is retryablehttp's default policy, except that a TLS
+// verification failure on either side is never retried.
+func agentRetryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil && isTLSRefusal(err) {
+		return false, nil
+	}
+	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// isTLSRefusal reports a certificate problem: ours refused by the agent,
+// or the agent's not verifiable by us. Retrying cannot fix either.
+func isTLSRefusal(err error) bool {
+	// crypto/tls reports an alert from the peer (our certificate refused)
+	// as a net.OpError with Op "remote error".
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return true
+	}
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
+}
+
+// Close drops idle connections.
+func (c *AgentClient) Close() { c.http.HTTPClient.CloseIdleConnections() }
+
+// Isolate asks the agent to quarantine the gateway. The quarantine reverts
+// by itself unless Confirm names its generation within the confirm window;
+// IsolateConfirmed does both.
+func (c *AgentClient) Isolate(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
+	var r wire.IsolateResult
+	err := c.send(ctx, wire.KindIsolate, p, &r)
+	return r, err
+}
+
+// Confirm ends the commit-confirmed window of generation. It first drops
+// pooled connections, so the confirm itself travels over a connection
+// opened through the quarantine: reaching the agent proves the path.
+// Confirming twice is harmless; a generation the agent already reverted
+// is a terminal conflict.
+func (c *AgentClient) Confirm(ctx context.Context, generation int64) error {
+	c.http.HTTPClient.CloseIdleConnections()
+	return c.send(ctx, wire.KindConfirm, wire.ConfirmParams{Generation: generation}, &wire.ConfirmResult{})
+}
+
+// IsolateConfirmed isolates, checks over a fresh connection that the agent
+// is still reachable and reports the quarantine enforced, and only then
+// confirms. If the check fails it does not confirm, so the agent reverts
+// by itself; that error is terminal, since isolating again the same way
+// would lock the controller out again.
+func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
+	res, err := c.Isolate(ctx, p)
+	if err != nil {
+		return res, err
+	}
+	c.http.HTTPClient.CloseIdleConnections()
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return res, actions.Terminal(fmt.Errorf("reaching the agent through its quarantine (not confirming; it reverts by %s): %w", res.ConfirmBy.Format(time.RFC3339), err))
+	}
+	if !st.Quarantined || st.Generation != res.Generation || st.Firewall == nil || !st.Firewall.Quarantined {
+		fw := "none"
+		if st.Firewall != nil {
+			fw = fmt.Sprintf("enforced=%v drift=%v", st.Firewall.Quarantined, st.Firewall.Drift)
+		}
+		return res, fmt.Errorf("verifying quarantine generation %d before confirming: agent reports generation %d quarantined=%v, firewall %s: %w",
+			res.Generation, st.Generation, st.Quarantined, fw, actions.ErrNotVerified)
+	}
+	if res.Confirmed {
+		return res, nil
+	}
+	if err := c.Confirm(ctx, res.Generation); err != nil {
+		return res, err
+	}
+	res.Confirmed, res.ConfirmBy = true, time.Time{}
+	return res, nil
+}
+
+// Release removes the quarantine and brings the tunnels back; changed is
+// false when there was nothing to release.
+func (c *AgentClient) Release(ctx context.Context) (bool, error) {
+	var r wire.ReleaseResult
+	err := c.send(ctx, wire.KindRelease, nil, &r)
+	return r.Changed, err
+}
+
+// Observe returns the agent's quarantine record and the rules read back.
+// State.Firewall.Detail decodes into this package's State.
+func (c *AgentClient) Observe(ctx context.Context) (wire.State, error) {
+	var st wire.State
+	err := c.send(ctx, wire.KindObserve, nil, &st)
+	return st, err
+}
+
+// Capture collects volatile evidence on the gateway.
+func (c *AgentClient) Capture(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error) {
+	var r wire.CaptureResult
+	err := c.send(ctx, wire.KindCapture, p, &r)
+	return r, err
+}
+
+// send posts a command of kind and decodes the answer into out.
+func (c *AgentClient) send(ctx context.Context, kind string, params, out any) error {
+	body := retryablehttp.ReaderFunc(func() (io.Reader, error) {
+		cmd, err := wire.NewCommand(kind, params, c.now(), agentCommandTTL)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s command: %w", kind, err)
+		}
+		// Hide the length: every attempt's command differs, so the
+		// request must not promise the first one's Content-Length.
+		return struct{ io.Reader }{bytes.NewReader(b)}, nil
+	})
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, c.base+wire.CommandsPath, body)
+	if err != nil {
+		return actions.Terminal(fmt.Errorf("building %s request: %w", kind, err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		err = fmt.Errorf("sending %s to agent %s: %w", kind, c.base, err)
+		if isTLSRefusal(err) {
+			return actions.Terminal(err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxResponseBytes+1))
+	if err != nil {
+		return fmt.Errorf("reading agent's %s answer: %w", kind, err)
+	}
+	if len(b) > wire.MaxResponseBytes {
+		return actions.Terminal(fmt.Errorf("agent's %s answer exceeds %d bytes", kind, wire.MaxResponseBytes))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return classifyAgentAnswer(kind, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding agent's %s answer: %w", kind, err)
+	}
+	return nil
+}
+
+func classifyAgentAnswer(kind string, status int, body []byte) error {
+	var e wire.Error
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if len(msg) > 512 {
+		msg = msg[:512] + "…"
+	}
+	aerr := &AgentError{Status: status, Message: msg}
+	err := fmt.Errorf("running %s on agent: %w", kind, aerr)
+	switch {
+	case status == http.StatusNotImplemented:
+		return actions.Terminal(fmt.Errorf("%w: %w", actions.ErrUnsupported, err))
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		return err
+	case status >= 400 && status < 500:
+		return actions.Terminal(err)
+	default:
+		return err
+	}
+}

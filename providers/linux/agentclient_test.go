@@ -1,0 +1,321 @@
+package linux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// agentFakeFirewall is an agent.Firewall that remembers what it applied.
+type agentFakeFirewall struct {
+	mu      sync.Mutex
+	active  *agent.Spec
+	applies int
+	removes int
+}
+
+func (f *agentFakeFirewall) Apply(_ context.Context, s agent.Spec) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies++
+	changed := f.active == nil
+	f.active = &s
+	return changed, nil
+}
+
+func (f *agentFakeFirewall) Remove(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removes++
+	had := f.active != nil
+	f.active = nil
+	return had, nil
+}
+
+func (f *agentFakeFirewall) Observe(context.Context, agent.Spec) (wire.FirewallState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	detail, _ := json.Marshal(State{Backend: "fake"})
+	return wire.FirewallState{Backend: "fake", Quarantined: f.active != nil, Absent: f.active == nil, Detail: detail}, nil
+}
+
+func (f *agentFakeFirewall) count() (applies, removes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applies, f.removes
+}
+
+// agentRecorder wraps the agent's handler: it records each command ID and
+// answers the first fail requests with status instead of passing them on.
+type agentRecorder struct {
+	next   http.Handler
+	status int
+	mu     sync.Mutex
+	fail   int
+	ids    []string
+}
+
+func (r *agentRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	var c wire.Command
+	_ = json.Unmarshal(body, &c)
+	r.mu.Lock()
+	r.ids = append(r.ids, c.ID)
+	failing := r.fail > 0
+	if failing {
+		r.fail--
+	}
+	r.mu.Unlock()
+	if failing {
+		http.Error(w, `{"error":"injected"}`, r.status)
+		return
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	r.next.ServeHTTP(w, req)
+}
+
+func (r *agentRecorder) commandIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+// agentClientEnv is an agent (fakes behind it) served over mutual TLS on
+// loopback, with the lab key material.
+type agentClientEnv struct {
+	pki string
+	fw  *agentFakeFirewall
+	rec *agentRecorder
+	url string
+}
+
+func newAgentClientEnv(t *testing.T) agentClientEnv {
+	t.Helper()
+	pki := t.TempDir()
+	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fw := &agentFakeFirewall{}
+	srv, err := agent.New(agent.Config{
+		CertFile:     filepath.Join(pki, agent.AgentCertFile),
+		KeyFile:      filepath.Join(pki, agent.AgentKeyFile),
+		ClientCAFile: filepath.Join(pki, agent.CAFile),
+		StateDir:     t.TempDir(),
+		Management:   []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+	}, agent.Deps{
+		Firewall:  fw,
+		KillFlows: func(context.Context, []netip.Prefix) (int, error) { return 0, nil },
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	rec := &agentRecorder{next: srv.Handler()}
+	ts := httptest.NewUnstartedServer(rec)
+	ts.TLS = srv.TLSConfig()
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	return agentClientEnv{pki: pki, fw: fw, rec: rec, url: ts.URL}
+}
+
+func (e agentClientEnv) tls() AgentTLS {
+	return AgentTLS{
+		CertFile: filepath.Join(e.pki, agent.ControllerCertFile),
+		KeyFile:  filepath.Join(e.pki, agent.ControllerKeyFile),
+		CAFile:   filepath.Join(e.pki, agent.CAFile),
+	}
+}
+
+func (e agentClientEnv) client(t *testing.T) *AgentClient {
+	t.Helper()
+	c, err := NewAgentClient(e.url, e.tls(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestAgentClientRoundTrip(t *testing.T) {
+	env := newAgentClientEnv(t)
+	c := env.client(t)
+	ctx := t.Context()
+	p := wire.IsolateParams{Management: []string{"198.51.100.0/24"}}
+
+	res, err := c.IsolateConfirmed(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed || !res.Confirmed || res.Generation != 1 {
+		t.Fatalf("isolate: %+v", res)
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Quarantined || !st.Confirmed || st.Firewall == nil || !st.Firewall.Quarantined {
+		t.Fatalf("observe: %+v", st)
+	}
+	var detail State
+	if err := json.Unmarshal(st.Firewall.Detail, &detail); err != nil || detail.Backend != "fake" {
+		t.Fatalf("firewall detail %s: %v", st.Firewall.Detail, err)
+	}
+	again, err := c.IsolateConfirmed(ctx, p)
+	if err != nil || again.Changed || again.Generation != res.Generation {
+		t.Fatalf("second isolate: %+v, %v", again, err)
+	}
+	for i, want := range []bool{true, false} {
+		changed, err := c.Release(ctx)
+		if err != nil || changed != want {
+			t.Fatalf("release %d: changed %v, %v; want %v", i+1, changed, err, want)
+		}
+	}
+	if _, removes := env.fw.count(); removes != 2 {
+		t.Fatalf("Remove called %d times", removes)
+	}
+	ids := env.rec.commandIDs()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("command id %s sent twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestAgentClientRetriesWithANewCommand(t *testing.T) {
+	env := newAgentClientEnv(t)
+	env.rec.status, env.rec.fail = http.StatusServiceUnavailable, 1
+	res, err := env.client(t).Isolate(t.Context(), wire.IsolateParams{Management: []string{"198.51.100.0/24"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed {
+		t.Fatalf("isolate: %+v", res)
+	}
+	ids := env.rec.commandIDs()
+	if len(ids) != 2 || ids[0] == ids[1] || !wire.ValidNonce(ids[0]) || !wire.ValidNonce(ids[1]) {
+		t.Fatalf("attempts carried ids %q, want two different nonces", ids)
+	}
+	if applies, _ := env.fw.count(); applies != 1 {
+		t.Fatalf("firewall applied %d times, want 1", applies)
+	}
+}
+
+func TestAgentClientErrorClasses(t *testing.T) {
+	tests := map[string]struct {
+		run          func(t *testing.T, env agentClientEnv) error
+		wantTerminal bool
+		wantStatus   int
+		check        func(t *testing.T, err error)
+	}{
+		"confirm of a generation not in force is terminal": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				return env.client(t).Confirm(t.Context(), 42)
+			},
+			wantTerminal: true, wantStatus: http.StatusConflict,
+		},
+		"capture without a collector is unsupported": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				_, err := env.client(t).Capture(t.Context(), wire.CaptureParams{})
+				return err
+			},
+			wantTerminal: true, wantStatus: http.StatusNotImplemented,
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, actions.ErrUnsupported) {
+					t.Fatalf("%v does not wrap ErrUnsupported", err)
+				}
+			},
+		},
+		"a persistent 5xx is transient": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				env.rec.status, env.rec.fail = http.StatusInternalServerError, 100
+				_, err := env.client(t).Observe(t.Context())
+				if n := len(env.rec.commandIDs()); n != 4 {
+					t.Fatalf("%d attempts, want 4 (1 + 3 retries)", n)
+				}
+				return err
+			},
+			wantTerminal: false, wantStatus: http.StatusInternalServerError,
+		},
+		"an agent certificate from another CA is terminal": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				other := t.TempDir()
+				if _, err := agent.Init(other, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				tl := env.tls()
+				tl.CAFile = filepath.Join(other, agent.CAFile)
+				c, err := NewAgentClient(env.url, tl, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Observe(t.Context())
+				return err
+			},
+			wantTerminal: true,
+		},
+		"a controller certificate the agent does not trust is terminal": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				other := t.TempDir()
+				if _, err := agent.Init(other, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				tl := env.tls()
+				tl.CertFile, tl.KeyFile = filepath.Join(other, agent.ControllerCertFile), filepath.Join(other, agent.ControllerKeyFile)
+				c, err := NewAgentClient(env.url, tl, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Observe(t.Context())
+				if n := len(env.rec.commandIDs()); n != 0 {
+					t.Fatalf("a refused client reached the handler %d times", n)
+				}
+				return err
+			},
+			wantTerminal: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			env := newAgentClientEnv(t)
+			err := tc.run(t, env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := actions.IsTerminal(err); got != tc.wantTerminal {
+				t.Fatalf("IsTerminal(%v) = %v, want %v", err, got, tc.wantTerminal)
+			}
+			var ae *AgentError
+			if tc.wantStatus != 0 && (!errors.As(err, &ae) || ae.Status != tc.wantStatus) {
+				t.Fatalf("%v: want an AgentError with status %d", err, tc.wantStatus)
+			}
+			if tc.check != nil {
+				tc.check(t, err)
+			}
+		})
+	}
+}
+
+func TestNewAgentClientRefusesPlainHTTP(t *testing.T) {
+	env := newAgentClientEnv(t)
+	for _, u := range []string{strings.Replace(env.url, "https", "http", 1), "https://", "https://u:p@127.0.0.1:1"} {
+		if _, err := NewAgentClient(u, env.tls(), nil); err == nil || !actions.IsTerminal(err) {
+			t.Fatalf("NewAgentClient(%q): %v, want a terminal error", u, err)
+		}
+	}
+}
