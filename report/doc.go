@@ -1,0 +1,18 @@
+// Package report writes the incident report that engineers and management
+// read, in Japanese and English, as Markdown or as a self-contained HTML page
+// (inline CSS and an inline SVG timeline; no external fonts, scripts or
+// images; printable).
+//
+// Load gathers one incident from the store, the inventory, the audit chain
+// and the evidence ledger into a Model; Markdown and HTML render a Model.
+// The management summary comes first and fits on one screen (what happened,
+// impact, what Warden did and when, current state, what remains to decide);
+// the technical part follows (indicators, decisions, approvals, actions with
+// durations, tunnels, credentials, evidence with SHA-256, baseline, audit
+// chain). Times are shown in the site's own time zone, named, and in UTC.
+//
+// The package only reads. It must not change any state, must never copy raw
+// alerts, labels or step details wholesale into a report (only the fields it
+// names, so nothing secret can ride along), and must escape everything that
+// came from an alert.
+package report

@@ -1,0 +1,660 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Languages a report can be written in.
+const (
+	LangJapanese = "ja"
+	LangEnglish  = "en"
+)
+
+// Formats a report can be written in.
+const (
+	FormatMarkdown = "md"
+	FormatHTML     = "html"
+)
+
+// UnsupportedError names a language or format the package cannot write.
+type UnsupportedError struct {
+	What  string // "language" or "format"
+	Value string
+}
+
+func (e *UnsupportedError) Error() string {
+	known := "ja, en"
+	if e.What == "format" {
+		known = "md, html"
+	}
+	return fmt.Sprintf("unsupported report %s %q (use %s)", e.What, e.Value, known)
+}
+
+// texts is one language's wording. Keys are the same in every language (a
+// test checks it); values are fmt formats.
+type texts map[string]string
+
+// loc writes times, durations and sentences in one language for one site.
+type loc struct {
+	lang string
+	t    texts
+	zone *time.Location
+}
+
+func newLoc(lang, timeZone string) (loc, error) {
+	var t texts
+	switch lang {
+	case LangJapanese:
+		t = japanese
+	case LangEnglish:
+		t = english
+	default:
+		return loc{}, &UnsupportedError{What: "language", Value: lang}
+	}
+	z, err := time.LoadLocation(timeZone)
+	if err != nil || timeZone == "" {
+		z = time.UTC
+	}
+	return loc{lang: lang, t: t, zone: z}, nil
+}
+
+// f formats message key. A missing key is a programming error that the
+// key-parity test catches; at run time it shows the key rather than panic.
+func (l loc) f(key string, a ...any) string {
+	format, ok := l.t[key]
+	if !ok {
+		return "[" + key + "]"
+	}
+	if len(a) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, a...)
+}
+
+// zoneName is the abbreviation ("JST"), or "UTC+08:00" where the zone has
+// none.
+func (l loc) zoneName(t time.Time) string {
+	lt := t.In(l.zone)
+	abbr := lt.Format("MST")
+	if strings.HasPrefix(abbr, "+") || strings.HasPrefix(abbr, "-") {
+		return "UTC" + lt.Format("-07:00")
+	}
+	return abbr
+}
+
+func (l loc) date(t time.Time) string {
+	if l.lang == LangJapanese {
+		return fmt.Sprintf("%d年%d月%d日", t.Year(), int(t.Month()), t.Day())
+	}
+	return t.Format("2 January 2006")
+}
+
+// when is a full local time with zone, and UTC.
+func (l loc) when(t time.Time) string {
+	if t.IsZero() {
+		return l.f("none")
+	}
+	lt, ut := t.In(l.zone), t.UTC()
+	if l.lang == LangJapanese {
+		return fmt.Sprintf("%s %s %s（UTC %s）", l.date(lt), lt.Format("15:04:05"), l.zoneName(t), ut.Format("2006-01-02 15:04:05"))
+	}
+	return fmt.Sprintf("%s %s %s (%s UTC)", l.date(lt), lt.Format("15:04:05"), l.zoneName(t), ut.Format("2006-01-02 15:04:05"))
+}
+
+// clock is a local time of day with zone, and UTC; dates are added when
+// withDate is set.
+func (l loc) clock(t time.Time, withDate bool) string {
+	if withDate {
+		return l.when(t)
+	}
+	lt, ut := t.In(l.zone), t.UTC()
+	if l.lang == LangJapanese {
+		return fmt.Sprintf("%s %s（UTC %s）", lt.Format("15:04:05"), l.zoneName(t), ut.Format("15:04:05"))
+	}
+	return fmt.Sprintf("%s %s (%s UTC)", lt.Format("15:04:05"), l.zoneName(t), ut.Format("15:04:05"))
+}
+
+// short is a local date and time with zone, without UTC, for places that
+// already gave the full time.
+func (l loc) short(t time.Time) string {
+	lt := t.In(l.zone)
+	if l.lang == LangJapanese {
+		return fmt.Sprintf("%d月%d日 %s %s", int(lt.Month()), lt.Day(), lt.Format("15:04:05"), l.zoneName(t))
+	}
+	return lt.Format("2 Jan 15:04:05") + " " + l.zoneName(t)
+}
+
+// n writes a count with its unit ("1 tunnel", "2 tunnels", "2 本").
+func (l loc) n(count int, unit string) string {
+	if count == 1 {
+		return l.f("unit."+unit+".one", count)
+	}
+	return l.f("unit."+unit+".other", count)
+}
+
+// and joins items as a list ending in "and" ("hq and dc").
+func (l loc) and(items []string) string {
+	if l.lang == LangJapanese || len(items) < 2 {
+		return l.list(items)
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+// stamp is a precise local time for technical tables.
+func (l loc) stamp(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.In(l.zone).Format("2006-01-02 15:04:05.000") + " " + l.zoneName(t)
+}
+
+// utcStamp is a precise UTC time.
+func utcStamp(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000") + " UTC"
+}
+
+// duration writes d for people: "90 ms", "1.2 s", "3 min 5 s".
+func (l loc) duration(d time.Duration) string {
+	ja := l.lang == LangJapanese
+	switch {
+	case d < 0:
+		return "—"
+	case d == 0:
+		if ja {
+			return "0ミリ秒"
+		}
+		return "0 ms"
+	case d < time.Millisecond:
+		if ja {
+			return "1ミリ秒未満"
+		}
+		return "under 1 ms"
+	case d < time.Second:
+		if ja {
+			return fmt.Sprintf("%dミリ秒", d.Round(time.Millisecond).Milliseconds())
+		}
+		return fmt.Sprintf("%d ms", d.Round(time.Millisecond).Milliseconds())
+	case d < time.Minute:
+		s := math.Round(d.Seconds()*10) / 10
+		if ja {
+			return fmt.Sprintf("%.1f秒", s)
+		}
+		return fmt.Sprintf("%.1f s", s)
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		if ja {
+			return fmt.Sprintf("%d分%d秒", int(d.Minutes()), int(d.Seconds())%60)
+		}
+		return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		d = d.Round(time.Minute)
+		if ja {
+			return fmt.Sprintf("%d時間%d分", int(d.Hours()), int(d.Minutes())%60)
+		}
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func size(n int64) string {
+	switch {
+	case n < 1024:
+		return fmt.Sprintf("%d\u00a0B", n)
+	case n < 1024*1024:
+		return fmt.Sprintf("%.1f\u00a0KiB", float64(n)/1024)
+	default:
+		return fmt.Sprintf("%.1f\u00a0MiB", float64(n)/(1024*1024))
+	}
+}
+
+// list joins items the way the language does.
+func (l loc) list(items []string) string {
+	if l.lang == LangJapanese {
+		return strings.Join(items, "、")
+	}
+	return strings.Join(items, ", ")
+}
+
+// word looks up an enumerated value ("severity.critical"), falling back to
+// the value itself.
+func (l loc) word(prefix, value string) string {
+	if v, ok := l.t[prefix+"."+value]; ok {
+		return v
+	}
+	return value
+}
+
+var english = texts{
+	"none":               "—",
+	"title":              "Incident report: suspected compromise of VPN gateway %s (site %s)",
+	"meta.incident":      "Incident",
+	"meta.severity":      "Severity",
+	"meta.status":        "Status",
+	"meta.generated":     "Report generated",
+	"meta.source":        "Source",
+	"meta.source.value":  "written by Warden from its tamper-evident audit log and evidence ledger",
+	"meta.times":         "Times",
+	"meta.times.value":   "local time of site %s (%s, %s), with UTC",
+	"banner.contained":   "CONTAINED — %s was cut off from the network at %s, verified by reading its state back. %s needed from management (see 5).",
+	"banner.awaiting":    "NOT CONTAINED — containment of %s is waiting for a person's approval (see 5).",
+	"banner.inprogress":  "CONTAINMENT IN PROGRESS — the isolation of %s has not finished yet.",
+	"banner.failed":      "NOT CONTAINED — the containment run for %s failed: %s",
+	"banner.released":    "RELEASED — %s was returned to service at %s.",
+	"banner.notisolated": "NOT ISOLATED — by policy, Warden preserved evidence and notified people without cutting %s off. %s needed (see 5).",
+	"mgmt":               "Summary for management",
+	"mgmt.what":          "1. What happened",
+	"mgmt.impact":        "2. Impact",
+	"mgmt.done":          "3. What Warden did, and when",
+	"mgmt.state":         "4. Current state",
+	"mgmt.decide":        "5. Decisions needed from management",
+
+	"what.sentence":  "On %s at %s, %s reported %s on VPN gateway %s at site %s (severity %s, confidence %s).",
+	"what.addresses": "Addresses involved: %s.",
+	"what.more":      "%s about the same gateway were also received (see the technical details).",
+	"what.none":      "No indicator is recorded for this incident.",
+
+	"impact.site":         "Affected site",
+	"impact.site.value":   "%s — gateway %s (VM %s), site networks %s.",
+	"impact.peers":        "Sites connected to it by tunnels",
+	"impact.peer":         "%s (gateway %s, tunnel %s, %s)",
+	"impact.nopeers":      "none in the inventory.",
+	"impact.cut":          "While the gateway is isolated, traffic between %s and these sites is stopped.",
+	"impact.others":       "The other tunnels (%s: %s) are not affected.",
+	"impact.noothers":     "There are no other tunnels in the VPN.",
+	"impact.spread":       "Spread",
+	"impact.spread.none":  "no other open incident concerns the connected sites' gateways. Whether the attacker reached them has not been investigated yet.",
+	"impact.spread.some":  "open incidents also concern connected gateways: %s. Treat these sites as possibly affected.",
+	"impact.spread.item":  "%s (%s)",
+	"done.alert":          "Alert received (%s)",
+	"done.decision.auto":  "Response decided by policy %s (automatic)",
+	"done.decision.human": "Response decided by policy %s (a person's approval is required)",
+	"done.approval":       "Approved by %s",
+	"done.capture":        "Volatile state captured (connections, processes, routes, tunnel state): evidence preserved",
+	"done.capture.skip":   "Volatile state capture is not available for this gateway; skipped",
+	"done.snapshot":       "Snapshot of the VM taken, with memory: evidence preserved",
+	"done.snapshot.nomem": "Snapshot of the VM taken (without memory): evidence preserved",
+	"done.contained":      "Gateway isolated from the network; isolation verified by reading its state back",
+	"done.notify":         "Responders notified",
+	"done.release":        "Gateway released from quarantine",
+	"done.rotate":         "Tunnel credentials replaced",
+	"done.baseline.pass":  "Baseline check passed",
+	"done.baseline.fail":  "Baseline check failed",
+	"done.failed":         "%s failed",
+	"done.generic":        "%s done",
+	"done.ttc":            "Time from the alert to verified isolation: %s.",
+	"done.nothing":        "Warden has not acted on the gateway yet.",
+
+	"state.contain":           "Containment",
+	"state.contain.yes":       "complete. %s is cut off from the network; verified by reading its state back at %s.",
+	"state.contain.observed":  "Last observed state: %s (%s).",
+	"state.contain.awaiting":  "not contained: the containment run %s waits for approval.",
+	"state.contain.progress":  "in progress: run %s has not finished.",
+	"state.contain.failed":    "not contained: run %s failed (%s).",
+	"state.contain.released":  "released: the gateway was returned to service.",
+	"state.contain.none":      "the gateway was not isolated; the policy chose to preserve evidence and notify.",
+	"state.evidence":          "Evidence",
+	"state.evidence.value":    "preserved: %s and %s; each artefact carries a SHA-256 hash, so any change is detectable.",
+	"state.evidence.noledger": "preserved: %s; the evidence ledger was not available to this report.",
+	"state.audit":             "Audit log",
+	"state.audit.ok":          "intact: %s, hash chain verified.",
+	"state.audit.broken":      "BROKEN: %s. Treat the record as tampered with.",
+	"state.release":           "Return to service",
+	"state.release.value":     "not yet. Release needs all three: baseline check passed (%s), tunnel credentials rotated (%s), and an approval.",
+	"state.release.done":      "done.",
+	"state.baseline.no":       "not yet checked",
+	"state.baseline.pass":     "passed",
+	"state.baseline.fail":     "failed",
+	"state.cred.pending":      "pending: %s",
+	"state.cred.done":         "done",
+
+	"decide.approve":              "Approve or reject %s (%s)",
+	"decide.approve.text":         "it waits because: %s.",
+	"decide.release":              "Return %s to service",
+	"decide.release.text":         "approve the release once the baseline check passes and the tunnel credentials are rotated. Until then, %s stays cut off from %s.",
+	"decide.notify":               "Notify customers, partners or authorities?",
+	"decide.notify.text":          "decide with legal and PR once the investigation shows whether data was exposed. If personal data may have leaked, a report to the data-protection authority may be mandatory.",
+	"decide.forensics":            "Engage an external forensic team?",
+	"decide.forensics.text":       "recommended, to establish how the attacker got in and how far they went. The evidence (%s) is preserved and can be handed over as it is.",
+	"decide.forensics.noev":       "recommended, to establish how the attacker got in and how far they went. No evidence has been preserved yet apart from the audit log: secure it before the investigation starts.",
+	"ev.snapshot.mem":             "VM snapshot with memory",
+	"ev.snapshot":                 "VM snapshot",
+	"ev.files":                    "artefacts with SHA-256 hashes",
+	"ev.audit":                    "audit log",
+	"state.evidence.none":         "nothing preserved yet.",
+	"gate.reason.approval":        "policy %s requires a person's approval",
+	"gate.reason.blast-radius":    "the automatic-isolation budget is used up (%s)",
+	"gate.reason.circuit-breaker": "automatic actions are stopped because many gateways alerted at once (circuit breaker)",
+	"gate.reason.evidence-first":  "a destructive step would run before evidence is preserved",
+	"gate.reason.other":           "%s",
+	"decide.contain":              "Isolate %s?",
+	"decide.contain.text":         "the policy did not isolate it. Decide with the security team whether the indicators justify cutting %s off.",
+	"tech":                        "Technical details",
+	"tech.indicators":             "Indicators",
+	"tech.decisions":              "Decisions: policy and why",
+	"tech.decision.line":          "%s: indicator %s → policy %s (runbook %s, approval %s, %s).",
+	"tech.decision.nomatch":       "%s: indicator %s matched no policy.",
+	"tech.decision.reason":        "Reason: %s.",
+	"tech.decision.before":        "Evaluated before it, not matching: %s.",
+	"tech.decision.bh.in":         "observed within business hours",
+	"tech.decision.bh.out":        "observed outside business hours",
+	"tech.gates":                  "Gates checked before each run",
+	"tech.approvals":              "Approvals",
+	"tech.runs":                   "Actions and durations",
+	"tech.run.line":               "Run %s: runbook %s, policy %s, trigger %s; %s, started %s, finished %s, took %s.",
+	"tech.run.override":           "Evidence-first override recorded: %s.",
+	"tech.run.error":              "Error: %s",
+	"tech.gateway":                "Affected gateway and tunnels",
+	"tech.gw.id":                  "Gateway",
+	"tech.gw.value":               "%s at site %s; VM %s; host name %s",
+	"tech.gw.addresses":           "Addresses",
+	"tech.gw.mgmt":                "Management networks (kept reachable through quarantine)",
+	"tech.gw.posture":             "Posture",
+	"tech.gw.posture.value":       "desired %s; observed %s (%s)",
+	"tech.credentials":            "Credentials rotated",
+	"tech.cred.pending":           "Not rotated yet: pending decision. Every credential the gateway held must be treated as known to the attacker; rotate all of them (%s) before release, make-before-break, in waves.",
+	"tech.cred.done":              "Rotated at %s: %s",
+	"tech.evidence":               "Evidence",
+	"tech.evidence.snapshots":     "Hypervisor snapshots",
+	"tech.evidence.ledger":        "Artefacts in the evidence ledger",
+	"tech.evidence.none":          "No artefact is recorded in the evidence ledger for this incident.",
+	"tech.evidence.noledger":      "The evidence ledger was not available to this report.",
+	"tech.evidence.check":         "Anyone can check that exported artefacts are unchanged with sha256sum -c SHA256SUMS.",
+	"tech.nosnapshots":            "No snapshot was taken.",
+	"tech.baseline":               "Baseline check",
+	"tech.baseline.no":            "Not yet checked.",
+	"tech.baseline.result":        "%s at %s: %s",
+	"tech.audit":                  "Audit chain verification",
+	"tech.audit.result":           "Result",
+	"tech.audit.ok":               "intact",
+	"tech.audit.broken":           "BROKEN: %s",
+	"tech.audit.entries":          "Entries in the whole chain",
+	"tech.audit.head":             "Head hash",
+	"tech.audit.how":              "How to check",
+	"tech.audit.how.value":        "warden audit verify (database) or warden audit verify --file audit.jsonl (exported copy)",
+	"tech.timeline":               "Audit entries of this incident",
+	"tech.next":                   "Next steps: recovery and prevention",
+	"next.forensics":              "Find how the attacker got in and what they reached, from the preserved evidence (an external forensic team is recommended).",
+	"next.peers":                  "Check the connected sites' gateways (%s) for signs of compromise.",
+	"next.rotate":                 "Rotate every tunnel credential the gateway held (make-before-break, in waves).",
+	"next.patch":                  "Patch the gateway and re-check it against the hardened baseline.",
+	"next.release":                "Once these are done and approved, release the gateway and confirm that traffic flows again.",
+	"next.review":                 "Review monitoring rules and response policies so that the same attack is caught earlier.",
+	"svg.title":                   "Timeline (elapsed since the alert)",
+	"short.alert":                 "Alert received",
+	"short.decision":              "Policy decided",
+	"short.approval":              "Approved by %s",
+	"short.contained":             "Isolated and verified",
+	"short.state":                 " (%s)",
+	"svg.alt":                     "Timeline of the incident: %s",
+
+	"col.received": "Received", "col.observed": "Observed", "col.kind": "Kind", "col.severity": "Severity", "col.confidence": "Confidence",
+	"col.source": "Source", "col.observables": "Observables", "col.summary": "Summary", "col.run": "Run", "col.gate": "Gate",
+	"col.result": "Result", "col.detail": "Detail", "col.runbook": "Runbook", "col.approval": "Approval", "col.by": "By", "col.at": "At",
+	"col.comment": "Comment / detail", "col.step": "Step", "col.action": "Action", "col.state": "State", "col.attempts": "Attempts",
+	"col.started": "Started", "col.finished": "Finished", "col.duration": "Duration", "col.tunnel": "Tunnel", "col.peer": "Peer gateway",
+	"col.peersite": "Peer site", "col.tunnelstate": "Tunnel state", "col.credential": "Credential", "col.snapshot": "Snapshot", "col.vm": "VM",
+	"col.memory": "Memory", "col.id": "ID", "col.name": "Name", "col.size": "Size", "col.sha256": "SHA-256", "col.collected": "Collected",
+	"col.from": "From", "col.seq": "No.", "col.time": "Time", "col.utc": "UTC", "col.actor": "Actor", "col.subject": "Subject",
+
+	"gate.passed": "passed", "gate.failed": "not passed (waits for a person)", "gate.info": "not passed (information)",
+	"approval.auto": "not required (automatic)", "approval.approved": "required, approved", "approval.waiting": "required, WAITING",
+	"approval.required": "required", "approval.manual": "started by a person",
+	"tunnel.cut": "cut off by the isolation", "tunnel.up": "not cut off",
+	"cred.pending": "rotation pending", "cred.rotated": "rotated",
+	"cred.wireguard": "WireGuard key pair", "cred.strongswan": "IPsec pre-shared key or certificate",
+	"yes": "yes", "no": "no",
+	"unit.snapshot.one": "%d VM snapshot", "unit.snapshot.other": "%d VM snapshots",
+	"unit.artefact.one": "%d artefact", "unit.artefact.other": "%d artefacts",
+	"unit.decision.one": "%d decision is", "unit.decision.other": "%d decisions are",
+	"unit.tunnel.one": "%d tunnel", "unit.tunnel.other": "%d tunnels",
+	"unit.indicator.one": "%d further indicator", "unit.indicator.other": "%d further indicators",
+	"unit.entry.one": "%d entry", "unit.entry.other": "%d entries",
+	"clock.after":    "%s (%s UTC, alert +%s)",
+	"trigger.policy": "policy", "trigger.manual": "manual", "trigger.drift": "drift check",
+	"approvalmode.auto": "automatic", "approvalmode.required": "approval required",
+
+	"severity.critical": "critical", "severity.high": "high", "severity.medium": "medium", "severity.low": "low",
+	"status.open": "open", "status.contained": "contained", "status.closed": "closed",
+	"posture.normal": "normal", "posture.quarantined": "quarantined", "posture.released": "released",
+	"runstate.pending": "pending", "runstate.awaiting_approval": "awaiting approval", "runstate.running": "running",
+	"runstate.succeeded": "succeeded", "runstate.failed": "failed", "runstate.cancelled": "cancelled",
+	"stepstate.pending": "pending", "stepstate.running": "running", "stepstate.succeeded": "succeeded",
+	"stepstate.failed": "failed", "stepstate.skipped": "skipped",
+	"kind.c2_beacon":             "periodic beaconing to a suspected command-and-control host",
+	"kind.exfiltration":          "data being sent out to an outside host",
+	"kind.brute_force":           "repeated failed logins (brute force)",
+	"kind.off_hours_admin_login": "an administrator login outside business hours",
+	"kind.unknown_destination":   "traffic to an unknown destination",
+	"kind.traffic_spike":         "an unusual surge in traffic",
+	"kind.config_tamper":         "a configuration change outside change control",
+	"kind.integrity_violation":   "files changed unexpectedly (integrity violation)",
+	"kind.baseline_drift":        "drift from the hardened baseline",
+	"kind.crash":                 "a crash or abnormal behaviour",
+	"risk.c2_beacon":             "This suggests the gateway is under an attacker's remote control.",
+	"risk.exfiltration":          "This suggests data may have been taken out of the company.",
+	"risk.other":                 "This may be a sign of compromise and needs investigation.",
+	"evkind.volatile":            "volatile state", "evkind.snapshot": "snapshot reference", "evkind.config": "configuration", "evkind.log": "log",
+	"action.capture_volatile": "Volatile capture", "action.snapshot": "VM snapshot", "action.isolate": "Isolation",
+	"action.notify": "Notification", "action.release": "Release", "action.power_off": "Power off", "action.revoke_peer": "Peer revocation",
+	"action.rotate_credentials": "Credential rotation", "action.patch": "Patching", "action.verify_baseline": "Baseline check",
+}
+
+var japanese = texts{
+	"none":               "—",
+	"title":              "インシデント報告書：拠点「%[2]s」VPNゲートウェイ %[1]s の侵害の疑い",
+	"meta.incident":      "インシデント番号",
+	"meta.severity":      "重大度",
+	"meta.status":        "状況",
+	"meta.generated":     "報告書作成日時",
+	"meta.source":        "作成元",
+	"meta.source.value":  "Warden（改ざん検知可能な監査ログと証拠台帳から自動作成）",
+	"meta.times":         "時刻表記",
+	"meta.times.value":   "拠点「%s」の現地時刻（%s、%s）と UTC を併記",
+	"banner.contained":   "【封じ込め済み】%s は %sにネットワークから隔離され、状態を読み戻して隔離を確認しました。経営層にご判断いただきたい事項が %sあります（5. を参照）。",
+	"banner.awaiting":    "【未封じ込め・承認待ち】%s の隔離は、責任者の承認を待っています（5. を参照）。",
+	"banner.inprogress":  "【対応中】%s の隔離はまだ完了していません。",
+	"banner.failed":      "【未封じ込め】%s の隔離処理が失敗しました：%s",
+	"banner.released":    "【隔離解除済み】%s は %sに隔離を解除し、業務に復帰しました。",
+	"banner.notisolated": "【隔離なし】ポリシーに基づき、%s は隔離せず、証拠保全と関係者への通知を行いました。ご判断いただきたい事項が %sあります（5. を参照）。",
+	"mgmt":               "経営層向け要約",
+	"mgmt.what":          "1. 発生した事象",
+	"mgmt.impact":        "2. 影響範囲",
+	"mgmt.done":          "3. 実施した対応と時刻",
+	"mgmt.state":         "4. 現在の状況",
+	"mgmt.decide":        "5. ご判断いただきたい事項",
+
+	"what.sentence":  "%s %s、検知システム（%s）が、拠点「%[6]s」の VPN ゲートウェイ %[5]s において、%[4]sを検知しました（重大度：%[7]s、確度：%[8]s）。",
+	"what.addresses": "関係するアドレス：%s。",
+	"what.more":      "同じゲートウェイについて、ほかに %sの兆候を受信しています（技術詳細を参照）。",
+	"what.none":      "本インシデントには兆候の記録がありません。",
+
+	"impact.site":         "影響を受けた拠点",
+	"impact.site.value":   "%s（ゲートウェイ %s、仮想マシン %s、拠点内ネットワーク %s）",
+	"impact.peers":        "トンネルで直接接続している拠点",
+	"impact.peer":         "%s（ゲートウェイ %s、トンネル %s、%s）",
+	"impact.nopeers":      "インベントリ上はありません。",
+	"impact.cut":          "隔離中は、拠点「%s」とこれらの拠点との間の通信が停止しています。",
+	"impact.others":       "その他の拠点間トンネル（%s：%s）は影響を受けていません。",
+	"impact.noothers":     "その他の拠点間トンネルはありません。",
+	"impact.spread":       "被害拡大の有無",
+	"impact.spread.none":  "接続先拠点のゲートウェイについて、現時点で他のインシデントは記録されていません。ただし、攻撃者が接続先へ侵入を広げていないかは、まだ調査していません。",
+	"impact.spread.some":  "接続先のゲートウェイにも未解決のインシデントがあります：%s。これらの拠点も影響を受けている可能性があるものとして扱ってください。",
+	"impact.spread.item":  "%s（%s）",
+	"done.alert":          "警報を受信（%s）",
+	"done.decision.auto":  "ポリシー %s により対応方針を決定（自動対応）",
+	"done.decision.human": "ポリシー %s により対応方針を決定（責任者の承認が必要）",
+	"done.approval":       "%s が承認",
+	"done.capture":        "揮発性情報（通信・プロセス・経路・トンネルの状態）を取得（証拠保全）",
+	"done.capture.skip":   "揮発性情報の取得は、このゲートウェイでは実行できないため省略",
+	"done.snapshot":       "仮想マシンのスナップショットをメモリを含めて取得（証拠保全）",
+	"done.snapshot.nomem": "仮想マシンのスナップショットを取得（メモリなし。証拠保全）",
+	"done.contained":      "ゲートウェイをネットワークから隔離し、状態を読み戻して隔離を確認",
+	"done.notify":         "担当者へ通知",
+	"done.release":        "隔離を解除",
+	"done.rotate":         "トンネルの認証情報を更新",
+	"done.baseline.pass":  "セキュリティ基準の確認：合格",
+	"done.baseline.fail":  "セキュリティ基準の確認：不合格",
+	"done.failed":         "%sに失敗",
+	"done.generic":        "%sを実施",
+	"done.ttc":            "警報の受信から隔離の確認までの所要時間：%s",
+	"done.nothing":        "Warden はまだゲートウェイに対する処理を行っていません。",
+
+	"state.contain":           "封じ込め",
+	"state.contain.yes":       "完了。%s はネットワークから隔離されており、%s に状態を読み戻して確認済みです。",
+	"state.contain.observed":  "最後に観測した状態：%s（%s）。",
+	"state.contain.awaiting":  "未完了。隔離処理（%s）が承認待ちです。",
+	"state.contain.progress":  "対応中。処理 %s が完了していません。",
+	"state.contain.failed":    "未完了。処理 %s が失敗しました（%s）。",
+	"state.contain.released":  "隔離は解除され、業務に復帰しています。",
+	"state.contain.none":      "隔離は行っていません（ポリシーにより、証拠保全と通知のみ）。",
+	"state.evidence":          "証拠保全",
+	"state.evidence.value":    "スナップショット %s、証拠ファイル %sを保全済みです。各ファイルには SHA-256 ハッシュ値が記録され、改ざんがあれば検知できます。",
+	"state.evidence.noledger": "スナップショット %sを保全済みです（本報告書の作成時には証拠台帳を参照できませんでした）。",
+	"state.audit":             "監査ログ",
+	"state.audit.ok":          "改ざんなし（%s、ハッシュチェーンを検証済み）。",
+	"state.audit.broken":      "異常あり：%s。記録が改ざんされた可能性があります。",
+	"state.release":           "復旧（隔離解除）",
+	"state.release.value":     "未実施。隔離の解除には、セキュリティ基準の確認に合格すること（%s）、認証情報の更新（%s）、責任者の承認の3点がすべて必要です。",
+	"state.release.done":      "完了。",
+	"state.baseline.no":       "未実施",
+	"state.baseline.pass":     "合格",
+	"state.baseline.fail":     "不合格",
+	"state.cred.pending":      "未実施：トンネル %s",
+	"state.cred.done":         "完了",
+
+	"decide.approve":              "対応処理 %s（%s）の承認可否",
+	"decide.approve.text":         "承認待ちの理由：%s。",
+	"decide.release":              "ゲートウェイ %s の隔離解除（業務再開）のご承認",
+	"decide.release.text":         "セキュリティ基準の確認と認証情報の更新が完了した後に、解除をご承認ください。それまで、拠点「%s」と %s との間の通信は停止したままです。",
+	"decide.notify":               "お客様・取引先・関係当局への報告や公表の要否",
+	"decide.notify.text":          "情報漏えいの有無に関する調査結果を踏まえ、法務・広報部門とご判断ください。個人データの漏えい等のおそれがある場合は、個人情報保護委員会への報告が義務となる場合があります。",
+	"decide.forensics":            "外部の専門調査機関（フォレンジック調査）への依頼の要否",
+	"decide.forensics.text":       "侵入経路と被害範囲を正確に特定するため、専門家による調査をお勧めします。証拠（%s）は保全済みで、そのまま引き渡せます。",
+	"decide.forensics.noev":       "侵入経路と被害範囲を正確に特定するため、専門家による調査をお勧めします。監査ログ以外の証拠はまだ保全していないため、調査の開始前に確保する必要があります。",
+	"ev.snapshot.mem":             "メモリを含むスナップショット",
+	"ev.snapshot":                 "スナップショット",
+	"ev.files":                    "ハッシュ値付きの証拠ファイル",
+	"ev.audit":                    "監査ログ",
+	"state.evidence.none":         "まだ保全していません。",
+	"gate.reason.approval":        "ポリシー %s は責任者の承認を必要とします",
+	"gate.reason.blast-radius":    "自動隔離の上限に達しています（%s）",
+	"gate.reason.circuit-breaker": "多数のゲートウェイで同時に警報が出たため、自動対応を停止しています（サーキットブレーカー）",
+	"gate.reason.evidence-first":  "証拠保全より先に、証拠を損なうおそれのある処理が実行されることになります",
+	"gate.reason.other":           "%s",
+	"decide.contain":              "ゲートウェイ %s の隔離の要否",
+	"decide.contain.text":         "ポリシーでは隔離を行っていません。検知内容が拠点「%s」の通信を止めるに値するか、セキュリティ担当とご判断ください。",
+	"tech":                        "技術詳細",
+	"tech.indicators":             "検知した兆候",
+	"tech.decisions":              "対応方針の決定（ポリシーと理由）",
+	"tech.decision.line":          "%s：兆候 %s → ポリシー %s（ランブック %s、承認 %s、%s）。",
+	"tech.decision.nomatch":       "%s：兆候 %s に該当するポリシーはありませんでした。",
+	"tech.decision.reason":        "理由：%s。",
+	"tech.decision.before":        "先に評価し、該当しなかったポリシー：%s。",
+	"tech.decision.bh.in":         "業務時間内に観測",
+	"tech.decision.bh.out":        "業務時間外に観測",
+	"tech.gates":                  "実行前のゲート判定",
+	"tech.approvals":              "承認",
+	"tech.runs":                   "実施した処理と所要時間",
+	"tech.run.line":               "処理 %s：ランブック %s、ポリシー %s、起動 %s。%s。開始 %s、終了 %s、所要時間 %s。",
+	"tech.run.override":           "証拠保全優先ルールの例外（記録された理由）：%s。",
+	"tech.run.error":              "エラー：%s",
+	"tech.gateway":                "影響を受けたゲートウェイとトンネル",
+	"tech.gw.id":                  "ゲートウェイ",
+	"tech.gw.value":               "%s（拠点「%s」、仮想マシン %s、ホスト名 %s）",
+	"tech.gw.addresses":           "アドレス",
+	"tech.gw.mgmt":                "管理用ネットワーク（隔離中も到達可能）",
+	"tech.gw.posture":             "状態（ポスチャ）",
+	"tech.gw.posture.value":       "あるべき状態：%s、観測された状態：%s（%s）",
+	"tech.credentials":            "認証情報の更新",
+	"tech.cred.pending":           "未実施（判断待ち）。ゲートウェイが保持していた認証情報は、攻撃者に知られた前提で扱う必要があります。隔離解除の前に、%sすべてを更新してください（make-before-break 方式で段階的に実施）。",
+	"tech.cred.done":              "%s に更新済み：%s",
+	"tech.evidence":               "証拠一覧",
+	"tech.evidence.snapshots":     "仮想マシンのスナップショット",
+	"tech.evidence.ledger":        "証拠台帳に記録された証拠ファイル",
+	"tech.evidence.none":          "本インシデントの証拠ファイルは証拠台帳に記録されていません。",
+	"tech.evidence.noledger":      "本報告書の作成時には証拠台帳を参照できませんでした。",
+	"tech.evidence.check":         "書き出した証拠ファイルが改ざんされていないことは、sha256sum -c SHA256SUMS により誰でも確認できます。",
+	"tech.nosnapshots":            "スナップショットは取得していません。",
+	"tech.baseline":               "セキュリティ基準（ベースライン）の確認結果",
+	"tech.baseline.no":            "未実施。",
+	"tech.baseline.result":        "%s（%s）：%s",
+	"tech.audit":                  "監査ログの検証",
+	"tech.audit.result":           "結果",
+	"tech.audit.ok":               "改ざんなし",
+	"tech.audit.broken":           "異常あり：%s",
+	"tech.audit.entries":          "監査ログ全体の件数",
+	"tech.audit.head":             "最新エントリのハッシュ値（head）",
+	"tech.audit.how":              "確認方法",
+	"tech.audit.how.value":        "warden audit verify（データベース）または warden audit verify --file audit.jsonl（書き出したもの）",
+	"tech.timeline":               "本インシデントの監査ログ",
+	"tech.next":                   "今後の対応（復旧・再発防止）",
+	"next.forensics":              "保全した証拠を解析し、侵入経路と被害範囲を特定する（外部の専門調査機関への依頼を推奨）。",
+	"next.peers":                  "接続先拠点のゲートウェイ（%s）に侵害の形跡がないか確認する。",
+	"next.rotate":                 "ゲートウェイが保持していたトンネルの認証情報をすべて更新する（make-before-break 方式で段階的に実施）。",
+	"next.patch":                  "パッチを適用し、セキュリティ基準（ベースライン）に適合しているか再確認する。",
+	"next.release":                "以上の完了と承認を経て隔離を解除し、通信が回復したことを確認する。",
+	"next.review":                 "同種の攻撃をより早く検知できるよう、監視ルールと対応ポリシーを見直す（再発防止）。",
+	"svg.title":                   "時系列（警報受信からの経過時間）",
+	"short.alert":                 "警報受信",
+	"short.decision":              "対応方針の決定",
+	"short.approval":              "%s が承認",
+	"short.contained":             "隔離・確認済み",
+	"short.state":                 "（%s）",
+	"svg.alt":                     "インシデントの時系列：%s",
+
+	"col.received": "受信時刻", "col.observed": "観測時刻", "col.kind": "種別", "col.severity": "重大度", "col.confidence": "確度",
+	"col.source": "検知元", "col.observables": "観測対象", "col.summary": "概要", "col.run": "処理", "col.gate": "ゲート",
+	"col.result": "結果", "col.detail": "詳細", "col.runbook": "ランブック", "col.approval": "承認", "col.by": "承認者", "col.at": "日時",
+	"col.comment": "コメント・詳細", "col.step": "ステップ", "col.action": "アクション", "col.state": "状態", "col.attempts": "試行回数",
+	"col.started": "開始", "col.finished": "終了", "col.duration": "所要時間", "col.tunnel": "トンネル", "col.peer": "接続先ゲートウェイ",
+	"col.peersite": "接続先拠点", "col.tunnelstate": "トンネルの状態", "col.credential": "認証情報", "col.snapshot": "スナップショット", "col.vm": "仮想マシン",
+	"col.memory": "メモリ", "col.id": "ID", "col.name": "名前", "col.size": "サイズ", "col.sha256": "SHA-256", "col.collected": "取得日時",
+	"col.from": "取得元", "col.seq": "番号", "col.time": "時刻", "col.utc": "UTC", "col.actor": "実行者", "col.subject": "対象",
+
+	"gate.passed": "通過", "gate.failed": "不通過（承認待ち）", "gate.info": "不通過（参考）",
+	"approval.auto": "不要（自動実行）", "approval.approved": "必要・承認済み", "approval.waiting": "必要・承認待ち",
+	"approval.required": "必要", "approval.manual": "担当者が手動で開始",
+	"tunnel.cut": "隔離により停止中", "tunnel.up": "停止していません",
+	"cred.pending": "更新待ち", "cred.rotated": "更新済み",
+	"cred.wireguard": "WireGuard 鍵ペア", "cred.strongswan": "IPsec 事前共有鍵または証明書",
+	"yes": "あり", "no": "なし",
+	"unit.snapshot.one": "%d 件", "unit.snapshot.other": "%d 件",
+	"unit.artefact.one": "%d 件", "unit.artefact.other": "%d 件",
+	"unit.decision.one": "%d 件", "unit.decision.other": "%d 件",
+	"unit.tunnel.one": "%d 本", "unit.tunnel.other": "%d 本",
+	"unit.indicator.one": "%d 件", "unit.indicator.other": "%d 件",
+	"unit.entry.one": "%d 件", "unit.entry.other": "%d 件",
+	"clock.after":    "%s（UTC %s、警報から%s後）",
+	"trigger.policy": "ポリシー", "trigger.manual": "手動", "trigger.drift": "定期点検",
+	"approvalmode.auto": "自動", "approvalmode.required": "要承認",
+
+	"severity.critical": "緊急", "severity.high": "高", "severity.medium": "中", "severity.low": "低",
+	"status.open": "対応中", "status.contained": "封じ込め済み", "status.closed": "終了",
+	"posture.normal": "通常", "posture.quarantined": "隔離", "posture.released": "隔離解除",
+	"runstate.pending": "実行待ち", "runstate.awaiting_approval": "承認待ち", "runstate.running": "実行中",
+	"runstate.succeeded": "成功", "runstate.failed": "失敗", "runstate.cancelled": "取消",
+	"stepstate.pending": "未実行", "stepstate.running": "実行中", "stepstate.succeeded": "成功",
+	"stepstate.failed": "失敗", "stepstate.skipped": "スキップ",
+	"kind.c2_beacon":             "不審な外部ホスト（C2 サーバーの疑い）への定期的な通信",
+	"kind.exfiltration":          "外部への不審なデータ送信",
+	"kind.brute_force":           "ログイン試行の繰り返し（総当たり攻撃）",
+	"kind.off_hours_admin_login": "業務時間外の管理者ログイン",
+	"kind.unknown_destination":   "未知の宛先への通信",
+	"kind.traffic_spike":         "通常と異なる通信量の増加",
+	"kind.config_tamper":         "変更管理外の設定変更",
+	"kind.integrity_violation":   "想定外のファイル変更（改ざんの疑い）",
+	"kind.baseline_drift":        "セキュリティ基準（ベースライン）からの逸脱",
+	"kind.crash":                 "異常停止・異常動作",
+	"risk.c2_beacon":             "ゲートウェイが攻撃者に遠隔操作されている可能性があります。",
+	"risk.exfiltration":          "社内の情報が外部に持ち出されている可能性があります。",
+	"risk.other":                 "侵害の兆候である可能性があり、調査が必要です。",
+	"evkind.volatile":            "揮発性情報", "evkind.snapshot": "スナップショット参照", "evkind.config": "設定", "evkind.log": "ログ",
+	"action.capture_volatile": "揮発性情報の取得", "action.snapshot": "スナップショット取得", "action.isolate": "隔離",
+	"action.notify": "通知", "action.release": "隔離解除", "action.power_off": "電源停止", "action.revoke_peer": "接続先でのトンネル遮断",
+	"action.rotate_credentials": "認証情報の更新", "action.patch": "パッチ適用", "action.verify_baseline": "セキュリティ基準の確認",
+}

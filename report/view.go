@@ -1,0 +1,824 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/store"
+)
+
+// document is a report laid out in one language, independent of the output
+// format. Every string in it is plain text: renderers escape.
+type document struct {
+	Lang        string
+	Title       string
+	Meta        []item
+	Banner      banner
+	MgmtHeading string
+	Mgmt        []section
+	TechHeading string
+	Tech        []section
+	Timeline    timelinePicture
+}
+
+type banner struct {
+	Tone string // ok, warn, alert
+	Text string
+}
+
+type section struct {
+	ID      string
+	Heading string
+	Blocks  []block
+}
+
+// block is one of: a paragraph, a bullet or numbered list, a table, a
+// preformatted line, or the place of the timeline picture.
+type block struct {
+	Para     string
+	Bullets  []item
+	Numbered []item
+	Table    *table
+	Code     string
+	Picture  bool
+}
+
+// item is a list entry: an optional bold label and its text.
+type item struct {
+	Label string
+	Text  string
+}
+
+type table struct {
+	Head []string
+	Rows [][]string
+	// Mono marks columns printed in a fixed-width font (hashes, ids).
+	Mono map[int]bool
+}
+
+// decisionsNeeded counts what management must decide.
+func decisionsNeeded(m Model) int {
+	n := 2 // notification, forensics
+	for _, a := range m.Approvals {
+		if a.Waiting {
+			n++
+		}
+	}
+	if m.Containment.Contained || (!m.Containment.Verified && !m.Containment.Pending && !anyWaiting(m)) {
+		n++ // release, or whether to isolate at all
+	}
+	return n
+}
+
+func anyWaiting(m Model) bool {
+	for _, a := range m.Approvals {
+		if a.Waiting {
+			return true
+		}
+	}
+	return false
+}
+
+func failedContainRun(m Model) (Run, bool) {
+	for _, r := range m.Runs {
+		if r.State == store.RunFailed {
+			for _, s := range r.Steps {
+				if s.Action == actions.NameIsolate {
+					return r, true
+				}
+			}
+		}
+	}
+	return Run{}, false
+}
+
+func isolatingRunPending(m Model) (Run, bool) {
+	for _, r := range m.Runs {
+		if r.Terminal() {
+			continue
+		}
+		for _, s := range r.Steps {
+			if s.Action == actions.NameIsolate {
+				return r, true
+			}
+		}
+	}
+	return Run{}, false
+}
+
+func build(m Model, lang string) (document, error) {
+	l, err := newLoc(lang, m.Site.TimeZone)
+	if err != nil {
+		return document{}, err
+	}
+	d := document{Lang: lang, Title: l.f("title", m.Gateway.ID, m.Site.Name), MgmtHeading: l.f("mgmt"), TechHeading: l.f("tech")}
+	ref := m.Incident.OpenedAt
+	if ref.IsZero() {
+		ref = m.GeneratedAt
+	}
+	d.Meta = []item{
+		{l.f("meta.incident"), m.Incident.ID},
+		{l.f("meta.severity"), l.word("severity", m.Incident.Severity)},
+		{l.f("meta.status"), l.word("status", m.Incident.Status)},
+		{l.f("meta.generated"), l.when(m.GeneratedAt)},
+		{l.f("meta.times"), l.f("meta.times.value", m.Site.Name, l.zone.String(), l.zoneName(ref))},
+		{l.f("meta.source"), l.f("meta.source.value")},
+	}
+	d.Banner = bannerOf(m, l)
+	d.Mgmt = []section{whatHappened(m, l), impact(m, l), whatWasDone(m, l), currentState(m, l), decisions(m, l)}
+	d.Tech = []section{
+		techIndicators(m, l), techDecisions(m, l), techApprovals(m, l), techRuns(m, l), techGateway(m, l),
+		techCredentials(m, l), techEvidence(m, l), techBaseline(m, l), techAudit(m, l), techTimeline(m, l), techNext(m, l),
+	}
+	d.Timeline = picture(m, l)
+	return d, nil
+}
+
+func bannerOf(m Model, l loc) banner {
+	gw := m.Gateway.ID
+	switch {
+	case m.Containment.Released:
+		return banner{"ok", l.f("banner.released", gw, l.when(lastReleased(m)))}
+	case m.Containment.Contained:
+		return banner{"ok", l.f("banner.contained", gw, l.when(m.Containment.At), l.n(decisionsNeeded(m), "decision"))}
+	case anyWaiting(m):
+		return banner{"alert", l.f("banner.awaiting", gw)}
+	}
+	if r, ok := failedContainRun(m); ok {
+		return banner{"alert", l.f("banner.failed", gw, r.Error)}
+	}
+	if _, ok := isolatingRunPending(m); ok {
+		return banner{"warn", l.f("banner.inprogress", gw)}
+	}
+	return banner{"warn", l.f("banner.notisolated", gw, l.n(decisionsNeeded(m), "decision"))}
+}
+
+func lastReleased(m Model) time.Time {
+	var at time.Time
+	for _, r := range m.Runs {
+		for _, s := range r.Steps {
+			if s.Action == actions.NameRelease && s.State == store.StepSucceeded {
+				at = s.FinishedAt
+			}
+		}
+	}
+	return at
+}
+
+func primaryIndicator(m Model) (Indicator, bool) {
+	var best Indicator
+	found := false
+	for _, in := range m.Indicators {
+		if in.Duplicate || in.Status == "resolved" {
+			continue
+		}
+		if !found || rank(in.Severity) > rank(best.Severity) {
+			best, found = in, true
+		}
+	}
+	if !found && len(m.Indicators) > 0 {
+		return m.Indicators[0], true
+	}
+	return best, found
+}
+
+func rank(sev string) int {
+	switch sev {
+	case "critical":
+		return 4
+	case "high":
+		return 3
+	case "medium":
+		return 2
+	case "low":
+		return 1
+	}
+	return 0
+}
+
+func percent(c float64) string { return fmt.Sprintf("%.0f%%", c*100) }
+
+func whatHappened(m Model, l loc) section {
+	s := section{ID: "what", Heading: l.f("mgmt.what")}
+	in, ok := primaryIndicator(m)
+	if !ok {
+		s.Blocks = append(s.Blocks, block{Para: l.f("what.none")})
+		return s
+	}
+	at := in.ReceivedAt
+	lt := at.In(l.zone)
+	timeText := lt.Format("15:04:05") + " " + l.zoneName(at)
+	if l.lang == LangJapanese {
+		timeText += "（UTC " + at.UTC().Format("2006-01-02 15:04:05") + "）"
+	} else {
+		timeText += " (" + at.UTC().Format("2006-01-02 15:04:05") + " UTC)"
+	}
+	p := l.f("what.sentence", l.date(lt), timeText, in.Source, l.word("kind", in.Kind), m.Gateway.ID, m.Site.Name,
+		l.word("severity", in.Severity), percent(in.Confidence))
+	var obs []string
+	obs = append(obs, in.IPs...)
+	obs = append(obs, in.Domains...)
+	if len(obs) > 0 {
+		p += sep(l) + l.f("what.addresses", l.list(obs))
+	}
+	if r, ok := l.t["risk."+in.Kind]; ok {
+		p += sep(l) + r
+	} else {
+		p += sep(l) + l.f("risk.other")
+	}
+	if more := len(m.Indicators) - 1; more > 0 {
+		p += sep(l) + l.f("what.more", l.n(more, "indicator"))
+	}
+	s.Blocks = append(s.Blocks, block{Para: p})
+	return s
+}
+
+// sep is the space between sentences.
+func sep(l loc) string {
+	if l.lang == LangJapanese {
+		return ""
+	}
+	return " "
+}
+
+func credName(l loc, kind string) string { return l.word("cred", kind) }
+
+func tunnelKindName(kind string) string {
+	switch kind {
+	case inventory.KindWireGuard:
+		return "WireGuard"
+	case inventory.KindStrongSwan:
+		return "IPsec (strongSwan)"
+	}
+	return kind
+}
+
+func impact(m Model, l loc) section {
+	s := section{ID: "impact", Heading: l.f("mgmt.impact")}
+	nets := l.list(m.Site.Networks)
+	if nets == "" {
+		nets = l.f("none")
+	}
+	vm := m.Gateway.VM
+	if vm == "" {
+		vm = l.f("none")
+	}
+	var items []item
+	items = append(items, item{l.f("impact.site"), l.f("impact.site.value", m.Site.Name, m.Gateway.ID, vm, nets)})
+	var peers []string
+	for _, p := range m.Peers {
+		peers = append(peers, l.f("impact.peer", p.Site, p.Gateway, p.Tunnel, tunnelKindName(p.Kind)))
+	}
+	peerText := l.list(peers)
+	if len(peers) == 0 {
+		peerText = l.f("impact.nopeers")
+	} else if l.lang == LangEnglish {
+		peerText += "."
+	} else {
+		peerText += "。"
+	}
+	if m.Containment.Contained && len(peers) > 0 {
+		peerText += sep(l) + l.f("impact.cut", m.Site.Name)
+	}
+	if len(m.OtherTunnels) > 0 {
+		peerText += sep(l) + l.f("impact.others", l.n(len(m.OtherTunnels), "tunnel"), l.list(m.OtherTunnels))
+	}
+	items = append(items, item{l.f("impact.peers"), peerText})
+	var spread []string
+	for _, p := range m.Peers {
+		for _, id := range p.OpenIncidents {
+			spread = append(spread, l.f("impact.spread.item", p.Gateway, id))
+		}
+	}
+	if len(spread) == 0 {
+		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.none")})
+	} else {
+		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.some", l.list(spread))})
+	}
+	s.Blocks = append(s.Blocks, block{Bullets: items})
+	return s
+}
+
+// milestoneText says what a milestone was, for people.
+func milestoneText(m Model, ms Milestone, l loc) string {
+	switch ms.Kind {
+	case MilestoneAlert:
+		return l.f("done.alert", ms.Detail)
+	case MilestoneDecision:
+		for _, d := range m.Decisions {
+			if d.Policy == ms.Detail && d.Approval == "required" {
+				return l.f("done.decision.human", ms.Detail)
+			}
+		}
+		return l.f("done.decision.auto", ms.Detail)
+	case MilestoneApproval:
+		return l.f("done.approval", ms.Detail)
+	case MilestoneContained:
+		return l.f("done.contained")
+	}
+	if ms.State == store.StepFailed {
+		return l.f("done.failed", l.word("action", ms.Action))
+	}
+	switch ms.Action {
+	case actions.NameCaptureVolatile:
+		if ms.State == store.StepSkipped {
+			return l.f("done.capture.skip")
+		}
+		return l.f("done.capture")
+	case actions.NameSnapshot:
+		for _, sn := range m.Snapshots {
+			if sn.At.Equal(ms.At) && !sn.Memory {
+				return l.f("done.snapshot.nomem")
+			}
+		}
+		return l.f("done.snapshot")
+	case actions.NameNotify:
+		return l.f("done.notify")
+	case actions.NameRelease:
+		return l.f("done.release")
+	case actionRotate:
+		return l.f("done.rotate")
+	case actionBaseline:
+		if ms.State == store.StepSucceeded {
+			return l.f("done.baseline.pass")
+		}
+		return l.f("done.baseline.fail")
+	}
+	return l.f("done.generic", l.word("action", ms.Action))
+}
+
+func whatWasDone(m Model, l loc) section {
+	s := section{ID: "done", Heading: l.f("mgmt.done")}
+	if len(m.Milestones) == 0 {
+		s.Blocks = append(s.Blocks, block{Para: l.f("done.nothing")})
+		return s
+	}
+	var items []item
+	t0 := m.Milestones[0].At
+	var prev time.Time
+	for i, ms := range m.Milestones {
+		withDate := i == 0 || ms.At.In(l.zone).YearDay() != prev.In(l.zone).YearDay() || ms.At.UTC().YearDay() != prev.UTC().YearDay()
+		label := l.clock(ms.At, withDate)
+		if !withDate && ms.At.After(t0) {
+			lt := ms.At.In(l.zone).Format("15:04:05") + " " + l.zoneName(ms.At)
+			label = l.f("clock.after", lt, ms.At.UTC().Format("15:04:05"), l.duration(ms.At.Sub(t0)))
+		}
+		items = append(items, item{Label: label, Text: milestoneText(m, ms, l)})
+		prev = ms.At
+	}
+	s.Blocks = append(s.Blocks, block{Bullets: items})
+	if m.Containment.Verified && m.Containment.TimeToContain > 0 {
+		s.Blocks = append(s.Blocks, block{Para: l.f("done.ttc", l.duration(m.Containment.TimeToContain))})
+	}
+	s.Blocks = append(s.Blocks, block{Picture: true})
+	return s
+}
+
+func baselineWord(m Model, l loc) string {
+	switch {
+	case !m.Baseline.Checked:
+		return l.f("state.baseline.no")
+	case m.Baseline.Passed:
+		return l.f("state.baseline.pass")
+	}
+	return l.f("state.baseline.fail")
+}
+
+func credWord(m Model, l loc) string {
+	if m.Credentials.Rotated {
+		return l.f("state.cred.done")
+	}
+	return l.f("state.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))
+}
+
+func currentState(m Model, l loc) section {
+	s := section{ID: "state", Heading: l.f("mgmt.state")}
+	var contain string
+	switch {
+	case m.Containment.Released:
+		contain = l.f("state.contain.released")
+	case m.Containment.Contained:
+		contain = l.f("state.contain.yes", m.Gateway.ID, l.short(m.Containment.At))
+		if m.Posture.Observed != "" && !m.Posture.ObservedAt.IsZero() {
+			contain += sep(l) + l.f("state.contain.observed", l.word("posture", m.Posture.Observed), l.short(m.Posture.ObservedAt))
+		}
+	default:
+		if r, ok := waitingRun(m); ok {
+			contain = l.f("state.contain.awaiting", r.ID)
+		} else if r, ok := failedContainRun(m); ok {
+			contain = l.f("state.contain.failed", r.ID, r.Error)
+		} else if r, ok := isolatingRunPending(m); ok {
+			contain = l.f("state.contain.progress", r.ID)
+		} else {
+			contain = l.f("state.contain.none")
+		}
+	}
+	items := []item{{l.f("state.contain"), contain}}
+	switch {
+	case len(m.Snapshots) == 0 && len(m.Evidence.Items) == 0:
+		items = append(items, item{l.f("state.evidence"), l.f("state.evidence.none")})
+	case m.Evidence.Available:
+		items = append(items, item{l.f("state.evidence"), l.f("state.evidence.value", l.n(len(m.Snapshots), "snapshot"), l.n(len(m.Evidence.Items), "artefact"))})
+	default:
+		items = append(items, item{l.f("state.evidence"), l.f("state.evidence.noledger", l.n(len(m.Snapshots), "snapshot"))})
+	}
+	if m.Audit.OK {
+		items = append(items, item{l.f("state.audit"), l.f("state.audit.ok", l.n(int(m.Audit.Entries), "entry"))})
+	} else {
+		items = append(items, item{l.f("state.audit"), l.f("state.audit.broken", m.Audit.Problem)})
+	}
+	if m.Containment.Released {
+		items = append(items, item{l.f("state.release"), l.f("state.release.done")})
+	} else if m.Containment.Contained {
+		items = append(items, item{l.f("state.release"), l.f("state.release.value", baselineWord(m, l), credWord(m, l))})
+	}
+	s.Blocks = append(s.Blocks, block{Bullets: items})
+	return s
+}
+
+func waitingRun(m Model) (Run, bool) {
+	for _, r := range m.Runs {
+		if r.State == store.RunAwaitingApproval {
+			return r, true
+		}
+	}
+	return Run{}, false
+}
+
+func peerSites(m Model, l loc) string {
+	var out []string
+	for _, p := range m.Peers {
+		out = append(out, p.Site)
+	}
+	return l.and(out)
+}
+
+func decisions(m Model, l loc) section {
+	s := section{ID: "decide", Heading: l.f("mgmt.decide")}
+	var items []item
+	for _, r := range m.Runs {
+		if r.State == store.RunAwaitingApproval {
+			items = append(items, item{l.f("decide.approve", r.ID, r.Runbook), l.f("decide.approve.text", waitReason(r, l))})
+		}
+	}
+	switch {
+	case m.Containment.Contained:
+		items = append(items, item{l.f("decide.release", m.Gateway.ID), l.f("decide.release.text", m.Site.Name, peerSites(m, l))})
+	case !m.Containment.Verified && !m.Containment.Pending && !anyWaiting(m) && !m.Containment.Released:
+		items = append(items, item{l.f("decide.contain", m.Gateway.ID), l.f("decide.contain.text", m.Site.Name)})
+	}
+	forensics := l.f("decide.forensics.noev")
+	if ev := preserved(m, l); ev != "" {
+		forensics = l.f("decide.forensics.text", ev)
+	}
+	items = append(items,
+		item{l.f("decide.notify"), l.f("decide.notify.text")},
+		item{l.f("decide.forensics"), forensics},
+	)
+	s.Blocks = append(s.Blocks, block{Numbered: items})
+	return s
+}
+
+// waitReason says in plain words why a run waits, from its failed blocking
+// gates (the stored reason is the controller's English).
+func waitReason(r Run, l loc) string {
+	var out []string
+	for _, g := range r.Gates {
+		if g.Passed || !g.Blocking {
+			continue
+		}
+		switch g.Name {
+		case "approval":
+			out = append(out, l.f("gate.reason.approval", r.Policy))
+		case "blast-radius":
+			out = append(out, l.f("gate.reason.blast-radius", g.Detail))
+		case "circuit-breaker", "evidence-first":
+			out = append(out, l.f("gate.reason."+g.Name))
+		default:
+			out = append(out, l.f("gate.reason.other", g.Name+": "+g.Detail))
+		}
+	}
+	if len(out) == 0 {
+		return r.ApprovalReason
+	}
+	return l.list(out)
+}
+
+// preserved lists the kinds of evidence that exist beyond the audit log,
+// or "" when there is none.
+func preserved(m Model, l loc) string {
+	var out []string
+	if len(m.Snapshots) > 0 {
+		mem := false
+		for _, s := range m.Snapshots {
+			mem = mem || s.Memory
+		}
+		if mem {
+			out = append(out, l.f("ev.snapshot.mem"))
+		} else {
+			out = append(out, l.f("ev.snapshot"))
+		}
+	}
+	if len(m.Evidence.Items) > 0 {
+		out = append(out, l.f("ev.files"))
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return l.list(append(out, l.f("ev.audit")))
+}
+
+// ---- technical part ----
+
+func techIndicators(m Model, l loc) section {
+	t := &table{Head: []string{l.f("col.received"), l.f("col.observed"), l.f("col.kind"), l.f("col.severity"), l.f("col.confidence"),
+		l.f("col.source"), l.f("col.observables"), l.f("col.summary")}}
+	for _, in := range m.Indicators {
+		var obs []string
+		obs = append(obs, in.IPs...)
+		obs = append(obs, in.Domains...)
+		obs = append(obs, in.Hashes...)
+		kind := in.Kind
+		if in.Duplicate {
+			kind += " (dup)"
+		}
+		if in.Status == "resolved" {
+			kind += " (resolved)"
+		}
+		t.Rows = append(t.Rows, []string{l.stamp(in.ReceivedAt), l.stamp(in.ObservedAt), kind, l.word("severity", in.Severity),
+			percent(in.Confidence), in.Source, strings.Join(obs, " "), in.Summary})
+	}
+	return section{ID: "indicators", Heading: l.f("tech.indicators"), Blocks: []block{{Table: t}}}
+}
+
+func techDecisions(m Model, l loc) section {
+	s := section{ID: "decisions", Heading: l.f("tech.decisions")}
+	var items []item
+	for _, d := range m.Decisions {
+		if !d.Matched {
+			items = append(items, item{Text: l.f("tech.decision.nomatch", l.stamp(d.At), d.Indicator)})
+			continue
+		}
+		bh := l.f("tech.decision.bh.out")
+		if d.BusinessHours {
+			bh = l.f("tech.decision.bh.in")
+		}
+		text := l.f("tech.decision.line", l.stamp(d.At), d.Indicator, d.Policy, d.Runbook, l.word("approvalmode", d.Approval), bh)
+		if d.Reason != "" {
+			text += sep(l) + l.f("tech.decision.reason", d.Reason)
+		}
+		if len(d.NotMatched) > 0 {
+			var nm []string
+			for _, x := range d.NotMatched {
+				nm = append(nm, x.Policy+" ("+x.Reason+")")
+			}
+			text += sep(l) + l.f("tech.decision.before", l.list(nm))
+		}
+		items = append(items, item{Text: text})
+	}
+	if len(items) > 0 {
+		s.Blocks = append(s.Blocks, block{Bullets: items})
+	}
+	gates := &table{Head: []string{l.f("col.run"), l.f("col.gate"), l.f("col.result"), l.f("col.detail")}, Mono: map[int]bool{0: true}}
+	for _, r := range m.Runs {
+		for _, g := range r.Gates {
+			res := l.f("gate.passed")
+			if !g.Passed {
+				res = l.f("gate.info")
+				if g.Blocking {
+					res = l.f("gate.failed")
+				}
+			}
+			gates.Rows = append(gates.Rows, []string{r.ID, g.Name, res, g.Detail})
+		}
+	}
+	if len(gates.Rows) > 0 {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.gates")}, block{Table: gates})
+	}
+	return s
+}
+
+func techApprovals(m Model, l loc) section {
+	t := &table{Head: []string{l.f("col.run"), l.f("col.runbook"), l.f("col.approval"), l.f("col.by"), l.f("col.at"), l.f("col.comment")}, Mono: map[int]bool{0: true}}
+	for _, a := range m.Approvals {
+		var what, detail string
+		switch {
+		case a.Automatic:
+			what, detail = l.f("approval.auto"), a.Detail
+		case a.Waiting:
+			what, detail = l.f("approval.waiting"), a.Reason
+		case a.Required:
+			what, detail = l.f("approval.approved"), a.Comment
+			if a.Reason != "" {
+				detail = strings.TrimSpace(a.Comment + " [" + a.Reason + "]")
+			}
+		default:
+			what, detail = l.f("approval.manual"), a.Detail
+		}
+		at := "—"
+		if !a.At.IsZero() {
+			at = l.stamp(a.At)
+		}
+		by := a.By
+		if by == "" {
+			by = "—"
+		}
+		t.Rows = append(t.Rows, []string{a.Run, a.Runbook, what, by, at, detail})
+	}
+	return section{ID: "approvals", Heading: l.f("tech.approvals"), Blocks: []block{{Table: t}}}
+}
+
+func techRuns(m Model, l loc) section {
+	s := section{ID: "runs", Heading: l.f("tech.runs")}
+	for _, r := range m.Runs {
+		took := "—"
+		if r.Duration > 0 {
+			took = l.duration(r.Duration)
+		}
+		policy := r.Policy
+		if policy == "" {
+			policy = "—"
+		}
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.line", r.ID, r.Runbook, policy, l.word("trigger", r.Trigger), l.word("runstate", r.State),
+			l.stamp(r.StartedAt), l.stamp(r.FinishedAt), took)})
+		if r.OverrideReason != "" {
+			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.override", r.OverrideReason)})
+		}
+		if r.Error != "" {
+			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.error", r.Error)})
+		}
+		t := &table{Head: []string{l.f("col.seq"), l.f("col.step"), l.f("col.action"), l.f("col.state"), l.f("col.attempts"), l.f("col.started"),
+			l.f("col.finished"), l.f("col.duration"), l.f("col.result")}}
+		for _, st := range r.Steps {
+			dur := "—"
+			if !st.FinishedAt.IsZero() {
+				dur = l.duration(st.Duration)
+			}
+			res := st.Summary
+			if st.Verified != "" {
+				res += " / verified: " + st.Verified
+			}
+			if st.Error != "" && st.State != store.StepSkipped {
+				res = strings.TrimSpace(res + " " + st.Error)
+			}
+			t.Rows = append(t.Rows, []string{fmt.Sprint(st.Index + 1), st.Name, st.Action, l.word("stepstate", st.State),
+				fmt.Sprint(st.Attempts), l.stamp(st.StartedAt), l.stamp(st.FinishedAt), dur, res})
+		}
+		s.Blocks = append(s.Blocks, block{Table: t})
+	}
+	return s
+}
+
+func techGateway(m Model, l loc) section {
+	g := m.Gateway
+	orNone := func(s string) string {
+		if s == "" {
+			return l.f("none")
+		}
+		return s
+	}
+	observed := l.f("none")
+	if m.Posture.Observed != "" {
+		observed = l.word("posture", m.Posture.Observed)
+	}
+	desired := l.f("none")
+	if m.Posture.Desired != "" {
+		desired = l.word("posture", m.Posture.Desired)
+	}
+	obsAt := l.f("none")
+	if !m.Posture.ObservedAt.IsZero() {
+		obsAt = l.stamp(m.Posture.ObservedAt)
+	}
+	items := []item{
+		{l.f("tech.gw.id"), l.f("tech.gw.value", g.ID, m.Site.Name, orNone(g.VM), orNone(g.Hostname))},
+		{l.f("tech.gw.addresses"), orNone(strings.Join(g.Addresses, ", "))},
+		{l.f("tech.gw.mgmt"), orNone(strings.Join(g.ManagementNetworks, ", "))},
+		{l.f("tech.gw.posture"), l.f("tech.gw.posture.value", desired, observed, obsAt)},
+	}
+	t := &table{Head: []string{l.f("col.tunnel"), l.f("col.kind"), l.f("col.peer"), l.f("col.peersite"), l.f("col.tunnelstate"), l.f("col.credential")}}
+	for _, p := range m.Peers {
+		state := l.f("tunnel.up")
+		if m.Containment.Contained {
+			state = l.f("tunnel.cut")
+		}
+		cred := credName(l, p.Kind) + ": " + l.f("cred.pending")
+		if m.Credentials.Rotated {
+			cred = credName(l, p.Kind) + ": " + l.f("cred.rotated")
+		}
+		t.Rows = append(t.Rows, []string{p.Tunnel, tunnelKindName(p.Kind), p.Gateway, p.Site, state, cred})
+	}
+	blocks := []block{{Bullets: items}}
+	if len(t.Rows) > 0 {
+		blocks = append(blocks, block{Table: t})
+	}
+	return section{ID: "gateway", Heading: l.f("tech.gateway"), Blocks: blocks}
+}
+
+func techCredentials(m Model, l loc) section {
+	s := section{ID: "credentials", Heading: l.f("tech.credentials")}
+	if m.Credentials.Rotated {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.done", l.stamp(m.Credentials.At), m.Credentials.Summary)})
+		return s
+	}
+	s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))})
+	var items []item
+	for _, c := range m.Credentials.Tunnels {
+		items = append(items, item{Label: c.Tunnel, Text: credName(l, c.Kind) + " (" + m.Gateway.ID + " ↔ " + c.Peer + "): " + l.f("cred.pending")})
+	}
+	if len(items) > 0 {
+		s.Blocks = append(s.Blocks, block{Bullets: items})
+	}
+	return s
+}
+
+func techEvidence(m Model, l loc) section {
+	s := section{ID: "evidence", Heading: l.f("tech.evidence")}
+	s.Blocks = append(s.Blocks, block{Para: l.f("tech.evidence.snapshots")})
+	if len(m.Snapshots) == 0 {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.nosnapshots")})
+	} else {
+		t := &table{Head: []string{l.f("col.snapshot"), l.f("col.vm"), l.f("col.memory"), l.f("col.at")}, Mono: map[int]bool{0: true}}
+		for _, sn := range m.Snapshots {
+			mem := l.f("no")
+			if sn.Memory {
+				mem = l.f("yes")
+			}
+			t.Rows = append(t.Rows, []string{sn.Name, sn.VM, mem, l.stamp(sn.At)})
+		}
+		s.Blocks = append(s.Blocks, block{Table: t})
+	}
+	s.Blocks = append(s.Blocks, block{Para: l.f("tech.evidence.ledger")})
+	switch {
+	case !m.Evidence.Available:
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.evidence.noledger")})
+	case len(m.Evidence.Items) == 0:
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.evidence.none")})
+	default:
+		t := &table{Head: []string{l.f("col.id"), l.f("col.name"), l.f("col.kind"), l.f("col.size"), l.f("col.sha256"), l.f("col.collected"),
+			l.f("col.by"), l.f("col.from")}, Mono: map[int]bool{0: true, 4: true}}
+		t.Head[6] = l.f("col.actor")
+		for _, e := range m.Evidence.Items {
+			t.Rows = append(t.Rows, []string{e.ID, e.Name, l.word("evkind", e.Kind), size(e.Size), e.SHA256, l.stamp(e.CollectedAt), e.CollectedBy, e.CollectedFrom})
+		}
+		s.Blocks = append(s.Blocks, block{Table: t}, block{Para: l.f("tech.evidence.check")})
+	}
+	return s
+}
+
+func techBaseline(m Model, l loc) section {
+	s := section{ID: "baseline", Heading: l.f("tech.baseline")}
+	if !m.Baseline.Checked {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.no")})
+		return s
+	}
+	s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.result", baselineWord(m, l), l.stamp(m.Baseline.At), m.Baseline.Summary)})
+	return s
+}
+
+func techAudit(m Model, l loc) section {
+	res := l.f("tech.audit.ok")
+	if !m.Audit.OK {
+		res = l.f("tech.audit.broken", m.Audit.Problem)
+	}
+	return section{ID: "audit", Heading: l.f("tech.audit"), Blocks: []block{
+		{Bullets: []item{
+			{l.f("tech.audit.result"), res},
+			{l.f("tech.audit.entries"), fmt.Sprint(m.Audit.Entries)},
+			{l.f("tech.audit.how"), l.f("tech.audit.how.value")},
+		}},
+		{Para: l.f("tech.audit.head")},
+		{Code: m.Audit.Head},
+	}}
+}
+
+func techTimeline(m Model, l loc) section {
+	t := &table{Head: []string{l.f("col.seq"), l.f("col.time"), l.f("col.utc"), l.f("col.actor"), l.f("col.action"), l.f("col.run"), l.f("col.subject")},
+		Mono: map[int]bool{4: true, 5: true}}
+	for _, e := range m.Timeline {
+		t.Rows = append(t.Rows, []string{fmt.Sprint(e.Seq), l.stamp(e.At), utcStamp(e.At), e.Actor, e.Action, e.Run, e.Subject})
+	}
+	return section{ID: "timeline", Heading: l.f("tech.timeline"), Blocks: []block{{Table: t}}}
+}
+
+func techNext(m Model, l loc) section {
+	var peers []string
+	for _, p := range m.Peers {
+		peers = append(peers, p.Gateway)
+	}
+	items := []item{{Text: l.f("next.forensics")}}
+	if len(peers) > 0 {
+		items = append(items, item{Text: l.f("next.peers", l.list(peers))})
+	}
+	if !m.Credentials.Rotated {
+		items = append(items, item{Text: l.f("next.rotate")})
+	}
+	items = append(items, item{Text: l.f("next.patch")})
+	if m.Containment.Contained {
+		items = append(items, item{Text: l.f("next.release")})
+	}
+	items = append(items, item{Text: l.f("next.review")})
+	return section{ID: "next", Heading: l.f("tech.next"), Blocks: []block{{Bullets: items}}}
+}
