@@ -35,7 +35,26 @@ type Config struct {
 	Reconcile Reconcile           `mapstructure:"reconcile" yaml:"reconcile"`
 	VSphere   VSphere             `mapstructure:"vsphere" yaml:"vsphere"`
 	Notify    Notify              `mapstructure:"notify" yaml:"notify"`
+	Agents    Agents              `mapstructure:"agents" yaml:"agents"`
+	Evidence  Evidence            `mapstructure:"evidence" yaml:"evidence"`
 	Inventory inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
+}
+
+// Agents is the controller's side of the mutual TLS with `warden agent`
+// on the gateways (see `warden agent init`).
+type Agents struct {
+	// CertFile and KeyFile: the controller's client certificate.
+	CertFile string `mapstructure:"cert_file" yaml:"cert_file"`
+	KeyFile  string `mapstructure:"key_file" yaml:"key_file"`
+	// CAFile verifies the agents' server certificates.
+	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
+}
+
+// Evidence says where evidence artefacts are kept.
+type Evidence struct {
+	// Dir holds content-addressed blobs; default: "evidence" beside the
+	// store file.
+	Dir string `mapstructure:"dir" yaml:"dir"`
 }
 
 // Server is the HTTP API.
@@ -310,6 +329,18 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			add("notify.channels[%d].url: %q is not an http(s) URL", i, redactURL(ch.URL))
 		}
+	}
+	agentsUsed := false
+	for _, g := range c.Inventory.Gateways {
+		if g.Agent != "" {
+			agentsUsed = true
+			if u, err := url.Parse(g.Agent); err != nil || u.Scheme != "https" || u.Host == "" {
+				add("inventory.gateways (%s).agent: %q must be an https:// URL (the agent only speaks mutual TLS)", g.ID, g.Agent)
+			}
+		}
+	}
+	if agentsUsed && (c.Agents.CertFile == "" || c.Agents.KeyFile == "" || c.Agents.CAFile == "") {
+		add("agents.cert_file, agents.key_file and agents.ca_file: required when a gateway has an agent")
 	}
 	if err := c.Inventory.Validate(); err != nil {
 		errs = append(errs, err)

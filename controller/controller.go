@@ -62,6 +62,9 @@ type Options struct {
 	Metrics   *Metrics
 	// Observer, when set, lets the reconcile loop read VM state.
 	Observer actions.VMProvider
+	// OSObserver, when set, lets the reconcile loop read the OS quarantine
+	// of gateways with an agent.
+	OSObserver OSObserver
 }
 
 // Controller is the running core.

@@ -605,8 +605,14 @@ func TestSecretsAreRedactedInAudit(t *testing.T) {
 			t.Fatalf("secret in audit entry %d (%s): %s", e.Seq, e.Action, e.Data)
 		}
 	}
-	// But the result was recorded.
+	// Nor in the step results the API and reports show; but the result
+	// was recorded.
 	r, _ := h.st.Run(t.Context(), res[0].RunID)
+	for _, st := range r.Steps {
+		if strings.Contains(string(st.Result), "hunter2-secret") {
+			t.Fatalf("secret in the result of step %s: %s", st.Name, st.Result)
+		}
+	}
 	var got map[string]any
 	_ = json.Unmarshal(r.Steps[1].Result, &got)
 	if got["summary"] != "snapshot done" {

@@ -257,6 +257,11 @@ func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.S
 		step.Error = stepErr.Error()
 	}
 	rj, _ := json.Marshal(res)
+	if red, err := audit.RedactJSON(rj); err == nil {
+		// Step results are shown by the API and reports: no secrets there
+		// either, whatever a provider put in its details.
+		rj = red
+	}
 	step.Result = rj
 	c.m.StepDuration.WithLabelValues(step.Action, state).Observe(now.Sub(step.StartedAt).Seconds())
 	err := c.st.Tx(ctx, func(tx *store.Tx) error {

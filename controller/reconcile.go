@@ -12,7 +12,7 @@ import (
 )
 
 func (c *Controller) reconcileLoop(ctx context.Context) {
-	if c.opt.Observer == nil {
+	if c.opt.Observer == nil && c.opt.OSObserver == nil {
 		return
 	}
 	for {
@@ -27,34 +27,67 @@ func (c *Controller) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// OSObserver reads a gateway's OS-level quarantine (through its agent).
+type OSObserver interface {
+	ObserveQuarantine(ctx context.Context, gw inventory.Gateway) (quarantined bool, detail any, err error)
+}
+
 // Repair records one drift the reconcile loop repaired.
 type Repair struct {
 	Gateway string `json:"gateway"`
 	Detail  string `json:"detail"`
 }
 
-// ReconcileOnce observes every gateway with a VM, records what it saw, and
-// re-applies a quarantine that is desired but no longer observed (someone
-// reconnected a NIC by hand). It is level-based and idempotent. It never
-// releases anything: a gateway observed quarantined while desired normal is
-// reported, not changed, because release must be earned.
+// layerObservation is what one layer (vm, os) showed.
+type layerObservation struct {
+	Quarantined bool `json:"quarantined"`
+	Detail      any  `json:"detail,omitempty"`
+}
+
+// ReconcileOnce observes every gateway through each layer it has (VM in
+// vCenter, OS through the agent), records what it saw, and re-applies a
+// quarantine that is desired but no longer observed on every layer
+// (someone reconnected a NIC or flushed the rules by hand). It is
+// level-based and idempotent. It never releases anything: a gateway
+// observed quarantined while desired normal is reported, not changed,
+// because release must be earned.
 func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 	var repairs []Repair
 	for _, gw := range c.inv.Gateways {
-		if gw.VM == "" {
+		layers := map[string]layerObservation{}
+		if gw.VM != "" && c.opt.Observer != nil {
+			vm, err := c.opt.Observer.ObserveVM(ctx, gw.VM)
+			if err != nil {
+				c.log.Warn("observing gateway VM", "gateway", gw.ID, "err", err)
+				continue
+			}
+			layers["vm"] = layerObservation{Quarantined: vm.Quarantined, Detail: vm}
+		}
+		if gw.Agent != "" && c.opt.OSObserver != nil {
+			q, detail, err := c.opt.OSObserver.ObserveQuarantine(ctx, gw)
+			if err != nil {
+				c.log.Warn("observing gateway OS through its agent", "gateway", gw.ID, "err", err)
+				continue
+			}
+			layers["os"] = layerObservation{Quarantined: q, Detail: detail}
+		}
+		if len(layers) == 0 {
 			continue
 		}
-		vm, err := c.opt.Observer.ObserveVM(ctx, gw.VM)
 		now := c.clock.Now()
-		if err != nil {
-			c.log.Warn("observing gateway VM", "gateway", gw.ID, "err", err)
-			continue
+		quarantined := true
+		var drifted []string
+		for name, l := range layers {
+			if !l.Quarantined {
+				quarantined = false
+				drifted = append(drifted, name)
+			}
 		}
 		observed := store.PostureNormal
-		if vm.Quarantined {
+		if quarantined {
 			observed = store.PostureQuarantined
 		}
-		detail, _ := json.Marshal(vm)
+		detail, _ := json.Marshal(layers)
 		if err := c.st.SetObservedPosture(ctx, gw.ID, observed, detail, now); err != nil {
 			return repairs, err
 		}
@@ -62,7 +95,7 @@ func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 		if err != nil {
 			return repairs, err
 		}
-		if p.Desired != store.PostureQuarantined || vm.Quarantined {
+		if p.Desired != store.PostureQuarantined || quarantined {
 			continue
 		}
 		active, err := c.st.Runs(ctx, store.RunFilter{Gateway: gw.ID, States: []string{store.RunRunning}})
@@ -72,7 +105,7 @@ func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 		if len(active) > 0 {
 			continue // a run is working on it
 		}
-		r, err := c.repairQuarantine(ctx, gw, p, vm)
+		r, err := c.repairQuarantine(ctx, gw, p, drifted, layers)
 		if err != nil {
 			c.log.Error("repairing quarantine drift", "gateway", gw.ID, "err", err)
 			continue
@@ -82,16 +115,13 @@ func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 	return repairs, nil
 }
 
-func (c *Controller) repairQuarantine(ctx context.Context, gw inventory.Gateway, p store.Posture, vm actions.VMState) (Repair, error) {
+func (c *Controller) repairQuarantine(ctx context.Context, gw inventory.Gateway, p store.Posture, drifted []string, layers map[string]layerObservation) (Repair, error) {
 	act, ok := c.acts[actions.NameIsolate]
 	if !ok {
 		return Repair{}, fmt.Errorf("no isolate action available")
 	}
 	now := c.clock.Now()
-	var drift []string
-	for _, n := range vm.NICs {
-		drift = append(drift, fmt.Sprintf("%s on %s connected=%t start_connected=%t", n.Label, n.Network, n.Connected, n.StartConnected))
-	}
+	drift := map[string]any{"layers_not_quarantined": drifted, "observed": layers}
 	req := actions.Request{IdempotencyKey: "reconcile/" + gw.ID + "/" + now.UTC().Format("20060102T150405.000"), Incident: p.Incident, Gateway: gw}
 	res, err := act.Apply(ctx, req)
 	if err == nil {

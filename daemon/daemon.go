@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,9 +24,12 @@ import (
 	"github.com/warden-ir/warden/api"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
+	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/notify"
 	"github.com/warden-ir/warden/policies"
+	"github.com/warden-ir/warden/providers/linux"
 	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/store"
 )
@@ -39,6 +43,8 @@ type Daemon struct {
 	API        *api.Server
 	Registry   *prometheus.Registry
 	VSphere    *vsphere.Provider
+	Agents     *linux.AgentPool
+	Ledger     *evidence.Ledger
 	Log        *slog.Logger
 
 	listener net.Listener
@@ -82,13 +88,31 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		return nil, err
 	}
 
+	evDir := cfg.Evidence.Dir
+	if evDir == "" {
+		evDir = filepath.Join(filepath.Dir(cfg.Store.Path), "evidence")
+	}
+	d.Ledger, err = evidence.Open(ctx, d.Store.DB(), evDir)
+	if err != nil {
+		return nil, fmt.Errorf("opening evidence store: %w", err)
+	}
+
 	cat := map[string]actions.Action{}
 	add := func(a actions.Action) { cat[a.Name()] = a }
-	for _, name := range []string{actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff} {
-		add(actions.Unavailable{Action: name, Reason: "no vCenter configured (vsphere.url)"})
-	}
-	add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured for this gateway"})
+	var isolateLayers, releaseLayers []actions.Action
 	var observer actions.VMProvider
+	var osObserver controller.OSObserver
+	if cfg.Agents.CertFile != "" {
+		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
+		add(linux.NewCaptureAction(d.Agents, evidenceSink{d.Ledger}))
+		isolateLayers = append(isolateLayers, actions.Layer("os", linux.NewIsolateAction(d.Agents)))
+		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
+			q, st, err := linux.ObserveQuarantine(ctx, d.Agents, gw)
+			return q, st, err
+		})
+	} else {
+		add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured (agents.cert_file)"})
+	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphere.Config{
 			URL: cfg.VSphere.URL, Username: cfg.VSphere.Username, Password: cfg.VSphere.Password,
@@ -100,10 +124,26 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			return nil, fmt.Errorf("connecting to vCenter: %w", err)
 		}
 		observer = d.VSphere
-		add(actions.NewSnapshot(d.VSphere))
-		add(actions.NewIsolate(d.VSphere))
-		add(actions.NewRelease(d.VSphere))
+		add(snapshotEvidence{Action: actions.NewSnapshot(d.VSphere), l: d.Ledger})
 		add(actions.NewPowerOff(d.VSphere))
+		isolateLayers = append(isolateLayers, actions.Layer("vm", actions.NewIsolate(d.VSphere)))
+		releaseLayers = append(releaseLayers, actions.Layer("vm", actions.NewRelease(d.VSphere)))
+	} else {
+		add(actions.Unavailable{Action: actions.NameSnapshot, Reason: "no vCenter configured (vsphere.url)"})
+		add(actions.Unavailable{Action: actions.NamePowerOff, Reason: "no vCenter configured (vsphere.url)"})
+	}
+	if d.Agents != nil {
+		// Release the VM first so the agent is reachable again, then the OS.
+		releaseLayers = append(releaseLayers, actions.Layer("os", linux.NewReleaseAction(d.Agents)))
+	}
+	// Isolate the OS first (commit-confirmed over the management path),
+	// then the VM's NICs.
+	if len(isolateLayers) > 0 {
+		add(actions.Combine(actions.NameIsolate, isolateLayers...))
+		add(actions.Combine(actions.NameRelease, releaseLayers...))
+	} else {
+		add(actions.Unavailable{Action: actions.NameIsolate, Reason: "neither a vCenter nor agents are configured"})
+		add(actions.Unavailable{Action: actions.NameRelease, Reason: "neither a vCenter nor agents are configured"})
 	}
 	channels := make([]notify.Channel, 0, len(cfg.Notify.Channels))
 	for _, ch := range cfg.Notify.Channels {
@@ -132,7 +172,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	d.Controller, err = controller.New(controller.Options{
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
-		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer,
+		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver,
 	})
 	if err != nil {
 		return nil, err
@@ -206,8 +246,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	return nil
 }
 
+type osObserverFunc func(ctx context.Context, gw inventory.Gateway) (bool, any, error)
+
+func (f osObserverFunc) ObserveQuarantine(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
+	return f(ctx, gw)
+}
+
 // Close releases the store and provider sessions.
 func (d *Daemon) Close(ctx context.Context) {
+	if d.Agents != nil {
+		d.Agents.Close()
+	}
 	if d.VSphere != nil {
 		_ = d.VSphere.Close(ctx)
 	}

@@ -232,11 +232,15 @@ func NewID(prefix string) string {
 	return prefix + "-" + strings.ReplaceAll(u.String(), "-", "")[:20]
 }
 
+// tsLayout is fixed-width so that times compare correctly as strings
+// (RFC3339Nano drops trailing zeros: "…07Z" would sort after "…07.038Z").
+const tsLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
 func ts(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return t.UTC().Format(tsLayout)
 }
 
 func parseTS(s string) time.Time {

@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/providers/linux"
+)
+
+// evidenceSink keeps captured artefacts in the ledger. Records of one
+// capture carry the step's idempotency key in their note; the manifest is
+// stored last, so a capture interrupted half-way is not mistaken for a
+// complete one and is taken again.
+type evidenceSink struct{ l *evidence.Ledger }
+
+var _ linux.EvidenceSink = evidenceSink{}
+
+const manifestName = "manifest.json"
+
+func captureNote(key string) string { return "capture:" + key }
+
+func (s evidenceSink) records(ctx context.Context, incident, key string) ([]evidence.Record, bool, error) {
+	recs, err := s.l.List(ctx, incident)
+	if err != nil {
+		return nil, false, err
+	}
+	var out []evidence.Record
+	complete := false
+	for _, r := range recs {
+		if r.Note != captureNote(key) {
+			continue
+		}
+		out = append(out, r)
+		if strings.HasPrefix(r.Name, strings.TrimSuffix(manifestName, ".json")) {
+			complete = true
+		}
+	}
+	return out, complete, nil
+}
+
+func (s evidenceSink) Captured(ctx context.Context, incident, key string) ([]linux.StoredArtefact, bool, error) {
+	recs, complete, err := s.records(ctx, incident, key)
+	if err != nil || !complete {
+		return nil, false, err
+	}
+	out := make([]linux.StoredArtefact, len(recs))
+	for i, r := range recs {
+		out[i] = linux.StoredArtefact{Name: r.Name, SHA256: r.SHA256, Size: r.Size, Evidence: r.ID}
+	}
+	return out, true, nil
+}
+
+func (s evidenceSink) StoreCapture(ctx context.Context, incident string, gw inventory.Gateway, key string, res wire.CaptureResult) ([]linux.StoredArtefact, error) {
+	from := gw.ID
+	if u, err := url.Parse(gw.Agent); err == nil && u.Host != "" {
+		from = gw.ID + " (" + u.Host + ")"
+	}
+	var out []linux.StoredArtefact
+	add := func(name, media, source string, art wire.Artefact, content []byte) error {
+		rec, err := s.l.Add(ctx, evidence.Item{Incident: incident, Gateway: gw.ID, Name: name, MediaType: media, Kind: "volatile",
+			Source: source, CollectedAt: art.Collected, CollectedBy: "agent:" + gw.ID, CollectedFrom: from, StoredBy: "controller",
+			Note: captureNote(key), Content: content})
+		if err != nil {
+			return fmt.Errorf("storing %s: %w", name, err)
+		}
+		out = append(out, linux.StoredArtefact{Name: rec.Name, SHA256: rec.SHA256, Size: rec.Size, Evidence: rec.ID, Error: art.Error})
+		return nil
+	}
+	for _, art := range res.Artefacts {
+		if err := add(art.Name, art.MediaType, "capture_volatile: "+art.Source, art, art.Content); err != nil {
+			return out, err
+		}
+	}
+	if len(res.Manifest) > 0 {
+		if err := add(manifestName, "application/json", "capture_volatile: agent manifest", wire.Artefact{}, res.Manifest); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func (s evidenceSink) VerifyStored(ctx context.Context, incident, key string) error {
+	recs, complete, err := s.records(ctx, incident, key)
+	if err != nil {
+		return err
+	}
+	if !complete {
+		return fmt.Errorf("capture %s is incomplete in the evidence store", key)
+	}
+	for _, r := range recs {
+		rc, err := s.l.Open(ctx, r.ID, "controller:verify")
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != r.SHA256 {
+			return fmt.Errorf("evidence %s (%s) hashes to %s, recorded %s", r.ID, r.Name, got, r.SHA256)
+		}
+	}
+	return nil
+}
+
+// snapshotEvidence records the snapshot a step took as evidence (a
+// reference: the memory image stays in the datastore), once per step.
+type snapshotEvidence struct {
+	actions.Action
+	l *evidence.Ledger
+}
+
+func (s snapshotEvidence) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	res, err := s.Action.Apply(ctx, req)
+	if err != nil || req.Incident == "" {
+		return res, err
+	}
+	recs, lerr := s.l.List(ctx, req.Incident)
+	if lerr != nil {
+		return res, lerr
+	}
+	note := "snapshot:" + req.IdempotencyKey
+	for _, r := range recs {
+		if r.Note == note {
+			return res, nil
+		}
+	}
+	ref := map[string]any{"vm": req.Gateway.VM, "gateway": req.Gateway.ID, "incident": req.Incident, "summary": res.Summary, "details": res.Details}
+	_, aerr := s.l.Add(ctx, evidence.Item{Incident: req.Incident, Gateway: req.Gateway.ID, Name: "vm-snapshot.json", MediaType: "application/json",
+		Kind: "snapshot", Source: "vsphere snapshot with memory", CollectedBy: "controller", CollectedFrom: "vCenter VM " + req.Gateway.VM,
+		StoredBy: "controller", Note: note, Reference: ref})
+	return res, aerr
+}

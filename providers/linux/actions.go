@@ -1,0 +1,306 @@
+package linux
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/inventory"
+)
+
+// AgentPool hands out one client per gateway agent URL.
+type AgentPool struct {
+	tls  AgentTLS
+	log  *slog.Logger
+	mu   sync.Mutex
+	byID map[string]*AgentClient
+}
+
+// NewAgentPool makes clients with the controller's mTLS material.
+func NewAgentPool(t AgentTLS, log *slog.Logger) *AgentPool {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &AgentPool{tls: t, log: log, byID: map[string]*AgentClient{}}
+}
+
+// For returns the client for gw's agent; a gateway without an agent gets
+// ErrUnsupported (terminal), so combined actions skip the OS layer.
+func (p *AgentPool) For(gw inventory.Gateway) (*AgentClient, error) {
+	if gw.Agent == "" {
+		return nil, fmt.Errorf("gateway %s has no agent configured: %w", gw.ID, actions.ErrUnsupported)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.byID[gw.ID]; ok {
+		return c, nil
+	}
+	c, err := NewAgentClient(gw.Agent, p.tls, p.log.With("gateway", gw.ID))
+	if err != nil {
+		return nil, actions.Terminal(fmt.Errorf("building agent client for %s: %w", gw.ID, err))
+	}
+	p.byID[gw.ID] = c
+	return c, nil
+}
+
+// Close drops idle connections.
+func (p *AgentPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.byID {
+		c.Close()
+	}
+}
+
+// Agents resolves a gateway's agent.
+type Agents interface {
+	For(gw inventory.Gateway) (*AgentClient, error)
+}
+
+// StoredArtefact is what the controller kept of one captured artefact.
+type StoredArtefact struct {
+	Name     string `json:"name"`
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	Evidence string `json:"evidence_id,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// EvidenceSink keeps captured artefacts as evidence with chain of custody.
+// Captured reports what was already stored under an idempotency key, so a
+// retried or resumed step does not capture twice.
+type EvidenceSink interface {
+	Captured(ctx context.Context, incident, key string) ([]StoredArtefact, bool, error)
+	StoreCapture(ctx context.Context, incident string, gw inventory.Gateway, key string, res wire.CaptureResult) ([]StoredArtefact, error)
+	// VerifyStored re-hashes what was stored under key.
+	VerifyStored(ctx context.Context, incident, key string) error
+}
+
+// NewCaptureAction is capture_volatile through the gateway's agent.
+func NewCaptureAction(agents Agents, sink EvidenceSink) actions.Action {
+	return &captureAction{agents: agents, sink: sink}
+}
+
+type captureAction struct {
+	agents Agents
+	sink   EvidenceSink
+}
+
+func (a *captureAction) Name() string  { return actions.NameCaptureVolatile }
+func (a *captureAction) Layer() string { return "os" }
+
+func (a *captureAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
+	if _, err := a.agents.For(req.Gateway); err != nil {
+		return actions.Change{}, err
+	}
+	return actions.Change{Summary: "collect volatile evidence on " + req.Gateway.ID + " through its agent at " + hostOf(req.Gateway.Agent),
+		Changes: []string{"store connections, processes, routes, firewall rules, tunnel state, users and log tails with SHA-256 and custody records"}}, nil
+}
+
+func (a *captureAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if stored, ok, err := a.sink.Captured(ctx, req.Incident, req.IdempotencyKey); err != nil {
+		return actions.Result{}, err
+	} else if ok {
+		return actions.Result{Changed: false, Summary: fmt.Sprintf("volatile evidence already captured (%d artefacts)", len(stored)),
+			Details: map[string]any{"artefacts": stored}}, nil
+	}
+	res, err := c.Capture(ctx, wire.CaptureParams{Incident: req.Incident})
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("capturing volatile evidence on %s: %w", req.Gateway.ID, err)
+	}
+	for _, art := range res.Artefacts {
+		sum := sha256.Sum256(art.Content)
+		if hex.EncodeToString(sum[:]) != art.SHA256 {
+			return actions.Result{}, fmt.Errorf("artefact %s from %s does not match its SHA-256 (damaged in transit?)", art.Name, req.Gateway.ID)
+		}
+	}
+	stored, err := a.sink.StoreCapture(ctx, req.Incident, req.Gateway, req.IdempotencyKey, res)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("storing evidence from %s: %w", req.Gateway.ID, err)
+	}
+	failed := 0
+	for _, s := range stored {
+		if s.Error != "" {
+			failed++
+		}
+	}
+	summary := fmt.Sprintf("captured %d artefacts from %s", len(stored), req.Gateway.ID)
+	if failed > 0 {
+		summary += fmt.Sprintf(" (%d collectors reported errors)", failed)
+	}
+	return actions.Result{Changed: true, Summary: summary, Details: map[string]any{"artefacts": stored}}, nil
+}
+
+func (a *captureAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	if _, err := a.agents.For(req.Gateway); err != nil {
+		return actions.Result{}, err
+	}
+	if err := a.sink.VerifyStored(ctx, req.Incident, req.IdempotencyKey); err != nil {
+		return actions.Result{}, fmt.Errorf("%w: %v", actions.ErrNotVerified, err)
+	}
+	return actions.Result{Summary: "evidence hashes verified"}, nil
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable agent URL)"
+	}
+	return u.Host
+}
+
+// NewIsolateAction is the OS layer of isolate: the agent's quarantine,
+// commit-confirmed only after the controller has reached the agent through
+// it. Management networks come from the inventory.
+func NewIsolateAction(agents Agents) actions.Action { return &isolateAction{agents: agents} }
+
+type isolateAction struct{ agents Agents }
+
+func (a *isolateAction) Name() string  { return actions.NameIsolate }
+func (a *isolateAction) Layer() string { return "os" }
+
+func (a *isolateAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Change{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return actions.Change{}, fmt.Errorf("reading quarantine state of %s: %w", req.Gateway.ID, err)
+	}
+	if st.Quarantined && st.Confirmed && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0 {
+		return actions.Change{Summary: req.Gateway.ID + " OS quarantine already in force"}, nil
+	}
+	return actions.Change{Summary: "quarantine " + req.Gateway.ID + " at the OS (IPv4 and IPv6)", Changes: []string{
+		"drop all traffic in INPUT, OUTPUT and FORWARD except loopback and management " + strings.Join(req.Gateway.ManagementNetworks, ", "),
+		"kill established flows other than management",
+		"bring tunnel links down and terminate IPsec SAs",
+		"agent reverts by itself unless the controller confirms it can still reach it",
+	}}, nil
+}
+
+func (a *isolateAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	res, err := c.IsolateConfirmed(ctx, wire.IsolateParams{Management: req.Gateway.ManagementNetworks})
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("quarantining %s at the OS: %w", req.Gateway.ID, err)
+	}
+	summary := "OS quarantine of " + req.Gateway.ID + " already in force"
+	if res.Changed {
+		summary = fmt.Sprintf("OS quarantine of %s in force and confirmed (killed %d flows, links down: %v)", req.Gateway.ID, res.KilledFlows, res.LinksDown)
+	}
+	return actions.Result{Changed: res.Changed, Summary: summary, Details: map[string]any{
+		"generation": res.Generation, "management": res.Management, "killed_flows": res.KilledFlows,
+		"links_down": res.LinksDown, "sas_terminated": res.SAsTerminated, "warnings": res.Warnings}}, nil
+}
+
+func (a *isolateAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("reading quarantine back from %s: %w", req.Gateway.ID, err)
+	}
+	switch {
+	case !st.Quarantined || !st.Confirmed:
+		return actions.Result{}, fmt.Errorf("agent on %s reports quarantined=%t confirmed=%t: %w", req.Gateway.ID, st.Quarantined, st.Confirmed, actions.ErrNotVerified)
+	case st.Firewall == nil || !st.Firewall.Quarantined:
+		return actions.Result{}, fmt.Errorf("rules on %s are not enforced for IPv4 and IPv6: %w", req.Gateway.ID, actions.ErrNotVerified)
+	case len(st.Firewall.Drift) > 0:
+		return actions.Result{}, fmt.Errorf("rules on %s drifted (%s): %w", req.Gateway.ID, strings.Join(st.Firewall.Drift, "; "), actions.ErrNotVerified)
+	}
+	// Reaching the agent to read this back proves the management path
+	// survived the quarantine.
+	return actions.Result{Summary: "OS quarantine enforced (v4+v6, backend " + st.Firewall.Backend + "), agent reachable over management",
+		Details: map[string]any{"generation": st.Generation, "backend": st.Firewall.Backend}}, nil
+}
+
+func (a *isolateAction) Undo(ctx context.Context, req actions.Request) (actions.Result, error) {
+	return (&releaseAction{agents: a.agents}).Apply(ctx, req)
+}
+
+// NewReleaseAction is the OS layer of release.
+func NewReleaseAction(agents Agents) actions.Action { return &releaseAction{agents: agents} }
+
+type releaseAction struct{ agents Agents }
+
+func (a *releaseAction) Name() string  { return actions.NameRelease }
+func (a *releaseAction) Layer() string { return "os" }
+
+func (a *releaseAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Change{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return actions.Change{}, fmt.Errorf("reading quarantine state of %s: %w", req.Gateway.ID, err)
+	}
+	if !st.Quarantined && (st.Firewall == nil || st.Firewall.Absent) {
+		return actions.Change{Summary: req.Gateway.ID + " has no OS quarantine"}, nil
+	}
+	return actions.Change{Summary: "lift the OS quarantine of " + req.Gateway.ID, Changes: []string{
+		"remove Warden's rules (only those)", "bring back tunnel links: " + strings.Join(st.LinksDown, ", ")}}, nil
+}
+
+func (a *releaseAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	changed, err := c.Release(ctx)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("releasing %s at the OS: %w", req.Gateway.ID, err)
+	}
+	s := "OS quarantine of " + req.Gateway.ID + " lifted"
+	if !changed {
+		s = req.Gateway.ID + " had no OS quarantine"
+	}
+	return actions.Result{Changed: changed, Summary: s}, nil
+}
+
+func (a *releaseAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("reading state back from %s: %w", req.Gateway.ID, err)
+	}
+	if st.Quarantined || st.Firewall == nil || !st.Firewall.Absent {
+		return actions.Result{}, fmt.Errorf("%s still shows quarantine rules: %w", req.Gateway.ID, actions.ErrNotVerified)
+	}
+	return actions.Result{Summary: "no Warden rules left on " + req.Gateway.ID}, nil
+}
+
+// ObserveQuarantine reports whether the gateway's OS quarantine is in force
+// (for the controller's reconcile loop).
+func ObserveQuarantine(ctx context.Context, agents Agents, gw inventory.Gateway) (bool, wire.State, error) {
+	c, err := agents.For(gw)
+	if err != nil {
+		return false, wire.State{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return false, st, err
+	}
+	ok := st.Quarantined && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0
+	return ok, st, nil
+}
