@@ -27,9 +27,11 @@ import (
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/controller"
+	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/policies"
+	"github.com/warden-ir/warden/report"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -42,6 +44,7 @@ var OpenAPI []byte
 type Options struct {
 	Controller   *controller.Controller
 	Policies     *policies.Set
+	Ledger       *evidence.Ledger
 	Token        string
 	MaxBodyBytes int64
 	Alertmanager intake.AlertmanagerMapping
@@ -97,6 +100,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("POST", "/v1/plan", true, s.postPlan)
 	s.handle("GET", "/v1/incidents", true, s.listIncidents)
 	s.handle("GET", "/v1/incidents/{id}", true, s.getIncident)
+	s.handle("GET", "/v1/incidents/{id}/report", true, s.getReport)
 	s.handle("GET", "/v1/runs", true, s.listRuns)
 	s.handle("GET", "/v1/runs/{id}", true, s.getRun)
 	s.handle("POST", "/v1/runs/{id}/approve", true, s.approveRun)
@@ -425,6 +429,40 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lang, format := q.Get("lang"), q.Get("format")
+	if lang == "" {
+		lang = report.LangJapanese
+	}
+	if format == "" {
+		format = report.FormatHTML
+	}
+	c := s.opt.Controller
+	m, err := report.Load(r.Context(), c.Store(), c.Inventory(), s.opt.Ledger, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	b, err := report.Render(m, lang, format)
+	var ue *report.UnsupportedError
+	if errors.As(err, &ue) {
+		field := "lang"
+		if ue.What == "format" {
+			field = "format"
+		}
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: field, Reason: err.Error()})
+		return
+	}
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	w.Header().Set("Content-Type", report.ContentType(format))
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	_, _ = w.Write(b)
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {

@@ -206,7 +206,9 @@ type acceptReq struct {
 }
 
 func (c *Controller) commitBatch(ctx context.Context, batch []*acceptReq) {
-	now := c.clock.Now()
+	// Audit times are kept to the microsecond; so are the records they
+	// describe, or an alert would appear to arrive after its decision.
+	now := c.clock.Now().UTC().Truncate(time.Microsecond)
 	err := c.st.Tx(ctx, func(tx *store.Tx) error {
 		for _, req := range batch {
 			out := make([]Accepted, len(req.items))

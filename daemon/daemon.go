@@ -183,7 +183,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	}
 	am := cfg.Intake.Alertmanager
 	d.API, err = api.New(api.Options{
-		Controller: d.Controller, Policies: d.Policies, Token: cfg.Server.APIToken, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		Controller: d.Controller, Policies: d.Policies, Ledger: d.Ledger, Token: cfg.Server.APIToken, MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Alertmanager: intake.AlertmanagerMapping{GatewayLabel: am.GatewayLabel, InstanceLabel: am.InstanceLabel, SiteLabel: am.SiteLabel,
 			KindLabel: am.KindLabel, AlertnameKinds: am.AlertnameKinds}.WithDefaults(),
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),

@@ -34,8 +34,10 @@ import (
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
+	"github.com/warden-ir/warden/report"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -96,6 +98,33 @@ type Result struct {
 	AuditHead       string       `json:"audit_head"`
 	Timeline        []TimelineAt `json:"timeline"`
 	StorePath       string       `json:"store_path"`
+	Dir             string       `json:"dir"`
+	// Reports maps "ja.md", "en.md", "ja.html", "en.html" to file paths.
+	Reports map[string]string `json:"reports"`
+}
+
+// writeReports renders the incident report in both languages and formats.
+func writeReports(ctx context.Context, d *daemon.Daemon, incident, dir string) (map[string]string, error) {
+	inv := d.Config.Inventory
+	m, err := report.Load(ctx, d.Store, &inv, d.Ledger, incident)
+	if err != nil {
+		return nil, fmt.Errorf("loading the report: %w", err)
+	}
+	out := map[string]string{}
+	for _, lang := range []string{report.LangJapanese, report.LangEnglish} {
+		for _, format := range []string{report.FormatMarkdown, report.FormatHTML} {
+			b, err := report.Render(m, lang, format)
+			if err != nil {
+				return nil, err
+			}
+			p := filepath.Join(dir, "report."+lang+"."+format)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				return nil, fmt.Errorf("writing %s: %w", p, err)
+			}
+			out[lang+"."+format] = p
+		}
+	}
+	return out, nil
 }
 
 // TimelineAt is one audit entry, shortened.
@@ -172,12 +201,15 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	dir := opt.Dir
 	if dir == "" {
+		// Kept after the demo: it holds the store, the evidence and the
+		// reports the summary points to.
 		d, err := os.MkdirTemp("", "warden-demo-")
 		if err != nil {
 			return Result{}, fmt.Errorf("making demo directory: %w", err)
 		}
-		defer os.RemoveAll(d)
 		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("making demo directory: %w", err)
 	}
 	token := opt.Token
 	if token == "" {
@@ -239,7 +271,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res.NICsBefore = nics(before)
 
 	// The alert arrives over HTTP, exactly as Alertmanager would send it.
-	accepted, err := post(ctx, base+"/v1/intake/alertmanager", token, SampleAlert(time.Now()))
+	alert := SampleAlert(time.Now())
+	accepted, err := post(ctx, base+"/v1/intake/alertmanager", token, alert)
 	if err != nil {
 		return res, err
 	}
@@ -253,6 +286,12 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	if runID == "" {
 		return res, fmt.Errorf("the sample alert started no run (policy %q)", res.Policy)
+	}
+	// The alert itself is evidence too.
+	if _, err := d.Ledger.Add(ctx, evidence.Item{Incident: res.IncidentID, Gateway: targetGateway, Name: "alertmanager-webhook.json",
+		MediaType: "application/json", Kind: evidence.KindLog, Source: "Alertmanager webhook as received", CollectedBy: "api:alertmanager",
+		CollectedFrom: "POST /v1/intake/alertmanager", Content: alert}); err != nil {
+		return res, fmt.Errorf("storing the alert as evidence: %w", err)
 	}
 	res.RunID = runID
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -312,6 +351,12 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		for _, e := range entries {
 			res.Timeline = append(res.Timeline, TimelineAt{OffsetMS: float64(e.At.Sub(t0).Microseconds()) / 1000, Action: e.Action, Subject: e.Subject})
 		}
+	}
+
+	res.Dir = dir
+	res.Reports, err = writeReports(ctx, d, res.IncidentID, dir)
+	if err != nil {
+		return res, err
 	}
 
 	if opt.Serve != "" {
@@ -427,6 +472,15 @@ func (r Result) Summary(w io.Writer) error {
 	fmt.Fprintf(&b, "Time to contain (alert accepted -> isolation verified): %.1f ms\n", r.TimeToContainMS)
 	fmt.Fprintf(&b, "Notifications delivered (HMAC-signed): %d\n", r.Notifications)
 	fmt.Fprintf(&b, "Audit chain: %d entries, intact=%t, head %s\n", r.AuditEntries, r.AuditOK, short(r.AuditHead))
+	if len(r.Reports) > 0 {
+		fmt.Fprintf(&b, "\nReports (for management first, then the technical detail)\n")
+		for _, k := range []string{"ja.md", "ja.html", "en.md", "en.html"} {
+			if p, ok := r.Reports[k]; ok {
+				fmt.Fprintf(&b, "  %-8s %s\n", k, p)
+			}
+		}
+		fmt.Fprintf(&b, "Store and evidence kept in %s (try: warden evidence list %s --db %s)\n", r.Dir, r.IncidentID, r.StorePath)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

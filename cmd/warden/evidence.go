@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/report"
+	"github.com/warden-ir/warden/store"
+)
+
+// forensics opens the store and the evidence ledger named by the config
+// (or --db / --evidence-dir) for the offline commands.
+type forensics struct {
+	cfg    config.Config
+	st     *store.Store
+	ledger *evidence.Ledger
+}
+
+func (g *globals) openForensics(cmd *cobra.Command, db, evDir string) (*forensics, error) {
+	cfg, cfgErr := g.config()
+	if db == "" {
+		if cfgErr != nil {
+			return nil, fmt.Errorf("finding the store (pass --db): %w", cfgErr)
+		}
+		db = cfg.Store.Path
+	}
+	if evDir == "" {
+		evDir = cfg.Evidence.Dir
+	}
+	if evDir == "" {
+		evDir = filepath.Join(filepath.Dir(db), "evidence")
+	}
+	st, err := openExisting(cmd, db)
+	if err != nil {
+		return nil, err
+	}
+	l, err := evidence.Open(cmd.Context(), st.DB(), evDir)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &forensics{cfg: cfg, st: st, ledger: l}, nil
+}
+
+func newEvidenceCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "evidence", Short: "List, show, export and verify evidence (chain of custody recorded)"}
+	var db, evDir, out, by string
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	pf.StringVar(&evDir, "evidence-dir", "", "evidence directory (default: evidence.dir, or evidence/ beside the store)")
+	pf.StringVar(&by, "by", "", "who is handling the evidence (default: $USER); recorded in the chain of custody")
+	list := &cobra.Command{
+		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			recs, err := f.ledger.List(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tKIND\tSIZE\tSHA256\tCOLLECTED BY\tCOLLECTED AT")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Name, r.Kind, r.Size, r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
+			}
+			return tw.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			rec, cust, err := f.ledger.Show(cmd.Context(), args[0], "cli:"+whoami(by))
+			if err != nil {
+				return err
+			}
+			return printJSON(g.out, map[string]any{"record": rec, "custody": cust})
+		},
+	}
+	cat := &cobra.Command{
+		Use: "cat ID", Short: "Write an artefact's bytes to standard output (records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			rc, err := f.ledger.Open(cmd.Context(), args[0], "cli:"+whoami(by))
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, err = io.Copy(g.out, rc)
+			return err
+		},
+	}
+	export := &cobra.Command{
+		Use: "export INCIDENT -o FILE.tar.gz", Short: "Write the incident's evidence, manifest, SHA256SUMS and audit chain to an archive", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o FILE is required")
+			}
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			tmp := out + ".partial"
+			w, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return fmt.Errorf("creating %s: %w", tmp, err)
+			}
+			m, err := f.ledger.Export(cmd.Context(), args[0], w, "cli:"+whoami(by))
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(tmp)
+				return err
+			}
+			if err := os.Rename(tmp, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote %s: %d artefacts; check with: tar xzf %s && sha256sum -c SHA256SUMS\n", out, len(m.Records), filepath.Base(out))
+			return nil
+		},
+	}
+	export.Flags().StringVarP(&out, "output", "o", "", "archive to write (.tar.gz)")
+	verify := &cobra.Command{
+		Use: "verify", Short: "Re-hash every artefact (exit 2 naming each mismatch)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			ms, err := f.ledger.VerifyAs(cmd.Context(), "cli:"+whoami(by))
+			if err != nil && len(ms) == 0 {
+				return err
+			}
+			for _, m := range ms {
+				fmt.Fprintln(g.errw, "mismatch:", m.String())
+			}
+			if len(ms) > 0 {
+				return &exitError{code: 2, err: fmt.Errorf("%d artefact(s) do not match their recorded SHA-256", len(ms))}
+			}
+			fmt.Fprintln(g.out, "every artefact matches its recorded SHA-256")
+			return nil
+		},
+	}
+	cmd.AddCommand(list, show, cat, export, verify)
+	return cmd
+}
+
+func newReportCmd(g *globals) *cobra.Command {
+	var db, evDir, lang, format, out string
+	cmd := &cobra.Command{
+		Use:   "report INCIDENT",
+		Short: "Write the incident report for management and engineers (--lang ja|en, --format md|html)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			inv := f.cfg.Inventory
+			m, err := report.Load(cmd.Context(), f.st, &inv, f.ledger, args[0])
+			if err != nil {
+				return err
+			}
+			b, err := report.Render(m, lang, format)
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err = g.out.Write(b)
+				return err
+			}
+			return os.WriteFile(out, b, 0o600)
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	cmd.Flags().StringVar(&evDir, "evidence-dir", "", "evidence directory")
+	cmd.Flags().StringVar(&lang, "lang", "ja", "ja or en")
+	cmd.Flags().StringVar(&format, "format", "md", "md or html")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	return cmd
+}
