@@ -171,13 +171,9 @@ func (a *isolateAction) Name() string  { return actions.NameIsolate }
 func (a *isolateAction) Layer() string { return "os" }
 
 func (a *isolateAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
-	c, err := a.agents.For(req.Gateway)
+	st, err := observeAgent(ctx, a.agents, req.Gateway)
 	if err != nil {
 		return actions.Change{}, err
-	}
-	st, err := c.Observe(ctx)
-	if err != nil {
-		return actions.Change{}, fmt.Errorf("reading quarantine state of %s: %w", req.Gateway.ID, err)
 	}
 	if st.Quarantined && st.Confirmed && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0 {
 		return actions.Change{Summary: req.Gateway.ID + " OS quarantine already in force"}, nil
@@ -209,13 +205,9 @@ func (a *isolateAction) Apply(ctx context.Context, req actions.Request) (actions
 }
 
 func (a *isolateAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
-	c, err := a.agents.For(req.Gateway)
+	st, err := observeAgent(ctx, a.agents, req.Gateway)
 	if err != nil {
 		return actions.Result{}, err
-	}
-	st, err := c.Observe(ctx)
-	if err != nil {
-		return actions.Result{}, fmt.Errorf("reading quarantine back from %s: %w", req.Gateway.ID, err)
 	}
 	switch {
 	case !st.Quarantined || !st.Confirmed:
@@ -244,13 +236,9 @@ func (a *releaseAction) Name() string  { return actions.NameRelease }
 func (a *releaseAction) Layer() string { return "os" }
 
 func (a *releaseAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
-	c, err := a.agents.For(req.Gateway)
+	st, err := observeAgent(ctx, a.agents, req.Gateway)
 	if err != nil {
 		return actions.Change{}, err
-	}
-	st, err := c.Observe(ctx)
-	if err != nil {
-		return actions.Change{}, fmt.Errorf("reading quarantine state of %s: %w", req.Gateway.ID, err)
 	}
 	if !st.Quarantined && (st.Firewall == nil || st.Firewall.Absent) {
 		return actions.Change{Summary: req.Gateway.ID + " has no OS quarantine"}, nil
@@ -276,13 +264,9 @@ func (a *releaseAction) Apply(ctx context.Context, req actions.Request) (actions
 }
 
 func (a *releaseAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
-	c, err := a.agents.For(req.Gateway)
+	st, err := observeAgent(ctx, a.agents, req.Gateway)
 	if err != nil {
 		return actions.Result{}, err
-	}
-	st, err := c.Observe(ctx)
-	if err != nil {
-		return actions.Result{}, fmt.Errorf("reading state back from %s: %w", req.Gateway.ID, err)
 	}
 	if st.Quarantined || st.Firewall == nil || !st.Firewall.Absent {
 		return actions.Result{}, fmt.Errorf("%s still shows quarantine rules: %w", req.Gateway.ID, actions.ErrNotVerified)
@@ -290,14 +274,23 @@ func (a *releaseAction) Verify(ctx context.Context, req actions.Request) (action
 	return actions.Result{Summary: "no Warden rules left on " + req.Gateway.ID}, nil
 }
 
+// observeAgent reads the agent's quarantine record and rules of gw.
+func observeAgent(ctx context.Context, agents Agents, gw inventory.Gateway) (wire.State, error) {
+	c, err := agents.For(gw)
+	if err != nil {
+		return wire.State{}, err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return st, fmt.Errorf("reading quarantine state of %s through its agent: %w", gw.ID, err)
+	}
+	return st, nil
+}
+
 // ObserveQuarantine reports whether the gateway's OS quarantine is in force
 // (for the controller's reconcile loop).
 func ObserveQuarantine(ctx context.Context, agents Agents, gw inventory.Gateway) (bool, wire.State, error) {
-	c, err := agents.For(gw)
-	if err != nil {
-		return false, wire.State{}, err
-	}
-	st, err := c.Observe(ctx)
+	st, err := observeAgent(ctx, agents, gw)
 	if err != nil {
 		return false, st, err
 	}
