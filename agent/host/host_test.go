@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -62,9 +63,30 @@ func newNamespace(t *testing.T) netns.NsHandle {
 // inNamespace runs fn on a thread inside ns.
 func inNamespace(t *testing.T, ns netns.NsHandle, fn func()) {
 	t.Helper()
-	if err := (boundNS{h: ns}).do(func() error { fn(); return nil }); err != nil {
+	if err := inNamespaceErr(ns, fn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// inNamespaceErr is inNamespace for goroutines other than the test's.
+func inNamespaceErr(ns netns.NsHandle, fn func()) error {
+	runtime.LockOSThread()
+	cur, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer cur.Close()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	fn()
+	if err := netns.Set(cur); err != nil {
+		return fmt.Errorf("leaving the test namespace: %w", err) // the thread stays locked and dies
+	}
+	runtime.UnlockOSThread()
+	return nil
 }
 
 func TestLinks(t *testing.T) {
@@ -225,17 +247,17 @@ func nsClient(t *testing.T, ns netns.NsHandle, pki string) *http.Client {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	bound := boundNS{h: ns}
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
 			DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-				err = bound.do(func() error {
+				if nerr := inNamespaceErr(ns, func() {
 					var d net.Dialer
 					conn, err = d.DialContext(ctx, network, addr)
-					return err
-				})
+				}); nerr != nil {
+					return nil, nerr
+				}
 				return conn, err
 			},
 		},

@@ -8,9 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"runtime"
 
-	"github.com/vishvananda/netns"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
@@ -51,11 +49,14 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 		_ = closers.Close()
 		return agent.Deps{}, nil, err
 	}
-	ns, err := netns.Get()
+	// Conntrack and capture act on the calling thread's namespace, unlike
+	// the firewall backends which bind themselves: run them in the
+	// namespace the deps were built in, whichever goroutine calls.
+	bound, err := linux.CurrentNamespace()
 	if err != nil {
-		return fail(fmt.Errorf("reading the calling thread's network namespace: %w", err))
+		return fail(err)
 	}
-	closers = append(closers, func() error { return ns.Close() })
+	closers = append(closers, bound.Close)
 	var fw interface {
 		linux.Firewall
 		Close() error
@@ -81,18 +82,17 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 	if capOpt.VICISocket == "" {
 		capOpt.VICISocket = opt.VICISocket
 	}
-	bound := boundNS{h: ns}
 	d := agent.Deps{
 		Firewall: Firewall{FW: fw},
 		KillFlows: func(ctx context.Context, keep []netip.Prefix) (n int, err error) {
-			err = bound.do(func() error {
+			err = bound.Do(func() error {
 				n, err = linux.KillFlows(ctx, keep)
 				return err
 			})
 			return n, err
 		},
 		Capture: func(ctx context.Context, p wire.CaptureParams) (res wire.CaptureResult, err error) {
-			err = bound.do(func() error {
+			err = bound.Do(func() error {
 				res, err = Capture(ctx, capOpt)
 				return err
 			})
@@ -189,35 +189,3 @@ func classifyCapture(err error) error {
 	return err
 }
 
-// boundNS runs work in the namespace the deps were built in, whichever
-// goroutine calls: conntrack and capture act on the calling thread's
-// namespace, unlike the firewall backends which bind themselves.
-type boundNS struct{ h netns.NsHandle }
-
-func (b boundNS) do(fn func() error) (err error) {
-	runtime.LockOSThread()
-	cur, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("reading the thread's network namespace: %w", err)
-	}
-	defer cur.Close()
-	if cur.Equal(b.h) {
-		defer runtime.UnlockOSThread()
-		return fn()
-	}
-	if err := netns.Set(b.h); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering the agent's network namespace: %w", err)
-	}
-	defer func() {
-		if rerr := netns.Set(cur); rerr != nil {
-			// Leave the thread locked: the runtime discards it when the
-			// goroutine exits rather than reuse it in this namespace.
-			err = errors.Join(err, fmt.Errorf("restoring the thread's network namespace: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	return fn()
-}

@@ -54,3 +54,21 @@ func (b boundNamespace) do(fn func() error) (err error) {
 }
 
 func (b boundNamespace) close() error { return b.h.Close() }
+
+// Namespace is the network namespace of the thread that called
+// CurrentNamespace, for callers outside this package that must run kernel
+// work there from any goroutine (the agent's flow killing and capture).
+type Namespace struct{ b boundNamespace }
+
+// CurrentNamespace binds the calling thread's network namespace. Close it
+// when done.
+func CurrentNamespace() (Namespace, error) {
+	b, err := captureNamespace()
+	return Namespace{b: b}, err
+}
+
+// Do runs fn on a locked OS thread inside the namespace.
+func (n Namespace) Do(fn func() error) error { return n.b.do(fn) }
+
+// Close releases the namespace handle.
+func (n Namespace) Close() error { return n.b.h.Close() }
