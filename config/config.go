@@ -330,6 +330,9 @@ func (c *Config) Validate() error {
 			add("notify.channels[%d].url: %q is not an http(s) URL", i, redactURL(ch.URL))
 		}
 	}
+	if len(c.Notify.Channels) > 0 && !names[c.Notify.Default] {
+		add("notify.default: %q is not one of notify.channels", c.Notify.Default)
+	}
 	agentsUsed := false
 	for _, g := range c.Inventory.Gateways {
 		if g.Agent != "" {

@@ -96,6 +96,10 @@ func TestLoad(t *testing.T) {
 			body:    validInventory + "store:\n  sync: sometimes\nguards:\n  breaker_fraction: 2\nvsphere:\n  url: https://admin:pw@vc.example.net/sdk\n",
 			wantErr: []string{"store.sync", "guards.breaker_fraction", "vsphere.url: must not carry credentials"},
 		},
+		"notify default must name a channel": {
+			body:    validInventory + "notify:\n  channels:\n    - {name: soc, url: \"https://chat.example.net/hook\"}\n",
+			wantErr: []string{`notify.default: "default" is not one of notify.channels`},
+		},
 		"inventory problems": {
 			body: `
 inventory:

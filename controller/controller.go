@@ -65,6 +65,9 @@ type Options struct {
 	// OSObserver, when set, lets the reconcile loop read the OS quarantine
 	// of gateways with an agent.
 	OSObserver OSObserver
+	// Pager, when set, calls a person when automation stops itself (the
+	// circuit breaker tripped).
+	Pager Pager
 }
 
 // Controller is the running core.
@@ -82,6 +85,8 @@ type Controller struct {
 	qmu      sync.Mutex
 	queue    []*acceptReq
 	commitMu sync.Mutex
+	pageMu   sync.Mutex
+	pages    []Page
 	mu       sync.Mutex
 	inFlight map[string]bool
 	wg       sync.WaitGroup
@@ -193,6 +198,7 @@ func (c *Controller) Accept(ctx context.Context, actor string, items []Item) ([]
 	for _, a := range req.out {
 		c.m.IndicatorsAccepted.WithLabelValues(matchLabel(a)).Inc()
 	}
+	c.flushPages(ctx)
 	c.Kick()
 	return req.out, nil
 }

@@ -449,8 +449,28 @@ func TestBudgetExemptPolicyIsNotCounted(t *testing.T) {
 	}
 }
 
+type fakePager struct {
+	mu    sync.Mutex
+	pages []Page
+}
+
+func (p *fakePager) Page(_ context.Context, pg Page) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pages = append(p.pages, pg)
+	return nil
+}
+
+func (p *fakePager) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pages)
+}
+
 func TestCircuitBreakerTripsOnFleetBurst(t *testing.T) {
+	pager := &fakePager{}
 	h := newHarness(t, func(o *Options) {
+		o.Pager = pager
 		o.Guards.MaxAutoIsolationsPerSite, o.Guards.MaxAutoIsolationsFleet = 10, 10
 		o.Guards.BreakerMinGateways, o.Guards.BreakerFraction = 3, 0.5 // 6 gateways: 3
 	})
@@ -465,6 +485,10 @@ func TestCircuitBreakerTripsOnFleetBurst(t *testing.T) {
 	if !br.Tripped {
 		t.Fatal("breaker not tripped")
 	}
+	h.c.Wait() // pages go out in the background
+	if pager.count() != 1 || !strings.Contains(pager.pages[0].Title, "circuit breaker") {
+		t.Fatalf("pages %+v", pager.pages)
+	}
 	// While tripped, even a single new beacon waits.
 	res = h.accept(t, ind(indicator.C2Beacon, "gw-hq2"))
 	if res[0].RunState != store.RunAwaitingApproval {
@@ -472,6 +496,15 @@ func TestCircuitBreakerTripsOnFleetBurst(t *testing.T) {
 	}
 	if was, err := h.c.ResetBreaker(t.Context(), "alice", "false positive burst from a scanner"); err != nil || !was {
 		t.Fatalf("reset: %v %v", was, err)
+	}
+	// Previewing a plan that would trip it again changes nothing and
+	// pages nobody.
+	if _, err := h.c.PlanDecision(t.Context(), "gw-dc2", "contain", "c2-isolate", false, true); err != nil {
+		t.Fatal(err)
+	}
+	h.c.Wait()
+	if br, _ := h.st.Breaker(t.Context()); br.Tripped || pager.count() != 1 {
+		t.Fatalf("preview tripped=%t pages=%d", br.Tripped, pager.count())
 	}
 	if !contains(h.auditActions(t), "breaker.tripped") || !contains(h.auditActions(t), "breaker.reset") {
 		t.Fatal("breaker trip and reset not audited")

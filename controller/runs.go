@@ -35,6 +35,7 @@ type newRunRequest struct {
 	actor    string
 	override string // recorded reason to skip the evidence-first rule
 	now      time.Time
+	preview  bool // gates evaluated for a plan only, in a rolled-back transaction
 }
 
 // staticPlan lays out a runbook's steps for a gateway without reading any
@@ -126,8 +127,11 @@ func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r ne
 				Data: mustJSON(map[string]any{"reason": reason})}); err != nil {
 				return false, err
 			}
-			c.m.BreakerTrips.Inc()
-			c.log.Error("circuit breaker tripped: automatic actions stopped, a person must decide", "reason", reason)
+			if !r.preview {
+				c.m.BreakerTrips.Inc()
+				c.log.Error("circuit breaker tripped: automatic actions stopped, a person must decide", "reason", reason)
+				c.queuePage(breakerPage(r.now, reason))
+			}
 			br = store.Breaker{Tripped: true, Reason: reason}
 		}
 	}
@@ -290,7 +294,7 @@ func (c *Controller) PlanDecision(ctx context.Context, gateway, runbook, policy 
 	}
 	err = c.st.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := c.gates(ctx, tx, &p, newRunRequest{incident: incident, gateway: gw, runbook: runbook, policy: policy,
-			trigger: "policy", approval: approval, budget: budget, actor: "plan", now: c.clock.Now()}); err != nil {
+			trigger: "policy", approval: approval, budget: budget, actor: "plan", now: c.clock.Now(), preview: true}); err != nil {
 			return err
 		}
 		return errPreview

@@ -154,6 +154,10 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		return nil, fmt.Errorf("configuring notifications: %w", err)
 	}
 	add(notify.NewAction(sender, cfg.Notify.Default))
+	var pager controller.Pager
+	if len(channels) > 0 {
+		pager = notifyPager{s: sender, channel: cfg.Notify.Default}
+	}
 	for _, a := range opt.ExtraActions {
 		add(a)
 	}
@@ -172,7 +176,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	d.Controller, err = controller.New(controller.Options{
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
-		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver,
+		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver, Pager: pager,
 	})
 	if err != nil {
 		return nil, err
@@ -244,6 +248,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	cancel()
 	d.Controller.Wait()
 	return nil
+}
+
+// notifyPager pages through the default notification channel.
+type notifyPager struct {
+	s       *notify.Sender
+	channel string
+}
+
+func (p notifyPager) Page(ctx context.Context, pg controller.Page) error {
+	_, err := p.s.Send(ctx, p.channel, pg.Key, notify.Message{Title: pg.Title, Text: pg.Text, Severity: "critical", Time: time.Now()})
+	return err
 }
 
 type osObserverFunc func(ctx context.Context, gw inventory.Gateway) (bool, any, error)
