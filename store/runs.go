@@ -95,7 +95,7 @@ func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
 
 // InsertRun stores a new run with its steps.
 func (t *Tx) InsertRun(ctx context.Context, r Run) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Incident, r.Gateway, r.Site, r.Runbook, r.Policy, r.Trigger, r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt),
 		b2i(r.AutoIsolation), r.OverrideReason, string(r.Plan), r.Error, ts(r.CreatedAt), ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt))
 	if err != nil {
@@ -106,7 +106,7 @@ func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 		if err != nil {
 			return fmt.Errorf("encoding step params: %w", err)
 		}
-		if _, err := t.tx.ExecContext(ctx, `INSERT INTO steps(run, idx, name, action, params, optional, state, attempts, idem_key) VALUES (?,?,?,?,?,?,?,?,?)`,
+		if _, err := t.exec(ctx, `INSERT INTO steps(run, idx, name, action, params, optional, state, attempts, idem_key) VALUES (?,?,?,?,?,?,?,?,?)`,
 			r.ID, s.Index, s.Name, s.Action, string(params), b2i(s.Optional), s.State, s.Attempts, s.IdemKey); err != nil {
 			return fmt.Errorf("storing step %d of run: %w", s.Index, err)
 		}
@@ -116,7 +116,7 @@ func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 
 // UpdateRun writes a run's mutable fields.
 func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE runs SET state=?, approval_required=?, approval_reason=?, approved_by=?, approved_at=?, override_reason=?, error=?, updated_at=?, started_at=?, finished_at=? WHERE id=?`,
+	_, err := t.exec(ctx, `UPDATE runs SET state=?, approval_required=?, approval_reason=?, approved_by=?, approved_at=?, override_reason=?, error=?, updated_at=?, started_at=?, finished_at=? WHERE id=?`,
 		r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt), r.OverrideReason, r.Error, ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt), r.ID)
 	if err != nil {
 		return fmt.Errorf("updating run %s: %w", r.ID, err)
@@ -126,7 +126,7 @@ func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 
 // UpdateStep writes a step's mutable fields.
 func (t *Tx) UpdateStep(ctx context.Context, s Step) error {
-	_, err := t.tx.ExecContext(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=? WHERE run=? AND idx=?`,
+	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=? WHERE run=? AND idx=?`,
 		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Run, s.Index)
 	if err != nil {
 		return fmt.Errorf("updating step %d of run %s: %w", s.Index, s.Run, err)
@@ -235,7 +235,7 @@ func repeatComma(n int) string {
 // been cancelled (so the same policy does not start a second run).
 func (t *Tx) ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error) {
 	var id string
-	err := t.tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state NOT IN ('failed','cancelled') LIMIT 1`, incident, runbook).Scan(&id)
+	err := t.queryRow(ctx, `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state NOT IN ('failed','cancelled') LIMIT 1`, incident, runbook).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -245,7 +245,7 @@ func (t *Tx) ActiveRunFor(ctx context.Context, incident, runbook string) (string
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
 func (t *Tx) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
-	err = t.tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
+	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
 	if err != nil {
 		err = fmt.Errorf("counting automatic isolations: %w", err)
 	}
@@ -257,7 +257,7 @@ func (t *Tx) CountAutoIsolations(ctx context.Context, since time.Time, site stri
 func (t *Tx) EvidenceSucceeded(ctx context.Context, incident string, actions []string) (missing []string, err error) {
 	for _, a := range actions {
 		var n int
-		if err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run WHERE runs.incident = ? AND steps.action = ? AND steps.state = 'succeeded'`, incident, a).Scan(&n); err != nil {
+		if err := t.queryRow(ctx, `SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run WHERE runs.incident = ? AND steps.action = ? AND steps.state = 'succeeded'`, incident, a).Scan(&n); err != nil {
 			return nil, fmt.Errorf("checking evidence %s: %w", a, err)
 		}
 		if n == 0 {
@@ -289,7 +289,7 @@ type Posture struct {
 
 // SetDesiredPosture records what the gateway should be.
 func (t *Tx) SetDesiredPosture(ctx context.Context, gw, desired, incident string, at time.Time) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO postures(gateway, desired, incident, updated_at) VALUES (?,?,?,?)
+	_, err := t.exec(ctx, `INSERT INTO postures(gateway, desired, incident, updated_at) VALUES (?,?,?,?)
 		ON CONFLICT(gateway) DO UPDATE SET desired=excluded.desired, incident=excluded.incident, updated_at=excluded.updated_at`, gw, desired, incident, ts(at))
 	if err != nil {
 		return fmt.Errorf("setting desired posture of %s: %w", gw, err)
@@ -364,13 +364,13 @@ func getBreaker(ctx context.Context, q queryer) (Breaker, error) {
 
 // TripBreaker trips the breaker (no-op if already tripped).
 func (t *Tx) TripBreaker(ctx context.Context, at time.Time, reason string) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO breaker(id, tripped_at, reason) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING`, ts(at), reason)
+	_, err := t.exec(ctx, `INSERT INTO breaker(id, tripped_at, reason) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING`, ts(at), reason)
 	return err
 }
 
 // ResetBreaker closes the breaker again.
 func (t *Tx) ResetBreaker(ctx context.Context) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `DELETE FROM breaker WHERE id = 1`)
+	res, err := t.exec(ctx, `DELETE FROM breaker WHERE id = 1`)
 	if err != nil {
 		return false, err
 	}
