@@ -6,9 +6,14 @@
 // the run, and reports what happened, with the VM's networks read back
 // before and after.
 //
+// RunLinux adds the OS view when run as root: a namespace lab with three
+// sites, the agent in the compromised gateway's namespace, a C2 session cut
+// by the real quarantine, IPv4 and IPv6 probes, and release.
+//
 // It owns the demo inventory and the summary. Every side effect goes
 // through the same daemon that `warden serve` runs; nothing is faked above
-// the simulator's SOAP API. It never talks to anything but loopback.
+// the simulator's SOAP API or the kernel. It talks only to loopback and to
+// network namespaces it creates.
 package demo
 
 import (

@@ -12,6 +12,7 @@ import (
 func newDemoCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	var serve string
+	var noLinux bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole path on an embedded simulated vCenter: alert, policy, evidence, isolation, verification, audit",
@@ -28,20 +29,45 @@ func newDemoCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := printJSON(g.out, res); err != nil {
+			// The Linux part needs root and network namespaces; it says
+			// plainly when it cannot run.
+			var lres demo.LinuxResult
+			if !noLinux && serve == "" {
+				lres, err = demo.RunLinux(cmd.Context(), demo.LinuxOptions{Log: opt.Log})
+				if err != nil {
 					return err
 				}
-			} else if err := res.Summary(g.out); err != nil {
-				return err
+			} else {
+				lres = demo.LinuxResult{Skipped: true, SkipReason: "not requested"}
+			}
+			if asJSON {
+				out := struct {
+					demo.Result
+					Linux demo.LinuxResult `json:"linux"`
+				}{res, lres}
+				if err := printJSON(g.out, out); err != nil {
+					return err
+				}
+			} else {
+				if err := res.Summary(g.out); err != nil {
+					return err
+				}
+				fmt.Fprintln(g.out)
+				if err := lres.Summary(g.out); err != nil {
+					return err
+				}
 			}
 			if !res.Verified || !res.AuditOK {
+				return demo.ErrNotContained
+			}
+			if !lres.Skipped && (!lres.Verified || !lres.TrafficRestored) {
 				return demo.ErrNotContained
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&noLinux, "no-linux", false, "skip the Linux part (network namespaces, real quarantine; needs root)")
 	cmd.Flags().StringVar(&serve, "serve", "", "keep the demo controller and API running on ADDR (e.g. 127.0.0.1:8780) until interrupted")
 	return cmd
 }

@@ -1,0 +1,857 @@
+package demo
+
+// The Linux part of the demo: containment through `warden agent` with real
+// packets. It builds a throw-away laboratory of network namespaces (three
+// VPN sites, an attacker's C2 server, a management network), runs the agent
+// in-process inside the compromised gateway's namespace with the real
+// nftables, conntrack and capture seams, runs the controller in-process
+// with its API on loopback, and proves the cut with TCP, UDP and ICMP over
+// IPv4 and IPv6 before isolation, after it, and after release.
+//
+// Traffic stays on loopback and inside the namespaces the demo created; the
+// host's own network namespace is never changed.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/host"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/providers/linux"
+	"github.com/warden-ir/warden/store"
+)
+
+// LinuxOptions control RunLinux.
+type LinuxOptions struct {
+	// Prefix names the lab's network namespaces ("<Prefix>-gw-osaka"): 1
+	// to 12 lower-case letters or digits, unique among labs that exist at
+	// the same time. Default "wd" and the process id.
+	Prefix string
+	// Dir holds the key material, the store and the agent's state; a
+	// temporary directory, removed afterwards, when empty.
+	Dir string
+	Log *slog.Logger
+}
+
+// LinuxProbe is one probe of the Linux demo.
+type LinuxProbe struct {
+	// Phase is "before", "isolated" or "released".
+	Phase string `json:"phase"`
+	// Path names the direction ("gateway -> c2").
+	Path string `json:"path"`
+	// Proto is tcp, udp or icmp; Family ipv4 or ipv6.
+	Proto  string `json:"proto"`
+	Family string `json:"family"`
+	// Reachable is what the probe saw; Want what containment requires.
+	Reachable bool `json:"reachable"`
+	Want      bool `json:"want"`
+}
+
+// LinuxResult is the Linux demo's outcome.
+type LinuxResult struct {
+	// Skipped is true when this machine cannot build the lab (not root,
+	// no network namespaces, a tool or nftables missing); SkipReason says
+	// why in plain words. Nothing else is set then.
+	Skipped    bool   `json:"skipped"`
+	SkipReason string `json:"skip_reason,omitempty"`
+
+	Lab       string `json:"lab"`
+	Gateway   string `json:"gateway"`
+	Site      string `json:"site"`
+	AgentMode string `json:"agent_mode"`
+	Backend   string `json:"backend"`
+
+	IncidentID string `json:"incident_id"`
+	RunID      string `json:"run_id"`
+	RunState   string `json:"run_state"`
+	Steps      []Step `json:"steps"`
+	// KilledFlows is how many established flows the isolation deleted
+	// from conntrack.
+	KilledFlows int `json:"killed_flows"`
+
+	// The attacker's C2 sessions (one over IPv4, one over IPv6), opened
+	// from the gateway before the alert.
+	C2SessionAliveBefore bool `json:"c2_session_alive_before"`
+	C2SessionAliveAfter  bool `json:"c2_session_alive_after"`
+	// ManagementReachable: while isolated, the management network reached
+	// the agent's port over IPv4 and IPv6 and the controller read the
+	// quarantine back through the agent.
+	ManagementReachable bool `json:"management_reachable"`
+	// RulesEnforced: the agent read the quarantine rules back from the
+	// kernel, without drift.
+	RulesEnforced   bool         `json:"rules_enforced"`
+	Probes          []LinuxProbe `json:"probes"`
+	ProbesAsWanted  bool         `json:"probes_as_wanted"`
+	TimeToContainMS float64      `json:"time_to_contain_ms"`
+	// Verified: the run succeeded, the posture is quarantined, the rules
+	// are enforced, management is reachable, the C2 session died and every
+	// isolated-phase probe came out as containment requires.
+	Verified bool `json:"verified"`
+
+	ReleaseRunState string `json:"release_run_state"`
+	// TrafficRestored: after release every path flows again (v4 and v6).
+	TrafficRestored bool `json:"traffic_restored"`
+}
+
+// Linux demo topology.
+const (
+	linuxTarget    = "osaka"
+	linuxGateway   = "gw-osaka"
+	linuxEchoPort  = 7
+	linuxAgentPort = 8443
+	linuxOKWait    = 5 * time.Second
+	linuxCutWait   = 400 * time.Millisecond
+)
+
+// LinuxPolicies is the policy set of the Linux demo, for gateways reached
+// through their agent only: the default containment runbook snapshots a
+// VM, which such a gateway has not.
+const LinuxPolicies = `policies:
+  - name: c2-or-exfil-isolate
+    description: A gateway beaconing to a C2 host is contained through its agent.
+    priority: 100
+    match: 'indicator.kind in ["c2_beacon", "exfiltration"] && indicator.severity_rank >= 3'
+    runbook: contain-linux-gateway
+    approval: auto
+    guards:
+      min_confidence: 0.5
+  - name: catch-all-notify
+    description: Everything else reaches a person.
+    priority: 0
+    match: 'true'
+    runbook: notify-only
+    approval: auto
+    guards:
+      budget: false
+runbooks:
+  - name: contain-linux-gateway
+    description: Volatile evidence through the agent, then the OS quarantine, then people.
+    steps:
+      - action: capture_volatile
+      - action: isolate
+      - action: notify
+        params: {channel: default}
+  - name: notify-only
+    description: Tell people.
+    steps:
+      - action: notify
+        params: {channel: default}
+  - name: release-gateway
+    description: Undo isolation.
+    steps:
+      - action: release
+      - action: notify
+        params: {channel: default}
+`
+
+// RunLinux runs the Linux demo. When the machine cannot build the lab it
+// returns a result with Skipped set and a nil error.
+func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
+	if reason := linuxPreflight(os.Geteuid(), exec.LookPath, probeNetns); reason != "" {
+		return LinuxResult{Skipped: true, SkipReason: reason}, nil
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Prefix == "" {
+		opt.Prefix = fmt.Sprintf("wd%d", os.Getpid()%10_000_000)
+	}
+	dir := opt.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "warden-demo-linux-")
+		if err != nil {
+			return LinuxResult{}, fmt.Errorf("making demo directory: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+
+	lab, err := netlab.New(ctx, netlab.Options{Prefix: opt.Prefix, Sites: []string{"hq", linuxTarget, "dc"}})
+	if err != nil {
+		return LinuxResult{}, fmt.Errorf("building the namespace lab: %w", err)
+	}
+	defer lab.Close()
+	l := &linuxDemo{lab: lab, log: log, dir: dir}
+	for _, s := range lab.Sites() {
+		if s.Name == linuxTarget {
+			l.target = s
+		} else {
+			l.peers = append(l.peers, s)
+		}
+	}
+	res := LinuxResult{Lab: opt.Prefix, Gateway: linuxGateway, Site: linuxTarget,
+		AgentMode: "in-process, inside the gateway's network namespace", Backend: host.BackendNFTables}
+
+	if err := l.prepare(ctx); err != nil {
+		return res, err
+	}
+	stopAgent, err := l.startAgent(ctx)
+	if errors.Is(err, linux.ErrUnavailable) {
+		return LinuxResult{Skipped: true, SkipReason: "nftables is not available in a network namespace here: " + err.Error()}, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	defer stopAgent()
+	relay, err := startRelay(lab.Mgmt().NS, netip.AddrPortFrom(l.target.Gateway.V4, linuxAgentPort))
+	if err != nil {
+		return res, err
+	}
+	defer relay.Close()
+	stopController, err := l.startController(ctx, relay.Addr())
+	if err != nil {
+		return res, err
+	}
+	defer stopController()
+
+	if err := l.contain(ctx, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// linuxPreflight says in plain words why the lab cannot run here, or "".
+func linuxPreflight(euid int, lookPath func(string) (string, error), netns func() error) string {
+	if euid != 0 {
+		return "the Linux demo builds network namespaces and firewall rules and needs root; run `sudo warden demo` to include it"
+	}
+	for _, tool := range []string{"ip", "ping"} {
+		if _, err := lookPath(tool); err != nil {
+			return fmt.Sprintf("the Linux demo needs the %s command (Debian: apt-get install --no-install-recommends iproute2 iputils-ping)", tool)
+		}
+	}
+	if err := netns(); err != nil {
+		return "network namespaces are not available here: " + err.Error()
+	}
+	return ""
+}
+
+// probeNetns creates an anonymous network namespace on a throw-away thread:
+// the goroutine exits still locked, so the runtime discards the thread.
+func probeNetns() error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		errc <- unix.Unshare(unix.CLONE_NEWNET)
+	}()
+	return <-errc
+}
+
+// linuxDemo is one run's lab, agent and controller.
+type linuxDemo struct {
+	lab    *netlab.Lab
+	log    *slog.Logger
+	dir    string
+	target netlab.Site
+	peers  []netlab.Site
+	d      *daemon.Daemon
+	base   string
+	token  string
+}
+
+// prepare starts echo servers on every node, gives every gateway a
+// stateful firewall of its own as real gateways have (so conntrack tracks
+// the flows isolation must kill), and creates the key material.
+func (l *linuxDemo) prepare(ctx context.Context) error {
+	nodes := []netlab.Node{l.lab.C2(), l.lab.Mgmt()}
+	for _, s := range l.lab.Sites() {
+		nodes = append(nodes, s.Gateway, s.LAN)
+	}
+	for _, n := range nodes {
+		if _, err := l.lab.ServeEcho(n.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), linuxEchoPort)); err != nil {
+			return err
+		}
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		for _, s := range l.lab.Sites() {
+			for _, c := range [][]string{
+				{"nft", "add", "table", "inet", "site"},
+				{"nft", "add", "chain", "inet", "site", "sitein", "{", "type", "filter", "hook", "input", "priority", "0", ";", "policy", "accept", ";", "}"},
+				{"nft", "add", "chain", "inet", "site", "sitefwd", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "policy", "accept", ";", "}"},
+				{"nft", "add", "rule", "inet", "site", "sitein", "ct", "state", "established,related", "accept"},
+				{"nft", "add", "rule", "inet", "site", "sitefwd", "ct", "state", "established,related", "accept"},
+			} {
+				if _, err := l.lab.Run(ctx, s.Gateway.NS, c...); err != nil {
+					return fmt.Errorf("installing the site firewall of %s: %w", s.Name, err)
+				}
+			}
+		}
+	}
+	gw := l.target.Gateway
+	// The controller reaches the agent through a relay on loopback (see
+	// startRelay), so the agent's certificate names 127.0.0.1 too.
+	if _, err := agent.Init(filepath.Join(l.dir, "pki"), []string{gw.V4.String(), gw.V6.String(), "127.0.0.1"}, agent.InitOptions{Overwrite: true}); err != nil {
+		return fmt.Errorf("creating agent key material: %w", err)
+	}
+	return nil
+}
+
+// startAgent runs the agent in-process: its seams and its listening socket
+// are created on a thread inside the gateway's namespace, which binds them
+// there for their whole life (the firewall and conntrack seams re-enter
+// that namespace themselves, whichever goroutine calls).
+func (l *linuxDemo) startAgent(ctx context.Context) (stop func(), err error) {
+	var (
+		deps   agent.Deps
+		closer io.Closer
+		ln     net.Listener
+	)
+	err = l.lab.Do(l.target.Gateway.NS, func() error {
+		var err error
+		deps, closer, err = host.Deps(host.Options{Backend: host.BackendNFTables, NoVICI: true, Log: l.log.With("component", "agent")})
+		if err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(netip.IPv6Unspecified(), linuxAgentPort).String())
+		if err != nil {
+			return errors.Join(fmt.Errorf("listening for the agent: %w", err), closer.Close())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	pki := filepath.Join(l.dir, "pki")
+	srv, err := agent.New(agent.Config{
+		CertFile: filepath.Join(pki, agent.AgentCertFile), KeyFile: filepath.Join(pki, agent.AgentKeyFile),
+		ClientCAFile: filepath.Join(pki, agent.CAFile), StateDir: filepath.Join(l.dir, "agent-state"),
+		ConfirmWindow: 10 * time.Second,
+	}, deps, l.log.With("component", "agent"))
+	if err != nil {
+		return nil, errors.Join(err, ln.Close(), closer.Close())
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(actx, ln); err != nil {
+			l.log.Error("agent stopped", "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		_ = srv.Close()
+		_ = closer.Close()
+	}, nil
+}
+
+// startController builds and serves the controller in-process, its API on
+// loopback, its agent client pointed at the relay.
+func (l *linuxDemo) startController(ctx context.Context, relay string) (stop func(), err error) {
+	polDir := filepath.Join(l.dir, "policies")
+	if err := os.MkdirAll(polDir, 0o700); err != nil {
+		return nil, fmt.Errorf("writing demo policies: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), []byte(LinuxPolicies), 0o600); err != nil {
+		return nil, fmt.Errorf("writing demo policies: %w", err)
+	}
+	token, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	var mgmt []string
+	for _, p := range l.lab.ManagementPrefixes() {
+		mgmt = append(mgmt, p.String())
+	}
+	inv := inventory.Inventory{}
+	for _, s := range l.lab.Sites() {
+		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
+		gw := inventory.Gateway{ID: "gw-" + s.Name, Site: s.Name, Hostname: "gw-" + s.Name + ".lab",
+			Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt}
+		if s.Name == linuxTarget {
+			gw.Agent = "https://" + relay
+		}
+		inv.Gateways = append(inv.Gateways, gw)
+	}
+	pki := filepath.Join(l.dir, "pki")
+	cfg := config.Defaults()
+	cfg.Server.APIToken = token
+	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
+	cfg.Policies.Dir = polDir
+	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+	cfg.Inventory = inv
+	cfg.Reconcile.Interval = time.Hour
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("linux demo configuration: %w", err)
+	}
+	d, err := daemon.Build(ctx, cfg, daemon.Options{Log: l.log})
+	if err != nil {
+		return nil, err
+	}
+	addr, err := d.Listen("127.0.0.1:0")
+	if err != nil {
+		d.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Serve(sctx); err != nil {
+			l.log.Error("controller stopped", "err", err)
+		}
+	}()
+	l.d, l.base, l.token = d, "http://"+addr, token
+	return func() {
+		cancel()
+		<-done
+		d.Close(context.WithoutCancel(ctx))
+	}, nil
+}
+
+// contain is the demo proper: C2 sessions, probes, the alert over HTTP,
+// probes again, release over HTTP, probes again.
+func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
+	gw, c2 := l.target.Gateway, l.lab.C2()
+	var sessions []*netlab.Session
+	for _, a := range c2.Addrs() {
+		s, err := l.lab.OpenSession(ctx, gw.NS, netip.AddrPortFrom(a, linuxEchoPort))
+		if err != nil {
+			return fmt.Errorf("opening the C2 session: %w", err)
+		}
+		sessions = append(sessions, s)
+	}
+	res.Probes = append(res.Probes, l.probe(ctx, "before", true, append(l.cutPaths(), l.keptPaths()...)...)...)
+	res.C2SessionAliveBefore = allAlive(sessions, linuxOKWait)
+
+	body, err := json.Marshal(map[string]any{
+		"kind": "c2_beacon", "gateway": linuxGateway, "severity": "critical", "confidence": 0.9, "source": "demo-ids",
+		"summary":     "gw-osaka beacons to " + c2.V4.String() + " and " + c2.V6.String(),
+		"observables": map[string]any{"ips": []string{c2.V4.String(), c2.V6.String()}},
+	})
+	if err != nil {
+		return err
+	}
+	accepted, err := postJSON(ctx, l.base+"/v1/indicators", l.token, body, http.StatusAccepted)
+	if err != nil {
+		return err
+	}
+	var intake intakeAnswer
+	if err := json.Unmarshal(accepted, &intake); err != nil || len(intake.Results) != 1 || intake.Results[0].RunID == "" {
+		return fmt.Errorf("the C2 indicator started no run: %s", accepted)
+	}
+	res.IncidentID, res.RunID = intake.Results[0].IncidentID, intake.Results[0].RunID
+	run, err := l.waitRun(ctx, res.RunID)
+	if err != nil {
+		return err
+	}
+	res.RunState = run.State
+	res.Steps = demoSteps(run)
+	inds, err := l.d.Store.IndicatorsOfIncident(ctx, res.IncidentID)
+	if err != nil {
+		return err
+	}
+	for _, s := range run.Steps {
+		if s.Action != actions.NameIsolate || s.State != store.StepSucceeded {
+			continue
+		}
+		if len(inds) > 0 {
+			res.TimeToContainMS = float64(s.FinishedAt.Sub(inds[0].ReceivedAt).Microseconds()) / 1000
+		}
+		var r struct {
+			Details struct {
+				OS struct {
+					KilledFlows int `json:"killed_flows"`
+				} `json:"os"`
+			} `json:"details"`
+		}
+		if json.Unmarshal(s.Result, &r) == nil {
+			res.KilledFlows = r.Details.OS.KilledFlows
+		}
+	}
+
+	isolated := l.probe(ctx, "isolated", false, l.cutPaths()...)
+	isolated = append(isolated, l.probe(ctx, "isolated", true, l.keptPaths()...)...)
+	res.Probes = append(res.Probes, isolated...)
+	res.C2SessionAliveAfter = anyAlive(sessions, time.Second)
+	agentPort := true
+	for _, a := range gw.Addrs() {
+		if err := l.lab.TCPConnect(ctx, l.lab.Mgmt().NS, netip.AddrPortFrom(a, linuxAgentPort), linuxOKWait); err != nil {
+			agentPort = false
+		}
+	}
+	gwInv, _ := l.d.Controller.Inventory().Gateway(linuxGateway)
+	enforced, st, observeErr := linux.ObserveQuarantine(ctx, l.d.Agents, gwInv)
+	res.RulesEnforced = observeErr == nil && enforced && st.Confirmed
+	res.ManagementReachable = agentPort && observeErr == nil
+	p, err := l.d.Store.Posture(ctx, linuxGateway)
+	if err != nil {
+		return err
+	}
+	isolatedOK := asWanted(isolated)
+	res.Verified = run.State == store.RunSucceeded && p.Desired == store.PostureQuarantined && res.RulesEnforced &&
+		res.ManagementReachable && !res.C2SessionAliveAfter && isolatedOK
+	for _, s := range sessions {
+		_ = s.Close()
+	}
+
+	relBody, err := json.Marshal(map[string]string{"gateway": linuxGateway, "by": "demo-responder", "incident": res.IncidentID})
+	if err != nil {
+		return err
+	}
+	started, err := postJSON(ctx, l.base+"/v1/runbooks/release-gateway/runs", l.token, relBody, http.StatusAccepted)
+	if err != nil {
+		return err
+	}
+	var rel store.Run
+	if err := json.Unmarshal(started, &rel); err != nil {
+		return fmt.Errorf("decoding the release run: %w", err)
+	}
+	if rel, err = l.waitRun(ctx, rel.ID); err != nil {
+		return err
+	}
+	res.ReleaseRunState = rel.State
+	released := l.probe(ctx, "released", true, append(l.cutPaths(), l.keptPaths()...)...)
+	res.Probes = append(res.Probes, released...)
+	res.TrafficRestored = rel.State == store.RunSucceeded && asWanted(released)
+	res.ProbesAsWanted = asWanted(res.Probes)
+	return nil
+}
+
+func (l *linuxDemo) waitRun(ctx context.Context, id string) (store.Run, error) {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return l.d.Controller.WaitRun(wctx, id)
+}
+
+func demoSteps(run store.Run) []Step {
+	var out []Step
+	for _, s := range run.Steps {
+		st := Step{Name: s.Name, Action: s.Action, Status: s.State, Error: s.Error}
+		if !s.FinishedAt.IsZero() {
+			st.DurationMS = s.FinishedAt.Sub(s.StartedAt).Milliseconds()
+		}
+		var r actions.Result
+		if json.Unmarshal(s.Result, &r) == nil {
+			st.Summary = r.Summary
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// demoPath is one direction of traffic between two lab nodes.
+type demoPath struct {
+	name string
+	from string
+	to   netlab.Node
+}
+
+// cutPaths must be cut while the gateway is isolated.
+func (l *linuxDemo) cutPaths() []demoPath {
+	gw := l.target.Gateway
+	ps := []demoPath{
+		{"gateway -> c2", gw.NS, l.lab.C2()},
+		{"own lan -> c2 through the gateway", l.target.LAN.NS, l.lab.C2()},
+	}
+	for _, p := range l.peers {
+		ps = append(ps,
+			demoPath{"gateway -> peer lan " + p.Name, gw.NS, p.LAN},
+			demoPath{"peer gateway " + p.Name + " -> gateway", p.Gateway.NS, gw},
+			demoPath{"peer lan " + p.Name + " -> gateway", p.LAN.NS, gw})
+	}
+	return ps
+}
+
+// keptPaths must work throughout: management, and the healthy sites.
+func (l *linuxDemo) keptPaths() []demoPath {
+	a, b := l.peers[0], l.peers[1]
+	return []demoPath{
+		{"mgmt -> gateway", l.lab.Mgmt().NS, l.target.Gateway},
+		{"peer lan " + a.Name + " -> peer lan " + b.Name, a.LAN.NS, b.LAN},
+	}
+}
+
+// probe runs TCP, UDP and ICMP over IPv4 and IPv6 on every path in
+// parallel; want is what containment requires of them.
+func (l *linuxDemo) probe(ctx context.Context, phase string, want bool, paths ...demoPath) []LinuxProbe {
+	wait := linuxOKWait
+	if !want {
+		wait = linuxCutWait
+	}
+	var (
+		mu  sync.Mutex
+		out []LinuxProbe
+		g   errgroup.Group
+	)
+	g.SetLimit(16)
+	for _, p := range paths {
+		for _, a := range p.to.Addrs() {
+			fam := "ipv4"
+			if a.Is6() {
+				fam = "ipv6"
+			}
+			ap := netip.AddrPortFrom(a, linuxEchoPort)
+			for _, proto := range []string{"tcp", "udp", "icmp"} {
+				g.Go(func() error {
+					var err error
+					switch proto {
+					case "tcp":
+						err = l.lab.TCPConnect(ctx, p.from, ap, wait)
+					case "udp":
+						err = l.lab.UDPEcho(ctx, p.from, ap, wait)
+					default:
+						err = l.lab.Ping(ctx, p.from, a, wait)
+					}
+					mu.Lock()
+					out = append(out, LinuxProbe{Phase: phase, Path: p.name, Proto: proto, Family: fam, Reachable: err == nil, Want: want})
+					mu.Unlock()
+					return nil
+				})
+			}
+		}
+	}
+	_ = g.Wait()
+	return out
+}
+
+func asWanted(ps []LinuxProbe) bool {
+	for _, p := range ps {
+		if p.Reachable != p.Want {
+			return false
+		}
+	}
+	return len(ps) > 0
+}
+
+func allAlive(ss []*netlab.Session, wait time.Duration) bool {
+	for _, s := range ss {
+		if s.Alive(wait) != nil {
+			return false
+		}
+	}
+	return len(ss) > 0
+}
+
+func anyAlive(ss []*netlab.Session, wait time.Duration) bool {
+	alive := false
+	for _, s := range ss {
+		alive = s.Alive(wait) == nil || alive
+	}
+	return alive
+}
+
+func postJSON(ctx context.Context, url, token string, body []byte, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("calling the demo controller: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading the demo controller's answer: %w", err)
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("calling the demo controller: %d, want %d: %s", resp.StatusCode, want, strings.TrimSpace(string(data)))
+	}
+	return data, nil
+}
+
+// relay carries the in-process controller's connections to the agent. The
+// controller runs in the host's namespace, which has no route into the
+// lab; the relay accepts on host loopback and, for each connection, dials
+// the agent from a socket created inside the management namespace, then
+// splices bytes. TLS stays end to end (the relay sees ciphertext), and
+// every connection the controller opens becomes a new connection from the
+// management network through the gateway's quarantine, so reaching the
+// agent still proves the management path.
+type relay struct {
+	ln     net.Listener
+	ns     string
+	target netip.AddrPort
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  bool
+}
+
+func startRelay(ns string, target netip.AddrPort) (*relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the agent relay: %w", err)
+	}
+	r := &relay{ln: ln, ns: ns, target: target, conns: map[net.Conn]struct{}{}}
+	r.wg.Add(1)
+	go r.serve()
+	return r, nil
+}
+
+// Addr is host:port on loopback.
+func (r *relay) Addr() string { return r.ln.Addr().String() }
+
+func (r *relay) serve() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.splice(c)
+		}()
+	}
+}
+
+func (r *relay) track(cs ...net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return false
+	}
+	for _, c := range cs {
+		r.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (r *relay) untrack(cs ...net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cs {
+		delete(r.conns, c)
+	}
+}
+
+func (r *relay) splice(in net.Conn) {
+	var out net.Conn
+	err := netlab.Do(r.ns, func() error {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", r.target.String())
+		out = c
+		return err
+	})
+	if err != nil {
+		_ = in.Close()
+		return
+	}
+	if !r.track(in, out) {
+		_ = in.Close()
+		_ = out.Close()
+		return
+	}
+	defer r.untrack(in, out)
+	var g sync.WaitGroup
+	g.Add(2)
+	pipe := func(dst, src net.Conn) {
+		defer g.Done()
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}
+	go pipe(out, in)
+	go pipe(in, out)
+	g.Wait()
+	_ = in.Close()
+	_ = out.Close()
+}
+
+// Close stops accepting, cuts every relayed connection and waits.
+func (r *relay) Close() error {
+	r.mu.Lock()
+	r.done = true
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
+	err := r.ln.Close()
+	r.wg.Wait()
+	return err
+}
+
+// Summary renders the Linux demo's outcome for people.
+func (r LinuxResult) Summary(w io.Writer) error {
+	var b strings.Builder
+	if r.Skipped {
+		fmt.Fprintf(&b, "Linux agent demo skipped: %s\n", r.SkipReason)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	fmt.Fprintf(&b, "Warden demo, Linux path: network namespaces %s-*, 3 sites, a C2 server, a management network\n", r.Lab)
+	fmt.Fprintf(&b, "Agent   %s (%s backend) on %s\n", r.AgentMode, r.Backend, r.Gateway)
+	fmt.Fprintf(&b, "Alert   c2_beacon for %s -> run %s (%s), incident %s\n\nSteps\n", r.Gateway, r.RunID, r.RunState, r.IncidentID)
+	for i, s := range r.Steps {
+		fmt.Fprintf(&b, "  %d. %-17s %-9s %5d ms  %s%s\n", i+1, s.Name, s.Status, s.DurationMS, s.Summary, errSuffix(s.Error))
+	}
+	fmt.Fprintf(&b, "\nC2 session (IPv4 and IPv6) alive before: %t, after: %t (established flows killed: %d)\n", r.C2SessionAliveBefore, r.C2SessionAliveAfter, r.KilledFlows)
+	fmt.Fprintf(&b, "Rules enforced and read back: %t; management reachable while isolated: %t\n", r.RulesEnforced, r.ManagementReachable)
+	for _, phase := range []string{"before", "isolated", "released"} {
+		fmt.Fprintf(&b, "Probes %-8s %s\n", phase, probeLine(r.Probes, phase))
+	}
+	fmt.Fprintf(&b, "\nVerified containment: %t\n", r.Verified)
+	fmt.Fprintf(&b, "Time to contain (alert accepted -> quarantine enforced and verified): %.1f ms\n", r.TimeToContainMS)
+	fmt.Fprintf(&b, "Release: %s; traffic restored (v4+v6): %t\n", r.ReleaseRunState, r.TrafficRestored)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// probeLine counts a phase's probes: how many were reachable and cut, and
+// how many disagreed with what containment requires.
+func probeLine(ps []LinuxProbe, phase string) string {
+	var reach, cut, wrong int
+	var bad []string
+	for _, p := range ps {
+		if p.Phase != phase {
+			continue
+		}
+		if p.Reachable {
+			reach++
+		} else {
+			cut++
+		}
+		if p.Reachable != p.Want {
+			wrong++
+			if len(bad) < 3 {
+				bad = append(bad, fmt.Sprintf("%s %s/%s", p.Path, p.Proto, p.Family))
+			}
+		}
+	}
+	s := fmt.Sprintf("%3d reachable, %3d cut, %d unexpected", reach, cut, wrong)
+	if len(bad) > 0 {
+		s += " (" + strings.Join(bad, "; ") + ")"
+	}
+	return s
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making an API token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,803 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/providers/linux"
+	"github.com/warden-ir/warden/store"
+)
+
+// The Linux lab: a netlab internet with three VPN sites, the attacker's C2
+// server and a management network. The controller (`warden serve`) runs as
+// a process inside the management namespace and the agent (`warden agent`)
+// as a process inside the compromised gateway's namespace, both the real
+// binary. The test talks to both from its own process through sockets it
+// creates inside the management namespace, so every byte it exchanges with
+// them crosses the lab's routers and the gateway's quarantine like the
+// controller's own.
+
+const (
+	echoPort   = 7
+	agentPort  = 8443
+	apiPort    = 8780
+	labToken   = "e2e-linux-token-0123456789abcdef"
+	okWait     = 5 * time.Second        // a probe that must succeed
+	cutWait    = 400 * time.Millisecond // a probe that must fail
+	targetSite = "osaka"
+)
+
+// linuxLabOptions shape a lab.
+type linuxLabOptions struct {
+	// Prefix names the lab's namespaces; unique among concurrent labs.
+	Prefix string
+	// Steps are the actions of the containment runbook the c2_beacon
+	// policy starts.
+	Steps []string
+	// Reconcile is the controller's reconcile interval.
+	Reconcile time.Duration
+	// ConfirmWindow and HealInterval are the agent's flags.
+	ConfirmWindow, HealInterval time.Duration
+	// Bench lifts the blast-radius guards and makes every alert open a
+	// fresh incident, so one gateway can be contained again and again.
+	Bench bool
+}
+
+// linuxLab is a running lab with its controller and agent.
+type linuxLab struct {
+	tb      testing.TB
+	opt     linuxLabOptions
+	lab     *netlab.Lab
+	bin     string
+	dir     string
+	target  netlab.Site
+	peers   []netlab.Site
+	gwID    string
+	storeDB string
+
+	agentArgs []string
+	agentMu   sync.Mutex
+	agentProc *nsProc
+	ctrl      *nsProc
+
+	api   *apiNS
+	agent *agentCaller
+}
+
+// newLinuxLab builds the lab, the key material and the configuration,
+// starts the agent and the controller, and waits until both answer. Every
+// namespace and process is gone when the test ends, pass or fail.
+func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
+	tb.Helper()
+	netlab.Skip(tb, "nft")
+	if opt.ConfirmWindow == 0 {
+		opt.ConfirmWindow = 2 * time.Second
+	}
+	if opt.HealInterval == 0 {
+		// The agent's own self-heal is proven in package agent; here it is
+		// held off so that every repair seen is the controller's.
+		opt.HealInterval = time.Hour
+	}
+	if opt.Reconcile == 0 {
+		opt.Reconcile = time.Hour
+	}
+	bin := buildBinary(tb)
+	lab, err := netlab.New(tb.Context(), netlab.Options{Prefix: opt.Prefix, Sites: []string{"hq", targetSite, "dc"}})
+	if err != nil {
+		tb.Fatalf("building the namespace lab: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			tb.Errorf("tearing the lab down: %v", err)
+		}
+	})
+	l := &linuxLab{tb: tb, opt: opt, lab: lab, bin: bin, dir: tb.TempDir()}
+	for _, s := range lab.Sites() {
+		if s.Name == targetSite {
+			l.target = s
+		} else {
+			l.peers = append(l.peers, s)
+		}
+	}
+	l.gwID = "gw-" + targetSite
+
+	// Echo servers everywhere a probe may aim.
+	for _, n := range l.echoNodes() {
+		if _, err := lab.ServeEcho(n.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort)); err != nil {
+			tb.Fatalf("starting echo server in %s: %v", n.NS, err)
+		}
+	}
+
+	// Each gateway runs a stateful firewall of its own, as real gateways
+	// do: conntrack tracks their flows, so isolation has established
+	// sessions to kill (and its drop must win over this accept).
+	for _, s := range lab.Sites() {
+		for _, c := range [][]string{
+			{"nft", "add", "table", "inet", "site"},
+			{"nft", "add", "chain", "inet", "site", "sitein", "{", "type", "filter", "hook", "input", "priority", "0", ";", "policy", "accept", ";", "}"},
+			{"nft", "add", "chain", "inet", "site", "sitefwd", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "policy", "accept", ";", "}"},
+			{"nft", "add", "rule", "inet", "site", "sitein", "ct", "state", "established,related", "accept"},
+			{"nft", "add", "rule", "inet", "site", "sitefwd", "ct", "state", "established,related", "accept"},
+		} {
+			if out, err := lab.Run(tb.Context(), s.Gateway.NS, c...); err != nil {
+				tb.Fatalf("installing the site firewall of %s: %v\n%s", s.Name, err, out)
+			}
+		}
+	}
+
+	pki := filepath.Join(l.dir, "pki")
+	l.runHost("agent", "init", "--dir", pki, "--ip", l.target.Gateway.V4.String(), "--ip", l.target.Gateway.V6.String())
+	l.writeConfig(pki)
+
+	mgmt := lab.Mgmt().NS
+	l.api = &apiNS{base: "http://" + netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String(), token: labToken, c: nsHTTPClient(mgmt, nil)}
+	l.agent = newAgentCaller(tb, mgmt, pki, l.agentURL())
+
+	l.agentArgs = []string{"agent",
+		"--listen", "[::]:" + fmt.Sprint(agentPort),
+		"--cert", filepath.Join(pki, agent.AgentCertFile),
+		"--key", filepath.Join(pki, agent.AgentKeyFile),
+		"--client-ca", filepath.Join(pki, agent.CAFile),
+		"--state-dir", filepath.Join(l.dir, "agent-state"),
+		"--confirm-window", opt.ConfirmWindow.String(),
+		"--heal-interval", opt.HealInterval.String(),
+		"--backend", "nftables",
+		"--vici-socket=",
+		"--log-level", "debug",
+	}
+	l.startAgent()
+	l.ctrl = startInNS(tb, "controller", mgmt, bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug")
+	// The processes' logs are shown when the test fails, or always with
+	// E2E_LOGS=1 (to read the agent's per-command timings, for example).
+	tb.Cleanup(func() {
+		if tb.Failed() || os.Getenv("E2E_LOGS") != "" {
+			tb.Logf("controller log:\n%s", l.ctrl.log.String())
+			l.agentMu.Lock()
+			tb.Logf("agent log:\n%s", l.agentProc.log.String())
+			l.agentMu.Unlock()
+		}
+	})
+	l.waitFor("controller ready", 30*time.Second, func() (bool, error) {
+		if l.ctrl.exited() {
+			tb.Fatalf("controller exited: %v", l.ctrl.err)
+		}
+		code, _, err := l.api.do(tb.Context(), http.MethodGet, "/readyz", nil)
+		return code == http.StatusOK, err
+	})
+	return l
+}
+
+// buildBinary compiles cmd/warden once per test.
+func buildBinary(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "warden")
+	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("building warden: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func (l *linuxLab) runHost(args ...string) {
+	l.tb.Helper()
+	out, err := exec.CommandContext(l.tb.Context(), l.bin, args...).CombinedOutput()
+	if err != nil {
+		l.tb.Fatalf("warden %v: %v\n%s", args, err, out)
+	}
+}
+
+func (l *linuxLab) agentURL() string {
+	return "https://" + netip.AddrPortFrom(l.target.Gateway.V4, agentPort).String()
+}
+
+// echoNodes are every node of the lab.
+func (l *linuxLab) echoNodes() []netlab.Node {
+	out := []netlab.Node{l.lab.C2(), l.lab.Mgmt()}
+	for _, s := range l.lab.Sites() {
+		out = append(out, s.Gateway, s.LAN)
+	}
+	return out
+}
+
+// writeConfig writes the controller's configuration and policies: the
+// inventory of the three sites (only the compromised gateway runs an
+// agent, none has a VM), the management networks of the lab, and one
+// policy sending c2_beacon to the containment runbook.
+func (l *linuxLab) writeConfig(pki string) {
+	l.tb.Helper()
+	polDir := filepath.Join(l.dir, "policies")
+	if err := os.MkdirAll(polDir, 0o700); err != nil {
+		l.tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), linuxPolicies(l.opt.Steps), 0o600); err != nil {
+		l.tb.Fatal(err)
+	}
+	var mgmt []string
+	for _, p := range l.lab.ManagementPrefixes() {
+		mgmt = append(mgmt, p.String())
+	}
+	inv := inventory.Inventory{}
+	for _, s := range l.lab.Sites() {
+		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
+		gw := inventory.Gateway{ID: "gw-" + s.Name, Site: s.Name, Hostname: "gw-" + s.Name + ".lab",
+			Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt}
+		if s.Name == targetSite {
+			gw.Agent = l.agentURL()
+		}
+		inv.Gateways = append(inv.Gateways, gw)
+	}
+	cfg := config.Defaults()
+	cfg.Server.Listen = netip.AddrPortFrom(l.lab.Mgmt().V4, apiPort).String()
+	l.storeDB = filepath.Join(l.dir, "warden.db")
+	cfg.Store.Path = l.storeDB
+	cfg.Policies.Dir = polDir
+	cfg.Server.APITokenFile = filepath.Join(l.dir, "api-token")
+	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
+		l.tb.Fatal(err)
+	}
+	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+	cfg.Inventory = inv
+	cfg.Reconcile.Interval = l.opt.Reconcile
+	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 50*time.Millisecond, 500*time.Millisecond, 3
+	if l.opt.Bench {
+		cfg.Guards.MaxAutoIsolationsPerSite, cfg.Guards.MaxAutoIsolationsFleet = 1<<30, 1<<30
+		cfg.Guards.BreakerMinGateways = 1 << 30
+		cfg.Intake.DedupWindow, cfg.Intake.IncidentWindow = time.Nanosecond, time.Nanosecond
+	}
+	if err := cfg.Validate(); err != nil {
+		l.tb.Fatalf("lab configuration: %v", err)
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		l.tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "warden.yaml"), raw, 0o600); err != nil {
+		l.tb.Fatal(err)
+	}
+}
+
+// linuxPolicies is a policy set for gateways without a VM: the default
+// containment runbook snapshots a VM, which an agent-only gateway has not.
+func linuxPolicies(steps []string) []byte {
+	var b strings.Builder
+	b.WriteString(`policies:
+  - name: c2-isolate-linux
+    description: A gateway beaconing to a C2 host is contained through its agent.
+    priority: 100
+    match: 'indicator.kind in ["c2_beacon", "exfiltration"] && indicator.severity_rank >= 3'
+    runbook: contain-linux-gateway
+    approval: auto
+    guards:
+      min_confidence: 0.5
+  - name: catch-all-notify
+    description: Everything else reaches a person.
+    priority: 0
+    match: 'true'
+    runbook: notify-only
+    approval: auto
+    guards:
+      budget: false
+runbooks:
+  - name: contain-linux-gateway
+    description: Evidence through the agent, then the OS quarantine.
+    steps:
+`)
+	for _, s := range steps {
+		fmt.Fprintf(&b, "      - action: %s\n", s)
+		if s == "notify" {
+			b.WriteString("        params: {channel: default}\n")
+		}
+	}
+	b.WriteString(`  - name: notify-only
+    description: Tell people.
+    steps:
+      - action: notify
+        params: {channel: default}
+  - name: release-gateway
+    description: Undo isolation.
+    steps:
+      - action: release
+`)
+	return []byte(b.String())
+}
+
+// startAgent starts `warden agent` inside the compromised gateway's
+// namespace and waits until the test reaches it from the management
+// network.
+func (l *linuxLab) startAgent() {
+	l.tb.Helper()
+	p := startInNS(l.tb, "agent", l.target.Gateway.NS, append([]string{l.bin}, l.agentArgs...)...)
+	l.agentMu.Lock()
+	l.agentProc = p
+	l.agentMu.Unlock()
+}
+
+// waitAgent waits until the agent answers an observe over mutual TLS.
+func (l *linuxLab) waitAgent() wire.State {
+	l.tb.Helper()
+	var st wire.State
+	l.waitFor("agent answering", 30*time.Second, func() (bool, error) {
+		if l.agentProc.exited() {
+			l.tb.Fatalf("agent exited: %v\n%s", l.agentProc.err, l.agentProc.log.String())
+		}
+		code, err := l.agent.send(l.tb.Context(), wire.KindObserve, nil, &st)
+		return code == http.StatusOK, err
+	})
+	return st
+}
+
+func (l *linuxLab) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
+	l.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.tb.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rulesInKernel reports whether Warden's nftables table exists in the
+// gateway's namespace, read with the nft tool rather than through Warden.
+func (l *linuxLab) rulesInKernel() bool {
+	l.tb.Helper()
+	_, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "list", "table", "inet", linux.NFTTable)
+	return err == nil
+}
+
+// flushRulesByHand deletes Warden's table as an intruder or a careless
+// admin would.
+func (l *linuxLab) flushRulesByHand() {
+	l.tb.Helper()
+	if out, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "delete", "table", "inet", linux.NFTTable); err != nil {
+		l.tb.Fatalf("flushing the quarantine by hand: %v\n%s", err, out)
+	}
+}
+
+// cutTable is the table the lab's internet router uses to cut the
+// management network off.
+const cutTable = "e2ecut"
+
+// cutManagement makes the internet router drop everything to and from the
+// management network (controller and test alike); restoreManagement undoes
+// it. Links stay up, so no address or route is lost.
+func (l *linuxLab) cutManagement() {
+	l.tb.Helper()
+	ns := l.lab.WAN().NS
+	cmds := [][]string{
+		{"nft", "add", "table", "inet", cutTable},
+		{"nft", "add", "chain", "inet", cutTable, "cutfwd", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "policy", "accept", ";", "}"},
+	}
+	for _, p := range l.lab.ManagementPrefixes() {
+		fam := "ip"
+		if p.Addr().Is6() {
+			fam = "ip6"
+		}
+		cmds = append(cmds,
+			[]string{"nft", "add", "rule", "inet", cutTable, "cutfwd", fam, "saddr", p.String(), "drop"},
+			[]string{"nft", "add", "rule", "inet", cutTable, "cutfwd", fam, "daddr", p.String(), "drop"})
+	}
+	for _, c := range cmds {
+		if out, err := l.lab.Run(l.tb.Context(), ns, c...); err != nil {
+			l.tb.Fatalf("cutting the management path: %v\n%s", err, out)
+		}
+	}
+	l.tb.Cleanup(func() { _, _ = l.lab.Run(context.Background(), ns, "nft", "delete", "table", "inet", cutTable) })
+}
+
+func (l *linuxLab) restoreManagement() {
+	l.tb.Helper()
+	if out, err := l.lab.Run(l.tb.Context(), l.lab.WAN().NS, "nft", "delete", "table", "inet", cutTable); err != nil {
+		l.tb.Fatalf("restoring the management path: %v\n%s", err, out)
+	}
+	// Connections pooled before the cut may have stalled; start afresh.
+	l.agent.c.CloseIdleConnections()
+	l.api.c.CloseIdleConnections()
+}
+
+// path is one direction of traffic between two lab nodes.
+type path struct {
+	name string
+	from string // namespace
+	to   netlab.Node
+}
+
+// cutPaths are the paths the compromised gateway's quarantine must cut:
+// the gateway to the C2 server, to its peers' gateways and LANs, the
+// reverse directions, and its own LAN to the C2 server through it.
+func (l *linuxLab) cutPaths() []path {
+	gw := l.target.Gateway
+	ps := []path{
+		{"gateway -> c2", gw.NS, l.lab.C2()},
+		{"c2 -> gateway", l.lab.C2().NS, gw},
+		{"own lan -> c2 through the gateway", l.target.LAN.NS, l.lab.C2()},
+	}
+	for _, p := range l.peers {
+		ps = append(ps,
+			path{"gateway -> peer gateway " + p.Name, gw.NS, p.Gateway},
+			path{"gateway -> peer lan " + p.Name, gw.NS, p.LAN},
+			path{"peer gateway " + p.Name + " -> gateway", p.Gateway.NS, gw},
+			path{"peer lan " + p.Name + " -> gateway", p.LAN.NS, gw})
+	}
+	return ps
+}
+
+// keptPaths must work through the quarantine (management) or are not the
+// quarantine's business (the healthy sites among themselves and to the
+// internet).
+func (l *linuxLab) keptPaths() []path {
+	gw := l.target.Gateway
+	a, b := l.peers[0], l.peers[1]
+	return []path{
+		{"mgmt -> gateway", l.lab.Mgmt().NS, gw},
+		{"gateway -> mgmt", gw.NS, l.lab.Mgmt()},
+		{"peer lan " + a.Name + " -> peer lan " + b.Name, a.LAN.NS, b.LAN},
+		{"peer gateway " + b.Name + " -> c2", b.Gateway.NS, l.lab.C2()},
+	}
+}
+
+// probe runs TCP, UDP and ICMP over IPv4 and IPv6 on every path, in
+// parallel, and returns one line for every probe whose outcome differs
+// from want (reachable or not).
+func (l *linuxLab) probe(ctx context.Context, want bool, paths ...path) []string {
+	wait := okWait
+	if !want {
+		wait = cutWait
+	}
+	var (
+		mu  sync.Mutex
+		bad []string
+		g   errgroup.Group
+	)
+	g.SetLimit(24)
+	record := func(p path, what string, err error) {
+		if (err == nil) == want {
+			return
+		}
+		got := "reachable"
+		if err != nil {
+			got = "unreachable (" + err.Error() + ")"
+		}
+		mu.Lock()
+		bad = append(bad, fmt.Sprintf("%s, %s: %s", p.name, what, got))
+		mu.Unlock()
+	}
+	for _, p := range paths {
+		for _, a := range p.to.Addrs() {
+			ap := netip.AddrPortFrom(a, echoPort)
+			g.Go(func() error { record(p, "tcp "+ap.String(), l.lab.TCPConnect(ctx, p.from, ap, wait)); return nil })
+			g.Go(func() error { record(p, "udp "+ap.String(), l.lab.UDPEcho(ctx, p.from, ap, wait)); return nil })
+			g.Go(func() error { record(p, "icmp "+a.String(), l.lab.Ping(ctx, p.from, a, wait)); return nil })
+		}
+	}
+	_ = g.Wait()
+	return bad
+}
+
+// expectReachable and expectCut fail the test with every probe that
+// disagrees.
+func (l *linuxLab) expectReachable(t testing.TB, paths ...path) {
+	t.Helper()
+	for _, b := range l.probe(t.Context(), true, paths...) {
+		t.Errorf("want reachable: %s", b)
+	}
+}
+
+func (l *linuxLab) expectCut(t testing.TB, paths ...path) {
+	t.Helper()
+	for _, b := range l.probe(t.Context(), false, paths...) {
+		t.Errorf("want cut: %s", b)
+	}
+}
+
+// nsProc is a process started inside a namespace with `ip netns exec`,
+// which execs in place: the process's pid is the program's own.
+type nsProc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+func startInNS(tb testing.TB, name, ns string, argv ...string) *nsProc {
+	tb.Helper()
+	p := &nsProc{name: name, log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	// Should the test binary die, take the process with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatalf("starting %s in %s: %v", name, ns, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	tb.Cleanup(p.stop)
+	return p
+}
+
+func (p *nsProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *nsProc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop asks the process to end (SIGTERM), then kills it after a grace
+// period. Idempotent.
+func (p *nsProc) stop() {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// nsHTTPClient is an HTTP client whose every connection is a socket created
+// inside namespace ns.
+func nsHTTPClient(ns string, tlsConf *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: tlsConf,
+			DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+				err = netlab.Do(ns, func() error {
+					var d net.Dialer
+					conn, err = d.DialContext(ctx, network, addr)
+					return err
+				})
+				return conn, err
+			},
+			MaxIdleConnsPerHost: 4,
+		},
+	}
+}
+
+// apiNS calls the controller's HTTP API from the management namespace.
+type apiNS struct {
+	base, token string
+	c           *http.Client
+}
+
+func (a *apiNS) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+// call does a request that must answer want and decodes the answer.
+func (a *apiNS) call(tb testing.TB, method, path string, body []byte, want int, out any) {
+	tb.Helper()
+	code, data, err := a.do(tb.Context(), method, path, body)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	if code != want {
+		tb.Fatalf("%s %s: %d, want %d: %s", method, path, code, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			tb.Fatalf("%s %s: decoding %s: %v", method, path, data, err)
+		}
+	}
+}
+
+// submitC2 posts a c2_beacon indicator for the gateway and returns the
+// incident and the run it started.
+func (a *apiNS) submitC2(tb testing.TB, gw string, c2 netlab.Node, n int) (incident, run string) {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]any{
+		"kind": "c2_beacon", "gateway": gw, "severity": "critical", "confidence": 0.9, "source": "e2e-ids",
+		"summary":     fmt.Sprintf("beacon %d from %s to the C2 server", n, gw),
+		"observables": map[string]any{"ips": []string{c2.V4.String(), c2.V6.String()}},
+		"labels":      map[string]string{"n": fmt.Sprint(n)},
+	})
+	var out struct {
+		Results []struct {
+			Matched    bool   `json:"matched"`
+			IncidentID string `json:"incident_id"`
+			RunID      string `json:"run_id"`
+			Policy     string `json:"policy"`
+		} `json:"results"`
+	}
+	a.call(tb, http.MethodPost, "/v1/indicators", body, http.StatusAccepted, &out)
+	if len(out.Results) != 1 || !out.Results[0].Matched || out.Results[0].RunID == "" {
+		tb.Fatalf("indicator started no run: %+v", out)
+	}
+	return out.Results[0].IncidentID, out.Results[0].RunID
+}
+
+// waitRun polls a run until it is terminal.
+func (a *apiNS) waitRun(tb testing.TB, id string, poll time.Duration) store.Run {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var r store.Run
+		a.call(tb, http.MethodGet, "/v1/runs/"+id, nil, http.StatusOK, &r)
+		if r.Terminal() {
+			return r
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("run %s still %s after 2m", id, r.State)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// release starts release-gateway for gw and waits for it.
+func (a *apiNS) release(tb testing.TB, gw, incident string) store.Run {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]string{"gateway": gw, "by": "e2e-responder", "incident": incident})
+	var r store.Run
+	a.call(tb, http.MethodPost, "/v1/runbooks/release-gateway/runs", body, http.StatusAccepted, &r)
+	return a.waitRun(tb, r.ID, 10*time.Millisecond)
+}
+
+// posture reads GET /v1/gateways/{id}.
+func (a *apiNS) posture(tb testing.TB, gw string) store.Posture {
+	tb.Helper()
+	var v struct {
+		Posture store.Posture `json:"posture"`
+	}
+	a.call(tb, http.MethodGet, "/v1/gateways/"+gw, nil, http.StatusOK, &v)
+	return v.Posture
+}
+
+// agentCaller sends agent commands over mutual TLS with the controller's
+// certificate, from the management namespace: a second controller, as a
+// responder with the key material would be.
+type agentCaller struct {
+	url string
+	c   *http.Client
+}
+
+func newAgentCaller(tb testing.TB, ns, pki, base string) *agentCaller {
+	tb.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, agent.ControllerCertFile), filepath.Join(pki, agent.ControllerKeyFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(pki, agent.CAFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		tb.Fatal("no CA certificate in ca.pem")
+	}
+	c := nsHTTPClient(ns, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	c.Timeout = 5 * time.Second
+	return &agentCaller{url: base + wire.CommandsPath, c: c}
+}
+
+// send posts one command and decodes a 200 answer into out. It returns the
+// status; a non-200 answer is returned as an error with the agent's
+// message.
+func (a *agentCaller) send(ctx context.Context, kind string, params, out any) (int, error) {
+	cmd, err := wire.NewCommand(kind, params, time.Now(), 30*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.Error
+		_ = json.Unmarshal(data, &e)
+		return resp.StatusCode, errors.New(e.Error)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(data, out)
+	}
+	return resp.StatusCode, nil
+}
+
+// observe must succeed.
+func (a *agentCaller) observe(tb testing.TB) wire.State {
+	tb.Helper()
+	var st wire.State
+	if code, err := a.send(tb.Context(), wire.KindObserve, nil, &st); err != nil || code != http.StatusOK {
+		tb.Fatalf("observing the agent: %d %v", code, err)
+	}
+	return st
+}
+
+// stepOf returns the run's step for action.
+func stepOf(tb testing.TB, r store.Run, action string) store.Step {
+	tb.Helper()
+	for _, s := range r.Steps {
+		if s.Action == action {
+			return s
+		}
+	}
+	tb.Fatalf("run %s has no %s step: %+v", r.ID, action, r.Steps)
+	return store.Step{}
+}
