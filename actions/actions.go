@@ -136,6 +136,7 @@ const (
 	NameRelease         = "release"
 	NamePowerOff        = "power_off"
 	NameNotify          = "notify"
+	NameVerifyBaseline  = "verify_baseline"
 )
 
 // Evidence actions must succeed before any destructive step runs (safety

@@ -39,6 +39,9 @@ type Firewall interface {
 // keep and returns how many it deleted. Called only after Apply.
 type KillFlowsFunc func(ctx context.Context, keep []netip.Prefix) (int, error)
 
+// BaselineFunc evaluates the hardened baseline.
+type BaselineFunc func(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error)
+
 // CaptureFunc collects volatile evidence.
 type CaptureFunc func(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error)
 
@@ -104,6 +107,7 @@ type Deps struct {
 	Firewall  Firewall
 	KillFlows KillFlowsFunc
 	Capture   CaptureFunc
+	Baseline  BaselineFunc
 	Links     LinkController
 	SAs       SAController
 	Clock     Clock

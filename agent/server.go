@@ -262,8 +262,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // Error kinds mapped to status codes in statusOf.
 var (
-	errNoCapture = errors.New("evidence capture is not available on this agent")
-	errStopping  = errors.New("agent is stopping")
+	errNoCapture  = errors.New("evidence capture is not available on this agent")
+	errNoBaseline = errors.New("baseline checks are not available on this agent")
+	errStopping   = errors.New("agent is stopping")
 )
 
 // paramError is a request the agent refuses as malformed (400).
@@ -293,7 +294,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture):
+	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping):
 		return http.StatusServiceUnavailable
@@ -425,6 +426,19 @@ func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr)
 			return nil, err
 		}
 		return s.capture(ctx, p)
+	case wire.KindBaseline:
+		var p wire.BaselineParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		if s.deps.Baseline == nil {
+			return nil, errNoBaseline
+		}
+		res, err := s.deps.Baseline(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("checking the baseline: %w", err)
+		}
+		return res, nil
 	default:
 		return nil, badParams(fmt.Errorf("unknown command kind %q (want one of %v)", c.Kind, wire.Kinds()))
 	}

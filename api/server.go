@@ -110,6 +110,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("GET", "/v1/gateways/{id}", true, s.getGateway)
 	s.handle("GET", "/v1/audit/verify", true, s.verifyAudit)
 	s.handle("POST", "/v1/breaker/reset", true, s.resetBreaker)
+	s.handle("POST", "/v1/drift/check", true, s.driftCheck)
 	return s, nil
 }
 
@@ -625,6 +626,32 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "head": rep.Head})
+}
+
+type driftRequest struct {
+	Gateway string `json:"gateway"`
+	By      string `json:"by"`
+}
+
+func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
+	var req driftRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Gateway) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "gateway", Reason: `is required: a gateway id, or "all" for the whole fleet`})
+		return
+	}
+	by := req.By
+	if by == "" {
+		by = "unknown"
+	}
+	res, err := s.opt.Controller.DriftCheck(r.Context(), req.Gateway, "api:"+by)
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res})
 }
 
 func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {

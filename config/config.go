@@ -33,6 +33,7 @@ type Config struct {
 	Guards    Guards              `mapstructure:"guards" yaml:"guards"`
 	Executor  Executor            `mapstructure:"executor" yaml:"executor"`
 	Reconcile Reconcile           `mapstructure:"reconcile" yaml:"reconcile"`
+	Drift     Drift               `mapstructure:"drift" yaml:"drift"`
 	VSphere   VSphere             `mapstructure:"vsphere" yaml:"vsphere"`
 	Notify    Notify              `mapstructure:"notify" yaml:"notify"`
 	Agents    Agents              `mapstructure:"agents" yaml:"agents"`
@@ -133,6 +134,13 @@ type Reconcile struct {
 	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
 }
 
+// Drift schedules baseline checks of every gateway with an agent.
+type Drift struct {
+	// Interval between fleet-wide checks; 0 turns the schedule off
+	// (warden drift check still works).
+	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
+}
+
 // VSphere is the vCenter connection.
 type VSphere struct {
 	URL                 string `mapstructure:"url" yaml:"url"`
@@ -176,6 +184,7 @@ func Defaults() Config {
 		},
 		Executor:  Executor{MaxAttempts: 5, BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second, StepTimeout: 5 * time.Minute},
 		Reconcile: Reconcile{Interval: 30 * time.Second},
+		Drift:     Drift{Interval: time.Hour},
 		VSphere:   VSphere{QuarantinePortgroup: "warden-quarantine", QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"},
 		Notify:    Notify{Default: "default"},
 	}
@@ -296,6 +305,9 @@ func (c *Config) Validate() error {
 	}
 	if g.BreakerFraction <= 0 || g.BreakerFraction > 1 {
 		add("guards.breaker_fraction: must be in (0, 1]")
+	}
+	if c.Drift.Interval < 0 {
+		add("drift.interval: must not be negative (0 turns the schedule off)")
 	}
 	if c.Executor.MaxAttempts < 1 {
 		add("executor.max_attempts: must be at least 1")

@@ -68,6 +68,11 @@ type Options struct {
 	// Pager, when set, calls a person when automation stops itself (the
 	// circuit breaker tripped).
 	Pager Pager
+	// Baseline, when set, checks gateways' hardened baselines; with a
+	// positive DriftInterval the controller checks every gateway on that
+	// schedule.
+	Baseline      BaselineChecker
+	DriftInterval time.Duration
 }
 
 // Controller is the running core.

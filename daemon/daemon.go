@@ -102,9 +102,12 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	var isolateLayers, releaseLayers []actions.Action
 	var observer actions.VMProvider
 	var osObserver controller.OSObserver
+	var checker controller.BaselineChecker
 	if cfg.Agents.CertFile != "" {
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(linux.NewCaptureAction(d.Agents, evidenceSink{d.Ledger}))
+		add(linux.NewVerifyBaselineAction(d.Agents, baselineStore{d.Store}))
+		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", linux.NewIsolateAction(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
 			q, st, err := linux.ObserveQuarantine(ctx, d.Agents, gw)
@@ -112,6 +115,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		})
 	} else {
 		add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured (agents.cert_file)"})
+		add(actions.Unavailable{Action: actions.NameVerifyBaseline, Reason: "no warden agent configured (agents.cert_file)"})
 	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphere.Config{
@@ -177,6 +181,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
 		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver, Pager: pager,
+		Baseline: checker, DriftInterval: cfg.Drift.Interval,
 	})
 	if err != nil {
 		return nil, err

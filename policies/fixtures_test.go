@@ -81,7 +81,7 @@ tests:
   - name: a right one among the wrong
     indicator: {kind: baseline_drift, severity: low, gateway: gw-1}
     context: {now: "2025-01-07T03:00:00+09:00"}
-    expect: {policy: baseline-drift-notify}
+    expect: {policy: baseline-drift-remediate}
 `
 	if err := os.WriteFile(filepath.Join(dir, "tests", "wrong.yaml"), []byte(wrong), 0o600); err != nil {
 		t.Fatal(err)

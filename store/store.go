@@ -121,6 +121,17 @@ CREATE TABLE IF NOT EXISTS postures (
 	observed_at     TEXT NOT NULL DEFAULT '',
 	updated_at      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS baseline_results (
+	id         TEXT PRIMARY KEY,
+	gateway    TEXT NOT NULL,
+	checked_at TEXT NOT NULL,
+	passed     INTEGER NOT NULL,
+	failed     INTEGER NOT NULL,
+	errored    INTEGER NOT NULL,
+	source     TEXT NOT NULL DEFAULT '',
+	report     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS baseline_gw ON baseline_results(gateway, checked_at);
 CREATE TABLE IF NOT EXISTS breaker (
 	id         INTEGER PRIMARY KEY CHECK (id = 1),
 	tripped_at TEXT NOT NULL,

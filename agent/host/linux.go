@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/netip"
 
-
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
@@ -188,4 +187,3 @@ func classifyCapture(err error) error {
 	}
 	return err
 }
-

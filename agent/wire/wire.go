@@ -41,11 +41,14 @@ const (
 	KindConfirm = "confirm"
 	KindRelease = "release"
 	KindObserve = "observe"
+	// KindBaseline evaluates the gateway's hardened baseline (and may
+	// record the integrity manifest or apply safe remediations).
+	KindBaseline = "baseline"
 )
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline}
 }
 
 // Command is the envelope of every request. The agent refuses a command
@@ -256,4 +259,32 @@ type State struct {
 // Error is the body of every non-2xx response.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// BaselineParams asks the agent to check its hardened baseline.
+type BaselineParams struct {
+	// Management networks (CIDR): listeners bound inside them count as
+	// management-only.
+	Management []string `json:"management,omitempty"`
+	// RecordManifest records the integrity manifest (hashes of critical
+	// files) now, when none is recorded yet or when Rerecord is set (after
+	// an approved patch).
+	RecordManifest bool `json:"record_manifest,omitempty"`
+	Rerecord       bool `json:"rerecord,omitempty"`
+	// Remediate lists check ids to remediate first; only checks whose
+	// remediation is marked safe are touched, the others are refused.
+	Remediate []string `json:"remediate,omitempty"`
+}
+
+// BaselineResult is the evaluation.
+type BaselineResult struct {
+	// Report is a baseline.Report as JSON (kept opaque here so this
+	// package stays free of the checks).
+	Report json.RawMessage `json:"report"`
+	Passed bool            `json:"passed"`
+	// ManifestRecorded is true when this call recorded the manifest.
+	ManifestRecorded bool `json:"manifest_recorded,omitempty"`
+	// Remediated lists the checks remediated by this call.
+	Remediated []string `json:"remediated,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
 }

@@ -17,10 +17,11 @@ import (
 // `warden agent init` (create a lab's key material).
 func newAgentCmd(g *globals) *cobra.Command {
 	var (
-		cfg        agent.Config
-		management []string
-		backend    string
-		viciSocket string
+		cfg          agent.Config
+		management   []string
+		backend      string
+		viciSocket   string
+		baselineFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -54,6 +55,10 @@ within --confirm-window.`,
 				return err
 			}
 			defer closer.Close()
+			deps.Baseline, err = host.Baseline(host.BaselineOptions{Root: "/", File: baselineFile, StateDir: cfg.StateDir})
+			if err != nil {
+				return err
+			}
 			srv, err := agent.New(cfg, deps, log)
 			if err != nil {
 				return err
@@ -76,6 +81,7 @@ within --confirm-window.`,
 	f.StringVar(&backend, "backend", host.BackendIPTables, "quarantine firewall backend: iptables or nftables")
 	f.StringSliceVar(&management, "management", nil, "management networks (CIDR) every quarantine keeps, besides those the controller names")
 	f.StringSliceVar(&cfg.WireGuardLinks, "wireguard-links", nil, "tunnel links isolate brings down (default: every wireguard link and every link named wg*)")
+	f.StringVar(&baselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
 	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs; empty leaves strongSwan alone")
 
 	cmd.AddCommand(newAgentInitCmd(g))

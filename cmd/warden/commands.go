@@ -570,3 +570,60 @@ func newBreakerCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(reset)
 	return cmd
 }
+
+func newDriftCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "drift", Short: "Hardened-baseline drift checks"}
+	var gateway, by string
+	check := &cobra.Command{
+		Use:   "check [--gateway G]",
+		Short: "Check baselines now (default: every gateway); pass-to-fail changes become indicators; exit 3 if any gateway does not pass",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"gateway": gateway, "by": whoami(by)})
+			var out struct {
+				Results []struct {
+					Gateway    string
+					Passed     bool
+					Failing    []string
+					Changes    []json.RawMessage
+					Indicators []json.RawMessage
+					Skipped    string
+					Error      string
+				}
+			}
+			if _, err := c.do(cmd.Context(), "POST", "/v1/drift/check", body, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "GATEWAY\tBASELINE\tNEWLY FAILING\tINDICATORS\tFAILING CHECKS")
+			bad := 0
+			for _, r := range out.Results {
+				verdict := "pass"
+				switch {
+				case r.Skipped != "":
+					verdict = "skipped: " + r.Skipped
+				case r.Error != "":
+					verdict, bad = "error: "+r.Error, bad+1
+				case !r.Passed:
+					verdict, bad = "FAIL", bad+1
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", r.Gateway, verdict, len(r.Changes), len(r.Indicators), strings.Join(r.Failing, ", "))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if bad > 0 {
+				return &exitError{code: 3, err: fmt.Errorf("%d gateway(s) do not pass their baseline", bad)}
+			}
+			return nil
+		},
+	}
+	check.Flags().StringVar(&gateway, "gateway", "all", "gateway id, or all")
+	check.Flags().StringVar(&by, "by", "", "who asks (default: $USER)")
+	cmd.AddCommand(check)
+	return cmd
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -296,4 +297,99 @@ func ObserveQuarantine(ctx context.Context, agents Agents, gw inventory.Gateway)
 	}
 	ok := st.Quarantined && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0
 	return ok, st, nil
+}
+
+// BaselineRecorder keeps baseline results (history, for drift and for the
+// release gate).
+type BaselineRecorder interface {
+	RecordBaseline(ctx context.Context, gw inventory.Gateway, source string, res wire.BaselineResult) error
+}
+
+// NewVerifyBaselineAction is verify_baseline through the agent. Param
+// "remediate" = "safe" first applies every failing check's remediation that
+// is marked safe (the agent re-evaluates after). The step fails (terminal)
+// when the baseline does not pass, naming the failing checks, so a runbook
+// never goes on to release an unhardened gateway.
+func NewVerifyBaselineAction(agents Agents, rec BaselineRecorder) actions.Action {
+	return &baselineAction{agents: agents, rec: rec}
+}
+
+type baselineAction struct {
+	agents Agents
+	rec    BaselineRecorder
+}
+
+func (a *baselineAction) Name() string { return actions.NameVerifyBaseline }
+
+func (a *baselineAction) Plan(_ context.Context, req actions.Request) (actions.Change, error) {
+	if _, err := a.agents.For(req.Gateway); err != nil {
+		return actions.Change{}, err
+	}
+	ch := actions.Change{Summary: "check the hardened baseline of " + req.Gateway.ID + " (sshd, sysctl, firewall, tunnels, packages, integrity)"}
+	if req.Params["remediate"] == "safe" {
+		ch.Changes = []string{"apply the safe remediation of every failing check (sysctl values), then check again"}
+	}
+	return ch, nil
+}
+
+// CheckBaseline runs the check through gw's agent and records it.
+func CheckBaseline(ctx context.Context, agents Agents, rec BaselineRecorder, gw inventory.Gateway, source string, remediate []string) (wire.BaselineResult, error) {
+	c, err := agents.For(gw)
+	if err != nil {
+		return wire.BaselineResult{}, err
+	}
+	res, err := c.Baseline(ctx, wire.BaselineParams{Management: gw.ManagementNetworks, RecordManifest: true, Remediate: remediate})
+	if err != nil {
+		return res, fmt.Errorf("checking the baseline of %s: %w", gw.ID, err)
+	}
+	if rec != nil {
+		if err := rec.RecordBaseline(ctx, gw, source, res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (a *baselineAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	var remediate []string
+	if req.Params["remediate"] == "safe" {
+		remediate = []string{"safe"}
+	}
+	res, err := CheckBaseline(ctx, a.agents, a.rec, req.Gateway, "runbook", remediate)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	failing := failingChecks(res)
+	details := map[string]any{"passed": res.Passed, "failing": failing, "remediated": res.Remediated, "warnings": res.Warnings}
+	if !res.Passed {
+		return actions.Result{}, actions.Terminal(fmt.Errorf("baseline of %s does not pass: %s: %w", req.Gateway.ID, strings.Join(failing, ", "), actions.ErrNotVerified))
+	}
+	return actions.Result{Changed: len(res.Remediated) > 0, Summary: fmt.Sprintf("baseline of %s passes (remediated: %v)", req.Gateway.ID, res.Remediated), Details: details}, nil
+}
+
+func (a *baselineAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	// Apply already read the verdict from the gateway; a second full
+	// evaluation here would double the cost for no new information.
+	if _, err := a.agents.For(req.Gateway); err != nil {
+		return actions.Result{}, err
+	}
+	return actions.Result{Summary: "baseline verdict recorded"}, nil
+}
+
+// failingChecks lists "id (status)" of every check that did not pass.
+func failingChecks(res wire.BaselineResult) []string {
+	var rep struct {
+		Results []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"results"`
+	}
+	_ = json.Unmarshal(res.Report, &rep)
+	var out []string
+	for _, r := range rep.Results {
+		if r.Status == "fail" || r.Status == "error" {
+			out = append(out, r.ID+" ("+r.Status+")")
+		}
+	}
+	return out
 }

@@ -296,3 +296,10 @@ func classifyAgentAnswer(kind string, status int, body []byte) error {
 		return err
 	}
 }
+
+// Baseline evaluates the gateway's hardened baseline.
+func (c *AgentClient) Baseline(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error) {
+	var r wire.BaselineResult
+	err := c.send(ctx, wire.KindBaseline, p, &r)
+	return r, err
+}
