@@ -130,6 +130,9 @@ runbooks:
   - name: release-gateway
     steps:
       - action: release
+  - name: rotate
+    steps:
+      - action: rotate_credentials
 `
 
 type harness struct {
@@ -148,6 +151,7 @@ func testInventory() *inventory.Inventory {
 		inv.Gateways = append(inv.Gateways, inventory.Gateway{ID: "gw-" + s, Site: site, VM: "vm-" + s,
 			Addresses: []string{fmt.Sprintf("198.51.100.%d", i+1)}, ManagementNetworks: []string{"192.0.2.0/28"}})
 	}
+	inv.Tunnels = []inventory.Tunnel{{Name: "hq-osaka", A: "gw-hq", B: "gw-osaka", Kind: inventory.KindWireGuard}}
 	if err := inv.Validate(); err != nil {
 		panic(err)
 	}
@@ -171,7 +175,7 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 	order := &[]string{}
 	h := &harness{st: st, acts: map[string]*fakeAction{}, order: order}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff, actions.NameNotify} {
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff, actions.NameNotify, "rotate_credentials"} {
 		f := newFake(n, order)
 		h.acts[n] = f
 		list = append(list, f)

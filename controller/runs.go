@@ -38,6 +38,72 @@ type newRunRequest struct {
 	preview  bool // gates evaluated for a plan only, in a rolled-back transaction
 }
 
+// releaseGates makes release earned (safety invariant 7): the gateway's
+// latest baseline check passed after it was quarantined, every tunnel
+// credential it held was rotated since, and a person approves. Unmet
+// baseline or credential gates refuse the release, listing them, unless a
+// person records an override reason; the approval can never be skipped.
+func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Plan, r newRunRequest, add func(plan.Gate)) error {
+	posture, err := tx.Posture(ctx, r.gateway.ID)
+	if err != nil {
+		return err
+	}
+	since := posture.UpdatedAt
+	var unmet []plan.Gate
+	check := func(g plan.Gate) {
+		if !g.Passed {
+			unmet = append(unmet, g)
+			if r.override != "" {
+				g.Passed, g.Detail = true, g.Detail+" — overridden by "+r.actor+": "+r.override
+			}
+		}
+		add(g)
+	}
+
+	latest, ok, err := tx.LatestBaseline(ctx, r.gateway.ID)
+	if err != nil {
+		return err
+	}
+	bg := plan.Gate{Name: "baseline", Blocking: true}
+	switch {
+	case !ok:
+		bg.Detail = "no baseline check on record (run warden drift check --gateway " + r.gateway.ID + ")"
+	case latest.CheckedAt.Before(since):
+		bg.Detail = fmt.Sprintf("latest baseline check (%s) is older than the quarantine (%s)", latest.CheckedAt.Format(time.RFC3339), since.Format(time.RFC3339))
+	case !latest.Passed:
+		bg.Detail = fmt.Sprintf("latest baseline check (%s) failed %d check(s), %d errored", latest.CheckedAt.Format(time.RFC3339), latest.Failed, latest.Errored)
+	default:
+		bg.Passed, bg.Detail = true, "baseline passed at "+latest.CheckedAt.Format(time.RFC3339)
+	}
+	check(bg)
+
+	cg := plan.Gate{Name: "credentials-rotated", Blocking: true}
+	if tunnels := c.inv.TunnelsOf(r.gateway.ID); len(tunnels) == 0 {
+		cg.Passed, cg.Detail = true, "the gateway holds no tunnel credentials"
+	} else {
+		rotated, err := tx.StepSucceededSince(ctx, r.gateway.ID, "rotate_credentials", since)
+		if err != nil {
+			return err
+		}
+		if rotated {
+			cg.Passed, cg.Detail = true, fmt.Sprintf("credentials of its %d tunnel(s) rotated since the quarantine", len(tunnels))
+		} else {
+			cg.Detail = fmt.Sprintf("credentials of its %d tunnel(s) not rotated since the quarantine (runbook rotate-credentials)", len(tunnels))
+		}
+	}
+	check(cg)
+
+	add(plan.Gate{Name: "release-approval", Passed: false, Blocking: true, Detail: "release always needs a person's approval"})
+	if len(unmet) > 0 && r.override == "" && !r.preview {
+		reasons := make([]string, len(unmet))
+		for i, g := range unmet {
+			reasons[i] = g.Name + ": " + g.Detail
+		}
+		return fmt.Errorf("%w: release of %s refused; unmet gates: %s (a person may override with a recorded reason)", ErrConflict, r.gateway.ID, strings.Join(reasons, "; "))
+	}
+	return nil
+}
+
 // staticPlan lays out a runbook's steps for a gateway without reading any
 // provider state (that is PlanFor's job).
 func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, policy string) (plan.Plan, error) {
@@ -98,6 +164,12 @@ func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r ne
 	}
 	if r.override != "" {
 		add(plan.Gate{Name: "evidence-first", Passed: true, Blocking: false, Detail: "overridden by " + r.actor + ": " + r.override})
+	}
+
+	if p.HasAction(actions.NameRelease) {
+		if err := c.releaseGates(ctx, tx, p, r, add); err != nil {
+			return false, err
+		}
 	}
 
 	isolates := p.HasAction(actions.NameIsolate) || p.HasAction(actions.NamePowerOff)

@@ -511,7 +511,11 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 		_ = s.Close()
 	}
 
-	relBody, err := json.Marshal(map[string]string{"gateway": linuxGateway, "by": "demo-responder", "incident": res.IncidentID})
+	// Release is earned: a gateway baseline cannot be checked in a lab
+	// namespace that shares the host's files, so the demo's responder
+	// records an override, and a second person approves.
+	relBody, err := json.Marshal(map[string]string{"gateway": linuxGateway, "by": "demo-responder", "incident": res.IncidentID,
+		"override_reason": "demo lab: the namespace shares the host's files, no gateway baseline to check"})
 	if err != nil {
 		return err
 	}
@@ -522,6 +526,9 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	var rel store.Run
 	if err := json.Unmarshal(started, &rel); err != nil {
 		return fmt.Errorf("decoding the release run: %w", err)
+	}
+	if _, err := postJSON(ctx, l.base+"/v1/runs/"+rel.ID+"/approve", l.token, []byte(`{"by":"demo-approver"}`), http.StatusOK); err != nil {
+		return fmt.Errorf("approving the release: %w", err)
 	}
 	if rel, err = l.waitRun(ctx, rel.ID); err != nil {
 		return err

@@ -243,12 +243,15 @@ func TestCrashMidRunResumesWithoutRepeatingSideEffects(t *testing.T) {
 	}
 	// The originals recorded before the crash survived the repeat: release
 	// puts the NICs back where they were.
-	code, body, err = api.do(ctx, "POST", "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice"}`))
+	code, body, err = api.do(ctx, "POST", "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","override_reason":"crash test: no agent to check the baseline"}`))
 	if err != nil || code != http.StatusAccepted {
 		t.Fatalf("release: %d %v %s", code, err, body)
 	}
 	var rel store.Run
 	_ = json.Unmarshal(body, &rel)
+	if code, body, err := api.do(ctx, "POST", "/v1/runs/"+rel.ID+"/approve", []byte(`{"by":"bob"}`)); err != nil || code != http.StatusOK {
+		t.Fatalf("approving the release: %d %v %s", code, err, body)
+	}
 	waitFor(t, "release", 60*time.Second, func() (bool, error) {
 		r, err := api.run(ctx, rel.ID)
 		rel = r

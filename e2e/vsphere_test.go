@@ -201,8 +201,22 @@ func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
 		t.Fatalf("reconcile is not idempotent: %+v", again)
 	}
 
-	// Release restores the original backings exactly.
-	out := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusAccepted)
+	// Release must be earned: with no baseline check and no rotation on
+	// record it is refused, naming what is missing.
+	refused := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusConflict)
+	if msg, _ := refused["error"].(string); !strings.Contains(msg, "baseline") || !strings.Contains(msg, "credentials-rotated") {
+		t.Fatalf("refusal does not list the unmet gates: %v", refused)
+	}
+	if !s.vm(t, "gw-osaka").Quarantined {
+		t.Fatal("a refused release changed the VM")
+	}
+	// This VM has no agent to check its baseline: a person overrides with
+	// a recorded reason, and another approves.
+	out := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusAccepted)
+	if out["state"] != "awaiting_approval" {
+		t.Fatalf("release did not wait for approval: %v", out["state"])
+	}
+	s.post(t, "/v1/runs/"+out["id"].(string)+"/approve", []byte(`{"by":"bob"}`), http.StatusOK)
 	rr := s.wait(t, out["id"].(string))
 	if rr.State != store.RunSucceeded {
 		t.Fatalf("release %s: %s", rr.State, rr.Error)

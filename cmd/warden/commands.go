@@ -190,25 +190,27 @@ func newRunbookCmd(g *globals) *cobra.Command {
 }
 
 func newReleaseCmd(g *globals) *cobra.Command {
-	var by, incident string
+	var by, incident, override string
 	cmd := &cobra.Command{
 		Use:   "release GATEWAY",
-		Short: "Release a quarantined gateway (runbook release-gateway)",
+		Short: "Ask to release a quarantined gateway: refused unless its baseline passes and its credentials were rotated; always needs an approval",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]any{"gateway": args[0], "incident": incident, "by": whoami(by)})
-			var out map[string]any
+			body, _ := json.Marshal(map[string]any{"gateway": args[0], "incident": incident, "by": whoami(by), "override_reason": override})
+			var out store.Run
 			if _, err := c.do(cmd.Context(), "POST", "/v1/runbooks/release-gateway/runs", body, &out); err != nil {
 				return err
 			}
-			return printJSON(g.out, out)
+			fmt.Fprintf(g.out, "release run %s is %s: %s\nanother person approves with: warden runs approve %s\n", out.ID, out.State, out.ApprovalReason, out.ID)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&by, "by", "", "who releases (default: $USER)")
+	cmd.Flags().StringVar(&override, "override-reason", "", "recorded reason to release although the baseline or rotation gate is unmet (the approval is still needed)")
 	cmd.Flags().StringVar(&incident, "incident", "", "incident the release belongs to")
 	return cmd
 }
