@@ -17,7 +17,8 @@ import (
 
 // BaselineOptions say where the checks look.
 type BaselineOptions struct {
-	// Root is the filesystem root (default "/").
+	// Root is the filesystem root the configuration files are read under
+	// (default "/"); runtime values always come from this host's /proc.
 	Root string
 	// File is a baseline YAML; empty means the shipped gateway baseline.
 	File string
@@ -50,7 +51,12 @@ func Baseline(opt BaselineOptions) (agent.BaselineFunc, error) {
 	manifestPath := filepath.Join(opt.StateDir, manifestFile)
 	return func(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error) {
 		var res wire.BaselineResult
-		env := baseline.Env{Root: root}
+		// Files under Root; runtime values (sysctl, sockets) always from
+		// this host's /proc, i.e. the agent's own network namespace.
+		env := baseline.Env{Root: root, Runtime: baseline.ProcRuntime{Root: "/"}}
+		if root != "/" {
+			env.Firewall = baseline.ExecFirewall{}
+		}
 		for _, m := range p.Management {
 			pfx, err := netip.ParsePrefix(m)
 			if err != nil {

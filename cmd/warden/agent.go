@@ -22,6 +22,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		backend      string
 		viciSocket   string
 		baselineFile string
+		baselineRoot string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -55,7 +56,7 @@ within --confirm-window.`,
 				return err
 			}
 			defer closer.Close()
-			deps.Baseline, err = host.Baseline(host.BaselineOptions{Root: "/", File: baselineFile, StateDir: cfg.StateDir})
+			deps.Baseline, err = host.Baseline(host.BaselineOptions{Root: baselineRoot, File: baselineFile, StateDir: cfg.StateDir})
 			if err != nil {
 				return err
 			}
@@ -81,6 +82,7 @@ within --confirm-window.`,
 	f.StringVar(&backend, "backend", host.BackendIPTables, "quarantine firewall backend: iptables or nftables")
 	f.StringSliceVar(&management, "management", nil, "management networks (CIDR) every quarantine keeps, besides those the controller names")
 	f.StringSliceVar(&cfg.WireGuardLinks, "wireguard-links", nil, "tunnel links isolate brings down (default: every wireguard link and every link named wg*)")
+	f.StringVar(&baselineRoot, "baseline-root", "/", "filesystem root the baseline reads configuration files under (runtime values always come from /proc)")
 	f.StringVar(&baselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
 	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs; empty leaves strongSwan alone")
 
