@@ -158,7 +158,7 @@ func testInventory() *inventory.Inventory {
 	return inv
 }
 
-func newHarness(t *testing.T, mutate func(*Options)) *harness {
+func newHarness(t testing.TB, mutate func(*Options)) *harness {
 	t.Helper()
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
