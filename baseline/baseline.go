@@ -548,7 +548,10 @@ func (c Change) Indicator(gateway string, observedAt time.Time) indicator.Indica
 	}
 	if c.Kind == indicator.IntegrityViolation {
 		for _, e := range c.Evidence {
-			if h, ok := strings.CutPrefix(e.Value, "sha256:"); ok {
+			// Only hashes that differ from the recorded ones: the evidence
+			// also lists files that did not change, and a known-good hash
+			// must never become an indicator of compromise.
+			if h, ok := strings.CutPrefix(e.Value, "sha256:"); ok && e.Value != e.Expected {
 				in.Observables.Hashes = append(in.Observables.Hashes, h)
 			}
 		}

@@ -66,6 +66,15 @@ type linuxLabOptions struct {
 	// Bench lifts the blast-radius guards and makes every alert open a
 	// fresh incident, so one gateway can be contained again and again.
 	Bench bool
+	// AgentArgs are extra flags of the agent (--baseline-root, ...).
+	AgentArgs []string
+	// QuietTarget starts no echo server in the compromised gateway's
+	// namespace, so that the agent is its only listener (a hardened
+	// gateway's listener check would flag the echo port).
+	QuietTarget bool
+	// Configure, when set, adjusts the controller's configuration last,
+	// before it is validated and written.
+	Configure func(cfg *config.Config)
 }
 
 // linuxLab is a running lab with its controller and agent.
@@ -128,6 +137,9 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 
 	// Echo servers everywhere a probe may aim.
 	for _, n := range l.echoNodes() {
+		if opt.QuietTarget && n.NS == l.target.Gateway.NS {
+			continue
+		}
 		if _, err := lab.ServeEcho(n.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort)); err != nil {
 			tb.Fatalf("starting echo server in %s: %v", n.NS, err)
 		}
@@ -170,6 +182,7 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 		"--vici-socket=",
 		"--log-level", "debug",
 	}
+	l.agentArgs = append(l.agentArgs, opt.AgentArgs...)
 	l.startAgent()
 	l.ctrl = startInNS(tb, "controller", mgmt, bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug")
 	// The processes' logs are shown when the test fails, or always with
@@ -269,6 +282,9 @@ func (l *linuxLab) writeConfig(pki string) {
 		cfg.Guards.MaxAutoIsolationsPerSite, cfg.Guards.MaxAutoIsolationsFleet = 1<<30, 1<<30
 		cfg.Guards.BreakerMinGateways = 1 << 30
 		cfg.Intake.DedupWindow, cfg.Intake.IncidentWindow = time.Nanosecond, time.Nanosecond
+	}
+	if l.opt.Configure != nil {
+		l.opt.Configure(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		l.tb.Fatalf("lab configuration: %v", err)
