@@ -678,3 +678,23 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestFinishedRunDoesNotSwallowANewSign(t *testing.T) {
+	h := newHarness(t, nil)
+	first := h.accept(t, ind(indicator.BruteForce, "gw-hq"))
+	if r := h.run(t, first[0].RunID); r.State != store.RunSucceeded {
+		t.Fatal(r.Error)
+	}
+	other := ind(indicator.BruteForce, "gw-hq")
+	other.Indicator.Observables.IPs = []string{"198.51.100.200"}
+	second := h.accept(t, other)
+	if second[0].IncidentID != first[0].IncidentID || second[0].RunID == "" || second[0].RunID == first[0].RunID {
+		t.Fatalf("second sign in the same incident: %+v (first %+v)", second[0], first[0])
+	}
+	// While a run is still pending, the same policy does not start another.
+	third := ind(indicator.BruteForce, "gw-hq")
+	third.Indicator.Observables.IPs = []string{"198.51.100.201"}
+	if got := h.accept(t, third); got[0].RunID != second[0].RunID {
+		t.Fatalf("a second run started while one was pending: %+v", got[0])
+	}
+}
