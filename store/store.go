@@ -176,20 +176,31 @@ func (s *Store) stmt(q string) *sql.Stmt {
 	return st
 }
 
-// prepareWanted prepares the statements noted during transactions.
+// prepareWanted prepares the statements noted during transactions. It must
+// not hold stmtMu while preparing: preparing waits for the connection,
+// which a transaction may hold while it looks up statements under stmtMu.
 func (s *Store) prepareWanted(ctx context.Context) {
 	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
+	var todo []string
 	for q := range s.wanted {
 		delete(s.wanted, q)
-		if _, ok := s.stmts[q]; ok || len(s.stmts) >= 256 {
-			continue
+		if _, ok := s.stmts[q]; !ok && len(s.stmts)+len(todo) < 256 {
+			todo = append(todo, q)
 		}
+	}
+	s.stmtMu.Unlock()
+	for _, q := range todo {
 		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
 			continue // used unprepared; the error will show where it runs
 		}
-		s.stmts[q] = st
+		s.stmtMu.Lock()
+		if _, dup := s.stmts[q]; dup {
+			st.Close()
+		} else {
+			s.stmts[q] = st
+		}
+		s.stmtMu.Unlock()
 	}
 }
 
