@@ -137,6 +137,7 @@ const (
 	NamePowerOff        = "power_off"
 	NameNotify          = "notify"
 	NameVerifyBaseline  = "verify_baseline"
+	NamePatch           = "patch"
 )
 
 // Evidence actions must succeed before any destructive step runs (safety

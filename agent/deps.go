@@ -42,6 +42,9 @@ type KillFlowsFunc func(ctx context.Context, keep []netip.Prefix) (int, error)
 // BaselineFunc evaluates the hardened baseline.
 type BaselineFunc func(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error)
 
+// PatchFunc installs package updates.
+type PatchFunc func(ctx context.Context, p wire.PatchParams) (wire.PatchResult, error)
+
 // CaptureFunc collects volatile evidence.
 type CaptureFunc func(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error)
 
@@ -108,6 +111,7 @@ type Deps struct {
 	KillFlows KillFlowsFunc
 	Capture   CaptureFunc
 	Baseline  BaselineFunc
+	Patch     PatchFunc
 	Links     LinkController
 	SAs       SAController
 	Clock     Clock

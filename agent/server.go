@@ -264,6 +264,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 var (
 	errNoCapture  = errors.New("evidence capture is not available on this agent")
 	errNoBaseline = errors.New("baseline checks are not available on this agent")
+	errNoPatch    = errors.New("patching is not available on this agent")
 	errStopping   = errors.New("agent is stopping")
 )
 
@@ -294,7 +295,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline):
+	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping):
 		return http.StatusServiceUnavailable
@@ -437,6 +438,19 @@ func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr)
 		res, err := s.deps.Baseline(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("checking the baseline: %w", err)
+		}
+		return res, nil
+	case wire.KindPatch:
+		var p wire.PatchParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		if s.deps.Patch == nil {
+			return nil, errNoPatch
+		}
+		res, err := s.deps.Patch(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("patching: %w", err)
 		}
 		return res, nil
 	default:

@@ -111,6 +111,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("GET", "/v1/audit/verify", true, s.verifyAudit)
 	s.handle("POST", "/v1/breaker/reset", true, s.resetBreaker)
 	s.handle("POST", "/v1/drift/check", true, s.driftCheck)
+	s.handle("POST", "/v1/patch/waves", true, s.patchWave)
 	return s, nil
 }
 
@@ -652,6 +653,31 @@ func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": res})
+}
+
+// patchWave runs a wave to the end before answering (minutes for a large
+// fleet): every gateway's patch is its own durable run, so a client that
+// gives up early loses nothing; GET /v1/runs shows progress.
+func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
+	var req controller.PatchWaveRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if req.Actor == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who asks for the patch"})
+		return
+	}
+	req.Actor = "api:" + req.Actor
+	rep, err := s.opt.Controller.PatchWave(context.WithoutCancel(r.Context()), req)
+	if err != nil && len(rep.Waves) == 0 {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusConflict
+	}
+	writeJSON(w, status, rep)
 }
 
 func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {

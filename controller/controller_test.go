@@ -133,6 +133,10 @@ runbooks:
   - name: rotate
     steps:
       - action: rotate_credentials
+  - name: patch-gateway
+    steps:
+      - action: patch
+      - action: verify_baseline
 `
 
 type harness struct {
@@ -175,7 +179,7 @@ func newHarness(t testing.TB, mutate func(*Options)) *harness {
 	order := &[]string{}
 	h := &harness{st: st, acts: map[string]*fakeAction{}, order: order}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff, actions.NameNotify, "rotate_credentials"} {
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff, actions.NameNotify, "rotate_credentials", actions.NamePatch, actions.NameVerifyBaseline} {
 		f := newFake(n, order)
 		h.acts[n] = f
 		list = append(list, f)
@@ -696,5 +700,33 @@ func TestFinishedRunDoesNotSwallowANewSign(t *testing.T) {
 	third.Indicator.Observables.IPs = []string{"198.51.100.201"}
 	if got := h.accept(t, third); got[0].RunID != second[0].RunID {
 		t.Fatalf("a second run started while one was pending: %+v", got[0])
+	}
+}
+
+func TestEvidenceFirstOnlyHoldsCompromisedGateways(t *testing.T) {
+	h := newHarness(t, nil)
+	// A healthy gateway (no incident): routine destructive work runs.
+	run, err := h.c.StartRunbook(t.Context(), StartRequest{Runbook: "poweroff", Gateway: "gw-dc2", Actor: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.run(t, run.ID); r.State != store.RunSucceeded {
+		t.Fatalf("routine run on a healthy gateway: %s %q", r.State, r.Error)
+	}
+	// A gateway with an open incident is the compromised host: the same
+	// run, started without naming the incident, is held and then refused.
+	h.accept(t, ind(indicator.BruteForce, "gw-dc3"))
+	run, err = h.c.StartRunbook(t.Context(), StartRequest{Runbook: "poweroff", Gateway: "gw-dc3", Actor: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != store.RunAwaitingApproval || !strings.Contains(run.ApprovalReason, "evidence-first") {
+		t.Fatalf("run on a compromised gateway: %s (%s)", run.State, run.ApprovalReason)
+	}
+	if _, err := h.c.Approve(t.Context(), run.ID, "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.run(t, run.ID); r.State != store.RunFailed || !strings.Contains(r.Error, "evidence first") {
+		t.Fatalf("approved without evidence: %s %q", r.State, r.Error)
 	}
 }

@@ -146,13 +146,19 @@ func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step stor
 		return nil
 	}
 	var missing []string
+	incident := run.Incident
 	err := c.st.Tx(ctx, func(tx *store.Tx) error {
 		var err error
-		if run.Incident == "" {
-			missing = []string{"capture_volatile or snapshot (the run has no incident)"}
-			return nil
+		if incident == "" {
+			// Not started for an incident: the gateway is compromised
+			// only if it has an open one, whose evidence then counts.
+			inc, open, err := tx.OpenIncidentFor(ctx, run.Gateway, time.Time{})
+			if err != nil || !open {
+				return err
+			}
+			incident = inc.ID
 		}
-		missing, err = tx.EvidenceSucceeded(ctx, run.Incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
+		missing, err = tx.EvidenceSucceeded(ctx, incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
 		if err != nil {
 			return err
 		}
@@ -165,7 +171,7 @@ func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step stor
 		return err
 	}
 	if len(missing) > 0 {
-		return actions.Terminal(fmt.Errorf("evidence first: destructive step %s refused because %v has not succeeded for incident %s; override with a recorded reason", step.Name, missing, run.Incident))
+		return actions.Terminal(fmt.Errorf("evidence first: destructive step %s refused because %v has not succeeded for incident %s; override with a recorded reason", step.Name, missing, incident))
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ type newRunRequest struct {
 	budget   bool   // counts against the automatic-isolation budget
 	actor    string
 	override string // recorded reason to skip the evidence-first rule
+	params   map[string]string
 	now      time.Time
 	preview  bool // gates evaluated for a plan only, in a rolled-back transaction
 }
@@ -106,7 +107,7 @@ func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Pla
 
 // staticPlan lays out a runbook's steps for a gateway without reading any
 // provider state (that is PlanFor's job).
-func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, policy string) (plan.Plan, error) {
+func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, policy string, extra ...map[string]string) (plan.Plan, error) {
 	rb, ok := c.pol.Runbooks[runbook]
 	if !ok {
 		return plan.Plan{}, fmt.Errorf("%w: unknown runbook %q", ErrInvalid, runbook)
@@ -121,7 +122,21 @@ func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, 
 		if gw.VM != "" && (s.Action == actions.NameSnapshot || s.Action == actions.NameIsolate || s.Action == actions.NameRelease || s.Action == actions.NamePowerOff) {
 			target = gw.ID + " (VM " + gw.VM + ")"
 		}
-		p.Steps = append(p.Steps, plan.Step{Index: i, Name: name, Action: s.Action, Target: target, Params: s.Params,
+		params := s.Params
+		for _, e := range extra {
+			if len(e) == 0 {
+				continue
+			}
+			merged := make(map[string]string, len(params)+len(e))
+			for k, v := range params {
+				merged[k] = v
+			}
+			for k, v := range e {
+				merged[k] = v
+			}
+			params = merged
+		}
+		p.Steps = append(p.Steps, plan.Step{Index: i, Name: name, Action: s.Action, Target: target, Params: params,
 			Optional: s.Optional, Evidence: actions.Evidence[s.Action], Destructive: actions.Destructive[s.Action]})
 	}
 	return p, nil
@@ -144,14 +159,25 @@ func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r ne
 		add(plan.Gate{Name: "approval", Passed: true, Blocking: true, Detail: "automatic by policy " + r.policy})
 	}
 
-	// Evidence first: a destructive step needs an evidence step before it
-	// in the plan (or already done for the incident), unless overridden.
+	// Evidence first: on a compromised gateway (the run belongs to an
+	// incident, or the gateway has an open one) a destructive step needs an
+	// evidence step before it in the plan, or already done for the
+	// incident, unless overridden. Routine patching of healthy gateways is
+	// not held.
+	compromised := r.incident != ""
+	if !compromised {
+		n, err := tx.CountOpenIncidents(ctx, r.gateway.ID)
+		if err != nil {
+			return false, err
+		}
+		compromised = n > 0
+	}
 	seenEvidence := map[string]bool{}
 	for _, s := range p.Steps {
 		if s.Evidence {
 			seenEvidence[s.Action] = true
 		}
-		if s.Destructive && len(seenEvidence) == 0 && r.override == "" {
+		if s.Destructive && len(seenEvidence) == 0 && r.override == "" && compromised {
 			missing, err := tx.EvidenceSucceeded(ctx, r.incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
 			if err != nil {
 				return false, err
@@ -231,7 +257,7 @@ func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r ne
 }
 
 func (c *Controller) newRun(ctx context.Context, tx *store.Tx, r newRunRequest) (store.Run, error) {
-	p, err := c.staticPlan(r.incident, r.gateway, r.runbook, r.policy)
+	p, err := c.staticPlan(r.incident, r.gateway, r.runbook, r.policy, r.params)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -278,6 +304,9 @@ type StartRequest struct {
 	// OverrideReason lets destructive steps run without evidence first;
 	// it is recorded in the audit.
 	OverrideReason string
+	// Params are added to every step's parameters (a patch wave names
+	// the packages this way).
+	Params map[string]string
 }
 
 // StartRunbook creates a manual run. An empty or wildcard gateway is an
@@ -294,7 +323,7 @@ func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.
 	err = c.st.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		run, err = c.newRun(ctx, tx, newRunRequest{incident: req.Incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
-			actor: req.Actor, override: req.OverrideReason, now: c.clock.Now()})
+			actor: req.Actor, override: req.OverrideReason, params: req.Params, now: c.clock.Now()})
 		return err
 	})
 	if err != nil {

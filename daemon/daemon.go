@@ -107,6 +107,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(linux.NewCaptureAction(d.Agents, evidenceSink{d.Ledger}))
 		add(linux.NewVerifyBaselineAction(d.Agents, baselineStore{d.Store}))
+		add(linux.NewPatchAction(d.Agents))
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", linux.NewIsolateAction(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
@@ -116,6 +117,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	} else {
 		add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured (agents.cert_file)"})
 		add(actions.Unavailable{Action: actions.NameVerifyBaseline, Reason: "no warden agent configured (agents.cert_file)"})
+		add(actions.Unavailable{Action: actions.NamePatch, Reason: "no warden agent configured (agents.cert_file)"})
 	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphere.Config{

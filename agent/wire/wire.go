@@ -44,11 +44,14 @@ const (
 	// KindBaseline evaluates the gateway's hardened baseline (and may
 	// record the integrity manifest or apply safe remediations).
 	KindBaseline = "baseline"
+	// KindPatch installs package updates with apt (or, with VerifyOnly,
+	// reads installed versions back).
+	KindPatch = "patch"
 )
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch}
 }
 
 // Command is the envelope of every request. The agent refuses a command
@@ -287,4 +290,45 @@ type BaselineResult struct {
 	// Remediated lists the checks remediated by this call.
 	Remediated []string `json:"remediated,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
+}
+
+// PatchTarget is a package and the version it must reach ("" = newest).
+type PatchTarget struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// PatchParams asks the agent to patch. Package sources are the gateway's
+// own apt configuration: the controller never tells a gateway where to
+// fetch software from.
+type PatchParams struct {
+	Packages     []PatchTarget `json:"packages,omitempty"`
+	SecurityOnly bool          `json:"security_only,omitempty"`
+	// VerifyOnly reads the installed versions back and checks them
+	// against Packages without installing anything.
+	VerifyOnly bool `json:"verify_only,omitempty"`
+}
+
+// PatchInstalled is one package changed by a patch.
+type PatchInstalled struct {
+	Name   string `json:"name"`
+	Before string `json:"before"`
+	After  string `json:"after"`
+}
+
+// PatchCheck is one verification result.
+type PatchCheck struct {
+	Name     string `json:"name"`
+	Passed   bool   `json:"passed"`
+	Expected string `json:"expected,omitempty"`
+	Observed string `json:"observed,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// PatchResult reports a patch.
+type PatchResult struct {
+	Changed   bool             `json:"changed"`
+	Installed []PatchInstalled `json:"installed,omitempty"`
+	Checks    []PatchCheck     `json:"checks,omitempty"`
+	Passed    bool             `json:"passed"`
 }

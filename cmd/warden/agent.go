@@ -23,6 +23,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		viciSocket   string
 		baselineFile string
 		baselineRoot string
+		patchRoot    string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -60,6 +61,7 @@ within --confirm-window.`,
 			if err != nil {
 				return err
 			}
+			deps.Patch = host.Patch(patchRoot, log)
 			srv, err := agent.New(cfg, deps, log)
 			if err != nil {
 				return err
@@ -83,6 +85,7 @@ within --confirm-window.`,
 	f.StringSliceVar(&management, "management", nil, "management networks (CIDR) every quarantine keeps, besides those the controller names")
 	f.StringSliceVar(&cfg.WireGuardLinks, "wireguard-links", nil, "tunnel links isolate brings down (default: every wireguard link and every link named wg*)")
 	f.StringVar(&baselineRoot, "baseline-root", "/", "filesystem root the baseline reads configuration files under (runtime values always come from /proc)")
+	f.StringVar(&patchRoot, "patch-root", "/", "system root apt patches (another root only for labs)")
 	f.StringVar(&baselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
 	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs; empty leaves strongSwan alone")
 

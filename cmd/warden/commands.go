@@ -629,3 +629,50 @@ func newDriftCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(check)
 	return cmd
 }
+
+func newPatchCmd(g *globals) *cobra.Command {
+	var req struct {
+		Gateways []string `json:"gateways"`
+		Packages string   `json:"packages"`
+		Security bool     `json:"security"`
+		Canary   int      `json:"canary"`
+		WaveSize int      `json:"wave_size"`
+		By       string   `json:"by"`
+	}
+	cmd := &cobra.Command{
+		Use:   "patch --gateways A,B,C (--packages name=version,... | --security)",
+		Short: "Patch gateways in waves: canary first, verify (versions, baseline), stop at the first failure",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(req.Gateways) == 0 {
+				return errors.New("--gateways is required: name each gateway (an empty list never means all)")
+			}
+			req.By = whoami(req.By)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(req)
+			var out json.RawMessage
+			code, err := c.do(cmd.Context(), "POST", "/v1/patch/waves", body, &out)
+			var se *apiStatusError
+			if errors.As(err, &se) && se.Status == 409 {
+				return &exitError{code: 3, err: fmt.Errorf("the wave stopped: %s", se.Message)}
+			}
+			if err != nil {
+				return err
+			}
+			_ = code
+			_, err = g.out.Write(append(out, '\n'))
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&req.Gateways, "gateways", nil, "gateways to patch, in order (the first are the canaries)")
+	f.StringVar(&req.Packages, "packages", "", "name=version,... (version optional: newest)")
+	f.BoolVar(&req.Security, "security", false, "install every pending security update")
+	f.IntVar(&req.Canary, "canary", 1, "gateways patched and verified alone first")
+	f.IntVar(&req.WaveSize, "wave-size", 5, "gateways per wave after the canary")
+	f.StringVar(&req.By, "by", "", "who asks (default: $USER)")
+	return cmd
+}

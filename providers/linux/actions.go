@@ -393,3 +393,104 @@ func failingChecks(res wire.BaselineResult) []string {
 	}
 	return out
 }
+
+// NewPatchAction is patch through the agent. Params: "packages" =
+// "name=version,name2" (version optional: newest) and/or "security" =
+// "true" for every security update. Patching is destructive: on a
+// compromised gateway it never runs before evidence is preserved (the
+// controller's gate).
+func NewPatchAction(agents Agents) actions.Action { return &patchAction{agents: agents} }
+
+type patchAction struct{ agents Agents }
+
+func (a *patchAction) Name() string { return actions.NamePatch }
+
+func patchParams(req actions.Request) (wire.PatchParams, error) {
+	var p wire.PatchParams
+	for _, item := range strings.Split(req.Params["packages"], ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, version, _ := strings.Cut(item, "=")
+		p.Packages = append(p.Packages, wire.PatchTarget{Name: strings.TrimSpace(name), Version: strings.TrimSpace(version)})
+	}
+	p.SecurityOnly = req.Params["security"] == "true"
+	if len(p.Packages) == 0 && !p.SecurityOnly {
+		return p, actions.Terminal(fmt.Errorf("patch needs param packages (name=version,…) or security=true"))
+	}
+	return p, nil
+}
+
+func (a *patchAction) Plan(_ context.Context, req actions.Request) (actions.Change, error) {
+	if _, err := a.agents.For(req.Gateway); err != nil {
+		return actions.Change{}, err
+	}
+	p, err := patchParams(req)
+	if err != nil {
+		return actions.Change{}, err
+	}
+	ch := actions.Change{Summary: "patch " + req.Gateway.ID + " with apt", Destructive: true}
+	for _, t := range p.Packages {
+		v := t.Version
+		if v == "" {
+			v = "newest"
+		}
+		ch.Changes = append(ch.Changes, fmt.Sprintf("%s to %s", t.Name, v))
+	}
+	if p.SecurityOnly {
+		ch.Changes = append(ch.Changes, "every pending security update")
+	}
+	return ch, nil
+}
+
+func (a *patchAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	p, err := patchParams(req)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	res, err := c.Patch(ctx, p)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("patching %s: %w", req.Gateway.ID, err)
+	}
+	summary := fmt.Sprintf("%s already at the target versions", req.Gateway.ID)
+	if res.Changed {
+		summary = fmt.Sprintf("patched %d package(s) on %s", len(res.Installed), req.Gateway.ID)
+	}
+	return actions.Result{Changed: res.Changed, Summary: summary, Details: map[string]any{"installed": res.Installed, "checks": res.Checks}}, nil
+}
+
+func (a *patchAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	c, err := a.agents.For(req.Gateway)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	p, err := patchParams(req)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	p.VerifyOnly = true
+	if p.SecurityOnly && len(p.Packages) == 0 {
+		// What a security run installed is only known to Apply, whose
+		// own check already ran; nothing more to read back here.
+		return actions.Result{Summary: "security updates applied and checked by the agent"}, nil
+	}
+	res, err := c.Patch(ctx, p)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("reading versions back from %s: %w", req.Gateway.ID, err)
+	}
+	if !res.Passed {
+		var bad []string
+		for _, ch := range res.Checks {
+			if !ch.Passed {
+				bad = append(bad, fmt.Sprintf("%s: %s (want %s)", ch.Name, ch.Observed, ch.Expected))
+			}
+		}
+		return actions.Result{}, fmt.Errorf("%s: %s: %w", req.Gateway.ID, strings.Join(bad, "; "), actions.ErrNotVerified)
+	}
+	return actions.Result{Summary: "installed versions at or above target", Details: map[string]any{"checks": res.Checks}}, nil
+}

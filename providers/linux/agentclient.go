@@ -303,3 +303,11 @@ func (c *AgentClient) Baseline(ctx context.Context, p wire.BaselineParams) (wire
 	err := c.send(ctx, wire.KindBaseline, p, &r)
 	return r, err
 }
+
+// Patch installs updates on the gateway (or, with VerifyOnly, checks the
+// installed versions).
+func (c *AgentClient) Patch(ctx context.Context, p wire.PatchParams) (wire.PatchResult, error) {
+	var r wire.PatchResult
+	err := c.send(ctx, wire.KindPatch, p, &r)
+	return r, err
+}
