@@ -1,0 +1,387 @@
+package netlab
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strongswan/govici/vici"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// CharonPath is where Debian's strongswan-charon installs the IKE daemon.
+const CharonPath = "/usr/lib/ipsec/charon"
+
+// kernelLibipsecPlugin is what libcharon-extra-plugins installs for a
+// userspace ESP data plane (this kernel has no ESP).
+const kernelLibipsecPlugin = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
+
+// StrongSwanChild is the name of the one CHILD SA of every mesh tunnel.
+const StrongSwanChild = "lan"
+
+// StrongSwanOptions describe a strongSwan mesh.
+type StrongSwanOptions struct {
+	// Sites joined by the mesh (default: every site of the lab).
+	Sites []string
+	// Dir holds each site's strongswan.conf, VICI socket and charon log
+	// (in tests: t.TempDir()). Required.
+	Dir string
+}
+
+// StrongSwanSite is one site's charon.
+type StrongSwanSite struct {
+	Site string
+	// Socket is the VICI socket's path; any namespace can use it.
+	Socket string
+	// Identity is the site's IKE identity (an FQDN).
+	Identity string
+	// Address is the gateway's WAN address, where IKE runs.
+	Address netip.Addr
+	// Networks are the site's LAN prefixes (its traffic selectors).
+	Networks []netip.Prefix
+	// Log is charon's log file.
+	Log string
+}
+
+// StrongSwanMesh is a full mesh of IKEv2 tunnels between site gateways:
+// one charon per gateway namespace, each with a private /run, its own
+// strongswan.conf and VICI socket, make-before-break reauthentication, and
+// kernel-libipsec for an ESP data plane in userspace (a TUN device ipsec0
+// and routes in table 220, which charon installs itself).
+//
+// Conventions the strongSwan provider relies on: at site S the connection to
+// peer P is named P, its CHILD SA is StrongSwanChild, and every shared key
+// of that tunnel has an id starting with "P/". The lexically lower site of
+// a pair initiates. Close stops every charon; the lab's Close does too.
+type StrongSwanMesh struct {
+	sites map[string]StrongSwanSite
+	order []string
+	psks  map[[2]string][]byte
+
+	mu      sync.Mutex
+	daemons map[string]*daemon
+	closed  bool
+}
+
+// StrongSwanMesh starts charon in every chosen site's gateway namespace,
+// loads a PSK connection to every other site over VICI, and establishes
+// every tunnel (CHILD SAs installed). Needs the Debian packages
+// strongswan-charon and libcharon-extra-plugins (see SkipStrongSwan).
+func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*StrongSwanMesh, error) {
+	if opt.Dir == "" {
+		return nil, errors.New("starting strongSwan mesh: options need a Dir")
+	}
+	names := opt.Sites
+	if len(names) == 0 {
+		for _, s := range l.sites {
+			names = append(names, s.Name)
+		}
+	}
+	m := &StrongSwanMesh{sites: map[string]StrongSwanSite{}, psks: map[[2]string][]byte{}, daemons: map[string]*daemon{}}
+	l.onClose(m.Close)
+	for _, name := range names {
+		s, ok := l.Site(name)
+		if !ok {
+			return nil, errors.Join(fmt.Errorf("starting strongSwan mesh: unknown site %q", name), m.Close())
+		}
+		dir := filepath.Join(opt.Dir, "strongswan-"+name)
+		m.sites[name] = StrongSwanSite{
+			Site:     name,
+			Socket:   filepath.Join(dir, "charon.vici"),
+			Identity: name + ".gw." + l.prefix + ".test",
+			Address:  s.Gateway.V4,
+			Networks: []netip.Prefix{s.Prefix4, s.Prefix6},
+			Log:      filepath.Join(dir, "charon.log"),
+		}
+		m.order = append(m.order, name)
+	}
+	for _, p := range sitePairs(names) {
+		m.psks[p] = []byte(rand.Text()) // 26 base32 characters, 130 bits
+	}
+	if err := m.start(ctx, l); err != nil {
+		return nil, errors.Join(err, m.Close())
+	}
+	return m, nil
+}
+
+func (m *StrongSwanMesh) start(ctx context.Context, l *Lab) error {
+	for _, name := range m.order {
+		ss := m.sites[name]
+		site, _ := l.Site(name)
+		dir := filepath.Dir(ss.Socket)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", dir, err)
+		}
+		_ = os.Remove(ss.Socket)
+		conf := filepath.Join(dir, "strongswan.conf")
+		if err := os.WriteFile(conf, []byte(charonConf(ss)), 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", conf, err)
+		}
+		out := &syncBuffer{}
+		d, err := startDaemon(daemonSpec{
+			name:       "charon " + name,
+			ns:         site.Gateway.NS,
+			argv:       []string{CharonPath},
+			env:        []string{"STRONGSWAN_CONF=" + conf, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+			privateRun: true,
+			output:     out,
+		})
+		if err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.daemons[name] = d
+		m.mu.Unlock()
+		if err := waitForSocket(ctx, d, ss.Socket, 15*time.Second); err != nil {
+			return fmt.Errorf("%w; output: %s", err, out.String())
+		}
+	}
+	for _, name := range m.order {
+		if err := m.blockPlaintext(l, name); err != nil {
+			return err
+		}
+		if err := m.loadSite(ctx, name); err != nil {
+			return err
+		}
+	}
+	for _, p := range sitePairs(m.order) {
+		if err := m.Initiate(ctx, p[0], p[1]); err != nil {
+			return fmt.Errorf("establishing %s <-> %s: %w", p[0], p[1], err)
+		}
+	}
+	return nil
+}
+
+// charonConf is a site's strongswan.conf. The plugins are listed
+// explicitly, rather than taken from Debian's /etc/strongswan.d (which with
+// libcharon-extra-plugins loads dhcp, farp, eap-radius and more), so a lab
+// charon does only what the mesh needs: PSK IKEv2 with MODP and AES-CBC/SHA2
+// (no x25519 or GCM plugin is installed), VICI, and kernel-libipsec.
+func charonConf(s StrongSwanSite) string {
+	return `charon {
+  load = random nonce drbg aes sha1 sha2 hmac kdf gmp pem pkcs1 pubkey kernel-libipsec kernel-netlink socket-default vici
+  make_before_break = yes
+  install_routes = yes
+  retransmit_tries = 3
+  retransmit_timeout = 1.0
+  retransmit_base = 1.4
+  plugins {
+    vici {
+      socket = unix://` + s.Socket + `
+    }
+  }
+  filelog {
+    lab {
+      path = ` + s.Log + `
+      time_format = %T
+      default = 1
+      ike = 2
+      cfg = 2
+    }
+  }
+}
+`
+}
+
+// blockPlaintext makes a gateway drop traffic for the other sites' LANs
+// unless an IPsec SA carries it: the lab's internet routes every LAN in
+// clear, a real one does not. charon's routes in table 220 (consulted
+// first, rule priority 220) send that traffic into ipsec0 while a CHILD SA
+// is up; without one, these unreachable routes in the main table apply.
+func (m *StrongSwanMesh) blockPlaintext(l *Lab, name string) error {
+	site, _ := l.Site(name)
+	return Do(site.Gateway.NS, func() error {
+		for _, peer := range m.order {
+			if peer == name {
+				continue
+			}
+			for _, p := range m.sites[peer].Networks {
+				r := &netlink.Route{Dst: ipNet(p), Type: unix.RTN_UNREACHABLE}
+				if err := netlink.RouteReplace(r); err != nil {
+					return fmt.Errorf("adding an unreachable route for %s at %s: %w", p, name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// loadSite loads a connection and the initial PSK for every peer of name.
+func (m *StrongSwanMesh) loadSite(ctx context.Context, name string) error {
+	ss := m.sites[name]
+	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	if err != nil {
+		return fmt.Errorf("connecting to charon of %s: %w", name, err)
+	}
+	defer s.Close()
+	for _, peer := range m.order {
+		if peer == name {
+			continue
+		}
+		ps := m.sites[peer]
+		conn, err := vici.MarshalMessage(map[string]any{
+			peer: map[string]any{
+				"version":      "2",
+				"local_addrs":  []string{ss.Address.String()},
+				"remote_addrs": []string{ps.Address.String()},
+				"proposals":    []string{"aes128-sha256-modp2048"},
+				"dpd_delay":    "5s",
+				"local":        map[string]any{"auth": "psk", "id": ss.Identity},
+				"remote":       map[string]any{"auth": "psk", "id": ps.Identity},
+				"children": map[string]any{
+					StrongSwanChild: map[string]any{
+						"local_ts":      prefixStrings(ss.Networks),
+						"remote_ts":     prefixStrings(ps.Networks),
+						"esp_proposals": []string{"aes128-sha256"},
+						"start_action":  "none",
+					},
+				},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("building connection %s at %s: %w", peer, name, err)
+		}
+		if _, err := s.Call(ctx, "load-conn", conn); err != nil {
+			return fmt.Errorf("loading connection %s at %s: %w", peer, name, err)
+		}
+		key, err := vici.MarshalMessage(map[string]any{
+			"id":     peer + "/lab",
+			"type":   "IKE",
+			"data":   string(m.psks[pairKey(name, peer)]),
+			"owners": []string{ss.Identity, ps.Identity},
+		})
+		if err != nil {
+			return fmt.Errorf("building the shared key for %s at %s: %w", peer, name, err)
+		}
+		if _, err := s.Call(ctx, "load-shared", key); err != nil {
+			// The error names the command, never the key.
+			return fmt.Errorf("loading the shared key for %s at %s: %w", peer, name, err)
+		}
+	}
+	return nil
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// Initiate asks from's charon to establish the tunnel to peer (IKE SA and
+// CHILD SA) and returns once it is up, or charon's error (for example
+// AUTHENTICATION_FAILED). Tests use it to show a revoked gateway can no
+// longer authenticate.
+func (m *StrongSwanMesh) Initiate(ctx context.Context, from, peer string) error {
+	ss, ok := m.sites[from]
+	if !ok {
+		return fmt.Errorf("initiating from unknown site %q", from)
+	}
+	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	if err != nil {
+		return fmt.Errorf("connecting to charon of %s: %w", from, err)
+	}
+	defer s.Close()
+	in, err := vici.MarshalMessage(map[string]any{
+		"child":   StrongSwanChild,
+		"ike":     peer,
+		"timeout": "10000",
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Call(ctx, "initiate", in); err != nil {
+		return fmt.Errorf("initiating %s -> %s: %w", from, peer, err)
+	}
+	return nil
+}
+
+// Sites returns every site of the mesh, in the order they were given.
+func (m *StrongSwanMesh) Sites() []StrongSwanSite {
+	out := make([]StrongSwanSite, 0, len(m.order))
+	for _, n := range m.order {
+		out = append(out, m.sites[n])
+	}
+	return out
+}
+
+// Site returns the named site's charon.
+func (m *StrongSwanMesh) Site(name string) (StrongSwanSite, bool) {
+	s, ok := m.sites[name]
+	return s, ok
+}
+
+// PresharedKey returns the pair's initial PSK (loaded under id "<peer>/lab"
+// at both ends). It is a secret: tests use it to seed a credential store and
+// to check it never leaks.
+func (m *StrongSwanMesh) PresharedKey(a, b string) ([]byte, bool) {
+	k, ok := m.psks[pairKey(a, b)]
+	return k, ok
+}
+
+// Log returns a site's charon log (for failing tests).
+func (m *StrongSwanMesh) Log(site string) string {
+	b, err := os.ReadFile(m.sites[site].Log)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// Close stops every charon of the mesh and removes their sockets. It is
+// idempotent.
+func (m *StrongSwanMesh) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	daemons := m.daemons
+	m.mu.Unlock()
+	var errs []error
+	for name, d := range daemons {
+		if err := d.stop(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.Remove(m.sites[name].Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", m.sites[name].Socket, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SkipWireGuard skips the test, saying what is missing, unless a lab can be
+// built (see Skip) and wireguard-go is installed.
+func SkipWireGuard(t testing.TB) {
+	t.Helper()
+	Skip(t)
+	if _, err := exec.LookPath("wireguard-go"); err != nil {
+		t.Skip("netlab: wireguard-go not found; on Debian: apt-get install --no-install-recommends wireguard-go wireguard-tools")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("netlab: wireguard-go needs /dev/net/tun: %v", err)
+	}
+}
+
+// SkipStrongSwan skips the test, saying what is missing, unless a lab can be
+// built (see Skip) and charon with the kernel-libipsec plugin is installed.
+func SkipStrongSwan(t testing.TB) {
+	t.Helper()
+	Skip(t)
+	for _, f := range []string{CharonPath, kernelLibipsecPlugin, "/dev/net/tun"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("netlab: %s missing; on Debian: apt-get install --no-install-recommends strongswan-charon strongswan-swanctl libcharon-extra-plugins", f)
+		}
+	}
+}
