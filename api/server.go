@@ -574,7 +574,8 @@ func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	if req.DryRun {
-		p, err := s.opt.Controller.PlanFor(r.Context(), name, req.Gateway, req.Incident, "")
+		p, err := s.opt.Controller.PlanManual(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
+			Actor: "api:" + req.By, OverrideReason: req.OverrideReason})
 		if err != nil {
 			s.fail(w, statusFor(err), "", err)
 			return

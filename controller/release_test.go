@@ -119,3 +119,22 @@ func TestReleaseOverrideIsRecordedButStillNeedsApproval(t *testing.T) {
 		t.Fatalf("plan gates %+v", p.Gates)
 	}
 }
+
+func TestReleaseDryRunShowsGates(t *testing.T) {
+	h := newHarness(t, nil)
+	res := h.accept(t, ind(indicator.C2Beacon, "gw-hq"))
+	h.run(t, res[0].RunID)
+	p, err := h.c.PlanManual(t.Context(), StartRequest{Runbook: "release-gateway", Gateway: "gw-hq", Actor: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := p.Text()
+	for _, want := range []string{"[HOLD] baseline", "[HOLD] credentials-rotated", "[HOLD] release-approval"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("dry run does not show %q:\n%s", want, text)
+		}
+	}
+	if runs, _ := h.st.Runs(t.Context(), store.RunFilter{Gateway: "gw-hq", States: []string{store.RunAwaitingApproval, store.RunPending}}); len(runs) != 0 {
+		t.Fatal("a dry run created a run")
+	}
+}

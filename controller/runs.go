@@ -384,18 +384,35 @@ var errPreview = errors.New("preview only")
 // as they stand now. It changes nothing: the gates are evaluated in a
 // transaction that is rolled back.
 func (c *Controller) PlanDecision(ctx context.Context, gateway, runbook, policy string, approval, budget bool) (plan.Plan, error) {
+	return c.planWithGates(ctx, newRunRequest{runbook: runbook, policy: policy, trigger: "policy", approval: approval, budget: budget, actor: "plan"}, gateway, "")
+}
+
+// PlanManual is PlanDecision for a runbook a person would start: the
+// steps, their expected changes, and the gates (release gates, evidence
+// first) as they stand now. It changes nothing.
+func (c *Controller) PlanManual(ctx context.Context, req StartRequest) (plan.Plan, error) {
+	return c.planWithGates(ctx, newRunRequest{runbook: req.Runbook, trigger: "manual", actor: req.Actor, override: req.OverrideReason, params: req.Params}, req.Gateway, req.Incident)
+}
+
+func (c *Controller) planWithGates(ctx context.Context, r newRunRequest, gateway, incident string) (plan.Plan, error) {
 	gw, err := c.resolveGateway(gateway)
 	if err != nil {
 		return plan.Plan{}, err
 	}
-	const incident = "inc-planned"
-	p, err := c.PlanFor(ctx, runbook, gw.ID, incident, policy)
+	named := incident
+	if named == "" {
+		named = "inc-planned"
+	}
+	p, err := c.PlanFor(ctx, r.runbook, gw.ID, named, r.policy)
 	if err != nil {
 		return plan.Plan{}, err
 	}
+	r.incident, r.gateway, r.now, r.preview = incident, gw, c.clock.Now(), true
+	if r.trigger == "policy" {
+		r.incident = named
+	}
 	err = c.st.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := c.gates(ctx, tx, &p, newRunRequest{incident: incident, gateway: gw, runbook: runbook, policy: policy,
-			trigger: "policy", approval: approval, budget: budget, actor: "plan", now: c.clock.Now(), preview: true}); err != nil {
+		if _, err := c.gates(ctx, tx, &p, r); err != nil {
 			return err
 		}
 		return errPreview
@@ -403,7 +420,7 @@ func (c *Controller) PlanDecision(ctx context.Context, gateway, runbook, policy 
 	if err != nil && !errors.Is(err, errPreview) {
 		return plan.Plan{}, err
 	}
-	p.Incident = ""
+	p.Incident = incident
 	return p, nil
 }
 
