@@ -521,16 +521,17 @@ func (s *Server) decodeSmall(w http.ResponseWriter, r *http.Request, v any) bool
 	return true
 }
 
-func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
+// runDecision is approve and cancel: a person, named, acts on one run.
+func (s *Server) runDecision(w http.ResponseWriter, r *http.Request, verb string, act func(id, actor string, req approveRequest) (store.Run, error)) {
 	var req approveRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
 	if strings.TrimSpace(req.By) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who approves"})
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who " + verb})
 		return
 	}
-	run, err := s.opt.Controller.Approve(r.Context(), r.PathValue("id"), "api:"+req.By, req.Comment)
+	run, err := act(r.PathValue("id"), "api:"+req.By, req)
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
@@ -538,21 +539,16 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, run)
 }
 
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
+	s.runDecision(w, r, "approves", func(id, actor string, req approveRequest) (store.Run, error) {
+		return s.opt.Controller.Approve(r.Context(), id, actor, req.Comment)
+	})
+}
+
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	var req approveRequest
-	if !s.decodeSmall(w, r, &req) {
-		return
-	}
-	if strings.TrimSpace(req.By) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who cancels"})
-		return
-	}
-	run, err := s.opt.Controller.Cancel(r.Context(), r.PathValue("id"), "api:"+req.By, req.Reason)
-	if err != nil {
-		s.fail(w, statusFor(err), "", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.runDecision(w, r, "cancels", func(id, actor string, req approveRequest) (store.Run, error) {
+		return s.opt.Controller.Cancel(r.Context(), id, actor, req.Reason)
+	})
 }
 
 type startRequest struct {
