@@ -9,7 +9,7 @@ set -euo pipefail
 # Namespace labs and the quarantine firewall; tunnels (WireGuard userspace,
 # strongSwan charon with kernel-libipsec for a data plane on kernels without
 # ESP); headless Chromium and CJK fonts for the report screenshot test.
-packages=(iproute2 iptables nftables conntrack iputils-ping
+packages=(iproute2 iptables nftables conntrack iputils-ping procps
   wireguard-go wireguard-tools
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   chromium fonts-noto-cjk)
