@@ -170,6 +170,14 @@ func (c *AgentClient) Isolate(ctx context.Context, p wire.IsolateParams) (wire.I
 // is a terminal conflict.
 func (c *AgentClient) Confirm(ctx context.Context, generation int64) error {
 	c.http.HTTPClient.CloseIdleConnections()
+	return c.confirm(ctx, generation)
+}
+
+// confirm sends the confirm over whatever connection the pool has. Only
+// IsolateConfirmed uses it directly, right after reading the state back
+// over a connection opened after the quarantine, which already proved the
+// path through it.
+func (c *AgentClient) confirm(ctx context.Context, generation int64) error {
 	return c.send(ctx, wire.KindConfirm, wire.ConfirmParams{Generation: generation}, &wire.ConfirmResult{})
 }
 
@@ -199,7 +207,7 @@ func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams
 	if res.Confirmed {
 		return res, nil
 	}
-	if err := c.Confirm(ctx, res.Generation); err != nil {
+	if err := c.confirm(ctx, res.Generation); err != nil {
 		return res, err
 	}
 	res.Confirmed, res.ConfirmBy = true, time.Time{}
