@@ -39,9 +39,6 @@ type DriftResult struct {
 // check that went from pass to fail into an indicator (baseline_drift or
 // integrity_violation) that policies act on like any alert.
 func (c *Controller) DriftCheck(ctx context.Context, gateway, actor string) ([]DriftResult, error) {
-	if c.opt.Baseline == nil {
-		return nil, fmt.Errorf("%w: no baseline checker configured (gateways need agents)", ErrInvalid)
-	}
 	var targets []inventory.Gateway
 	if gateway == "all" {
 		targets = c.inv.Gateways
@@ -51,6 +48,9 @@ func (c *Controller) DriftCheck(ctx context.Context, gateway, actor string) ([]D
 			return nil, err
 		}
 		targets = []inventory.Gateway{gw}
+	}
+	if c.opt.Baseline == nil {
+		return nil, fmt.Errorf("%w: no baseline checker configured (gateways need agents)", ErrInvalid)
 	}
 	out := make([]DriftResult, 0, len(targets))
 	for _, gw := range targets {
