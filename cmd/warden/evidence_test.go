@@ -83,3 +83,24 @@ func TestEvidenceAndReportFromDemo(t *testing.T) {
 		t.Fatalf("tamper not reported: %v\n%s", err, errOut)
 	}
 }
+
+func TestFleetCommandsRefuseVagueTargets(t *testing.T) {
+	t.Setenv("WARDEN_SERVER", "http://127.0.0.1:1")
+	t.Setenv("WARDEN_API_TOKEN", "t")
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"patch without gateways":    {[]string{"patch", "--packages", "openssh-server"}, "--gateways is required"},
+		"release without a gateway": {[]string{"release"}, "accepts 1 arg"},
+		"runbook without gateway":   {[]string{"runbook", "run", "patch-gateway"}, "--gateway is required"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := runCLI(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
