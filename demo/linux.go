@@ -127,10 +127,12 @@ const (
 	linuxCutWait   = 400 * time.Millisecond
 )
 
-// LinuxPolicies is the policy set of the Linux demo, for gateways reached
-// through their agent only: the default containment runbook snapshots a
-// VM, which such a gateway has not.
-const LinuxPolicies = `policies:
+// LinuxPolicySet is a policy set for gateways reached through their agent
+// only, whose containment runbook runs exactly steps (the demo: capture,
+// isolate, notify; the time-to-contain benchmark: isolate alone).
+func LinuxPolicySet(steps ...string) string {
+	var b strings.Builder
+	b.WriteString(`policies:
   - name: c2-or-exfil-isolate
     description: A gateway beaconing to a C2 host is contained through its agent.
     priority: 100
@@ -151,11 +153,14 @@ runbooks:
   - name: contain-linux-gateway
     description: Volatile evidence through the agent, then the OS quarantine, then people.
     steps:
-      - action: capture_volatile
-      - action: isolate
-      - action: notify
-        params: {channel: default}
-  - name: notify-only
+`)
+	for _, s := range steps {
+		fmt.Fprintf(&b, "      - action: %s\n", s)
+		if s == "notify" {
+			b.WriteString("        params: {channel: default}\n")
+		}
+	}
+	b.WriteString(`  - name: notify-only
     description: Tell people.
     steps:
       - action: notify
@@ -166,7 +171,12 @@ runbooks:
       - action: release
       - action: notify
         params: {channel: default}
-`
+`)
+	return b.String()
+}
+
+// LinuxPolicies is the policy set of the Linux demo.
+var LinuxPolicies = LinuxPolicySet("capture_volatile", "isolate", "notify")
 
 // RunLinux runs the Linux demo. When the machine cannot build the lab it
 // returns a result with Skipped set and a nil error.

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,6 +26,7 @@ import (
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/providers/linux"
@@ -248,7 +248,7 @@ func (l *linuxLab) writeConfig(pki string) {
 	if err := os.MkdirAll(polDir, 0o700); err != nil {
 		l.tb.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), linuxPolicies(l.opt.Steps), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), []byte(demo.LinuxPolicySet(l.opt.Steps...)), 0o600); err != nil {
 		l.tb.Fatal(err)
 	}
 	var mgmt []string
@@ -296,51 +296,6 @@ func (l *linuxLab) writeConfig(pki string) {
 	if err := os.WriteFile(filepath.Join(l.dir, "warden.yaml"), raw, 0o600); err != nil {
 		l.tb.Fatal(err)
 	}
-}
-
-// linuxPolicies is a policy set for gateways without a VM: the default
-// containment runbook snapshots a VM, which an agent-only gateway has not.
-func linuxPolicies(steps []string) []byte {
-	var b strings.Builder
-	b.WriteString(`policies:
-  - name: c2-isolate-linux
-    description: A gateway beaconing to a C2 host is contained through its agent.
-    priority: 100
-    match: 'indicator.kind in ["c2_beacon", "exfiltration"] && indicator.severity_rank >= 3'
-    runbook: contain-linux-gateway
-    approval: auto
-    guards:
-      min_confidence: 0.5
-  - name: catch-all-notify
-    description: Everything else reaches a person.
-    priority: 0
-    match: 'true'
-    runbook: notify-only
-    approval: auto
-    guards:
-      budget: false
-runbooks:
-  - name: contain-linux-gateway
-    description: Evidence through the agent, then the OS quarantine.
-    steps:
-`)
-	for _, s := range steps {
-		fmt.Fprintf(&b, "      - action: %s\n", s)
-		if s == "notify" {
-			b.WriteString("        params: {channel: default}\n")
-		}
-	}
-	b.WriteString(`  - name: notify-only
-    description: Tell people.
-    steps:
-      - action: notify
-        params: {channel: default}
-  - name: release-gateway
-    description: Undo isolation.
-    steps:
-      - action: release
-`)
-	return []byte(b.String())
 }
 
 // startAgent starts `warden agent` inside the compromised gateway's
