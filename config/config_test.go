@@ -156,3 +156,20 @@ func TestSecretsNeverInErrorsOrRedacted(t *testing.T) {
 		}
 	}
 }
+
+// The README's configuration example is what people copy: it must load.
+func TestReadmeExampleLoads(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```yaml\nserver:")
+	if i < 0 {
+		t.Fatal("README has no configuration example")
+	}
+	j := strings.Index(s[i+8:], "```")
+	if _, err := Load(write(t, s[i+8:i+8+j])); err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+}
