@@ -145,8 +145,8 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	// Isolate the OS first (commit-confirmed over the management path),
 	// then the VM's NICs.
 	if len(isolateLayers) > 0 {
-		add(actions.Combine(actions.NameIsolate, isolateLayers...))
-		add(actions.Combine(actions.NameRelease, releaseLayers...))
+		add(configEvidence{Action: actions.Combine(actions.NameIsolate, isolateLayers...), l: d.Ledger})
+		add(configEvidence{Action: actions.Combine(actions.NameRelease, releaseLayers...), l: d.Ledger})
 	} else {
 		add(actions.Unavailable{Action: actions.NameIsolate, Reason: "neither a vCenter nor agents are configured"})
 		add(actions.Unavailable{Action: actions.NameRelease, Reason: "neither a vCenter nor agents are configured"})

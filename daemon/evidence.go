@@ -142,3 +142,42 @@ func (s snapshotEvidence) Apply(ctx context.Context, req actions.Request) (actio
 		StoredBy: "controller", Note: note, Reference: ref})
 	return res, aerr
 }
+
+// configEvidence records the configuration a step changed (the VM's NIC
+// networks and flags before and after, the quarantine rules in force) as
+// evidence of kind "config", once per step.
+type configEvidence struct {
+	actions.Action
+	l *evidence.Ledger
+}
+
+func (c configEvidence) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	res, err := c.Action.Apply(ctx, req)
+	if err != nil || !res.Changed || req.Incident == "" {
+		return res, err
+	}
+	recs, lerr := c.l.List(ctx, req.Incident)
+	if lerr != nil {
+		return res, lerr
+	}
+	note := "config:" + req.IdempotencyKey
+	for _, r := range recs {
+		if r.Note == note {
+			return res, nil
+		}
+	}
+	ref := map[string]any{"action": c.Name(), "gateway": req.Gateway.ID, "summary": res.Summary, "details": res.Details}
+	_, aerr := c.l.Add(ctx, evidence.Item{Incident: req.Incident, Gateway: req.Gateway.ID, Name: c.Name() + "-configuration-change.json",
+		MediaType: "application/json", Kind: evidence.KindConfig, Source: "warden " + c.Name() + " step result (before and after)",
+		CollectedBy: "controller", CollectedFrom: req.Gateway.ID, StoredBy: "controller", Note: note, Reference: ref})
+	return res, aerr
+}
+
+// Undo keeps the wrapped action's undo reachable.
+func (c configEvidence) Undo(ctx context.Context, req actions.Request) (actions.Result, error) {
+	u, ok := c.Action.(actions.Undoer)
+	if !ok {
+		return actions.Result{}, fmt.Errorf("%s cannot be undone: %w", c.Name(), actions.ErrUnsupported)
+	}
+	return u.Undo(ctx, req)
+}

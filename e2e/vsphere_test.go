@@ -169,6 +169,18 @@ func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
 	if !snap {
 		t.Fatalf("no memory snapshot named after the incident: %+v", after.Snapshots)
 	}
+	// The snapshot and the configuration change are evidence, with hashes.
+	recs, err := s.d.Ledger.List(t.Context(), incident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, r := range recs {
+		kinds[r.Kind] = r.Name
+	}
+	if kinds["snapshot"] == "" || kinds["config"] != "isolate-configuration-change.json" {
+		t.Fatalf("evidence after containment: %v", kinds)
+	}
 	// Peers untouched.
 	if hq := s.vm(t, "gw-hq"); hq.Quarantined || networks(hq) != "vpn-transit,vpn-lan" {
 		t.Fatalf("a healthy gateway was touched: %+v", hq)
