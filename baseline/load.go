@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -373,16 +372,4 @@ func yamlError(file string, err error) error {
 		errs = append(errs, fmt.Errorf("%s:%s: %s", file, m[1], what))
 	}
 	return errors.Join(errs...)
-}
-
-// displayPath is p as it is on the gateway: root removed.
-func displayPath(root, p string) string {
-	if root == "/" {
-		return p
-	}
-	rel, err := filepath.Rel(root, p)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return p
-	}
-	return "/" + filepath.ToSlash(rel)
 }

@@ -42,11 +42,6 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // RealClock is the wall clock.
 var RealClock Clock = realClock{}
 
-// Deciding is what the controller needs from a policy set.
-type Deciding interface {
-	Decide(in policies.Input) policies.Decision
-}
-
 // Options configure a Controller.
 type Options struct {
 	Store     *store.Store

@@ -88,13 +88,12 @@ func (d Delivery) OK() bool { return d.Status >= 200 && d.Status < 300 }
 type Option func(*config)
 
 type config struct {
-	retryMax             int
-	retryWaitMin         time.Duration
-	retryWaitMax         time.Duration
-	historySize          int
-	now                  func() time.Time
-	transport            http.RoundTripper
-	maxSignatureLeadTime time.Duration
+	retryMax     int
+	retryWaitMin time.Duration
+	retryWaitMax time.Duration
+	historySize  int
+	now          func() time.Time
+	transport    http.RoundTripper
 }
 
 // WithRetry sets how many times a failed attempt is retried and the bounds
