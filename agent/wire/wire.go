@@ -47,11 +47,20 @@ const (
 	// KindPatch installs package updates with apt (or, with VerifyOnly,
 	// reads installed versions back).
 	KindPatch = "patch"
+	// KindWireGuard reads or configures a WireGuard device of the gateway
+	// (see WireGuardParams).
+	KindWireGuard = "wireguard"
+	// KindVICI runs one whitelisted VICI command against the gateway's
+	// charon (see VICIParams).
+	KindVICI = "vici"
+	// KindBlock blocks (or unblocks) a revoked peer's addresses on the
+	// gateway (see BlockParams).
+	KindBlock = "block"
 )
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock}
 }
 
 // Command is the envelope of every request. The agent refuses a command
@@ -255,6 +264,12 @@ type State struct {
 	Heals      int       `json:"heals,omitempty"`
 	// Firewall is filled by observe.
 	Firewall *FirewallState `json:"firewall,omitempty"`
+	// Blocked lists the revoked peers whose addresses the gateway drops,
+	// with those addresses.
+	Blocked []BlockedPeer `json:"blocked,omitempty"`
+	// BlockEnforced, from observe, reports that the kernel drops every
+	// blocked address (both families, every hook).
+	BlockEnforced bool `json:"block_enforced,omitempty"`
 	// AgentStarted is when this agent process started.
 	AgentStarted time.Time `json:"agent_started,omitzero"`
 }

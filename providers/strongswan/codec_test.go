@@ -1,0 +1,73 @@
+package strongswan_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/strongswan/govici/vici"
+
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/providers/strongswan"
+)
+
+func TestWireCodecRoundTrip(t *testing.T) {
+	child := vici.NewMessage()
+	_ = child.Set("state", "INSTALLED")
+	_ = child.Set("local-ts", []string{"10.0.1.0/24", "fd00:1::/64"})
+	sa := vici.NewMessage()
+	_ = sa.Set("uniqueid", "7")
+	_ = sa.Set("child-sas", child)
+	_ = sa.Set("empty", []string{})
+	m := vici.NewMessage()
+	_ = m.Set("hq", sa)
+	_ = m.Set("zz", "last")
+	_ = m.Set("aa", "order kept")
+
+	raw, err := json.Marshal(strongswan.ToWire(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wire.VICIMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	back, err := strongswan.FromWire(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := back.Keys(), []string{"hq", "zz", "aa"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("keys = %v, want %v", got, want)
+	}
+	if back.String() != m.String() {
+		t.Errorf("round trip changed the message:\n%s\nwant\n%s", back, m)
+	}
+	got := back.Get("hq").(*vici.Message)
+	if l, ok := got.Get("empty").([]string); !ok || len(l) != 0 {
+		t.Errorf("empty list came back as %#v", got.Get("empty"))
+	}
+	if m, _ := strongswan.FromWire(nil); m != nil {
+		t.Errorf("nil message decoded to %v", m)
+	}
+}
+
+func TestWireCodecRefusesMalformed(t *testing.T) {
+	v := "x"
+	deep := wire.VICIMessage{{Key: "k", Value: &v}}
+	for range 20 {
+		deep = wire.VICIMessage{{Key: "k", Section: deep, IsSection: true}}
+	}
+	for name, w := range map[string]wire.VICIMessage{
+		"no key":        {{Value: &v}},
+		"no value":      {{Key: "k"}},
+		"two kinds":     {{Key: "k", Value: &v, List: []string{"a"}}},
+		"repeated key":  {{Key: "k", Value: &v}, {Key: "k", Value: &v}},
+		"nested deeply": deep,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := strongswan.FromWire(w); err == nil {
+				t.Errorf("FromWire accepted %s", name)
+			}
+		})
+	}
+}
