@@ -4,7 +4,10 @@
 //
 // It owns exactly the rules it creates — the WARDEN-QUARANTINE chain and the
 // jumps to it in table filter (iptables), or the table "inet warden"
-// (nftables) — and never changes or removes any other rule, chain or table.
+// (nftables); and for the peer blocklist that keeps a revoked gateway out
+// (blocklist*.go), the WARDEN-BLOCK chain and its jumps in table raw, or the
+// table "inet warden_block" — and never changes or removes any other rule,
+// chain or table.
 // Each backend acts on the network namespace of the thread that constructed
 // it, whatever thread later calls it, so a stray goroutine can never change
 // the wrong namespace's firewall.
@@ -19,5 +22,7 @@
 // firewall rules, WireGuard and strongSwan state, logged-in users and log
 // tails, each artefact hashed with SHA-256. Capture only reads; it never
 // records a WireGuard private or preshared key. The controller-side client
-// of `warden agent` lives here too (agentclient.go).
+// of `warden agent` lives here too (agentclient.go), with the adapters that
+// let providers/wireguard and providers/strongswan reach each gateway's
+// devices through its agent (agent_tunnels.go).
 package linux
