@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -102,10 +103,66 @@ func (SystemClock) Now() time.Time { return time.Now() }
 // AfterFunc implements Clock.
 func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
+// WireGuardController reads and changes the gateway's own WireGuard
+// devices. Implementations refuse a device that is not a WireGuard link in
+// the agent's network namespace (ErrNotFound), never return a private key,
+// and return preshared keys only as references (wire.WGPeer).
+type WireGuardController interface {
+	// Device reads one device. It changes nothing.
+	Device(ctx context.Context, name string) (wire.WGDevice, error)
+	// Configure applies cfg in one transaction (never replacing every
+	// peer) and returns the device read back after the change. Applying
+	// the same cfg again leaves the device as it is. Malformed keys are
+	// ErrInvalidParams, without the value in the error.
+	Configure(ctx context.Context, name string, cfg wire.WGConfig) (wire.WGDevice, error)
+}
+
+// VICIRunner runs one whitelisted command (wire.VICICommands) against the
+// gateway's charon and returns its reply and, for a streamed command, its
+// events. A command charon refuses comes back as an error carrying
+// charon's errmsg; no charon is ErrUnavailable.
+type VICIRunner interface {
+	Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, error)
+}
+
+// BlockObservation is the blocklist read back from the kernel.
+type BlockObservation struct {
+	// Prefixes are the blocked networks.
+	Prefixes []netip.Prefix
+	// Enforced reports that every one of them is dropped in both
+	// families and on every hook.
+	Enforced bool
+}
+
+// Blocker drops every packet from or to a set of networks (revoked peers'
+// addresses), independently of the quarantine.
+type Blocker interface {
+	// Set makes the blocked set exactly prefixes (none lifts every block).
+	// It is idempotent: changed is false when the kernel already matched.
+	// A set it refuses as such (one holding the host's own address) is
+	// ErrInvalidParams; the agent then forgets the block it was adding.
+	Set(ctx context.Context, prefixes []netip.Prefix) (changed bool, err error)
+	// Observe reads the blocked set back. It changes nothing.
+	Observe(ctx context.Context) (BlockObservation, error)
+}
+
+// Errors a seam returns to choose the agent's answer (see statusOf).
+var (
+	// ErrInvalidParams marks a request a seam refuses as malformed (400).
+	ErrInvalidParams = errors.New("invalid parameters")
+	// ErrNotFound marks a request for something the gateway does not have,
+	// or must not touch (404).
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable marks a daemon the command needs that is not running
+	// (503): the controller may retry later.
+	ErrUnavailable = errors.New("unavailable")
+)
+
 // Deps are the agent's seams to the gateway. Firewall and KillFlows are
 // required. Links and SAs may be nil when the gateway has no WireGuard or
-// no strongSwan; Capture may be nil, and capture commands then fail with
-// 501 Not Implemented. Clock defaults to SystemClock.
+// no strongSwan; Capture, Baseline, Patch, WireGuard, VICI and Blocker may
+// be nil, and their commands then fail with 501 Not Implemented. Clock
+// defaults to SystemClock.
 type Deps struct {
 	Firewall  Firewall
 	KillFlows KillFlowsFunc
@@ -114,6 +171,9 @@ type Deps struct {
 	Patch     PatchFunc
 	Links     LinkController
 	SAs       SAController
+	WireGuard WireGuardController
+	VICI      VICIRunner
+	Blocker   Blocker
 	Clock     Clock
 }
 

@@ -348,6 +348,10 @@ type harness struct {
 	links   *fakeLinks
 	sas     *fakeSAs
 	capture CaptureFunc
+	// wg, vici and blocker are the tunnel seams (nil: 501).
+	wg      WireGuardController
+	vici    VICIRunner
+	blocker Blocker
 	// realTime runs the agent on the system clock instead of clock.
 	realTime bool
 	srv      *Server
@@ -405,6 +409,7 @@ func (h *harness) start() {
 	srv, err := New(h.cfg, Deps{
 		Firewall: h.fw, KillFlows: h.flows.kill, Capture: h.capture,
 		Links: h.links, SAs: h.sas, Clock: clock,
+		WireGuard: h.wg, VICI: h.vici, Blocker: h.blocker,
 	}, h.log)
 	if err != nil {
 		h.t.Fatal(err)

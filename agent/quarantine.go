@@ -530,7 +530,11 @@ func (s *Server) healTick() {
 func (s *Server) heal(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || !s.rec.Quarantined {
+	if s.closed {
+		return
+	}
+	s.healBlocksLocked(ctx)
+	if !s.rec.Quarantined {
 		return
 	}
 	now := s.clock.Now()

@@ -45,6 +45,7 @@ type Server struct {
 	// mu serialises every change to the gateway and to rec.
 	mu           sync.Mutex
 	rec          record
+	blocks       blockRecord
 	confirmTimer Timer
 	healTimer    Timer
 	closed       bool
@@ -78,6 +79,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	blocks, err := loadBlocks(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	now := deps.Clock.Now()
 	nonces, err := openReplayGuard(cfg.StateDir, now, cfg.MaxNonces)
 	if err != nil {
@@ -87,7 +92,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg: cfg, deps: deps, clock: deps.Clock, log: log, tls: tlsConf,
 		started: now, nonces: nonces, capturing: make(chan struct{}, 1),
-		bg: bg, cancelBG: cancel, rec: rec,
+		bg: bg, cancelBG: cancel, rec: rec, blocks: blocks,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+wire.CommandsPath, s.handleCommand)
@@ -139,10 +144,12 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve re-applies a recorded quarantine (a pending one gets a fresh
-// confirm window), starts the self-heal loop, and serves the API over TLS
-// on ln until ctx ends. When it returns, the agent's timers have stopped.
+// confirm window) and the recorded peer blocks, starts the self-heal loop,
+// and serves the API over TLS on ln until ctx ends. When it returns, the
+// agent's timers have stopped.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.restore(ctx)
+	s.restoreBlocks(ctx)
 	s.mu.Lock()
 	s.scheduleHealLocked()
 	s.mu.Unlock()
@@ -203,12 +210,13 @@ func (s *Server) Close() error {
 	return s.nonces.close()
 }
 
-// State returns the agent's quarantine record (without the firewall read
-// back).
+// State returns the agent's quarantine record and recorded blocks
+// (without the firewall read back).
 func (s *Server) State() wire.State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.rec.view()
+	st.Blocked = s.blocks.view()
 	st.AgentStarted = s.started
 	return st
 }
@@ -262,10 +270,13 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // Error kinds mapped to status codes in statusOf.
 var (
-	errNoCapture  = errors.New("evidence capture is not available on this agent")
-	errNoBaseline = errors.New("baseline checks are not available on this agent")
-	errNoPatch    = errors.New("patching is not available on this agent")
-	errStopping   = errors.New("agent is stopping")
+	errNoCapture   = errors.New("evidence capture is not available on this agent")
+	errNoBaseline  = errors.New("baseline checks are not available on this agent")
+	errNoPatch     = errors.New("patching is not available on this agent")
+	errNoWireGuard = errors.New("WireGuard control is not available on this agent")
+	errNoVICI      = errors.New("strongSwan (VICI) control is not available on this agent")
+	errNoBlocker   = errors.New("peer blocking is not available on this agent")
+	errStopping    = errors.New("agent is stopping")
 )
 
 // paramError is a request the agent refuses as malformed (400).
@@ -289,15 +300,18 @@ func statusOf(err error) int {
 	var pe *paramError
 	var ce *conflictError
 	switch {
-	case errors.As(err, &pe):
+	case errors.As(err, &pe), errors.Is(err, ErrInvalidParams):
 		return http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
 	case errors.Is(err, errReplay), errors.As(err, &ce):
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch):
+	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch),
+		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker):
 		return http.StatusNotImplemented
-	case errors.Is(err, errStopping):
+	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case actions.IsTerminal(err):
 		return http.StatusUnprocessableEntity
@@ -336,15 +350,20 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err)
 		return
 	}
-	caller := netip.Addr{}
+	var o origin
 	if ap, perr := netip.ParseAddrPort(r.RemoteAddr); perr == nil {
-		caller = ap.Addr().Unmap()
+		o.caller = ap.Addr().Unmap()
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, perr := netip.ParseAddrPort(la.String()); perr == nil {
+			o.local = ap.Addr().Unmap()
+		}
 	}
 	// Work on the gateway must not stop half-way because the controller
 	// hung up: it is bounded by opTimeout instead.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
 	defer cancel()
-	result, err := s.execute(ctx, cmd, caller)
+	result, err := s.execute(ctx, cmd, o)
 	if err != nil {
 		status := statusOf(err)
 		log.Warn("command failed", "status", status, "error", err.Error())
@@ -396,15 +415,16 @@ func (s *Server) checkFreshness(c wire.Command, now time.Time) (time.Time, error
 	return c.ExpiresAt.Add(skew), nil
 }
 
-// execute runs one admitted command.
-func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr) (any, error) {
+// execute runs one admitted command. Parameters are never logged: some
+// carry keys.
+func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, error) {
 	switch c.Kind {
 	case wire.KindIsolate:
 		var p wire.IsolateParams
 		if err := decodeParams(c.Params, &p); err != nil {
 			return nil, err
 		}
-		return s.isolate(ctx, p, caller)
+		return s.isolate(ctx, p, o.caller)
 	case wire.KindConfirm:
 		var p wire.ConfirmParams
 		if err := decodeParams(c.Params, &p); err != nil {
@@ -420,7 +440,12 @@ func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr)
 		if err := decodeParams(c.Params, &struct{}{}); err != nil {
 			return nil, err
 		}
-		return s.observe(ctx)
+		st, err := s.observe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st.Blocked, st.BlockEnforced = s.blockedState(ctx)
+		return st, nil
 	case wire.KindCapture:
 		var p wire.CaptureParams
 		if err := decodeParams(c.Params, &p); err != nil {
@@ -453,6 +478,24 @@ func (s *Server) execute(ctx context.Context, c wire.Command, caller netip.Addr)
 			return nil, fmt.Errorf("patching: %w", err)
 		}
 		return res, nil
+	case wire.KindWireGuard:
+		var p wire.WireGuardParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.wireGuard(ctx, p)
+	case wire.KindVICI:
+		var p wire.VICIParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.vici(ctx, p)
+	case wire.KindBlock:
+		var p wire.BlockParams
+		if err := decodeParams(c.Params, &p); err != nil {
+			return nil, err
+		}
+		return s.block(ctx, p, o)
 	default:
 		return nil, badParams(fmt.Errorf("unknown command kind %q (want one of %v)", c.Kind, wire.Kinds()))
 	}

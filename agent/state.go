@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/warden-ir/warden/agent/wire"
 )
@@ -255,16 +257,181 @@ func prefixStrings(groups ...[]netip.Prefix) []string {
 	for _, g := range groups {
 		ps = append(ps, g...)
 	}
+	ps = sortPrefixes(ps)
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+const (
+	blocksFile    = "blocks.json"
+	blocksVersion = 1
+)
+
+// blockRecord is the agent's durable blocklist: each revoked peer with its
+// networks (normalised, sorted, as text). It lives in its own file, not in
+// the quarantine record: blocks outlast every quarantine, release and
+// revert, and a quarantine state file written before blocks existed stays
+// loadable as it is.
+type blockRecord struct {
+	Version int                 `json:"version"`
+	Peers   map[string][]string `json:"peers,omitempty"`
+}
+
+// clone copies b deeply.
+func (b blockRecord) clone() blockRecord {
+	c := blockRecord{Version: b.Version}
+	if len(b.Peers) > 0 {
+		c.Peers = make(map[string][]string, len(b.Peers))
+		for k, v := range b.Peers {
+			c.Peers[k] = slices.Clone(v)
+		}
+	}
+	return c
+}
+
+func (b blockRecord) equal(o blockRecord) bool {
+	if len(b.Peers) != len(o.Peers) {
+		return false
+	}
+	for k, v := range b.Peers {
+		w, ok := o.Peers[k]
+		if !ok || !slices.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// prefixes merges every peer's networks into one sorted, deduplicated
+// list: what the kernel must drop.
+func (b blockRecord) prefixes() ([]netip.Prefix, error) {
+	var all []netip.Prefix
+	for peer, ss := range b.Peers {
+		for _, s := range ss {
+			p, err := parseBlockPrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("peer %s: %w", peer, err)
+			}
+			all = append(all, p)
+		}
+	}
+	return sortPrefixes(all), nil
+}
+
+// view lists the blocks by peer, in peer order.
+func (b blockRecord) view() []wire.BlockedPeer {
+	if len(b.Peers) == 0 {
+		return nil
+	}
+	out := make([]wire.BlockedPeer, 0, len(b.Peers))
+	for peer, addrs := range b.Peers {
+		out = append(out, wire.BlockedPeer{Peer: peer, Addresses: slices.Clone(addrs)})
+	}
+	slices.SortFunc(out, func(x, y wire.BlockedPeer) int { return strings.Compare(x.Peer, y.Peer) })
+	return out
+}
+
+// loadBlocks reads the blocklist; a missing file is no block. Like the
+// quarantine record, a file that cannot be parsed stops the agent: it
+// cannot know what it must keep blocked.
+func loadBlocks(dir string) (blockRecord, error) {
+	path := filepath.Join(dir, blocksFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return blockRecord{Version: blocksVersion}, nil
+	}
+	if err != nil {
+		return blockRecord{}, fmt.Errorf("reading blocklist: %w", err)
+	}
+	var r blockRecord
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return blockRecord{}, fmt.Errorf("parsing blocklist %s (fix or remove it by hand; the agent will not guess which peers stay blocked): %w", path, err)
+	}
+	if r.Version != blocksVersion {
+		return blockRecord{}, fmt.Errorf("parsing blocklist %s: version %d, want %d", path, r.Version, blocksVersion)
+	}
+	for peer := range r.Peers {
+		if err := validPeerID(peer); err != nil {
+			return blockRecord{}, fmt.Errorf("parsing blocklist %s: %w", path, err)
+		}
+	}
+	if _, err := r.prefixes(); err != nil {
+		return blockRecord{}, fmt.Errorf("parsing blocklist %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// saveBlocks replaces the blocklist atomically and durably.
+func saveBlocks(dir string, r blockRecord) error {
+	r.Version = blocksVersion
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding blocklist: %w", err)
+	}
+	if err := writeFileAtomic(dir, blocksFile, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("saving blocklist: %w", err)
+	}
+	return nil
+}
+
+// validPeerID accepts an inventory id: non-empty, printable, and free of
+// whitespace, slashes and wildcards, so it can never stand for "all".
+func validPeerID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("peer: an id is required")
+	case len(id) > 256:
+		return fmt.Errorf("peer: id of %d bytes is longer than 256", len(id))
+	case !utf8.ValidString(id):
+		return errors.New("peer: id is not valid UTF-8")
+	}
+	for _, r := range id {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) || strings.ContainsRune(`/\*?[]`, r) {
+			return fmt.Errorf("peer: id %q must not contain whitespace, slashes or wildcards", id)
+		}
+	}
+	return nil
+}
+
+// parseBlockPrefix parses an address (a host prefix) or a network to
+// block: IPv4-mapped addresses unmapped, host bits cleared, never /0.
+func parseBlockPrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	p = p.Masked()
+	if p.Bits() == 0 {
+		return netip.Prefix{}, fmt.Errorf("%q would block every address", s)
+	}
+	return p, nil
+}
+
+// sortPrefixes sorts and deduplicates prefixes.
+func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
+	ps = slices.Clone(ps)
 	slices.SortFunc(ps, func(a, b netip.Prefix) int {
 		if c := a.Addr().Compare(b.Addr()); c != 0 {
 			return c
 		}
 		return a.Bits() - b.Bits()
 	})
-	ps = slices.Compact(ps)
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
+	return slices.Compact(ps)
 }

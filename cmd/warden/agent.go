@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/host"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/providers/linux"
 )
 
 // newAgentCmd is `warden agent` (run the gateway agent) and
@@ -24,6 +26,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 		baselineFile string
 		baselineRoot string
 		patchRoot    string
+		wireGuard    bool
+		blockBackend string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -62,6 +66,25 @@ within --confirm-window.`,
 				return err
 			}
 			deps.Patch = host.Patch(patchRoot, log)
+			if v, ok := deps.SAs.(*host.VICI); ok && viciSocket != "" {
+				deps.VICI = v
+			}
+			if wireGuard {
+				wg, err := host.NewWireGuard()
+				if err != nil {
+					log.Warn("WireGuard control unavailable; wireguard commands will answer 501", "error", err.Error())
+				} else {
+					defer wg.Close()
+					deps.WireGuard = wg
+				}
+			}
+			bl, err := linux.NewBlocklist(blockBackend, log)
+			if err != nil {
+				log.Warn("peer blocklist unavailable; block commands will answer 501", "error", err.Error())
+			} else {
+				defer bl.Close()
+				deps.Blocker = agentBlocklist{bl}
+			}
 			srv, err := agent.New(cfg, deps, log)
 			if err != nil {
 				return err
@@ -87,10 +110,28 @@ within --confirm-window.`,
 	f.StringVar(&baselineRoot, "baseline-root", "/", "filesystem root the baseline reads configuration files under (runtime values always come from /proc)")
 	f.StringVar(&patchRoot, "patch-root", "/", "system root apt patches (another root only for labs)")
 	f.StringVar(&baselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
-	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs; empty leaves strongSwan alone")
+	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs and revocation/rotation commands; empty leaves strongSwan alone")
+	f.StringVar(&blockBackend, "block-backend", "", "firewall backend of the blocklist that keeps revoked peers out: nftables, iptables, or empty to prefer nftables")
+	f.BoolVar(&wireGuard, "wireguard", true, "read and configure this gateway's WireGuard devices (revocation and rotation); false answers wireguard commands with 501")
 
 	cmd.AddCommand(newAgentInitCmd(g))
 	return cmd
+}
+
+// agentBlocklist adapts the kernel blocklist to the agent's seam.
+type agentBlocklist struct{ linux.Blocklist }
+
+func (b agentBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error) {
+	changed, err := b.Blocklist.Set(ctx, ps)
+	if errors.Is(err, linux.ErrInvalidBlock) {
+		return changed, fmt.Errorf("%w: %w", agent.ErrInvalidParams, err)
+	}
+	return changed, err
+}
+
+func (b agentBlocklist) Observe(ctx context.Context) (agent.BlockObservation, error) {
+	st, err := b.Blocklist.Observe(ctx)
+	return agent.BlockObservation{Prefixes: st.Prefixes, Enforced: st.Enforced}, err
 }
 
 func newAgentInitCmd(g *globals) *cobra.Command {

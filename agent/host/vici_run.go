@@ -1,0 +1,98 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/strongswan/govici/vici"
+
+	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/providers/strongswan"
+)
+
+var _ agent.VICIRunner = (*VICI)(nil)
+
+// maxRunEvents bounds the events one streamed command buffers.
+const maxRunEvents = maxListedSAs
+
+// Run runs one whitelisted VICI command and returns charon's reply and,
+// for a streamed command, its events (collected like List does: subscribe
+// with a large buffer, then call). The whitelist is checked again here.
+// Charon refusing the command (success=no) is a terminal error carrying
+// its errmsg; no VICI socket is agent.ErrUnavailable. Whether Run is
+// idempotent is the command's: reads are; load-shared of the same id
+// replaces the key; unload-shared of an id charon does not hold succeeds
+// (strongSwan 5.9.8); unload-conn and terminate of what is gone fail with
+// charon's words ("connection 'x' not found", "no matching SAs to terminate found").
+func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, error) {
+	event, ok := wire.VICICommands()[p.Command]
+	if !ok {
+		return wire.VICIResult{}, fmt.Errorf("%w: command: %q is not allowed", agent.ErrInvalidParams, p.Command)
+	}
+	if p.Event != "" && p.Event != event {
+		return wire.VICIResult{}, fmt.Errorf("%w: event: command %s does not stream %q", agent.ErrInvalidParams, p.Command, p.Event)
+	}
+	msg, err := strongswan.FromWire(p.Message)
+	if err != nil {
+		return wire.VICIResult{}, fmt.Errorf("%w: message: %w", agent.ErrInvalidParams, err)
+	}
+	s, err := v.session(ctx)
+	if errors.Is(err, errNoDaemon) {
+		return wire.VICIResult{}, fmt.Errorf("%w: %w", agent.ErrUnavailable, err)
+	}
+	if err != nil {
+		return wire.VICIResult{}, err
+	}
+	defer s.Close()
+	// Subscribe takes no context: closing the session unblocks it.
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	var events chan vici.Event
+	if event != "" {
+		events = make(chan vici.Event, maxRunEvents)
+		s.NotifyEvents(events)
+		if err := s.Subscribe(event); err != nil {
+			return wire.VICIResult{}, fmt.Errorf("subscribing to VICI %s events: %w", event, err)
+		}
+	}
+	reply, err := s.Call(ctx, p.Command, msg)
+	if err != nil {
+		if reply != nil {
+			// Only charon's words: the request (which may hold a key) is
+			// not quoted.
+			errmsg, _ := reply.Get("errmsg").(string)
+			if errmsg == "" {
+				errmsg = "no error message"
+			}
+			return wire.VICIResult{}, actions.Terminal(fmt.Errorf("charon refused %s: %s", p.Command, errmsg))
+		}
+		return wire.VICIResult{}, fmt.Errorf("calling VICI %s: %w", p.Command, err)
+	}
+	res := wire.VICIResult{Reply: strongswan.ToWire(reply)}
+	if events == nil {
+		return res, nil
+	}
+	// The reader dispatched every event before the reply behind them.
+drain:
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				break drain
+			}
+			if ev.Name == event && ev.Message != nil {
+				res.Events = append(res.Events, strongswan.ToWire(ev.Message))
+			}
+		default:
+			break drain
+		}
+	}
+	if len(res.Events) >= maxRunEvents {
+		// The buffer filled up: events may have been dropped.
+		return wire.VICIResult{}, fmt.Errorf("running VICI %s: %d or more %s events, the most one command may return", p.Command, maxRunEvents, event)
+	}
+	return res, nil
+}
