@@ -26,19 +26,21 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	Server    Server              `mapstructure:"server" yaml:"server"`
-	Store     Store               `mapstructure:"store" yaml:"store"`
-	Policies  Policies            `mapstructure:"policies" yaml:"policies"`
-	Intake    Intake              `mapstructure:"intake" yaml:"intake"`
-	Guards    Guards              `mapstructure:"guards" yaml:"guards"`
-	Executor  Executor            `mapstructure:"executor" yaml:"executor"`
-	Reconcile Reconcile           `mapstructure:"reconcile" yaml:"reconcile"`
-	Drift     Drift               `mapstructure:"drift" yaml:"drift"`
-	VSphere   VSphere             `mapstructure:"vsphere" yaml:"vsphere"`
-	Notify    Notify              `mapstructure:"notify" yaml:"notify"`
-	Agents    Agents              `mapstructure:"agents" yaml:"agents"`
-	Evidence  Evidence            `mapstructure:"evidence" yaml:"evidence"`
-	Inventory inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
+	Server    Server    `mapstructure:"server" yaml:"server"`
+	Store     Store     `mapstructure:"store" yaml:"store"`
+	Policies  Policies  `mapstructure:"policies" yaml:"policies"`
+	Intake    Intake    `mapstructure:"intake" yaml:"intake"`
+	Guards    Guards    `mapstructure:"guards" yaml:"guards"`
+	Executor  Executor  `mapstructure:"executor" yaml:"executor"`
+	Reconcile Reconcile `mapstructure:"reconcile" yaml:"reconcile"`
+	Drift     Drift     `mapstructure:"drift" yaml:"drift"`
+	VSphere   VSphere   `mapstructure:"vsphere" yaml:"vsphere"`
+	Notify    Notify    `mapstructure:"notify" yaml:"notify"`
+	Agents    Agents    `mapstructure:"agents" yaml:"agents"`
+	Evidence  Evidence  `mapstructure:"evidence" yaml:"evidence"`
+	// Credentials configures the tunnel credential vault and rotations.
+	Credentials Credentials         `mapstructure:"credentials" yaml:"credentials"`
+	Inventory   inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
 }
 
 // Agents is the controller's side of the mutual TLS with `warden agent`
@@ -49,6 +51,26 @@ type Agents struct {
 	KeyFile  string `mapstructure:"key_file" yaml:"key_file"`
 	// CAFile verifies the agents' server certificates.
 	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
+}
+
+// Credentials configures the vault of tunnel credentials and the
+// revoke_peer and rotate_credentials actions. The master key that seals
+// the secrets Warden generates is never written here: it comes from a file
+// (mode 0600) or an environment variable. Without a key those two actions
+// are unavailable.
+type Credentials struct {
+	// MasterKeyFile holds the 32-byte master key, raw, base64 or hex
+	// (`warden credentials init-key` writes one).
+	MasterKeyFile string `mapstructure:"master_key_file" yaml:"master_key_file"`
+	// MasterKeyEnv names the environment variable that holds the master
+	// key (base64 or hex) when there is no file.
+	MasterKeyEnv string `mapstructure:"master_key_env" yaml:"master_key_env"`
+	// WaveSize is how many pairs or sites rotate at once after the canary
+	// (a step's wave_size overrides it).
+	WaveSize int `mapstructure:"wave_size" yaml:"wave_size"`
+	// UnitTimeout bounds how long one pair or site may take to come back
+	// with its new credential before the waves stop.
+	UnitTimeout time.Duration `mapstructure:"unit_timeout" yaml:"unit_timeout"`
 }
 
 // Evidence says where evidence artefacts are kept.
@@ -182,11 +204,12 @@ func Defaults() Config {
 			Window: time.Hour, MaxAutoIsolationsPerSite: 1, MaxAutoIsolationsFleet: 3,
 			BreakerMinGateways: 3, BreakerFraction: 0.5,
 		},
-		Executor:  Executor{MaxAttempts: 5, BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second, StepTimeout: 5 * time.Minute},
-		Reconcile: Reconcile{Interval: 30 * time.Second},
-		Drift:     Drift{Interval: time.Hour},
-		VSphere:   VSphere{QuarantinePortgroup: "warden-quarantine", QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"},
-		Notify:    Notify{Default: "default"},
+		Executor:    Executor{MaxAttempts: 5, BackoffBase: 200 * time.Millisecond, BackoffMax: 10 * time.Second, StepTimeout: 5 * time.Minute},
+		Reconcile:   Reconcile{Interval: 30 * time.Second},
+		Drift:       Drift{Interval: time.Hour},
+		VSphere:     VSphere{QuarantinePortgroup: "warden-quarantine", QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"},
+		Notify:      Notify{Default: "default"},
+		Credentials: Credentials{MasterKeyEnv: "WARDEN_MASTER_KEY", WaveSize: 4, UnitTimeout: 30 * time.Second},
 	}
 }
 
@@ -356,6 +379,17 @@ func (c *Config) Validate() error {
 	}
 	if agentsUsed && (c.Agents.CertFile == "" || c.Agents.KeyFile == "" || c.Agents.CAFile == "") {
 		add("agents.cert_file, agents.key_file and agents.ca_file: required when a gateway has an agent")
+	}
+	if c.Credentials.WaveSize < 1 {
+		add("credentials.wave_size: must be at least 1")
+	}
+	if c.Credentials.UnitTimeout <= 0 {
+		add("credentials.unit_timeout: must be positive")
+	}
+	for _, g := range c.Inventory.Gateways {
+		if (g.WireGuard != nil || g.StrongSwan != nil) && g.Agent == "" {
+			add("inventory.gateways (%s): wireguard and strongswan need an agent on the gateway (agent), through which Warden reaches the tunnels", g.ID)
+		}
 	}
 	if err := c.Inventory.Validate(); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,7 @@
 package inventory
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -60,6 +61,32 @@ type Gateway struct {
 	ManagementNetworks []string `mapstructure:"management_networks" json:"management_networks" yaml:"management_networks"`
 	// Agent is the URL of warden agent on the gateway, if any.
 	Agent string `mapstructure:"agent" json:"agent,omitempty" yaml:"agent,omitempty"`
+	// WireGuard describes the gateway's WireGuard device, when it
+	// terminates WireGuard tunnels.
+	WireGuard *WireGuardEnd `mapstructure:"wireguard" json:"wireguard,omitempty" yaml:"wireguard,omitempty"`
+	// StrongSwan describes the gateway's IKE side, when it terminates
+	// strongSwan tunnels.
+	StrongSwan *StrongSwanEnd `mapstructure:"strongswan" json:"strongswan,omitempty" yaml:"strongswan,omitempty"`
+}
+
+// WireGuardEnd is a gateway's WireGuard device.
+type WireGuardEnd struct {
+	// Device is the interface name on the gateway ("wg0").
+	Device string `mapstructure:"device" json:"device" yaml:"device"`
+	// Endpoint is where peers reach the device ("203.0.113.1:51820").
+	Endpoint string `mapstructure:"endpoint" json:"endpoint,omitempty" yaml:"endpoint,omitempty"`
+	// PublicKey is the device's public key (base64) as recorded at
+	// onboarding. Warden trusts this record, not the gateway, to know which
+	// key to revoke at the peers when the gateway is compromised.
+	PublicKey string `mapstructure:"public_key" json:"public_key,omitempty" yaml:"public_key,omitempty"`
+}
+
+// StrongSwanEnd is a gateway's IKE side. Its peers name their connection
+// to it, and the ids of the shared keys they hold for it ("<id>/…"), after
+// the gateway's id.
+type StrongSwanEnd struct {
+	// Identity is the gateway's IKE identity, an owner of its shared keys.
+	Identity string `mapstructure:"identity" json:"identity" yaml:"identity"`
 }
 
 // Tunnel is a pairwise link between two gateways.
@@ -183,6 +210,20 @@ func (inv *Inventory) Validate() error {
 			if _, err := netip.ParsePrefix(n); err != nil {
 				add("%s.management_networks: %q is not a CIDR", where, n)
 			}
+		}
+		if wg := g.WireGuard; wg != nil {
+			if wg.Device == "" || len(wg.Device) > 15 || strings.ContainsAny(wg.Device, "/ \t\n") {
+				add("%s.wireguard.device: %q is not an interface name", where, wg.Device)
+			}
+			if _, err := netip.ParseAddrPort(wg.Endpoint); wg.Endpoint != "" && err != nil {
+				add("%s.wireguard.endpoint: %q is not an address:port", where, wg.Endpoint)
+			}
+			if k, err := base64.StdEncoding.DecodeString(wg.PublicKey); wg.PublicKey != "" && (err != nil || len(k) != 32) {
+				add("%s.wireguard.public_key: not a base64 WireGuard key", where)
+			}
+		}
+		if ss := g.StrongSwan; ss != nil && ss.Identity == "" {
+			add("%s.strongswan.identity: is required", where)
 		}
 	}
 

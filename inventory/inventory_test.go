@@ -22,20 +22,27 @@ func TestValidate(t *testing.T) {
 		mutate func(*Inventory)
 		want   []string
 	}{
-		"valid":                  {func(*Inventory) {}, nil},
-		"unknown site":           {func(i *Inventory) { i.Gateways[1].Site = "mars" }, []string{`site: unknown site "mars"`}},
-		"duplicate address":      {func(i *Inventory) { i.Gateways[1].Addresses = []string{"2001:db8::1"} }, []string{"duplicate address 2001:db8::1", `"gw-hq"`}},
-		"no management network":  {func(i *Inventory) { i.Gateways[0].ManagementNetworks = nil }, []string{"gw-hq", "management network"}},
-		"tunnel to unknown":      {func(i *Inventory) { i.Tunnels[0].B = "gw-x" }, []string{`tunnel to unknown gateway "gw-x"`}},
-		"tunnel to itself":       {func(i *Inventory) { i.Tunnels[0].B = "gw-hq" }, []string{"two different gateways"}},
-		"tunnel kind":            {func(i *Inventory) { i.Tunnels[0].Kind = "openvpn" }, []string{`unknown kind "openvpn"`}},
-		"bad CIDR":               {func(i *Inventory) { i.Gateways[0].ManagementNetworks = []string{"10.0.0.0/33"} }, []string{"is not a CIDR"}},
-		"bad address":            {func(i *Inventory) { i.Gateways[0].Addresses = []string{"gw.example"} }, []string{"is not an IP address"}},
-		"duplicate gateway":      {func(i *Inventory) { i.Gateways[1].ID = "gw-hq" }, []string{`duplicate gateway "gw-hq"`}},
-		"wildcard id":            {func(i *Inventory) { i.Gateways[1].ID = "gw-*" }, []string{"wildcards"}},
-		"bad time zone":          {func(i *Inventory) { i.Sites[0].TimeZone = "Tokyo" }, []string{`unknown time zone "Tokyo"`}},
-		"bad business hours":     {func(i *Inventory) { i.Sites[0].BusinessHours.Start = "9am" }, []string{"business_hours.start"}},
-		"bad business day":       {func(i *Inventory) { i.Sites[0].BusinessHours.Days = []string{"funday"} }, []string{`unknown day "funday"`}},
+		"valid":                 {func(*Inventory) {}, nil},
+		"unknown site":          {func(i *Inventory) { i.Gateways[1].Site = "mars" }, []string{`site: unknown site "mars"`}},
+		"duplicate address":     {func(i *Inventory) { i.Gateways[1].Addresses = []string{"2001:db8::1"} }, []string{"duplicate address 2001:db8::1", `"gw-hq"`}},
+		"no management network": {func(i *Inventory) { i.Gateways[0].ManagementNetworks = nil }, []string{"gw-hq", "management network"}},
+		"tunnel to unknown":     {func(i *Inventory) { i.Tunnels[0].B = "gw-x" }, []string{`tunnel to unknown gateway "gw-x"`}},
+		"tunnel to itself":      {func(i *Inventory) { i.Tunnels[0].B = "gw-hq" }, []string{"two different gateways"}},
+		"tunnel kind":           {func(i *Inventory) { i.Tunnels[0].Kind = "openvpn" }, []string{`unknown kind "openvpn"`}},
+		"bad CIDR":              {func(i *Inventory) { i.Gateways[0].ManagementNetworks = []string{"10.0.0.0/33"} }, []string{"is not a CIDR"}},
+		"bad address":           {func(i *Inventory) { i.Gateways[0].Addresses = []string{"gw.example"} }, []string{"is not an IP address"}},
+		"duplicate gateway":     {func(i *Inventory) { i.Gateways[1].ID = "gw-hq" }, []string{`duplicate gateway "gw-hq"`}},
+		"wildcard id":           {func(i *Inventory) { i.Gateways[1].ID = "gw-*" }, []string{"wildcards"}},
+		"bad time zone":         {func(i *Inventory) { i.Sites[0].TimeZone = "Tokyo" }, []string{`unknown time zone "Tokyo"`}},
+		"bad business hours":    {func(i *Inventory) { i.Sites[0].BusinessHours.Start = "9am" }, []string{"business_hours.start"}},
+		"bad business day":      {func(i *Inventory) { i.Sites[0].BusinessHours.Days = []string{"funday"} }, []string{`unknown day "funday"`}},
+		"wireguard ok": {func(i *Inventory) {
+			i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", Endpoint: "198.51.100.1:51820", PublicKey: "4SZuxRKKKtgDSzyks7CiW3R/mEgn8Z/9UMe1FBP/STQ="}
+		}, nil},
+		"wireguard device":       {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg 0"} }, []string{"wireguard.device"}},
+		"wireguard endpoint":     {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", Endpoint: "host:51820"} }, []string{"wireguard.endpoint"}},
+		"wireguard public key":   {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", PublicKey: "abc"} }, []string{"wireguard.public_key"}},
+		"strongswan identity":    {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{} }, []string{"strongswan.identity: is required"}},
 		"several problems named": {func(i *Inventory) { i.Gateways[1].Site = ""; i.Tunnels[0].Kind = "" }, []string{"site: is required", "kind: is required"}},
 	}
 	for name, tc := range tests {
