@@ -138,6 +138,11 @@ const (
 	NameNotify          = "notify"
 	NameVerifyBaseline  = "verify_baseline"
 	NamePatch           = "patch"
+	// NameRevokePeer removes a compromised gateway's tunnels and blocks
+	// its addresses at every peer site.
+	NameRevokePeer = "revoke_peer"
+	// NameRotateCredentials replaces tunnel credentials in waves.
+	NameRotateCredentials = "rotate_credentials"
 )
 
 // Evidence actions must succeed before any destructive step runs (safety
@@ -147,4 +152,4 @@ var Evidence = map[string]bool{NameCaptureVolatile: true, NameSnapshot: true}
 
 // Destructive actions never run before evidence has been preserved, unless a
 // person overrides with a recorded reason.
-var Destructive = map[string]bool{NamePowerOff: true, "patch": true, "rebuild": true, "rotate_credentials": true}
+var Destructive = map[string]bool{NamePowerOff: true, NamePatch: true, "rebuild": true, NameRotateCredentials: true}

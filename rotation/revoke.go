@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -27,16 +26,7 @@ import (
 // run reports "unchanged" rows.
 func (r *Rotator) Revoke(ctx context.Context, inv *inventory.Inventory, compromised string) (Report, error) {
 	rep := Report{Operation: "revoke"}
-	var pairs []Pair
-	seen := map[Pair]bool{}
-	for _, t := range inv.TunnelsOf(compromised) {
-		p := PairOf(t)
-		if !seen[p] {
-			seen[p] = true
-			pairs = append(pairs, p)
-		}
-	}
-	sort.Slice(pairs, func(i, j int) bool { return pairs[i].String() < pairs[j].String() })
+	pairs := revokedPairs(inv, compromised)
 
 	var errs []error
 	wgKey, wgKeyErr := r.compromisedWireGuardKey(ctx, compromised)

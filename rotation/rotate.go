@@ -26,6 +26,12 @@ type WaveOptions struct {
 	// Poll is how often verification is retried while waiting (default
 	// 50 ms).
 	Poll time.Duration
+	// Batch tags every credential this rotation generates (a step's
+	// idempotency key). A unit whose active credential already carries the
+	// tag was rotated by an earlier attempt of the same rotation and is
+	// reported unchanged, so a rotation resumed after a crash does not
+	// rotate again what it finished.
+	Batch string
 }
 
 func (o WaveOptions) withDefaults() WaveOptions {
@@ -63,9 +69,7 @@ func cameBack(rows []Row) bool {
 // time, and stops after the first wave in which a unit did not come back:
 // later units are reported as skipped and keep their current credential.
 func (r *Rotator) runWaves(ctx context.Context, units []unit, opt WaveOptions) (rows []Row, stoppedAt string) {
-	if i := slices.IndexFunc(units, func(u unit) bool { return u.name == opt.Canary }); i > 0 {
-		units = append([]unit{units[i]}, append(slices.Clone(units[:i]), units[i+1:]...)...)
-	}
+	units = canaryFirst(units, opt.Canary, func(u unit) string { return u.name })
 	var waves [][]unit
 	if len(units) > 0 {
 		waves = append(waves, units[:1])
@@ -185,11 +189,15 @@ func (r *Rotator) rotatePSK(ctx context.Context, p Pair, opt WaveOptions) (row R
 		row.Error = errorText(err)
 		return row
 	}
+	if hasOld && opt.Batch != "" && old.Batch == opt.Batch {
+		row.OldCredential, row.NewCredential, row.Status = "", old.ID, StatusUnchanged
+		return row
+	}
 	if (p.Kind == inventory.KindWireGuard && r.Providers.WireGuard == nil) || (p.Kind == inventory.KindStrongSwan && r.Providers.StrongSwan == nil) {
 		row.Error = errorText(ErrNoProvider)
 		return row
 	}
-	cred, secret, err := r.Vault.Generate(ctx, kind, p, "")
+	cred, secret, err := r.Vault.generate(ctx, opt.Batch, kind, p, "")
 	if err != nil {
 		row.Error = errorText(err)
 		return row
@@ -378,7 +386,13 @@ func (r *Rotator) rotateSiteKey(ctx context.Context, site string, pairs []Pair, 
 	default:
 		return fail(err)
 	}
-	cred, secret, err := r.Vault.Generate(ctx, KindWireGuardKey, Pair{}, site)
+	if hasOld && opt.Batch != "" && old.Batch == opt.Batch {
+		for i := range rows {
+			rows[i].NewCredential, rows[i].Status = old.ID, StatusUnchanged
+		}
+		return rows
+	}
+	cred, secret, err := r.Vault.generate(ctx, opt.Batch, KindWireGuardKey, Pair{}, site)
 	if err != nil {
 		return fail(err)
 	}

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS tunnel_credentials (
 	public_key TEXT NOT NULL DEFAULT '',
 	state      TEXT NOT NULL,
 	origin     TEXT NOT NULL,
+	batch      TEXT NOT NULL DEFAULT '',
 	key_id     TEXT NOT NULL DEFAULT '',
 	nonce      BLOB,
 	sealed     BLOB,
@@ -81,6 +82,9 @@ type Credential struct {
 	State     State  `json:"state"`
 	// Origin is "generated" (by Warden) or "imported" (found in place).
 	Origin string `json:"origin"`
+	// Batch names the rotation that generated the credential (a step's
+	// idempotency key); empty for imported ones.
+	Batch string `json:"batch,omitempty"`
 	// HasSecret says whether Warden holds the secret (sealed).
 	HasSecret bool      `json:"has_secret"`
 	CreatedAt time.Time `json:"created_at"`
@@ -124,6 +128,12 @@ func OpenVault(ctx context.Context, db *sql.DB, key MasterKey, clock Clock) (*Va
 	if _, err := db.ExecContext(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("creating the credential table: %w", err)
 	}
+	// Tables created before rotations were tagged lack the batch column.
+	if _, err := db.ExecContext(ctx, `SELECT batch FROM tunnel_credentials LIMIT 0`); err != nil {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE tunnel_credentials ADD COLUMN batch TEXT NOT NULL DEFAULT ''`); err != nil {
+			return nil, fmt.Errorf("adding the batch column to the credential table: %w", err)
+		}
+	}
 	if clock == nil {
 		clock = realClock{}
 	}
@@ -161,7 +171,12 @@ func aad(id, kind, subject string) []byte { return []byte(id + "\x00" + kind + "
 // site (WireGuard site keys) with a fresh secret from crypto/rand, stores
 // it sealed, in state pending, and returns it with its secret.
 func (v *Vault) Generate(ctx context.Context, kind string, pair Pair, site string) (Credential, Secret, error) {
-	c := Credential{Kind: kind, Pair: pair, Site: site, State: StatePending, Origin: "generated"}
+	return v.generate(ctx, "", kind, pair, site)
+}
+
+// generate is Generate, tagging the credential with batch.
+func (v *Vault) generate(ctx context.Context, batch, kind string, pair Pair, site string) (Credential, Secret, error) {
+	c := Credential{Kind: kind, Pair: pair, Site: site, State: StatePending, Origin: "generated", Batch: batch}
 	var s Secret
 	switch kind {
 	case KindWireGuardPSK, KindStrongSwanPSK:
@@ -227,9 +242,9 @@ func (v *Vault) insert(ctx context.Context, c Credential, s Secret) (Credential,
 	now := v.clock.Now().UTC()
 	c.CreatedAt, c.UpdatedAt, c.HasSecret = now, now, !s.IsZero()
 	_, err = v.db.ExecContext(ctx, `INSERT INTO tunnel_credentials
-		(id, kind, subject, public_key, state, origin, key_id, nonce, sealed, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.Kind, subject, c.PublicKey, string(c.State), c.Origin, keyID, nonce, sealed,
+		(id, kind, subject, public_key, state, origin, batch, key_id, nonce, sealed, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Kind, subject, c.PublicKey, string(c.State), c.Origin, c.Batch, keyID, nonce, sealed,
 		now.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
 	if err != nil {
 		return Credential{}, fmt.Errorf("storing credential %s: %w", c.ID, err)
@@ -237,12 +252,12 @@ func (v *Vault) insert(ctx context.Context, c Credential, s Secret) (Credential,
 	return c, nil
 }
 
-const credentialColumns = `id, kind, subject, public_key, state, origin, sealed IS NOT NULL, created_at, updated_at`
+const credentialColumns = `id, kind, subject, public_key, state, origin, batch, sealed IS NOT NULL, created_at, updated_at`
 
 func scanCredential(row interface{ Scan(...any) error }) (Credential, error) {
 	var c Credential
 	var subject, state, created, updated string
-	if err := row.Scan(&c.ID, &c.Kind, &subject, &c.PublicKey, &state, &c.Origin, &c.HasSecret, &created, &updated); err != nil {
+	if err := row.Scan(&c.ID, &c.Kind, &subject, &c.PublicKey, &state, &c.Origin, &c.Batch, &c.HasSecret, &created, &updated); err != nil {
 		return Credential{}, err
 	}
 	c.State = State(state)
