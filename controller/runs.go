@@ -89,7 +89,7 @@ func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Pla
 		if rotated {
 			cg.Passed, cg.Detail = true, fmt.Sprintf("credentials of its %d tunnel(s) rotated since the quarantine", len(tunnels))
 		} else {
-			cg.Detail = fmt.Sprintf("credentials of its %d tunnel(s) not rotated since the quarantine (runbook rotate-credentials)", len(tunnels))
+			cg.Detail = fmt.Sprintf("credentials of its %d tunnel(s) not rotated since the quarantine (runbook respond-confirmed-compromise or rotate-fleet-credentials)", len(tunnels))
 		}
 	}
 	check(cg)
@@ -321,8 +321,20 @@ func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.
 	}
 	var run store.Run
 	err = c.st.Tx(ctx, func(tx *store.Tx) error {
+		incident := req.Incident
+		if incident == "" {
+			// A person acting on a gateway with an open incident acts
+			// within it: its evidence, steps and report stay together.
+			inc, open, err := tx.OpenIncidentFor(ctx, gw.ID, time.Time{})
+			if err != nil {
+				return err
+			}
+			if open {
+				incident = inc.ID
+			}
+		}
 		var err error
-		run, err = c.newRun(ctx, tx, newRunRequest{incident: req.Incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
+		run, err = c.newRun(ctx, tx, newRunRequest{incident: incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
 			actor: req.Actor, override: req.OverrideReason, params: req.Params, now: c.clock.Now()})
 		return err
 	})

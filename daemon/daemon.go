@@ -31,6 +31,7 @@ import (
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/providers/linux"
 	"github.com/warden-ir/warden/providers/vsphere"
+	"github.com/warden-ir/warden/rotation"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -45,7 +46,9 @@ type Daemon struct {
 	VSphere    *vsphere.Provider
 	Agents     *linux.AgentPool
 	Ledger     *evidence.Ledger
-	Log        *slog.Logger
+	// Vault holds the tunnel credentials; nil without a master key.
+	Vault *rotation.Vault
+	Log   *slog.Logger
 
 	listener net.Listener
 	http     *http.Server
@@ -164,6 +167,14 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if len(channels) > 0 {
 		pager = notifyPager{s: sender, channel: cfg.Notify.Default}
 	}
+	inv := cfg.Inventory
+	tunnelActs, err := d.tunnelActions(ctx, cfg, &inv, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range tunnelActs {
+		add(a)
+	}
 	for _, a := range opt.ExtraActions {
 		add(a)
 	}
@@ -178,7 +189,6 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(d.Registry)
-	inv := cfg.Inventory
 	d.Controller, err = controller.New(controller.Options{
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,

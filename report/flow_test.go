@@ -100,7 +100,7 @@ func newFlow(t *testing.T) *flow {
 		t.Fatal(err)
 	}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch} {
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials} {
 		list = append(list, &fakeAction{name: n, unsupported: n == actions.NameCaptureVolatile, applied: map[string]bool{}})
 	}
 	cat, err := actions.NewCatalogue(list...)

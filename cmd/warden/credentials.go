@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-ir/warden/rotation"
+)
+
+// newCredentialsCmd is `warden credentials`: the master key and the
+// inventory of tunnel credentials. Nothing here prints a secret.
+func newCredentialsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "credentials", Short: "Tunnel credentials: the vault's master key and the credential inventory (never secrets)"}
+
+	var keyFile string
+	initKey := &cobra.Command{
+		Use:   "init-key --file F",
+		Short: "Write a new random master key to F (mode 0600; refuses to overwrite) for credentials.master_key_file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyFile == "" {
+				return errors.New("--file is required")
+			}
+			k, err := rotation.NewMasterKey()
+			if err != nil {
+				return err
+			}
+			if err := rotation.WriteMasterKeyFile(keyFile, k); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "wrote master key %s to %s\n", k.ID(), keyFile)
+			return nil
+		},
+	}
+	initKey.Flags().StringVar(&keyFile, "file", "", "where to write the key")
+
+	var db string
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List each tunnel's kind and active credentials (ids, public keys, states; never a secret)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			if db == "" {
+				db = cfg.Store.Path
+			}
+			st, err := openExisting(cmd, db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			// Listing unseals nothing, so it needs no master key: any
+			// key opens the table.
+			k, err := rotation.NewMasterKey()
+			if err != nil {
+				return err
+			}
+			v, err := rotation.OpenVault(cmd.Context(), st.DB(), k, nil)
+			if err != nil {
+				return err
+			}
+			tcs, err := v.Inventory(cmd.Context(), cfg.Inventory.Tunnels)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(tcs)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TUNNEL\tCREDENTIAL\tID\tSTATE\tORIGIN\tSINCE\tPUBLIC KEY")
+			row := func(p rotation.Pair, what string, c *rotation.Credential) {
+				if c == nil {
+					fmt.Fprintf(tw, "%s\t%s\t-\tunknown\t-\t-\t-\n", p, what)
+					return
+				}
+				pub := c.PublicKey
+				if pub == "" {
+					pub = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, what, c.ID, c.State, c.Origin, c.UpdatedAt.Format("2006-01-02 15:04:05Z07:00"), pub)
+			}
+			for _, tc := range tcs {
+				if tc.Pair.Kind == "wireguard" {
+					row(tc.Pair, "site key "+tc.Pair.A, tc.KeyA)
+					row(tc.Pair, "site key "+tc.Pair.B, tc.KeyB)
+				}
+				row(tc.Pair, "preshared key", tc.PSK)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(initKey, list)
+	return cmd
+}
