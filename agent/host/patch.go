@@ -12,7 +12,10 @@ import (
 
 // Patch installs updates with apt under root ("/" on a gateway; another
 // root for labs and tests) and verifies the installed versions.
-func Patch(root string, log *slog.Logger) agent.PatchFunc {
+//
+// hooks are the checks beyond versions (see PatchHooks); a zero value runs
+// none.
+func Patch(root string, log *slog.Logger, hooks patching.VerifyHooks) agent.PatchFunc {
 	if root == "" {
 		root = "/"
 	}
@@ -35,11 +38,7 @@ func Patch(root string, log *slog.Logger) agent.PatchFunc {
 				targets = r.Targets()
 			}
 		}
-		if len(targets) == 0 {
-			res.Passed = true
-			return res, nil
-		}
-		checks, err := patching.Verify(ctx, root, targets, patching.VerifyHooks{})
+		checks, err := patching.Verify(ctx, root, targets, hooks)
 		if err != nil && len(checks) == 0 {
 			return res, fmt.Errorf("verifying installed versions: %w", err)
 		}

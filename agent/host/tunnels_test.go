@@ -18,6 +18,7 @@ import (
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/patching"
 )
 
 // wgLab is a three-site WireGuard mesh with preshared keys, and a
@@ -441,5 +442,36 @@ func TestVICIRunWithoutDaemon(t *testing.T) {
 	_, err := v.Run(t.Context(), wire.VICIParams{Command: "get-conns"})
 	if !errors.Is(err, agent.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("err = %v, want ErrUnavailable saying strongSwan is not running", err)
+	}
+}
+
+func TestPatchHooksWaitForWireGuardTunnels(t *testing.T) {
+	l := newWGLab(t)
+	ctx := t.Context()
+	hooksAt := func(site string) patching.VerifyHooks {
+		return PatchHooks(PatchHookOptions{WireGuard: l.at[site], Wait: 200 * time.Millisecond, Poll: 20 * time.Millisecond})
+	}
+	if err := hooksAt("a").Services(ctx); err != nil {
+		t.Fatalf("services of a: %v", err)
+	}
+	// No traffic yet, so no handshake: the tunnels are not up.
+	if err := hooksAt("a").Tunnels(ctx); err == nil || !strings.Contains(err.Error(), "not re-established") {
+		t.Fatalf("tunnels of a before any handshake = %v; want not re-established", err)
+	}
+	for _, p := range [][2]string{{"a", "b"}, {"a", "c"}, {"b", "c"}} {
+		from, _ := l.lab.Site(p[0])
+		to, _ := l.lab.Site(p[1])
+		if err := l.lab.Ping(ctx, from.LAN.NS, to.LAN.V4, 5*time.Second); err != nil {
+			t.Fatalf("ping %s -> %s through the tunnel: %v", p[0], p[1], err)
+		}
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if err := hooksAt(s).Tunnels(ctx); err != nil {
+			t.Errorf("tunnels of %s after handshakes: %v", s, err)
+		}
+	}
+	none := PatchHooks(PatchHookOptions{VICI: NewVICI(filepath.Join(t.TempDir(), "no-charon.vici"))})
+	if err := errors.Join(none.Services(ctx), none.Tunnels(ctx)); err != nil {
+		t.Errorf("a gateway without tunnels fails the hooks: %v", err)
 	}
 }

@@ -65,7 +65,6 @@ within --confirm-window.`,
 			if err != nil {
 				return err
 			}
-			deps.Patch = host.Patch(patchRoot, log)
 			if v, ok := deps.SAs.(*host.VICI); ok && viciSocket != "" {
 				deps.VICI = v
 			}
@@ -78,6 +77,16 @@ within --confirm-window.`,
 					deps.WireGuard = wg
 				}
 			}
+			// A patch passes when the versions are right and the tunnel
+			// services answer and their tunnels are back.
+			hooks := host.PatchHookOptions{}
+			if v, ok := deps.VICI.(*host.VICI); ok {
+				hooks.VICI = v
+			}
+			if wg, ok := deps.WireGuard.(*host.WireGuard); ok {
+				hooks.WireGuard = wg
+			}
+			deps.Patch = host.Patch(patchRoot, log, host.PatchHooks(hooks))
 			bl, err := linux.NewBlocklist(blockBackend, log)
 			if err != nil {
 				log.Warn("peer blocklist unavailable; block commands will answer 501", "error", err.Error())
