@@ -2,13 +2,11 @@ package linux
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -38,10 +36,7 @@ const (
 // there for why).
 type NFTBlocklist struct {
 	log *slog.Logger
-	ns  boundNamespace
-
-	mu   sync.Mutex     // serialises read-compare-write and guards conn
-	conn *nftables.Conn // lasting, bound to ns; nil until (re)opened
+	nftConn
 }
 
 var _ Blocklist = (*NFTBlocklist)(nil)
@@ -52,53 +47,11 @@ func NewNFTBlocklist(log *slog.Logger) (*NFTBlocklist, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ns, err := captureNamespace()
-	if err != nil {
+	b := &NFTBlocklist{log: log.With("backend", blockBackendNFT, "component", "blocklist")}
+	if err := b.open(); err != nil {
 		return nil, err
 	}
-	b := &NFTBlocklist{log: log.With("backend", blockBackendNFT, "component", "blocklist"), ns: ns}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	err = b.withConn(func(c *nftables.Conn) error {
-		_, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-		return err
-	})
-	if err != nil {
-		_ = ns.close()
-		return nil, fmt.Errorf("%w: listing nftables tables: %w", ErrUnavailable, err)
-	}
 	return b, nil
-}
-
-// Close closes the netlink connection and releases the namespace handle.
-func (b *NFTBlocklist) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var err error
-	if b.conn != nil {
-		err = b.conn.CloseLasting()
-		b.conn = nil
-	}
-	return errors.Join(err, b.ns.close())
-}
-
-// withConn runs fn with the backend's connection, opening it in the bound
-// namespace if needed; after any error the connection (and whatever fn
-// queued on it) is discarded. The caller holds b.mu.
-func (b *NFTBlocklist) withConn(fn func(c *nftables.Conn) error) error {
-	if b.conn == nil {
-		c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(b.ns.h)))
-		if err != nil {
-			return fmt.Errorf("opening nftables netlink: %w", err)
-		}
-		b.conn = c
-	}
-	if err := fn(b.conn); err != nil {
-		_ = b.conn.CloseLasting()
-		b.conn = nil
-		return err
-	}
-	return nil
 }
 
 // Set implements Blocklist.

@@ -45,10 +45,37 @@ const (
 // here): paying that on every call would dwarf the commit itself.
 type NFTables struct {
 	log *slog.Logger
-	ns  boundNamespace
+	nftConn
+}
 
+// nftConn is a lasting nftables netlink connection bound to the network
+// namespace of the thread that opened it; the quarantine and the peer
+// blocklist each keep one (see PROVIDER-NOTES on closing netlink sockets).
+type nftConn struct {
+	ns   boundNamespace
 	mu   sync.Mutex     // serialises read-compare-write and guards conn
 	conn *nftables.Conn // lasting, bound to ns; nil until (re)opened
+}
+
+// open binds n to the calling thread's namespace and checks that nftables
+// answers there.
+func (n *nftConn) open() error {
+	ns, err := captureNamespace()
+	if err != nil {
+		return err
+	}
+	n.ns = ns
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	err = n.withConn(func(c *nftables.Conn) error {
+		_, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+		return err
+	})
+	if err != nil {
+		_ = ns.close()
+		return fmt.Errorf("%w: listing nftables tables: %w", ErrUnavailable, err)
+	}
+	return nil
 }
 
 var _ Firewall = (*NFTables)(nil)
@@ -59,26 +86,15 @@ func NewNFTables(log *slog.Logger) (*NFTables, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ns, err := captureNamespace()
-	if err != nil {
+	b := &NFTables{log: log.With("backend", "nftables")}
+	if err := b.open(); err != nil {
 		return nil, err
-	}
-	b := &NFTables{log: log.With("backend", "nftables"), ns: ns}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	err = b.withConn(func(c *nftables.Conn) error {
-		_, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-		return err
-	})
-	if err != nil {
-		_ = ns.close()
-		return nil, fmt.Errorf("%w: listing nftables tables: %w", ErrUnavailable, err)
 	}
 	return b, nil
 }
 
 // Close closes the netlink connection and releases the namespace handle.
-func (b *NFTables) Close() error {
+func (b *nftConn) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var err error
@@ -92,7 +108,7 @@ func (b *NFTables) Close() error {
 // withConn runs fn with the backend's connection, opening it in the bound
 // namespace if needed. After any error the connection is discarded, with
 // whatever messages fn may have queued on it. The caller holds b.mu.
-func (b *NFTables) withConn(fn func(c *nftables.Conn) error) error {
+func (b *nftConn) withConn(fn func(c *nftables.Conn) error) error {
 	if b.conn == nil {
 		c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(b.ns.h)))
 		if err != nil {
