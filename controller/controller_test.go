@@ -32,10 +32,13 @@ type fakeAction struct {
 	// failures to return from Apply, in order; nil entries succeed.
 	failures []error
 	order    *[]string
+	// orderMu guards order, which several fakes (and concurrent runs)
+	// append to.
+	orderMu *sync.Mutex
 }
 
 func newFake(name string, order *[]string) *fakeAction {
-	return &fakeAction{name: name, applied: map[string]int{}, order: order}
+	return &fakeAction{name: name, applied: map[string]int{}, order: order, orderMu: &sync.Mutex{}}
 }
 
 func (f *fakeAction) Name() string { return f.name }
@@ -54,7 +57,9 @@ func (f *fakeAction) Apply(_ context.Context, req actions.Request) (actions.Resu
 	}
 	f.applied[req.IdempotencyKey]++
 	if f.order != nil {
+		f.orderMu.Lock()
 		*f.order = append(*f.order, f.name)
+		f.orderMu.Unlock()
 	}
 	return actions.Result{Changed: f.applied[req.IdempotencyKey] == 1, Summary: f.name + " done",
 		Details: map[string]any{"password": "hunter2-secret", "vm": req.Gateway.VM}}, nil
@@ -179,8 +184,10 @@ func newHarness(t testing.TB, mutate func(*Options)) *harness {
 	order := &[]string{}
 	h := &harness{st: st, acts: map[string]*fakeAction{}, order: order}
 	var list []actions.Action
+	orderMu := &sync.Mutex{}
 	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NamePowerOff, actions.NameNotify, "rotate_credentials", actions.NamePatch, actions.NameVerifyBaseline} {
 		f := newFake(n, order)
+		f.orderMu = orderMu
 		h.acts[n] = f
 		list = append(list, f)
 	}
