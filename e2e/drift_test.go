@@ -477,7 +477,7 @@ func TestLinuxBaselineDrift(t *testing.T) {
 		tamperIncident, tamperRun = a.IncidentID, a.RunID
 		var run store.Run
 		l.api.call(t, http.MethodGet, "/v1/runs/"+a.RunID, nil, http.StatusOK, &run)
-		if run.State != store.RunAwaitingApproval || !run.ApprovalRequired || run.Runbook != "contain-compromised-gateway" {
+		if run.State != store.RunAwaitingApproval || !run.ApprovalRequired || run.Runbook != "respond-confirmed-compromise" {
 			t.Fatalf("run %s: %s, approval required %t, runbook %s", run.ID, run.State, run.ApprovalRequired, run.Runbook)
 		}
 		// The new hash of the trojaned file travels with the indicator.
