@@ -184,6 +184,9 @@ func (s *Server) vici(ctx context.Context, p wire.VICIParams) (wire.VICIResult, 
 	case p.Event != event:
 		return wire.VICIResult{}, badParams(fmt.Errorf("event: command %s streams %s, not %q", p.Command, event, p.Event))
 	}
+	if err := wire.CheckVICIMessage(p.Command, p.Message); err != nil {
+		return wire.VICIResult{}, badParams(err)
+	}
 	if s.deps.VICI == nil {
 		return wire.VICIResult{}, errNoVICI
 	}

@@ -340,6 +340,11 @@ func TestVICICommand(t *testing.T) {
 		"event for an unstreamed one":   {wire.VICIParams{Command: "terminate", Event: "control-log"}, "event"},
 		"malformed message":             {json.RawMessage(`{"command":"get-conns","message":{"k":"x"}}`), "decoding parameters"},
 		"unknown field in the envelope": {json.RawMessage(`{"command":"get-conns","socket":"/tmp/x"}`), "unknown field"},
+		"a CA certificate is not a CRL": {wire.VICIParams{Command: "load-cert", Message: wire.VICIMessage{
+			{Key: "type", Value: ptr("X509")}, {Key: "flag", Value: ptr("CA")}, {Key: "data", Value: ptr("der")}}}, "only load a CRL"},
+		"a CRL flagged as a CA": {wire.VICIParams{Command: "load-cert", Message: wire.VICIMessage{
+			{Key: "type", Value: ptr("X509_CRL")}, {Key: "flag", Value: ptr("CA")}, {Key: "data", Value: ptr("der")}}}, "flag NONE"},
+		"load-cert without a type": {wire.VICIParams{Command: "load-cert", Message: wire.VICIMessage{{Key: "data", Value: ptr("der")}}}, "only load a CRL"},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -65,6 +65,11 @@ type Credentials struct {
 	// MasterKeyEnv names the environment variable that holds the master
 	// key (base64 or hex) when there is no file.
 	MasterKeyEnv string `mapstructure:"master_key_env" yaml:"master_key_env"`
+	// CACertFile and CAKeyFile (PEM; the key 0600) are the CA whose
+	// certificates strongSwan gateways with auth pubkey authenticate with:
+	// revoking such a gateway signs a CRL with it that every peer loads.
+	CACertFile string `mapstructure:"ca_cert_file" yaml:"ca_cert_file"`
+	CAKeyFile  string `mapstructure:"ca_key_file" yaml:"ca_key_file"`
 	// WaveSize is how many pairs or sites rotate at once after the canary
 	// (a step's wave_size overrides it).
 	WaveSize int `mapstructure:"wave_size" yaml:"wave_size"`
@@ -379,6 +384,9 @@ func (c *Config) Validate() error {
 	}
 	if agentsUsed && (c.Agents.CertFile == "" || c.Agents.KeyFile == "" || c.Agents.CAFile == "") {
 		add("agents.cert_file, agents.key_file and agents.ca_file: required when a gateway has an agent")
+	}
+	if (c.Credentials.CACertFile == "") != (c.Credentials.CAKeyFile == "") {
+		add("credentials.ca_cert_file and credentials.ca_key_file: give both or neither")
 	}
 	if c.Credentials.WaveSize < 1 {
 		add("credentials.wave_size: must be at least 1")

@@ -88,6 +88,11 @@ func (d *Daemon) tunnelActions(ctx context.Context, cfg config.Config, inv *inve
 		}
 	}
 	r := &rotation.Rotator{Vault: vault, Log: log.With("component", "rotation")}
+	if c := cfg.Credentials; c.CACertFile != "" {
+		if r.CA, err = rotation.LoadCAFiles(c.CACertFile, c.CAKeyFile); err != nil {
+			return nil, fmt.Errorf("loading the IPsec CA: %w", err)
+		}
+	}
 	if len(wgSites) > 0 {
 		p, err := wireguard.New(linux.NewAgentWireGuard(d.Agents, inv, cfg.Credentials.UnitTimeout), wgSites, wireguard.Options{Log: log})
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"sort"
 	"strings"
@@ -87,6 +88,33 @@ type WireGuardEnd struct {
 type StrongSwanEnd struct {
 	// Identity is the gateway's IKE identity, an owner of its shared keys.
 	Identity string `mapstructure:"identity" json:"identity" yaml:"identity"`
+	// Auth is how the gateway authenticates: "psk" (default: a
+	// pre-shared key per pair) or "pubkey" (an X.509 certificate under the
+	// CA Warden signs revocation lists with; see credentials.ca_cert_file).
+	Auth string `mapstructure:"auth" json:"auth,omitempty" yaml:"auth,omitempty"`
+	// CertificateSerial is the serial number (hex) of the gateway's
+	// certificate, recorded at onboarding; revoking the gateway puts it on
+	// the CRL every peer loads. Required with auth pubkey.
+	CertificateSerial string `mapstructure:"certificate_serial" json:"certificate_serial,omitempty" yaml:"certificate_serial,omitempty"`
+}
+
+// StrongSwan authentication methods.
+const (
+	AuthPSK    = "psk"
+	AuthPubkey = "pubkey"
+)
+
+// UsesCertificate reports whether the gateway authenticates IKE with a
+// certificate.
+func (s *StrongSwanEnd) UsesCertificate() bool { return s != nil && s.Auth == AuthPubkey }
+
+// Serial parses CertificateSerial (hex, colons and a 0x prefix allowed).
+func (s *StrongSwanEnd) Serial() (*big.Int, bool) {
+	if s == nil {
+		return nil, false
+	}
+	n, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ReplaceAll(s.CertificateSerial, ":", ""), "0x"), 16)
+	return n, ok && n.Sign() > 0
 }
 
 // Tunnel is a pairwise link between two gateways.
@@ -222,8 +250,22 @@ func (inv *Inventory) Validate() error {
 				add("%s.wireguard.public_key: not a base64 WireGuard key", where)
 			}
 		}
-		if ss := g.StrongSwan; ss != nil && ss.Identity == "" {
-			add("%s.strongswan.identity: is required", where)
+		if ss := g.StrongSwan; ss != nil {
+			if ss.Identity == "" {
+				add("%s.strongswan.identity: is required", where)
+			}
+			switch ss.Auth {
+			case "", AuthPSK:
+				if ss.CertificateSerial != "" {
+					add("%s.strongswan.certificate_serial: only with auth pubkey", where)
+				}
+			case AuthPubkey:
+				if _, ok := ss.Serial(); !ok {
+					add("%s.strongswan.certificate_serial: %q is not a positive hex serial number (required with auth pubkey)", where, ss.CertificateSerial)
+				}
+			default:
+				add("%s.strongswan.auth: %q is not psk or pubkey", where, ss.Auth)
+			}
 		}
 	}
 

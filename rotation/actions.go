@@ -116,6 +116,13 @@ func (a *revokeAction) Plan(ctx context.Context, req actions.Request) (actions.C
 			changes = append(changes, fmt.Sprintf("at %s: remove WireGuard peer %s, %s", peer, gw.ID, what))
 		case inventory.KindStrongSwan:
 			changes = append(changes, fmt.Sprintf("at %s: terminate the IKE SAs with %s, unload connection %s and its shared keys %s/*", peer, gw.ID, gw.ID, gw.ID))
+			if c, err := a.r.Vault.Latest(ctx, KindStrongSwanCert, Pair{}, gw.ID, StateActive, StateRevoked); err == nil {
+				if a.r.CA == nil {
+					changes = append(changes, fmt.Sprintf("at %s: cannot refuse %s's certificate (serial %s): no CA configured to sign a CRL", peer, gw.ID, c.PublicKey))
+				} else {
+					changes = append(changes, fmt.Sprintf("at %s: load a CRL from %s revoking %s's certificate (serial %s)", peer, a.r.CA.Certificate().Subject, gw.ID, c.PublicKey))
+				}
+			}
 		}
 		if psk, err := pskKind(p.Kind); err == nil {
 			if c, err := a.r.Vault.Current(ctx, psk, p, ""); err == nil {
@@ -286,10 +293,26 @@ type rotateParams struct {
 	psk, siteKeys bool
 	pairs         []Pair // in scope and managed
 	unmanaged     []Pair // in scope, left to people
+	certified     []Pair // in scope, authenticated by certificates: nothing shared
 	waves         WaveOptions
 }
 
-func (a *rotateAction) params(req actions.Request) (rotateParams, error) {
+// usesCertificates reports whether both ends of a strongSwan pair
+// authenticate with certificates (recorded in the vault at onboarding):
+// such a pair shares no secret to rotate.
+func (r *Rotator) usesCertificates(ctx context.Context, p Pair) bool {
+	if p.Kind != inventory.KindStrongSwan {
+		return false
+	}
+	for _, end := range []string{p.A, p.B} {
+		if _, err := r.Vault.Current(ctx, KindStrongSwanCert, Pair{}, end); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *rotateAction) params(ctx context.Context, req actions.Request) (rotateParams, error) {
 	var rp rotateParams
 	switch c := req.Params["credentials"]; c {
 	case "", CredentialsPSK:
@@ -320,9 +343,12 @@ func (a *rotateAction) params(req actions.Request) (rotateParams, error) {
 	}
 	var managed []Pair
 	for _, p := range rp.pairs {
-		if a.opt.managed(p.A, p.Kind) && a.opt.managed(p.B, p.Kind) {
+		switch {
+		case a.r.usesCertificates(ctx, p):
+			rp.certified = append(rp.certified, p)
+		case a.opt.managed(p.A, p.Kind) && a.opt.managed(p.B, p.Kind):
 			managed = append(managed, p)
-		} else {
+		default:
 			rp.unmanaged = append(rp.unmanaged, p)
 		}
 	}
@@ -361,13 +387,16 @@ func waveOf(i, size int) int {
 }
 
 func (a *rotateAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
-	rp, err := a.params(req)
+	rp, err := a.params(ctx, req)
 	if err != nil {
 		return actions.Change{}, err
 	}
 	var changes []string
 	if len(rp.unmanaged) > 0 {
 		changes = append(changes, errUnmanaged("rotate", rp.unmanaged).Error())
+	}
+	for _, p := range rp.certified {
+		changes = append(changes, fmt.Sprintf("%s: authenticated by certificates, no shared secret to rotate (a compromised gateway's certificate is revoked by revoke_peer)", p))
 	}
 	if rp.psk {
 		units := canaryFirst(rp.pairs, rp.waves.Canary, Pair.String)
@@ -391,7 +420,9 @@ func (a *rotateAction) Plan(ctx context.Context, req actions.Request) (actions.C
 		}
 	}
 	sum := fmt.Sprintf("rotate the credentials of %d tunnel(s) not touching %s, canary first, then %d at a time", len(rp.pairs), req.Gateway.ID, rp.waves.WaveSize)
-	if len(rp.pairs) == 0 {
+	if len(rp.pairs) == 0 && len(rp.certified) > 0 {
+		sum = fmt.Sprintf("the %d tunnel(s) not touching %s authenticate with certificates: nothing shared to rotate", len(rp.certified), req.Gateway.ID)
+	} else if len(rp.pairs) == 0 {
 		sum = fmt.Sprintf("no tunnel in scope besides %s's own: nothing to rotate", req.Gateway.ID)
 	}
 	return actions.Change{Summary: sum, Changes: changes, Destructive: true}, nil
@@ -407,7 +438,7 @@ func canaryFirst[T any](units []T, canary string, name func(T) string) []T {
 }
 
 func (a *rotateAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
-	rp, err := a.params(req)
+	rp, err := a.params(ctx, req)
 	if err != nil {
 		return actions.Result{}, err
 	}
@@ -439,6 +470,9 @@ func (a *rotateAction) Apply(ctx context.Context, req actions.Request) (actions.
 	}
 	res.Changed = rotated > 0
 	res.Summary = fmt.Sprintf("%d rotated, %d already rotated, %d rolled back, %d failed, %d not attempted", rotated, unchanged, rolledBack, failed, skipped)
+	if len(rp.certified) > 0 {
+		res.Summary += fmt.Sprintf("; %d authenticate with certificates (nothing shared to rotate)", len(rp.certified))
+	}
 	if len(rp.unmanaged) > 0 && errors.Join(errs...) == nil {
 		errs = append(errs, actions.Terminal(errUnmanaged("rotate", rp.unmanaged)))
 	}
@@ -454,7 +488,7 @@ func (a *rotateAction) Apply(ctx context.Context, req actions.Request) (actions.
 }
 
 func (a *rotateAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
-	rp, err := a.params(req)
+	rp, err := a.params(ctx, req)
 	if err != nil {
 		return actions.Result{}, err
 	}

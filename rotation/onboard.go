@@ -11,7 +11,8 @@ import (
 )
 
 // ImportSiteKeys records, for every gateway whose inventory entry declares
-// a WireGuard public key, that key as the gateway's site key, unless the
+// a WireGuard public key, that key as the gateway's site key, and for every
+// gateway with an IKE certificate, its serial number, unless the
 // vault already knows a site key of the gateway (in any state: after a
 // rotation or a revocation the vault, not the inventory, is current). It
 // returns the gateways imported. This is onboarding: the key that
@@ -20,6 +21,15 @@ import (
 func (v *Vault) ImportSiteKeys(ctx context.Context, inv *inventory.Inventory) ([]string, error) {
 	var imported []string
 	for _, gw := range inv.Gateways {
+		if serial, ok := gw.StrongSwan.Serial(); ok && gw.StrongSwan.UsesCertificate() {
+			done, err := v.importOnce(ctx, Credential{Kind: KindStrongSwanCert, Site: gw.ID, PublicKey: serial.Text(16)})
+			if err != nil {
+				return imported, err
+			}
+			if done {
+				imported = append(imported, gw.ID)
+			}
+		}
 		if gw.WireGuard == nil || gw.WireGuard.PublicKey == "" {
 			continue
 		}
@@ -39,4 +49,20 @@ func (v *Vault) ImportSiteKeys(ctx context.Context, inv *inventory.Inventory) ([
 		imported = append(imported, gw.ID)
 	}
 	return imported, nil
+}
+
+// importOnce records c (without a secret) unless the vault knows a
+// credential of its kind for its site in any state.
+func (v *Vault) importOnce(ctx context.Context, c Credential) (bool, error) {
+	_, err := v.Latest(ctx, c.Kind, Pair{}, c.Site, StatePending, StateActive, StateRetired, StateRevoked, StateFailed)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, ErrNoCredential) {
+		return false, err
+	}
+	if _, err := v.Import(ctx, c, Secret{}); err != nil {
+		return false, fmt.Errorf("importing the %s of %s: %w", c.Kind, c.Site, err)
+	}
+	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -30,8 +31,16 @@ func (r *Rotator) Revoke(ctx context.Context, inv *inventory.Inventory, compromi
 
 	var errs []error
 	wgKey, wgKeyErr := r.compromisedWireGuardKey(ctx, compromised)
+	cert, hasCert, err := r.compromisedCertificate(ctx, compromised)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var crl []byte // signed once, loaded at every peer that lacks it
 	for _, p := range pairs {
 		row := r.revokeAt(ctx, p, compromised, wgKey, wgKeyErr)
+		if row.Status != StatusFailed && hasCert && p.Kind == inventory.KindStrongSwan {
+			row = r.revokeCertAt(ctx, row, cert, &crl)
+		}
 		if row.Status == StatusFailed {
 			errs = append(errs, fmt.Errorf("revoking %s at %s: %s", compromised, row.Site, row.Error))
 		}
@@ -125,5 +134,94 @@ func (r *Rotator) revokeAt(ctx context.Context, p Pair, compromised string, wg w
 	if !changed {
 		row.Status = StatusUnchanged
 	}
+	return row
+}
+
+// compromisedCertificate finds the IKE certificate of site and marks it
+// revoked (it belongs on every CRL from now on). has is false when site
+// authenticates with pre-shared keys.
+func (r *Rotator) compromisedCertificate(ctx context.Context, site string) (c Credential, has bool, err error) {
+	c, err = r.Vault.Latest(ctx, KindStrongSwanCert, Pair{}, site, StateActive, StateRevoked)
+	if errors.Is(err, ErrNoCredential) {
+		return Credential{}, false, nil
+	}
+	if err != nil {
+		return Credential{}, false, err
+	}
+	if c.State != StateRevoked {
+		if err := r.Vault.SetState(ctx, c.ID, StateRevoked); err != nil {
+			return c, true, err
+		}
+		c.State = StateRevoked
+	}
+	return c, true, nil
+}
+
+func serialOf(c Credential) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(c.PublicKey, 16)
+	if !ok {
+		return nil, fmt.Errorf("the stored serial number of %s's certificate is not hex", c.Site)
+	}
+	return n, nil
+}
+
+// revokedSerials lists the serial numbers of every revoked certificate.
+func (r *Rotator) revokedSerials(ctx context.Context) ([]*big.Int, error) {
+	list, err := r.Vault.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*big.Int
+	for _, c := range list {
+		if c.Kind == KindStrongSwanCert && c.State == StateRevoked {
+			n, err := serialOf(c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// revokeCertAt makes the peer of row refuse the compromised gateway's
+// certificate: a CRL from Warden's CA listing it (and every certificate
+// revoked before) is loaded there unless one already revokes it. Even a
+// connection restored by hand, or one that accepts any certificate of the
+// CA, then fails to authenticate the gateway.
+func (r *Rotator) revokeCertAt(ctx context.Context, row Row, cert Credential, crl *[]byte) Row {
+	row.Credential, row.OldCredential = KindStrongSwanCert, cert.ID
+	fail := func(err error) Row {
+		row.Status, row.Error = StatusFailed, errorText(err)
+		return row
+	}
+	if r.CA == nil {
+		return fail(fmt.Errorf("cannot revoke the certificate of %s at %s: no CA configured to sign a CRL (credentials.ca_cert_file, credentials.ca_key_file)", cert.Site, row.Site))
+	}
+	serial, err := serialOf(cert)
+	if err != nil {
+		return fail(err)
+	}
+	ss := r.Providers.StrongSwan
+	if ss.VerifyCRL(ctx, row.Site, r.CA.Certificate(), serial) == nil {
+		return row // already refused there
+	}
+	if *crl == nil {
+		serials, err := r.revokedSerials(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		now := r.clock().Now()
+		if *crl, err = r.CA.CRL(serials, big.NewInt(now.UnixNano()), now); err != nil {
+			return fail(err)
+		}
+	}
+	if err := ss.LoadCRL(ctx, row.Site, *crl); err != nil {
+		return fail(fmt.Errorf("loading the CRL at %s: %w", row.Site, err))
+	}
+	if err := ss.VerifyCRL(ctx, row.Site, r.CA.Certificate(), serial); err != nil {
+		return fail(err)
+	}
+	row.Status = StatusRevoked
 	return row
 }

@@ -3,10 +3,12 @@ package rotation
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/providers/strongswan"
 )
 
 // instantClock never waits: every timer has already fired, so a unit that
@@ -135,6 +138,7 @@ type fakeSS struct {
 	keys    map[[2]string]string // (site, peer) -> key id in use
 	refuse  map[string]bool
 	revoked map[[2]string]bool
+	crls    map[string][]byte // site -> the CRL loaded there
 }
 
 func (f *fakeSS) RevokePeer(_ context.Context, site, peer string) (bool, error) {
@@ -171,6 +175,25 @@ func (f *fakeSS) VerifyPSK(_ context.Context, a, b, keyID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.keys[[2]string{a, b}] != keyID || f.keys[[2]string{b, a}] != keyID {
+		return actions.ErrNotVerified
+	}
+	return nil
+}
+
+func (f *fakeSS) LoadCRL(_ context.Context, site string, crl []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.crls == nil {
+		f.crls = map[string][]byte{}
+	}
+	f.crls[site] = crl
+	return nil
+}
+
+func (f *fakeSS) VerifyCRL(_ context.Context, site string, issuer *x509.Certificate, serial *big.Int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !strongswan.CRLRevokes(f.crls[site], issuer, serial) {
 		return actions.ErrNotVerified
 	}
 	return nil

@@ -2,10 +2,12 @@ package rotation
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -31,6 +33,12 @@ type StrongSwan interface {
 	// failure it leaves the old key in use.
 	RotatePSK(ctx context.Context, a, b, keyID string, psk []byte) error
 	VerifyPSK(ctx context.Context, a, b, keyID string) error
+	// LoadCRL makes site's charon check peer certificates against crl
+	// (DER).
+	LoadCRL(ctx context.Context, site string, crl []byte) error
+	// VerifyCRL checks that site's charon holds a CRL signed by issuer
+	// that revokes serial; the error wraps actions.ErrNotVerified if not.
+	VerifyCRL(ctx context.Context, site string, issuer *x509.Certificate, serial *big.Int) error
 }
 
 // Providers holds one provider per tunnel kind; a kind without one cannot
@@ -59,10 +67,13 @@ type GapMeter interface {
 type Rotator struct {
 	Vault     *Vault
 	Providers Providers
-	Probe     Prober
-	Gaps      GapMeter
-	Clock     Clock
-	Log       *slog.Logger
+	// CA signs the CRLs that revoke gateways authenticating with
+	// certificates; without it such a gateway cannot be revoked.
+	CA    *CA
+	Probe Prober
+	Gaps  GapMeter
+	Clock Clock
+	Log   *slog.Logger
 }
 
 func (r *Rotator) clock() Clock {

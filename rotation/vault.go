@@ -27,6 +27,9 @@ const (
 	KindWireGuardKey = "wireguard-key"
 	// KindStrongSwanPSK is a per-pair IKE pre-shared key (32 bytes).
 	KindStrongSwanPSK = "strongswan-psk"
+	// KindStrongSwanCert is a site's IKE certificate, known by its serial
+	// number (hex, in PublicKey); Warden never holds its private key.
+	KindStrongSwanCert = "strongswan-cert"
 )
 
 // State is where a credential is in its life.
@@ -77,7 +80,8 @@ type Credential struct {
 	// Pair is set for preshared keys, Site for site keys.
 	Pair Pair   `json:"pair,omitzero"`
 	Site string `json:"site,omitempty"`
-	// PublicKey is a WireGuard site key's public key (base64).
+	// PublicKey is a WireGuard site key's public key (base64), or a
+	// certificate's serial number (hex).
 	PublicKey string `json:"public_key,omitempty"`
 	State     State  `json:"state"`
 	// Origin is "generated" (by Warden) or "imported" (found in place).
@@ -156,7 +160,7 @@ func subjectOf(c Credential) (string, error) {
 			return "", fmt.Errorf("a %s credential needs a pair", c.Kind)
 		}
 		return c.Pair.subject(), nil
-	case KindWireGuardKey:
+	case KindWireGuardKey, KindStrongSwanCert:
 		if c.Site == "" {
 			return "", fmt.Errorf("a %s credential needs a site", c.Kind)
 		}

@@ -60,8 +60,20 @@ func (r *Rotator) VerifyRevoked(ctx context.Context, inv *inventory.Inventory, c
 			row.Credential = KindStrongSwanPSK
 			if r.Providers.StrongSwan == nil {
 				err = ErrNoProvider
-			} else {
-				err = r.Providers.StrongSwan.VerifyRevoked(ctx, peer, compromised)
+				break
+			}
+			err = r.Providers.StrongSwan.VerifyRevoked(ctx, peer, compromised)
+			if c, cerr := r.Vault.Latest(ctx, KindStrongSwanCert, Pair{}, compromised, StateRevoked, StateActive); cerr == nil && err == nil {
+				row.Credential, row.OldCredential = KindStrongSwanCert, c.ID
+				serial, serr := serialOf(c)
+				switch {
+				case serr != nil:
+					err = serr
+				case r.CA == nil:
+					err = fmt.Errorf("%w: no CA configured to check the CRL at %s", actions.ErrNotVerified, peer)
+				default:
+					err = r.Providers.StrongSwan.VerifyCRL(ctx, peer, r.CA.Certificate(), serial)
+				}
 			}
 		default:
 			err = fmt.Errorf("unknown tunnel kind %q", p.Kind)

@@ -35,6 +35,9 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 	if p.Event != "" && p.Event != event {
 		return wire.VICIResult{}, fmt.Errorf("%w: event: command %s does not stream %q", agent.ErrInvalidParams, p.Command, p.Event)
 	}
+	if err := wire.CheckVICIMessage(p.Command, p.Message); err != nil {
+		return wire.VICIResult{}, fmt.Errorf("%w: %w", agent.ErrInvalidParams, err)
+	}
 	msg, err := strongswan.FromWire(p.Message)
 	if err != nil {
 		return wire.VICIResult{}, fmt.Errorf("%w: message: %w", agent.ErrInvalidParams, err)

@@ -3,6 +3,9 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -130,7 +133,40 @@ func VICICommands() map[string]string {
 		"terminate":     "",
 		"rekey":         "",
 		"initiate":      "",
+		// Certificates: reading them, and loading a CRL (nothing else:
+		// see CheckVICIMessage).
+		"list-certs": "list-cert",
+		"load-cert":  "",
 	}
+}
+
+// CheckVICIMessage applies the limits on a whitelisted command's message
+// that the whitelist alone cannot: load-cert may load a certificate
+// revocation list only (type X509_CRL), never a CA or a peer certificate
+// that charon would then trust.
+func CheckVICIMessage(command string, m VICIMessage) error {
+	if command != "load-cert" {
+		return nil
+	}
+	for _, el := range m {
+		switch el.Key {
+		case "type":
+			if el.Value == nil || *el.Value != "X509_CRL" {
+				return errors.New("message: load-cert may only load a CRL (type X509_CRL)")
+			}
+		case "flag":
+			if el.Value == nil || *el.Value != "NONE" {
+				return errors.New("message: load-cert of a CRL takes flag NONE")
+			}
+		case "data":
+		default:
+			return fmt.Errorf("message: load-cert takes type, flag and data, not %q", el.Key)
+		}
+	}
+	if i := slices.IndexFunc(m, func(el VICIElement) bool { return el.Key == "type" }); i < 0 {
+		return errors.New("message: load-cert may only load a CRL (type X509_CRL)")
+	}
+	return nil
 }
 
 // VICIResult is charon's reply and, for a streamed command, its events.
