@@ -39,10 +39,16 @@ func TestValidate(t *testing.T) {
 		"wireguard ok": {func(i *Inventory) {
 			i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", Endpoint: "198.51.100.1:51820", PublicKey: "4SZuxRKKKtgDSzyks7CiW3R/mEgn8Z/9UMe1FBP/STQ="}
 		}, nil},
-		"wireguard device":       {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg 0"} }, []string{"wireguard.device"}},
-		"wireguard endpoint":     {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", Endpoint: "host:51820"} }, []string{"wireguard.endpoint"}},
-		"wireguard public key":   {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", PublicKey: "abc"} }, []string{"wireguard.public_key"}},
-		"strongswan identity":    {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{} }, []string{"strongswan.identity: is required"}},
+		"wireguard device":     {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg 0"} }, []string{"wireguard.device"}},
+		"wireguard endpoint":   {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", Endpoint: "host:51820"} }, []string{"wireguard.endpoint"}},
+		"wireguard public key": {func(i *Inventory) { i.Gateways[0].WireGuard = &WireGuardEnd{Device: "wg0", PublicKey: "abc"} }, []string{"wireguard.public_key"}},
+		"strongswan identity":  {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{} }, []string{"strongswan.identity: is required"}},
+		"strongswan certificate ok": {func(i *Inventory) {
+			i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "gw-hq.example", Auth: AuthPubkey, CertificateSerial: "0a:1b:ff"}
+		}, nil},
+		"strongswan auth":        {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: "eap"} }, []string{"strongswan.auth"}},
+		"certificate serial":     {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: AuthPubkey} }, []string{"strongswan.certificate_serial"}},
+		"serial without pubkey":  {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", CertificateSerial: "01"} }, []string{"only with auth pubkey"}},
 		"several problems named": {func(i *Inventory) { i.Gateways[1].Site = ""; i.Tunnels[0].Kind = "" }, []string{"site: is required", "kind: is required"}},
 	}
 	for name, tc := range tests {
