@@ -100,7 +100,7 @@ func tunnelsUp(ctx context.Context, o PatchHookOptions) error {
 			for _, ev := range sas.Events {
 				for _, sa := range ev {
 					for _, f := range sa.Section {
-						if f.Key == "state" && f.Value != nil && *f.Value == "ESTABLISHED" {
+						if f.Key == "state" && f.Text() == "ESTABLISHED" {
 							established = append(established, sa.Key)
 						}
 					}

@@ -151,11 +151,11 @@ func CheckVICIMessage(command string, m VICIMessage) error {
 	for _, el := range m {
 		switch el.Key {
 		case "type":
-			if el.Value == nil || *el.Value != "X509_CRL" {
+			if el.Text() != "X509_CRL" {
 				return errors.New("message: load-cert may only load a CRL (type X509_CRL)")
 			}
 		case "flag":
-			if el.Value == nil || *el.Value != "NONE" {
+			if el.Text() != "NONE" {
 				return errors.New("message: load-cert of a CRL takes flag NONE")
 			}
 		case "data":
@@ -176,17 +176,22 @@ type VICIResult struct {
 }
 
 // VICIMessage is a VICI message as JSON: an array of elements in order,
-// each {"k": key} with exactly one of "v" (a value), "l" (a list) or "s" (a
-// section, itself a VICIMessage). providers/strongswan converts it to and
-// from govici's Message.
+// each {"k": key} with exactly one of "v" (a value), "b" (a binary value),
+// "l" (a list), "lb" (a list with binary items) or "s" (a section, itself
+// a VICIMessage). VICI values are bytes: a value that is not valid UTF-8
+// (a key, a DER certificate or CRL) travels base64-encoded in "b"/"lb",
+// because a JSON string would replace its invalid bytes.
+// providers/strongswan converts it to and from govici's Message.
 type VICIMessage []VICIElement
 
 // VICIElement is one key of a VICIMessage.
 type VICIElement struct {
-	Key     string      `json:"k"`
-	Value   *string     `json:"v,omitempty"`
-	List    []string    `json:"l,omitempty"`
-	Section VICIMessage `json:"s,omitempty"`
+	Key       string      `json:"k"`
+	Value     *string     `json:"v,omitempty"`
+	Bytes     []byte      `json:"b,omitempty"`
+	List      []string    `json:"l,omitempty"`
+	ListBytes [][]byte    `json:"lb,omitempty"`
+	Section   VICIMessage `json:"s,omitempty"`
 	// IsList and IsSection tell an empty list or section from a missing
 	// one.
 	IsList    bool `json:"il,omitempty"`
@@ -220,4 +225,16 @@ type BlockResult struct {
 	// Enforced reports that the kernel drops every blocked address (both
 	// families, every hook).
 	Enforced bool `json:"enforced"`
+}
+
+// Text is the element's scalar value ("v" or "b") as a string; "" when it
+// has none.
+func (el VICIElement) Text() string {
+	switch {
+	case el.Value != nil:
+		return *el.Value
+	case el.Bytes != nil:
+		return string(el.Bytes)
+	}
+	return ""
 }

@@ -3,6 +3,8 @@ package strongswan
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/strongswan/govici/vici"
 
@@ -24,9 +26,20 @@ func ToWire(m *vici.Message) wire.VICIMessage {
 		el := wire.VICIElement{Key: k}
 		switch v := m.Get(k).(type) {
 		case string:
-			el.Value = &v
+			if utf8.ValidString(v) {
+				el.Value = &v
+			} else {
+				el.Bytes = []byte(v)
+			}
 		case []string:
-			el.List, el.IsList = v, true
+			el.IsList = true
+			if slices.ContainsFunc(v, func(s string) bool { return !utf8.ValidString(s) }) {
+				for _, s := range v {
+					el.ListBytes = append(el.ListBytes, []byte(s))
+				}
+			} else {
+				el.List = v
+			}
 		case *vici.Message:
 			el.Section, el.IsSection = ToWire(v), true
 		default:
@@ -62,10 +75,16 @@ func fromWire(w wire.VICIMessage, depth int) (*vici.Message, error) {
 		}
 		seen[el.Key] = true
 		kinds := 0
-		if el.Value != nil {
+		if el.Value != nil || el.Bytes != nil {
 			kinds++
 		}
-		if el.IsList || el.List != nil {
+		if el.Value != nil && el.Bytes != nil {
+			kinds++
+		}
+		if el.IsList || el.List != nil || el.ListBytes != nil {
+			kinds++
+		}
+		if el.List != nil && el.ListBytes != nil {
 			kinds++
 		}
 		if el.IsSection || el.Section != nil {
@@ -76,10 +95,13 @@ func fromWire(w wire.VICIMessage, depth int) (*vici.Message, error) {
 		}
 		var err error
 		switch {
-		case el.Value != nil:
-			err = m.Set(el.Key, *el.Value)
-		case el.IsList || el.List != nil:
+		case el.Value != nil || el.Bytes != nil:
+			err = m.Set(el.Key, el.Text())
+		case el.IsList || el.List != nil || el.ListBytes != nil:
 			l := el.List
+			for _, b := range el.ListBytes {
+				l = append(l, string(b))
+			}
 			if l == nil {
 				l = []string{}
 			}

@@ -1,6 +1,7 @@
 package strongswan_test
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -58,16 +59,53 @@ func TestWireCodecRefusesMalformed(t *testing.T) {
 		deep = wire.VICIMessage{{Key: "k", Section: deep, IsSection: true}}
 	}
 	for name, w := range map[string]wire.VICIMessage{
-		"no key":        {{Value: &v}},
-		"no value":      {{Key: "k"}},
-		"two kinds":     {{Key: "k", Value: &v, List: []string{"a"}}},
-		"repeated key":  {{Key: "k", Value: &v}, {Key: "k", Value: &v}},
-		"nested deeply": deep,
+		"no key":         {{Value: &v}},
+		"no value":       {{Key: "k"}},
+		"two kinds":      {{Key: "k", Value: &v, List: []string{"a"}}},
+		"text and bytes": {{Key: "k", Value: &v, Bytes: []byte{0xff}}},
+		"list both ways": {{Key: "k", List: []string{"a"}, ListBytes: [][]byte{{0xff}}}},
+		"repeated key":   {{Key: "k", Value: &v}, {Key: "k", Value: &v}},
+		"nested deeply":  deep,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := strongswan.FromWire(w); err == nil {
 				t.Errorf("FromWire accepted %s", name)
 			}
 		})
+	}
+}
+
+// VICI values are bytes; keys and DER blobs are not UTF-8 and must cross
+// the JSON form unchanged.
+func TestWireCodecKeepsBinaryValues(t *testing.T) {
+	psk := make([]byte, 32)
+	if _, err := rand.Read(psk); err != nil {
+		t.Fatal(err)
+	}
+	psk[0], psk[1] = 0xff, 0xfe // never valid UTF-8
+	m := vici.NewMessage()
+	_ = m.Set("data", string(psk))
+	_ = m.Set("type", "IKE")
+	_ = m.Set("certs", []string{"text", string(psk)})
+	raw, err := json.Marshal(strongswan.ToWire(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wire.VICIMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	back, err := strongswan.FromWire(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := back.Get("data").(string); got != string(psk) {
+		t.Errorf("binary value changed crossing JSON: % x", got)
+	}
+	if got, _ := back.Get("certs").([]string); len(got) != 2 || got[0] != "text" || got[1] != string(psk) {
+		t.Errorf("binary list changed crossing JSON: %q", got)
+	}
+	if got, _ := back.Get("type").(string); got != "IKE" || w[1].Value == nil {
+		t.Errorf("text value %q, element %+v; want it kept as text", got, w[1])
 	}
 }
