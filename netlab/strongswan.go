@@ -35,6 +35,11 @@ type StrongSwanOptions struct {
 	// Dir holds each site's strongswan.conf, VICI socket and charon log
 	// (in tests: t.TempDir()). Required.
 	Dir string
+	// Certificates makes every site authenticate with an RSA certificate
+	// issued by a lab CA (see StrongSwanMesh.CA) instead of a PSK: no
+	// shared key is loaded, and charon checks peers against any CRL loaded
+	// later over VICI (load-cert, type X509_CRL).
+	Certificates bool
 }
 
 // StrongSwanSite is one site's charon.
@@ -62,10 +67,16 @@ type StrongSwanSite struct {
 // peer P is named P, its CHILD SA is StrongSwanChild, and every shared key
 // of that tunnel has an id starting with "P/". The lexically lower site of
 // a pair initiates. Close stops every charon; the lab's Close does too.
+//
+// With StrongSwanOptions.Certificates the names are the same, but sites
+// authenticate with certificates under one lab CA (CA, Certificate): each
+// charon holds the CA (as a trust anchor), its own certificate and private
+// key, all loaded over VICI, and no shared key.
 type StrongSwanMesh struct {
 	sites map[string]StrongSwanSite
 	order []string
 	psks  map[[2]string][]byte
+	pki   *labPKI // nil for a PSK mesh
 
 	mu      sync.Mutex
 	daemons map[string]*daemon
@@ -73,8 +84,9 @@ type StrongSwanMesh struct {
 }
 
 // StrongSwanMesh starts charon in every chosen site's gateway namespace,
-// loads a PSK connection to every other site over VICI, and establishes
-// every tunnel (CHILD SAs installed). Needs the Debian packages
+// loads a connection to every other site over VICI (PSK, or certificates
+// with opt.Certificates), and establishes every tunnel (CHILD SAs
+// installed). Needs the Debian packages
 // strongswan-charon and libcharon-extra-plugins (see SkipStrongSwan).
 func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*StrongSwanMesh, error) {
 	if opt.Dir == "" {
@@ -104,8 +116,20 @@ func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*Stron
 		}
 		m.order = append(m.order, name)
 	}
-	for _, p := range sitePairs(names) {
-		m.psks[p] = []byte(rand.Text()) // 26 base32 characters, 130 bits
+	if opt.Certificates {
+		ids := map[string]string{}
+		for _, n := range m.order {
+			ids[n] = m.sites[n].Identity
+		}
+		pki, err := newLabPKI(l.prefix, ids, time.Now())
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("starting strongSwan mesh: %w", err), m.Close())
+		}
+		m.pki = pki
+	} else {
+		for _, p := range sitePairs(names) {
+			m.psks[p] = []byte(rand.Text()) // 26 base32 characters, 130 bits
+		}
 	}
 	if err := m.start(ctx, l); err != nil {
 		return nil, errors.Join(err, m.Close())
@@ -164,11 +188,14 @@ func (m *StrongSwanMesh) start(ctx context.Context, l *Lab) error {
 // charonConf is a site's strongswan.conf. The plugins are listed
 // explicitly, rather than taken from Debian's /etc/strongswan.d (which with
 // libcharon-extra-plugins loads dhcp, farp, eap-radius and more), so a lab
-// charon does only what the mesh needs: PSK IKEv2 with MODP and AES-CBC/SHA2
-// (no x25519 or GCM plugin is installed), VICI, and kernel-libipsec.
+// charon does only what the mesh needs: IKEv2 with MODP and AES-CBC/SHA2
+// (no x25519 or GCM plugin is installed), PSK or RSA certificates (gmp does
+// RSA; x509, pkcs1 and pkcs8 parse; constraints and revocation check chains
+// and loaded CRLs; mgf1 serves RSA-PSS), VICI, and kernel-libipsec. The
+// certificate plugins are loaded in PSK meshes too, where they are idle.
 func charonConf(s StrongSwanSite) string {
 	return `charon {
-  load = random nonce drbg aes sha1 sha2 hmac kdf gmp pem pkcs1 pubkey kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce drbg aes sha1 sha2 mgf1 hmac kdf gmp x509 revocation constraints pem pkcs1 pkcs8 pubkey kernel-libipsec kernel-netlink socket-default vici
   make_before_break = yes
   install_routes = yes
   retransmit_tries = 3
@@ -183,6 +210,7 @@ func charonConf(s StrongSwanSite) string {
     lab {
       path = ` + s.Log + `
       time_format = %T
+      flush_line = yes
       default = 1
       ike = 2
       cfg = 2
@@ -215,7 +243,9 @@ func (m *StrongSwanMesh) blockPlaintext(l *Lab, name string) error {
 	})
 }
 
-// loadSite loads a connection and the initial PSK for every peer of name.
+// loadSite loads name's credentials and a connection to every peer: in
+// certificate mode the CA, the site's certificate and key once; in PSK
+// mode the pair's initial key (id "<peer>/lab") with each connection.
 func (m *StrongSwanMesh) loadSite(ctx context.Context, name string) error {
 	ss := m.sites[name]
 	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
@@ -223,49 +253,98 @@ func (m *StrongSwanMesh) loadSite(ctx context.Context, name string) error {
 		return fmt.Errorf("connecting to charon of %s: %w", name, err)
 	}
 	defer s.Close()
+	if m.pki != nil {
+		for _, c := range m.credentialMessages(name) {
+			if err := callVICI(ctx, s, c); err != nil {
+				return fmt.Errorf("loading %s at %s: %w", c.what, name, err)
+			}
+		}
+	}
 	for _, peer := range m.order {
 		if peer == name {
 			continue
 		}
-		ps := m.sites[peer]
-		conn, err := vici.MarshalMessage(map[string]any{
-			peer: map[string]any{
-				"version":      "2",
-				"local_addrs":  []string{ss.Address.String()},
-				"remote_addrs": []string{ps.Address.String()},
-				"proposals":    []string{"aes128-sha256-modp2048"},
-				"dpd_delay":    "5s",
-				"local":        map[string]any{"auth": "psk", "id": ss.Identity},
-				"remote":       map[string]any{"auth": "psk", "id": ps.Identity},
-				"children": map[string]any{
-					StrongSwanChild: map[string]any{
-						"local_ts":      prefixStrings(ss.Networks),
-						"remote_ts":     prefixStrings(ps.Networks),
-						"esp_proposals": []string{"aes128-sha256"},
-						"start_action":  "none",
-					},
-				},
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("building connection %s at %s: %w", peer, name, err)
+		if err := m.loadConnection(ctx, s, name, peer); err != nil {
+			return err
 		}
-		if _, err := s.Call(ctx, "load-conn", conn); err != nil {
-			return fmt.Errorf("loading connection %s at %s: %w", peer, name, err)
+		if m.pki != nil {
+			continue
 		}
-		key, err := vici.MarshalMessage(map[string]any{
+		key := viciCommand{what: "the shared key for " + peer, cmd: "load-shared", msg: map[string]any{
 			"id":     peer + "/lab",
 			"type":   "IKE",
 			"data":   string(m.psks[pairKey(name, peer)]),
-			"owners": []string{ss.Identity, ps.Identity},
-		})
-		if err != nil {
-			return fmt.Errorf("building the shared key for %s at %s: %w", peer, name, err)
+			"owners": []string{ss.Identity, m.sites[peer].Identity},
+		}}
+		if err := callVICI(ctx, s, key); err != nil {
+			return fmt.Errorf("loading %s at %s: %w", key.what, name, err)
 		}
-		if _, err := s.Call(ctx, "load-shared", key); err != nil {
-			// The error names the command, never the key.
-			return fmt.Errorf("loading the shared key for %s at %s: %w", peer, name, err)
-		}
+	}
+	return nil
+}
+
+// LoadConnection (re)loads site's connection to peer exactly as the mesh
+// loaded it at start (load-conn replaces a connection of the same name).
+// It loads no credential: in PSK mode the pair's key is whatever the
+// provider left (a revoked pair's was unloaded), in certificate mode the
+// CA, certificate and key loaded at start stay in charon, together with
+// any CRL. Tests use it to show that a re-added connection still cannot
+// authenticate a revoked peer. It is idempotent.
+func (m *StrongSwanMesh) LoadConnection(ctx context.Context, site, peer string) error {
+	ss, ok := m.sites[site]
+	if !ok {
+		return fmt.Errorf("loading a connection at unknown site %q", site)
+	}
+	if _, ok := m.sites[peer]; !ok || peer == site {
+		return fmt.Errorf("loading a connection at %s to %q: not another site of the mesh", site, peer)
+	}
+	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	if err != nil {
+		return fmt.Errorf("connecting to charon of %s: %w", site, err)
+	}
+	defer s.Close()
+	return m.loadConnection(ctx, s, site, peer)
+}
+
+// loadConnection loads site's connection to peer, named peer, with the one
+// CHILD SA StrongSwanChild between their LANs.
+func (m *StrongSwanMesh) loadConnection(ctx context.Context, s *vici.Session, site, peer string) error {
+	ss, ps := m.sites[site], m.sites[peer]
+	local, remote := m.authSections(site, peer)
+	conn := viciCommand{what: "connection " + peer, cmd: "load-conn", msg: map[string]any{
+		peer: map[string]any{
+			"version":      "2",
+			"local_addrs":  []string{ss.Address.String()},
+			"remote_addrs": []string{ps.Address.String()},
+			"proposals":    []string{"aes128-sha256-modp2048"},
+			"dpd_delay":    "5s",
+			"local":        local,
+			"remote":       remote,
+			"children": map[string]any{
+				StrongSwanChild: map[string]any{
+					"local_ts":      prefixStrings(ss.Networks),
+					"remote_ts":     prefixStrings(ps.Networks),
+					"esp_proposals": []string{"aes128-sha256"},
+					"start_action":  "none",
+				},
+			},
+		},
+	}}
+	if err := callVICI(ctx, s, conn); err != nil {
+		return fmt.Errorf("loading %s at %s: %w", conn.what, site, err)
+	}
+	return nil
+}
+
+// callVICI sends one command. Its errors name the command (and charon's
+// errmsg), never the arguments, which may hold a key.
+func callVICI(ctx context.Context, s *vici.Session, c viciCommand) error {
+	msg, err := vici.MarshalMessage(c.msg)
+	if err != nil {
+		return fmt.Errorf("building the %s message: %w", c.cmd, err)
+	}
+	if _, err := s.Call(ctx, c.cmd, msg); err != nil {
+		return fmt.Errorf("%s: %w", c.cmd, err)
 	}
 	return nil
 }
@@ -279,9 +358,13 @@ func prefixStrings(ps []netip.Prefix) []string {
 }
 
 // Initiate asks from's charon to establish the tunnel to peer (IKE SA and
-// CHILD SA) and returns once it is up, or charon's error (for example
-// AUTHENTICATION_FAILED). Tests use it to show a revoked gateway can no
-// longer authenticate.
+// CHILD SA) and returns once it is up, or charon's error. That error only
+// says "establishing CHILD_SA 'lan' failed"; why (AUTHENTICATION_FAILED, a
+// revoked certificate) is in the charon logs (Log). If the tunnel is
+// already up, charon reuses its IKE SA, refuses a duplicate CHILD SA and
+// Initiate fails without anyone authenticating: delete the IKE SAs at both
+// ends first when a failure must prove something. Tests use it to show a
+// revoked gateway can no longer authenticate.
 func (m *StrongSwanMesh) Initiate(ctx context.Context, from, peer string) error {
 	ss, ok := m.sites[from]
 	if !ok {
@@ -322,14 +405,17 @@ func (m *StrongSwanMesh) Site(name string) (StrongSwanSite, bool) {
 }
 
 // PresharedKey returns the pair's initial PSK (loaded under id "<peer>/lab"
-// at both ends). It is a secret: tests use it to seed a credential store and
-// to check it never leaks.
+// at both ends); false in a certificate mesh, which has none. It is a
+// secret: tests use it to seed a credential store and to check it never
+// leaks.
 func (m *StrongSwanMesh) PresharedKey(a, b string) ([]byte, bool) {
 	k, ok := m.psks[pairKey(a, b)]
 	return k, ok
 }
 
-// Log returns a site's charon log (for failing tests).
+// Log returns a site's charon log (for failing tests, and for tests that
+// must show why charon refused a peer). charon flushes every line
+// (flush_line), so the log holds all charon wrote before the call.
 func (m *StrongSwanMesh) Log(site string) string {
 	b, err := os.ReadFile(m.sites[site].Log)
 	if err != nil {
