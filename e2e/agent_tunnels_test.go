@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,15 +44,28 @@ import (
 // and still carries traffic, and no secret shows in any log, answer or
 // the audit. The longest traffic gap of each healthy pair is logged.
 func TestTunnelResponseThroughAgents(t *testing.T) {
-	for _, kind := range []string{inventory.KindWireGuard, inventory.KindStrongSwan} {
-		t.Run(kind, func(t *testing.T) { agentTunnelResponse(t, kind) })
+	for _, v := range []tunnelVariant{
+		{name: "wireguard", kind: inventory.KindWireGuard, prefix: "e2aw"},
+		{name: "strongswan", kind: inventory.KindStrongSwan, prefix: "e2as"},
+		// Gateways that authenticate with certificates under the CA: a
+		// is refused through a CRL, and no pair has a secret to rotate.
+		{name: "strongswan-certificates", kind: inventory.KindStrongSwan, prefix: "e2ac", certs: true},
+	} {
+		t.Run(v.name, func(t *testing.T) { agentTunnelResponse(t, v) })
 	}
+}
+
+// tunnelVariant is one VPN the response is proven on.
+type tunnelVariant struct {
+	name, kind, prefix string
+	certs              bool
 }
 
 // agentTunnelLab is one kind's lab with its processes.
 type agentTunnelLab struct {
 	t      *testing.T
 	kind   string
+	certs  bool
 	lab    *netlab.Lab
 	wg     *netlab.WireGuardMesh
 	ss     *netlab.StrongSwanMesh
@@ -64,15 +79,15 @@ type agentTunnelLab struct {
 
 const compromisedSite = "a"
 
-func agentTunnelResponse(t *testing.T, kind string) {
+func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 	netlab.Skip(t, "nft")
-	if kind == inventory.KindWireGuard {
+	if v.kind == inventory.KindWireGuard {
 		netlab.SkipWireGuard(t)
 	} else {
 		netlab.SkipStrongSwan(t)
 	}
 	ctx := t.Context()
-	l := newAgentTunnelLab(t, kind)
+	l := newAgentTunnelLab(t, v)
 
 	fleet := rotation.Fleet(l.tunnels(), compromisedSite)
 	for _, p := range fleet {
@@ -93,7 +108,12 @@ func agentTunnelResponse(t *testing.T, kind string) {
 	}
 	start, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder", "dry_run": true})
 	l.api.call(t, http.MethodPost, "/v1/runbooks/respond-confirmed-compromise/runs", start, http.StatusOK, &dry)
-	for _, want := range []string{"revoke a at 3 peer site(s)", "at b: drop all traffic from and to", "wave 0: " + fleet[0].String(), "wave 1:", "rotate the credentials of 3 tunnel(s) not touching a"} {
+	wants := []string{"revoke a at 3 peer site(s)", "at b: drop all traffic from and to", "wave 0: " + fleet[0].String(), "wave 1:", "rotate the credentials of 3 tunnel(s) not touching a"}
+	if v.certs {
+		wants = []string{"revoke a at 3 peer site(s)", "at b: drop all traffic from and to", "at b: load a CRL from", "revoking a's certificate",
+			"the 3 tunnel(s) not touching a authenticate with certificates: nothing shared to rotate"}
+	}
+	for _, want := range wants {
 		if !strings.Contains(dry.Text, want) {
 			t.Errorf("the plan does not say %q:\n%s", want, dry.Text)
 		}
@@ -181,13 +201,10 @@ func agentTunnelResponse(t *testing.T, kind string) {
 	l.assertNoSecrets(t, run.ID, initial)
 }
 
-func newAgentTunnelLab(t *testing.T, kind string) *agentTunnelLab {
+func newAgentTunnelLab(t *testing.T, v tunnelVariant) *agentTunnelLab {
 	t.Helper()
-	prefix := "e2aw"
-	if kind == inventory.KindStrongSwan {
-		prefix = "e2as"
-	}
-	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: prefix, Sites: tunnelSites})
+	kind := v.kind
+	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: v.prefix, Sites: tunnelSites})
 	if err != nil {
 		t.Fatalf("building the lab: %v", err)
 	}
@@ -196,7 +213,7 @@ func newAgentTunnelLab(t *testing.T, kind string) *agentTunnelLab {
 			t.Errorf("closing the lab: %v", err)
 		}
 	})
-	l := &agentTunnelLab{t: t, kind: kind, lab: lab, dir: t.TempDir(), bin: buildBinary(t), agents: map[string]*nsProc{}, flows: map[rotation.Pair]*netlab.Flow{}}
+	l := &agentTunnelLab{t: t, kind: kind, certs: v.certs, lab: lab, dir: t.TempDir(), bin: buildBinary(t), agents: map[string]*nsProc{}, flows: map[rotation.Pair]*netlab.Flow{}}
 	for _, s := range lab.Sites() {
 		for _, ns := range []string{s.LAN.NS, s.Gateway.NS} {
 			if _, err := lab.ServeEcho(ns, netip.AddrPortFrom(netip.IPv6Unspecified(), tunnelEchoPort)); err != nil {
@@ -209,7 +226,7 @@ func newAgentTunnelLab(t *testing.T, kind string) *agentTunnelLab {
 			t.Fatalf("starting the WireGuard mesh: %v", err)
 		}
 	} else {
-		if l.ss, err = lab.StrongSwanMesh(t.Context(), netlab.StrongSwanOptions{Dir: t.TempDir()}); err != nil {
+		if l.ss, err = lab.StrongSwanMesh(t.Context(), netlab.StrongSwanOptions{Dir: t.TempDir(), Certificates: v.certs}); err != nil {
 			t.Fatalf("starting the strongSwan mesh: %v", err)
 		}
 		t.Cleanup(func() {
@@ -331,6 +348,9 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 		} else {
 			ss, _ := l.ss.Site(s.Name)
 			gw.StrongSwan = &inventory.StrongSwanEnd{Identity: ss.Identity}
+			if cert, ok := l.ss.Certificate(s.Name); ok {
+				gw.StrongSwan.Auth, gw.StrongSwan.CertificateSerial = inventory.AuthPubkey, cert.SerialNumber.Text(16)
+			}
 		}
 		inv.Gateways = append(inv.Gateways, gw)
 	}
@@ -343,6 +363,22 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 	}
 	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
 	cfg.Credentials.MasterKeyFile = filepath.Join(l.dir, "master.key")
+	if l.certs {
+		// The company CA the gateways' certificates chain to: Warden signs
+		// the CRL that revokes a with it.
+		caCert, caKey := l.ss.CA()
+		keyDER, err := x509.MarshalPKCS8PrivateKey(caKey)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		cfg.Credentials.CACertFile, cfg.Credentials.CAKeyFile = filepath.Join(l.dir, "ca.pem"), filepath.Join(l.dir, "ca-key.pem")
+		if err := os.WriteFile(cfg.Credentials.CACertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg.Credentials.CAKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+			l.t.Fatal(err)
+		}
+	}
 	cfg.Credentials.WaveSize, cfg.Credentials.UnitTimeout = 2, 20*time.Second
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = time.Hour
@@ -391,8 +427,7 @@ func (l *agentTunnelLab) initialSecrets() map[rotation.Pair][]byte {
 		if l.wg != nil {
 			k, _ := l.wg.PresharedKey(p.A, p.B)
 			out[p] = append([]byte(nil), k[:]...)
-		} else {
-			k, _ := l.ss.PresharedKey(p.A, p.B)
+		} else if k, ok := l.ss.PresharedKey(p.A, p.B); ok {
 			out[p] = k
 		}
 	}
@@ -429,6 +464,15 @@ func peerOf(d *wgtypes.Device, key wgtypes.Key) *wgtypes.Peer {
 // healthy pair hold the same new key, not the one they had.
 func (l *agentTunnelLab) assertNewKeys(t *testing.T, fleet []rotation.Pair, initial map[rotation.Pair][]byte) {
 	t.Helper()
+	if l.certs {
+		// Certificates authenticate these pairs: no shared key was loaded.
+		for _, p := range fleet {
+			if ids := l.sharedKeys(p.A, p.B); len(ids) != 0 {
+				t.Errorf("%s: shared keys %v loaded on a certificate pair", p, ids)
+			}
+		}
+		return
+	}
 	for _, p := range fleet {
 		if l.wg != nil {
 			da, db := l.device(p.A), l.device(p.B)
@@ -480,7 +524,39 @@ func (l *agentTunnelLab) assertRevoked(t *testing.T) {
 		if slices.Contains(viciConns(t, ss.Socket), compromisedSite) {
 			t.Errorf("%s still has a connection to a", peer)
 		}
+		if l.certs {
+			caCert, _ := l.ss.CA()
+			cert, _ := l.ss.Certificate(compromisedSite)
+			if !slices.ContainsFunc(viciCRLs(t, ss.Socket), func(der []byte) bool { return strongswan.CRLRevokes(der, caCert, cert.SerialNumber) }) {
+				t.Errorf("%s holds no CRL from the CA revoking a's certificate", peer)
+			}
+		}
 	}
+}
+
+// viciCRLs lists the CRLs a charon holds (DER).
+func viciCRLs(t *testing.T, socket string) [][]byte {
+	t.Helper()
+	c, err := strongswan.SocketDialer{"x": socket}.Dial(t.Context(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	in := vici.NewMessage()
+	if err := in.Set("type", "X509_CRL"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := c.Stream(t.Context(), "list-certs", "list-cert", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, ev := range evs {
+		if d, ok := ev.Get("data").(string); ok {
+			out = append(out, []byte(d))
+		}
+	}
+	return out
 }
 
 // noTunnel tries to bring a tunnel from a to peer up and shows it fails:
@@ -502,6 +578,34 @@ func (l *agentTunnelLab) noTunnel(ctx context.Context, peer string) error {
 	}
 	if err := l.ss.Initiate(ctx, compromisedSite, peer); err == nil {
 		return fmt.Errorf("a established an IKE SA with %s after the revocation", peer)
+	}
+	if !l.certs {
+		return nil
+	}
+	// The certificate alone must keep a out: lift the block at peer and
+	// restore its connection to a, as a person restoring a backup would;
+	// a still cannot authenticate, because its certificate is revoked.
+	if out, err := l.lab.Run(ctx, l.site(peer).Gateway.NS, "nft", "delete", "table", "inet", "warden_block"); err != nil {
+		return fmt.Errorf("lifting the block at %s: %v: %s", peer, err, out)
+	}
+	if err := l.ss.LoadConnection(ctx, peer, compromisedSite); err != nil {
+		return err
+	}
+	// The first attempt may still be retransmitting: a new initiate
+	// would join it. Wait until a has given up.
+	as, _ := l.ss.Site(compromisedSite)
+	for deadline := time.Now().Add(20 * time.Second); len(ikeSAs(l.t, as.Socket, peer)) > 0; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a still holds an IKE SA with %s", peer)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := strings.Count(l.ss.Log(peer), "certificate was revoked")
+	if err := l.ss.Initiate(ctx, compromisedSite, peer); err == nil {
+		return fmt.Errorf("a authenticated at %s with its revoked certificate", peer)
+	}
+	if strings.Count(l.ss.Log(peer), "certificate was revoked") <= before {
+		return fmt.Errorf("%s refused a, but its log does not say the certificate was revoked", peer)
 	}
 	return nil
 }
@@ -569,7 +673,17 @@ func (l *agentTunnelLab) assertNoSecrets(t *testing.T, runID string, initial map
 		}
 		secrets, generated = append(secrets, s.Bytes()), generated+1
 	}
-	if generated < 3 {
+	if l.ss != nil && !l.certs {
+		l.assertCharonHoldsTheVaultKey(t, v, rotation.NewPair(inventory.KindStrongSwan, "b", "c"))
+	}
+	if l.certs {
+		_, caKey := l.ss.CA()
+		der, err := x509.MarshalPKCS8PrivateKey(caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, der)
+	} else if generated < 3 {
 		t.Fatalf("the vault holds %d generated secrets; want one per healthy pair at least", generated)
 	}
 	for i, s := range secrets {
@@ -617,4 +731,60 @@ func viciCall(t *testing.T, socket, cmd string) *vici.Message {
 		t.Fatalf("%s: %v", cmd, err)
 	}
 	return r
+}
+
+// assertCharonHoldsTheVaultKey proves that the key Warden sealed in its
+// vault is, byte for byte, the key b's charon authenticates p with (the
+// key crossed the controller, the agent and VICI): c's copy is replaced by
+// the vault's secret, the pair's SAs are torn down at both ends, and b must
+// authenticate afresh against it.
+func (l *agentTunnelLab) assertCharonHoldsTheVaultKey(t *testing.T, v *rotation.Vault, p rotation.Pair) {
+	t.Helper()
+	ctx := t.Context()
+	cred, err := v.Current(ctx, rotation.KindStrongSwanPSK, p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := v.Secret(ctx, cred.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := l.ss.Site(p.A)
+	sb, _ := l.ss.Site(p.B)
+	call := func(socket, cmd string, kv map[string]any) {
+		t.Helper()
+		c, err := strongswan.SocketDialer{"x": socket}.Dial(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		in := vici.NewMessage()
+		for k, val := range kv {
+			if err := in.Set(k, val); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Call(ctx, cmd, in); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+	}
+	id := p.A + "/" + cred.ID
+	call(sb.Socket, "unload-shared", map[string]any{"id": id})
+	call(sb.Socket, "load-shared", map[string]any{"id": id, "type": "IKE", "data": string(secret.Bytes()), "owners": []string{sb.Identity, sa.Identity}})
+	// Both ends may hold SAs of the pair (or one end none: charon then
+	// answers "no matching SAs").
+	for _, end := range [][2]string{{sa.Socket, p.B}, {sb.Socket, p.A}} {
+		if len(ikeSAs(t, end[0], end[1])) > 0 {
+			call(end[0], "terminate", map[string]any{"ike": end[1], "force": "yes"})
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(ikeSAs(t, sa.Socket, p.B))+len(ikeSAs(t, sb.Socket, p.A)) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: SAs not gone after terminate", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := l.ss.Initiate(ctx, p.A, p.B); err != nil {
+		t.Fatalf("%s: %s does not authenticate against the vault's key: %v", p, p.A, err)
+	}
 }
