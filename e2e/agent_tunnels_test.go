@@ -676,6 +676,25 @@ func (l *agentTunnelLab) assertNoSecrets(t *testing.T, runID string, initial map
 	if l.ss != nil && !l.certs {
 		l.assertCharonHoldsTheVaultKey(t, v, rotation.NewPair(inventory.KindStrongSwan, "b", "c"))
 	}
+	if l.wg != nil {
+		// The key sealed in the vault is the one both devices hold.
+		for _, p := range rotation.Fleet(l.tunnels(), compromisedSite) {
+			cred, err := v.Current(t.Context(), rotation.KindWireGuardPSK, p, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret, err := v.Secret(t.Context(), cred.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			da, db := l.device(p.A), l.device(p.B)
+			for _, e := range []*wgtypes.Peer{peerOf(da, db.PublicKey), peerOf(db, da.PublicKey)} {
+				if e == nil || !slices.Equal(e.PresharedKey[:], secret.Bytes()) {
+					t.Errorf("%s: a device does not hold the vault's key %s", p, cred.ID)
+				}
+			}
+		}
+	}
 	if l.certs {
 		_, caKey := l.ss.CA()
 		der, err := x509.MarshalPKCS8PrivateKey(caKey)
