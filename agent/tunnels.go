@@ -80,21 +80,14 @@ func validateWGConfig(c wire.WGConfig) error {
 	if c.ListenPort != nil && (*c.ListenPort < 0 || *c.ListenPort > 65535) {
 		return fmt.Errorf("config.listen_port: %d is outside [0, 65535]", *c.ListenPort)
 	}
-	// A peer appears once, or twice as a removal followed by its
-	// re-creation: how an entry is replaced in one transaction (a fresh
-	// session with a new preshared key).
-	seen := make(map[string]int, len(c.Peers))
-	removed := make(map[string]bool, len(c.Peers))
+	// A peer may appear more than once: entries apply in order in one
+	// transaction, which is how a provider re-creates an entry (remove,
+	// then add) or makes a peer handshake now (keepalive on, then off).
 	for i, pc := range c.Peers {
 		field := fmt.Sprintf("config.peers[%d]", i)
 		if !isKey(pc.PublicKey) {
 			return fmt.Errorf("%s.public_key: not a base64-encoded 32-byte key", field)
 		}
-		if n := seen[pc.PublicKey]; n > 0 && (n > 1 || !removed[pc.PublicKey] || pc.Remove) {
-			return fmt.Errorf("%s.public_key: peer %s appears twice (only a removal followed by its re-creation may repeat a peer)", field, pc.PublicKey)
-		}
-		seen[pc.PublicKey]++
-		removed[pc.PublicKey] = removed[pc.PublicKey] || pc.Remove
 		if pc.PresharedKey != "" && !isKey(pc.PresharedKey) {
 			return fmt.Errorf("%s.preshared_key: not a base64-encoded 32-byte key or key reference", field)
 		}

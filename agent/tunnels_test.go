@@ -246,15 +246,6 @@ func TestWireGuardCommand(t *testing.T) {
 			Config: mk(func(c *wire.WGConfig) { p := 70000; c.ListenPort = &p })}, "config.listen_port"},
 		"bad public key": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
 			Config: mk(func(c *wire.WGConfig) { c.Peers[0].PublicKey = "wg-peer" })}, "config.peers[0].public_key"},
-		"same peer twice": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
-			Config: mk(func(c *wire.WGConfig) { c.Peers = append(c.Peers, c.Peers[0]) })}, "config.peers[1].public_key"},
-		"removed then removed again": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
-			Config: mk(func(c *wire.WGConfig) { c.Peers[0].Remove = true; c.Peers = append(c.Peers, c.Peers[0]) })}, "config.peers[1].public_key"},
-		"re-created twice": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
-			Config: mk(func(c *wire.WGConfig) {
-				c.Peers[0].Remove = true
-				c.Peers = append(c.Peers, wire.WGPeerConfig{PublicKey: c.Peers[0].PublicKey}, wire.WGPeerConfig{PublicKey: c.Peers[0].PublicKey})
-			})}, "config.peers[2].public_key"},
 		"bad preshared key": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
 			Config: mk(func(c *wire.WGConfig) { c.Peers[0].PresharedKey = "0123456789" })}, "config.peers[0].preshared_key"},
 		"endpoint is a name": {wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0",
@@ -265,10 +256,12 @@ func TestWireGuardCommand(t *testing.T) {
 			Config: mk(func(c *wire.WGConfig) { d := wire.Duration(-1e9); c.Peers[0].PersistentKeepalive = &d })}, "config.peers[0].persistent_keepalive"},
 		"replace every peer is not offered": {json.RawMessage(`{"op":"configure","device":"wg0","config":{"replace_peers":true}}`), "unknown field"},
 	}
-	t.Run("an entry removed and re-created in one transaction", func(t *testing.T) {
+	t.Run("a peer repeated in one transaction, in order", func(t *testing.T) {
 		before := len(wg.calls())
+		on, off := wire.Duration(25e9), wire.Duration(0)
 		cfg := mk(func(c *wire.WGConfig) {
-			c.Peers = []wire.WGPeerConfig{{PublicKey: testKey(2), Remove: true}, {PublicKey: testKey(2), AllowedIPs: []string{"10.2.0.0/24"}}}
+			c.Peers = []wire.WGPeerConfig{{PublicKey: testKey(2), Remove: true}, {PublicKey: testKey(2), AllowedIPs: []string{"10.2.0.0/24"}},
+				{PublicKey: testKey(2), UpdateOnly: true, PersistentKeepalive: &on}, {PublicKey: testKey(2), UpdateOnly: true, PersistentKeepalive: &off}}
 		})
 		status, body := h.send(h.command(wire.KindWireGuard, wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0", Config: cfg}))
 		if status != http.StatusOK || len(wg.calls()) != before+1 {
