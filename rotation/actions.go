@@ -378,14 +378,6 @@ func (a *rotateAction) params(ctx context.Context, req actions.Request) (rotateP
 	return rp, nil
 }
 
-// waveOf says in which wave the i-th of n units rotates.
-func waveOf(i, size int) int {
-	if i == 0 {
-		return 0
-	}
-	return (i-1)/size + 1
-}
-
 func (a *rotateAction) Plan(ctx context.Context, req actions.Request) (actions.Change, error) {
 	rp, err := a.params(ctx, req)
 	if err != nil {
@@ -399,24 +391,27 @@ func (a *rotateAction) Plan(ctx context.Context, req actions.Request) (actions.C
 		changes = append(changes, fmt.Sprintf("%s: authenticated by certificates, no shared secret to rotate (a compromised gateway's certificate is revoked by revoke_peer)", p))
 	}
 	if rp.psk {
-		units := canaryFirst(rp.pairs, rp.waves.Canary, Pair.String)
-		for i, p := range units {
+		byName := map[string]Pair{}
+		for _, p := range rp.pairs {
+			byName[p.String()] = p
+		}
+		for _, u := range PlanPSKWaves(rp.pairs, rp.waves) {
+			p := byName[u.Name]
 			kind, _ := pskKind(p.Kind)
 			current := "none known"
 			if c, err := a.r.Vault.Current(ctx, kind, p, ""); err == nil {
 				current = c.ID
 			}
-			changes = append(changes, fmt.Sprintf("wave %d: %s: replace %s %s with a new key, make before break", waveOf(i, rp.waves.WaveSize), p, kind, current))
+			changes = append(changes, fmt.Sprintf("wave %d: %s: replace %s %s with a new key, make before break", u.Wave, p, kind, current))
 		}
 	}
 	if rp.siteKeys {
-		sites := canaryFirst(Sites(rp.pairs, inventory.KindWireGuard), rp.waves.Canary, func(s string) string { return s })
-		for i, s := range sites {
+		for _, u := range PlanSiteKeyWaves(Sites(rp.pairs, inventory.KindWireGuard), rp.pairs, rp.waves) {
 			current := "the key the device has"
-			if c, err := a.r.Vault.Current(ctx, KindWireGuardKey, Pair{}, s); err == nil {
+			if c, err := a.r.Vault.Current(ctx, KindWireGuardKey, Pair{}, u.Name); err == nil {
 				current = c.ID
 			}
-			changes = append(changes, fmt.Sprintf("wave %d: site %s: replace WireGuard key %s (staged at its peers first)", waveOf(i, rp.waves.WaveSize), s, current))
+			changes = append(changes, fmt.Sprintf("wave %d: site %s: replace WireGuard key %s (staged at its peers first; never in the same wave as a peer)", u.Wave, u.Name, current))
 		}
 	}
 	sum := fmt.Sprintf("rotate the credentials of %d tunnel(s) not touching %s, canary first, then %d at a time", len(rp.pairs), req.Gateway.ID, rp.waves.WaveSize)
@@ -426,15 +421,6 @@ func (a *rotateAction) Plan(ctx context.Context, req actions.Request) (actions.C
 		sum = fmt.Sprintf("no tunnel in scope besides %s's own: nothing to rotate", req.Gateway.ID)
 	}
 	return actions.Change{Summary: sum, Changes: changes, Destructive: true}, nil
-}
-
-// canaryFirst moves the canary to the front, keeping the order of the rest.
-func canaryFirst[T any](units []T, canary string, name func(T) string) []T {
-	i := slices.IndexFunc(units, func(u T) bool { return name(u) == canary })
-	if i <= 0 {
-		return units
-	}
-	return append([]T{units[i]}, append(slices.Clone(units[:i]), units[i+1:]...)...)
 }
 
 func (a *rotateAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {

@@ -53,6 +53,53 @@ type unit struct {
 	name   string
 	rotate func(ctx context.Context) []Row
 	skip   func(ctx context.Context) []Row
+	// peers are the units this one must not rotate at the same time as:
+	// a site's key cannot change while a peer's does, or each would stage
+	// the other's new key on an entry the other is replacing.
+	peers []string
+}
+
+// conflicts reports whether u must not share a wave with any of wave.
+func (u unit) conflicts(wave []unit) bool {
+	return slices.ContainsFunc(wave, func(o unit) bool {
+		return slices.Contains(u.peers, o.name) || slices.Contains(o.peers, u.name)
+	})
+}
+
+// wavesOf is the order a rotation runs units in: the canary alone, then
+// waves (see planWaves).
+func wavesOf(units []unit, opt WaveOptions) [][]unit {
+	return planWaves(canaryFirst(units, opt.Canary, func(u unit) string { return u.name }), opt.WaveSize)
+}
+
+// canaryFirst moves the canary to the front, keeping the order of the rest.
+func canaryFirst[T any](units []T, canary string, name func(T) string) []T {
+	i := slices.IndexFunc(units, func(u T) bool { return name(u) == canary })
+	if i <= 0 {
+		return units
+	}
+	return append([]T{units[i]}, append(slices.Clone(units[:i]), units[i+1:]...)...)
+}
+
+// planWaves puts the first unit alone, then up to size units per wave,
+// never two that conflict: a unit that would is moved to a later wave.
+func planWaves(units []unit, size int) [][]unit {
+	if len(units) == 0 {
+		return nil
+	}
+	waves := [][]unit{units[:1]}
+	for rest := units[1:]; len(rest) > 0; {
+		var wave, later []unit
+		for _, u := range rest {
+			if len(wave) < size && !u.conflicts(wave) {
+				wave = append(wave, u)
+			} else {
+				later = append(later, u)
+			}
+		}
+		waves, rest = append(waves, wave), later
+	}
+	return waves
 }
 
 // cameBack reports whether every row of a unit ended well.
@@ -69,17 +116,7 @@ func cameBack(rows []Row) bool {
 // time, and stops after the first wave in which a unit did not come back:
 // later units are reported as skipped and keep their current credential.
 func (r *Rotator) runWaves(ctx context.Context, units []unit, opt WaveOptions) (rows []Row, stoppedAt string) {
-	units = canaryFirst(units, opt.Canary, func(u unit) string { return u.name })
-	var waves [][]unit
-	if len(units) > 0 {
-		waves = append(waves, units[:1])
-	}
-	for rest := units[min(1, len(units)):]; len(rest) > 0; {
-		n := min(opt.WaveSize, len(rest))
-		waves = append(waves, rest[:n])
-		rest = rest[n:]
-	}
-	for w, wave := range waves {
+	for w, wave := range wavesOf(units, opt) {
 		if stoppedAt != "" || ctx.Err() != nil {
 			for _, u := range wave {
 				for _, row := range u.skip(ctx) {
@@ -322,6 +359,7 @@ func (r *Rotator) RotateSiteKeys(ctx context.Context, sites []string, pairs []Pa
 		}
 		units = append(units, unit{
 			name:   site,
+			peers:  sitePeers(site, own),
 			rotate: func(ctx context.Context) []Row { return r.rotateSiteKey(ctx, site, own, opt) },
 			skip: func(ctx context.Context) []Row {
 				rows := siteRows(site, own)
@@ -495,4 +533,52 @@ func (r *Rotator) rotateSiteKey(ctx context.Context, site string, pairs []Pair, 
 		rows[i].Status = StatusRolledBack
 	}
 	return rows
+}
+
+// sitePeers lists the other ends of site's WireGuard pairs.
+func sitePeers(site string, pairs []Pair) []string {
+	var out []string
+	for _, p := range pairs {
+		if p.Kind == inventory.KindWireGuard && p.Has(site) {
+			out = append(out, p.Other(site))
+		}
+	}
+	return out
+}
+
+// PlannedUnit is one pair or site of a rotation plan and its wave (0 is
+// the canary).
+type PlannedUnit struct {
+	Name string
+	Wave int
+}
+
+// PlanPSKWaves lays pairs out in waves as Rotate would run them.
+func PlanPSKWaves(pairs []Pair, opt WaveOptions) []PlannedUnit {
+	units := make([]unit, 0, len(pairs))
+	for _, p := range pairs {
+		units = append(units, unit{name: p.String()})
+	}
+	return planUnits(units, opt)
+}
+
+// PlanSiteKeyWaves lays sites out in waves as RotateSiteKeys would run
+// them: never two peers in one wave.
+func PlanSiteKeyWaves(sites []string, pairs []Pair, opt WaveOptions) []PlannedUnit {
+	units := make([]unit, 0, len(sites))
+	for _, s := range sites {
+		units = append(units, unit{name: s, peers: sitePeers(s, pairs)})
+	}
+	return planUnits(units, opt)
+}
+
+func planUnits(units []unit, opt WaveOptions) []PlannedUnit {
+	opt = opt.withDefaults()
+	var out []PlannedUnit
+	for w, wave := range wavesOf(units, opt) {
+		for _, u := range wave {
+			out = append(out, PlannedUnit{Name: u.name, Wave: w})
+		}
+	}
+	return out
 }

@@ -507,3 +507,31 @@ func TestRevokeNeedsTheStoredKey(t *testing.T) {
 		t.Errorf("the provider was called without a known key: %v", f.wg.calls)
 	}
 }
+
+func TestSiteKeyWavesNeverHoldTwoPeers(t *testing.T) {
+	f := newFixture(t, "a", "b", "c", "d", "e")
+	// A hub (a) with spokes b..e; the spokes are not peers of each other.
+	var pairs []Pair
+	for _, s := range []string{"b", "c", "d", "e"} {
+		pairs = append(pairs, NewPair(inventory.KindWireGuard, "a", s))
+	}
+	pairs = append(pairs, NewPair(inventory.KindWireGuard, "b", "c")) // one spoke-to-spoke tunnel
+	rep, err := f.r.RotateSiteKeys(t.Context(), []string{"b", "a", "c", "d", "e"}, pairs, WaveOptions{WaveSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wave := map[string]int{}
+	for _, row := range rep.Rows {
+		wave[row.Site] = row.Wave
+	}
+	for _, p := range pairs {
+		if wave[p.A] == wave[p.B] {
+			t.Errorf("%s and %s, peers, rotated in the same wave %d", p.A, p.B, wave[p.A])
+		}
+	}
+	// b is the canary; c conflicts with b only through their tunnel, so
+	// d and e share a wave and a (everyone's peer) waits.
+	if wave["b"] != 0 || wave["d"] != wave["e"] || wave["a"] == wave["d"] {
+		t.Errorf("waves = %v", wave)
+	}
+}
