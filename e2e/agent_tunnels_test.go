@@ -176,6 +176,48 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 		}
 	})
 
+	if l.wg != nil {
+		t.Run("a fleet-wide rotation replaces every healthy site key", func(t *testing.T) {
+			before := map[string]wgtypes.Key{}
+			for _, s := range []string{"b", "c", "d"} {
+				before[s] = l.device(s).PublicKey
+			}
+			body, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder"})
+			var r store.Run
+			rotating := time.Now()
+			l.api.call(t, http.MethodPost, "/v1/runbooks/rotate-fleet-credentials/runs", body, http.StatusAccepted, &r)
+			r = l.api.waitRun(t, r.ID, 50*time.Millisecond)
+			if st := stepOf(t, r, "rotate_credentials"); r.State != store.RunSucceeded || st.State != store.StepSucceeded {
+				t.Fatalf("run %s (%s), step %s: %s", r.State, r.Error, st.State, st.Error)
+			}
+			for _, s := range []string{"b", "c", "d"} {
+				d := l.device(s)
+				if d.PublicKey == before[s] {
+					t.Errorf("%s still has its old key", s)
+				}
+				for _, o := range []string{"b", "c", "d"} {
+					if o == s {
+						continue
+					}
+					od := l.device(o)
+					if peerOf(od, d.PublicKey) == nil || peerOf(od, before[s]) != nil {
+						t.Errorf("%s does not list %s's new key only", o, s)
+					}
+				}
+				if peerOf(l.device(compromisedSite), d.PublicKey) != nil {
+					t.Errorf("the compromised gateway was told %s's new key", s)
+				}
+			}
+			for _, p := range fleet {
+				if err := l.waitTraffic(ctx, p); err != nil {
+					t.Errorf("%s after the site key rotation: %v", p, err)
+				}
+				st := l.flows[p].Stats(rotating, time.Time{})
+				t.Logf("%s: longest gap %.1f ms during the fleet rotation (preshared and site keys)", p, float64(st.LongestGap.Microseconds())/1000)
+			}
+		})
+	}
+
 	t.Run("release is gated on the rotation", func(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder", "dry_run": true})
 		var out struct {
