@@ -118,7 +118,41 @@ func New(opt Options) (*Server, error) {
 // Routes lists every registered route.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route: ask the mux what it would answer (404, 405 with Allow, a
+	// redirect to the clean path) and give errors the API's JSON shape.
+	probe := &statusProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch {
+	case probe.status == http.StatusMethodNotAllowed:
+		allow := probe.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+	case probe.status >= 300 && probe.status < 400:
+		s.mux.ServeHTTP(w, r)
+	default:
+		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no such route: %s %s (see /v1/openapi.yaml)", r.Method, r.URL.Path)})
+	}
+}
+
+// statusProbe records what a handler would answer, and nothing else.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
+}
 
 func (s *Server) handle(method, path string, auth bool, h http.HandlerFunc) {
 	s.routes = append(s.routes, Route{method, path})

@@ -1304,3 +1304,35 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestUnknownRoutesAndMethodsAnswerJSON(t *testing.T) {
+	s := newStack(t, nil, nil)
+	for _, tc := range []struct {
+		method, path string
+		want         int
+		allow, text  string
+	}{
+		{"GET", "/v1/nope", http.StatusNotFound, "", "no such route: GET /v1/nope"},
+		{"GET", "/v2/indicators", http.StatusNotFound, "", "no such route"},
+		{"DELETE", "/v1/indicators", http.StatusMethodNotAllowed, "POST", "method DELETE is not allowed on /v1/indicators"},
+		{"PUT", "/v1/runs/run-1/approve", http.StatusMethodNotAllowed, "POST", "allowed: POST"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			r := s.call(t, tc.method, tc.path, nil)
+			if r.status != tc.want || r.header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %s: %s; want %d JSON", r.status, r.header.Get("Content-Type"), r.body, tc.want)
+			}
+			if tc.allow != "" && !strings.Contains(r.header.Get("Allow"), tc.allow) {
+				t.Errorf("Allow = %q, want %s", r.header.Get("Allow"), tc.allow)
+			}
+			var e struct{ Error string }
+			if err := json.Unmarshal(r.body, &e); err != nil || !strings.Contains(e.Error, tc.text) {
+				t.Errorf("body %s; want an error saying %q", r.body, tc.text)
+			}
+		})
+	}
+	// A path the mux cleans is still redirected, not refused.
+	if r := s.call(t, "GET", "/v1//gateways", nil); r.status >= 400 {
+		t.Errorf("GET /v1//gateways = %d %s; want a redirect to the clean path", r.status, r.body)
+	}
+}
