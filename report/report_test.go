@@ -334,3 +334,27 @@ func TestLoadWithoutLedgerAndWithBrokenAudit(t *testing.T) {
 		}
 	}
 }
+
+// What Warden did at the peers reads as what it means, and a step that
+// could not run here says it is left to people, in both languages.
+func TestMilestonesOfRevocationAndSkippedSteps(t *testing.T) {
+	for _, tc := range []struct {
+		lang string
+		ms   Milestone
+		want string
+	}{
+		{"en", Milestone{Action: "revoke_peer", State: store.StepSucceeded}, "removed from every peer site"},
+		{"ja", Milestone{Action: "revoke_peer", State: store.StepSucceeded}, "全ての接続先拠点"},
+		{"en", Milestone{Action: "rotate_credentials", State: store.StepSkipped}, "to be done by hand"},
+		{"ja", Milestone{Action: "rotate_credentials", State: store.StepSkipped}, "手作業"},
+		{"en", Milestone{Action: "capture_volatile", State: store.StepSkipped}, "not available for this gateway"},
+	} {
+		l, err := newLoc(tc.lang, "UTC")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := milestoneText(Model{}, tc.ms, l); !strings.Contains(got, tc.want) {
+			t.Errorf("%s %s %s: %q, want it to say %q", tc.lang, tc.ms.Action, tc.ms.State, got, tc.want)
+		}
+	}
+}

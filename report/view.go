@@ -322,12 +322,17 @@ func milestoneText(m Model, ms Milestone, l loc) string {
 	if ms.State == store.StepFailed {
 		return l.f("done.failed", l.word("action", ms.Action))
 	}
+	if ms.State == store.StepSkipped && ms.Action != actions.NameCaptureVolatile {
+		return l.f("done.skipped", l.word("action", ms.Action))
+	}
 	switch ms.Action {
 	case actions.NameCaptureVolatile:
 		if ms.State == store.StepSkipped {
 			return l.f("done.capture.skip")
 		}
 		return l.f("done.capture")
+	case actions.NameRevokePeer:
+		return l.f("done.revoke")
 	case actions.NameSnapshot:
 		for _, sn := range m.Snapshots {
 			if sn.At.Equal(ms.At) && !sn.Memory {
