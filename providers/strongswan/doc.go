@@ -1,15 +1,18 @@
-// Package strongswan revokes and rotates strongSwan pre-shared keys on site
+// Package strongswan revokes peers and rotates strongSwan pre-shared keys on site
 // gateways through each site's charon VICI socket (govici), for Warden's
 // revoke_peer and rotate_credentials actions.
 //
-// It owns two procedures, each safe to repeat. Revocation of a peer at a
+// It owns three procedures, each safe to repeat. Revocation of a peer at a
 // site: terminate (force) every SA with the peer, unload its connection,
-// unload its shared keys. Make-before-break PSK rotation of a pair: load
+// unload its shared keys; for a peer that authenticates with a
+// certificate, also load a CRL revoking it (LoadCRL) and read it back
+// (VerifyCRL). Make-before-break PSK rotation of a pair: load
 // the new key under a new id at both ends, reauthenticate the IKE SA
 // (rekey with reauth=yes, charon.make_before_break = yes), wait for a new
 // IKE SA unique id to be established, and only then unload the old ids; a
 // failed reauthentication unloads the new id again and leaves the old key
-// and SAs as they were.
+// and SAs as they were. And the JSON form of VICI messages (codec.go) that
+// carries them through warden agent, values that are not UTF-8 included.
 //
 // Conventions (the lab in package netlab follows them): at site S, the
 // connection to peer P is named P, and every shared key of that tunnel has
