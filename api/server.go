@@ -112,6 +112,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("POST", "/v1/breaker/reset", true, s.resetBreaker)
 	s.handle("POST", "/v1/drift/check", true, s.driftCheck)
 	s.handle("POST", "/v1/patch/waves", true, s.patchWave)
+	s.handle("GET", "/v1/patch/waves/{id}", true, s.getPatchWave)
 	return s, nil
 }
 
@@ -398,6 +399,8 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, controller.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, controller.ErrNotRunning):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -686,9 +689,10 @@ func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"results": res})
 }
 
-// patchWave runs a wave to the end before answering (minutes for a large
-// fleet): every gateway's patch is its own durable run, so a client that
-// gives up early loses nothing; GET /v1/runs shows progress.
+// patchWave accepts a wave and answers 202 at once: the wave is durable
+// and runs in the controller (minutes for a large fleet, longer than any
+// HTTP timeout); GET /v1/patch/waves/{id} shows its state and, once it
+// ended, its report.
 func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
 	var req controller.PatchWaveRequest
 	if !s.decodeSmall(w, r, &req) {
@@ -699,16 +703,22 @@ func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Actor = "api:" + req.Actor
-	rep, err := s.opt.Controller.PatchWave(context.WithoutCancel(r.Context()), req)
-	if err != nil && len(rep.Waves) == 0 {
+	wave, err := s.opt.Controller.StartPatchWave(r.Context(), req)
+	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	status := http.StatusOK
+	w.Header().Set("Location", "/v1/patch/waves/"+wave.ID)
+	writeJSON(w, http.StatusAccepted, wave)
+}
+
+func (s *Server) getPatchWave(w http.ResponseWriter, r *http.Request) {
+	wave, err := s.opt.Controller.PatchWaveOf(r.Context(), r.PathValue("id"))
 	if err != nil {
-		status = http.StatusConflict
+		s.fail(w, statusFor(err), "", err)
+		return
 	}
-	writeJSON(w, status, rep)
+	writeJSON(w, http.StatusOK, wave)
 }
 
 func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {

@@ -90,6 +90,16 @@ type Controller struct {
 	mu       sync.Mutex
 	inFlight map[string]bool
 	wg       sync.WaitGroup
+	// life is the context Start was given (nil before Start); background
+	// work a request starts (a patch wave) runs under it.
+	life context.Context
+}
+
+// lifeContext is the context of the running loops, or nil.
+func (c *Controller) lifeContext() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.life
 }
 
 // New builds a controller. It validates that every runbook step names an

@@ -19,10 +19,14 @@ import (
 // was in flight is applied again, and the provider recognises by current
 // state and idempotency key that its side effect already happened.
 func (c *Controller) Start(ctx context.Context) {
+	c.mu.Lock()
+	c.life = ctx
+	c.mu.Unlock()
 	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.executorLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.reconcileLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.driftLoop(ctx) }()
+	c.resumeWaves(ctx)
 	c.Kick()
 }
 

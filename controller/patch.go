@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,22 +34,8 @@ type PatchWaveRequest struct {
 // next wave, and stops at the first gateway that fails, leaving the rest
 // untouched. Each gateway's patch is a durable, audited run.
 func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patching.WaveReport, error) {
-	if len(req.Gateways) == 0 {
-		return patching.WaveReport{}, fmt.Errorf("%w: gateways: name the gateways to patch (an empty list never means all)", ErrInvalid)
-	}
-	if strings.TrimSpace(req.Packages) == "" && !req.Security {
-		return patching.WaveReport{}, fmt.Errorf("%w: packages: name packages (name=version,...) or ask for security updates", ErrInvalid)
-	}
-	if req.Actor == "" {
-		return patching.WaveReport{}, fmt.Errorf("%w: by: who asks is required", ErrInvalid)
-	}
-	for _, g := range req.Gateways {
-		if _, err := c.resolveGateway(g); err != nil {
-			return patching.WaveReport{}, err
-		}
-	}
-	if _, ok := c.pol.Runbooks["patch-gateway"]; !ok {
-		return patching.WaveReport{}, fmt.Errorf("%w: no patch-gateway runbook is loaded", ErrInvalid)
+	if err := c.checkPatchWave(req); err != nil {
+		return patching.WaveReport{}, err
 	}
 	params := map[string]string{"packages": req.Packages, "security": strconv.FormatBool(req.Security)}
 	c.auditNow(ctx, req.Actor, "patch.wave.started", map[string]any{"gateways": req.Gateways, "packages": req.Packages, "security": req.Security,
@@ -82,6 +70,116 @@ func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patch
 	c.auditNow(ctx, req.Actor, "patch.wave.finished", map[string]any{"patched": rep.Patched, "failed": rep.Failed,
 		"not_touched": rep.NotTouched, "reason": rep.Reason})
 	return rep, err
+}
+
+// checkPatchWave refuses a wave request that names no gateway, a wildcard
+// or unknown one, nothing to install, or nobody asking.
+func (c *Controller) checkPatchWave(req PatchWaveRequest) error {
+	if len(req.Gateways) == 0 {
+		return fmt.Errorf("%w: gateways: name the gateways to patch (an empty list never means all)", ErrInvalid)
+	}
+	if strings.TrimSpace(req.Packages) == "" && !req.Security {
+		return fmt.Errorf("%w: packages: name packages (name=version,...) or ask for security updates", ErrInvalid)
+	}
+	if req.Actor == "" {
+		return fmt.Errorf("%w: by: who asks is required", ErrInvalid)
+	}
+	for _, g := range req.Gateways {
+		if _, err := c.resolveGateway(g); err != nil {
+			return err
+		}
+	}
+	if _, ok := c.pol.Runbooks["patch-gateway"]; !ok {
+		return fmt.Errorf("%w: no patch-gateway runbook is loaded", ErrInvalid)
+	}
+	return nil
+}
+
+// ErrNotRunning is returned for work that needs the controller's loops
+// (Start) when they are not running.
+var ErrNotRunning = errors.New("controller loops are not running")
+
+// StartPatchWave checks req, records it as a durable wave and patches in
+// the background (see PatchWave); it returns the wave at once, running.
+// A wave still running when the controller stops is resumed at its next
+// start: gateways already patched are patched again as a no-op, which
+// reads their versions back. Progress and the final report: PatchWaveOf.
+func (c *Controller) StartPatchWave(ctx context.Context, req PatchWaveRequest) (store.PatchWave, error) {
+	if err := c.checkPatchWave(req); err != nil {
+		return store.PatchWave{}, err
+	}
+	life := c.lifeContext()
+	if life == nil {
+		return store.PatchWave{}, ErrNotRunning
+	}
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return store.PatchWave{}, fmt.Errorf("encoding the wave request: %w", err)
+	}
+	now := c.clock.Now()
+	w := store.PatchWave{ID: store.NewID("wave"), Actor: req.Actor, Request: raw, State: store.WaveRunning, CreatedAt: now, UpdatedAt: now}
+	if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertPatchWave(ctx, w); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: req.Actor, Action: "patch.wave.accepted", Subject: w.ID, Data: raw})
+	}); err != nil {
+		return store.PatchWave{}, err
+	}
+	c.goWave(life, w.ID, req)
+	return w, nil
+}
+
+// PatchWaveOf reads a wave: its state and, once it ended, its report.
+func (c *Controller) PatchWaveOf(ctx context.Context, id string) (store.PatchWave, error) {
+	return c.st.PatchWave(ctx, id)
+}
+
+func (c *Controller) goWave(ctx context.Context, id string, req PatchWaveRequest) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		rep, err := c.PatchWave(ctx, req)
+		if ctx.Err() != nil {
+			return // stopping: the wave stays running and resumes at the next start
+		}
+		state := store.WaveSucceeded
+		switch {
+		case err != nil && len(rep.Failed) > 0:
+			state = store.WaveStopped
+		case err != nil:
+			state = store.WaveFailed
+		}
+		report, _ := json.Marshal(rep)
+		errText := ""
+		if err != nil {
+			errText = err.Error()
+		}
+		if ferr := c.st.Tx(ctx, func(tx *store.Tx) error {
+			return tx.FinishPatchWave(ctx, id, state, report, errText, c.clock.Now())
+		}); ferr != nil {
+			c.log.Error("recording the end of a patch wave", "wave", id, "err", ferr)
+		}
+	}()
+}
+
+// resumeWaves restarts the waves a stopped controller left running.
+func (c *Controller) resumeWaves(ctx context.Context) {
+	waves, err := c.st.PatchWaves(ctx, store.WaveRunning)
+	if err != nil {
+		c.log.Error("listing patch waves to resume", "err", err)
+		return
+	}
+	for _, w := range waves {
+		var req PatchWaveRequest
+		if err := json.Unmarshal(w.Request, &req); err != nil {
+			c.log.Error("a stored patch wave cannot be read; it is not resumed", "wave", w.ID, "err", err)
+			continue
+		}
+		c.log.Info("resuming patch wave", "wave", w.ID, "gateways", len(req.Gateways))
+		c.auditNow(ctx, "controller", "patch.wave.resumed", map[string]any{"wave": w.ID})
+		c.goWave(ctx, w.ID, req)
+	}
 }
 
 func (c *Controller) auditNow(ctx context.Context, actor, action string, data map[string]any) {

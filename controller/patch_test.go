@@ -2,11 +2,15 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/patching"
+	"github.com/warden-ir/warden/store"
 )
 
 func TestPatchWave(t *testing.T) {
@@ -56,5 +60,66 @@ func TestPatchWaveRefusesVagueTargets(t *testing.T) {
 		if _, err := h.c.PatchWave(t.Context(), req); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: %v", req, err)
 		}
+	}
+}
+
+func waitWave(t *testing.T, c *Controller, id string) store.PatchWave {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		w, err := c.PatchWaveOf(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Terminal() {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wave %s still %s", id, w.State)
+		}
+	}
+}
+
+func TestStartPatchWaveRunsInTheBackground(t *testing.T) {
+	h := newHarness(t, nil)
+	req := PatchWaveRequest{Gateways: []string{"gw-hq", "gw-osaka", "gw-dc"}, Packages: "openssh-server", Canary: 1, WaveSize: 2, Actor: "alice"}
+	if _, err := h.c.StartPatchWave(t.Context(), req); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("before Start: %v, want ErrNotRunning", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	h.c.Start(ctx)
+	defer func() { cancel(); h.c.Wait() }()
+	if _, err := h.c.StartPatchWave(t.Context(), PatchWaveRequest{Gateways: []string{"*"}, Packages: "x", Actor: "a"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a wildcard wave: %v", err)
+	}
+	w, err := h.c.StartPatchWave(t.Context(), req)
+	if err != nil || w.State != store.WaveRunning {
+		t.Fatalf("StartPatchWave = %+v, %v", w, err)
+	}
+	w = waitWave(t, h.c, w.ID)
+	var rep patching.WaveReport
+	if err := json.Unmarshal(w.Report, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if w.State != store.WaveSucceeded || len(rep.Patched) != 3 || h.acts["patch"].calls() != 3 {
+		t.Fatalf("wave %s, report %+v, patch applied %d times", w.State, rep, h.acts["patch"].calls())
+	}
+}
+
+// A wave accepted by a controller that stopped before it ended is resumed
+// by the next one: nothing accepted is lost.
+func TestPatchWaveResumesAfterARestart(t *testing.T) {
+	h := newHarness(t, nil)
+	req := PatchWaveRequest{Gateways: []string{"gw-hq", "gw-osaka"}, Packages: "openssh-server", Canary: 1, WaveSize: 1, Actor: "alice"}
+	raw, _ := json.Marshal(req)
+	now := time.Now()
+	left := store.PatchWave{ID: "wave-left-running", Actor: "alice", Request: raw, State: store.WaveRunning, CreatedAt: now, UpdatedAt: now}
+	if err := h.st.Tx(t.Context(), func(tx *store.Tx) error { return tx.InsertPatchWave(t.Context(), left) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	h.c.Start(ctx)
+	defer func() { cancel(); h.c.Wait() }()
+	if w := waitWave(t, h.c, left.ID); w.State != store.WaveSucceeded || h.acts["patch"].calls() != 2 {
+		t.Fatalf("resumed wave %s (%s), patch applied %d times", w.State, w.Error, h.acts["patch"].calls())
 	}
 }

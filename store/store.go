@@ -132,6 +132,17 @@ CREATE TABLE IF NOT EXISTS baseline_results (
 	report     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS baseline_gw ON baseline_results(gateway, checked_at);
+CREATE TABLE IF NOT EXISTS patch_waves (
+	id         TEXT PRIMARY KEY,
+	actor      TEXT NOT NULL,
+	request    TEXT NOT NULL,
+	state      TEXT NOT NULL,
+	report     TEXT NOT NULL DEFAULT '',
+	error      TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS patch_waves_state ON patch_waves(state);
 CREATE TABLE IF NOT EXISTS breaker (
 	id         INTEGER PRIMARY KEY CHECK (id = 1),
 	tripped_at TEXT NOT NULL,

@@ -639,6 +639,10 @@ func newPatchCmd(g *globals) *cobra.Command {
 		WaveSize int      `json:"wave_size"`
 		By       string   `json:"by"`
 	}
+	var (
+		noWait bool
+		poll   time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "patch --gateways A,B,C (--packages name=version,... | --security)",
 		Short: "Patch gateways in waves: canary first, verify (versions, baseline), stop at the first failure",
@@ -653,18 +657,33 @@ func newPatchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			body, _ := json.Marshal(req)
-			var out json.RawMessage
-			code, err := c.do(cmd.Context(), "POST", "/v1/patch/waves", body, &out)
-			var se *apiStatusError
-			if errors.As(err, &se) && se.Status == 409 {
-				return &exitError{code: 3, err: fmt.Errorf("the wave stopped: %s", se.Message)}
-			}
-			if err != nil {
+			var wave store.PatchWave
+			if _, err := c.do(cmd.Context(), "POST", "/v1/patch/waves", body, &wave); err != nil {
 				return err
 			}
-			_ = code
-			_, err = g.out.Write(append(out, '\n'))
-			return err
+			fmt.Fprintf(g.errw, "patch wave %s accepted\n", wave.ID)
+			for !noWait && !wave.Terminal() {
+				select {
+				case <-cmd.Context().Done():
+					return fmt.Errorf("stopped waiting; wave %s goes on in the controller: %w", wave.ID, cmd.Context().Err())
+				case <-time.After(poll):
+				}
+				if _, err := c.do(cmd.Context(), "GET", "/v1/patch/waves/"+wave.ID, nil, &wave); err != nil {
+					return err
+				}
+			}
+			enc := json.NewEncoder(g.out)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(wave); err != nil {
+				return err
+			}
+			switch wave.State {
+			case store.WaveStopped:
+				return &exitError{code: 3, err: fmt.Errorf("the wave stopped: %s", wave.Error)}
+			case store.WaveFailed:
+				return fmt.Errorf("the wave failed: %s", wave.Error)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -674,5 +693,7 @@ func newPatchCmd(g *globals) *cobra.Command {
 	f.IntVar(&req.Canary, "canary", 1, "gateways patched and verified alone first")
 	f.IntVar(&req.WaveSize, "wave-size", 5, "gateways per wave after the canary")
 	f.StringVar(&req.By, "by", "", "who asks (default: $USER)")
+	f.BoolVar(&noWait, "no-wait", false, "print the accepted wave and return; follow it with GET /v1/patch/waves/{id}")
+	f.DurationVar(&poll, "poll", time.Second, "how often to look at the wave while waiting")
 	return cmd
 }

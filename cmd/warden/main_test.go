@@ -355,3 +355,40 @@ func TestBinary(t *testing.T) {
 		}
 	})
 }
+
+// warden patch follows the wave it started until it ends: here the
+// gateways have no agent, the canary's patch cannot run, the wave stops,
+// and the command exits 3 with the report on stdout.
+func TestPatchCommandFollowsTheWave(t *testing.T) {
+	hermetic(t)
+	dir := t.TempDir()
+	cfg, err := config.Load(writeFile(t, dir, "warden.yaml", strings.ReplaceAll(testConfig, "%STORE%", filepath.Join(dir, "warden.db"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	ctx, cancel := context.WithCancel(t.Context())
+	d.Controller.Start(ctx)
+	defer func() { cancel(); d.Controller.Wait() }()
+	srv := httptest.NewServer(d.API)
+	t.Cleanup(srv.Close)
+
+	out, errOut, err := runCLI(t, "patch", "--gateways", "gw-hq,gw-osaka", "--packages", "openssh-server", "--poll", "20ms",
+		"--server", srv.URL, "--token", cfg.Server.APIToken)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 3 {
+		t.Fatalf("warden patch: %v (stderr %s); want exit 3 for a stopped wave", err, errOut)
+	}
+	if !strings.Contains(errOut, "patch wave wave-") || !strings.Contains(out, `"state": "stopped"`) || !strings.Contains(out, `"not_touched"`) {
+		t.Errorf("stdout %s\nstderr %s", out, errOut)
+	}
+	out, _, err = runCLI(t, "patch", "--gateways", "gw-hq", "--packages", "openssh-server", "--no-wait",
+		"--server", srv.URL, "--token", cfg.Server.APIToken)
+	if err != nil || !strings.Contains(out, `"state": "running"`) {
+		t.Errorf("--no-wait: %v, %s", err, out)
+	}
+}
