@@ -385,6 +385,11 @@ func TestOptionalStepFailureContinues(t *testing.T) {
 			if h.acts["isolate"].calls() != 1 {
 				t.Fatal("the run did not go on after an optional step")
 			}
+			// A failure stays visible on the finished run; a skip is no
+			// failure.
+			if failed := strings.Contains(r.Error, "optional step(s) failed: capture_volatile"); failed != (tc.want == store.StepFailed) {
+				t.Errorf("run error %q for a %s optional step", r.Error, tc.want)
+			}
 		})
 	}
 }

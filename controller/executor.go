@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
@@ -337,6 +338,10 @@ func (c *Controller) finishRun(ctx context.Context, run store.Run, runErr error)
 	run.State, run.FinishedAt, run.UpdatedAt = store.RunSucceeded, now, now
 	if runErr != nil {
 		run.State, run.Error = store.RunFailed, runErr.Error()
+	} else if failed := c.failedOptionalSteps(ctx, run.ID); failed != "" {
+		// The run went on past them (that is what optional means), but a
+		// person reading "succeeded" must not miss that something failed.
+		run.Error = "finished, but optional step(s) failed: " + failed
 	}
 	c.m.Runs.WithLabelValues(run.State).Inc()
 	err := c.st.Tx(ctx, func(tx *store.Tx) error {
@@ -382,4 +387,20 @@ func (c *Controller) WaitRun(ctx context.Context, id string) (store.Run, error) 
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// failedOptionalSteps names the optional steps of a run that failed, with
+// their errors; "" when none did.
+func (c *Controller) failedOptionalSteps(ctx context.Context, runID string) string {
+	r, err := c.st.Run(ctx, runID)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, st := range r.Steps {
+		if st.Optional && st.State == store.StepFailed {
+			out = append(out, fmt.Sprintf("%s (%s)", st.Name, st.Error))
+		}
+	}
+	return strings.Join(out, "; ")
 }
