@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -21,32 +22,25 @@ import (
 func (v *Vault) ImportSiteKeys(ctx context.Context, inv *inventory.Inventory) ([]string, error) {
 	var imported []string
 	for _, gw := range inv.Gateways {
+		var creds []Credential
 		if serial, ok := gw.StrongSwan.Serial(); ok && gw.StrongSwan.UsesCertificate() {
-			done, err := v.importOnce(ctx, Credential{Kind: KindStrongSwanCert, Site: gw.ID, PublicKey: serial.Text(16)})
+			creds = append(creds, Credential{Kind: KindStrongSwanCert, Site: gw.ID, PublicKey: serial.Text(16)})
+		}
+		if gw.WireGuard != nil && gw.WireGuard.PublicKey != "" {
+			if _, err := wgtypes.ParseKey(gw.WireGuard.PublicKey); err != nil {
+				return imported, fmt.Errorf("importing the site key of %s: inventory public_key is not a WireGuard key", gw.ID)
+			}
+			creds = append(creds, Credential{Kind: KindWireGuardKey, Site: gw.ID, PublicKey: gw.WireGuard.PublicKey})
+		}
+		for _, c := range creds {
+			done, err := v.importOnce(ctx, c)
 			if err != nil {
 				return imported, err
 			}
-			if done {
+			if done && !slices.Contains(imported, gw.ID) {
 				imported = append(imported, gw.ID)
 			}
 		}
-		if gw.WireGuard == nil || gw.WireGuard.PublicKey == "" {
-			continue
-		}
-		if _, err := wgtypes.ParseKey(gw.WireGuard.PublicKey); err != nil {
-			return imported, fmt.Errorf("importing the site key of %s: inventory public_key is not a WireGuard key", gw.ID)
-		}
-		_, err := v.Latest(ctx, KindWireGuardKey, Pair{}, gw.ID, StatePending, StateActive, StateRetired, StateRevoked, StateFailed)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, ErrNoCredential) {
-			return imported, err
-		}
-		if _, err := v.Import(ctx, Credential{Kind: KindWireGuardKey, Site: gw.ID, PublicKey: gw.WireGuard.PublicKey}, Secret{}); err != nil {
-			return imported, fmt.Errorf("importing the site key of %s: %w", gw.ID, err)
-		}
-		imported = append(imported, gw.ID)
 	}
 	return imported, nil
 }
