@@ -2,12 +2,10 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"slices"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
@@ -144,26 +142,5 @@ func (b agentBlocker) VerifyBlocked(ctx context.Context, at, peer inventory.Gate
 	if at.Agent == "" {
 		return fmt.Errorf("%s has no agent: %w", at.ID, actions.ErrUnsupported)
 	}
-	c, err := b.agents.For(at)
-	if err != nil {
-		return err
-	}
-	st, err := c.Observe(ctx)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(st.Blocked, func(bp wire.BlockedPeer) bool { return bp.Peer == peer.ID })
-	switch {
-	case i < 0:
-		return fmt.Errorf("%w: %s does not block %s", actions.ErrNotVerified, at.ID, peer.ID)
-	case !st.BlockEnforced:
-		return fmt.Errorf("%w: %s records the block of %s but its kernel does not enforce it", actions.ErrNotVerified, at.ID, peer.ID)
-	}
-	var missing []error
-	for _, a := range peer.Addresses {
-		if !slices.ContainsFunc(st.Blocked[i].Addresses, func(s string) bool { return s == a || s == a+"/32" || s == a+"/128" }) {
-			missing = append(missing, fmt.Errorf("%w: %s does not block %s of %s", actions.ErrNotVerified, at.ID, a, peer.ID))
-		}
-	}
-	return errors.Join(missing...)
+	return linux.PeerBlocked(ctx, b.agents, at, wire.BlockParams{Peer: peer.ID, Addresses: peer.Addresses})
 }

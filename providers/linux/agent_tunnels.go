@@ -97,6 +97,25 @@ func BlockPeer(ctx context.Context, agents Agents, gw inventory.Gateway, p wire.
 	return res, agentBlockVerify(gw.ID, p, want, res)
 }
 
+// PeerBlocked reads gw's blocks back (observe, which changes nothing) and
+// checks that the block p asks for is recorded and enforced by the
+// kernel, with the same comparison BlockPeer applies to its answer.
+func PeerBlocked(ctx context.Context, agents Agents, gw inventory.Gateway, p wire.BlockParams) error {
+	want, err := agentBlockPrefixes(gw, p)
+	if err != nil {
+		return actions.Terminal(fmt.Errorf("checking the block of peer %q on %s: %w", p.Peer, gw.ID, err))
+	}
+	c, err := agents.For(gw)
+	if err != nil {
+		return err
+	}
+	st, err := c.Observe(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the block of peer %q on %s: %w", p.Peer, gw.ID, err)
+	}
+	return agentBlockVerify(gw.ID, p, want, wire.BlockResult{Blocked: st.Blocked, Enforced: st.BlockEnforced})
+}
+
 // agentBlockPrefixes validates p and returns its addresses as prefixes.
 func agentBlockPrefixes(gw inventory.Gateway, p wire.BlockParams) ([]netip.Prefix, error) {
 	if strings.TrimSpace(p.Peer) == "" {

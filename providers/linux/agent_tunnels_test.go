@@ -179,6 +179,8 @@ func (f *fakeTunnelAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res, err = f.vici(cmd.Params)
 	case wire.KindBlock:
 		res, err = f.block(cmd.Params)
+	case wire.KindObserve:
+		res, err = f.observe()
 	default:
 		err = &tunnelFakeError{http.StatusNotImplemented, "kind " + cmd.Kind + " not modelled"}
 	}
@@ -520,6 +522,16 @@ func (f *fakeTunnelAgent) block(raw json.RawMessage) (any, error) {
 	}
 	sort.Slice(res.Blocked, func(i, j int) bool { return res.Blocked[i].Peer < res.Blocked[j].Peer })
 	return res, nil
+}
+
+// observe reports the blocks in force, as the agent's observe does.
+func (f *fakeTunnelAgent) observe() (any, error) {
+	st := wire.State{BlockEnforced: len(f.blocked) > 0 && !f.notEnforced}
+	for peer, addrs := range f.blocked {
+		st.Blocked = append(st.Blocked, wire.BlockedPeer{Peer: peer, Addresses: addrs})
+	}
+	sort.Slice(st.Blocked, func(i, j int) bool { return st.Blocked[i].Peer < st.Blocked[j].Peer })
+	return st, nil
 }
 
 // --- helpers ---
@@ -1166,6 +1178,31 @@ func TestBlockPeer(t *testing.T) {
 			t.Fatalf("err = %v; want unsupported", err)
 		}
 	})
+	t.Run("read back without changing", func(t *testing.T) {
+		if err := PeerBlocked(ctx, lab.pool, gw, osaka); !errors.Is(err, actions.ErrNotVerified) {
+			t.Fatalf("before the block: %v; want ErrNotVerified", err)
+		}
+		if _, err := BlockPeer(ctx, lab.pool, gw, osaka); err != nil {
+			t.Fatal(err)
+		}
+		before := len(fa.commands())
+		if err := PeerBlocked(ctx, lab.pool, gw, osaka); err != nil {
+			t.Fatalf("after the block: %v", err)
+		}
+		// The agent lists 203.0.113.5 as given; the check compares prefixes.
+		wider := wire.BlockParams{Peer: "gw-osaka", Addresses: []string{"203.0.113.5/32", "2001:db8:5::/48", "203.0.113.6"}}
+		if err := PeerBlocked(ctx, lab.pool, gw, wider); !errors.Is(err, actions.ErrNotVerified) || !strings.Contains(err.Error(), "203.0.113.6/32") {
+			t.Fatalf("an address not blocked: %v; want ErrNotVerified naming it", err)
+		}
+		for _, c := range fa.commands()[before:] {
+			if c.Kind != wire.KindObserve {
+				t.Fatalf("checking sent a %s command", c.Kind)
+			}
+		}
+		if _, err := BlockPeer(ctx, lab.pool, gw, wire.BlockParams{Peer: "gw-osaka", Remove: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("not enforced", func(t *testing.T) {
 		fa.mu.Lock()
 		fa.notEnforced = true
@@ -1173,6 +1210,9 @@ func TestBlockPeer(t *testing.T) {
 		res, err := BlockPeer(ctx, lab.pool, gw, osaka)
 		if !errors.Is(err, actions.ErrNotVerified) || !res.Changed {
 			t.Fatalf("%+v, %v; want the result and ErrNotVerified", res, err)
+		}
+		if err := PeerBlocked(ctx, lab.pool, gw, osaka); !errors.Is(err, actions.ErrNotVerified) || !strings.Contains(err.Error(), "kernel") {
+			t.Fatalf("recorded but not enforced: %v; want ErrNotVerified", err)
 		}
 	})
 }
