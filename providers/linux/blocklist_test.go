@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -568,27 +567,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 
 	t.Run("concurrent sets are serialised", func(t *testing.T) {
 		e := newBLEnv(t, b)
-		var wg sync.WaitGroup
-		var changed atomic.Int32
-		errs := make(chan error, 8)
-		for range 8 {
-			wg.Go(func() {
-				// Plain goroutines, outside the namespace: the backend is bound.
-				c, err := e.bl.Set(t.Context(), blockedSet())
-				if c {
-					changed.Add(1)
-				}
-				errs <- err
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if n := changed.Load(); n != 1 {
+		if n := concurrentChanges(t, 8, func() (bool, error) { return e.bl.Set(t.Context(), blockedSet()) }); n != 1 {
 			t.Errorf("%d concurrent Sets reported a change, want exactly 1", n)
 		}
 		requireBlocks(t, e.bl, blockedSet())

@@ -406,29 +406,36 @@ func runFirewallConformance(t *testing.T, b backend) {
 
 	t.Run("concurrent applies are serialised", func(t *testing.T) {
 		e := newFWEnv(t, b)
-		var wg sync.WaitGroup
-		var changed atomic.Int32
-		errs := make(chan error, 8)
-		for range 8 {
-			wg.Go(func() {
-				// Plain goroutines, not in the namespace: the backend is bound.
-				c, err := e.fw.Apply(t.Context(), labSpec())
-				if c {
-					changed.Add(1)
-				}
-				errs <- err
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if n := changed.Load(); n != 1 {
+		if n := concurrentChanges(t, 8, func() (bool, error) { return e.fw.Apply(t.Context(), labSpec()) }); n != 1 {
 			t.Errorf("%d concurrent Applies reported a change, want exactly 1", n)
 		}
 		requireMatches(t, e.fw, labSpec())
 	})
+}
+
+// concurrentChanges runs change n times at once, from plain goroutines
+// (outside the namespace: a backend is bound to its own), fails the test
+// on any error, and returns how many calls reported a change.
+func concurrentChanges(t *testing.T, n int, change func() (bool, error)) int32 {
+	t.Helper()
+	var wg sync.WaitGroup
+	var changed atomic.Int32
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			c, err := change()
+			if c {
+				changed.Add(1)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return changed.Load()
 }
