@@ -128,6 +128,7 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 	for _, s := range run.Steps {
 		t.Logf("step %-20s %-10s %s", s.Action, s.State, s.Error)
 	}
+	t.Logf("the confirmed-compromise run took %v", run.FinishedAt.Sub(run.StartedAt).Round(time.Millisecond))
 	if run.State != store.RunSucceeded {
 		t.Fatalf("run %s: %s", run.State, run.Error)
 	}
@@ -579,21 +580,8 @@ func (l *agentTunnelLab) assertRevoked(t *testing.T) {
 // viciCRLs lists the CRLs a charon holds (DER).
 func viciCRLs(t *testing.T, socket string) [][]byte {
 	t.Helper()
-	c, err := strongswan.SocketDialer{"x": socket}.Dial(t.Context(), "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	in := vici.NewMessage()
-	if err := in.Set("type", "X509_CRL"); err != nil {
-		t.Fatal(err)
-	}
-	evs, err := c.Stream(t.Context(), "list-certs", "list-cert", in)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out [][]byte
-	for _, ev := range evs {
+	for _, ev := range viciStream(t, socket, "list-certs", "list-cert", map[string]any{"type": "X509_CRL"}) {
 		if d, ok := ev.Get("data").(string); ok {
 			out = append(out, []byte(d))
 		}
@@ -762,7 +750,7 @@ func (l *agentTunnelLab) assertNoSecrets(t *testing.T, runID string, initial map
 // viciSharedKeys lists the shared-key ids a charon holds for peer.
 func viciSharedKeys(t *testing.T, socket, peer string) []string {
 	t.Helper()
-	r := viciCall(t, socket, "get-shared")
+	r := viciCall(t, socket, "get-shared", nil)
 	keys, _ := r.Get("keys").([]string)
 	var out []string
 	for _, k := range keys {
@@ -776,22 +764,55 @@ func viciSharedKeys(t *testing.T, socket, peer string) []string {
 // viciConns lists the connections a charon has loaded.
 func viciConns(t *testing.T, socket string) []string {
 	t.Helper()
-	conns, _ := viciCall(t, socket, "get-conns").Get("conns").([]string)
+	conns, _ := viciCall(t, socket, "get-conns", nil).Get("conns").([]string)
 	return conns
 }
 
-func viciCall(t *testing.T, socket, cmd string) *vici.Message {
+func viciCall(t *testing.T, socket, cmd string, kv map[string]any) *vici.Message {
+	t.Helper()
+	c := viciDial(t, socket)
+	defer c.Close()
+	r, err := c.Call(t.Context(), cmd, viciMessage(t, kv))
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return r
+}
+
+// viciStream runs a streamed VICI command and returns its events.
+func viciStream(t *testing.T, socket, cmd, event string, kv map[string]any) []*vici.Message {
+	t.Helper()
+	c := viciDial(t, socket)
+	defer c.Close()
+	evs, err := c.Stream(t.Context(), cmd, event, viciMessage(t, kv))
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return evs
+}
+
+func viciDial(t *testing.T, socket string) strongswan.Conn {
 	t.Helper()
 	c, err := strongswan.SocketDialer{"x": socket}.Dial(t.Context(), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	r, err := c.Call(t.Context(), cmd, nil)
-	if err != nil {
-		t.Fatalf("%s: %v", cmd, err)
+	return c
+}
+
+// viciMessage builds a message from kv (nil for none).
+func viciMessage(t *testing.T, kv map[string]any) *vici.Message {
+	t.Helper()
+	if kv == nil {
+		return nil
 	}
-	return r
+	m := vici.NewMessage()
+	for k, v := range kv {
+		if err := m.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
 }
 
 // assertCharonHoldsTheVaultKey proves that the key Warden sealed in its
@@ -812,31 +833,14 @@ func (l *agentTunnelLab) assertCharonHoldsTheVaultKey(t *testing.T, v *rotation.
 	}
 	sa, _ := l.ss.Site(p.A)
 	sb, _ := l.ss.Site(p.B)
-	call := func(socket, cmd string, kv map[string]any) {
-		t.Helper()
-		c, err := strongswan.SocketDialer{"x": socket}.Dial(ctx, "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		in := vici.NewMessage()
-		for k, val := range kv {
-			if err := in.Set(k, val); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := c.Call(ctx, cmd, in); err != nil {
-			t.Fatalf("%s: %v", cmd, err)
-		}
-	}
 	id := p.A + "/" + cred.ID
-	call(sb.Socket, "unload-shared", map[string]any{"id": id})
-	call(sb.Socket, "load-shared", map[string]any{"id": id, "type": "IKE", "data": string(secret.Bytes()), "owners": []string{sb.Identity, sa.Identity}})
+	viciCall(t, sb.Socket, "unload-shared", map[string]any{"id": id})
+	viciCall(t, sb.Socket, "load-shared", map[string]any{"id": id, "type": "IKE", "data": string(secret.Bytes()), "owners": []string{sb.Identity, sa.Identity}})
 	// Both ends may hold SAs of the pair (or one end none: charon then
 	// answers "no matching SAs").
 	for _, end := range [][2]string{{sa.Socket, p.B}, {sb.Socket, p.A}} {
 		if len(ikeSAs(t, end[0], end[1])) > 0 {
-			call(end[0], "terminate", map[string]any{"ike": end[1], "force": "yes"})
+			viciCall(t, end[0], "terminate", map[string]any{"ike": end[1], "force": "yes"})
 		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); len(ikeSAs(t, sa.Socket, p.B))+len(ikeSAs(t, sb.Socket, p.A)) > 0; {

@@ -539,21 +539,8 @@ func (c refusingConn) Call(ctx context.Context, cmd string, in *vici.Message) (*
 // ikeSAs lists a site's IKE SAs with peer: unique id -> state.
 func ikeSAs(t *testing.T, socket, peer string) map[string]string {
 	t.Helper()
-	c, err := strongswan.SocketDialer{"x": socket}.Dial(t.Context(), "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	in := vici.NewMessage()
-	if err := in.Set("ike", peer); err != nil {
-		t.Fatal(err)
-	}
-	evs, err := c.Stream(t.Context(), "list-sas", "list-sa", in)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	for _, ev := range evs {
+	for _, ev := range viciStream(t, socket, "list-sas", "list-sa", map[string]any{"ike": peer}) {
 		if m, ok := ev.Get(peer).(*vici.Message); ok {
 			id, _ := m.Get("uniqueid").(string)
 			st, _ := m.Get("state").(string)
