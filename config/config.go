@@ -1,8 +1,13 @@
 // Package config loads Warden's single YAML configuration file with viper:
-// file, then WARDEN_* environment variables, then flags. Loading is strict
-// (an unknown key is an error naming the key and the file), defaulted and
-// validated; the defaults are shown by `warden config defaults` and pinned by
-// a golden file.
+// file, then WARDEN_<SECTION>_<KEY> environment variables, then flags.
+// Loading is strict (an unknown key is an error naming the key and the
+// file), defaulted and validated; the defaults are shown by `warden config
+// defaults` and pinned by a golden file.
+//
+// Only leaf keys are read from the environment, each bound by name: the CLI
+// reads WARDEN_SERVER, WARDEN_API_TOKEN and WARDEN_CONFIG for itself, and a
+// section name alone (WARDEN_SERVER is also "server") must never replace a
+// whole section of the file.
 //
 // It owns the shape of the configuration. It must not connect to anything.
 package config
@@ -219,14 +224,22 @@ func Defaults() Config {
 }
 
 // Load reads path (may be empty: defaults and environment only), applies
-// WARDEN_* environment variables, validates, and returns the result.
+// the WARDEN_<SECTION>_<KEY> variable of each leaf key that is set,
+// validates, and returns the result. Client variables (WARDEN_SERVER,
+// WARDEN_API_TOKEN, WARDEN_CONFIG) are never read: the server's token is
+// WARDEN_SERVER_API_TOKEN or server.api_token_file.
 func Load(path string) (Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	setDefaults(v, "", reflect.ValueOf(Defaults()))
-	v.SetEnvPrefix("WARDEN")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
+	// Each leaf is bound by name rather than with AutomaticEnv: AutomaticEnv
+	// also consults the variable of every parent key, so the client's
+	// WARDEN_SERVER would replace the whole server section.
+	for key, env := range envBindings() {
+		if err := v.BindEnv(key, env); err != nil {
+			return Config{}, fmt.Errorf("binding %s to %s: %w", key, env, err)
+		}
+	}
 	where := "defaults and environment"
 	if path != "" {
 		where = path
@@ -245,11 +258,6 @@ func Load(path string) (Config, error) {
 		mapstructure.StringToSliceHookFunc(","),
 	))); err != nil {
 		return Config{}, fmt.Errorf("loading config %s: %w", where, cleanUnknownKeys(err))
-	}
-	if c.Server.APIToken == "" {
-		// The client commands read WARDEN_API_TOKEN; serving accepts it too
-		// so one variable configures both ends.
-		c.Server.APIToken = os.Getenv("WARDEN_API_TOKEN")
 	}
 	if c.Server.APIToken == "" && c.Server.APITokenFile != "" {
 		b, err := os.ReadFile(c.Server.APITokenFile)
@@ -274,9 +282,33 @@ func cleanUnknownKeys(err error) error {
 	return err
 }
 
-// setDefaults registers every leaf of d so that environment variables bind
-// to it (viper's AutomaticEnv only sees keys it knows).
+// setDefaults registers every leaf of d so that viper knows the full key
+// set (UnmarshalExact and the environment bindings work on known keys).
 func setDefaults(v *viper.Viper, prefix string, d reflect.Value) {
+	walkLeaves(prefix, d, func(key string, leaf reflect.Value) {
+		v.SetDefault(key, leaf.Interface())
+	})
+}
+
+// envBindings maps each scalar leaf key ("server.listen") to the variable
+// that overrides it ("WARDEN_SERVER_LISTEN"). Maps and lists
+// (alertname_kinds, channels) come only from the file: one variable cannot
+// spell them.
+func envBindings() map[string]string {
+	m := map[string]string{}
+	walkLeaves("", reflect.ValueOf(Defaults()), func(key string, leaf reflect.Value) {
+		switch leaf.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct:
+			return
+		}
+		m[key] = "WARDEN_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	})
+	return m
+}
+
+// walkLeaves calls fn with the dotted key of every leaf of d. A section is
+// never a leaf; inventory is decoded from the file only.
+func walkLeaves(prefix string, d reflect.Value, fn func(key string, leaf reflect.Value)) {
 	t := d.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -290,10 +322,10 @@ func setDefaults(v *viper.Viper, prefix string, d reflect.Value) {
 		}
 		fv := d.Field(i)
 		if fv.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
-			setDefaults(v, full, fv)
+			walkLeaves(full, fv, fn)
 			continue
 		}
-		v.SetDefault(full, fv.Interface())
+		fn(full, fv)
 	}
 }
 

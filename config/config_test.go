@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,34 @@ func TestLoad(t *testing.T) {
 				}
 			},
 		},
+		"leaf variables override beside client ones": {
+			body: validInventory + "server:\n  listen: 127.0.0.1:9000\n",
+			env: map[string]string{
+				"WARDEN_SERVER": "http://127.0.0.1:8780", "WARDEN_API_TOKEN": "client-token",
+				"WARDEN_SERVER_LISTEN": "127.0.0.1:9100", "WARDEN_SERVER_API_TOKEN": "server-token",
+				"WARDEN_INTAKE_DEDUP_WINDOW": "90s", "WARDEN_VSPHERE_INSECURE": "true",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.Server.Listen != "127.0.0.1:9100" || c.Server.APIToken != "server-token" ||
+					c.Intake.DedupWindow != 90*time.Second || !c.VSphere.Insecure {
+					t.Fatalf("leaf variables not applied: %+v", c)
+				}
+			},
+		},
+		"client token is not the server's": {
+			body: validInventory,
+			env:  map[string]string{"WARDEN_API_TOKEN": "client-token"},
+			check: func(t *testing.T, c Config) {
+				if c.Server.APIToken != "" {
+					t.Fatalf("WARDEN_API_TOKEN read as server.api_token: %q", c.Server.APIToken)
+				}
+			},
+		},
+		"bad leaf variable names key and file": {
+			body:    validInventory,
+			env:     map[string]string{"WARDEN_EXECUTOR_MAX_ATTEMPTS": "many"},
+			wantErr: []string{"executor.max_attempts", "warden.yaml"},
+		},
 		"invalid values name fields": {
 			body:    validInventory + "store:\n  sync: sometimes\nguards:\n  breaker_fraction: 2\nvsphere:\n  url: https://admin:pw@vc.example.net/sdk\n",
 			wantErr: []string{"store.sync", "guards.breaker_fraction", "vsphere.url: must not carry credentials"},
@@ -113,6 +142,7 @@ inventory:
 			wantErr: []string{"unknown time zone", `unknown site "nowhere"`, "duplicate address 198.51.100.1", "management network", `tunnel to unknown gateway "ghost"`},
 		},
 	}
+	hermetic(t)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -157,19 +187,132 @@ func TestSecretsNeverInErrorsOrRedacted(t *testing.T) {
 	}
 }
 
-// The README's configuration example is what people copy: it must load.
-func TestReadmeExampleLoads(t *testing.T) {
+// hermetic clears every WARDEN_* variable of the developer's environment so
+// that a test sees only what it sets (an empty variable counts as unset).
+func hermetic(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "WARDEN_") {
+			t.Setenv(k, "")
+		}
+	}
+}
+
+const readmeExample = "testdata/readme-example.yaml"
+
+// readmeConfigBlock returns the YAML block under "## Configuration" in the
+// README: the example people copy.
+func readmeConfigBlock(t *testing.T) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i := strings.Index(s, "```yaml\nserver:")
-	if i < 0 {
-		t.Fatal("README has no configuration example")
+	_, section, ok := strings.Cut(s, "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no \"## Configuration\" section")
 	}
-	j := strings.Index(s[i+8:], "```")
-	if _, err := Load(write(t, s[i+8:i+8+j])); err != nil {
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	if !ok {
+		t.Fatal("README.md: no yaml block under \"## Configuration\"")
+	}
+	block, _, ok = strings.Cut(block, "\n```")
+	if !ok {
+		t.Fatal("README.md: the yaml block under \"## Configuration\" is not closed")
+	}
+	return block + "\n"
+}
+
+// The tests load the README's example from testdata; this keeps the two
+// from drifting.
+func TestReadmeExampleMatchesTestdata(t *testing.T) {
+	want := readmeConfigBlock(t)
+	if *update {
+		if err := os.WriteFile(readmeExample, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(readmeExample)
+	if err != nil {
+		t.Fatalf("reading %s (run go test ./config -update): %v", readmeExample, err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s differs from the README's configuration example; run go test ./config -update\n--- README\n%s", readmeExample, want)
+	}
+}
+
+// The client's variables (README: export WARDEN_SERVER=... WARDEN_API_TOKEN=...)
+// and the other WARDEN_* variables that are not configuration keys must not
+// change what the README's example loads as.
+func TestClientVariablesAreNotConfig(t *testing.T) {
+	hermetic(t)
+	want, err := Load(readmeExample)
+	if err != nil {
 		t.Fatalf("README example: %v", err)
+	}
+	if want.Server.Listen != "127.0.0.1:8780" || want.Store.Path != "/var/lib/warden/warden.db" ||
+		want.VSphere.URL != "https://vcenter.example.net/sdk" || want.Notify.Default != "soc" ||
+		len(want.Inventory.Gateways) != 2 || want.Server.APIToken != "" {
+		t.Fatalf("README example loaded without the file's values: %+v", want)
+	}
+	client := map[string]string{
+		"WARDEN_SERVER":     "http://127.0.0.1:8780",
+		"WARDEN_API_TOKEN":  "client-token",
+		"WARDEN_CONFIG":     "/nonexistent/warden.yaml",
+		"WARDEN_MASTER_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	}
+	tests := map[string]map[string]string{"all at once": client}
+	for k, v := range client {
+		tests[k+" alone"] = map[string]string{k: v}
+	}
+	for name, env := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			got, err := Load(readmeExample)
+			if err != nil {
+				t.Fatalf("loading %s with %v: %v", readmeExample, env, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v changed the configuration:\n got %+v\nwant %+v", env, got, want)
+			}
+		})
+	}
+}
+
+// Only leaves bind, each to WARDEN_<SECTION>_<KEY>: a section name alone
+// would replace the whole section, and a client variable read as a key
+// is the collision this guards against.
+func TestEnvBindings(t *testing.T) {
+	b := envBindings()
+	seen := map[string]string{}
+	for key, env := range b {
+		if !strings.Contains(key, ".") {
+			t.Errorf("%s binds section-level key %q", env, key)
+		}
+		if want := "WARDEN_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")); env != want {
+			t.Errorf("%s binds %s, want %s", key, env, want)
+		}
+		if other, dup := seen[env]; dup {
+			t.Errorf("%s binds both %s and %s", env, key, other)
+		}
+		seen[env] = key
+	}
+	for _, env := range []string{"WARDEN_SERVER", "WARDEN_API_TOKEN", "WARDEN_CONFIG", "WARDEN_MASTER_KEY"} {
+		if key, ok := seen[env]; ok {
+			t.Errorf("client variable %s binds config key %s", env, key)
+		}
+	}
+	for key, env := range map[string]string{
+		"server.listen":                     "WARDEN_SERVER_LISTEN",
+		"server.api_token":                  "WARDEN_SERVER_API_TOKEN",
+		"vsphere.password":                  "WARDEN_VSPHERE_PASSWORD",
+		"intake.alertmanager.gateway_label": "WARDEN_INTAKE_ALERTMANAGER_GATEWAY_LABEL",
+	} {
+		if b[key] != env {
+			t.Errorf("%s binds %q, want %s", key, b[key], env)
+		}
 	}
 }
