@@ -58,6 +58,9 @@ func TestPatchWaveIsAcceptedThenFollowed(t *testing.T) {
 	expectStatus(t, s.call(t, "GET", "/v1/patch/waves/wave-nope", nil), http.StatusNotFound)
 
 	ctx, cancel := context.WithCancel(t.Context())
+	if err := s.d.AcquireWriter(ctx); err != nil {
+		t.Fatal(err)
+	}
 	s.d.Controller.Start(ctx)
 	defer func() { cancel(); s.d.Controller.Wait() }()
 	r := s.call(t, "POST", "/v1/patch/waves", body)

@@ -68,6 +68,35 @@ type Options struct {
 	// schedule.
 	Baseline      BaselineChecker
 	DriftInterval time.Duration
+	// Lease, when set, fences side effects: no step starts unless the
+	// lease is still held, and each step records the epoch it ran under.
+	// Nil (unit tests) means unfenced, epoch 0.
+	Lease Lease
+}
+
+// Lease is the writer lease a controller executes side effects under.
+type Lease interface {
+	// Epoch is the epoch of the current holding.
+	Epoch() int64
+	// Held returns nil while the lease is held, and why not otherwise. It
+	// is called right before every side effect, so it must be cheap.
+	Held() error
+}
+
+// errNotHolder marks a step that was not started because the controller
+// does not hold the writer lease: the run is left for the holder, never
+// failed.
+var errNotHolder = errors.New("not executing: the store's writer lease is not held")
+
+// leaseEpoch checks the lease and returns its epoch (0 when unfenced).
+func (c *Controller) leaseEpoch() (int64, error) {
+	if c.opt.Lease == nil {
+		return 0, nil
+	}
+	if err := c.opt.Lease.Held(); err != nil {
+		return 0, fmt.Errorf("%w: %w", errNotHolder, err)
+	}
+	return c.opt.Lease.Epoch(), nil
 }
 
 // Controller is the running core.

@@ -35,6 +35,8 @@ type fakeAction struct {
 	// orderMu guards order, which several fakes (and concurrent runs)
 	// append to.
 	orderMu *sync.Mutex
+	// onApply, when set, runs after each Apply (outside the lock).
+	onApply func()
 }
 
 func newFake(name string, order *[]string) *fakeAction {
@@ -45,7 +47,14 @@ func (f *fakeAction) Name() string { return f.name }
 func (f *fakeAction) Plan(context.Context, actions.Request) (actions.Change, error) {
 	return actions.Change{Summary: "would " + f.name}, nil
 }
-func (f *fakeAction) Apply(_ context.Context, req actions.Request) (actions.Result, error) {
+func (f *fakeAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
+	if f.onApply != nil {
+		defer f.onApply()
+	}
+	return f.apply(ctx, req)
+}
+
+func (f *fakeAction) apply(_ context.Context, req actions.Request) (actions.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.failures) > 0 {

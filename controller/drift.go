@@ -127,6 +127,9 @@ func (c *Controller) driftLoop(ctx context.Context) {
 			return
 		case <-c.clock.After(c.opt.DriftInterval):
 		}
+		if _, err := c.leaseEpoch(); err != nil {
+			continue // only the lease holder checks on a schedule
+		}
 		start := c.clock.Now()
 		results, err := c.DriftCheck(ctx, "all", "scheduler")
 		if err != nil && ctx.Err() == nil {

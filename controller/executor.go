@@ -42,6 +42,11 @@ func (c *Controller) executorLoop(ctx context.Context) {
 		case <-c.kick:
 		case <-c.clock.After(time.Second):
 		}
+		if _, err := c.leaseEpoch(); err != nil {
+			// Only the lease holder starts or resumes runs.
+			c.log.Warn("not starting runs", "err", err)
+			continue
+		}
 		runs, err := c.st.Runs(ctx, store.RunFilter{States: []string{store.RunPending, store.RunRunning}, Limit: 1000})
 		if err != nil {
 			if ctx.Err() == nil {
@@ -125,9 +130,15 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 		if err := c.checkEvidence(ctx, run, step); err != nil {
 			return c.finishRun(ctx, run, err)
 		}
+		if _, err := c.leaseEpoch(); err != nil {
+			return err // leave the run as it is: the next holder resumes it
+		}
 		res, err := c.executeStep(ctx, run, step, gw)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopping: leave the step running; resume later
+		}
+		if errors.Is(err, errNotHolder) {
+			return err // fenced off: the lease holder resumes the run
 		}
 		if err != nil {
 			if step.Optional {
@@ -190,8 +201,14 @@ func (c *Controller) executeStep(ctx context.Context, run store.Run, step store.
 	ex := c.opt.Executor
 	var lastErr error
 	for attempt := 1; attempt <= ex.MaxAttempts; attempt++ {
+		// Fence every attempt: a controller that lost the store's lease
+		// must not start another side effect.
+		epoch, err := c.leaseEpoch()
+		if err != nil {
+			return actions.Result{}, err
+		}
 		now := c.clock.Now()
-		step.State, step.Attempts = store.StepRunning, step.Attempts+1
+		step.State, step.Attempts, step.Epoch = store.StepRunning, step.Attempts+1, epoch
 		if step.StartedAt.IsZero() {
 			step.StartedAt = now
 		}
@@ -201,7 +218,7 @@ func (c *Controller) executeStep(ctx context.Context, run store.Run, step store.
 			}
 			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: run.Incident, Run: run.ID, Subject: gw.ID,
 				Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
-					"idempotency_key": step.IdemKey, "attempt": step.Attempts, "vm": gw.VM})})
+					"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": gw.VM})})
 		}); err != nil {
 			return actions.Result{}, err
 		}

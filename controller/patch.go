@@ -165,6 +165,10 @@ func (c *Controller) goWave(ctx context.Context, id string, req PatchWaveRequest
 
 // resumeWaves restarts the waves a stopped controller left running.
 func (c *Controller) resumeWaves(ctx context.Context) {
+	if _, err := c.leaseEpoch(); err != nil {
+		c.log.Warn("not resuming patch waves", "err", err)
+		return
+	}
 	waves, err := c.st.PatchWaves(ctx, store.WaveRunning)
 	if err != nil {
 		c.log.Error("listing patch waves to resume", "err", err)

@@ -21,6 +21,9 @@ func (c *Controller) reconcileLoop(ctx context.Context) {
 			return
 		case <-c.clock.After(c.opt.Reconcile.Interval):
 		}
+		if _, err := c.leaseEpoch(); err != nil {
+			continue // repairs are side effects: only the lease holder makes them
+		}
 		if _, err := c.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
 			c.log.Error("reconciling postures", "err", err)
 		}

@@ -52,6 +52,7 @@ type Daemon struct {
 
 	listener net.Listener
 	http     *http.Server
+	lease    *writerLease
 }
 
 // Options add what configuration cannot say.
@@ -69,7 +70,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry()}
+	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{now: time.Now}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -128,7 +129,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			Insecure: cfg.VSphere.Insecure, CAFile: cfg.VSphere.CAFile, Datacenter: cfg.VSphere.Datacenter,
 			QuarantinePortgroup: cfg.VSphere.QuarantinePortgroup, QuarantineMode: cfg.VSphere.QuarantineMode,
 			TagCategory: cfg.VSphere.TagCategory, Tag: cfg.VSphere.Tag,
-		}, log.With("provider", "vsphere"))
+		}, log) // Connect adds provider=vsphere (and the url) itself
 		if err != nil {
 			return nil, fmt.Errorf("connecting to vCenter: %w", err)
 		}
@@ -193,7 +194,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
 		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver, Pager: pager,
-		Baseline: checker, DriftInterval: cfg.Drift.Interval,
+		Baseline: checker, DriftInterval: cfg.Drift.Interval, Lease: d.lease,
 	})
 	if err != nil {
 		return nil, err
@@ -234,8 +235,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := d.AcquireWriter(ctx); err != nil {
+		return err
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	leaseErr := make(chan error, 1)
+	go func() { leaseErr <- d.keepLease(cctx) }()
 	d.Controller.Start(cctx)
 	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	errc := make(chan error, 1)
@@ -252,19 +258,24 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		close(errc)
 	}()
 	d.Log.Info("warden serving", "addr", d.listener.Addr().String())
+	var stopErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if err != nil {
-			return fmt.Errorf("serving API: %w", err)
+			stopErr = fmt.Errorf("serving API: %w", err)
 		}
+	case err := <-leaseErr:
+		// Fail-stop: a controller that lost its lease stops acting and
+		// exits, so that the holder is the only writer.
+		stopErr = err
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer scancel()
 	_ = d.http.Shutdown(sctx)
 	cancel()
 	d.Controller.Wait()
-	return nil
+	return stopErr
 }
 
 // notifyPager pages through the default notification channel.
@@ -293,6 +304,7 @@ func (d *Daemon) Close(ctx context.Context) {
 		_ = d.VSphere.Close(ctx)
 	}
 	if d.Store != nil {
+		d.releaseWriter(ctx)
 		_ = d.Store.Close()
 	}
 }

@@ -55,19 +55,22 @@ type Run struct {
 
 // Step is one step of a run.
 type Step struct {
-	Run        string            `json:"-"`
-	Index      int               `json:"index"`
-	Name       string            `json:"name"`
-	Action     string            `json:"action"`
-	Params     map[string]string `json:"params,omitempty"`
-	Optional   bool              `json:"optional,omitempty"`
-	State      string            `json:"state"`
-	Attempts   int               `json:"attempts"`
-	IdemKey    string            `json:"idempotency_key"`
-	StartedAt  time.Time         `json:"started_at,omitzero"`
-	FinishedAt time.Time         `json:"finished_at,omitzero"`
-	Result     json.RawMessage   `json:"result,omitempty"`
-	Error      string            `json:"error,omitempty"`
+	Run      string            `json:"-"`
+	Index    int               `json:"index"`
+	Name     string            `json:"name"`
+	Action   string            `json:"action"`
+	Params   map[string]string `json:"params,omitempty"`
+	Optional bool              `json:"optional,omitempty"`
+	State    string            `json:"state"`
+	Attempts int               `json:"attempts"`
+	IdemKey  string            `json:"idempotency_key"`
+	// Epoch is the writer-lease epoch the step last ran under (0: never
+	// ran, or ran without a lease, as in unit tests).
+	Epoch      int64           `json:"epoch,omitempty"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
 // Terminal reports whether the run will not change any more.
@@ -126,8 +129,8 @@ func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 
 // UpdateStep writes a step's mutable fields.
 func (t *Tx) UpdateStep(ctx context.Context, s Step) error {
-	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=? WHERE run=? AND idx=?`,
-		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Run, s.Index)
+	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=?`,
+		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index)
 	if err != nil {
 		return fmt.Errorf("updating step %d of run %s: %w", s.Index, s.Run, err)
 	}
@@ -153,7 +156,7 @@ func getRun(ctx context.Context, q queryer, id string) (Run, error) {
 	if err != nil {
 		return Run{}, fmt.Errorf("reading run %s: %w", id, err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT idx, name, action, params, optional, state, attempts, idem_key, started_at, finished_at, result, error FROM steps WHERE run = ? ORDER BY idx`, id)
+	rows, err := q.QueryContext(ctx, `SELECT idx, name, action, params, optional, state, attempts, idem_key, started_at, finished_at, result, error, epoch FROM steps WHERE run = ? ORDER BY idx`, id)
 	if err != nil {
 		return Run{}, fmt.Errorf("reading steps of run %s: %w", id, err)
 	}
@@ -162,7 +165,7 @@ func getRun(ctx context.Context, q queryer, id string) (Run, error) {
 		s := Step{Run: id}
 		var params, started, finished, result string
 		var opt int
-		if err := rows.Scan(&s.Index, &s.Name, &s.Action, &params, &opt, &s.State, &s.Attempts, &s.IdemKey, &started, &finished, &result, &s.Error); err != nil {
+		if err := rows.Scan(&s.Index, &s.Name, &s.Action, &params, &opt, &s.State, &s.Attempts, &s.IdemKey, &started, &finished, &result, &s.Error, &s.Epoch); err != nil {
 			return Run{}, fmt.Errorf("reading step of run %s: %w", id, err)
 		}
 		s.Optional = opt == 1

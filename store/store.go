@@ -170,9 +170,13 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and this removes
 	// SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+audit.Schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+leaseSchema+audit.Schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating schema in %s: %w", path, err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrating schema in %s: %w", path, err)
 	}
 	return &Store{db: db, stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}, nil
 }

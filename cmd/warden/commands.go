@@ -41,6 +41,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer d.Close(ctx)
+			// One controller per store: refuse before serving anything.
+			if err := d.AcquireWriter(ctx); err != nil {
+				return err
+			}
 			addr, err := d.Listen(cfg.Server.Listen)
 			if err != nil {
 				return err

@@ -372,6 +372,9 @@ func TestPatchCommandFollowsTheWave(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
 	ctx, cancel := context.WithCancel(t.Context())
+	if err := d.AcquireWriter(ctx); err != nil {
+		t.Fatal(err)
+	}
 	d.Controller.Start(ctx)
 	defer func() { cancel(); d.Controller.Wait() }()
 	srv := httptest.NewServer(d.API)

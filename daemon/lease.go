@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/warden-ir/warden/store"
+)
+
+// LeaseTTL is how long a writer lease lasts without renewal. The holder
+// renews every third of it and stops acting before it can run out.
+const LeaseTTL = 15 * time.Second
+
+// writerLease fences the controller: Held is nil only while this process
+// holds the store's writer lease and its last renewal is fresh enough that
+// no successor can have taken the store over.
+type writerLease struct {
+	mu      sync.Mutex
+	w       *store.Writer
+	renewed time.Time
+	lost    error
+	now     func() time.Time
+}
+
+func (l *writerLease) Epoch() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return 0
+	}
+	return l.w.Epoch()
+}
+
+func (l *writerLease) Held() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.lost != nil:
+		return l.lost
+	case l.w == nil:
+		return errors.New("the writer lease has not been acquired")
+	case l.now().Sub(l.renewed) > LeaseTTL*2/3:
+		// Renewal is late: by the time a side effect started now could
+		// finish, a successor may hold the lease.
+		return fmt.Errorf("the writer lease was last renewed at %s, too long ago", l.renewed.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// AcquireWriter takes the store's writer lease: one controller executes
+// runs on a store at a time. A second `warden serve` on the same store is
+// refused with an error naming the holder. Serve calls it when the caller
+// has not.
+func (d *Daemon) AcquireWriter(ctx context.Context) error {
+	d.lease.mu.Lock()
+	defer d.lease.mu.Unlock()
+	if d.lease.w != nil {
+		return nil
+	}
+	host, _ := os.Hostname()
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	w, err := d.Store.AcquireWriter(ctx, d.Config.Store.Path, store.LeaseOptions{
+		Owner: hex.EncodeToString(id), Host: host, PID: os.Getpid(), TTL: LeaseTTL, Now: d.lease.now,
+	})
+	if err != nil {
+		return fmt.Errorf("taking the store's writer lease: %w", err)
+	}
+	d.lease.w, d.lease.renewed, d.lease.lost = w, d.lease.now(), nil
+	l := w.Lease()
+	d.Log.Info("holding the store's writer lease", "epoch", l.Epoch, "owner", l.Owner)
+	return nil
+}
+
+// keepLease renews the lease until ctx ends. It returns an error (and
+// fences the controller) when the lease is lost or cannot be renewed in
+// time.
+func (d *Daemon) keepLease(ctx context.Context) error {
+	t := time.NewTicker(LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		d.lease.mu.Lock()
+		w := d.lease.w
+		d.lease.mu.Unlock()
+		if w == nil {
+			return nil
+		}
+		err := w.Renew(ctx)
+		d.lease.mu.Lock()
+		if err == nil {
+			d.lease.renewed = d.lease.now()
+			d.lease.mu.Unlock()
+			continue
+		}
+		late := d.lease.now().Sub(d.lease.renewed) > LeaseTTL*2/3
+		if errors.Is(err, store.ErrLeaseLost) || late {
+			d.lease.lost = fmt.Errorf("the store's writer lease was lost: %w", err)
+			lost := d.lease.lost
+			d.lease.mu.Unlock()
+			return lost
+		}
+		d.lease.mu.Unlock()
+		if ctx.Err() == nil {
+			d.Log.Warn("renewing the store's writer lease", "err", err)
+		}
+	}
+}
+
+// releaseWriter gives the lease up.
+func (d *Daemon) releaseWriter(ctx context.Context) {
+	d.lease.mu.Lock()
+	w := d.lease.w
+	d.lease.w = nil
+	d.lease.mu.Unlock()
+	if w != nil {
+		if err := w.Close(ctx); err != nil {
+			d.Log.Warn("releasing the store's writer lease", "err", err)
+		}
+	}
+}

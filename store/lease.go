@@ -1,0 +1,252 @@
+package store
+
+// One writer per store. A controller that executes runs holds two things:
+//
+//   - an exclusive flock on "<store>.lock", which the kernel drops the
+//     moment the process dies (kill -9 included), so a successor on the
+//     same host never waits for an expiry;
+//   - a lease row (owner, host, pid, epoch, expiry) that names the holder
+//     for a refused successor, that every step records its epoch from, and
+//     that a later backend (PostgreSQL, several replicas) turns into leader
+//     election without the callers changing: Acquire, Renew, Release and
+//     the epoch stay; only the lock under them changes.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const leaseSchema = `
+CREATE TABLE IF NOT EXISTS leases (
+	name        TEXT PRIMARY KEY,
+	owner       TEXT NOT NULL,
+	host        TEXT NOT NULL,
+	pid         INTEGER NOT NULL,
+	epoch       INTEGER NOT NULL,
+	acquired_at TEXT NOT NULL,
+	renewed_at  TEXT NOT NULL,
+	expires_at  TEXT NOT NULL
+);
+`
+
+// writerLease is the lease row's name: the right to execute side effects.
+const writerLease = "writer"
+
+// Lease is one holding of the writer lease.
+type Lease struct {
+	Owner      string    `json:"owner"`
+	Host       string    `json:"host"`
+	PID        int       `json:"pid"`
+	Epoch      int64     `json:"epoch"`
+	AcquiredAt time.Time `json:"acquired_at"`
+	RenewedAt  time.Time `json:"renewed_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// LeaseHeldError says who holds the store when a second controller tries
+// to start on it.
+type LeaseHeldError struct {
+	Path   string
+	Holder Lease
+	// Known is false when the lock is held but no lease row names the
+	// holder yet (it is between locking and writing the row).
+	Known bool
+}
+
+func (e *LeaseHeldError) Error() string {
+	if !e.Known {
+		return fmt.Sprintf("store %s is in use by another warden controller (its lock file %s.lock is held)", e.Path, e.Path)
+	}
+	h := e.Holder
+	return fmt.Sprintf("store %s is in use by warden controller %s (pid %d on host %s) since %s, lease epoch %d valid until %s; stop it first, or point this one at another store",
+		e.Path, h.Owner, h.PID, h.Host, h.AcquiredAt.UTC().Format(time.RFC3339), h.Epoch, h.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// ErrLeaseLost is returned by Renew when another controller took the lease
+// over: the caller must stop starting side effects at once.
+var ErrLeaseLost = errors.New("writer lease lost")
+
+// LeaseOptions identify the would-be holder.
+type LeaseOptions struct {
+	// Owner is a unique id of this process's holding (random per start).
+	Owner string
+	Host  string
+	PID   int
+	TTL   time.Duration
+	Now   func() time.Time
+}
+
+// Writer is a held writer lease on a store. Close releases it.
+type Writer struct {
+	s    *Store
+	path string
+	lock *os.File
+	opt  LeaseOptions
+	cur  Lease
+}
+
+// AcquireWriter takes the writer lease of the store at path (the same path
+// the store was opened with). It fails with *LeaseHeldError, naming the
+// holder, when another live controller holds it.
+func (s *Store) AcquireWriter(ctx context.Context, path string, opt LeaseOptions) (*Writer, error) {
+	if opt.Owner == "" || opt.TTL <= 0 {
+		return nil, errors.New("acquiring the writer lease: owner and TTL are required")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("acquiring the writer lease: %w", err)
+	}
+	f, err := os.OpenFile(abs+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the store's lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			held := &LeaseHeldError{Path: abs}
+			if l, ok, rerr := s.CurrentLease(ctx); rerr == nil && ok {
+				held.Holder, held.Known = l, true
+			}
+			return nil, held
+		}
+		return nil, fmt.Errorf("locking %s.lock: %w", abs, err)
+	}
+	w := &Writer{s: s, path: abs, lock: f, opt: opt}
+	if err := w.take(ctx); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// take writes the lease row with the next epoch. Holding the flock proves
+// that no controller on this host holds the store; a row from another host
+// that has not expired yet means the store is shared across hosts, where
+// flock may not reach: refuse rather than run two writers.
+func (w *Writer) take(ctx context.Context) error {
+	now := w.opt.Now().UTC()
+	return w.s.Tx(ctx, func(tx *Tx) error {
+		prev, ok, err := currentLease(ctx, tx.tx)
+		if err != nil {
+			return err
+		}
+		if ok && prev.Host != w.opt.Host && now.Before(prev.ExpiresAt) {
+			return &LeaseHeldError{Path: w.path, Holder: prev, Known: true}
+		}
+		l := Lease{Owner: w.opt.Owner, Host: w.opt.Host, PID: w.opt.PID, Epoch: prev.Epoch + 1,
+			AcquiredAt: now, RenewedAt: now, ExpiresAt: now.Add(w.opt.TTL)}
+		if _, err := tx.exec(ctx, `INSERT INTO leases(name, owner, host, pid, epoch, acquired_at, renewed_at, expires_at) VALUES (?,?,?,?,?,?,?,?)
+			ON CONFLICT(name) DO UPDATE SET owner=excluded.owner, host=excluded.host, pid=excluded.pid, epoch=excluded.epoch,
+			acquired_at=excluded.acquired_at, renewed_at=excluded.renewed_at, expires_at=excluded.expires_at`,
+			writerLease, l.Owner, l.Host, l.PID, l.Epoch, ts(l.AcquiredAt), ts(l.RenewedAt), ts(l.ExpiresAt)); err != nil {
+			return fmt.Errorf("writing the writer lease: %w", err)
+		}
+		w.cur = l
+		return nil
+	})
+}
+
+// Lease returns the holding as last written.
+func (w *Writer) Lease() Lease { return w.cur }
+
+// Epoch is the lease epoch side effects run under.
+func (w *Writer) Epoch() int64 { return w.cur.Epoch }
+
+// Renew extends the lease. It returns ErrLeaseLost when the row names
+// another owner or epoch: someone took the store over.
+func (w *Writer) Renew(ctx context.Context) error {
+	now := w.opt.Now().UTC()
+	res, err := w.s.db.ExecContext(ctx, `UPDATE leases SET renewed_at=?, expires_at=? WHERE name=? AND owner=? AND epoch=?`,
+		ts(now), ts(now.Add(w.opt.TTL)), writerLease, w.cur.Owner, w.cur.Epoch)
+	if err != nil {
+		return fmt.Errorf("renewing the writer lease: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return ErrLeaseLost
+	}
+	w.cur.RenewedAt, w.cur.ExpiresAt = now, now.Add(w.opt.TTL)
+	return nil
+}
+
+// Close gives the lease up: the row expires now and the lock is released.
+func (w *Writer) Close(ctx context.Context) error {
+	if w.lock == nil {
+		return nil
+	}
+	now := w.opt.Now().UTC()
+	_, err := w.s.db.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
+		ts(now), writerLease, w.cur.Owner, w.cur.Epoch)
+	cerr := w.lock.Close() // closing the descriptor drops the flock
+	w.lock = nil
+	if err != nil {
+		return fmt.Errorf("releasing the writer lease: %w", err)
+	}
+	return cerr
+}
+
+// CurrentLease reads the writer lease row, if any.
+func (s *Store) CurrentLease(ctx context.Context) (Lease, bool, error) {
+	return currentLease(ctx, s.db)
+}
+
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func currentLease(ctx context.Context, q rowQuerier) (Lease, bool, error) {
+	var l Lease
+	var acq, ren, exp string
+	err := q.QueryRowContext(ctx, `SELECT owner, host, pid, epoch, acquired_at, renewed_at, expires_at FROM leases WHERE name=?`, writerLease).
+		Scan(&l.Owner, &l.Host, &l.PID, &l.Epoch, &acq, &ren, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Lease{}, false, nil
+	}
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("reading the writer lease: %w", err)
+	}
+	l.AcquiredAt, l.RenewedAt, l.ExpiresAt = parseTS(acq), parseTS(ren), parseTS(exp)
+	return l, true, nil
+}
+
+// migrate adds the columns that later versions introduced to a store
+// created by an earlier one. Each step is idempotent.
+func migrate(ctx context.Context, db *sql.DB) error {
+	has, err := hasColumn(ctx, db, "steps", "epoch")
+	if err != nil {
+		return err
+	}
+	if !has {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE steps ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("adding steps.epoch: %w", err)
+		}
+	}
+	return nil
+}
+
+func hasColumn(ctx context.Context, db *sql.DB, table, column string) (bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return false, fmt.Errorf("reading the columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return false, err
+		}
+		if name == column {
+			return true, nil
+		}
+	}
+	return false, rows.Err()
+}

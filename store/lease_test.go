@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func leaseOpts(owner string) LeaseOptions {
+	return LeaseOptions{Owner: owner, Host: "host-a", PID: 4242, TTL: 15 * time.Second}
+}
+
+func TestWriterLeaseOneHolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	a, b := openAt(t, path), openAt(t, path)
+
+	wa, err := a.AcquireWriter(t.Context(), path, leaseOpts("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wa.Epoch() != 1 {
+		t.Fatalf("first epoch = %d, want 1", wa.Epoch())
+	}
+	_, err = b.AcquireWriter(t.Context(), path, leaseOpts("second"))
+	var held *LeaseHeldError
+	if !errors.As(err, &held) {
+		t.Fatalf("second acquire: %v, want *LeaseHeldError", err)
+	}
+	if !held.Known || held.Holder.Owner != "first" || held.Holder.PID != 4242 {
+		t.Fatalf("refusal names %+v, want the first holder", held.Holder)
+	}
+	for _, want := range []string{"pid 4242", "host-a", "since", "first"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+	}
+	if err := wa.Renew(t.Context()); err != nil {
+		t.Fatalf("holder renewing: %v", err)
+	}
+	if err := wa.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := b.AcquireWriter(t.Context(), path, leaseOpts("second"))
+	if err != nil {
+		t.Fatalf("acquiring after the holder closed: %v", err)
+	}
+	defer wb.Close(t.Context())
+	if wb.Epoch() != 2 {
+		t.Fatalf("epoch after takeover = %d, want 2", wb.Epoch())
+	}
+	// The old holding is fenced: its renewal fails, whatever it thinks.
+	if err := wa.Renew(t.Context()); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renewing a taken-over lease: %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestWriterLeaseOtherHostNotExpired(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	s := openAt(t, path)
+	now := time.Now().UTC()
+	// A holder on another host, where flock may not reach (shared storage).
+	if _, err := s.db.ExecContext(t.Context(), `INSERT INTO leases(name, owner, host, pid, epoch, acquired_at, renewed_at, expires_at) VALUES (?,?,?,?,?,?,?,?)`,
+		writerLease, "remote", "host-b", 7, 5, ts(now), ts(now), ts(now.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.AcquireWriter(t.Context(), path, leaseOpts("local"))
+	var held *LeaseHeldError
+	if !errors.As(err, &held) || held.Holder.Host != "host-b" {
+		t.Fatalf("acquire while another host holds an unexpired lease: %v", err)
+	}
+	// Once it has expired, the store is ours, with the next epoch.
+	opt := leaseOpts("local")
+	opt.Now = func() time.Time { return now.Add(2 * time.Minute) }
+	w, err := s.AcquireWriter(t.Context(), path, opt)
+	if err != nil {
+		t.Fatalf("acquire after expiry: %v", err)
+	}
+	defer w.Close(t.Context())
+	if w.Epoch() != 6 {
+		t.Fatalf("epoch = %d, want 6", w.Epoch())
+	}
+}
+
+// TestWriterLeaseHolderKilled: a holder killed with SIGKILL leaves an
+// unexpired row behind, but its lock dies with it, so a successor on the
+// same host starts at once, with the next epoch.
+func TestWriterLeaseHolderKilled(t *testing.T) {
+	if os.Getenv("WARDEN_LEASE_HELPER") != "" {
+		return
+	}
+	path := filepath.Join(t.TempDir(), "w.db")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestWriterLeaseHelperProcess$")
+	cmd.Env = append(os.Environ(), "WARDEN_LEASE_HELPER="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	buf := make([]byte, 64)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "held") {
+		t.Fatalf("helper did not take the lease: %q", buf[:n])
+	}
+	s := openAt(t, path)
+	var held *LeaseHeldError
+	if _, err := s.AcquireWriter(t.Context(), path, leaseOpts("successor")); !errors.As(err, &held) || held.Holder.PID != cmd.Process.Pid {
+		t.Fatalf("acquire while the helper lives: %v, want it named (pid %d)", err, cmd.Process.Pid)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	w, err := s.AcquireWriter(t.Context(), path, leaseOpts("successor"))
+	if err != nil {
+		t.Fatalf("acquire after kill -9 of the holder: %v", err)
+	}
+	defer w.Close(t.Context())
+	if w.Epoch() != 2 {
+		t.Fatalf("epoch = %d, want 2", w.Epoch())
+	}
+}
+
+func TestWriterLeaseHelperProcess(t *testing.T) {
+	path := os.Getenv("WARDEN_LEASE_HELPER")
+	if path == "" {
+		t.Skip("helper process for TestWriterLeaseHolderKilled")
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, path, "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AcquireWriter(ctx, path, LeaseOptions{Owner: "helper", Host: "host-a", PID: os.Getpid(), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("held")
+	select {} // until killed
+}
+
+func TestStepEpochRecorded(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := t.Context()
+	now := time.Now()
+	run := Run{ID: "run-1", Gateway: "gw", Runbook: "rb", Trigger: "manual", State: RunRunning, CreatedAt: now, UpdatedAt: now,
+		Steps: []Step{{Run: "run-1", Index: 0, Name: "isolate", Action: "isolate", State: StepPending, IdemKey: "k"}}}
+	if err := s.Tx(ctx, func(tx *Tx) error { return tx.InsertRun(ctx, run) }); err != nil {
+		t.Fatal(err)
+	}
+	st := run.Steps[0]
+	st.State, st.Epoch = StepRunning, 3
+	if err := s.Tx(ctx, func(tx *Tx) error { return tx.UpdateStep(ctx, st) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Run(ctx, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Steps[0].Epoch != 3 {
+		t.Fatalf("step epoch = %d, want 3", got.Steps[0].Epoch)
+	}
+}
+
+// TestMigrateAddsStepEpoch: a store written before steps had an epoch
+// opens, keeps its rows, and gains the column.
+func TestMigrateAddsStepEpoch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	s, err := Open(t.Context(), path, "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(t.Context(), `ALTER TABLE steps DROP COLUMN epoch`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openAt(t, path)
+	has, err := hasColumn(t.Context(), s.db, "steps", "epoch")
+	if err != nil || !has {
+		t.Fatalf("steps.epoch after reopening an old store: %v %v", has, err)
+	}
+}
