@@ -8,9 +8,18 @@
 // network namespace (no links, routes or firewall rules there), must not send
 // a packet to any address outside the namespaces it created, and must not
 // remove namespaces it does not own: only names "<prefix>-..." are ever
-// deleted.
+// deleted, and only processes inside a namespace being deleted are killed.
+//
+// Named namespaces live in /run/netns, shared with `ip netns`. Before
+// mounting the first one, a process makes /run/netns a shared bind mount of
+// itself, as iproute2 does, under a lock file so that parallel test
+// binaries do not stack two binds. Tests must create and delete named
+// namespaces only through this package (New, NewNamespace): `ip netns add`
+// run while a lab exists, on a host where /run/netns was not yet a mount
+// point, hid the lab's namespace mounts under its bind mount, and their
+// removal failed. Deleting a namespace ends the processes inside it.
 //
 // Everything here needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and, on
-// Debian, the packages iproute2 (ip) and iputils-ping (ping); tests call Skip
-// first, which skips with the reason when any of that is missing.
+// Debian, the package iproute2 (ip, for Run); tests call Skip first, which
+// skips with the reason when any of that is missing.
 package netlab

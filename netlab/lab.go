@@ -16,8 +16,9 @@ type Options struct {
 	// "<Prefix>-wan", "<Prefix>-c2", "<Prefix>-mgmt", "<Prefix>-gw-<site>"
 	// and "<Prefix>-lan-<site>". 1 to 12 lower-case letters or digits. It
 	// must be unique among labs that exist at the same time (across test
-	// binaries too): a lab removes any namespace named "<Prefix>-..." before
-	// building, to clear what a crashed run left behind.
+	// binaries too): a lab removes any namespace named "<Prefix>-..." (and
+	// ends the processes inside) before building, to clear what a crashed
+	// run left behind. Names outside "<Prefix>-" are never touched.
 	Prefix string
 	// Sites are the VPN sites ("hq", "osaka", "dc"): 1 to 100 distinct names
 	// of 1 to 9 lower-case letters or digits.
@@ -85,14 +86,11 @@ func New(ctx context.Context, opt Options) (*Lab, error) {
 		return nil, err
 	}
 	l := plan(opt)
-	stale, err := namespacesWithPrefix(l.prefix + "-")
-	if err != nil {
-		return nil, err
-	}
-	for _, ns := range stale {
-		if err := deleteNamespace(ns); err != nil {
-			return nil, fmt.Errorf("removing stale namespace %q: %w", ns, err)
-		}
+	// Before the first namespace is created: removing a crashed run's
+	// namespaces before namespaceDir becomes a mount point unmounts the
+	// originals rather than copies that would leave them shadowed.
+	if err := removeStaleNamespaces(l.prefix + "-"); err != nil {
+		return nil, fmt.Errorf("building lab %q: %w", l.prefix, err)
 	}
 	if err := l.build(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("building lab %q: %w", l.prefix, err), l.Close())
@@ -270,7 +268,8 @@ func (l *Lab) onClose(fn func() error) {
 }
 
 // Close stops the lab's servers and sessions and deletes every namespace it
-// created (which destroys their links). It is idempotent.
+// created (which destroys their links), ending any process still inside
+// them. It is idempotent.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -288,7 +287,7 @@ func (l *Lab) Close() error {
 		_ = c()
 	}
 	for i := len(namespaces) - 1; i >= 0; i-- {
-		if err := deleteNamespace(namespaces[i]); err != nil {
+		if _, err := deleteNamespace(namespaces[i]); err != nil {
 			errs = append(errs, fmt.Errorf("deleting namespace %q: %w", namespaces[i], err))
 		}
 	}

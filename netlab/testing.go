@@ -11,16 +11,21 @@ import (
 
 // Skip skips the test, with a message saying what is missing, unless a lab
 // can be built here: running as root, network namespaces available, and the
-// `ip` and `ping` commands (Debian: iproute2, iputils-ping) plus any extra
-// tools the test names (for example "iptables", "nft") in PATH.
+// `ip` command (Debian: iproute2) plus any extra tools the test names (for
+// example "iptables", "nft") in PATH.
+//
+// Building a lab or a namespace needs no external command, and Ping is pure
+// Go, but `ip` stays required: Run and Lab.Run (`ip netns exec`) are how
+// most lab tests run commands inside a node, and iproute2 is on every
+// Debian system, so checking it here spares each caller from naming it.
 func Skip(t testing.TB, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netlab: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to build network namespaces")
 	}
-	for _, tool := range append([]string{"ip", "ping"}, tools...) {
+	for _, tool := range append([]string{"ip"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("netlab: %s not found in PATH; on Debian: apt-get install --no-install-recommends iproute2 iputils-ping iptables nftables conntrack", tool)
+			t.Skipf("netlab: %s not found in PATH; on Debian: apt-get install --no-install-recommends iproute2 iptables nftables conntrack", tool)
 		}
 	}
 	if err := os.MkdirAll(namespaceDir, 0o755); err != nil {

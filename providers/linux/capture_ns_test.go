@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/warden-ir/warden/netlab"
 )
 
 // requireCaptureRoot skips unless the test runs as root with the tools it
@@ -46,18 +48,22 @@ func runCaptureCmd(t testing.TB, env []string, args ...string) {
 }
 
 // newCaptureNamespace creates a network namespace with loopback up and
-// deletes it when the test ends.
+// deletes it when the test ends. It goes through netlab, never `ip netns
+// add`: run in parallel with a lab on a host where /run/netns is not yet a
+// mount point, `ip netns add` hid the lab's namespaces under its bind mount
+// and broke their deletion (issue #10).
 func newCaptureNamespace(t testing.TB) string {
 	t.Helper()
-	name := "wcap-" + strings.ToLower(rand.Text()[:10])
-	runCaptureCmd(t, nil, "ip", "netns", "add", name)
+	ns, err := netlab.NewNamespace("wcap-" + strings.ToLower(rand.Text()[:10]))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("deleting namespace %s: %v: %s", name, err, out)
+		if err := ns.Close(); err != nil {
+			t.Errorf("deleting namespace %s: %v", ns.Name, err)
 		}
 	})
-	runCaptureCmd(t, nil, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
+	return ns.Name
 }
 
 // enterCaptureNamespace locks the calling goroutine to its OS thread and
