@@ -3,10 +3,28 @@
 # detector, and gives each fuzz target a short run.
 GO ?= go
 FUZZTIME ?= 10s
+UNITFLAGS ?= -race -count=1 -timeout 30m
+TESTFORMAT ?= pkgname-and-test-fails
+
+# Tests run through gotestsum (a tool dependency in go.mod: its version is
+# pinned and `go tool` builds it, nothing to install) rather than a summary
+# of our own over `go test -json`: it is the widely used, maintained reader
+# of that stream and follows its changes (Go 1.24's build-output events, for
+# one); it prints each failure with its output, lists skipped tests with
+# their reason, and ends with one line a person and CI can read:
+# `DONE N tests[, N skipped][, N failures][, N errors] in T`.
+# Its exit status is that of the command it runs (go test's, or with
+# --raw-command hack/go-test-json.sh's), not a recount of the events.
+GOTESTSUM = $(GO) tool gotestsum --format $(TESTFORMAT) --format-icons text --format-hide-empty-pkg
+GOTESTJSON = env GO='$(GO)' UNITFLAGS='$(UNITFLAGS)' FUZZTIME='$(FUZZTIME)' bash hack/go-test-json.sh
 
 .PHONY: test deps vet unit fuzz bench demo build fmt
 
-test: deps vet unit fuzz
+# Unit tests and fuzz targets in one gotestsum run: the fuzz targets run even
+# when a unit test failed (hack/go-test-json.sh runs every stage, then exits
+# non-zero if any failed), and one summary covers both.
+test: deps vet
+	$(GOTESTSUM) --raw-command -- $(GOTESTJSON) unit fuzz
 
 deps:
 	bash hack/install-deps.sh
@@ -17,11 +35,12 @@ vet:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GOTESTSUM) -- $(UNITFLAGS) ./...
 
+# Every fuzz target in the repository (found by hack/go-test-json.sh),
+# FUZZTIME each.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNative$$' -fuzztime $(FUZZTIME) ./intake
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAlertmanager$$' -fuzztime $(FUZZTIME) ./intake
+	$(GOTESTSUM) --raw-command -- $(GOTESTJSON) fuzz
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

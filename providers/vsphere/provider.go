@@ -72,7 +72,8 @@ type tagName struct{ category, name string }
 // Connect validates cfg, logs in to vCenter (SOAP and vAPI REST), finds the
 // datacenter and checks that the quarantine portgroup exists. Errors never
 // contain the password; bad credentials, an untrusted certificate or a
-// missing portgroup are terminal.
+// missing portgroup are terminal. The provider adds provider=vsphere and the
+// url to every line it logs: pass log without them.
 func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Provider, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
