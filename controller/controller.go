@@ -312,10 +312,17 @@ func (c *Controller) acceptOne(ctx context.Context, tx *store.Tx, actor string, 
 	site, _ := c.inv.Site(gw.Site)
 	a.Gateway = gw.ID
 
-	// Dedup: the same alert within the window joins its incident and starts nothing.
+	posture, err := tx.Posture(ctx, gw.ID)
+	if err != nil {
+		return a, err
+	}
+	// Dedup: the same alert within the window joins its incident and
+	// starts nothing, unless the gateway's posture changed since the
+	// earlier copy was decided (it was quarantined then, released now):
+	// the copy is decided afresh against the posture it meets.
 	if prev, dup, err := tx.RecentByFingerprint(ctx, in.Fingerprint, now.Add(-c.opt.Intake.DedupWindow)); err != nil {
 		return a, err
-	} else if dup && in.Status == indicator.StatusFiring {
+	} else if dup && in.Status == indicator.StatusFiring && !posture.UpdatedAt.After(prev.ReceivedAt) {
 		rec.Duplicate, rec.Incident = true, prev.Incident
 		a.Duplicate, a.IncidentID = true, prev.Incident
 		if err := tx.InsertIndicator(ctx, rec); err != nil {
@@ -370,11 +377,14 @@ func (c *Controller) acceptOne(ctx context.Context, tx *store.Tx, actor string, 
 			Data: mustJSON(map[string]any{"indicator": in.ID, "note": "recorded; a resolved alert never releases a gateway by itself"})})
 	}
 
-	// Decide.
-	posture, err := tx.Posture(ctx, gw.ID)
-	if err != nil {
-		return a, err
-	}
+	return c.decideAndStart(ctx, tx, now, in, gw, site, inc.ID, posture.Desired, a)
+}
+
+// decideAndStart decides what an accepted indicator calls for, against the
+// gateway's posture as given, and starts the run the decision names.
+func (c *Controller) decideAndStart(ctx context.Context, tx *store.Tx, now time.Time, in indicator.Indicator, gw inventory.Gateway, site inventory.Site,
+	incident, posture string, a Accepted) (Accepted, error) {
+	inc := store.Incident{ID: incident}
 	openInc, err := tx.CountOpenIncidents(ctx, gw.ID)
 	if err != nil {
 		return a, err
@@ -384,7 +394,7 @@ func (c *Controller) acceptOne(ctx context.Context, tx *store.Tx, actor string, 
 		return a, err
 	}
 	dec := c.pol.Decide(policies.Input{Indicator: in, Gateway: gw, Site: site, Context: policies.Context{
-		Now: now, Posture: posture.Desired, OpenIncidents: openInc, RecentIndicators: recent}})
+		Now: now, Posture: posture, OpenIncidents: openInc, RecentIndicators: recent}})
 	if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "policy.decided", Incident: inc.ID, Subject: gw.ID,
 		Data: mustJSON(map[string]any{"indicator": in.ID, "matched": dec.Matched, "policy": dec.Policy, "runbook": dec.Runbook,
 			"approval": dec.Approval, "business_hours": dec.BusinessHours, "explanations": dec.Explanations})}); err != nil {

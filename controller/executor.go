@@ -133,6 +133,25 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 		if _, err := c.leaseEpoch(); err != nil {
 			return err // leave the run as it is: the next holder resumes it
 		}
+		if step.Action == actions.NameRelease {
+			// Gates again, right before releasing: an indicator may have
+			// arrived since the request and the approval.
+			refused := false
+			if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+				why, err := c.recheckRelease(ctx, tx, run)
+				if err != nil || why == "" {
+					return err
+				}
+				refused = true
+				return c.refuseRelease(ctx, tx, &run, "before the release step", why)
+			}); err != nil {
+				return err
+			}
+			if refused {
+				c.log.Warn("release refused before its step", "run", run.ID, "gateway", run.Gateway, "reason", run.Error)
+				return nil
+			}
+		}
 		res, err := c.executeStep(ctx, run, step, gw)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopping: leave the step running; resume later
@@ -336,14 +355,29 @@ func (c *Controller) afterStep(ctx context.Context, run store.Run, step store.St
 		}
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureQuarantined, mustJSON(res.Details), now)
 	case actions.NameRelease:
+		redecided := false
 		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			before, err := tx.Posture(ctx, run.Gateway)
+			if err != nil {
+				return err
+			}
 			if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureReleased, run.Incident, now); err != nil {
 				return err
 			}
-			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
-				Data: mustJSON(map[string]any{"desired": store.PostureReleased})})
+			if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+				Data: mustJSON(map[string]any{"desired": store.PostureReleased})}); err != nil {
+				return err
+			}
+			// Indicators that arrived while the release ran were decided
+			// against the quarantine they met then; decide them again
+			// against the posture they meet now, in the same transaction.
+			redecided, err = c.redecideLiveThreats(ctx, tx, run.Gateway, before.UpdatedAt, now)
+			return err
 		}); err != nil {
 			return err
+		}
+		if redecided {
+			c.Kick()
 		}
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureNormal, mustJSON(res.Details), now)
 	}
@@ -420,4 +454,48 @@ func (c *Controller) failedOptionalSteps(ctx context.Context, runID string) stri
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// redecideLiveThreats decides again, against the gateway's current
+// posture, the live threats about gw received after since (the latest
+// copy of each alert). It reports whether any decision was taken.
+func (c *Controller) redecideLiveThreats(ctx context.Context, tx *store.Tx, gw string, since, now time.Time) (bool, error) {
+	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
+	if err != nil || len(threats) == 0 {
+		return false, err
+	}
+	g, ok := c.inv.Gateway(gw)
+	if !ok {
+		return false, nil
+	}
+	site, _ := c.inv.Site(g.Site)
+	posture, err := tx.Posture(ctx, gw)
+	if err != nil {
+		return false, err
+	}
+	latest := map[string]store.LiveThreat{}
+	var order []string
+	for _, t := range threats { // oldest first: later copies replace earlier ones
+		if _, seen := latest[t.Fingerprint]; !seen {
+			order = append(order, t.Fingerprint)
+		}
+		latest[t.Fingerprint] = t
+	}
+	for _, fp := range order {
+		t := latest[fp]
+		rec, err := tx.IndicatorByID(ctx, t.ID)
+		if err != nil {
+			return false, err
+		}
+		if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "indicator.redecided", Incident: rec.Incident, Subject: gw,
+			Data: mustJSON(map[string]any{"indicator": rec.ID, "posture": posture.Desired,
+				"reason": "arrived while the gateway was being released; decided again against the posture it meets now"})}); err != nil {
+			return false, err
+		}
+		a := Accepted{IndicatorID: rec.ID, Matched: true, Status: rec.Indicator.Status, Gateway: gw, IncidentID: rec.Incident}
+		if _, err := c.decideAndStart(ctx, tx, now, rec.Indicator, g, site, rec.Incident, posture.Desired, a); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }

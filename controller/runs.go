@@ -11,6 +11,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/plan"
 	"github.com/warden-ir/warden/store"
@@ -94,6 +95,17 @@ func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Pla
 	}
 	check(cg)
 
+	// A live threat is never overridable: releasing a gateway that is
+	// still beaconing hands it back to the attacker.
+	tg, err := c.liveThreatGate(ctx, tx, r.gateway.ID, since)
+	if err != nil {
+		return err
+	}
+	add(tg)
+	if !tg.Passed && !r.preview {
+		return fmt.Errorf("%w: release of %s refused; %s", ErrConflict, r.gateway.ID, tg.Detail)
+	}
+
 	add(plan.Gate{Name: "release-approval", Passed: false, Blocking: true, Detail: "release always needs a person's approval"})
 	if len(unmet) > 0 && r.override == "" && !r.preview {
 		reasons := make([]string, len(unmet))
@@ -103,6 +115,73 @@ func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Pla
 		return fmt.Errorf("%w: release of %s refused; unmet gates: %s (a person may override with a recorded reason)", ErrConflict, r.gateway.ID, strings.Join(reasons, "; "))
 	}
 	return nil
+}
+
+// ReleaseThreatSeverity is the containment threshold: a firing indicator
+// about a quarantined gateway at or above it, received after the
+// quarantine began and not resolved by a person, blocks its release.
+const ReleaseThreatSeverity = indicator.High
+
+// liveThreatGate is the release gate "no-live-threat".
+func (c *Controller) liveThreatGate(ctx context.Context, tx *store.Tx, gw string, since time.Time) (plan.Gate, error) {
+	g := plan.Gate{Name: "no-live-threat", Blocking: true}
+	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
+	if err != nil {
+		return g, err
+	}
+	if len(threats) == 0 {
+		g.Passed, g.Detail = true, "no "+string(ReleaseThreatSeverity)+"-or-worse indicator about the gateway since the quarantine is still firing"
+		return g, nil
+	}
+	last := threats[len(threats)-1]
+	g.Detail = fmt.Sprintf("%d firing indicator(s) of severity %s or worse arrived since the quarantine and no person resolved them (latest %s: %s %s at %s); resolve each with warden indicator resolve ID --reason, never by override",
+		len(threats), ReleaseThreatSeverity, last.ID, last.Severity, last.Kind, last.ReceivedAt.Format(time.RFC3339))
+	return g, nil
+}
+
+// recheckRelease evaluates the release gates again for a run that
+// releases, at approval and right before the release step: an override
+// recorded on the run still covers the baseline and credential gates,
+// never a live threat. It returns the reason the release must not go on,
+// or "".
+func (c *Controller) recheckRelease(ctx context.Context, tx *store.Tx, run store.Run) (string, error) {
+	if !releases(run) {
+		return "", nil
+	}
+	gw, ok := c.inv.Gateway(run.Gateway)
+	if !ok {
+		return "gateway " + run.Gateway + " is no longer in the inventory", nil
+	}
+	var p plan.Plan
+	err := c.releaseGates(ctx, tx, &p, newRunRequest{gateway: gw, override: run.OverrideReason, actor: run.ApprovedBy, now: c.clock.Now()},
+		func(g plan.Gate) { p.Gates = append(p.Gates, g) })
+	if errors.Is(err, ErrConflict) {
+		return err.Error(), nil
+	}
+	return "", err
+}
+
+// releases reports whether a run has a release step.
+func releases(run store.Run) bool {
+	for _, s := range run.Steps {
+		if s.Action == actions.NameRelease {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseRelease cancels a release whose gates no longer hold, with the
+// reason in the run and the audit.
+func (c *Controller) refuseRelease(ctx context.Context, tx *store.Tx, run *store.Run, when, reason string) error {
+	now := c.clock.Now()
+	run.State, run.UpdatedAt, run.FinishedAt = store.RunCancelled, now, now
+	run.Error = "release refused " + when + ": " + reason
+	if err := tx.UpdateRun(ctx, *run); err != nil {
+		return err
+	}
+	return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "run.cancelled", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+		Data: mustJSON(map[string]any{"reason": run.Error, "gates_rechecked": when})})
 }
 
 // staticPlan lays out a runbook's steps for a gateway without reading any
@@ -442,6 +521,7 @@ func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) 
 		return store.Run{}, fmt.Errorf("%w: approver is required", ErrInvalid)
 	}
 	var run store.Run
+	var refused string
 	err := c.st.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		run, err = tx.Run(ctx, runID)
@@ -450,6 +530,16 @@ func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) 
 		}
 		if run.State != store.RunAwaitingApproval {
 			return fmt.Errorf("%w: run %s is %s, not awaiting approval", ErrConflict, runID, run.State)
+		}
+		// Gates are evaluated again at the moment of approval: what was
+		// true when the release was requested may no longer be.
+		why, err := c.recheckRelease(ctx, tx, run)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			refused = why
+			return c.refuseRelease(ctx, tx, &run, "at approval", why)
 		}
 		now := c.clock.Now()
 		run.State, run.ApprovedBy, run.ApprovedAt, run.UpdatedAt = store.RunPending, actor, now, now
@@ -461,6 +551,9 @@ func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) 
 	})
 	if err != nil {
 		return store.Run{}, err
+	}
+	if refused != "" {
+		return run, fmt.Errorf("%w: run %s cancelled: %s", ErrConflict, run.ID, refused)
 	}
 	c.Kick()
 	return run, nil
@@ -502,4 +595,28 @@ func (c *Controller) ResetBreaker(ctx context.Context, actor, reason string) (bo
 		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: actor, Action: "breaker.reset", Data: mustJSON(map[string]any{"reason": reason})})
 	})
 	return was, err
+}
+
+// ResolveIndicator records that a person judged an indicator no longer a
+// threat, which is what lets a release past the no-live-threat gate. The
+// actor is the authenticated caller.
+func (c *Controller) ResolveIndicator(ctx context.Context, id, actor, reason string) error {
+	if actor == "" || strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("%w: resolving an indicator needs the person and a reason", ErrInvalid)
+	}
+	return c.st.Tx(ctx, func(tx *store.Tx) error {
+		rec, err := tx.IndicatorByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		now := c.clock.Now()
+		if err := tx.ResolveIndicator(ctx, id, actor, reason, now); err != nil {
+			if errors.Is(err, store.ErrAlreadyResolved) {
+				return fmt.Errorf("%w: %w", ErrConflict, err)
+			}
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: actor, Action: "indicator.resolved_by_person", Incident: rec.Incident, Subject: rec.Indicator.Gateway,
+			Data: mustJSON(map[string]any{"indicator": id, "reason": reason})})
+	})
 }

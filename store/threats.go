@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/warden-ir/warden/indicator"
+)
+
+// threatSchema records which indicators a person has resolved: looked at
+// and judged no longer a threat. Only that lets a gateway be released
+// while a serious indicator about it is still firing.
+const threatSchema = `
+CREATE TABLE IF NOT EXISTS indicator_resolutions (
+	indicator   TEXT PRIMARY KEY,
+	actor       TEXT NOT NULL,
+	reason      TEXT NOT NULL,
+	resolved_at TEXT NOT NULL
+);
+`
+
+// LiveThreat is a firing indicator about a gateway that no person has
+// resolved.
+type LiveThreat struct {
+	ID          string             `json:"id"`
+	ReceivedAt  time.Time          `json:"received_at"`
+	Kind        indicator.Kind     `json:"kind"`
+	Severity    indicator.Severity `json:"severity"`
+	Incident    string             `json:"incident,omitempty"`
+	Fingerprint string             `json:"fingerprint,omitempty"`
+}
+
+// LiveThreats lists the indicators about gw received after since with at
+// least minSeverity, firing, duplicates included (a re-sent alert is still
+// a live alert), that no person resolved; oldest first, at most 100.
+func (t *Tx) LiveThreats(ctx context.Context, gw string, since time.Time, minSeverity indicator.Severity) ([]LiveThreat, error) {
+	var sev []any
+	for _, s := range []indicator.Severity{indicator.Low, indicator.Medium, indicator.High, indicator.Critical} {
+		if s.Rank() >= minSeverity.Rank() {
+			sev = append(sev, string(s))
+		}
+	}
+	if len(sev) == 0 {
+		return nil, nil
+	}
+	q := `SELECT i.id, i.received_at, i.kind, i.severity, i.incident, i.fingerprint FROM indicators i
+		LEFT JOIN indicator_resolutions r ON r.indicator = i.id
+		WHERE i.gateway = ? AND i.matched = 1 AND i.status = ? AND i.received_at > ? AND r.indicator IS NULL
+		AND i.severity IN (` + placeholders(len(sev)) + `) ORDER BY i.received_at LIMIT 100`
+	args := append([]any{gw, indicator.StatusFiring, ts(since)}, sev...)
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing live threats about %s: %w", gw, err)
+	}
+	defer rows.Close()
+	var out []LiveThreat
+	for rows.Next() {
+		var l LiveThreat
+		var recv, kind, sevr string
+		if err := rows.Scan(&l.ID, &recv, &kind, &sevr, &l.Incident, &l.Fingerprint); err != nil {
+			return nil, fmt.Errorf("reading a live threat: %w", err)
+		}
+		l.ReceivedAt, l.Kind, l.Severity = parseTS(recv), indicator.Kind(kind), indicator.Severity(sevr)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// ErrAlreadyResolved is returned when an indicator was resolved before.
+var ErrAlreadyResolved = errors.New("indicator already resolved")
+
+// ResolveIndicator records that a person judged the indicator no longer a
+// threat. It fails with ErrNotFound for an unknown id and
+// ErrAlreadyResolved when it was resolved before.
+func (t *Tx) ResolveIndicator(ctx context.Context, id, actor, reason string, at time.Time) error {
+	var n int
+	if err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM indicators WHERE id = ?`, id).Scan(&n); err != nil {
+		return fmt.Errorf("looking up indicator %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("indicator %s: %w", id, ErrNotFound)
+	}
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO indicator_resolutions(indicator, actor, reason, resolved_at) VALUES (?,?,?,?) ON CONFLICT(indicator) DO NOTHING`,
+		id, actor, reason, ts(at))
+	if err != nil {
+		return fmt.Errorf("resolving indicator %s: %w", id, err)
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return fmt.Errorf("indicator %s: %w", id, ErrAlreadyResolved)
+	}
+	return nil
+}
+
+func placeholders(n int) string {
+	b := make([]byte, 0, 2*n)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '?')
+	}
+	return string(b)
+}
+
+// IndicatorByID reads one stored indicator inside the transaction.
+func (t *Tx) IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error) {
+	var r IndicatorRecord
+	var recv, body string
+	var matched, dup int
+	err := t.tx.QueryRowContext(ctx, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE id = ?`, id).
+		Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("indicator %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("reading indicator %s: %w", id, err)
+	}
+	r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
+	if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
+		return r, fmt.Errorf("decoding indicator %s: %w", id, err)
+	}
+	return r, nil
+}
