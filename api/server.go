@@ -50,10 +50,14 @@ type Options struct {
 	Alertmanager intake.AlertmanagerMapping
 	// Signature, when set, is required on intake routes.
 	Signature *intake.SignatureVerifier
-	Gatherer  prometheus.Gatherer
-	Metrics   *controller.Metrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// ReplayLedger is where Signature remembers accepted signatures. nil
+	// means the controller's store, so that a signed body replayed after a
+	// restart is still refused (a memory starts empty).
+	ReplayLedger intake.ReplayLedger
+	Gatherer     prometheus.Gatherer
+	Metrics      *controller.Metrics
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Server is the HTTP handler.
@@ -83,6 +87,14 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = controller.NewMetrics(nil)
+	}
+	if opt.Signature != nil {
+		if opt.ReplayLedger == nil && opt.Controller != nil {
+			opt.ReplayLedger = opt.Controller.Store()
+		}
+		if opt.ReplayLedger != nil {
+			opt.Signature = opt.Signature.WithLedger(opt.ReplayLedger)
+		}
 	}
 	s := &Server{opt: opt, mux: http.NewServeMux()}
 	s.handle("GET", "/healthz", false, s.healthz)
@@ -251,11 +263,16 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) (
 		}
 	}
 	if signed && s.opt.Signature != nil {
-		if err := s.opt.Signature.Verify(r.Header.Get(intake.SignatureHeader), body); err != nil {
+		if err := s.opt.Signature.VerifyContext(r.Context(), r.Header.Get(intake.SignatureHeader), body); err != nil {
 			status := http.StatusUnauthorized
-			if errors.Is(err, intake.ErrReplayCacheFull) {
-				// Refusing is safer than evicting a live entry (which would
-				// let that signature be replayed); the sender retries.
+			switch {
+			case errors.Is(err, intake.ErrSignatureReplayed):
+				// The signature was good and this very delivery was taken
+				// before: a conflict, not an authentication failure.
+				status = http.StatusConflict
+			case errors.Is(err, intake.ErrReplayCacheFull), errors.Is(err, intake.ErrReplayCheckUnavailable):
+				// Refusing is safer than accepting what may be a replay;
+				// the sender retries.
 				status = http.StatusServiceUnavailable
 			}
 			s.fail(w, status, "signature", fmt.Errorf("%s: %w", intake.SignatureHeader, err))
@@ -270,6 +287,16 @@ func actor(r *http.Request) string { return "api" }
 type intakeResponse struct {
 	Accepted int                   `json:"accepted"`
 	Results  []controller.Accepted `json:"results"`
+	// Skipped lists the alerts that could not be understood. They are in
+	// Results too, recorded as unmatched with the same reason; they start
+	// nothing.
+	Skipped []skippedAlert `json:"skipped,omitempty"`
+}
+
+// skippedAlert is one alert of a message that could not be understood.
+type skippedAlert struct {
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
 }
 
 func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
@@ -286,7 +313,7 @@ func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
 	for i, in := range inds {
 		items[i] = controller.Item{Indicator: in, Matched: true}
 	}
-	s.accept(w, r, items)
+	s.accept(w, r, items, nil)
 }
 
 func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
@@ -308,19 +335,27 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := make([]controller.Item, len(decoded))
+	var skipped []skippedAlert
 	for i, d := range decoded {
 		items[i] = controller.Item{Indicator: d.Indicator, Matched: d.Matched, Reason: d.Reason}
+		if d.Skipped {
+			skipped = append(skipped, skippedAlert{Index: d.Index, Reason: d.Reason})
+		}
 	}
-	s.accept(w, r, items)
+	if len(skipped) > 0 {
+		s.opt.Log.Warn("alertmanager message has alerts that cannot be understood; the others are taken",
+			"skipped", len(skipped), "alerts", len(decoded), "first_index", skipped[0].Index, "first_reason", skipped[0].Reason)
+	}
+	s.accept(w, r, items, skipped)
 }
 
-func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item) {
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []skippedAlert) {
 	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, "store", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, intakeResponse{Accepted: len(res), Results: res})
+	writeJSON(w, http.StatusAccepted, intakeResponse{Accepted: len(res), Results: res, Skipped: skipped})
 }
 
 // PlanResponse is what /v1/plan and `warden plan` return.

@@ -186,6 +186,10 @@ type errorReply struct {
 type intakeReply struct {
 	Accepted int                   `json:"accepted"`
 	Results  []controller.Accepted `json:"results"`
+	Skipped  []struct {
+		Index  int    `json:"index"`
+		Reason string `json:"reason"`
+	} `json:"skipped"`
 }
 
 // expectError checks status and that the body is a JSON error with a
@@ -647,11 +651,75 @@ func TestAlertmanagerBadAlerts(t *testing.T) {
 			if res.Matched || res.RunID != "" || res.IncidentID != "" || !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("got %+v, want unmatched with a reason containing %q", res, tc.reason)
 			}
+			// What cannot be understood is listed as skipped, naming the
+			// field; what is understood but unusable is only unmatched.
+			wantSkipped := strings.HasPrefix(res.Reason, "alerts[0]")
+			if gotSkipped := len(got.Skipped) == 1 && got.Skipped[0].Index == 0 && got.Skipped[0].Reason == res.Reason; gotSkipped != wantSkipped || len(got.Skipped) > 1 {
+				t.Errorf("skipped %+v, want skipped=%t for reason %q", got.Skipped, wantSkipped, res.Reason)
+			}
 		})
 	}
 	runs, err := s.d.Store.Runs(t.Context(), store.RunFilter{})
 	if err != nil || len(runs) != 0 {
 		t.Errorf("unusable alerts started %d runs (err %v)", len(runs), err)
+	}
+}
+
+// TestAlertmanagerSenderVariants posts real senders' bodies (see
+// intake/testdata/README.md): every one is accepted, its alerts are
+// matched as far as they can be understood, and the 202 lists the alerts it
+// skipped with their index and reason.
+func TestAlertmanagerSenderVariants(t *testing.T) {
+	type want struct {
+		gateway string // "" for unmatched
+		skipped string // prefix of the skipped reason; "" when not skipped
+	}
+	tests := map[string][]want{
+		"am_doc_v4.json":              {{gateway: "gw-osaka-a"}},                     // Alertmanager's documented payload
+		"am_v3_numeric_groupkey.json": {{gateway: "gw-hq"}},                          // Alertmanager 0.5: version "3", numeric groupKey
+		"am_webhook_logger.json":      {{gateway: "gw-factory"}, {gateway: "gw-hq"}}, // template.Data, no version or groupKey
+		"am_amtool_v2.json":           {{gateway: "gw-factory"}, {}},                 // API v2 alerts; the second is silenced
+		"am_partly_bad.json": {
+			{gateway: "gw-hq"},
+			{skipped: "alerts[1].startsAt: expected an RFC 3339 time"},
+			{skipped: "alerts[2]: expected object, got string"},
+			{gateway: "gw-factory"},
+		},
+	}
+	for name, wants := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := newStack(t, nil, nil)
+			r := s.call(t, "POST", "/v1/intake/alertmanager", readFixture(t, name))
+			expectStatus(t, r, http.StatusAccepted)
+			got := decodeReply[intakeReply](t, r)
+			if got.Accepted != len(wants) || len(got.Results) != len(wants) {
+				t.Fatalf("got %d results, want %d: %s", len(got.Results), len(wants), r)
+			}
+			var skipped []int
+			for i, w := range wants {
+				res := got.Results[i]
+				if res.Index != i || res.Matched != (w.gateway != "") || res.Gateway != w.gateway {
+					t.Errorf("alert %d: index %d matched %t gateway %q (reason %q), want gateway %q", i, res.Index, res.Matched, res.Gateway, res.Reason, w.gateway)
+				}
+				if w.skipped != "" {
+					skipped = append(skipped, i)
+					if !strings.HasPrefix(res.Reason, w.skipped) || res.RunID != "" {
+						t.Errorf("alert %d: reason %q run %q, want unmatched %q… starting nothing", i, res.Reason, res.RunID, w.skipped)
+					}
+				}
+			}
+			if len(got.Skipped) != len(skipped) {
+				t.Fatalf("skipped %+v, want indexes %v", got.Skipped, skipped)
+			}
+			for j, i := range skipped {
+				if got.Skipped[j].Index != i || got.Skipped[j].Reason != got.Results[i].Reason {
+					t.Errorf("skipped[%d] = %+v, want index %d with reason %q", j, got.Skipped[j], i, got.Results[i].Reason)
+				}
+			}
+			if len(skipped) == 0 && bytes.Contains(r.body, []byte(`"skipped"`)) {
+				t.Errorf("a message with nothing skipped lists skipped: %s", r)
+			}
+		})
 	}
 }
 
@@ -794,7 +862,7 @@ func TestWebhookSignature(t *testing.T) {
 		"wrong secret":          {path: "/v1/intake/alertmanager", body: body, header: intake.Sign([]byte("other"), now, body), want: http.StatusUnauthorized},
 		"signed other body":     {path: "/v1/intake/alertmanager", body: body, header: intake.Sign([]byte(secret), now, []byte(`{"alerts":[]}`)), want: http.StatusUnauthorized},
 		"expired":               {path: "/v1/intake/alertmanager", body: body, header: intake.Sign([]byte(secret), now.Add(-time.Hour), body), want: http.StatusUnauthorized},
-		"replayed":              {path: "/v1/intake/alertmanager", body: body, header: replayed, want: http.StatusUnauthorized},
+		"replayed":              {path: "/v1/intake/alertmanager", body: body, header: replayed, want: http.StatusConflict},
 		"valid but no token":    {path: "/v1/intake/alertmanager", body: body, header: intake.Sign([]byte(secret), now.Add(-time.Second), body), opts: []option{withoutAuth()}, want: http.StatusUnauthorized},
 		"signed alertmanager":   {path: "/v1/intake/alertmanager", body: body, header: intake.Sign([]byte(secret), now.Add(time.Second), body), want: http.StatusAccepted},
 		"native unsigned":       {path: "/v1/indicators", body: readFixture(t, "native_single.json"), want: http.StatusUnauthorized},
@@ -805,15 +873,56 @@ func TestWebhookSignature(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			opts := append([]option{withHeader(intake.SignatureHeader, tc.header)}, tc.opts...)
 			r := s.call(t, "POST", tc.path, tc.body, opts...)
-			if tc.want == http.StatusUnauthorized {
+			if tc.want == http.StatusUnauthorized || tc.want == http.StatusConflict {
 				e := expectError(t, r, tc.want)
 				if strings.Contains(e.Error, secret) || (tc.header != "" && strings.Contains(e.Error, tc.header)) {
-					t.Errorf("the 401 echoes the secret or the signature: %q", e.Error)
+					t.Errorf("the %d echoes the secret or the signature: %q", tc.want, e.Error)
+				}
+				if tc.want == http.StatusConflict && !strings.Contains(e.Error, "replay") {
+					t.Errorf("the 409 does not say replay: %q", e.Error)
 				}
 				return
 			}
 			expectStatus(t, r, tc.want)
 		})
+	}
+}
+
+// TestWebhookReplayAfterRestart: a signed body accepted before a restart
+// is refused when replayed, within its window, to a new controller on the
+// same store; the replay starts nothing.
+func TestWebhookReplayAfterRestart(t *testing.T) {
+	const secret = "hook-secret-restart-5a7c"
+	path := filepath.Join(t.TempDir(), "warden.db")
+	withStore := func(c *config.Config) {
+		c.Intake.WebhookSecret = secret
+		c.Store.Path = path
+	}
+	body := readFixture(t, "am_doc_v4.json")
+	signed := intake.Sign([]byte(secret), time.Now(), body)
+
+	before := newStack(t, withStore, nil)
+	expectStatus(t, before.call(t, "POST", "/v1/intake/alertmanager", body, withHeader(intake.SignatureHeader, signed)), http.StatusAccepted)
+	n, err := before.d.Store.CountIndicators(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("store holds %d indicators (err %v), want 1", n, err)
+	}
+	before.d.Close(t.Context()) // the restart: a new process state on the same store
+
+	logs := &syncBuffer{}
+	after := newStack(t, withStore, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	e := expectError(t, after.call(t, "POST", "/v1/intake/alertmanager", body, withHeader(intake.SignatureHeader, signed)), http.StatusConflict)
+	if !strings.Contains(e.Error, "replay") || strings.Contains(e.Error, secret) || strings.Contains(e.Error, signed) {
+		t.Errorf("replay refused with %q: want a message saying replay, without the secret or the signature", e.Error)
+	}
+	if n, err := after.d.Store.CountIndicators(t.Context()); err != nil || n != 1 {
+		t.Errorf("after the replay the store holds %d indicators (err %v), want still 1", n, err)
+	}
+	// The same body signed anew is a legitimate resend.
+	expectStatus(t, after.call(t, "POST", "/v1/intake/alertmanager", body,
+		withHeader(intake.SignatureHeader, intake.Sign([]byte(secret), time.Now().Add(time.Second), body))), http.StatusAccepted)
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the log holds the webhook secret")
 	}
 }
 
@@ -1230,8 +1339,10 @@ func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 	}
 	body := []byte(indicatorJSON("crash", "gw-hq", "high"))
 	r = s.call(t, "POST", "/v1/indicators", body, sign(body))
-	if e := expectError(t, r, http.StatusInternalServerError); strings.Contains(e.Error, "sql") {
-		t.Errorf("a 500 exposes internals: %q", e.Error)
+	// The replay check needs the store: without it the signed delivery is
+	// refused as transient (the sender retries), not taken unchecked.
+	if e := expectError(t, r, http.StatusServiceUnavailable); strings.Contains(e.Error, "sql") {
+		t.Errorf("a 503 exposes internals: %q", e.Error)
 	}
 	add(r)
 

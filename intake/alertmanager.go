@@ -38,7 +38,13 @@ type Item struct {
 	// Matched is true when the alert maps to a gateway and a kind and the
 	// indicator is valid.
 	Matched bool
-	// Reason says why an alert is unmatched; empty when Matched.
+	// Skipped is true when the alert itself cannot be understood (it is not
+	// an object, or a field Warden uses has the wrong type or value). A
+	// skipped alert is never Matched; it is kept, like an unmatched one, as
+	// evidence of what was sent.
+	Skipped bool
+	// Reason says why an alert is unmatched or skipped; empty when Matched.
+	// For a skipped alert it names the field ("alerts[2].startsAt: …").
 	Reason string
 }
 
@@ -117,16 +123,30 @@ func (m AlertmanagerMapping) Validate() error {
 	return nil
 }
 
-// DecodeAlertmanager reads a Prometheus Alertmanager webhook body (version
-// "4": the notify/webhook Message, i.e. template.Data plus version, groupKey
-// and truncatedAlerts) and returns one Item per alert, in order.
+// DecodeAlertmanager reads a Prometheus Alertmanager webhook body and returns
+// one Item per alert, in order.
 //
-// Optional fields may be absent. Unknown top-level fields are ignored (other
-// senders such as Grafana add their own). An error, meant as HTTP 400, is
-// returned only when the body is not JSON, a top-level field has the wrong
-// type, or "alerts" is missing; it is an *indicator.FieldError naming the
-// field. Problems with a single alert make that alert unmatched, never the
-// request.
+// It takes every body the Alertmanager ecosystem is known to send: the
+// current message (version "4": template.Data plus a string groupKey and
+// truncatedAlerts), the version "3" message of Alertmanager 0.5–0.6 (a
+// numeric groupKey, no per-alert status, generatorURL or fingerprint), and
+// template.Data marshalled by other tools (no version or groupKey at all,
+// zero times as "0001-01-01T00:00:00Z", empty strings). Fields Warden does
+// not use (version, groupKey, truncatedAlerts, receiver, externalURL,
+// groupLabels, an alert's endsAt and generatorURL, and whatever other
+// senders add) are ignored whatever their type.
+//
+// An error, meant as HTTP 400, is returned only when the body as a whole
+// cannot be understood: it is not a JSON object, "alerts" is missing or not
+// an array, or a field that applies to every alert (status, commonLabels,
+// commonAnnotations) has the wrong type. It is an *indicator.FieldError
+// naming the field. A single alert that cannot be understood is Skipped, with
+// a Reason naming its field; the other alerts are decoded as usual.
+//
+// An alert without a status takes the body's, else it is firing; any status
+// but "resolved" counts as firing (some tools put a severity there). Label
+// and annotation values that are empty or null count as absent, as in
+// Prometheus.
 //
 // Each alert maps to a gateway by the gateway label, else the instance
 // label's host (port stripped, IPv6 brackets removed, looked up with
@@ -149,18 +169,12 @@ func DecodeAlertmanager(body []byte, inv *inventory.Inventory, m AlertmanagerMap
 		switch mem.key {
 		case "alerts":
 			alerts = mem.val
-		case "version", "groupKey", "receiver", "externalURL":
-			err = checkKind(mem.val, mem.key, "string")
 		case "status":
 			g.status, err = optString(mem.val, mem.key)
-		case "truncatedAlerts":
-			err = checkKind(mem.val, mem.key, "number")
-		case "groupLabels":
-			_, err = optStringMap(mem.val, mem.key)
 		case "commonLabels":
-			g.commonLabels, err = optStringMap(mem.val, mem.key)
+			g.commonLabels, err = optLabels(mem.val, mem.key)
 		case "commonAnnotations":
-			g.commonAnnotations, err = optStringMap(mem.val, mem.key)
+			g.commonAnnotations, err = optLabels(mem.val, mem.key)
 		}
 		if err != nil {
 			return nil, err
@@ -186,14 +200,6 @@ type amGroup struct {
 	commonAnnotations map[string]string
 }
 
-// checkKind type-checks a field Warden does not use; null counts as absent.
-func checkKind(raw json.RawMessage, path, want string) error {
-	if k := jsonKind(raw); k != want && k != "null" {
-		return typeError(path, want, raw)
-	}
-	return nil
-}
-
 func optString(raw json.RawMessage, path string) (string, error) {
 	if isNull(raw) {
 		return "", nil
@@ -201,11 +207,99 @@ func optString(raw json.RawMessage, path string) (string, error) {
 	return decodeString(raw, path)
 }
 
-func optStringMap(raw json.RawMessage, path string) (map[string]string, error) {
+func optLabels(raw json.RawMessage, path string) (map[string]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	return decodeStringMap(raw, path)
+	return decodeLabels(raw, path)
+}
+
+// decodeLabels reads a label or annotation set: an object of strings.
+// Empty and null values are left out: Prometheus treats an empty label as
+// an absent one, and an empty alert label must not hide a common one.
+func decodeLabels(raw json.RawMessage, path string) (map[string]string, error) {
+	ms, err := readMembers(raw, path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		if isNull(m.val) {
+			continue
+		}
+		s, err := decodeString(m.val, join(path, m.key))
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
+			delete(out, m.key) // a later empty duplicate wins, as the last value always does
+			continue
+		}
+		out[m.key] = s
+	}
+	return out, nil
+}
+
+// Alert states after decoding. statusSuppressed comes from Alertmanager's
+// API v2 alert objects (as amtool prints them), whose status is an object.
+const (
+	statusFiring     = indicator.StatusFiring
+	statusResolved   = indicator.StatusResolved
+	statusSuppressed = "suppressed"
+)
+
+// normalStatus maps a status string onto firing or resolved: only
+// "resolved" ends an alert. Other words (tools send "critical" or
+// "warning" here) mean it is active.
+func normalStatus(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return ""
+	case statusResolved:
+		return statusResolved
+	}
+	return statusFiring
+}
+
+// decodeAlertStatus reads an alert's status: a string (webhook), or an
+// object {"state": "active"|"suppressed"|"unprocessed", ...} (API v2).
+func decodeAlertStatus(raw json.RawMessage, path string) (string, error) {
+	switch jsonKind(raw) {
+	case "string":
+		s, err := decodeString(raw, path)
+		return normalStatus(s), err
+	case "object":
+		ms, err := readMembers(raw, path)
+		if err != nil {
+			return "", err
+		}
+		state := ""
+		for _, m := range ms {
+			if m.key == "state" {
+				if state, err = decodeString(m.val, join(path, "state")); err != nil {
+					return "", err
+				}
+			}
+		}
+		switch strings.ToLower(state) {
+		case "active", "unprocessed":
+			return statusFiring, nil
+		case statusSuppressed:
+			return statusSuppressed, nil
+		}
+		return "", &indicator.FieldError{Field: join(path, "state"), Reason: fmt.Sprintf("expected active, suppressed or unprocessed, got %q", clip(state, 64))}
+	}
+	return "", typeError(path, "string", raw)
+}
+
+// decodeOptTime reads a time that may be "" (absent); the zero time
+// "0001-01-01T00:00:00Z" that Go senders write for "unset" decodes to the
+// zero time.
+func decodeOptTime(raw json.RawMessage, path string) (time.Time, error) {
+	if jsonKind(raw) == "string" && len(bytes.TrimSpace(raw)) == 2 {
+		return time.Time{}, nil
+	}
+	return decodeTime(raw, path)
 }
 
 // amAlert is one alert of template.Data.
@@ -231,17 +325,15 @@ func parseAlert(raw json.RawMessage, path string) (amAlert, error) {
 		var err error
 		switch m.key {
 		case "status":
-			a.status, err = decodeString(m.val, field)
+			a.status, err = decodeAlertStatus(m.val, field)
 		case "labels":
-			a.labels, err = decodeStringMap(m.val, field)
+			a.labels, err = decodeLabels(m.val, field)
 		case "annotations":
-			a.annotations, err = decodeStringMap(m.val, field)
+			a.annotations, err = decodeLabels(m.val, field)
 		case "startsAt":
-			a.startsAt, err = decodeTime(m.val, field)
+			a.startsAt, err = decodeOptTime(m.val, field)
 		case "fingerprint":
 			a.fingerprint, err = decodeString(m.val, field)
-		case "endsAt", "generatorURL":
-			err = checkKind(m.val, field, "string") // unused
 		}
 		if err != nil {
 			return a, err
@@ -250,8 +342,9 @@ func parseAlert(raw json.RawMessage, path string) (amAlert, error) {
 	return a, nil
 }
 
-// decodeAlert maps one alert. It never fails: what cannot be used becomes
-// the Item's Reason.
+// decodeAlert maps one alert. It never fails: an alert that cannot be
+// understood is Skipped, one that cannot be used is unmatched, and either
+// way the Reason says why.
 func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventory, m *AlertmanagerMapping, now time.Time) Item {
 	item := Item{Index: i}
 	in := &item.Indicator
@@ -263,6 +356,7 @@ func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventor
 	path := fmt.Sprintf("alerts[%d]", i)
 	a, err := parseAlert(raw, path)
 	if err != nil {
+		item.Skipped = true
 		item.Reason = err.Error()
 		return item
 	}
@@ -279,9 +373,9 @@ func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventor
 
 	status := a.status
 	if status == "" {
-		status = g.status
+		status = normalStatus(g.status)
 	}
-	if status == indicator.StatusResolved {
+	if status == statusResolved {
 		in.Status = indicator.StatusResolved
 	}
 	if !a.startsAt.IsZero() {
@@ -293,6 +387,11 @@ func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventor
 	in.Observables = observables(labels, annotations)
 
 	var reasons []string
+	if status == statusSuppressed {
+		// Someone silenced or inhibited it in Alertmanager: keep it as
+		// evidence, start nothing.
+		reasons = append(reasons, "suppressed in Alertmanager (silenced or inhibited)")
+	}
 	gw, why := mapGateway(labels, inv, m)
 	if why != "" {
 		reasons = append(reasons, why)

@@ -25,6 +25,7 @@ type wantItem struct {
 	hashes     []string
 	summary    string
 	reason     string // substring of Reason when unmatched
+	skipped    bool   // the alert could not be understood
 }
 
 func TestDecodeAlertmanagerPayloads(t *testing.T) {
@@ -70,6 +71,50 @@ func TestDecodeAlertmanagerPayloads(t *testing.T) {
 			{reason: "no usable kind: alertname \"NodeFilesystemAlmostFull\" is not mapped and there is no warden_kind label"},
 			{reason: "instance=gw-old.corp.example:9586, site=osaka (2 gateways, ambiguous)"},
 		},
+		// Real senders' bodies (testdata/README.md names each source; labels
+		// were changed to name the test inventory's gateways).
+		//
+		// Alertmanager's documented webhook payload (docs/configuration.md,
+		// <webhook_config>): version "4", string groupKey, truncatedAlerts.
+		"am_doc_v4.json": {
+			{matched: true, gateway: "gw-osaka-a", kind: indicator.Exfiltration, severity: indicator.Critical, status: "firing",
+				confidence: 0.8, observed: at("2025-03-14T03:04:05.123Z"), ips: []string{"198.51.100.23"},
+				summary: "gw-osaka-a sent 4.2 GiB to 198.51.100.23 in 10 minutes"},
+		},
+		// Alertmanager 0.5 (notify/impl.go: Version "3", GroupKey uint64) as
+		// captured in andir/go-prom-irc main.go: a groupKey beyond int64, no
+		// alert status, generatorURL or fingerprint, zero endsAt.
+		"am_v3_numeric_groupkey.json": {
+			{matched: true, gateway: "gw-hq", kind: indicator.C2Beacon, severity: indicator.Critical, status: "firing",
+				confidence: 0.8, observed: at("2017-02-28T03:00:22.803+01:00"), summary: "Instance : C2 beacon"},
+		},
+		// template.Data marshalled by encoding/json, as in
+		// tomtom-international/alertmanager-webhook-logger main_test.go: no
+		// version, groupKey or truncatedAlerts, status "" at the top and
+		// severities as alert status, zero times, empty strings.
+		"am_webhook_logger.json": {
+			{matched: true, gateway: "gw-factory", kind: indicator.TrafficSpike, severity: indicator.Medium, status: "firing",
+				confidence: 0.8, observed: at("2000-01-01T00:00:00Z"), summary: "egress spike on gw-factory"},
+			{matched: true, gateway: "gw-hq", kind: indicator.BaselineDrift, severity: indicator.Medium, status: "firing",
+				confidence: 0.8, observed: testNow, summary: "GatewayBaselineDrift"},
+		},
+		// Alertmanager API v2 alerts as `amtool alert query -o json` prints
+		// them (status is an object), in a webhook envelope.
+		"am_amtool_v2.json": {
+			{matched: true, gateway: "gw-factory", kind: indicator.ConfigTamper, severity: indicator.Critical, status: "firing",
+				confidence: 0.8, observed: at("2025-03-14T03:09:00Z"), summary: "gw-factory config changed outside change control"},
+			{reason: "suppressed in Alertmanager (silenced or inhibited)"},
+		},
+		// Ours: one message whose second and third alerts cannot be
+		// understood; the first and last still count.
+		"am_partly_bad.json": {
+			{matched: true, gateway: "gw-hq", kind: indicator.C2Beacon, severity: indicator.Critical, status: "firing",
+				confidence: 0.8, observed: at("2025-03-14T03:01:00Z"), summary: "GatewayC2Beacon"},
+			{skipped: true, reason: `alerts[1].startsAt: expected an RFC 3339 time, got "yesterday"`},
+			{skipped: true, reason: "alerts[2]: expected object, got string"},
+			{matched: true, gateway: "gw-factory", kind: indicator.Exfiltration, severity: indicator.High, status: "firing",
+				confidence: 0.8, observed: at("2025-03-14T03:02:00Z"), summary: "GatewayExfiltration"},
+		},
 		"am_ipv6.json": {
 			{matched: true, gateway: "gw-hq", kind: indicator.UnknownDestination, severity: indicator.High, status: "firing",
 				confidence: 0.8, observed: at("2025-03-14T03:03:03Z"), ips: []string{"2001:db8:ffff::dead"},
@@ -105,6 +150,9 @@ func checkItem(t *testing.T, i int, it Item, w wantItem) {
 	}
 	if it.Matched != w.matched {
 		t.Fatalf("[%d] matched=%v (reason %q), want %v", i, it.Matched, it.Reason, w.matched)
+	}
+	if it.Skipped != w.skipped {
+		t.Errorf("[%d] skipped=%v (reason %q), want %v", i, it.Skipped, it.Reason, w.skipped)
 	}
 	if !w.matched {
 		if !strings.Contains(it.Reason, w.reason) {
@@ -215,8 +263,7 @@ func TestDecodeAlertmanagerRejects(t *testing.T) {
 		"status number":          {`{"status":1,"alerts":[]}`, "status: expected string, got number"},
 		"commonLabels string":    {`{"commonLabels":"a=b","alerts":[]}`, "commonLabels: expected object, got string"},
 		"commonLabels value":     {`{"commonLabels":{"severity":3},"alerts":[]}`, "commonLabels.severity: expected string, got number"},
-		"truncatedAlerts string": {`{"truncatedAlerts":"2","alerts":[]}`, "truncatedAlerts: expected number, got string"},
-		"version number":         {`{"version":4,"alerts":[]}`, "version: expected string, got number"},
+		"commonAnnotations list": {`{"commonAnnotations":[],"alerts":[]}`, "commonAnnotations: expected object, got array"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -234,16 +281,21 @@ func TestDecodeAlertmanagerRejects(t *testing.T) {
 
 func TestDecodeAlertmanagerBadAlertIsUnmatchedNotError(t *testing.T) {
 	tests := map[string]struct {
-		alert  string
-		reason string
+		alert   string
+		reason  string
+		skipped bool // cannot be understood, rather than understood but unusable
 	}{
-		"scalar":           {`42`, "alerts[0]: expected object, got number"},
-		"labels list":      {`{"labels":["gateway=gw-hq"]}`, "alerts[0].labels: expected object, got array"},
-		"label value type": {`{"labels":{"gateway":true}}`, "alerts[0].labels.gateway: expected string, got boolean"},
-		"bad startsAt":     {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"startsAt":"now"}`, `alerts[0].startsAt: expected an RFC 3339 time, got "now"`},
-		"no labels":        {`{}`, "no label gateway/instance/site maps to a gateway: none of them is set; no usable kind: no alertname"},
-		"bad kind label":   {`{"labels":{"gateway":"gw-hq","warden_kind":"evil"}}`, `no usable kind: label warden_kind="evil" is not a known kind`},
-		"site w/o gateway": {`{"labels":{"site":"dc","alertname":"GatewayC2Beacon"}}`, "site=dc (no gateway)"},
+		"scalar":            {`42`, "alerts[0]: expected object, got number", true},
+		"labels list":       {`{"labels":["gateway=gw-hq"]}`, "alerts[0].labels: expected object, got array", true},
+		"label value type":  {`{"labels":{"gateway":true}}`, "alerts[0].labels.gateway: expected string, got boolean", true},
+		"bad startsAt":      {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"startsAt":"now"}`, `alerts[0].startsAt: expected an RFC 3339 time, got "now"`, true},
+		"status number":     {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"status":1}`, "alerts[0].status: expected string, got number", true},
+		"status state ufo":  {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"status":{"state":"ufo"}}`, `alerts[0].status.state: expected active, suppressed or unprocessed, got "ufo"`, true},
+		"fingerprint list":  {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"fingerprint":[]}`, "alerts[0].fingerprint: expected string, got array", true},
+		"no labels":         {`{}`, "no label gateway/instance/site maps to a gateway: none of them is set; no usable kind: no alertname", false},
+		"bad kind label":    {`{"labels":{"gateway":"gw-hq","warden_kind":"evil"}}`, `no usable kind: label warden_kind="evil" is not a known kind`, false},
+		"site w/o gateway":  {`{"labels":{"site":"dc","alertname":"GatewayC2Beacon"}}`, "site=dc (no gateway)", false},
+		"silenced (API v2)": {`{"labels":{"gateway":"gw-hq","alertname":"GatewayC2Beacon"},"status":{"state":"suppressed","silencedBy":["s1"]}}`, "suppressed in Alertmanager", false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -258,8 +310,89 @@ func TestDecodeAlertmanagerBadAlertIsUnmatchedNotError(t *testing.T) {
 			if !strings.Contains(items[0].Reason, tc.reason) {
 				t.Errorf("reason\n got  %q\n want …%q…", items[0].Reason, tc.reason)
 			}
+			if items[0].Skipped != tc.skipped {
+				t.Errorf("skipped=%v, want %v", items[0].Skipped, tc.skipped)
+			}
 			if string(items[0].Indicator.Raw) != tc.alert {
 				t.Errorf("raw %s, want %s", items[0].Indicator.Raw, tc.alert)
+			}
+		})
+	}
+}
+
+// TestDecodeAlertmanagerFieldVariants: every variant of a field that real
+// senders produce is understood; fields Warden does not use never cost an
+// alert, whatever their type.
+func TestDecodeAlertmanagerFieldVariants(t *testing.T) {
+	const alert = `{"labels":{"alertname":"GatewayC2Beacon","gateway":"gw-hq"}}`
+	withAlert := func(top string) string { return `{` + top + `"alerts":[` + alert + `]}` }
+	withFields := func(fields string) string {
+		return `{"alerts":[{"labels":{"alertname":"GatewayC2Beacon","gateway":"gw-hq"},` + fields + `}]}`
+	}
+	at := time.Date(2025, 3, 14, 3, 1, 2, 0, time.UTC)
+	tests := map[string]struct {
+		body     string
+		gateway  string // default gw-hq
+		status   string // default firing
+		observed time.Time
+	}{
+		"version 4, string groupKey":        {body: withAlert(`"version":"4","groupKey":"{}:{alertname=\"GatewayC2Beacon\"}",`)},
+		"version 3, numeric groupKey":       {body: withAlert(`"version":"3","groupKey":16716837308297233527,`)},
+		"version 0, groupKey 0":             {body: withAlert(`"version":0,"groupKey":0,`)},
+		"version and groupKey null":         {body: withAlert(`"version":null,"groupKey":null,`)},
+		"no version, no groupKey":           {body: withAlert(``)},
+		"truncatedAlerts number":            {body: withAlert(`"truncatedAlerts":3,`)},
+		"truncatedAlerts string":            {body: withAlert(`"truncatedAlerts":"3",`)},
+		"unused fields of any type":         {body: withAlert(`"receiver":7,"externalURL":false,"groupLabels":["a"],"x-grafana":{"a":1},`)},
+		"alert status missing, body none":   {body: withAlert(``)},
+		"alert status missing, body res.":   {body: withAlert(`"status":"resolved",`), status: "resolved"},
+		"alert status missing, body empty":  {body: withAlert(`"status":"",`)},
+		"alert status beats body status":    {body: `{"status":"resolved","alerts":[{"status":"firing","labels":{"alertname":"GatewayC2Beacon","gateway":"gw-hq"}}]}`},
+		"alert status, odd case and spaces": {body: withFields(`"status":" Resolved "`), status: "resolved"},
+		"alert status a severity word":      {body: withFields(`"status":"critical"`)},
+		"alert status API v2 active":        {body: withFields(`"status":{"state":"active","silencedBy":[],"inhibitedBy":[]}`)},
+		"alert status null":                 {body: withFields(`"status":null`)},
+		"empty label value is absent":       {body: `{"alerts":[{"labels":{"alertname":"GatewayC2Beacon","gateway":"","instance":"gw-factory:9100"}}]}`, gateway: "gw-factory"},
+		"empty label does not hide common":  {body: `{"commonLabels":{"gateway":"gw-factory"},"alerts":[{"labels":{"alertname":"GatewayC2Beacon","gateway":""}}]}`, gateway: "gw-factory"},
+		"null label value is absent":        {body: `{"alerts":[{"labels":{"alertname":"GatewayC2Beacon","gateway":null,"instance":"gw-factory:9100"}}]}`, gateway: "gw-factory"},
+		"empty common annotation":           {body: withAlert(`"commonAnnotations":{"summary":""},`)},
+		"generatorURL missing":              {body: withFields(`"endsAt":"0001-01-01T00:00:00Z"`)},
+		"generatorURL empty":                {body: withFields(`"generatorURL":""`)},
+		"generatorURL not a string":         {body: withFields(`"generatorURL":{"href":"x"}`)},
+		"endsAt zero":                       {body: withFields(`"startsAt":"2025-03-14T03:01:02Z","endsAt":"0001-01-01T00:00:00Z"`), observed: at},
+		"endsAt empty":                      {body: withFields(`"endsAt":""`)},
+		"endsAt not a time":                 {body: withFields(`"endsAt":0`)},
+		"startsAt zero":                     {body: withFields(`"startsAt":"0001-01-01T00:00:00Z"`)},
+		"startsAt empty":                    {body: withFields(`"startsAt":""`)},
+		"fingerprint empty":                 {body: withFields(`"fingerprint":""`)},
+		"API v2 extras":                     {body: withFields(`"receivers":[{"name":"warden"}],"updatedAt":"2025-03-14T03:10:00Z"`)},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			items, err := DecodeAlertmanager([]byte(tc.body), testInventory(t), AlertmanagerMapping{}, testNow)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if len(items) != 1 {
+				t.Fatalf("got %d items", len(items))
+			}
+			it := items[0]
+			want := wantItem{matched: true, gateway: "gw-hq", kind: indicator.C2Beacon, severity: indicator.Medium, status: "firing",
+				confidence: 0.8, observed: testNow, summary: "GatewayC2Beacon"}
+			if tc.gateway != "" {
+				want.gateway = tc.gateway
+			}
+			if tc.status != "" {
+				want.status = tc.status
+			}
+			if !tc.observed.IsZero() {
+				want.observed = tc.observed
+			}
+			checkItem(t, 0, it, want)
+			for k, v := range it.Indicator.Labels {
+				if v == "" {
+					t.Errorf("label %s kept with an empty value", k)
+				}
 			}
 		})
 	}

@@ -1,7 +1,10 @@
 // Package intake decodes what detectors send into indicator.Indicator values:
 // Warden's own indicator JSON (strict) and Prometheus Alertmanager webhook
-// bodies (tolerant of what Alertmanager omits), and verifies HMAC webhook
-// signatures with a timestamp and a replay window.
+// bodies (tolerant of every version and sender variant, skipping only the
+// alerts it cannot understand), and verifies HMAC webhook signatures with a
+// timestamp and a replay window. Accepted signatures are remembered in a
+// ReplayLedger: memory by default, the store's table in the controller so
+// that a restart does not reopen the window.
 //
 // It owns the wire formats, their mapping onto gateways of the inventory and
 // the signature scheme ("t=<unix>,v1=<hex hmac-sha256(secret, t.body)>"),

@@ -2,6 +2,8 @@ package intake
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/warden-ir/warden/indicator"
@@ -48,7 +50,9 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 	for _, b := range testdataFiles(f, "am_*.json") {
 		f.Add(b)
 	}
-	for _, s := range []string{``, `{}`, `{"alerts":[]}`, `{"alerts":[1,{},null]}`, `{"alerts":[{"labels":{"instance":"[::1]:9"}}]}`} {
+	for _, s := range []string{``, `{}`, `{"alerts":[]}`, `{"alerts":[1,{},null]}`, `{"alerts":[{"labels":{"instance":"[::1]:9"}}]}`,
+		`{"version":3,"groupKey":18446744073709551615,"alerts":[{"status":{"state":"suppressed"}}]}`,
+		`{"alerts":[{"labels":{"gateway":"","site":null},"startsAt":"","endsAt":""}]}`} {
 		f.Add([]byte(s))
 	}
 	inv := testInventory(f)
@@ -64,6 +68,9 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 		for i, it := range items {
 			if it.Index != i || len(it.Indicator.Raw) == 0 {
 				t.Fatalf("[%d] index %d, raw %q", i, it.Index, it.Indicator.Raw)
+			}
+			if it.Skipped && (it.Matched || !strings.HasPrefix(it.Reason, fmt.Sprintf("alerts[%d]", i))) {
+				t.Fatalf("[%d] skipped, matched %t, reason %q does not name the alert", i, it.Matched, it.Reason)
 			}
 			if !it.Matched {
 				if it.Reason == "" {

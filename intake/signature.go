@@ -2,6 +2,7 @@ package intake
 
 import (
 	"container/heap"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,13 +25,16 @@ const DefaultSignatureWindow = 5 * time.Minute
 const DefaultReplayCacheSize = 1 << 16
 
 // Errors returned by SignatureVerifier.Verify. Callers map them to HTTP
-// status codes: ErrReplayCacheFull is transient (503), the others are 401.
+// status codes: ErrSignatureReplayed is a conflict (409: this exact delivery
+// was accepted before), ErrReplayCacheFull and ErrReplayCheckUnavailable
+// are transient (503), the others are 401.
 var (
-	ErrSignatureMissing  = errors.New("webhook signature missing")
-	ErrSignatureInvalid  = errors.New("webhook signature invalid")
-	ErrSignatureExpired  = errors.New("webhook signature timestamp outside the allowed window")
-	ErrSignatureReplayed = errors.New("webhook signature already used")
-	ErrReplayCacheFull   = errors.New("webhook replay cache full, try again later")
+	ErrSignatureMissing       = errors.New("webhook signature missing")
+	ErrSignatureInvalid       = errors.New("webhook signature invalid")
+	ErrSignatureExpired       = errors.New("webhook signature timestamp outside the allowed window")
+	ErrSignatureReplayed      = errors.New("webhook signature already used: replay refused (sign each delivery anew)")
+	ErrReplayCacheFull        = errors.New("webhook replay cache full, try again later")
+	ErrReplayCheckUnavailable = errors.New("webhook replay check unavailable, try again later")
 )
 
 // Sign returns the signature header value for body at time t:
@@ -48,22 +52,34 @@ func mac(secret []byte, ts string, body []byte) []byte {
 	return h.Sum(nil)
 }
 
+// ReplayLedger remembers accepted signatures until they expire, so that each
+// is accepted once. The verifier keeps one in memory by default; a durable
+// one (the store's) keeps refusing replays across a restart, which a memory
+// that starts empty cannot.
+type ReplayLedger interface {
+	// RememberSignature records digest (a SHA-256 of the signature, never
+	// the secret) until expiry and reports whether it was new. false means
+	// the same digest was recorded before and has not expired: a replay.
+	// Entries that expired before now may be forgotten. Of concurrent
+	// calls with one digest, exactly one reports true. An error means
+	// nothing is known; the caller refuses the request.
+	RememberSignature(ctx context.Context, digest []byte, expiry, now time.Time) (bool, error)
+}
+
 // SignatureVerifier checks webhook signatures made by Sign: the HMAC must
 // match, the timestamp must be within the window of now, and a signature is
-// accepted only once. Safe for concurrent use.
+// accepted only once (its ledger remembers it until the window has passed).
+// Safe for concurrent use.
 type SignatureVerifier struct {
 	secret []byte
 	window time.Duration
 	now    func() time.Time
-	max    int
-
-	mu   sync.Mutex
-	seen map[string]struct{}
-	byTS expiryHeap
+	ledger ReplayLedger
 }
 
-// NewSignatureVerifier makes a verifier. window <= 0 means
-// DefaultSignatureWindow; now nil means time.Now. The secret is copied.
+// NewSignatureVerifier makes a verifier that remembers signatures in memory
+// (see WithLedger). window <= 0 means DefaultSignatureWindow; now nil means
+// time.Now. The secret is copied.
 func NewSignatureVerifier(secret []byte, window time.Duration, now func() time.Time) *SignatureVerifier {
 	if window <= 0 {
 		window = DefaultSignatureWindow
@@ -75,16 +91,28 @@ func NewSignatureVerifier(secret []byte, window time.Duration, now func() time.T
 		secret: append([]byte(nil), secret...),
 		window: window,
 		now:    now,
-		max:    DefaultReplayCacheSize,
-		seen:   map[string]struct{}{},
+		ledger: NewMemoryLedger(DefaultReplayCacheSize),
 	}
 }
 
-// Verify checks header (the X-Warden-Signature value) against body. Several
-// v1 entries are allowed (a sender rotating its secret); one must match.
-// Comparison is constant-time. Errors wrap one of the Err* sentinels and
-// never echo the header or the secret.
+// WithLedger returns a verifier with v's secret, window and clock that
+// remembers signatures in l instead. v itself is not changed.
+func (v *SignatureVerifier) WithLedger(l ReplayLedger) *SignatureVerifier {
+	w := *v
+	w.ledger = l
+	return &w
+}
+
+// Verify is VerifyContext without a request context.
 func (v *SignatureVerifier) Verify(header string, body []byte) error {
+	return v.VerifyContext(context.Background(), header, body)
+}
+
+// VerifyContext checks header (the X-Warden-Signature value) against body.
+// Several v1 entries are allowed (a sender rotating its secret); one must
+// match. Comparison is constant-time. Errors wrap one of the Err* sentinels
+// and never echo the header or the secret.
+func (v *SignatureVerifier) VerifyContext(ctx context.Context, header string, body []byte) error {
 	header = strings.TrimSpace(header)
 	if header == "" {
 		return ErrSignatureMissing
@@ -136,28 +164,67 @@ func (v *SignatureVerifier) Verify(header string, body []byte) error {
 	if d := now.Sub(signedAt); d > v.window || d < -v.window {
 		return ErrSignatureExpired
 	}
-	return v.remember(string(matched), signedAt.Add(v.window), now)
-}
-
-// remember records a signature until expiry, after which the timestamp
-// check alone rejects it.
-func (v *SignatureVerifier) remember(sig string, expiry, now time.Time) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for len(v.byTS) > 0 && v.byTS[0].expiry.Before(now) {
-		e := heap.Pop(&v.byTS).(seenSig)
-		delete(v.seen, e.sig)
-	}
-	if _, dup := v.seen[sig]; dup {
+	// Remembered until the timestamp check alone rejects it.
+	digest := sha256.Sum256(matched)
+	fresh, err := v.ledger.RememberSignature(ctx, digest[:], signedAt.Add(v.window), now)
+	switch {
+	case errors.Is(err, ErrReplayCacheFull):
+		return err
+	case err != nil:
+		// The cause (a store error) carries no secret; keep it for the log.
+		return fmt.Errorf("%w: %w", ErrReplayCheckUnavailable, err)
+	case !fresh:
 		return ErrSignatureReplayed
 	}
-	if len(v.seen) >= v.max {
-		// Evicting a live entry would reopen it to replay: fail closed.
-		return ErrReplayCacheFull
-	}
-	v.seen[sig] = struct{}{}
-	heap.Push(&v.byTS, seenSig{sig: sig, expiry: expiry})
 	return nil
+}
+
+// MemoryLedger is the default ReplayLedger: a bounded map with an expiry
+// heap. It forgets everything when the process ends.
+type MemoryLedger struct {
+	max int
+
+	mu   sync.Mutex
+	seen map[string]struct{}
+	byTS expiryHeap
+}
+
+var _ ReplayLedger = (*MemoryLedger)(nil)
+
+// NewMemoryLedger remembers at most max signatures (max <= 0 means
+// DefaultReplayCacheSize).
+func NewMemoryLedger(max int) *MemoryLedger {
+	if max <= 0 {
+		max = DefaultReplayCacheSize
+	}
+	return &MemoryLedger{max: max, seen: map[string]struct{}{}}
+}
+
+// RememberSignature fails with ErrReplayCacheFull rather than evict a live
+// entry, which would reopen that signature to replay.
+func (l *MemoryLedger) RememberSignature(_ context.Context, digest []byte, expiry, now time.Time) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.byTS) > 0 && l.byTS[0].expiry.Before(now) {
+		e := heap.Pop(&l.byTS).(seenSig)
+		delete(l.seen, e.sig)
+	}
+	key := string(digest)
+	if _, dup := l.seen[key]; dup {
+		return false, nil
+	}
+	if len(l.seen) >= l.max {
+		return false, ErrReplayCacheFull
+	}
+	l.seen[key] = struct{}{}
+	heap.Push(&l.byTS, seenSig{sig: key, expiry: expiry})
+	return true, nil
+}
+
+func (l *MemoryLedger) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen)
 }
 
 type seenSig struct {

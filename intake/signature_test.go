@@ -1,6 +1,10 @@
 package intake
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -113,10 +117,7 @@ func TestSignatureReplay(t *testing.T) {
 	if err := v.Verify(Sign(secret, clock.Now(), body), body); err != nil {
 		t.Fatal(err)
 	}
-	v.mu.Lock()
-	n := len(v.seen)
-	v.mu.Unlock()
-	if n != 1 {
+	if n := v.ledger.(*MemoryLedger).len(); n != 1 {
 		t.Errorf("replay cache holds %d entries, want 1 after eviction", n)
 	}
 }
@@ -124,8 +125,7 @@ func TestSignatureReplay(t *testing.T) {
 func TestSignatureReplayCacheFullFailsClosed(t *testing.T) {
 	secret := []byte("k")
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)}
-	v := NewSignatureVerifier(secret, time.Minute, clock.Now)
-	v.max = 2
+	v := NewSignatureVerifier(secret, time.Minute, clock.Now).WithLedger(NewMemoryLedger(2))
 	for i := range 2 {
 		if err := v.Verify(Sign(secret, clock.Now(), []byte{byte(i)}), []byte{byte(i)}); err != nil {
 			t.Fatal(err)
@@ -169,5 +169,62 @@ func TestSignatureConcurrentReplayAcceptsOnce(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 1 || replayed.Load() != 31 {
 		t.Errorf("accepted %d, replayed %d; want 1 and 31", ok.Load(), replayed.Load())
+	}
+}
+
+// ledgerFunc adapts a function to ReplayLedger.
+type ledgerFunc func(ctx context.Context, digest []byte, expiry, now time.Time) (bool, error)
+
+func (f ledgerFunc) RememberSignature(ctx context.Context, digest []byte, expiry, now time.Time) (bool, error) {
+	return f(ctx, digest, expiry, now)
+}
+
+// TestSignatureLedger: the verifier hands the ledger a digest of the
+// signature (never the secret or the header) with the expiry of its window,
+// and maps the ledger's answers onto the sentinels callers turn into status
+// codes.
+func TestSignatureLedger(t *testing.T) {
+	secret := []byte("ledger-secret-8f1e")
+	now := time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)
+	signedAt := now.Add(-10 * time.Second)
+	body := []byte(`{"alerts":[]}`)
+	header := Sign(secret, signedAt, body)
+	storeDown := errors.New("store: database is locked")
+	tests := map[string]struct {
+		fresh bool
+		err   error
+		want  error
+	}{
+		"fresh":       {fresh: true},
+		"replay":      {fresh: false, want: ErrSignatureReplayed},
+		"full":        {err: ErrReplayCacheFull, want: ErrReplayCacheFull},
+		"unavailable": {err: storeDown, want: ErrReplayCheckUnavailable},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var gotDigest []byte
+			var gotExpiry time.Time
+			v := NewSignatureVerifier(secret, 0, func() time.Time { return now }).WithLedger(ledgerFunc(
+				func(_ context.Context, digest []byte, expiry, _ time.Time) (bool, error) {
+					gotDigest, gotExpiry = digest, expiry
+					return tc.fresh, tc.err
+				}))
+			err := v.VerifyContext(t.Context(), header, body)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("VerifyContext = %v, want %v", err, tc.want)
+			}
+			if tc.err != nil && tc.err != ErrReplayCacheFull && !errors.Is(err, tc.err) {
+				t.Errorf("the ledger's error is not wrapped: %v", err)
+			}
+			if len(gotDigest) != sha256.Size || bytes.Contains(gotDigest, secret) || strings.Contains(header, hex.EncodeToString(gotDigest)) {
+				t.Errorf("digest %x is not a SHA-256 of the signature", gotDigest)
+			}
+			if want := signedAt.Add(DefaultSignatureWindow); !gotExpiry.Equal(want) {
+				t.Errorf("expiry %v, want %v", gotExpiry, want)
+			}
+			if err != nil && strings.Contains(err.Error(), string(secret)) {
+				t.Errorf("error leaks the secret: %v", err)
+			}
+		})
 	}
 }

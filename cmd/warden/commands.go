@@ -59,7 +59,7 @@ func newServeCmd(g *globals) *cobra.Command {
 
 func newIndicatorCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "indicator", Short: "Submit indicators to a running controller"}
-	var file, format string
+	var file, format, secretFile string
 	submit := &cobra.Command{
 		Use:   "submit -f FILE",
 		Short: "Submit an indicator (Warden JSON) or an Alertmanager webhook body",
@@ -85,6 +85,11 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if secretFile != "" {
+				if err := c.signRequests(secretFile); err != nil {
+					return err
+				}
+			}
 			var out json.RawMessage
 			if _, err := c.do(cmd.Context(), "POST", path, body, &out); err != nil {
 				return err
@@ -95,6 +100,7 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 	}
 	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
 	submit.Flags().StringVar(&format, "format", "warden", "warden or alertmanager")
+	submit.Flags().StringVar(&secretFile, "secret-file", "", "file holding intake.webhook_secret: sign the body (X-Warden-Signature), each attempt anew; the secret is never printed")
 	cmd.AddCommand(submit)
 	return cmd
 }
