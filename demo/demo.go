@@ -13,7 +13,11 @@
 // It owns the demo inventory and the summary. Every side effect goes
 // through the same daemon that `warden serve` runs; nothing is faked above
 // the simulator's SOAP API or the kernel. It talks only to loopback and to
-// network namespaces it creates.
+// network namespaces it creates, and removes those namespaces and any
+// temporary directory before returning, also when its context is cancelled
+// (Ctrl-C). It needs no external binary: only the agent's volatile capture
+// runs iptables-save, ip6tables-save and nft when they are installed, and
+// records them as missing otherwise.
 package demo
 
 import (
@@ -40,6 +44,7 @@ import (
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 	"github.com/warden-ir/warden/report"
@@ -51,9 +56,14 @@ type Options struct {
 	// Serve, when set, keeps the controller and API running on this
 	// address after the sample alert, until ctx ends.
 	Serve string
+	// NoSample, with Serve, sends no sample alert: every gateway stays
+	// untouched until someone submits an alert (examples/*.json).
+	NoSample bool
 	// Token is the API token; random when empty.
 	Token string
-	// Dir holds the store; a temporary directory when empty.
+	// Dir holds the store, the evidence and the reports, and is kept. When
+	// empty they go to a temporary directory that Run removes before it
+	// returns, on every path (also when ctx is cancelled).
 	Dir string
 	Log *slog.Logger
 	// Ready, when set, is called with the API URL and token once serving
@@ -104,6 +114,9 @@ type Result struct {
 	Timeline        []TimelineAt `json:"timeline"`
 	StorePath       string       `json:"store_path"`
 	Dir             string       `json:"dir"`
+	// Kept is false when Dir was a temporary directory, removed when Run
+	// returned: StorePath and Reports then name files that are gone.
+	Kept bool `json:"kept"`
 	// Reports maps "ja.md", "en.md", "ja.html", "en.html" to file paths.
 	Reports map[string]string `json:"reports"`
 }
@@ -198,88 +211,166 @@ func SampleAlert(now time.Time) []byte {
 	return b
 }
 
-// Run executes the demo.
-func Run(ctx context.Context, opt Options) (Result, error) {
+// Run executes the demo: it starts the vSphere half (startVSphere), sends
+// the sample alert and reads the outcome back (unless NoSample), then, with
+// Serve, keeps serving until ctx ends. Everything it started is stopped,
+// and a temporary directory removed, before it returns.
+func Run(ctx context.Context, opt Options) (res Result, err error) {
+	v, err := startVSphere(ctx, opt)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { err = errors.Join(err, v.Close()) }()
+	res = Result{Gateway: targetGateway, Site: "osaka", VM: targetVM, StorePath: v.d.Config.Store.Path, Dir: v.dir, Kept: !v.temp}
+	if opt.Serve == "" || !opt.NoSample {
+		if err := v.containSample(ctx, &res); err != nil {
+			return res, err
+		}
+	}
+	if opt.Serve != "" {
+		if opt.Ready != nil {
+			opt.Ready(v.base, v.token)
+		}
+		<-ctx.Done()
+	}
+	return res, nil
+}
+
+// vsphereDemo is the demo's vSphere half while it runs: the simulated
+// vCenter, the chat receiver, and the controller serving its API on
+// loopback.
+type vsphereDemo struct {
+	dir   string
+	temp  bool // dir is removed by Close
+	base  string
+	token string
+	d     *daemon.Daemon
+	chat  *chat
+
+	closers []func() error // run in reverse by Close
+	once    sync.Once
+	err     error
+}
+
+// startVSphere builds the demo controller on a fresh simulated vCenter and
+// serves its API (on opt.Serve, else an ephemeral loopback port). On error
+// it has undone whatever it started; otherwise the caller must Close it.
+func startVSphere(ctx context.Context, opt Options) (_ *vsphereDemo, err error) {
 	log := opt.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir := opt.Dir
-	if dir == "" {
-		// Kept after the demo: it holds the store, the evidence and the
-		// reports the summary points to.
+	v := &vsphereDemo{dir: opt.Dir, token: opt.Token}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, v.Close())
+		}
+	}()
+	if v.dir == "" {
 		d, err := os.MkdirTemp("", "warden-demo-")
 		if err != nil {
-			return Result{}, fmt.Errorf("making demo directory: %w", err)
+			return nil, fmt.Errorf("making demo directory: %w", err)
 		}
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Result{}, fmt.Errorf("making demo directory: %w", err)
+		v.dir, v.temp = d, true
+		v.closers = append(v.closers, func() error { return os.RemoveAll(d) })
+	} else if err := os.MkdirAll(v.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("making demo directory: %w", err)
 	}
-	token := opt.Token
-	if token == "" {
+	if v.token == "" {
 		b := make([]byte, 16)
 		if _, err := rand.Read(b); err != nil {
-			return Result{}, err
+			return nil, fmt.Errorf("making an API token: %w", err)
 		}
-		token = hex.EncodeToString(b)
+		v.token = hex.EncodeToString(b)
 	}
 
 	lab, err := vsim.Start(ctx, vsim.Options{Gateways: []string{"gw-hq", "gw-osaka", "gw-dc"}})
 	if err != nil {
-		return Result{}, fmt.Errorf("starting simulated vCenter: %w", err)
+		return nil, fmt.Errorf("starting simulated vCenter: %w", err)
 	}
-	defer lab.Close()
-
-	chat := newChat()
-	defer chat.Close()
+	v.closers = append(v.closers, func() error { lab.Close(); return nil })
+	v.chat = newChat()
+	v.closers = append(v.closers, func() error { v.chat.Close(); return nil })
 
 	vc := lab.Config()
 	cfg := config.Defaults()
-	cfg.Server.APIToken = token
-	cfg.Store.Path = filepath.Join(dir, "warden.db")
+	cfg.Server.APIToken = v.token
+	cfg.Store.Path = filepath.Join(v.dir, "warden.db")
 	cfg.Inventory = Inventory()
+	cfg.Intake.Alertmanager.AlertnameKinds = AlertnameKinds()
 	cfg.VSphere = config.VSphere{URL: vc.URL, Username: vc.Username, Password: vc.Password, CAFile: vc.CAFile,
 		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
-	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: chat.URL + "/hooks/soc", Secret: "demo-hmac-secret"}}}
+	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: v.chat.URL + "/hooks/soc", Secret: "demo-hmac-secret"}}}
 	cfg.Reconcile.Interval = 2 * time.Second
 	if err := cfg.Validate(); err != nil {
-		return Result{}, fmt.Errorf("demo configuration: %w", err)
+		return nil, fmt.Errorf("validating the demo configuration: %w", err)
 	}
 
 	d, err := daemon.Build(ctx, cfg, daemon.Options{Log: log})
 	if err != nil {
-		return Result{}, err
+		return nil, fmt.Errorf("building the demo controller: %w", err)
 	}
-	defer d.Close(context.WithoutCancel(ctx))
+	v.d = d
+	v.closers = append(v.closers, func() error { d.Close(context.WithoutCancel(ctx)); return nil })
 	listen := "127.0.0.1:0"
 	if opt.Serve != "" {
 		listen = opt.Serve
 	}
 	addr, err := d.Listen(listen)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	base := "http://" + addr
+	v.base = "http://" + addr
 	sctx, stop := context.WithCancel(ctx)
-	var serveErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); serveErr = d.Serve(sctx) }()
-	defer func() { stop(); wg.Wait() }()
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(sctx) }()
+	v.closers = append(v.closers, func() error {
+		stop()
+		if err := <-done; err != nil {
+			return fmt.Errorf("serving the demo API: %w", err)
+		}
+		return nil
+	})
+	return v, nil
+}
 
-	res := Result{Gateway: targetGateway, Site: "osaka", VM: targetVM, StorePath: cfg.Store.Path}
+// Close stops serving, closes the controller, the chat receiver and the
+// simulator, and removes a temporary directory, in that order. It is
+// idempotent.
+func (v *vsphereDemo) Close() error {
+	v.once.Do(func() {
+		var errs []error
+		for i := len(v.closers) - 1; i >= 0; i-- {
+			errs = append(errs, v.closers[i]())
+		}
+		v.err = errors.Join(errs...)
+	})
+	return v.err
+}
+
+// AlertnameKinds is the demo's alertname mapping (intake.alertmanager.
+// alertname_kinds), the README's example: Alertmanager alerts named
+// WireGuardBeacon are C2 beacons. The built-in names stay mapped too.
+func AlertnameKinds() map[string]string {
+	return map[string]string{"WireGuardBeacon": string(indicator.C2Beacon)}
+}
+
+// containSample sends the sample alert over HTTP, waits for the run it
+// starts, and reads the outcome back into res: the VM, the posture, the
+// audit chain, and the reports.
+func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
+	d := v.d
 	before, err := d.VSphere.ObserveVM(ctx, targetVM)
 	if err != nil {
-		return res, fmt.Errorf("reading VM before: %w", err)
+		return fmt.Errorf("reading VM before: %w", err)
 	}
 	res.NICsBefore = nics(before)
 
 	// The alert arrives over HTTP, exactly as Alertmanager would send it.
 	alert := SampleAlert(time.Now())
-	accepted, err := post(ctx, base+"/v1/intake/alertmanager", token, alert)
+	accepted, err := post(ctx, v.base+"/v1/intake/alertmanager", v.token, alert)
 	if err != nil {
-		return res, err
+		return err
 	}
 	var runID string
 	for _, a := range accepted.Results {
@@ -290,37 +381,25 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		res.IncidentID, res.Policy, runID = a.IncidentID, a.Policy, a.RunID
 	}
 	if runID == "" {
-		return res, fmt.Errorf("the sample alert started no run (policy %q)", res.Policy)
+		return fmt.Errorf("the sample alert started no run (policy %q)", res.Policy)
 	}
 	// The alert itself is evidence too.
 	if _, err := d.Ledger.Add(ctx, evidence.Item{Incident: res.IncidentID, Gateway: targetGateway, Name: "alertmanager-webhook.json",
 		MediaType: "application/json", Kind: evidence.KindLog, Source: "Alertmanager webhook as received", CollectedBy: "api:alertmanager",
 		CollectedFrom: "POST /v1/intake/alertmanager", Content: alert}); err != nil {
-		return res, fmt.Errorf("storing the alert as evidence: %w", err)
+		return fmt.Errorf("storing the alert as evidence: %w", err)
 	}
 	res.RunID = runID
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	run, err := d.Controller.WaitRun(wctx, runID)
-	cancel()
+	run, err := v.waitRun(ctx, runID)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.RunState = run.State
-	for _, s := range run.Steps {
-		st := Step{Name: s.Name, Action: s.Action, Status: s.State, Error: s.Error}
-		if !s.FinishedAt.IsZero() {
-			st.DurationMS = s.FinishedAt.Sub(s.StartedAt).Milliseconds()
-		}
-		var r actions.Result
-		if json.Unmarshal(s.Result, &r) == nil {
-			st.Summary = r.Summary
-		}
-		res.Steps = append(res.Steps, st)
-	}
+	res.Steps = demoSteps(run)
 
 	after, err := d.VSphere.ObserveVM(ctx, targetVM)
 	if err != nil {
-		return res, fmt.Errorf("reading VM after: %w", err)
+		return fmt.Errorf("reading VM after: %w", err)
 	}
 	res.NICsAfter, res.Tags = nics(after), after.Tags
 	for _, s := range after.Snapshots {
@@ -332,15 +411,15 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	p, err := d.Store.Posture(ctx, targetGateway)
 	if err != nil {
-		return res, err
+		return fmt.Errorf("reading the posture of %s: %w", targetGateway, err)
 	}
 	res.Posture = p.Desired
 	res.Verified = after.Quarantined && run.State == store.RunSucceeded && p.Desired == store.PostureQuarantined
-	res.Notifications = chat.Count()
+	res.Notifications = v.chat.Count()
 
 	inds, err := d.Store.IndicatorsOfIncident(ctx, res.IncidentID)
 	if err != nil {
-		return res, err
+		return fmt.Errorf("reading the incident's indicators: %w", err)
 	}
 	for _, s := range run.Steps {
 		if s.Action == actions.NameIsolate && s.State == store.StepSucceeded && len(inds) > 0 {
@@ -357,25 +436,18 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			res.Timeline = append(res.Timeline, TimelineAt{OffsetMS: float64(e.At.Sub(t0).Microseconds()) / 1000, Action: e.Action, Subject: e.Subject})
 		}
 	}
+	res.Reports, err = writeReports(ctx, d, res.IncidentID, v.dir)
+	return err
+}
 
-	res.Dir = dir
-	res.Reports, err = writeReports(ctx, d, res.IncidentID, dir)
+func (v *vsphereDemo) waitRun(ctx context.Context, id string) (store.Run, error) {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	run, err := v.d.Controller.WaitRun(wctx, id)
 	if err != nil {
-		return res, err
+		return run, fmt.Errorf("waiting for run %s: %w", id, err)
 	}
-
-	if opt.Serve != "" {
-		if opt.Ready != nil {
-			opt.Ready(base, token)
-		}
-		<-ctx.Done()
-	}
-	stop()
-	wg.Wait()
-	if serveErr != nil {
-		return res, serveErr
-	}
-	return res, nil
+	return run, nil
 }
 
 type intakeAnswer struct {
@@ -453,6 +525,11 @@ func (c *chat) Count() int {
 func (r Result) Summary(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Warden demo: simulated vCenter, 3-site VPN (hq Tokyo, osaka, dc Singapore)\n\n")
+	if r.RunID == "" {
+		b.WriteString("No sample alert sent (--no-sample): the gateways were left as they were.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	fmt.Fprintf(&b, "Alert   C2 beacon from %s (site %s) to 203.0.113.66, via Alertmanager webhook over HTTP\n", r.Gateway, r.Site)
 	for _, u := range r.Unmatched {
 		fmt.Fprintf(&b, "        also received, not a gateway, recorded only: %s\n", u)
@@ -477,7 +554,8 @@ func (r Result) Summary(w io.Writer) error {
 	fmt.Fprintf(&b, "Time to contain (alert accepted -> isolation verified): %.1f ms\n", r.TimeToContainMS)
 	fmt.Fprintf(&b, "Notifications delivered (HMAC-signed): %d\n", r.Notifications)
 	fmt.Fprintf(&b, "Audit chain: %d entries, intact=%t, head %s\n", r.AuditEntries, r.AuditOK, short(r.AuditHead))
-	if len(r.Reports) > 0 {
+	switch {
+	case len(r.Reports) > 0 && r.Kept:
 		fmt.Fprintf(&b, "\nReports (for management first, then the technical detail)\n")
 		for _, k := range []string{"ja.md", "ja.html", "en.md", "en.html"} {
 			if p, ok := r.Reports[k]; ok {
@@ -485,6 +563,8 @@ func (r Result) Summary(w io.Writer) error {
 			}
 		}
 		fmt.Fprintf(&b, "Store and evidence kept in %s (try: warden evidence list %s --db %s)\n", r.Dir, r.IncidentID, r.StorePath)
+	case len(r.Reports) > 0:
+		fmt.Fprintf(&b, "\nReports (ja, en; Markdown, HTML), store and evidence were written to a temporary directory, removed on exit; keep them with: warden demo --dir DIR\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

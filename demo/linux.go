@@ -24,13 +24,16 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/net/icmp"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -74,8 +77,11 @@ type LinuxProbe struct {
 // LinuxResult is the Linux demo's outcome.
 type LinuxResult struct {
 	// Skipped is true when this machine cannot build the lab (not root,
-	// no network namespaces, a tool or nftables missing); SkipReason says
-	// why in plain words. Nothing else is set then.
+	// no network namespaces, no nftables or conntrack in the kernel, no
+	// raw sockets); SkipReason says what is missing and how to get it.
+	// Nothing else is set then. No binary is needed: the lab, the site
+	// firewalls, the quarantine and every probe go through netlink and
+	// sockets.
 	Skipped    bool   `json:"skipped"`
 	SkipReason string `json:"skip_reason,omitempty"`
 
@@ -181,7 +187,7 @@ var LinuxPolicies = LinuxPolicySet("capture_volatile", "isolate", "notify")
 // RunLinux runs the Linux demo. When the machine cannot build the lab it
 // returns a result with Skipped set and a nil error.
 func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
-	if reason := linuxPreflight(os.Geteuid(), exec.LookPath, probeNetns); reason != "" {
+	if reason := linuxPreflight(os.Geteuid(), probeLab); reason != "" {
 		return LinuxResult{Skipped: true, SkipReason: reason}, nil
 	}
 	log := opt.Log
@@ -217,7 +223,7 @@ func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
 	res := LinuxResult{Lab: opt.Prefix, Gateway: linuxGateway, Site: linuxTarget,
 		AgentMode: "in-process, inside the gateway's network namespace", Backend: host.BackendNFTables}
 
-	if err := l.prepare(ctx); err != nil {
+	if err := l.prepare(); err != nil {
 		return res, err
 	}
 	stopAgent, err := l.startAgent(ctx)
@@ -245,31 +251,123 @@ func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
 	return res, nil
 }
 
-// linuxPreflight says in plain words why the lab cannot run here, or "".
-func linuxPreflight(euid int, lookPath func(string) (string, error), netns func() error) string {
+// linuxPreflight says in plain words what this machine lacks for the lab
+// and how to get it, or "" when the lab can run. probe tries what the lab
+// needs in a throw-away namespace (probeLab); it runs only as root.
+func linuxPreflight(euid int, probe func() error) string {
 	if euid != 0 {
 		return "the Linux demo builds network namespaces and firewall rules and needs root; run `sudo warden demo` to include it"
 	}
-	for _, tool := range []string{"ip", "ping"} {
-		if _, err := lookPath(tool); err != nil {
-			return fmt.Sprintf("the Linux demo needs the %s command (Debian: apt-get install --no-install-recommends iproute2 iputils-ping)", tool)
-		}
-	}
-	if err := netns(); err != nil {
-		return "network namespaces are not available here: " + err.Error()
+	if err := probe(); err != nil {
+		return err.Error()
 	}
 	return ""
 }
 
-// probeNetns creates an anonymous network namespace on a throw-away thread:
-// the goroutine exits still locked, so the runtime discards the thread.
-func probeNetns() error {
+// missingFeature is something the Linux demo needs that this machine
+// lacks: what, the error that showed it, and how to get it.
+type missingFeature struct {
+	what, fix string
+	err       error
+}
+
+func (m *missingFeature) Error() string {
+	return fmt.Sprintf("%s (%v); %s", m.what, m.err, m.fix)
+}
+
+func (m *missingFeature) Unwrap() error { return m.err }
+
+// probeLab tries, in a new anonymous network namespace, everything the lab
+// needs beyond root: the namespace itself, nftables with connection
+// tracking (the site firewall the demo installs), and raw ICMP sockets
+// (the ping probes). It runs on a throw-away thread: the goroutine exits
+// still locked, so the runtime discards the thread, and with it the last
+// reference to the namespace. No binary is run.
+func probeLab() error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- unix.Unshare(unix.CLONE_NEWNET)
+		errc <- probeInNewNamespace()
 	}()
 	return <-errc
+}
+
+func probeInNewNamespace() error {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return &missingFeature{what: "network namespaces are not available here", err: err,
+			fix: "the Linux demo needs CAP_SYS_ADMIN and CAP_NET_ADMIN (in a container: --privileged, or --cap-add SYS_ADMIN --cap-add NET_ADMIN)"}
+	}
+	if err := installSiteFirewall(); err != nil {
+		return &missingFeature{what: "nftables with connection tracking is not available in a network namespace here", err: err,
+			fix: "the Linux demo needs a kernel with nf_tables, nft_ct and nf_conntrack (Debian's kernel has them as modules: modprobe nf_tables nft_ct)"}
+	}
+	for _, network := range []string{"ip4:icmp", "ip6:ipv6-icmp"} {
+		c, err := icmp.ListenPacket(network, "")
+		if err != nil {
+			return &missingFeature{what: "raw ICMP sockets (" + network + ") cannot be opened here", err: err,
+				fix: "the Linux demo's ping probes need CAP_NET_RAW (in a container: --cap-add NET_RAW) and IPv6 enabled in the kernel"}
+		}
+		_ = c.Close()
+	}
+	return nil
+}
+
+// Names of the site firewall every lab gateway gets.
+const (
+	siteTable   = "site"
+	siteInput   = "sitein"
+	siteForward = "sitefwd"
+)
+
+// installSiteFirewall installs, in the calling thread's network namespace,
+// the stateful firewall a real gateway has, in one netlink transaction:
+//
+//	table inet site {
+//		chain sitein  { type filter hook input   priority 0; policy accept; ct state established,related accept }
+//		chain sitefwd { type filter hook forward priority 0; policy accept; ct state established,related accept }
+//	}
+//
+// It accepts everything, but its ct expressions make conntrack track every
+// flow, which is what isolation must find and kill. Calling it again
+// replaces the table rather than adding rules twice (add, delete, add: safe
+// whether or not the table exists).
+func installSiteFirewall() error {
+	// Not lasting: the socket is opened at Flush, on this thread, so in
+	// this thread's namespace.
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("opening nftables netlink: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: siteTable}
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	for _, h := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{siteInput, nftables.ChainHookInput}, {siteForward, nftables.ChainHookForward}} {
+		ch := c.AddChain(&nftables.Chain{Table: t, Name: h.name, Type: nftables.ChainTypeFilter,
+			Hooknum: h.hook, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ctStateAccept(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing table inet %s: %w", siteTable, err)
+	}
+	return nil
+}
+
+// ctStateAccept is `ct state <states> accept`: load the conntrack state
+// into a register, mask it with the wanted state bits, accept when any
+// bit is left.
+func ctStateAccept(states uint32) []expr.Any {
+	zero := binaryutil.NativeEndian.PutUint32(0)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(states), Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
 }
 
 // linuxDemo is one run's lab, agent and controller.
@@ -285,9 +383,10 @@ type linuxDemo struct {
 }
 
 // prepare starts echo servers on every node, gives every gateway a
-// stateful firewall of its own as real gateways have (so conntrack tracks
-// the flows isolation must kill), and creates the key material.
-func (l *linuxDemo) prepare(ctx context.Context) error {
+// stateful firewall of its own as real gateways have (installSiteFirewall:
+// conntrack then tracks the flows isolation must kill), and creates the
+// key material.
+func (l *linuxDemo) prepare() error {
 	nodes := []netlab.Node{l.lab.C2(), l.lab.Mgmt()}
 	for _, s := range l.lab.Sites() {
 		nodes = append(nodes, s.Gateway, s.LAN)
@@ -297,19 +396,9 @@ func (l *linuxDemo) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := exec.LookPath("nft"); err == nil {
-		for _, s := range l.lab.Sites() {
-			for _, c := range [][]string{
-				{"nft", "add", "table", "inet", "site"},
-				{"nft", "add", "chain", "inet", "site", "sitein", "{", "type", "filter", "hook", "input", "priority", "0", ";", "policy", "accept", ";", "}"},
-				{"nft", "add", "chain", "inet", "site", "sitefwd", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "policy", "accept", ";", "}"},
-				{"nft", "add", "rule", "inet", "site", "sitein", "ct", "state", "established,related", "accept"},
-				{"nft", "add", "rule", "inet", "site", "sitefwd", "ct", "state", "established,related", "accept"},
-			} {
-				if _, err := l.lab.Run(ctx, s.Gateway.NS, c...); err != nil {
-					return fmt.Errorf("installing the site firewall of %s: %w", s.Name, err)
-				}
-			}
+	for _, s := range l.lab.Sites() {
+		if err := l.lab.Do(s.Gateway.NS, installSiteFirewall); err != nil {
+			return fmt.Errorf("installing the site firewall of %s: %w", s.Name, err)
 		}
 	}
 	gw := l.target.Gateway

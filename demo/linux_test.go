@@ -8,35 +8,51 @@ import (
 )
 
 func TestLinuxPreflight(t *testing.T) {
-	found := func(string) (string, error) { return "/usr/bin/x", nil }
-	missing := func(tool string) func(string) (string, error) {
-		return func(name string) (string, error) {
-			if name == tool {
-				return "", errors.New("not found")
-			}
-			return "/usr/bin/" + name, nil
-		}
-	}
-	netnsOK := func() error { return nil }
+	ok := func() error { return nil }
+	fails := func(err error) func() error { return func() error { return err } }
+	noNFT := &missingFeature{what: "nftables with connection tracking is not available", fix: "modprobe nf_tables nft_ct", err: errors.New("no such file or directory")}
 	tests := map[string]struct {
-		euid     int
-		lookPath func(string) (string, error)
-		netns    func() error
-		want     string // substring of the reason; "" means it can run
+		euid  int
+		probe func() error
+		want  []string // substrings of the reason; none means it can run
 	}{
-		"root with everything": {0, found, netnsOK, ""},
-		"not root":             {1000, found, netnsOK, "needs root"},
-		"no ip":                {0, missing("ip"), netnsOK, "the ip command"},
-		"no ping":              {0, missing("ping"), netnsOK, "the ping command"},
-		"no namespaces":        {0, found, func() error { return errors.New("operation not permitted") }, "network namespaces are not available"},
+		"root, lab possible":  {0, ok, nil},
+		"not root":            {1000, ok, []string{"needs root", "sudo"}},
+		"nftables missing":    {0, fails(noNFT), []string{"nftables", "no such file", "modprobe"}},
+		"probe fails plainly": {0, fails(errors.New("operation not permitted")), []string{"operation not permitted"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := linuxPreflight(tc.euid, tc.lookPath, tc.netns)
-			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-				t.Fatalf("linuxPreflight = %q, want %q", got, tc.want)
+			probed := false
+			got := linuxPreflight(tc.euid, func() error { probed = true; return tc.probe() })
+			if tc.euid != 0 && probed {
+				t.Error("probed the kernel without root")
+			}
+			if (len(tc.want) == 0) != (got == "") {
+				t.Fatalf("linuxPreflight = %q, want reasons %q", got, tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("linuxPreflight = %q, want it to contain %q", got, w)
+				}
 			}
 		})
+	}
+}
+
+// TestProbeLab checks the real probe: as root on a machine that can build
+// the lab it finds nothing missing, whatever binaries PATH holds.
+func TestProbeLab(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("probing namespaces, nftables and raw sockets needs root")
+	}
+	t.Setenv("PATH", t.TempDir())
+	if err := probeLab(); err != nil {
+		var m *missingFeature
+		if !errors.As(err, &m) || m.fix == "" {
+			t.Fatalf("probeLab = %v: want a *missingFeature saying how to fix it", err)
+		}
+		t.Skip(err)
 	}
 }
 

@@ -10,9 +10,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // TCPConnect opens a TCP connection from namespace ns to addr and closes it.
@@ -111,14 +114,104 @@ func exchange(ctx context.Context, conn net.Conn, timeout time.Duration) error {
 }
 
 // Ping sends one ICMP echo request (ICMPv6 for an IPv6 address) from
-// namespace ns to addr with iputils ping and returns nil when a reply came
-// within timeout.
+// namespace ns to addr and returns nil when the matching echo reply came
+// within timeout or before ctx ended. It runs no ping binary: the request
+// goes out on a raw ICMP socket created inside ns (binding it there), which
+// needs CAP_NET_RAW; unprivileged datagram ICMP is not used because
+// net.ipv4.ping_group_range disables it by default. Every raw ICMP socket of
+// the namespace sees every echo reply, so the reply must match this
+// request's source address, identifier, sequence number and random payload:
+// concurrent pings from one namespace do not answer each other.
 func Ping(ctx context.Context, ns string, addr netip.Addr, timeout time.Duration) error {
-	wait := strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64)
-	if _, err := Run(ctx, ns, "ping", "-n", "-q", "-c", "1", "-W", wait, addr.String()); err != nil {
+	addr = addr.Unmap()
+	var conn *icmp.PacketConn
+	err := Do(ns, func() error {
+		c, err := listenICMP(addr.Is6())
+		conn = c
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("opening a raw ICMP socket in %q: %w", ns, err)
+	}
+	defer conn.Close()
+	if err := echoICMP(ctx, conn, addr, timeout); err != nil {
 		return fmt.Errorf("pinging %s from %q: %w", addr, ns, err)
 	}
 	return nil
+}
+
+// listenICMP opens a raw ICMP (or ICMPv6) socket in the calling thread's
+// namespace that the kernel hands echo replies only: a raw socket also
+// receives requests, errors and, for ICMPv6, all neighbour discovery.
+func listenICMP(v6 bool) (*icmp.PacketConn, error) {
+	if v6 {
+		c, err := icmp.ListenPacket("ip6:ipv6-icmp", "")
+		if err != nil {
+			return nil, err
+		}
+		var f ipv6.ICMPFilter
+		f.SetAll(true)
+		f.Accept(ipv6.ICMPTypeEchoReply)
+		if err := c.IPv6PacketConn().SetICMPFilter(&f); err != nil {
+			return nil, errors.Join(fmt.Errorf("filtering ICMPv6 to echo replies: %w", err), c.Close())
+		}
+		return c, nil
+	}
+	c, err := icmp.ListenPacket("ip4:icmp", "")
+	if err != nil {
+		return nil, err
+	}
+	var f ipv4.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv4.ICMPTypeEchoReply)
+	if err := c.IPv4PacketConn().SetICMPFilter(&f); err != nil {
+		return nil, errors.Join(fmt.Errorf("filtering ICMP to echo replies: %w", err), c.Close())
+	}
+	return c, nil
+}
+
+// echoICMP sends one echo request to addr on conn and waits for its reply.
+func echoICMP(ctx context.Context, conn *icmp.PacketConn, addr netip.Addr, timeout time.Duration) error {
+	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
+		return fmt.Errorf("setting deadline: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	want := &icmp.Echo{ID: int(id[0])<<8 | int(id[1]), Seq: int(id[2])<<8 | int(id[3]), Data: token()}
+	req := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: want}
+	replyType, proto := icmp.Type(ipv4.ICMPTypeEchoReply), 1 // IANA protocol numbers
+	if addr.Is6() {
+		// The kernel fills in the ICMPv6 checksum, which covers a
+		// pseudo-header this socket does not know yet.
+		req.Type, replyType, proto = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply, 58
+	}
+	b, err := req.Marshal(nil)
+	if err != nil {
+		return fmt.Errorf("encoding the echo request: %w", err)
+	}
+	if _, err := conn.WriteTo(b, &net.IPAddr{IP: addr.AsSlice(), Zone: addr.Zone()}); err != nil {
+		return fmt.Errorf("sending the echo request: %w", errors.Join(ctx.Err(), err))
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("waiting for the echo reply: %w", errors.Join(ctx.Err(), err))
+		}
+		if ip, ok := from.(*net.IPAddr); !ok || !ip.IP.Equal(addr.AsSlice()) {
+			continue
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != replyType {
+			continue
+		}
+		if got, ok := m.Body.(*icmp.Echo); ok && got.ID == want.ID && got.Seq == want.Seq && bytes.Equal(got.Data, want.Data) {
+			return nil
+		}
+	}
 }
 
 // EchoServer is a TCP and UDP echo server running inside a namespace: the

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -10,21 +13,24 @@ import (
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	var serve string
-	var noLinux bool
+	var asJSON, noLinux, noSample bool
+	var serve, dir string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole path on an embedded simulated vCenter: alert, policy, evidence, isolation, verification, audit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opt := demo.Options{Serve: serve, Token: os.Getenv("WARDEN_API_TOKEN")}
+			if noSample && serve == "" {
+				return errors.New("--no-sample needs --serve: without the sample alert there is nothing to show until you send one")
+			}
+			envToken := os.Getenv("WARDEN_API_TOKEN")
+			opt := demo.Options{Serve: serve, NoSample: noSample, Token: envToken, Dir: dir}
 			if serve != "" || g.logLevel == "debug" {
 				opt.Log = g.logger()
 			}
-			opt.Ready = func(url, token string) {
-				fmt.Fprintf(g.errw, "warden demo: API at %s\nwarden demo: token %s\nwarden demo: try: WARDEN_SERVER=%s WARDEN_API_TOKEN=%s warden gateways list\nwarden demo: Ctrl-C to stop\n", url, token, url, token)
-			}
+			opt.Ready = func(url, token string) { printDemoReady(g.errw, url, token, envToken != "") }
+			// Run removes its temporary directory itself, also when the
+			// context ends (Ctrl-C, SIGTERM: main's signal.NotifyContext).
 			res, err := demo.Run(cmd.Context(), opt)
 			if err != nil {
 				return err
@@ -33,7 +39,11 @@ func newDemoCmd(g *globals) *cobra.Command {
 			// plainly when it cannot run.
 			var lres demo.LinuxResult
 			if !noLinux && serve == "" {
-				lres, err = demo.RunLinux(cmd.Context(), demo.LinuxOptions{Log: opt.Log})
+				lopt := demo.LinuxOptions{Log: opt.Log}
+				if dir != "" {
+					lopt.Dir = filepath.Join(dir, "linux")
+				}
+				lres, err = demo.RunLinux(cmd.Context(), lopt)
 				if err != nil {
 					return err
 				}
@@ -57,6 +67,9 @@ func newDemoCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if noSample {
+				return nil
+			}
 			if !res.Verified || !res.AuditOK {
 				return demo.ErrNotContained
 			}
@@ -69,5 +82,20 @@ func newDemoCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&noLinux, "no-linux", false, "skip the Linux part (network namespaces, real quarantine; needs root)")
 	cmd.Flags().StringVar(&serve, "serve", "", "keep the demo controller and API running on ADDR (e.g. 127.0.0.1:8780) until interrupted")
+	cmd.Flags().BoolVar(&noSample, "no-sample", false, "with --serve: send no sample alert, so gw-osaka is untouched until you submit one (examples/*.json)")
+	cmd.Flags().StringVar(&dir, "dir", "", "keep the store, evidence and reports in DIR (default: a temporary directory, removed on exit)")
 	return cmd
+}
+
+// printDemoReady tells the person where the demo serves. The token is
+// printed only when the demo generated it: one taken from WARDEN_API_TOKEN
+// is the person's own and stays out of terminal scrollback and logs.
+func printDemoReady(w io.Writer, url, token string, fromEnv bool) {
+	fmt.Fprintf(w, "warden demo: API at %s\n", url)
+	if fromEnv {
+		fmt.Fprintf(w, "warden demo: uses the API token from WARDEN_API_TOKEN\nwarden demo: try: WARDEN_SERVER=%s warden gateways list\n", url)
+	} else {
+		fmt.Fprintf(w, "warden demo: token %s\nwarden demo: try: WARDEN_SERVER=%s WARDEN_API_TOKEN=%s warden gateways list\n", token, url, token)
+	}
+	fmt.Fprintln(w, "warden demo: Ctrl-C to stop")
 }
