@@ -116,6 +116,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("GET", "/v1/runs", true, s.listRuns)
 	s.handle("GET", "/v1/runs/{id}", true, s.getRun)
 	s.handle("POST", "/v1/runs/{id}/approve", true, s.approveRun)
+	s.handle("POST", "/v1/indicators/{id}/resolve", true, s.resolveIndicator)
 	s.handle("POST", "/v1/runs/{id}/cancel", true, s.cancelRun)
 	s.handle("POST", "/v1/runbooks/{name}/runs", true, s.startRunbook)
 	s.handle("GET", "/v1/gateways", true, s.listGateways)
@@ -615,6 +616,29 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 	s.runDecision(w, r, "approves", func(id, actor string, req approveRequest) (store.Run, error) {
 		return s.opt.Controller.Approve(r.Context(), id, actor, req.Comment)
 	})
+}
+
+// resolveIndicator records that a person judged an indicator no longer a
+// threat: the only way past a release's no-live-threat gate.
+func (s *Server) resolveIndicator(w http.ResponseWriter, r *http.Request) {
+	var req approveRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.By) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who resolves the indicator"})
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "reason", Reason: "is required: why the indicator is no longer a threat"})
+		return
+	}
+	id := r.PathValue("id")
+	if err := s.opt.Controller.ResolveIndicator(r.Context(), id, "api:"+req.By, req.Reason); err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"indicator": id, "resolved_by": "api:" + req.By})
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {

@@ -101,7 +101,7 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
 	submit.Flags().StringVar(&format, "format", "warden", "warden or alertmanager")
 	submit.Flags().StringVar(&secretFile, "secret-file", "", "file holding intake.webhook_secret: sign the body (X-Warden-Signature), each attempt anew; the secret is never printed")
-	cmd.AddCommand(submit)
+	cmd.AddCommand(submit, newIndicatorResolveCmd(g))
 	return cmd
 }
 
