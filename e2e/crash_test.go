@@ -6,22 +6,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 	"gopkg.in/yaml.v3"
 
+	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/notify"
 	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 	"github.com/warden-ir/warden/store"
@@ -51,19 +56,38 @@ func freeAddr(t *testing.T) string {
 
 type proc struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *procLog
+}
+
+// procLog collects a process's output; it may be read while the process
+// runs.
+type procLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *procLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *procLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startServe(t *testing.T, bin, cfgPath string, env []string) *proc {
 	t.Helper()
-	var buf bytes.Buffer
+	buf := &procLog{}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, log: &buf}
+	p := &proc{cmd: cmd, log: buf}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
@@ -122,25 +146,197 @@ func (a apiCall) run(ctx context.Context, id string) (store.Run, error) {
 	return r, json.Unmarshal(data, &r)
 }
 
-// TestCrashMidRunResumesWithoutRepeatingSideEffects kills a real `warden
-// serve` with SIGKILL while the isolate step's vCenter task is in flight,
-// starts it again, and checks that the run finishes, the snapshot taken
-// before the crash is not taken again, the VM ends up quarantined with its
-// original networks still on record (release restores them), and the audit
-// chain is intact.
-func TestCrashMidRunResumesWithoutRepeatingSideEffects(t *testing.T) {
+// The crash matrix kills a real `warden serve` (SIGKILL) in the middle of a
+// step that drives a vCenter task, starts it again on the same store, and
+// checks that the run finishes once with every side effect done once.
+const (
+	crashGateway = "gw-osaka"
+	// crashTaskDelay keeps an in-flight task running across a kill and a
+	// quick restart, and ends it while a slow restart is still down.
+	crashTaskDelay = 3 * time.Second
+)
+
+// crashTask is the simulator task each crashed step drives.
+var crashTask = map[string]string{
+	actions.NameSnapshot: vsim.TaskCreateSnapshot,
+	actions.NameIsolate:  vsim.TaskReconfigure,
+	actions.NameRelease:  vsim.TaskReconfigure,
+}
+
+// TestCrashMidStepFinishesOnce is the vSphere part of the crash matrix. For
+// each of snapshot, isolate and release it kills the controller
+//
+//   - in flight: while the step's vCenter task runs (delayed in the
+//     simulator), checked through a client of the test's own before and
+//     after the kill;
+//   - at the step boundary: after vCenter finished the task but before the
+//     controller learned it (its wait for the task is held), so the step is
+//     still recorded as running;
+//
+// then restarts it after 0.1 s, or after 5 s (the in-flight task has ended
+// meanwhile). The run must succeed once, with one snapshot task and one
+// snapshot, one reconfiguration per isolation or release, one notification
+// per run on the channel, and an intact audit chain (`warden audit verify`).
+// The simulator's task delays are a package global: these cases must not
+// run in parallel.
+func TestCrashMidStepFinishesOnce(t *testing.T) {
 	bin := buildWarden(t)
-	ctx := t.Context()
-	lab, err := vsim.Start(ctx, vsim.Options{})
-	if err != nil {
-		t.Fatal(err)
+	tests := map[string]struct {
+		step         string
+		inFlight     bool
+		restartAfter time.Duration
+	}{
+		"snapshot in flight, restart 0.1s": {actions.NameSnapshot, true, 100 * time.Millisecond},
+		"snapshot in flight, restart 5s":   {actions.NameSnapshot, true, 5 * time.Second},
+		"snapshot at boundary":             {actions.NameSnapshot, false, 100 * time.Millisecond},
+		"isolate in flight, restart 0.1s":  {actions.NameIsolate, true, 100 * time.Millisecond},
+		"isolate in flight, restart 5s":    {actions.NameIsolate, true, 5 * time.Second},
+		"isolate at boundary":              {actions.NameIsolate, false, 100 * time.Millisecond},
+		"release in flight, restart 0.1s":  {actions.NameRelease, true, 100 * time.Millisecond},
+		"release in flight, restart 5s":    {actions.NameRelease, true, 5 * time.Second},
+		"release at boundary":              {actions.NameRelease, false, 100 * time.Millisecond},
 	}
-	defer lab.Close()
-	// Slow the reconfigure task down so the kill lands while it is in
-	// flight; let readers through while it waits. TaskDelay is a package
-	// global of the simulator: this test must not run in parallel.
-	simulator.TaskDelay.MethodDelay = map[string]int{"ReconfigVM": 1500, "LockHandoff": 0}
-	defer func() { simulator.TaskDelay.MethodDelay = nil }()
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newCrashEnv(t, bin)
+			ctx := t.Context()
+			task := crashTask[tc.step]
+			first := e.serve()
+
+			incident, runID, runs := "", "", 1
+			if tc.step == actions.NameRelease {
+				var contain string
+				incident, contain = e.alert()
+				if r := e.waitRun(contain); r.State != store.RunSucceeded {
+					t.Fatalf("containment before the release: %s %q\n%s", r.State, r.Error, first.log)
+				}
+				runs = 2
+			}
+			before := len(e.tasks(task))
+
+			// Arm the kill point. Delays are set and cleared only while
+			// no task runs (the read of the tasks above, and the last one
+			// below, order the simulator's reads before these writes).
+			unhold := func() {}
+			if tc.inFlight {
+				vsim.SetTaskDelays(map[string]time.Duration{task: crashTaskDelay})
+				defer vsim.SetTaskDelays(nil)
+			} else {
+				unhold = e.lab.HoldTaskWaits(task)
+				defer unhold()
+			}
+			if tc.step == actions.NameRelease {
+				runID = e.startRelease()
+			} else {
+				incident, runID = e.alert()
+			}
+			wantTask := types.TaskInfoStateRunning
+			if !tc.inFlight {
+				wantTask = types.TaskInfoStateSuccess
+			}
+			waitFor(t, tc.step+" step running with its task "+string(wantTask), 60*time.Second, func() (bool, error) {
+				r, err := e.api.run(ctx, runID)
+				if err != nil || stepOf(t, r, tc.step).State != store.StepRunning {
+					return false, err
+				}
+				ts := e.tasks(task)
+				return len(ts) == before+1 && ts[before].State == wantTask, nil
+			})
+			first.kill(t)
+
+			// The kill landed where it was meant to.
+			mid := e.storedRun(runID)
+			if mid.State != store.RunRunning || stepOf(t, mid, tc.step).State != store.StepRunning {
+				t.Fatalf("after the kill the store says run %s, step %s %s; want both running", mid.State, tc.step, stepOf(t, mid, tc.step).State)
+			}
+			ts := e.tasks(task)
+			if len(ts) != before+1 {
+				t.Fatalf("after the kill: %d %s tasks, want 1", len(ts)-before, task)
+			}
+			if got := ts[before].State; tc.inFlight && got != types.TaskInfoStateRunning {
+				t.Fatalf("after the kill the %s task is %s: the kill did not land while it was in flight", task, got)
+			}
+			unhold() // the restarted controller's waits go through
+
+			time.Sleep(tc.restartAfter) // the scenario, not a wait for a condition
+			second := e.serve()
+			final := e.waitRun(runID)
+			if final.State != store.RunSucceeded {
+				t.Fatalf("resumed run %s: %q\nlog:\n%s", final.State, final.Error, second.log)
+			}
+			for _, s := range final.Steps {
+				want := 1
+				if s.Action == tc.step {
+					want = 2 // in flight at the kill, once after
+				}
+				if s.State == store.StepSucceeded && s.Attempts != want {
+					t.Errorf("step %s: %d attempts, want %d", s.Name, s.Attempts, want)
+				}
+			}
+			if strings.Contains(second.log.String(), "already in flight") {
+				t.Logf("the restarted controller waited for the task the first one left in flight")
+			}
+
+			// vCenter did each thing once.
+			e.assertTaskCounts(map[string]int{vsim.TaskCreateSnapshot: 1, vsim.TaskReconfigure: runs})
+			vm := e.observe()
+			if len(vm.Snapshots) != 1 || vm.Snapshots[0].Name != "warden-"+incident {
+				t.Errorf("snapshots %+v, want only warden-%s", vm.Snapshots, incident)
+			}
+			if tc.step == actions.NameRelease {
+				if vm.Quarantined || networks(vm) != "vpn-transit,vpn-lan" {
+					t.Errorf("after the release: quarantined=%t networks %s", vm.Quarantined, networks(vm))
+				}
+			} else if !vm.Quarantined {
+				t.Errorf("after the containment the vm is not quarantined: %+v", vm)
+			}
+			e.assertOneNotificationPerRun(runs)
+
+			if tc.step == actions.NameIsolate {
+				// The originals recorded before the crash survived the
+				// repeat: release puts the NICs back where they were.
+				vsim.SetTaskDelays(nil)
+				rel := e.waitRun(e.startRelease())
+				vm := e.observe()
+				if rel.State != store.RunSucceeded || vm.Quarantined || networks(vm) != "vpn-transit,vpn-lan" {
+					t.Fatalf("release after the resumed isolation: %s %q, vm networks %s", rel.State, rel.Error, networks(vm))
+				}
+				e.assertTaskCounts(map[string]int{vsim.TaskReconfigure: 2})
+				e.assertOneNotificationPerRun(2)
+			}
+
+			second.stop(t)
+			e.assertAudit(runID)
+			for _, p := range []*proc{first, second} {
+				if strings.Contains(p.log.String(), e.lab.Password) {
+					t.Error("vCenter password in the controller log")
+				}
+			}
+		})
+	}
+}
+
+// crashEnv is one case's world: a simulator, a store and config on disk, a
+// loopback notification receiver, and the controllers started on them.
+type crashEnv struct {
+	t       *testing.T
+	bin     string
+	lab     *vsim.Lab
+	cfgPath string
+	dbPath  string
+	env     []string
+	api     apiCall
+	hooks   *webhookCounter
+}
+
+func newCrashEnv(t *testing.T, bin string) *crashEnv {
+	t.Helper()
+	lab, err := vsim.Start(t.Context(), vsim.Options{})
+	if err != nil {
+		t.Fatalf("starting the simulator: %v", err)
+	}
+	t.Cleanup(lab.Close)
+	hooks := startWebhookCounter(t)
 
 	vc := lab.Config()
 	cfg := config.Defaults()
@@ -149,7 +345,10 @@ func TestCrashMidRunResumesWithoutRepeatingSideEffects(t *testing.T) {
 	cfg.Inventory = demo.Inventory()
 	cfg.VSphere = config.VSphere{URL: vc.URL, Username: vc.Username, CAFile: vc.CAFile,
 		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
+	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: hooks.url}}}
+	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	cfg.Reconcile.Interval = time.Hour
+	cfg.Drift.Interval = 0
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -159,136 +358,236 @@ func TestCrashMidRunResumesWithoutRepeatingSideEffects(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := "crash-test-token-0123456789"
-	env := []string{"WARDEN_SERVER_API_TOKEN=" + token, "WARDEN_VSPHERE_PASSWORD=" + vc.Password}
-	api := apiCall{base: "http://" + cfg.Server.Listen, token: token}
-	ready := func() (bool, error) {
-		code, _, err := api.do(ctx, "GET", "/readyz", nil)
-		return code == 200, err
+	return &crashEnv{
+		t: t, bin: bin, lab: lab, cfgPath: cfgPath, dbPath: cfg.Store.Path,
+		env:   []string{"WARDEN_SERVER_API_TOKEN=" + token, "WARDEN_VSPHERE_PASSWORD=" + vc.Password},
+		api:   apiCall{base: "http://" + cfg.Server.Listen, token: token},
+		hooks: hooks,
 	}
+}
 
-	first := startServe(t, bin, cfgPath, env)
-	waitFor(t, "first controller ready", 30*time.Second, ready)
-	code, body, err := api.do(ctx, "POST", "/v1/intake/alertmanager", demo.SampleAlert(time.Now()))
+// serve starts a controller and waits until it is ready.
+func (e *crashEnv) serve() *proc {
+	e.t.Helper()
+	p := startServe(e.t, e.bin, e.cfgPath, e.env)
+	waitFor(e.t, "controller ready", 30*time.Second, func() (bool, error) {
+		code, _, err := e.api.do(e.t.Context(), "GET", "/readyz", nil)
+		return code == http.StatusOK, err
+	})
+	return p
+}
+
+// alert posts the demo alert about gw-osaka and returns the incident and
+// the containment run it started.
+func (e *crashEnv) alert() (incident, run string) {
+	e.t.Helper()
+	code, body, err := e.api.do(e.t.Context(), "POST", "/v1/intake/alertmanager", demo.SampleAlert(time.Now()))
 	if err != nil || code != http.StatusAccepted {
-		t.Fatalf("intake: %d %v %s", code, err, body)
+		e.t.Fatalf("posting the alert: %d %v %s", code, err, body)
 	}
 	var accepted struct {
 		Results []struct {
-			Matched bool   `json:"matched"`
-			RunID   string `json:"run_id"`
+			Matched    bool   `json:"matched"`
+			IncidentID string `json:"incident_id"`
+			RunID      string `json:"run_id"`
 		} `json:"results"`
 	}
-	_ = json.Unmarshal(body, &accepted)
-	runID := ""
+	if err := json.Unmarshal(body, &accepted); err != nil {
+		e.t.Fatalf("decoding the intake answer: %v", err)
+	}
 	for _, r := range accepted.Results {
-		if r.Matched {
-			runID = r.RunID
+		if r.Matched && r.RunID != "" {
+			return r.IncidentID, r.RunID
 		}
 	}
-	if runID == "" {
-		t.Fatalf("no run started: %s", body)
-	}
-	waitFor(t, "isolate step in flight", 30*time.Second, func() (bool, error) {
-		r, err := api.run(ctx, runID)
-		return err == nil && len(r.Steps) > 2 && r.Steps[2].State == store.StepRunning, err
-	})
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.cmd.Wait()
+	e.t.Fatalf("the alert started no run: %s", body)
+	return "", ""
+}
 
-	// Offline, the store says the run was interrupted mid-isolate.
-	st, err := store.Open(ctx, cfg.Store.Path, "full")
-	if err != nil {
-		t.Fatal(err)
+// startRelease starts and approves the release of gw-osaka (overriding the
+// gates this lab cannot meet: no agent, no credentials).
+func (e *crashEnv) startRelease() string {
+	e.t.Helper()
+	ctx := e.t.Context()
+	code, body, err := e.api.do(ctx, "POST", "/v1/runbooks/release-gateway/runs",
+		[]byte(`{"gateway":"`+crashGateway+`","by":"alice","override_reason":"crash test: no agent to check the baseline"}`))
+	if err != nil || code != http.StatusAccepted {
+		e.t.Fatalf("starting the release: %d %v %s", code, err, body)
 	}
-	mid, err := st.Run(ctx, runID)
-	st.Close()
-	if err != nil || mid.State != store.RunRunning || mid.Steps[1].State != store.StepSucceeded || mid.Steps[2].State != store.StepRunning {
-		t.Fatalf("state after kill: %+v %v", mid, err)
+	var rel store.Run
+	if err := json.Unmarshal(body, &rel); err != nil || rel.ID == "" {
+		e.t.Fatalf("decoding the release run: %v %s", err, body)
 	}
-	// Let the simulator's in-flight task finish, as vCenter would.
-	simulator.TaskDelay.MethodDelay = nil
-	time.Sleep(2 * time.Second)
+	if code, body, err := e.api.do(ctx, "POST", "/v1/runs/"+rel.ID+"/approve", []byte(`{"by":"bob"}`)); err != nil || code != http.StatusOK {
+		e.t.Fatalf("approving the release: %d %v %s", code, err, body)
+	}
+	return rel.ID
+}
 
-	second := startServe(t, bin, cfgPath, env)
-	waitFor(t, "second controller ready", 30*time.Second, ready)
+func (e *crashEnv) waitRun(id string) store.Run {
+	e.t.Helper()
 	var final store.Run
-	waitFor(t, "resumed run to finish", 60*time.Second, func() (bool, error) {
-		r, err := api.run(ctx, runID)
+	waitFor(e.t, "run "+id+" to finish", 60*time.Second, func() (bool, error) {
+		r, err := e.api.run(e.t.Context(), id)
 		final = r
 		return err == nil && r.Terminal(), err
 	})
-	if final.State != store.RunSucceeded {
-		t.Fatalf("resumed run %s: %s\nlog:\n%s", final.State, final.Error, second.log)
-	}
-	if final.Steps[1].Attempts != 1 {
-		t.Fatalf("snapshot step ran %d times", final.Steps[1].Attempts)
-	}
-	if final.Steps[2].Attempts != 2 {
-		t.Fatalf("isolate attempts %d, want 2 (in flight at the kill, once after)", final.Steps[2].Attempts)
-	}
+	return final
+}
 
-	p, err := vsphere.Connect(ctx, vc, nil)
+// storedRun reads a run from the store directly (no controller running).
+func (e *crashEnv) storedRun(id string) store.Run {
+	e.t.Helper()
+	st, err := store.Open(e.t.Context(), e.dbPath, "full")
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
-	vm, err := p.ObserveVM(ctx, "gw-osaka")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !vm.Quarantined || len(vm.Snapshots) != 1 {
-		t.Fatalf("after resume: quarantined=%t snapshots=%d", vm.Quarantined, len(vm.Snapshots))
-	}
-	// The originals recorded before the crash survived the repeat: release
-	// puts the NICs back where they were.
-	code, body, err = api.do(ctx, "POST", "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","override_reason":"crash test: no agent to check the baseline"}`))
-	if err != nil || code != http.StatusAccepted {
-		t.Fatalf("release: %d %v %s", code, err, body)
-	}
-	var rel store.Run
-	_ = json.Unmarshal(body, &rel)
-	if code, body, err := api.do(ctx, "POST", "/v1/runs/"+rel.ID+"/approve", []byte(`{"by":"bob"}`)); err != nil || code != http.StatusOK {
-		t.Fatalf("approving the release: %d %v %s", code, err, body)
-	}
-	waitFor(t, "release", 60*time.Second, func() (bool, error) {
-		r, err := api.run(ctx, rel.ID)
-		rel = r
-		return err == nil && r.Terminal(), err
-	})
-	vm, _ = p.ObserveVM(ctx, "gw-osaka")
-	if rel.State != store.RunSucceeded || vm.Quarantined || networks(vm) != "vpn-transit,vpn-lan" {
-		t.Fatalf("release %s %q, VM %s", rel.State, rel.Error, networks(vm))
-	}
-
-	_ = second.cmd.Process.Signal(syscall.SIGTERM)
-	_ = second.cmd.Wait()
-	st, err = store.Open(ctx, cfg.Store.Path, "full")
-	if err != nil {
-		t.Fatal(err)
+		e.t.Fatalf("opening the store: %v", err)
 	}
 	defer st.Close()
-	if _, err := audit.Verify(ctx, st.DB()); err != nil {
-		t.Fatal(err)
+	r, err := st.Run(e.t.Context(), id)
+	if err != nil {
+		e.t.Fatalf("reading run %s: %v", id, err)
 	}
-	es, _ := audit.List(ctx, st.DB(), "")
-	snapshotApplies, resumed := 0, false
-	for _, e := range es {
-		if e.Action == "step.apply" && strings.Contains(string(e.Data), `"action":"snapshot"`) {
-			snapshotApplies++
+	return r
+}
+
+// tasks returns the simulator's tasks called name on the gateway's VM,
+// oldest first, read through a client of the test's own.
+func (e *crashEnv) tasks(name string) []types.TaskInfo {
+	e.t.Helper()
+	all, err := e.lab.Tasks(e.t.Context(), crashGateway)
+	if err != nil {
+		e.t.Fatalf("reading the vm's tasks: %v", err)
+	}
+	var out []types.TaskInfo
+	for _, ti := range all {
+		if ti.Name == name {
+			out = append(out, ti)
 		}
-		if e.Action == "run.resumed" && e.Run == runID {
-			resumed = true
+	}
+	return out
+}
+
+// assertTaskCounts checks how many tasks of each name vCenter ran on the
+// VM, and that every one of them has ended well.
+func (e *crashEnv) assertTaskCounts(want map[string]int) {
+	e.t.Helper()
+	for name, n := range want {
+		ts := e.tasks(name)
+		if len(ts) != n {
+			e.t.Errorf("%d %s tasks on %s, want %d", len(ts), name, crashGateway, n)
+		}
+		for _, ti := range ts {
+			if ti.State != types.TaskInfoStateSuccess {
+				e.t.Errorf("%s task %s: %s", name, ti.Key, ti.State)
+			}
 		}
 	}
-	if snapshotApplies != 1 || !resumed {
-		t.Fatalf("snapshot applied %d times, resumed audited %t", snapshotApplies, resumed)
+}
+
+func (e *crashEnv) observe() actions.VMState {
+	e.t.Helper()
+	p, err := vsphere.Connect(e.t.Context(), e.lab.Config(), nil)
+	if err != nil {
+		e.t.Fatalf("connecting to the simulator: %v", err)
 	}
-	// The vCenter password never reached the controller's log.
-	for _, l := range []*bytes.Buffer{first.log, second.log} {
-		if strings.Contains(l.String(), vc.Password) {
-			t.Fatal("vCenter password in the controller log")
+	defer p.Close(context.Background())
+	vm, err := p.ObserveVM(e.t.Context(), crashGateway)
+	if err != nil {
+		e.t.Fatalf("observing %s: %v", crashGateway, err)
+	}
+	return vm
+}
+
+// assertOneNotificationPerRun checks that the channel got exactly one post
+// per notify step, i.e. per run.
+func (e *crashEnv) assertOneNotificationPerRun(runs int) {
+	e.t.Helper()
+	posts := e.hooks.posts()
+	if len(posts) != runs {
+		e.t.Errorf("notifications per idempotency key %v, want %d keys", posts, runs)
+	}
+	for key, n := range posts {
+		if n != 1 {
+			e.t.Errorf("notification %q posted %d times", key, n)
 		}
 	}
+}
+
+// assertAudit runs `warden audit verify` on the store and checks that the
+// run was resumed and finished exactly once.
+func (e *crashEnv) assertAudit(runID string) {
+	e.t.Helper()
+	out, err := exec.CommandContext(e.t.Context(), e.bin, "audit", "verify", "--db", e.dbPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "intact") {
+		e.t.Fatalf("warden audit verify: %v\n%s", err, out)
+	}
+	st, err := store.Open(e.t.Context(), e.dbPath, "full")
+	if err != nil {
+		e.t.Fatalf("opening the store: %v", err)
+	}
+	defer st.Close()
+	es, err := audit.List(e.t.Context(), st.DB(), "")
+	if err != nil {
+		e.t.Fatalf("listing the audit log: %v", err)
+	}
+	resumed, finished := 0, 0
+	for _, a := range es {
+		if a.Run != runID {
+			continue
+		}
+		switch a.Action {
+		case "run.resumed":
+			resumed++
+		case "run.succeeded", "run.failed", "run.cancelled":
+			finished++
+		}
+	}
+	if resumed != 1 || finished != 1 {
+		e.t.Errorf("run %s: resumed %d times, finished %d times in the audit log; want 1 and 1", runID, resumed, finished)
+	}
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("killing the controller: %v", err)
+	}
+	_ = p.cmd.Wait()
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stopping the controller: %v", err)
+	}
+	_ = p.cmd.Wait()
+}
+
+// webhookCounter is a loopback notification channel counting the posts it
+// gets per Idempotency-Key.
+type webhookCounter struct {
+	url  string
+	mu   sync.Mutex
+	keys map[string]int
+}
+
+func startWebhookCounter(t *testing.T) *webhookCounter {
+	t.Helper()
+	w := &webhookCounter{keys: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.mu.Lock()
+		w.keys[r.Header.Get(notify.HeaderIdempotencyKey)]++
+		w.mu.Unlock()
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	w.url = srv.URL
+	return w
+}
+
+func (w *webhookCounter) posts() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.keys)
 }

@@ -24,7 +24,9 @@ import (
 //
 // Idempotent: on an isolated VM it changes nothing and returns false. After
 // a partial run (record written, reconfiguration failed) it completes the
-// isolation from the existing record.
+// isolation from the existing record. A reconfiguration still running on
+// the VM (left by a controller that died while waiting for it) is waited
+// for first and never sent twice: the VM read after it ends decides.
 func (p *Provider) IsolateVM(ctx context.Context, vm string) (changed bool, err error) {
 	defer p.lockVM(vm)()
 	err = p.withSession(ctx, func() error {
@@ -35,7 +37,7 @@ func (p *Provider) IsolateVM(ctx context.Context, vm string) (changed bool, err 
 }
 
 func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
-	v, err := p.view(ctx, vm)
+	v, err := p.settledView(ctx, vm)
 	if err != nil {
 		return false, fmt.Errorf("isolating vm %s: %w", vm, err)
 	}
@@ -138,7 +140,8 @@ func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
 //
 // Idempotent: on a VM that is not quarantined and has no record it changes
 // nothing and returns false. A VM that looks quarantined but has no
-// readable record is a terminal error saying what to do by hand.
+// readable record is a terminal error saying what to do by hand. As with
+// IsolateVM, a reconfiguration in flight is waited for, not repeated.
 func (p *Provider) ReleaseVM(ctx context.Context, vm string) (changed bool, err error) {
 	defer p.lockVM(vm)()
 	err = p.withSession(ctx, func() error {
@@ -149,7 +152,7 @@ func (p *Provider) ReleaseVM(ctx context.Context, vm string) (changed bool, err 
 }
 
 func (p *Provider) release(ctx context.Context, vm string) (bool, error) {
-	v, err := p.view(ctx, vm)
+	v, err := p.settledView(ctx, vm)
 	if err != nil {
 		return false, fmt.Errorf("releasing vm %s: %w", vm, err)
 	}
@@ -270,13 +273,28 @@ func restoredBacking(nets netIndex, orig nicRecord) (types.BaseVirtualDeviceBack
 	return nil, fmt.Errorf("recorded backing kind %q: %w", orig.Kind, errInvalid)
 }
 
+// settledView reads the VM's view once no reconfiguration is in flight on
+// it: when one was, it waits for it and reads again, so a step applied
+// again after a crash sees what the first attempt's task did.
+func (p *Provider) settledView(ctx context.Context, vm string) (*vmView, error) {
+	v, err := p.view(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	waited, err := p.awaitRunning(ctx, v.mo, taskReconfigure)
+	if err != nil || !waited {
+		return v, err
+	}
+	return p.view(ctx, vm)
+}
+
 // reconfigure sends one ReconfigVM_Task with the device edits and waits.
 func (p *Provider) reconfigure(ctx context.Context, v *vmView, specs []types.BaseVirtualDeviceConfigSpec) error {
 	task, err := object.NewVirtualMachine(p.vim, v.mo.Self).Reconfigure(ctx, types.VirtualMachineConfigSpec{DeviceChange: specs})
 	if err != nil {
 		return err
 	}
-	return task.Wait(ctx)
+	return p.waitTask(ctx, v.mo.Name, taskReconfigure, task)
 }
 
 // setAttribute writes the record attribute, creating its definition first

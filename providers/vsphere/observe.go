@@ -18,7 +18,9 @@ import (
 )
 
 // vmProps are the VM properties every call reads, in one round trip.
-var vmProps = []string{"name", "runtime.powerState", "config.hardware.device", "customValue", "snapshot"}
+// recentTask lets a change see a task of its own still in flight (see
+// awaitRunning) without another round trip when the list is empty.
+var vmProps = []string{"name", "runtime.powerState", "config.hardware.device", "customValue", "snapshot", "recentTask"}
 
 // nicRecord is what release needs to put one NIC back exactly.
 type nicRecord struct {

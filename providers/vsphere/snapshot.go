@@ -15,7 +15,10 @@ import (
 // Idempotent by name: when a snapshot with that name exists anywhere in the
 // tree it changes nothing and returns false. A same-named snapshot without
 // memory when memory was asked of a running VM is a terminal error, since
-// taking another would leave two snapshots with one name.
+// taking another would leave two snapshots with one name. A snapshot task
+// still running on the VM (this step's, left by a controller that died
+// while waiting, or anyone's) is waited for first, never doubled: the tree
+// read after it ends decides.
 func (p *Provider) SnapshotVM(ctx context.Context, vm, name, description string, memory bool) (changed bool, err error) {
 	defer p.lockVM(vm)()
 	err = p.withSession(ctx, func() error {
@@ -33,6 +36,13 @@ func (p *Provider) snapshot(ctx context.Context, vm, name, description string, m
 	if err != nil {
 		return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
 	}
+	if waited, err := p.awaitRunning(ctx, m, taskSnapshot); err != nil {
+		return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
+	} else if waited {
+		if m, err = p.readVM(ctx, vm); err != nil {
+			return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
+		}
+	}
 	running := m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	if m.Snapshot != nil {
 		for _, s := range flattenSnapshots(m.Snapshot.RootSnapshotList, nil) {
@@ -47,7 +57,7 @@ func (p *Provider) snapshot(ctx context.Context, vm, name, description string, m
 	}
 	task, err := object.NewVirtualMachine(p.vim, m.Self).CreateSnapshot(ctx, name, description, memory && running, false)
 	if err == nil {
-		err = task.Wait(ctx)
+		err = p.waitTask(ctx, m.Name, taskSnapshot, task)
 	}
 	if err != nil {
 		return false, fmt.Errorf("taking snapshot %q of %s: %w", name, m.Name, err)
@@ -57,7 +67,9 @@ func (p *Provider) snapshot(ctx context.Context, vm, name, description string, m
 }
 
 // PowerOffVM powers the VM off (a hard power off, not a guest shutdown: the
-// guest may be hostile). Idempotent: a VM already off returns false.
+// guest may be hostile). Idempotent: a VM already off returns false; a
+// power task still running on the VM is waited for first, then the power
+// state decides.
 func (p *Provider) PowerOffVM(ctx context.Context, vm string) (changed bool, err error) {
 	defer p.lockVM(vm)()
 	err = p.withSession(ctx, func() error {
@@ -72,12 +84,19 @@ func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("powering off vm %s: %w", vm, err)
 	}
+	if waited, err := p.awaitRunning(ctx, m, taskPower); err != nil {
+		return false, fmt.Errorf("powering off vm %s: %w", vm, err)
+	} else if waited {
+		if m, err = p.readVM(ctx, vm); err != nil {
+			return false, fmt.Errorf("powering off vm %s: %w", vm, err)
+		}
+	}
 	if m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
 		return false, nil
 	}
 	task, err := object.NewVirtualMachine(p.vim, m.Self).PowerOff(ctx)
 	if err == nil {
-		err = task.Wait(ctx)
+		err = p.waitTask(ctx, m.Name, taskPower, task)
 	}
 	if fault.IsAlreadyPoweredOffError(err) {
 		return false, nil

@@ -84,6 +84,7 @@ type Lab struct {
 	model  *simulator.Model
 	server *simulator.Server
 	once   sync.Once
+	hold   waitHold
 }
 
 // Start builds and serves a lab on 127.0.0.1. Close it when done.
@@ -96,7 +97,8 @@ func Start(ctx context.Context, opt Options) (*Lab, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("generating lab password: %w", err)
 	}
-	l := &Lab{Username: Username, Password: hex.EncodeToString(secret), Options: opt}
+	l := &Lab{Username: Username, Password: hex.EncodeToString(secret), Options: opt,
+		hold: waitHold{tasks: map[string]chan struct{}{}, collectors: map[types.ManagedObjectReference]chan struct{}{}, closed: make(chan struct{})}}
 
 	m := simulator.VPX()
 	m.Host = 0    // no standalone host: every host is in the cluster and on the switch
@@ -106,6 +108,9 @@ func Start(ctx context.Context, opt Options) (*Lab, error) {
 		return nil, fmt.Errorf("creating simulator inventory: %w", err)
 	}
 	l.model = m
+	// Installed before the server serves anything: the simulator reads
+	// the hook unguarded.
+	m.Map().Handler = l.intercept
 	m.Service.TLS = new(tls.Config)
 	m.Service.RegisterEndpoints = true
 	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(l.Username, l.Password)}
@@ -143,6 +148,7 @@ func validate(opt Options) error {
 // Close stops the simulator and removes its files. Safe to call twice.
 func (l *Lab) Close() {
 	l.once.Do(func() {
+		close(l.hold.closed)
 		if l.server != nil {
 			l.server.Close()
 		}
