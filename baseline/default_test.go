@@ -3,6 +3,7 @@ package baseline
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,6 +19,8 @@ type shippedCase struct {
 	// evidence must appear in some evidence item (source, value or
 	// expected) of the check's result.
 	evidence []string
+	// message must appear in the result's message.
+	message []string
 	// alsoChanges lists other checks the change legitimately affects; every
 	// other check must still pass.
 	alsoChanges []string
@@ -121,8 +124,36 @@ func shippedCases() map[string]shippedCase {
 			setup: func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries 6") }},
 		"max auth tries: unset means OpenSSH default 6": {check: "ssh-max-auth-tries", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3\n", "") }},
-		"max auth tries: not a number": {check: "ssh-max-auth-tries", want: StatusError,
-			setup: func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries many") }},
+		"max auth tries: not a number is invalid (sshd refuses to start)": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:   func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries many") },
+			message: []string{`MaxAuthTries "many"`, "is invalid", "refuses to start"}},
+		"max auth tries: 0 is below the maximum but invalid": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries 0") },
+			evidence: []string{"10-hardening.conf:5"},
+			message:  []string{`MaxAuthTries "0"`, "is invalid"}},
+		"max auth tries: negative is invalid (sshd refuses to start)": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:   func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries -1") },
+			message: []string{"is invalid", "refuses to start"}},
+		"max auth tries: beyond INT_MAX is invalid": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:   func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries 2147483648") },
+			message: []string{"too large"}},
+		"max auth tries: 1 is the smallest valid value": {check: "ssh-max-auth-tries", want: StatusPass,
+			setup: func(f *gatewayFixture) { f.edit(dropIn, "MaxAuthTries 3", "MaxAuthTries 1") }},
+		"max auth tries: first value wins over a later larger one": {check: "ssh-max-auth-tries", want: StatusPass,
+			setup:    func(f *gatewayFixture) { f.appendTo(sshdConfig, "MaxAuthTries 10\n") },
+			evidence: []string{"/etc/ssh/sshd_config:18 (ignored: an earlier value wins)"}},
+		"max auth tries: first value wins over a later smaller one": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.write("/etc/ssh/sshd_config.d/01-early.conf", "MaxAuthTries 8\n") },
+			evidence: []string{"/etc/ssh/sshd_config.d/01-early.conf:1", "10-hardening.conf:5 (ignored: an earlier value wins)"}},
+		"max auth tries: an ignored later line that sshd cannot parse still stops sshd": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:   func(f *gatewayFixture) { f.appendTo(sshdConfig, "MaxAuthTries -3\n") },
+			message: []string{`"-3" at /etc/ssh/sshd_config:18 is invalid`, "refuses to start"}},
+		"max auth tries: 0 in a Match for one user is noted, not failed": {check: "ssh-max-auth-tries", want: StatusPass,
+			setup:   func(f *gatewayFixture) { f.appendTo(sshdConfig, "Match User backup\n    MaxAuthTries 0\n") },
+			message: []string{"set only for some connections"}},
+		"max auth tries: Match all with 0 locks everyone out": {check: "ssh-max-auth-tries", want: StatusFail,
+			setup:   func(f *gatewayFixture) { f.appendTo(sshdConfig, "Match all\n    MaxAuthTries 0\n") },
+			message: []string{"is invalid"}},
 
 		"ciphers: OpenSSH defaults": {check: "ssh-ciphers", want: StatusPass},
 		"ciphers: -pattern removes from the defaults": {check: "ssh-ciphers", want: StatusPass,
@@ -194,12 +225,61 @@ func shippedCases() map[string]shippedCase {
 		"ip_forward: a later file name wins": {check: "sysctl-ip-forward", want: StatusFail,
 			setup:    func(f *gatewayFixture) { f.write("/run/sysctl.d/90-temp.conf", "-net.ipv4.ip_forward = 0\n") },
 			evidence: []string{"/run/sysctl.d/90-temp.conf:1"}},
-		"ip_forward: sysctl.conf is applied last when not linked from sysctl.d": {check: "sysctl-ip-forward", want: StatusFail,
+		"ip_forward: sysctl.conf is not read at boot when not linked from sysctl.d": {check: "sysctl-ip-forward", want: StatusPass,
 			setup: func(f *gatewayFixture) {
 				f.remove("/etc/sysctl.d/99-sysctl.conf")
 				f.appendTo("/etc/sysctl.conf", "net.ipv4.ip_forward=0\n")
 			},
-			evidence: []string{"/etc/sysctl.conf:6"}},
+			evidence: []string{"/etc/sysctl.d/60-gateway.conf:2"}},
+		"ip_forward: set only in an unlinked sysctl.conf is not persisted": {check: "sysctl-ip-forward", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.remove("/etc/sysctl.d/99-sysctl.conf")
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.appendTo("/etc/sysctl.conf", "net.ipv4.ip_forward=1\n")
+			},
+			evidence: []string{notSetAtBoot}},
+		"ip_forward: set in sysctl.conf, read through the 99-sysctl.conf link": {check: "sysctl-ip-forward", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.appendTo("/etc/sysctl.conf", "net.ipv4.ip_forward=1\n")
+			},
+			evidence: []string{"/etc/sysctl.conf:6 (through /etc/sysctl.d/99-sysctl.conf)"}},
+		"ip_forward: sysctl.conf through the link comes after 60-gateway.conf": {check: "sysctl-ip-forward", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.appendTo("/etc/sysctl.conf", "net.ipv4.ip_forward=0\n") },
+			evidence: []string{"/etc/sysctl.conf:6 (through /etc/sysctl.d/99-sysctl.conf)", "/etc/sysctl.d/60-gateway.conf:2 (replaced by /etc/sysctl.conf:6"}},
+		"ip_forward: a 99-sysctl.conf link to a missing sysctl.conf is skipped": {check: "sysctl-ip-forward", want: StatusPass,
+			setup: func(f *gatewayFixture) { f.remove("/etc/sysctl.conf") }},
+		"ip_forward: an exclusion after the assignment leaves it unset at boot": {check: "sysctl-ip-forward", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.write("/usr/lib/sysctl.d/70-unset.conf", "-net.ipv4.ip_forward\n") },
+			evidence: []string{"/usr/lib/sysctl.d/70-unset.conf:1 (excluded from globs; no value)"}},
+		"ip_forward: an empty /etc file masks the vendor file": {check: "sysctl-ip-forward", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.write("/usr/lib/sysctl.d/70-forward.conf", "net.ipv4.ip_forward = 1\n")
+				f.write("/etc/sysctl.d/70-forward.conf", "")
+			}},
+		"ip_forward: /run overrides /usr/local/lib and /usr/lib of the same name": {check: "sysctl-ip-forward", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.write("/usr/lib/sysctl.d/70-forward.conf", "net.ipv4.ip_forward = 0\n")
+				f.write("/usr/local/lib/sysctl.d/70-forward.conf", "net.ipv4.ip_forward = 0\n")
+				f.write("/run/sysctl.d/70-forward.conf", "net.ipv4.ip_forward = 1\n")
+			},
+			evidence: []string{"/run/sysctl.d/70-forward.conf:1"}},
+		"ip_forward: a vendor file in /lib (non-merged /usr) is read last of its name": {check: "sysctl-ip-forward", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.write("/lib/sysctl.d/60-gateway.conf", "net.ipv4.ip_forward = 0\n")
+				f.write("/lib/sysctl.d/80-forward.conf", "net.ipv4.ip_forward = 1\n")
+			},
+			evidence: []string{"/lib/sysctl.d/80-forward.conf:1"}},
+		"ip_forward: a drop-in symlinked to a file inside the image is followed": {check: "sysctl-ip-forward", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.ip_forward = 1\n", "")
+				f.write("/usr/share/gateway/forward.conf", "net.ipv4.ip_forward = 1\n")
+				f.symlink("/usr/share/gateway/forward.conf", "/etc/sysctl.d/70-forward.conf")
+			},
+			evidence: []string{"/usr/share/gateway/forward.conf:1 (through /etc/sysctl.d/70-forward.conf)"}},
 		"ip_forward: sysctl.conf linked as 99-sysctl.conf is applied at that place": {check: "sysctl-ip-forward", want: StatusPass,
 			setup: func(f *gatewayFixture) {
 				f.appendTo("/etc/sysctl.conf", "net.ipv4.ip_forward=0\n")
@@ -223,6 +303,26 @@ func shippedCases() map[string]shippedCase {
 			setup: func(f *gatewayFixture) {
 				f.write("/usr/lib/sysctl.d/99-zz-glob.conf", "net.ipv4.conf.*.rp_filter = 0\n")
 			}},
+		"rp_filter: a glob excluded for the all key leaves it unset": {check: "sysctl-rp-filter", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.conf.all.rp_filter = 2\nnet.ipv4.conf.default.rp_filter = 2\n", "")
+				f.write("/usr/lib/sysctl.d/50-rp.conf", "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter\n")
+			},
+			evidence: []string{"/usr/lib/sysctl.d/50-rp.conf:2 (excluded from globs; no value)", "/usr/lib/sysctl.d/50-rp.conf:1 (glob net/ipv4/conf/*/rp_filter)"}},
+		"rp_filter: a glob restated with the same value keeps its earlier place": {check: "sysctl-rp-filter", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.conf.all.rp_filter = 2\nnet.ipv4.conf.default.rp_filter = 2\n", "")
+				f.write("/usr/lib/sysctl.d/10-a.conf", "net.ipv4.conf.*.rp_filter = 2\n")
+				f.write("/usr/lib/sysctl.d/20-b.conf", "net.ipv4.conf.a*.rp_filter = 0\n")
+				f.write("/etc/sysctl.d/30-c.conf", "net.ipv4.conf.*.rp_filter = 2\n")
+			},
+			evidence: []string{"/usr/lib/sysctl.d/20-b.conf:1 (glob net/ipv4/conf/a*/rp_filter)"}},
+		"rp_filter: a leading slash makes the key literal, not net.ipv4...": {check: "sysctl-rp-filter", want: StatusPass,
+			setup: func(f *gatewayFixture) { f.write("/etc/sysctl.d/90-x.conf", "/net.ipv4.conf.all.rp_filter = 0\n") }},
+		"rp_filter: a slashed key keeps the dot of a VLAN interface": {check: "sysctl-rp-filter", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.write("/etc/sysctl.d/90-vlan.conf", "net/ipv4/conf/eth0.100/rp_filter = 0\nnet.ipv4.conf.eth0/100.rp_filter = 0\n")
+			}},
 		"rp_filter: a glob applies where nothing explicit is set": {check: "sysctl-rp-filter", want: StatusFail,
 			setup: func(f *gatewayFixture) {
 				f.edit(gwSysctl, "net.ipv4.conf.all.rp_filter = 2\nnet.ipv4.conf.default.rp_filter = 2\n", "")
@@ -234,25 +334,76 @@ func shippedCases() map[string]shippedCase {
 		"accept_redirects: IPv6 disabled, its keys are skipped": {check: "sysctl-accept-redirects", want: StatusPass,
 			setup:    func(f *gatewayFixture) { f.remove("/proc/sys/net/ipv6") },
 			evidence: []string{"absent (not supported by this kernel)"}},
+		"accept_redirects: an unlinked sysctl.conf turning them on is not read": {check: "sysctl-accept-redirects", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.remove("/etc/sysctl.d/99-sysctl.conf")
+				f.appendTo("/etc/sysctl.conf", "net.ipv6.conf.all.accept_redirects = 1\n")
+			}},
+		"accept_redirects: a vendor file masked by /dev/null no longer sets them": {check: "sysctl-accept-redirects", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv6.conf.all.accept_redirects = 0\nnet.ipv6.conf.default.accept_redirects = 0\n", "")
+				f.write("/usr/lib/sysctl.d/10-ipv6.conf", "net.ipv6.conf.all.accept_redirects = 0\nnet.ipv6.conf.default.accept_redirects = 0\n")
+				f.symlink("../../dev/null", "/etc/sysctl.d/10-ipv6.conf")
+			},
+			evidence: []string{notSetAtBoot}},
 		"accept_redirects: IPv6 default accepts at runtime": {check: "sysctl-accept-redirects", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.setRuntime("net.ipv6.conf.default.accept_redirects", "1") }},
 
 		"send_redirects: off": {check: "sysctl-send-redirects", want: StatusPass},
+		"send_redirects: a later name in /usr/lib wins over an earlier name in /etc": {check: "sysctl-send-redirects", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.write("/usr/lib/sysctl.d/99-zzz-vendor.conf", "net.ipv4.conf.default.send_redirects = 1\n")
+			},
+			evidence: []string{"/usr/lib/sysctl.d/99-zzz-vendor.conf:1"}},
+		"send_redirects: ; comments are ignored; restating the same value keeps the first source": {check: "sysctl-send-redirects", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.write("/etc/sysctl.d/90-x.conf", "; net.ipv4.conf.all.send_redirects = 1\n  -net.ipv4.conf.all.send_redirects   =   0  \nnot an assignment\n")
+			},
+			evidence: []string{"/etc/sysctl.d/60-gateway.conf:9"}},
 		"send_redirects: on at runtime": {check: "sysctl-send-redirects", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.setRuntime("net.ipv4.conf.all.send_redirects", "1") }},
 
 		"accept_source_route: kernel default, not persisted, is fine": {check: "sysctl-accept-source-route", want: StatusPass},
+		"accept_source_route: an unlinked sysctl.conf turning it on is not read": {check: "sysctl-accept-source-route", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.remove("/etc/sysctl.d/99-sysctl.conf")
+				f.appendTo("/etc/sysctl.conf", "net.ipv4.conf.all.accept_source_route = 1\n")
+			}},
+		"accept_source_route: turned on by sysctl.conf through the link": {check: "sysctl-accept-source-route", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.appendTo("/etc/sysctl.conf", "net.ipv4.conf.all.accept_source_route = 1\n") },
+			evidence: []string{"/etc/sysctl.conf:6 (through /etc/sysctl.d/99-sysctl.conf)"}},
 		"accept_source_route: turned on at runtime": {check: "sysctl-accept-source-route", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.setRuntime("net.ipv4.conf.all.accept_source_route", "1") }},
 
 		"syncookies: on": {check: "sysctl-tcp-syncookies", want: StatusPass},
 		"syncookies: off at runtime": {check: "sysctl-tcp-syncookies", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.setRuntime("net.ipv4.tcp_syncookies", "0") }},
+		"syncookies: an exclusion in a later file cancels an earlier assignment": {check: "sysctl-tcp-syncookies", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.write("/usr/lib/sysctl.d/10-vendor.conf", "net.ipv4.tcp_syncookies = 0\n")
+				f.write("/etc/sysctl.d/20-local.conf", "-net.ipv4.tcp_syncookies\n")
+			},
+			evidence: []string{"/usr/lib/sysctl.d/10-vendor.conf:1 (replaced by /etc/sysctl.d/20-local.conf:1)"}},
+		"syncookies: an ignore-errors assignment still sets the value": {check: "sysctl-tcp-syncookies", want: StatusFail,
+			setup:    func(f *gatewayFixture) { f.write("/etc/sysctl.d/20-local.conf", "-net.ipv4.tcp_syncookies = 0\n") },
+			evidence: []string{"/etc/sysctl.d/20-local.conf:1"}},
 		"syncookies: off in a boot file while on at runtime": {check: "sysctl-tcp-syncookies", want: StatusFail,
 			setup:    func(f *gatewayFixture) { f.appendTo(gwSysctl, "net.ipv4.tcp_syncookies = 0\n") },
 			evidence: []string{"/etc/sysctl.d/60-gateway.conf:13"}},
 
 		"log_martians: on": {check: "sysctl-log-martians", want: StatusPass},
+		"log_martians: set by a glob only": {check: "sysctl-log-martians", want: StatusPass,
+			setup: func(f *gatewayFixture) {
+				f.edit(gwSysctl, "net.ipv4.conf.all.log_martians = 1\nnet.ipv4.conf.default.log_martians = 1\n", "")
+				f.write("/etc/sysctl.d/70-martians.conf", "net.ipv4.conf.*.log_martians = 1\n")
+			},
+			evidence: []string{"/etc/sysctl.d/70-martians.conf:1 (glob net/ipv4/conf/*/log_martians)"}},
+		"log_martians: the last assignment across files wins": {check: "sysctl-log-martians", want: StatusFail,
+			setup: func(f *gatewayFixture) {
+				f.write("/usr/lib/sysctl.d/70-a.conf", "net.ipv4.conf.all.log_martians = 1\n")
+				f.write("/run/sysctl.d/80-b.conf", "net.ipv4.conf.all.log_martians = 0\n")
+			},
+			evidence: []string{"/run/sysctl.d/80-b.conf:1"}},
 		"log_martians: on at runtime only": {check: "sysctl-log-martians", want: StatusFail,
 			setup: func(f *gatewayFixture) { f.edit(gwSysctl, "net.ipv4.conf.default.log_martians = 1\n", "") }},
 
@@ -561,6 +712,11 @@ func TestShippedChecks(t *testing.T) {
 					for _, want := range tc.evidence {
 						if !evidenceMentions(r.Evidence, want) {
 							t.Errorf("%s: no evidence mentions %q: %+v", r.ID, want, r.Evidence)
+						}
+					}
+					for _, want := range tc.message {
+						if !strings.Contains(r.Message, want) {
+							t.Errorf("%s: message %q does not say %q", r.ID, r.Message, want)
 						}
 					}
 					continue

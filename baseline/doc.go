@@ -9,8 +9,9 @@
 //     not belong to a check's type are errors naming file and line) and the
 //     shipped gateway baseline (default/gateway.yaml, embedded);
 //   - faithful readers of what the gateway will really do: sshd's effective
-//     configuration (Include, drop-ins, first value wins, Match blocks),
-//     systemd-sysctl's boot-time precedence next to the runtime value,
+//     configuration (Include, drop-ins, first value wins, Match blocks,
+//     numeric values sshd would refuse), systemd-sysctl's boot-time
+//     resolution (Debian 12) next to the runtime value,
 //     default firewall policies from iptables-save/nft text, listening
 //     sockets from /proc/net, strongSwan proposals, dpkg's version order;
 //   - the integrity manifest (Record) and drift between two reports (Diff);
@@ -23,6 +24,8 @@
 // secrets in evidence (private keys, PSKs and password fields are only ever
 // reported as present or absent), and reaches the OS only through Env: a
 // filesystem Root and the RuntimeReader, FirewallReader and TunnelReader
-// seams, so that tests run on fixture trees and the agent on the real
-// system.
+// seams, so that tests run on fixture trees, the agent on the real system
+// and `warden baseline check` on an image that is not running (OfflineEnv).
+// Under a Root other than "/" it must never read the host: symlinks are
+// resolved inside Root (fs.go).
 package baseline

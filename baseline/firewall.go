@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -274,6 +275,9 @@ func (ev *evaluation) readRulesets(ctx context.Context) ([]Ruleset, error) {
 
 func (ev *evaluation) checkFirewallPolicies(ctx context.Context, c *Check) Result {
 	sets, err := ev.readRulesets(ctx)
+	if errors.Is(err, ErrOffline) {
+		return c.result(StatusSkip, "not applicable offline: default policies are read from the loaded firewall of a running system (boot-time rule files are not interpreted)")
+	}
 	if err != nil {
 		return c.result(StatusError, err.Error())
 	}
@@ -392,6 +396,9 @@ func (l ListenerRule) allows(ln Listener, mgmt []netip.Prefix) bool {
 
 func (ev *evaluation) checkListeners(ctx context.Context, c *Check) Result {
 	ls, err := ev.listeners.get(func() ([]Listener, error) { return ev.env.Runtime.Listeners(ctx) })
+	if errors.Is(err, ErrOffline) {
+		return c.result(StatusSkip, "not applicable offline: listening sockets exist only on a running system")
+	}
 	if err != nil {
 		return c.result(StatusError, err.Error())
 	}

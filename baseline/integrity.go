@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -78,7 +77,7 @@ func (ev *evaluation) hashBuffer() []byte {
 // recordFile hashes a regular file (following symlinks); ok is false for
 // anything else.
 func recordFile(root, p string, buf []byte) (FileRecord, bool, error) {
-	f, err := os.Open(hostPath(root, p))
+	f, err := openIn(root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return FileRecord{}, false, nil
 	}
@@ -160,7 +159,7 @@ type passwdEntry struct {
 
 func (ev *evaluation) readPasswd() ([]passwdEntry, error) {
 	return ev.passwd.get(func() ([]passwdEntry, error) {
-		data, err := os.ReadFile(hostPath(ev.env.Root, "/etc/passwd"))
+		data, err := readFileIn(ev.env.Root, "/etc/passwd")
 		if err != nil {
 			return nil, fmt.Errorf("reading accounts: %w", err)
 		}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 )
@@ -34,7 +33,7 @@ func (p dpkgPackage) present() bool {
 // loadDpkg reads the dpkg status database: one stanza per package instance
 // (Multi-Arch: same packages have one per architecture).
 func loadDpkg(root string) (map[string][]dpkgPackage, error) {
-	f, err := os.Open(hostPath(root, dpkgStatus))
+	f, err := openIn(root, dpkgStatus)
 	if err != nil {
 		return nil, fmt.Errorf("reading dpkg database: %w", err)
 	}

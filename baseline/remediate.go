@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 )
 
 // DropInPath is the sysctl drop-in Remediate maintains. Its name sorts after
-// Debian's 99-sysctl.conf so that it wins over the files shipped by
-// packages; /etc/sysctl.conf (when not linked from sysctl.d) and files
-// sorting later still win, and then the re-evaluation says so.
+// Debian's 99-sysctl.conf (the link to /etc/sysctl.conf) so that it wins
+// over /etc/sysctl.conf and the files shipped by packages; files whose
+// names sort later still win, and then the re-evaluation says so.
 const DropInPath = "/etc/sysctl.d/99-zz-warden-baseline.conf"
 
 // ErrNoSafeRemediation is returned for a check without a remediation marked
@@ -23,8 +20,8 @@ const DropInPath = "/etc/sysctl.d/99-zz-warden-baseline.conf"
 var ErrNoSafeRemediation = errors.New("check has no safe remediation")
 
 // ErrRemediationIncomplete is wrapped when the check still fails after the
-// remediation was applied (for example /etc/sysctl.conf overrides the
-// drop-in).
+// remediation was applied (for example a sysctl.d file sorting after the
+// drop-in overrides it).
 var ErrRemediationIncomplete = errors.New("remediation applied but the check still does not pass")
 
 // RemediationOutcome says what Remediate did.
@@ -86,7 +83,7 @@ func Remediate(ctx context.Context, c *Check, env Env) (RemediationOutcome, erro
 			out.Steps = append(out.Steps, fmt.Sprintf("set %s at runtime: %s → %s", name, normaliseSysctlValue(cur), want))
 			out.Changed = true
 		}
-		if a, ok := boot.lookup(key); !ok || a.Value != want {
+		if bv := boot.lookup(key); !bv.Set || normaliseSysctlValue(bv.By.Value) != want {
 			persist[name] = want
 		}
 	}
@@ -114,8 +111,7 @@ func Remediate(ctx context.Context, c *Check, env Env) (RemediationOutcome, erro
 func writeSysctlDropIn(root string, settings map[string]string) error {
 	type entry struct{ name, value string }
 	entries := map[string]entry{}
-	target := hostPath(root, DropInPath)
-	if data, err := os.ReadFile(target); err == nil {
+	if data, err := readFileIn(root, DropInPath); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)
 			if line == "" || line[0] == '#' || line[0] == ';' {
@@ -142,31 +138,7 @@ func writeSysctlDropIn(root string, settings map[string]string) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s = %s\n", entries[k].name, entries[k].value)
 	}
-	dir := filepath.Dir(target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", path.Dir(DropInPath), err)
-	}
-	tmp, err := os.CreateTemp(dir, ".warden-sysctl-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", DropInPath, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", DropInPath, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", DropInPath, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", DropInPath, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", DropInPath, err)
-	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
+	if err := replaceFileIn(root, DropInPath, []byte(b.String())); err != nil {
 		return fmt.Errorf("writing %s: %w", DropInPath, err)
 	}
 	return nil

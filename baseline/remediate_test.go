@@ -3,6 +3,10 @@ package baseline
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -82,25 +86,76 @@ func (r readOnlyRuntime) Listeners(ctx context.Context) ([]Listener, error) {
 	return r.r.Listeners(ctx)
 }
 
-// TestRemediateOverriddenBySysctlConf: /etc/sysctl.conf (not linked from
-// sysctl.d) is applied after the drop-in, so the remediation cannot hold
+// TestRemediateOverriddenByLaterFile: a sysctl.d file whose name sorts
+// after the drop-in is applied after it, so the remediation cannot hold
 // across a reboot; Remediate says so instead of claiming success.
-func TestRemediateOverriddenBySysctlConf(t *testing.T) {
+func TestRemediateOverriddenByLaterFile(t *testing.T) {
 	b, _ := Default()
 	c, _ := b.Check("sysctl-send-redirects")
 	f := newGatewayFixture(t)
-	f.remove("/etc/sysctl.d/99-sysctl.conf")
-	f.appendTo("/etc/sysctl.conf", "net.ipv4.conf.all.send_redirects = 1\n")
+	f.write("/usr/lib/sysctl.d/zz-vendor.conf", "net.ipv4.conf.all.send_redirects = 1\n")
 	f.setRuntime("net.ipv4.conf.all.send_redirects", "1")
 
 	out, err := Remediate(t.Context(), c, f.env())
 	if !errors.Is(err, ErrRemediationIncomplete) {
 		t.Fatalf("error = %v, want ErrRemediationIncomplete", err)
 	}
-	if out.After.Status != StatusFail || !evidenceMentions(out.After.Evidence, "/etc/sysctl.conf:6") {
+	if out.After.Status != StatusFail || !evidenceMentions(out.After.Evidence, "/usr/lib/sysctl.d/zz-vendor.conf:1") {
 		t.Errorf("after: %+v", out.After)
 	}
 	if got := strings.TrimSpace(f.read("/proc/sys/net/ipv4/conf/all/send_redirects")); got != "0" {
 		t.Errorf("runtime value %q, want 0 (the safe part still applies)", got)
+	}
+}
+
+// TestRemediateUnlinkedSysctlConf: without Debian's 99-sysctl.conf link,
+// systemd-sysctl never reads /etc/sysctl.conf, so what it says cannot undo
+// the drop-in and the remediation holds.
+func TestRemediateUnlinkedSysctlConf(t *testing.T) {
+	b, _ := Default()
+	c, _ := b.Check("sysctl-send-redirects")
+	f := newGatewayFixture(t)
+	f.remove("/etc/sysctl.d/99-sysctl.conf")
+	f.appendTo("/etc/sysctl.conf", "net.ipv4.conf.all.send_redirects = 1\n")
+	f.edit("/etc/sysctl.d/60-gateway.conf", "net.ipv4.conf.all.send_redirects = 0\n", "")
+	f.setRuntime("net.ipv4.conf.all.send_redirects", "1")
+
+	out, err := Remediate(t.Context(), c, f.env())
+	if err != nil {
+		t.Fatalf("error = %v; after: %+v", err, out.After)
+	}
+	if out.After.Status != StatusPass || !evidenceMentions(out.After.Evidence, DropInPath+":") {
+		t.Errorf("after: %+v", out.After)
+	}
+}
+
+// TestRemediateStaysInsideRoot: with /etc/sysctl.d an absolute symlink in
+// a mounted root, the drop-in is written where the gateway will read it
+// (inside the root), never through the link onto the host.
+func TestRemediateStaysInsideRoot(t *testing.T) {
+	b, _ := Default()
+	c, _ := b.Check("sysctl-send-redirects")
+	f := newGatewayFixture(t)
+	hostDir := filepath.Join(t.TempDir(), "host-sysctl.d")
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway keeps its sysctl.d under /srv/sysctl.d; on the host the
+	// same absolute path is hostDir.
+	f.remove("/etc/sysctl.d")
+	f.write(hostDir+"/60-gateway.conf", goodSysctl)
+	f.symlink("../sysctl.conf", hostDir+"/99-sysctl.conf")
+	f.symlink(hostDir, "/etc/sysctl.d")
+	f.setRuntime("net.ipv4.conf.all.send_redirects", "1")
+	f.edit(hostDir+"/60-gateway.conf", "net.ipv4.conf.all.send_redirects = 0\n", "")
+
+	if _, err := Remediate(t.Context(), c, f.env()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(hostDir, path.Base(DropInPath))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the drop-in was written on the host through the link: %v", err)
+	}
+	if !strings.Contains(f.read(hostDir+"/"+path.Base(DropInPath)), "net.ipv4.conf.all.send_redirects = 0") {
+		t.Error("the drop-in is not inside the root")
 	}
 }

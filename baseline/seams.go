@@ -77,7 +77,7 @@ func (p ProcRuntime) Sysctl(_ context.Context, key string) (string, error) {
 	if err := checkSysctlKey(key); err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(hostPath(p.root(), path.Join("/proc/sys", key)))
+	b, err := readFileIn(p.root(), path.Join("/proc/sys", key))
 	if err != nil {
 		return "", fmt.Errorf("reading sysctl %s: %w", key, err)
 	}
@@ -89,7 +89,7 @@ func (p ProcRuntime) SetSysctl(_ context.Context, key, value string) error {
 	if err := checkSysctlKey(key); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(hostPath(p.root(), path.Join("/proc/sys", key)), os.O_WRONLY|os.O_TRUNC, 0)
+	f, err := openWriteIn(p.root(), path.Join("/proc/sys", key))
 	if err != nil {
 		return fmt.Errorf("setting sysctl %s: %w", key, err)
 	}
@@ -113,7 +113,7 @@ func (p ProcRuntime) Listeners(ctx context.Context) ([]Listener, error) {
 			return nil, err
 		}
 		src := "/proc/net/" + table
-		f, err := os.Open(hostPath(p.root(), src))
+		f, err := openIn(p.root(), src)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -203,6 +203,49 @@ func parseProcNetEndpoint(s string) (netip.AddrPort, error) {
 	}
 	a, _ := netip.AddrFromSlice(raw)
 	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// ErrOffline is wrapped by the readers of a system that is not running (a
+// mounted image, a folder built before deployment): there is no kernel to
+// read runtime sysctl values, listening sockets or the loaded firewall
+// from. Checks that need them report StatusSkip "not applicable offline"
+// rather than reading the host they happen to run on; sysctl checks judge
+// the boot-time configuration alone, which is what the image will apply.
+var ErrOffline = errors.New("not applicable offline")
+
+// Offline is the RuntimeReader and FirewallReader of an offline
+// evaluation: every call returns an error wrapping ErrOffline.
+type Offline struct{}
+
+var (
+	_ RuntimeReader  = Offline{}
+	_ FirewallReader = Offline{}
+)
+
+// Sysctl reports that no kernel is running.
+func (Offline) Sysctl(_ context.Context, key string) (string, error) {
+	return "", fmt.Errorf("reading sysctl %s: %w", key, ErrOffline)
+}
+
+// Listeners reports that no kernel is running.
+func (Offline) Listeners(context.Context) ([]Listener, error) {
+	return nil, fmt.Errorf("reading listening sockets: %w", ErrOffline)
+}
+
+// Rulesets reports that no firewall is loaded. The rule files an image
+// would load at boot (nftables.conf, iptables/rules.v4) depend on which
+// service is enabled and are not interpreted.
+func (Offline) Rulesets(context.Context) ([]Ruleset, error) {
+	return nil, fmt.Errorf("reading the loaded firewall: %w", ErrOffline)
+}
+
+// OfflineEnv evaluates the tree under root as an image that is not
+// running: files (sshd, sysctl boot files, strongSwan, WireGuard, dpkg
+// status, accounts) are read under root with symlinks resolved inside it;
+// whatever needs the running kernel is not applicable. No integrity
+// manifest is compared.
+func OfflineEnv(root string) Env {
+	return Env{Root: root, Runtime: Offline{}, Firewall: Offline{}, Tunnels: WireGuardConfigDir{Root: root}}
 }
 
 // FirewallReader returns the gateway's firewall rule sets as text.
@@ -377,12 +420,11 @@ func (w WireGuardConfigDir) WireGuard(ctx context.Context) ([]WireGuardInterface
 }
 
 func parseWGQuick(root, p string) (WireGuardInterface, error) {
-	hp := hostPath(root, p)
-	st, err := os.Stat(hp)
+	st, err := statIn(root, p)
 	if err != nil {
 		return WireGuardInterface{}, fmt.Errorf("reading WireGuard configuration: %w", err)
 	}
-	data, err := os.ReadFile(hp)
+	data, err := readFileIn(root, p)
 	if err != nil {
 		return WireGuardInterface{}, fmt.Errorf("reading WireGuard configuration: %w", err)
 	}

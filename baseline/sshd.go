@@ -3,7 +3,8 @@ package baseline
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -133,7 +134,7 @@ var sshdValueAliases = map[string]map[string]string{
 // loadSSHD reads the effective sshd configuration under root.
 func loadSSHD(root string) (*sshdConfig, error) {
 	cfg := &sshdConfig{}
-	if _, err := os.Stat(hostPath(root, sshdConfigPath)); errors.Is(err, os.ErrNotExist) {
+	if _, err := statIn(root, sshdConfigPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, errSSHDNotConfigured
 	}
 	if err := cfg.parseFile(root, sshdConfigPath, nil, 0); err != nil {
@@ -146,7 +147,7 @@ func (cfg *sshdConfig) parseFile(root, file string, match *sshdMatch, depth int)
 	if depth > sshdMaxDepth {
 		return fmt.Errorf("reading %s: Include nested deeper than %d", file, sshdMaxDepth)
 	}
-	data, err := os.ReadFile(hostPath(root, file))
+	data, err := readFileIn(root, file)
 	if err != nil {
 		return fmt.Errorf("reading sshd configuration: %w", err)
 	}
@@ -399,22 +400,34 @@ func (ev *evaluation) checkSSHD(c *Check) Result {
 	expected := c.Expect.describe()
 	r := c.result(StatusPass, "")
 	var problems []string
+	judged := map[string]bool{}
 	for _, v := range opt.applied(kw) {
 		r.Evidence = append(r.Evidence, Evidence{Source: v.source, Value: v.value, Expected: expected})
+		judged[v.source] = true
 		if v.value == "" {
-			r.Status = StatusError
+			r.Status = worse(r.Status, StatusError)
 			problems = append(problems, fmt.Sprintf("%s is not set and has no known default", c.Option))
 			continue
 		}
-		ok, err := c.Expect.accepts(normaliseSSHDValue(kw, firstField(v.value)), true)
-		if err != nil {
-			r.Status = StatusError
-			problems = append(problems, fmt.Sprintf("%s at %s: %v", c.Option, v.source, err))
-			continue
+		st, problem := judgeSSHDValue(c, kw, v.value, v.source)
+		r.Status = worse(r.Status, st)
+		if problem != "" {
+			problems = append(problems, problem)
 		}
-		if !ok && r.Status != StatusError {
-			r.Status = StatusFail
-			problems = append(problems, fmt.Sprintf("%s is %q (%s), want %s", c.Option, v.value, v.source, expected))
+	}
+	// sshd parses every line, used or not, before it starts: a value its
+	// parser rejects anywhere (a later, ignored line; a Match block for
+	// someone else) stops sshd, which no setting elsewhere makes compliant.
+	if n, ok := sshdNumbers[kw]; ok {
+		for i := range cfg.Directives {
+			d := &cfg.Directives[i]
+			if d.Keyword != kw || judged[d.source()] {
+				continue
+			}
+			if _, err := n.parse(firstField(d.value())); err != nil {
+				r.Status = worse(r.Status, StatusFail)
+				problems = append(problems, fmt.Sprintf("%s %q at %s is invalid: %v; sshd refuses to start with it even where the value is not used", c.Option, d.value(), d.source(), err))
+			}
 		}
 	}
 	if opt.broad != nil && opt.broad.Match.Total && len(opt.global) > 0 {
@@ -427,7 +440,7 @@ func (ev *evaluation) checkSSHD(c *Check) Result {
 	var narrower []string
 	for _, d := range opt.scoped {
 		r.Evidence = append(r.Evidence, Evidence{Source: d.source(), Value: d.value(), Expected: expected})
-		if ok, err := c.Expect.accepts(normaliseSSHDValue(kw, firstField(d.value())), true); err != nil || !ok {
+		if st, _ := judgeSSHDValue(c, kw, d.value(), d.source()); st != StatusPass {
 			narrower = append(narrower, fmt.Sprintf("%s %q for %s", c.Option, d.value(), d.Match))
 		}
 	}
@@ -441,6 +454,126 @@ func (ev *evaluation) checkSSHD(c *Check) Result {
 		r.Message += "; note, set only for some connections: " + strings.Join(narrower, "; ")
 	}
 	return r
+}
+
+// judgeSSHDValue judges one value sshd would use for the check's option.
+// Numeric options sshd knows are parsed as sshd parses them: a value its
+// parser rejects (sshd refuses to start) or that leaves sshd unusable is
+// invalid, which fails the check whatever the bounds say. An upper bound
+// alone would otherwise take "MaxAuthTries 0" or "-1" as compliant.
+func judgeSSHDValue(c *Check, kw, value, source string) (Status, string) {
+	expected := c.Expect.describe()
+	if n, ok := sshdNumbers[kw]; ok && len(c.OneOf) == 0 {
+		v, err := n.parse(firstField(value))
+		switch {
+		case err != nil:
+			return StatusFail, fmt.Sprintf("%s %q at %s is invalid: %v; sshd refuses to start with it", c.Option, value, source, err)
+		case v < n.min:
+			return StatusFail, fmt.Sprintf("%s %q at %s is invalid: %s", c.Option, value, source, n.unusable)
+		case !c.Expect.acceptsInt(v):
+			return StatusFail, fmt.Sprintf("%s is %q (%s), want %s", c.Option, value, source, expected)
+		}
+		return StatusPass, ""
+	}
+	ok, err := c.Expect.accepts(normaliseSSHDValue(kw, firstField(value)), true)
+	if err != nil {
+		return StatusError, fmt.Sprintf("%s at %s: %v", c.Option, source, err)
+	}
+	if !ok {
+		return StatusFail, fmt.Sprintf("%s is %q (%s), want %s", c.Option, value, source, expected)
+	}
+	return StatusPass, ""
+}
+
+// sshdNumber says how sshd (OpenSSH 9.2 servconf.c) reads a numeric option
+// and which parsed values still leave it usable.
+type sshdNumber struct {
+	// time: convtime ("90", "2m", "1h30m"); otherwise an integer from 0 to
+	// INT_MAX (strtonum).
+	time bool
+	// min is the smallest usable value; unusable says what a smaller one
+	// (accepted by the parser) does.
+	min      int
+	unusable string
+}
+
+// sshdNumbers are the numeric options a baseline is likely to bound.
+var sshdNumbers = map[string]sshdNumber{
+	// auth2.c counts failures from the first request: with 0, the
+	// initial "none" request already reaches the limit.
+	"maxauthtries":        {min: 1, unusable: "with 0 sshd disconnects every client before any authentication method is tried"},
+	"maxsessions":         {},
+	"clientalivecountmax": {},
+	"clientaliveinterval": {time: true},
+	"logingracetime":      {time: true},
+}
+
+// parse reads a value the way sshd does; an error is what makes sshd
+// refuse the configuration.
+func (n sshdNumber) parse(s string) (int, error) {
+	if n.time {
+		return convtime(s)
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%q is not an integer", s)
+	case v < 0:
+		return 0, fmt.Errorf("%d is negative", v)
+	case v > math.MaxInt32:
+		return 0, fmt.Errorf("%d is too large", v)
+	}
+	return int(v), nil
+}
+
+// convtime is OpenSSH's convtime: a sequence of non-negative numbers, each
+// optionally followed by s, m, h, d or w (either case), summed in seconds.
+func convtime(s string) (int, error) {
+	if s == "" {
+		return 0, errors.New("missing time value")
+	}
+	bad := fmt.Errorf("%q is not a time value", s)
+	total := int64(0)
+	for i := 0; i < len(s); {
+		j := i
+		if s[j] == '+' {
+			j++
+		}
+		k := j
+		for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+			k++
+		}
+		if k == j {
+			return 0, bad // no digits, or a sign other than +
+		}
+		v, err := strconv.ParseInt(s[j:k], 10, 64)
+		if err != nil {
+			return 0, bad
+		}
+		mult := int64(1)
+		if k < len(s) {
+			switch s[k] {
+			case 's', 'S':
+			case 'm', 'M':
+				mult = 60
+			case 'h', 'H':
+				mult = 3600
+			case 'd', 'D':
+				mult = 86400
+			case 'w', 'W':
+				mult = 604800
+			default:
+				return 0, bad
+			}
+			k++
+		}
+		if v > math.MaxInt32/mult || total+v*mult > math.MaxInt32 {
+			return 0, fmt.Errorf("%q is too large", s)
+		}
+		total += v * mult
+		i = k
+	}
+	return int(total), nil
 }
 
 func firstField(s string) string {
@@ -481,10 +614,12 @@ func (e Expect) accepts(v string, fold bool) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%q is not an integer", v)
 	}
-	if (e.Max != nil && n > *e.Max) || (e.Min != nil && n < *e.Min) {
-		return false, nil
-	}
-	return true, nil
+	return e.acceptsInt(n), nil
+}
+
+// acceptsInt reports whether n is within the bounds.
+func (e Expect) acceptsInt(n int) bool {
+	return (e.Max == nil || n <= *e.Max) && (e.Min == nil || n >= *e.Min)
 }
 
 // sshAlgorithmDefaults are OpenSSH 9.2p1's server defaults as Debian 12

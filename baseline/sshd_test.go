@@ -154,3 +154,44 @@ func TestSSHDSyntaxErrorIsAnError(t *testing.T) {
 		t.Errorf("got %s %q", r.Status, r.Message)
 	}
 }
+
+// TestJudgeSSHDNumbers: numeric options are read as sshd reads them
+// (strtonum from 0 to INT_MAX, convtime for times); what its parser
+// refuses, or what leaves it unusable, fails as invalid whatever the
+// bounds say.
+func TestJudgeSSHDNumbers(t *testing.T) {
+	ptr := func(n int) *int { return &n }
+	tests := map[string]struct {
+		option string
+		expect Expect
+		value  string
+		want   Status
+		says   string
+	}{
+		"MaxAuthTries within":               {"MaxAuthTries", Expect{Max: ptr(4)}, "3", StatusPass, ""},
+		"MaxAuthTries above":                {"MaxAuthTries", Expect{Max: ptr(4)}, "5", StatusFail, "want ≤ 4"},
+		"MaxAuthTries 0":                    {"MaxAuthTries", Expect{Max: ptr(4)}, "0", StatusFail, "is invalid: with 0 sshd disconnects every client"},
+		"MaxAuthTries negative":             {"MaxAuthTries", Expect{Max: ptr(4)}, "-2", StatusFail, "-2 is negative; sshd refuses to start"},
+		"MaxAuthTries word":                 {"MaxAuthTries", Expect{Max: ptr(4)}, "three", StatusFail, `"three" is not an integer`},
+		"MaxAuthTries hex":                  {"MaxAuthTries", Expect{Max: ptr(4)}, "0x3", StatusFail, "is invalid"},
+		"MaxAuthTries plus sign":            {"MaxAuthTries", Expect{Max: ptr(4)}, "+3", StatusPass, ""},
+		"MaxSessions 0 is valid":            {"MaxSessions", Expect{Max: ptr(2)}, "0", StatusPass, ""},
+		"ClientAliveCountMax word":          {"ClientAliveCountMax", Expect{Min: ptr(1)}, "never", StatusFail, "refuses to start"},
+		"LoginGraceTime in minutes":         {"LoginGraceTime", Expect{Max: ptr(60)}, "1m", StatusPass, ""},
+		"LoginGraceTime too long":           {"LoginGraceTime", Expect{Max: ptr(60)}, "1m30s", StatusFail, "want ≤ 60"},
+		"LoginGraceTime negative":           {"LoginGraceTime", Expect{Max: ptr(60)}, "-1", StatusFail, "is not a time value"},
+		"LoginGraceTime bad unit":           {"LoginGraceTime", Expect{Max: ptr(60)}, "1y", StatusFail, "is not a time value"},
+		"ClientAliveInterval hours":         {"ClientAliveInterval", Expect{Max: ptr(3600)}, "1H", StatusPass, ""},
+		"ClientAliveInterval 0 is disabled": {"ClientAliveInterval", Expect{Min: ptr(1)}, "0", StatusFail, "want ≥ 1"},
+		"ClientAliveInterval overflow":      {"ClientAliveInterval", Expect{Max: ptr(60)}, "9999999w", StatusFail, "too large"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := &Check{ID: "x", Type: TypeSSHD, Expect: tc.expect, SSHDParams: SSHDParams{Option: tc.option}}
+			st, msg := judgeSSHDValue(c, strings.ToLower(tc.option), tc.value, "f:1")
+			if st != tc.want || !strings.Contains(msg, tc.says) {
+				t.Errorf("judge %s %q = %s %q, want %s saying %q", tc.option, tc.value, st, msg, tc.want, tc.says)
+			}
+		})
+	}
+}

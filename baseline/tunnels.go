@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"sort"
@@ -56,7 +55,7 @@ type ipsecConfig struct {
 func loadIPsec(root string) (*ipsecConfig, error) {
 	cfg := &ipsecConfig{}
 	sw := &swanctlParser{root: root, settings: map[string]ipsecSetting{}}
-	if _, err := os.Stat(hostPath(root, swanctlConf)); err == nil {
+	if _, err := statIn(root, swanctlConf); err == nil {
 		if err := sw.parseFile(swanctlConf, nil, 0); err != nil {
 			return nil, err
 		}
@@ -77,7 +76,7 @@ func loadIPsec(root string) (*ipsecConfig, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading %s: %w", swanctlConf, err)
 	}
-	if _, err := os.Stat(hostPath(root, ipsecConf)); err == nil {
+	if _, err := statIn(root, ipsecConf); err == nil {
 		if err := loadIPsecConf(root, cfg); err != nil {
 			return nil, err
 		}
@@ -98,7 +97,7 @@ func (p *swanctlParser) parseFile(file string, sections []string, depth int) err
 	if depth > swanMaxNest {
 		return fmt.Errorf("reading %s: includes nested deeper than %d", file, swanMaxNest)
 	}
-	data, err := os.ReadFile(hostPath(p.root, file))
+	data, err := readFileIn(p.root, file)
 	if err != nil {
 		return fmt.Errorf("reading strongSwan configuration: %w", err)
 	}
@@ -253,7 +252,7 @@ func loadIPsecConf(root string, cfg *ipsecConfig) error {
 		if depth > swanMaxNest {
 			return fmt.Errorf("reading %s: includes nested deeper than %d", file, swanMaxNest)
 		}
-		data, err := os.ReadFile(hostPath(root, file))
+		data, err := readFileIn(root, file)
 		if err != nil {
 			return fmt.Errorf("reading strongSwan configuration: %w", err)
 		}

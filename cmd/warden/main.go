@@ -82,5 +82,6 @@ func newRoot(out, errw io.Writer) *cobra.Command {
 		newServeCmd(g), newDemoCmd(g), newIndicatorCmd(g), newPlanCmd(g), newRunbookCmd(g), newRunsCmd(g),
 		newGatewaysCmd(g), newAuditCmd(g), newPolicyCmd(g), newConfigCmd(g), newBreakerCmd(g), newReleaseCmd(g), newAgentCmd(g), newEvidenceCmd(g), newReportCmd(g), newDriftCmd(g), newPatchCmd(g), newCredentialsCmd(g),
 	)
+	root.AddCommand(newBaselineCmd(g))
 	return root
 }
