@@ -35,6 +35,18 @@ func TestIncidentReportRoute(t *testing.T) {
 			}
 		})
 	}
+	// The server has the inventory: the report names the site's time zone,
+	// the VM and the peers, and never says the inventory is unknown.
+	r = s.call(t, "GET", "/v1/incidents/"+id+"/report?lang=en&format=md", nil)
+	expectStatus(t, r, http.StatusOK)
+	for _, want := range []string{"local time of site hq (Asia/Tokyo, JST)", "gateway gw-hq (VM gw-hq)", "gw-osaka-a", "gw-factory"} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(string(r.body), "inventory unknown") {
+		t.Error("the served report says the inventory is unknown")
+	}
 	expectStatus(t, s.call(t, "GET", "/v1/incidents/inc-nope/report", nil), http.StatusNotFound)
 	expectStatus(t, s.call(t, "GET", "/v1/incidents/"+id+"/report", nil, withoutAuth()), http.StatusUnauthorized)
 }

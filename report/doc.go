@@ -11,6 +11,12 @@
 // durations, tunnels, credentials, evidence with SHA-256, baseline, audit
 // chain). Times are shown in the site's own time zone, named, and in UTC.
 //
+// Load without an inventory (a store read without its configuration)
+// yields a report that says the inventory is unknown wherever the time
+// zone, the VM, the sites or the peers would go, and writes times in UTC
+// only; it never presents UTC as the site's zone or an empty list as "no
+// peers".
+//
 // The package only reads. It must not change any state, must never copy raw
 // alerts, labels or step details wholesale into a report (only the fields it
 // names, so nothing secret can ride along), and must escape everything that

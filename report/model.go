@@ -20,9 +20,15 @@ import (
 // fields the report prints: no raw alerts, labels or step details.
 type Model struct {
 	GeneratedAt time.Time `json:"generated_at"`
-	Incident    Incident  `json:"incident"`
-	Gateway     Gateway   `json:"gateway"`
-	Site        Site      `json:"site"`
+	// InventoryUnknown is true when the report was loaded without an
+	// inventory (the CLI reading a store without its configuration). The
+	// site's time zone, the gateway's VM and addresses, the tunnels and the
+	// peers are then not known, and the report says so instead of writing
+	// UTC and empty lists.
+	InventoryUnknown bool     `json:"inventory_unknown,omitempty"`
+	Incident         Incident `json:"incident"`
+	Gateway          Gateway  `json:"gateway"`
+	Site             Site     `json:"site"`
 	// Peers are the gateways connected to this one by a tunnel.
 	Peers []Peer `json:"peers"`
 	// OtherTunnels are the tunnels that do not touch the gateway.
@@ -67,7 +73,8 @@ type Gateway struct {
 
 // Site is the affected site.
 type Site struct {
-	Name     string   `json:"name"`
+	Name string `json:"name"`
+	// TimeZone is empty when the inventory is unknown.
 	TimeZone string   `json:"time_zone"`
 	Networks []string `json:"networks,omitempty"`
 }
@@ -293,9 +300,13 @@ const (
 // Load gathers an incident's report from the store, the inventory, the
 // audit chain and, when ledger is not nil, the evidence ledger. It only
 // reads; listing evidence is not an access and records no custody event.
+//
+// A nil inventory means it is not known (a store read without its
+// configuration): the model is marked InventoryUnknown and carries no
+// time zone, VM, networks, tunnels or peers rather than guessed ones.
 func Load(ctx context.Context, st *store.Store, inv *inventory.Inventory, ledger *evidence.Ledger, incidentID string) (Model, error) {
-	if st == nil || inv == nil {
-		return Model{}, errors.New("loading report: store and inventory are required")
+	if st == nil {
+		return Model{}, errors.New("loading report: a store is required")
 	}
 	inc, err := st.Incident(ctx, incidentID)
 	if err != nil {
@@ -305,15 +316,20 @@ func Load(ctx context.Context, st *store.Store, inv *inventory.Inventory, ledger
 		Status: inc.Status, OpenedAt: inc.OpenedAt, UpdatedAt: inc.UpdatedAt}}
 
 	m.Gateway = Gateway{ID: inc.Gateway}
-	if gw, ok := inv.Gateway(inc.Gateway); ok {
-		m.Gateway = Gateway{ID: gw.ID, VM: gw.VM, Hostname: gw.Hostname, Addresses: gw.Addresses, ManagementNetworks: gw.ManagementNetworks, InInventory: true}
-	}
-	m.Site = Site{Name: inc.Site, TimeZone: "UTC"}
-	if s, ok := inv.Site(inc.Site); ok {
-		m.Site = Site{Name: s.Name, TimeZone: s.Location().String(), Networks: s.Networks}
-	}
-	if err := loadPeers(ctx, st, inv, &m); err != nil {
-		return Model{}, err
+	m.Site = Site{Name: inc.Site}
+	if inv == nil {
+		m.InventoryUnknown = true
+	} else {
+		if gw, ok := inv.Gateway(inc.Gateway); ok {
+			m.Gateway = Gateway{ID: gw.ID, VM: gw.VM, Hostname: gw.Hostname, Addresses: gw.Addresses, ManagementNetworks: gw.ManagementNetworks, InInventory: true}
+		}
+		m.Site.TimeZone = "UTC"
+		if s, ok := inv.Site(inc.Site); ok {
+			m.Site = Site{Name: s.Name, TimeZone: s.Location().String(), Networks: s.Networks}
+		}
+		if err := loadPeers(ctx, st, inv, &m); err != nil {
+			return Model{}, err
+		}
 	}
 
 	inds, err := st.IndicatorsOfIncident(ctx, incidentID)

@@ -119,12 +119,16 @@ func build(m Model, lang string) (document, error) {
 	if ref.IsZero() {
 		ref = m.GeneratedAt
 	}
+	times := l.f("meta.times.value", m.Site.Name, l.zone.String(), l.zoneName(ref))
+	if m.InventoryUnknown {
+		times = l.f("meta.times.unknown", m.Site.Name, l.f("inventory.unknown"))
+	}
 	d.Meta = []item{
 		{l.f("meta.incident"), m.Incident.ID},
 		{l.f("meta.severity"), l.word("severity", m.Incident.Severity)},
-		{l.f("meta.status"), l.word("status", m.Incident.Status)},
+		{l.f("meta.status"), l.word("status", currentStatus(m))},
 		{l.f("meta.generated"), l.when(m.GeneratedAt)},
-		{l.f("meta.times"), l.f("meta.times.value", m.Site.Name, l.zone.String(), l.zoneName(ref))},
+		{l.f("meta.times"), times},
 		{l.f("meta.source"), l.f("meta.source.value")},
 	}
 	d.Banner = bannerOf(m, l)
@@ -135,6 +139,20 @@ func build(m Model, lang string) (document, error) {
 	}
 	d.Timeline = picture(m, l)
 	return d, nil
+}
+
+// statusReleased is the status the header shows for an incident whose
+// gateway was released: the store keeps "contained" until the incident is
+// closed, but the header must say what holds now, as the banner does.
+const statusReleased = "released"
+
+// currentStatus is the incident's status as of the gateway's current
+// posture.
+func currentStatus(m Model) string {
+	if m.Incident.Status != store.IncidentClosed && m.Containment.Released {
+		return statusReleased
+	}
+	return m.Incident.Status
 }
 
 func bannerOf(m Model, l loc) banner {
@@ -211,9 +229,12 @@ func whatHappened(m Model, l loc) section {
 	at := in.ReceivedAt
 	lt := at.In(l.zone)
 	timeText := lt.Format("15:04:05") + " " + l.zoneName(at)
-	if l.lang == LangJapanese {
+	switch {
+	case l.utcOnly:
+		// The time above is already in UTC.
+	case l.lang == LangJapanese:
 		timeText += "（UTC " + at.UTC().Format("2006-01-02 15:04:05") + "）"
-	} else {
+	default:
 		timeText += " (" + at.UTC().Format("2006-01-02 15:04:05") + " UTC)"
 	}
 	p := l.f("what.sentence", l.date(lt), timeText, in.Source, l.word("kind", in.Kind), m.Gateway.ID, m.Site.Name,
@@ -258,6 +279,17 @@ func tunnelKindName(kind string) string {
 
 func impact(m Model, l loc) section {
 	s := section{ID: "impact", Heading: l.f("mgmt.impact")}
+	if m.InventoryUnknown {
+		// Without the inventory nothing is known about the site's VM and
+		// networks, its tunnels or the spread to its peers: say so.
+		unknown := l.f("inventory.unknown")
+		s.Blocks = []block{{Bullets: []item{
+			{l.f("impact.site"), l.f("impact.site.unknown", m.Site.Name, m.Gateway.ID, unknown)},
+			{l.f("impact.peers"), l.f("impact.peers.unknown", unknown)},
+			{l.f("impact.spread"), l.f("impact.spread.unknown", unknown)},
+		}}}
+		return s
+	}
 	nets := l.list(m.Site.Networks)
 	if nets == "" {
 		nets = l.f("none")
@@ -370,6 +402,9 @@ func whatWasDone(m Model, l loc) section {
 		if !withDate && ms.At.After(t0) {
 			lt := ms.At.In(l.zone).Format("15:04:05") + " " + l.zoneName(ms.At)
 			label = l.f("clock.after", lt, ms.At.UTC().Format("15:04:05"), l.duration(ms.At.Sub(t0)))
+			if l.utcOnly {
+				label = l.f("clock.after.utc", ms.At.UTC().Format("15:04:05"), l.duration(ms.At.Sub(t0)))
+			}
 		}
 		items = append(items, item{Label: label, Text: milestoneText(m, ms, l)})
 		prev = ms.At
@@ -393,8 +428,11 @@ func baselineWord(m Model, l loc) string {
 }
 
 func credWord(m Model, l loc) string {
-	if m.Credentials.Rotated {
+	switch {
+	case m.Credentials.Rotated:
 		return l.f("state.cred.done")
+	case m.InventoryUnknown:
+		return l.f("state.cred.unknown")
 	}
 	return l.f("state.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))
 }
@@ -471,7 +509,7 @@ func decisions(m Model, l loc) section {
 	}
 	switch {
 	case m.Containment.Contained:
-		items = append(items, item{l.f("decide.release", m.Gateway.ID), l.f("decide.release.text", m.Site.Name, peerSites(m, l))})
+		items = append(items, item{l.f("decide.release", m.Gateway.ID), releaseText(m, l)})
 	case !m.Containment.Verified && !m.Containment.Pending && !anyWaiting(m) && !m.Containment.Released:
 		items = append(items, item{l.f("decide.contain", m.Gateway.ID), l.f("decide.contain.text", m.Site.Name)})
 	}
@@ -485,6 +523,18 @@ func decisions(m Model, l loc) section {
 	)
 	s.Blocks = append(s.Blocks, block{Numbered: items})
 	return s
+}
+
+// releaseText says what a release needs and what stays cut off until then;
+// it never names an empty list of sites.
+func releaseText(m Model, l loc) string {
+	switch {
+	case m.InventoryUnknown:
+		return l.f("decide.release.text.unknown", m.Site.Name, l.f("inventory.unknown"))
+	case len(m.Peers) == 0:
+		return l.f("decide.release.text.nopeers", m.Site.Name)
+	}
+	return l.f("decide.release.text", m.Site.Name, peerSites(m, l))
 }
 
 // waitReason says in plain words why a run waits, from its failed blocking
@@ -703,6 +753,14 @@ func techGateway(m Model, l loc) section {
 		{l.f("tech.gw.mgmt"), orNone(strings.Join(g.ManagementNetworks, ", "))},
 		{l.f("tech.gw.posture"), l.f("tech.gw.posture.value", desired, observed, obsAt)},
 	}
+	if m.InventoryUnknown {
+		unknown := l.f("inventory.unknown")
+		items = []item{
+			{l.f("tech.gw.id"), l.f("tech.gw.value.unknown", g.ID, m.Site.Name, unknown)},
+			{l.f("tech.gw.posture"), l.f("tech.gw.posture.value", desired, observed, obsAt)},
+			{l.f("tech.gw.tunnels"), unknown},
+		}
+	}
 	t := &table{Head: []string{l.f("col.tunnel"), l.f("col.kind"), l.f("col.peer"), l.f("col.peersite"), l.f("col.tunnelstate"), l.f("col.credential")}}
 	for _, p := range m.Peers {
 		state := l.f("tunnel.up")
@@ -726,6 +784,10 @@ func techCredentials(m Model, l loc) section {
 	s := section{ID: "credentials", Heading: l.f("tech.credentials")}
 	if m.Credentials.Rotated {
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.done", l.stamp(m.Credentials.At), m.Credentials.Summary)})
+		return s
+	}
+	if m.InventoryUnknown {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending.unknown", l.f("inventory.unknown"))})
 		return s
 	}
 	s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))})
@@ -814,7 +876,10 @@ func techNext(m Model, l loc) section {
 		peers = append(peers, p.Gateway)
 	}
 	items := []item{{Text: l.f("next.forensics")}}
-	if len(peers) > 0 {
+	switch {
+	case m.InventoryUnknown:
+		items = append(items, item{Text: l.f("next.peers.unknown", m.Gateway.ID, l.f("inventory.unknown"))})
+	case len(peers) > 0:
 		items = append(items, item{Text: l.f("next.peers", l.list(peers))})
 	}
 	if !m.Credentials.Rotated {

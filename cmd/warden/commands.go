@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,7 +112,11 @@ func newPlanCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan -f indicator.json",
 		Short: "Show which policy matches an indicator, why the others do not, and the plan — applying nothing",
-		Args:  cobra.NoArgs,
+		Long: "Show which policy matches an indicator, why the others do not, and the plan — applying nothing.\n\n" +
+			"It asks the controller (POST /v1/plan) or builds one here from the configuration, by the rule the\n" +
+			"commands that read the store follow: --server before -c, -c before WARDEN_SERVER, WARDEN_SERVER\n" +
+			"before WARDEN_CONFIG.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body, err := readInput(file)
 			if err != nil {
@@ -119,7 +124,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			var resp api.PlanResponse
-			if g.server != "" {
+			if g.readsOverAPI(cmd, "") {
 				c, err := g.client()
 				if err != nil {
 					return err
@@ -259,7 +264,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tGATEWAY\tRUNBOOK\tSTATE\tCREATED\tWAITING FOR")
 			for _, r := range out.Runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), r.ApprovalReason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), waitingFor(r))
 			}
 			return tw.Flush()
 		},
@@ -323,6 +328,16 @@ func newRunsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// waitingFor is the WAITING FOR column: why a run waits for a person, and
+// only while it does. The stored reason stays on the run after approval,
+// but a run that is running or finished waits for nothing.
+func waitingFor(r store.Run) string {
+	if r.State != store.RunAwaitingApproval {
+		return "-"
+	}
+	return orDash(r.ApprovalReason)
+}
+
 func newGatewaysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "gateways", Short: "Gateways with desired and observed posture"}
 	list := &cobra.Command{
@@ -381,18 +396,24 @@ func newAuditCmd(g *globals) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify the hash chain (exit 0 intact; exit 2 naming the first bad entry)",
-		Args:  cobra.NoArgs,
+		Long: "Verify the hash chain (exit 0 intact; exit 2 naming the first bad entry).\n\n" +
+			"--file checks an exported JSON-lines chain and reads nothing else. Otherwise:\n" + storeReadersHelp +
+			"\n\nOver the API the controller verifies its own store (GET /v1/audit/verify).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep audit.Report
 			var err error
-			if file != "" {
+			switch {
+			case file != "":
 				f, ferr := os.Open(file)
 				if ferr != nil {
 					return fmt.Errorf("opening export: %w", ferr)
 				}
 				defer f.Close()
 				rep, err = audit.VerifyJSONLines(f)
-			} else {
+			case g.readsOverAPI(cmd, db):
+				rep, err = g.verifyAuditOverAPI(cmd.Context())
+			default:
 				path, perr := g.storePath(db)
 				if perr != nil {
 					return perr
@@ -415,7 +436,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
+	verify.Flags().StringVar(&db, "db", "", "store file to read directly (default: store.path from the config)")
 	verify.Flags().StringVar(&file, "file", "", "verify an exported JSON-lines chain instead")
 	export := &cobra.Command{
 		Use:   "export",
@@ -437,6 +458,29 @@ func newAuditCmd(g *globals) *cobra.Command {
 	export.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
 	cmd.AddCommand(verify, export)
 	return cmd
+}
+
+// verifyAuditOverAPI asks the controller to verify its chain; a broken
+// chain is an *audit.BrokenError, as when the store is read here.
+func (g *globals) verifyAuditOverAPI(ctx context.Context) (audit.Report, error) {
+	c, err := g.client()
+	if err != nil {
+		return audit.Report{}, err
+	}
+	var out struct {
+		OK            bool   `json:"ok"`
+		Entries       int64  `json:"entries"`
+		Head          string `json:"head"`
+		FirstBadEntry int64  `json:"first_bad_entry"`
+		Reason        string `json:"reason"`
+	}
+	if _, err := c.do(ctx, "GET", "/v1/audit/verify", nil, &out); err != nil {
+		return audit.Report{}, fmt.Errorf("verifying the audit chain on the controller: %w", err)
+	}
+	if !out.OK {
+		return audit.Report{}, &audit.BrokenError{Seq: out.FirstBadEntry, Reason: out.Reason}
+	}
+	return audit.Report{Entries: out.Entries, Head: out.Head}, nil
 }
 
 func (g *globals) storePath(db string) (string, error) {

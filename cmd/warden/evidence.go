@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -12,24 +15,33 @@ import (
 
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/report"
 	"github.com/warden-ir/warden/store"
 )
 
-// forensics opens the store and the evidence ledger named by the config
-// (or --db / --evidence-dir) for the offline commands.
+// forensics is what the offline commands read: the store and the evidence
+// ledger, and the inventory when a configuration file names one.
 type forensics struct {
-	cfg    config.Config
+	cfg config.Config
+	// inv is nil when the inventory is not known (no -c, or a config
+	// without gateways): the report then says so rather than guess.
+	inv    *inventory.Inventory
 	st     *store.Store
 	ledger *evidence.Ledger
 }
 
+// openForensics opens the store named by --db, else by the config's
+// store.path, and the evidence ledger named by --evidence-dir, else by
+// evidence.dir, else evidence/ beside the store. A configuration that
+// fails to load is an error even with --db: falling back to an empty
+// inventory would write a wrong report.
 func (g *globals) openForensics(cmd *cobra.Command, db, evDir string) (*forensics, error) {
-	cfg, cfgErr := g.config()
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
 	if db == "" {
-		if cfgErr != nil {
-			return nil, fmt.Errorf("finding the store (pass --db): %w", cfgErr)
-		}
 		db = cfg.Store.Path
 	}
 	if evDir == "" {
@@ -38,21 +50,38 @@ func (g *globals) openForensics(cmd *cobra.Command, db, evDir string) (*forensic
 	if evDir == "" {
 		evDir = filepath.Join(filepath.Dir(db), "evidence")
 	}
-	st, err := openExisting(cmd, db)
-	if err != nil {
+	f := &forensics{cfg: cfg}
+	if g.configPath != "" && len(cfg.Inventory.Gateways) > 0 {
+		f.inv = &f.cfg.Inventory
+	}
+	if f.st, err = openExisting(cmd, db); err != nil {
 		return nil, err
 	}
-	l, err := evidence.Open(cmd.Context(), st.DB(), evDir)
-	if err != nil {
-		st.Close()
+	if f.ledger, err = evidence.Open(cmd.Context(), f.st.DB(), evDir); err != nil {
+		f.st.Close()
 		return nil, err
 	}
-	return &forensics{cfg: cfg, st: st, ledger: l}, nil
+	return f, nil
 }
 
+const evidenceHelp = `Evidence is read from the store and the evidence directory on this host,
+never over the API (the controller serves no evidence routes): run it where
+the store is. The store is --db FILE, else store.path of the config (-c or
+WARDEN_CONFIG); the directory is --evidence-dir, else evidence.dir, else
+evidence/ beside the store. Every access is recorded in the chain of custody.`
+
+// errEvidenceOverAPI is the answer when only a server was given.
+var errEvidenceOverAPI = errors.New("evidence is read from the store on the controller's host, not over the API: pass --db FILE or -c warden.yaml")
+
 func newEvidenceCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "evidence", Short: "List, show, export and verify evidence (chain of custody recorded)"}
+	cmd := &cobra.Command{Use: "evidence", Short: "List, show, export and verify evidence (chain of custody recorded)", Long: evidenceHelp}
 	var db, evDir, out, by string
+	open := func(cmd *cobra.Command) (*forensics, error) {
+		if db == "" && g.configPath == "" && g.server != "" {
+			return nil, errEvidenceOverAPI
+		}
+		return g.openForensics(cmd, db, evDir)
+	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&db, "db", "", "store file (default: store.path from the config)")
 	pf.StringVar(&evDir, "evidence-dir", "", "evidence directory (default: evidence.dir, or evidence/ beside the store)")
@@ -60,7 +89,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.openForensics(cmd, db, evDir)
+			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -80,7 +109,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.openForensics(cmd, db, evDir)
+			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -95,7 +124,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	cat := &cobra.Command{
 		Use: "cat ID", Short: "Write an artefact's bytes to standard output (records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.openForensics(cmd, db, evDir)
+			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -115,7 +144,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
-			f, err := g.openForensics(cmd, db, evDir)
+			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -144,7 +173,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	verify := &cobra.Command{
 		Use: "verify", Short: "Re-hash every artefact (exit 2 naming each mismatch)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := g.openForensics(cmd, db, evDir)
+			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
@@ -172,19 +201,20 @@ func newReportCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report INCIDENT",
 		Short: "Write the incident report for management and engineers (--lang ja|en, --format md|html)",
-		Args:  cobra.ExactArgs(1),
+		Long: "Write the incident report for management and engineers (--lang ja|en, --format md|html).\n\n" + storeReadersHelp +
+			"\n\nOver the API the report is GET /v1/incidents/{id}/report; read here with -c\nit is the same report.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.openForensics(cmd, db, evDir)
-			if err != nil {
-				return err
+			var b []byte
+			var err error
+			if g.readsOverAPI(cmd, db) {
+				if evDir != "" {
+					return errors.New("--evidence-dir names a local ledger; it does not go with --server (the controller uses its own)")
+				}
+				b, err = g.reportOverAPI(cmd.Context(), args[0], lang, format)
+			} else {
+				b, err = g.reportFromStore(cmd, db, evDir, args[0], lang, format)
 			}
-			defer f.st.Close()
-			inv := f.cfg.Inventory
-			m, err := report.Load(cmd.Context(), f.st, &inv, f.ledger, args[0])
-			if err != nil {
-				return err
-			}
-			b, err := report.Render(m, lang, format)
 			if err != nil {
 				return err
 			}
@@ -195,10 +225,36 @@ func newReportCmd(g *globals) *cobra.Command {
 			return os.WriteFile(out, b, 0o600)
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
-	cmd.Flags().StringVar(&evDir, "evidence-dir", "", "evidence directory")
+	cmd.Flags().StringVar(&db, "db", "", "store file to read directly (default: store.path from the config)")
+	cmd.Flags().StringVar(&evDir, "evidence-dir", "", "evidence directory (default: evidence.dir, or evidence/ beside the store)")
 	cmd.Flags().StringVar(&lang, "lang", "ja", "ja or en")
 	cmd.Flags().StringVar(&format, "format", "md", "md or html")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
 	return cmd
+}
+
+func (g *globals) reportFromStore(cmd *cobra.Command, db, evDir, incident, lang, format string) ([]byte, error) {
+	f, err := g.openForensics(cmd, db, evDir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.st.Close()
+	m, err := report.Load(cmd.Context(), f.st, f.inv, f.ledger, incident)
+	if err != nil {
+		return nil, err
+	}
+	return report.Render(m, lang, format)
+}
+
+func (g *globals) reportOverAPI(ctx context.Context, incident, lang, format string) ([]byte, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"lang": {lang}, "format": {format}}
+	var b json.RawMessage
+	if _, err := c.do(ctx, "GET", "/v1/incidents/"+url.PathEscape(incident)+"/report?"+q.Encode(), nil, &b); err != nil {
+		return nil, fmt.Errorf("fetching the report of %s: %w", incident, err)
+	}
+	return b, nil
 }
