@@ -317,12 +317,14 @@ func (c *Controller) acceptOne(ctx context.Context, tx *store.Tx, actor string, 
 		return a, err
 	}
 	// Dedup: the same alert within the window joins its incident and
-	// starts nothing, unless the gateway's posture changed since the
-	// earlier copy was decided (it was quarantined then, released now):
-	// the copy is decided afresh against the posture it meets.
+	// starts nothing, unless the gateway was released since the earlier
+	// copy was decided (against the quarantine): the copy is decided
+	// afresh against the posture it meets. A repeat while quarantined
+	// stays a duplicate; Alertmanager repeats firing alerts.
 	if prev, dup, err := tx.RecentByFingerprint(ctx, in.Fingerprint, now.Add(-c.opt.Intake.DedupWindow)); err != nil {
 		return a, err
-	} else if dup && in.Status == indicator.StatusFiring && !posture.UpdatedAt.After(prev.ReceivedAt) {
+	} else if dup && in.Status == indicator.StatusFiring &&
+		!(posture.Desired == store.PostureReleased && posture.UpdatedAt.After(prev.ReceivedAt)) {
 		rec.Duplicate, rec.Incident = true, prev.Incident
 		a.Duplicate, a.IncidentID = true, prev.Incident
 		if err := tx.InsertIndicator(ctx, rec); err != nil {

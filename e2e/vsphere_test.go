@@ -17,6 +17,7 @@ import (
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
@@ -106,6 +107,31 @@ func (s *stack) alert(t testing.TB) (incident, run string, dup bool) {
 	}
 	t.Fatal("no matched alert")
 	return
+}
+
+// liveIndicators lists the firing, unresolved indicators about gw since its
+// quarantine, as the release gate sees them.
+func (s *stack) liveIndicators(t testing.TB, gw string) []string {
+	t.Helper()
+	p, err := s.d.Store.Posture(t.Context(), gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	err = s.d.Store.Tx(t.Context(), func(tx *store.Tx) error {
+		threats, err := tx.LiveThreats(t.Context(), gw, p.UpdatedAt, controller.ReleaseThreatSeverity)
+		for _, th := range threats {
+			ids = append(ids, th.ID)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) == 0 {
+		t.Fatal("no live indicator to resolve")
+	}
+	return ids
 }
 
 func (s *stack) wait(t testing.TB, run string) store.Run {
@@ -215,7 +241,16 @@ func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
 
 	// Release must be earned: with no baseline check and no rotation on
 	// record it is refused, naming what is missing.
-	refused := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusConflict)
+	// The repeated alert is still firing and no person has looked at it:
+	// that alone refuses the release, and no override lifts it.
+	refused := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusConflict)
+	if msg, _ := refused["error"].(string); !strings.Contains(msg, "no person resolved") {
+		t.Fatalf("refusal does not name the live alert: %v", refused)
+	}
+	for _, id := range s.liveIndicators(t, "gw-osaka") {
+		s.post(t, "/v1/indicators/"+id+"/resolve", []byte(`{"by":"carol","reason":"the repeat of the beacon the quarantine already blocks"}`), http.StatusOK)
+	}
+	refused = s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusConflict)
 	if msg, _ := refused["error"].(string); !strings.Contains(msg, "baseline") || !strings.Contains(msg, "credentials-rotated") {
 		t.Fatalf("refusal does not list the unmet gates: %v", refused)
 	}
