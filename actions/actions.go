@@ -50,6 +50,12 @@ type Change struct {
 	Changes []string `json:"changes,omitempty"`
 	// Destructive marks steps that may destroy evidence or availability.
 	Destructive bool `json:"destructive,omitempty"`
+	// Warnings are what a person should know before approving (plans
+	// show them as notes); they never block.
+	Warnings []string `json:"warnings,omitempty"`
+	// CutsAgent says Apply leaves the gateway's agent unreachable from
+	// the controller until release (see Notes).
+	CutsAgent bool `json:"cuts_agent,omitempty"`
 }
 
 // Action is one entry of the catalogue.

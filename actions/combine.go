@@ -89,6 +89,8 @@ func (c *combined) Plan(ctx context.Context, req Request) (Change, error) {
 		}
 		out.Changes = append(out.Changes, ch.Changes...)
 		out.Destructive = out.Destructive || ch.Destructive
+		out.Warnings = append(out.Warnings, ch.Warnings...)
+		out.CutsAgent = out.CutsAgent || ch.CutsAgent
 	}
 	if applied == 0 {
 		return Change{}, fmt.Errorf("%s on gateway %s: no layer applies: %w", c.name, req.Gateway.ID, ErrUnsupported)

@@ -26,8 +26,12 @@ const (
 // "memory" is "false". It has no Undo: snapshots are evidence.
 func NewSnapshot(p VMProvider) Action { return &snapshotAction{p: p} }
 
-// NewIsolate returns the isolate action: every NIC of the gateway's VM goes
-// to quarantine and the VM is tagged. Undo releases it.
+// NewIsolate returns the isolate action: every NIC of the gateway's VM
+// except its declared management NICs (inventory management_nics) goes to
+// quarantine and the VM is tagged; the management NICs stay on their
+// network, or move to the gateway's management_portgroup, connected. A
+// declaration the provider cannot honour, or that does not fit the VM, is a
+// terminal error at Plan and Apply. Undo releases it.
 func NewIsolate(p VMProvider) Action { return &isolateAction{p: p} }
 
 // NewRelease returns the release action: the VM's NICs go back to the
@@ -202,6 +206,11 @@ func target(p VMProvider) (network string, disconnect bool) {
 	return "", false
 }
 
+// Plan lists the NICs that would move. With management NICs declared it
+// checks the declaration against the VM first (a NIC it names that the VM
+// lacks is a terminal error, as it is at Apply) and says where each
+// management NIC stays; without one it warns that the agent will be cut
+// off, so the plan can say which later steps are left to people.
 func (a *isolateAction) Plan(ctx context.Context, req Request) (Change, error) {
 	vm, err := vmOf(NameIsolate, req)
 	if err != nil {
@@ -211,24 +220,94 @@ func (a *isolateAction) Plan(ctx context.Context, req Request) (Change, error) {
 	if err != nil {
 		return Change{}, fmt.Errorf("planning isolation of %s: %w", vm, err)
 	}
-	if st.Quarantined {
-		return Change{Summary: fmt.Sprintf("%s is already quarantined", vm)}, nil
+	keep := ManagementOf(req.Gateway)
+	mgmt, err := a.management(vm, keep, st)
+	if err != nil {
+		return Change{}, fmt.Errorf("planning isolation of %s: %w", vm, err)
 	}
 	qnet, disconnect := target(a.p)
 	known := qnet != "" || disconnect
-	var changes []string
+	var changes, kept []string
 	for _, n := range st.NICs {
-		isolated := !n.StartConnected && (qnet == "" || n.Network == qnet) && (!disconnect || !n.Connected)
+		if mgmt[n.Key] {
+			want, moves := managementTarget(n, keep, qnet)
+			if moves {
+				changes = append(changes, fmt.Sprintf("nic '%s' (management): %s -> %s", n.Label, n.Network, want))
+			}
+			if !n.StartConnected || (!n.Connected && st.PowerState == PowerStateOn) {
+				changes = append(changes, fmt.Sprintf("nic '%s' (management): connect it (and at power on)", n.Label))
+			}
+			kept = append(kept, fmt.Sprintf("'%s' on %s", n.Label, want))
+			continue
+		}
+		isolated := !n.StartConnected && (qnet == "" || n.Network == qnet) && (!disconnect || !n.Connected) && !n.Management
 		if known && isolated {
 			continue
 		}
 		changes = append(changes, fmt.Sprintf("nic '%s': %s -> %s", n.Label, n.Network, isolationTarget(n, qnet, disconnect)))
 	}
-	changes = append(changes, fmt.Sprintf("tag %s as quarantined", vm))
-	return Change{
-		Summary: fmt.Sprintf("move %d nics of %s to quarantine", len(changes)-1, vm),
-		Changes: changes,
-	}, nil
+	ch := Change{}
+	if !keep.Declared() && len(st.NICs) > 0 {
+		where := "the quarantine portgroup " + qnet
+		if qnet == "" {
+			where = "quarantine"
+			if disconnect {
+				where = "a disconnected state"
+			}
+		}
+		w := fmt.Sprintf("no management vNIC is declared for gateway %s (inventory management_nics): vSphere isolation moves every vNIC of %s to %s, so ",
+			req.Gateway.ID, vm, where)
+		if req.Gateway.Agent != "" {
+			w += "the controller cannot reach the gateway's agent until release"
+			ch.CutsAgent = true
+		} else {
+			w += "nothing reaches the gateway over the network until release"
+		}
+		ch.Warnings = append(ch.Warnings, w)
+	}
+	keeping := ""
+	if len(kept) > 0 {
+		keeping = ", keeping management nic " + strings.Join(kept, ", ")
+	}
+	if st.Quarantined && len(changes) == 0 {
+		ch.Summary = fmt.Sprintf("%s is already quarantined%s", vm, keeping)
+		return ch, nil
+	}
+	moved := len(changes)
+	if !st.Quarantined {
+		changes = append(changes, fmt.Sprintf("tag %s as quarantined", vm))
+	}
+	ch.Summary = fmt.Sprintf("move %d nics of %s to quarantine%s", moved, vm, keeping)
+	ch.Changes = changes
+	return ch, nil
+}
+
+// management resolves the gateway's management NIC declaration against the
+// VM's NICs (empty when none is declared). A declaration this provider
+// cannot honour is a terminal error: isolating every NIC instead would
+// lock responders out.
+func (a *isolateAction) management(vm string, keep ManagementNICs, st VMState) (map[int32]bool, error) {
+	if !keep.Declared() {
+		return map[int32]bool{}, nil
+	}
+	if _, ok := a.p.(ManagementIsolator); !ok {
+		return nil, Terminal(fmt.Errorf("keeping management nics of %s: the vm provider cannot isolate some nics and keep others; refusing to isolate every nic: %w", vm, ErrManagementNIC))
+	}
+	return keep.Select(vm, st.NICs)
+}
+
+// managementTarget names the network a management NIC stays on (or moves
+// to) and whether that is a move. A management NIC found on the quarantine
+// portgroup goes back to its recorded original network.
+func managementTarget(n NIC, keep ManagementNICs, qnet string) (string, bool) {
+	switch {
+	case keep.Portgroup != "":
+		return keep.Portgroup, n.Network != keep.Portgroup
+	case qnet != "" && n.Network == qnet:
+		return "its recorded original network", true
+	default:
+		return n.Network, false
+	}
 }
 
 // isolationTarget names where isolation puts a NIC, for plans.
@@ -251,11 +330,24 @@ func (a *isolateAction) Apply(ctx context.Context, req Request) (Result, error) 
 		return Result{}, err
 	}
 	before, haveBefore := observeForDetails(ctx, a.p, vm)
-	changed, err := a.p.IsolateVM(ctx, vm)
+	var changed bool
+	if keep := ManagementOf(req.Gateway); keep.Declared() {
+		mi, ok := a.p.(ManagementIsolator)
+		if !ok {
+			return Result{}, Terminal(fmt.Errorf("isolating %s: the vm provider cannot keep management nics %q; refusing to isolate every nic: %w", vm, keep.NICs, ErrManagementNIC))
+		}
+		changed, err = mi.IsolateVMKeeping(ctx, vm, keep)
+	} else {
+		changed, err = a.p.IsolateVM(ctx, vm)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("isolating %s: %w", vm, err)
 	}
-	return vmResult(ctx, a.p, vm, changed, "isolated", "was already isolated", before, haveBefore), nil
+	r := vmResult(ctx, a.p, vm, changed, "isolated", "was already isolated", before, haveBefore)
+	if len(req.Gateway.ManagementNICs) > 0 {
+		r.Details["management_nics"] = req.Gateway.ManagementNICs
+	}
+	return r, nil
 }
 
 func vmResult(ctx context.Context, p VMProvider, vm string, changed bool, did, already string, before VMState, haveBefore bool) Result {
@@ -284,6 +376,32 @@ func (a *isolateAction) Verify(ctx context.Context, req Request) (Result, error)
 	}
 	if !st.Quarantined {
 		return Result{}, fmt.Errorf("verifying isolation of %s: not quarantined (nics: %s): %w", vm, describeNICs(st), ErrNotVerified)
+	}
+	keep := ManagementOf(req.Gateway)
+	mgmt, err := keep.Select(vm, st.NICs)
+	if err != nil {
+		return Result{}, fmt.Errorf("verifying isolation of %s: %w", vm, err)
+	}
+	qnet, _ := target(a.p)
+	for _, n := range st.NICs {
+		bad := ""
+		switch {
+		case !mgmt[n.Key] && n.Management:
+			bad = "is kept on the management path but no longer declared in management_nics (isolate again)"
+		case !mgmt[n.Key]:
+			continue // st.Quarantined says it is isolated
+		case !n.Management:
+			bad = "is declared as management but the quarantine record does not keep it (isolate again)"
+		case qnet != "" && n.Network == qnet:
+			bad = "is on the quarantine portgroup " + qnet
+		case keep.Portgroup != "" && n.Network != keep.Portgroup:
+			bad = fmt.Sprintf("is on %s, not on the management portgroup %s", n.Network, keep.Portgroup)
+		case !n.Connected && st.PowerState == PowerStateOn, !n.StartConnected:
+			bad = "is not connected: the management path is down"
+		default:
+			continue
+		}
+		return Result{}, fmt.Errorf("verifying isolation of %s: management nic '%s' %s (nics: %s): %w", vm, n.Label, bad, describeNICs(st), ErrNotVerified)
 	}
 	return Result{Summary: fmt.Sprintf("%s is quarantined", vm),
 		Details: map[string]any{"vm": vm, "nics": nicNetworks(st)}}, nil
@@ -318,9 +436,12 @@ func (a *releaseAction) Plan(ctx context.Context, req Request) (Change, error) {
 		return Change{}, fmt.Errorf("planning release of %s: %w", vm, err)
 	}
 	qnet, _ := target(a.p)
+	mp := req.Gateway.ManagementPortgroup
 	var changes []string
 	for _, n := range st.NICs {
-		if (qnet != "" && n.Network == qnet) || (st.Quarantined && !n.StartConnected) {
+		// A management NIC kept on its own network has nothing to
+		// restore; one moved to the management portgroup goes back.
+		if (qnet != "" && n.Network == qnet) || (st.Quarantined && !n.StartConnected) || (n.Management && mp != "" && n.Network == mp) {
 			changes = append(changes, fmt.Sprintf("nic '%s': %s -> its recorded original network", n.Label, n.Network))
 		}
 	}

@@ -13,8 +13,10 @@ type VMState struct {
 	// Attributes are the VM's custom attribute values by name.
 	Attributes map[string]string `json:"attributes,omitempty"`
 	Snapshots  []SnapshotInfo    `json:"snapshots,omitempty"`
-	// Quarantined is true when every NIC is on the quarantine portgroup or
-	// disconnected with StartConnected false, and the quarantine tag is set.
+	// Quarantined is true when the quarantine tag is set and every NIC is
+	// on the quarantine portgroup or disconnected with StartConnected
+	// false, except the management NICs isolation kept, which must be on
+	// the network isolation left them on.
 	Quarantined bool `json:"quarantined"`
 }
 
@@ -26,6 +28,9 @@ type NIC struct {
 	Network        string `json:"network"` // portgroup or network name
 	Connected      bool   `json:"connected"`
 	StartConnected bool   `json:"start_connected"`
+	// Management says the VM's quarantine record names this NIC as a
+	// management NIC that isolation keeps on the management path.
+	Management bool `json:"management,omitempty"`
 }
 
 // SnapshotInfo describes one snapshot of a VM.
@@ -48,7 +53,8 @@ type VMProvider interface {
 	SnapshotVM(ctx context.Context, vm, name, description string, memory bool) (changed bool, err error)
 	// IsolateVM moves every NIC to the quarantine portgroup (or
 	// disconnects it), sets StartConnected false, records the original
-	// backings on the VM itself, and tags it.
+	// backings on the VM itself, and tags it. Providers that can keep
+	// management NICs implement ManagementIsolator.
 	IsolateVM(ctx context.Context, vm string) (changed bool, err error)
 	// ReleaseVM restores the recorded backings and removes the tag.
 	ReleaseVM(ctx context.Context, vm string) (changed bool, err error)

@@ -440,7 +440,8 @@ func (c *Controller) resolveGateway(id string) (inventory.Gateway, error) {
 }
 
 // PlanFor builds the plan a runbook would follow for a gateway, reading
-// current state through each action's Plan. It changes nothing.
+// current state through each action's Plan, and turns the actions'
+// warnings into notes. It changes nothing.
 func (c *Controller) PlanFor(ctx context.Context, runbook, gateway, incident, policy string) (plan.Plan, error) {
 	gw, err := c.resolveGateway(gateway)
 	if err != nil {
@@ -462,6 +463,15 @@ func (c *Controller) PlanFor(ctx context.Context, runbook, gateway, incident, po
 			continue
 		}
 		p.Steps[i].Expected = &ch
+		// A step's warnings become notes (gates that never block), with
+		// the later steps it leaves to people.
+		later := make([]string, 0, len(p.Steps)-i-1)
+		for _, l := range p.Steps[i+1:] {
+			later = append(later, l.Action)
+		}
+		for _, n := range ch.Notes(later) {
+			p.Gates = append(p.Gates, plan.Gate{Name: s.Name, Passed: false, Blocking: false, Detail: n})
+		}
 	}
 	return p, nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -60,6 +61,17 @@ type Gateway struct {
 	Addresses []string `mapstructure:"addresses" json:"addresses" yaml:"addresses"`
 	// ManagementNetworks stay reachable through any quarantine.
 	ManagementNetworks []string `mapstructure:"management_networks" json:"management_networks" yaml:"management_networks"`
+	// ManagementNICs name the virtual NICs of VM that carry the
+	// management path, each by device label ("Network adapter 2") or MAC
+	// address ("00:50:56:aa:bb:cc"). vSphere isolation keeps them on
+	// their network, connected, and quarantines every other NIC. Without
+	// them, vSphere isolation moves every NIC and the agent becomes
+	// unreachable until release.
+	ManagementNICs []string `mapstructure:"management_nics" json:"management_nics,omitempty" yaml:"management_nics,omitempty"`
+	// ManagementPortgroup, when set, is a management-only distributed
+	// portgroup that isolation moves the ManagementNICs to instead of
+	// leaving them where they are.
+	ManagementPortgroup string `mapstructure:"management_portgroup" json:"management_portgroup,omitempty" yaml:"management_portgroup,omitempty"`
 	// Agent is the URL of warden agent on the gateway, if any.
 	Agent string `mapstructure:"agent" json:"agent,omitempty" yaml:"agent,omitempty"`
 	// WireGuard describes the gateway's WireGuard device, when it
@@ -239,6 +251,7 @@ func (inv *Inventory) Validate() error {
 				add("%s.management_networks: %q is not a CIDR", where, n)
 			}
 		}
+		errs = append(errs, validateManagementNICs(where, *g)...)
 		if wg := g.WireGuard; wg != nil {
 			if wg.Device == "" || len(wg.Device) > 15 || strings.ContainsAny(wg.Device, "/ \t\n") {
 				add("%s.wireguard.device: %q is not an interface name", where, wg.Device)
@@ -295,6 +308,86 @@ func (inv *Inventory) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// NICRef names one virtual NIC of a gateway's VM: by MAC address when MAC
+// is set, else by device label.
+type NICRef struct {
+	Label string
+	MAC   net.HardwareAddr
+}
+
+// ParseNICRef reads an entry of management_nics. An entry with a colon, or
+// one that parses as a MAC address, is a MAC address and must be a 48-bit
+// one (vSphere's); anything else is a device label, which must not be
+// blank or padded with spaces.
+func ParseNICRef(s string) (NICRef, error) {
+	if mac, err := net.ParseMAC(s); err == nil || strings.Contains(s, ":") {
+		if err != nil || len(mac) != 6 {
+			return NICRef{}, fmt.Errorf("%q is not a 48-bit MAC address", s)
+		}
+		return NICRef{MAC: mac}, nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return NICRef{}, errors.New("an empty entry names no nic")
+	}
+	if strings.TrimSpace(s) != s {
+		return NICRef{}, fmt.Errorf("label %q has leading or trailing spaces", s)
+	}
+	return NICRef{Label: s}, nil
+}
+
+// Matches reports whether a NIC with this label and MAC is the one r
+// names. Labels compare case-insensitively, as people type them; MACs by
+// value, whatever their notation.
+func (r NICRef) Matches(label, mac string) bool {
+	if r.MAC != nil {
+		m, err := net.ParseMAC(mac)
+		return err == nil && m.String() == r.MAC.String()
+	}
+	return strings.EqualFold(r.Label, label)
+}
+
+// String names the reference for messages.
+func (r NICRef) String() string {
+	if r.MAC != nil {
+		return "mac " + r.MAC.String()
+	}
+	return fmt.Sprintf("%q", r.Label)
+}
+
+// key identifies what r names, for duplicate detection.
+func (r NICRef) key() string {
+	if r.MAC != nil {
+		return "mac " + r.MAC.String()
+	}
+	return "label " + strings.ToLower(r.Label)
+}
+
+func validateManagementNICs(where string, g Gateway) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, s := range g.ManagementNICs {
+		r, err := ParseNICRef(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.management_nics: %w", where, err))
+			continue
+		}
+		if seen[r.key()] {
+			errs = append(errs, fmt.Errorf("%s.management_nics: %s is listed twice", where, r))
+		}
+		seen[r.key()] = true
+	}
+	if len(g.ManagementNICs) > 0 && g.VM == "" {
+		errs = append(errs, fmt.Errorf("%s.management_nics: names nics of a vm, but the gateway has no vm", where))
+	}
+	if g.ManagementPortgroup != "" && len(g.ManagementNICs) == 0 {
+		errs = append(errs, fmt.Errorf("%s.management_portgroup: needs management_nics to say which nics move there", where))
+	}
+	if p := g.ManagementPortgroup; p != "" && strings.TrimSpace(p) != p {
+		errs = append(errs, fmt.Errorf("%s.management_portgroup: %q has leading or trailing spaces", where, p))
+	}
+	return errs
 }
 
 func parseClock(s string) (time.Duration, error) {

@@ -46,10 +46,27 @@ func TestValidate(t *testing.T) {
 		"strongswan certificate ok": {func(i *Inventory) {
 			i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "gw-hq.example", Auth: AuthPubkey, CertificateSerial: "0a:1b:ff"}
 		}, nil},
-		"strongswan auth":        {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: "eap"} }, []string{"strongswan.auth"}},
-		"certificate serial":     {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: AuthPubkey} }, []string{"strongswan.certificate_serial"}},
-		"serial without pubkey":  {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", CertificateSerial: "01"} }, []string{"only with auth pubkey"}},
-		"several problems named": {func(i *Inventory) { i.Gateways[1].Site = ""; i.Tunnels[0].Kind = "" }, []string{"site: is required", "kind: is required"}},
+		"strongswan auth":       {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: "eap"} }, []string{"strongswan.auth"}},
+		"certificate serial":    {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", Auth: AuthPubkey} }, []string{"strongswan.certificate_serial"}},
+		"serial without pubkey": {func(i *Inventory) { i.Gateways[0].StrongSwan = &StrongSwanEnd{Identity: "x", CertificateSerial: "01"} }, []string{"only with auth pubkey"}},
+		"management nics ok": {func(i *Inventory) {
+			i.Gateways[0].ManagementNICs = []string{"Network adapter 2", "00:50:56:AA:BB:CC"}
+			i.Gateways[0].ManagementPortgroup = "mgmt-only"
+		}, nil},
+		"management nic blank":     {func(i *Inventory) { i.Gateways[0].ManagementNICs = []string{" "} }, []string{"gw-hq", "management_nics", "empty"}},
+		"management nic padded":    {func(i *Inventory) { i.Gateways[0].ManagementNICs = []string{"Network adapter 2 "} }, []string{"management_nics", "spaces"}},
+		"management nic bad mac":   {func(i *Inventory) { i.Gateways[0].ManagementNICs = []string{"00:50:56:zz:bb:cc"} }, []string{"management_nics", `"00:50:56:zz:bb:cc" is not a 48-bit MAC`}},
+		"management nic short mac": {func(i *Inventory) { i.Gateways[0].ManagementNICs = []string{"00:50:56:aa:bb"} }, []string{"is not a 48-bit MAC"}},
+		"management nic eui64":     {func(i *Inventory) { i.Gateways[0].ManagementNICs = []string{"00:50:56:aa:bb:cc:dd:ee"} }, []string{"is not a 48-bit MAC"}},
+		"management nic duplicate label": {func(i *Inventory) {
+			i.Gateways[0].ManagementNICs = []string{"Network adapter 2", "network adapter 2"}
+		}, []string{"management_nics", "listed twice"}},
+		"management nic duplicate mac": {func(i *Inventory) {
+			i.Gateways[0].ManagementNICs = []string{"00:50:56:aa:bb:cc", "00-50-56-AA-BB-CC"}
+		}, []string{"mac 00:50:56:aa:bb:cc is listed twice"}},
+		"management nics without vm":        {func(i *Inventory) { i.Gateways[1].ManagementNICs = []string{"Network adapter 1"} }, []string{"gw-dc", "no vm"}},
+		"management portgroup without nics": {func(i *Inventory) { i.Gateways[0].ManagementPortgroup = "mgmt-only" }, []string{"management_portgroup: needs management_nics"}},
+		"several problems named":            {func(i *Inventory) { i.Gateways[1].Site = ""; i.Tunnels[0].Kind = "" }, []string{"site: is required", "kind: is required"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -113,5 +130,33 @@ func TestGatewayByHost(t *testing.T) {
 		if (want == "") == ok || g.ID != want {
 			t.Errorf("%s: got %q %t, want %q", host, g.ID, ok, want)
 		}
+	}
+}
+
+func TestNICRefMatches(t *testing.T) {
+	tests := map[string]struct {
+		ref        string
+		label, mac string
+		want       bool
+	}{
+		"label":                 {ref: "Network adapter 2", label: "Network adapter 2", mac: "00:50:56:00:00:02", want: true},
+		"label any case":        {ref: "network ADAPTER 2", label: "Network adapter 2", want: true},
+		"other label":           {ref: "Network adapter 2", label: "Network adapter 1", want: false},
+		"mac":                   {ref: "00:50:56:aa:bb:cc", label: "Network adapter 1", mac: "00:50:56:AA:BB:CC", want: true},
+		"mac dashes":            {ref: "00-50-56-aa-bb-cc", mac: "00:50:56:aa:bb:cc", want: true},
+		"other mac":             {ref: "00:50:56:aa:bb:cc", mac: "00:50:56:aa:bb:cd", want: false},
+		"mac never as label":    {ref: "00:50:56:aa:bb:cc", label: "00:50:56:aa:bb:cc", want: false},
+		"nic without mac (yet)": {ref: "00:50:56:aa:bb:cc", label: "Network adapter 1", want: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, err := ParseNICRef(tc.ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Matches(tc.label, tc.mac); got != tc.want {
+				t.Fatalf("%s matches (%q, %q) = %t, want %t", r, tc.label, tc.mac, got, tc.want)
+			}
+		})
 	}
 }

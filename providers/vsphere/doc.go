@@ -1,7 +1,8 @@
 // Package vsphere is Warden's hypervisor provider for VMware vSphere: it
 // observes a gateway VM, snapshots it, isolates it by moving every virtual
-// NIC to a quarantine distributed portgroup (or disconnecting it), releases
-// it back to exactly the networks it had, and powers it off.
+// NIC to a quarantine distributed portgroup (or disconnecting it) except
+// the gateway's declared management NICs, which stay on the management
+// path, releases it back to exactly the networks it had, and powers it off.
 //
 // It owns the vCenter session (SOAP and vAPI REST), the translation of
 // actions.VMProvider calls into vSphere tasks, the record of original NIC

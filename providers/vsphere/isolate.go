@@ -9,12 +9,15 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vapi/tags"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/warden-ir/warden/actions"
 )
 
 // IsolateVM moves every NIC of vm to the quarantine portgroup (mode
 // "portgroup", NICs stay connected there) or disconnects it (mode
 // "disconnect", also moved when a quarantine portgroup is configured), sets
-// StartConnected false, and tags the VM.
+// StartConnected false, and tags the VM. It is IsolateVMKeeping with no
+// management NICs: the gateway's agent is then cut off until release.
 //
 // Before any NIC changes, the original backings are recorded as JSON in the
 // VM's custom attribute, so release needs nothing but the VM. An existing
@@ -28,16 +31,76 @@ import (
 // the VM (left by a controller that died while waiting for it) is waited
 // for first and never sent twice: the VM read after it ends decides.
 func (p *Provider) IsolateVM(ctx context.Context, vm string) (changed bool, err error) {
+	return p.IsolateVMKeeping(ctx, vm, actions.ManagementNICs{})
+}
+
+// IsolateVMKeeping is IsolateVM for a VM with declared management NICs
+// (by label or MAC): those stay on their network, or move to
+// keep.Portgroup, and are connected and connect at power on; every other
+// NIC is isolated. All NIC changes go in one reconfiguration, so the
+// management path never goes down on the way. A management NIC found on
+// the quarantine portgroup (isolated earlier without the declaration)
+// returns to its recorded original network. The record lists the kept NICs
+// so ObserveVM can tell them from a breach, and holds their originals like
+// any other NIC's, so release restores exactly what isolation changed.
+//
+// A declaration that names a NIC the VM lacks (or several), covers every
+// NIC without a management portgroup, names a management portgroup that is
+// missing or is the quarantine portgroup, or keeps on its network a NIC
+// whose original network is unknown, is a terminal error before anything
+// changes.
+//
+// Idempotent as IsolateVM: applied again with the same declaration it
+// changes nothing and returns false; with another declaration it converges
+// the VM to it.
+func (p *Provider) IsolateVMKeeping(ctx context.Context, vm string, keep actions.ManagementNICs) (changed bool, err error) {
 	defer p.lockVM(vm)()
 	err = p.withSession(ctx, func() error {
-		changed, err = p.isolate(ctx, vm)
+		changed, err = p.isolate(ctx, vm, keep)
 		return err
 	})
 	return changed, err
 }
 
-func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
+// managementNICs resolves a declaration against the VM: the management
+// NICs by key, with where each is kept.
+func (p *Provider) managementNICs(v *vmView, keep actions.ManagementNICs) (map[int32]managedNIC, error) {
+	out := map[int32]managedNIC{}
+	if !keep.Declared() {
+		return out, nil
+	}
+	var nics []actions.NIC
+	for _, card := range v.nics() {
+		n := v.describe(card)
+		nics = append(nics, actions.NIC{Key: n.Key, Label: n.Label, MAC: n.MAC, Network: n.Network})
+	}
+	keys, err := keep.Select(v.mo.Name, nics)
+	if err != nil {
+		return nil, err
+	}
+	var mpg portgroup
+	if keep.Portgroup != "" {
+		if mpg, err = v.nets.management(keep.Portgroup); err != nil {
+			return nil, err
+		}
+		if v.qpg.Key != "" && mpg.Key == v.qpg.Key && mpg.SwitchUUID == v.qpg.SwitchUUID {
+			return nil, fmt.Errorf("checking management portgroup %q: it is the quarantine portgroup: %w", keep.Portgroup, errInvalid)
+		}
+	}
+	for _, n := range nics {
+		if keys[n.Key] {
+			out[n.Key] = managedNIC{Key: n.Key, Label: n.Label, Portgroup: mpg.Name, PortgroupKey: mpg.Key, SwitchUUID: mpg.SwitchUUID}
+		}
+	}
+	return out, nil
+}
+
+func (p *Provider) isolate(ctx context.Context, vm string, keep actions.ManagementNICs) (bool, error) {
 	v, err := p.settledView(ctx, vm)
+	if err != nil {
+		return false, fmt.Errorf("isolating vm %s: %w", vm, err)
+	}
+	mgmt, err := p.managementNICs(v, keep)
 	if err != nil {
 		return false, fmt.Errorf("isolating vm %s: %w", vm, err)
 	}
@@ -67,6 +130,10 @@ func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
 		}
 		switch {
 		case p.nicIsolated(v, n) || v.onQuarantine(n):
+			if m, ok := mgmt[n.Key]; ok && m.PortgroupKey == "" && v.onQuarantine(n) {
+				return false, fmt.Errorf("isolating vm %s: management nic %q is on the quarantine portgroup and its original network is not recorded, so Warden cannot tell where to keep it; move it to its management network by hand, or set the gateway's management_portgroup: %w",
+					v.mo.Name, n.Label, errInvalid)
+			}
 			p.log.Warn("nic already isolated but not recorded; release will leave it isolated", "vm", v.mo.Name, "nic", n.Label)
 			continue
 		case n.Kind != backingDVS && n.Kind != backingNetwork && n.Kind != backingOpaque:
@@ -76,6 +143,74 @@ func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
 		rec.NICs = append(rec.NICs, n)
 		recChanged = true
 	}
+	var managed []managedNIC
+	for _, card := range v.nics() { // ordered by key
+		if m, ok := mgmt[card.GetVirtualEthernetCard().Key]; ok {
+			managed = append(managed, m)
+		}
+	}
+	if !sameManagement(rec.Management, managed) {
+		rec.Management = managed
+		recChanged = true
+	}
+
+	// Every edit is built before anything is written, so a declaration
+	// that cannot be honoured changes nothing.
+	poweredOn := v.mo.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+	var specs []types.BaseVirtualDeviceConfigSpec
+	var labels, kept []string
+	for _, card := range v.nics() {
+		n := v.describe(card)
+		c := card.GetVirtualEthernetCard()
+		conn := types.VirtualDeviceConnectInfo{}
+		if c.Connectable != nil {
+			conn = *c.Connectable
+		}
+		if m, ok := mgmt[n.Key]; ok {
+			var backing types.BaseVirtualDeviceBackingInfo
+			if m.PortgroupKey != "" {
+				if n.Kind != backingDVS || n.PortgroupKey != m.PortgroupKey || n.SwitchUUID != m.SwitchUUID {
+					backing = &types.VirtualEthernetCardDistributedVirtualPortBackingInfo{
+						Port: types.DistributedVirtualSwitchPortConnection{PortgroupKey: m.PortgroupKey, SwitchUuid: m.SwitchUUID},
+					}
+				}
+			} else if orig, ok := rec.nic(n.Key); ok && !sameBacking(n, orig) {
+				if backing, err = restoredBacking(v.nets, orig); err != nil {
+					return false, fmt.Errorf("isolating vm %s: returning management nic %q to its recorded network: %w", v.mo.Name, n.Label, err)
+				}
+			}
+			if backing == nil && n.StartConnected && (n.Connected || !poweredOn) {
+				continue
+			}
+			if backing != nil {
+				c.Backing = backing
+			}
+			conn.StartConnected = true
+			if poweredOn {
+				conn.Connected = true
+			}
+			c.Connectable = &conn
+			specs = append(specs, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: card.(types.BaseVirtualDevice)})
+			kept = append(kept, fmt.Sprintf("%q", n.Label))
+			continue
+		}
+		if p.nicIsolated(v, n) {
+			continue
+		}
+		if v.qpg.Key != "" {
+			c.Backing = &types.VirtualEthernetCardDistributedVirtualPortBackingInfo{
+				Port: types.DistributedVirtualSwitchPortConnection{PortgroupKey: v.qpg.Key, SwitchUuid: v.qpg.SwitchUUID},
+			}
+		}
+		conn.StartConnected = false
+		if p.cfg.QuarantineMode == ModeDisconnect {
+			conn.Connected = false
+		}
+		c.Connectable = &conn
+		specs = append(specs, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: card.(types.BaseVirtualDevice)})
+		labels = append(labels, fmt.Sprintf("%q", n.Label))
+	}
+
 	if recChanged {
 		raw, err := json.Marshal(rec)
 		if err != nil {
@@ -87,40 +222,18 @@ func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
 		changed = true
 	}
 
-	var specs []types.BaseVirtualDeviceConfigSpec
-	var labels []string
-	for _, card := range v.nics() {
-		n := v.describe(card)
-		if p.nicIsolated(v, n) {
-			continue
-		}
-		c := card.GetVirtualEthernetCard()
-		if v.qpg.Key != "" {
-			c.Backing = &types.VirtualEthernetCardDistributedVirtualPortBackingInfo{
-				Port: types.DistributedVirtualSwitchPortConnection{PortgroupKey: v.qpg.Key, SwitchUuid: v.qpg.SwitchUUID},
-			}
-		}
-		conn := types.VirtualDeviceConnectInfo{}
-		if c.Connectable != nil {
-			conn = *c.Connectable
-		}
-		conn.StartConnected = false
-		if p.cfg.QuarantineMode == ModeDisconnect {
-			conn.Connected = false
-		}
-		c.Connectable = &conn
-		specs = append(specs, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: card.(types.BaseVirtualDevice)})
-		labels = append(labels, fmt.Sprintf("%q", n.Label))
-	}
 	if len(specs) > 0 {
 		target := "quarantine portgroup " + p.cfg.QuarantinePortgroup
 		if v.qpg.Key == "" {
 			target = "disconnected"
 		}
+		if len(kept) > 0 {
+			target += ", keeping management nic " + strings.Join(kept, ", ") + " connected on the management path"
+		}
 		if err := p.reconfigure(ctx, v, specs); err != nil {
 			return changed, fmt.Errorf("moving nic %s of %s to %s: %w", strings.Join(labels, ", "), v.mo.Name, target, err)
 		}
-		p.log.Info("isolated vm nics", "vm", v.mo.Name, "nics", len(specs), "mode", p.cfg.QuarantineMode)
+		p.log.Info("isolated vm nics", "vm", v.mo.Name, "nics", len(labels), "management_nics", len(kept), "mode", p.cfg.QuarantineMode)
 		changed = true
 	}
 
@@ -135,7 +248,10 @@ func (p *Provider) isolate(ctx context.Context, vm string) (bool, error) {
 
 // ReleaseVM restores every recorded NIC exactly (backing, Connected,
 // StartConnected; Connected only takes effect on a powered-on VM, as in
-// vSphere), then detaches the quarantine tag, then clears the record. The
+// vSphere), then detaches the quarantine tag, then clears the record. A
+// management NIC isolation kept on its network is already at its recorded
+// original and is not touched; one moved to a management portgroup goes
+// back. The
 // record goes last so an interrupted release can be run again.
 //
 // Idempotent: on a VM that is not quarantined and has no record it changes

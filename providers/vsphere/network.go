@@ -31,16 +31,28 @@ type netIndex struct {
 // quarantine returns the distributed portgroup called name, or a terminal
 // error naming it when there is none or more than one.
 func (n netIndex) quarantine(name string) (portgroup, error) {
+	return n.distributed("quarantine portgroup", name, "create it on a distributed switch or fix vsphere.quarantine_portgroup")
+}
+
+// management returns the management-only distributed portgroup called
+// name, with the same rules as quarantine.
+func (n netIndex) management(name string) (portgroup, error) {
+	return n.distributed("management portgroup", name, "create it on a distributed switch or fix the gateway's management_portgroup")
+}
+
+// distributed finds the one distributed portgroup called name; what and
+// fix word the error.
+func (n netIndex) distributed(what, name, fix string) (portgroup, error) {
 	switch pgs := n.pgByName[name]; len(pgs) {
 	case 1:
 		return pgs[0], nil
 	case 0:
 		if _, ok := n.std[name]; ok {
-			return portgroup{}, fmt.Errorf("finding quarantine portgroup %q: it is a standard network, not a distributed portgroup: %w", name, errInvalid)
+			return portgroup{}, fmt.Errorf("finding %s %q: it is a standard network, not a distributed portgroup: %w", what, name, errInvalid)
 		}
-		return portgroup{}, fmt.Errorf("finding quarantine portgroup %q: %w (create it on a distributed switch or fix vsphere.quarantine_portgroup)", name, errNotFound)
+		return portgroup{}, fmt.Errorf("finding %s %q: %w (%s)", what, name, errNotFound, fix)
 	default:
-		return portgroup{}, fmt.Errorf("finding quarantine portgroup %q: %d distributed portgroups have that name: %w", name, len(pgs), errInvalid)
+		return portgroup{}, fmt.Errorf("finding %s %q: %d distributed portgroups have that name: %w", what, name, len(pgs), errInvalid)
 	}
 }
 

@@ -46,9 +46,53 @@ const (
 
 // record is the JSON kept in the VM's custom attribute while it is
 // quarantined. Version lets a later Warden read an older record.
+//
+// NICs holds the original of every NIC isolation found in its original
+// state, management NICs included (for one kept on its network the
+// original is where it stays, so release has nothing to restore there).
+// Management lists the NICs isolation keeps on the management path, so an
+// observer that knows nothing of the inventory can still tell a kept NIC
+// from a breach.
 type record struct {
-	Version int         `json:"v"`
-	NICs    []nicRecord `json:"nics"`
+	Version    int          `json:"v"`
+	NICs       []nicRecord  `json:"nics"`
+	Management []managedNIC `json:"management,omitempty"`
+}
+
+// managedNIC is a NIC isolation keeps on the management path: on the
+// management portgroup when PortgroupKey is set, else on its recorded
+// original network.
+type managedNIC struct {
+	Key          int32  `json:"key"`
+	Label        string `json:"label,omitempty"`
+	Portgroup    string `json:"portgroup,omitempty"`
+	PortgroupKey string `json:"portgroup_key,omitempty"`
+	SwitchUUID   string `json:"switch_uuid,omitempty"`
+}
+
+func (r *record) managed(key int32) (managedNIC, bool) {
+	if r == nil {
+		return managedNIC{}, false
+	}
+	for _, m := range r.Management {
+		if m.Key == key {
+			return m, true
+		}
+	}
+	return managedNIC{}, false
+}
+
+// sameManagement compares two Management lists, both ordered by key.
+func sameManagement(a, b []managedNIC) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 const recordVersion = 1
@@ -88,6 +132,11 @@ func parseRecord(s string) (*record, error) {
 			}
 		default:
 			return nil, fmt.Errorf("decoding record: nic %d has unknown backing kind %q", n.Key, n.Kind)
+		}
+	}
+	for _, m := range r.Management {
+		if (m.PortgroupKey == "") != (m.SwitchUUID == "") {
+			return nil, fmt.Errorf("decoding record: management nic %d has a portgroup key or a switch uuid, not both", m.Key)
 		}
 	}
 	return &r, nil
@@ -179,6 +228,20 @@ func (v *vmView) onQuarantine(n nicRecord) bool {
 	return v.qpg.Key != "" && n.Kind == backingDVS && n.PortgroupKey == v.qpg.Key && n.SwitchUUID == v.qpg.SwitchUUID
 }
 
+// onManagementPath says whether a NIC the record keeps on the management
+// path is where isolation left it: on the management portgroup, or on its
+// recorded original network (anywhere but quarantine when none is
+// recorded).
+func (v *vmView) onManagementPath(n nicRecord, m managedNIC) bool {
+	if m.PortgroupKey != "" {
+		return n.Kind == backingDVS && n.PortgroupKey == m.PortgroupKey && n.SwitchUUID == m.SwitchUUID
+	}
+	if orig, ok := v.rec.nic(n.Key); ok {
+		return sameBacking(n, orig)
+	}
+	return !v.onQuarantine(n)
+}
+
 // nicIsolated says whether a NIC is in the state IsolateVM leaves it in.
 func (p *Provider) nicIsolated(v *vmView, n nicRecord) bool {
 	if n.StartConnected {
@@ -202,13 +265,20 @@ func (p *Provider) state(v *vmView) actions.VMState {
 	quarantined := v.tagged
 	for _, card := range v.nics() {
 		n := v.describe(card)
+		m, managed := v.rec.managed(n.Key)
 		st.NICs = append(st.NICs, actions.NIC{
 			Key: n.Key, Label: n.Label, MAC: n.MAC, Network: n.Network,
-			Connected: n.Connected, StartConnected: n.StartConnected,
+			Connected: n.Connected, StartConnected: n.StartConnected, Management: managed,
 		})
-		// As documented on VMState: on the quarantine portgroup or
+		// As documented on VMState: a kept management NIC where
+		// isolation left it; any other on the quarantine portgroup or
 		// disconnected, and never connecting at power-on.
-		if n.StartConnected || !(v.onQuarantine(n) || !n.Connected) {
+		switch {
+		case managed:
+			if !v.onManagementPath(n, m) {
+				quarantined = false
+			}
+		case n.StartConnected || !(v.onQuarantine(n) || !n.Connected):
 			quarantined = false
 		}
 	}

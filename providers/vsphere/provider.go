@@ -23,7 +23,10 @@ import (
 	"github.com/warden-ir/warden/actions"
 )
 
-var _ actions.VMProvider = (*Provider)(nil)
+var (
+	_ actions.VMProvider         = (*Provider)(nil)
+	_ actions.ManagementIsolator = (*Provider)(nil)
+)
 
 // keepAliveIdle is how often an idle SOAP session is touched so vCenter
 // does not expire it between incidents.

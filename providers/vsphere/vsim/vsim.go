@@ -240,12 +240,7 @@ func (l *Lab) SetNICNetwork(ctx context.Context, vm, label, portgroup string) er
 		if err != nil {
 			return fmt.Errorf("reading devices of %s: %w", vm, err)
 		}
-		var dev types.BaseVirtualDevice
-		for _, d := range devices.SelectByType((*types.VirtualEthernetCard)(nil)) {
-			if info := d.GetVirtualDevice().DeviceInfo; info != nil && info.GetDescription().Label == label {
-				dev = d
-			}
-		}
+		dev := findNIC(devices, label)
 		if dev == nil {
 			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
 		}
@@ -258,6 +253,88 @@ func (l *Lab) SetNICNetwork(ctx context.Context, vm, label, portgroup string) er
 		}
 		return nil
 	})
+}
+
+// AddPortgroups adds distributed portgroups to the lab's switch (a
+// management network, say).
+func (l *Lab) AddPortgroups(ctx context.Context, names ...string) error {
+	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
+		return addPortgroups(ctx, f, names...)
+	})
+}
+
+// AddNIC adds a vmxnet3 NIC labelled label on portgroup to vm, connected
+// and connecting at power on, and returns the MAC address vSphere gave it.
+func (l *Lab) AddNIC(ctx context.Context, vm, label, portgroup string) (mac string, err error) {
+	err = l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
+		obj, err := f.VirtualMachine(ctx, vm)
+		if err != nil {
+			return fmt.Errorf("finding vm %s: %w", vm, err)
+		}
+		backing, err := pgBacking(ctx, f, portgroup)
+		if err != nil {
+			return err
+		}
+		nic, err := newNIC(backing, label)
+		if err != nil {
+			return fmt.Errorf("creating nic %q for %s: %w", label, vm, err)
+		}
+		if err := obj.AddDevice(ctx, nic); err != nil {
+			return fmt.Errorf("adding nic %q to %s: %w", label, vm, err)
+		}
+		devices, err := obj.Device(ctx)
+		if err != nil {
+			return fmt.Errorf("reading devices of %s: %w", vm, err)
+		}
+		if d := findNIC(devices, label); d != nil {
+			mac = d.(types.BaseVirtualEthernetCard).GetVirtualEthernetCard().MacAddress
+			return nil
+		}
+		return fmt.Errorf("adding nic %q to %s: not found after adding it", label, vm)
+	})
+	return mac, err
+}
+
+// RemoveNIC removes the NIC labelled label from vm.
+func (l *Lab) RemoveNIC(ctx context.Context, vm, label string) error {
+	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
+		obj, err := f.VirtualMachine(ctx, vm)
+		if err != nil {
+			return fmt.Errorf("finding vm %s: %w", vm, err)
+		}
+		devices, err := obj.Device(ctx)
+		if err != nil {
+			return fmt.Errorf("reading devices of %s: %w", vm, err)
+		}
+		d := findNIC(devices, label)
+		if d == nil {
+			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
+		}
+		if err := obj.RemoveDevice(ctx, false, d); err != nil {
+			return fmt.Errorf("removing nic %q from %s: %w", label, vm, err)
+		}
+		return nil
+	})
+}
+
+func findNIC(devices object.VirtualDeviceList, label string) types.BaseVirtualDevice {
+	for _, d := range devices.SelectByType((*types.VirtualEthernetCard)(nil)) {
+		if info := d.GetVirtualDevice().DeviceInfo; info != nil && info.GetDescription().Label == label {
+			return d
+		}
+	}
+	return nil
+}
+
+func newNIC(backing types.BaseVirtualDeviceBackingInfo, label string) (types.BaseVirtualDevice, error) {
+	var devices object.VirtualDeviceList
+	nic, err := devices.CreateEthernetCard("vmxnet3", backing)
+	if err != nil {
+		return nil, err
+	}
+	// Labels as vSphere's client names them; vcsim would invent its own.
+	nic.GetVirtualDevice().DeviceInfo = &types.Description{Label: label}
+	return nic, nil
 }
 
 // WithClient runs fn with a logged-in client and a finder set to the lab's
@@ -297,29 +374,9 @@ func pgBacking(ctx context.Context, f *find.Finder, name string) (types.BaseVirt
 // populate adds the portgroups and the gateway VMs.
 func (l *Lab) populate(ctx context.Context) error {
 	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		n, err := f.Network(ctx, "DVS0")
-		if err != nil {
-			return fmt.Errorf("finding lab switch: %w", err)
-		}
-		dvs, ok := n.(*object.DistributedVirtualSwitch)
-		if !ok {
-			return errors.New("finding lab switch: DVS0 is not a distributed switch")
-		}
 		opt := l.Options
-		var specs []types.DVPortgroupConfigSpec
-		for _, name := range []string{opt.TransitPortgroup, opt.LANPortgroup, opt.QuarantinePortgroup} {
-			specs = append(specs, types.DVPortgroupConfigSpec{
-				Name:     name,
-				Type:     string(types.DistributedVirtualPortgroupPortgroupTypeEarlyBinding),
-				NumPorts: 128,
-			})
-		}
-		task, err := dvs.AddPortgroup(ctx, specs)
-		if err == nil {
-			err = task.Wait(ctx)
-		}
-		if err != nil {
-			return fmt.Errorf("adding lab portgroups: %w", err)
+		if err := addPortgroups(ctx, f, opt.TransitPortgroup, opt.LANPortgroup, opt.QuarantinePortgroup); err != nil {
+			return err
 		}
 		transit, err := pgBacking(ctx, f, opt.TransitPortgroup)
 		if err != nil {
@@ -346,16 +403,41 @@ func (l *Lab) populate(ctx context.Context) error {
 	})
 }
 
+// addPortgroups adds distributed portgroups to the lab's switch.
+func addPortgroups(ctx context.Context, f *find.Finder, names ...string) error {
+	n, err := f.Network(ctx, "DVS0")
+	if err != nil {
+		return fmt.Errorf("finding lab switch: %w", err)
+	}
+	dvs, ok := n.(*object.DistributedVirtualSwitch)
+	if !ok {
+		return errors.New("finding lab switch: DVS0 is not a distributed switch")
+	}
+	var specs []types.DVPortgroupConfigSpec
+	for _, name := range names {
+		specs = append(specs, types.DVPortgroupConfigSpec{
+			Name:     name,
+			Type:     string(types.DistributedVirtualPortgroupPortgroupTypeEarlyBinding),
+			NumPorts: 128,
+		})
+	}
+	task, err := dvs.AddPortgroup(ctx, specs)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("adding lab portgroups %q: %w", names, err)
+	}
+	return nil
+}
+
 func createGateway(ctx context.Context, folder *object.Folder, pool *object.ResourcePool, name string, backings ...types.BaseVirtualDeviceBackingInfo) error {
 	var devices object.VirtualDeviceList
 	for i, b := range backings {
-		nic, err := devices.CreateEthernetCard("vmxnet3", b)
+		nic, err := newNIC(b, fmt.Sprintf("Network adapter %d", i+1))
 		if err != nil {
 			return fmt.Errorf("creating nic for %s: %w", name, err)
 		}
-		// Labels as vSphere's client names them; vcsim would invent
-		// its own.
-		nic.GetVirtualDevice().DeviceInfo = &types.Description{Label: fmt.Sprintf("Network adapter %d", i+1)}
 		devices = append(devices, nic)
 	}
 	change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
