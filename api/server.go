@@ -56,8 +56,24 @@ type Options struct {
 	ReplayLedger intake.ReplayLedger
 	Gatherer     prometheus.Gatherer
 	Metrics      *controller.Metrics
-	Log          *slog.Logger
-	Now          func() time.Time
+	// StoreHealth, when set, says whether the store can commit: /readyz
+	// answers 503 while it cannot, and intake reports its commits to it.
+	StoreHealth StoreHealth
+	// StoreRetryAfter is the Retry-After of a 503 for a store that cannot
+	// commit (default 5s): about when the next probe may show it can.
+	StoreRetryAfter time.Duration
+	Log             *slog.Logger
+	Now             func() time.Time
+}
+
+// StoreHealth is whether the store's commits go through.
+type StoreHealth interface {
+	// Writable returns nil when the store's last commit went through, and
+	// the error that made it fail otherwise.
+	Writable() error
+	// ObserveCommit records the outcome of a commit the API made (nil: it
+	// went through), so that a failure shows before the next probe.
+	ObserveCommit(err error)
 }
 
 // Server is the HTTP handler.
@@ -87,6 +103,9 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = controller.NewMetrics(nil)
+	}
+	if opt.StoreRetryAfter <= 0 {
+		opt.StoreRetryAfter = 5 * time.Second
 	}
 	if opt.Signature != nil {
 		if opt.ReplayLedger == nil && opt.Controller != nil {
@@ -352,6 +371,19 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []skippedAlert) {
 	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
+	if s.opt.StoreHealth != nil {
+		s.opt.StoreHealth.ObserveCommit(err)
+	}
+	if reason, ok := store.UnwritableReason(err); ok {
+		// Nothing was stored, and the sender can send the same alerts
+		// again once the store commits: a 503 with Retry-After says so,
+		// a 500 would not.
+		s.opt.Metrics.IndicatorsRejected.WithLabelValues("store_unwritable").Inc()
+		s.opt.Log.Error("refusing intake: the store cannot commit", "reason", reason, "err", err)
+		s.setRetryAfter(w)
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "the store cannot commit (" + reason + "); nothing was stored: send again after Retry-After"})
+		return
+	}
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, "store", err)
 		return
@@ -445,12 +477,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz is ready when the store answers and its last commit went
+// through: a controller that cannot commit cannot take an indicator.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.opt.Controller.Store().DB().PingContext(r.Context()); err != nil {
+		s.setRetryAfter(w)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
 		return
 	}
+	if s.opt.StoreHealth != nil {
+		if err := s.opt.StoreHealth.Writable(); err != nil {
+			// The reason, not the error: this route is unauthenticated and
+			// the error names paths.
+			reason, ok := store.UnwritableReason(err)
+			if !ok {
+				reason = "commit_failed"
+			}
+			s.setRetryAfter(w)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store cannot commit", "reason": reason})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// setRetryAfter tells a client refused for the store's sake when to try
+// again, in whole seconds.
+func (s *Server) setRetryAfter(w http.ResponseWriter) {
+	secs := int((s.opt.StoreRetryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 }
 
 func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request) {

@@ -9,7 +9,9 @@
 // section name alone (WARDEN_SERVER is also "server") must never replace a
 // whole section of the file.
 //
-// It owns the shape of the configuration. It must not connect to anything.
+// It owns the shape of the configuration and the checks that need no more
+// than the files it names (CheckFiles, Warnings). It must not connect to
+// anything, and must not create or change a file.
 package config
 
 import (

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,9 @@ type Daemon struct {
 	listener net.Listener
 	http     *http.Server
 	lease    *writerLease
+	writable *storeWritability
+	// probeEvery is how often Serve probes the store.
+	probeEvery time.Duration
 }
 
 // Options add what configuration cannot say.
@@ -61,16 +65,22 @@ type Options struct {
 	Clock controller.Clock
 	// ExtraActions replace or add catalogue entries (tests, demo).
 	ExtraActions []actions.Action
+	// StoreProbeInterval is how often Serve checks that the store can
+	// commit (default StoreProbeInterval).
+	StoreProbeInterval time.Duration
 }
 
-// Build opens the store, loads policies, connects providers and assembles
-// the controller and API. It starts nothing; call Serve.
+// Build runs Check, opens the store, connects providers and assembles the
+// controller and API. It starts nothing; call Serve.
 func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error) {
 	log := opt.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{now: time.Now}}
+	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{now: time.Now}, probeEvery: opt.StoreProbeInterval}
+	if d.probeEvery <= 0 {
+		d.probeEvery = StoreProbeInterval
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -78,19 +88,22 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		}
 	}()
 
-	var err error
-	if cfg.Policies.Dir != "" {
-		d.Policies, err = policies.LoadDir(cfg.Policies.Dir)
-	} else {
-		d.Policies, err = policies.Default()
+	checked, err := Check(cfg, opt)
+	for _, w := range checked.Warnings {
+		log.Warn("configuration: "+w, "component", "config")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading policies: %w", err)
+		return nil, fmt.Errorf("checking configuration: %w", err)
 	}
+	d.Policies = checked.Policies
 	d.Store, err = store.Open(ctx, cfg.Store.Path, cfg.Store.Sync)
 	if err != nil {
 		return nil, err
 	}
+	// Probed once now, so that /readyz tells the truth before Serve's
+	// first tick (and for callers that never Serve).
+	d.writable = newStoreWritability(d.Store, d.Registry, log.With("component", "store"))
+	_ = d.writable.Probe(ctx)
 
 	evDir := cfg.Evidence.Dir
 	if evDir == "" {
@@ -124,12 +137,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		add(actions.Unavailable{Action: actions.NamePatch, Reason: "no warden agent configured (agents.cert_file)"})
 	}
 	if cfg.VSphere.URL != "" {
-		d.VSphere, err = vsphere.Connect(ctx, vsphere.Config{
-			URL: cfg.VSphere.URL, Username: cfg.VSphere.Username, Password: cfg.VSphere.Password,
-			Insecure: cfg.VSphere.Insecure, CAFile: cfg.VSphere.CAFile, Datacenter: cfg.VSphere.Datacenter,
-			QuarantinePortgroup: cfg.VSphere.QuarantinePortgroup, QuarantineMode: cfg.VSphere.QuarantineMode,
-			TagCategory: cfg.VSphere.TagCategory, Tag: cfg.VSphere.Tag,
-		}, log) // Connect adds provider=vsphere (and the url) itself
+		d.VSphere, err = vsphere.Connect(ctx, vsphereConfig(cfg.VSphere), log) // Connect adds provider=vsphere (and the url) itself
 		if err != nil {
 			return nil, fmt.Errorf("connecting to vCenter: %w", err)
 		}
@@ -155,10 +163,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		add(actions.Unavailable{Action: actions.NameIsolate, Reason: "neither a vCenter nor agents are configured"})
 		add(actions.Unavailable{Action: actions.NameRelease, Reason: "neither a vCenter nor agents are configured"})
 	}
-	channels := make([]notify.Channel, 0, len(cfg.Notify.Channels))
-	for _, ch := range cfg.Notify.Channels {
-		channels = append(channels, notify.Channel{Name: ch.Name, URL: ch.URL, Secret: ch.Secret, Headers: ch.Headers})
-	}
+	channels := notifyChannels(cfg.Notify)
 	sender, err := notify.NewSender(channels, log.With("component", "notify"))
 	if err != nil {
 		return nil, fmt.Errorf("configuring notifications: %w", err)
@@ -187,6 +192,10 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
+	if got, want := catalogue.Names(), catalogueNames(opt); !slices.Equal(got, want) {
+		// Check judged the runbooks against want: the two must not drift.
+		return nil, fmt.Errorf("building the action catalogue: it has %v, but Check assumes %v", got, want)
+	}
 
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(d.Registry)
@@ -209,6 +218,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Alertmanager: intake.AlertmanagerMapping{GatewayLabel: am.GatewayLabel, InstanceLabel: am.InstanceLabel, SiteLabel: am.SiteLabel,
 			KindLabel: am.KindLabel, AlertnameKinds: am.AlertnameKinds}.WithDefaults(),
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
+		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery,
 	})
 	if err != nil {
 		return nil, err
@@ -242,6 +252,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer cancel()
 	leaseErr := make(chan error, 1)
 	go func() { leaseErr <- d.keepLease(cctx) }()
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		d.writable.Run(cctx, d.probeEvery)
+	}()
 	d.Controller.Start(cctx)
 	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	errc := make(chan error, 1)
@@ -275,6 +290,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	_ = d.http.Shutdown(sctx)
 	cancel()
 	d.Controller.Wait()
+	<-probed // the probe uses the store, which Close closes next
 	return stopErr
 }
 

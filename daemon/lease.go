@@ -104,7 +104,7 @@ func (d *Daemon) keepLease(ctx context.Context) error {
 			continue
 		}
 		late := d.lease.now().Sub(d.lease.renewed) > LeaseTTL*2/3
-		if errors.Is(err, store.ErrLeaseLost) || late {
+		if renewalLost(err, late) {
 			d.lease.lost = fmt.Errorf("the store's writer lease was lost: %w", err)
 			lost := d.lease.lost
 			d.lease.mu.Unlock()
@@ -115,6 +115,22 @@ func (d *Daemon) keepLease(ctx context.Context) error {
 			d.Log.Warn("renewing the store's writer lease", "err", err)
 		}
 	}
+}
+
+// renewalLost decides whether a failed renewal loses the lease (and stops
+// the controller). A successor shows as ErrLeaseLost. A renewal that is
+// late for another reason loses it, since the lease may have expired under
+// a successor it cannot see; but a store that cannot commit (a full disk)
+// is no sign of one: the controller stays up, fenced by Held (the renewal
+// is late) and unready (/readyz), and resumes when a renewal goes through.
+// A successor that took the lease meanwhile had to commit its epoch, and
+// the next renewal sees it as ErrLeaseLost.
+func renewalLost(err error, late bool) bool {
+	if errors.Is(err, store.ErrLeaseLost) {
+		return true
+	}
+	_, unwritable := store.UnwritableReason(err)
+	return late && !unwritable
 }
 
 // releaseWriter gives the lease up.

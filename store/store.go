@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/indicator"
@@ -162,7 +164,7 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("opening store: sync must be full or normal, got %q", sync)
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(" + sync + ")&_txlock=immediate"
+	dsn := fileURI(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(" + sync + ")&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
@@ -170,7 +172,7 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and this removes
 	// SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+audit.Schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+probeSchema+audit.Schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating schema in %s: %w", path, err)
 	}
@@ -179,6 +181,95 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 		return nil, fmt.Errorf("migrating schema in %s: %w", path, err)
 	}
 	return &Store{db: db, stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}, nil
+}
+
+// uriPathEscaper escapes what SQLite's URI parser would otherwise read as
+// the start of the query ('?'), of a fragment ('#') or of an escape ('%').
+var uriPathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// fileURI makes path a SQLite URI filename. The driver also splits the DSN
+// at its first '?', so an unescaped '?' in a directory name would turn the
+// rest of the path into parameters. An absolute path gets an empty
+// authority ("file:///…") so that one starting with "//" is not read as a
+// host.
+func fileURI(path string) string {
+	if strings.HasPrefix(path, "/") {
+		return "file://" + uriPathEscaper.Replace(path)
+	}
+	return "file:" + uriPathEscaper.Replace(path)
+}
+
+// probeSchema is the single row ProbeWrite rewrites.
+const probeSchema = `
+CREATE TABLE IF NOT EXISTS write_probe (
+	id     INTEGER PRIMARY KEY CHECK (id = 1),
+	probed TEXT NOT NULL,
+	count  INTEGER NOT NULL
+);
+`
+
+// ProbeWrite commits a tiny transaction that rewrites one row: it fails
+// when the store cannot commit (a full or read-only disk, an I/O error), as
+// intake would. It goes through Tx so that it begins, writes and commits
+// exactly as every other write does.
+func (s *Store) ProbeWrite(ctx context.Context, at time.Time) error {
+	return s.Tx(ctx, func(tx *Tx) error {
+		if _, err := tx.exec(ctx, `INSERT INTO write_probe(id, probed, count) VALUES (1, ?, 1)
+			ON CONFLICT(id) DO UPDATE SET probed = excluded.probed, count = count + 1`, ts(at)); err != nil {
+			return fmt.Errorf("writing the probe row: %w", err)
+		}
+		return nil
+	})
+}
+
+// Reasons a store cannot commit, as UnwritableReason names them (and the
+// metrics label them).
+const (
+	UnwritableFull     = "disk_full"
+	UnwritableReadOnly = "read_only"
+	UnwritableIO       = "io_error"
+	UnwritableBusy     = "busy"
+	UnwritableCorrupt  = "corrupt"
+	UnwritableOpen     = "cannot_open"
+)
+
+// UnwritableReason says whether err means the store could not commit for
+// a reason of the store itself rather than of the data: a full disk
+// (SQLITE_FULL, ENOSPC), a read-only one, an I/O error, a lock held past the
+// busy timeout, a corrupt or vanished file. ok is false for every other
+// error (a constraint, a bad request, nil), which retrying cannot cure.
+func UnwritableReason(err error) (reason string, ok bool) {
+	if err == nil {
+		return "", false
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		// Code is the extended code (SQLITE_IOERR_WRITE, …); its low byte
+		// is the primary one.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL:
+			return UnwritableFull, true
+		case sqlite3.SQLITE_READONLY:
+			return UnwritableReadOnly, true
+		case sqlite3.SQLITE_IOERR:
+			return UnwritableIO, true
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return UnwritableBusy, true
+		case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+			return UnwritableCorrupt, true
+		case sqlite3.SQLITE_CANTOPEN:
+			return UnwritableOpen, true
+		}
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return UnwritableFull, true
+	case errors.Is(err, syscall.EROFS):
+		return UnwritableReadOnly, true
+	case errors.Is(err, syscall.EIO):
+		return UnwritableIO, true
+	}
+	return "", false
 }
 
 func (s *Store) stmt(q string) *sql.Stmt {

@@ -586,11 +586,28 @@ func newConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	check := &cobra.Command{
-		Use: "check", Short: "Load and validate the configuration (secrets redacted)", Args: cobra.NoArgs,
+		Use:   "check",
+		Short: "Load and validate the configuration, and run every check serve makes short of connecting or opening the store",
+		Long: "Load and validate the configuration, then run every check serve makes short of connecting or opening the store:\n" +
+			"policies load, compile and name available actions; the store's directory is writable; TLS, agent, vCenter CA\n" +
+			"and credential files load; the API token is set. Warnings (printed, exit 0) flag settings that work but are\n" +
+			"probably mistakes. Secrets are never printed.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.config()
 			if err != nil {
 				return err
+			}
+			checked, err := daemon.Check(cfg, daemon.Options{})
+			for _, w := range checked.Warnings {
+				fmt.Fprintln(g.errw, "warning:", w)
+			}
+			if err != nil {
+				where := g.configPath
+				if where == "" {
+					where = "defaults and environment"
+				}
+				return fmt.Errorf("checking config %s: %w", where, err)
 			}
 			fmt.Fprintf(g.out, "configuration OK: %d sites, %d gateways, %d tunnels\n", len(cfg.Inventory.Sites), len(cfg.Inventory.Gateways), len(cfg.Inventory.Tunnels))
 			return nil

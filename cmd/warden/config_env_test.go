@@ -28,14 +28,23 @@ func TestClientVariablesDoNotBreakConfig(t *testing.T) {
 	}
 	dir := t.TempDir()
 	withStore := writeFile(t, dir, "warden.yaml", strings.Replace(string(b), readmeStore, auditedStore(t, dir, false), 1))
+	// config check looks at the files the example names: give it real
+	// ones, and the secrets the example leaves to the environment.
+	t.Setenv("WARDEN_SERVER_API_TOKEN", "server-token-of-at-least-32-characters")
+	t.Setenv("WARDEN_VSPHERE_PASSWORD", "vsphere-password")
+	runnable := writeFile(t, dir, "runnable.yaml", strings.NewReplacer(
+		readmeStore, filepath.Join(dir, "fresh.db"),
+		"/etc/warden/policies", defaultPolicyDir(t),
+		"/etc/warden/vcenter-ca.pem", agentTLS(t).ca,
+	).Replace(string(b)))
 
 	tests := map[string]struct {
 		configEnv string // WARDEN_CONFIG, when set
 		args      []string
 		wantOut   string
 	}{
-		"config check":                   {args: []string{"config", "check", "-c", readme}, wantOut: "configuration OK: 2 sites, 2 gateways, 1 tunnels"},
-		"config check WARDEN_CONFIG":     {configEnv: readme, args: []string{"config", "check"}, wantOut: "configuration OK: 2 sites, 2 gateways, 1 tunnels"},
+		"config check":                   {args: []string{"config", "check", "-c", runnable}, wantOut: "configuration OK: 2 sites, 2 gateways, 1 tunnels"},
+		"config check WARDEN_CONFIG":     {configEnv: runnable, args: []string{"config", "check"}, wantOut: "configuration OK: 2 sites, 2 gateways, 1 tunnels"},
 		"audit verify store from config": {args: []string{"audit", "verify", "-c", withStore}, wantOut: "audit chain intact: 3 entries"},
 	}
 	for name, tc := range tests {

@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+
+	"github.com/warden-ir/warden/store"
+)
+
+// TestRenewalLost: a successor always loses the lease; a late renewal
+// loses it unless the store could not commit (a full disk), where the
+// controller stays up, fenced and unready, until a renewal goes through.
+func TestRenewalLost(t *testing.T) {
+	full := fmt.Errorf("renewing the writer lease: %w", syscall.ENOSPC)
+	other := errors.New("renewing the writer lease: connection reset")
+	tests := map[string]struct {
+		err  error
+		late bool
+		want bool
+	}{
+		"successor":               {err: store.ErrLeaseLost, want: true},
+		"successor, late":         {err: store.ErrLeaseLost, late: true, want: true},
+		"passing failure":         {err: other},
+		"late failure":            {err: other, late: true, want: true},
+		"full disk":               {err: full},
+		"full disk, late":         {err: full, late: true},
+		"read-only disk, late":    {err: fmt.Errorf("renewing: %w", syscall.EROFS), late: true},
+		"full disk and successor": {err: errors.Join(full, store.ErrLeaseLost), late: true, want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := renewalLost(tc.err, tc.late); got != tc.want {
+				t.Errorf("renewalLost(%v, late=%t) = %t, want %t", tc.err, tc.late, got, tc.want)
+			}
+		})
+	}
+}
