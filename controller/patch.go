@@ -32,7 +32,11 @@ type PatchWaveRequest struct {
 // PatchWave patches the gateways with the patch-gateway runbook, canary
 // first, verifying each (versions read back, baseline passes) before the
 // next wave, and stops at the first gateway that fails, leaving the rest
-// untouched. Each gateway's patch is a durable, audited run.
+// untouched. Each gateway's patch is a durable, audited run; once verified,
+// its patch step re-records the gateway's integrity manifest for exactly
+// the files the upgraded packages installed (old and new hashes in the
+// step's result and in evidence), so the baseline that follows does not
+// read a sanctioned update as an integrity violation.
 func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patching.WaveReport, error) {
 	if err := c.checkPatchWave(req); err != nil {
 		return patching.WaveReport{}, err

@@ -109,7 +109,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if evDir == "" {
 		evDir = filepath.Join(filepath.Dir(cfg.Store.Path), "evidence")
 	}
-	d.Ledger, err = evidence.Open(ctx, d.Store.DB(), evDir)
+	d.Ledger, err = evidence.Open(ctx, d.Store.DB(), evDir, evidence.WithIncidents(storeIncidents{d.Store}))
 	if err != nil {
 		return nil, fmt.Errorf("opening evidence store: %w", err)
 	}
@@ -124,7 +124,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(linux.NewCaptureAction(d.Agents, evidenceSink{d.Ledger}))
 		add(linux.NewVerifyBaselineAction(d.Agents, baselineStore{d.Store}))
-		add(linux.NewPatchAction(d.Agents))
+		add(patchEvidence{Action: linux.NewPatchAction(d.Agents), l: d.Ledger})
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", linux.NewIsolateAction(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {

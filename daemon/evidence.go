@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/linux"
+	"github.com/warden-ir/warden/store"
 )
 
 // evidenceSink keeps captured artefacts in the ledger. Records of one
@@ -180,4 +182,73 @@ func (c configEvidence) Undo(ctx context.Context, req actions.Request) (actions.
 		return actions.Result{}, fmt.Errorf("%s cannot be undone: %w", c.Name(), actions.ErrUnsupported)
 	}
 	return u.Undo(ctx, req)
+}
+
+// patchEvidence records, once per step, the integrity-manifest entries a
+// verified patch re-recorded — path, owning package and version, old and
+// new SHA-256 — and the differences it left as violations, as evidence of
+// kind "config" with chain of custody. A step outside any incident (a
+// patch wave on a healthy gateway) files it under its run's id, so that
+// `warden evidence list RUN` finds it.
+//
+// It is idempotent: the agent reports the same entries when a resumed
+// step asks again, and the ledger keeps the same content under the same
+// name once.
+type patchEvidence struct {
+	actions.Action
+	l *evidence.Ledger
+}
+
+// manifestEvidenceName is the artefact's name.
+const manifestEvidenceName = "integrity-manifest-rerecord.json"
+
+func (p patchEvidence) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
+	res, err := p.Action.Verify(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	s, _ := res.Details["manifest"].(*wire.ManifestSanction)
+	if s == nil || len(s.Rerecorded)+len(s.Refused) == 0 {
+		return res, nil
+	}
+	filed := req.Incident
+	if filed == "" {
+		filed = runOfStep(req.IdempotencyKey)
+	}
+	ref := map[string]any{"gateway": req.Gateway.ID, "step": req.IdempotencyKey, "packages": req.Params["packages"],
+		"security": req.Params["security"] == "true", "rerecorded": s.Rerecorded, "refused": s.Refused}
+	rec, err := p.l.Add(ctx, evidence.Item{Incident: filed, Gateway: req.Gateway.ID, Name: manifestEvidenceName,
+		MediaType: "application/json", Kind: evidence.KindConfig,
+		Source:      "patch: integrity manifest entries re-recorded after the verified patch (old and new SHA-256)",
+		CollectedBy: "agent:" + req.Gateway.ID, CollectedFrom: req.Gateway.ID, StoredBy: "controller",
+		Note: "manifest:" + req.IdempotencyKey, Reference: ref})
+	if err != nil {
+		return res, fmt.Errorf("recording the integrity manifest re-record as evidence: %w", err)
+	}
+	if res.Details == nil {
+		res.Details = map[string]any{}
+	}
+	res.Details["manifest_evidence"] = map[string]any{"id": rec.ID, "incident": rec.Incident, "name": rec.Name, "sha256": rec.SHA256}
+	return res, nil
+}
+
+// runOfStep is the run id of a step's idempotency key ("RUN/INDEX/ACTION").
+func runOfStep(key string) string {
+	run, _, _ := strings.Cut(key, "/")
+	return run
+}
+
+// storeIncidents tells the ledger which incidents the store holds
+// (evidence.WithIncidents), so an id nobody knows is an error rather than
+// an incident without evidence.
+type storeIncidents struct{ st *store.Store }
+
+var _ evidence.Incidents = storeIncidents{}
+
+func (s storeIncidents) IncidentExists(ctx context.Context, id string) (bool, error) {
+	_, err := s.st.Incident(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }

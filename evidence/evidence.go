@@ -44,6 +44,12 @@ const MediaTypeReference = "application/vnd.warden.reference+json"
 // ErrNotFound is returned for an unknown evidence id.
 var ErrNotFound = errors.New("evidence not found")
 
+// ErrUnknownIncident is returned when evidence of an incident is asked for
+// and nobody knows that incident: the ledger holds nothing filed under it
+// and the Incidents given to the ledger (WithIncidents) do not know it
+// either. A typo must never look like an incident without evidence.
+var ErrUnknownIncident = errors.New("unknown incident")
+
 // ErrInvalid marks an Item that cannot be recorded as given.
 var ErrInvalid = errors.New("invalid evidence item")
 
@@ -141,10 +147,19 @@ type Custody struct {
 // Ledger is the evidence store: blobs on disk, metadata and custody in the
 // database.
 type Ledger struct {
-	db    *sql.DB
-	blobs blobStore
-	now   func() time.Time
-	newID func() string
+	db        *sql.DB
+	blobs     blobStore
+	now       func() time.Time
+	newID     func() string
+	incidents Incidents
+}
+
+// Incidents tells the ledger whether an incident exists. The store owns
+// incidents; the ledger only files evidence under their ids (or under a
+// run's id for work outside any incident), so it asks rather than reads
+// another package's tables.
+type Incidents interface {
+	IncidentExists(ctx context.Context, id string) (bool, error)
 }
 
 // Option adjusts a Ledger.
@@ -155,6 +170,12 @@ func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = n
 
 // WithIDs makes the ledger name records with newID (tests use fixed ids).
 func WithIDs(newID func() string) Option { return func(l *Ledger) { l.newID = newID } }
+
+// WithIncidents lets the ledger tell an incident without evidence from an
+// id nobody knows: List refuses the latter (ErrUnknownIncident) instead of
+// listing nothing. Without it, List cannot tell them apart and lists
+// nothing for both, and Export knows only incidents it holds evidence of.
+func WithIncidents(in Incidents) Option { return func(l *Ledger) { l.incidents = in } }
 
 // Open prepares the ledger: it creates dir (0700) and the tables (Schema,
 // and audit.Schema which it appends to). db is the store's handle
@@ -413,8 +434,49 @@ func scanRecord(sc interface{ Scan(...any) error }) (Record, error) {
 
 // List returns an incident's evidence (every incident's when incident is
 // empty), oldest collection first. Listing metadata is not an access to
-// the content and records no custody event.
+// the content and records no custody event. When the ledger was given
+// Incidents (WithIncidents), an incident with no evidence that they do not
+// know either is an error wrapping ErrUnknownIncident; without them it
+// lists nothing, as for a known incident with no evidence yet.
 func (l *Ledger) List(ctx context.Context, incident string) ([]Record, error) {
+	recs, err := l.list(ctx, incident)
+	if err != nil || incident == "" || len(recs) > 0 || l.incidents == nil {
+		return recs, err
+	}
+	if err := l.KnownIncident(ctx, incident); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// KnownIncident returns nil when the ledger holds evidence filed under
+// incident or its Incidents (WithIncidents) know it, and an error wrapping
+// ErrUnknownIncident otherwise. It records nothing.
+func (l *Ledger) KnownIncident(ctx context.Context, incident string) error {
+	if strings.TrimSpace(incident) == "" {
+		return fmt.Errorf("%w: an incident id is required", ErrInvalid)
+	}
+	var n int
+	if err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM evidence WHERE incident = ?`, incident).Scan(&n); err != nil {
+		return fmt.Errorf("looking up evidence of %s: %w", incident, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if l.incidents == nil {
+		return fmt.Errorf("incident %q: %w: no evidence is filed under it", incident, ErrUnknownIncident)
+	}
+	ok, err := l.incidents.IncidentExists(ctx, incident)
+	if err != nil {
+		return fmt.Errorf("looking up incident %s: %w", incident, err)
+	}
+	if !ok {
+		return fmt.Errorf("incident %q: %w: no such incident, and no evidence is filed under it", incident, ErrUnknownIncident)
+	}
+	return nil
+}
+
+func (l *Ledger) list(ctx context.Context, incident string) ([]Record, error) {
 	q := `SELECT ` + recordCols + ` FROM evidence`
 	var args []any
 	if incident != "" {

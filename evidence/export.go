@@ -81,7 +81,7 @@ func (l *Ledger) Verify(ctx context.Context) ([]Mismatch, error) {
 
 // VerifyAs is Verify on behalf of actor.
 func (l *Ledger) VerifyAs(ctx context.Context, actor string) ([]Mismatch, error) {
-	recs, err := l.List(ctx, "")
+	recs, err := l.list(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,9 @@ type FileSum struct {
 // "exported" custody event is recorded for every artefact before the
 // archive is assembled, so the audit chain inside the archive includes its
 // own export. The archive is byte-for-byte reproducible for the same
-// records, chain and clock.
+// records, chain and clock. An incident without evidence is exported (its
+// archive holds the audit chain) only when it is known (KnownIncident);
+// otherwise the error wraps ErrUnknownIncident and nothing is written.
 func (l *Ledger) Export(ctx context.Context, incident string, w io.Writer, actor string) (Manifest, error) {
 	if strings.TrimSpace(incident) == "" {
 		return Manifest{}, fmt.Errorf("%w: exporting needs an incident", ErrInvalid)
@@ -173,9 +175,16 @@ func (l *Ledger) Export(ctx context.Context, incident string, w io.Writer, actor
 	if strings.TrimSpace(actor) == "" {
 		return Manifest{}, fmt.Errorf("%w: exporting evidence needs an actor for the chain of custody", ErrInvalid)
 	}
-	recs, err := l.List(ctx, incident)
+	recs, err := l.list(ctx, incident)
 	if err != nil {
 		return Manifest{}, err
+	}
+	if len(recs) == 0 {
+		// Nothing is written for an id nobody knows: an archive of no
+		// artefacts and the whole audit chain would pass for an export.
+		if err := l.KnownIncident(ctx, incident); err != nil {
+			return Manifest{}, fmt.Errorf("exporting evidence: %w", err)
+		}
 	}
 	var bad []Mismatch
 	for _, rec := range recs {

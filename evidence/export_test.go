@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/store"
 )
 
 type archiveMember struct {
@@ -195,4 +196,76 @@ func keys(m map[string]archiveMember) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// incidentSet is the Incidents the store would answer with.
+type incidentSet map[string]bool
+
+func (s incidentSet) IncidentExists(_ context.Context, id string) (bool, error) { return s[id], nil }
+
+// TestUnknownIncidentIsAnError asks for evidence of incidents with and
+// without evidence, known to the store and not: an id nobody knows is an
+// error (and Export writes nothing), a known incident without evidence is
+// an empty list and an archive of the audit chain. A ledger not told about
+// incidents cannot tell unknown from empty in List, and lists nothing.
+func TestUnknownIncidentIsAnError(t *testing.T) {
+	tests := map[string]struct {
+		incidents  Incidents // nil: the ledger is not told about incidents
+		incident   string
+		wantList   int
+		wantListEr error
+		wantExport error
+	}{
+		"with evidence":                   {incidents: incidentSet{}, incident: "inc-1", wantList: 1},
+		"with evidence, not told":         {incident: "inc-1", wantList: 1},
+		"known without evidence":          {incidents: incidentSet{"inc-2": true}, incident: "inc-2"},
+		"unknown":                         {incidents: incidentSet{"inc-2": true}, incident: "inc-typo", wantListEr: ErrUnknownIncident, wantExport: ErrUnknownIncident},
+		"unknown, not told":               {incident: "inc-typo", wantExport: ErrUnknownIncident},
+		"blank":                           {incidents: incidentSet{}, incident: " ", wantExport: ErrInvalid},
+		"evidence filed under a run's id": {incidents: incidentSet{}, incident: "run-7", wantList: 1},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			var opts []Option
+			if tc.incidents != nil {
+				opts = append(opts, WithIncidents(tc.incidents))
+			}
+			l, err := Open(t.Context(), st.DB(), filepath.Join(t.TempDir(), "evidence"), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, inc := range []string{"inc-1", "run-7"} {
+				it := item("a.txt", "a")
+				it.Incident = inc
+				if _, err := l.Add(t.Context(), it); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if strings.TrimSpace(tc.incident) != "" {
+				recs, err := l.List(t.Context(), tc.incident)
+				if !errors.Is(err, tc.wantListEr) || len(recs) != tc.wantList {
+					t.Errorf("List = %d records, %v; want %d, %v", len(recs), err, tc.wantList, tc.wantListEr)
+				}
+				if err != nil && !strings.Contains(err.Error(), tc.incident) {
+					t.Errorf("List error %q does not name %q", err, tc.incident)
+				}
+			}
+			var buf bytes.Buffer
+			_, err = l.Export(t.Context(), tc.incident, &buf, "cli:alice")
+			if !errors.Is(err, tc.wantExport) {
+				t.Fatalf("Export error %v, want %v", err, tc.wantExport)
+			}
+			if tc.wantExport != nil && buf.Len() > 0 {
+				t.Errorf("Export wrote %d bytes for %q", buf.Len(), tc.incident)
+			}
+			if tc.wantExport == nil && buf.Len() == 0 {
+				t.Error("Export wrote nothing")
+			}
+		})
+	}
 }

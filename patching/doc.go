@@ -15,7 +15,12 @@
 //     baseline passes) the caller supplies;
 //   - RunWaves: the canary-first wave plan, bounded concurrency inside a
 //     wave, stop at the first failure, and a report naming the gateways
-//     patched, failed and not touched.
+//     patched, failed and not touched;
+//   - PlanManifestUpdate: which entries of the integrity manifest a
+//     verified patch accounts for — files the upgraded packages own (dpkg's
+//     file lists) that hold exactly what dpkg recorded it installed (its
+//     MD5 sums) — and which differences it does not, as a plain value the
+//     agent applies.
 //
 // It must not decide whether to patch (the controller's gate does, after
 // evidence is preserved), must not know how to reach a gateway (RunWaves

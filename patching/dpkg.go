@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,11 @@ type pkgInstance struct {
 	// State is the last word of Status: installed, unpacked,
 	// config-files, not-installed…
 	State string
+	// Conffiles maps each configuration file the installed version ships
+	// to the MD5 of the content it shipped (dpkg keeps these in the status
+	// database, not in .md5sums). Obsolete conffiles, which the version no
+	// longer ships, are left out.
+	Conffiles map[string]string
 }
 
 // id is "name:arch", the key apt and dpkg use for a package instance.
@@ -99,11 +105,12 @@ func parseStanzas(r io.Reader, fn func(pkgInstance)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	var cur pkgInstance
+	field := ""
 	flush := func() {
 		if cur.Name != "" {
 			fn(cur)
 		}
-		cur = pkgInstance{}
+		cur, field = pkgInstance{}, ""
 	}
 	for sc.Scan() {
 		line := sc.Text()
@@ -112,14 +119,23 @@ func parseStanzas(r io.Reader, fn func(pkgInstance)) error {
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			continue // continuation of a multi-line field
+			// Continuation of a multi-line field; of those only Conffiles
+			// (" /etc/path md5 [obsolete|remove-on-upgrade]") is read.
+			if f := strings.Fields(line); field == "conffiles" && len(f) >= 2 && !slices.Contains(f[2:], "obsolete") {
+				if cur.Conffiles == nil {
+					cur.Conffiles = map[string]string{}
+				}
+				cur.Conffiles[f[0]] = f[1]
+			}
+			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
 		value = strings.TrimSpace(value)
-		switch strings.ToLower(name) {
+		field = strings.ToLower(name)
+		switch field {
 		case "package":
 			cur.Name = value
 		case "architecture":

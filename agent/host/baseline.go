@@ -9,10 +9,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/baseline"
+	"github.com/warden-ir/warden/patching"
 )
 
 // BaselineOptions say where the checks look.
@@ -33,6 +38,12 @@ const manifestFile = "baseline-manifest.json"
 // configuration, runtime and boot sysctl values, firewall default policies
 // and listeners, tunnel proposals and key age, package minimums, and
 // integrity against the manifest recorded in the state directory.
+//
+// The manifest is recorded on first use (RecordManifest), recorded anew
+// on request (Rerecord), and amended after a verified patch
+// (SanctionPackages, see sanctionPatch) for exactly the files the upgraded
+// packages installed; the dpkg database read for that is the one under
+// Root, the same tree the manifest hashes.
 func Baseline(opt BaselineOptions) (agent.BaselineFunc, error) {
 	var b *baseline.Baseline
 	var err error
@@ -49,6 +60,7 @@ func Baseline(opt BaselineOptions) (agent.BaselineFunc, error) {
 		root = "/"
 	}
 	manifestPath := filepath.Join(opt.StateDir, manifestFile)
+	var manifestMu sync.Mutex // one read-modify-write of the manifest file at a time
 	return func(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error) {
 		var res wire.BaselineResult
 		// Files under Root; runtime values (sysctl, sockets) always from
@@ -64,21 +76,29 @@ func Baseline(opt BaselineOptions) (agent.BaselineFunc, error) {
 			}
 			env.ManagementNetworks = append(env.ManagementNetworks, pfx)
 		}
-		manifest, err := loadManifest(manifestPath)
+		manifestMu.Lock()
+		state, err := loadManifest(manifestPath)
+		if err == nil && len(p.SanctionPackages) > 0 {
+			res.Sanction, state, err = sanctionPatch(root, manifestPath, state, p.SanctionPackages, time.Now().UTC())
+		}
+		if err == nil && p.RecordManifest && (state == nil || p.Rerecord) {
+			var m baseline.Manifest
+			if m, err = b.Record(root); err != nil {
+				err = fmt.Errorf("recording the integrity manifest: %w", err)
+			} else if err = writeFileAtomic(manifestPath, manifestState{Manifest: m}); err != nil {
+				err = fmt.Errorf("writing the integrity manifest: %w", err)
+			} else {
+				// A new known-good state: earlier re-records are history.
+				state, res.ManifestRecorded = &manifestState{Manifest: m}, true
+			}
+		}
+		manifestMu.Unlock()
 		if err != nil {
 			return res, err
 		}
-		if p.RecordManifest && (manifest == nil || p.Rerecord) {
-			m, err := b.Record(root)
-			if err != nil {
-				return res, fmt.Errorf("recording the integrity manifest: %w", err)
-			}
-			if err := writeFileAtomic(manifestPath, m); err != nil {
-				return res, err
-			}
-			manifest, res.ManifestRecorded = &m, true
+		if state != nil {
+			env.Recorded = &state.Manifest
 		}
-		env.Recorded = manifest
 		ids := p.Remediate
 		if len(ids) == 1 && ids[0] == "safe" {
 			// Every failing check whose remediation is marked safe.
@@ -114,7 +134,17 @@ func Baseline(opt BaselineOptions) (agent.BaselineFunc, error) {
 	}, nil
 }
 
-func loadManifest(path string) (*baseline.Manifest, error) {
+// manifestState is the manifest file: the recorded manifest and the
+// entries verified patches re-recorded in it since (the latest per path).
+// Both live in one file, written atomically, so a re-record and its
+// history never disagree, whenever the agent stops.
+type manifestState struct {
+	baseline.Manifest
+	Sanctioned []wire.ManifestChange `json:"sanctioned,omitempty"`
+}
+
+// loadManifest reads the manifest file; nil when none is recorded.
+func loadManifest(path string) (*manifestState, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -122,11 +152,64 @@ func loadManifest(path string) (*baseline.Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the integrity manifest: %w", err)
 	}
-	var m baseline.Manifest
+	var m manifestState
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("reading the integrity manifest %s: %w", path, err)
 	}
 	return &m, nil
+}
+
+// sanctionPatch re-records the manifest entries that the verified upgrade
+// of pkgs accounts for (patching.PlanManifestUpdate decides which) and
+// writes the manifest file, then reports every entry those packages at
+// their installed versions account for — re-recorded now or by an earlier
+// call, the file still holding that content — and the differences they do
+// not. It is idempotent: a repeated call (a resumed patch step) writes
+// nothing and reports the same, so the controller can record the old and
+// new hashes even if it stopped after the first call; and a file changed
+// after dpkg installed it is never re-recorded, however often it is asked.
+func sanctionPatch(root, file string, st *manifestState, pkgs []string, now time.Time) (*wire.ManifestSanction, *manifestState, error) {
+	if st == nil {
+		return &wire.ManifestSanction{NoManifest: true}, nil, nil
+	}
+	upd, err := patching.PlanManifestUpdate(root, st.Manifest, pkgs)
+	if err != nil {
+		return nil, st, fmt.Errorf("deciding what the patch changed in the integrity manifest: %w", err)
+	}
+	if len(upd.Rerecord) > 0 {
+		latest := map[string]wire.ManifestChange{}
+		for _, c := range st.Sanctioned {
+			latest[c.Path] = c
+		}
+		for _, c := range upd.Rerecord {
+			latest[c.Path] = wire.ManifestChange{Path: c.Path, Package: c.Package, Version: c.Version,
+				OldSHA256: c.OldSHA256, NewSHA256: c.NewSHA256, Mode: c.Mode, At: now}
+		}
+		next := &manifestState{Manifest: upd.Apply(st.Manifest)}
+		for _, c := range latest {
+			next.Sanctioned = append(next.Sanctioned, c)
+		}
+		slices.SortFunc(next.Sanctioned, func(a, b wire.ManifestChange) int { return strings.Compare(a.Path, b.Path) })
+		if err := writeFileAtomic(file, next); err != nil {
+			return nil, st, fmt.Errorf("writing the re-recorded integrity manifest: %w", err)
+		}
+		st = next
+	}
+	out := &wire.ManifestSanction{}
+	refused := map[string]bool{}
+	for _, r := range upd.Refused {
+		refused[r.Path] = true
+		out.Refused = append(out.Refused, wire.ManifestRefusal{Path: r.Path, Reason: r.Reason, Package: r.Package,
+			OldSHA256: r.OldSHA256, NewSHA256: r.NewSHA256})
+	}
+	// An earlier re-record still stands if the packages are at the same
+	// versions and the file still holds what was re-recorded.
+	for _, c := range st.Sanctioned {
+		if v, ok := upd.Packages[c.Package]; ok && v == c.Version && st.Files[c.Path].SHA256 == c.NewSHA256 && !refused[c.Path] {
+			out.Rerecorded = append(out.Rerecorded, c)
+		}
+	}
+	return out, st, nil
 }
 
 func writeFileAtomic(path string, v any) error {

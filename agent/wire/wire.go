@@ -285,10 +285,20 @@ type BaselineParams struct {
 	// management-only.
 	Management []string `json:"management,omitempty"`
 	// RecordManifest records the integrity manifest (hashes of critical
-	// files) now, when none is recorded yet or when Rerecord is set (after
-	// an approved patch).
+	// files) now, when none is recorded yet or when Rerecord is set.
+	// Rerecord takes every file as known good (a person's decision, after
+	// a rebuild); after a patch, SanctionPackages re-records only what the
+	// patch installed.
 	RecordManifest bool `json:"record_manifest,omitempty"`
 	Rerecord       bool `json:"rerecord,omitempty"`
+	// SanctionPackages names the packages ("name" or "name:arch") a patch
+	// upgraded and that the controller has verified (versions read back,
+	// services answering). Before evaluating, the agent re-records in the
+	// manifest the files those packages own whose content is exactly what
+	// dpkg recorded it installed; every other difference stays a
+	// violation. Idempotent: asked again, it changes nothing more and
+	// reports the same re-recorded entries.
+	SanctionPackages []string `json:"sanction_packages,omitempty"`
 	// Remediate lists check ids to remediate first; only checks whose
 	// remediation is marked safe are touched, the others are refused.
 	Remediate []string `json:"remediate,omitempty"`
@@ -305,6 +315,46 @@ type BaselineResult struct {
 	// Remediated lists the checks remediated by this call.
 	Remediated []string `json:"remediated,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// Sanction answers SanctionPackages (nil when none were named).
+	Sanction *ManifestSanction `json:"sanction,omitempty"`
+}
+
+// ManifestSanction is what a verified patch changed in the integrity
+// manifest.
+type ManifestSanction struct {
+	// NoManifest is true when no manifest was recorded yet: there was
+	// nothing to re-record.
+	NoManifest bool `json:"no_manifest,omitempty"`
+	// Rerecorded lists the manifest entries the named packages, at their
+	// installed versions, account for: re-recorded by this call or by an
+	// earlier one for the same versions (so a repeated call reports the
+	// same), sorted by path.
+	Rerecorded []ManifestChange `json:"rerecorded,omitempty"`
+	// Refused lists the files that differ from the manifest and that the
+	// patch does not account for; they stay integrity violations.
+	Refused []ManifestRefusal `json:"refused,omitempty"`
+}
+
+// ManifestChange is one re-recorded manifest entry.
+type ManifestChange struct {
+	Path string `json:"path"`
+	// Package ("name:arch") and Version installed the new content.
+	Package   string `json:"package"`
+	Version   string `json:"version"`
+	OldSHA256 string `json:"old_sha256,omitempty"`
+	NewSHA256 string `json:"new_sha256"`
+	Mode      string `json:"mode"`
+	// At is when the agent re-recorded it.
+	At time.Time `json:"at"`
+}
+
+// ManifestRefusal is a difference a patch does not account for.
+type ManifestRefusal struct {
+	Path      string `json:"path"`
+	Reason    string `json:"reason"`
+	Package   string `json:"package,omitempty"`
+	OldSHA256 string `json:"old_sha256,omitempty"`
+	NewSHA256 string `json:"new_sha256,omitempty"`
 }
 
 // PatchTarget is a package and the version it must reach ("" = newest).

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -399,9 +402,25 @@ func failingChecks(res wire.BaselineResult) []string {
 // "true" for every security update. Patching is destructive: on a
 // compromised gateway it never runs before evidence is preserved (the
 // controller's gate).
-func NewPatchAction(agents Agents) actions.Action { return &patchAction{agents: agents} }
+//
+// Once the patch is verified, Verify has the agent re-record the integrity
+// manifest for the files the upgraded packages installed (and only those:
+// see wire.BaselineParams.SanctionPackages), so a sanctioned update of
+// sshd or sudo does not read as an integrity violation afterwards; the
+// old and new hashes are in Verify's result under "manifest".
+func NewPatchAction(agents Agents) actions.Action {
+	return &patchAction{agents: agents, applied: map[string]wire.PatchResult{}}
+}
 
-type patchAction struct{ agents Agents }
+type patchAction struct {
+	agents Agents
+	mu     sync.Mutex
+	// applied holds, per step (idempotency key), what its Apply attempts
+	// installed, for its Verify: which packages the patch upgraded. A step
+	// resumed by another controller process has no entry; its Verify then
+	// knows only the named targets.
+	applied map[string]wire.PatchResult
+}
 
 func (a *patchAction) Name() string { return actions.NamePatch }
 
@@ -457,6 +476,13 @@ func (a *patchAction) Apply(ctx context.Context, req actions.Request) (actions.R
 	if err != nil {
 		return actions.Result{}, fmt.Errorf("patching %s: %w", req.Gateway.ID, err)
 	}
+	a.mu.Lock()
+	// A retried Apply finds the earlier attempt's packages installed and
+	// reports nothing: keep what every attempt of the step installed.
+	kept := a.applied[req.IdempotencyKey]
+	kept.Installed = append(kept.Installed, res.Installed...)
+	a.applied[req.IdempotencyKey] = kept
+	a.mu.Unlock()
 	summary := fmt.Sprintf("%s already at the target versions", req.Gateway.ID)
 	if res.Changed {
 		summary = fmt.Sprintf("patched %d package(s) on %s", len(res.Installed), req.Gateway.ID)
@@ -464,6 +490,14 @@ func (a *patchAction) Apply(ctx context.Context, req actions.Request) (actions.R
 	return actions.Result{Changed: res.Changed, Summary: summary, Details: map[string]any{"installed": res.Installed, "checks": res.Checks}}, nil
 }
 
+// Verify reads the installed versions back and has the agent's verify
+// hooks (services answering, tunnels back) run; only when they pass does
+// it ask the agent to re-record the integrity manifest for the packages
+// the patch upgraded: those this step's Apply reported installed, and the
+// named targets (a resumed step's Apply finds them installed already and
+// reports nothing). Verify is idempotent: the agent re-records a file
+// once, never one whose content is not what dpkg installed, and reports
+// the same entries when asked again.
 func (a *patchAction) Verify(ctx context.Context, req actions.Request) (actions.Result, error) {
 	c, err := a.agents.For(req.Gateway)
 	if err != nil {
@@ -473,11 +507,32 @@ func (a *patchAction) Verify(ctx context.Context, req actions.Request) (actions.
 	if err != nil {
 		return actions.Result{}, err
 	}
+	a.mu.Lock()
+	applied, haveApplied := a.applied[req.IdempotencyKey]
+	a.mu.Unlock()
 	p.VerifyOnly = true
 	if p.SecurityOnly && len(p.Packages) == 0 {
-		// What a security run installed is only known to Apply, whose
-		// own check already ran; nothing more to read back here.
-		return actions.Result{Summary: "security updates applied and checked by the agent"}, nil
+		for _, in := range applied.Installed {
+			if in.After == "" {
+				continue
+			}
+			// The latest attempt's version of a package replaces an
+			// earlier one's.
+			p.Packages = slices.DeleteFunc(p.Packages, func(t wire.PatchTarget) bool { return t.Name == in.Name })
+			p.Packages = append(p.Packages, wire.PatchTarget{Name: in.Name, Version: in.After})
+		}
+		if len(p.Packages) == 0 {
+			// What a security run installed is only known to the Apply
+			// that ran it, whose own check already ran; nothing more to
+			// read back, and nothing known to re-record: files changed by
+			// an update stay violations until a person records the
+			// manifest again.
+			summary := "security updates applied and checked by the agent"
+			if !haveApplied {
+				summary += "; the step was resumed, so the integrity manifest was not re-recorded"
+			}
+			return actions.Result{Summary: summary}, nil
+		}
 	}
 	res, err := c.Patch(ctx, p)
 	if err != nil {
@@ -492,5 +547,49 @@ func (a *patchAction) Verify(ctx context.Context, req actions.Request) (actions.
 		}
 		return actions.Result{}, fmt.Errorf("%s: %s: %w", req.Gateway.ID, strings.Join(bad, "; "), actions.ErrNotVerified)
 	}
-	return actions.Result{Summary: "installed versions at or above target", Details: map[string]any{"checks": res.Checks}}, nil
+	// Verified: now, and only now, the patch's files may be re-recorded.
+	br, err := c.Baseline(ctx, wire.BaselineParams{Management: req.Gateway.ManagementNetworks, SanctionPackages: upgradedPackages(p.Packages, applied.Installed)})
+	if err != nil && !agentLacksField(err, "sanction_packages") {
+		return actions.Result{}, fmt.Errorf("re-recording the integrity manifest of %s after the verified patch: %w", req.Gateway.ID, err)
+	}
+	a.mu.Lock()
+	delete(a.applied, req.IdempotencyKey)
+	a.mu.Unlock()
+	summary := "installed versions at or above target"
+	switch s := br.Sanction; {
+	case s == nil:
+		// An agent older than manifest re-records refuses the field: the
+		// patch stands, its files stay violations until recorded again.
+		summary += "; the agent cannot re-record its integrity manifest (upgrade it), so files the patch changed will read as violations"
+	case s.NoManifest:
+		summary += "; no integrity manifest recorded yet, nothing to re-record"
+	default:
+		summary += fmt.Sprintf("; integrity manifest: %d file(s) re-recorded, %d difference(s) left as violations", len(s.Rerecorded), len(s.Refused))
+	}
+	return actions.Result{Summary: summary, Details: map[string]any{"checks": res.Checks, "manifest": br.Sanction}}, nil
+}
+
+// agentLacksField reports whether the agent refused a command for a
+// parameter it does not know (an agent older than the controller): agents
+// decode parameters strictly and answer 400 naming the field.
+func agentLacksField(err error, field string) bool {
+	var ae *AgentError
+	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, `unknown field "`+field+`"`)
+}
+
+// upgradedPackages names the packages a patch upgraded: the targets and
+// every package whose version the install changed (dependencies pulled
+// in), once each.
+func upgradedPackages(targets []wire.PatchTarget, installed []wire.PatchInstalled) []string {
+	var out []string
+	for _, t := range targets {
+		out = append(out, t.Name)
+	}
+	for _, in := range installed {
+		if in.After != "" {
+			out = append(out, in.Name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
