@@ -20,6 +20,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/textsafe"
 )
 
 // Header names set on every notification.
@@ -71,6 +72,27 @@ type Message struct {
 	Run      string     `json:"run,omitempty"`
 	Steps    []StepLine `json:"steps,omitempty"`
 	Time     time.Time  `json:"time"`
+}
+
+// sanitised is m as a person may see it in a chat client: control, bidi
+// and other invisible characters from alerts, runbook parameters or
+// people's text become visible escapes (\x1b, \u202e). JSON would carry
+// them through (an ESC is only encoded as \u001b, which the receiver
+// decodes back), so this is done before encoding. Text keeps its line
+// breaks; every other field is one line.
+func (m Message) sanitised() Message {
+	line := textsafe.Line
+	m.Incident, m.Gateway, m.Site, m.Severity = line(m.Incident), line(m.Gateway), line(m.Site), line(m.Severity)
+	m.Title, m.Text, m.Run = line(m.Title), textsafe.Text(m.Text), line(m.Run)
+	if m.Steps != nil {
+		steps := make([]StepLine, len(m.Steps))
+		for i, st := range m.Steps {
+			st.Name, st.Status = line(st.Name), line(st.Status)
+			steps[i] = st
+		}
+		m.Steps = steps
+	}
+	return m
 }
 
 // Delivery records the outcome of one Send.
@@ -359,7 +381,7 @@ func (s *Sender) post(ctx context.Context, c *channel, key string, msg Message) 
 	if msg.Time.IsZero() {
 		msg.Time = s.now().UTC()
 	}
-	body, err := json.Marshal(msg)
+	body, err := json.Marshal(msg.sanitised())
 	if err != nil {
 		return d, actions.Terminal(fmt.Errorf("encoding notification for channel %q: %w", c.Name, err))
 	}

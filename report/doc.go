@@ -17,8 +17,18 @@
 // only; it never presents UTC as the site's zone or an empty list as "no
 // peers".
 //
+// A report says everything in its own language: what Warden's other
+// packages store as English sentences (policy explanations, gate details,
+// step summaries) is recognised and said again in Japanese (phrases.go),
+// and a sentence no phrase knows is shown whole, quoted, never dropped.
+// Text from outside (an alert's summary, a person's reason) stays as it
+// came. A release that a person let through unmet gates is reported as
+// such: which gates, by whom, why, and what is still owed.
+//
 // The package only reads. It must not change any state, must never copy raw
 // alerts, labels or step details wholesale into a report (only the fields it
 // names, so nothing secret can ride along), and must escape everything that
-// came from an alert.
+// came from an alert: every string of a laid-out report passes through
+// internal/textsafe (control and bidi characters become visible escapes)
+// before HTML or Markdown escaping.
 package report

@@ -189,7 +189,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		errText     string
 	}
 	outcomes := []outcome{
-		{9.769, 12.539, store.StepSkipped, actions.Result{Summary: "skipped: capture_volatile on gateway gw-osaka: no agent configured: unsupported"}, ""},
+		{9.769, 12.539, store.StepSkipped, actions.Result{Summary: "skipped: capture_volatile on gateway gw-osaka: no warden agent configured (agents.cert_file): unsupported"}, ""},
 		{15.111, 38.005, store.StepSucceeded, actions.Result{Changed: true, Summary: `took snapshot "` + fxSnapshot + `" of gw-osaka`,
 			Details: map[string]any{"vm": "gw-osaka", "snapshot": fxSnapshot, "memory_requested": true, "verified": `snapshot "` + fxSnapshot + `" of gw-osaka exists (memory: true)`,
 				"verify": map[string]any{"vm": "gw-osaka", "snapshot": fxSnapshot, "memory": true}}}, ""},
@@ -197,7 +197,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 			Details: map[string]any{"vm": "gw-osaka", "quarantined": true, "verified": "gw-osaka is quarantined", "password": fxSecretStep,
 				"nics_after": map[string]string{"Network adapter 1": "warden-quarantine"}}}, ""},
 		{97.15, 99.362, store.StepSucceeded, actions.Result{Changed: true, Summary: "notified channel default (HTTP 204 after 1 attempt(s))",
-			Details: map[string]any{"verified": "delivered"}}, ""},
+			Details: map[string]any{"verified": "channel default accepted the notification (HTTP 204)"}}, ""},
 	}
 	for i, o := range outcomes {
 		step := run.Steps[i]
@@ -210,7 +210,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		})
 		if o.state == store.StepSkipped {
 			tx(func(tx *store.Tx) error {
-				return aud(tx, ms(11.375), "controller", "step.error", fxRun, map[string]any{"step": i, "error": "capture_volatile on gateway gw-osaka: no agent configured: unsupported", "terminal": true})
+				return aud(tx, ms(11.375), "controller", "step.error", fxRun, map[string]any{"step": i, "error": "capture_volatile on gateway gw-osaka: no warden agent configured (agents.cert_file): unsupported", "terminal": true})
 			})
 		}
 		step.State, step.FinishedAt, step.Result, step.Error = o.state, ms(o.done), js(t, o.result), o.errText

@@ -23,12 +23,30 @@ import (
 // what it recorded.
 
 // fakeAction succeeds, or is unsupported like capture_volatile without an
-// agent. Its details carry a secret that must never reach a report.
+// agent. Its summaries have the shapes the real actions write, so that a
+// report in Japanese can be checked for English left over; its details
+// carry a secret that must never reach a report.
 type fakeAction struct {
 	name        string
 	unsupported bool
 	mu          sync.Mutex
 	applied     map[string]bool
+}
+
+// fakeSummaries are what the real actions say on Apply and on Verify.
+var fakeSummaries = map[string][2]string{
+	actions.NameSnapshot:          {`took snapshot "warden-{incident}" of {vm}`, `snapshot "warden-{incident}" of {vm} exists (memory: true)`},
+	actions.NameIsolate:           {"isolated {vm}", "{vm} is quarantined"},
+	actions.NameRelease:           {"released {vm}", "{vm} is released"},
+	actions.NameNotify:            {"notified channel default (HTTP 204 after 1 attempt(s))", "channel default accepted the notification (HTTP 204)"},
+	actions.NameVerifyBaseline:    {"baseline of {gateway} passes (remediated: [])", "baseline verdict recorded"},
+	actions.NamePatch:             {"patched 1 package(s) on {gateway}", "installed versions at or above target"},
+	actions.NameRevokePeer:        {"{gateway} revoked at 2 tunnel(s) (0 already), blocked at 2 site(s)", "{gateway}: no trust left at 2 of 2 tunnel(s); blocked at 2 site(s)"},
+	actions.NameRotateCredentials: {"2 rotated, 0 already rotated, 0 rolled back, 0 failed, 0 not attempted", "2 of 2 credential(s) verified in use"},
+}
+
+func (f *fakeAction) say(i int, req actions.Request) string {
+	return strings.NewReplacer("{incident}", req.Incident, "{vm}", req.Gateway.VM, "{gateway}", req.Gateway.ID).Replace(fakeSummaries[f.name][i])
 }
 
 func (f *fakeAction) Name() string { return f.name }
@@ -37,7 +55,7 @@ func (f *fakeAction) Plan(context.Context, actions.Request) (actions.Change, err
 }
 func (f *fakeAction) Apply(_ context.Context, req actions.Request) (actions.Result, error) {
 	if f.unsupported {
-		return actions.Result{}, fmt.Errorf("%s on gateway %s: no agent configured: %w", f.name, req.Gateway.ID, actions.ErrUnsupported)
+		return actions.Result{}, fmt.Errorf("%s on gateway %s: no warden agent configured (agents.cert_file): %w", f.name, req.Gateway.ID, actions.ErrUnsupported)
 	}
 	f.mu.Lock()
 	f.applied[req.IdempotencyKey] = true
@@ -49,7 +67,7 @@ func (f *fakeAction) Apply(_ context.Context, req actions.Request) (actions.Resu
 	case actions.NameIsolate:
 		d["quarantined"] = true
 	}
-	return actions.Result{Changed: true, Summary: f.name + " done on " + req.Gateway.ID, Details: d}, nil
+	return actions.Result{Changed: true, Summary: f.say(0, req), Details: d}, nil
 }
 func (f *fakeAction) Verify(_ context.Context, req actions.Request) (actions.Result, error) {
 	f.mu.Lock()
@@ -58,9 +76,9 @@ func (f *fakeAction) Verify(_ context.Context, req actions.Request) (actions.Res
 		return actions.Result{}, fmt.Errorf("nothing applied: %w", actions.ErrNotVerified)
 	}
 	if f.name == actions.NameSnapshot {
-		return actions.Result{Summary: "snapshot exists", Details: map[string]any{"snapshot": "warden-" + req.Incident, "memory": true}}, nil
+		return actions.Result{Summary: f.say(1, req), Details: map[string]any{"snapshot": "warden-" + req.Incident, "memory": true}}, nil
 	}
-	return actions.Result{Summary: req.Gateway.VM + " is " + f.name + "d (read back)"}, nil
+	return actions.Result{Summary: f.say(1, req)}, nil
 }
 
 // stepClock advances 5 ms every time it is read, so durations are real

@@ -159,7 +159,7 @@ func TestHeaderStatusFollowsTheRelease(t *testing.T) {
 	got = status(t, m)
 	tests := map[string]struct{ status, banner string }{
 		LangEnglish:  {"released (returned to service)", "RELEASED"},
-		LangJapanese: {"隔離解除済み（業務復帰）", "【隔離解除済み】"},
+		LangJapanese: {"隔離解除済み（業務復帰）", "隔離解除"},
 	}
 	for lang, want := range tests {
 		if got[lang] != want.status || !strings.Contains(got[lang+" banner"], want.banner) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
@@ -48,6 +49,9 @@ type Model struct {
 	Baseline    Baseline    `json:"baseline"`
 	Credentials Credentials `json:"credentials"`
 	Audit       AuditStatus `json:"audit"`
+	// Release is how the gateway was returned to service; zero while it
+	// was not.
+	Release Release `json:"release,omitzero"`
 }
 
 // Incident is the incident record.
@@ -146,6 +150,20 @@ type Run struct {
 	Duration         time.Duration `json:"duration_ns,omitempty"`
 	Gates            []plan.Gate   `json:"gates,omitempty"`
 	Steps            []Step        `json:"steps"`
+
+	// OverriddenBy is the person who recorded OverrideReason: whoever
+	// created the run.
+	OverriddenBy string `json:"overridden_by,omitempty"`
+	// Overridden are the gates the override let pass although they were
+	// not met.
+	Overridden []OverriddenGate `json:"overridden,omitempty"`
+}
+
+// OverriddenGate is a gate a person's override let pass unmet.
+type OverriddenGate struct {
+	Gate string `json:"gate"`
+	// Unmet is why the gate was not met, as the controller said it.
+	Unmet string `json:"unmet"`
 }
 
 // Step is one step of a run.
@@ -283,6 +301,28 @@ type CredentialItem struct {
 	Rotated bool   `json:"rotated"`
 }
 
+// Release says who returned the gateway to service, and what a person's
+// override let the release skip.
+type Release struct {
+	Run        string    `json:"run"`
+	At         time.Time `json:"at"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	// OverriddenBy recorded Reason; Overridden are the release gates the
+	// override let pass unmet.
+	OverriddenBy string           `json:"overridden_by,omitempty"`
+	Reason       string           `json:"reason,omitempty"`
+	Overridden   []OverriddenGate `json:"overridden,omitempty"`
+	// Owed are the overridden gates ("baseline", "credentials-rotated")
+	// that still do not hold: what the release still owes.
+	Owed []string `json:"owed,omitempty"`
+}
+
+// Gates a release can be let through unmet by an override.
+const (
+	gateBaseline    = "baseline"
+	gateCredentials = "credentials-rotated"
+)
+
 // AuditStatus is the result of verifying the whole audit chain.
 type AuditStatus struct {
 	OK      bool   `json:"ok"`
@@ -378,6 +418,9 @@ func Load(ctx context.Context, st *store.Store, inv *inventory.Inventory, ledger
 		m.Posture.Desired = ""
 	}
 	summarise(&m)
+	if err := loadOwed(ctx, st, &m); err != nil {
+		return Model{}, err
+	}
 
 	if ledger != nil {
 		m.Evidence.Available = true
@@ -509,6 +552,10 @@ func loadRuns(ctx context.Context, st *store.Store, m *Model, comments map[strin
 		if len(r.Plan) > 0 && json.Unmarshal(r.Plan, &p) == nil {
 			run.Gates = p.Gates
 		}
+		if r.OverrideReason != "" {
+			run.OverriddenBy = creatorOf(m.Timeline, r.ID)
+			run.Overridden = overriddenGates(run.Gates)
+		}
 		for _, s := range r.Steps {
 			step := Step{Index: s.Index, Name: s.Name, Action: s.Action, State: s.State, Optional: s.Optional, Attempts: s.Attempts,
 				StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.Error}
@@ -592,6 +639,8 @@ func summarise(m *Model) {
 			}
 			if s.Action == actions.NameRelease && s.State == store.StepSucceeded {
 				m.Containment.Released = true
+				m.Release = Release{Run: r.ID, At: s.FinishedAt, ApprovedBy: r.ApprovedBy, OverriddenBy: r.OverriddenBy,
+					Reason: r.OverrideReason, Overridden: r.Overridden}
 			}
 			if s.Action == actionBaseline {
 				m.Baseline = Baseline{Checked: true, Passed: s.State == store.StepSucceeded, At: s.FinishedAt, Summary: s.Summary}
@@ -608,6 +657,67 @@ func summarise(m *Model) {
 	sort.SliceStable(m.Milestones, func(i, j int) bool { return m.Milestones[i].At.Before(m.Milestones[j].At) })
 	m.Containment.Contained = m.Containment.Verified && !m.Containment.Released &&
 		(m.Posture.Desired == store.PostureQuarantined || m.Posture.Desired == "")
+}
+
+// overrideMark is how the controller appends an override to the detail of
+// a release gate that was not met (controller.releaseGates).
+const overrideMark = " — overridden by "
+
+// overriddenGates are the gates an override let pass unmet.
+func overriddenGates(gates []plan.Gate) []OverriddenGate {
+	var out []OverriddenGate
+	for _, g := range gates {
+		if unmet, _, ok := strings.Cut(g.Detail, overrideMark); ok && g.Passed {
+			out = append(out, OverriddenGate{Gate: g.Name, Unmet: unmet})
+		}
+	}
+	return out
+}
+
+// creatorOf is the actor who created a run, from the audit.
+func creatorOf(timeline []Event, run string) string {
+	for _, e := range timeline {
+		if e.Run == run && e.Action == "run.created" {
+			return e.Actor
+		}
+	}
+	return ""
+}
+
+// loadOwed works out which overridden release gates still do not hold: a
+// baseline check passed, or credentials rotated, after the release was
+// asked for settles what the override skipped.
+func loadOwed(ctx context.Context, st *store.Store, m *Model) error {
+	if len(m.Release.Overridden) == 0 {
+		return nil
+	}
+	var asked time.Time
+	for _, r := range m.Runs {
+		if r.ID == m.Release.Run {
+			asked = r.CreatedAt
+		}
+	}
+	for _, g := range m.Release.Overridden {
+		switch g.Gate {
+		case gateBaseline:
+			done := m.Baseline.Passed && m.Baseline.At.After(asked)
+			if !done {
+				latest, ok, err := st.LatestBaseline(ctx, m.Gateway.ID)
+				if err != nil {
+					return fmt.Errorf("loading baseline of %s: %w", m.Gateway.ID, err)
+				}
+				done = ok && latest.Passed && latest.CheckedAt.After(asked)
+			}
+			if !done {
+				m.Release.Owed = append(m.Release.Owed, gateBaseline)
+			}
+		case gateCredentials:
+			if !(m.Credentials.Rotated && m.Credentials.At.After(asked)) {
+				m.Release.Owed = append(m.Release.Owed, gateCredentials)
+			}
+		}
+	}
+	return nil
 }
 
 // Terminal reports whether the run will not change any more.

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -138,7 +139,7 @@ func build(m Model, lang string) (document, error) {
 		techCredentials(m, l), techEvidence(m, l), techBaseline(m, l), techAudit(m, l), techTimeline(m, l), techNext(m, l),
 	}
 	d.Timeline = picture(m, l)
-	return d, nil
+	return d.sanitised(), nil
 }
 
 // statusReleased is the status the header shows for an incident whose
@@ -158,6 +159,9 @@ func currentStatus(m Model) string {
 func bannerOf(m Model, l loc) banner {
 	gw := m.Gateway.ID
 	switch {
+	case m.Containment.Released && len(m.Release.Owed) > 0:
+		return banner{"warn", l.f("banner.released.override", gw, l.when(lastReleased(m)), gateTitles(m.Release.Overridden, l),
+			orDash(m.Release.OverriddenBy), l.list(owed(m, l)))}
 	case m.Containment.Released:
 		return banner{"ok", l.f("banner.released", gw, l.when(lastReleased(m)))}
 	case m.Containment.Contained:
@@ -166,7 +170,7 @@ func bannerOf(m Model, l loc) banner {
 		return banner{"alert", l.f("banner.awaiting", gw)}
 	}
 	if r, ok := failedContainRun(m); ok {
-		return banner{"alert", l.f("banner.failed", gw, r.Error)}
+		return banner{"alert", l.f("banner.failed", gw, l.says(r.Error))}
 	}
 	if _, ok := isolatingRunPending(m); ok {
 		return banner{"warn", l.f("banner.inprogress", gw)}
@@ -375,6 +379,9 @@ func milestoneText(m Model, ms Milestone, l loc) string {
 	case actions.NameNotify:
 		return l.f("done.notify")
 	case actions.NameRelease:
+		if len(m.Release.Overridden) > 0 {
+			return l.f("done.release.override", gateTitles(m.Release.Overridden, l))
+		}
 		return l.f("done.release")
 	case actionRotate:
 		return l.f("done.rotate")
@@ -452,7 +459,7 @@ func currentState(m Model, l loc) section {
 		if r, ok := waitingRun(m); ok {
 			contain = l.f("state.contain.awaiting", r.ID)
 		} else if r, ok := failedContainRun(m); ok {
-			contain = l.f("state.contain.failed", r.ID, r.Error)
+			contain = l.f("state.contain.failed", r.ID, l.says(r.Error))
 		} else if r, ok := isolatingRunPending(m); ok {
 			contain = l.f("state.contain.progress", r.ID)
 		} else {
@@ -474,11 +481,63 @@ func currentState(m Model, l loc) section {
 		items = append(items, item{l.f("state.audit"), l.f("state.audit.broken", m.Audit.Problem)})
 	}
 	if m.Containment.Released {
-		items = append(items, item{l.f("state.release"), l.f("state.release.done")})
+		items = append(items, item{l.f("state.release"), releaseState(m, l)})
 	} else if m.Containment.Contained {
 		items = append(items, item{l.f("state.release"), l.f("state.release.value", baselineWord(m, l), credWord(m, l))})
 	}
 	s.Blocks = append(s.Blocks, block{Bullets: items})
+	return s
+}
+
+// releaseState says how the gateway was returned to service: plainly
+// "done", or by whose exception, skipping what, and what is still owed.
+func releaseState(m Model, l loc) string {
+	rel := m.Release
+	if len(rel.Overridden) == 0 {
+		return l.f("state.release.done")
+	}
+	text := l.f("state.release.override", l.short(rel.At), orDash(rel.OverriddenBy), gateTitles(rel.Overridden, l), rel.Reason, orDash(rel.ApprovedBy))
+	if len(rel.Owed) == 0 {
+		return text + sep(l) + l.f("state.release.owed.none")
+	}
+	return text + sep(l) + l.f("state.release.owed", l.list(owed(m, l)))
+}
+
+// gateTitles names overridden gates in a sentence ("the baseline check
+// and the rotation of the tunnel credentials").
+func gateTitles(gates []OverriddenGate, l loc) string {
+	var out []string
+	for _, g := range gates {
+		out = append(out, l.word("gate.title", g.Gate))
+	}
+	return l.and(out)
+}
+
+// owed says what the release still owes, one item per overridden gate
+// that still does not hold.
+func owed(m Model, l loc) []string {
+	var out []string
+	for _, g := range m.Release.Owed {
+		switch g {
+		case gateBaseline:
+			out = append(out, l.f("owed.baseline", m.Gateway.ID))
+		case gateCredentials:
+			tunnels := l.f("owed.tunnels", l.n(len(m.Credentials.Tunnels), "tunnel"))
+			if m.InventoryUnknown {
+				tunnels = l.f("owed.tunnels.unknown")
+			}
+			out = append(out, l.f("owed.credentials-rotated", tunnels))
+		default:
+			out = append(out, l.word("gate.title", g))
+		}
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
 	return s
 }
 
@@ -506,6 +565,13 @@ func decisions(m Model, l loc) section {
 		if r.State == store.RunAwaitingApproval {
 			items = append(items, item{l.f("decide.approve", r.ID, r.Runbook), l.f("decide.approve.text", waitReason(r, l))})
 		}
+	}
+	if m.Containment.Released && len(m.Release.Owed) > 0 {
+		text := l.f("decide.owed.text", l.and(owed(m, l)))
+		if slices.Contains(m.Release.Owed, gateCredentials) && len(m.Peers) > 0 {
+			text += sep(l) + l.f("decide.owed.cred", peerSites(m, l))
+		}
+		items = append(items, item{l.f("decide.owed", m.Gateway.ID), text})
 	}
 	switch {
 	case m.Containment.Contained:
@@ -553,11 +619,11 @@ func waitReason(r Run, l loc) string {
 		case "circuit-breaker", "evidence-first":
 			out = append(out, l.f("gate.reason."+g.Name))
 		default:
-			out = append(out, l.f("gate.reason.other", g.Name+": "+g.Detail))
+			out = append(out, l.f("gate.reason.other", l.word("gatename", g.Name), l.says(g.Detail)))
 		}
 	}
 	if len(out) == 0 {
-		return r.ApprovalReason
+		return l.says(r.ApprovalReason)
 	}
 	return l.list(out)
 }
@@ -598,10 +664,10 @@ func techIndicators(m Model, l loc) section {
 		obs = append(obs, in.Hashes...)
 		kind := in.Kind
 		if in.Duplicate {
-			kind += " (dup)"
+			kind += l.f("ind.dup")
 		}
 		if in.Status == "resolved" {
-			kind += " (resolved)"
+			kind += l.f("ind.resolved")
 		}
 		t.Rows = append(t.Rows, []string{l.stamp(in.ReceivedAt), l.stamp(in.ObservedAt), kind, l.word("severity", in.Severity),
 			percent(in.Confidence), in.Source, strings.Join(obs, " "), in.Summary})
@@ -623,12 +689,12 @@ func techDecisions(m Model, l loc) section {
 		}
 		text := l.f("tech.decision.line", l.stamp(d.At), d.Indicator, d.Policy, d.Runbook, l.word("approvalmode", d.Approval), bh)
 		if d.Reason != "" {
-			text += sep(l) + l.f("tech.decision.reason", d.Reason)
+			text += sep(l) + l.f("tech.decision.reason", l.says(d.Reason))
 		}
 		if len(d.NotMatched) > 0 {
 			var nm []string
 			for _, x := range d.NotMatched {
-				nm = append(nm, x.Policy+" ("+x.Reason+")")
+				nm = append(nm, l.f("tech.decision.nm", x.Policy, l.says(x.Reason)))
 			}
 			text += sep(l) + l.f("tech.decision.before", l.list(nm))
 		}
@@ -641,13 +707,16 @@ func techDecisions(m Model, l loc) section {
 	for _, r := range m.Runs {
 		for _, g := range r.Gates {
 			res := l.f("gate.passed")
+			if g.Passed && strings.Contains(g.Detail, "overridden by ") {
+				res = l.f("gate.overridden")
+			}
 			if !g.Passed {
 				res = l.f("gate.info")
 				if g.Blocking {
 					res = l.f("gate.failed")
 				}
 			}
-			gates.Rows = append(gates.Rows, []string{r.ID, g.Name, res, g.Detail})
+			gates.Rows = append(gates.Rows, []string{r.ID, l.word("gatename", g.Name), res, l.says(g.Detail)})
 		}
 	}
 	if len(gates.Rows) > 0 {
@@ -662,16 +731,16 @@ func techApprovals(m Model, l loc) section {
 		var what, detail string
 		switch {
 		case a.Automatic:
-			what, detail = l.f("approval.auto"), a.Detail
+			what, detail = l.f("approval.auto"), l.says(a.Detail)
 		case a.Waiting:
-			what, detail = l.f("approval.waiting"), a.Reason
+			what, detail = l.f("approval.waiting"), approvalReason(m, a, l)
 		case a.Required:
 			what, detail = l.f("approval.approved"), a.Comment
 			if a.Reason != "" {
-				detail = strings.TrimSpace(a.Comment + " [" + a.Reason + "]")
+				detail = strings.TrimSpace(a.Comment + " [" + approvalReason(m, a, l) + "]")
 			}
 		default:
-			what, detail = l.f("approval.manual"), a.Detail
+			what, detail = l.f("approval.manual"), l.says(a.Detail)
 		}
 		at := "—"
 		if !a.At.IsZero() {
@@ -684,6 +753,30 @@ func techApprovals(m Model, l loc) section {
 		t.Rows = append(t.Rows, []string{a.Run, a.Runbook, what, by, at, detail})
 	}
 	return section{ID: "approvals", Heading: l.f("tech.approvals"), Blocks: []block{{Table: t}}}
+}
+
+// approvalReason says why a run waited for a person. In English it is
+// the stored reason; in another language it is said gate by gate, since
+// the stored reason joins the controller's sentences in one string.
+func approvalReason(m Model, a Approval, l loc) string {
+	if l.lang == LangEnglish {
+		return a.Reason
+	}
+	var out []string
+	for _, r := range m.Runs {
+		if r.ID != a.Run {
+			continue
+		}
+		for _, g := range r.Gates {
+			if !g.Passed && g.Blocking {
+				out = append(out, l.says(g.Detail))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return l.says(a.Reason)
+	}
+	return strings.Join(out, l.f("say.join"))
 }
 
 func techRuns(m Model, l loc) section {
@@ -700,10 +793,18 @@ func techRuns(m Model, l loc) section {
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.line", r.ID, r.Runbook, policy, l.word("trigger", r.Trigger), l.word("runstate", r.State),
 			l.stamp(r.StartedAt), l.stamp(r.FinishedAt), took)})
 		if r.OverrideReason != "" {
-			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.override", r.OverrideReason)})
+			var names []string
+			for _, g := range r.Overridden {
+				names = append(names, l.word("gatename", g.Gate))
+			}
+			text := l.f("tech.run.override.none", orDash(r.OverriddenBy), r.OverrideReason)
+			if len(names) > 0 {
+				text = l.f("tech.run.override", orDash(r.OverriddenBy), r.OverrideReason, l.list(names))
+			}
+			s.Blocks = append(s.Blocks, block{Para: text})
 		}
 		if r.Error != "" {
-			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.error", r.Error)})
+			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.error", l.says(r.Error))})
 		}
 		t := &table{Head: []string{l.f("col.seq"), l.f("col.step"), l.f("col.action"), l.f("col.state"), l.f("col.attempts"), l.f("col.started"),
 			l.f("col.finished"), l.f("col.duration"), l.f("col.result")}}
@@ -712,12 +813,14 @@ func techRuns(m Model, l loc) section {
 			if !st.FinishedAt.IsZero() {
 				dur = l.duration(st.Duration)
 			}
-			res := st.Summary
+			res := l.says(st.Summary)
 			if st.Verified != "" {
-				res += " / verified: " + st.Verified
+				res += l.f("step.verified", l.says(st.Verified))
 			}
 			if st.Error != "" && st.State != store.StepSkipped {
-				res = strings.TrimSpace(res + " " + st.Error)
+				// An error is diagnostic text from providers and the
+				// systems they reach: shown as it was written.
+				res = strings.TrimSpace(res + " " + l.f("step.error", st.Error))
 			}
 			t.Rows = append(t.Rows, []string{fmt.Sprint(st.Index + 1), st.Name, st.Action, l.word("stepstate", st.State),
 				fmt.Sprint(st.Attempts), l.stamp(st.StartedAt), l.stamp(st.FinishedAt), dur, res})
@@ -783,14 +886,23 @@ func techGateway(m Model, l loc) section {
 func techCredentials(m Model, l loc) section {
 	s := section{ID: "credentials", Heading: l.f("tech.credentials")}
 	if m.Credentials.Rotated {
-		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.done", l.stamp(m.Credentials.At), m.Credentials.Summary)})
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.done", l.stamp(m.Credentials.At), l.says(m.Credentials.Summary))})
 		return s
 	}
-	if m.InventoryUnknown {
+	released := m.Containment.Released && slices.Contains(m.Release.Owed, gateCredentials)
+	switch {
+	case released && m.InventoryUnknown:
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), orDash(m.Release.OverriddenBy), l.f("owed.tunnels.unknown"))})
+		return s
+	case released:
+		// Released without rotating: not "before release" any more, now.
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), orDash(m.Release.OverriddenBy), l.n(len(m.Credentials.Tunnels), "tunnel"))})
+	case m.InventoryUnknown:
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending.unknown", l.f("inventory.unknown"))})
 		return s
+	default:
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))})
 	}
-	s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending", l.n(len(m.Credentials.Tunnels), "tunnel"))})
 	var items []item
 	for _, c := range m.Credentials.Tunnels {
 		items = append(items, item{Label: c.Tunnel, Text: credName(l, c.Kind) + " (" + m.Gateway.ID + " ↔ " + c.Peer + "): " + l.f("cred.pending")})
@@ -839,9 +951,12 @@ func techBaseline(m Model, l loc) section {
 	s := section{ID: "baseline", Heading: l.f("tech.baseline")}
 	if !m.Baseline.Checked {
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.no")})
-		return s
+	} else {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.result", baselineWord(m, l), l.stamp(m.Baseline.At), l.says(m.Baseline.Summary))})
 	}
-	s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.result", baselineWord(m, l), l.stamp(m.Baseline.At), m.Baseline.Summary)})
+	if m.Containment.Released && slices.Contains(m.Release.Owed, gateBaseline) {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.overridden", orDash(m.Release.OverriddenBy), m.Gateway.ID, m.Gateway.ID)})
+	}
 	return s
 }
 
@@ -882,8 +997,14 @@ func techNext(m Model, l loc) section {
 	case len(peers) > 0:
 		items = append(items, item{Text: l.f("next.peers", l.list(peers))})
 	}
-	if !m.Credentials.Rotated {
+	switch {
+	case m.Containment.Released && slices.Contains(m.Release.Owed, gateCredentials):
+		items = append(items, item{Text: l.f("next.rotate.now")})
+	case !m.Credentials.Rotated:
 		items = append(items, item{Text: l.f("next.rotate")})
+	}
+	if m.Containment.Released && slices.Contains(m.Release.Owed, gateBaseline) {
+		items = append(items, item{Text: l.f("next.baseline.now", m.Gateway.ID, m.Gateway.ID)})
 	}
 	items = append(items, item{Text: l.f("next.patch")})
 	if m.Containment.Contained {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -134,12 +133,11 @@ func baselineCheckInputs(root, file string, ids []string) (*baseline.Baseline, b
 }
 
 func printBaselineTable(g *globals, rep baseline.Report, root string) error {
-	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	t := newTable(g.out, "CHECK", "RESULT", "DETAIL")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, r.Status, strings.ReplaceAll(r.Message, "\n", " "))
+		t.row(r.ID, fmt.Sprint(r.Status), strings.ReplaceAll(r.Message, "\n", " "))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.flush(); err != nil {
 		return err
 	}
 	c := rep.Counts

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -261,12 +261,11 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if _, err := c.do(cmd.Context(), "GET", "/v1/runs?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tGATEWAY\tRUNBOOK\tSTATE\tCREATED\tWAITING FOR")
+			t := newTable(g.out, "RUN", "GATEWAY", "RUNBOOK", "STATE", "CREATED", "WAITING FOR")
 			for _, r := range out.Runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), waitingFor(r))
+				t.row(r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), waitingFor(r))
 			}
-			return tw.Flush()
+			return t.flush()
 		},
 	}
 	list.Flags().StringVar(&state, "state", "", "comma-separated states")
@@ -356,12 +355,11 @@ func newGatewaysCmd(g *globals) *cobra.Command {
 			if _, err := c.do(cmd.Context(), "GET", "/v1/gateways", nil, &out); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "GATEWAY\tSITE\tVM\tDESIRED\tOBSERVED\tINCIDENT")
+			t := newTable(g.out, "GATEWAY", "SITE", "VM", "DESIRED", "OBSERVED", "INCIDENT")
 			for _, gw := range out.Gateways {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gw.ID, gw.Site, gw.VM, gw.Posture.Desired, orDash(gw.Posture.Observed), orDash(gw.Posture.Incident))
+				t.row(gw.ID, gw.Site, gw.VM, gw.Posture.Desired, orDash(gw.Posture.Observed), orDash(gw.Posture.Incident))
 			}
-			return tw.Flush()
+			return t.flush()
 		},
 	}
 	show := &cobra.Command{
@@ -671,8 +669,7 @@ func newDriftCmd(g *globals) *cobra.Command {
 			if _, err := c.do(cmd.Context(), "POST", "/v1/drift/check", body, &out); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "GATEWAY\tBASELINE\tNEWLY FAILING\tINDICATORS\tFAILING CHECKS")
+			t := newTable(g.out, "GATEWAY", "BASELINE", "NEWLY FAILING", "INDICATORS", "FAILING CHECKS")
 			bad := 0
 			for _, r := range out.Results {
 				verdict := "pass"
@@ -684,9 +681,9 @@ func newDriftCmd(g *globals) *cobra.Command {
 				case !r.Passed:
 					verdict, bad = "FAIL", bad+1
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", r.Gateway, verdict, len(r.Changes), len(r.Indicators), strings.Join(r.Failing, ", "))
+				t.row(r.Gateway, verdict, strconv.Itoa(len(r.Changes)), strconv.Itoa(len(r.Indicators)), strings.Join(r.Failing, ", "))
 			}
-			if err := tw.Flush(); err != nil {
+			if err := t.flush(); err != nil {
 				return err
 			}
 			if bad > 0 {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -76,18 +75,17 @@ func newCredentialsCmd(g *globals) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(tcs)
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TUNNEL\tCREDENTIAL\tID\tSTATE\tORIGIN\tSINCE\tPUBLIC KEY")
+			t := newTable(g.out, "TUNNEL", "CREDENTIAL", "ID", "STATE", "ORIGIN", "SINCE", "PUBLIC KEY")
 			row := func(p rotation.Pair, what string, c *rotation.Credential) {
 				if c == nil {
-					fmt.Fprintf(tw, "%s\t%s\t-\tunknown\t-\t-\t-\n", p, what)
+					t.row(fmt.Sprint(p), what, "-", "unknown", "-", "-", "-")
 					return
 				}
 				pub := c.PublicKey
 				if pub == "" {
 					pub = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, what, c.ID, c.State, c.Origin, c.UpdatedAt.Format("2006-01-02 15:04:05Z07:00"), pub)
+				t.row(fmt.Sprint(p), what, c.ID, fmt.Sprint(c.State), c.Origin, c.UpdatedAt.Format("2006-01-02 15:04:05Z07:00"), pub)
 			}
 			for _, tc := range tcs {
 				if tc.Pair.Kind == "wireguard" {
@@ -96,7 +94,7 @@ func newCredentialsCmd(g *globals) *cobra.Command {
 				}
 				row(tc.Pair, "preshared key", tc.PSK)
 			}
-			return tw.Flush()
+			return t.flush()
 		},
 	}
 	list.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")

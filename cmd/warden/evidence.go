@@ -9,7 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -57,11 +58,32 @@ func (g *globals) openForensics(cmd *cobra.Command, db, evDir string) (*forensic
 	if f.st, err = openExisting(cmd, db); err != nil {
 		return nil, err
 	}
-	if f.ledger, err = evidence.Open(cmd.Context(), f.st.DB(), evDir); err != nil {
+	if f.ledger, err = evidence.Open(cmd.Context(), f.st.DB(), evDir, evidence.WithIncidents(storeIncidents{f.st})); err != nil {
 		f.st.Close()
 		return nil, err
 	}
 	return f, nil
+}
+
+// storeIncidents tells the ledger which incidents the store holds, so that
+// an id nobody knows is an error rather than an incident without evidence.
+type storeIncidents struct{ st *store.Store }
+
+func (s storeIncidents) IncidentExists(ctx context.Context, id string) (bool, error) {
+	_, err := s.st.Incident(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// idArg refuses a blank id: the ledger reads an empty incident as "every
+// incident", which a command naming one must never do.
+func idArg(what, id string) (string, error) {
+	if strings.TrimSpace(id) == "" {
+		return "", fmt.Errorf("%s id is empty", what)
+	}
+	return id, nil
 }
 
 const evidenceHelp = `Evidence is read from the store and the evidence directory on this host,
@@ -89,34 +111,41 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			incident, err := idArg("incident", args[0])
+			if err != nil {
+				return err
+			}
 			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer f.st.Close()
-			recs, err := f.ledger.List(cmd.Context(), args[0])
+			recs, err := f.ledger.List(cmd.Context(), incident)
 			if err != nil {
-				return err
+				return fmt.Errorf("listing evidence: %w", err)
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tKIND\tSIZE\tSHA256\tCOLLECTED BY\tCOLLECTED AT")
+			t := newTable(g.out, "ID", "NAME", "KIND", "SIZE", "SHA256", "COLLECTED BY", "COLLECTED AT")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Name, r.Kind, r.Size, r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
+				t.row(r.ID, r.Name, r.Kind, strconv.FormatInt(r.Size, 10), r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
 			}
-			return tw.Flush()
+			return t.flush()
 		},
 	}
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := idArg("evidence", args[0])
+			if err != nil {
+				return err
+			}
 			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer f.st.Close()
-			rec, cust, err := f.ledger.Show(cmd.Context(), args[0], "cli:"+whoami(by))
+			rec, cust, err := f.ledger.Show(cmd.Context(), id, "cli:"+whoami(by))
 			if err != nil {
-				return err
+				return fmt.Errorf("showing evidence: %w", err)
 			}
 			return printJSON(g.out, map[string]any{"record": rec, "custody": cust})
 		},
@@ -124,18 +153,24 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	cat := &cobra.Command{
 		Use: "cat ID", Short: "Write an artefact's bytes to standard output (records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := idArg("evidence", args[0])
+			if err != nil {
+				return err
+			}
 			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer f.st.Close()
-			rc, err := f.ledger.Open(cmd.Context(), args[0], "cli:"+whoami(by))
+			rc, err := f.ledger.Open(cmd.Context(), id, "cli:"+whoami(by))
 			if err != nil {
-				return err
+				return fmt.Errorf("opening evidence: %w", err)
 			}
 			defer rc.Close()
-			_, err = io.Copy(g.out, rc)
-			return err
+			if _, err := io.Copy(g.out, rc); err != nil {
+				return fmt.Errorf("copying evidence %s: %w", id, err)
+			}
+			return nil
 		},
 	}
 	export := &cobra.Command{
@@ -144,26 +179,36 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
+			incident, err := idArg("incident", args[0])
+			if err != nil {
+				return err
+			}
 			f, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer f.st.Close()
+			// Refuse an unknown incident before any file exists (Export
+			// checks again, and the partial file is removed on any error).
+			if err := f.ledger.KnownIncident(cmd.Context(), incident); err != nil {
+				return fmt.Errorf("exporting evidence: %w", err)
+			}
 			tmp := out + ".partial"
 			w, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
 				return fmt.Errorf("creating %s: %w", tmp, err)
 			}
-			m, err := f.ledger.Export(cmd.Context(), args[0], w, "cli:"+whoami(by))
-			if cerr := w.Close(); err == nil {
-				err = cerr
+			m, err := f.ledger.Export(cmd.Context(), incident, w, "cli:"+whoami(by))
+			if cerr := w.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("closing %s: %w", tmp, cerr)
 			}
 			if err != nil {
 				os.Remove(tmp)
 				return err
 			}
 			if err := os.Rename(tmp, out); err != nil {
-				return err
+				os.Remove(tmp)
+				return fmt.Errorf("moving the archive into place: %w", err)
 			}
 			fmt.Fprintf(g.out, "wrote %s: %d artefacts; check with: tar xzf %s && sha256sum -c SHA256SUMS\n", out, len(m.Records), filepath.Base(out))
 			return nil
@@ -180,7 +225,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 			defer f.st.Close()
 			ms, err := f.ledger.VerifyAs(cmd.Context(), "cli:"+whoami(by))
 			if err != nil && len(ms) == 0 {
-				return err
+				return fmt.Errorf("verifying evidence: %w", err)
 			}
 			for _, m := range ms {
 				fmt.Fprintln(g.errw, "mismatch:", m.String())

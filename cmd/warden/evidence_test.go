@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/store"
 )
 
 // TestEvidenceAndReportFromDemo runs the demo into a directory, then uses
@@ -100,6 +103,105 @@ func TestFleetCommandsRefuseVagueTargets(t *testing.T) {
 			_, _, err := runCLI(t, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// evidenceStore makes a store with two incidents — inc-with-evidence
+// holding one artefact, inc-without-evidence holding none — and returns
+// the store's path and the artefact's id.
+func evidenceStore(t *testing.T) (db, artefact string) {
+	t.Helper()
+	dir := t.TempDir()
+	db = filepath.Join(dir, "warden.db")
+	st, err := store.Open(t.Context(), db, "full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	if err := st.Tx(t.Context(), func(tx *store.Tx) error {
+		for _, id := range []string{"inc-with-evidence", "inc-without-evidence"} {
+			if err := tx.UpsertIncident(t.Context(), store.Incident{ID: id, Gateway: "gw-osaka", OpenedAt: now, UpdatedAt: now, Status: "open"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := evidence.Open(t.Context(), st.DB(), filepath.Join(dir, "evidence"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := l.Add(t.Context(), evidence.Item{Incident: "inc-with-evidence", Gateway: "gw-osaka", Name: "ps.txt", Kind: evidence.KindVolatile,
+		CollectedBy: "agent:gw-osaka", Content: []byte("1 init\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, rec.ID
+}
+
+// TestEvidenceCommandsRefuseUnknownIDs runs every evidence subcommand with
+// ids that exist and ids that do not: an unknown id fails (non-zero exit,
+// the error naming the id) and leaves no archive behind; a known incident
+// without evidence is not an error.
+func TestEvidenceCommandsRefuseUnknownIDs(t *testing.T) {
+	hermetic(t)
+	db, artefact := evidenceStore(t)
+	tests := map[string]struct {
+		args    []string
+		archive bool   // the command is an export to -o
+		wantErr string // "" = succeeds
+		wantOut string
+	}{
+		"list known":                    {args: []string{"list", "inc-with-evidence"}, wantOut: "ps.txt"},
+		"list known without evidence":   {args: []string{"list", "inc-without-evidence"}, wantOut: "SHA256"},
+		"list unknown":                  {args: []string{"list", "inc-nobody-knows"}, wantErr: `"inc-nobody-knows": unknown incident`},
+		"list blank":                    {args: []string{"list", " "}, wantErr: "incident id is empty"},
+		"show known":                    {args: []string{"show", artefact}, wantOut: `"custody"`},
+		"show unknown":                  {args: []string{"show", "evd-nobody-knows"}, wantErr: `"evd-nobody-knows": evidence not found`},
+		"cat known":                     {args: []string{"cat", artefact}, wantOut: "1 init"},
+		"cat unknown":                   {args: []string{"cat", "evd-nobody-knows"}, wantErr: `"evd-nobody-knows": evidence not found`},
+		"export known":                  {args: []string{"export", "inc-with-evidence"}, archive: true, wantOut: "1 artefacts"},
+		"export known without evidence": {args: []string{"export", "inc-without-evidence"}, archive: true, wantOut: "0 artefacts"},
+		"export unknown":                {args: []string{"export", "inc-nobody-knows"}, archive: true, wantErr: `"inc-nobody-knows": unknown incident`},
+		"export blank":                  {args: []string{"export", ""}, archive: true, wantErr: "incident id is empty"},
+		"verify":                        {args: []string{"verify"}, wantOut: "matches"},
+		"verify takes no incident":      {args: []string{"verify", "inc-nobody-knows"}, wantErr: "inc-nobody-knows"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"evidence"}, tc.args...)
+			args = append(args, "--db", db, "--by", "alice")
+			archive := filepath.Join(t.TempDir(), "out.tar.gz")
+			if tc.archive {
+				args = append(args, "-o", archive)
+			}
+			out, _, err := runCLI(t, args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q (stdout %q)", err, tc.wantErr, out)
+				}
+				if tc.archive {
+					left, _ := filepath.Glob(filepath.Join(filepath.Dir(archive), "*"))
+					if len(left) > 0 {
+						t.Errorf("a failed export left %v behind", left)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			if !strings.Contains(out, tc.wantOut) {
+				t.Errorf("stdout %q does not contain %q", out, tc.wantOut)
+			}
+			if tc.archive {
+				if st, err := os.Stat(archive); err != nil || st.Size() == 0 {
+					t.Errorf("archive: %v", err)
+				}
 			}
 		})
 	}
