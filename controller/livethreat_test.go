@@ -81,6 +81,20 @@ func (h *harness) requestRelease(t *testing.T, incident string) (store.Run, erro
 		Actor: "alice", OverrideReason: "baseline and rotation done out of band"})
 }
 
+// approvedRelease quarantines gw-dc, then requests and approves its
+// release, and returns the release run (not yet executed).
+func (h *harness) approvedRelease(t *testing.T) store.Run {
+	t.Helper()
+	rel, err := h.requestRelease(t, h.quarantine(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.Approve(t.Context(), rel.ID, "bob", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	return rel
+}
+
 func c2Again(fingerprintTag string) Item {
 	it := ind(indicator.C2Beacon, "gw-dc")
 	it.Indicator.Observables.IPs = []string{"203.0.113." + fingerprintTag}
@@ -165,14 +179,7 @@ func TestReleaseRefusedWhileAThreatIsLive(t *testing.T) {
 
 	t.Run("arrives after the approval", func(t *testing.T) {
 		h := newLiveThreatHarness(t)
-		inc := h.quarantine(t)
-		rel, err := h.requestRelease(t, inc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.c.Approve(t.Context(), rel.ID, "bob", "ok"); err != nil {
-			t.Fatal(err)
-		}
+		rel := h.approvedRelease(t)
 		h.accept(t, c2Again("78"))
 		r := h.run(t, rel.ID)
 		if r.State != store.RunCancelled || !strings.Contains(r.Error, "before the release step") || h.acts["release"].calls() != 0 {
@@ -199,14 +206,7 @@ func TestReleaseRefusedWhileAThreatIsLive(t *testing.T) {
 func TestIndicatorDuringReleaseIsDecidedAgainstTheNewPosture(t *testing.T) {
 	t.Run("during the release step", func(t *testing.T) {
 		h := newLiveThreatHarness(t)
-		inc := h.quarantine(t)
-		rel, err := h.requestRelease(t, inc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.c.Approve(t.Context(), rel.ID, "bob", "ok"); err != nil {
-			t.Fatal(err)
-		}
+		rel := h.approvedRelease(t)
 		var during []Accepted
 		h.acts["release"].onApply = func() {
 			if during == nil {
@@ -229,14 +229,7 @@ func TestIndicatorDuringReleaseIsDecidedAgainstTheNewPosture(t *testing.T) {
 
 	t.Run("re-sent after the release", func(t *testing.T) {
 		h := newLiveThreatHarness(t)
-		inc := h.quarantine(t)
-		rel, err := h.requestRelease(t, inc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.c.Approve(t.Context(), rel.ID, "bob", "ok"); err != nil {
-			t.Fatal(err)
-		}
+		rel := h.approvedRelease(t)
 		if r := h.run(t, rel.ID); r.State != store.RunSucceeded {
 			t.Fatalf("release: %s %s", r.State, r.Error)
 		}
