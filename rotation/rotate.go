@@ -30,7 +30,9 @@ type WaveOptions struct {
 	// idempotency key). A unit whose active credential already carries the
 	// tag was rotated by an earlier attempt of the same rotation and is
 	// reported unchanged, so a rotation resumed after a crash does not
-	// rotate again what it finished.
+	// rotate again what it finished; a unit it was in the middle of
+	// resumes with the pending credential the tag names (installing it
+	// again is idempotent) instead of a second new one.
 	Batch string
 }
 
@@ -234,7 +236,7 @@ func (r *Rotator) rotatePSK(ctx context.Context, p Pair, opt WaveOptions) (row R
 		row.Error = errorText(ErrNoProvider)
 		return row
 	}
-	cred, secret, err := r.Vault.generate(ctx, opt.Batch, kind, p, "")
+	cred, secret, err := r.batchCredential(ctx, opt.Batch, kind, p, "")
 	if err != nil {
 		row.Error = errorText(err)
 		return row
@@ -265,6 +267,38 @@ func (r *Rotator) rotatePSK(ctx context.Context, p Pair, opt WaveOptions) (row R
 	}
 	row.Status = StatusRolledBack
 	return row
+}
+
+// batchCredential returns the credential of kind for a pair or a site
+// that this rotation (batch) generated earlier and left pending, or, when
+// there is none, a new one. A rotation interrupted between generating a
+// key and activating it (a crash, a kill -9 while a device was being
+// configured) may have installed that key at one end or both already:
+// installing the same key again is idempotent at the provider, whereas a
+// second key would rotate the unit a second time and leave the first key
+// pending in the vault for good.
+func (r *Rotator) batchCredential(ctx context.Context, batch, kind string, pair Pair, site string) (Credential, Secret, error) {
+	if batch == "" {
+		return r.Vault.generate(ctx, batch, kind, pair, site)
+	}
+	c, err := r.Vault.Latest(ctx, kind, pair, site, StatePending)
+	switch {
+	case errors.Is(err, ErrNoCredential):
+	case err != nil:
+		return Credential{}, Secret{}, err
+	case c.Batch == batch && c.HasSecret:
+		s, err := r.Vault.Secret(ctx, c.ID)
+		if err != nil {
+			return Credential{}, Secret{}, fmt.Errorf("resuming with the pending credential %s: %w", c.ID, err)
+		}
+		of := site
+		if of == "" {
+			of = pair.String()
+		}
+		r.log().InfoContext(ctx, "credential rotation resumes with its pending credential", "credential", c.ID, "kind", kind, "of", of)
+		return c, s, nil
+	}
+	return r.Vault.generate(ctx, batch, kind, pair, site)
 }
 
 // installPSK sends the key to both ends through the provider and waits
@@ -430,7 +464,7 @@ func (r *Rotator) rotateSiteKey(ctx context.Context, site string, pairs []Pair, 
 		}
 		return rows
 	}
-	cred, secret, err := r.Vault.generate(ctx, opt.Batch, KindWireGuardKey, Pair{}, site)
+	cred, secret, err := r.batchCredential(ctx, opt.Batch, KindWireGuardKey, Pair{}, site)
 	if err != nil {
 		return fail(err)
 	}

@@ -535,3 +535,97 @@ func TestSiteKeyWavesNeverHoldTwoPeers(t *testing.T) {
 		t.Errorf("waves = %v", wave)
 	}
 }
+
+// TestRotateResumesWithThePendingKey is a rotation interrupted between
+// generating a unit's key and activating it (the controller killed while a
+// device was being configured), then run again by the resumed step with the
+// same batch: it must finish with the key the first attempt generated, which
+// may already be on a device, and not rotate the unit a second time. A
+// pending key of another rotation is not taken over.
+func TestRotateResumesWithThePendingKey(t *testing.T) {
+	const batch = "run-1/4/rotate_credentials"
+	tests := map[string]struct {
+		siteKey    bool
+		otherBatch bool // the pending key was left by another rotation
+	}{
+		"preshared key":                    {},
+		"site key":                         {siteKey: true},
+		"another rotation's preshared key": {otherBatch: true},
+		"another rotation's site key":      {siteKey: true, otherBatch: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			f := newFixture(t, "b", "c")
+			p := NewPair(inventory.KindWireGuard, "b", "c")
+			left := batch
+			if tc.otherBatch {
+				left = "run-0/4/rotate_credentials"
+			}
+			kind, site, pair := KindWireGuardPSK, "", p
+			if tc.siteKey {
+				kind, site, pair = KindWireGuardKey, "b", Pair{}
+			}
+			pending, secret, err := f.v.generate(ctx, left, kind, pair, site)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := wgtypes.NewKey(secret.Bytes())
+			secret.Destroy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the first attempt got done before the kill.
+			if tc.siteKey {
+				old := f.wg.pub["b"]
+				f.wg.pub["b"] = key.PublicKey() // b switched; c still lists both keys
+				f.wg.peers["c"][key.PublicKey()] = true
+				defer func() {
+					if f.wg.peers["c"][old] {
+						t.Error("c still lists b's old key")
+					}
+				}()
+			} else {
+				f.wg.psk[[2]string{"c", "b"}] = key // c took the key, b not yet
+			}
+
+			var rep Report
+			if tc.siteKey {
+				rep, err = f.r.RotateSiteKeys(ctx, []string{"b"}, []Pair{p}, WaveOptions{Batch: batch})
+			} else {
+				rep, err = f.r.Rotate(ctx, []Pair{p}, WaveOptions{Batch: batch})
+			}
+			if err != nil || rep.Count(StatusRotated) != len(rep.Rows) {
+				t.Fatalf("resumed rotation: %+v, %v", rep, err)
+			}
+			cur, err := f.v.Current(ctx, kind, pair, site)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ours []string
+			list, _ := f.v.List(ctx)
+			for _, c := range list {
+				if c.Batch == batch {
+					ours = append(ours, c.ID)
+				}
+			}
+			if len(ours) != 1 || cur.ID != ours[0] || rep.Rows[0].NewCredential != cur.ID {
+				t.Fatalf("rotation %s left credentials %v, current %s, row %+v; want exactly one, current", batch, ours, cur.ID, rep.Rows[0])
+			}
+			first, _ := f.v.Get(ctx, pending.ID)
+			switch {
+			case !tc.otherBatch && cur.ID != pending.ID:
+				t.Errorf("resumed with %s, want the pending %s (now %s)", cur.ID, pending.ID, first.State)
+			case tc.otherBatch && (cur.ID == pending.ID || first.State != StatePending):
+				t.Errorf("took over another rotation's pending key %s (now %s)", pending.ID, first.State)
+			}
+			if !tc.otherBatch && !tc.siteKey && (f.wg.psk[[2]string{"b", "c"}] != key || f.wg.psk[[2]string{"c", "b"}] != key) {
+				t.Error("the ends do not both hold the pending key")
+			}
+			if !tc.otherBatch && tc.siteKey && f.wg.pub["b"] != key.PublicKey() {
+				t.Error("b does not hold the pending key")
+			}
+			f.assertNoSecrets(t, rep, err)
+		})
+	}
+}
