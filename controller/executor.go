@@ -316,6 +316,11 @@ func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.S
 		if err := tx.UpdateStep(ctx, step); err != nil {
 			return err
 		}
+		if state == store.StepSucceeded {
+			if err := c.stepEffects(ctx, tx, run, step, now); err != nil {
+				return err
+			}
+		}
 		action := "step." + state
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: action, Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
 			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "changed": res.Changed,
@@ -331,54 +336,57 @@ func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.S
 	return nil
 }
 
-// afterStep updates postures and incident state that follow from a step.
+// stepEffects writes the postures and incident state that follow from a
+// succeeded step, inside the transaction that records the success: a
+// crash between the two must not leave an isolated gateway whose desired
+// posture was never set (the resumed run skips a succeeded step).
+func (c *Controller) stepEffects(ctx context.Context, tx *store.Tx, run store.Run, step store.Step, now time.Time) error {
+	switch step.Action {
+	case actions.NameIsolate:
+		if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureQuarantined, run.Incident, now); err != nil {
+			return err
+		}
+		if run.Incident != "" {
+			if err := tx.SetIncidentStatus(ctx, run.Incident, store.IncidentContained, now); err != nil {
+				return err
+			}
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"desired": store.PostureQuarantined})})
+	case actions.NameRelease:
+		before, err := tx.Posture(ctx, run.Gateway)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureReleased, run.Incident, now); err != nil {
+			return err
+		}
+		if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(map[string]any{"desired": store.PostureReleased})}); err != nil {
+			return err
+		}
+		// Indicators that arrived while the release ran were decided
+		// against the quarantine they met then; decide them again against
+		// the posture they meet now, in the same transaction.
+		_, err = c.redecideLiveThreats(ctx, tx, run.Gateway, before.UpdatedAt, now)
+		return err
+	}
+	return nil
+}
+
+// afterStep does what follows a succeeded step outside the store's
+// transaction: metrics, the observed posture, and waking the executor for
+// runs the step's effects started.
 func (c *Controller) afterStep(ctx context.Context, run store.Run, step store.Step, res actions.Result) error {
 	now := c.clock.Now()
 	switch step.Action {
 	case actions.NameIsolate:
-		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
-			if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureQuarantined, run.Incident, now); err != nil {
-				return err
-			}
-			if run.Incident != "" {
-				if err := tx.SetIncidentStatus(ctx, run.Incident, store.IncidentContained, now); err != nil {
-					return err
-				}
-			}
-			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
-				Data: mustJSON(map[string]any{"desired": store.PostureQuarantined})})
-		}); err != nil {
-			return err
-		}
 		if inds, err := c.st.IndicatorsOfIncident(ctx, run.Incident); err == nil && len(inds) > 0 {
 			c.m.TimeToContain.Observe(now.Sub(inds[0].ReceivedAt).Seconds())
 		}
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureQuarantined, mustJSON(res.Details), now)
 	case actions.NameRelease:
-		redecided := false
-		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
-			before, err := tx.Posture(ctx, run.Gateway)
-			if err != nil {
-				return err
-			}
-			if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureReleased, run.Incident, now); err != nil {
-				return err
-			}
-			if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
-				Data: mustJSON(map[string]any{"desired": store.PostureReleased})}); err != nil {
-				return err
-			}
-			// Indicators that arrived while the release ran were decided
-			// against the quarantine they met then; decide them again
-			// against the posture they meet now, in the same transaction.
-			redecided, err = c.redecideLiveThreats(ctx, tx, run.Gateway, before.UpdatedAt, now)
-			return err
-		}); err != nil {
-			return err
-		}
-		if redecided {
-			c.Kick()
-		}
+		c.Kick() // a re-decided indicator may have started a run
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureNormal, mustJSON(res.Details), now)
 	}
 	return nil
