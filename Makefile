@@ -48,8 +48,12 @@ bench:
 demo:
 	$(GO) run ./cmd/warden demo
 
+# The two binaries: warden (controller, CLI, demo) and warden-agent (the
+# gateway agent alone, which links no vSphere simulator, lab or test code).
 build:
 	$(GO) build -o bin/warden ./cmd/warden
+	$(GO) build -o bin/warden-agent ./cmd/warden-agent
+	@ls -l bin/warden bin/warden-agent | awk '{ printf "%-18s %6.1f MiB\n", $$NF, $$5 / 1048576 }'
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

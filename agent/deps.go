@@ -4,36 +4,23 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
 )
-
-// Spec is the quarantine the agent keeps in force: everything is dropped
-// except loopback and these networks.
-type Spec struct {
-	Management []netip.Prefix
-	Forensics  []netip.Prefix
-}
-
-// Keep lists every network whose flows survive the quarantine.
-func (s Spec) Keep() []netip.Prefix {
-	return append(slices.Clone(s.Management), s.Forensics...)
-}
 
 // Firewall is the quarantine rule set on the gateway. Every method is
 // idempotent and safe to call again after a failure.
 type Firewall interface {
 	// Apply installs or repairs the quarantine for spec (IPv4 and IPv6);
 	// changed is false when the rules already matched.
-	Apply(ctx context.Context, spec Spec) (changed bool, err error)
+	Apply(ctx context.Context, spec wire.QuarantineSpec) (changed bool, err error)
 	// Remove removes exactly what Apply added; changed is false when there
 	// was nothing to remove.
 	Remove(ctx context.Context) (changed bool, err error)
 	// Observe reads the rules back and lists their drift from want (no
 	// drift is computed when want has no management network).
-	Observe(ctx context.Context, want Spec) (wire.FirewallState, error)
+	Observe(ctx context.Context, want wire.QuarantineSpec) (wire.FirewallState, error)
 }
 
 // KillFlowsFunc deletes established flows whose addresses all lie outside

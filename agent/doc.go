@@ -20,5 +20,8 @@
 // shell or anything built from request text, and must not touch the OS
 // directly: the firewall, conntrack, tunnel links, strongSwan and evidence
 // capture are seams (Deps) implemented elsewhere (package agent/host for a
-// real gateway, fakes in tests).
+// real gateway, over agent/netfilter and agent/capture; fakes in tests).
+// Nothing under agent/ imports a provider or the controller: the two sides
+// share the messages and data shapes of package agent/wire, and the VICI
+// and mutual-TLS helpers of internal/charon and internal/mtls.
 package agent

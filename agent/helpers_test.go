@@ -106,16 +106,16 @@ func (c *fakeClock) Advance(d time.Duration) {
 // when drift is set.
 type fakeFirewall struct {
 	mu       sync.Mutex
-	applied  []Spec
+	applied  []wire.QuarantineSpec
 	removes  int
-	active   *Spec
+	active   *wire.QuarantineSpec
 	drift    bool
 	applyErr error
 	// onApply runs before each Apply (to inspect the state on disk).
-	onApply func(Spec)
+	onApply func(wire.QuarantineSpec)
 }
 
-func (f *fakeFirewall) Apply(_ context.Context, s Spec) (bool, error) {
+func (f *fakeFirewall) Apply(_ context.Context, s wire.QuarantineSpec) (bool, error) {
 	f.mu.Lock()
 	hook := f.onApply
 	f.mu.Unlock()
@@ -142,7 +142,7 @@ func (f *fakeFirewall) Remove(context.Context) (bool, error) {
 	return had, nil
 }
 
-func (f *fakeFirewall) Observe(_ context.Context, want Spec) (wire.FirewallState, error) {
+func (f *fakeFirewall) Observe(_ context.Context, want wire.QuarantineSpec) (wire.FirewallState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := wire.FirewallState{Backend: "fake", Quarantined: f.active != nil && !f.drift, Absent: f.active == nil}
@@ -152,7 +152,7 @@ func (f *fakeFirewall) Observe(_ context.Context, want Spec) (wire.FirewallState
 	return st, nil
 }
 
-func (f *fakeFirewall) applies() []Spec {
+func (f *fakeFirewall) applies() []wire.QuarantineSpec {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.applied)
@@ -170,7 +170,7 @@ func (f *fakeFirewall) setDrift() {
 	f.drift = true
 }
 
-func specEqual(a, b Spec) bool {
+func specEqual(a, b wire.QuarantineSpec) bool {
 	return slices.Equal(a.Management, b.Management) && slices.Equal(a.Forensics, b.Forensics)
 }
 
@@ -550,8 +550,8 @@ var labIsolate = wire.IsolateParams{Management: []string{"198.51.100.0/24"}, For
 
 // labSpec is what labIsolate becomes: the agent adds its configured
 // management network and the caller (loopback here).
-func labSpec() Spec {
-	return Spec{
+func labSpec() wire.QuarantineSpec {
+	return wire.QuarantineSpec{
 		Management: []netip.Prefix{
 			netip.MustParsePrefix("127.0.0.1/32"),
 			netip.MustParsePrefix("192.0.2.0/24"),

@@ -456,7 +456,7 @@ func (s *Server) confirmDeadline(gen int64) {
 func (s *Server) observe(ctx context.Context) (wire.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var want Spec
+	var want wire.QuarantineSpec
 	if s.rec.Quarantined {
 		var err error
 		if want, err = s.rec.Spec.spec(); err != nil {

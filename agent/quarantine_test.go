@@ -18,7 +18,7 @@ func TestIsolateAppliesAndIsIdempotent(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	// The record must be on disk before the kernel is touched.
-	h.fw.onApply = func(Spec) {
+	h.fw.onApply = func(wire.QuarantineSpec) {
 		r, err := loadRecord(h.cfg.StateDir)
 		if err != nil || !r.Quarantined {
 			t.Errorf("Apply ran before the quarantine was recorded: %+v, %v", r, err)

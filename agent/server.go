@@ -14,12 +14,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/mtls"
 )
 
 // opTimeout bounds one command's or one timer's work on the gateway.
@@ -104,24 +104,14 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 // serverTLS builds the mutual-TLS configuration: TLS 1.3 only, and a
 // client certificate that chains to the configured CA is required.
 func serverTLS(cfg Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	m, err := mtls.Load(mtls.Files{
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CAFile: cfg.ClientCAFile,
+		CertName: "agent certificate", CAName: "client CA",
+	})
 	if err != nil {
-		return nil, fmt.Errorf("loading agent certificate: %w", err)
+		return nil, err
 	}
-	pemCA, err := os.ReadFile(cfg.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading client CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemCA) {
-		return nil, fmt.Errorf("reading client CA %s: no PEM certificate in it", cfg.ClientCAFile)
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-	}, nil
+	return m.Server(), nil
 }
 
 // TLSConfig returns a copy of the agent's mutual-TLS configuration, for

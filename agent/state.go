@@ -22,7 +22,8 @@ const (
 	stateVersion = 1
 )
 
-// specRecord is a Spec as stored: normalised prefixes, sorted, as text.
+// specRecord is a wire.QuarantineSpec as stored: normalised prefixes,
+// sorted, as text.
 type specRecord struct {
 	Management []string `json:"management"`
 	Forensics  []string `json:"forensics,omitempty"`
@@ -33,16 +34,16 @@ func (s specRecord) equal(o specRecord) bool {
 }
 
 // spec parses a stored record; it was validated when written.
-func (s specRecord) spec() (Spec, error) {
+func (s specRecord) spec() (wire.QuarantineSpec, error) {
 	m, err := parsePrefixes(s.Management)
 	if err != nil {
-		return Spec{}, fmt.Errorf("parsing management networks: %w", err)
+		return wire.QuarantineSpec{}, fmt.Errorf("parsing management networks: %w", err)
 	}
 	f, err := parsePrefixes(s.Forensics)
 	if err != nil {
-		return Spec{}, fmt.Errorf("parsing forensics networks: %w", err)
+		return wire.QuarantineSpec{}, fmt.Errorf("parsing forensics networks: %w", err)
 	}
-	return Spec{Management: m, Forensics: f}, nil
+	return wire.QuarantineSpec{Management: m, Forensics: f}, nil
 }
 
 // record is the agent's durable quarantine state.
@@ -216,10 +217,7 @@ func normalisePrefix(p netip.Prefix) (netip.Prefix, error) {
 	if !p.IsValid() {
 		return netip.Prefix{}, fmt.Errorf("prefix %v is not valid", p)
 	}
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	p = p.Masked()
+	p = wire.CanonicalPrefix(p)
 	if p.Bits() == 0 {
 		return netip.Prefix{}, fmt.Errorf("prefix %v would allow everything", p)
 	}
@@ -414,10 +412,7 @@ func parseBlockPrefix(s string) (netip.Prefix, error) {
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	p = p.Masked()
+	p = wire.CanonicalPrefix(p)
 	if p.Bits() == 0 {
 		return netip.Prefix{}, fmt.Errorf("%q would block every address", s)
 	}

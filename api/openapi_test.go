@@ -2,9 +2,15 @@ package api_test
 
 import (
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"iter"
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/api"
+	v1 "github.com/warden-ir/warden/api/v1"
 )
 
 // openAPIDoc is the part of an OpenAPI 3 document the contract tests read.
@@ -254,4 +261,319 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 	if refs == 0 {
 		t.Error("found no $ref at all")
 	}
+}
+
+// v1Schemas names the schema of openapi.yaml (under components/schemas)
+// that documents each api/v1 type.
+var v1Schemas = map[reflect.Type]string{
+	reflect.TypeFor[v1.Error]():               "Error",
+	reflect.TypeFor[v1.Health]():              "Health",
+	reflect.TypeFor[v1.Indicator]():           "Indicator",
+	reflect.TypeFor[v1.Observables]():         "Observables",
+	reflect.TypeFor[v1.IndicatorBatch]():      "IndicatorBatch",
+	reflect.TypeFor[v1.IntakeResponse]():      "IntakeResponse",
+	reflect.TypeFor[v1.Accepted]():            "Accepted",
+	reflect.TypeFor[v1.SkippedAlert]():        "SkippedAlert",
+	reflect.TypeFor[v1.PlanResponse]():        "PlanResponse",
+	reflect.TypeFor[v1.Decision]():            "Decision",
+	reflect.TypeFor[v1.Explanation]():         "Explanation",
+	reflect.TypeFor[v1.Plan]():                "Plan",
+	reflect.TypeFor[v1.PlanStep]():            "PlanStep",
+	reflect.TypeFor[v1.Change]():              "Change",
+	reflect.TypeFor[v1.Gate]():                "Gate",
+	reflect.TypeFor[v1.Incident]():            "Incident",
+	reflect.TypeFor[v1.IncidentList]():        "IncidentList",
+	reflect.TypeFor[v1.IncidentDetail]():      "IncidentDetail",
+	reflect.TypeFor[v1.IndicatorRecord]():     "IndicatorRecord",
+	reflect.TypeFor[v1.RecordedIndicator]():   "RecordedIndicator",
+	reflect.TypeFor[v1.Run]():                 "Run",
+	reflect.TypeFor[v1.Step]():                "Step",
+	reflect.TypeFor[v1.RunList]():             "RunList",
+	reflect.TypeFor[v1.ApproveRequest]():      "ApproveRequest",
+	reflect.TypeFor[v1.CancelRequest]():       "CancelRequest",
+	reflect.TypeFor[v1.ResolveRequest]():      "ResolveRequest",
+	reflect.TypeFor[v1.Resolved]():            "Resolved",
+	reflect.TypeFor[v1.StartRunbookRequest](): "StartRunbookRequest",
+	reflect.TypeFor[v1.RunbookDryRun]():       "RunbookDryRun",
+	reflect.TypeFor[v1.Gateway]():             "Gateway",
+	reflect.TypeFor[v1.WireGuardEnd]():        "WireGuardEnd",
+	reflect.TypeFor[v1.StrongSwanEnd]():       "StrongSwanEnd",
+	reflect.TypeFor[v1.Posture]():             "Posture",
+	reflect.TypeFor[v1.GatewayList]():         "GatewayList",
+	reflect.TypeFor[v1.AuditVerification]():   "AuditVerification",
+	reflect.TypeFor[v1.BreakerResetRequest](): "BreakerResetRequest",
+	reflect.TypeFor[v1.BreakerReset]():        "BreakerReset",
+	reflect.TypeFor[v1.DriftCheckRequest]():   "DriftCheckRequest",
+	reflect.TypeFor[v1.DriftCheckResponse]():  "DriftCheckResponse",
+	reflect.TypeFor[v1.DriftResult]():         "DriftResult",
+	reflect.TypeFor[v1.BaselineCounts]():      "BaselineCounts",
+	reflect.TypeFor[v1.BaselineChange]():      "BaselineChange",
+	reflect.TypeFor[v1.BaselineEvidence]():    "BaselineEvidence",
+	reflect.TypeFor[v1.PatchWaveRequest]():    "PatchWaveRequest",
+	reflect.TypeFor[v1.PatchWave]():           "PatchWave",
+}
+
+// foreignSchemas are documented formats that are not Warden's types.
+var foreignSchemas = []string{"AlertmanagerMessage"}
+
+const schemaRef = "#/components/schemas/"
+
+// openAPISchemas returns components/schemas of openapi.yaml, generically.
+func openAPISchemas(tb testing.TB) map[string]any {
+	tb.Helper()
+	b, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var root struct {
+		Components struct {
+			Schemas map[string]any `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		tb.Fatal(err)
+	}
+	return root.Components.Schemas
+}
+
+// schemaProperties returns a schema's properties, merging those of allOf
+// (resolving $ref) as JSON merges an embedded struct's fields.
+func schemaProperties(tb testing.TB, schemas map[string]any, node any) map[string]any {
+	tb.Helper()
+	m, _ := node.(map[string]any)
+	if ref, ok := m["$ref"].(string); ok {
+		return schemaProperties(tb, schemas, schemas[strings.TrimPrefix(ref, schemaRef)])
+	}
+	props := map[string]any{}
+	if p, ok := m["properties"].(map[string]any); ok {
+		maps.Copy(props, p)
+	}
+	if all, ok := m["allOf"].([]any); ok {
+		for _, part := range all {
+			maps.Copy(props, schemaProperties(tb, schemas, part))
+		}
+	}
+	return props
+}
+
+// jsonFieldsOf returns the JSON names of t's fields, as encoding/json
+// sees them (embedded structs flattened), with each field's type.
+func jsonFieldsOf(t reflect.Type) map[string]reflect.StructField {
+	out := map[string]reflect.StructField{}
+	for f := range fieldsOf(t) {
+		out[f.name] = f.field
+	}
+	return out
+}
+
+type namedField struct {
+	name  string
+	field reflect.StructField
+}
+
+func fieldsOf(t reflect.Type) iter.Seq[namedField] {
+	return func(yield func(namedField) bool) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if f.Anonymous && name == "" {
+				for g := range fieldsOf(f.Type) {
+					if !yield(g) {
+						return
+					}
+				}
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if !yield(namedField{name, f}) {
+				return
+			}
+		}
+	}
+}
+
+// refOf is the $ref a property points at, directly or as its items.
+func refOf(prop any) string {
+	m, _ := prop.(map[string]any)
+	if ref, ok := m["$ref"].(string); ok {
+		return ref
+	}
+	if items, ok := m["items"].(map[string]any); ok {
+		ref, _ := items["$ref"].(string)
+		return ref
+	}
+	return ""
+}
+
+// TestOpenAPISchemasMatchV1: every api/v1 type's JSON fields are the
+// properties of its schema, both ways, and a field whose type is another
+// v1 type refers to that type's schema.
+func TestOpenAPISchemasMatchV1(t *testing.T) {
+	schemas := openAPISchemas(t)
+	for typ, name := range v1Schemas {
+		t.Run(typ.Name(), func(t *testing.T) {
+			schema, ok := schemas[name]
+			if !ok {
+				t.Fatalf("openapi.yaml has no schema %s", name)
+			}
+			props := schemaProperties(t, schemas, schema)
+			fields := jsonFieldsOf(typ)
+			for _, f := range slices.Sorted(maps.Keys(fields)) {
+				prop, ok := props[f]
+				if !ok {
+					t.Errorf("field %q of v1.%s is not in schema %s", f, typ.Name(), name)
+					continue
+				}
+				elem := fields[f].Type
+				for elem.Kind() == reflect.Pointer || elem.Kind() == reflect.Slice {
+					elem = elem.Elem()
+				}
+				if want, ok := v1Schemas[elem]; ok {
+					if got := refOf(prop); got != schemaRef+want {
+						t.Errorf("property %s.%s refers to %q, want %q (v1.%s)", name, f, got, schemaRef+want, elem.Name())
+					}
+				}
+			}
+			for _, p := range slices.Sorted(maps.Keys(props)) {
+				if _, ok := fields[p]; !ok {
+					t.Errorf("schema %s documents %q, which v1.%s does not have", name, p, typ.Name())
+				}
+			}
+		})
+	}
+	documented := slices.Collect(maps.Values(v1Schemas))
+	for _, name := range slices.Sorted(maps.Keys(schemas)) {
+		if !slices.Contains(documented, name) && !slices.Contains(foreignSchemas, name) {
+			t.Errorf("schema %s is no api/v1 type", name)
+		}
+	}
+}
+
+// TestV1TypesHaveSchemas: every exported struct type of api/v1 is in
+// v1Schemas, so TestOpenAPISchemasMatchV1 checks it.
+func TestV1TypesHaveSchemas(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(filepath.Join("v1", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("listing api/v1: %v", err)
+	}
+	known := map[string]bool{}
+	for typ := range v1Schemas {
+		known[typ.Name()] = true
+	}
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				if _, isStruct := ts.Type.(*ast.StructType); isStruct && ts.Name.IsExported() && !known[ts.Name.Name] {
+					t.Errorf("v1.%s (%s) has no schema in v1Schemas", ts.Name.Name, path)
+				}
+			}
+		}
+	}
+}
+
+// TestOpenAPIRoutesUseV1: each operation documents the v1 types the
+// server takes and sends.
+func TestOpenAPIRoutesUseV1(t *testing.T) {
+	type io struct {
+		request   string
+		responses map[string]string
+	}
+	routes := map[string]io{
+		"GET /healthz":                     {responses: map[string]string{"200": "Health"}},
+		"GET /readyz":                      {responses: map[string]string{"200": "Health", "503": "Health"}},
+		"POST /v1/indicators":              {request: "IndicatorBatch", responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/intake/alertmanager":     {request: "AlertmanagerMessage", responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/plan":                    {request: "Indicator", responses: map[string]string{"200": "PlanResponse"}},
+		"GET /v1/incidents":                {responses: map[string]string{"200": "IncidentList"}},
+		"GET /v1/incidents/{id}":           {responses: map[string]string{"200": "IncidentDetail"}},
+		"GET /v1/runs":                     {responses: map[string]string{"200": "RunList"}},
+		"GET /v1/runs/{id}":                {responses: map[string]string{"200": "Run"}},
+		"POST /v1/runs/{id}/approve":       {request: "ApproveRequest", responses: map[string]string{"200": "Run"}},
+		"POST /v1/runs/{id}/cancel":        {request: "CancelRequest", responses: map[string]string{"200": "Run"}},
+		"POST /v1/indicators/{id}/resolve": {request: "ResolveRequest", responses: map[string]string{"200": "Resolved"}},
+		"POST /v1/runbooks/{name}/runs":    {request: "StartRunbookRequest", responses: map[string]string{"200": "RunbookDryRun", "202": "Run"}},
+		"GET /v1/gateways":                 {responses: map[string]string{"200": "GatewayList"}},
+		"GET /v1/gateways/{id}":            {responses: map[string]string{"200": "Gateway"}},
+		"GET /v1/audit/verify":             {responses: map[string]string{"200": "AuditVerification"}},
+		"POST /v1/breaker/reset":           {request: "BreakerResetRequest", responses: map[string]string{"200": "BreakerReset"}},
+		"POST /v1/drift/check":             {request: "DriftCheckRequest", responses: map[string]string{"200": "DriftCheckResponse"}},
+		"POST /v1/patch/waves":             {request: "PatchWaveRequest", responses: map[string]string{"202": "PatchWave"}},
+		"GET /v1/patch/waves/{id}":         {responses: map[string]string{"200": "PatchWave"}},
+		"GET /v1/incidents/{id}/report":    {}, // HTML or Markdown
+		"GET /metrics":                     {}, // Prometheus text
+		"GET /v1/openapi.yaml":             {}, // this document
+	}
+	b, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root struct {
+		Paths map[string]map[string]struct {
+			RequestBody map[string]any `yaml:"requestBody"`
+			Responses   map[string]any `yaml:"responses"`
+		} `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for path, ops := range root.Paths {
+		for method, op := range ops {
+			key := routeKey(method, path)
+			want, ok := routes[key]
+			if !ok {
+				t.Errorf("%s: no entry in this test's table", key)
+				continue
+			}
+			seen++
+			if want.request != "" && !slices.Contains(refsIn(op.RequestBody), schemaRef+want.request) {
+				t.Errorf("%s: the request body does not refer to %s: %v", key, want.request, refsIn(op.RequestBody))
+			}
+			for code, schema := range want.responses {
+				if got := refsIn(op.Responses[code]); !slices.Contains(got, schemaRef+schema) {
+					t.Errorf("%s: response %s does not refer to %s: %v", key, code, schema, got)
+				}
+			}
+		}
+	}
+	if seen != len(routes) {
+		t.Errorf("the table names %d operations, openapi.yaml has %d", len(routes), seen)
+	}
+}
+
+// refsIn lists the $refs anywhere under node.
+func refsIn(node any) []string {
+	var out []string
+	switch n := node.(type) {
+	case map[string]any:
+		for k, v := range n {
+			if s, ok := v.(string); ok && k == "$ref" {
+				out = append(out, s)
+			}
+			out = append(out, refsIn(v)...)
+		}
+	case []any:
+		for _, v := range n {
+			out = append(out, refsIn(v)...)
+		}
+	}
+	return out
 }

@@ -1,5 +1,8 @@
 // Package api serves Warden's HTTP API under /v1 (JSON, described in
 // openapi.yaml beside this file), plus /healthz, /readyz and /metrics.
+// What it sends and takes are the types of api/v1, converted from the
+// controller's and the store's values in convert.go: a row of the store is
+// never the wire format.
 //
 // It owns authentication (bearer token, optional HMAC webhook signature),
 // body limits and the mapping of errors to status codes: a bad request gets
@@ -25,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
@@ -165,11 +169,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case probe.status == http.StatusMethodNotAllowed:
 		allow := probe.header.Get("Allow")
 		w.Header().Set("Allow", allow)
-		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+		writeJSON(w, http.StatusMethodNotAllowed, v1.Error{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
 	case probe.status >= 300 && probe.status < 400:
 		s.mux.ServeHTTP(w, r)
 	default:
-		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no such route: %s %s (see /v1/openapi.yaml)", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, v1.Error{Error: fmt.Sprintf("no such route: %s %s (see /v1/openapi.yaml)", r.Method, r.URL.Path)})
 	}
 }
 
@@ -196,11 +200,6 @@ func (s *Server) handle(method, path string, auth bool, h http.HandlerFunc) {
 	s.mux.Handle(method+" "+path, handler)
 }
 
-type apiError struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -210,7 +209,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, status int, reason string, err error) {
-	e := apiError{Error: err.Error()}
+	e := v1.Error{Error: err.Error()}
 	var fe *indicator.FieldError
 	if errors.As(err, &fe) {
 		e.Field = fe.Field
@@ -304,21 +303,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) (
 
 func actor(r *http.Request) string { return "api" }
 
-type intakeResponse struct {
-	Accepted int                   `json:"accepted"`
-	Results  []controller.Accepted `json:"results"`
-	// Skipped lists the alerts that could not be understood. They are in
-	// Results too, recorded as unmatched with the same reason; they start
-	// nothing.
-	Skipped []skippedAlert `json:"skipped,omitempty"`
-}
-
-// skippedAlert is one alert of a message that could not be understood.
-type skippedAlert struct {
-	Index  int    `json:"index"`
-	Reason string `json:"reason"`
-}
-
 func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
 	body, ok := s.readBody(w, r, true)
 	if !ok {
@@ -355,11 +339,11 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := make([]controller.Item, len(decoded))
-	var skipped []skippedAlert
+	var skipped []v1.SkippedAlert
 	for i, d := range decoded {
 		items[i] = controller.Item{Indicator: d.Indicator, Matched: d.Matched, Reason: d.Reason}
 		if d.Skipped {
-			skipped = append(skipped, skippedAlert{Index: d.Index, Reason: d.Reason})
+			skipped = append(skipped, v1.SkippedAlert{Index: d.Index, Reason: d.Reason})
 		}
 	}
 	if len(skipped) > 0 {
@@ -369,7 +353,10 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 	s.accept(w, r, items, skipped)
 }
 
-func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []skippedAlert) {
+// accept hands the items to the controller. skipped lists the alerts that
+// could not be understood: they are in the results too, recorded as
+// unmatched with the same reason, and start nothing.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []v1.SkippedAlert) {
 	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
 	if s.opt.StoreHealth != nil {
 		s.opt.StoreHealth.ObserveCommit(err)
@@ -381,21 +368,14 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controll
 		s.opt.Metrics.IndicatorsRejected.WithLabelValues("store_unwritable").Inc()
 		s.opt.Log.Error("refusing intake: the store cannot commit", "reason", reason, "err", err)
 		s.setRetryAfter(w)
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "the store cannot commit (" + reason + "); nothing was stored: send again after Retry-After"})
+		writeJSON(w, http.StatusServiceUnavailable, v1.Error{Error: "the store cannot commit (" + reason + "); nothing was stored: send again after Retry-After"})
 		return
 	}
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, "store", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, intakeResponse{Accepted: len(res), Results: res, Skipped: skipped})
-}
-
-// PlanResponse is what /v1/plan and `warden plan` return.
-type PlanResponse struct {
-	Decision policies.Decision `json:"decision"`
-	Plan     any               `json:"plan,omitempty"`
-	Text     string            `json:"text"`
+	writeJSON(w, http.StatusAccepted, v1.IntakeResponse{Accepted: len(res), Results: convertAll(res, acceptedV1), Skipped: skipped})
 }
 
 func (s *Server) postPlan(w http.ResponseWriter, r *http.Request) {
@@ -421,16 +401,17 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request) {
 }
 
 // Explain decides for one indicator and plans the chosen runbook against
-// current state, without applying anything.
-func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, in indicator.Indicator) (PlanResponse, error) {
+// current state, without applying anything: the answer of /v1/plan, and
+// what `warden plan` prints when it reads the store itself.
+func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, in indicator.Indicator) (v1.PlanResponse, error) {
 	gw, ok := c.Inventory().Gateway(in.Gateway)
 	if !ok {
-		return PlanResponse{}, &indicator.FieldError{Field: "gateway", Reason: fmt.Sprintf("unknown gateway %q", in.Gateway)}
+		return v1.PlanResponse{}, &indicator.FieldError{Field: "gateway", Reason: fmt.Sprintf("unknown gateway %q", in.Gateway)}
 	}
 	site, _ := c.Inventory().Site(gw.Site)
 	posture, err := c.Store().Posture(ctx, gw.ID)
 	if err != nil {
-		return PlanResponse{}, err
+		return v1.PlanResponse{}, err
 	}
 	dec := pol.Decide(policies.Input{Indicator: in, Gateway: gw, Site: site, Context: policies.Context{Now: in.ObservedAt, Posture: posture.Desired}})
 	var b strings.Builder
@@ -443,7 +424,7 @@ func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, i
 		}
 		fmt.Fprintf(&b, "%s %s: %s\n", mark, e.Policy, e.Reason)
 	}
-	resp := PlanResponse{Decision: dec}
+	resp := v1.PlanResponse{Decision: decisionV1(dec)}
 	if !dec.Matched || dec.Runbook == "" {
 		b.WriteString("No policy matched: nothing would happen.\n")
 		resp.Text = b.String()
@@ -451,10 +432,11 @@ func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, i
 	}
 	p, err := c.PlanDecision(ctx, gw.ID, dec.Runbook, dec.Policy, dec.Approval == policies.ApprovalRequired, dec.CountsAgainstBudget)
 	if err != nil {
-		return PlanResponse{}, err
+		return v1.PlanResponse{}, err
 	}
 	b.WriteString(p.Text())
-	resp.Plan, resp.Text = p, b.String()
+	pv := planV1(p)
+	resp.Plan, resp.Text = &pv, b.String()
 	return resp, nil
 }
 
@@ -474,7 +456,7 @@ func statusFor(err error) int {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, v1.Health{Status: "ok"})
 }
 
 // readyz is ready when the store answers and its last commit went
@@ -482,7 +464,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.opt.Controller.Store().DB().PingContext(r.Context()); err != nil {
 		s.setRetryAfter(w)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+		writeJSON(w, http.StatusServiceUnavailable, v1.Health{Status: "store unavailable"})
 		return
 	}
 	if s.opt.StoreHealth != nil {
@@ -494,11 +476,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 				reason = "commit_failed"
 			}
 			s.setRetryAfter(w)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store cannot commit", "reason": reason})
+			writeJSON(w, http.StatusServiceUnavailable, v1.Health{Status: "store cannot commit", Reason: reason})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, v1.Health{Status: "ready"})
 }
 
 // setRetryAfter tells a client refused for the store's sake when to try
@@ -518,10 +500,11 @@ func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []store.Incident{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"incidents": list})
+	writeJSON(w, http.StatusOK, v1.IncidentList{Incidents: convertAll(list, incidentV1)})
 }
 
-// IncidentDetail is an incident with its indicators and runs.
+// IncidentDetail is an incident with its indicators and runs, as the store
+// holds them (the API sends it as a v1.IncidentDetail).
 type IncidentDetail struct {
 	store.Incident
 	Indicators []store.IndicatorRecord `json:"indicators"`
@@ -558,7 +541,7 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, incidentDetailV1(d))
 }
 
 func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
@@ -609,7 +592,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []store.Run{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": list})
+	writeJSON(w, http.StatusOK, v1.RunList{Runs: convertAll(list, runV1)})
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
@@ -618,10 +601,14 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, run)
+	writeJSON(w, http.StatusOK, runV1(run))
 }
 
-type approveRequest struct {
+// personRequest is the body of the routes where a named person acts on
+// one thing: approve, cancel, resolve and breaker reset. Each of them has
+// always taken all three fields (v1.ApproveRequest and the others name
+// what each uses), so one type decodes them all.
+type personRequest struct {
 	By      string `json:"by"`
 	Comment string `json:"comment"`
 	Reason  string `json:"reason"`
@@ -650,8 +637,8 @@ func (s *Server) decodeSmall(w http.ResponseWriter, r *http.Request, v any) bool
 }
 
 // runDecision is approve and cancel: a person, named, acts on one run.
-func (s *Server) runDecision(w http.ResponseWriter, r *http.Request, verb string, act func(id, actor string, req approveRequest) (store.Run, error)) {
-	var req approveRequest
+func (s *Server) runDecision(w http.ResponseWriter, r *http.Request, verb string, act func(id, actor string, req personRequest) (store.Run, error)) {
+	var req personRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
@@ -664,11 +651,11 @@ func (s *Server) runDecision(w http.ResponseWriter, r *http.Request, verb string
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, run)
+	writeJSON(w, http.StatusOK, runV1(run))
 }
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
-	s.runDecision(w, r, "approves", func(id, actor string, req approveRequest) (store.Run, error) {
+	s.runDecision(w, r, "approves", func(id, actor string, req personRequest) (store.Run, error) {
 		return s.opt.Controller.Approve(r.Context(), id, actor, req.Comment)
 	})
 }
@@ -676,7 +663,7 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 // resolveIndicator records that a person judged an indicator no longer a
 // threat: the only way past a release's no-live-threat gate.
 func (s *Server) resolveIndicator(w http.ResponseWriter, r *http.Request) {
-	var req approveRequest
+	var req personRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
@@ -693,25 +680,17 @@ func (s *Server) resolveIndicator(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"indicator": id, "resolved_by": "api:" + req.By})
+	writeJSON(w, http.StatusOK, v1.Resolved{Indicator: id, ResolvedBy: "api:" + req.By})
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	s.runDecision(w, r, "cancels", func(id, actor string, req approveRequest) (store.Run, error) {
+	s.runDecision(w, r, "cancels", func(id, actor string, req personRequest) (store.Run, error) {
 		return s.opt.Controller.Cancel(r.Context(), id, actor, req.Reason)
 	})
 }
 
-type startRequest struct {
-	Gateway        string `json:"gateway"`
-	Incident       string `json:"incident"`
-	By             string `json:"by"`
-	DryRun         bool   `json:"dry_run"`
-	OverrideReason string `json:"override_reason"`
-}
-
 func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
-	var req startRequest
+	var req v1.StartRunbookRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
@@ -727,7 +706,7 @@ func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, statusFor(err), "", err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "plan": p, "text": p.Text()})
+		writeJSON(w, http.StatusOK, v1.RunbookDryRun{DryRun: true, Plan: planV1(p), Text: p.Text()})
 		return
 	}
 	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
@@ -736,7 +715,7 @@ func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, run)
+	writeJSON(w, http.StatusAccepted, runV1(run))
 }
 
 func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
@@ -745,7 +724,7 @@ func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"gateways": gws})
+	writeJSON(w, http.StatusOK, v1.GatewayList{Gateways: convertAll(gws, gatewayV1)})
 }
 
 func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
@@ -756,7 +735,7 @@ func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, g := range gws {
 		if g.ID == r.PathValue("id") {
-			writeJSON(w, http.StatusOK, g)
+			writeJSON(w, http.StatusOK, gatewayV1(g))
 			return
 		}
 	}
@@ -767,23 +746,18 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	rep, err := audit.Verify(r.Context(), s.opt.Controller.Store().DB())
 	var be *audit.BrokenError
 	if errors.As(err, &be) {
-		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "first_bad_entry": be.Seq, "reason": be.Reason})
+		writeJSON(w, http.StatusOK, v1.AuditVerification{OK: false, FirstBadEntry: be.Seq, Reason: be.Reason})
 		return
 	}
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "head": rep.Head})
-}
-
-type driftRequest struct {
-	Gateway string `json:"gateway"`
-	By      string `json:"by"`
+	writeJSON(w, http.StatusOK, v1.AuditVerification{OK: true, Entries: rep.Entries, Head: rep.Head})
 }
 
 func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
-	var req driftRequest
+	var req v1.DriftCheckRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
@@ -800,7 +774,7 @@ func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": res})
+	writeJSON(w, http.StatusOK, v1.DriftCheckResponse{Results: convertAll(res, driftResultV1)})
 }
 
 // patchWave accepts a wave and answers 202 at once: the wave is durable
@@ -808,10 +782,11 @@ func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 // HTTP timeout); GET /v1/patch/waves/{id} shows its state and, once it
 // ended, its report.
 func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
-	var req controller.PatchWaveRequest
-	if !s.decodeSmall(w, r, &req) {
+	var body v1.PatchWaveRequest
+	if !s.decodeSmall(w, r, &body) {
 		return
 	}
+	req := patchWaveRequest(body)
 	if req.Actor == "" {
 		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who asks for the patch"})
 		return
@@ -823,7 +798,7 @@ func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/patch/waves/"+wave.ID)
-	writeJSON(w, http.StatusAccepted, wave)
+	writeJSON(w, http.StatusAccepted, patchWaveV1(wave))
 }
 
 func (s *Server) getPatchWave(w http.ResponseWriter, r *http.Request) {
@@ -832,11 +807,11 @@ func (s *Server) getPatchWave(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wave)
+	writeJSON(w, http.StatusOK, patchWaveV1(wave))
 }
 
 func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
-	var req approveRequest
+	var req personRequest
 	if !s.decodeSmall(w, r, &req) {
 		return
 	}
@@ -849,5 +824,5 @@ func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"was_tripped": was})
+	writeJSON(w, http.StatusOK, v1.BreakerReset{WasTripped: was})
 }

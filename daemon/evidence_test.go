@@ -47,9 +47,9 @@ func sha256hex(s string) string {
 // nopFirewall is the agent's required firewall seam; the patch never uses it.
 type nopFirewall struct{}
 
-func (nopFirewall) Apply(context.Context, agent.Spec) (bool, error) { return false, nil }
-func (nopFirewall) Remove(context.Context) (bool, error)            { return false, nil }
-func (nopFirewall) Observe(context.Context, agent.Spec) (wire.FirewallState, error) {
+func (nopFirewall) Apply(context.Context, wire.QuarantineSpec) (bool, error) { return false, nil }
+func (nopFirewall) Remove(context.Context) (bool, error)                     { return false, nil }
+func (nopFirewall) Observe(context.Context, wire.QuarantineSpec) (wire.FirewallState, error) {
 	return wire.FirewallState{Absent: true}, nil
 }
 

@@ -21,7 +21,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/api/client"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
@@ -368,9 +368,13 @@ func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
 
 	// The alert arrives over HTTP, exactly as Alertmanager would send it.
 	alert := SampleAlert(time.Now())
-	accepted, err := post(ctx, v.base+"/v1/intake/alertmanager", v.token, alert)
+	api, err := client.New(v.base, v.token)
 	if err != nil {
 		return err
+	}
+	accepted, err := api.SubmitAlertmanager(ctx, alert)
+	if err != nil {
+		return fmt.Errorf("sending the sample alert: %w", err)
 	}
 	var runID string
 	for _, a := range accepted.Results {
@@ -448,39 +452,6 @@ func (v *vsphereDemo) waitRun(ctx context.Context, id string) (store.Run, error)
 		return run, fmt.Errorf("waiting for run %s: %w", id, err)
 	}
 	return run, nil
-}
-
-type intakeAnswer struct {
-	Results []struct {
-		Matched    bool   `json:"matched"`
-		Reason     string `json:"unmatched_reason"`
-		IncidentID string `json:"incident_id"`
-		Policy     string `json:"policy"`
-		RunID      string `json:"run_id"`
-	} `json:"results"`
-}
-
-func post(ctx context.Context, url, token string, body []byte) (intakeAnswer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return intakeAnswer{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return intakeAnswer{}, fmt.Errorf("sending the sample alert: %w", err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return intakeAnswer{}, fmt.Errorf("sending the sample alert: controller answered %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	var a intakeAnswer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return intakeAnswer{}, fmt.Errorf("decoding intake answer: %w", err)
-	}
-	return a, nil
 }
 
 func nics(st actions.VMState) []NIC {

@@ -1,17 +1,20 @@
 package demo
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
 
 // TestExamplesContainGateway submits each example body of examples/ to a
-// fresh demo controller, on the endpoint `warden indicator submit
-// --format ...` posts it to, and checks that the demo acts on it: gw-osaka
+// fresh demo controller, with the client call `warden indicator submit
+// --format ...` makes for it, and checks that the demo acts on it: gw-osaka
 // contained through the C2 policy, the VM read back on the quarantine
 // portgroup. The Alertmanager example carries no warden_kind label, so it
 // also proves the demo's alertname mapping (WireGuardBeacon: c2_beacon).
@@ -20,10 +23,11 @@ func TestExamplesContainGateway(t *testing.T) {
 		t.Skip("runs the vcsim demo controller")
 	}
 	tests := map[string]struct {
-		file, endpoint string
+		file   string
+		submit func(*client.Client, context.Context, []byte) (v1.IntakeResponse, error)
 	}{
-		"alertmanager webhook": {"alertmanager-c2.json", "/v1/intake/alertmanager"},
-		"warden indicator":     {"indicator-c2.json", "/v1/indicators"},
+		"alertmanager webhook": {"alertmanager-c2.json", (*client.Client).SubmitAlertmanager},
+		"warden indicator":     {"indicator-c2.json", (*client.Client).SubmitIndicatorsJSON},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -41,7 +45,11 @@ func TestExamplesContainGateway(t *testing.T) {
 				}
 			})
 
-			got, err := post(t.Context(), v.base+tc.endpoint, v.token, body)
+			api, err := client.New(v.base, v.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tc.submit(api, t.Context(), body)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -40,6 +39,9 @@ import (
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/host"
+	"github.com/warden-ir/warden/agent/netfilter"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/inventory"
@@ -227,7 +229,7 @@ func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
 		return res, err
 	}
 	stopAgent, err := l.startAgent(ctx)
-	if errors.Is(err, linux.ErrUnavailable) {
+	if errors.Is(err, netfilter.ErrUnavailable) {
 		return LinuxResult{Skipped: true, SkipReason: "nftables is not available in a network namespace here: " + err.Error()}, nil
 	}
 	if err != nil {
@@ -539,21 +541,20 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	res.Probes = append(res.Probes, l.probe(ctx, "before", true, append(l.cutPaths(), l.keptPaths()...)...)...)
 	res.C2SessionAliveBefore = allAlive(sessions, linuxOKWait)
 
-	body, err := json.Marshal(map[string]any{
-		"kind": "c2_beacon", "gateway": linuxGateway, "severity": "critical", "confidence": 0.9, "source": "demo-ids",
-		"summary":     "gw-osaka beacons to " + c2.V4.String() + " and " + c2.V6.String(),
-		"observables": map[string]any{"ips": []string{c2.V4.String(), c2.V6.String()}},
+	api, err := client.New(l.base, l.token)
+	if err != nil {
+		return err
+	}
+	intake, err := api.SubmitIndicators(ctx, v1.Indicator{
+		Kind: "c2_beacon", Gateway: linuxGateway, Severity: "critical", Confidence: 0.9, Source: "demo-ids",
+		Summary:     "gw-osaka beacons to " + c2.V4.String() + " and " + c2.V6.String(),
+		Observables: &v1.Observables{IPs: []string{c2.V4.String(), c2.V6.String()}},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("calling the demo controller: %w", err)
 	}
-	accepted, err := postJSON(ctx, l.base+"/v1/indicators", l.token, body, http.StatusAccepted)
-	if err != nil {
-		return err
-	}
-	var intake intakeAnswer
-	if err := json.Unmarshal(accepted, &intake); err != nil || len(intake.Results) != 1 || intake.Results[0].RunID == "" {
-		return fmt.Errorf("the C2 indicator started no run: %s", accepted)
+	if len(intake.Results) != 1 || intake.Results[0].RunID == "" {
+		return fmt.Errorf("the C2 indicator started no run: %+v", intake.Results)
 	}
 	res.IncidentID, res.RunID = intake.Results[0].IncidentID, intake.Results[0].RunID
 	run, err := l.waitRun(ctx, res.RunID)
@@ -613,23 +614,16 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	// Release is earned: a gateway baseline cannot be checked in a lab
 	// namespace that shares the host's files, so the demo's responder
 	// records an override, and a second person approves.
-	relBody, err := json.Marshal(map[string]string{"gateway": linuxGateway, "by": "demo-responder", "incident": res.IncidentID,
-		"override_reason": "demo lab: the namespace shares the host's files, no gateway baseline to check"})
+	started, err := api.Release(ctx, v1.StartRunbookRequest{Gateway: linuxGateway, By: "demo-responder", Incident: res.IncidentID,
+		OverrideReason: "demo lab: the namespace shares the host's files, no gateway baseline to check"})
 	if err != nil {
-		return err
+		return fmt.Errorf("asking for the release: %w", err)
 	}
-	started, err := postJSON(ctx, l.base+"/v1/runbooks/release-gateway/runs", l.token, relBody, http.StatusAccepted)
-	if err != nil {
-		return err
-	}
-	var rel store.Run
-	if err := json.Unmarshal(started, &rel); err != nil {
-		return fmt.Errorf("decoding the release run: %w", err)
-	}
-	if _, err := postJSON(ctx, l.base+"/v1/runs/"+rel.ID+"/approve", l.token, []byte(`{"by":"demo-approver"}`), http.StatusOK); err != nil {
+	if _, err := api.Approve(ctx, started.ID, v1.ApproveRequest{By: "demo-approver"}); err != nil {
 		return fmt.Errorf("approving the release: %w", err)
 	}
-	if rel, err = l.waitRun(ctx, rel.ID); err != nil {
+	rel, err := l.waitRun(ctx, started.ID)
+	if err != nil {
 		return err
 	}
 	res.ReleaseRunState = rel.State
@@ -761,28 +755,6 @@ func anyAlive(ss []*netlab.Session, wait time.Duration) bool {
 		alive = s.Alive(wait) == nil || alive
 	}
 	return alive
-}
-
-func postJSON(ctx context.Context, url, token string, body []byte, want int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("calling the demo controller: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("reading the demo controller's answer: %w", err)
-	}
-	if resp.StatusCode != want {
-		return nil, fmt.Errorf("calling the demo controller: %d, want %d: %s", resp.StatusCode, want, strings.TrimSpace(string(data)))
-	}
-	return data, nil
 }
 
 // relay carries the in-process controller's connections to the agent. The

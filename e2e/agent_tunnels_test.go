@@ -26,8 +26,10 @@ import (
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/providers/strongswan"
 	"github.com/warden-ir/warden/rotation"
 	"github.com/warden-ir/warden/store"
@@ -80,11 +82,11 @@ type agentTunnelLab struct {
 const compromisedSite = "a"
 
 func agentTunnelResponse(t *testing.T, v tunnelVariant) {
-	netlab.Skip(t, "nft")
+	netlabtest.Skip(t, "nft")
 	if v.kind == inventory.KindWireGuard {
-		netlab.SkipWireGuard(t)
+		netlabtest.SkipWireGuard(t)
 	} else {
-		netlab.SkipStrongSwan(t)
+		netlabtest.SkipStrongSwan(t)
 	}
 	ctx := t.Context()
 	l := newAgentTunnelLab(t, v)
@@ -791,7 +793,7 @@ func viciStream(t *testing.T, socket, cmd, event string, kv map[string]any) []*v
 	return evs
 }
 
-func viciDial(t *testing.T, socket string) strongswan.Conn {
+func viciDial(t *testing.T, socket string) charon.Conn {
 	t.Helper()
 	c, err := strongswan.SocketDialer{"x": socket}.Dial(t.Context(), "x")
 	if err != nil {

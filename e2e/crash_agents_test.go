@@ -32,9 +32,10 @@ import (
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
-	"github.com/warden-ir/warden/providers/strongswan"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 	"github.com/warden-ir/warden/rotation"
@@ -105,7 +106,7 @@ type crashVariant struct {
 // matrix; strongSwan the kill points whose mechanism differs by VPN
 // (revocation and rotation).
 func TestCrashConfirmedCompromise(t *testing.T) {
-	netlab.Skip(t, "nft")
+	netlabtest.Skip(t, "nft")
 	bin := buildWarden(t)
 	const quick, slow = 100 * time.Millisecond, 5 * time.Second
 	var full []crashTunnelCase
@@ -134,9 +135,9 @@ func TestCrashConfirmedCompromise(t *testing.T) {
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			if v.kind == inventory.KindWireGuard {
-				netlab.SkipWireGuard(t)
+				netlabtest.SkipWireGuard(t)
 			} else {
-				netlab.SkipStrongSwan(t)
+				netlabtest.SkipStrongSwan(t)
 			}
 			for _, tc := range v.cases {
 				t.Run(tc.name, func(t *testing.T) {
@@ -1057,7 +1058,7 @@ func (p *holdProxy) describe(body []byte) upstreamRequest {
 			return req
 		}
 		req.vici = vp.Command
-		m, err := strongswan.FromWire(vp.Message)
+		m, err := charon.FromWire(vp.Message)
 		if err != nil || m == nil {
 			return req
 		}
@@ -1087,7 +1088,7 @@ func (p *holdProxy) record(req upstreamRequest, status int, answer []byte) {
 		_ = json.Unmarshal(answer, &res)
 		c.changed = res.Changed
 		if req.vici != "" {
-			m, err := strongswan.FromWire(res.Reply)
+			m, err := charon.FromWire(res.Reply)
 			c.ok = err == nil && (m == nil || m.Err() == nil)
 		}
 	}

@@ -3,8 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
 	"maps"
 	"net"
@@ -23,6 +22,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
@@ -97,26 +98,28 @@ func startServe(t *testing.T, bin, cfgPath string, env []string) *proc {
 	return p
 }
 
+// apiCall calls a controller's API on loopback through the API client.
 type apiCall struct {
 	base, token string
 }
 
+// client is the API client for a (making one does no I/O).
+func (a apiCall) client() (*client.Client, error) { return client.New(a.base, a.token) }
+
+// do sends a request and returns the status and the answer: the JSON of a
+// 2xx, the API's error message otherwise.
 func (a apiCall) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	c, err := a.client()
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	var data []byte
+	code, err := c.Call(ctx, method, path, body, &data)
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.StatusCode, []byte(ce.Message), nil
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
+	return code, data, err
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
@@ -134,16 +137,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	}
 }
 
+// run reads a run over the API as the store's row: the tests compare it
+// with runs read from the store, and v1's JSON is the row's
+// (api/convert_test.go pins it).
 func (a apiCall) run(ctx context.Context, id string) (store.Run, error) {
-	code, data, err := a.do(ctx, "GET", "/v1/runs/"+id, nil)
+	c, err := a.client()
 	if err != nil {
 		return store.Run{}, err
 	}
-	if code != 200 {
-		return store.Run{}, fmt.Errorf("GET run: %d %s", code, data)
-	}
 	var r store.Run
-	return r, json.Unmarshal(data, &r)
+	_, err = c.Call(ctx, http.MethodGet, "/v1/runs/"+id, nil, &r)
+	return r, err
 }
 
 // The crash matrix kills a real `warden serve` (SIGKILL) in the middle of a
@@ -370,9 +374,13 @@ func newCrashEnv(t *testing.T, bin string) *crashEnv {
 func (e *crashEnv) serve() *proc {
 	e.t.Helper()
 	p := startServe(e.t, e.bin, e.cfgPath, e.env)
+	c, err := e.api.client()
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	waitFor(e.t, "controller ready", 30*time.Second, func() (bool, error) {
-		code, _, err := e.api.do(e.t.Context(), "GET", "/readyz", nil)
-		return code == http.StatusOK, err
+		err := c.Ready(e.t.Context())
+		return err == nil, err
 	})
 	return p
 }
@@ -381,26 +389,20 @@ func (e *crashEnv) serve() *proc {
 // the containment run it started.
 func (e *crashEnv) alert() (incident, run string) {
 	e.t.Helper()
-	code, body, err := e.api.do(e.t.Context(), "POST", "/v1/intake/alertmanager", demo.SampleAlert(time.Now()))
-	if err != nil || code != http.StatusAccepted {
-		e.t.Fatalf("posting the alert: %d %v %s", code, err, body)
+	c, err := e.api.client()
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	var accepted struct {
-		Results []struct {
-			Matched    bool   `json:"matched"`
-			IncidentID string `json:"incident_id"`
-			RunID      string `json:"run_id"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &accepted); err != nil {
-		e.t.Fatalf("decoding the intake answer: %v", err)
+	accepted, err := c.SubmitAlertmanager(e.t.Context(), demo.SampleAlert(time.Now()))
+	if err != nil {
+		e.t.Fatalf("posting the alert: %v", err)
 	}
 	for _, r := range accepted.Results {
 		if r.Matched && r.RunID != "" {
 			return r.IncidentID, r.RunID
 		}
 	}
-	e.t.Fatalf("the alert started no run: %s", body)
+	e.t.Fatalf("the alert started no run: %+v", accepted.Results)
 	return "", ""
 }
 
@@ -409,17 +411,16 @@ func (e *crashEnv) alert() (incident, run string) {
 func (e *crashEnv) startRelease() string {
 	e.t.Helper()
 	ctx := e.t.Context()
-	code, body, err := e.api.do(ctx, "POST", "/v1/runbooks/release-gateway/runs",
-		[]byte(`{"gateway":"`+crashGateway+`","by":"alice","override_reason":"crash test: no agent to check the baseline"}`))
-	if err != nil || code != http.StatusAccepted {
-		e.t.Fatalf("starting the release: %d %v %s", code, err, body)
+	c, err := e.api.client()
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	var rel store.Run
-	if err := json.Unmarshal(body, &rel); err != nil || rel.ID == "" {
-		e.t.Fatalf("decoding the release run: %v %s", err, body)
+	rel, err := c.Release(ctx, v1.StartRunbookRequest{Gateway: crashGateway, By: "alice", OverrideReason: "crash test: no agent to check the baseline"})
+	if err != nil || rel.ID == "" {
+		e.t.Fatalf("starting the release: %v %+v", err, rel)
 	}
-	if code, body, err := e.api.do(ctx, "POST", "/v1/runs/"+rel.ID+"/approve", []byte(`{"by":"bob"}`)); err != nil || code != http.StatusOK {
-		e.t.Fatalf("approving the release: %d %v %s", code, err, body)
+	if _, err := c.Approve(ctx, rel.ID, v1.ApproveRequest{By: "bob"}); err != nil {
+		e.t.Fatalf("approving the release: %v", err)
 	}
 	return rel.ID
 }

@@ -17,13 +17,13 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/api"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/baseline"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/indicator"
-	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -331,7 +331,7 @@ func stepDetails(t *testing.T, s store.Step) map[string]any {
 func TestLinuxBaselineDrift(t *testing.T) {
 	// Root, namespaces, nft for the firewall, sysctl to set and read the
 	// namespace's kernel values by hand; skipped clearly otherwise.
-	netlab.Skip(t, "nft", "sysctl")
+	netlabtest.Skip(t, "nft", "sysctl")
 	// The root must exist before the agent starts: --baseline-root names it.
 	root := t.TempDir()
 	writeGatewayRoot(t, root)
@@ -481,7 +481,7 @@ func TestLinuxBaselineDrift(t *testing.T) {
 			t.Fatalf("run %s: %s, approval required %t, runbook %s", run.ID, run.State, run.ApprovalRequired, run.Runbook)
 		}
 		// The new hash of the trojaned file travels with the indicator.
-		var inc api.IncidentDetail
+		var inc v1.IncidentDetail
 		l.api.call(t, http.MethodGet, "/v1/incidents/"+a.IncidentID, nil, http.StatusOK, &inc)
 		found := false
 		for _, rec := range inc.Indicators {

@@ -24,12 +24,15 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
-	"github.com/warden-ir/warden/providers/linux"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -103,7 +106,7 @@ type linuxLab struct {
 // namespace and process is gone when the test ends, pass or fail.
 func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 	tb.Helper()
-	netlab.Skip(tb, "nft")
+	netlabtest.Skip(tb, "nft")
 	if opt.ConfirmWindow == 0 {
 		opt.ConfirmWindow = 2 * time.Second
 	}
@@ -342,7 +345,7 @@ func (l *linuxLab) waitFor(what string, timeout time.Duration, cond func() (bool
 // gateway's namespace, read with the nft tool rather than through Warden.
 func (l *linuxLab) rulesInKernel() bool {
 	l.tb.Helper()
-	_, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "list", "table", "inet", linux.NFTTable)
+	_, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "list", "table", "inet", netfilter.NFTTable)
 	return err == nil
 }
 
@@ -350,7 +353,7 @@ func (l *linuxLab) rulesInKernel() bool {
 // admin would.
 func (l *linuxLab) flushRulesByHand() {
 	l.tb.Helper()
-	if out, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "delete", "table", "inet", linux.NFTTable); err != nil {
+	if out, err := l.lab.Run(l.tb.Context(), l.target.Gateway.NS, "nft", "delete", "table", "inet", netfilter.NFTTable); err != nil {
 		l.tb.Fatalf("flushing the quarantine by hand: %v\n%s", err, out)
 	}
 }
@@ -585,28 +588,38 @@ func nsHTTPClient(ns string, tlsConf *tls.Config) *http.Client {
 	}
 }
 
-// apiNS calls the controller's HTTP API from the management namespace.
+// apiNS calls the controller's HTTP API from the management namespace,
+// through the API client over c (a namespaced dialer).
 type apiNS struct {
 	base, token string
 	c           *http.Client
 }
 
+// client is the API client for a (making one does no I/O; c's connections
+// are shared).
+func (a *apiNS) client(tb testing.TB) *client.Client {
+	tb.Helper()
+	c, err := client.New(a.base, a.token, client.WithHTTPClient(a.c))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// do sends a request and returns the status and the answer: the JSON of a
+// 2xx, the API's error message otherwise.
 func (a *apiNS) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	c, err := client.New(a.base, a.token, client.WithHTTPClient(a.c))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	var data []byte
+	code, err := c.Call(ctx, method, path, body, &data)
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.StatusCode, []byte(ce.Message), nil
 	}
-	resp, err := a.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
+	return code, data, err
 }
 
 // call does a request that must answer want and decodes the answer.
@@ -630,21 +643,15 @@ func (a *apiNS) call(tb testing.TB, method, path string, body []byte, want int, 
 // incident and the run it started.
 func (a *apiNS) submitC2(tb testing.TB, gw string, c2 netlab.Node, n int) (incident, run string) {
 	tb.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"kind": "c2_beacon", "gateway": gw, "severity": "critical", "confidence": 0.9, "source": "e2e-ids",
-		"summary":     fmt.Sprintf("beacon %d from %s to the C2 server", n, gw),
-		"observables": map[string]any{"ips": []string{c2.V4.String(), c2.V6.String()}},
-		"labels":      map[string]string{"n": fmt.Sprint(n)},
+	out, err := a.client(tb).SubmitIndicators(tb.Context(), v1.Indicator{
+		Kind: "c2_beacon", Gateway: gw, Severity: "critical", Confidence: 0.9, Source: "e2e-ids",
+		Summary:     fmt.Sprintf("beacon %d from %s to the C2 server", n, gw),
+		Observables: &v1.Observables{IPs: []string{c2.V4.String(), c2.V6.String()}},
+		Labels:      map[string]string{"n": fmt.Sprint(n)},
 	})
-	var out struct {
-		Results []struct {
-			Matched    bool   `json:"matched"`
-			IncidentID string `json:"incident_id"`
-			RunID      string `json:"run_id"`
-			Policy     string `json:"policy"`
-		} `json:"results"`
+	if err != nil {
+		tb.Fatalf("submitting the indicator: %v", err)
 	}
-	a.call(tb, http.MethodPost, "/v1/indicators", body, http.StatusAccepted, &out)
 	if len(out.Results) != 1 || !out.Results[0].Matched || out.Results[0].RunID == "" {
 		tb.Fatalf("indicator started no run: %+v", out)
 	}
@@ -674,25 +681,29 @@ func (a *apiNS) release(tb testing.TB, gw, incident string) store.Run {
 	// The lab gateway shares the host's files, so its baseline is not a
 	// gateway's; a person overrides that gate with a reason and another
 	// approves (release is never automatic).
-	body, _ := json.Marshal(map[string]string{"gateway": gw, "by": "e2e-responder", "incident": incident,
-		"override_reason": "e2e lab: the namespace shares the host's files, no gateway baseline to check"})
-	var r store.Run
-	a.call(tb, http.MethodPost, "/v1/runbooks/release-gateway/runs", body, http.StatusAccepted, &r)
-	if r.State != store.RunAwaitingApproval {
+	c := a.client(tb)
+	r, err := c.Release(tb.Context(), v1.StartRunbookRequest{Gateway: gw, By: "e2e-responder", Incident: incident,
+		OverrideReason: "e2e lab: the namespace shares the host's files, no gateway baseline to check"})
+	if err != nil {
+		tb.Fatalf("asking for the release: %v", err)
+	}
+	if r.State != v1.RunAwaitingApproval {
 		tb.Fatalf("release did not wait for approval: %s", r.State)
 	}
-	a.call(tb, http.MethodPost, "/v1/runs/"+r.ID+"/approve", []byte(`{"by":"e2e-approver"}`), http.StatusOK, nil)
+	if _, err := c.Approve(tb.Context(), r.ID, v1.ApproveRequest{By: "e2e-approver"}); err != nil {
+		tb.Fatalf("approving the release: %v", err)
+	}
 	return a.waitRun(tb, r.ID, 10*time.Millisecond)
 }
 
 // posture reads GET /v1/gateways/{id}.
-func (a *apiNS) posture(tb testing.TB, gw string) store.Posture {
+func (a *apiNS) posture(tb testing.TB, gw string) v1.Posture {
 	tb.Helper()
-	var v struct {
-		Posture store.Posture `json:"posture"`
+	g, err := a.client(tb).Gateway(tb.Context(), gw)
+	if err != nil {
+		tb.Fatalf("reading gateway %s: %v", gw, err)
 	}
-	a.call(tb, http.MethodGet, "/v1/gateways/"+gw, nil, http.StatusOK, &v)
-	return v.Posture
+	return g.Posture
 }
 
 // agentCaller sends agent commands over mutual TLS with the controller's

@@ -21,8 +21,10 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/providers/strongswan"
 	"github.com/warden-ir/warden/providers/wireguard"
 	"github.com/warden-ir/warden/rotation"
@@ -280,7 +282,7 @@ func (r *refusingWireGuard) ConfigureDevice(name string, cfg wgtypes.Config) err
 }
 
 func TestWireGuardRevokeAndRotate(t *testing.T) {
-	netlab.SkipWireGuard(t)
+	netlabtest.SkipWireGuard(t)
 	ctx := t.Context()
 	e := newTunnelEnv(t, "e2wg")
 	mesh, err := e.lab.WireGuardMesh(ctx, netlab.WireGuardOptions{PresharedKeys: true})
@@ -500,7 +502,7 @@ func assertDevicePSK(t *testing.T, e *tunnelEnv, wc *wgctrl.Client, sites map[st
 // refusingDialer makes one site's charon load a random key instead of any
 // new shared key (ids other than the lab's initial "<peer>/lab").
 type refusingDialer struct {
-	strongswan.Dialer
+	charon.Dialer
 	mu   sync.Mutex
 	site string
 }
@@ -511,7 +513,7 @@ func (d *refusingDialer) refuse(site string) {
 	d.site = site
 }
 
-func (d *refusingDialer) Dial(ctx context.Context, site string) (strongswan.Conn, error) {
+func (d *refusingDialer) Dial(ctx context.Context, site string) (charon.Conn, error) {
 	c, err := d.Dialer.Dial(ctx, site)
 	d.mu.Lock()
 	refusing := site == d.site
@@ -522,7 +524,7 @@ func (d *refusingDialer) Dial(ctx context.Context, site string) (strongswan.Conn
 	return refusingConn{c}, nil
 }
 
-type refusingConn struct{ strongswan.Conn }
+type refusingConn struct{ charon.Conn }
 
 func (c refusingConn) Call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error) {
 	if cmd != "load-shared" || in == nil {
@@ -551,7 +553,7 @@ func ikeSAs(t *testing.T, socket, peer string) map[string]string {
 }
 
 func TestStrongSwanRevokeAndRotate(t *testing.T) {
-	netlab.SkipStrongSwan(t)
+	netlabtest.SkipStrongSwan(t)
 	ctx := t.Context()
 	e := newTunnelEnv(t, "e2ss")
 	mesh, err := e.lab.StrongSwanMesh(ctx, netlab.StrongSwanOptions{Dir: t.TempDir()})

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/api/client"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
@@ -31,6 +30,7 @@ type stack struct {
 	d     *daemon.Daemon
 	base  string
 	token string
+	api   *client.Client
 }
 
 func startStack(t testing.TB, mutate func(*config.Config)) *stack {
@@ -70,25 +70,28 @@ func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Serve(sctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); d.Close(context.Background()) })
-	return &stack{lab: lab, d: d, base: "http://" + addr, token: cfg.Server.APIToken}
-}
-
-func (s *stack) post(t testing.TB, path string, body []byte, want int) map[string]any {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	api, err := client.New("http://"+addr, cfg.Server.APIToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("POST %s: %d, want %d: %s", path, resp.StatusCode, want, data)
-	}
+	return &stack{lab: lab, d: d, base: "http://" + addr, token: cfg.Server.APIToken, api: api}
+}
+
+// post sends body to path and wants the status want; it returns the
+// answer's JSON, or the API's error as {"error": ..., "field": ...}.
+func (s *stack) post(t testing.TB, path string, body []byte, want int) map[string]any {
+	t.Helper()
 	var out map[string]any
-	_ = json.Unmarshal(data, &out)
+	code, err := s.api.Call(t.Context(), http.MethodPost, path, body, &out)
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		code, out = ce.StatusCode, map[string]any{"error": ce.Message, "field": ce.Field}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code != want {
+		t.Fatalf("POST %s: %d, want %d: %v", path, code, want, out)
+	}
 	return out
 }
 
@@ -96,13 +99,13 @@ func (s *stack) post(t testing.TB, path string, body []byte, want int) map[strin
 // result.
 func (s *stack) alert(t testing.TB) (incident, run string, dup bool) {
 	t.Helper()
-	out := s.post(t, "/v1/intake/alertmanager", demo.SampleAlert(time.Now()), http.StatusAccepted)
-	for _, r := range out["results"].([]any) {
-		m := r.(map[string]any)
-		if m["matched"] == true {
-			run, _ = m["run_id"].(string)
-			dup, _ = m["duplicate"].(bool)
-			return m["incident_id"].(string), run, dup
+	out, err := s.api.SubmitAlertmanager(t.Context(), demo.SampleAlert(time.Now()))
+	if err != nil {
+		t.Fatalf("submitting the alert: %v", err)
+	}
+	for _, r := range out.Results {
+		if r.Matched {
+			return r.IncidentID, r.RunID, r.Duplicate
 		}
 	}
 	t.Fatal("no matched alert")

@@ -12,10 +12,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	v1 "github.com/warden-ir/warden/api/v1"
 )
 
-// SignatureHeader is the HTTP header that carries a webhook signature.
-const SignatureHeader = "X-Warden-Signature"
+// SignatureHeader is the HTTP header that carries a webhook signature. The
+// format is the API's (api/v1); this package verifies it.
+const SignatureHeader = v1.SignatureHeader
 
 // DefaultSignatureWindow is how far a signature's timestamp may be from now
 // (either way) when no window is given.
@@ -38,11 +41,9 @@ var (
 )
 
 // Sign returns the signature header value for body at time t:
-// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>".
-func Sign(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
-}
+// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>" (v1.Sign;
+// Verify accepts exactly that).
+func Sign(secret []byte, t time.Time, body []byte) string { return v1.Sign(secret, t, body) }
 
 func mac(secret []byte, ts string, body []byte) []byte {
 	h := hmac.New(sha256.New, secret)

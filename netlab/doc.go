@@ -20,6 +20,8 @@
 // removal failed. Deleting a namespace ends the processes inside it.
 //
 // Everything here needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and, on
-// Debian, the package iproute2 (ip, for Run); tests call Skip first, which
-// skips with the reason when any of that is missing.
+// Debian, the package iproute2 (ip, for Run); Available says what is
+// missing, and tests call netlabtest.Skip first, which skips with that
+// reason. This package must not import `testing`: the demo links it into
+// the warden binary.
 package netlab

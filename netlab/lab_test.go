@@ -73,7 +73,7 @@ func TestPlan(t *testing.T) {
 // newLab builds a lab that is torn down when the test ends, pass or fail.
 func newLab(t *testing.T, prefix string, sites ...string) *Lab {
 	t.Helper()
-	Skip(t)
+	skip(t)
 	lab, err := New(t.Context(), Options{Prefix: prefix, Sites: sites})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -185,7 +185,7 @@ func TestProbesFailWhenUnreachable(t *testing.T) {
 }
 
 func TestLabsCoexistAndStaleLabIsReplaced(t *testing.T) {
-	Skip(t)
+	skip(t)
 	a := newLab(t, "nlcoa", "hq")
 	b := newLab(t, "nlcob", "hq")
 	// Same site names, same addresses, different namespaces: both work.
@@ -230,7 +230,7 @@ func TestLabsCoexistAndStaleLabIsReplaced(t *testing.T) {
 }
 
 func TestDoRestoresTheThread(t *testing.T) {
-	Skip(t)
+	skip(t)
 	ns, err := NewNamespace("nldo")
 	if err != nil {
 		t.Fatal(err)

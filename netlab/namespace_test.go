@@ -56,7 +56,7 @@ func inFreshRun(t *testing.T, propagation uintptr, body func(t *testing.T)) {
 		body(t)
 		return
 	}
-	Skip(t)
+	skip(t)
 	parts := strings.Split(t.Name(), "/")
 	for i, p := range parts {
 		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
@@ -396,7 +396,7 @@ func TestDeleteShadowedNamespace(t *testing.T) {
 // alike, then builds the lab: only "<prefix>-..." namespaces and their
 // processes may go.
 func TestStaleCleanupTouchesOnlyItsPrefix(t *testing.T) {
-	Skip(t, "sleep")
+	skip(t, "sleep")
 	const prefix = "nlstk"
 	tests := map[string]struct {
 		ns          string
@@ -461,7 +461,7 @@ func TestStaleCleanupTouchesOnlyItsPrefix(t *testing.T) {
 // TestDeleteNamespace checks each shape a namespace file can be in when it
 // is deleted or created.
 func TestDeleteNamespace(t *testing.T) {
-	Skip(t, "sleep")
+	skip(t, "sleep")
 	tests := map[string]struct {
 		// arrange prepares name; act is what is under test.
 		arrange func(t *testing.T, name string)

@@ -10,13 +10,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 )
 
 // TestPing pings across a real lab: the C2 server and the site's LAN host
 // answer over IPv4 and IPv6; an address where no host lives does not, nor
 // does anything once the context is cancelled.
 func TestPing(t *testing.T) {
-	netlab.Skip(t)
+	netlabtest.Skip(t)
 	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: "pingt", Sites: []string{"a"}})
 	if err != nil {
 		t.Fatalf("building lab: %v", err)

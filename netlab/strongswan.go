@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/strongswan/govici/vici"
@@ -87,7 +85,7 @@ type StrongSwanMesh struct {
 // loads a connection to every other site over VICI (PSK, or certificates
 // with opt.Certificates), and establishes every tunnel (CHILD SAs
 // installed). Needs the Debian packages
-// strongswan-charon and libcharon-extra-plugins (see SkipStrongSwan).
+// strongswan-charon and libcharon-extra-plugins (see StrongSwanAvailable).
 func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*StrongSwanMesh, error) {
 	if opt.Dir == "" {
 		return nil, errors.New("starting strongSwan mesh: options need a Dir")
@@ -445,29 +443,4 @@ func (m *StrongSwanMesh) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// SkipWireGuard skips the test, saying what is missing, unless a lab can be
-// built (see Skip) and wireguard-go is installed.
-func SkipWireGuard(t testing.TB) {
-	t.Helper()
-	Skip(t)
-	if _, err := exec.LookPath("wireguard-go"); err != nil {
-		t.Skip("netlab: wireguard-go not found; on Debian: apt-get install --no-install-recommends wireguard-go wireguard-tools")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("netlab: wireguard-go needs /dev/net/tun: %v", err)
-	}
-}
-
-// SkipStrongSwan skips the test, saying what is missing, unless a lab can be
-// built (see Skip) and charon with the kernel-libipsec plugin is installed.
-func SkipStrongSwan(t testing.TB) {
-	t.Helper()
-	Skip(t)
-	for _, f := range []string{CharonPath, kernelLibipsecPlugin, "/dev/net/tun"} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("netlab: %s missing; on Debian: apt-get install --no-install-recommends strongswan-charon strongswan-swanctl libcharon-extra-plugins", f)
-		}
-	}
 }

@@ -122,7 +122,7 @@ func revocationList(t *testing.T, ca *x509.Certificate, signer crypto.Signer, se
 // both torn down when the test ends.
 func strongSwanMesh(t *testing.T, prefix string, certificates bool, sites ...string) (*Lab, *StrongSwanMesh) {
 	t.Helper()
-	SkipStrongSwan(t)
+	skipStrongSwan(t)
 	lab := newLab(t, prefix, sites...)
 	m, err := lab.StrongSwanMesh(t.Context(), StrongSwanOptions{Dir: t.TempDir(), Certificates: certificates})
 	if err != nil {

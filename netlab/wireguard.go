@@ -70,7 +70,7 @@ type WireGuardMesh struct {
 
 // WireGuardMesh starts wireguard-go in every chosen site's gateway namespace
 // and configures a full mesh. Needs the Debian package wireguard-go (see
-// SkipWireGuard). On error everything started is torn down.
+// WireGuardAvailable). On error everything started is torn down.
 func (l *Lab) WireGuardMesh(ctx context.Context, opt WireGuardOptions) (*WireGuardMesh, error) {
 	if _, err := exec.LookPath("wireguard-go"); err != nil {
 		return nil, fmt.Errorf("starting WireGuard mesh: wireguard-go not found: %w", err)

@@ -1,9 +1,12 @@
 // Package host connects `warden agent` to a real Linux gateway: the
-// providers/linux quarantine firewall (iptables or nftables), conntrack flow
-// killing and volatile capture behind the agent's seams, tunnel links over
-// netlink, and strongSwan security associations over VICI.
+// agent/netfilter quarantine (iptables or nftables) and conntrack flow
+// killing, agent/capture's volatile evidence, tunnel links over netlink,
+// WireGuard devices, strongSwan security associations and whitelisted
+// commands over VICI (messages in the internal/charon wire form), the
+// hardened baseline and apt patching, each behind the agent's seams.
 //
 // It owns only these adapters. It must not decide anything (package agent
-// does), must not run a shell, and acts on the network namespace of the
-// thread that built each adapter, like the firewall backends it wraps.
+// does), must not run a shell, must not import a provider or anything of
+// the controller, and acts on the network namespace of the thread that
+// built each adapter, like the firewall backends it wraps.
 package host

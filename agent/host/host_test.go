@@ -22,8 +22,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/providers/linux"
 )
 
 // newNamespace creates an empty network namespace with loopback up. It
@@ -209,7 +209,7 @@ func TestAgentOnRealFirewall(t *testing.T) {
 			if !st.Firewall.Quarantined || len(st.Firewall.Drift) != 0 || st.Firewall.Backend != backend {
 				t.Fatalf("firewall after isolate: %+v", st.Firewall)
 			}
-			var detail linux.State
+			var detail netfilter.State
 			if err := json.Unmarshal(st.Firewall.Detail, &detail); err != nil || !detail.Quarantined() {
 				t.Fatalf("firewall detail: %v %+v", err, detail)
 			}

@@ -11,14 +11,16 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/capture"
+	"github.com/warden-ir/warden/agent/netfilter"
+	"github.com/warden-ir/warden/agent/netns"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/providers/linux"
 )
 
-// Backends.
+// Backends of the quarantine firewall.
 const (
-	BackendIPTables = "iptables"
-	BackendNFTables = "nftables"
+	BackendIPTables = netfilter.BackendIPTables
+	BackendNFTables = netfilter.BackendNFTables
 )
 
 // Options choose the gateway's implementations.
@@ -31,7 +33,7 @@ type Options struct {
 	NoVICI     bool
 	// Capture tunes evidence capture; its VICISocket defaults to the one
 	// above.
-	Capture linux.CaptureOptions
+	Capture capture.Options
 	Log     *slog.Logger
 }
 
@@ -51,20 +53,20 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 	// Conntrack and capture act on the calling thread's namespace, unlike
 	// the firewall backends which bind themselves: run them in the
 	// namespace the deps were built in, whichever goroutine calls.
-	bound, err := linux.CurrentNamespace()
+	bound, err := netns.Current()
 	if err != nil {
 		return fail(err)
 	}
 	closers = append(closers, bound.Close)
 	var fw interface {
-		linux.Firewall
+		netfilter.Quarantine
 		Close() error
 	}
 	switch opt.Backend {
 	case BackendIPTables, "":
-		fw, err = linux.NewIPTables(log)
+		fw, err = netfilter.NewIPTables(log)
 	case BackendNFTables:
-		fw, err = linux.NewNFTables(log)
+		fw, err = netfilter.NewNFTables(log)
 	default:
 		return fail(fmt.Errorf("firewall backend %q: want %s or %s", opt.Backend, BackendIPTables, BackendNFTables))
 	}
@@ -85,7 +87,7 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 		Firewall: Firewall{FW: fw},
 		KillFlows: func(ctx context.Context, keep []netip.Prefix) (n int, err error) {
 			err = bound.Do(func() error {
-				n, err = linux.KillFlows(ctx, keep)
+				n, err = netfilter.KillFlows(ctx, keep)
 				return err
 			})
 			return n, err
@@ -116,15 +118,16 @@ func (c closeAll) Close() error {
 	return errors.Join(errs...)
 }
 
-// Firewall adapts a providers/linux firewall to the agent's seam. Refused
-// specs and a missing backend are marked terminal.
-type Firewall struct{ FW linux.Firewall }
+// Firewall adapts a netfilter quarantine backend to the agent's firewall
+// seam: it adds the read-back's JSON detail and its drift from the agent's
+// record. Refused specs and a missing backend are marked terminal.
+type Firewall struct{ FW netfilter.Quarantine }
 
 var _ agent.Firewall = Firewall{}
 
 // Apply implements agent.Firewall.
-func (f Firewall) Apply(ctx context.Context, s agent.Spec) (bool, error) {
-	changed, err := f.FW.Apply(ctx, linux.Spec{Management: s.Management, Forensics: s.Forensics})
+func (f Firewall) Apply(ctx context.Context, s wire.QuarantineSpec) (bool, error) {
+	changed, err := f.FW.Apply(ctx, s)
 	return changed, classify(err)
 }
 
@@ -135,7 +138,7 @@ func (f Firewall) Remove(ctx context.Context) (bool, error) {
 }
 
 // Observe implements agent.Firewall.
-func (f Firewall) Observe(ctx context.Context, want agent.Spec) (wire.FirewallState, error) {
+func (f Firewall) Observe(ctx context.Context, want wire.QuarantineSpec) (wire.FirewallState, error) {
 	st, err := f.FW.Observe(ctx)
 	if err != nil {
 		return wire.FirewallState{}, classify(err)
@@ -146,7 +149,7 @@ func (f Firewall) Observe(ctx context.Context, want agent.Spec) (wire.FirewallSt
 	}
 	out := wire.FirewallState{Backend: st.Backend, Quarantined: st.Quarantined(), Absent: st.Absent(), Detail: detail}
 	if len(want.Management) > 0 {
-		if out.Drift, err = st.Drift(linux.Spec{Management: want.Management, Forensics: want.Forensics}); err != nil {
+		if out.Drift, err = st.Drift(want); err != nil {
 			return wire.FirewallState{}, classify(err)
 		}
 	}
@@ -154,16 +157,16 @@ func (f Firewall) Observe(ctx context.Context, want agent.Spec) (wire.FirewallSt
 }
 
 func classify(err error) error {
-	if errors.Is(err, linux.ErrInvalidSpec) || errors.Is(err, linux.ErrUnavailable) {
+	if errors.Is(err, netfilter.ErrInvalidSpec) || errors.Is(err, netfilter.ErrUnavailable) {
 		return actions.Terminal(err)
 	}
 	return err
 }
 
-// Capture runs providers/linux Capture and converts its result to the
-// wire form; the manifest is encoded once, here, and travels verbatim.
-func Capture(ctx context.Context, opt linux.CaptureOptions) (wire.CaptureResult, error) {
-	arts, manifest, err := linux.Capture(ctx, opt)
+// Capture runs capture.Collect and returns its result in the wire form;
+// the manifest is encoded once, here, and travels verbatim.
+func Capture(ctx context.Context, opt capture.Options) (wire.CaptureResult, error) {
+	arts, manifest, err := capture.Collect(ctx, opt)
 	if err != nil {
 		return wire.CaptureResult{}, classifyCapture(err)
 	}
@@ -171,18 +174,11 @@ func Capture(ctx context.Context, opt linux.CaptureOptions) (wire.CaptureResult,
 	if err != nil {
 		return wire.CaptureResult{}, fmt.Errorf("encoding capture manifest: %w", err)
 	}
-	out := wire.CaptureResult{Artefacts: make([]wire.Artefact, len(arts)), Manifest: m}
-	for i, a := range arts {
-		out.Artefacts[i] = wire.Artefact{
-			Name: a.Name, MediaType: a.MediaType, SHA256: a.SHA256, Size: a.Size,
-			Collected: a.Collected, Source: a.Source, Error: a.Error, Content: a.Content,
-		}
-	}
-	return out, nil
+	return wire.CaptureResult{Artefacts: arts, Manifest: m}, nil
 }
 
 func classifyCapture(err error) error {
-	if errors.Is(err, linux.ErrInvalidCaptureOptions) {
+	if errors.Is(err, capture.ErrInvalidOptions) {
 		return actions.Terminal(err)
 	}
 	return err

@@ -18,6 +18,7 @@ import (
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/patching"
 )
 
@@ -34,7 +35,7 @@ type wgLab struct {
 
 func newWGLab(t *testing.T) *wgLab {
 	t.Helper()
-	netlab.SkipWireGuard(t)
+	netlabtest.SkipWireGuard(t)
 	ctx := t.Context()
 	lab, err := netlab.New(ctx, netlab.Options{Prefix: "ahwg", Sites: []string{"a", "b", "c"}})
 	if err != nil {
@@ -303,7 +304,7 @@ func TestWireGuardConfigure(t *testing.T) {
 // viciLab is a two-site strongSwan mesh, tunnels established.
 func viciLab(t *testing.T) *netlab.StrongSwanMesh {
 	t.Helper()
-	netlab.SkipStrongSwan(t)
+	netlabtest.SkipStrongSwan(t)
 	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: "ahvici", Sites: []string{"a", "b"}})
 	if err != nil {
 		t.Fatal(err)

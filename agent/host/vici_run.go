@@ -10,7 +10,7 @@ import (
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/providers/strongswan"
+	"github.com/warden-ir/warden/internal/charon"
 )
 
 var _ agent.VICIRunner = (*VICI)(nil)
@@ -38,7 +38,7 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 	if err := wire.CheckVICIMessage(p.Command, p.Message); err != nil {
 		return wire.VICIResult{}, fmt.Errorf("%w: %w", agent.ErrInvalidParams, err)
 	}
-	msg, err := strongswan.FromWire(p.Message)
+	msg, err := charon.FromWire(p.Message)
 	if err != nil {
 		return wire.VICIResult{}, fmt.Errorf("%w: message: %w", agent.ErrInvalidParams, err)
 	}
@@ -74,7 +74,7 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 		}
 		return wire.VICIResult{}, fmt.Errorf("calling VICI %s: %w", p.Command, err)
 	}
-	res := wire.VICIResult{Reply: strongswan.ToWire(reply)}
+	res := wire.VICIResult{Reply: charon.ToWire(reply)}
 	if events == nil {
 		return res, nil
 	}
@@ -87,7 +87,7 @@ drain:
 				break drain
 			}
 			if ev.Name == event && ev.Message != nil {
-				res.Events = append(res.Events, strongswan.ToWire(ev.Message))
+				res.Events = append(res.Events, charon.ToWire(ev.Message))
 			}
 		default:
 			break drain

@@ -181,7 +181,7 @@ type VICIResult struct {
 // a VICIMessage). VICI values are bytes: a value that is not valid UTF-8
 // (a key, a DER certificate or CRL) travels base64-encoded in "b"/"lb",
 // because a JSON string would replace its invalid bytes.
-// providers/strongswan converts it to and from govici's Message.
+// internal/charon converts it to and from govici's Message.
 type VICIMessage []VICIElement
 
 // VICIElement is one key of a VICIMessage.

@@ -1,11 +1,14 @@
 // Package wire holds the JSON messages exchanged between the controller and
 // `warden agent`: the signed-by-TLS command envelope with its nonce and
-// expiry, and the parameters and results of each command kind.
+// expiry, and the parameters and results of each command kind; and the few
+// data shapes both sides and the agent's seams share (QuarantineSpec,
+// Artefact, SA, the WireGuard device and VICI message forms), so that no
+// type is declared twice across the agent and the controller.
 //
-// It is shared by the agent (package agent) and the controller-side client
-// (providers/linux) so neither imports the other. It owns only data shapes
-// and their validation helpers: it must not do I/O, hold state, or import
-// anything from Warden.
+// It is shared by the agent (package agent and everything under agent/)
+// and the controller-side client (providers/linux) so neither imports the
+// other. It owns only data shapes and their validation helpers: it must not
+// do I/O, hold state, or import anything from Warden.
 package wire
 
 import (
@@ -232,7 +235,7 @@ type FirewallState struct {
 	// Drift lists differences from the agent's recorded quarantine; empty
 	// when they match or when no quarantine is recorded.
 	Drift []string `json:"drift,omitempty"`
-	// Detail is the backend's full read-back (providers/linux State).
+	// Detail is the backend's full read-back (agent/netfilter's State).
 	Detail json.RawMessage `json:"detail,omitempty"`
 }
 

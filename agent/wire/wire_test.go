@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -62,5 +63,14 @@ func TestDurationJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"confirm_window":"soon"}`), &p); err == nil {
 		t.Fatal("bad duration accepted")
+	}
+}
+
+func TestCanonicalPrefix(t *testing.T) {
+	if got := CanonicalPrefix(netip.MustParsePrefix("::ffff:192.0.2.9/120")); got.String() != "192.0.2.0/24" {
+		t.Errorf("CanonicalPrefix = %s, want 192.0.2.0/24", got)
+	}
+	if got := CanonicalPrefix(netip.MustParsePrefix("fd00::9/64")); got.String() != "fd00::/64" {
+		t.Errorf("CanonicalPrefix = %s, want fd00::/64", got)
 	}
 }

@@ -1,34 +1,22 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/warden-ir/warden/agent"
-	"github.com/warden-ir/warden/agent/host"
+	"github.com/warden-ir/warden/agent/agentd"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/providers/linux"
 )
 
-// newAgentCmd is `warden agent` (run the gateway agent) and
+// newAgentCmd is `warden agent` (run the gateway agent; an alias of
+// `warden-agent`, which links nothing of the controller) and
 // `warden agent init` (create a lab's key material).
 func newAgentCmd(g *globals) *cobra.Command {
-	var (
-		cfg          agent.Config
-		management   []string
-		backend      string
-		viciSocket   string
-		baselineFile string
-		baselineRoot string
-		patchRoot    string
-		wireGuard    bool
-		blockBackend string
-	)
+	var opt agentd.Options
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run warden agent on a gateway (as root): mutual-TLS API to isolate, release, observe and capture",
@@ -40,107 +28,18 @@ reverts an isolate by itself only when the controller does not confirm it
 within --confirm-window.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, m := range management {
-				m = strings.TrimSpace(m)
-				if m == "" {
-					continue
-				}
-				p, err := netip.ParsePrefix(m)
-				if err != nil {
-					return fmt.Errorf("--management %q: %w", m, err)
-				}
-				cfg.Management = append(cfg.Management, p)
-			}
-			log := g.logger()
-			// The seams bind to this thread's network namespace: the
-			// agent's, as started.
-			deps, closer, err := host.Deps(host.Options{
-				Backend: backend, VICISocket: viciSocket, NoVICI: viciSocket == "", Log: log,
-			})
+			a, err := agentd.Build(opt, g.logger())
 			if err != nil {
 				return err
 			}
-			defer closer.Close()
-			deps.Baseline, err = host.Baseline(host.BaselineOptions{Root: baselineRoot, File: baselineFile, StateDir: cfg.StateDir})
-			if err != nil {
-				return err
-			}
-			if v, ok := deps.SAs.(*host.VICI); ok && viciSocket != "" {
-				deps.VICI = v
-			}
-			if wireGuard {
-				wg, err := host.NewWireGuard()
-				if err != nil {
-					log.Warn("WireGuard control unavailable; wireguard commands will answer 501", "error", err.Error())
-				} else {
-					defer wg.Close()
-					deps.WireGuard = wg
-				}
-			}
-			// A patch passes when the versions are right and the tunnel
-			// services answer and their tunnels are back.
-			hooks := host.PatchHookOptions{}
-			if v, ok := deps.VICI.(*host.VICI); ok {
-				hooks.VICI = v
-			}
-			if wg, ok := deps.WireGuard.(*host.WireGuard); ok {
-				hooks.WireGuard = wg
-			}
-			deps.Patch = host.Patch(patchRoot, log, host.PatchHooks(hooks))
-			bl, err := linux.NewBlocklist(blockBackend, log)
-			if err != nil {
-				log.Warn("peer blocklist unavailable; block commands will answer 501", "error", err.Error())
-			} else {
-				defer bl.Close()
-				deps.Blocker = agentBlocklist{bl}
-			}
-			srv, err := agent.New(cfg, deps, log)
-			if err != nil {
-				return err
-			}
+			cfg := a.Config()
 			fmt.Fprintf(g.errw, "warden agent: listening on %s (state %s, confirm window %s)\n", cfg.Listen, cfg.StateDir, cfg.ConfirmWindow)
-			return srv.Run(cmd.Context())
+			return a.Run(cmd.Context())
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Listen, "listen", agent.DefaultListen, "TCP address of the HTTPS API")
-	f.StringVar(&cfg.CertFile, "cert", "/etc/warden-agent/agent.pem", "agent server certificate (PEM)")
-	f.StringVar(&cfg.KeyFile, "key", "/etc/warden-agent/agent-key.pem", "agent server key (PEM)")
-	f.StringVar(&cfg.ClientCAFile, "client-ca", "/etc/warden-agent/ca.pem", "CA certificates the controller's client certificate must chain to")
-	f.StringVar(&cfg.ControllerIdentity, "controller-identity", wire.DefaultControllerIdentity, "name the controller's certificate must carry (CN, DNS or URI SAN)")
-	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the quarantine record and the nonce journal (0700)")
-	f.DurationVar(&cfg.ConfirmWindow, "confirm-window", agent.DefaultConfirmWindow, "revert an isolate not confirmed within this window")
-	f.DurationVar(&cfg.HealInterval, "heal-interval", agent.DefaultHealInterval, "how often to repair drift from the recorded quarantine")
-	f.DurationVar(&cfg.MaxTTL, "max-command-ttl", agent.DefaultMaxTTL, "longest command lifetime accepted")
-	f.DurationVar(&cfg.ClockSkew, "clock-skew", agent.DefaultClockSkew, "tolerated controller/agent clock difference")
-	f.StringVar(&backend, "backend", host.BackendIPTables, "quarantine firewall backend: iptables or nftables")
-	f.StringSliceVar(&management, "management", nil, "management networks (CIDR) every quarantine keeps, besides those the controller names")
-	f.StringSliceVar(&cfg.WireGuardLinks, "wireguard-links", nil, "tunnel links isolate brings down (default: every wireguard link and every link named wg*)")
-	f.StringVar(&baselineRoot, "baseline-root", "/", "filesystem root the baseline reads configuration files under (runtime values always come from /proc)")
-	f.StringVar(&patchRoot, "patch-root", "/", "system root apt patches (another root only for labs)")
-	f.StringVar(&baselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
-	f.StringVar(&viciSocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs and revocation/rotation commands; empty leaves strongSwan alone")
-	f.StringVar(&blockBackend, "block-backend", "", "firewall backend of the blocklist that keeps revoked peers out: nftables, iptables, or empty to prefer nftables")
-	f.BoolVar(&wireGuard, "wireguard", true, "read and configure this gateway's WireGuard devices (revocation and rotation); false answers wireguard commands with 501")
-
+	opt.BindFlags(cmd.Flags())
 	cmd.AddCommand(newAgentInitCmd(g))
 	return cmd
-}
-
-// agentBlocklist adapts the kernel blocklist to the agent's seam.
-type agentBlocklist struct{ linux.Blocklist }
-
-func (b agentBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error) {
-	changed, err := b.Blocklist.Set(ctx, ps)
-	if errors.Is(err, linux.ErrInvalidBlock) {
-		return changed, fmt.Errorf("%w: %w", agent.ErrInvalidParams, err)
-	}
-	return changed, err
-}
-
-func (b agentBlocklist) Observe(ctx context.Context) (agent.BlockObservation, error) {
-	st, err := b.Blocklist.Observe(ctx)
-	return agent.BlockObservation{Prefixes: st.Prefixes, Enforced: st.Enforced}, err
 }
 
 func newAgentInitCmd(g *globals) *cobra.Command {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-ir/warden/api"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
@@ -66,12 +67,11 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 		Short: "Submit an indicator (Warden JSON) or an Alertmanager webhook body",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var path string
+			submit := (*client.Client).SubmitIndicatorsJSON
 			switch format {
 			case "warden":
-				path = "/v1/indicators"
 			case "alertmanager":
-				path = "/v1/intake/alertmanager"
+				submit = (*client.Client).SubmitAlertmanager
 			default:
 				return fmt.Errorf("--format must be warden or alertmanager, got %q", format)
 			}
@@ -82,21 +82,23 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 			if !json.Valid(body) {
 				return fmt.Errorf("%s is not valid JSON", file)
 			}
-			c, err := g.client()
+			var opts []client.Option
+			if secretFile != "" {
+				secret, err := readSecretFile(secretFile)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, client.WithSigningSecret(secret))
+			}
+			c, err := g.client(opts...)
 			if err != nil {
 				return err
 			}
-			if secretFile != "" {
-				if err := c.signRequests(secretFile); err != nil {
-					return err
-				}
-			}
-			var out json.RawMessage
-			if _, err := c.do(cmd.Context(), "POST", path, body, &out); err != nil {
+			out, err := submit(c, cmd.Context(), body)
+			if err != nil {
 				return err
 			}
-			_, err = g.out.Write(append(out, '\n'))
-			return err
+			return printJSON(g.out, out)
 		},
 	}
 	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
@@ -123,13 +125,13 @@ func newPlanCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var resp api.PlanResponse
+			var resp v1.PlanResponse
 			if g.readsOverAPI(cmd, "") {
 				c, err := g.client()
 				if err != nil {
 					return err
 				}
-				if _, err := c.do(ctx, "POST", "/v1/plan", body, &resp); err != nil {
+				if resp, err = c.PlanJSON(ctx, body); err != nil {
 					return err
 				}
 			} else {
@@ -183,16 +185,20 @@ func newRunbookCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]any{"gateway": gateway, "incident": incident, "by": whoami(by), "dry_run": dry, "override_reason": override})
-			var out map[string]any
-			if _, err := c.do(cmd.Context(), "POST", "/v1/runbooks/"+url.PathEscape(args[0])+"/runs", body, &out); err != nil {
-				return err
-			}
+			req := v1.StartRunbookRequest{Gateway: gateway, Incident: incident, By: whoami(by), OverrideReason: override}
 			if dry {
-				_, err := fmt.Fprint(g.out, out["text"])
+				p, err := c.PlanRunbook(cmd.Context(), args[0], req)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprint(g.out, p.Text)
 				return err
 			}
-			return printJSON(g.out, out)
+			run, err := c.StartRunbook(cmd.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			return printJSON(g.out, run)
 		},
 	}
 	run.Flags().StringVar(&gateway, "gateway", "", "gateway id (exactly one)")
@@ -215,9 +221,8 @@ func newReleaseCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]any{"gateway": args[0], "incident": incident, "by": whoami(by), "override_reason": override})
-			var out store.Run
-			if _, err := c.do(cmd.Context(), "POST", "/v1/runbooks/release-gateway/runs", body, &out); err != nil {
+			out, err := c.Release(cmd.Context(), v1.StartRunbookRequest{Gateway: args[0], Incident: incident, By: whoami(by), OverrideReason: override})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.out, "release run %s is %s: %s\nanother person approves with: warden runs approve %s\n", out.ID, out.State, out.ApprovalReason, out.ID)
@@ -250,19 +255,16 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
+			f := client.RunFilter{Incident: incident}
 			if state != "" {
-				q.Set("state", state)
+				f.States = strings.Split(state, ",")
 			}
-			if incident != "" {
-				q.Set("incident", incident)
-			}
-			var out struct{ Runs []store.Run }
-			if _, err := c.do(cmd.Context(), "GET", "/v1/runs?"+q.Encode(), nil, &out); err != nil {
+			runs, err := c.Runs(cmd.Context(), f)
+			if err != nil {
 				return err
 			}
 			t := newTable(g.out, "RUN", "GATEWAY", "RUNBOOK", "STATE", "CREATED", "WAITING FOR")
-			for _, r := range out.Runs {
+			for _, r := range runs {
 				t.row(r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), waitingFor(r))
 			}
 			return t.flush()
@@ -277,12 +279,11 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out json.RawMessage
-			if _, err := c.do(cmd.Context(), "GET", "/v1/runs/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			run, err := c.Run(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			_, err = g.out.Write(out)
-			return err
+			return printJSON(g.out, run)
 		},
 	}
 	var by, comment string
@@ -293,9 +294,8 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]string{"by": whoami(by), "comment": comment})
-			var out store.Run
-			if _, err := c.do(cmd.Context(), "POST", "/v1/runs/"+url.PathEscape(args[0])+"/approve", body, &out); err != nil {
+			out, err := c.Approve(cmd.Context(), args[0], v1.ApproveRequest{By: whoami(by), Comment: comment})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.out, "run %s approved by %s; state %s\n", out.ID, out.ApprovedBy, out.State)
@@ -312,9 +312,8 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]string{"by": whoami(by), "reason": reason})
-			var out store.Run
-			if _, err := c.do(cmd.Context(), "POST", "/v1/runs/"+url.PathEscape(args[0])+"/cancel", body, &out); err != nil {
+			out, err := c.Cancel(cmd.Context(), args[0], v1.CancelRequest{By: whoami(by), Reason: reason})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.out, "run %s cancelled\n", out.ID)
@@ -330,8 +329,8 @@ func newRunsCmd(g *globals) *cobra.Command {
 // waitingFor is the WAITING FOR column: why a run waits for a person, and
 // only while it does. The stored reason stays on the run after approval,
 // but a run that is running or finished waits for nothing.
-func waitingFor(r store.Run) string {
-	if r.State != store.RunAwaitingApproval {
+func waitingFor(r v1.Run) string {
+	if r.State != v1.RunAwaitingApproval {
 		return "-"
 	}
 	return orDash(r.ApprovalReason)
@@ -346,17 +345,12 @@ func newGatewaysCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Gateways []struct {
-					ID, Site, VM string
-					Posture      store.Posture
-				}
-			}
-			if _, err := c.do(cmd.Context(), "GET", "/v1/gateways", nil, &out); err != nil {
+			gws, err := c.Gateways(cmd.Context())
+			if err != nil {
 				return err
 			}
 			t := newTable(g.out, "GATEWAY", "SITE", "VM", "DESIRED", "OBSERVED", "INCIDENT")
-			for _, gw := range out.Gateways {
+			for _, gw := range gws {
 				t.row(gw.ID, gw.Site, gw.VM, gw.Posture.Desired, orDash(gw.Posture.Observed), orDash(gw.Posture.Incident))
 			}
 			return t.flush()
@@ -369,12 +363,11 @@ func newGatewaysCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out json.RawMessage
-			if _, err := c.do(cmd.Context(), "GET", "/v1/gateways/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			gw, err := c.Gateway(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			_, err = g.out.Write(out)
-			return err
+			return printJSON(g.out, gw)
 		},
 	}
 	cmd.AddCommand(list, show)
@@ -465,14 +458,8 @@ func (g *globals) verifyAuditOverAPI(ctx context.Context) (audit.Report, error) 
 	if err != nil {
 		return audit.Report{}, err
 	}
-	var out struct {
-		OK            bool   `json:"ok"`
-		Entries       int64  `json:"entries"`
-		Head          string `json:"head"`
-		FirstBadEntry int64  `json:"first_bad_entry"`
-		Reason        string `json:"reason"`
-	}
-	if _, err := c.do(ctx, "GET", "/v1/audit/verify", nil, &out); err != nil {
+	out, err := c.AuditVerify(ctx)
+	if err != nil {
 		return audit.Report{}, fmt.Errorf("verifying the audit chain on the controller: %w", err)
 	}
 	if !out.OK {
@@ -628,9 +615,8 @@ func newBreakerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]string{"by": whoami(by), "reason": reason})
-			var out map[string]any
-			if _, err := c.do(cmd.Context(), "POST", "/v1/breaker/reset", body, &out); err != nil {
+			out, err := c.ResetBreaker(cmd.Context(), v1.BreakerResetRequest{By: whoami(by), Reason: reason})
+			if err != nil {
 				return err
 			}
 			return printJSON(g.out, out)
@@ -654,24 +640,13 @@ func newDriftCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]string{"gateway": gateway, "by": whoami(by)})
-			var out struct {
-				Results []struct {
-					Gateway    string
-					Passed     bool
-					Failing    []string
-					Changes    []json.RawMessage
-					Indicators []json.RawMessage
-					Skipped    string
-					Error      string
-				}
-			}
-			if _, err := c.do(cmd.Context(), "POST", "/v1/drift/check", body, &out); err != nil {
+			results, err := c.DriftCheck(cmd.Context(), v1.DriftCheckRequest{Gateway: gateway, By: whoami(by)})
+			if err != nil {
 				return err
 			}
 			t := newTable(g.out, "GATEWAY", "BASELINE", "NEWLY FAILING", "INDICATORS", "FAILING CHECKS")
 			bad := 0
-			for _, r := range out.Results {
+			for _, r := range results {
 				verdict := "pass"
 				switch {
 				case r.Skipped != "":
@@ -699,14 +674,7 @@ func newDriftCmd(g *globals) *cobra.Command {
 }
 
 func newPatchCmd(g *globals) *cobra.Command {
-	var req struct {
-		Gateways []string `json:"gateways"`
-		Packages string   `json:"packages"`
-		Security bool     `json:"security"`
-		Canary   int      `json:"canary"`
-		WaveSize int      `json:"wave_size"`
-		By       string   `json:"by"`
-	}
+	var req v1.PatchWaveRequest
 	var (
 		noWait bool
 		poll   time.Duration
@@ -724,9 +692,8 @@ func newPatchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(req)
-			var wave store.PatchWave
-			if _, err := c.do(cmd.Context(), "POST", "/v1/patch/waves", body, &wave); err != nil {
+			wave, err := c.StartPatchWave(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.errw, "patch wave %s accepted\n", wave.ID)
@@ -736,7 +703,7 @@ func newPatchCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("stopped waiting; wave %s goes on in the controller: %w", wave.ID, cmd.Context().Err())
 				case <-time.After(poll):
 				}
-				if _, err := c.do(cmd.Context(), "GET", "/v1/patch/waves/"+wave.ID, nil, &wave); err != nil {
+				if wave, err = c.PatchWave(cmd.Context(), wave.ID); err != nil {
 					return err
 				}
 			}
@@ -746,9 +713,9 @@ func newPatchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			switch wave.State {
-			case store.WaveStopped:
+			case v1.WaveStopped:
 				return &exitError{code: 3, err: fmt.Errorf("the wave stopped: %s", wave.Error)}
-			case store.WaveFailed:
+			case v1.WaveFailed:
 				return fmt.Errorf("the wave failed: %s", wave.Error)
 			}
 			return nil

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -296,9 +294,8 @@ func (g *globals) reportOverAPI(ctx context.Context, incident, lang, format stri
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{"lang": {lang}, "format": {format}}
-	var b json.RawMessage
-	if _, err := c.do(ctx, "GET", "/v1/incidents/"+url.PathEscape(incident)+"/report?"+q.Encode(), nil, &b); err != nil {
+	b, err := c.Report(ctx, incident, lang, format)
+	if err != nil {
 		return nil, fmt.Errorf("fetching the report of %s: %w", incident, err)
 	}
 	return b, nil

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	v1 "github.com/warden-ir/warden/api/v1"
 )
 
 // newIndicatorResolveCmd is `warden indicator resolve ID --reason R`: a
@@ -27,12 +27,8 @@ func newIndicatorResolveCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, _ := json.Marshal(map[string]string{"by": whoami(by), "reason": reason})
-			var out struct {
-				Indicator  string `json:"indicator"`
-				ResolvedBy string `json:"resolved_by"`
-			}
-			if _, err := c.do(cmd.Context(), "POST", "/v1/indicators/"+url.PathEscape(args[0])+"/resolve", body, &out); err != nil {
+			out, err := c.ResolveIndicator(cmd.Context(), args[0], v1.ResolveRequest{By: whoami(by), Reason: reason})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.out, "indicator %s resolved by %s\n", out.Indicator, out.ResolvedBy)

@@ -4,8 +4,11 @@ package linux
 // and configuring a gateway's WireGuard device, running whitelisted VICI
 // commands against its charon, and blocking a revoked peer's addresses.
 // AgentWireGuard and AgentVICI adapt these to the seams of
-// providers/wireguard and providers/strongswan, so the same providers that
-// tests drive through local devices run in production through the agents.
+// providers/wireguard (its Client, whose methods speak only wgctrl's types)
+// and providers/strongswan (internal/charon's Dialer and Conn), so the same
+// providers that tests drive through local devices run in production
+// through the agents. Neither provider is imported here: the composition
+// root (package daemon) hands these adapters to them.
 //
 // Secrets (a WireGuard private or preshared key, an IPsec PSK) travel only
 // in the request to the one gateway that needs them. A WireGuard preshared
@@ -31,9 +34,8 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
-	"github.com/warden-ir/warden/providers/strongswan"
-	"github.com/warden-ir/warden/providers/wireguard"
 )
 
 // ErrUnknownGateway: a tunnel operation named a gateway the inventory does
@@ -130,7 +132,7 @@ func agentBlockPrefixes(gw inventory.Gateway, p wire.BlockParams) ([]netip.Prefi
 	var mgmt []netip.Prefix
 	for _, m := range gw.ManagementNetworks {
 		if pm, err := netip.ParsePrefix(m); err == nil {
-			mgmt = append(mgmt, unmapPrefix(pm).Masked())
+			mgmt = append(mgmt, wire.CanonicalPrefix(pm))
 		}
 	}
 	out := make([]netip.Prefix, 0, len(p.Addresses))
@@ -166,7 +168,7 @@ func agentBlockPrefix(s string) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is neither an IP address nor a prefix", s)
 		}
-		return unmapPrefix(p).Masked(), nil
+		return wire.CanonicalPrefix(p), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
@@ -223,9 +225,10 @@ func AgentDeviceName(gatewayID, device string) string { return gatewayID + "/" +
 // DefaultAgentTunnelTimeout bounds one AgentWireGuard call.
 const DefaultAgentTunnelTimeout = 30 * time.Second
 
-// AgentWireGuard is a wireguard.Client whose devices are on the gateways,
-// reached through their agents. Device names are AgentDeviceName's. Safe
-// for concurrent use.
+// AgentWireGuard is a providers/wireguard Client (checked where the daemon
+// hands it to wireguard.New) whose devices are on the gateways, reached
+// through their agents. Device names are AgentDeviceName's. Safe for
+// concurrent use.
 //
 // Device returns no private key (the agent never reads it out) and, for a
 // preshared key, the 32 bytes of the agent's reference to it instead of the
@@ -240,8 +243,6 @@ type AgentWireGuard struct {
 	inv     *inventory.Inventory
 	timeout time.Duration
 }
-
-var _ wireguard.Client = (*AgentWireGuard)(nil)
 
 // NewAgentWireGuard returns a client of the inventory's gateways' WireGuard
 // devices. wgctrl's interface has no context, so each call is bounded by
@@ -419,7 +420,7 @@ func agentAllowedIP(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
 	}
-	return unmapPrefix(p), nil
+	return wire.CanonicalPrefix(p), nil
 }
 
 // agentIPNetToWire writes a net.IPNet as a CIDR, IPv4 in dotted form even when
@@ -512,17 +513,17 @@ func wgConfigToWire(cfg wgtypes.Config) (wire.WGConfig, []string, error) {
 	return w, secrets, nil
 }
 
-// AgentVICI is a strongswan.Dialer whose sites are gateways (by inventory
+// AgentVICI is a charon.Dialer whose sites are gateways (by inventory
 // id), reached through their agents. Its connections are stateless: each
 // command is one agent request, and Close does nothing. It does not offer
-// strongswan.EventWatcher, so the provider polls while waiting for a
+// charon.EventWatcher, so the provider polls while waiting for a
 // reauthentication. Safe for concurrent use.
 type AgentVICI struct {
 	agents Agents
 	inv    *inventory.Inventory
 }
 
-var _ strongswan.Dialer = (*AgentVICI)(nil)
+var _ charon.Dialer = (*AgentVICI)(nil)
 
 // NewAgentVICI returns a dialer of the inventory's gateways' charons.
 func NewAgentVICI(agents Agents, inv *inventory.Inventory) *AgentVICI {
@@ -530,7 +531,7 @@ func NewAgentVICI(agents Agents, inv *inventory.Inventory) *AgentVICI {
 }
 
 // Dial finds the gateway's agent; it sends nothing.
-func (a *AgentVICI) Dial(ctx context.Context, site string) (strongswan.Conn, error) {
+func (a *AgentVICI) Dial(ctx context.Context, site string) (charon.Conn, error) {
 	c, err := agentOfGateway(a.agents, a.inv, site)
 	if err != nil {
 		return nil, fmt.Errorf("reaching charon on %s: %w", site, err)
@@ -543,7 +544,7 @@ type agentVICIConn struct {
 	gateway string
 }
 
-var _ strongswan.Conn = (*agentVICIConn)(nil)
+var _ charon.Conn = (*agentVICIConn)(nil)
 
 // Call runs cmd through the agent. charon's refusal (success=no) is an
 // error whose text holds charon's errmsg, whether the agent reports it as
@@ -570,7 +571,7 @@ func (c *agentVICIConn) Stream(ctx context.Context, cmd, event string, in *vici.
 	}
 	out := make([]*vici.Message, 0, len(res.Events))
 	for i, ev := range res.Events {
-		m, err := strongswan.FromWire(ev)
+		m, err := charon.FromWire(ev)
 		if err != nil {
 			return nil, actions.Terminal(fmt.Errorf("running VICI %s on %s: event %d of the agent's answer: %w", cmd, c.gateway, i, err))
 		}
@@ -589,7 +590,7 @@ func (c *agentVICIConn) run(ctx context.Context, cmd, event string, in *vici.Mes
 	if _, ok := wire.VICICommands()[cmd]; !ok {
 		return wire.VICIResult{}, actions.Terminal(fmt.Errorf("running VICI %s on %s: the agent does not run this command: %w", cmd, c.gateway, actions.ErrUnsupported))
 	}
-	res, err := c.client.VICI(ctx, wire.VICIParams{Command: cmd, Event: event, Message: strongswan.ToWire(in)})
+	res, err := c.client.VICI(ctx, wire.VICIParams{Command: cmd, Event: event, Message: charon.ToWire(in)})
 	if err != nil {
 		return res, fmt.Errorf("running VICI %s on %s through its agent: %w", cmd, c.gateway, redactSecrets(err, agentVICISecrets(in)...))
 	}
@@ -597,7 +598,7 @@ func (c *agentVICIConn) run(ctx context.Context, cmd, event string, in *vici.Mes
 }
 
 func (c *agentVICIConn) reply(cmd string, res wire.VICIResult) (*vici.Message, error) {
-	m, err := strongswan.FromWire(res.Reply)
+	m, err := charon.FromWire(res.Reply)
 	if err != nil {
 		return nil, actions.Terminal(fmt.Errorf("running VICI %s on %s: the agent's answer: %w", cmd, c.gateway, err))
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/strongswan"
 	"github.com/warden-ir/warden/providers/wireguard"
@@ -428,7 +429,7 @@ func (f *fakeTunnelAgent) vici(raw json.RawMessage) (any, error) {
 	if r, ok := ch.canned[p.Command]; ok {
 		return wire.VICIResult{Reply: r, Events: ch.cannedEvents[p.Command]}, nil
 	}
-	in, err := strongswan.FromWire(p.Message)
+	in, err := charon.FromWire(p.Message)
 	if err != nil {
 		return nil, tunnelBadParams("%v", err)
 	}
@@ -458,7 +459,7 @@ func (f *fakeTunnelAgent) vici(raw json.RawMessage) (any, error) {
 			body := tunnelVICISet(vici.NewMessage(),
 				"uniqueid", fmt.Sprint(sa.id), "state", "ESTABLISHED", "remote-id", sa.remoteID,
 				"child-sas", tunnelVICISet(vici.NewMessage(), fmt.Sprintf("%s-%d", sa.conn, sa.id), child))
-			events = append(events, strongswan.ToWire(tunnelVICISet(vici.NewMessage(), sa.conn, body)))
+			events = append(events, charon.ToWire(tunnelVICISet(vici.NewMessage(), sa.conn, body)))
 		}
 	case "terminate":
 		i := slices.IndexFunc(ch.sas, func(sa tunnelFakeSA) bool { return fmt.Sprint(sa.id) == get("ike-id") })
@@ -496,7 +497,7 @@ func (f *fakeTunnelAgent) vici(raw json.RawMessage) (any, error) {
 	case event == "" && !strings.HasPrefix(p.Command, "get-"):
 		tunnelVICISet(reply, "success", "yes")
 	}
-	return wire.VICIResult{Reply: strongswan.ToWire(reply), Events: events}, nil
+	return wire.VICIResult{Reply: charon.ToWire(reply), Events: events}, nil
 }
 
 // --- blocks ---

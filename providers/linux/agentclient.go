@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/mtls"
 )
 
 // AgentTLS is the controller's mutual-TLS material for talking to agents:
@@ -108,19 +108,14 @@ func agentClientTLS(t AgentTLS) (*tls.Config, error) {
 	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
 		return nil, errors.New("agent TLS needs a client certificate, its key and the agents' CA")
 	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	m, err := mtls.Load(mtls.Files{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile,
+		CertName: "controller client certificate", CAName: "agent CA",
+	})
 	if err != nil {
-		return nil, fmt.Errorf("loading controller client certificate: %w", err)
+		return nil, err
 	}
-	pemCA, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading agent CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemCA) {
-		return nil, fmt.Errorf("reading agent CA %s: no PEM certificate in it", t.CAFile)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
+	return m.Client(), nil
 }
 
 // agentRetryPolicy is retryablehttp's default policy, except that a TLS
@@ -223,7 +218,9 @@ func (c *AgentClient) Release(ctx context.Context) (bool, error) {
 }
 
 // Observe returns the agent's quarantine record and the rules read back.
-// State.Firewall.Detail decodes into this package's State.
+// State.Firewall.Detail is the gateway backend's own read-back, kept
+// opaque here (agent/netfilter's State, which the controller does not
+// import).
 func (c *AgentClient) Observe(ctx context.Context) (wire.State, error) {
 	var st wire.State
 	err := c.send(ctx, wire.KindObserve, nil, &st)

@@ -23,12 +23,12 @@ import (
 // agentFakeFirewall is an agent.Firewall that remembers what it applied.
 type agentFakeFirewall struct {
 	mu      sync.Mutex
-	active  *agent.Spec
+	active  *wire.QuarantineSpec
 	applies int
 	removes int
 }
 
-func (f *agentFakeFirewall) Apply(_ context.Context, s agent.Spec) (bool, error) {
+func (f *agentFakeFirewall) Apply(_ context.Context, s wire.QuarantineSpec) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies++
@@ -46,10 +46,11 @@ func (f *agentFakeFirewall) Remove(context.Context) (bool, error) {
 	return had, nil
 }
 
-func (f *agentFakeFirewall) Observe(context.Context, agent.Spec) (wire.FirewallState, error) {
+func (f *agentFakeFirewall) Observe(context.Context, wire.QuarantineSpec) (wire.FirewallState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	detail, _ := json.Marshal(State{Backend: "fake"})
+	// The detail is the backend's read-back, opaque to the controller.
+	detail, _ := json.Marshal(struct{ Backend string }{"fake"})
 	return wire.FirewallState{Backend: "fake", Quarantined: f.active != nil, Absent: f.active == nil, Detail: detail}, nil
 }
 
@@ -170,7 +171,7 @@ func TestAgentClientRoundTrip(t *testing.T) {
 	if !st.Quarantined || !st.Confirmed || st.Firewall == nil || !st.Firewall.Quarantined {
 		t.Fatalf("observe: %+v", st)
 	}
-	var detail State
+	var detail struct{ Backend string }
 	if err := json.Unmarshal(st.Firewall.Detail, &detail); err != nil || detail.Backend != "fake" {
 		t.Fatalf("firewall detail %s: %v", st.Firewall.Detail, err)
 	}

@@ -1,28 +1,19 @@
-// Package linux is the OS-side provider for a Linux gateway: the quarantine
-// firewall (IPv4 and IPv6, with an iptables and an nftables backend behind
-// one Firewall seam) and the killing of established flows through conntrack.
+// Package linux is the controller's view of a Linux gateway: the
+// mutual-TLS client of the gateway's `warden agent` (AgentClient, one per
+// gateway from an AgentPool), the catalogue actions built on it (capture
+// volatile evidence, isolate and release at the OS layer, verify the
+// hardened baseline, patch), the revoked-peer block, and the adapters that
+// let the tunnel providers reach each gateway's WireGuard devices and
+// charon through its agent (AgentWireGuard, AgentVICI).
 //
-// It owns exactly the rules it creates — the WARDEN-QUARANTINE chain and the
-// jumps to it in table filter (iptables), or the table "inet warden"
-// (nftables); and for the peer blocklist that keeps a revoked gateway out
-// (blocklist*.go), the WARDEN-BLOCK chain and its jumps in table raw, or the
-// table "inet warden_block" — and never changes or removes any other rule,
-// chain or table.
-// Each backend acts on the network namespace of the thread that constructed
-// it, whatever thread later calls it, so a stray goroutine can never change
-// the wrong namespace's firewall.
+// It owns only the controller's side of the agent protocol (package
+// agent/wire): minting a fresh command for every attempt, classifying the
+// agent's answers as terminal or transient, verifying what the agent reads
+// back, and keeping secrets out of errors. Everything that runs on the
+// gateway — the netfilter rule sets, conntrack, evidence capture — lives
+// under agent/ and is never imported here.
 //
-// It must not decide whether to quarantine (that is the controller's gate),
-// must not run anything through a shell (commands are argument arrays and
-// rule sets are generated text fed on stdin), and must not lock responders
-// out: a spec without a management network is rejected.
-//
-// It also owns the volatile evidence capture (capture*.go): connections and
-// listening sockets, processes with executable hashes, routes, addresses,
-// firewall rules, WireGuard and strongSwan state, logged-in users and log
-// tails, each artefact hashed with SHA-256. Capture only reads; it never
-// records a WireGuard private or preshared key. The controller-side client
-// of `warden agent` lives here too (agentclient.go), with the adapters that
-// let providers/wireguard and providers/strongswan reach each gateway's
-// devices through its agent (agent_tunnels.go).
+// It must not decide whether to act (the controller's gates do), must not
+// import another provider or the controller, and must not trust the
+// system's root CAs for agents: only the configured agent CA.
 package linux

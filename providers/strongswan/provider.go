@@ -13,6 +13,7 @@ import (
 	"github.com/strongswan/govici/vici"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/charon"
 )
 
 // Errors the provider returns, for errors.Is.
@@ -56,14 +57,14 @@ type Options struct {
 
 // Provider revokes peers and rotates pre-shared keys across sites.
 type Provider struct {
-	dial  Dialer
+	dial  charon.Dialer
 	sites map[string]Site
 	opt   Options
 	log   *slog.Logger
 }
 
 // New returns a provider for the given sites.
-func New(d Dialer, sites map[string]Site, opt Options) (*Provider, error) {
+func New(d charon.Dialer, sites map[string]Site, opt Options) (*Provider, error) {
 	if d == nil {
 		return nil, errors.New("creating strongSwan provider: nil dialer")
 	}
@@ -88,7 +89,7 @@ func New(d Dialer, sites map[string]Site, opt Options) (*Provider, error) {
 	return &Provider{dial: d, sites: sites, opt: opt, log: log.With("provider", "strongswan")}, nil
 }
 
-func (p *Provider) conn(ctx context.Context, site string) (Conn, Site, error) {
+func (p *Provider) conn(ctx context.Context, site string) (charon.Conn, Site, error) {
 	s, ok := p.sites[site]
 	if !ok {
 		return nil, Site{}, actions.Terminal(fmt.Errorf("%w %q", ErrUnknownSite, site))
@@ -111,7 +112,7 @@ func msg(kv map[string]any) *vici.Message {
 }
 
 // connections lists the names of the connections loaded at a site.
-func connections(ctx context.Context, c Conn) ([]string, error) {
+func connections(ctx context.Context, c charon.Conn) ([]string, error) {
 	r, err := c.Call(ctx, "get-conns", nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing connections: %w", err)
@@ -120,7 +121,7 @@ func connections(ctx context.Context, c Conn) ([]string, error) {
 }
 
 // sharedKeyIDs lists the ids of shared keys for peer ("peer/…").
-func sharedKeyIDs(ctx context.Context, c Conn, peer string) ([]string, error) {
+func sharedKeyIDs(ctx context.Context, c charon.Conn, peer string) ([]string, error) {
 	r, err := c.Call(ctx, "get-shared", nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing shared keys: %w", err)
@@ -158,7 +159,7 @@ type ikeSA struct {
 
 // listSAs lists the site's IKE SAs, optionally only those of one
 // connection.
-func listSAs(ctx context.Context, c Conn, conn string) ([]ikeSA, error) {
+func listSAs(ctx context.Context, c charon.Conn, conn string) ([]ikeSA, error) {
 	var in *vici.Message
 	if conn != "" {
 		in = msg(map[string]any{"ike": conn})
@@ -330,7 +331,7 @@ func (p *Provider) RotatePSK(ctx context.Context, a, b, keyID string, psk []byte
 	}
 	defer cb.Close()
 	for _, end := range []struct {
-		c          Conn
+		c          charon.Conn
 		site, peer string
 	}{{ca, a, b}, {cb, b, a}} {
 		conns, err := connections(ctx, end.c)
@@ -343,7 +344,7 @@ func (p *Provider) RotatePSK(ctx context.Context, a, b, keyID string, psk []byte
 	}
 
 	newA, newB := b+"/"+keyID, a+"/"+keyID
-	load := func(c Conn, id string, owners []string) error {
+	load := func(c charon.Conn, id string, owners []string) error {
 		_, err := c.Call(ctx, "load-shared", msg(map[string]any{
 			"id": id, "type": "IKE", "data": string(psk), "owners": owners,
 		}))
@@ -369,7 +370,7 @@ func (p *Provider) RotatePSK(ctx context.Context, a, b, keyID string, psk []byte
 
 	var errs []error
 	for _, end := range []struct {
-		c          Conn
+		c          charon.Conn
 		site, peer string
 		keep       string
 	}{{ca, a, b, newA}, {cb, b, a, newB}} {
@@ -393,7 +394,7 @@ func (p *Provider) RotatePSK(ctx context.Context, a, b, keyID string, psk []byte
 	return nil
 }
 
-func unloadShared(ctx context.Context, c Conn, id string) error {
+func unloadShared(ctx context.Context, c charon.Conn, id string) error {
 	_, err := c.Call(ctx, "unload-shared", msg(map[string]any{"id": id}))
 	return err
 }
@@ -401,7 +402,7 @@ func unloadShared(ctx context.Context, c Conn, id string) error {
 // reauthenticate makes site's IKE SA with peer reauthenticate and waits
 // for the replacement: an ESTABLISHED IKE SA of that connection with a
 // higher unique id than any before and every CHILD SA installed.
-func (p *Provider) reauthenticate(ctx context.Context, c Conn, site, peer string) error {
+func (p *Provider) reauthenticate(ctx context.Context, c charon.Conn, site, peer string) error {
 	before, err := listSAs(ctx, c, peer)
 	if err != nil {
 		return err
@@ -422,7 +423,7 @@ func (p *Provider) reauthenticate(ctx context.Context, c Conn, site, peer string
 	var downs <-chan *vici.Message
 	if wc, err := p.dial.Dial(watchCtx, site); err == nil {
 		defer wc.Close()
-		if w, ok := wc.(EventWatcher); ok {
+		if w, ok := wc.(charon.EventWatcher); ok {
 			if ch, err := w.Watch(watchCtx, "ike-updown"); err == nil {
 				downs = ch
 			}
@@ -496,7 +497,7 @@ func (p *Provider) reauthenticate(ctx context.Context, c Conn, site, peer string
 }
 
 // childNames lists the CHILD SA configurations of a loaded connection.
-func childNames(ctx context.Context, c Conn, conn string) ([]string, error) {
+func childNames(ctx context.Context, c charon.Conn, conn string) ([]string, error) {
 	evs, err := c.Stream(ctx, "list-conns", "list-conn", msg(map[string]any{"ike": conn}))
 	if err != nil {
 		return nil, fmt.Errorf("listing connection %q: %w", conn, err)

@@ -16,7 +16,9 @@ import (
 	"github.com/strongswan/govici/vici"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/providers/strongswan"
 )
 
@@ -24,7 +26,7 @@ import (
 // charon and kernel-libipsec needed; the test skips otherwise).
 func charonMesh(t *testing.T, prefix string, sites ...string) (*netlab.StrongSwanMesh, strongswan.SocketDialer, map[string]strongswan.Site) {
 	t.Helper()
-	netlab.SkipStrongSwan(t)
+	netlabtest.SkipStrongSwan(t)
 	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: prefix, Sites: sites})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +52,7 @@ func charonMesh(t *testing.T, prefix string, sites ...string) (*netlab.StrongSwa
 	return m, d, ids
 }
 
-func sharedKeys(t *testing.T, d strongswan.Dialer, site string) []string {
+func sharedKeys(t *testing.T, d charon.Dialer, site string) []string {
 	t.Helper()
 	c, err := d.Dial(t.Context(), site)
 	if err != nil {
@@ -104,7 +106,7 @@ func TestRevokePeerWithCharon(t *testing.T) {
 // reauthenticate asks site to reauthenticate its IKE SA with peer and
 // waits for an established replacement: proof that the keys loaded at both
 // ends authenticate.
-func reauthenticate(t *testing.T, d strongswan.Dialer, site, peer string) error {
+func reauthenticate(t *testing.T, d charon.Dialer, site, peer string) error {
 	t.Helper()
 	c, err := d.Dial(t.Context(), site)
 	if err != nil {
@@ -173,13 +175,13 @@ func TestRotatePSKWithCharon(t *testing.T) {
 
 // refuser makes site load a random key whenever a new shared key arrives.
 type refuser struct {
-	strongswan.Dialer
+	charon.Dialer
 	site string
 }
 
-type refusingConn struct{ strongswan.Conn }
+type refusingConn struct{ charon.Conn }
 
-func (r refuser) Dial(ctx context.Context, site string) (strongswan.Conn, error) {
+func (r refuser) Dial(ctx context.Context, site string) (charon.Conn, error) {
 	c, err := r.Dialer.Dial(ctx, site)
 	if err != nil || site != r.site {
 		return c, err
@@ -189,7 +191,7 @@ func (r refuser) Dial(ctx context.Context, site string) (strongswan.Conn, error)
 
 // Watch passes the optional capability through the wrapper.
 func (c refusingConn) Watch(ctx context.Context, event string) (<-chan *vici.Message, error) {
-	return c.Conn.(strongswan.EventWatcher).Watch(ctx, event)
+	return c.Conn.(charon.EventWatcher).Watch(ctx, event)
 }
 
 func (c refusingConn) Call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error) {
@@ -284,7 +286,7 @@ func (fakeConn) Close() error { return nil }
 
 type fakeDialer struct{ conn fakeConn }
 
-func (f fakeDialer) Dial(context.Context, string) (strongswan.Conn, error) { return f.conn, nil }
+func (f fakeDialer) Dial(context.Context, string) (charon.Conn, error) { return f.conn, nil }
 
 func TestValidationAndErrors(t *testing.T) {
 	var mu sync.Mutex

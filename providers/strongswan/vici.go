@@ -7,33 +7,8 @@ import (
 	"net"
 
 	"github.com/strongswan/govici/vici"
+	"github.com/warden-ir/warden/internal/charon"
 )
-
-// Conn is one VICI connection to a site's charon. The provider opens one
-// per operation and closes it.
-type Conn interface {
-	// Call runs a command and returns charon's reply; a reply with
-	// success=no is an error.
-	Call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error)
-	// Stream runs a streamed command (list-sas, list-conns) and returns the
-	// events of the given name it produced, in order.
-	Stream(ctx context.Context, cmd, event string, in *vici.Message) ([]*vici.Message, error)
-	Close() error
-}
-
-// EventWatcher is an optional capability of a Conn: delivering charon's
-// events of one type as they come, until ctx ends or the Conn is closed.
-// With it, a failed reauthentication is seen at once (charon reports the
-// new IKE SA going down); without it, only by a timeout.
-type EventWatcher interface {
-	Watch(ctx context.Context, event string) (<-chan *vici.Message, error)
-}
-
-// Dialer opens a VICI connection to a site's charon. Tests wrap a Dialer to
-// inject faults; an agent could proxy one.
-type Dialer interface {
-	Dial(ctx context.Context, site string) (Conn, error)
-}
 
 // SocketDialer dials each site's VICI unix socket, by site name.
 type SocketDialer map[string]string
@@ -43,7 +18,7 @@ type SocketDialer map[string]string
 const maxStreamed = 16384
 
 // Dial connects to the site's socket.
-func (d SocketDialer) Dial(ctx context.Context, site string) (Conn, error) {
+func (d SocketDialer) Dial(ctx context.Context, site string) (charon.Conn, error) {
 	path, ok := d[site]
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownSite, site)
@@ -64,9 +39,9 @@ func (d SocketDialer) Dial(ctx context.Context, site string) (Conn, error) {
 type session struct{ s *vici.Session }
 
 var (
-	_ Conn         = (*session)(nil)
-	_ EventWatcher = (*session)(nil)
-	_ Dialer       = SocketDialer(nil)
+	_ charon.Conn         = (*session)(nil)
+	_ charon.EventWatcher = (*session)(nil)
+	_ charon.Dialer       = SocketDialer(nil)
 )
 
 func (c *session) Call(ctx context.Context, cmd string, in *vici.Message) (*vici.Message, error) {

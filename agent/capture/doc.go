@@ -1,0 +1,14 @@
+// Package capture collects a gateway's volatile evidence for `warden agent`
+// (Collect): connections and listening sockets, processes with executable
+// hashes, routes, addresses and neighbours, firewall rule sets, WireGuard
+// and strongSwan state, logged-in users, login history, log tails and the
+// kernel's identity — each artefact (wire.Artefact) hashed with SHA-256 when
+// read, plus a manifest to check a copy against later (Manifest.Verify).
+//
+// It owns only the reading. It must not change anything on the gateway (no
+// kernel, firewall or tunnel state), must never record a WireGuard private
+// or preshared key, must not run a shell (tools are exec'd with argument
+// arrays), and must not store or send what it read: the agent returns it,
+// and the controller's evidence ledger keeps it. It runs only on the
+// gateway: nothing of the controller, no provider, is imported here.
+package capture

@@ -1,0 +1,323 @@
+package netfilter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// BlockChain is the blocklist's own chain in table raw, for IPv4 and IPv6.
+// The quarantine's chain (QuarantineChain, table filter) is never touched
+// by it.
+const BlockChain = "WARDEN-BLOCK"
+
+// blockHookChains are table raw's built-in chains the blocklist is jumped
+// to from: PREROUTING covers input and forward, OUTPUT what the host sends.
+var blockHookChains = []string{"PREROUTING", "OUTPUT"}
+
+// IPTablesBlocklist is the iptables blocklist: a chain WARDEN-BLOCK in
+// table raw with a "-s P -j DROP" and a "-d P -j DROP" per prefix, jumped to
+// as the first rule of raw's PREROUTING and OUTPUT, for iptables and
+// ip6tables. Table raw runs before conntrack and every other table, and a
+// DROP there is final, so an ESTABLISHED accept in filter never sees a
+// blocked packet. Each family is changed in one iptables-restore --noflush
+// transaction (chain declared, which flushes it, refilled, jumps fixed,
+// COMMIT).
+type IPTablesBlocklist struct {
+	log *slog.Logger
+	// tools is an iptables backend used only for its located binaries,
+	// its namespace-bound command runner and its per-family fan-out; it
+	// never applies a quarantine.
+	tools *IPTables
+
+	mu sync.Mutex // serialises read-compare-write; iptables has no compare-and-swap
+}
+
+var _ Blocklist = (*IPTablesBlocklist)(nil)
+
+// NewIPTablesBlocklist returns the iptables blocklist bound to the calling
+// thread's network namespace. Close releases it.
+func NewIPTablesBlocklist(log *slog.Logger) (*IPTablesBlocklist, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tools, err := NewIPTables(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	b := &IPTablesBlocklist{log: log.With("backend", BackendIPTables, "component", "blocklist"), tools: tools}
+	// iptables-legacy needs the iptable_raw module; iptables-nft creates
+	// the table on first use. Reading it tells both apart from a host
+	// without table raw.
+	if _, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
+		_, err := b.read(context.Background(), f)
+		return false, err
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(err, tools.Close()))
+	}
+	return b, nil
+}
+
+// Close releases the namespace handle.
+func (b *IPTablesBlocklist) Close() error { return b.tools.Close() }
+
+// Set implements Blocklist. The two families are handled concurrently,
+// each in its own transaction.
+func (b *IPTablesBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error) {
+	want, err := newBlockList(ps)
+	if err != nil {
+		return false, err
+	}
+	if err := refuseOwnAddresses(b.tools.ns, want); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		var script []byte
+		if want.empty() {
+			script = cur.removeScript()
+		} else if fs := cur.observe(); !fs.enforced() || !slices.Equal(fs.prefixes, want.family(f.family)) {
+			script = cur.applyScript(want.family(f.family))
+		}
+		if script == nil {
+			return false, nil
+		}
+		if err := b.tools.run(ctx, f.restore, []string{"--wait=5", "--noflush"}, script, nil); err != nil {
+			return false, fmt.Errorf("setting %s blocklist: %w", f.family, err)
+		}
+		return true, nil
+	})
+	if len(changed) > 0 {
+		b.log.InfoContext(ctx, "blocklist set", "families", changed, "prefixes", len(want.v4)+len(want.v6), "took", time.Since(start))
+	}
+	return len(changed) > 0, err
+}
+
+// Observe implements Blocklist.
+func (b *IPTablesBlocklist) Observe(ctx context.Context) (BlockState, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var mu sync.Mutex
+	got := map[Family]rawFamilyState{}
+	_, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got[f.family] = cur.observe()
+		return false, nil
+	})
+	if err != nil {
+		return BlockState{}, fmt.Errorf("observing iptables blocklist: %w", err)
+	}
+	return blockStateIPT(got[IPv4], got[IPv6]), nil
+}
+
+// read lists one family's table raw with a single `iptables -t raw -S`.
+func (b *IPTablesBlocklist) read(ctx context.Context, f iptFamily) (rawTable, error) {
+	var out bytes.Buffer
+	if err := b.tools.run(ctx, f.cmd, []string{"--wait=5", "-t", "raw", "-S"}, nil, &out); err != nil {
+		return rawTable{}, fmt.Errorf("reading %s table raw: %w", f.family, err)
+	}
+	return parseRawTable(out.String()), nil
+}
+
+// rawTable is what the blocklist cares about in one family's table raw.
+type rawTable struct {
+	chainExists bool
+	// jumps holds, per built-in chain, the 1-based positions of the jump
+	// to BlockChain.
+	jumps map[string][]int
+	// rules are BlockChain's rules as `iptables -S` prints them.
+	rules []string
+}
+
+func parseRawTable(out string) rawTable {
+	rt := rawTable{jumps: map[string][]int{}}
+	pos := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		switch {
+		case fields[0] == "-N" && fields[1] == BlockChain:
+			rt.chainExists = true
+		case fields[0] == "-A" && fields[1] == BlockChain:
+			rt.rules = append(rt.rules, line)
+		case fields[0] == "-A":
+			pos[fields[1]]++
+			if line == "-A "+fields[1]+" -j "+BlockChain {
+				rt.jumps[fields[1]] = append(rt.jumps[fields[1]], pos[fields[1]])
+			}
+		}
+	}
+	return rt
+}
+
+// blockRules renders BlockChain's rules for one family's prefixes, as
+// `iptables -S` prints them.
+func blockRules(ps []netip.Prefix) []string {
+	a := "-A " + BlockChain
+	var out []string
+	for _, p := range ps {
+		out = append(out, a+" -s "+p.String()+" -j DROP", a+" -d "+p.String()+" -j DROP")
+	}
+	return out
+}
+
+// applyScript is one iptables-restore transaction that makes the table hold
+// exactly the blocklist for ps. Declaring the chain creates or flushes it.
+func (rt rawTable) applyScript(ps []netip.Prefix) []byte {
+	var s strings.Builder
+	s.WriteString("*raw\n:" + BlockChain + " - [0:0]\n")
+	for _, r := range blockRules(ps) {
+		s.WriteString(r + "\n")
+	}
+	for _, chain := range blockHookChains {
+		if slices.Equal(rt.jumps[chain], []int{1}) {
+			continue
+		}
+		for range rt.jumps[chain] {
+			s.WriteString("-D " + chain + " -j " + BlockChain + "\n")
+		}
+		s.WriteString("-I " + chain + " 1 -j " + BlockChain + "\n")
+	}
+	s.WriteString("COMMIT\n")
+	return []byte(s.String())
+}
+
+// removeScript deletes the jumps, then the chain (which cannot go while a
+// jump references it), in one transaction; nil when nothing is there.
+func (rt rawTable) removeScript() []byte {
+	var s strings.Builder
+	for _, chain := range blockHookChains {
+		for range rt.jumps[chain] {
+			s.WriteString("-D " + chain + " -j " + BlockChain + "\n")
+		}
+	}
+	if rt.chainExists {
+		s.WriteString("-F " + BlockChain + "\n-X " + BlockChain + "\n")
+	}
+	if s.Len() == 0 {
+		return nil
+	}
+	return []byte("*raw\n" + s.String() + "COMMIT\n")
+}
+
+// rawFamilyState is one family's blocklist as read back.
+type rawFamilyState struct {
+	installed bool
+	prefixes  []netip.Prefix // dropped both ways, merged
+	faults    []string
+}
+
+func (fs rawFamilyState) enforced() bool { return fs.installed && len(fs.faults) == 0 }
+
+// observe interprets the table: which prefixes are dropped both ways, and
+// every way the chain and its jumps differ from what Set writes. Rule order
+// inside the chain does not matter (every rule drops); the jumps must be
+// the first rule of PREROUTING and OUTPUT.
+func (rt rawTable) observe() rawFamilyState {
+	fs := rawFamilyState{installed: rt.chainExists}
+	if !rt.chainExists {
+		return fs
+	}
+	for _, chain := range blockHookChains {
+		switch j := rt.jumps[chain]; {
+		case len(j) == 0:
+			fs.faults = append(fs.faults, fmt.Sprintf("%s does not jump to %s", chain, BlockChain))
+		case j[0] != 1:
+			fs.faults = append(fs.faults, fmt.Sprintf("%s: another rule is evaluated before %s", chain, BlockChain))
+		case len(j) > 1:
+			fs.faults = append(fs.faults, fmt.Sprintf("%s jumps to %s %d times", chain, BlockChain, len(j)))
+		}
+	}
+	src, dst := map[netip.Prefix]int{}, map[netip.Prefix]int{}
+	for _, r := range rt.rules {
+		spec := strings.TrimPrefix(r, "-A "+BlockChain+" ")
+		if p, ok := parseDrop(spec, "-s"); ok {
+			src[p]++
+		} else if p, ok := parseDrop(spec, "-d"); ok {
+			dst[p]++
+		} else {
+			fs.faults = append(fs.faults, "foreign rule "+spec)
+		}
+	}
+	var both []netip.Prefix
+	for p, n := range src {
+		switch {
+		case dst[p] == 0:
+			fs.faults = append(fs.faults, fmt.Sprintf("%v dropped as source only", p))
+		case n > 1 || dst[p] > 1:
+			fs.faults = append(fs.faults, fmt.Sprintf("%v dropped by duplicate rules", p))
+			both = append(both, p)
+		default:
+			both = append(both, p)
+		}
+	}
+	for p := range dst {
+		if src[p] == 0 {
+			fs.faults = append(fs.faults, fmt.Sprintf("%v dropped as destination only", p))
+		}
+	}
+	slices.Sort(fs.faults)
+	fs.prefixes = mergePrefixes(both)
+	return fs
+}
+
+// parseDrop recognises "-s P -j DROP" (dir "-s") or "-d P -j DROP".
+func parseDrop(spec, dir string) (netip.Prefix, bool) {
+	fields := strings.Fields(spec)
+	if len(fields) != 4 || fields[0] != dir || fields[2] != "-j" || fields[3] != "DROP" {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(fields[1])
+	if err != nil || p != p.Masked() {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// blockStateIPT combines the two families. A non-empty blocklist installs
+// both families' chains, even one with no prefix, so a family whose chain
+// is gone is a fault.
+func blockStateIPT(v4, v6 rawFamilyState) BlockState {
+	st := BlockState{Backend: BackendIPTables, Installed: v4.installed || v6.installed}
+	if !st.Installed {
+		return st
+	}
+	for _, f := range []struct {
+		fam Family
+		fs  rawFamilyState
+	}{{IPv4, v4}, {IPv6, v6}} {
+		if !f.fs.installed {
+			st.Faults = append(st.Faults, fmt.Sprintf("%s: chain %s missing", f.fam, BlockChain))
+		}
+		for _, flt := range f.fs.faults {
+			st.Faults = append(st.Faults, fmt.Sprintf("%s: %s", f.fam, flt))
+		}
+	}
+	st.Prefixes = append(slices.Clone(v4.prefixes), v6.prefixes...)
+	if len(st.Prefixes) == 0 {
+		st.Faults = append(st.Faults, "installed but blocks nothing")
+	}
+	st.Enforced = len(st.Faults) == 0
+	return st
+}

@@ -1,0 +1,326 @@
+package netfilter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Names in the nftables blocklist.
+const (
+	// NFTBlockTable is the blocklist's own table, family inet (IPv4 and
+	// IPv6). The quarantine's table (NFTTable) is never touched by it.
+	NFTBlockTable = "warden_block"
+	nftBlock4     = "block4"
+	nftBlock6     = "block6"
+	nftBlock4ID   = 1 // set IDs only need to be unique within a batch
+	nftBlock6ID   = 2
+)
+
+// NFTBlocklist is the nftables blocklist: one table "inet warden_block"
+// with two interval sets of blocked prefixes and two base chains, prerouting
+// and output at priority NFTPriority (-300, before conntrack), each dropping
+// packets whose source or destination is in a set. A drop is final in
+// nftables, so no accept in another table can let a blocked packet through.
+// Set is one atomic netlink transaction for both families.
+//
+// Like NFTables it keeps one netlink connection for its whole life (see
+// there for why).
+type NFTBlocklist struct {
+	log *slog.Logger
+	nftConn
+}
+
+var _ Blocklist = (*NFTBlocklist)(nil)
+
+// NewNFTBlocklist returns the nftables blocklist bound to the calling
+// thread's network namespace. Close releases it.
+func NewNFTBlocklist(log *slog.Logger) (*NFTBlocklist, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &NFTBlocklist{log: log.With("backend", BackendNFTables, "component", "blocklist")}
+	if err := b.open(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Set implements Blocklist.
+func (b *NFTBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error) {
+	want, err := newBlockList(ps)
+	if err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if err := refuseOwnAddresses(b.ns, want); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed := false
+	err = b.withConn(func(c *nftables.Conn) error {
+		cur, err := readNFTTable(c, nftBlockTable())
+		if err != nil {
+			return err
+		}
+		if want.empty() && !cur.exists {
+			return nil
+		}
+		if st := blockStateNFT(cur); !want.empty() && st.Enforced && slices.Equal(st.Prefixes, want.all()) {
+			return nil
+		}
+		if cur.exists {
+			// Create-then-delete: safe even if the table vanished since the
+			// read; with the refill below it is one transaction, so packets
+			// see the old blocklist or the new one, never none.
+			c.AddTable(cur.table)
+			c.DelTable(cur.table)
+		}
+		if !want.empty() {
+			if err := desiredBlockNFT(want).queue(c); err != nil {
+				return err
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("committing table inet %s: %w", NFTBlockTable, err)
+		}
+		changed = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("setting nftables blocklist: %w", err)
+	}
+	if changed {
+		b.log.InfoContext(ctx, "blocklist set", "prefixes", len(want.v4)+len(want.v6), "took", time.Since(start))
+	}
+	return changed, nil
+}
+
+// Observe implements Blocklist.
+func (b *NFTBlocklist) Observe(ctx context.Context) (BlockState, error) {
+	if err := ctx.Err(); err != nil {
+		return BlockState{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var cur nftModel
+	err := b.withConn(func(c *nftables.Conn) error {
+		var err error
+		cur, err = readNFTTable(c, nftBlockTable())
+		return err
+	})
+	if err != nil {
+		return BlockState{}, fmt.Errorf("observing nftables blocklist: %w", err)
+	}
+	return blockStateNFT(cur), nil
+}
+
+func nftBlockTable() *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyINet, Name: NFTBlockTable}
+}
+
+// nftBlockHooks are the blocklist's base chains: prerouting covers input
+// and forward, output what the host sends.
+var nftBlockHooks = []struct {
+	name string
+	hook *nftables.ChainHook
+}{{"output", nftables.ChainHookOutput}, {"prerouting", nftables.ChainHookPrerouting}}
+
+// desiredBlockNFT builds the table Set installs for a non-empty blocklist.
+// Both sets and all four drops exist even when a family has no prefix, so
+// the structure never depends on the contents.
+func desiredBlockNFT(bl blockList) nftModel {
+	t := nftBlockTable()
+	m := nftModel{table: t, exists: true, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+	s4 := &nftables.Set{Table: t, ID: nftBlock4ID, Name: nftBlock4, KeyType: nftables.TypeIPAddr, Interval: true}
+	s6 := &nftables.Set{Table: t, ID: nftBlock6ID, Name: nftBlock6, KeyType: nftables.TypeIP6Addr, Interval: true}
+	m.sets = []*nftables.Set{s4, s6}
+	m.elems[nftBlock4] = setElements(toRanges(bl.v4))
+	m.elems[nftBlock6] = setElements(toRanges(bl.v6))
+	accept := nftables.ChainPolicyAccept
+	for _, h := range nftBlockHooks {
+		ch := &nftables.Chain{
+			Table: t, Name: h.name, Type: nftables.ChainTypeFilter,
+			Hooknum: h.hook, Priority: nftables.ChainPriorityRef(NFTPriority), Policy: &accept,
+		}
+		m.chains = append(m.chains, ch)
+		for _, d := range blockDrops() {
+			m.rules[h.name] = append(m.rules[h.name], &nftables.Rule{Table: t, Chain: ch, Exprs: d.exprs(s4, s6)})
+		}
+	}
+	return m
+}
+
+// blockDrop is one of the four drops each blocklist chain holds.
+type blockDrop struct {
+	name  string // as nft would print it, for faults
+	proto byte   // NFPROTO_IPV4 or NFPROTO_IPV6
+	off   uint32 // of the address in the network header
+	len   uint32
+	v6    bool
+}
+
+func blockDrops() []blockDrop {
+	return []blockDrop{
+		{"ip saddr @" + nftBlock4 + " drop", unix.NFPROTO_IPV4, 12, 4, false},
+		{"ip daddr @" + nftBlock4 + " drop", unix.NFPROTO_IPV4, 16, 4, false},
+		{"ip6 saddr @" + nftBlock6 + " drop", unix.NFPROTO_IPV6, 8, 16, true},
+		{"ip6 daddr @" + nftBlock6 + " drop", unix.NFPROTO_IPV6, 24, 16, true},
+	}
+}
+
+// exprs: meta nfproto P; payload load; lookup @set; counter (evidence of
+// what was stopped); drop.
+func (d blockDrop) exprs(s4, s6 *nftables.Set) []expr.Any {
+	s := s4
+	if d.v6 {
+		s = s6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{d.proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: d.off, Len: d.len},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// readNFTTable reads one inet table back from the kernel (readNFT does the
+// same for the quarantine's table).
+func readNFTTable(c *nftables.Conn, t *nftables.Table) (nftModel, error) {
+	m := nftModel{table: t, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+	tables, err := c.ListTablesOfFamily(t.Family)
+	if err != nil {
+		return m, fmt.Errorf("listing inet tables: %w", err)
+	}
+	m.exists = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name })
+	if !m.exists {
+		return m, nil
+	}
+	chains, err := c.ListChainsOfTableFamily(t.Family)
+	if err != nil {
+		return m, fmt.Errorf("listing inet chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != t.Name {
+			continue
+		}
+		ch.Table = t
+		rules, err := c.GetRules(t, ch)
+		if err != nil {
+			return m, fmt.Errorf("listing rules of chain %s: %w", ch.Name, err)
+		}
+		m.chains = append(m.chains, ch)
+		m.rules[ch.Name] = rules
+	}
+	slices.SortFunc(m.chains, func(a, b *nftables.Chain) int { return strings.Compare(a.Name, b.Name) })
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return m, fmt.Errorf("listing sets: %w", err)
+	}
+	for _, s := range sets {
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return m, fmt.Errorf("listing elements of set %s: %w", s.Name, err)
+		}
+		m.sets = append(m.sets, s)
+		m.elems[s.Name] = elems
+	}
+	slices.SortFunc(m.sets, func(a, b *nftables.Set) int { return strings.Compare(a.Name, b.Name) })
+	return m, nil
+}
+
+// blockStateNFT interprets the table read back: the prefixes in its sets,
+// and every way its structure differs from what Set writes.
+func blockStateNFT(m nftModel) BlockState {
+	st := BlockState{Backend: BackendNFTables}
+	if !m.exists {
+		return st
+	}
+	st.Installed = true
+	want := desiredBlockNFT(blockList{})
+	var faults []string
+
+	var ps []netip.Prefix
+	for _, ws := range want.sets {
+		i := slices.IndexFunc(m.sets, func(s *nftables.Set) bool { return s.Name == ws.Name })
+		if i < 0 {
+			faults = append(faults, fmt.Sprintf("set %s missing", ws.Name))
+			continue
+		}
+		if got, w := blockSetText(m.sets[i]), blockSetText(ws); got != w {
+			faults = append(faults, fmt.Sprintf("set %s is %q, want %q", ws.Name, got, w))
+			continue
+		}
+		for _, r := range elementRanges(m.elems[ws.Name]) {
+			ps = append(ps, r.prefixes()...)
+		}
+	}
+	for _, s := range m.sets {
+		if !slices.ContainsFunc(want.sets, func(w *nftables.Set) bool { return w.Name == s.Name }) {
+			faults = append(faults, fmt.Sprintf("foreign set %s", s.Name))
+		}
+	}
+
+	for _, wc := range want.chains {
+		i := slices.IndexFunc(m.chains, func(c *nftables.Chain) bool { return c.Name == wc.Name })
+		if i < 0 {
+			faults = append(faults, fmt.Sprintf("chain %s missing: nothing dropped there", wc.Name))
+			continue
+		}
+		if got, w := chainText(m.chains[i]), chainText(wc); got != w {
+			faults = append(faults, fmt.Sprintf("chain %s is %q, want %q", wc.Name, got, w))
+		}
+		seen := map[string]int{}
+		for _, r := range m.rules[wc.Name] {
+			seen[ruleText(r)]++
+		}
+		for j, d := range blockDrops() {
+			text := ruleText(want.rules[wc.Name][j])
+			switch n := seen[text]; {
+			case n == 0:
+				faults = append(faults, fmt.Sprintf("chain %s: %q missing", wc.Name, d.name))
+			case n > 1:
+				faults = append(faults, fmt.Sprintf("chain %s: %q present %d times", wc.Name, d.name, n))
+			}
+			delete(seen, text)
+		}
+		for _, r := range m.rules[wc.Name] {
+			if _, foreign := seen[ruleText(r)]; foreign {
+				faults = append(faults, fmt.Sprintf("chain %s: foreign rule %s", wc.Name, ruleText(r)))
+			}
+		}
+	}
+	for _, c := range m.chains {
+		if !slices.ContainsFunc(want.chains, func(w *nftables.Chain) bool { return w.Name == c.Name }) {
+			faults = append(faults, fmt.Sprintf("foreign chain %s", chainText(c)))
+		}
+	}
+
+	st.Prefixes = mergePrefixes(ps)
+	if len(st.Prefixes) == 0 {
+		faults = append(faults, "installed but blocks nothing")
+	}
+	st.Faults = faults
+	st.Enforced = len(faults) == 0
+	return st
+}
+
+// blockSetText is what matters of a set's definition: a timeout flag, say,
+// would let blocked prefixes expire.
+func blockSetText(s *nftables.Set) string {
+	return fmt.Sprintf("type %s interval=%t map=%t timeout=%t constant=%t", s.KeyType.Name, s.Interval, s.IsMap, s.HasTimeout, s.Constant)
+}

@@ -1,0 +1,417 @@
+package netfilter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/warden-ir/warden/agent/netns"
+	"github.com/warden-ir/warden/agent/wire"
+)
+
+// QuarantineChain is the iptables chain Warden owns in table filter, for
+// IPv4 and IPv6.
+const QuarantineChain = "WARDEN-QUARANTINE"
+
+// IPTables is the iptables backend (iptables-nft or iptables-legacy, as the
+// host's alternatives select).
+//
+// The chain is written in one iptables-restore --noflush transaction per
+// family (chain declared, which flushes it, refilled, jumps fixed, COMMIT),
+// so a packet never sees a half-built quarantine, and the whole change costs
+// one process per family instead of one per rule. The state is read with one
+// `iptables -S` per family. go-iptables locates and checks the binaries.
+type IPTables struct {
+	log *slog.Logger
+	ns  netns.Namespace
+
+	mu       sync.Mutex // serialises read-compare-write; iptables itself has no compare-and-swap
+	families []iptFamily
+}
+
+type iptFamily struct {
+	family  Family
+	cmd     string // iptables or ip6tables
+	restore string // iptables-restore or ip6tables-restore
+}
+
+var _ Quarantine = (*IPTables)(nil)
+
+// hookChains maps hooks to table filter's built-in chains.
+func hookChains() map[Hook]string {
+	return map[Hook]string{HookInput: "INPUT", HookOutput: "OUTPUT", HookForward: "FORWARD"}
+}
+
+// NewIPTables returns the iptables backend bound to the calling thread's
+// network namespace. Close releases it.
+func NewIPTables(log *slog.Logger) (*IPTables, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &IPTables{log: log.With("backend", BackendIPTables)}
+	for _, f := range []struct {
+		family  Family
+		proto   iptables.Protocol
+		restore string
+	}{{IPv4, iptables.ProtocolIPv4, "iptables-restore"}, {IPv6, iptables.ProtocolIPv6, "ip6tables-restore"}} {
+		// go-iptables finds the binary and checks that it runs.
+		if _, err := iptables.New(iptables.IPFamily(f.proto), iptables.Timeout(5)); err != nil {
+			return nil, fmt.Errorf("%w: finding %s iptables: %w", ErrUnavailable, f.family, err)
+		}
+		name := "iptables"
+		if f.family == IPv6 {
+			name = "ip6tables"
+		}
+		cmd, err := exec.LookPath(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: finding %s: %w", ErrUnavailable, name, err)
+		}
+		restore, err := exec.LookPath(f.restore)
+		if err != nil {
+			return nil, fmt.Errorf("%w: finding %s: %w", ErrUnavailable, f.restore, err)
+		}
+		b.families = append(b.families, iptFamily{family: f.family, cmd: cmd, restore: restore})
+	}
+	ns, err := netns.Current()
+	if err != nil {
+		return nil, err
+	}
+	b.ns = ns
+	return b, nil
+}
+
+// Close releases the namespace handle.
+func (b *IPTables) Close() error { return b.ns.Close() }
+
+// Apply implements Quarantine. The two families are handled concurrently,
+// each in its own transaction.
+func (b *IPTables) Apply(ctx context.Context, spec wire.QuarantineSpec) (bool, error) {
+	allow, err := allowListOf(spec)
+	if err != nil {
+		return false, err
+	}
+	start := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed, err := b.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		want := iptRules(f.family, allow.family(f.family))
+		if cur.inSync(want) {
+			return false, nil
+		}
+		if err := b.restoreScript(ctx, f, cur.applyScript(want)); err != nil {
+			return false, fmt.Errorf("applying %s quarantine: %w", f.family, err)
+		}
+		return true, nil
+	})
+	if len(changed) > 0 {
+		b.log.InfoContext(ctx, "quarantine applied", "families", changed, "allowed", len(allow.v4)+len(allow.v6), "took", time.Since(start))
+	}
+	return len(changed) > 0, err
+}
+
+// Remove implements Quarantine.
+func (b *IPTables) Remove(ctx context.Context) (bool, error) {
+	start := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	changed, err := b.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		script := cur.removeScript()
+		if script == nil {
+			return false, nil
+		}
+		if err := b.restoreScript(ctx, f, script); err != nil {
+			return false, fmt.Errorf("removing %s quarantine: %w", f.family, err)
+		}
+		return true, nil
+	})
+	if len(changed) > 0 {
+		b.log.InfoContext(ctx, "quarantine removed", "families", changed, "took", time.Since(start))
+	}
+	return len(changed) > 0, err
+}
+
+// Observe implements Quarantine.
+func (b *IPTables) Observe(ctx context.Context) (State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := State{Backend: BackendIPTables}
+	var mu sync.Mutex
+	_, err := b.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		fs := cur.observe(f.family)
+		mu.Lock()
+		defer mu.Unlock()
+		if f.family == IPv4 {
+			st.IPv4 = fs
+		} else {
+			st.IPv6 = fs
+		}
+		return false, nil
+	})
+	if err != nil {
+		return State{}, err
+	}
+	return st, nil
+}
+
+// eachFamily runs fn for IPv4 and IPv6 concurrently (the families live in
+// separate tables) and returns the families fn changed and every error.
+// Each goroutine enters the bound namespace on its own thread (see run).
+func (b *IPTables) eachFamily(fn func(f iptFamily) (bool, error)) ([]Family, error) {
+	changed := make([]bool, len(b.families))
+	errs := make([]error, len(b.families))
+	var wg sync.WaitGroup
+	for i, f := range b.families {
+		wg.Go(func() { changed[i], errs[i] = fn(f) })
+	}
+	wg.Wait()
+	var out []Family
+	for i, f := range b.families {
+		if changed[i] {
+			out = append(out, f.family)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// read lists table filter of one family with a single `iptables -S`.
+func (b *IPTables) read(ctx context.Context, f iptFamily) (filterTable, error) {
+	var out bytes.Buffer
+	err := b.run(ctx, f.cmd, []string{"--wait=5", "-t", "filter", "-S"}, nil, &out)
+	if err != nil {
+		return filterTable{}, fmt.Errorf("reading %s table filter: %w", f.family, err)
+	}
+	return parseFilterTable(out.String()), nil
+}
+
+// restoreScript feeds a generated rule set to iptables-restore on stdin.
+func (b *IPTables) restoreScript(ctx context.Context, f iptFamily, script []byte) error {
+	return b.run(ctx, f.restore, []string{"--wait=5", "--noflush"}, script, nil)
+}
+
+// run executes a command (argument array, no shell) in the bound namespace.
+func (b *IPTables) run(ctx context.Context, path string, args []string, stdin []byte, stdout *bytes.Buffer) error {
+	return b.ns.Do(func() error {
+		cmd := exec.CommandContext(ctx, path, args...)
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if stdout != nil {
+			cmd.Stdout = stdout
+		}
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("running %s %s: %w: %s", path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	})
+}
+
+// iptRules renders the quarantine chain exactly as `iptables -S` prints it.
+func iptRules(f Family, allow []netip.Prefix) []string {
+	a := "-A " + QuarantineChain
+	rules := []string{a + " -i lo -j ACCEPT", a + " -o lo -j ACCEPT"}
+	if f == IPv6 {
+		rules = append(rules, ndRules()...)
+	}
+	for _, p := range allow {
+		rules = append(rules, a+" -s "+p.String()+" -j ACCEPT", a+" -d "+p.String()+" -j ACCEPT")
+	}
+	return append(rules, a+" -j DROP")
+}
+
+// ndRules accept IPv6 neighbour solicitations and advertisements. Hop limit
+// 255 proves they come from the link itself, so they cannot carry traffic to
+// or from anywhere else.
+func ndRules() []string {
+	a := "-A " + QuarantineChain
+	return []string{
+		a + " -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -j ACCEPT",
+		a + " -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m hl --hl-eq 255 -j ACCEPT",
+	}
+}
+
+// filterTable is what Warden cares about in one family's table filter.
+type filterTable struct {
+	chainExists bool
+	// jumps holds, per hook, the 1-based positions of Warden's jump rule.
+	jumps map[Hook][]int
+	// rules are the quarantine chain's rules as `iptables -S` prints them.
+	rules []string
+}
+
+func parseFilterTable(out string) filterTable {
+	ft := filterTable{jumps: map[Hook][]int{}}
+	pos := map[string]int{}
+	chainHook := map[string]Hook{}
+	for h, c := range hookChains() {
+		chainHook[c] = h
+	}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		switch {
+		case fields[0] == "-N" && fields[1] == QuarantineChain:
+			ft.chainExists = true
+		case fields[0] == "-A" && fields[1] == QuarantineChain:
+			ft.rules = append(ft.rules, line)
+		case fields[0] == "-A":
+			pos[fields[1]]++
+			if h, ok := chainHook[fields[1]]; ok && line == jumpRule(fields[1]) {
+				ft.jumps[h] = append(ft.jumps[h], pos[fields[1]])
+			}
+		}
+	}
+	return ft
+}
+
+func jumpRule(chain string) string { return "-A " + chain + " -j " + QuarantineChain }
+
+// inSync reports whether the table already holds exactly the wanted
+// quarantine: the chain's rules, and one jump at the top of each hook.
+func (ft filterTable) inSync(want []string) bool {
+	if !ft.chainExists || !slices.Equal(ft.rules, want) {
+		return false
+	}
+	for _, h := range allHooks() {
+		if !slices.Equal(ft.jumps[h], []int{1}) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyScript is one iptables-restore transaction that makes the table hold
+// the wanted quarantine. Declaring the chain creates it or flushes it.
+func (ft filterTable) applyScript(want []string) []byte {
+	var s strings.Builder
+	s.WriteString("*filter\n:" + QuarantineChain + " - [0:0]\n")
+	for _, r := range want {
+		s.WriteString(r + "\n")
+	}
+	for _, h := range allHooks() {
+		if slices.Equal(ft.jumps[h], []int{1}) {
+			continue
+		}
+		chain := hookChains()[h]
+		for range ft.jumps[h] {
+			s.WriteString("-D " + chain + " -j " + QuarantineChain + "\n")
+		}
+		s.WriteString("-I " + chain + " 1 -j " + QuarantineChain + "\n")
+	}
+	s.WriteString("COMMIT\n")
+	return []byte(s.String())
+}
+
+// removeScript is one transaction deleting the jumps, then the chain (which
+// cannot go while a jump references it). It is nil when there is nothing of
+// Warden's to remove.
+func (ft filterTable) removeScript() []byte {
+	var s strings.Builder
+	for _, h := range allHooks() {
+		for range ft.jumps[h] {
+			s.WriteString("-D " + hookChains()[h] + " -j " + QuarantineChain + "\n")
+		}
+	}
+	if ft.chainExists {
+		s.WriteString("-F " + QuarantineChain + "\n-X " + QuarantineChain + "\n")
+	}
+	if s.Len() == 0 {
+		return nil
+	}
+	return []byte("*filter\n" + s.String() + "COMMIT\n")
+}
+
+// observe interprets the table as a FamilyState.
+func (ft filterTable) observe(f Family) FamilyState {
+	fs := FamilyState{Installed: ft.chainExists}
+	first := true
+	for _, h := range allHooks() {
+		if len(ft.jumps[h]) == 0 {
+			continue
+		}
+		fs.Hooked = append(fs.Hooked, h)
+		first = first && slices.Equal(ft.jumps[h], []int{1})
+	}
+	fs.First = first && len(fs.Hooked) > 0
+
+	a := "-A " + QuarantineChain + " "
+	nd := ndRules()
+	var loIn, loOut, nsol, nadv bool
+	src, dst := map[netip.Prefix]string{}, map[netip.Prefix]string{}
+	for i, r := range ft.rules {
+		spec := strings.TrimPrefix(r, a)
+		switch {
+		case spec == "-i lo -j ACCEPT":
+			loIn = true
+		case spec == "-o lo -j ACCEPT":
+			loOut = true
+		case f == IPv6 && r == nd[0]:
+			nsol = true
+		case f == IPv6 && r == nd[1]:
+			nadv = true
+		case spec == "-j DROP" && i == len(ft.rules)-1:
+			fs.DropsRest = true
+		default:
+			if p, ok := parseAllow(spec, "-s"); ok {
+				src[p] = spec
+			} else if p, ok := parseAllow(spec, "-d"); ok {
+				dst[p] = spec
+			} else {
+				fs.Unexpected = append(fs.Unexpected, spec)
+			}
+		}
+	}
+	fs.Loopback = loIn && loOut
+	fs.NeighborDiscovery = nsol && nadv
+	var both []netip.Prefix
+	for p, spec := range src {
+		if _, ok := dst[p]; ok {
+			both = append(both, p)
+		} else {
+			fs.Unexpected = append(fs.Unexpected, spec)
+		}
+	}
+	for p, spec := range dst {
+		if _, ok := src[p]; !ok {
+			fs.Unexpected = append(fs.Unexpected, spec)
+		}
+	}
+	slices.Sort(fs.Unexpected)
+	fs.Allowed = mergePrefixes(both)
+	return fs
+}
+
+// parseAllow recognises "-s P -j ACCEPT" (dir "-s") or "-d P -j ACCEPT".
+func parseAllow(spec, dir string) (netip.Prefix, bool) {
+	fields := strings.Fields(spec)
+	if len(fields) != 4 || fields[0] != dir || fields[2] != "-j" || fields[3] != "ACCEPT" {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(fields[1])
+	return p, err == nil
+}

@@ -1,0 +1,41 @@
+// Package netlabtest holds the test helpers of netlab: skipping a test,
+// with the reason, when a lab cannot be built on this machine.
+//
+// It owns only those helpers. It is the one place that pairs netlab with
+// the `testing` package, so netlab itself (linked into the warden binary by
+// the demo) must never import it; only tests do.
+package netlabtest
+
+import (
+	"testing"
+
+	"github.com/warden-ir/warden/netlab"
+)
+
+// Skip skips the test, with a message saying what is missing, unless a lab
+// can be built here (see netlab.Available): root, network namespaces, `ip`,
+// and the extra tools named (for example "iptables", "nft") in PATH.
+func Skip(t testing.TB, tools ...string) {
+	t.Helper()
+	if err := netlab.Available(tools...); err != nil {
+		t.Skip(err.Error())
+	}
+}
+
+// SkipWireGuard skips the test, saying what is missing, unless a lab can be
+// built (see Skip) and wireguard-go is installed.
+func SkipWireGuard(t testing.TB) {
+	t.Helper()
+	if err := netlab.WireGuardAvailable(); err != nil {
+		t.Skip(err.Error())
+	}
+}
+
+// SkipStrongSwan skips the test, saying what is missing, unless a lab can be
+// built (see Skip) and charon with the kernel-libipsec plugin is installed.
+func SkipStrongSwan(t testing.TB) {
+	t.Helper()
+	if err := netlab.StrongSwanAvailable(); err != nil {
+		t.Skip(err.Error())
+	}
+}
