@@ -20,6 +20,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/testsupport"
 )
 
 // fakeWG is a set of WireGuard devices; Configure records what it got.
@@ -113,28 +114,9 @@ func (b *fakeBlocker) state() (blocked []netip.Prefix, sets int) {
 	return slices.Clone(b.blocked), len(b.sets)
 }
 
-// logBuffer collects the agent's log output (it is written from the
-// server's goroutines).
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // captureLog makes the harness log to a buffer too, at debug level.
-func (h *harness) captureLog() *logBuffer {
-	buf := &logBuffer{}
+func (h *harness) captureLog() *testsupport.SyncBuffer {
+	buf := &testsupport.SyncBuffer{}
 	h.log = slog.New(slog.NewTextHandler(io.MultiWriter(buf, testWriter{h.t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return buf
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/store"
 )
@@ -214,6 +215,20 @@ func expectStatus(tb testing.TB, r reply, status int) {
 	if r.status != status {
 		tb.Fatalf("status: got %s, want %d", r, status)
 	}
+}
+
+// postAlertmanagerFixture posts the Alertmanager fixture name to a new
+// stack's intake and checks that all n of its alerts were accepted.
+func postAlertmanagerFixture(t *testing.T, name string, n int) (*stack, reply, intakeReply) {
+	t.Helper()
+	s := newStack(t, nil, nil)
+	r := s.call(t, "POST", "/v1/intake/alertmanager", readFixture(t, name))
+	expectStatus(t, r, http.StatusAccepted)
+	got := decodeReply[intakeReply](t, r)
+	if got.Accepted != n || len(got.Results) != n {
+		t.Fatalf("got %d results, want %d: %s", len(got.Results), n, r)
+	}
+	return s, r, got
 }
 
 func readFixture(tb testing.TB, name string) []byte {
@@ -492,13 +507,7 @@ func TestAlertmanagerFixtures(t *testing.T) {
 	}
 	for name, wants := range tests {
 		t.Run(name, func(t *testing.T) {
-			s := newStack(t, nil, nil)
-			r := s.call(t, "POST", "/v1/intake/alertmanager", readFixture(t, name))
-			expectStatus(t, r, http.StatusAccepted)
-			got := decodeReply[intakeReply](t, r)
-			if got.Accepted != len(wants) || len(got.Results) != len(wants) {
-				t.Fatalf("got %d results, want %d: %s", len(got.Results), len(wants), r)
-			}
+			s, _, got := postAlertmanagerFixture(t, name, len(wants))
 			incidents := []string{""}
 			for i, w := range wants {
 				res := got.Results[i]
@@ -688,13 +697,7 @@ func TestAlertmanagerSenderVariants(t *testing.T) {
 	}
 	for name, wants := range tests {
 		t.Run(name, func(t *testing.T) {
-			s := newStack(t, nil, nil)
-			r := s.call(t, "POST", "/v1/intake/alertmanager", readFixture(t, name))
-			expectStatus(t, r, http.StatusAccepted)
-			got := decodeReply[intakeReply](t, r)
-			if got.Accepted != len(wants) || len(got.Results) != len(wants) {
-				t.Fatalf("got %d results, want %d: %s", len(got.Results), len(wants), r)
-			}
+			_, r, got := postAlertmanagerFixture(t, name, len(wants))
 			var skipped []int
 			for i, w := range wants {
 				res := got.Results[i]
@@ -909,7 +912,7 @@ func TestWebhookReplayAfterRestart(t *testing.T) {
 	}
 	before.d.Close(t.Context()) // the restart: a new process state on the same store
 
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	after := newStack(t, withStore, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e := expectError(t, after.call(t, "POST", "/v1/intake/alertmanager", body, withHeader(intake.SignatureHeader, signed)), http.StatusConflict)
 	if !strings.Contains(e.Error, "replay") || strings.Contains(e.Error, secret) || strings.Contains(e.Error, signed) {
@@ -1290,7 +1293,7 @@ func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 		"webhook":        "webhook-SECRET-77e2",
 		"notify channel": "notify-SECRET-1b3d",
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := newStack(t, func(c *config.Config) {
 		c.Server.APIToken = secrets["api token"]
@@ -1372,7 +1375,7 @@ func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 // build with an error that names the problem, not the password.
 func TestNoSecretInConnectError(t *testing.T) {
 	const password = "vsphere-pw-SECRET-31c9"
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	cfg := config.Defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
 	cfg.Server.APIToken = testToken
@@ -1396,24 +1399,6 @@ func TestNoSecretInConnectError(t *testing.T) {
 	if strings.Contains(err.Error(), password) || strings.Contains(logs.String(), password) {
 		t.Errorf("the vCenter password leaks: error %q, log %q", err, logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestUnknownRoutesAndMethodsAnswerJSON(t *testing.T) {

@@ -3,35 +3,16 @@ package controller
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
 )
-
-// stepClock advances one second on every reading, so that "after the
-// quarantine" is a real order between records.
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Second)
-	return c.now
-}
-func (c *stepClock) After(time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
 
 // The default policies' shape: a quarantined gateway's new alerts only
 // notify; otherwise a C2 beacon is contained.
@@ -61,7 +42,7 @@ func newLiveThreatHarness(t *testing.T) *harness {
 	}
 	return newHarness(t, func(o *Options) {
 		o.Policies = pol
-		o.Clock = &stepClock{now: time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)}
+		o.Clock = testsupport.NewStepClock(time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC), time.Second)
 	})
 }
 

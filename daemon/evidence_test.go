@@ -8,8 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/host"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/baseline"
@@ -106,32 +105,15 @@ checks:
 		}
 		return nil
 	}
-	pki := t.TempDir()
-	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := agent.New(agent.Config{
-		CertFile: filepath.Join(pki, agent.AgentCertFile), KeyFile: filepath.Join(pki, agent.AgentKeyFile),
-		ClientCAFile: filepath.Join(pki, agent.CAFile), StateDir: t.TempDir(),
-		Management: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-	}, agent.Deps{
-		Firewall:  nopFirewall{},
-		KillFlows: func(context.Context, []netip.Prefix) (int, error) { return 0, nil },
-		Baseline:  bl,
-		Patch:     host.Patch(l.root, slog.New(slog.DiscardHandler), patching.VerifyHooks{Services: services}),
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.TLS = srv.TLSConfig()
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	pki, url := agenttest.Serve(t, agent.Deps{
+		Firewall: nopFirewall{},
+		Baseline: bl,
+		Patch:    host.Patch(l.root, slog.New(slog.DiscardHandler), patching.VerifyHooks{Services: services}),
+	}, nil)
 	pool := linux.NewAgentPool(linux.AgentTLS{CertFile: filepath.Join(pki, agent.ControllerCertFile),
 		KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}, nil)
 	t.Cleanup(pool.Close)
-	l.gw = inventory.Gateway{ID: "gw-osaka", Agent: ts.URL, ManagementNetworks: []string{"192.0.2.0/24"}}
+	l.gw = inventory.Gateway{ID: "gw-osaka", Agent: url, ManagementNetworks: []string{agenttest.Management}}
 	if l.client, err = pool.For(l.gw); err != nil {
 		t.Fatal(err)
 	}

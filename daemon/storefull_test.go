@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/store"
 )
@@ -70,24 +70,6 @@ func fill(t *testing.T, path string) int64 {
 	}
 }
 
-// syncBuffer is a log sink the daemon's goroutines and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type reply struct {
 	status     int
 	retryAfter string
@@ -114,7 +96,7 @@ func TestFullDiskMakesControllerUnreadyNotBroken(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	d, err := daemon.Build(t.Context(), cfg, daemon.Options{
 		Log:                slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		StoreProbeInterval: 50 * time.Millisecond,

@@ -22,7 +22,6 @@ import (
 	"github.com/strongswan/govici/vici"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/config"
@@ -258,7 +257,7 @@ func newAgentTunnelLab(t *testing.T, v tunnelVariant) *agentTunnelLab {
 			t.Errorf("closing the lab: %v", err)
 		}
 	})
-	l := &agentTunnelLab{t: t, kind: kind, certs: v.certs, lab: lab, dir: t.TempDir(), bin: buildBinary(t), agents: map[string]*nsProc{}, flows: map[rotation.Pair]*netlab.Flow{}}
+	l := &agentTunnelLab{t: t, kind: kind, certs: v.certs, lab: lab, dir: t.TempDir(), bin: buildWarden(t), agents: map[string]*nsProc{}, flows: map[rotation.Pair]*netlab.Flow{}}
 	for _, s := range lab.Sites() {
 		for _, ns := range []string{s.LAN.NS, s.Gateway.NS} {
 			if _, err := lab.ServeEcho(ns, netip.AddrPortFrom(netip.IPv6Unspecified(), tunnelEchoPort)); err != nil {
@@ -431,13 +430,7 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 	if err := cfg.Validate(); err != nil {
 		l.t.Fatalf("lab configuration: %v", err)
 	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(l.dir, "warden.yaml"), raw, 0o600); err != nil {
-		l.t.Fatal(err)
-	}
+	writeConfig(l.t, l.dir, cfg)
 }
 
 // probe sends one UDP echo from p.A's LAN to p.B's, through the tunnel.

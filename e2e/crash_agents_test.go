@@ -25,7 +25,6 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
@@ -418,14 +417,7 @@ func (l *crashTunnelLab) writeCrashConfig(bin string) *crashEnv {
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Drift.Interval = 0
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 10*time.Millisecond, 100*time.Millisecond, 3
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.dir, "warden.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, l.dir, cfg)
 	return &crashEnv{t: t, bin: bin, cfgPath: cfgPath, dbPath: cfg.Store.Path, env: []string{"WARDEN_VSPHERE_PASSWORD=" + vc.Password},
 		api: apiCall{base: "http://" + cfg.Server.Listen, token: labToken}}
 }

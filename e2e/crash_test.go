@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/notify"
 	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
@@ -34,15 +34,29 @@ import (
 )
 
 // buildWarden compiles the real binary once per test.
-func buildWarden(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "warden")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden")
+func buildWarden(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "warden")
+	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building warden: %v\n%s", err, out)
+		tb.Fatalf("building warden: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// writeConfig writes cfg as dir/warden.yaml and returns its path.
+func writeConfig(tb testing.TB, dir string, cfg config.Config) string {
+	tb.Helper()
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := filepath.Join(dir, "warden.yaml")
+	if err := os.WriteFile(p, raw, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 func freeAddr(t *testing.T) string {
@@ -57,31 +71,12 @@ func freeAddr(t *testing.T) string {
 
 type proc struct {
 	cmd *exec.Cmd
-	log *procLog
-}
-
-// procLog collects a process's output; it may be read while the process
-// runs.
-type procLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *procLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *procLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log *testsupport.SyncBuffer
 }
 
 func startServe(t *testing.T, bin, cfgPath string, env []string) *proc {
 	t.Helper()
-	buf := &procLog{}
+	buf := &testsupport.SyncBuffer{}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -113,6 +108,12 @@ func (a apiCall) do(ctx context.Context, method, path string, body []byte) (int,
 	if err != nil {
 		return 0, nil, err
 	}
+	return callAPI(ctx, c, method, path, body)
+}
+
+// callAPI sends a request through c and returns the status and the answer:
+// the JSON of a 2xx, the API's error message otherwise.
+func callAPI(ctx context.Context, c *client.Client, method, path string, body []byte) (int, []byte, error) {
 	var data []byte
 	code, err := c.Call(ctx, method, path, body, &data)
 	var ce *client.Error
@@ -122,8 +123,9 @@ func (a apiCall) do(ctx context.Context, method, path string, body []byte) (int,
 	return code, data, err
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
+	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
@@ -131,7 +133,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
+			tb.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -353,14 +355,7 @@ func newCrashEnv(t *testing.T, bin string) *crashEnv {
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Drift.Interval = 0
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "warden.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, t.TempDir(), cfg)
 	token := "crash-test-token-0123456789"
 	return &crashEnv{
 		t: t, bin: bin, lab: lab, cfgPath: cfgPath, dbPath: cfg.Store.Path,

@@ -531,19 +531,7 @@ func TestLinuxBaselineDrift(t *testing.T) {
 	})
 
 	phase(t, "6 every decision is in the audit chain, and the chain verifies", func(t *testing.T) {
-		l.ctrl.stop()
-		st, err := store.Open(ctx, l.storeDB, "full")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		if _, err := audit.Verify(ctx, st.DB()); err != nil {
-			t.Fatalf("audit chain: %v", err)
-		}
-		entries, err := audit.List(ctx, st.DB(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, entries := l.stopAndVerifyAudit(ctx, t)
 		type want struct {
 			what string
 			ok   func(e audit.Entry, d map[string]any) bool

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,15 +20,17 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/api/client"
 	v1 "github.com/warden-ir/warden/api/v1"
+	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/netlab/netlabtest"
@@ -118,7 +119,7 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 	if opt.Reconcile == 0 {
 		opt.Reconcile = time.Hour
 	}
-	bin := buildBinary(tb)
+	bin := buildWarden(tb)
 	lab, err := netlab.New(tb.Context(), netlab.Options{Prefix: opt.Prefix, Sites: []string{"hq", targetSite, "dc"}})
 	if err != nil {
 		tb.Fatalf("building the namespace lab: %v", err)
@@ -208,18 +209,6 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 	return l
 }
 
-// buildBinary compiles cmd/warden once per test.
-func buildBinary(tb testing.TB) string {
-	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "warden")
-	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building warden: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func (l *linuxLab) runHost(args ...string) {
 	l.tb.Helper()
 	out, err := exec.CommandContext(l.tb.Context(), l.bin, args...).CombinedOutput()
@@ -292,13 +281,7 @@ func (l *linuxLab) writeConfig(pki string) {
 	if err := cfg.Validate(); err != nil {
 		l.tb.Fatalf("lab configuration: %v", err)
 	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		l.tb.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(l.dir, "warden.yaml"), raw, 0o600); err != nil {
-		l.tb.Fatal(err)
-	}
+	writeConfig(l.tb, l.dir, cfg)
 }
 
 // startAgent starts `warden agent` inside the compromised gateway's
@@ -328,17 +311,27 @@ func (l *linuxLab) waitAgent() wire.State {
 
 func (l *linuxLab) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	l.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			l.tb.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitFor(l.tb, what, timeout, cond)
+}
+
+// stopAndVerifyAudit stops the controller, opens its store (closed when
+// the test ends), verifies the audit chain and returns every entry.
+func (l *linuxLab) stopAndVerifyAudit(ctx context.Context, t *testing.T) (*store.Store, []audit.Entry) {
+	t.Helper()
+	l.ctrl.stop()
+	st, err := store.Open(ctx, l.storeDB, "full")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = st.Close() })
+	if _, err := audit.Verify(ctx, st.DB()); err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+	entries, err := audit.List(ctx, st.DB(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, entries
 }
 
 // rulesInKernel reports whether Warden's nftables table exists in the
@@ -499,14 +492,14 @@ func (l *linuxLab) expectCut(t testing.TB, paths ...path) {
 type nsProc struct {
 	name string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testsupport.SyncBuffer
 	done chan struct{}
 	err  error
 }
 
 func startInNS(tb testing.TB, name, ns string, argv ...string) *nsProc {
 	tb.Helper()
-	p := &nsProc{name: name, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &nsProc{name: name, log: &testsupport.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// Should the test binary die, take the process with it.
@@ -549,23 +542,6 @@ func (p *nsProc) stop() {
 	case <-time.After(10 * time.Second):
 		p.kill()
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // nsHTTPClient is an HTTP client whose every connection is a socket created
@@ -613,13 +589,7 @@ func (a *apiNS) do(ctx context.Context, method, path string, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	var data []byte
-	code, err := c.Call(ctx, method, path, body, &data)
-	var ce *client.Error
-	if errors.As(err, &ce) {
-		return ce.StatusCode, []byte(ce.Message), nil
-	}
-	return code, data, err
+	return callAPI(ctx, c, method, path, body)
 }
 
 // call does a request that must answer want and decodes the answer.
@@ -716,19 +686,7 @@ type agentCaller struct {
 
 func newAgentCaller(tb testing.TB, ns, pki, base string) *agentCaller {
 	tb.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, agent.ControllerCertFile), filepath.Join(pki, agent.ControllerKeyFile))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(pki, agent.CAFile))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		tb.Fatal("no CA certificate in ca.pem")
-	}
-	c := nsHTTPClient(ns, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	c := nsHTTPClient(ns, agenttest.ControllerTLS(tb, pki))
 	c.Timeout = 5 * time.Second
 	return &agentCaller{url: base + wire.CommandsPath, c: c}
 }

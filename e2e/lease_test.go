@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
@@ -27,14 +24,7 @@ func TestSecondServeOnOneStoreRefused(t *testing.T) {
 	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
 	cfg.Inventory = demo.Inventory()
 	cfg.Reconcile.Interval = time.Hour
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "warden.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, t.TempDir(), cfg)
 	token := "lease-test-token-0123456789"
 	env := []string{"WARDEN_SERVER_API_TOKEN=" + token}
 	first := startServe(t, bin, cfgPath, env)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
-	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/store"
@@ -279,19 +278,7 @@ func TestLinuxGatewayContainment(t *testing.T) {
 	})
 
 	phase(t, "8 the audit chain and the captured evidence are intact", func(t *testing.T) {
-		l.ctrl.stop()
-		st, err := store.Open(ctx, l.storeDB, "full")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		if _, err := audit.Verify(ctx, st.DB()); err != nil {
-			t.Fatalf("audit chain: %v", err)
-		}
-		entries, err := audit.List(ctx, st.DB(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, entries := l.stopAndVerifyAudit(ctx, t)
 		repaired := false
 		for _, e := range entries {
 			repaired = repaired || (e.Action == "reconcile.repair" && e.Subject == l.gwID)

@@ -18,11 +18,7 @@ import (
 // does anything once the context is cancelled.
 func TestPing(t *testing.T) {
 	netlabtest.Skip(t)
-	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: "pingt", Sites: []string{"a"}})
-	if err != nil {
-		t.Fatalf("building lab: %v", err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
+	lab := netlabtest.New(t, netlab.Options{Prefix: "pingt", Sites: []string{"a"}})
 	site := lab.Sites()[0]
 	gw, c2 := site.Gateway, lab.C2()
 

@@ -156,17 +156,27 @@ func lanEcho(t *testing.T, lab *Lab, from, to string, timeout time.Duration) err
 	return nil
 }
 
+// viciSession opens a session to a site's charon and marshals in for it;
+// the caller closes the session.
+func viciSession(ss StrongSwanSite, in map[string]any) (*vici.Session, *vici.Message, error) {
+	msg, err := vici.MarshalMessage(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, msg, nil
+}
+
 // viciCall sends one command to a site's charon.
 func viciCall(ctx context.Context, ss StrongSwanSite, cmd string, in map[string]any) (*vici.Message, error) {
-	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	s, msg, err := viciSession(ss, in)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	msg, err := vici.MarshalMessage(in)
-	if err != nil {
-		return nil, err
-	}
 	return s.Call(ctx, cmd, msg)
 }
 
@@ -175,15 +185,11 @@ func viciCall(ctx context.Context, ss StrongSwanSite, cmd string, in map[string]
 // CallStreaming (see providers/strongswan): once Call returns, every event
 // of the command is in the buffer.
 func viciStream(ctx context.Context, ss StrongSwanSite, cmd, event string, in map[string]any) ([]*vici.Message, error) {
-	s, err := vici.NewSession(vici.WithSocketPath(ss.Socket))
+	s, msg, err := viciSession(ss, in)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	msg, err := vici.MarshalMessage(in)
-	if err != nil {
-		return nil, err
-	}
 	events := make(chan vici.Event, 1024)
 	s.NotifyEvents(events)
 	if err := s.Subscribe(event); err != nil {

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/testsupport"
 )
 
 // testNow is a fixed clock: every attempt of a Send happens "in the same
@@ -77,26 +77,8 @@ func (r *receiver) requests() []received {
 	return append([]received(nil), r.reqs...)
 }
 
-// logBuffer captures slog output at debug level.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func newTestLogger() (*slog.Logger, *testsupport.SyncBuffer) {
+	b := &testsupport.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
 )
@@ -81,25 +82,6 @@ func (f *fakeAction) Verify(_ context.Context, req actions.Request) (actions.Res
 	return actions.Result{Summary: f.say(1, req)}, nil
 }
 
-// stepClock advances 5 ms every time it is read, so durations are real
-// and predictable without sleeping.
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(5 * time.Millisecond)
-	return c.now
-}
-func (c *stepClock) After(time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
-
 type flow struct {
 	c      *controller.Controller
 	st     *store.Store
@@ -127,7 +109,7 @@ func newFlow(t *testing.T) *flow {
 	}
 	d := config.Defaults()
 	c, err := controller.New(controller.Options{Store: st, Inventory: demoInventory(t), Policies: pol, Actions: cat,
-		Intake: d.Intake, Guards: d.Guards, Executor: d.Executor, Clock: &stepClock{now: fxT0}})
+		Intake: d.Intake, Guards: d.Guards, Executor: d.Executor, Clock: testsupport.NewStepClock(fxT0, 5*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,29 +16,10 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/strongswan"
 )
-
-// instantClock never waits: every timer has already fired, so a unit that
-// does not verify at once times out at once.
-type instantClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *instantClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Millisecond)
-	return c.now
-}
-
-func (c *instantClock) After(time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
 
 // fakeWG models WireGuard devices: who lists whom, and each end's copy of
 // each pair's preshared key. A refusing site stores a different key than
@@ -227,7 +208,7 @@ func newFixture(t *testing.T, sites ...string) *fixture {
 		Vault:     v,
 		Providers: Providers{WireGuard: wg, StrongSwan: ss},
 		Probe:     fakeProbe{wg},
-		Clock:     &instantClock{now: time.Unix(1_700_000_000, 0)},
+		Clock:     testsupport.NewStepClock(time.Unix(1_700_000_000, 0), time.Millisecond),
 		Log:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// The mesh as found: every site key and pair key imported, with secrets.

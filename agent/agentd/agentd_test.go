@@ -3,14 +3,11 @@ package agentd_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/agentd"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/netlab/netlabtest"
@@ -196,19 +194,7 @@ func newPKI(t *testing.T) string {
 // dir.
 func controllerClient(t *testing.T, dir string) *http.Client {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, agent.ControllerCertFile), filepath.Join(dir, agent.ControllerKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(dir, agent.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		t.Fatal("no CA certificate in the lab PKI")
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}}
+	tr := &http.Transport{TLSClientConfig: agenttest.ControllerTLS(t, dir)}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }

@@ -272,18 +272,7 @@ func TestCaptureWireGuardSecrets(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	priv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	psk, err := wgtypes.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerPriv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, psk, peerPriv := wgTestKeys(t)
 	wg, err := wgctrl.New()
 	if err != nil {
 		t.Fatal(err)

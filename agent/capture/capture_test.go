@@ -384,19 +384,25 @@ func assertNoSecret(t *testing.T, where string, content []byte, keys ...wgtypes.
 	}
 }
 
+// wgTestKeys generates a device's private key, a preshared key and its
+// peer's private key.
+func wgTestKeys(t *testing.T) (priv, psk, peerPriv wgtypes.Key) {
+	t.Helper()
+	var err error
+	if priv, err = wgtypes.GeneratePrivateKey(); err != nil {
+		t.Fatal(err)
+	}
+	if psk, err = wgtypes.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	if peerPriv, err = wgtypes.GeneratePrivateKey(); err != nil {
+		t.Fatal(err)
+	}
+	return priv, psk, peerPriv
+}
+
 func TestWgDeviceFromWgctrlOmitsSecrets(t *testing.T) {
-	priv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	psk, err := wgtypes.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerPriv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, psk, peerPriv := wgTestKeys(t)
 	d := &wgtypes.Device{
 		Name: "wg0", Type: wgtypes.LinuxKernel, PrivateKey: priv, PublicKey: priv.PublicKey(), ListenPort: 51820,
 		Peers: []wgtypes.Peer{{

@@ -3,8 +3,6 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/wire"
 )
@@ -237,20 +236,10 @@ func TestAgentOnRealFirewall(t *testing.T) {
 // nsClient is the controller's HTTPS client, dialling from inside ns.
 func nsClient(t *testing.T, ns netns.NsHandle, pki string) *http.Client {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, agent.ControllerCertFile), filepath.Join(pki, agent.ControllerKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(pki, agent.CAFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
+			TLSClientConfig: agenttest.ControllerTLS(t, pki),
 			DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
 				if nerr := inNamespaceErr(ns, func() {
 					var d net.Dialer

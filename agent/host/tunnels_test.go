@@ -37,11 +37,7 @@ func newWGLab(t *testing.T) *wgLab {
 	t.Helper()
 	netlabtest.SkipWireGuard(t)
 	ctx := t.Context()
-	lab, err := netlab.New(ctx, netlab.Options{Prefix: "ahwg", Sites: []string{"a", "b", "c"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab := netlabtest.New(t, netlab.Options{Prefix: "ahwg", Sites: []string{"a", "b", "c"}})
 	mesh, err := lab.WireGuardMesh(ctx, netlab.WireGuardOptions{PresharedKeys: true})
 	if err != nil {
 		t.Fatal(err)
@@ -305,11 +301,7 @@ func TestWireGuardConfigure(t *testing.T) {
 func viciLab(t *testing.T) *netlab.StrongSwanMesh {
 	t.Helper()
 	netlabtest.SkipStrongSwan(t)
-	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: "ahvici", Sites: []string{"a", "b"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lab.Close() })
+	lab := netlabtest.New(t, netlab.Options{Prefix: "ahvici", Sites: []string{"a", "b"}})
 	m, err := lab.StrongSwanMesh(t.Context(), netlab.StrongSwanOptions{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

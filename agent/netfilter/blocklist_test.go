@@ -750,24 +750,9 @@ func TestBlocklistInLab(t *testing.T) {
 func testBlocklistInLab(t *testing.T, bb blockBackend) {
 	netlabtest.Skip(t, bb.tools...)
 	ctx := t.Context()
-	lab, err := netlab.New(ctx, netlab.Options{Prefix: "lxbl" + bb.name[:3], Sites: []string{"hq", "osaka", "dc"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	hq, _ := lab.Site("hq")
-	osaka, _ := lab.Site("osaka")
-	dc, _ := lab.Site("dc")
+	lab, hq, osaka, dc := threeSiteLab(t, "lxbl"+bb.name[:3])
 	bad, peer := hq.Gateway, osaka.Gateway
-	for _, n := range []netlab.Node{bad, peer, osaka.LAN, dc.Gateway, dc.LAN, lab.C2()} {
-		if _, err := lab.ServeEcho(n.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	serveEcho(t, lab, bad, peer, osaka.LAN, dc.Gateway, dc.LAN, lab.C2())
 	// The peer's own firewall already accepts the compromised gateway
 	// everywhere it could: raw, filter (ESTABLISHED first) and an nftables
 	// table hooked before Warden's.

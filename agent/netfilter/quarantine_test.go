@@ -79,27 +79,34 @@ func TestQuarantineInLab(t *testing.T) {
 	}
 }
 
-func testQuarantineInLab(t *testing.T, bk quarantineBackend) {
-	netlabtest.Skip(t, bk.tools...)
-	ctx := t.Context()
-	lab, err := netlab.New(ctx, netlab.Options{Prefix: "lxq" + bk.name[:3], Sites: []string{"hq", "osaka", "dc"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	hq, _ := lab.Site("hq")
-	osaka, _ := lab.Site("osaka")
-	dc, _ := lab.Site("dc")
-	gw, c2, mgmt := hq.Gateway, lab.C2(), lab.Mgmt()
-	for _, n := range []netlab.Node{c2, mgmt, gw, hq.LAN, osaka.Gateway, osaka.LAN, dc.LAN} {
+// threeSiteLab builds a lab of the sites hq, osaka and dc, closed when the
+// test ends.
+func threeSiteLab(t *testing.T, prefix string) (lab *netlab.Lab, hq, osaka, dc netlab.Site) {
+	t.Helper()
+	lab = netlabtest.New(t, netlab.Options{Prefix: prefix, Sites: []string{"hq", "osaka", "dc"}})
+	hq, _ = lab.Site("hq")
+	osaka, _ = lab.Site("osaka")
+	dc, _ = lab.Site("dc")
+	return lab, hq, osaka, dc
+}
+
+// serveEcho starts an echo server on echoPort (TCP, UDP, IPv4 and IPv6) in
+// each node's namespace.
+func serveEcho(t *testing.T, lab *netlab.Lab, nodes ...netlab.Node) {
+	t.Helper()
+	for _, n := range nodes {
 		if _, err := lab.ServeEcho(n.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort)); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func testQuarantineInLab(t *testing.T, bk quarantineBackend) {
+	netlabtest.Skip(t, bk.tools...)
+	ctx := t.Context()
+	lab, hq, osaka, dc := threeSiteLab(t, "lxq"+bk.name[:3])
+	gw, c2, mgmt := hq.Gateway, lab.C2(), lab.Mgmt()
+	serveEcho(t, lab, c2, mgmt, gw, hq.LAN, osaka.Gateway, osaka.LAN, dc.LAN)
 	run := func(ns string, cmds ...[]string) {
 		t.Helper()
 		for _, argv := range cmds {

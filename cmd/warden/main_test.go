@@ -69,6 +69,22 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
+// buildDaemon loads testConfig, with extraConfig appended and its store in
+// dir, and builds a daemon from it that is closed when the test ends.
+func buildDaemon(t *testing.T, dir, extraConfig string, opts daemon.Options) (config.Config, *daemon.Daemon) {
+	t.Helper()
+	cfg, err := config.Load(writeFile(t, dir, "warden.yaml", strings.ReplaceAll(testConfig, "%STORE%", filepath.Join(dir, "warden.db"))+extraConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Build(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	return cfg, d
+}
+
 // auditedStore creates a store with a few audit entries and returns its
 // path; tamper, when set, edits one entry afterwards.
 func auditedStore(t *testing.T, dir string, tamper bool) string {
@@ -200,15 +216,7 @@ func TestConfigDefaultsRoundTrip(t *testing.T) {
 func TestClientCommands(t *testing.T) {
 	hermetic(t)
 	dir := t.TempDir()
-	cfg, err := config.Load(writeFile(t, dir, "warden.yaml", strings.ReplaceAll(testConfig, "%STORE%", filepath.Join(dir, "warden.db"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	cfg, d := buildDaemon(t, dir, "", daemon.Options{})
 	srv := httptest.NewServer(d.API)
 	t.Cleanup(srv.Close)
 	remote := []string{"--server", srv.URL, "--token", cfg.Server.APIToken}
@@ -362,15 +370,7 @@ func TestBinary(t *testing.T) {
 func TestPatchCommandFollowsTheWave(t *testing.T) {
 	hermetic(t)
 	dir := t.TempDir()
-	cfg, err := config.Load(writeFile(t, dir, "warden.yaml", strings.ReplaceAll(testConfig, "%STORE%", filepath.Join(dir, "warden.db"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	cfg, d := buildDaemon(t, dir, "", daemon.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	if err := d.AcquireWriter(ctx); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/warden-ir/warden/actions"
-	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/indicator"
@@ -54,28 +53,19 @@ type servedController struct {
 func serveController(t *testing.T) servedController {
 	t.Helper()
 	dir := t.TempDir()
-	db := filepath.Join(dir, "warden.db")
-	cfgPath := writeFile(t, dir, "warden.yaml", strings.ReplaceAll(testConfig, "%STORE%", db))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var fakes []actions.Action
 	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRevokePeer,
 		actions.NameRotateCredentials, actions.NameNotify} {
 		fakes = append(fakes, fakeAction{name: n})
 	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{ExtraActions: fakes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	cfg, d := buildDaemon(t, dir, "", daemon.Options{ExtraActions: fakes})
 	if err := d.AcquireWriter(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(d.API)
 	t.Cleanup(srv.Close)
-	return servedController{d: d, url: srv.URL, token: cfg.Server.APIToken, config: cfgPath, db: db}
+	return servedController{d: d, url: srv.URL, token: cfg.Server.APIToken,
+		config: filepath.Join(dir, "warden.yaml"), db: filepath.Join(dir, "warden.db")}
 }
 
 // incident accepts one indicator about gw-osaka and returns what became

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/intake"
 )
@@ -25,16 +23,7 @@ func TestIndicatorSubmitSigned(t *testing.T) {
 	hermetic(t)
 	const secret = "cli-hook-SECRET-31d9"
 	dir := t.TempDir()
-	cfg, err := config.Load(writeFile(t, dir, "warden.yaml",
-		strings.ReplaceAll(testConfig, "%STORE%", filepath.Join(dir, "warden.db"))+"intake:\n  webhook_secret: "+secret+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(context.WithoutCancel(t.Context())) })
+	cfg, d := buildDaemon(t, dir, "intake:\n  webhook_secret: "+secret+"\n", daemon.Options{})
 
 	// unavailable answers 503 to that many requests before the controller
 	// sees them, as a restarting proxy would; seen records each signature.

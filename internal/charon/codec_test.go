@@ -12,6 +12,25 @@ import (
 	"github.com/warden-ir/warden/internal/charon"
 )
 
+// jsonRoundTrip sends m across JSON as the agent's wire type does and
+// returns the wire form as received and the message decoded from it.
+func jsonRoundTrip(t *testing.T, m *vici.Message) (wire.VICIMessage, *vici.Message) {
+	t.Helper()
+	raw, err := json.Marshal(charon.ToWire(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wire.VICIMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	back, err := charon.FromWire(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, back
+}
+
 func TestWireCodecRoundTrip(t *testing.T) {
 	child := vici.NewMessage()
 	_ = child.Set("state", "INSTALLED")
@@ -25,18 +44,7 @@ func TestWireCodecRoundTrip(t *testing.T) {
 	_ = m.Set("zz", "last")
 	_ = m.Set("aa", "order kept")
 
-	raw, err := json.Marshal(charon.ToWire(m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w wire.VICIMessage
-	if err := json.Unmarshal(raw, &w); err != nil {
-		t.Fatal(err)
-	}
-	back, err := charon.FromWire(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, back := jsonRoundTrip(t, m)
 	if got, want := back.Keys(), []string{"hq", "zz", "aa"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("keys = %v, want %v", got, want)
 	}
@@ -87,18 +95,7 @@ func TestWireCodecKeepsBinaryValues(t *testing.T) {
 	_ = m.Set("data", string(psk))
 	_ = m.Set("type", "IKE")
 	_ = m.Set("certs", []string{"text", string(psk)})
-	raw, err := json.Marshal(charon.ToWire(m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w wire.VICIMessage
-	if err := json.Unmarshal(raw, &w); err != nil {
-		t.Fatal(err)
-	}
-	back, err := charon.FromWire(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, back := jsonRoundTrip(t, m)
 	if got, _ := back.Get("data").(string); got != string(psk) {
 		t.Errorf("binary value changed crossing JSON: % x", got)
 	}

@@ -1,5 +1,6 @@
 // Package netlabtest holds the test helpers of netlab: skipping a test,
-// with the reason, when a lab cannot be built on this machine.
+// with the reason, when a lab cannot be built on this machine, and building
+// a lab that is closed when the test ends.
 //
 // It owns only those helpers. It is the one place that pairs netlab with
 // the `testing` package, so netlab itself (linked into the warden binary by
@@ -38,4 +39,21 @@ func SkipStrongSwan(t testing.TB) {
 	if err := netlab.StrongSwanAvailable(); err != nil {
 		t.Skip(err.Error())
 	}
+}
+
+// New builds a lab for the test and closes it when the test ends, failing
+// the test if either goes wrong. It does not skip: call Skip (or
+// SkipWireGuard, SkipStrongSwan) first.
+func New(t testing.TB, opts netlab.Options) *netlab.Lab {
+	t.Helper()
+	lab, err := netlab.New(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("building lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("closing lab: %v", err)
+		}
+	})
+	return lab
 }

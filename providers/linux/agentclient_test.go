@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/wire"
 )
 
@@ -106,31 +105,13 @@ type agentClientEnv struct {
 
 func newAgentClientEnv(t *testing.T) agentClientEnv {
 	t.Helper()
-	pki := t.TempDir()
-	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	fw := &agentFakeFirewall{}
-	srv, err := agent.New(agent.Config{
-		CertFile:     filepath.Join(pki, agent.AgentCertFile),
-		KeyFile:      filepath.Join(pki, agent.AgentKeyFile),
-		ClientCAFile: filepath.Join(pki, agent.CAFile),
-		StateDir:     t.TempDir(),
-		Management:   []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-	}, agent.Deps{
-		Firewall:  fw,
-		KillFlows: func(context.Context, []netip.Prefix) (int, error) { return 0, nil },
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	rec := &agentRecorder{next: srv.Handler()}
-	ts := httptest.NewUnstartedServer(rec)
-	ts.TLS = srv.TLSConfig()
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	return agentClientEnv{pki: pki, fw: fw, rec: rec, url: ts.URL}
+	var rec *agentRecorder
+	pki, url := agenttest.Serve(t, agent.Deps{Firewall: fw}, func(h http.Handler) http.Handler {
+		rec = &agentRecorder{next: h}
+		return rec
+	})
+	return agentClientEnv{pki: pki, fw: fw, rec: rec, url: url}
 }
 
 func (e agentClientEnv) tls() AgentTLS {

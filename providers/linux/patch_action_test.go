@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/inventory"
 )
@@ -53,32 +51,11 @@ func (a *patchAgent) baseline(_ context.Context, p wire.BaselineParams) (wire.Ba
 // poolFor serves a over mutual TLS and returns a pool and gateway for it.
 func (a *patchAgent) serve(t *testing.T) (*AgentPool, inventory.Gateway) {
 	t.Helper()
-	pki := t.TempDir()
-	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := agent.New(agent.Config{
-		CertFile: filepath.Join(pki, agent.AgentCertFile), KeyFile: filepath.Join(pki, agent.AgentKeyFile),
-		ClientCAFile: filepath.Join(pki, agent.CAFile), StateDir: t.TempDir(),
-		Management: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-	}, agent.Deps{
-		Firewall:  &agentFakeFirewall{},
-		KillFlows: func(context.Context, []netip.Prefix) (int, error) { return 0, nil },
-		Patch:     a.patch,
-		Baseline:  a.baseline,
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.TLS = srv.TLSConfig()
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	pki, url := agenttest.Serve(t, agent.Deps{Firewall: &agentFakeFirewall{}, Patch: a.patch, Baseline: a.baseline}, nil)
 	pool := NewAgentPool(AgentTLS{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile),
 		CAFile: filepath.Join(pki, agent.CAFile)}, nil)
 	t.Cleanup(pool.Close)
-	return pool, inventory.Gateway{ID: "gw-osaka", Agent: ts.URL, ManagementNetworks: []string{"192.0.2.0/24"}}
+	return pool, inventory.Gateway{ID: "gw-osaka", Agent: url, ManagementNetworks: []string{agenttest.Management}}
 }
 
 // TestPatchVerifySanctionsOnlyAfterVerification runs Apply then Verify

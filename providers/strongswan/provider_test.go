@@ -27,11 +27,7 @@ import (
 func charonMesh(t *testing.T, prefix string, sites ...string) (*netlab.StrongSwanMesh, strongswan.SocketDialer, map[string]strongswan.Site) {
 	t.Helper()
 	netlabtest.SkipStrongSwan(t)
-	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: prefix, Sites: sites})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Close() })
+	lab := netlabtest.New(t, netlab.Options{Prefix: prefix, Sites: sites})
 	m, err := lab.StrongSwanMesh(t.Context(), netlab.StrongSwanOptions{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

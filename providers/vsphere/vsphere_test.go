@@ -1,7 +1,6 @@
 package vsphere_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +17,10 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 )
-
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func startLab(t testing.TB) *vsim.Lab {
 	t.Helper()
@@ -59,7 +40,7 @@ func connect(t testing.TB, lab *vsim.Lab, edit func(*vsphere.Config)) *vsphere.P
 	if edit != nil {
 		edit(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	p, err := vsphere.Connect(t.Context(), cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("connecting: %v", err)

@@ -1,0 +1,36 @@
+package testsupport
+
+import (
+	"sync"
+	"time"
+)
+
+// StepClock is a clock that moves only when read: every Now advances it
+// by its step, so durations are real and ordered without sleeping, and
+// every After has already fired, so a wait ends at once.
+type StepClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+// NewStepClock returns a clock whose first reading is start+step.
+func NewStepClock(start time.Time, step time.Duration) *StepClock {
+	return &StepClock{now: start, step: step}
+}
+
+// Now advances the clock by its step and returns the new time.
+func (c *StepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// After returns a channel that already holds the next reading of the clock,
+// whatever the duration.
+func (c *StepClock) After(time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	ch <- c.Now()
+	return ch
+}
