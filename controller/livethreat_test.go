@@ -168,6 +168,23 @@ func TestReleaseRefusedWhileAThreatIsLive(t *testing.T) {
 		}
 	})
 
+	t.Run("isolating again does not restart the clock", func(t *testing.T) {
+		h := newLiveThreatHarness(t)
+		inc := h.quarantine(t)
+		fresh := h.accept(t, c2Again("81"))
+		// A person runs the containment again on the quarantined gateway.
+		again, err := h.c.StartRunbook(t.Context(), StartRequest{Runbook: "contain", Gateway: "gw-dc", Incident: inc, Actor: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := h.run(t, again.ID); r.State != store.RunSucceeded {
+			t.Fatalf("second containment: %s %s", r.State, r.Error)
+		}
+		if _, err := h.requestRelease(t, inc); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), fresh[0].IndicatorID) {
+			t.Fatalf("release after a second isolation, with an alert from before it still live: %v", err)
+		}
+	})
+
 	t.Run("a low-severity alert does not block", func(t *testing.T) {
 		h := newLiveThreatHarness(t)
 		inc := h.quarantine(t)

@@ -292,10 +292,14 @@ type Posture struct {
 	UpdatedAt      time.Time       `json:"updated_at"`
 }
 
-// SetDesiredPosture records what the gateway should be.
+// SetDesiredPosture records what the gateway should be. UpdatedAt is when
+// the desired posture last changed: isolating a quarantined gateway again
+// keeps it, so "since the quarantine began" (the release gates) still
+// means the first isolation.
 func (t *Tx) SetDesiredPosture(ctx context.Context, gw, desired, incident string, at time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO postures(gateway, desired, incident, updated_at) VALUES (?,?,?,?)
-		ON CONFLICT(gateway) DO UPDATE SET desired=excluded.desired, incident=excluded.incident, updated_at=excluded.updated_at`, gw, desired, incident, ts(at))
+		ON CONFLICT(gateway) DO UPDATE SET desired=excluded.desired, incident=excluded.incident,
+		updated_at=CASE WHEN postures.desired = excluded.desired THEN postures.updated_at ELSE excluded.updated_at END`, gw, desired, incident, ts(at))
 	if err != nil {
 		return fmt.Errorf("setting desired posture of %s: %w", gw, err)
 	}
