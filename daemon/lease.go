@@ -37,6 +37,11 @@ func (l *writerLease) Epoch() int64 {
 	return l.w.Epoch()
 }
 
+// lateLocked reports whether the last renewal is too old for a side
+// effect started now to finish before a successor could hold the lease.
+// l.mu must be held.
+func (l *writerLease) lateLocked() bool { return l.now().Sub(l.renewed) > LeaseTTL*2/3 }
+
 func (l *writerLease) Held() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -45,7 +50,7 @@ func (l *writerLease) Held() error {
 		return l.lost
 	case l.w == nil:
 		return errors.New("the writer lease has not been acquired")
-	case l.now().Sub(l.renewed) > LeaseTTL*2/3:
+	case l.lateLocked():
 		// Renewal is late: by the time a side effect started now could
 		// finish, a successor may hold the lease.
 		return fmt.Errorf("the writer lease was last renewed at %s, too long ago", l.renewed.UTC().Format(time.RFC3339))
@@ -103,8 +108,7 @@ func (d *Daemon) keepLease(ctx context.Context) error {
 			d.lease.mu.Unlock()
 			continue
 		}
-		late := d.lease.now().Sub(d.lease.renewed) > LeaseTTL*2/3
-		if renewalLost(err, late) {
+		if renewalLost(err, d.lease.lateLocked()) {
 			d.lease.lost = fmt.Errorf("the store's writer lease was lost: %w", err)
 			lost := d.lease.lost
 			d.lease.mu.Unlock()
