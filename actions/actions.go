@@ -4,6 +4,12 @@
 // Apply (idempotent: a second call changes nothing and says so), Verify
 // (reads real state back), and, where possible, Undo.
 //
+// Every catalogue action lives here, over a small interface declared next
+// to it that a provider implements (VMProvider, OSQuarantine, Patcher,
+// TunnelRevoker, Notifier, …); recording evidence (RecordEvidence) and
+// retrying (WithRetry) are decorators composed once where the catalogue is
+// built.
+//
 // Actions translate a step of a runbook into provider calls. They must not
 // decide whether to act (that is the controller's gate) and must not hold
 // state of their own between calls: all state lives in the provider (the VM,
@@ -13,8 +19,6 @@ package actions
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
 
 	"github.com/warden-ir/warden/inventory"
 )
@@ -30,6 +34,9 @@ type Request struct {
 	Gateway inventory.Gateway
 	// Params are the step's parameters from the runbook.
 	Params map[string]string
+	// Attempts, when set, observes each attempt of the step (the retry
+	// decorator calls it); nil for plans and direct calls.
+	Attempts Attempts
 }
 
 // Result is what an action reports. It must never carry secrets.
@@ -109,31 +116,6 @@ func IsTerminal(err error) bool {
 	return errors.As(err, &t) || errors.Is(err, ErrUnsupported)
 }
 
-// Catalogue maps names to actions.
-type Catalogue map[string]Action
-
-// NewCatalogue builds a catalogue, rejecting duplicate names.
-func NewCatalogue(list ...Action) (Catalogue, error) {
-	c := Catalogue{}
-	for _, a := range list {
-		if _, dup := c[a.Name()]; dup {
-			return nil, fmt.Errorf("registering action %q: duplicate name", a.Name())
-		}
-		c[a.Name()] = a
-	}
-	return c, nil
-}
-
-// Names lists the catalogue's names, sorted.
-func (c Catalogue) Names() []string {
-	out := make([]string, 0, len(c))
-	for n := range c {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Catalogue action names. Runbooks refer to these.
 const (
 	NameCaptureVolatile = "capture_volatile"
@@ -150,12 +132,3 @@ const (
 	// NameRotateCredentials replaces tunnel credentials in waves.
 	NameRotateCredentials = "rotate_credentials"
 )
-
-// Evidence actions must succeed before any destructive step runs (safety
-// invariant 4). The controller enforces it; the list lives here because it
-// is a property of the catalogue.
-var Evidence = map[string]bool{NameCaptureVolatile: true, NameSnapshot: true}
-
-// Destructive actions never run before evidence has been preserved, unless a
-// person overrides with a recorded reason.
-var Destructive = map[string]bool{NamePowerOff: true, NamePatch: true, "rebuild": true, NameRotateCredentials: true}

@@ -114,13 +114,16 @@ func (c *combined) Verify(ctx context.Context, req Request) (Result, error) {
 
 // Undo implements Undoer.
 func (c *combined) Undo(ctx context.Context, req Request) (Result, error) {
-	return c.each(ctx, req, true, func(i int, a Action) (Result, error) {
-		u, ok := a.(Undoer)
-		if !ok {
-			return Result{}, fmt.Errorf("%s cannot be undone: %w", layerName(a, i), ErrUnsupported)
-		}
-		return u.Undo(ctx, req)
-	})
+	return c.each(ctx, req, true, func(i int, a Action) (Result, error) { return undo(ctx, a, layerName(a, i), req) })
+}
+
+// undo undoes a, named what in the error when it cannot be undone.
+func undo(ctx context.Context, a Action, what string, req Request) (Result, error) {
+	u, ok := a.(Undoer)
+	if !ok {
+		return Result{}, fmt.Errorf("%s cannot be undone: %w", what, ErrUnsupported)
+	}
+	return u.Undo(ctx, req)
 }
 
 // Layer names an action as one layer of a combination ("os", "vm"), for
@@ -136,9 +139,5 @@ func (l *layered) Layer() string { return l.layer }
 
 // Undo forwards to the wrapped action when it can be undone.
 func (l *layered) Undo(ctx context.Context, req Request) (Result, error) {
-	u, ok := l.Action.(Undoer)
-	if !ok {
-		return Result{}, fmt.Errorf("%s cannot be undone: %w", l.layer, ErrUnsupported)
-	}
-	return u.Undo(ctx, req)
+	return undo(ctx, l.Action, l.layer, req)
 }

@@ -105,14 +105,14 @@ func TestVMCatalogue(t *testing.T) {
 		t.Fatalf("names %v", got)
 	}
 	for _, n := range want {
-		if c[n] == nil {
+		if _, ok := c[n]; !ok {
 			t.Errorf("catalogue lacks %q", n)
 		}
 	}
-	if _, ok := c[actions.NameIsolate].(actions.Undoer); !ok {
+	if _, ok := c[actions.NameIsolate].Action.(actions.Undoer); !ok {
 		t.Error("isolate has no Undo")
 	}
-	if _, ok := c[actions.NameSnapshot].(actions.Undoer); ok {
+	if _, ok := c[actions.NameSnapshot].Action.(actions.Undoer); ok {
 		t.Error("snapshot has an Undo: evidence must not be undone")
 	}
 }

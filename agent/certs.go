@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // Files written by Init.
@@ -46,8 +47,8 @@ type InitOptions struct {
 	// Validity of the leaf certificates (default 825 days); the CA lives
 	// ten years.
 	Validity time.Duration
-	// Now is the issue time (default time.Now).
-	Now func() time.Time
+	// Clock gives the issue time (default clock.Real).
+	Clock clock.Clock
 }
 
 // Init creates the key material of a lab: a CA, the agent's server
@@ -63,8 +64,8 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 	if opt.Validity == 0 {
 		opt.Validity = 825 * 24 * time.Hour
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = clock.Real
 	}
 	dnsNames, ips, err := splitHosts(agentHosts)
 	if err != nil {
@@ -88,7 +89,7 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
 
-	now := opt.Now().Add(-5 * time.Minute) // tolerate small clock differences
+	now := opt.Clock.Now().Add(-5 * time.Minute) // tolerate small clock differences
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)

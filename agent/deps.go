@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // Firewall is the quarantine rule set on the gateway. Every method is
@@ -66,29 +66,14 @@ type SAController interface {
 	Initiate(ctx context.Context, sa wire.SA) error
 }
 
-// Clock is the agent's time source; tests inject a fake one so the
-// commit-confirmed window can pass without waiting.
-type Clock interface {
-	Now() time.Time
-	// AfterFunc calls f in its own goroutine (or, for a fake clock, from
-	// whoever advances it) once d has passed.
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is a pending AfterFunc.
-type Timer interface {
-	// Stop prevents the call if it has not happened yet.
-	Stop() bool
-}
-
-// SystemClock is the wall clock.
-type SystemClock struct{}
-
-// Now implements Clock.
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// AfterFunc implements Clock.
-func (SystemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+// Clock, Timer and SystemClock are internal/clock's types under the names
+// the server still spells; new code writes clock.Clock, clock.Timer and
+// clock.Real.
+type (
+	Clock       = clock.Clock
+	Timer       = clock.Timer
+	SystemClock = clock.Wall
+)
 
 // WireGuardController reads and changes the gateway's own WireGuard
 // devices. Implementations refuse a device that is not a WireGuard link in
@@ -149,7 +134,8 @@ var (
 // required. Links and SAs may be nil when the gateway has no WireGuard or
 // no strongSwan; Capture, Baseline, Patch, WireGuard, VICI and Blocker may
 // be nil, and their commands then fail with 501 Not Implemented. Clock
-// defaults to SystemClock.
+// defaults to clock.Real; tests inject a fake one so the commit-confirmed
+// window can pass without waiting.
 type Deps struct {
 	Firewall  Firewall
 	KillFlows KillFlowsFunc
@@ -161,7 +147,5 @@ type Deps struct {
 	WireGuard WireGuardController
 	VICI      VICIRunner
 	Blocker   Blocker
-	Clock     Clock
+	Clock     clock.Clock
 }
-
-var _ Clock = SystemClock{}

@@ -25,82 +25,12 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 )
 
-// fakeClock is a manual clock: timers fire, in order, from Advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c       *fakeClock
-	at      time.Time
-	f       func()
-	stopped bool
-	fired   bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped && !t.fired
-	t.stopped = true
-	return was
-}
-
-// Advance moves time forward by d, running every timer that falls due, in
-// deadline order, including timers armed by those callbacks.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	target := c.now.Add(d)
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		var next *fakeTimer
-		live := c.timers[:0]
-		for _, t := range c.timers {
-			if t.stopped || t.fired {
-				continue
-			}
-			live = append(live, t)
-			if !t.at.After(target) && (next == nil || t.at.Before(next.at)) {
-				next = t
-			}
-		}
-		c.timers = live
-		if next == nil {
-			c.now = target
-			c.mu.Unlock()
-			return
-		}
-		next.fired = true
-		if next.at.After(c.now) {
-			c.now = next.at
-		}
-		c.mu.Unlock()
-		next.f()
-	}
-}
+// testEpoch is where the harness's fake clock starts.
+var testEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // fakeFirewall records calls. Observe reports the applied spec, or drift
 // when drift is set.
@@ -342,7 +272,7 @@ type harness struct {
 	log     *slog.Logger
 	pki     pki
 	cfg     Config
-	clock   *fakeClock
+	clock   *clocktest.Fake
 	fw      *fakeFirewall
 	flows   *fakeFlows
 	links   *fakeLinks
@@ -375,7 +305,7 @@ func newHarness(t testing.TB) *harness {
 			StateDir:     filepath.Join(t.TempDir(), "state"),
 			Management:   []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		},
-		clock: newFakeClock(),
+		clock: clocktest.NewFake(testEpoch),
 		fw:    &fakeFirewall{},
 		flows: &fakeFlows{},
 		links: &fakeLinks{links: []Link{
@@ -402,13 +332,13 @@ func (w testWriter) Write(b []byte) (int, error) {
 // between a stop and the next start to model a restart.
 func (h *harness) start() {
 	h.t.Helper()
-	var clock Clock = h.clock
+	var c clock.Clock = h.clock
 	if h.realTime {
-		clock = SystemClock{}
+		c = clock.Real
 	}
 	srv, err := New(h.cfg, Deps{
 		Firewall: h.fw, KillFlows: h.flows.kill, Capture: h.capture,
-		Links: h.links, SAs: h.sas, Clock: clock,
+		Links: h.links, SAs: h.sas, Clock: c,
 		WireGuard: h.wg, VICI: h.vici, Blocker: h.blocker,
 	}, h.log)
 	if err != nil {
@@ -525,6 +455,19 @@ func (h *harness) send(c wire.Command) (int, []byte) {
 		h.t.Fatal(err)
 	}
 	return h.post(b)
+}
+
+// newIsolatedHarness starts a harness and quarantines the lab gateway
+// (labIsolate), confirming the quarantine when confirm is set.
+func newIsolatedHarness(t testing.TB, confirm bool) (*harness, wire.IsolateResult) {
+	t.Helper()
+	h := newHarness(t)
+	h.start()
+	res := h.isolate(labIsolate)
+	if confirm {
+		h.confirm(res.Generation)
+	}
+	return h, res
 }
 
 func (h *harness) isolate(p wire.IsolateParams) wire.IsolateResult {

@@ -63,12 +63,7 @@ func TestCommitConfirmed(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			h := newHarness(t)
-			h.start()
-			res := h.isolate(labIsolate)
-			if tc.confirm {
-				h.confirm(res.Generation)
-			}
+			h, res := newIsolatedHarness(t, tc.confirm)
 			h.clock.Advance(DefaultConfirmWindow - time.Second)
 			if !h.srv.State().Quarantined || h.fw.removeCount() != 0 {
 				t.Fatalf("reverted before the window closed")
@@ -126,9 +121,7 @@ func TestCommitConfirmedOnSystemClock(t *testing.T) {
 }
 
 func TestConfirmConflicts(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	res := h.isolate(labIsolate)
+	h, res := newIsolatedHarness(t, false)
 	status, body := h.send(h.command(wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation + 1}))
 	if status != http.StatusConflict || !strings.Contains(string(body), "is in force") {
 		t.Fatalf("wrong generation: %d %s", status, body)
@@ -148,10 +141,7 @@ func TestConfirmConflicts(t *testing.T) {
 // An unconfirmed change of a confirmed quarantine reverts to the confirmed
 // one, never to no quarantine.
 func TestUnconfirmedChangeRevertsToConfirmedQuarantine(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	first := h.isolate(labIsolate)
-	h.confirm(first.Generation)
+	h, first := newIsolatedHarness(t, true)
 	changed := labIsolate
 	changed.Forensics = []string{"203.0.113.99/32"}
 	second := h.isolate(changed)
@@ -174,10 +164,7 @@ func TestUnconfirmedChangeRevertsToConfirmedQuarantine(t *testing.T) {
 }
 
 func TestFailClosedAcrossRestart(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	res := h.isolate(labIsolate)
-	h.confirm(res.Generation)
+	h, res := newIsolatedHarness(t, true)
 	h.stop()
 
 	// A new process (fresh fakes: after a reboot the kernel has no rules
@@ -202,9 +189,7 @@ func TestFailClosedAcrossRestart(t *testing.T) {
 }
 
 func TestPendingQuarantineAtStartGetsFreshWindow(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	res := h.isolate(labIsolate)
+	h, res := newIsolatedHarness(t, false)
 	h.stop()
 	h.clock.Advance(time.Hour) // long past the original window
 	h.fw = &fakeFirewall{}
@@ -225,10 +210,7 @@ func TestPendingQuarantineAtStartGetsFreshWindow(t *testing.T) {
 }
 
 func TestSelfHeal(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	res := h.isolate(labIsolate)
-	h.confirm(res.Generation)
+	h, _ := newIsolatedHarness(t, true)
 	before := len(h.fw.applies())
 
 	h.clock.Advance(DefaultHealInterval) // no drift: nothing to do
@@ -251,10 +233,7 @@ func TestSelfHeal(t *testing.T) {
 }
 
 func TestRelease(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	res := h.isolate(labIsolate)
-	h.confirm(res.Generation)
+	h, _ := newIsolatedHarness(t, true)
 
 	var rel wire.ReleaseResult
 	h.do(wire.KindRelease, nil, &rel)

@@ -23,11 +23,31 @@ import (
 	"github.com/warden-ir/warden/internal/testsupport"
 )
 
+// recorder keeps what a fake was called with, in order; it is safe for
+// concurrent calls.
+type recorder[T any] struct {
+	mu  sync.Mutex
+	got []T
+}
+
+func (r *recorder[T]) record(v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, v)
+}
+
+// all returns a copy of everything recorded.
+func (r *recorder[T]) all() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
 // fakeWG is a set of WireGuard devices; Configure records what it got.
 type fakeWG struct {
 	mu         sync.Mutex
 	devices    map[string]wire.WGDevice
-	configured []wire.WGConfig
+	configured recorder[wire.WGConfig]
 	err        error
 }
 
@@ -45,37 +65,23 @@ func (f *fakeWG) Device(_ context.Context, name string) (wire.WGDevice, error) {
 }
 
 func (f *fakeWG) Configure(ctx context.Context, name string, cfg wire.WGConfig) (wire.WGDevice, error) {
-	f.mu.Lock()
-	f.configured = append(f.configured, cfg)
-	f.mu.Unlock()
+	f.configured.record(cfg)
 	return f.Device(ctx, name)
-}
-
-func (f *fakeWG) calls() []wire.WGConfig {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.configured)
 }
 
 // fakeVICI records the commands it ran and answers with reply or err.
 type fakeVICI struct {
-	mu    sync.Mutex
-	ran   []wire.VICIParams
+	ran   recorder[wire.VICIParams]
+	mu    sync.Mutex // guards reply and err
 	reply wire.VICIResult
 	err   error
 }
 
 func (f *fakeVICI) Run(_ context.Context, p wire.VICIParams) (wire.VICIResult, error) {
+	f.ran.record(p)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ran = append(f.ran, p)
 	return f.reply, f.err
-}
-
-func (f *fakeVICI) runs() []wire.VICIParams {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.ran)
 }
 
 // fakeBlocker is the kernel's blocklist.
@@ -177,7 +183,7 @@ func TestWireGuardCommand(t *testing.T) {
 		}}
 		var got wire.WireGuardResult
 		h.do(wire.KindWireGuard, wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0", Config: &cfg}, &got)
-		calls := wg.calls()
+		calls := wg.configured.all()
 		if len(calls) != 1 {
 			t.Fatalf("Configure called %d times", len(calls))
 		}
@@ -239,27 +245,20 @@ func TestWireGuardCommand(t *testing.T) {
 		"replace every peer is not offered": {json.RawMessage(`{"op":"configure","device":"wg0","config":{"replace_peers":true}}`), "unknown field"},
 	}
 	t.Run("a peer repeated in one transaction, in order", func(t *testing.T) {
-		before := len(wg.calls())
+		before := len(wg.configured.all())
 		on, off := wire.Duration(25e9), wire.Duration(0)
 		cfg := mk(func(c *wire.WGConfig) {
 			c.Peers = []wire.WGPeerConfig{{PublicKey: testKey(2), Remove: true}, {PublicKey: testKey(2), AllowedIPs: []string{"10.2.0.0/24"}},
 				{PublicKey: testKey(2), UpdateOnly: true, PersistentKeepalive: &on}, {PublicKey: testKey(2), UpdateOnly: true, PersistentKeepalive: &off}}
 		})
 		status, body := h.send(h.command(wire.KindWireGuard, wire.WireGuardParams{Op: wire.WireGuardConfigure, Device: "wg0", Config: cfg}))
-		if status != http.StatusOK || len(wg.calls()) != before+1 {
+		if status != http.StatusOK || len(wg.configured.all()) != before+1 {
 			t.Fatalf("status %d (%s); want the re-creation passed to the device", status, body)
 		}
 	})
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
-			before := len(wg.calls())
-			status, body := h.send(h.command(wire.KindWireGuard, tc.params))
-			if status != http.StatusBadRequest || !strings.Contains(string(body), tc.field) {
-				t.Fatalf("status %d (%s), want 400 naming %q", status, body, tc.field)
-			}
-			if len(wg.calls()) != before {
-				t.Fatal("a refused configure reached the device")
-			}
+			assertRefusedBeforeSeam(t, h, wire.KindWireGuard, tc.params, tc.field, func() int { return len(wg.configured.all()) })
 		})
 	}
 }
@@ -273,7 +272,7 @@ func TestVICICommand(t *testing.T) {
 	t.Run("streamed command gets its event", func(t *testing.T) {
 		var got wire.VICIResult
 		h.do(wire.KindVICI, wire.VICIParams{Command: "list-sas", Message: wire.VICIMessage{{Key: "noblock", Value: ptr("yes")}}}, &got)
-		runs := v.runs()
+		runs := v.ran.all()
 		if last := runs[len(runs)-1]; last.Command != "list-sas" || last.Event != "list-sa" || len(last.Message) != 1 {
 			t.Fatalf("ran %+v, want list-sas with event list-sa and the message", last)
 		}
@@ -323,15 +322,23 @@ func TestVICICommand(t *testing.T) {
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
-			before := len(v.runs())
-			status, body := h.send(h.command(wire.KindVICI, tc.params))
-			if status != http.StatusBadRequest || !strings.Contains(string(body), tc.want) {
-				t.Fatalf("status %d (%s), want 400 naming %q", status, body, tc.want)
-			}
-			if len(v.runs()) != before {
-				t.Fatal("a refused command reached charon")
-			}
+			assertRefusedBeforeSeam(t, h, wire.KindVICI, tc.params, tc.want, func() int { return len(v.ran.all()) })
 		})
+	}
+}
+
+// assertRefusedBeforeSeam sends params as a kind command and checks that
+// the agent refuses it with a 400 naming want, without calling the seam
+// (calls counts the seam's calls).
+func assertRefusedBeforeSeam(t *testing.T, h *harness, kind string, params any, want string, calls func() int) {
+	t.Helper()
+	before := calls()
+	status, body := h.send(h.command(kind, params))
+	if status != http.StatusBadRequest || !strings.Contains(string(body), want) {
+		t.Fatalf("status %d (%s), want 400 naming %q", status, body, want)
+	}
+	if calls() != before {
+		t.Fatalf("a refused %s command reached the seam", kind)
 	}
 }
 
@@ -589,8 +596,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	send(wire.KindWireGuard, configure(wire.WGConfig{PrivateKey: priv, Peers: []wire.WGPeerConfig{{PublicKey: testKey(2), PresharedKey: psk}}}))
 	send(wire.KindVICI, loadShared)
 
-	if len(wg.calls()) != 2 || len(v.runs()) != 2 {
-		t.Fatalf("the seams ran %d configures and %d VICI commands, want 2 and 2", len(wg.calls()), len(v.runs()))
+	if len(wg.configured.all()) != 2 || len(v.ran.all()) != 2 {
+		t.Fatalf("the seams ran %d configures and %d VICI commands, want 2 and 2", len(wg.configured.all()), len(v.ran.all()))
 	}
 	if !strings.Contains(logs.String(), "kind=wireguard") || !strings.Contains(logs.String(), "kind=vici") {
 		t.Fatalf("the log does not mention the commands at all:\n%s", logs)

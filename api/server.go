@@ -34,6 +34,7 @@ import (
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/report"
 	"github.com/warden-ir/warden/store"
@@ -67,7 +68,8 @@ type Options struct {
 	// commit (default 5s): about when the next probe may show it can.
 	StoreRetryAfter time.Duration
 	Log             *slog.Logger
-	Now             func() time.Time
+	// Clock dates decoded indicators (default clock.Real).
+	Clock clock.Clock
 }
 
 // StoreHealth is whether the store's commits go through.
@@ -102,8 +104,8 @@ func New(opt Options) (*Server, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = clock.Real
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = controller.NewMetrics(nil)
@@ -308,7 +310,7 @@ func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Now())
+	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Clock.Now())
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "invalid", err)
 		return
@@ -325,7 +327,7 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	decoded, err := intake.DecodeAlertmanager(body, s.opt.Controller.Inventory(), s.opt.Alertmanager, s.opt.Now())
+	decoded, err := intake.DecodeAlertmanager(body, s.opt.Controller.Inventory(), s.opt.Alertmanager, s.opt.Clock.Now())
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "invalid", err)
 		return
@@ -383,7 +385,7 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Now())
+	inds, err := intake.DecodeNative(body, s.opt.Controller.Inventory(), s.opt.Clock.Now())
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "", err)
 		return
@@ -512,7 +514,7 @@ type IncidentDetail struct {
 }
 
 // LoadIncident gathers an incident's detail.
-func LoadIncident(ctx context.Context, st *store.Store, id string) (IncidentDetail, error) {
+func LoadIncident(ctx context.Context, st store.Backend, id string) (IncidentDetail, error) {
 	inc, err := st.Incident(ctx, id)
 	if err != nil {
 		return IncidentDetail{}, err

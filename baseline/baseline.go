@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // Baseline is a named list of checks, loaded from YAML (see Load).
@@ -334,8 +335,8 @@ type Env struct {
 	// ManagementNetworks are the gateway's management networks: a listener
 	// rule for "management" accepts sockets bound to addresses inside them.
 	ManagementNetworks []netip.Prefix
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock dates the report and ages handshakes (default clock.Real).
+	Clock clock.Clock
 }
 
 // ErrInvalidEnv reports an Env that cannot be evaluated against.
@@ -358,8 +359,8 @@ func (e Env) withDefaults() (Env, error) {
 	if e.Tunnels == nil {
 		e.Tunnels = WireGuardConfigDir{Root: e.Root}
 	}
-	if e.Now == nil {
-		e.Now = time.Now
+	if e.Clock == nil {
+		e.Clock = clock.Real
 	}
 	return e, nil
 }
@@ -374,7 +375,7 @@ func (b *Baseline) Evaluate(ctx context.Context, env Env) (Report, error) {
 		return Report{}, err
 	}
 	ev := &evaluation{env: env}
-	rep := Report{Baseline: b.Name, Profile: b.Profile, Started: env.Now(), Results: make([]Result, 0, len(b.Checks))}
+	rep := Report{Baseline: b.Name, Profile: b.Profile, Started: env.Clock.Now(), Results: make([]Result, 0, len(b.Checks))}
 	for i := range b.Checks {
 		c := &b.Checks[i]
 		var r Result
@@ -385,7 +386,7 @@ func (b *Baseline) Evaluate(ctx context.Context, env Env) (Report, error) {
 		}
 		rep.add(r)
 	}
-	rep.Finished = env.Now()
+	rep.Finished = env.Clock.Now()
 	rep.Passed = rep.Counts.Fail == 0 && rep.Counts.Error == 0
 	return rep, nil
 }

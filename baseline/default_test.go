@@ -650,16 +650,7 @@ table ip nat {
 }
 
 func TestShippedBaselineGoodGateway(t *testing.T) {
-	b, err := Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newGatewayFixture(t)
-	f.record(b)
-	rep, err := b.Evaluate(t.Context(), f.env())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _, rep := evaluateGood(t)
 	for _, r := range rep.Results {
 		if r.Status != StatusPass {
 			t.Errorf("%s: %s: %s %+v", r.ID, r.Status, r.Message, r.Evidence)

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -305,11 +305,7 @@ func (ev *evaluation) checkFirewallPolicies(ctx context.Context, c *Check) Resul
 	if len(families) == 0 {
 		families = []string{"ipv4", "ipv6"}
 	}
-	hooks := make([]string, 0, len(c.DefaultPolicies))
-	for h := range c.DefaultPolicies {
-		hooks = append(hooks, h)
-	}
-	sort.Strings(hooks)
+	hooks := slices.Sorted(maps.Keys(c.DefaultPolicies))
 	r := c.result(StatusPass, "")
 	var problems []string
 	for _, fam := range families {

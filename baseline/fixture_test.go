@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 )
 
 // fixtureNow is the evaluation clock of every fixture.
@@ -383,7 +385,7 @@ func (f *gatewayFixture) env() Env {
 		Tunnels:            f.tunnels,
 		Recorded:           f.recorded,
 		ManagementNetworks: f.mgmt,
-		Now:                func() time.Time { return fixtureNow },
+		Clock:              clocktest.NewFake(fixtureNow),
 	}
 }
 

@@ -366,6 +366,16 @@ func (ev *evaluation) compareManifest(r *Result, patterns []string, appearedFail
 	return problems
 }
 
+// Covers reports whether m records p: p is one of its files, or one of its
+// patterns names or matches it (a glob matched as matchGlobPath does), so
+// that m would have recorded p had it existed.
+func (m Manifest) Covers(p string) bool {
+	if _, ok := m.Files[p]; ok {
+		return true
+	}
+	return slices.ContainsFunc(m.Patterns, func(pat string) bool { return pat == p || matchGlobPath(pat, p) })
+}
+
 // matchGlobPath matches a gateway path against a glob component by
 // component, like globUnder (dot files only by a dot pattern).
 func matchGlobPath(pattern, p string) bool {

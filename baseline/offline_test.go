@@ -3,7 +3,8 @@ package baseline
 import (
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 )
 
 // TestOfflineEnv evaluates the shipped baseline against a tree that is not
@@ -76,7 +77,7 @@ func TestOfflineEnv(t *testing.T) {
 				tc.setup(f)
 			}
 			env := OfflineEnv(f.root)
-			env.Now = func() time.Time { return fixtureNow }
+			env.Clock = clocktest.NewFake(fixtureNow)
 			rep, err := b.Evaluate(t.Context(), env)
 			if err != nil {
 				t.Fatal(err)

@@ -4,7 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -108,11 +109,7 @@ func (ev *evaluation) checkPackages(c *Check) Result {
 	if err != nil {
 		return c.result(StatusError, err.Error())
 	}
-	names := make([]string, 0, len(c.MinimumVersions))
-	for n := range c.MinimumVersions {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(c.MinimumVersions))
 	r := c.result(StatusPass, "")
 	var old []string
 	installed := 0

@@ -11,28 +11,47 @@ import (
 	"github.com/warden-ir/warden/indicator"
 )
 
+// evaluateGood evaluates the shipped baseline on a good gateway, after
+// recording its integrity manifest.
+func evaluateGood(t *testing.T) (*Baseline, *gatewayFixture, Report) {
+	t.Helper()
+	b, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newGatewayFixture(t)
+	f.record(b)
+	rep, err := b.Evaluate(t.Context(), f.env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, f, rep
+}
+
 func TestReportDiff(t *testing.T) {
 	res := func(id string, typ CheckType, st Status) Result {
 		return Result{ID: id, Title: id, Type: typ, Severity: indicator.High, Status: st,
 			Evidence: []Evidence{{Source: "/usr/sbin/sshd", Value: "sha256:" + strings.Repeat("b", 64), Expected: "sha256:" + strings.Repeat("a", 64)}}}
 	}
-	prev := Report{Results: []Result{
-		res("ssh-root", TypeSSHD, StatusPass),
-		res("bins", TypeIntegrity, StatusPass),
-		res("still-failing", TypeSysctl, StatusFail),
-		res("fixed", TypeSysctl, StatusFail),
-		res("unreadable", TypeFirewall, StatusPass),
-		res("was-skipped", TypeTunnels, StatusSkip),
-	}}
-	cur := Report{Results: []Result{
-		res("ssh-root", TypeSSHD, StatusFail),
-		res("bins", TypeIntegrity, StatusFail),
-		res("still-failing", TypeSysctl, StatusFail),
-		res("fixed", TypeSysctl, StatusPass),
-		res("unreadable", TypeFirewall, StatusError),
-		res("was-skipped", TypeTunnels, StatusFail),
-		res("new-check", TypePackages, StatusFail),
-	}}
+	var prev, cur Report
+	for _, c := range []struct {
+		id       string
+		typ      CheckType
+		from, to Status // from "": the check is new
+	}{
+		{"ssh-root", TypeSSHD, StatusPass, StatusFail},
+		{"bins", TypeIntegrity, StatusPass, StatusFail},
+		{"still-failing", TypeSysctl, StatusFail, StatusFail},
+		{"fixed", TypeSysctl, StatusFail, StatusPass},
+		{"unreadable", TypeFirewall, StatusPass, StatusError},
+		{"was-skipped", TypeTunnels, StatusSkip, StatusFail},
+		{"new-check", TypePackages, "", StatusFail},
+	} {
+		if c.from != "" {
+			prev.Results = append(prev.Results, res(c.id, c.typ, c.from))
+		}
+		cur.Results = append(cur.Results, res(c.id, c.typ, c.to))
+	}
 	changes := cur.Diff(prev)
 	var got []string
 	for _, c := range changes {
@@ -71,12 +90,9 @@ func TestReportDiff(t *testing.T) {
 // TestDriftBetweenEvaluations is the drift scheduler's view: evaluate, let
 // an intruder change the gateway, evaluate again, diff.
 func TestDriftBetweenEvaluations(t *testing.T) {
-	b, _ := Default()
-	f := newGatewayFixture(t)
-	f.record(b)
-	before, err := b.Evaluate(t.Context(), f.env())
-	if err != nil || !before.Passed {
-		t.Fatalf("baseline does not pass: %v %+v", err, before.Counts)
+	b, f, before := evaluateGood(t)
+	if !before.Passed {
+		t.Fatalf("baseline does not pass: %+v", before.Counts)
 	}
 	f.appendTo("/root/.ssh/authorized_keys", "ssh-ed25519 AAAAC3attacker\n")
 	f.appendTo("/etc/ssh/sshd_config.d/10-hardening.conf", "Match all\n  PasswordAuthentication yes\n")
@@ -125,13 +141,7 @@ func TestEvaluateInvalidEnv(t *testing.T) {
 }
 
 func TestReportJSON(t *testing.T) {
-	b, _ := Default()
-	f := newGatewayFixture(t)
-	f.record(b)
-	rep, err := b.Evaluate(t.Context(), f.env())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, rep := evaluateGood(t)
 	data, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)

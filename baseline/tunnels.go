@@ -445,7 +445,7 @@ func (ev *evaluation) checkKeyAge(ctx context.Context, c *Check) Result {
 	}
 	maxAge := time.Duration(c.MaxKeyAge)
 	expected := "key age ≤ " + days(maxAge)
-	now := ev.env.Now()
+	now := ev.env.Clock.Now()
 	r := c.result(StatusPass, "")
 	var problems []string
 	for _, in := range ifaces {

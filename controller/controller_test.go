@@ -16,6 +16,7 @@ import (
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
@@ -81,6 +82,12 @@ func (f *fakeAction) Verify(_ context.Context, req actions.Request) (actions.Res
 	}
 	return actions.Result{Summary: "verified"}, nil
 }
+
+// Undo makes every fake reversible as the catalogue may declare it.
+func (f *fakeAction) Undo(context.Context, actions.Request) (actions.Result, error) {
+	return actions.Result{Summary: "undone"}, nil
+}
+
 func (f *fakeAction) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -92,6 +99,12 @@ func (f *fakeAction) calls() int {
 }
 
 type instantClock struct{ now time.Time }
+
+// AfterFunc runs f at once: no wait in these tests is real.
+func (c instantClock) AfterFunc(_ time.Duration, f func()) clock.Timer {
+	go f()
+	return time.NewTimer(0)
+}
 
 func (c instantClock) Now() time.Time { return c.now }
 func (c instantClock) After(time.Duration) <-chan time.Time {
@@ -212,6 +225,10 @@ func newHarness(t testing.TB, mutate func(*Options)) *harness {
 	if mutate != nil {
 		mutate(&opt)
 	}
+	// Composed as the daemon composes its catalogue: one retry layer.
+	ex := opt.Executor
+	opt.Actions = opt.Actions.Decorate(actions.WithRetry(actions.RetryPolicy{MaxAttempts: ex.MaxAttempts, BackoffBase: ex.BackoffBase,
+		BackoffMax: ex.BackoffMax, AttemptTimeout: ex.StepTimeout, After: opt.Clock.After}))
 	h.c, err = New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -609,7 +626,7 @@ func TestResumeSkipsSucceededStepsAndReappliesInFlightOne(t *testing.T) {
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-hq"))
 	// Simulate a crash: steps 0 and 1 done, step 2 (isolate) in flight.
 	r, _ := h.st.Run(t.Context(), res[0].RunID)
-	err := h.st.Tx(t.Context(), func(tx *store.Tx) error {
+	err := h.st.Tx(t.Context(), func(tx store.Tx) error {
 		r.State = store.RunRunning
 		if err := tx.UpdateRun(t.Context(), r); err != nil {
 			return err

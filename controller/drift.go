@@ -38,7 +38,7 @@ type DriftResult struct {
 // check changes nothing), stores each result with history, and turns every
 // check that went from pass to fail into an indicator (baseline_drift or
 // integrity_violation) that policies act on like any alert.
-func (c *Controller) DriftCheck(ctx context.Context, gateway, actor string) ([]DriftResult, error) {
+func (c *drifter) DriftCheck(ctx context.Context, gateway, actor string) ([]DriftResult, error) {
 	var targets []inventory.Gateway
 	if gateway == "all" {
 		targets = c.inv.Gateways
@@ -59,7 +59,7 @@ func (c *Controller) DriftCheck(ctx context.Context, gateway, actor string) ([]D
 	return out, nil
 }
 
-func (c *Controller) driftOne(ctx context.Context, gw inventory.Gateway, actor string) DriftResult {
+func (c *drifter) driftOne(ctx context.Context, gw inventory.Gateway, actor string) DriftResult {
 	res := DriftResult{Gateway: gw.ID}
 	prev, hadPrev, err := c.st.LatestBaseline(ctx, gw.ID)
 	if err != nil {
@@ -90,7 +90,7 @@ func (c *Controller) driftOne(ctx context.Context, gw inventory.Gateway, actor s
 	}
 	now := c.clock.Now()
 	raw, _ := json.Marshal(rep)
-	if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	if err := c.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertBaselineResult(ctx, store.BaselineResult{ID: store.NewID("bsl"), Gateway: gw.ID, CheckedAt: now,
 			Passed: rep.Passed, Failed: rep.Counts.Fail, Errored: rep.Counts.Error, Source: "drift", Report: raw}); err != nil {
 			return err
@@ -108,7 +108,7 @@ func (c *Controller) driftOne(ctx context.Context, gw inventory.Gateway, actor s
 	for _, ch := range res.Changes {
 		items = append(items, Item{Indicator: ch.Indicator(gw.ID, now), Matched: true})
 	}
-	acc, err := c.Accept(ctx, "drift:"+actor, items)
+	acc, err := c.intake.Accept(ctx, "drift:"+actor, items)
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -117,7 +117,7 @@ func (c *Controller) driftOne(ctx context.Context, gw inventory.Gateway, actor s
 	return res
 }
 
-func (c *Controller) driftLoop(ctx context.Context) {
+func (c *drifter) driftLoop(ctx context.Context) {
 	if c.opt.Baseline == nil || c.opt.DriftInterval <= 0 {
 		return
 	}

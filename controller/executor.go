@@ -14,27 +14,7 @@ import (
 	"github.com/warden-ir/warden/store"
 )
 
-// Start runs the executor and the reconcile loop until ctx ends. Runs that
-// were interrupted (state running, e.g. after kill -9) are resumed first:
-// steps already recorded as succeeded are never applied again; the step that
-// was in flight is applied again, and the provider recognises by current
-// state and idempotency key that its side effect already happened.
-func (c *Controller) Start(ctx context.Context) {
-	c.mu.Lock()
-	c.life = ctx
-	c.mu.Unlock()
-	c.wg.Add(3)
-	go func() { defer c.wg.Done(); c.executorLoop(ctx) }()
-	go func() { defer c.wg.Done(); c.reconcileLoop(ctx) }()
-	go func() { defer c.wg.Done(); c.driftLoop(ctx) }()
-	c.resumeWaves(ctx)
-	c.Kick()
-}
-
-// Wait blocks until the loops started by Start have returned.
-func (c *Controller) Wait() { c.wg.Wait() }
-
-func (c *Controller) executorLoop(ctx context.Context) {
+func (c *executor) executorLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,7 +59,7 @@ func (c *Controller) executorLoop(ctx context.Context) {
 
 // ExecuteRun drives one run to a terminal state (or until ctx ends). It is
 // safe to call again for the same run after a crash.
-func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
+func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 	run, err := c.st.Run(ctx, id)
 	if err != nil {
 		return err
@@ -97,7 +77,7 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 		if run.StartedAt.IsZero() {
 			run.StartedAt = now
 		}
-		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		if err := c.st.Tx(ctx, func(tx store.Tx) error {
 			if err := tx.UpdateRun(ctx, run); err != nil {
 				return err
 			}
@@ -108,7 +88,7 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 		}
 	} else {
 		c.log.Info("resuming interrupted run", "run", run.ID, "gateway", run.Gateway)
-		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+		if err := c.st.Tx(ctx, func(tx store.Tx) error {
 			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "run.resumed", Incident: run.Incident, Run: run.ID, Subject: run.Gateway})
 		}); err != nil {
 			return err
@@ -137,7 +117,7 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 			// Gates again, right before releasing: an indicator may have
 			// arrived since the request and the approval.
 			refused := false
-			if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+			if err := c.st.Tx(ctx, func(tx store.Tx) error {
 				why, err := c.recheckRelease(ctx, tx, run)
 				if err != nil || why == "" {
 					return err
@@ -176,13 +156,13 @@ func (c *Controller) ExecuteRun(ctx context.Context, id string) error {
 // checkEvidence enforces safety invariant 4 at execution time, whatever the
 // plan said: a destructive step never runs before capture and snapshot
 // succeeded for the incident, unless a person recorded an override.
-func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step store.Step) error {
-	if !actions.Destructive[step.Action] || run.OverrideReason != "" {
+func (c *executor) checkEvidence(ctx context.Context, run store.Run, step store.Step) error {
+	if !c.acts.Meta(step.Action).Destructive || run.OverrideReason != "" {
 		return nil
 	}
 	var missing []string
 	incident := run.Incident
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		if incident == "" {
 			// Not started for an incident: the gateway is compromised
@@ -193,12 +173,13 @@ func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step stor
 			}
 			incident = inc.ID
 		}
-		missing, err = tx.EvidenceSucceeded(ctx, incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
+		evidence := c.acts.EvidenceNames()
+		missing, err = tx.EvidenceSucceeded(ctx, incident, evidence)
 		if err != nil {
 			return err
 		}
-		if len(missing) < 2 {
-			missing = nil // one of them suffices where the other cannot exist (no agent / no VM)
+		if len(missing) < len(evidence) {
+			missing = nil // one suffices where another cannot exist (no agent / no VM)
 		}
 		return nil
 	})
@@ -211,94 +192,70 @@ func (c *Controller) checkEvidence(ctx context.Context, run store.Run, step stor
 	return nil
 }
 
-func (c *Controller) executeStep(ctx context.Context, run store.Run, step store.Step, gw inventory.Gateway) (actions.Result, error) {
+func (c *executor) executeStep(ctx context.Context, run store.Run, step store.Step, gw inventory.Gateway) (actions.Result, error) {
 	act, ok := c.acts[step.Action]
 	if !ok {
 		return actions.Result{}, actions.Terminal(fmt.Errorf("action %q is not available", step.Action))
 	}
-	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Gateway: gw, Params: step.Params}
-	ex := c.opt.Executor
-	var lastErr error
-	for attempt := 1; attempt <= ex.MaxAttempts; attempt++ {
-		// Fence every attempt: a controller that lost the store's lease
-		// must not start another side effect.
-		epoch, err := c.leaseEpoch()
-		if err != nil {
-			return actions.Result{}, err
-		}
-		now := c.clock.Now()
-		step.State, step.Attempts, step.Epoch = store.StepRunning, step.Attempts+1, epoch
-		if step.StartedAt.IsZero() {
-			step.StartedAt = now
-		}
-		if err := c.st.Tx(ctx, func(tx *store.Tx) error {
-			if err := tx.UpdateStep(ctx, step); err != nil {
-				return err
-			}
-			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: run.Incident, Run: run.ID, Subject: gw.ID,
-				Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
-					"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": gw.VM})})
-		}); err != nil {
-			return actions.Result{}, err
-		}
-
-		sctx, cancel := context.WithTimeout(ctx, ex.StepTimeout)
-		res, err := act.Apply(sctx, req)
-		if err == nil {
-			var vres actions.Result
-			vres, err = act.Verify(sctx, req)
-			if err == nil {
-				cancel()
-				if res.Details == nil {
-					res.Details = map[string]any{}
-				}
-				res.Details["verified"] = vres.Summary
-				if vres.Details != nil {
-					res.Details["verify"] = vres.Details
-				}
-				return res, c.recordStep(ctx, run, step, store.StepSucceeded, res, nil)
-			}
-			err = fmt.Errorf("verifying: %w", err)
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return actions.Result{}, ctx.Err()
-		}
-		lastErr = err
-		terminal := actions.IsTerminal(err)
-		if aerr := c.st.Tx(ctx, func(tx *store.Tx) error {
-			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "step.error", Incident: run.Incident, Run: run.ID, Subject: gw.ID,
-				Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": step.Attempts, "error": err.Error(), "terminal": terminal})})
-		}); aerr != nil {
-			return actions.Result{}, aerr
-		}
-		if step.Optional && errors.Is(err, actions.ErrUnsupported) {
-			// Nothing can do this here (no agent, no vCenter): say so
-			// plainly rather than report a failure.
-			return actions.Result{}, c.recordStep(ctx, run, step, store.StepSkipped, actions.Result{Summary: "skipped: " + err.Error()}, nil)
-		}
-		if terminal || attempt == ex.MaxAttempts {
-			break
-		}
-		c.m.StepRetries.WithLabelValues(step.Action).Inc()
-		select {
-		case <-ctx.Done():
-			return actions.Result{}, ctx.Err()
-		case <-c.clock.After(backoff(ex.BackoffBase, ex.BackoffMax, attempt)):
-		}
+	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Gateway: gw, Params: step.Params,
+		Attempts: &stepAttempts{c: c, run: run, step: &step, gw: gw}}
+	res, err := actions.Execute(ctx, act, req)
+	switch {
+	case ctx.Err() != nil:
+		return actions.Result{}, ctx.Err() // stopping: leave the step running; resume later
+	case errors.Is(err, errNotHolder):
+		return actions.Result{}, err
+	case err == nil:
+		return res, c.recordStep(ctx, run, step, store.StepSucceeded, res, nil)
+	case step.Optional && errors.Is(err, actions.ErrUnsupported):
+		// Nothing can do this here (no agent, no vCenter): say so
+		// plainly rather than report a failure.
+		return actions.Result{}, c.recordStep(ctx, run, step, store.StepSkipped, actions.Result{Summary: "skipped: " + err.Error()}, nil)
 	}
-	return actions.Result{}, c.recordStep(ctx, run, step, store.StepFailed, actions.Result{}, lastErr)
+	return actions.Result{}, c.recordStep(ctx, run, step, store.StepFailed, actions.Result{}, err)
 }
 
-func backoff(base, maxD time.Duration, attempt int) time.Duration {
-	d := base << (attempt - 1)
-	if d > maxD || d <= 0 {
-		d = maxD
-	}
-	return d
+// stepAttempts fences and records every attempt of a step: the retry
+// decorator calls it around each one.
+type stepAttempts struct {
+	c    *executor
+	run  store.Run
+	step *store.Step
+	gw   inventory.Gateway
 }
 
-func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.Step, state string, res actions.Result, stepErr error) error {
+// Starting checks the writer lease (a controller that lost it must not
+// start another side effect) and records the attempt.
+func (o *stepAttempts) Starting(ctx context.Context, n int) error {
+	epoch, err := o.c.leaseEpoch()
+	if err != nil {
+		return err
+	}
+	now, step := o.c.clock.Now(), o.step
+	step.State, step.Attempts, step.Epoch = store.StepRunning, step.Attempts+1, epoch
+	if step.StartedAt.IsZero() {
+		step.StartedAt = now
+	}
+	return o.c.st.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.UpdateStep(ctx, *step); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
+			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
+				"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": o.gw.VM})})
+	})
+}
+
+// Failed records a failed attempt.
+func (o *stepAttempts) Failed(ctx context.Context, n int, err error, terminal bool) error {
+	step := o.step
+	return o.c.st.Tx(ctx, func(tx store.Tx) error {
+		return tx.Audit(ctx, audit.Entry{At: o.c.clock.Now(), Actor: "controller", Action: "step.error", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
+			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": step.Attempts, "error": err.Error(), "terminal": terminal})})
+	})
+}
+
+func (c *executor) recordStep(ctx context.Context, run store.Run, step store.Step, state string, res actions.Result, stepErr error) error {
 	now := c.clock.Now()
 	step.State, step.FinishedAt = state, now
 	if stepErr != nil {
@@ -312,7 +269,7 @@ func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.S
 	}
 	step.Result = rj
 	c.m.StepDuration.WithLabelValues(step.Action, state).Observe(now.Sub(step.StartedAt).Seconds())
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.UpdateStep(ctx, step); err != nil {
 			return err
 		}
@@ -340,9 +297,9 @@ func (c *Controller) recordStep(ctx context.Context, run store.Run, step store.S
 // succeeded step, inside the transaction that records the success: a
 // crash between the two must not leave an isolated gateway whose desired
 // posture was never set (the resumed run skips a succeeded step).
-func (c *Controller) stepEffects(ctx context.Context, tx *store.Tx, run store.Run, step store.Step, now time.Time) error {
-	switch step.Action {
-	case actions.NameIsolate:
+func (c *executor) stepEffects(ctx context.Context, tx store.Tx, run store.Run, step store.Step, now time.Time) error {
+	switch c.acts.Meta(step.Action).Posture {
+	case actions.EffectQuarantine:
 		if err := tx.SetDesiredPosture(ctx, run.Gateway, store.PostureQuarantined, run.Incident, now); err != nil {
 			return err
 		}
@@ -353,7 +310,7 @@ func (c *Controller) stepEffects(ctx context.Context, tx *store.Tx, run store.Ru
 		}
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "posture.desired", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
 			Data: mustJSON(map[string]any{"desired": store.PostureQuarantined})})
-	case actions.NameRelease:
+	case actions.EffectRelease:
 		before, err := tx.Posture(ctx, run.Gateway)
 		if err != nil {
 			return err
@@ -377,22 +334,22 @@ func (c *Controller) stepEffects(ctx context.Context, tx *store.Tx, run store.Ru
 // afterStep does what follows a succeeded step outside the store's
 // transaction: metrics, the observed posture, and waking the executor for
 // runs the step's effects started.
-func (c *Controller) afterStep(ctx context.Context, run store.Run, step store.Step, res actions.Result) error {
+func (c *executor) afterStep(ctx context.Context, run store.Run, step store.Step, res actions.Result) error {
 	now := c.clock.Now()
-	switch step.Action {
-	case actions.NameIsolate:
+	switch c.acts.Meta(step.Action).Posture {
+	case actions.EffectQuarantine:
 		if inds, err := c.st.IndicatorsOfIncident(ctx, run.Incident); err == nil && len(inds) > 0 {
 			c.m.TimeToContain.Observe(now.Sub(inds[0].ReceivedAt).Seconds())
 		}
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureQuarantined, mustJSON(res.Details), now)
-	case actions.NameRelease:
+	case actions.EffectRelease:
 		c.Kick() // a re-decided indicator may have started a run
 		_ = c.st.SetObservedPosture(ctx, run.Gateway, store.PostureNormal, mustJSON(res.Details), now)
 	}
 	return nil
 }
 
-func (c *Controller) finishRun(ctx context.Context, run store.Run, runErr error) error {
+func (c *executor) finishRun(ctx context.Context, run store.Run, runErr error) error {
 	now := c.clock.Now()
 	run.State, run.FinishedAt, run.UpdatedAt = store.RunSucceeded, now, now
 	if runErr != nil {
@@ -403,7 +360,7 @@ func (c *Controller) finishRun(ctx context.Context, run store.Run, runErr error)
 		run.Error = "finished, but optional step(s) failed: " + failed
 	}
 	c.m.Runs.WithLabelValues(run.State).Inc()
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		cur, err := tx.Run(ctx, run.ID)
 		if err != nil {
 			return err
@@ -431,7 +388,7 @@ func (c *Controller) finishRun(ctx context.Context, run store.Run, runErr error)
 
 // WaitRun polls until the run is terminal or waits for approval, or ctx
 // ends.
-func (c *Controller) WaitRun(ctx context.Context, id string) (store.Run, error) {
+func (c *runs) WaitRun(ctx context.Context, id string) (store.Run, error) {
 	for {
 		r, err := c.st.Run(ctx, id)
 		if err != nil {
@@ -450,7 +407,7 @@ func (c *Controller) WaitRun(ctx context.Context, id string) (store.Run, error) 
 
 // failedOptionalSteps names the optional steps of a run that failed, with
 // their errors; "" when none did.
-func (c *Controller) failedOptionalSteps(ctx context.Context, runID string) string {
+func (c *executor) failedOptionalSteps(ctx context.Context, runID string) string {
 	r, err := c.st.Run(ctx, runID)
 	if err != nil {
 		return ""
@@ -467,16 +424,14 @@ func (c *Controller) failedOptionalSteps(ctx context.Context, runID string) stri
 // redecideLiveThreats decides again, against the gateway's current
 // posture, the live threats about gw received after since (the latest
 // copy of each alert). It reports whether any decision was taken.
-func (c *Controller) redecideLiveThreats(ctx context.Context, tx *store.Tx, gw string, since, now time.Time) (bool, error) {
+func (c *core) redecideLiveThreats(ctx context.Context, tx store.Tx, gw string, since, now time.Time) (bool, error) {
 	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
 	if err != nil || len(threats) == 0 {
 		return false, err
 	}
-	g, ok := c.inv.Gateway(gw)
-	if !ok {
+	if _, ok := c.inv.Gateway(gw); !ok {
 		return false, nil
 	}
-	site, _ := c.inv.Site(g.Site)
 	posture, err := tx.Posture(ctx, gw)
 	if err != nil {
 		return false, err
@@ -500,8 +455,7 @@ func (c *Controller) redecideLiveThreats(ctx context.Context, tx *store.Tx, gw s
 				"reason": "arrived while the gateway was being released; decided again against the posture it meets now"})}); err != nil {
 			return false, err
 		}
-		a := Accepted{IndicatorID: rec.ID, Matched: true, Status: rec.Indicator.Status, Gateway: gw, IncidentID: rec.Incident}
-		if _, err := c.decideAndStart(ctx, tx, now, rec.Indicator, g, site, rec.Incident, posture.Desired, a); err != nil {
+		if err := c.decideAgain(ctx, tx, rec, now); err != nil {
 			return false, err
 		}
 	}

@@ -29,7 +29,7 @@ func breakerPage(at time.Time, reason string) Page {
 	}
 }
 
-func (c *Controller) queuePage(p Page) {
+func (c *core) queuePage(p Page) {
 	c.pageMu.Lock()
 	c.pages = append(c.pages, p)
 	c.pageMu.Unlock()
@@ -37,7 +37,7 @@ func (c *Controller) queuePage(p Page) {
 
 // flushPages sends pages queued by a committed transaction, in the
 // background so intake answers without waiting for a chat server.
-func (c *Controller) flushPages(ctx context.Context) {
+func (c *core) flushPages(ctx context.Context) {
 	c.pageMu.Lock()
 	pages := c.pages
 	c.pages = nil

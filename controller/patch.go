@@ -37,7 +37,7 @@ type PatchWaveRequest struct {
 // the files the upgraded packages installed (old and new hashes in the
 // step's result and in evidence), so the baseline that follows does not
 // read a sanctioned update as an integrity violation.
-func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patching.WaveReport, error) {
+func (c *patcher) PatchWave(ctx context.Context, req PatchWaveRequest) (patching.WaveReport, error) {
 	if err := c.checkPatchWave(req); err != nil {
 		return patching.WaveReport{}, err
 	}
@@ -51,11 +51,11 @@ func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patch
 	rep, err := patching.RunWaves(ctx, req.Gateways, patching.WaveOptions{
 		Canary: canary, WaveSize: req.WaveSize, Log: c.log,
 		Apply: func(ctx context.Context, gw string) (patching.Result, error) {
-			run, err := c.StartRunbook(ctx, StartRequest{Runbook: "patch-gateway", Gateway: gw, Actor: req.Actor, Params: params})
+			run, err := c.runs.StartRunbook(ctx, StartRequest{Runbook: "patch-gateway", Gateway: gw, Actor: req.Actor, Params: params})
 			if err != nil {
 				return patching.Result{}, err
 			}
-			done, err := c.WaitRun(ctx, run.ID)
+			done, err := c.runs.WaitRun(ctx, run.ID)
 			if err != nil {
 				return patching.Result{}, err
 			}
@@ -78,7 +78,7 @@ func (c *Controller) PatchWave(ctx context.Context, req PatchWaveRequest) (patch
 
 // checkPatchWave refuses a wave request that names no gateway, a wildcard
 // or unknown one, nothing to install, or nobody asking.
-func (c *Controller) checkPatchWave(req PatchWaveRequest) error {
+func (c *patcher) checkPatchWave(req PatchWaveRequest) error {
 	if len(req.Gateways) == 0 {
 		return fmt.Errorf("%w: gateways: name the gateways to patch (an empty list never means all)", ErrInvalid)
 	}
@@ -108,7 +108,7 @@ var ErrNotRunning = errors.New("controller loops are not running")
 // A wave still running when the controller stops is resumed at its next
 // start: gateways already patched are patched again as a no-op, which
 // reads their versions back. Progress and the final report: PatchWaveOf.
-func (c *Controller) StartPatchWave(ctx context.Context, req PatchWaveRequest) (store.PatchWave, error) {
+func (c *patcher) StartPatchWave(ctx context.Context, req PatchWaveRequest) (store.PatchWave, error) {
 	if err := c.checkPatchWave(req); err != nil {
 		return store.PatchWave{}, err
 	}
@@ -122,7 +122,7 @@ func (c *Controller) StartPatchWave(ctx context.Context, req PatchWaveRequest) (
 	}
 	now := c.clock.Now()
 	w := store.PatchWave{ID: store.NewID("wave"), Actor: req.Actor, Request: raw, State: store.WaveRunning, CreatedAt: now, UpdatedAt: now}
-	if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	if err := c.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertPatchWave(ctx, w); err != nil {
 			return err
 		}
@@ -135,11 +135,11 @@ func (c *Controller) StartPatchWave(ctx context.Context, req PatchWaveRequest) (
 }
 
 // PatchWaveOf reads a wave: its state and, once it ended, its report.
-func (c *Controller) PatchWaveOf(ctx context.Context, id string) (store.PatchWave, error) {
+func (c *patcher) PatchWaveOf(ctx context.Context, id string) (store.PatchWave, error) {
 	return c.st.PatchWave(ctx, id)
 }
 
-func (c *Controller) goWave(ctx context.Context, id string, req PatchWaveRequest) {
+func (c *patcher) goWave(ctx context.Context, id string, req PatchWaveRequest) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -159,7 +159,7 @@ func (c *Controller) goWave(ctx context.Context, id string, req PatchWaveRequest
 		if err != nil {
 			errText = err.Error()
 		}
-		if ferr := c.st.Tx(ctx, func(tx *store.Tx) error {
+		if ferr := c.st.Tx(ctx, func(tx store.Tx) error {
 			return tx.FinishPatchWave(ctx, id, state, report, errText, c.clock.Now())
 		}); ferr != nil {
 			c.log.Error("recording the end of a patch wave", "wave", id, "err", ferr)
@@ -168,7 +168,7 @@ func (c *Controller) goWave(ctx context.Context, id string, req PatchWaveRequest
 }
 
 // resumeWaves restarts the waves a stopped controller left running.
-func (c *Controller) resumeWaves(ctx context.Context) {
+func (c *patcher) resumeWaves(ctx context.Context) {
 	if _, err := c.leaseEpoch(); err != nil {
 		c.log.Warn("not resuming patch waves", "err", err)
 		return
@@ -190,8 +190,8 @@ func (c *Controller) resumeWaves(ctx context.Context) {
 	}
 }
 
-func (c *Controller) auditNow(ctx context.Context, actor, action string, data map[string]any) {
-	if err := c.st.Tx(ctx, func(tx *store.Tx) error {
+func (c *patcher) auditNow(ctx context.Context, actor, action string, data map[string]any) {
+	if err := c.st.Tx(ctx, func(tx store.Tx) error {
 		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: actor, Action: action, Data: mustJSON(data)})
 	}); err != nil {
 		c.log.Error("auditing", "action", action, "err", err)

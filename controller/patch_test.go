@@ -113,7 +113,7 @@ func TestPatchWaveResumesAfterARestart(t *testing.T) {
 	raw, _ := json.Marshal(req)
 	now := time.Now()
 	left := store.PatchWave{ID: "wave-left-running", Actor: "alice", Request: raw, State: store.WaveRunning, CreatedAt: now, UpdatedAt: now}
-	if err := h.st.Tx(t.Context(), func(tx *store.Tx) error { return tx.InsertPatchWave(t.Context(), left) }); err != nil {
+	if err := h.st.Tx(t.Context(), func(tx store.Tx) error { return tx.InsertPatchWave(t.Context(), left) }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())

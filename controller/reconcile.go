@@ -11,7 +11,7 @@ import (
 	"github.com/warden-ir/warden/store"
 )
 
-func (c *Controller) reconcileLoop(ctx context.Context) {
+func (c *reconciler) reconcileLoop(ctx context.Context) {
 	if c.opt.Observer == nil && c.opt.OSObserver == nil {
 		return
 	}
@@ -54,7 +54,7 @@ type layerObservation struct {
 // level-based and idempotent. It never releases anything: a gateway
 // observed quarantined while desired normal is reported, not changed,
 // because release must be earned.
-func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
+func (c *reconciler) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 	var repairs []Repair
 	for _, gw := range c.inv.Gateways {
 		layers := map[string]layerObservation{}
@@ -118,7 +118,7 @@ func (c *Controller) ReconcileOnce(ctx context.Context) ([]Repair, error) {
 	return repairs, nil
 }
 
-func (c *Controller) repairQuarantine(ctx context.Context, gw inventory.Gateway, p store.Posture, drifted []string, layers map[string]layerObservation) (Repair, error) {
+func (c *reconciler) repairQuarantine(ctx context.Context, gw inventory.Gateway, p store.Posture, drifted []string, layers map[string]layerObservation) (Repair, error) {
 	act, ok := c.acts[actions.NameIsolate]
 	if !ok {
 		return Repair{}, fmt.Errorf("no isolate action available")
@@ -130,7 +130,7 @@ func (c *Controller) repairQuarantine(ctx context.Context, gw inventory.Gateway,
 	if err == nil {
 		_, err = act.Verify(ctx, req)
 	}
-	auditErr := c.st.Tx(ctx, func(tx *store.Tx) error {
+	auditErr := c.st.Tx(ctx, func(tx store.Tx) error {
 		data := map[string]any{"observed": drift, "desired": store.PostureQuarantined, "summary": res.Summary, "details": res.Details}
 		if err != nil {
 			data["error"] = err.Error()
@@ -156,7 +156,7 @@ type GatewayView struct {
 }
 
 // Gateways lists every gateway with its posture.
-func (c *Controller) Gateways(ctx context.Context) ([]GatewayView, error) {
+func (c *reconciler) Gateways(ctx context.Context) ([]GatewayView, error) {
 	out := make([]GatewayView, 0, len(c.inv.Gateways))
 	for _, g := range c.inv.Gateways {
 		p, err := c.st.Posture(ctx, g.ID)

@@ -13,7 +13,7 @@ import (
 
 func (h *harness) recordBaseline(t *testing.T, gw string, passed bool, at time.Time) {
 	t.Helper()
-	err := h.st.Tx(t.Context(), func(tx *store.Tx) error {
+	err := h.st.Tx(t.Context(), func(tx store.Tx) error {
 		failed := 0
 		if !passed {
 			failed = 2

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
-	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/plan"
 	"github.com/warden-ir/warden/store"
@@ -38,105 +36,9 @@ type newRunRequest struct {
 	params   map[string]string
 	now      time.Time
 	preview  bool // gates evaluated for a plan only, in a rolled-back transaction
-}
-
-// releaseGates makes release earned (safety invariant 7): the gateway's
-// latest baseline check passed after it was quarantined, every tunnel
-// credential it held was rotated since, and a person approves. Unmet
-// baseline or credential gates refuse the release, listing them, unless a
-// person records an override reason; the approval can never be skipped.
-func (c *Controller) releaseGates(ctx context.Context, tx *store.Tx, p *plan.Plan, r newRunRequest, add func(plan.Gate)) error {
-	posture, err := tx.Posture(ctx, r.gateway.ID)
-	if err != nil {
-		return err
-	}
-	since := posture.UpdatedAt
-	var unmet []plan.Gate
-	check := func(g plan.Gate) {
-		if !g.Passed {
-			unmet = append(unmet, g)
-			if r.override != "" {
-				g.Passed, g.Detail = true, g.Detail+" — overridden by "+r.actor+": "+r.override
-			}
-		}
-		add(g)
-	}
-
-	latest, ok, err := tx.LatestBaseline(ctx, r.gateway.ID)
-	if err != nil {
-		return err
-	}
-	bg := plan.Gate{Name: "baseline", Blocking: true}
-	switch {
-	case !ok:
-		bg.Detail = "no baseline check on record (run warden drift check --gateway " + r.gateway.ID + ")"
-	case latest.CheckedAt.Before(since):
-		bg.Detail = fmt.Sprintf("latest baseline check (%s) is older than the quarantine (%s)", latest.CheckedAt.Format(time.RFC3339), since.Format(time.RFC3339))
-	case !latest.Passed:
-		bg.Detail = fmt.Sprintf("latest baseline check (%s) failed %d check(s), %d errored", latest.CheckedAt.Format(time.RFC3339), latest.Failed, latest.Errored)
-	default:
-		bg.Passed, bg.Detail = true, "baseline passed at "+latest.CheckedAt.Format(time.RFC3339)
-	}
-	check(bg)
-
-	cg := plan.Gate{Name: "credentials-rotated", Blocking: true}
-	if tunnels := c.inv.TunnelsOf(r.gateway.ID); len(tunnels) == 0 {
-		cg.Passed, cg.Detail = true, "the gateway holds no tunnel credentials"
-	} else {
-		rotated, err := tx.StepSucceededSince(ctx, r.gateway.ID, "rotate_credentials", since)
-		if err != nil {
-			return err
-		}
-		if rotated {
-			cg.Passed, cg.Detail = true, fmt.Sprintf("credentials of its %d tunnel(s) rotated since the quarantine", len(tunnels))
-		} else {
-			cg.Detail = fmt.Sprintf("credentials of its %d tunnel(s) not rotated since the quarantine (runbook respond-confirmed-compromise or rotate-fleet-credentials)", len(tunnels))
-		}
-	}
-	check(cg)
-
-	// A live threat is never overridable: releasing a gateway that is
-	// still beaconing hands it back to the attacker.
-	tg, err := c.liveThreatGate(ctx, tx, r.gateway.ID, since)
-	if err != nil {
-		return err
-	}
-	add(tg)
-	if !tg.Passed && !r.preview {
-		return fmt.Errorf("%w: release of %s refused; %s", ErrConflict, r.gateway.ID, tg.Detail)
-	}
-
-	add(plan.Gate{Name: "release-approval", Passed: false, Blocking: true, Detail: "release always needs a person's approval"})
-	if len(unmet) > 0 && r.override == "" && !r.preview {
-		reasons := make([]string, len(unmet))
-		for i, g := range unmet {
-			reasons[i] = g.Name + ": " + g.Detail
-		}
-		return fmt.Errorf("%w: release of %s refused; unmet gates: %s (a person may override with a recorded reason)", ErrConflict, r.gateway.ID, strings.Join(reasons, "; "))
-	}
-	return nil
-}
-
-// ReleaseThreatSeverity is the containment threshold: a firing indicator
-// about a quarantined gateway at or above it, received after the
-// quarantine began and not resolved by a person, blocks its release.
-const ReleaseThreatSeverity = indicator.High
-
-// liveThreatGate is the release gate "no-live-threat".
-func (c *Controller) liveThreatGate(ctx context.Context, tx *store.Tx, gw string, since time.Time) (plan.Gate, error) {
-	g := plan.Gate{Name: "no-live-threat", Blocking: true}
-	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
-	if err != nil {
-		return g, err
-	}
-	if len(threats) == 0 {
-		g.Passed, g.Detail = true, "no "+string(ReleaseThreatSeverity)+"-or-worse indicator about the gateway since the quarantine is still firing"
-		return g, nil
-	}
-	last := threats[len(threats)-1]
-	g.Detail = fmt.Sprintf("%d firing indicator(s) of severity %s or worse arrived since the quarantine and no person resolved them (latest %s: %s %s at %s); resolve each with warden indicator resolve ID --reason, never by override",
-		len(threats), ReleaseThreatSeverity, last.ID, last.Severity, last.Kind, last.ReceivedAt.Format(time.RFC3339))
-	return g, nil
+	// firing names the gateway whose indicator is being decided: the
+	// circuit breaker counts it as firing although it is not recorded yet.
+	firing string
 }
 
 // recheckRelease evaluates the release gates again for a run that
@@ -144,27 +46,31 @@ func (c *Controller) liveThreatGate(ctx context.Context, tx *store.Tx, gw string
 // recorded on the run still covers the baseline and credential gates,
 // never a live threat. It returns the reason the release must not go on,
 // or "".
-func (c *Controller) recheckRelease(ctx context.Context, tx *store.Tx, run store.Run) (string, error) {
-	if !releases(run) {
+func (c *core) recheckRelease(ctx context.Context, tx store.Tx, run store.Run) (string, error) {
+	if !c.releases(run) {
 		return "", nil
 	}
 	gw, ok := c.inv.Gateway(run.Gateway)
 	if !ok {
 		return "gateway " + run.Gateway + " is no longer in the inventory", nil
 	}
-	var p plan.Plan
-	err := c.releaseGates(ctx, tx, &p, newRunRequest{gateway: gw, override: run.OverrideReason, actor: run.ApprovedBy, now: c.clock.Now()},
-		func(g plan.Gate) { p.Gates = append(p.Gates, g) })
-	if errors.Is(err, ErrConflict) {
-		return err.Error(), nil
+	r := newRunRequest{gateway: gw, override: run.OverrideReason, actor: run.ApprovedBy, now: c.clock.Now()}
+	f, err := c.loadReleaseFacts(ctx, tx, gw.ID, gateFacts{})
+	if err != nil {
+		return "", err
 	}
-	return "", err
+	var v verdict
+	releaseGates(gateInput{req: r, shape: planShape{releases: true}, facts: f}, &v)
+	if v.refuse != nil {
+		return v.refuse.Error(), nil
+	}
+	return "", nil
 }
 
-// releases reports whether a run has a release step.
-func releases(run store.Run) bool {
+// releases reports whether a run has a step that releases the gateway.
+func (c *core) releases(run store.Run) bool {
 	for _, s := range run.Steps {
-		if s.Action == actions.NameRelease {
+		if c.acts.Meta(s.Action).Posture == actions.EffectRelease {
 			return true
 		}
 	}
@@ -173,7 +79,7 @@ func releases(run store.Run) bool {
 
 // refuseRelease cancels a release whose gates no longer hold, with the
 // reason in the run and the audit.
-func (c *Controller) refuseRelease(ctx context.Context, tx *store.Tx, run *store.Run, when, reason string) error {
+func (c *core) refuseRelease(ctx context.Context, tx store.Tx, run *store.Run, when, reason string) error {
 	now := c.clock.Now()
 	run.State, run.UpdatedAt, run.FinishedAt = store.RunCancelled, now, now
 	run.Error = "release refused " + when + ": " + reason
@@ -186,7 +92,7 @@ func (c *Controller) refuseRelease(ctx context.Context, tx *store.Tx, run *store
 
 // staticPlan lays out a runbook's steps for a gateway without reading any
 // provider state (that is PlanFor's job).
-func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, policy string, extra ...map[string]string) (plan.Plan, error) {
+func (c *core) staticPlan(incident string, gw inventory.Gateway, runbook, policy string, extra ...map[string]string) (plan.Plan, error) {
 	rb, ok := c.pol.Runbooks[runbook]
 	if !ok {
 		return plan.Plan{}, fmt.Errorf("%w: unknown runbook %q", ErrInvalid, runbook)
@@ -197,8 +103,9 @@ func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, 
 		if name == "" {
 			name = s.Action
 		}
+		meta := c.acts.Meta(s.Action)
 		target := gw.ID
-		if gw.VM != "" && (s.Action == actions.NameSnapshot || s.Action == actions.NameIsolate || s.Action == actions.NameRelease || s.Action == actions.NamePowerOff) {
+		if gw.VM != "" && meta.OnVM {
 			target = gw.ID + " (VM " + gw.VM + ")"
 		}
 		params := s.Params
@@ -216,134 +123,61 @@ func (c *Controller) staticPlan(incident string, gw inventory.Gateway, runbook, 
 			params = merged
 		}
 		p.Steps = append(p.Steps, plan.Step{Index: i, Name: name, Action: s.Action, Target: target, Params: params,
-			Optional: s.Optional, Evidence: actions.Evidence[s.Action], Destructive: actions.Destructive[s.Action]})
+			Optional: s.Optional, Evidence: meta.Evidence, Destructive: meta.Destructive})
 	}
 	return p, nil
 }
 
-// gates evaluates approval, breaker, budget and evidence-first gates. It
-// may trip the breaker (audited).
-func (c *Controller) gates(ctx context.Context, tx *store.Tx, p *plan.Plan, r newRunRequest) (autoIsolation bool, err error) {
-	add := func(g plan.Gate) {
-		p.Gates = append(p.Gates, g)
-		if !g.Passed && g.Blocking {
-			p.ApprovalRequired = true
-		}
-	}
-	if r.approval {
-		add(plan.Gate{Name: "approval", Passed: false, Blocking: true, Detail: "policy " + r.policy + " requires a person's approval"})
-	} else if r.trigger == "manual" {
-		add(plan.Gate{Name: "approval", Passed: true, Blocking: true, Detail: "started by " + r.actor})
-	} else {
-		add(plan.Gate{Name: "approval", Passed: true, Blocking: true, Detail: "automatic by policy " + r.policy})
-	}
-
-	// Evidence first: on a compromised gateway (the run belongs to an
-	// incident, or the gateway has an open one) a destructive step needs an
-	// evidence step before it in the plan, or already done for the
-	// incident, unless overridden. Routine patching of healthy gateways is
-	// not held.
-	compromised := r.incident != ""
-	if !compromised {
-		n, err := tx.CountOpenIncidents(ctx, r.gateway.ID)
-		if err != nil {
-			return false, err
-		}
-		compromised = n > 0
-	}
-	seenEvidence := map[string]bool{}
-	for _, s := range p.Steps {
-		if s.Evidence {
-			seenEvidence[s.Action] = true
-		}
-		if s.Destructive && len(seenEvidence) == 0 && r.override == "" && compromised {
-			missing, err := tx.EvidenceSucceeded(ctx, r.incident, []string{actions.NameSnapshot, actions.NameCaptureVolatile})
-			if err != nil {
-				return false, err
-			}
-			if r.incident == "" || len(missing) == 2 {
-				add(plan.Gate{Name: "evidence-first", Passed: false, Blocking: true,
-					Detail: fmt.Sprintf("step %s is destructive and no evidence (capture_volatile or snapshot) precedes it; a person must override with a recorded reason", s.Name)})
-			}
-		}
-	}
-	if r.override != "" {
-		add(plan.Gate{Name: "evidence-first", Passed: true, Blocking: false, Detail: "overridden by " + r.actor + ": " + r.override})
-	}
-
-	if p.HasAction(actions.NameRelease) {
-		if err := c.releaseGates(ctx, tx, p, r, add); err != nil {
-			return false, err
-		}
-	}
-
-	isolates := p.HasAction(actions.NameIsolate) || p.HasAction(actions.NamePowerOff)
-	if r.trigger == "manual" || !isolates || !r.budget {
-		return false, nil
-	}
-	g := c.opt.Guards
-	since := r.now.Add(-g.Window)
-
-	br, err := tx.Breaker(ctx)
-	if err != nil {
-		return false, err
-	}
-	if !br.Tripped {
-		n, err := tx.CountGatewaysWithIndicators(ctx, since)
-		if err != nil {
-			return false, err
-		}
-		fleet := len(c.inv.Gateways)
-		need := max(g.BreakerMinGateways, int(math.Ceil(g.BreakerFraction*float64(fleet))))
-		if n >= need {
-			reason := fmt.Sprintf("%d of %d gateways have firing indicators within %s (threshold %d)", n, fleet, g.Window, need)
-			if err := tx.TripBreaker(ctx, r.now, reason); err != nil {
-				return false, err
-			}
-			if err := tx.Audit(ctx, audit.Entry{At: r.now, Actor: "controller", Action: "breaker.tripped", Incident: r.incident,
-				Data: mustJSON(map[string]any{"reason": reason})}); err != nil {
-				return false, err
-			}
-			if !r.preview {
-				c.m.BreakerTrips.Inc()
-				c.log.Error("circuit breaker tripped: automatic actions stopped, a person must decide", "reason", reason)
-				c.queuePage(breakerPage(r.now, reason))
-			}
-			br = store.Breaker{Tripped: true, Reason: reason}
-		}
-	}
-	if br.Tripped {
-		add(plan.Gate{Name: "circuit-breaker", Passed: false, Blocking: true, Detail: "tripped: " + br.Reason + "; automatic actions wait for a person"})
-		return false, nil
-	}
-	fleetN, siteN, err := tx.CountAutoIsolations(ctx, since, r.gateway.Site)
-	if err != nil {
-		return false, err
-	}
-	switch {
-	case siteN >= g.MaxAutoIsolationsPerSite:
-		add(plan.Gate{Name: "blast-radius", Passed: false, Blocking: true,
-			Detail: fmt.Sprintf("site %s already had %d automatic isolation(s) within %s (budget %d)", r.gateway.Site, siteN, g.Window, g.MaxAutoIsolationsPerSite)})
-		return false, nil
-	case fleetN >= g.MaxAutoIsolationsFleet:
-		add(plan.Gate{Name: "blast-radius", Passed: false, Blocking: true,
-			Detail: fmt.Sprintf("fleet already had %d automatic isolation(s) within %s (budget %d)", fleetN, g.Window, g.MaxAutoIsolationsFleet)})
-		return false, nil
-	}
-	add(plan.Gate{Name: "blast-radius", Passed: true, Blocking: true,
-		Detail: fmt.Sprintf("site %s %d/%d, fleet %d/%d automatic isolations within %s", r.gateway.Site, siteN, g.MaxAutoIsolationsPerSite, fleetN, g.MaxAutoIsolationsFleet, g.Window)})
-	return !p.ApprovalRequired, nil
+// preparedRun is a run planned and gated, not yet recorded.
+type preparedRun struct {
+	req  newRunRequest
+	plan plan.Plan
+	v    verdict
 }
 
-func (c *Controller) newRun(ctx context.Context, tx *store.Tx, r newRunRequest) (store.Run, error) {
+// prepareRun plans a run (pure) and gates it (pure, over the facts read
+// for its plan). A release whose gates refuse it is an ErrConflict.
+func (c *core) prepareRun(ctx context.Context, tx store.Tx, r newRunRequest) (preparedRun, error) {
 	p, err := c.staticPlan(r.incident, r.gateway, r.runbook, r.policy, r.params)
 	if err != nil {
-		return store.Run{}, err
+		return preparedRun{}, err
 	}
-	auto, err := c.gates(ctx, tx, &p, r)
+	return c.gatePlan(ctx, tx, r, p)
+}
+
+// gatePlan evaluates the gates for plan p and adds them to it.
+func (c *core) gatePlan(ctx context.Context, tx store.Tx, r newRunRequest, p plan.Plan) (preparedRun, error) {
+	sh := shapeOf(p.Steps, c.acts)
+	f, err := c.loadGateFacts(ctx, tx, r, sh)
 	if err != nil {
-		return store.Run{}, err
+		return preparedRun{}, err
 	}
+	v := evaluateGates(gateInput{req: r, steps: p.Steps, shape: sh, facts: f, guards: c.opt.Guards, fleet: len(c.inv.Gateways)})
+	if v.refuse != nil {
+		return preparedRun{}, v.refuse
+	}
+	p.Gates = append(p.Gates, v.gates...)
+	p.ApprovalRequired = p.ApprovalRequired || v.approvalRequired
+	return preparedRun{req: r, plan: p, v: v}, nil
+}
+
+// recordRun writes a prepared run and what its gates decided: a tripped
+// breaker (audited, and a person paged), the run and its audit entry.
+func (c *core) recordRun(ctx context.Context, tx store.Tx, pr preparedRun) (store.Run, error) {
+	r, p := pr.req, pr.plan
+	if reason := pr.v.trip; reason != "" {
+		if err := tx.TripBreaker(ctx, r.now, reason); err != nil {
+			return store.Run{}, err
+		}
+		if err := tx.Audit(ctx, audit.Entry{At: r.now, Actor: "controller", Action: "breaker.tripped", Incident: r.incident,
+			Data: mustJSON(map[string]any{"reason": reason})}); err != nil {
+			return store.Run{}, err
+		}
+		c.m.BreakerTrips.Inc()
+		c.log.Error("circuit breaker tripped: automatic actions stopped, a person must decide", "reason", reason)
+		c.queuePage(breakerPage(r.now, reason))
+	}
+	auto := pr.v.auto
 	pj, _ := json.Marshal(p)
 	run := store.Run{
 		ID: store.NewID("run"), Incident: r.incident, Gateway: r.gateway.ID, Site: r.gateway.Site, Runbook: r.runbook, Policy: r.policy,
@@ -390,7 +224,7 @@ type StartRequest struct {
 
 // StartRunbook creates a manual run. An empty or wildcard gateway is an
 // error, never "all" (safety invariant 2).
-func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.Run, error) {
+func (c *runs) StartRunbook(ctx context.Context, req StartRequest) (store.Run, error) {
 	gw, err := c.resolveGateway(req.Gateway)
 	if err != nil {
 		return store.Run{}, err
@@ -399,7 +233,7 @@ func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.
 		return store.Run{}, fmt.Errorf("%w: actor is required", ErrInvalid)
 	}
 	var run store.Run
-	err = c.st.Tx(ctx, func(tx *store.Tx) error {
+	err = c.st.Tx(ctx, func(tx store.Tx) error {
 		incident := req.Incident
 		if incident == "" {
 			// A person acting on a gateway with an open incident acts
@@ -412,9 +246,12 @@ func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.
 				incident = inc.ID
 			}
 		}
-		var err error
-		run, err = c.newRun(ctx, tx, newRunRequest{incident: incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
+		pr, err := c.prepareRun(ctx, tx, newRunRequest{incident: incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
 			actor: req.Actor, override: req.OverrideReason, params: req.Params, now: c.clock.Now()})
+		if err != nil {
+			return err
+		}
+		run, err = c.recordRun(ctx, tx, pr)
 		return err
 	})
 	if err != nil {
@@ -424,7 +261,7 @@ func (c *Controller) StartRunbook(ctx context.Context, req StartRequest) (store.
 	return run, nil
 }
 
-func (c *Controller) resolveGateway(id string) (inventory.Gateway, error) {
+func (c *core) resolveGateway(id string) (inventory.Gateway, error) {
 	id = strings.TrimSpace(id)
 	if id == "" {
 		return inventory.Gateway{}, fmt.Errorf("%w: gateway: is required (an empty target never means all)", ErrInvalid)
@@ -442,7 +279,7 @@ func (c *Controller) resolveGateway(id string) (inventory.Gateway, error) {
 // PlanFor builds the plan a runbook would follow for a gateway, reading
 // current state through each action's Plan, and turns the actions'
 // warnings into notes. It changes nothing.
-func (c *Controller) PlanFor(ctx context.Context, runbook, gateway, incident, policy string) (plan.Plan, error) {
+func (c *runs) PlanFor(ctx context.Context, runbook, gateway, incident, policy string) (plan.Plan, error) {
 	gw, err := c.resolveGateway(gateway)
 	if err != nil {
 		return plan.Plan{}, err
@@ -484,18 +321,18 @@ var errPreview = errors.New("preview only")
 // the gates (approval, circuit breaker, blast-radius budget, evidence first)
 // as they stand now. It changes nothing: the gates are evaluated in a
 // transaction that is rolled back.
-func (c *Controller) PlanDecision(ctx context.Context, gateway, runbook, policy string, approval, budget bool) (plan.Plan, error) {
+func (c *runs) PlanDecision(ctx context.Context, gateway, runbook, policy string, approval, budget bool) (plan.Plan, error) {
 	return c.planWithGates(ctx, newRunRequest{runbook: runbook, policy: policy, trigger: "policy", approval: approval, budget: budget, actor: "plan"}, gateway, "")
 }
 
 // PlanManual is PlanDecision for a runbook a person would start: the
 // steps, their expected changes, and the gates (release gates, evidence
 // first) as they stand now. It changes nothing.
-func (c *Controller) PlanManual(ctx context.Context, req StartRequest) (plan.Plan, error) {
+func (c *runs) PlanManual(ctx context.Context, req StartRequest) (plan.Plan, error) {
 	return c.planWithGates(ctx, newRunRequest{runbook: req.Runbook, trigger: "manual", actor: req.Actor, override: req.OverrideReason, params: req.Params}, req.Gateway, req.Incident)
 }
 
-func (c *Controller) planWithGates(ctx context.Context, r newRunRequest, gateway, incident string) (plan.Plan, error) {
+func (c *runs) planWithGates(ctx context.Context, r newRunRequest, gateway, incident string) (plan.Plan, error) {
 	gw, err := c.resolveGateway(gateway)
 	if err != nil {
 		return plan.Plan{}, err
@@ -512,10 +349,12 @@ func (c *Controller) planWithGates(ctx context.Context, r newRunRequest, gateway
 	if r.trigger == "policy" {
 		r.incident = named
 	}
-	err = c.st.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := c.gates(ctx, tx, &p, r); err != nil {
+	err = c.st.Tx(ctx, func(tx store.Tx) error {
+		pr, err := c.gatePlan(ctx, tx, r, p)
+		if err != nil {
 			return err
 		}
+		p = pr.plan
 		return errPreview
 	})
 	if err != nil && !errors.Is(err, errPreview) {
@@ -526,13 +365,13 @@ func (c *Controller) planWithGates(ctx context.Context, r newRunRequest, gateway
 }
 
 // Approve lets a waiting run proceed.
-func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) (store.Run, error) {
+func (c *runs) Approve(ctx context.Context, runID, actor, comment string) (store.Run, error) {
 	if actor == "" {
 		return store.Run{}, fmt.Errorf("%w: approver is required", ErrInvalid)
 	}
 	var run store.Run
 	var refused string
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		run, err = tx.Run(ctx, runID)
 		if err != nil {
@@ -571,9 +410,9 @@ func (c *Controller) Approve(ctx context.Context, runID, actor, comment string) 
 
 // Cancel stops a run that has not finished. Steps already applied stay
 // applied (undo is a separate, explicit runbook).
-func (c *Controller) Cancel(ctx context.Context, runID, actor, reason string) (store.Run, error) {
+func (c *runs) Cancel(ctx context.Context, runID, actor, reason string) (store.Run, error) {
 	var run store.Run
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		run, err = tx.Run(ctx, runID)
 		if err != nil {
@@ -594,9 +433,9 @@ func (c *Controller) Cancel(ctx context.Context, runID, actor, reason string) (s
 }
 
 // ResetBreaker closes the circuit breaker after a person has looked.
-func (c *Controller) ResetBreaker(ctx context.Context, actor, reason string) (bool, error) {
+func (c *runs) ResetBreaker(ctx context.Context, actor, reason string) (bool, error) {
 	var was bool
-	err := c.st.Tx(ctx, func(tx *store.Tx) error {
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		was, err = tx.ResetBreaker(ctx)
 		if err != nil || !was {
@@ -610,11 +449,11 @@ func (c *Controller) ResetBreaker(ctx context.Context, actor, reason string) (bo
 // ResolveIndicator records that a person judged an indicator no longer a
 // threat, which is what lets a release past the no-live-threat gate. The
 // actor is the authenticated caller.
-func (c *Controller) ResolveIndicator(ctx context.Context, id, actor, reason string) error {
+func (c *runs) ResolveIndicator(ctx context.Context, id, actor, reason string) error {
 	if actor == "" || strings.TrimSpace(reason) == "" {
 		return fmt.Errorf("%w: resolving an indicator needs the person and a reason", ErrInvalid)
 	}
-	return c.st.Tx(ctx, func(tx *store.Tx) error {
+	return c.st.Tx(ctx, func(tx store.Tx) error {
 		rec, err := tx.IndicatorByID(ctx, id)
 		if err != nil {
 			return err

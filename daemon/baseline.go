@@ -24,7 +24,7 @@ func (b baselineStore) RecordBaseline(ctx context.Context, gw inventory.Gateway,
 		return fmt.Errorf("reading the baseline report of %s: %w", gw.ID, err)
 	}
 	now := time.Now()
-	return b.st.Tx(ctx, func(tx *store.Tx) error {
+	return b.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertBaselineResult(ctx, store.BaselineResult{ID: store.NewID("bsl"), Gateway: gw.ID, CheckedAt: now,
 			Passed: res.Passed, Failed: rep.Counts.Fail, Errored: rep.Counts.Error, Source: source, Report: res.Report}); err != nil {
 			return err

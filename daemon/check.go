@@ -83,11 +83,7 @@ func loadPolicies(cfg config.Config) (*policies.Set, error) {
 // actions, each either working or Unavailable with the reason, and the
 // extra ones. TestCatalogueNamesMatchBuild keeps it honest.
 func catalogueNames(opt Options) []string {
-	names := []string{
-		actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch,
-		actions.NameSnapshot, actions.NamePowerOff, actions.NameIsolate, actions.NameRelease,
-		actions.NameNotify, actions.NameRevokePeer, actions.NameRotateCredentials,
-	}
+	names := actions.StandardNames()
 	for _, a := range opt.ExtraActions {
 		if !slices.Contains(names, a.Name()) {
 			names = append(names, a.Name())

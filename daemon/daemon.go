@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -77,7 +79,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{now: time.Now}, probeEvery: opt.StoreProbeInterval}
+	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{clock: clock.Real}, probeEvery: opt.StoreProbeInterval}
 	if d.probeEvery <= 0 {
 		d.probeEvery = StoreProbeInterval
 	}
@@ -114,27 +116,24 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		return nil, fmt.Errorf("opening evidence store: %w", err)
 	}
 
-	cat := map[string]actions.Action{}
-	add := func(a actions.Action) { cat[a.Name()] = a }
+	ledger := ledgerEvidence{d.Ledger}
+	var list []actions.Action
+	add := func(a ...actions.Action) { list = append(list, a...) }
 	var isolateLayers, releaseLayers []actions.Action
 	var observer actions.VMProvider
 	var osObserver controller.OSObserver
 	var checker controller.BaselineChecker
 	if cfg.Agents.CertFile != "" {
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
-		add(linux.NewCaptureAction(d.Agents, evidenceSink{d.Ledger}))
-		add(linux.NewVerifyBaselineAction(d.Agents, baselineStore{d.Store}))
-		add(patchEvidence{Action: linux.NewPatchAction(d.Agents), l: d.Ledger})
+		add(actions.NewCaptureVolatile(d.Agents, ledger), actions.NewVerifyBaseline(d.Agents, baselineStore{d.Store}), actions.NewPatch(d.Agents))
 		checker = baselineChecker{agents: d.Agents}
-		isolateLayers = append(isolateLayers, actions.Layer("os", linux.NewIsolateAction(d.Agents)))
+		isolateLayers = append(isolateLayers, actions.Layer("os", actions.NewOSIsolate(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
 			q, st, err := linux.ObserveQuarantine(ctx, d.Agents, gw)
 			return q, st, err
 		})
 	} else {
-		add(actions.Unavailable{Action: actions.NameCaptureVolatile, Reason: "no warden agent configured (agents.cert_file)"})
-		add(actions.Unavailable{Action: actions.NameVerifyBaseline, Reason: "no warden agent configured (agents.cert_file)"})
-		add(actions.Unavailable{Action: actions.NamePatch, Reason: "no warden agent configured (agents.cert_file)"})
+		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch)...)
 	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphereConfig(cfg.VSphere), log) // Connect adds provider=vsphere (and the url) itself
@@ -142,33 +141,29 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			return nil, fmt.Errorf("connecting to vCenter: %w", err)
 		}
 		observer = d.VSphere
-		add(snapshotEvidence{Action: actions.NewSnapshot(d.VSphere), l: d.Ledger})
-		add(actions.NewPowerOff(d.VSphere))
+		add(actions.NewSnapshot(d.VSphere), actions.NewPowerOff(d.VSphere))
 		isolateLayers = append(isolateLayers, actions.Layer("vm", actions.NewIsolate(d.VSphere)))
 		releaseLayers = append(releaseLayers, actions.Layer("vm", actions.NewRelease(d.VSphere)))
 	} else {
-		add(actions.Unavailable{Action: actions.NameSnapshot, Reason: "no vCenter configured (vsphere.url)"})
-		add(actions.Unavailable{Action: actions.NamePowerOff, Reason: "no vCenter configured (vsphere.url)"})
+		add(unavailable("no vCenter configured (vsphere.url)", actions.NameSnapshot, actions.NamePowerOff)...)
 	}
 	if d.Agents != nil {
 		// Release the VM first so the agent is reachable again, then the OS.
-		releaseLayers = append(releaseLayers, actions.Layer("os", linux.NewReleaseAction(d.Agents)))
+		releaseLayers = append(releaseLayers, actions.Layer("os", actions.NewOSRelease(d.Agents)))
 	}
 	// Isolate the OS first (commit-confirmed over the management path),
 	// then the VM's NICs.
 	if len(isolateLayers) > 0 {
-		add(configEvidence{Action: actions.Combine(actions.NameIsolate, isolateLayers...), l: d.Ledger})
-		add(configEvidence{Action: actions.Combine(actions.NameRelease, releaseLayers...), l: d.Ledger})
+		add(actions.Combine(actions.NameIsolate, isolateLayers...), actions.Combine(actions.NameRelease, releaseLayers...))
 	} else {
-		add(actions.Unavailable{Action: actions.NameIsolate, Reason: "neither a vCenter nor agents are configured"})
-		add(actions.Unavailable{Action: actions.NameRelease, Reason: "neither a vCenter nor agents are configured"})
+		add(unavailable("neither a vCenter nor agents are configured", actions.NameIsolate, actions.NameRelease)...)
 	}
 	channels := notifyChannels(cfg.Notify)
 	sender, err := notify.NewSender(channels, log.With("component", "notify"))
 	if err != nil {
 		return nil, fmt.Errorf("configuring notifications: %w", err)
 	}
-	add(notify.NewAction(sender, cfg.Notify.Default))
+	add(actions.NewNotify(sender, cfg.Notify.Default))
 	var pager controller.Pager
 	if len(channels) > 0 {
 		pager = notifyPager{s: sender, channel: cfg.Notify.Default}
@@ -178,17 +173,10 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range tunnelActs {
-		add(a)
-	}
-	for _, a := range opt.ExtraActions {
-		add(a)
-	}
-	list := make([]actions.Action, 0, len(cat))
-	for _, a := range cat {
-		list = append(list, a)
-	}
-	catalogue, err := actions.NewCatalogue(list...)
+	add(tunnelActs...)
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := controller.NewMetrics(d.Registry)
+	catalogue, err := buildCatalogue(list, ledger, cfg.Executor, opt, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +185,6 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		return nil, fmt.Errorf("building the action catalogue: it has %v, but Check assumes %v", got, want)
 	}
 
-	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := controller.NewMetrics(d.Registry)
 	d.Controller, err = controller.New(controller.Options{
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
@@ -210,7 +196,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	}
 	var sig *intake.SignatureVerifier
 	if cfg.Intake.WebhookSecret != "" {
-		sig = intake.NewSignatureVerifier([]byte(cfg.Intake.WebhookSecret), cfg.Intake.ReplayWindow, time.Now)
+		sig = intake.NewSignatureVerifier([]byte(cfg.Intake.WebhookSecret), cfg.Intake.ReplayWindow, opt.Clock)
 	}
 	am := cfg.Intake.Alertmanager
 	d.API, err = api.New(api.Options{
@@ -292,6 +278,40 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.Controller.Wait()
 	<-probed // the probe uses the store, which Close closes next
 	return stopErr
+}
+
+// unavailable stands in for the named actions, whose provider is not
+// configured.
+func unavailable(reason string, names ...string) []actions.Action {
+	out := make([]actions.Action, len(names))
+	for i, n := range names {
+		out[i] = actions.Unavailable{Action: n, Reason: reason}
+	}
+	return out
+}
+
+// buildCatalogue composes the catalogue once: the standard actions with
+// their evidence recorded, the extra ones (which replace a standard one of
+// the same name) as they are, and every one under the one retry layer.
+func buildCatalogue(standard []actions.Action, rec actions.EvidenceRecorder, ex config.Executor, opt Options, metrics *controller.Metrics) (actions.Catalogue, error) {
+	cat, err := actions.NewCatalogue(standard...)
+	if err != nil {
+		return nil, err
+	}
+	cat = cat.Decorate(actions.RecordEvidence(rec))
+	for _, a := range opt.ExtraActions {
+		extra, err := actions.NewCatalogue(a)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(cat, extra)
+	}
+	policy := actions.RetryPolicy{MaxAttempts: ex.MaxAttempts, BackoffBase: ex.BackoffBase, BackoffMax: ex.BackoffMax, AttemptTimeout: ex.StepTimeout,
+		Retried: func(action string) { metrics.StepRetries.WithLabelValues(action).Inc() }}
+	if opt.Clock != nil {
+		policy.After = opt.Clock.After
+	}
+	return cat.Decorate(actions.WithRetry(policy)), nil
 }
 
 // notifyPager pages through the default notification channel.

@@ -56,8 +56,8 @@ func (nopFirewall) Observe(context.Context, wire.QuarantineSpec) (wire.FirewallS
 // /usr/sbin/sshd and warden-test-sudo owning /usr/bin/sudo, installed by
 // dpkg, with apt pointed at a local repository offering sshd 1.0-2 — its
 // real agent (host.Patch, host.Baseline with an integrity check of both
-// files) over mutual TLS, and a controller-side patch action wrapped in
-// patchEvidence over a real ledger.
+// files) over mutual TLS, and a controller-side patch action with its
+// evidence recorded (actions.RecordEvidence) in a real ledger.
 type patchManifestLab struct {
 	root       string
 	gw         inventory.Gateway
@@ -125,7 +125,7 @@ checks:
 	if l.ledger, err = evidence.Open(t.Context(), st.DB(), filepath.Join(base, "evidence"), evidence.WithIncidents(storeIncidents{st})); err != nil {
 		t.Fatal(err)
 	}
-	l.act = patchEvidence{Action: linux.NewPatchAction(pool), l: l.ledger}
+	l.act = actions.RecordEvidence(ledgerEvidence{l.ledger})(actions.Entry{Action: actions.NewPatch(pool)})
 	return l
 }
 
@@ -169,8 +169,8 @@ func (l *patchManifestLab) manifestEvidence(t *testing.T, filed string) (evidenc
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].Name != manifestEvidenceName || recs[0].Kind != evidence.KindConfig {
-		t.Fatalf("evidence under %s: %+v, want one %s", filed, recs, manifestEvidenceName)
+	if len(recs) != 1 || recs[0].Name != actions.ManifestEvidenceName || recs[0].Kind != evidence.KindConfig {
+		t.Fatalf("evidence under %s: %+v, want one %s", filed, recs, actions.ManifestEvidenceName)
 	}
 	rc, err := l.ledger.Open(t.Context(), recs[0].ID, "test")
 	if err != nil {

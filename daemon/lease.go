@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"os"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ type writerLease struct {
 	w       *store.Writer
 	renewed time.Time
 	lost    error
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 func (l *writerLease) Epoch() int64 {
@@ -40,7 +41,7 @@ func (l *writerLease) Epoch() int64 {
 // lateLocked reports whether the last renewal is too old for a side
 // effect started now to finish before a successor could hold the lease.
 // l.mu must be held.
-func (l *writerLease) lateLocked() bool { return l.now().Sub(l.renewed) > LeaseTTL*2/3 }
+func (l *writerLease) lateLocked() bool { return l.clock.Now().Sub(l.renewed) > LeaseTTL*2/3 }
 
 func (l *writerLease) Held() error {
 	l.mu.Lock()
@@ -72,12 +73,12 @@ func (d *Daemon) AcquireWriter(ctx context.Context) error {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	w, err := d.Store.AcquireWriter(ctx, d.Config.Store.Path, store.LeaseOptions{
-		Owner: hex.EncodeToString(id), Host: host, PID: os.Getpid(), TTL: LeaseTTL, Now: d.lease.now,
+		Owner: hex.EncodeToString(id), Host: host, PID: os.Getpid(), TTL: LeaseTTL, Clock: d.lease.clock,
 	})
 	if err != nil {
 		return fmt.Errorf("taking the store's writer lease: %w", err)
 	}
-	d.lease.w, d.lease.renewed, d.lease.lost = w, d.lease.now(), nil
+	d.lease.w, d.lease.renewed, d.lease.lost = w, d.lease.clock.Now(), nil
 	l := w.Lease()
 	d.Log.Info("holding the store's writer lease", "epoch", l.Epoch, "owner", l.Owner)
 	return nil
@@ -104,7 +105,7 @@ func (d *Daemon) keepLease(ctx context.Context) error {
 		err := w.Renew(ctx)
 		d.lease.mu.Lock()
 		if err == nil {
-			d.lease.renewed = d.lease.now()
+			d.lease.renewed = d.lease.clock.Now()
 			d.lease.mu.Unlock()
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -30,9 +31,9 @@ var errNotProbed = errors.New("the store has not been probed yet")
 // space); intake's own failures are reported too, so readiness does not
 // claim more than the last commit showed.
 type storeWritability struct {
-	st  *store.Store
-	log *slog.Logger
-	now func() time.Time
+	st    *store.Store
+	log   *slog.Logger
+	clock clock.Clock
 
 	writable prometheus.Gauge
 	failures *prometheus.CounterVec
@@ -43,7 +44,7 @@ type storeWritability struct {
 
 func newStoreWritability(st *store.Store, reg prometheus.Registerer, log *slog.Logger) *storeWritability {
 	w := &storeWritability{
-		st: st, log: log, now: time.Now, last: errNotProbed,
+		st: st, log: log, clock: clock.Real, last: errNotProbed,
 		writable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "warden_store_writable",
 			Help: "1 when the store's last commit (probe or intake) went through, 0 when it failed; /readyz answers 503 while 0."}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "warden_store_commit_failures_total",
@@ -79,7 +80,7 @@ func (w *storeWritability) ObserveCommit(err error) {
 // failure counts: a store that cannot commit the smallest transaction
 // cannot take an indicator.
 func (w *storeWritability) Probe(ctx context.Context) error {
-	err := w.st.ProbeWrite(ctx, w.now())
+	err := w.st.ProbeWrite(ctx, w.clock.Now())
 	if ctx.Err() != nil {
 		return err // shutting down: a cancelled probe says nothing about the disk
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/warden-ir/warden/actions"
-	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/providers/linux"
@@ -38,23 +37,19 @@ func masterKey(c config.Credentials) (k rotation.MasterKey, ok bool, err error) 
 
 // tunnelActions builds revoke_peer and rotate_credentials: the credential
 // vault in the store, the WireGuard and strongSwan providers reaching each
-// gateway's device through its agent, and the peer blocker.
+// gateway's device through its agent, and the agents blocking revoked
+// peers.
 func (d *Daemon) tunnelActions(ctx context.Context, cfg config.Config, inv *inventory.Inventory, log *slog.Logger) ([]actions.Action, error) {
-	unavailable := func(reason string) []actions.Action {
-		return []actions.Action{
-			actions.Unavailable{Action: actions.NameRevokePeer, Reason: reason},
-			actions.Unavailable{Action: actions.NameRotateCredentials, Reason: reason},
-		}
-	}
+	names := []string{actions.NameRevokePeer, actions.NameRotateCredentials}
 	key, ok, err := masterKey(cfg.Credentials)
 	if err != nil {
 		return nil, fmt.Errorf("loading the credential master key: %w", err)
 	}
 	if !ok {
-		return unavailable("no credential master key (credentials.master_key_file, or the variable credentials.master_key_env names)"), nil
+		return unavailable("no credential master key (credentials.master_key_file, or the variable credentials.master_key_env names)", names...), nil
 	}
 	if d.Agents == nil {
-		return unavailable("no warden agent configured (agents.cert_file): tunnels are reached through the gateways' agents"), nil
+		return unavailable("no warden agent configured (agents.cert_file): tunnels are reached through the gateways' agents", names...), nil
 	}
 	vault, err := rotation.OpenVault(ctx, d.Store.DB(), key, nil)
 	if err != nil {
@@ -105,42 +100,20 @@ func (d *Daemon) tunnelActions(ctx context.Context, cfg config.Config, inv *inve
 		}
 		r.Providers.StrongSwan = p
 	}
-	opt := rotation.ActionOptions{
-		WaveSize: cfg.Credentials.WaveSize, UnitTimeout: cfg.Credentials.UnitTimeout,
-		Managed: func(gw, kind string) bool {
-			switch kind {
-			case inventory.KindWireGuard:
-				_, ok := wgSites[gw]
-				return ok
-			case inventory.KindStrongSwan:
-				_, ok := ssSites[gw]
-				return ok
-			}
-			return false
-		},
-	}
+	tunnels := &rotation.Tunnels{Rotator: r, Inventory: inv, Managed: func(gw, kind string) bool {
+		switch kind {
+		case inventory.KindWireGuard:
+			_, ok := wgSites[gw]
+			return ok
+		case inventory.KindStrongSwan:
+			_, ok := ssSites[gw]
+			return ok
+		}
+		return false
+	}}
 	d.Vault = vault
 	return []actions.Action{
-		rotation.NewRevokeAction(r, inv, agentBlocker{agents: d.Agents}, opt),
-		rotation.NewRotateAction(r, inv, opt),
+		actions.NewRevokePeer(inv, tunnels, d.Agents),
+		actions.NewRotateCredentials(tunnels, cfg.Credentials.WaveSize, cfg.Credentials.UnitTimeout),
 	}, nil
-}
-
-// agentBlocker blocks a revoked gateway's addresses through the agent of
-// each peer gateway.
-type agentBlocker struct{ agents *linux.AgentPool }
-
-func (b agentBlocker) Block(ctx context.Context, at, peer inventory.Gateway) (bool, error) {
-	if at.Agent == "" {
-		return false, fmt.Errorf("%s has no agent: %w", at.ID, actions.ErrUnsupported)
-	}
-	res, err := linux.BlockPeer(ctx, b.agents, at, wire.BlockParams{Peer: peer.ID, Addresses: peer.Addresses})
-	return res.Changed, err
-}
-
-func (b agentBlocker) VerifyBlocked(ctx context.Context, at, peer inventory.Gateway) error {
-	if at.Agent == "" {
-		return fmt.Errorf("%s has no agent: %w", at.ID, actions.ErrUnsupported)
-	}
-	return linux.PeerBlocked(ctx, b.agents, at, wire.BlockParams{Peer: peer.ID, Addresses: peer.Addresses})
 }

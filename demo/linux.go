@@ -135,6 +135,27 @@ const (
 	linuxCutWait   = 400 * time.Millisecond
 )
 
+// LabInventory is the inventory of a netlab lab: a site per lab site (in
+// UTC), its gateway "gw-<site>" managed from the lab's management network,
+// and the agent at agentURL on the target site's gateway only.
+func LabInventory(lab *netlab.Lab, target, agentURL string) inventory.Inventory {
+	var mgmt []string
+	for _, p := range lab.ManagementPrefixes() {
+		mgmt = append(mgmt, p.String())
+	}
+	inv := inventory.Inventory{}
+	for _, s := range lab.Sites() {
+		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
+		gw := inventory.Gateway{ID: "gw-" + s.Name, Site: s.Name, Hostname: "gw-" + s.Name + ".lab",
+			Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt}
+		if s.Name == target {
+			gw.Agent = agentURL
+		}
+		inv.Gateways = append(inv.Gateways, gw)
+	}
+	return inv
+}
+
 // LinuxPolicySet is a policy set for gateways reached through their agent
 // only, whose containment runbook runs exactly steps (the demo: capture,
 // isolate, notify; the time-to-contain benchmark: isolate alone).
@@ -236,7 +257,7 @@ func RunLinux(ctx context.Context, opt LinuxOptions) (LinuxResult, error) {
 		return res, err
 	}
 	defer stopAgent()
-	relay, err := startRelay(lab.Mgmt().NS, netip.AddrPortFrom(l.target.Gateway.V4, linuxAgentPort))
+	relay, err := netlab.StartRelay(lab.Mgmt().NS, netip.AddrPortFrom(l.target.Gateway.V4, linuxAgentPort))
 	if err != nil {
 		return res, err
 	}
@@ -405,7 +426,7 @@ func (l *linuxDemo) prepare() error {
 	}
 	gw := l.target.Gateway
 	// The controller reaches the agent through a relay on loopback (see
-	// startRelay), so the agent's certificate names 127.0.0.1 too.
+	// netlab.StartRelay), so the agent's certificate names 127.0.0.1 too.
 	if _, err := agent.Init(filepath.Join(l.dir, "pki"), []string{gw.V4.String(), gw.V6.String(), "127.0.0.1"}, agent.InitOptions{Overwrite: true}); err != nil {
 		return fmt.Errorf("creating agent key material: %w", err)
 	}
@@ -476,20 +497,7 @@ func (l *linuxDemo) startController(ctx context.Context, relay string) (stop fun
 	if err != nil {
 		return nil, err
 	}
-	var mgmt []string
-	for _, p := range l.lab.ManagementPrefixes() {
-		mgmt = append(mgmt, p.String())
-	}
-	inv := inventory.Inventory{}
-	for _, s := range l.lab.Sites() {
-		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
-		gw := inventory.Gateway{ID: "gw-" + s.Name, Site: s.Name, Hostname: "gw-" + s.Name + ".lab",
-			Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt}
-		if s.Name == linuxTarget {
-			gw.Agent = "https://" + relay
-		}
-		inv.Gateways = append(inv.Gateways, gw)
-	}
+	inv := LabInventory(l.lab, linuxTarget, "https://"+relay)
 	pki := filepath.Join(l.dir, "pki")
 	cfg := config.Defaults()
 	cfg.Server.APIToken = token
@@ -755,121 +763,6 @@ func anyAlive(ss []*netlab.Session, wait time.Duration) bool {
 		alive = s.Alive(wait) == nil || alive
 	}
 	return alive
-}
-
-// relay carries the in-process controller's connections to the agent. The
-// controller runs in the host's namespace, which has no route into the
-// lab; the relay accepts on host loopback and, for each connection, dials
-// the agent from a socket created inside the management namespace, then
-// splices bytes. TLS stays end to end (the relay sees ciphertext), and
-// every connection the controller opens becomes a new connection from the
-// management network through the gateway's quarantine, so reaching the
-// agent still proves the management path.
-type relay struct {
-	ln     net.Listener
-	ns     string
-	target netip.AddrPort
-
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	done  bool
-}
-
-func startRelay(ns string, target netip.AddrPort) (*relay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listening for the agent relay: %w", err)
-	}
-	r := &relay{ln: ln, ns: ns, target: target, conns: map[net.Conn]struct{}{}}
-	r.wg.Add(1)
-	go r.serve()
-	return r, nil
-}
-
-// Addr is host:port on loopback.
-func (r *relay) Addr() string { return r.ln.Addr().String() }
-
-func (r *relay) serve() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.splice(c)
-		}()
-	}
-}
-
-func (r *relay) track(cs ...net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
-		return false
-	}
-	for _, c := range cs {
-		r.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (r *relay) untrack(cs ...net.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range cs {
-		delete(r.conns, c)
-	}
-}
-
-func (r *relay) splice(in net.Conn) {
-	var out net.Conn
-	err := netlab.Do(r.ns, func() error {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", r.target.String())
-		out = c
-		return err
-	})
-	if err != nil {
-		_ = in.Close()
-		return
-	}
-	if !r.track(in, out) {
-		_ = in.Close()
-		_ = out.Close()
-		return
-	}
-	defer r.untrack(in, out)
-	var g sync.WaitGroup
-	g.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer g.Done()
-		_, _ = io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}
-	go pipe(out, in)
-	go pipe(in, out)
-	g.Wait()
-	_ = in.Close()
-	_ = out.Close()
-}
-
-// Close stops accepting, cuts every relayed connection and waits.
-func (r *relay) Close() error {
-	r.mu.Lock()
-	r.done = true
-	for c := range r.conns {
-		_ = c.Close()
-	}
-	r.mu.Unlock()
-	err := r.ln.Close()
-	r.wg.Wait()
-	return err
 }
 
 // Summary renders the Linux demo's outcome for people.

@@ -371,12 +371,11 @@ func (l *agentTunnelLab) tunnels() []inventory.Tunnel {
 	return out
 }
 
-// writeConfig describes the VPN to the controller: gateways named after
-// their sites (strongSwan connections are named after the peer's id), an
-// agent on each, the WireGuard device and its onboarded public key or the
-// IKE identity, and the master key file.
-func (l *agentTunnelLab) writeConfig(pki string) {
-	l.t.Helper()
+// inventory is the VPN: the full mesh of tunnels, gateways named after
+// their sites (strongSwan connections are named after the peer's id), the
+// agent at agentURL(site) on each, the WireGuard device and its onboarded
+// public key or the IKE identity (and certificate, in a certificate mesh).
+func (l *agentTunnelLab) inventory(agentURL func(netlab.Site) string) inventory.Inventory {
 	var mgmt []string
 	for _, p := range l.lab.ManagementPrefixes() {
 		mgmt = append(mgmt, p.String())
@@ -385,7 +384,7 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 	for _, s := range l.lab.Sites() {
 		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
 		gw := inventory.Gateway{ID: s.Name, Site: s.Name, Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt,
-			Agent: "https://" + netip.AddrPortFrom(s.Gateway.V4, agentPort).String()}
+			Agent: agentURL(s)}
 		if l.wg != nil {
 			ws, _ := l.wg.Site(s.Name)
 			gw.WireGuard = &inventory.WireGuardEnd{Device: ws.Device, Endpoint: ws.Endpoint.String(), PublicKey: ws.PublicKey.String()}
@@ -398,6 +397,36 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 		}
 		inv.Gateways = append(inv.Gateways, gw)
 	}
+	return inv
+}
+
+// openVault opens the controller's credential vault in the store at db
+// with the lab's master key, to read what a response left behind; done
+// closes the store.
+func (l *agentTunnelLab) openVault(t *testing.T, db string) (v *rotation.Vault, done func()) {
+	t.Helper()
+	st, err := store.Open(t.Context(), db, "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := rotation.LoadMasterKeyFile(filepath.Join(l.dir, "master.key"))
+	if err == nil {
+		v, err = rotation.OpenVault(t.Context(), st.DB(), key, nil)
+	}
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	return v, func() { st.Close() }
+}
+
+// writeConfig describes the VPN to the controller: gateways named after
+// their sites (strongSwan connections are named after the peer's id), an
+// agent on each, the WireGuard device and its onboarded public key or the
+// IKE identity, and the master key file.
+func (l *agentTunnelLab) writeConfig(pki string) {
+	l.t.Helper()
+	inv := l.inventory(func(s netlab.Site) string { return "https://" + netip.AddrPortFrom(s.Gateway.V4, agentPort).String() })
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(l.lab.Mgmt().V4, apiPort).String()
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
@@ -670,19 +699,8 @@ func (l *agentTunnelLab) assertNoSecrets(t *testing.T, runID string, initial map
 	for _, k := range initial {
 		secrets = append(secrets, k)
 	}
-	st, err := store.Open(t.Context(), filepath.Join(l.dir, "warden.db"), "normal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	key, err := rotation.LoadMasterKeyFile(filepath.Join(l.dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := rotation.OpenVault(t.Context(), st.DB(), key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, closeVault := l.openVault(t, filepath.Join(l.dir, "warden.db"))
+	defer closeVault()
 	list, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)

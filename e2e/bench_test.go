@@ -58,7 +58,7 @@ func BenchmarkAlertToContainmentVSphere(b *testing.B) {
 			b.Fatalf("release %s: %s", r.State, r.Error)
 		}
 		// Close the incident so the next alert opens a fresh one.
-		_ = s.d.Store.Tx(b.Context(), func(tx *store.Tx) error {
+		_ = s.d.Store.Tx(b.Context(), func(tx store.Tx) error {
 			return tx.SetIncidentStatus(b.Context(), run.Incident, store.IncidentClosed, time.Now())
 		})
 		b.StartTimer()

@@ -380,23 +380,9 @@ func certPool(t *testing.T, file string) *x509.CertPool {
 // vault's master key.
 func (l *crashTunnelLab) writeCrashConfig(bin string) *crashEnv {
 	t := l.t
-	var mgmt []string
-	for _, p := range l.lab.ManagementPrefixes() {
-		mgmt = append(mgmt, p.String())
-	}
-	inv := inventory.Inventory{Tunnels: l.tunnels()}
-	for _, s := range l.lab.Sites() {
-		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
-		gw := inventory.Gateway{ID: s.Name, Site: s.Name, VM: crashVM(s.Name), Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()},
-			ManagementNetworks: mgmt, Agent: l.agentProxies[s.Name].url()}
-		if l.wg != nil {
-			ws, _ := l.wg.Site(s.Name)
-			gw.WireGuard = &inventory.WireGuardEnd{Device: ws.Device, Endpoint: ws.Endpoint.String(), PublicKey: ws.PublicKey.String()}
-		} else {
-			ss, _ := l.ss.Site(s.Name)
-			gw.StrongSwan = &inventory.StrongSwanEnd{Identity: ss.Identity}
-		}
-		inv.Gateways = append(inv.Gateways, gw)
+	inv := l.inventory(func(s netlab.Site) string { return l.agentProxies[s.Name].url() })
+	for i, gw := range inv.Gateways {
+		inv.Gateways[i].VM = crashVM(gw.Site)
 	}
 	vc := l.vc.Config()
 	cfg := config.Defaults()
@@ -665,19 +651,8 @@ func (l *crashTunnelLab) assertRevokedOnce() {
 func (l *crashTunnelLab) assertRotatedOnce(batch string) {
 	t := l.t
 	ctx := t.Context()
-	st, err := store.Open(ctx, l.env.dbPath, "normal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	key, err := rotation.LoadMasterKeyFile(filepath.Join(l.dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := rotation.OpenVault(ctx, st.DB(), key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, closeVault := l.openVault(t, l.env.dbPath)
+	defer closeVault()
 	list, err := v.List(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,6 @@ import (
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/internal/testsupport"
-	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/store"
@@ -243,20 +242,7 @@ func (l *linuxLab) writeConfig(pki string) {
 	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), []byte(demo.LinuxPolicySet(l.opt.Steps...)), 0o600); err != nil {
 		l.tb.Fatal(err)
 	}
-	var mgmt []string
-	for _, p := range l.lab.ManagementPrefixes() {
-		mgmt = append(mgmt, p.String())
-	}
-	inv := inventory.Inventory{}
-	for _, s := range l.lab.Sites() {
-		inv.Sites = append(inv.Sites, inventory.Site{Name: s.Name, TimeZone: "UTC", Networks: []string{s.Prefix4.String(), s.Prefix6.String()}})
-		gw := inventory.Gateway{ID: "gw-" + s.Name, Site: s.Name, Hostname: "gw-" + s.Name + ".lab",
-			Addresses: []string{s.Gateway.V4.String(), s.Gateway.V6.String()}, ManagementNetworks: mgmt}
-		if s.Name == targetSite {
-			gw.Agent = l.agentURL()
-		}
-		inv.Gateways = append(inv.Gateways, gw)
-	}
+	inv := demo.LabInventory(l.lab, targetSite, l.agentURL())
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(l.lab.Mgmt().V4, apiPort).String()
 	l.storeDB = filepath.Join(l.dir, "warden.db")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -22,11 +21,13 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warden-ir/warden/internal/charon"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/netlab/netlabtest"
 	"github.com/warden-ir/warden/providers/strongswan"
 	"github.com/warden-ir/warden/providers/wireguard"
+	"github.com/warden-ir/warden/providers/wireguard/wgtest"
 	"github.com/warden-ir/warden/rotation"
 	"github.com/warden-ir/warden/store"
 )
@@ -52,28 +53,11 @@ type tunnelEnv struct {
 	lab   *netlab.Lab
 	st    *store.Store
 	vault *rotation.Vault
-	logs  *tunnelLogs
+	logs  *testsupport.SyncBuffer
 	log   *slog.Logger
 	flows map[rotation.Pair]*netlab.Flow
 	// texts collects every output a secret must never appear in.
 	texts []string
-}
-
-type tunnelLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *tunnelLogs) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *tunnelLogs) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newTunnelEnv(t *testing.T, prefix string) *tunnelEnv {
@@ -105,7 +89,7 @@ func newTunnelEnv(t *testing.T, prefix string) *tunnelEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &tunnelLogs{}
+	logs := &testsupport.SyncBuffer{}
 	return &tunnelEnv{
 		lab: lab, st: st, vault: vault, logs: logs,
 		log:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -238,6 +222,116 @@ func (e *tunnelEnv) assertNoSecrets(t *testing.T, extra ...[]byte) {
 	t.Logf("no secret among %d (raw, base64, hex) in %d bytes of logs, reports and errors", len(secrets), len(strings.Join(texts, "")))
 }
 
+// importPSKs records every tunnel's initial preshared key (psk(tun)) in
+// the vault and returns copies of them for the secret scan.
+func (e *tunnelEnv) importPSKs(ctx context.Context, t *testing.T, kind string, inv *inventory.Inventory, psk func(inventory.Tunnel) []byte) [][]byte {
+	t.Helper()
+	var initial [][]byte
+	for _, tun := range inv.Tunnels {
+		key := psk(tun)
+		if _, err := e.vault.Import(ctx, rotation.Credential{Kind: kind, Pair: rotation.PairOf(tun)}, rotation.SecretFrom(key)); err != nil {
+			t.Fatal(err)
+		}
+		initial = append(initial, append([]byte(nil), key...))
+	}
+	return initial
+}
+
+// rotator rotates through providers, probing and measuring gaps with e.
+func (e *tunnelEnv) rotator(providers rotation.Providers) *rotation.Rotator {
+	return &rotation.Rotator{Vault: e.vault, Providers: providers, Probe: e, Gaps: e, Log: e.log}
+}
+
+// startFleet waits for every tunnel of inv to carry traffic before the
+// incident, then starts a flow on each pair that does not involve the
+// compromised site a and waits for it: the fleet the rotations work on.
+func (e *tunnelEnv) startFleet(ctx context.Context, t *testing.T, inv *inventory.Inventory, how string) []rotation.Pair {
+	t.Helper()
+	for _, tun := range inv.Tunnels {
+		if err := e.waitTraffic(ctx, rotation.PairOf(tun)); err != nil {
+			t.Fatalf("%s before the incident%s: %v", rotation.PairOf(tun), how, err)
+		}
+	}
+	fleet := rotation.Fleet(inv.Tunnels, "a") // b<->c, b<->d, c<->d
+	for _, p := range fleet {
+		e.startFlow(t, p)
+	}
+	for _, p := range fleet {
+		if err := e.waitTraffic(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fleet
+}
+
+// revokeA revokes the compromised site a at its three peers.
+func (e *tunnelEnv) revokeA(ctx context.Context, t *testing.T, r *rotation.Rotator, inv *inventory.Inventory) {
+	t.Helper()
+	revokedAt := time.Now()
+	rep, err := r.Revoke(ctx, inv, "a")
+	e.record(t, "revoke", rep, err)
+	if err != nil || rep.Count(rotation.StatusRevoked) != 3 {
+		t.Fatalf("Revoke = %v, %+v", err, rep)
+	}
+	e.flowGaps(t, "revoke", revokedAt)
+}
+
+// rotateWhileDRefuses rotates the fleet's preshared keys one pair a wave
+// while site d refuses every new key: the waves must stop at the first
+// pair with d, which goes back to its old key, and every pair must keep
+// passing traffic (check adds what the tunnel kind can show of it).
+func (e *tunnelEnv) rotateWhileDRefuses(ctx context.Context, t *testing.T, r *rotation.Rotator, kind string, fleet []rotation.Pair, timeout time.Duration, check func(p rotation.Pair)) {
+	t.Helper()
+	start := time.Now()
+	rep, err := r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: kind + ":b<->c", WaveSize: 1, Timeout: timeout})
+	e.record(t, "rotate (d refuses)", rep, err)
+	if !errors.Is(err, rotation.ErrStopped) || rep.StoppedAt != kind+":b<->d" {
+		t.Fatalf("Rotate with d refusing = %v, stopped at %q; want ErrStopped at %s:b<->d", err, rep.StoppedAt, kind)
+	}
+	wantStatus := map[string]rotation.Status{kind + ":b<->c": rotation.StatusRotated, kind + ":b<->d": rotation.StatusRolledBack, kind + ":c<->d": rotation.StatusSkipped}
+	for _, row := range rep.Rows {
+		if row.Status != wantStatus[row.Pair.String()] {
+			t.Errorf("%s: %s, want %s", row.Pair, row.Status, wantStatus[row.Pair.String()])
+		}
+	}
+	for _, p := range fleet {
+		if err := e.waitTraffic(ctx, p); err != nil {
+			t.Errorf("%s does not pass traffic with its current key after the stopped rotation: %v", p, err)
+		}
+		if check != nil {
+			check(p)
+		}
+	}
+	e.flowGaps(t, "rotate (d refuses)", start)
+}
+
+// rotatePSKs rotates every preshared key of the fleet, two pairs a wave
+// after the canary b<->c.
+func (e *tunnelEnv) rotatePSKs(ctx context.Context, t *testing.T, r *rotation.Rotator, kind string, fleet []rotation.Pair, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	rep, err := r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: kind + ":b<->c", WaveSize: 2, Timeout: timeout})
+	e.record(t, "rotate psk", rep, err)
+	if err != nil || rep.Count(rotation.StatusRotated) != len(fleet) {
+		t.Fatalf("Rotate = %v, %+v", err, rep)
+	}
+	e.flowGaps(t, "rotate psk", start)
+}
+
+// assertNoSecretsLeft adds the vault's credential inventory of inv to what
+// must hold no secret, then scans everything for the initial keys and
+// every secret in the vault.
+func (e *tunnelEnv) assertNoSecretsLeft(ctx context.Context, t *testing.T, inv *inventory.Inventory, initial [][]byte) {
+	t.Helper()
+	invCreds, err := e.vault.Inventory(ctx, inv.Tunnels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(invCreds)
+	e.texts = append(e.texts, string(js))
+	e.assertNoSecrets(t, initial...)
+}
+
 func meshInventory(kind string) *inventory.Inventory {
 	inv := &inventory.Inventory{}
 	for i, a := range tunnelSites {
@@ -246,39 +340,6 @@ func meshInventory(kind string) *inventory.Inventory {
 		}
 	}
 	return inv
-}
-
-// refusingWireGuard makes one device store a random preshared key instead
-// of any key it did not hold at the start: that peer "refuses" new keys.
-type refusingWireGuard struct {
-	wireguard.Client
-	mu      sync.Mutex
-	device  string
-	allowed map[wgtypes.Key]bool
-}
-
-func (r *refusingWireGuard) refuse(device string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.device = device
-}
-
-func (r *refusingWireGuard) ConfigureDevice(name string, cfg wgtypes.Config) error {
-	r.mu.Lock()
-	refusing := name == r.device
-	r.mu.Unlock()
-	if refusing {
-		for i, p := range cfg.Peers {
-			if p.PresharedKey != nil && !r.allowed[*p.PresharedKey] {
-				k, err := wgtypes.GenerateKey()
-				if err != nil {
-					return err
-				}
-				cfg.Peers[i].PresharedKey = &k
-			}
-		}
-	}
-	return r.Client.ConfigureDevice(name, cfg)
 }
 
 func TestWireGuardRevokeAndRotate(t *testing.T) {
@@ -301,9 +362,8 @@ func TestWireGuardRevokeAndRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wc.Close()
-	client := &refusingWireGuard{Client: wc, allowed: map[wgtypes.Key]bool{}}
+	client := wgtest.NewRefusingClient(wc)
 	sites := map[string]wireguard.Site{}
-	var initial [][]byte
 	for _, s := range mesh.Sites() {
 		sites[s.Site] = wireguard.Site{Device: s.Device, Endpoint: s.Endpoint}
 		if _, err := e.vault.Import(ctx, rotation.Credential{Kind: rotation.KindWireGuardKey, Site: s.Site, PublicKey: s.PublicKey.String()}, rotation.Secret{}); err != nil {
@@ -311,43 +371,21 @@ func TestWireGuardRevokeAndRotate(t *testing.T) {
 		}
 	}
 	inv := meshInventory(inventory.KindWireGuard)
-	for _, tun := range inv.Tunnels {
+	initial := e.importPSKs(ctx, t, rotation.KindWireGuardPSK, inv, func(tun inventory.Tunnel) []byte {
 		k, _ := mesh.PresharedKey(tun.A, tun.B)
-		client.allowed[k] = true
-		initial = append(initial, append([]byte(nil), k[:]...))
-		if _, err := e.vault.Import(ctx, rotation.Credential{Kind: rotation.KindWireGuardPSK, Pair: rotation.PairOf(tun)}, rotation.SecretFrom(k[:])); err != nil {
-			t.Fatal(err)
-		}
-	}
+		client.Allow(k)
+		return k[:]
+	})
 	prov, err := wireguard.New(client, sites, wireguard.Options{Log: e.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rotation.Rotator{Vault: e.vault, Providers: rotation.Providers{WireGuard: prov}, Probe: e, Gaps: e, Log: e.log}
+	r := e.rotator(rotation.Providers{WireGuard: prov})
 
-	for _, tun := range inv.Tunnels {
-		if err := e.waitTraffic(ctx, rotation.PairOf(tun)); err != nil {
-			t.Fatalf("%s before the incident: %v", rotation.PairOf(tun), err)
-		}
-	}
-	fleet := rotation.Fleet(inv.Tunnels, "a") // b<->c, b<->d, c<->d
-	for _, p := range fleet {
-		e.startFlow(t, p)
-	}
-	for _, p := range fleet {
-		if err := e.waitTraffic(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fleet := e.startFleet(ctx, t, inv, "")
 
 	// Site a is compromised: revoke it at b, c and d.
-	revokedAt := time.Now()
-	rep, err := r.Revoke(ctx, inv, "a")
-	e.record(t, "revoke", rep, err)
-	if err != nil || rep.Count(rotation.StatusRevoked) != 3 {
-		t.Fatalf("Revoke = %v, %+v", err, rep)
-	}
-	e.flowGaps(t, "revoke", revokedAt)
+	e.revokeA(ctx, t, r, inv)
 	t.Run("a can no longer reach or handshake with its peers", func(t *testing.T) {
 		aPub := mesh.Sites()[0].PublicKey
 		for _, peer := range []string{"b", "c", "d"} {
@@ -389,39 +427,17 @@ func TestWireGuardRevokeAndRotate(t *testing.T) {
 
 	// d refuses every new key: the waves stop at the first pair with d,
 	// which goes back to its old key, and every other pair keeps working.
-	client.refuse(sites["d"].Device)
-	start := time.Now()
-	rep, err = r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: "wireguard:b<->c", WaveSize: 1, Timeout: 3 * time.Second})
-	e.record(t, "rotate (d refuses)", rep, err)
-	if !errors.Is(err, rotation.ErrStopped) || rep.StoppedAt != "wireguard:b<->d" {
-		t.Fatalf("Rotate with d refusing = %v, stopped at %q; want ErrStopped at wireguard:b<->d", err, rep.StoppedAt)
-	}
-	wantStatus := map[string]rotation.Status{"wireguard:b<->c": rotation.StatusRotated, "wireguard:b<->d": rotation.StatusRolledBack, "wireguard:c<->d": rotation.StatusSkipped}
-	for _, row := range rep.Rows {
-		if row.Status != wantStatus[row.Pair.String()] {
-			t.Errorf("%s: %s, want %s", row.Pair, row.Status, wantStatus[row.Pair.String()])
-		}
-	}
-	for _, p := range fleet {
-		if err := e.waitTraffic(ctx, p); err != nil {
-			t.Errorf("%s does not pass traffic with its current key after the stopped rotation: %v", p, err)
-		}
+	client.Refuse(sites["d"].Device)
+	e.rotateWhileDRefuses(ctx, t, r, inventory.KindWireGuard, fleet, 3*time.Second, func(p rotation.Pair) {
 		assertDevicePSK(t, e, wc, sites, p)
-	}
-	e.flowGaps(t, "rotate (d refuses)", start)
+	})
 
 	// Without the fault, the fleet runbook rotates every preshared key, then
 	// every healthy site's key with the staged procedure.
-	client.refuse("")
-	start = time.Now()
-	rep, err = r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: "wireguard:b<->c", WaveSize: 2, Timeout: 5 * time.Second})
-	e.record(t, "rotate psk", rep, err)
-	if err != nil || rep.Count(rotation.StatusRotated) != len(fleet) {
-		t.Fatalf("Rotate = %v, %+v", err, rep)
-	}
-	e.flowGaps(t, "rotate psk", start)
-	start = time.Now()
-	rep, err = r.RotateSiteKeys(ctx, []string{"b", "c", "d"}, fleet, rotation.WaveOptions{Canary: "b", Timeout: 5 * time.Second})
+	client.Refuse("")
+	e.rotatePSKs(ctx, t, r, inventory.KindWireGuard, fleet, 5*time.Second)
+	start := time.Now()
+	rep, err := r.RotateSiteKeys(ctx, []string{"b", "c", "d"}, fleet, rotation.WaveOptions{Canary: "b", Timeout: 5 * time.Second})
 	e.record(t, "rotate site keys", rep, err)
 	if err != nil || rep.Count(rotation.StatusRotated) != 2*len(fleet) {
 		t.Fatalf("RotateSiteKeys = %v, %+v", err, rep)
@@ -453,13 +469,7 @@ func TestWireGuardRevokeAndRotate(t *testing.T) {
 		}
 	})
 
-	invCreds, err := e.vault.Inventory(ctx, inv.Tunnels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := json.Marshal(invCreds)
-	e.texts = append(e.texts, string(js))
-	e.assertNoSecrets(t, initial...)
+	e.assertNoSecretsLeft(ctx, t, inv, initial)
 }
 
 // assertDevicePSK checks that both ends of p hold the vault's active
@@ -574,42 +584,19 @@ func TestStrongSwanRevokeAndRotate(t *testing.T) {
 		sites[s.Site] = strongswan.Site{Identity: s.Identity}
 	}
 	inv := meshInventory(inventory.KindStrongSwan)
-	var initial [][]byte
-	for _, tun := range inv.Tunnels {
+	initial := e.importPSKs(ctx, t, rotation.KindStrongSwanPSK, inv, func(tun inventory.Tunnel) []byte {
 		k, _ := mesh.PresharedKey(tun.A, tun.B)
-		initial = append(initial, k)
-		if _, err := e.vault.Import(ctx, rotation.Credential{Kind: rotation.KindStrongSwanPSK, Pair: rotation.PairOf(tun)}, rotation.SecretFrom(k)); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return k
+	})
 	prov, err := strongswan.New(dialer, sites, strongswan.Options{Log: e.log, ReauthTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rotation.Rotator{Vault: e.vault, Providers: rotation.Providers{StrongSwan: prov}, Probe: e, Gaps: e, Log: e.log}
+	r := e.rotator(rotation.Providers{StrongSwan: prov})
 
-	for _, tun := range inv.Tunnels {
-		if err := e.waitTraffic(ctx, rotation.PairOf(tun)); err != nil {
-			t.Fatalf("%s before the incident (ESP through kernel-libipsec): %v", rotation.PairOf(tun), err)
-		}
-	}
-	fleet := rotation.Fleet(inv.Tunnels, "a")
-	for _, p := range fleet {
-		e.startFlow(t, p)
-	}
-	for _, p := range fleet {
-		if err := e.waitTraffic(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fleet := e.startFleet(ctx, t, inv, " (ESP through kernel-libipsec)")
 
-	revokedAt := time.Now()
-	rep, err := r.Revoke(ctx, inv, "a")
-	e.record(t, "revoke", rep, err)
-	if err != nil || rep.Count(rotation.StatusRevoked) != 3 {
-		t.Fatalf("Revoke = %v, %+v", err, rep)
-	}
-	e.flowGaps(t, "revoke", revokedAt)
+	e.revokeA(ctx, t, r, inv)
 	t.Run("a can no longer authenticate with any peer", func(t *testing.T) {
 		for _, peer := range []string{"b", "c", "d"} {
 			if err := prov.VerifyRevoked(ctx, peer, "a"); err != nil {
@@ -630,33 +617,10 @@ func TestStrongSwanRevokeAndRotate(t *testing.T) {
 	})
 
 	dialer.refuse("d")
-	start := time.Now()
-	rep, err = r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: "strongswan:b<->c", WaveSize: 1, Timeout: 10 * time.Second})
-	e.record(t, "rotate (d refuses)", rep, err)
-	if !errors.Is(err, rotation.ErrStopped) || rep.StoppedAt != "strongswan:b<->d" {
-		t.Fatalf("Rotate with d refusing = %v, stopped at %q; want ErrStopped at strongswan:b<->d", err, rep.StoppedAt)
-	}
-	wantStatus := map[string]rotation.Status{"strongswan:b<->c": rotation.StatusRotated, "strongswan:b<->d": rotation.StatusRolledBack, "strongswan:c<->d": rotation.StatusSkipped}
-	for _, row := range rep.Rows {
-		if row.Status != wantStatus[row.Pair.String()] {
-			t.Errorf("%s: %s, want %s", row.Pair, row.Status, wantStatus[row.Pair.String()])
-		}
-	}
-	for _, p := range fleet {
-		if err := e.waitTraffic(ctx, p); err != nil {
-			t.Errorf("%s does not pass traffic after the stopped rotation: %v", p, err)
-		}
-	}
-	e.flowGaps(t, "rotate (d refuses)", start)
+	e.rotateWhileDRefuses(ctx, t, r, inventory.KindStrongSwan, fleet, 10*time.Second, nil)
 
 	dialer.refuse("")
-	start = time.Now()
-	rep, err = r.Rotate(ctx, fleet, rotation.WaveOptions{Canary: "strongswan:b<->c", WaveSize: 2, Timeout: 10 * time.Second})
-	e.record(t, "rotate psk", rep, err)
-	if err != nil || rep.Count(rotation.StatusRotated) != len(fleet) {
-		t.Fatalf("Rotate = %v, %+v", err, rep)
-	}
-	e.flowGaps(t, "rotate psk", start)
+	e.rotatePSKs(ctx, t, r, inventory.KindStrongSwan, fleet, 10*time.Second)
 
 	t.Run("every healthy pair authenticates with its new key and carries traffic", func(t *testing.T) {
 		for _, p := range fleet {
@@ -691,13 +655,7 @@ func TestStrongSwanRevokeAndRotate(t *testing.T) {
 		}
 	})
 
-	invCreds, err := e.vault.Inventory(ctx, inv.Tunnels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := json.Marshal(invCreds)
-	e.texts = append(e.texts, string(js))
-	e.assertNoSecrets(t, initial...)
+	e.assertNoSecretsLeft(ctx, t, inv, initial)
 }
 
 func mustSite(t *testing.T, m *netlab.StrongSwanMesh, name string) netlab.StrongSwanSite {

@@ -121,7 +121,7 @@ func (s *stack) liveIndicators(t testing.TB, gw string) []string {
 		t.Fatal(err)
 	}
 	var ids []string
-	err = s.d.Store.Tx(t.Context(), func(tx *store.Tx) error {
+	err = s.d.Store.Tx(t.Context(), func(tx store.Tx) error {
 		threats, err := tx.LiveThreats(t.Context(), gw, p.UpdatedAt, controller.ReleaseThreatSeverity)
 		for _, th := range threats {
 			ids = append(ids, th.ID)

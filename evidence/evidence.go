@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"hash"
 	"io"
 	"strings"
@@ -149,7 +150,7 @@ type Custody struct {
 type Ledger struct {
 	db        *sql.DB
 	blobs     blobStore
-	now       func() time.Time
+	clk       clock.Clock
 	newID     func() string
 	incidents Incidents
 }
@@ -166,7 +167,7 @@ type Incidents interface {
 type Option func(*Ledger)
 
 // WithClock makes the ledger read time from now (tests use a fixed clock).
-func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = now } }
+func WithClock(c clock.Clock) Option { return func(l *Ledger) { l.clk = c } }
 
 // WithIDs makes the ledger name records with newID (tests use fixed ids).
 func WithIDs(newID func() string) Option { return func(l *Ledger) { l.newID = newID } }
@@ -191,7 +192,7 @@ func Open(ctx context.Context, db *sql.DB, dir string, opts ...Option) (*Ledger,
 	if _, err := db.ExecContext(ctx, Schema+audit.Schema); err != nil {
 		return nil, fmt.Errorf("creating evidence tables: %w", err)
 	}
-	l := &Ledger{db: db, blobs: bs, now: time.Now, newID: newEvidenceID}
+	l := &Ledger{db: db, blobs: bs, clk: clock.Real, newID: newEvidenceID}
 	for _, o := range opts {
 		o(l)
 	}
@@ -209,7 +210,7 @@ func newEvidenceID() string {
 	return "evd-" + strings.ReplaceAll(u.String(), "-", "")[:20]
 }
 
-func (l *Ledger) clock() time.Time { return l.now().UTC().Truncate(time.Microsecond) }
+func (l *Ledger) clock() time.Time { return l.clk.Now().UTC().Truncate(time.Microsecond) }
 
 // tsLayout is fixed-width so that stored times sort as text (RFC 3339 with
 // trimmed fractions does not: "07Z" sorts after "07.038Z").

@@ -15,24 +15,11 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/store"
 )
 
 var t0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-
-// fixedClock advances one millisecond per reading, so every event has its
-// own, predictable time.
-type fixedClock struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *fixedClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n++
-	return t0.Add(time.Duration(c.n) * time.Millisecond)
-}
 
 type seqIDs struct {
 	mu sync.Mutex
@@ -53,8 +40,10 @@ func newLedger(t *testing.T) (*Ledger, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk, ids := &fixedClock{}, &seqIDs{}
-	l, err := Open(t.Context(), st.DB(), filepath.Join(t.TempDir(), "evidence"), WithClock(clk.now), WithIDs(ids.next))
+	// The clock moves a millisecond per reading, so every event has its
+	// own, predictable time.
+	clk, ids := testsupport.NewStepClock(t0, time.Millisecond), &seqIDs{}
+	l, err := Open(t.Context(), st.DB(), filepath.Join(t.TempDir(), "evidence"), WithClock(clk), WithIDs(ids.next))
 	if err != nil {
 		t.Fatal(err)
 	}

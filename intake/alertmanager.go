@@ -313,33 +313,22 @@ type amAlert struct {
 
 func parseAlert(raw json.RawMessage, path string) (amAlert, error) {
 	var a amAlert
-	ms, err := readMembers(raw, path)
-	if err != nil {
-		return a, err
-	}
-	for _, m := range ms {
-		field := join(path, m.key)
-		if isNull(m.val) {
-			continue
-		}
-		var err error
-		switch m.key {
+	err := decodeObject(raw, path, false, func(key string, val json.RawMessage, field string) (err error) {
+		switch key {
 		case "status":
-			a.status, err = decodeAlertStatus(m.val, field)
+			a.status, err = decodeAlertStatus(val, field)
 		case "labels":
-			a.labels, err = decodeLabels(m.val, field)
+			a.labels, err = decodeLabels(val, field)
 		case "annotations":
-			a.annotations, err = decodeLabels(m.val, field)
+			a.annotations, err = decodeLabels(val, field)
 		case "startsAt":
-			a.startsAt, err = decodeOptTime(m.val, field)
+			a.startsAt, err = decodeOptTime(val, field)
 		case "fingerprint":
-			a.fingerprint, err = decodeString(m.val, field)
+			a.fingerprint, err = decodeString(val, field)
 		}
-		if err != nil {
-			return a, err
-		}
-	}
-	return a, nil
+		return err
+	})
+	return a, err
 }
 
 // decodeAlert maps one alert. It never fails: an alert that cannot be

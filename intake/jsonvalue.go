@@ -89,6 +89,32 @@ func readMembers(raw []byte, path string) ([]member, error) {
 	}
 }
 
+// decodeObject reads the members of the object raw at path and hands each
+// whose value is not null (null means absent) to decode, with its field
+// path, stopping at the first error. With unique, a repeated key is an
+// error.
+func decodeObject(raw json.RawMessage, path string, unique bool, decode func(key string, val json.RawMessage, field string) error) error {
+	ms, err := readMembers(raw, path)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, m := range ms {
+		field := join(path, m.key)
+		if unique && seen[m.key] {
+			return &indicator.FieldError{Field: field, Reason: "duplicate field"}
+		}
+		seen[m.key] = true
+		if isNull(m.val) {
+			continue
+		}
+		if err := decode(m.key, m.val, field); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readArray lists the elements of a JSON array (same preconditions as
 // readMembers), failing as soon as more than limit are seen (limit <= 0: no
 // limit).

@@ -159,36 +159,20 @@ func decodeIndicator(raw json.RawMessage, ms []member, path string, inv *invento
 
 func decodeObservables(raw json.RawMessage, path string) (indicator.Observables, error) {
 	var o indicator.Observables
-	ms, err := readMembers(raw, path)
-	if err != nil {
-		return o, err
-	}
-	seen := map[string]bool{}
-	for _, m := range ms {
-		field := join(path, m.key)
-		if seen[m.key] {
-			return o, &indicator.FieldError{Field: field, Reason: "duplicate field"}
-		}
-		seen[m.key] = true
-		if isNull(m.val) {
-			continue
-		}
-		var err error
-		switch m.key {
+	err := decodeObject(raw, path, true, func(key string, val json.RawMessage, field string) (err error) {
+		switch key {
 		case "ips":
-			o.IPs, err = decodeStringList(m.val, field)
+			o.IPs, err = decodeStringList(val, field)
 		case "domains":
-			o.Domains, err = decodeStringList(m.val, field)
+			o.Domains, err = decodeStringList(val, field)
 		case "hashes":
-			o.Hashes, err = decodeStringList(m.val, field)
+			o.Hashes, err = decodeStringList(val, field)
 		default:
 			err = &indicator.FieldError{Field: field, Reason: "unknown field (known: ips, domains, hashes)"}
 		}
-		if err != nil {
-			return o, err
-		}
-	}
-	return o, nil
+		return err
+	})
+	return o, err
 }
 
 func checkGateway(inv *inventory.Inventory, id string) error {

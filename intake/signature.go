@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,24 +75,24 @@ type ReplayLedger interface {
 type SignatureVerifier struct {
 	secret []byte
 	window time.Duration
-	now    func() time.Time
+	clock  clock.Clock
 	ledger ReplayLedger
 }
 
 // NewSignatureVerifier makes a verifier that remembers signatures in memory
-// (see WithLedger). window <= 0 means DefaultSignatureWindow; now nil means
-// time.Now. The secret is copied.
-func NewSignatureVerifier(secret []byte, window time.Duration, now func() time.Time) *SignatureVerifier {
+// (see WithLedger). window <= 0 means DefaultSignatureWindow; a nil clock
+// means clock.Real. The secret is copied.
+func NewSignatureVerifier(secret []byte, window time.Duration, clk clock.Clock) *SignatureVerifier {
 	if window <= 0 {
 		window = DefaultSignatureWindow
 	}
-	if now == nil {
-		now = time.Now
+	if clk == nil {
+		clk = clock.Real
 	}
 	return &SignatureVerifier{
 		secret: append([]byte(nil), secret...),
 		window: window,
-		now:    now,
+		clock:  clk,
 		ledger: NewMemoryLedger(DefaultReplayCacheSize),
 	}
 }
@@ -160,7 +161,7 @@ func (v *SignatureVerifier) VerifyContext(ctx context.Context, header string, bo
 	}
 	// The timestamp is checked after the MAC so that an attacker learns
 	// nothing about the window from unsigned probes.
-	now := v.now()
+	now := v.clock.Now()
 	signedAt := time.Unix(sec, 0)
 	if d := now.Sub(signedAt); d > v.window || d < -v.window {
 		return ErrSignatureExpired

@@ -12,25 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 )
-
-// fakeClock is a settable clock for the verifier.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestSignFormat(t *testing.T) {
 	got := Sign([]byte("s3cret"), time.Unix(1700000000, 0), []byte(`{"a":1}`))
@@ -76,7 +60,7 @@ func TestSignatureVerify(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			v := NewSignatureVerifier(secret, 0, func() time.Time { return now })
+			v := NewSignatureVerifier(secret, 0, clocktest.NewFake(now))
 			err := v.Verify(tc.header, tc.body)
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 				t.Fatalf("Verify = %v, want %v", err, tc.want)
@@ -90,8 +74,8 @@ func TestSignatureVerify(t *testing.T) {
 
 func TestSignatureReplay(t *testing.T) {
 	secret := []byte("k")
-	clock := &fakeClock{t: time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)}
-	v := NewSignatureVerifier(secret, time.Minute, clock.Now)
+	clock := clocktest.NewFake(time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC))
+	v := NewSignatureVerifier(secret, time.Minute, clock)
 	body := []byte("payload")
 	header := Sign(secret, clock.Now(), body)
 
@@ -124,8 +108,8 @@ func TestSignatureReplay(t *testing.T) {
 
 func TestSignatureReplayCacheFullFailsClosed(t *testing.T) {
 	secret := []byte("k")
-	clock := &fakeClock{t: time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)}
-	v := NewSignatureVerifier(secret, time.Minute, clock.Now).WithLedger(NewMemoryLedger(2))
+	clock := clocktest.NewFake(time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC))
+	v := NewSignatureVerifier(secret, time.Minute, clock).WithLedger(NewMemoryLedger(2))
 	for i := range 2 {
 		if err := v.Verify(Sign(secret, clock.Now(), []byte{byte(i)}), []byte{byte(i)}); err != nil {
 			t.Fatal(err)
@@ -150,7 +134,7 @@ func TestSignatureEmptySecretRejectsEverything(t *testing.T) {
 func TestSignatureConcurrentReplayAcceptsOnce(t *testing.T) {
 	secret := []byte("k")
 	now := time.Now()
-	v := NewSignatureVerifier(secret, 0, func() time.Time { return now })
+	v := NewSignatureVerifier(secret, 0, clocktest.NewFake(now))
 	header := Sign(secret, now, []byte("b"))
 	var ok, replayed atomic.Int32
 	var wg sync.WaitGroup
@@ -204,7 +188,7 @@ func TestSignatureLedger(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var gotDigest []byte
 			var gotExpiry time.Time
-			v := NewSignatureVerifier(secret, 0, func() time.Time { return now }).WithLedger(ledgerFunc(
+			v := NewSignatureVerifier(secret, 0, clocktest.NewFake(now)).WithLedger(ledgerFunc(
 				func(_ context.Context, digest []byte, expiry, _ time.Time) (bool, error) {
 					gotDigest, gotExpiry = digest, expiry
 					return tc.fresh, tc.err

@@ -3,12 +3,14 @@
 // management network, so that containment can be proven with real packets.
 //
 // It owns the namespaces, links, addresses and routes it creates (all named
-// after a caller-chosen prefix), the in-process probes and echo servers it
-// runs inside them, and their teardown. It must not touch the host's own
-// network namespace (no links, routes or firewall rules there), must not send
-// a packet to any address outside the namespaces it created, and must not
-// remove namespaces it does not own: only names "<prefix>-..." are ever
-// deleted, and only processes inside a namespace being deleted are killed.
+// after a caller-chosen prefix), the in-process probes, echo servers and
+// relays it runs inside them, and their teardown. It must not touch the
+// host's own network namespace (no links, routes or firewall rules there;
+// a Relay only listens on its loopback, for a process of this host), must
+// not send a packet to any address outside the namespaces it created, and
+// must not remove namespaces it does not own: only names "<prefix>-..." are
+// ever deleted, and only processes inside a namespace being deleted are
+// killed.
 //
 // Named namespaces live in /run/netns, shared with `ip netns`. Before
 // mounting the first one, a process makes /run/netns a shared bind mount of

@@ -40,12 +40,7 @@ func TCPConnect(ctx context.Context, ns string, addr netip.AddrPort, timeout tim
 // kernel picked as its source (a multi-homed gateway answers from the
 // address on its route back, not the one that was asked).
 func UDPEcho(ctx context.Context, ns string, addr netip.AddrPort, timeout time.Duration) error {
-	var conn *net.UDPConn
-	err := Do(ns, func() error {
-		c, err := net.ListenUDP("udp", nil)
-		conn = c
-		return err
-	})
+	conn, err := listenUDP(ns)
 	if err != nil {
 		return fmt.Errorf("opening UDP socket in %q: %w", ns, err)
 	}
@@ -54,6 +49,18 @@ func UDPEcho(ctx context.Context, ns string, addr netip.AddrPort, timeout time.D
 		return fmt.Errorf("echoing over UDP from %q to %s: %w", ns, addr, err)
 	}
 	return nil
+}
+
+// listenUDP opens an unconnected UDP socket, on any local address, in
+// namespace ns.
+func listenUDP(ns string) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := Do(ns, func() error {
+		c, err := net.ListenUDP("udp", nil)
+		conn = c
+		return err
+	})
+	return conn, err
 }
 
 func exchangePacket(ctx context.Context, conn *net.UDPConn, to netip.AddrPort, timeout time.Duration) error {
@@ -221,15 +228,13 @@ type EchoServer struct {
 	udp net.PacketConn
 
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	done  bool
+	conns connSet
 }
 
 // ServeEcho starts TCP and UDP echo servers on addr inside namespace ns.
 // Listening on [::]:port serves IPv4 and IPv6 alike. Close stops both.
 func ServeEcho(ns string, addr netip.AddrPort) (*EchoServer, error) {
-	s := &EchoServer{conns: map[net.Conn]struct{}{}}
+	s := &EchoServer{}
 	err := Do(ns, func() error {
 		var err error
 		if s.tcp, err = net.Listen("tcp", addr.String()); err != nil {
@@ -256,22 +261,16 @@ func (s *EchoServer) serveTCP() {
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		if s.done {
-			s.mu.Unlock()
+		if !s.conns.add(c) {
 			_ = c.Close()
 			return
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
+		s.wg.Add(1) // serveTCP's own count keeps Close waiting until here
 		go func() {
 			defer s.wg.Done()
 			_, _ = io.Copy(c, c)
 			_ = c.Close()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
+			s.conns.remove(c)
 		}()
 	}
 }
@@ -294,16 +293,9 @@ func (s *EchoServer) serveUDP() {
 // Close stops the servers and closes every open connection. It is
 // idempotent.
 func (s *EchoServer) Close() error {
-	s.mu.Lock()
-	if s.done {
-		s.mu.Unlock()
+	if !s.conns.close() {
 		return nil
 	}
-	s.done = true
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
 	err := errors.Join(s.tcp.Close(), s.udp.Close())
 	s.wg.Wait()
 	return err

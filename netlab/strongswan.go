@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/strongswan/govici/vici"
@@ -71,14 +70,9 @@ type StrongSwanSite struct {
 // charon holds the CA (as a trust anchor), its own certificate and private
 // key, all loaded over VICI, and no shared key.
 type StrongSwanMesh struct {
-	sites map[string]StrongSwanSite
-	order []string
-	psks  map[[2]string][]byte
-	pki   *labPKI // nil for a PSK mesh
-
-	mu      sync.Mutex
-	daemons map[string]*daemon
-	closed  bool
+	mesh[StrongSwanSite]
+	psks map[[2]string][]byte
+	pki  *labPKI // nil for a PSK mesh
 }
 
 // StrongSwanMesh starts charon in every chosen site's gateway namespace,
@@ -90,13 +84,8 @@ func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*Stron
 	if opt.Dir == "" {
 		return nil, errors.New("starting strongSwan mesh: options need a Dir")
 	}
-	names := opt.Sites
-	if len(names) == 0 {
-		for _, s := range l.sites {
-			names = append(names, s.Name)
-		}
-	}
-	m := &StrongSwanMesh{sites: map[string]StrongSwanSite{}, psks: map[[2]string][]byte{}, daemons: map[string]*daemon{}}
+	names := l.meshSiteNames(opt.Sites)
+	m := &StrongSwanMesh{psks: map[[2]string][]byte{}}
 	l.onClose(m.Close)
 	for _, name := range names {
 		s, ok := l.Site(name)
@@ -104,15 +93,14 @@ func (l *Lab) StrongSwanMesh(ctx context.Context, opt StrongSwanOptions) (*Stron
 			return nil, errors.Join(fmt.Errorf("starting strongSwan mesh: unknown site %q", name), m.Close())
 		}
 		dir := filepath.Join(opt.Dir, "strongswan-"+name)
-		m.sites[name] = StrongSwanSite{
+		m.add(name, StrongSwanSite{
 			Site:     name,
 			Socket:   filepath.Join(dir, "charon.vici"),
 			Identity: name + ".gw." + l.prefix + ".test",
 			Address:  s.Gateway.V4,
 			Networks: []netip.Prefix{s.Prefix4, s.Prefix6},
 			Log:      filepath.Join(dir, "charon.log"),
-		}
-		m.order = append(m.order, name)
+		})
 	}
 	if opt.Certificates {
 		ids := map[string]string{}
@@ -161,7 +149,7 @@ func (m *StrongSwanMesh) start(ctx context.Context, l *Lab) error {
 			return err
 		}
 		m.mu.Lock()
-		m.daemons[name] = d
+		m.started(name, d)
 		m.mu.Unlock()
 		if err := waitForSocket(ctx, d, ss.Socket, 15*time.Second); err != nil {
 			return fmt.Errorf("%w; output: %s", err, out.String())
@@ -387,21 +375,6 @@ func (m *StrongSwanMesh) Initiate(ctx context.Context, from, peer string) error 
 	return nil
 }
 
-// Sites returns every site of the mesh, in the order they were given.
-func (m *StrongSwanMesh) Sites() []StrongSwanSite {
-	out := make([]StrongSwanSite, 0, len(m.order))
-	for _, n := range m.order {
-		out = append(out, m.sites[n])
-	}
-	return out
-}
-
-// Site returns the named site's charon.
-func (m *StrongSwanMesh) Site(name string) (StrongSwanSite, bool) {
-	s, ok := m.sites[name]
-	return s, ok
-}
-
 // PresharedKey returns the pair's initial PSK (loaded under id "<peer>/lab"
 // at both ends); false in a certificate mesh, which has none. It is a
 // secret: tests use it to seed a credential store and to check it never
@@ -425,22 +398,5 @@ func (m *StrongSwanMesh) Log(site string) string {
 // Close stops every charon of the mesh and removes their sockets. It is
 // idempotent.
 func (m *StrongSwanMesh) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	m.closed = true
-	daemons := m.daemons
-	m.mu.Unlock()
-	var errs []error
-	for name, d := range daemons {
-		if err := d.stop(5 * time.Second); err != nil {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(m.sites[name].Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", m.sites[name].Socket, err))
-		}
-	}
-	return errors.Join(errs...)
+	return m.stop(5*time.Second, func(s StrongSwanSite) string { return s.Socket })
 }

@@ -247,12 +247,7 @@ func StartFlow(ns string, to netip.AddrPort, interval time.Duration) (*Flow, err
 	if interval <= 0 {
 		return nil, errors.New("starting flow: interval must be positive")
 	}
-	var conn *net.UDPConn
-	err := Do(ns, func() error {
-		c, err := net.ListenUDP("udp", nil)
-		conn = c
-		return err
-	})
+	conn, err := listenUDP(ns)
 	if err != nil {
 		return nil, fmt.Errorf("opening flow socket in %q: %w", ns, err)
 	}

@@ -58,14 +58,9 @@ type WireGuardSite struct {
 // through the tunnel. Close kills the daemons and removes their sockets; the
 // lab's Close does it too.
 type WireGuardMesh struct {
-	sites map[string]WireGuardSite
-	order []string
-	psks  map[[2]string]wgtypes.Key
-
-	mu      sync.Mutex
-	daemons map[string]*daemon
-	logs    map[string]*syncBuffer
-	closed  bool
+	mesh[WireGuardSite]
+	psks map[[2]string]wgtypes.Key
+	logs map[string]*syncBuffer // guarded by mu
 }
 
 // WireGuardMesh starts wireguard-go in every chosen site's gateway namespace
@@ -75,17 +70,10 @@ func (l *Lab) WireGuardMesh(ctx context.Context, opt WireGuardOptions) (*WireGua
 	if _, err := exec.LookPath("wireguard-go"); err != nil {
 		return nil, fmt.Errorf("starting WireGuard mesh: wireguard-go not found: %w", err)
 	}
-	names := opt.Sites
-	if len(names) == 0 {
-		for _, s := range l.sites {
-			names = append(names, s.Name)
-		}
-	}
+	names := l.meshSiteNames(opt.Sites)
 	m := &WireGuardMesh{
-		sites:   map[string]WireGuardSite{},
-		psks:    map[[2]string]wgtypes.Key{},
-		daemons: map[string]*daemon{},
-		logs:    map[string]*syncBuffer{},
+		psks: map[[2]string]wgtypes.Key{},
+		logs: map[string]*syncBuffer{},
 	}
 	l.onClose(m.Close)
 	privs := map[string]wgtypes.Key{}
@@ -105,14 +93,13 @@ func (l *Lab) WireGuardMesh(ctx context.Context, opt WireGuardOptions) (*WireGua
 			return nil, errors.Join(fmt.Errorf("generating a key for %s: %w", name, err), m.Close())
 		}
 		privs[name] = priv
-		m.sites[name] = WireGuardSite{
+		m.add(name, WireGuardSite{
 			Site:      name,
 			Device:    tunnelIfName("wg", l.prefix, idx),
 			Endpoint:  netip.AddrPortFrom(s.Gateway.V4, WireGuardPort),
 			PublicKey: priv.PublicKey(),
 			Networks:  []netip.Prefix{s.Prefix4, s.Prefix6},
-		}
-		m.order = append(m.order, name)
+		})
 	}
 	for _, p := range sitePairs(names) {
 		if opt.PresharedKeys {
@@ -154,7 +141,8 @@ func (m *WireGuardMesh) start(ctx context.Context, l *Lab, privs map[string]wgty
 			return err
 		}
 		m.mu.Lock()
-		m.daemons[name], m.logs[name] = d, buf
+		m.started(name, d)
+		m.logs[name] = buf
 		m.mu.Unlock()
 		if err := waitForSocket(ctx, d, sock, 10*time.Second); err != nil {
 			return fmt.Errorf("%w; output: %s", err, buf.String())
@@ -237,21 +225,6 @@ func ipNets(ps []netip.Prefix) []net.IPNet {
 	return out
 }
 
-// Sites returns every site of the mesh, in the order they were given.
-func (m *WireGuardMesh) Sites() []WireGuardSite {
-	out := make([]WireGuardSite, 0, len(m.order))
-	for _, n := range m.order {
-		out = append(out, m.sites[n])
-	}
-	return out
-}
-
-// Site returns the named site's device.
-func (m *WireGuardMesh) Site(name string) (WireGuardSite, bool) {
-	s, ok := m.sites[name]
-	return s, ok
-}
-
 // PresharedKey returns the preshared key the mesh gave the pair a, b, if
 // any. It is a secret: tests use it to seed a credential store and to check
 // that it never leaks.
@@ -273,25 +246,7 @@ func (m *WireGuardMesh) Output(site string) string {
 // Close stops every wireguard-go of the mesh and removes their UAPI
 // sockets. It is idempotent.
 func (m *WireGuardMesh) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	m.closed = true
-	daemons := m.daemons
-	m.mu.Unlock()
-	var errs []error
-	for name, d := range daemons {
-		if err := d.stop(3 * time.Second); err != nil {
-			errs = append(errs, err)
-		}
-		sock := filepath.Join(WireGuardSocketDir, m.sites[name].Device+".sock")
-		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", sock, err))
-		}
-	}
-	return errors.Join(errs...)
+	return m.stop(3*time.Second, func(s WireGuardSite) string { return filepath.Join(WireGuardSocketDir, s.Device+".sock") })
 }
 
 // syncBuffer is a bytes.Buffer safe for a daemon's output and a reader.

@@ -20,10 +20,10 @@ func notifyRequest(params map[string]string) actions.Request {
 }
 
 func TestNotifyActionName(t *testing.T) {
-	if got := NewAction(nil, "").Name(); got != actions.NameNotify {
+	if got := actions.NewNotify(nil, "").Name(); got != actions.NameNotify {
 		t.Errorf("Name() = %q", got)
 	}
-	if _, err := actions.NewCatalogue(NewAction(nil, "")); err != nil {
+	if _, err := actions.NewCatalogue(actions.NewNotify(nil, "")); err != nil {
 		t.Error(err)
 	}
 }
@@ -33,16 +33,16 @@ func TestNotifyActionWithoutChannelsNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]*Sender{"nil sender": nil, "no channels": empty} {
+	for name, s := range map[string]actions.Notifier{"nil sender": nil, "no channels": empty} {
 		t.Run(name, func(t *testing.T) {
-			a := NewAction(s, "ops")
-			req := notifyRequest(map[string]string{ParamChannel: "ops", ParamMessage: "hi"})
+			a := actions.NewNotify(s, "ops")
+			req := notifyRequest(map[string]string{actions.ParamChannel: "ops", actions.ParamMessage: "hi"})
 			ch, err := a.Plan(t.Context(), req)
-			if err != nil || len(ch.Changes) != 0 || !strings.Contains(ch.Summary, NoChannelSummary) {
+			if err != nil || len(ch.Changes) != 0 || !strings.Contains(ch.Summary, actions.NoChannelSummary) {
 				t.Errorf("Plan = %+v, %v", ch, err)
 			}
 			res, err := a.Apply(t.Context(), req)
-			if err != nil || res.Changed || res.Summary != NoChannelSummary {
+			if err != nil || res.Changed || res.Summary != actions.NoChannelSummary {
 				t.Errorf("Apply = %+v, %v", res, err)
 			}
 			if res, err := a.Verify(t.Context(), req); err != nil || res.Changed {
@@ -54,12 +54,12 @@ func TestNotifyActionWithoutChannelsNeverBlocks(t *testing.T) {
 
 func TestNotifyActionPlanApplyVerify(t *testing.T) {
 	rcv := newReceiver(t, nil, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil, WithClock(fixedClock))
+	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAction(s, "ops")
-	req := notifyRequest(map[string]string{ParamMessage: "gw-hq isolated", ParamSeverity: "critical"})
+	a := actions.NewNotify(s, "ops")
+	req := notifyRequest(map[string]string{actions.ParamMessage: "gw-hq isolated", actions.ParamSeverity: "critical"})
 
 	if _, err := a.Verify(t.Context(), req); !errors.Is(err, actions.ErrNotVerified) {
 		t.Fatalf("Verify before Apply = %v, want ErrNotVerified", err)
@@ -111,7 +111,7 @@ func TestNotifyActionRefusedIsTerminalAndUnverified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAction(s, "")
+	a := actions.NewNotify(s, "")
 	req := notifyRequest(nil)
 	if _, err := a.Apply(t.Context(), req); err == nil || !actions.IsTerminal(err) {
 		t.Fatalf("Apply = %v, want terminal", err)
@@ -138,17 +138,17 @@ func TestNotifyActionChannelResolution(t *testing.T) {
 		want    string // Plan summary
 		wantErr string
 	}{
-		"param wins":            {s: two, def: "ops", params: map[string]string{ParamChannel: "mgmt"}, want: "send notification to channel mgmt"},
+		"param wins":            {s: two, def: "ops", params: map[string]string{actions.ParamChannel: "mgmt"}, want: "send notification to channel mgmt"},
 		"default":               {s: two, def: "mgmt", want: "send notification to channel mgmt"},
 		"only channel":          {s: one, want: "send notification to channel ops"},
 		"ambiguous":             {s: two, wantErr: "no channel given and no default channel (configured: mgmt, ops)"},
-		"unknown channel param": {s: two, params: map[string]string{ParamChannel: "pager"}, wantErr: `unknown channel "pager"`},
+		"unknown channel param": {s: two, params: map[string]string{actions.ParamChannel: "pager"}, wantErr: `unknown channel "pager"`},
 		"unknown default":       {s: one, def: "pager", wantErr: `unknown channel "pager"`},
 		"unknown parameter":     {s: one, params: map[string]string{"chanel": "ops"}, wantErr: `unknown parameter "chanel"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			a := NewAction(tc.s, tc.def)
+			a := actions.NewNotify(tc.s, tc.def)
 			plan, err := a.Plan(t.Context(), notifyRequest(tc.params))
 			if tc.wantErr != "" {
 				if err == nil || !actions.IsTerminal(err) || !strings.Contains(err.Error(), tc.wantErr) {

@@ -1,6 +1,6 @@
 // Package notify delivers notifications (incident opened, step done, run
-// finished) to webhook channels over HTTP with retries, and provides the
-// catalogue's "notify" action.
+// finished) to webhook channels over HTTP with retries; its Sender is the
+// actions.Notifier behind the catalogue's "notify" action.
 //
 // It owns the outgoing message format, retry and idempotency policy
 // (Idempotency-Key header, an in-memory record of deliveries, no second POST

@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 	"github.com/warden-ir/warden/internal/testsupport"
 )
 
-// testNow is a fixed clock: every attempt of a Send happens "in the same
-// second", which is the hard case for signature replay protection.
+// testNow is when every attempt of a Send happens, on a frozen clock: "in
+// the same second", which is the hard case for signature replay protection.
 var testNow = time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)
 
-func fixedClock() time.Time { return testNow }
+// frozenClock is a clock that stands at testNow.
+func frozenClock() *clocktest.Fake { return clocktest.NewFake(testNow) }
 
 // received is one request as the test receiver saw it.
 type received struct {

@@ -29,7 +29,7 @@ func TestSendShowsHiddenCharactersEscaped(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			rcv := newReceiver(t, nil)
-			s, err := NewSender([]Channel{{Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(fixedClock))
+			s, err := NewSender([]Channel{{Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 			if err != nil {
 				t.Fatal(err)
 			}

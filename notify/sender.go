@@ -20,6 +20,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/internal/textsafe"
 )
 
@@ -114,7 +115,7 @@ type config struct {
 	retryWaitMin time.Duration
 	retryWaitMax time.Duration
 	historySize  int
-	now          func() time.Time
+	clock        clock.Clock
 	transport    http.RoundTripper
 }
 
@@ -129,8 +130,8 @@ func WithRetry(retryMax int, waitMin, waitMax time.Duration) Option {
 func WithHistorySize(n int) Option { return func(c *config) { c.historySize = n } }
 
 // WithClock injects the clock used for signatures, message times and
-// delivery times.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+// delivery times (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(cfg *config) { cfg.clock = c } }
 
 // WithTransport replaces the HTTP transport (e.g. a test server's TLS
 // client transport).
@@ -142,7 +143,7 @@ type Sender struct {
 	names    []string
 	log      *slog.Logger
 	redact   *redactor
-	now      func() time.Time
+	clock    clock.Clock
 
 	mu       sync.Mutex
 	history  map[string]Delivery
@@ -168,7 +169,6 @@ func NewSender(channels []Channel, log *slog.Logger, opts ...Option) (*Sender, e
 		retryWaitMin: DefaultRetryWaitMin,
 		retryWaitMax: DefaultRetryWaitMax,
 		historySize:  DefaultHistorySize,
-		now:          time.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -178,6 +178,9 @@ func NewSender(channels []Channel, log *slog.Logger, opts ...Option) (*Sender, e
 	}
 	if cfg.historySize <= 0 {
 		cfg.historySize = DefaultHistorySize
+	}
+	if cfg.clock == nil {
+		cfg.clock = clock.Real
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -189,7 +192,7 @@ func NewSender(channels []Channel, log *slog.Logger, opts ...Option) (*Sender, e
 		channels: map[string]*channel{},
 		log:      log,
 		redact:   newRedactor(channels),
-		now:      cfg.now,
+		clock:    cfg.clock,
 		history:  map[string]Delivery{},
 		maxHist:  cfg.historySize,
 		inflight: map[string]chan struct{}{},
@@ -262,6 +265,11 @@ func (s *Sender) newClient(c Channel, cfg config) *retryablehttp.Client {
 		if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
 			n.Add(1)
 		}
+		if actions.RetriedAbove(ctx) {
+			// A notify step: the catalogue's retry layer retries it (one
+			// layer per call).
+			return false, ctx.Err()
+		}
 		// 5xx (except 501), 429 and connection errors are retried; 4xx
 		// and bad-scheme/TLS errors are not.
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -286,7 +294,7 @@ func (s *Sender) newClient(c Channel, cfg config) *retryablehttp.Client {
 			}
 			// The previous attempt's request shares this header map.
 			req.Header = req.Header.Clone()
-			req.Header.Set(HeaderSignature, intake.Sign(secret, st.next(s.now()), st.body))
+			req.Header.Set(HeaderSignature, intake.Sign(secret, st.next(s.clock.Now()), st.body))
 			return nil
 		}
 	}
@@ -379,7 +387,7 @@ func (s *Sender) Send(ctx context.Context, channelName, idempotencyKey string, m
 func (s *Sender) post(ctx context.Context, c *channel, key string, msg Message) (Delivery, error) {
 	d := Delivery{Channel: c.Name}
 	if msg.Time.IsZero() {
-		msg.Time = s.now().UTC()
+		msg.Time = s.clock.Now().UTC()
 	}
 	body, err := json.Marshal(msg.sanitised())
 	if err != nil {
@@ -400,7 +408,7 @@ func (s *Sender) post(ctx context.Context, c *channel, key string, msg Message) 
 	}
 	req.Header.Set(HeaderIdempotencyKey, key)
 	if c.Secret != "" {
-		req.Header.Set(HeaderSignature, intake.Sign([]byte(c.Secret), st.next(s.now()), body))
+		req.Header.Set(HeaderSignature, intake.Sign([]byte(c.Secret), st.next(s.clock.Now()), body))
 	}
 
 	resp, err := c.client.Do(req)
@@ -419,7 +427,7 @@ func (s *Sender) post(ctx context.Context, c *channel, key string, msg Message) 
 	d.Status = resp.StatusCode
 	switch {
 	case d.OK():
-		d.DeliveredAt = s.now().UTC()
+		d.DeliveredAt = s.clock.Now().UTC()
 		return d, nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return d, fmt.Errorf("posting notification to channel %q: receiver answered %d after %d attempt(s)", c.Name, resp.StatusCode, d.Attempts)

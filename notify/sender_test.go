@@ -17,11 +17,11 @@ import (
 
 func TestSendSignsWithIntakeScheme(t *testing.T) {
 	const secret = "hmac-key-for-ops"
-	rcv := newReceiver(t, intake.NewSignatureVerifier([]byte(secret), 0, fixedClock), http.StatusAccepted)
+	rcv := newReceiver(t, intake.NewSignatureVerifier([]byte(secret), 0, frozenClock()), http.StatusAccepted)
 	s, err := NewSender([]Channel{{
 		Name: "ops", URL: rcv.srv.URL + "/hook", Secret: secret,
 		Headers: map[string]string{"X-Tenant": "acme"},
-	}}, nil, WithClock(fixedClock), fastRetry())
+	}}, nil, WithClock(frozenClock()), fastRetry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +91,9 @@ func TestSendRetryPolicy(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// A replay-protecting verifier on a frozen clock: each retry
 			// must still carry a signature it has not seen.
-			rcv := newReceiver(t, intake.NewSignatureVerifier([]byte(secret), 0, fixedClock), tc.statuses...)
+			rcv := newReceiver(t, intake.NewSignatureVerifier([]byte(secret), 0, frozenClock()), tc.statuses...)
 			rcv.headers = map[string]string{"Location": "http://127.0.0.1:1/elsewhere"}
-			s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL, Secret: secret}}, nil, WithClock(fixedClock), fastRetry())
+			s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL, Secret: secret}}, nil, WithClock(frozenClock()), fastRetry())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +162,7 @@ func TestSendRetryAfterIsCapped(t *testing.T) {
 
 func TestSendIdempotent(t *testing.T) {
 	rcv := newReceiver(t, nil, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(fixedClock))
+	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,38 +15,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/baseline"
 )
-
-// ManifestChange is one entry of the integrity manifest that a verified
-// patch re-records: the file now holds exactly what an upgraded package
-// installed.
-type ManifestChange struct {
-	Path string `json:"path"`
-	// Package ("name:arch") and Version are the upgraded package instance
-	// that installed the content.
-	Package string `json:"package"`
-	Version string `json:"version"`
-	// OldSHA256 is the digest the manifest held ("" when the file was not
-	// recorded: it appeared under a recorded pattern); NewSHA256 is the
-	// file's digest now.
-	OldSHA256 string `json:"old_sha256,omitempty"`
-	NewSHA256 string `json:"new_sha256"`
-	Mode      string `json:"mode"`
-}
-
-// ManifestRefusal is a file that differs from the manifest and that the
-// patch does not account for: it is not re-recorded and stays an
-// integrity violation.
-type ManifestRefusal struct {
-	Path   string `json:"path"`
-	Reason string `json:"reason"`
-	// Package is the upgraded package instance owning the file, if any.
-	Package   string `json:"package,omitempty"`
-	OldSHA256 string `json:"old_sha256,omitempty"`
-	// NewSHA256 is empty when the file is missing or unreadable.
-	NewSHA256 string `json:"new_sha256,omitempty"`
-}
 
 // ManifestUpdate is what a verified patch may change in an integrity
 // manifest. It is a plain value: PlanManifestUpdate decides it from the
@@ -55,10 +26,11 @@ type ManifestUpdate struct {
 	// Packages are the upgraded package instances considered, "name:arch"
 	// to the version installed.
 	Packages map[string]string `json:"packages"`
-	// Rerecord are the entries to replace, sorted by path.
-	Rerecord []ManifestChange `json:"rerecord,omitempty"`
+	// Rerecord are the entries to replace, sorted by path. Their At is
+	// zero: the agent sets it when it re-records them.
+	Rerecord []wire.ManifestChange `json:"rerecord,omitempty"`
 	// Refused are the other differences, sorted by path.
-	Refused []ManifestRefusal `json:"refused,omitempty"`
+	Refused []wire.ManifestRefusal `json:"refused,omitempty"`
 }
 
 // PlanManifestUpdate decides which entries of the recorded manifest m a
@@ -149,7 +121,7 @@ func PlanManifestUpdate(root string, m baseline.Manifest, upgraded []string) (Ma
 
 // decideFile re-records p, refuses it, or (both nil) leaves it: it is as
 // recorded.
-func decideFile(root, p string, m baseline.Manifest, owners []ownedFile) (*ManifestChange, *ManifestRefusal, error) {
+func decideFile(root, p string, m baseline.Manifest, owners []ownedFile) (*wire.ManifestChange, *wire.ManifestRefusal, error) {
 	old, recorded := m.Files[p]
 	now, present, readErr := currentFile(root, p)
 	switch {
@@ -158,7 +130,7 @@ func decideFile(root, p string, m baseline.Manifest, owners []ownedFile) (*Manif
 	case readErr == nil && !recorded && !present:
 		return nil, nil, nil
 	}
-	ref := &ManifestRefusal{Path: p, OldSHA256: old.SHA256, NewSHA256: now.sha256}
+	ref := &wire.ManifestRefusal{Path: p, OldSHA256: old.SHA256, NewSHA256: now.sha256}
 	if len(owners) > 0 {
 		ref.Package = owners[0].pkg.id()
 	}
@@ -197,7 +169,7 @@ func decideFile(root, p string, m baseline.Manifest, owners []ownedFile) (*Manif
 		ref.Reason = fmt.Sprintf("mode changed %s → %s; dpkg records no modes, so the patch cannot vouch for it", old.Mode, now.mode)
 		return nil, ref, nil
 	}
-	return &ManifestChange{Path: p, Package: match.pkg.id(), Version: match.pkg.Version,
+	return &wire.ManifestChange{Path: p, Package: match.pkg.id(), Version: match.pkg.Version,
 		OldSHA256: old.SHA256, NewSHA256: now.sha256, Mode: now.mode}, nil, nil
 }
 
@@ -291,7 +263,7 @@ var mergedDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"
 // across the merged /usr counts only when both names are the same file
 // under root.
 func manifestPathOf(root string, m baseline.Manifest, owned string) (string, bool) {
-	if coveredBy(m, owned) {
+	if m.Covers(owned) {
 		return owned, true
 	}
 	for _, d := range mergedDirs {
@@ -303,43 +275,11 @@ func manifestPathOf(root string, m baseline.Manifest, owned string) (string, boo
 		} else {
 			continue
 		}
-		if coveredBy(m, alias) && sameFile(root, owned, alias) {
+		if m.Covers(alias) && sameFile(root, owned, alias) {
 			return alias, true
 		}
 	}
 	return "", false
-}
-
-func coveredBy(m baseline.Manifest, p string) bool {
-	if _, ok := m.Files[p]; ok {
-		return true
-	}
-	for _, pat := range m.Patterns {
-		if pat == p || globMatches(pat, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// globMatches matches a path against a recorded glob component by
-// component, as the integrity check expands it (a dot file only by a dot
-// pattern).
-func globMatches(pattern, p string) bool {
-	pp := strings.Split(strings.TrimPrefix(path.Clean(pattern), "/"), "/")
-	ps := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
-	if len(pp) != len(ps) {
-		return false
-	}
-	for i := range pp {
-		if strings.HasPrefix(ps[i], ".") && !strings.HasPrefix(pp[i], ".") {
-			return false
-		}
-		if ok, _ := path.Match(pp[i], ps[i]); !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func sameFile(root, a, b string) bool {

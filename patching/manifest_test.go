@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/baseline"
 	"github.com/warden-ir/warden/patching"
 )
@@ -116,12 +117,12 @@ func TestPlanManifestUpdate(t *testing.T) {
 		upgraded []string
 		after    func(t *testing.T, root string) // changes after dpkg's
 		manifest func(m *baseline.Manifest)
-		want     []patching.ManifestChange
+		want     []wire.ManifestChange
 		refused  map[string]string // path → part of the reason
 	}{
 		"a binary and a conffile the upgrade replaced": {
 			pkgs: []dpkgPkg{sshd, sudo}, upgraded: []string{"openssh-server"},
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/moduli", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("moduli old"), NewSHA256: sha("moduli new"), Mode: "0755"},
 				{Path: "/usr/sbin/sshd", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("sshd old"), NewSHA256: sha("sshd new"), Mode: "0755"},
 			},
@@ -129,7 +130,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 		"a file no upgraded package owns changed at the same time": {
 			pkgs: []dpkgPkg{sshd, sudo}, upgraded: []string{"openssh-server:amd64"},
 			after: func(t *testing.T, root string) { writeRootFile(t, root, "/usr/bin/sudo", "trojan", 0o755) },
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/moduli", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("moduli old"), NewSHA256: sha("moduli new"), Mode: "0755"},
 				{Path: "/usr/sbin/sshd", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("sshd old"), NewSHA256: sha("sshd new"), Mode: "0755"},
 			},
@@ -138,7 +139,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 		"an owned file written after dpkg unpacked it": {
 			pkgs: []dpkgPkg{sshd, sudo}, upgraded: []string{"openssh-server"},
 			after: func(t *testing.T, root string) { writeRootFile(t, root, "/usr/sbin/sshd", "trojan", 0o755) },
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/moduli", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("moduli old"), NewSHA256: sha("moduli new"), Mode: "0755"},
 			},
 			refused: map[string]string{"/usr/sbin/sshd": "content is not what openssh-server:amd64"},
@@ -148,7 +149,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 			after: func(t *testing.T, root string) {
 				writeRootFile(t, root, "/usr/sbin/sshd", "sshd new", os.ModeSetuid|0o755)
 			},
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/moduli", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("moduli old"), NewSHA256: sha("moduli new"), Mode: "0755"},
 			},
 			refused: map[string]string{"/usr/sbin/sshd": "mode changed 0755 → 4755"},
@@ -156,7 +157,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 		"an owned file that is missing": {
 			pkgs: []dpkgPkg{sshd, sudo}, upgraded: []string{"openssh-server"},
 			after: func(t *testing.T, root string) { os.Remove(filepath.Join(root, "usr/sbin/sshd")) },
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/moduli", Package: "openssh-server:amd64", Version: sshd.version, OldSHA256: sha("moduli old"), NewSHA256: sha("moduli new"), Mode: "0755"},
 			},
 			refused: map[string]string{"/usr/sbin/sshd": "missing although openssh-server:amd64 lists it"},
@@ -172,7 +173,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 			pkgs: []dpkgPkg{{name: "openssh-server", arch: "amd64", version: "2", files: map[string]string{
 				"/usr/sbin/sshd": "sshd old", "/etc/ssh/moduli": "moduli old", "/etc/ssh/sshd_config.d/hardening.conf": "x"}}, sudo},
 			upgraded: []string{"openssh-server"},
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/etc/ssh/sshd_config.d/hardening.conf", Package: "openssh-server:amd64", Version: "2", NewSHA256: sha("x"), Mode: "0755"},
 			},
 		},
@@ -199,7 +200,7 @@ func TestPlanManifestUpdate(t *testing.T) {
 				delete(m.Files, "/usr/sbin/sshd")
 				delete(m.Files, "/etc/ssh/moduli")
 			},
-			want: []patching.ManifestChange{
+			want: []wire.ManifestChange{
 				{Path: "/usr/bin/su", Package: "util-linux:amd64", Version: "2.38.1-5+deb12u2", OldSHA256: sha("su old"), NewSHA256: sha("su new"), Mode: "0755"},
 			},
 		},

@@ -1,13 +1,16 @@
 package patching
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/warden-ir/warden/internal/waves"
 )
 
 // Wave defaults.
@@ -38,8 +41,8 @@ type WaveOptions struct {
 	Stop *atomic.Bool
 	// Log receives one line per gateway and per wave; nil discards.
 	Log *slog.Logger
-	// Now is the clock for durations; nil means time.Now.
-	Now func() time.Time
+	// Clock times the gateways and the run; nil means clock.Real.
+	Clock clock.Clock
 }
 
 // GatewayStatus is where one gateway ended.
@@ -118,36 +121,13 @@ var ErrStopped = errors.New("patch waves stopped on request")
 // keeping their order. An empty list, an empty name or a duplicate is an
 // error: an empty target never means "all".
 func PlanWaves(gateways []string, canary, waveSize int) ([][]string, error) {
-	if len(gateways) == 0 {
-		return nil, invalid("no gateways to patch")
+	if err := waves.Check(gateways, func(g string) string { return g }); err != nil {
+		return nil, invalid("gateways: %v", err)
 	}
 	if canary < 0 || waveSize < 0 {
 		return nil, invalid("canary and wave size must not be negative")
 	}
-	if canary == 0 {
-		canary = DefaultCanary
-	}
-	if waveSize == 0 {
-		waveSize = DefaultWaveSize
-	}
-	seen := map[string]bool{}
-	for _, g := range gateways {
-		if g == "" {
-			return nil, invalid("empty gateway name")
-		}
-		if seen[g] {
-			return nil, invalid("gateway %q listed twice", g)
-		}
-		seen[g] = true
-	}
-	canary = min(canary, len(gateways))
-	waves := [][]string{append([]string(nil), gateways[:canary]...)}
-	for rest := gateways[canary:]; len(rest) > 0; {
-		n := min(waveSize, len(rest))
-		waves = append(waves, append([]string(nil), rest[:n]...))
-		rest = rest[n:]
-	}
-	return waves, nil
+	return waves.Plan(gateways, waves.Layout[string]{Canary: cmp.Or(canary, DefaultCanary), Size: cmp.Or(waveSize, DefaultWaveSize)}), nil
 }
 
 // RunWaves patches gateways in waves: the canary wave first, then the rest
@@ -159,7 +139,7 @@ func PlanWaves(gateways []string, canary, waveSize int) ([][]string, error) {
 // is complete in every case; the error wraps ErrWaveFailed and the first
 // failing gateway's error, ErrStopped, or ctx's error.
 func RunWaves(ctx context.Context, gateways []string, opts WaveOptions) (WaveReport, error) {
-	waves, err := PlanWaves(gateways, opts.Canary, opts.WaveSize)
+	plan, err := PlanWaves(gateways, opts.Canary, opts.WaveSize)
 	if err != nil {
 		return WaveReport{}, err
 	}
@@ -170,79 +150,29 @@ func RunWaves(ctx context.Context, gateways []string, opts WaveOptions) (WaveRep
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	now := clock.Real.Now
+	if opts.Clock != nil {
+		now = opts.Clock.Now
 	}
 	start := now()
-	rep := WaveReport{Waves: waves, StoppedAfterWave: -1}
-	for w, wave := range waves {
+	rep := WaveReport{Waves: plan}
+	for w, wave := range plan {
 		for _, g := range wave {
 			rep.Outcomes = append(rep.Outcomes, GatewayOutcome{Gateway: g, Wave: w, Status: StatusNotTouched})
 		}
 	}
-
-	var (
-		mu       sync.Mutex
-		failures []int // indexes into rep.Outcomes, in the order they failed
-		failed   atomic.Bool
-	)
-	stopReason := func() string {
-		switch {
-		case failed.Load():
-			return "a gateway failed"
-		case opts.Stop != nil && opts.Stop.Load():
-			return "stop requested"
-		case ctx.Err() != nil:
-			return "context ended: " + ctx.Err().Error()
-		}
-		return ""
-	}
-	next := 0
-	for w, wave := range waves {
-		if reason := stopReason(); reason != "" {
-			rep.StoppedAfterWave, rep.Reason = w-1, reason
-			break
-		}
-		log.Info("patch wave starting", "wave", w, "gateways", wave)
-		conc := opts.Concurrency
-		if conc <= 0 || conc > len(wave) {
-			conc = len(wave)
-		}
-		sem := make(chan struct{}, conc)
-		var wg sync.WaitGroup
-		for i := range wave {
-			idx := next + i
-			sem <- struct{}{}
-			if reason := stopReason(); reason != "" {
-				<-sem
-				rep.StoppedAfterWave, rep.Reason = w, reason
-				break
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				o := patchGateway(ctx, rep.Outcomes[idx], opts, now, log)
-				mu.Lock()
-				rep.Outcomes[idx] = o
-				if o.Status == StatusFailed {
-					failures = append(failures, idx)
-					failed.Store(true)
-				}
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		next += len(wave)
-		if failed.Load() {
-			rep.StoppedAfterWave, rep.Reason = w, "a gateway failed"
-		}
-		if rep.Reason != "" {
-			break
-		}
-	}
-	rep.Duration = now().Sub(start)
+	res := waves.Run(ctx, plan, waves.RunOptions{
+		Concurrency:  opts.Concurrency,
+		Stop:         opts.Stop,
+		WaveStarting: func(w int) { log.Info("patch wave starting", "wave", w, "gateways", plan[w]) },
+	}, func(ctx context.Context, at waves.Pos, _ string) error {
+		// Each gateway owns its element of Outcomes: no lock needed.
+		rep.Outcomes[at.Index] = patchGateway(ctx, rep.Outcomes[at.Index], opts, now, log)
+		return rep.Outcomes[at.Index].err
+	})
+	rep.StoppedAfterWave, rep.Duration = res.StoppedAfterWave, now().Sub(start)
+	rep.Reason = map[waves.Reason]string{waves.ItemFailed: "a gateway failed", waves.StopRequested: "stop requested",
+		waves.ContextEnded: fmt.Sprint("context ended: ", ctx.Err())}[res.Reason]
 	for _, o := range rep.Outcomes {
 		switch o.Status {
 		case StatusPatched:
@@ -251,16 +181,16 @@ func RunWaves(ctx context.Context, gateways []string, opts WaveOptions) (WaveRep
 			rep.NotTouched = append(rep.NotTouched, o.Gateway)
 		}
 	}
-	for _, i := range failures {
+	for _, i := range res.Failed {
 		rep.Failed = append(rep.Failed, rep.Outcomes[i].Gateway)
 	}
 	switch {
-	case len(failures) > 0:
-		o := rep.Outcomes[failures[0]]
+	case len(res.Failed) > 0:
+		o := rep.Outcomes[res.Failed[0]]
 		return rep, fmt.Errorf("%w: gateway %s in wave %d failed to %s: %w", ErrWaveFailed, o.Gateway, o.Wave, o.Phase, o.err)
-	case rep.Reason == "stop requested":
+	case res.Reason == waves.StopRequested:
 		return rep, ErrStopped
-	case rep.Reason != "":
+	case res.Reason != waves.Completed:
 		return rep, fmt.Errorf("running patch waves: %w", ctx.Err())
 	}
 	log.Info("patch waves complete", "gateways", len(rep.Patched), "duration", rep.Duration)

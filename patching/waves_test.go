@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -134,14 +135,7 @@ func TestRunWavesAllPass(t *testing.T) {
 	f := &fleet{}
 	opts := f.options()
 	opts.Canary, opts.WaveSize = 1, 3
-	clock := time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)
-	var clockMu sync.Mutex
-	opts.Now = func() time.Time {
-		clockMu.Lock()
-		defer clockMu.Unlock()
-		clock = clock.Add(time.Second)
-		return clock
-	}
+	opts.Clock = testsupport.NewStepClock(time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC), time.Second)
 	rep, err := patching.RunWaves(t.Context(), seven, opts)
 	if err != nil {
 		t.Fatalf("RunWaves: %v", err)

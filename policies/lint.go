@@ -165,16 +165,19 @@ func sameMatch(a, b *Policy) bool {
 // firstUnprotectedDestructive returns the first destructive step that no
 // required evidence step precedes, and the evidence actions for the message.
 func firstUnprotectedDestructive(rb *Runbook) (step, evidence string) {
-	ev := make([]string, 0, len(actions.Evidence))
-	for a := range actions.Evidence {
-		ev = append(ev, a)
+	var ev []string
+	for _, a := range actions.StandardNames() {
+		if actions.Standard(a).Evidence {
+			ev = append(ev, a)
+		}
 	}
 	sort.Strings(ev)
 	for _, st := range rb.Steps {
-		if actions.Evidence[st.Action] && !st.Optional {
+		m := actions.Standard(st.Action)
+		if m.Evidence && !st.Optional {
 			return "", ""
 		}
-		if actions.Destructive[st.Action] {
+		if m.Destructive {
 			name := st.Name
 			if name == "" {
 				name = st.Action

@@ -82,13 +82,13 @@ policies:
 runbooks:
   - {name: off, steps: [{action: power_off}]}
   - {name: patch, steps: [{action: notify}, {action: patch}]}
-  - {name: rebuild, steps: [{action: rebuild}]}
+  - {name: rebuild, steps: [{action: rotate_credentials}]}
 policies:
   - {name: p1, priority: 3, match: 'indicator.kind == "crash"', runbook: "off", approval: auto}
   - {name: p2, priority: 2, match: 'indicator.kind == "c2_beacon"', runbook: patch, approval: auto}
   - {name: p3, priority: 1, match: 'indicator.kind == "exfiltration"', runbook: rebuild, approval: auto}
 `},
-			known: []string{"power_off", "notify", "patch", "rebuild"},
+			known: []string{"power_off", "notify", "patch", "rotate_credentials"},
 			want: []problem{
 				{LintNoEvidenceFirst, `"power_off"`},
 				{LintNoEvidenceFirst, `"patch"`},

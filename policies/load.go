@@ -153,24 +153,29 @@ func parseFile(file string, data []byte) ([]*Policy, []*Runbook, error) {
 		if err := nodes.Decode(&n); err != nil {
 			return nil, nil, yamlError(file, err)
 		}
-		pl := itemLines(&n, "policies")
-		for i, p := range doc.Policies {
-			if p == nil {
-				return nil, nil, fmt.Errorf("%s:%d: policies[%d]: empty entry", file, lineAt(pl, i), i)
-			}
-			p.File, p.Line = file, lineAt(pl, i)
-			pols = append(pols, p)
+		if err := locate(file, &n, "policies", doc.Policies, func(p *Policy, line int) { p.File, p.Line = file, line }); err != nil {
+			return nil, nil, err
 		}
-		rl := itemLines(&n, "runbooks")
-		for i, r := range doc.Runbooks {
-			if r == nil {
-				return nil, nil, fmt.Errorf("%s:%d: runbooks[%d]: empty entry", file, lineAt(rl, i), i)
-			}
-			r.File, r.Line = file, lineAt(rl, i)
-			rbs = append(rbs, r)
+		if err := locate(file, &n, "runbooks", doc.Runbooks, func(r *Runbook, line int) { r.File, r.Line = file, line }); err != nil {
+			return nil, nil, err
 		}
+		pols = append(pols, doc.Policies...)
+		rbs = append(rbs, doc.Runbooks...)
 	}
 	return pols, rbs, nil
+}
+
+// locate tells each entry of the top-level sequence key its line in file,
+// refusing an empty entry.
+func locate[T any](file string, doc *yaml.Node, key string, entries []*T, at func(e *T, line int)) error {
+	lines := itemLines(doc, key)
+	for i, e := range entries {
+		if e == nil {
+			return fmt.Errorf("%s:%d: %s[%d]: empty entry", file, lineAt(lines, i), key, i)
+		}
+		at(e, lineAt(lines, i))
+	}
+	return nil
 }
 
 // itemLines returns the line of each item of the top-level sequence key.

@@ -8,8 +8,10 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/demo/demovpn"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/plan"
 	"github.com/warden-ir/warden/store"
@@ -37,27 +39,11 @@ func ms(f float64) time.Time { return fxT0.Add(time.Duration(f * float64(time.Mi
 // Singapore data centre), fully meshed.
 func demoInventory(t *testing.T) *inventory.Inventory {
 	t.Helper()
-	inv := &inventory.Inventory{
-		Sites: []inventory.Site{
-			{Name: "hq", TimeZone: "Asia/Tokyo", Networks: []string{"10.10.0.0/16"}},
-			{Name: "osaka", TimeZone: "Asia/Tokyo", Networks: []string{"10.20.0.0/16"}},
-			{Name: "dc", TimeZone: "Asia/Singapore", Networks: []string{"10.30.0.0/16"}},
-		},
-		Gateways: []inventory.Gateway{
-			{ID: "gw-hq", Site: "hq", VM: "gw-hq", Hostname: "gw-hq.example.net", Addresses: []string{"198.51.100.10", "2001:db8:10::1"}, ManagementNetworks: []string{"192.0.2.0/28"}},
-			{ID: "gw-osaka", Site: "osaka", VM: "gw-osaka", Hostname: "gw-osaka.example.net", Addresses: []string{"198.51.100.20", "2001:db8:20::1"}, ManagementNetworks: []string{"192.0.2.0/28"}},
-			{ID: "gw-dc", Site: "dc", VM: "gw-dc", Hostname: "gw-dc.example.net", Addresses: []string{"198.51.100.30", "2001:db8:30::1"}, ManagementNetworks: []string{"192.0.2.0/28"}},
-		},
-		Tunnels: []inventory.Tunnel{
-			{Name: "hq-osaka", A: "gw-hq", B: "gw-osaka", Kind: inventory.KindWireGuard},
-			{Name: "hq-dc", A: "gw-hq", B: "gw-dc", Kind: inventory.KindStrongSwan},
-			{Name: "osaka-dc", A: "gw-osaka", B: "gw-dc", Kind: inventory.KindWireGuard},
-		},
-	}
+	inv := demovpn.Inventory()
 	if err := inv.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return inv
+	return &inv
 }
 
 func js(t *testing.T, v any) json.RawMessage {
@@ -84,19 +70,19 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	var ledgerNow time.Time
 	ids := []string{"evd-01a2f0c0ffee00000001", "evd-01a2f0c0ffee00000002"}
 	ledger, err := evidence.Open(ctx, st.DB(), filepath.Join(t.TempDir(), "evidence"),
-		evidence.WithClock(func() time.Time { return ledgerNow }),
+		evidence.WithClock(readClock{&ledgerNow}),
 		evidence.WithIDs(func() string { id := ids[0]; ids = ids[1:]; return id }))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	tx := func(fn func(tx *store.Tx) error) {
+	tx := func(fn func(tx store.Tx) error) {
 		t.Helper()
 		if err := st.Tx(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
 	}
-	aud := func(tx *store.Tx, at time.Time, actor, action, run string, data any) error {
+	aud := func(tx store.Tx, at time.Time, actor, action, run string, data any) error {
 		e := audit.Entry{At: at, Actor: actor, Action: action, Incident: fxIncident, Run: run, Subject: "gw-osaka"}
 		if data != nil {
 			e.Data = js(t, data)
@@ -132,7 +118,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	}
 
 	// Accept: incident, indicator, decision, run — one transaction at t0.
-	tx(func(tx *store.Tx) error {
+	tx(func(tx store.Tx) error {
 		if err := tx.UpsertIncident(ctx, store.Incident{ID: fxIncident, Gateway: "gw-osaka", Site: "osaka", OpenedAt: fxT0, UpdatedAt: fxT0,
 			Status: store.IncidentOpen, Severity: "critical", Title: "c2_beacon on gw-osaka (osaka): Periodic beacon from gw-osaka to 203.0.113.66:443 every 60s",
 			LastStatus: "firing"}); err != nil {
@@ -175,7 +161,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	}
 
 	run.State, run.StartedAt, run.UpdatedAt = store.RunRunning, ms(7.017), ms(7.017)
-	tx(func(tx *store.Tx) error {
+	tx(func(tx store.Tx) error {
 		if err := tx.UpdateRun(ctx, run); err != nil {
 			return err
 		}
@@ -202,19 +188,19 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	for i, o := range outcomes {
 		step := run.Steps[i]
 		step.Run, step.State, step.Attempts, step.StartedAt = fxRun, store.StepRunning, 1, ms(o.apply)
-		tx(func(tx *store.Tx) error {
+		tx(func(tx store.Tx) error {
 			if err := tx.UpdateStep(ctx, step); err != nil {
 				return err
 			}
 			return aud(tx, ms(o.apply), "controller", "step.apply", fxRun, map[string]any{"step": i, "name": step.Name, "action": step.Action, "attempt": 1})
 		})
 		if o.state == store.StepSkipped {
-			tx(func(tx *store.Tx) error {
+			tx(func(tx store.Tx) error {
 				return aud(tx, ms(11.375), "controller", "step.error", fxRun, map[string]any{"step": i, "error": "capture_volatile on gateway gw-osaka: no warden agent configured (agents.cert_file): unsupported", "terminal": true})
 			})
 		}
 		step.State, step.FinishedAt, step.Result, step.Error = o.state, ms(o.done), js(t, o.result), o.errText
-		tx(func(tx *store.Tx) error {
+		tx(func(tx store.Tx) error {
 			if err := tx.UpdateStep(ctx, step); err != nil {
 				return err
 			}
@@ -230,7 +216,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 				t.Fatal(err)
 			}
 		case actions.NameIsolate:
-			tx(func(tx *store.Tx) error {
+			tx(func(tx store.Tx) error {
 				if err := tx.SetDesiredPosture(ctx, "gw-osaka", store.PostureQuarantined, fxIncident, ms(91.749)); err != nil {
 					return err
 				}
@@ -245,7 +231,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		}
 	}
 	run.State, run.FinishedAt, run.UpdatedAt = store.RunSucceeded, ms(100.378), ms(100.378)
-	tx(func(tx *store.Tx) error {
+	tx(func(tx store.Tx) error {
 		if err := tx.UpdateRun(ctx, run); err != nil {
 			return err
 		}
@@ -259,3 +245,10 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	m.GeneratedAt = fxT0.Add(5 * time.Minute)
 	return m, st, ledger
 }
+
+// readClock reads the time the fixture sets before each ledger call.
+type readClock struct{ t *time.Time }
+
+func (c readClock) Now() time.Time                              { return *c.t }
+func (c readClock) After(time.Duration) <-chan time.Time        { return nil }
+func (c readClock) AfterFunc(time.Duration, func()) clock.Timer { return nil }

@@ -344,7 +344,7 @@ const (
 // A nil inventory means it is not known (a store read without its
 // configuration): the model is marked InventoryUnknown and carries no
 // time zone, VM, networks, tunnels or peers rather than guessed ones.
-func Load(ctx context.Context, st *store.Store, inv *inventory.Inventory, ledger *evidence.Ledger, incidentID string) (Model, error) {
+func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledger *evidence.Ledger, incidentID string) (Model, error) {
 	if st == nil {
 		return Model{}, errors.New("loading report: a store is required")
 	}
@@ -446,7 +446,7 @@ func Load(ctx context.Context, st *store.Store, inv *inventory.Inventory, ledger
 	return m, nil
 }
 
-func loadPeers(ctx context.Context, st *store.Store, inv *inventory.Inventory, m *Model) error {
+func loadPeers(ctx context.Context, st store.Backend, inv *inventory.Inventory, m *Model) error {
 	open := map[string][]string{}
 	incs, err := st.Incidents(ctx, 10000)
 	if err != nil {
@@ -526,7 +526,7 @@ type stepResult struct {
 	} `json:"details"`
 }
 
-func loadRuns(ctx context.Context, st *store.Store, m *Model, comments map[string]string) error {
+func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[string]string) error {
 	list, err := st.Runs(ctx, store.RunFilter{Incident: m.Incident.ID, Limit: 10000})
 	if err != nil {
 		return fmt.Errorf("loading runs of %s: %w", m.Incident.ID, err)
@@ -687,7 +687,7 @@ func creatorOf(timeline []Event, run string) string {
 // loadOwed works out which overridden release gates still do not hold: a
 // baseline check passed, or credentials rotated, after the release was
 // asked for settles what the override skipped.
-func loadOwed(ctx context.Context, st *store.Store, m *Model) error {
+func loadOwed(ctx context.Context, st store.Backend, m *Model) error {
 	if len(m.Release.Overridden) == 0 {
 		return nil
 	}

@@ -175,15 +175,16 @@ func TestUnknownLanguageOrFormatIsNamed(t *testing.T) {
 }
 
 func TestTextsMatchAcrossLanguages(t *testing.T) {
-	for k := range english {
-		if _, ok := japanese[k]; !ok {
+	for k, w := range wording {
+		if w.en == "" {
+			t.Errorf("english lacks %q", k)
+		}
+		if w.ja == "" {
 			t.Errorf("japanese lacks %q", k)
 		}
 	}
-	for k := range japanese {
-		if _, ok := english[k]; !ok {
-			t.Errorf("english lacks %q", k)
-		}
+	if len(english) != len(wording) || len(japanese) != len(wording) {
+		t.Errorf("%d English and %d Japanese texts for %d keys", len(english), len(japanese), len(wording))
 	}
 }
 

@@ -68,7 +68,7 @@ func TestRevokeAction(t *testing.T) {
 	inv := meshInventory("a", "b", "c")
 	inv.Gateways[3].Agent = "" // x has no agent: nothing can block there
 	blk := &fakeBlocker{blocked: map[[2]string]bool{}, noAgent: map[string]bool{"x": true}}
-	act := NewRevokeAction(f.r, inv, blk, ActionOptions{})
+	act := actions.NewRevokePeer(inv, &Tunnels{Rotator: f.r, Inventory: inv}, blk)
 	req := request(inv, "a", "run-1/step-3", nil)
 
 	plan, err := act.Plan(t.Context(), req)
@@ -135,7 +135,7 @@ func countCredentials(t *testing.T, v *Vault) int {
 func TestRotateActionRotatesTheFleetButNotTheCompromisedGateway(t *testing.T) {
 	f := newFixture(t, "a", "b", "c", "d")
 	inv := meshInventory("a", "b", "c", "d")
-	act := NewRotateAction(f.r, inv, ActionOptions{WaveSize: 2})
+	act := actions.NewRotateCredentials(&Tunnels{Rotator: f.r, Inventory: inv}, 2, 0)
 	req := request(inv, "a", "run-1/step-4", map[string]string{"canary": "wireguard:c<->d"})
 
 	plan, err := act.Plan(t.Context(), req)
@@ -197,7 +197,7 @@ func TestRotateActionStopsAndKeepsTheRestWorking(t *testing.T) {
 	f := newFixture(t, "a", "b", "c", "d")
 	inv := meshInventory("a", "b", "c", "d")
 	f.wg.refuse["c"] = true
-	act := NewRotateAction(f.r, inv, ActionOptions{WaveSize: 1})
+	act := actions.NewRotateCredentials(&Tunnels{Rotator: f.r, Inventory: inv}, 1, 0)
 	req := request(inv, "a", "run-1/step-4", map[string]string{"canary": "wireguard:b<->c"})
 	res, err := act.Apply(t.Context(), req)
 	if !actions.IsTerminal(err) || !errors.Is(err, ErrStopped) {
@@ -220,7 +220,7 @@ func TestRotateActionStopsAndKeepsTheRestWorking(t *testing.T) {
 func TestRotateActionSiteKeys(t *testing.T) {
 	f := newFixture(t, "a", "b", "c", "d")
 	inv := meshInventory("a", "b", "c", "d")
-	act := NewRotateAction(f.r, inv, ActionOptions{})
+	act := actions.NewRotateCredentials(&Tunnels{Rotator: f.r, Inventory: inv}, 0, 0)
 	req := request(inv, "a", "run-1/step-5", map[string]string{"credentials": "site_keys", "scope": "peers"})
 	before := f.wg.pub["b"]
 	res, err := act.Apply(t.Context(), req)
@@ -241,7 +241,7 @@ func TestRotateActionSiteKeys(t *testing.T) {
 func TestRotateActionParams(t *testing.T) {
 	f := newFixture(t, "a", "b", "c")
 	inv := meshInventory("a", "b", "c")
-	act := NewRotateAction(f.r, inv, ActionOptions{})
+	act := actions.NewRotateCredentials(&Tunnels{Rotator: f.r, Inventory: inv}, 0, 0)
 	for _, tc := range []struct {
 		params map[string]string
 		field  string
@@ -294,18 +294,18 @@ func TestActionsLeaveUnmanagedTunnelsToPeople(t *testing.T) {
 	f := newFixture(t, "a", "b", "c")
 	inv := meshInventory("a", "b", "c")
 	blk := &fakeBlocker{blocked: map[[2]string]bool{}}
-	none := ActionOptions{Managed: func(string, string) bool { return false }}
-	notC := ActionOptions{Managed: func(gw, _ string) bool { return gw != "c" }}
+	none := &Tunnels{Rotator: f.r, Inventory: inv, Managed: func(string, string) bool { return false }}
+	notC := &Tunnels{Rotator: f.r, Inventory: inv, Managed: func(gw, _ string) bool { return gw != "c" }}
 	req := request(inv, "a", "run-1/step-3", nil)
 
-	if _, err := NewRevokeAction(f.r, inv, blk, none).Apply(t.Context(), req); !errors.Is(err, actions.ErrUnsupported) {
+	if _, err := actions.NewRevokePeer(inv, none, blk).Apply(t.Context(), req); !errors.Is(err, actions.ErrUnsupported) {
 		t.Errorf("revoke with nothing managed = %v; want unsupported", err)
 	}
-	if _, err := NewRotateAction(f.r, inv, none).Apply(t.Context(), req); !errors.Is(err, actions.ErrUnsupported) {
+	if _, err := actions.NewRotateCredentials(none, 0, 0).Apply(t.Context(), req); !errors.Is(err, actions.ErrUnsupported) {
 		t.Errorf("rotate with nothing managed = %v; want unsupported", err)
 	}
 
-	rev := NewRevokeAction(f.r, inv, blk, notC)
+	rev := actions.NewRevokePeer(inv, notC, blk)
 	plan, err := rev.Plan(t.Context(), req)
 	if err != nil || !strings.Contains(strings.Join(plan.Changes, "\n"), "revoke by hand: Warden does not manage wireguard:a<->c") {
 		t.Errorf("plan = %q, %v", plan.Changes, err)

@@ -115,7 +115,7 @@ func TestRevokeCertificateNeedsACA(t *testing.T) {
 
 func TestRotateLeavesCertificatePairsAlone(t *testing.T) {
 	f, inv := certFixture(t)
-	act := NewRotateAction(f.r, inv, ActionOptions{})
+	act := actions.NewRotateCredentials(&Tunnels{Rotator: f.r, Inventory: inv}, 0, 0)
 	req := request(inv, "a", "run-1/step-5", nil)
 	plan, err := act.Plan(t.Context(), req)
 	if err != nil || !strings.Contains(plan.Summary, "authenticate with certificates") {

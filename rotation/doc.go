@@ -13,8 +13,9 @@
 // then waves of a configurable size, never two peers' site keys at once,
 // stopping at the first unit that does not come back and leaving every
 // pair not yet rotated on its working credential). The per-pair Report they
-// return. And the catalogue actions revoke_peer and rotate_credentials
-// (actions.go) that run them from runbooks, with plan, apply and verify.
+// return. And Tunnels, what the catalogue's revoke_peer and
+// rotate_credentials (package actions) need from them: which tunnels a
+// step acts on, which Warden manages, and plans of what would change.
 //
 // It must not print, log, audit or return a secret: Secret and MasterKey
 // format, marshal and log as "[redacted]", errors never quote key material,

@@ -10,6 +10,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/warden-ir/warden/internal/waves"
 	"github.com/warden-ir/warden/inventory"
 )
 
@@ -61,47 +62,14 @@ type unit struct {
 	peers []string
 }
 
-// conflicts reports whether u must not share a wave with any of wave.
-func (u unit) conflicts(wave []unit) bool {
-	return slices.ContainsFunc(wave, func(o unit) bool {
-		return slices.Contains(u.peers, o.name) || slices.Contains(o.peers, u.name)
-	})
-}
-
-// wavesOf is the order a rotation runs units in: the canary alone, then
-// waves (see planWaves).
+// wavesOf is the order a rotation runs units in: the canary alone, then up
+// to WaveSize units per wave, never two that conflict.
 func wavesOf(units []unit, opt WaveOptions) [][]unit {
-	return planWaves(canaryFirst(units, opt.Canary, func(u unit) string { return u.name }), opt.WaveSize)
-}
-
-// canaryFirst moves the canary to the front, keeping the order of the rest.
-func canaryFirst[T any](units []T, canary string, name func(T) string) []T {
-	i := slices.IndexFunc(units, func(u T) bool { return name(u) == canary })
-	if i <= 0 {
-		return units
-	}
-	return append([]T{units[i]}, append(slices.Clone(units[:i]), units[i+1:]...)...)
-}
-
-// planWaves puts the first unit alone, then up to size units per wave,
-// never two that conflict: a unit that would is moved to a later wave.
-func planWaves(units []unit, size int) [][]unit {
-	if len(units) == 0 {
-		return nil
-	}
-	waves := [][]unit{units[:1]}
-	for rest := units[1:]; len(rest) > 0; {
-		var wave, later []unit
-		for _, u := range rest {
-			if len(wave) < size && !u.conflicts(wave) {
-				wave = append(wave, u)
-			} else {
-				later = append(later, u)
-			}
-		}
-		waves, rest = append(waves, wave), later
-	}
-	return waves
+	return waves.Plan(units, waves.Layout[unit]{
+		Size:      opt.WaveSize,
+		Lead:      func(u unit) bool { return u.name == opt.Canary },
+		Conflicts: func(a, b unit) bool { return slices.Contains(a.peers, b.name) },
+	})
 }
 
 // cameBack reports whether every row of a unit ended well.
@@ -118,9 +86,32 @@ func cameBack(rows []Row) bool {
 // time, and stops after the first wave in which a unit did not come back:
 // later units are reported as skipped and keep their current credential.
 func (r *Rotator) runWaves(ctx context.Context, units []unit, opt WaveOptions) (rows []Row, stoppedAt string) {
-	for w, wave := range wavesOf(units, opt) {
-		if stoppedAt != "" || ctx.Err() != nil {
-			for _, u := range wave {
+	plan := wavesOf(units, opt)
+	results := make([][]Row, len(units))
+	run := waves.Run(ctx, plan, waves.RunOptions{}, func(ctx context.Context, at waves.Pos, u unit) error {
+		res := u.rotate(ctx)
+		for i := range res {
+			row := &res[i]
+			row.Wave = at.Wave
+			r.log().InfoContext(ctx, "credential rotation", "pair", row.Pair.String(), "site", row.Site,
+				"credential", row.Credential, "old", row.OldCredential, "new", row.NewCredential,
+				"wave", at.Wave, "status", string(row.Status), "longest_gap", row.LongestGap, "error", row.Error)
+		}
+		results[at.Index] = res
+		if !cameBack(res) {
+			return fmt.Errorf("%s did not come back", u.name)
+		}
+		return nil
+	})
+	i := 0
+	for w, wave := range plan {
+		for _, u := range wave {
+			if run.Started[i] {
+				rows = append(rows, results[i]...)
+				if !cameBack(results[i]) && stoppedAt == "" {
+					stoppedAt = u.name
+				}
+			} else {
 				for _, row := range u.skip(ctx) {
 					row.Wave, row.Status = w, StatusSkipped
 					if stoppedAt == "" {
@@ -129,25 +120,7 @@ func (r *Rotator) runWaves(ctx context.Context, units []unit, opt WaveOptions) (
 					rows = append(rows, row)
 				}
 			}
-			continue
-		}
-		results := make([][]Row, len(wave))
-		var wg sync.WaitGroup
-		for i, u := range wave {
-			wg.Go(func() { results[i] = u.rotate(ctx) })
-		}
-		wg.Wait()
-		for i, res := range results {
-			for _, row := range res {
-				row.Wave = w
-				rows = append(rows, row)
-				r.log().InfoContext(ctx, "credential rotation", "pair", row.Pair.String(), "site", row.Site,
-					"credential", row.Credential, "old", row.OldCredential, "new", row.NewCredential,
-					"wave", w, "status", string(row.Status), "longest_gap", row.LongestGap, "error", row.Error)
-			}
-			if !cameBack(res) && stoppedAt == "" {
-				stoppedAt = wave[i].name
-			}
+			i++
 		}
 	}
 	return rows, stoppedAt

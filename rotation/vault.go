@@ -15,6 +15,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
 )
 
@@ -95,16 +96,13 @@ type Credential struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Clock tells the time; tests may fake it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
+// Clock is the one clock (internal/clock) under the name the Rotator's
+// field is declared with.
+type Clock = clock.Clock
 
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// realClock is the wall clock under the name rotator.go defaults to; new
+// code writes clock.Real.
+type realClock = clock.Wall
 
 // Vault keeps the credential inventory and the sealed secrets in the
 // store's database.
@@ -112,12 +110,12 @@ type Vault struct {
 	db    *sql.DB
 	aead  cipher.AEAD
 	keyID string
-	clock Clock
+	clock clock.Clock
 }
 
 // OpenVault creates the table if needed and returns a vault sealing with
-// key. clock may be nil (real time).
-func OpenVault(ctx context.Context, db *sql.DB, key MasterKey, clock Clock) (*Vault, error) {
+// key. c may be nil (clock.Real).
+func OpenVault(ctx context.Context, db *sql.DB, key MasterKey, c clock.Clock) (*Vault, error) {
 	if len(key.k) != masterKeyLen {
 		return nil, errors.New("opening the credential vault: no master key")
 	}
@@ -138,10 +136,10 @@ func OpenVault(ctx context.Context, db *sql.DB, key MasterKey, clock Clock) (*Va
 			return nil, fmt.Errorf("adding the batch column to the credential table: %w", err)
 		}
 	}
-	if clock == nil {
-		clock = realClock{}
+	if c == nil {
+		c = clock.Real
 	}
-	return &Vault{db: db, aead: aead, keyID: key.ID(), clock: clock}, nil
+	return &Vault{db: db, aead: aead, keyID: key.ID(), clock: c}, nil
 }
 
 func newCredentialID() (string, error) {

@@ -154,37 +154,11 @@ func meshLinks(names []string) [][2]string {
 	return out
 }
 
-// refuseNewPSK makes one site store a random preshared key instead of any
-// key not in allowed (the keys in place at the start).
-type refuseNewPSK struct {
-	wireguard.Client
-	site    string
-	mu      sync.Mutex
-	allowed map[wgtypes.Key]bool
-}
-
-func (r *refuseNewPSK) ConfigureDevice(name string, cfg wgtypes.Config) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if name == r.site {
-		for i, p := range cfg.Peers {
-			if p.PresharedKey != nil && !r.allowed[*p.PresharedKey] {
-				k, err := wgtypes.GenerateKey()
-				if err != nil {
-					return err
-				}
-				cfg.Peers[i].PresharedKey = &k
-			}
-		}
-	}
-	return r.Client.ConfigureDevice(name, cfg)
-}
-
 func TestFleetRunbookWithRealWireGuard(t *testing.T) {
 	names := []string{"a", "b", "c", "d", "e"}
-	var refuse *refuseNewPSK
+	var refuse *wgtest.RefusingClient
 	n := newWGNet(t, names, meshLinks(names), func(c wireguard.Client) wireguard.Client {
-		refuse = &refuseNewPSK{Client: c, site: "", allowed: map[wgtypes.Key]bool{}}
+		refuse = wgtest.NewRefusingClient(c)
 		return refuse
 	})
 	ctx := t.Context()
@@ -213,15 +187,13 @@ func TestFleetRunbookWithRealWireGuard(t *testing.T) {
 
 	// e refuses new keys: the waves stop at the first pair with e, which is
 	// rolled back to its old key; every other pair works on its current key.
-	refuse.mu.Lock()
-	refuse.site = "e"
 	for _, p := range fleet {
 		c, _ := n.vault.Current(ctx, KindWireGuardPSK, p, "")
 		s, _ := n.vault.Secret(ctx, c.ID)
 		k, _ := wgtypes.NewKey(s.b)
-		refuse.allowed[k] = true
+		refuse.Allow(k)
 	}
-	refuse.mu.Unlock()
+	refuse.Refuse("e")
 	rep, err = r.Rotate(ctx, fleet, WaveOptions{Canary: "wireguard:b<->c", WaveSize: 2, Timeout: 3 * time.Second})
 	if !errors.Is(err, ErrStopped) {
 		t.Fatalf("Rotate with a refusing peer = %v, want ErrStopped", err)
@@ -243,9 +215,7 @@ func TestFleetRunbookWithRealWireGuard(t *testing.T) {
 
 	// Without the fault, the whole fleet rotates: preshared keys, then
 	// every healthy site's key (staged), a left out.
-	refuse.mu.Lock()
-	refuse.site = ""
-	refuse.mu.Unlock()
+	refuse.Refuse("")
 	rep, err = r.Rotate(ctx, fleet, WaveOptions{WaveSize: 3, Timeout: 3 * time.Second})
 	if err != nil || rep.Count(StatusRotated) != len(fleet) {
 		t.Fatalf("Rotate = %+v, %v", rep, err)

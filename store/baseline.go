@@ -22,7 +22,7 @@ type BaselineResult struct {
 }
 
 // InsertBaselineResult stores r (history is kept).
-func (t *Tx) InsertBaselineResult(ctx context.Context, r BaselineResult) error {
+func (t *txn) InsertBaselineResult(ctx context.Context, r BaselineResult) error {
 	_, err := t.exec(ctx, `INSERT INTO baseline_results(id, gateway, checked_at, passed, failed, errored, source, report) VALUES (?,?,?,?,?,?,?,?)`,
 		r.ID, r.Gateway, ts(r.CheckedAt), b2i(r.Passed), r.Failed, r.Errored, r.Source, string(r.Report))
 	if err != nil {
@@ -32,7 +32,7 @@ func (t *Tx) InsertBaselineResult(ctx context.Context, r BaselineResult) error {
 }
 
 // LatestBaseline returns the newest result for gw.
-func (t *Tx) LatestBaseline(ctx context.Context, gw string) (BaselineResult, bool, error) {
+func (t *txn) LatestBaseline(ctx context.Context, gw string) (BaselineResult, bool, error) {
 	return latestBaseline(ctx, t.tx, gw)
 }
 
@@ -59,7 +59,7 @@ func latestBaseline(ctx context.Context, q queryer, gw string) (BaselineResult, 
 
 // StepSucceededSince reports whether a step of action succeeded in a run
 // about gw that finished at or after since.
-func (t *Tx) StepSucceededSince(ctx context.Context, gw, action string, since time.Time) (bool, error) {
+func (t *txn) StepSucceededSince(ctx context.Context, gw, action string, since time.Time) (bool, error) {
 	var n int
 	err := t.queryRow(ctx, `SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run WHERE runs.gateway = ? AND steps.action = ? AND steps.state = 'succeeded' AND steps.finished_at >= ?`,
 		gw, action, ts(since)).Scan(&n)

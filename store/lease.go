@@ -16,8 +16,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,11 +82,12 @@ type LeaseOptions struct {
 	Host  string
 	PID   int
 	TTL   time.Duration
-	Now   func() time.Time
+	Clock clock.Clock
 }
 
 // Writer is a held writer lease on a store. Close releases it.
 type Writer struct {
+	mu   sync.Mutex // Renew and Close do not interleave
 	s    *Store
 	path string
 	lock *os.File
@@ -99,8 +102,8 @@ func (s *Store) AcquireWriter(ctx context.Context, path string, opt LeaseOptions
 	if opt.Owner == "" || opt.TTL <= 0 {
 		return nil, errors.New("acquiring the writer lease: owner and TTL are required")
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = clock.Real
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -134,8 +137,8 @@ func (s *Store) AcquireWriter(ctx context.Context, path string, opt LeaseOptions
 // that has not expired yet means the store is shared across hosts, where
 // flock may not reach: refuse rather than run two writers.
 func (w *Writer) take(ctx context.Context) error {
-	now := w.opt.Now().UTC()
-	return w.s.Tx(ctx, func(tx *Tx) error {
+	now := w.opt.Clock.Now().UTC()
+	return w.s.inTx(ctx, func(tx *txn) error {
 		prev, ok, err := currentLease(ctx, tx.tx)
 		if err != nil {
 			return err
@@ -165,7 +168,12 @@ func (w *Writer) Epoch() int64 { return w.cur.Epoch }
 // Renew extends the lease. It returns ErrLeaseLost when the row names
 // another owner or epoch: someone took the store over.
 func (w *Writer) Renew(ctx context.Context) error {
-	now := w.opt.Now().UTC()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lock == nil {
+		return fmt.Errorf("%w: the holding was closed", ErrLeaseLost)
+	}
+	now := w.opt.Clock.Now().UTC()
 	res, err := w.s.db.ExecContext(ctx, `UPDATE leases SET renewed_at=?, expires_at=? WHERE name=? AND owner=? AND epoch=?`,
 		ts(now), ts(now.Add(w.opt.TTL)), writerLease, w.cur.Owner, w.cur.Epoch)
 	if err != nil {
@@ -180,10 +188,12 @@ func (w *Writer) Renew(ctx context.Context) error {
 
 // Close gives the lease up: the row expires now and the lock is released.
 func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.lock == nil {
 		return nil
 	}
-	now := w.opt.Now().UTC()
+	now := w.opt.Clock.Now().UTC()
 	_, err := w.s.db.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
 		ts(now), writerLease, w.cur.Owner, w.cur.Epoch)
 	cerr := w.lock.Close() // closing the descriptor drops the flock

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock/clocktest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,7 +88,7 @@ func TestWriterLeaseOtherHostNotExpired(t *testing.T) {
 	}
 	// Once it has expired, the store is ours, with the next epoch.
 	opt := leaseOpts("local")
-	opt.Now = func() time.Time { return now.Add(2 * time.Minute) }
+	opt.Clock = clocktest.NewFake(now.Add(2 * time.Minute))
 	w, err := s.AcquireWriter(t.Context(), path, opt)
 	if err != nil {
 		t.Fatalf("acquire after expiry: %v", err)
@@ -163,12 +164,12 @@ func TestStepEpochRecorded(t *testing.T) {
 	now := time.Now()
 	run := Run{ID: "run-1", Gateway: "gw", Runbook: "rb", Trigger: "manual", State: RunRunning, CreatedAt: now, UpdatedAt: now,
 		Steps: []Step{{Run: "run-1", Index: 0, Name: "isolate", Action: "isolate", State: StepPending, IdemKey: "k"}}}
-	if err := s.Tx(ctx, func(tx *Tx) error { return tx.InsertRun(ctx, run) }); err != nil {
+	if err := s.Tx(ctx, func(tx Tx) error { return tx.InsertRun(ctx, run) }); err != nil {
 		t.Fatal(err)
 	}
 	st := run.Steps[0]
 	st.State, st.Epoch = StepRunning, 3
-	if err := s.Tx(ctx, func(tx *Tx) error { return tx.UpdateStep(ctx, st) }); err != nil {
+	if err := s.Tx(ctx, func(tx Tx) error { return tx.UpdateStep(ctx, st) }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Run(ctx, "run-1")

@@ -26,7 +26,7 @@ CREATE INDEX IF NOT EXISTS webhook_signatures_expiry ON webhook_signatures(expir
 // It satisfies intake.ReplayLedger.
 func (s *Store) RememberSignature(ctx context.Context, digest []byte, expiry, now time.Time) (bool, error) {
 	var fresh bool
-	err := s.Tx(ctx, func(tx *Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		if _, err := tx.exec(ctx, `DELETE FROM webhook_signatures WHERE expires_at < ?`, ts(now)); err != nil {
 			return fmt.Errorf("pruning expired webhook signatures: %w", err)
 		}

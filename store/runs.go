@@ -97,7 +97,7 @@ func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
 }
 
 // InsertRun stores a new run with its steps.
-func (t *Tx) InsertRun(ctx context.Context, r Run) error {
+func (t *txn) InsertRun(ctx context.Context, r Run) error {
 	_, err := t.exec(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Incident, r.Gateway, r.Site, r.Runbook, r.Policy, r.Trigger, r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt),
 		b2i(r.AutoIsolation), r.OverrideReason, string(r.Plan), r.Error, ts(r.CreatedAt), ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt))
@@ -118,7 +118,7 @@ func (t *Tx) InsertRun(ctx context.Context, r Run) error {
 }
 
 // UpdateRun writes a run's mutable fields.
-func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
+func (t *txn) UpdateRun(ctx context.Context, r Run) error {
 	_, err := t.exec(ctx, `UPDATE runs SET state=?, approval_required=?, approval_reason=?, approved_by=?, approved_at=?, override_reason=?, error=?, updated_at=?, started_at=?, finished_at=? WHERE id=?`,
 		r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt), r.OverrideReason, r.Error, ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt), r.ID)
 	if err != nil {
@@ -128,7 +128,7 @@ func (t *Tx) UpdateRun(ctx context.Context, r Run) error {
 }
 
 // UpdateStep writes a step's mutable fields.
-func (t *Tx) UpdateStep(ctx context.Context, s Step) error {
+func (t *txn) UpdateStep(ctx context.Context, s Step) error {
 	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=?`,
 		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index)
 	if err != nil {
@@ -138,7 +138,7 @@ func (t *Tx) UpdateStep(ctx context.Context, s Step) error {
 }
 
 // Run reads a run and its steps inside the transaction.
-func (t *Tx) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, t.tx, id) }
+func (t *txn) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, t.tx, id) }
 
 // Run reads a run and its steps.
 func (s *Store) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, s.db, id) }
@@ -156,27 +156,27 @@ func getRun(ctx context.Context, q queryer, id string) (Run, error) {
 	if err != nil {
 		return Run{}, fmt.Errorf("reading run %s: %w", id, err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT idx, name, action, params, optional, state, attempts, idem_key, started_at, finished_at, result, error, epoch FROM steps WHERE run = ? ORDER BY idx`, id)
+	r.Steps, err = queryAll(ctx, q, "step", scanStep, `SELECT run, idx, name, action, params, optional, state, attempts, idem_key, started_at, finished_at, result, error, epoch FROM steps WHERE run = ? ORDER BY idx`, id)
 	if err != nil {
-		return Run{}, fmt.Errorf("reading steps of run %s: %w", id, err)
+		return Run{}, fmt.Errorf("run %s: %w", id, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		s := Step{Run: id}
-		var params, started, finished, result string
-		var opt int
-		if err := rows.Scan(&s.Index, &s.Name, &s.Action, &params, &opt, &s.State, &s.Attempts, &s.IdemKey, &started, &finished, &result, &s.Error, &s.Epoch); err != nil {
-			return Run{}, fmt.Errorf("reading step of run %s: %w", id, err)
-		}
-		s.Optional = opt == 1
-		s.StartedAt, s.FinishedAt = parseTS(started), parseTS(finished)
-		if result != "" {
-			s.Result = json.RawMessage(result)
-		}
-		_ = json.Unmarshal([]byte(params), &s.Params)
-		r.Steps = append(r.Steps, s)
+	return r, nil
+}
+
+func scanStep(sc interface{ Scan(...any) error }) (Step, error) {
+	var s Step
+	var params, started, finished, result string
+	var opt int
+	if err := sc.Scan(&s.Run, &s.Index, &s.Name, &s.Action, &params, &opt, &s.State, &s.Attempts, &s.IdemKey, &started, &finished, &result, &s.Error, &s.Epoch); err != nil {
+		return s, err
 	}
-	return r, rows.Err()
+	s.Optional = opt == 1
+	s.StartedAt, s.FinishedAt = parseTS(started), parseTS(finished)
+	if result != "" {
+		s.Result = json.RawMessage(result)
+	}
+	_ = json.Unmarshal([]byte(params), &s.Params)
+	return s, nil
 }
 
 // RunFilter narrows Runs.
@@ -210,18 +210,24 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, error) {
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return queryAll(ctx, s.db, "run", scanRun, q, args...)
+}
+
+// queryAll runs a query and reads every row with scan; what names one row
+// in errors ("listing runs", "reading run").
+func queryAll[T any](ctx context.Context, q queryer, what string, scan func(interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("listing runs: %w", err)
+		return nil, fmt.Errorf("listing %ss: %w", what, err)
 	}
 	defer rows.Close()
-	var out []Run
+	var out []T
 	for rows.Next() {
-		r, err := scanRun(rows)
+		v, err := scan(rows)
 		if err != nil {
-			return nil, fmt.Errorf("reading run: %w", err)
+			return nil, fmt.Errorf("reading %s: %w", what, err)
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -238,7 +244,7 @@ func repeatComma(n int) string {
 // waiting for approval or running (so the same policy does not start a
 // second one meanwhile). A finished run does not count: a new, different
 // sign of compromise later in the same incident must get its own response.
-func (t *Tx) ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error) {
+func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error) {
 	var id string
 	err := t.queryRow(ctx, `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state IN ('pending','awaiting_approval','running') LIMIT 1`, incident, runbook).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -249,7 +255,7 @@ func (t *Tx) ActiveRunFor(ctx context.Context, incident, runbook string) (string
 
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
-func (t *Tx) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
+func (t *txn) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
 	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
 	if err != nil {
 		err = fmt.Errorf("counting automatic isolations: %w", err)
@@ -259,7 +265,7 @@ func (t *Tx) CountAutoIsolations(ctx context.Context, since time.Time, site stri
 
 // EvidenceSucceeded reports whether every evidence action named has a
 // succeeded step in some run of the incident.
-func (t *Tx) EvidenceSucceeded(ctx context.Context, incident string, actions []string) (missing []string, err error) {
+func (t *txn) EvidenceSucceeded(ctx context.Context, incident string, actions []string) (missing []string, err error) {
 	for _, a := range actions {
 		var n int
 		if err := t.queryRow(ctx, `SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run WHERE runs.incident = ? AND steps.action = ? AND steps.state = 'succeeded'`, incident, a).Scan(&n); err != nil {
@@ -296,7 +302,7 @@ type Posture struct {
 // the desired posture last changed: isolating a quarantined gateway again
 // keeps it, so "since the quarantine began" (the release gates) still
 // means the first isolation.
-func (t *Tx) SetDesiredPosture(ctx context.Context, gw, desired, incident string, at time.Time) error {
+func (t *txn) SetDesiredPosture(ctx context.Context, gw, desired, incident string, at time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO postures(gateway, desired, incident, updated_at) VALUES (?,?,?,?)
 		ON CONFLICT(gateway) DO UPDATE SET desired=excluded.desired, incident=excluded.incident,
 		updated_at=CASE WHEN postures.desired = excluded.desired THEN postures.updated_at ELSE excluded.updated_at END`, gw, desired, incident, ts(at))
@@ -322,7 +328,7 @@ func (s *Store) Posture(ctx context.Context, gw string) (Posture, error) {
 }
 
 // Posture returns gw's posture inside the transaction.
-func (t *Tx) Posture(ctx context.Context, gw string) (Posture, error) {
+func (t *txn) Posture(ctx context.Context, gw string) (Posture, error) {
 	return getPosture(ctx, t.tx, gw)
 }
 
@@ -354,7 +360,7 @@ type Breaker struct {
 }
 
 // Breaker reads the breaker inside the transaction.
-func (t *Tx) Breaker(ctx context.Context) (Breaker, error) { return getBreaker(ctx, t.tx) }
+func (t *txn) Breaker(ctx context.Context) (Breaker, error) { return getBreaker(ctx, t.tx) }
 
 // Breaker reads the breaker.
 func (s *Store) Breaker(ctx context.Context) (Breaker, error) { return getBreaker(ctx, s.db) }
@@ -372,13 +378,13 @@ func getBreaker(ctx context.Context, q queryer) (Breaker, error) {
 }
 
 // TripBreaker trips the breaker (no-op if already tripped).
-func (t *Tx) TripBreaker(ctx context.Context, at time.Time, reason string) error {
+func (t *txn) TripBreaker(ctx context.Context, at time.Time, reason string) error {
 	_, err := t.exec(ctx, `INSERT INTO breaker(id, tripped_at, reason) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING`, ts(at), reason)
 	return err
 }
 
 // ResetBreaker closes the breaker again.
-func (t *Tx) ResetBreaker(ctx context.Context) (bool, error) {
+func (t *txn) ResetBreaker(ctx context.Context) (bool, error) {
 	res, err := t.exec(ctx, `DELETE FROM breaker WHERE id = 1`)
 	if err != nil {
 		return false, err

@@ -213,7 +213,7 @@ CREATE TABLE IF NOT EXISTS write_probe (
 // intake would. It goes through Tx so that it begins, writes and commits
 // exactly as every other write does.
 func (s *Store) ProbeWrite(ctx context.Context, at time.Time) error {
-	return s.Tx(ctx, func(tx *Tx) error {
+	return s.inTx(ctx, func(tx *txn) error {
 		if _, err := tx.exec(ctx, `INSERT INTO write_probe(id, probed, count) VALUES (1, ?, 1)
 			ON CONFLICT(id) DO UPDATE SET probed = excluded.probed, count = count + 1`, ts(at)); err != nil {
 			return fmt.Errorf("writing the probe row: %w", err)
@@ -325,20 +325,26 @@ func (s *Store) Close() error {
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Tx runs fn in a transaction, committing when fn returns nil.
-func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+func (s *Store) Tx(ctx context.Context, fn func(tx Tx) error) error {
+	return s.inTx(ctx, func(t *txn) error { return fn(t) })
+}
+
+// inTx is Tx for the store's own code, which needs the SQLite transaction.
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, s: s}
+	tx := &txn{tx: sqlTx, s: s}
 	defer s.prepareWanted(context.WithoutCancel(ctx))
+	// Runs before prepareWanted: a panic (or t.Fatal's Goexit) in fn must
+	// give the only connection back, or every later call waits on it.
+	defer func() { _ = sqlTx.Rollback() }() // after Commit: sql.ErrTxDone, nothing to undo
 	if err := fn(tx); err != nil {
-		_ = sqlTx.Rollback()
 		return err
 	}
 	if tx.audit != nil {
 		if err := tx.audit.Flush(ctx); err != nil {
-			_ = sqlTx.Rollback()
 			return err
 		}
 	}
@@ -348,22 +354,22 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// Tx is an open transaction.
-type Tx struct {
+// txn is an open SQLite transaction; it implements Tx.
+type txn struct {
 	tx    *sql.Tx
 	s     *Store
 	audit *audit.Appender
 	sp    int
 }
 
-func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (t *txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := t.s.stmt(q); st != nil {
 		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return t.tx.ExecContext(ctx, q, args...)
 }
 
-func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+func (t *txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	if st := t.s.stmt(q); st != nil {
 		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
@@ -372,17 +378,17 @@ func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 
 // ExecContext and QueryRowContext let the audit appender use the
 // transaction's prepared statements.
-func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (t *txn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return t.exec(ctx, q, args...)
 }
 
 // QueryRowContext: see ExecContext.
-func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+func (t *txn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.queryRow(ctx, q, args...)
 }
 
 // Audit appends an audit entry in this transaction.
-func (t *Tx) Audit(ctx context.Context, e audit.Entry) error {
+func (t *txn) Audit(ctx context.Context, e audit.Entry) error {
 	if t.audit == nil {
 		t.audit = audit.NewAppender(t)
 	}
@@ -393,7 +399,7 @@ func (t *Tx) Audit(ctx context.Context, e audit.Entry) error {
 // Savepoint runs fn inside a savepoint: when fn fails, only its writes
 // (and its audit entries) are undone and the transaction goes on. Group
 // commit uses it so one bad request cannot spoil its neighbours.
-func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
+func (t *txn) Savepoint(ctx context.Context, fn func() error) error {
 	t.sp++
 	name := fmt.Sprintf("sp%d", t.sp)
 	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
@@ -471,7 +477,7 @@ type IndicatorRecord struct {
 }
 
 // InsertIndicator stores r.
-func (t *Tx) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
+func (t *txn) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
 	body, err := json.Marshal(r.Indicator)
 	if err != nil {
 		return fmt.Errorf("encoding indicator: %w", err)
@@ -487,7 +493,7 @@ func (t *Tx) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
 
 // RecentByFingerprint returns the newest matched indicator with fp received
 // at or after since.
-func (t *Tx) RecentByFingerprint(ctx context.Context, fp string, since time.Time) (IndicatorRecord, bool, error) {
+func (t *txn) RecentByFingerprint(ctx context.Context, fp string, since time.Time) (IndicatorRecord, bool, error) {
 	var id, incident, recv string
 	err := t.queryRow(ctx, `SELECT id, incident, received_at FROM indicators WHERE fingerprint = ? AND matched = 1 AND received_at >= ? ORDER BY received_at DESC LIMIT 1`, fp, ts(since)).Scan(&id, &incident, &recv)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -501,44 +507,41 @@ func (t *Tx) RecentByFingerprint(ctx context.Context, fp string, since time.Time
 
 // CountRecentIndicators counts matched indicators about gw since, up to
 // 1000.
-func (t *Tx) CountRecentIndicators(ctx context.Context, gw string, since time.Time) (int, error) {
+func (t *txn) CountRecentIndicators(ctx context.Context, gw string, since time.Time) (int, error) {
 	var n int
 	// Capped: policies ask "is this gateway noisy", not for an exact
 	// census, and counting every row of a burst costs intake dearly.
-	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT 1000)`, gw, ts(since)).Scan(&n)
+	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT `+recentCapSQL+`)`, gw, ts(since)).Scan(&n)
 	return n, err
 }
 
 // CountGatewaysWithIndicators counts distinct gateways with matched firing
 // indicators since (for the circuit breaker).
-func (t *Tx) CountGatewaysWithIndicators(ctx context.Context, since time.Time) (int, error) {
+func (t *txn) CountGatewaysWithIndicators(ctx context.Context, since time.Time, also string) (int, error) {
 	var n int
-	err := t.queryRow(ctx, `SELECT count(DISTINCT gateway) FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ?`, ts(since)).Scan(&n)
+	// also is a gateway counted as if it had one (the indicator being
+	// decided, not yet recorded); "" adds none.
+	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT gateway FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ? UNION SELECT ? WHERE ? != '')`, ts(since), also, also).Scan(&n)
 	return n, err
 }
 
 // IndicatorsOfIncident lists an incident's indicators, oldest first.
 func (s *Store) IndicatorsOfIncident(ctx context.Context, incident string) ([]IndicatorRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE incident = ? ORDER BY received_at, id`, incident)
-	if err != nil {
-		return nil, fmt.Errorf("listing indicators: %w", err)
+	return queryAll(ctx, s.db, "indicator", scanIndicatorRecord, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE incident = ? ORDER BY received_at, id`, incident)
+}
+
+func scanIndicatorRecord(sc interface{ Scan(...any) error }) (IndicatorRecord, error) {
+	var r IndicatorRecord
+	var recv, body string
+	var matched, dup int
+	if err := sc.Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body); err != nil {
+		return r, err
 	}
-	defer rows.Close()
-	var out []IndicatorRecord
-	for rows.Next() {
-		var r IndicatorRecord
-		var recv, body string
-		var matched, dup int
-		if err := rows.Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body); err != nil {
-			return nil, fmt.Errorf("reading indicator: %w", err)
-		}
-		r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
-		if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
-			return nil, fmt.Errorf("decoding indicator %s: %w", r.ID, err)
-		}
-		out = append(out, r)
+	r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
+	if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
+		return r, fmt.Errorf("decoding indicator %s: %w", r.ID, err)
 	}
-	return out, rows.Err()
+	return r, nil
 }
 
 // CountIndicators counts stored indicators (all, matched or not).
@@ -582,7 +585,7 @@ func scanIncident(sc interface{ Scan(...any) error }) (Incident, error) {
 
 // OpenIncidentFor returns the newest incident about gw that is not closed
 // and was updated at or after since.
-func (t *Tx) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (Incident, bool, error) {
+func (t *txn) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (Incident, bool, error) {
 	row := t.queryRow(ctx, `SELECT `+incidentCols+` FROM incidents WHERE gateway = ? AND status != 'closed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT 1`, gw, ts(since))
 	in, err := scanIncident(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -595,14 +598,14 @@ func (t *Tx) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (I
 }
 
 // CountOpenIncidents counts incidents about gw that are not closed.
-func (t *Tx) CountOpenIncidents(ctx context.Context, gw string) (int, error) {
+func (t *txn) CountOpenIncidents(ctx context.Context, gw string) (int, error) {
 	var n int
 	err := t.queryRow(ctx, `SELECT count(*) FROM incidents WHERE gateway = ? AND status != 'closed'`, gw).Scan(&n)
 	return n, err
 }
 
 // UpsertIncident inserts or updates in.
-func (t *Tx) UpsertIncident(ctx context.Context, in Incident) error {
+func (t *txn) UpsertIncident(ctx context.Context, in Incident) error {
 	_, err := t.exec(ctx, `INSERT INTO incidents(`+incidentCols+`) VALUES (?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at, status=excluded.status, severity=excluded.severity, title=excluded.title, last_status=excluded.last_status`,
 		in.ID, in.Gateway, in.Site, ts(in.OpenedAt), ts(in.UpdatedAt), in.Status, in.Severity, in.Title, in.LastStatus)
@@ -613,13 +616,13 @@ func (t *Tx) UpsertIncident(ctx context.Context, in Incident) error {
 }
 
 // SetIncidentStatus changes an incident's status.
-func (t *Tx) SetIncidentStatus(ctx context.Context, id, status string, at time.Time) error {
+func (t *txn) SetIncidentStatus(ctx context.Context, id, status string, at time.Time) error {
 	_, err := t.exec(ctx, `UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`, status, ts(at), id)
 	return err
 }
 
 // IncidentByID returns one incident inside the transaction.
-func (t *Tx) IncidentByID(ctx context.Context, id string) (Incident, error) {
+func (t *txn) IncidentByID(ctx context.Context, id string) (Incident, error) {
 	in, err := scanIncident(t.queryRow(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Incident{}, fmt.Errorf("incident %q: %w", id, ErrNotFound)
@@ -641,18 +644,5 @@ func (s *Store) Incidents(ctx context.Context, limit int) ([]Incident, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+incidentCols+` FROM incidents ORDER BY opened_at DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing incidents: %w", err)
-	}
-	defer rows.Close()
-	var out []Incident
-	for rows.Next() {
-		in, err := scanIncident(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "incident", scanIncident, `SELECT `+incidentCols+` FROM incidents ORDER BY opened_at DESC LIMIT ?`, limit)
 }

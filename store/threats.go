@@ -37,7 +37,7 @@ type LiveThreat struct {
 // LiveThreats lists the indicators about gw received after since with at
 // least minSeverity, firing, duplicates included (a re-sent alert is still
 // a live alert), that no person resolved; oldest first, at most 100.
-func (t *Tx) LiveThreats(ctx context.Context, gw string, since time.Time, minSeverity indicator.Severity) ([]LiveThreat, error) {
+func (t *txn) LiveThreats(ctx context.Context, gw string, since time.Time, minSeverity indicator.Severity) ([]LiveThreat, error) {
 	var sev []any
 	for _, s := range []indicator.Severity{indicator.Low, indicator.Medium, indicator.High, indicator.Critical} {
 		if s.Rank() >= minSeverity.Rank() {
@@ -52,22 +52,19 @@ func (t *Tx) LiveThreats(ctx context.Context, gw string, since time.Time, minSev
 		WHERE i.gateway = ? AND i.matched = 1 AND i.status = ? AND i.received_at > ? AND r.indicator IS NULL
 		AND i.severity IN (` + placeholders(len(sev)) + `) ORDER BY i.received_at LIMIT 100`
 	args := append([]any{gw, indicator.StatusFiring, ts(since)}, sev...)
-	rows, err := t.tx.QueryContext(ctx, q, args...)
+	out, err := queryAll(ctx, t.tx, "live threat", scanLiveThreat, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("listing live threats about %s: %w", gw, err)
+		return nil, fmt.Errorf("gateway %s: %w", gw, err)
 	}
-	defer rows.Close()
-	var out []LiveThreat
-	for rows.Next() {
-		var l LiveThreat
-		var recv, kind, sevr string
-		if err := rows.Scan(&l.ID, &recv, &kind, &sevr, &l.Incident, &l.Fingerprint); err != nil {
-			return nil, fmt.Errorf("reading a live threat: %w", err)
-		}
-		l.ReceivedAt, l.Kind, l.Severity = parseTS(recv), indicator.Kind(kind), indicator.Severity(sevr)
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return out, nil
+}
+
+func scanLiveThreat(sc interface{ Scan(...any) error }) (LiveThreat, error) {
+	var l LiveThreat
+	var recv, kind, sevr string
+	err := sc.Scan(&l.ID, &recv, &kind, &sevr, &l.Incident, &l.Fingerprint)
+	l.ReceivedAt, l.Kind, l.Severity = parseTS(recv), indicator.Kind(kind), indicator.Severity(sevr)
+	return l, err
 }
 
 // ErrAlreadyResolved is returned when an indicator was resolved before.
@@ -76,7 +73,7 @@ var ErrAlreadyResolved = errors.New("indicator already resolved")
 // ResolveIndicator records that a person judged the indicator no longer a
 // threat. It fails with ErrNotFound for an unknown id and
 // ErrAlreadyResolved when it was resolved before.
-func (t *Tx) ResolveIndicator(ctx context.Context, id, actor, reason string, at time.Time) error {
+func (t *txn) ResolveIndicator(ctx context.Context, id, actor, reason string, at time.Time) error {
 	var n int
 	if err := t.tx.QueryRowContext(ctx, `SELECT count(*) FROM indicators WHERE id = ?`, id).Scan(&n); err != nil {
 		return fmt.Errorf("looking up indicator %s: %w", id, err)
@@ -107,7 +104,7 @@ func placeholders(n int) string {
 }
 
 // IndicatorByID reads one stored indicator inside the transaction.
-func (t *Tx) IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error) {
+func (t *txn) IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error) {
 	var r IndicatorRecord
 	var recv, body string
 	var matched, dup int

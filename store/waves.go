@@ -36,7 +36,7 @@ type PatchWave struct {
 func (w PatchWave) Terminal() bool { return w.State != WaveRunning }
 
 // InsertPatchWave stores a new wave.
-func (t *Tx) InsertPatchWave(ctx context.Context, w PatchWave) error {
+func (t *txn) InsertPatchWave(ctx context.Context, w PatchWave) error {
 	_, err := t.exec(ctx, `INSERT INTO patch_waves(id, actor, request, state, report, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)`,
 		w.ID, w.Actor, string(w.Request), w.State, string(w.Report), w.Error, ts(w.CreatedAt), ts(w.UpdatedAt))
 	if err != nil {
@@ -46,7 +46,7 @@ func (t *Tx) InsertPatchWave(ctx context.Context, w PatchWave) error {
 }
 
 // FinishPatchWave records a wave's end.
-func (t *Tx) FinishPatchWave(ctx context.Context, id, state string, report json.RawMessage, errText string, at time.Time) error {
+func (t *txn) FinishPatchWave(ctx context.Context, id, state string, report json.RawMessage, errText string, at time.Time) error {
 	res, err := t.exec(ctx, `UPDATE patch_waves SET state = ?, report = ?, error = ?, updated_at = ? WHERE id = ?`,
 		state, string(report), errText, ts(at), id)
 	if err != nil {
@@ -95,18 +95,5 @@ func (s *Store) PatchWaves(ctx context.Context, state string) ([]PatchWave, erro
 		q += ` WHERE state = ?`
 		args = append(args, state)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing patch waves: %w", err)
-	}
-	defer rows.Close()
-	var out []PatchWave
-	for rows.Next() {
-		w, err := scanWave(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing patch waves: %w", err)
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "patch wave", scanWave, q+` ORDER BY created_at, id`, args...)
 }

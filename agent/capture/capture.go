@@ -15,6 +15,7 @@ import (
 
 	"github.com/warden-ir/warden/agent/netns"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // ManifestEntry is the manifest's record of one artefact.
@@ -55,8 +56,8 @@ type Options struct {
 	WireGuardSocketDir string
 	// VICISocket is strongSwan's VICI socket (default /var/run/charon.vici).
 	VICISocket string
-	// Now stamps artefacts and the manifest (default time.Now).
-	Now func() time.Time
+	// Clock stamps artefacts and the manifest (default clock.Real).
+	Clock clock.Clock
 }
 
 // Defaults for Options.
@@ -103,8 +104,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VICISocket == "" {
 		o.VICISocket = DefaultVICISocket
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real
 	}
 	return o, nil
 }
@@ -148,7 +149,7 @@ func Collect(ctx context.Context, opt Options) ([]wire.Artefact, Manifest, error
 		return nil, Manifest{}, fmt.Errorf("capturing volatile evidence: %w", err)
 	}
 
-	m := Manifest{Started: opt.Now().UTC(), BootID: readBootID(opt)}
+	m := Manifest{Started: opt.Clock.Now().UTC(), BootID: readBootID(opt)}
 	if host, err := os.Hostname(); err == nil {
 		m.Host = host
 	}
@@ -168,7 +169,7 @@ func Collect(ctx context.Context, opt Options) ([]wire.Artefact, Manifest, error
 		_ = ns.Close()
 	}()
 
-	m.Finished = opt.Now().UTC()
+	m.Finished = opt.Clock.Now().UTC()
 	for _, a := range arts {
 		m.Artefacts = append(m.Artefacts, ManifestEntry{Name: a.Name, SHA256: a.SHA256, Size: a.Size, Source: a.Source, Error: a.Error})
 	}
@@ -218,7 +219,7 @@ func runEvidenceCollector(ctx context.Context, opt Options, ns netns.Namespace, 
 	sum := sha256.Sum256(a.Content)
 	a.SHA256 = hex.EncodeToString(sum[:])
 	a.Size = int64(len(a.Content))
-	a.Collected = opt.Now().UTC()
+	a.Collected = opt.Clock.Now().UTC()
 	return a
 }
 

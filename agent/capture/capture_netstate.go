@@ -98,6 +98,21 @@ func dumpUninterrupted[T any](what string, dump func() ([]T, error), incomplete 
 	return out, nil
 }
 
+// dumpPerFamily runs a dump (see dumpUninterrupted) for IPv4, then for
+// IPv6, and hands add every item with its family.
+func dumpPerFamily[T any](what string, dump func(family int) ([]T, error), incomplete *[]string, add func(captureFamily, T)) error {
+	for _, fam := range captureFamilies() {
+		items, err := dumpUninterrupted(fam.name+" "+what, func() ([]T, error) { return dump(fam.nl) }, incomplete)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			add(fam, it)
+		}
+	}
+	return nil
+}
+
 // captureLinkNames maps interface indexes to names for the calling thread's
 // namespace.
 func captureLinkNames(incomplete *[]string) (map[int]string, []netlink.Link, error) {
@@ -131,40 +146,33 @@ func collectRoutes() (routesReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	for _, fam := range captureFamilies() {
-		routes, err := dumpUninterrupted(fam.name+" routes", func() ([]netlink.Route, error) {
-			return netlink.RouteListFiltered(fam.nl, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-		}, &rep.Incomplete)
-		if err != nil {
-			return rep, err
+	err = dumpPerFamily("routes", func(family int) ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	}, &rep.Incomplete, func(fam captureFamily, r netlink.Route) {
+		rec := routeRecord{
+			Family:   fam.name,
+			Table:    r.Table,
+			Type:     routeTypeName(r.Type),
+			Dst:      ipNetOrDefault(r.Dst, fam.nl),
+			Src:      ipString(r.Src),
+			Gateway:  ipString(r.Gw),
+			Device:   linkNameOf(names, r.LinkIndex),
+			Protocol: r.Protocol.String(),
+			Scope:    r.Scope.String(),
+			Metric:   r.Priority,
 		}
-		for _, r := range routes {
-			rec := routeRecord{
-				Family:   fam.name,
-				Table:    r.Table,
-				Type:     routeTypeName(r.Type),
-				Dst:      ipNetOrDefault(r.Dst, fam.nl),
-				Src:      ipString(r.Src),
-				Gateway:  ipString(r.Gw),
-				Device:   linkNameOf(names, r.LinkIndex),
-				Protocol: r.Protocol.String(),
-				Scope:    r.Scope.String(),
-				Metric:   r.Priority,
-			}
-			for _, nh := range r.MultiPath {
-				rec.Nexthops = append(rec.Nexthops, fmt.Sprintf("via %s dev %s weight %d", ipString(nh.Gw), linkNameOf(names, nh.LinkIndex), nh.Hops+1))
-			}
-			rep.Routes = append(rep.Routes, rec)
+		for _, nh := range r.MultiPath {
+			rec.Nexthops = append(rec.Nexthops, fmt.Sprintf("via %s dev %s weight %d", ipString(nh.Gw), linkNameOf(names, nh.LinkIndex), nh.Hops+1))
 		}
-		rules, err := dumpUninterrupted(fam.name+" rules", func() ([]netlink.Rule, error) { return netlink.RuleList(fam.nl) }, &rep.Incomplete)
-		if err != nil {
-			return rep, err
-		}
-		for _, r := range rules {
-			rep.Rules = append(rep.Rules, ruleRecord{Family: fam.name, Priority: r.Priority, Table: r.Table, Text: r.String()})
-		}
+		rep.Routes = append(rep.Routes, rec)
+	})
+	if err != nil {
+		return rep, err
 	}
-	return rep, nil
+	err = dumpPerFamily("rules", netlink.RuleList, &rep.Incomplete, func(fam captureFamily, r netlink.Rule) {
+		rep.Rules = append(rep.Rules, ruleRecord{Family: fam.name, Priority: r.Priority, Table: r.Table, Text: r.String()})
+	})
+	return rep, err
 }
 
 // collectAddresses dumps every link with its IPv4 and IPv6 addresses.
@@ -216,18 +224,15 @@ func collectNeighbours() (neighboursReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	for _, fam := range captureFamilies() {
-		neighs, err := dumpUninterrupted(fam.name+" neighbours", func() ([]netlink.Neigh, error) { return netlink.NeighList(0, fam.nl) }, &rep.Incomplete)
-		if err != nil {
-			return rep, err
+	err = dumpPerFamily("neighbours", func(family int) ([]netlink.Neigh, error) { return netlink.NeighList(0, family) }, &rep.Incomplete, func(fam captureFamily, n netlink.Neigh) {
+		rec := neighbourRecord{Family: fam.name, Device: linkNameOf(names, n.LinkIndex), IP: ipString(n.IP), State: neighStateName(n.State)}
+		if len(n.HardwareAddr) > 0 {
+			rec.MAC = n.HardwareAddr.String()
 		}
-		for _, n := range neighs {
-			rec := neighbourRecord{Family: fam.name, Device: linkNameOf(names, n.LinkIndex), IP: ipString(n.IP), State: neighStateName(n.State)}
-			if len(n.HardwareAddr) > 0 {
-				rec.MAC = n.HardwareAddr.String()
-			}
-			rep.Neighbours = append(rep.Neighbours, rec)
-		}
+		rep.Neighbours = append(rep.Neighbours, rec)
+	})
+	if err != nil {
+		return rep, err
 	}
 	if rep.Neighbours == nil {
 		rep.Neighbours = []neighbourRecord{}

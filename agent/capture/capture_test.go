@@ -24,6 +24,8 @@ import (
 
 	"github.com/warden-ir/warden/agent/netns"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock/clocktest"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -512,7 +514,7 @@ func TestRunEvidenceCollectorBoundsEachCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt, err := Options{Timeout: 50 * time.Millisecond, Now: fixedCaptureClock()}.withDefaults()
+	opt, err := Options{Timeout: 50 * time.Millisecond, Clock: clocktest.NewFake(captureEpoch)}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,36 +566,22 @@ func TestRunEvidenceCollectorBoundsEachCollector(t *testing.T) {
 	}
 }
 
-func fixedCaptureClock() func() time.Time {
-	at := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
-	return func() time.Time { return at }
-}
+// captureEpoch is when the tests' captures happen: their clock stands
+// still there.
+var captureEpoch = time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 
 // fakeWireGuardDevice serves the UAPI fixture on a socket in dir, as
 // wireguard-go would for a device called name.
 func fakeWireGuardDevice(t *testing.T, dir, name string, reply []byte) {
 	t.Helper()
-	l, err := net.Listen("unix", filepath.Join(dir, name+".sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req := make([]byte, len("get=1\n\n"))
-				if _, err := io.ReadFull(c, req); err != nil || string(req) != "get=1\n\n" {
-					return
-				}
-				_, _ = c.Write(reply)
-			}()
+	testsupport.ServeUnix(t, filepath.Join(dir, name+".sock"), func(c net.Conn) {
+		defer c.Close()
+		req := make([]byte, len("get=1\n\n"))
+		if _, err := io.ReadFull(c, req); err != nil || string(req) != "get=1\n\n" {
+			return
 		}
-	}()
+		_, _ = c.Write(reply)
+	})
 }
 
 // captureFixtureRoot lays out a small filesystem for Collect's Root: one
@@ -694,7 +682,7 @@ func TestCaptureFromFixtureRoot(t *testing.T) {
 		LogLines:           logLines,
 		WireGuardSocketDir: wgDir,
 		VICISocket:         filepath.Join(t.TempDir(), "absent.vici"),
-		Now:                fixedCaptureClock(),
+		Clock:              clocktest.NewFake(captureEpoch),
 	})
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
@@ -807,7 +795,7 @@ func TestCaptureFromFixtureRoot(t *testing.T) {
 		}
 	})
 	t.Run("timestamps come from the clock", func(t *testing.T) {
-		at := fixedCaptureClock()()
+		at := captureEpoch
 		if !m.Started.Equal(at) || !m.Finished.Equal(at) || !arts[0].Collected.Equal(at) {
 			t.Errorf("started %s finished %s collected %s, want %s", m.Started, m.Finished, arts[0].Collected, at)
 		}

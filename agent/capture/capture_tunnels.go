@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/warden-ir/warden/internal/charon"
 )
 
 // wgDeviceRecord is what evidence keeps of a WireGuard device. It has no
@@ -327,54 +329,25 @@ const maxListedSAs = 16384
 // reply carries identities, addresses, algorithms, SPIs and counters, no
 // keys; fields that could carry a secret are dropped all the same.
 //
-// govici's CallStreaming is not used: it buffers 128 events and drops the
-// rest, and its reader may take the command's response before the events
-// queued ahead of it, losing SAs at random. Instead the session subscribes
-// to list-sa with a large buffer; govici's reader dispatches each event
-// before it reads the response that follows, so once the call returns every
-// event is in the buffer. charon's stats count is recorded beside the list
-// as a cross-check.
+// The list-sa events are collected by charon.CallStreamed (govici's
+// CallStreaming would lose some); charon's stats count is recorded beside
+// the list as a cross-check.
 func collectStrongSwanSAs(ctx context.Context, opt Options) (strongSwanReport, error) {
 	rep := strongSwanReport{Socket: opt.VICISocket, SAs: []map[string]any{}}
 	if _, err := os.Stat(opt.VICISocket); errors.Is(err, os.ErrNotExist) {
 		return rep, fmt.Errorf("%w at %s", errNoVICISocket, opt.VICISocket)
 	}
-	s, err := vici.NewSession(
-		vici.WithSocketPath(opt.VICISocket),
-		vici.WithDialContext(func(_ context.Context, network, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}),
-	)
+	s, err := charon.OpenSession(ctx, opt.VICISocket)
 	if err != nil {
 		return rep, fmt.Errorf("connecting to VICI socket %s: %w", opt.VICISocket, err)
 	}
 	defer s.Close()
-	// Subscribe takes no context: closing the session is what unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
-	defer stop()
-
-	events := make(chan vici.Event, maxListedSAs)
-	s.NotifyEvents(events)
-	if err := s.Subscribe("list-sa"); err != nil {
-		return rep, fmt.Errorf("subscribing to VICI list-sa events: %w", err)
-	}
-	if _, err := s.Call(ctx, "list-sas", nil); err != nil {
+	_, events, err := charon.CallStreamed(ctx, s, "list-sas", nil, "list-sa", maxListedSAs)
+	if err != nil {
 		return rep, fmt.Errorf("listing SAs over VICI: %w", err)
 	}
-drain:
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				break drain
-			}
-			if ev.Name == "list-sa" && ev.Message != nil {
-				rep.SAs = append(rep.SAs, viciEvidence(ev.Message))
-			}
-		default:
-			break drain
-		}
+	for _, ev := range events {
+		rep.SAs = append(rep.SAs, viciEvidence(ev))
 	}
 	if len(rep.SAs) == maxListedSAs {
 		rep.Incomplete = append(rep.Incomplete, fmt.Sprintf("kept the first %d SAs only", maxListedSAs))

@@ -182,8 +182,8 @@ func sanctionPatch(root, file string, st *manifestState, pkgs []string, now time
 			latest[c.Path] = c
 		}
 		for _, c := range upd.Rerecord {
-			latest[c.Path] = wire.ManifestChange{Path: c.Path, Package: c.Package, Version: c.Version,
-				OldSHA256: c.OldSHA256, NewSHA256: c.NewSHA256, Mode: c.Mode, At: now}
+			c.At = now
+			latest[c.Path] = c
 		}
 		next := &manifestState{Manifest: upd.Apply(st.Manifest)}
 		for _, c := range latest {
@@ -195,12 +195,10 @@ func sanctionPatch(root, file string, st *manifestState, pkgs []string, now time
 		}
 		st = next
 	}
-	out := &wire.ManifestSanction{}
+	out := &wire.ManifestSanction{Refused: upd.Refused}
 	refused := map[string]bool{}
 	for _, r := range upd.Refused {
 		refused[r.Path] = true
-		out.Refused = append(out.Refused, wire.ManifestRefusal{Path: r.Path, Reason: r.Reason, Package: r.Package,
-			OldSHA256: r.OldSHA256, NewSHA256: r.NewSHA256})
 	}
 	// An earlier re-record still stands if the packages are at the same
 	// versions and the file still holds what was re-recorded.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/patching"
 )
 
@@ -27,7 +28,9 @@ type PatchHookOptions struct {
 	// back after a restart (default 30 s); Poll is how often it looks
 	// (default 500 ms).
 	Wait, Poll time.Duration
-	Now        func() time.Time
+	// Clock reads handshake ages and waits between looks (default
+	// clock.Real).
+	Clock clock.Clock
 }
 
 // PatchHooks returns the checks a patch must pass beyond package versions:
@@ -43,8 +46,8 @@ func PatchHooks(o PatchHookOptions) patching.VerifyHooks {
 	if o.Poll <= 0 {
 		o.Poll = 500 * time.Millisecond
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real
 	}
 	services := func(ctx context.Context) error {
 		var errs []error
@@ -67,16 +70,16 @@ func PatchHooks(o PatchHookOptions) patching.VerifyHooks {
 		return errors.Join(errs...)
 	}
 	tunnels := func(ctx context.Context) error {
-		deadline := o.Now().Add(o.Wait)
+		deadline := o.Clock.Now().Add(o.Wait)
 		for {
 			err := tunnelsUp(ctx, o)
-			if err == nil || !o.Now().Before(deadline) {
+			if err == nil || !o.Clock.Now().Before(deadline) {
 				return err
 			}
 			select {
 			case <-ctx.Done():
 				return errors.Join(ctx.Err(), err)
-			case <-time.After(o.Poll):
+			case <-o.Clock.After(o.Poll):
 			}
 		}
 	}
@@ -129,7 +132,7 @@ func tunnelsUp(ctx context.Context, o PatchHookOptions) error {
 				return err
 			}
 			for _, p := range d.Peers {
-				if p.LastHandshake.IsZero() || o.Now().Sub(p.LastHandshake) > handshakeFresh {
+				if p.LastHandshake.IsZero() || o.Clock.Now().Sub(p.LastHandshake) > handshakeFresh {
 					down = append(down, fmt.Sprintf("WireGuard %s peer %s", n, p.PublicKey))
 				}
 			}

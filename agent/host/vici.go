@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/strongswan/govici/vici"
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/charon"
 )
 
 // DefaultVICISocket is charon's default VICI socket.
@@ -44,12 +43,7 @@ func (v *VICI) session(ctx context.Context) (*vici.Session, error) {
 	if _, err := os.Stat(v.socket); errors.Is(err, fs.ErrNotExist) {
 		return nil, errNoDaemon
 	}
-	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
-		// NewSession dials with a background context; bound it by ours.
-		d := net.Dialer{Timeout: 5 * time.Second}
-		return d.DialContext(ctx, network, addr)
-	}
-	s, err := vici.NewSession(vici.WithSocketPath(v.socket), vici.WithDialContext(dial))
+	s, err := charon.OpenSession(ctx, v.socket)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to VICI socket %s: %w", v.socket, err)
 	}
@@ -62,13 +56,6 @@ const maxListedSAs = 16384
 
 // List returns the IKE SAs charon holds, by connection name, with their
 // child SA names.
-//
-// govici's CallStreaming is not used: its reader may hand over the
-// command's response before events queued ahead of it, losing SAs at
-// random, and it buffers only 128 events. Instead the session subscribes to
-// list-sa with a large buffer; the reader dispatches each event before it
-// reads the response behind it, so when the call returns every event is
-// buffered.
 func (v *VICI) List(ctx context.Context) ([]wire.SA, error) {
 	s, err := v.session(ctx)
 	if errors.Is(err, errNoDaemon) {
@@ -78,34 +65,18 @@ func (v *VICI) List(ctx context.Context) ([]wire.SA, error) {
 		return nil, err
 	}
 	defer s.Close()
-	// Subscribe takes no context: closing the session unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
-	defer stop()
-	events := make(chan vici.Event, maxListedSAs)
-	s.NotifyEvents(events)
-	if err := s.Subscribe("list-sa"); err != nil {
-		return nil, fmt.Errorf("subscribing to VICI list-sa events: %w", err)
-	}
-	if _, err := s.Call(ctx, "list-sas", nil); err != nil {
+	_, events, err := charon.CallStreamed(ctx, s, "list-sas", nil, "list-sa", maxListedSAs)
+	if err != nil {
 		return nil, fmt.Errorf("listing IKE SAs: %w", err)
 	}
 	var out []wire.SA
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return out, nil
-			}
-			if ev.Name == "list-sa" && ev.Message != nil {
-				out = addListedSA(out, ev.Message)
-			}
-		default:
-			if len(out) >= maxListedSAs {
-				return out, fmt.Errorf("listing IKE SAs: more than %d", maxListedSAs)
-			}
-			return out, nil
-		}
+	for _, ev := range events {
+		out = addListedSA(out, ev)
 	}
+	if len(out) >= maxListedSAs {
+		return out, fmt.Errorf("listing IKE SAs: more than %d", maxListedSAs)
+	}
+	return out, nil
 }
 
 // addListedSA adds the IKE SAs of one list-sa event to out, merging

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/strongswan/govici/vici"
-
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
@@ -19,8 +17,8 @@ var _ agent.VICIRunner = (*VICI)(nil)
 const maxRunEvents = maxListedSAs
 
 // Run runs one whitelisted VICI command and returns charon's reply and,
-// for a streamed command, its events (collected like List does: subscribe
-// with a large buffer, then call). The whitelist is checked again here.
+// for a streamed command, its events (collected by charon.CallStreamed, as
+// for List). The whitelist is checked again here.
 // Charon refusing the command (success=no) is a terminal error carrying
 // its errmsg; no VICI socket is agent.ErrUnavailable. Whether Run is
 // idempotent is the command's: reads are; load-shared of the same id
@@ -50,18 +48,7 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 		return wire.VICIResult{}, err
 	}
 	defer s.Close()
-	// Subscribe takes no context: closing the session unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
-	defer stop()
-	var events chan vici.Event
-	if event != "" {
-		events = make(chan vici.Event, maxRunEvents)
-		s.NotifyEvents(events)
-		if err := s.Subscribe(event); err != nil {
-			return wire.VICIResult{}, fmt.Errorf("subscribing to VICI %s events: %w", event, err)
-		}
-	}
-	reply, err := s.Call(ctx, p.Command, msg)
+	reply, events, err := charon.CallStreamed(ctx, s, p.Command, msg, event, maxRunEvents)
 	if err != nil {
 		if reply != nil {
 			// Only charon's words: the request (which may hold a key) is
@@ -75,23 +62,8 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 		return wire.VICIResult{}, fmt.Errorf("calling VICI %s: %w", p.Command, err)
 	}
 	res := wire.VICIResult{Reply: charon.ToWire(reply)}
-	if events == nil {
-		return res, nil
-	}
-	// The reader dispatched every event before the reply behind them.
-drain:
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				break drain
-			}
-			if ev.Name == event && ev.Message != nil {
-				res.Events = append(res.Events, charon.ToWire(ev.Message))
-			}
-		default:
-			break drain
-		}
+	for _, ev := range events {
+		res.Events = append(res.Events, charon.ToWire(ev))
 	}
 	if len(res.Events) >= maxRunEvents {
 		// The buffer filled up: events may have been dropped.

@@ -1,7 +1,6 @@
 package netfilter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +17,9 @@ import (
 // by it.
 const BlockChain = "WARDEN-BLOCK"
 
-// blockHookChains are table raw's built-in chains the blocklist is jumped
-// to from: PREROUTING covers input and forward, OUTPUT what the host sends.
-var blockHookChains = []string{"PREROUTING", "OUTPUT"}
+// blockChain is the blocklist's chain in table raw, jumped to from
+// PREROUTING (input and forward) and OUTPUT (what the host sends).
+var blockChain = iptChainSpec{table: "raw", name: BlockChain, hooks: []string{"PREROUTING", "OUTPUT"}, what: "blocklist"}
 
 // IPTablesBlocklist is the iptables blocklist: a chain WARDEN-BLOCK in
 // table raw with a "-s P -j DROP" and a "-d P -j DROP" per prefix, jumped to
@@ -56,10 +55,7 @@ func NewIPTablesBlocklist(log *slog.Logger) (*IPTablesBlocklist, error) {
 	// iptables-legacy needs the iptable_raw module; iptables-nft creates
 	// the table on first use. Reading it tells both apart from a host
 	// without table raw.
-	if _, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
-		_, err := b.read(context.Background(), f)
-		return false, err
-	}); err != nil {
+	if _, err := tools.readAll(context.Background(), blockChain); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(err, tools.Close()))
 	}
 	return b, nil
@@ -81,24 +77,14 @@ func (b *IPTablesBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, e
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
-		cur, err := b.read(ctx, f)
-		if err != nil {
-			return false, err
-		}
-		var script []byte
+	changed, err := b.tools.rewrite(ctx, blockChain, "setting", func(f Family, cur iptChain) []byte {
 		if want.empty() {
-			script = cur.removeScript()
-		} else if fs := cur.observe(); !fs.enforced() || !slices.Equal(fs.prefixes, want.family(f.family)) {
-			script = cur.applyScript(want.family(f.family))
+			return cur.removeScript()
 		}
-		if script == nil {
-			return false, nil
+		if fs := cur.observeBlock(); fs.enforced() && slices.Equal(fs.prefixes, want.family(f)) {
+			return nil
 		}
-		if err := b.tools.run(ctx, f.restore, []string{"--wait=5", "--noflush"}, script, nil); err != nil {
-			return false, fmt.Errorf("setting %s blocklist: %w", f.family, err)
-		}
-		return true, nil
+		return cur.applyScript(blockRules(want.family(f)))
 	})
 	if len(changed) > 0 {
 		b.log.InfoContext(ctx, "blocklist set", "families", changed, "prefixes", len(want.v4)+len(want.v6), "took", time.Since(start))
@@ -110,65 +96,11 @@ func (b *IPTablesBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, e
 func (b *IPTablesBlocklist) Observe(ctx context.Context) (BlockState, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var mu sync.Mutex
-	got := map[Family]rawFamilyState{}
-	_, err := b.tools.eachFamily(func(f iptFamily) (bool, error) {
-		cur, err := b.read(ctx, f)
-		if err != nil {
-			return false, err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		got[f.family] = cur.observe()
-		return false, nil
-	})
+	got, err := b.tools.readAll(ctx, blockChain)
 	if err != nil {
 		return BlockState{}, fmt.Errorf("observing iptables blocklist: %w", err)
 	}
-	return blockStateIPT(got[IPv4], got[IPv6]), nil
-}
-
-// read lists one family's table raw with a single `iptables -t raw -S`.
-func (b *IPTablesBlocklist) read(ctx context.Context, f iptFamily) (rawTable, error) {
-	var out bytes.Buffer
-	if err := b.tools.run(ctx, f.cmd, []string{"--wait=5", "-t", "raw", "-S"}, nil, &out); err != nil {
-		return rawTable{}, fmt.Errorf("reading %s table raw: %w", f.family, err)
-	}
-	return parseRawTable(out.String()), nil
-}
-
-// rawTable is what the blocklist cares about in one family's table raw.
-type rawTable struct {
-	chainExists bool
-	// jumps holds, per built-in chain, the 1-based positions of the jump
-	// to BlockChain.
-	jumps map[string][]int
-	// rules are BlockChain's rules as `iptables -S` prints them.
-	rules []string
-}
-
-func parseRawTable(out string) rawTable {
-	rt := rawTable{jumps: map[string][]int{}}
-	pos := map[string]int{}
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		switch {
-		case fields[0] == "-N" && fields[1] == BlockChain:
-			rt.chainExists = true
-		case fields[0] == "-A" && fields[1] == BlockChain:
-			rt.rules = append(rt.rules, line)
-		case fields[0] == "-A":
-			pos[fields[1]]++
-			if line == "-A "+fields[1]+" -j "+BlockChain {
-				rt.jumps[fields[1]] = append(rt.jumps[fields[1]], pos[fields[1]])
-			}
-		}
-	}
-	return rt
+	return blockStateIPT(got[IPv4].observeBlock(), got[IPv6].observeBlock()), nil
 }
 
 // blockRules renders BlockChain's rules for one family's prefixes, as
@@ -182,45 +114,6 @@ func blockRules(ps []netip.Prefix) []string {
 	return out
 }
 
-// applyScript is one iptables-restore transaction that makes the table hold
-// exactly the blocklist for ps. Declaring the chain creates or flushes it.
-func (rt rawTable) applyScript(ps []netip.Prefix) []byte {
-	var s strings.Builder
-	s.WriteString("*raw\n:" + BlockChain + " - [0:0]\n")
-	for _, r := range blockRules(ps) {
-		s.WriteString(r + "\n")
-	}
-	for _, chain := range blockHookChains {
-		if slices.Equal(rt.jumps[chain], []int{1}) {
-			continue
-		}
-		for range rt.jumps[chain] {
-			s.WriteString("-D " + chain + " -j " + BlockChain + "\n")
-		}
-		s.WriteString("-I " + chain + " 1 -j " + BlockChain + "\n")
-	}
-	s.WriteString("COMMIT\n")
-	return []byte(s.String())
-}
-
-// removeScript deletes the jumps, then the chain (which cannot go while a
-// jump references it), in one transaction; nil when nothing is there.
-func (rt rawTable) removeScript() []byte {
-	var s strings.Builder
-	for _, chain := range blockHookChains {
-		for range rt.jumps[chain] {
-			s.WriteString("-D " + chain + " -j " + BlockChain + "\n")
-		}
-	}
-	if rt.chainExists {
-		s.WriteString("-F " + BlockChain + "\n-X " + BlockChain + "\n")
-	}
-	if s.Len() == 0 {
-		return nil
-	}
-	return []byte("*raw\n" + s.String() + "COMMIT\n")
-}
-
 // rawFamilyState is one family's blocklist as read back.
 type rawFamilyState struct {
 	installed bool
@@ -230,17 +123,17 @@ type rawFamilyState struct {
 
 func (fs rawFamilyState) enforced() bool { return fs.installed && len(fs.faults) == 0 }
 
-// observe interprets the table: which prefixes are dropped both ways, and
-// every way the chain and its jumps differ from what Set writes. Rule order
-// inside the chain does not matter (every rule drops); the jumps must be
-// the first rule of PREROUTING and OUTPUT.
-func (rt rawTable) observe() rawFamilyState {
-	fs := rawFamilyState{installed: rt.chainExists}
-	if !rt.chainExists {
+// observeBlock interprets the blocklist's chain: which prefixes are dropped
+// both ways, and every way the chain and its jumps differ from what Set
+// writes. Rule order inside the chain does not matter (every rule drops);
+// the jumps must be the first rule of PREROUTING and OUTPUT.
+func (ic iptChain) observeBlock() rawFamilyState {
+	fs := rawFamilyState{installed: ic.exists}
+	if !ic.exists {
 		return fs
 	}
-	for _, chain := range blockHookChains {
-		switch j := rt.jumps[chain]; {
+	for _, chain := range ic.hooks {
+		switch j := ic.jumps[chain]; {
 		case len(j) == 0:
 			fs.faults = append(fs.faults, fmt.Sprintf("%s does not jump to %s", chain, BlockChain))
 		case j[0] != 1:
@@ -250,7 +143,7 @@ func (rt rawTable) observe() rawFamilyState {
 		}
 	}
 	src, dst := map[netip.Prefix]int{}, map[netip.Prefix]int{}
-	for _, r := range rt.rules {
+	for _, r := range ic.rules {
 		spec := strings.TrimPrefix(r, "-A "+BlockChain+" ")
 		if p, ok := parseDrop(spec, "-s"); ok {
 			src[p]++

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -69,35 +68,16 @@ func (b *NFTBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error)
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed := false
-	err = b.withConn(func(c *nftables.Conn) error {
-		cur, err := readNFTTable(c, nftBlockTable())
-		if err != nil {
-			return err
+	wantTable := nftModel{table: nftBlockTable()}
+	if !want.empty() {
+		wantTable = desiredBlockNFT(want)
+	}
+	changed, err := b.replace(wantTable, func(cur nftModel) bool {
+		if !cur.exists {
+			return want.empty()
 		}
-		if want.empty() && !cur.exists {
-			return nil
-		}
-		if st := blockStateNFT(cur); !want.empty() && st.Enforced && slices.Equal(st.Prefixes, want.all()) {
-			return nil
-		}
-		if cur.exists {
-			// Create-then-delete: safe even if the table vanished since the
-			// read; with the refill below it is one transaction, so packets
-			// see the old blocklist or the new one, never none.
-			c.AddTable(cur.table)
-			c.DelTable(cur.table)
-		}
-		if !want.empty() {
-			if err := desiredBlockNFT(want).queue(c); err != nil {
-				return err
-			}
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("committing table inet %s: %w", NFTBlockTable, err)
-		}
-		changed = true
-		return nil
+		st := blockStateNFT(cur)
+		return !want.empty() && st.Enforced && slices.Equal(st.Prefixes, want.all())
 	})
 	if err != nil {
 		return false, fmt.Errorf("setting nftables blocklist: %w", err)
@@ -115,12 +95,7 @@ func (b *NFTBlocklist) Observe(ctx context.Context) (BlockState, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var cur nftModel
-	err := b.withConn(func(c *nftables.Conn) error {
-		var err error
-		cur, err = readNFTTable(c, nftBlockTable())
-		return err
-	})
+	cur, err := b.read(nftBlockTable())
 	if err != nil {
 		return BlockState{}, fmt.Errorf("observing nftables blocklist: %w", err)
 	}
@@ -196,51 +171,6 @@ func (d blockDrop) exprs(s4, s6 *nftables.Set) []expr.Any {
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
-}
-
-// readNFTTable reads one inet table back from the kernel (readNFT does the
-// same for the quarantine's table).
-func readNFTTable(c *nftables.Conn, t *nftables.Table) (nftModel, error) {
-	m := nftModel{table: t, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
-	tables, err := c.ListTablesOfFamily(t.Family)
-	if err != nil {
-		return m, fmt.Errorf("listing inet tables: %w", err)
-	}
-	m.exists = slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name })
-	if !m.exists {
-		return m, nil
-	}
-	chains, err := c.ListChainsOfTableFamily(t.Family)
-	if err != nil {
-		return m, fmt.Errorf("listing inet chains: %w", err)
-	}
-	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != t.Name {
-			continue
-		}
-		ch.Table = t
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return m, fmt.Errorf("listing rules of chain %s: %w", ch.Name, err)
-		}
-		m.chains = append(m.chains, ch)
-		m.rules[ch.Name] = rules
-	}
-	slices.SortFunc(m.chains, func(a, b *nftables.Chain) int { return strings.Compare(a.Name, b.Name) })
-	sets, err := c.GetSets(t)
-	if err != nil {
-		return m, fmt.Errorf("listing sets: %w", err)
-	}
-	for _, s := range sets {
-		elems, err := c.GetSetElements(s)
-		if err != nil {
-			return m, fmt.Errorf("listing elements of set %s: %w", s.Name, err)
-		}
-		m.sets = append(m.sets, s)
-		m.elems[s.Name] = elems
-	}
-	slices.SortFunc(m.sets, func(a, b *nftables.Set) int { return strings.Compare(a.Name, b.Name) })
-	return m, nil
 }
 
 // blockStateNFT interprets the table read back: the prefixes in its sets,

@@ -337,8 +337,8 @@ func TestBlocklistIPTablesParse(t *testing.T) {
 -A WARDEN-BLOCK -d 10.9.0.0/16 -j DROP
 -A WARDEN-BLOCK -p udp -j ACCEPT
 `
-	rt := parseRawTable(table)
-	fs := rt.observe()
+	rt := blockChain.parse(table)
+	fs := rt.observeBlock()
 	if got := fmt.Sprint(fs.prefixes); got != "[198.51.100.7/32]" {
 		t.Errorf("prefixes = %s", got)
 	}
@@ -366,14 +366,14 @@ func TestBlocklistIPTablesParse(t *testing.T) {
 -I OUTPUT 1 -j WARDEN-BLOCK
 COMMIT
 `
-	if got := string(rt.applyScript(mustPrefixes("198.51.100.7/32"))); got != want {
+	if got := string(rt.applyScript(blockRules(mustPrefixes("198.51.100.7/32")))); got != want {
 		t.Errorf("applyScript:\n%s\nwant:\n%s", got, want)
 	}
 	wantRemove := "*raw\n-D PREROUTING -j WARDEN-BLOCK\n-D OUTPUT -j WARDEN-BLOCK\n-D OUTPUT -j WARDEN-BLOCK\n-F WARDEN-BLOCK\n-X WARDEN-BLOCK\nCOMMIT\n"
 	if got := string(rt.removeScript()); got != wantRemove {
 		t.Errorf("removeScript:\n%s\nwant:\n%s", got, wantRemove)
 	}
-	if s := parseRawTable("-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n").removeScript(); s != nil {
+	if s := blockChain.parse("-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n").removeScript(); s != nil {
 		t.Errorf("removeScript of a clean table = %q, want nil", s)
 	}
 }

@@ -102,19 +102,12 @@ func (b *IPTables) Apply(ctx context.Context, spec wire.QuarantineSpec) (bool, e
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed, err := b.eachFamily(func(f iptFamily) (bool, error) {
-		cur, err := b.read(ctx, f)
-		if err != nil {
-			return false, err
-		}
-		want := iptRules(f.family, allow.family(f.family))
+	changed, err := b.rewrite(ctx, quarantineChain, "applying", func(f Family, cur iptChain) []byte {
+		want := iptRules(f, allow.family(f))
 		if cur.inSync(want) {
-			return false, nil
+			return nil
 		}
-		if err := b.restoreScript(ctx, f, cur.applyScript(want)); err != nil {
-			return false, fmt.Errorf("applying %s quarantine: %w", f.family, err)
-		}
-		return true, nil
+		return cur.applyScript(want)
 	})
 	if len(changed) > 0 {
 		b.log.InfoContext(ctx, "quarantine applied", "families", changed, "allowed", len(allow.v4)+len(allow.v6), "took", time.Since(start))
@@ -127,19 +120,8 @@ func (b *IPTables) Remove(ctx context.Context) (bool, error) {
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed, err := b.eachFamily(func(f iptFamily) (bool, error) {
-		cur, err := b.read(ctx, f)
-		if err != nil {
-			return false, err
-		}
-		script := cur.removeScript()
-		if script == nil {
-			return false, nil
-		}
-		if err := b.restoreScript(ctx, f, script); err != nil {
-			return false, fmt.Errorf("removing %s quarantine: %w", f.family, err)
-		}
-		return true, nil
+	changed, err := b.rewrite(ctx, quarantineChain, "removing", func(_ Family, cur iptChain) []byte {
+		return cur.removeScript()
 	})
 	if len(changed) > 0 {
 		b.log.InfoContext(ctx, "quarantine removed", "families", changed, "took", time.Since(start))
@@ -151,27 +133,48 @@ func (b *IPTables) Remove(ctx context.Context) (bool, error) {
 func (b *IPTables) Observe(ctx context.Context) (State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := State{Backend: BackendIPTables}
-	var mu sync.Mutex
-	_, err := b.eachFamily(func(f iptFamily) (bool, error) {
-		cur, err := b.read(ctx, f)
-		if err != nil {
-			return false, err
-		}
-		fs := cur.observe(f.family)
-		mu.Lock()
-		defer mu.Unlock()
-		if f.family == IPv4 {
-			st.IPv4 = fs
-		} else {
-			st.IPv6 = fs
-		}
-		return false, nil
-	})
+	got, err := b.readAll(ctx, quarantineChain)
 	if err != nil {
 		return State{}, err
 	}
-	return st, nil
+	return State{Backend: BackendIPTables, IPv4: got[IPv4].observeQuarantine(IPv4), IPv6: got[IPv6].observeQuarantine(IPv6)}, nil
+}
+
+// rewrite reads spec's chain in each family, concurrently, and feeds
+// iptables-restore the script that brings it where the caller wants it
+// (nil: nothing to change). It returns the families it changed.
+func (b *IPTables) rewrite(ctx context.Context, spec iptChainSpec, doing string, script func(f Family, cur iptChain) []byte) ([]Family, error) {
+	return b.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f, spec)
+		if err != nil {
+			return false, err
+		}
+		s := script(f.family, cur)
+		if s == nil {
+			return false, nil
+		}
+		if err := b.restoreScript(ctx, f, s); err != nil {
+			return false, fmt.Errorf("%s %s %s: %w", doing, f.family, spec.what, err)
+		}
+		return true, nil
+	})
+}
+
+// readAll reads spec's chain in every family, concurrently.
+func (b *IPTables) readAll(ctx context.Context, spec iptChainSpec) (map[Family]iptChain, error) {
+	var mu sync.Mutex
+	got := map[Family]iptChain{}
+	_, err := b.eachFamily(func(f iptFamily) (bool, error) {
+		cur, err := b.read(ctx, f, spec)
+		if err != nil {
+			return false, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got[f.family] = cur
+		return false, nil
+	})
+	return got, err
 }
 
 // eachFamily runs fn for IPv4 and IPv6 concurrently (the families live in
@@ -194,14 +197,14 @@ func (b *IPTables) eachFamily(fn func(f iptFamily) (bool, error)) ([]Family, err
 	return out, errors.Join(errs...)
 }
 
-// read lists table filter of one family with a single `iptables -S`.
-func (b *IPTables) read(ctx context.Context, f iptFamily) (filterTable, error) {
+// read lists one family's table holding spec's chain with a single
+// `iptables -t TABLE -S`.
+func (b *IPTables) read(ctx context.Context, f iptFamily, spec iptChainSpec) (iptChain, error) {
 	var out bytes.Buffer
-	err := b.run(ctx, f.cmd, []string{"--wait=5", "-t", "filter", "-S"}, nil, &out)
-	if err != nil {
-		return filterTable{}, fmt.Errorf("reading %s table filter: %w", f.family, err)
+	if err := b.run(ctx, f.cmd, []string{"--wait=5", "-t", spec.table, "-S"}, nil, &out); err != nil {
+		return iptChain{}, fmt.Errorf("reading %s table %s: %w", f.family, spec.table, err)
 	}
-	return parseFilterTable(out.String()), nil
+	return spec.parse(out.String()), nil
 }
 
 // restoreScript feeds a generated rule set to iptables-restore on stdin.
@@ -252,22 +255,34 @@ func ndRules() []string {
 	}
 }
 
-// filterTable is what Warden cares about in one family's table filter.
-type filterTable struct {
-	chainExists bool
-	// jumps holds, per hook, the 1-based positions of Warden's jump rule.
-	jumps map[Hook][]int
-	// rules are the quarantine chain's rules as `iptables -S` prints them.
+// iptChainSpec names a chain Warden owns in every family: the quarantine's
+// in table filter, the blocklist's in table raw.
+type iptChainSpec struct {
+	table string   // "filter" or "raw"
+	name  string   // QuarantineChain or BlockChain
+	hooks []string // the built-in chains whose first rule jumps to it, in script order
+	what  string   // "quarantine" or "blocklist", for errors
+}
+
+// quarantineChain is jumped to from the chains of allHooks, in that order.
+var quarantineChain = iptChainSpec{table: "filter", name: QuarantineChain, hooks: []string{"INPUT", "OUTPUT", "FORWARD"}, what: "quarantine"}
+
+// iptChain is what Warden cares about in one family's table: its own chain
+// and the jumps to it.
+type iptChain struct {
+	iptChainSpec
+	exists bool
+	// jumps holds, per built-in chain, the 1-based positions of the jump
+	// to the chain.
+	jumps map[string][]int
+	// rules are the chain's rules as `iptables -S` prints them.
 	rules []string
 }
 
-func parseFilterTable(out string) filterTable {
-	ft := filterTable{jumps: map[Hook][]int{}}
+// parse reads the chain out of `iptables -S` for its table.
+func (spec iptChainSpec) parse(out string) iptChain {
+	ic := iptChain{iptChainSpec: spec, jumps: map[string][]int{}}
 	pos := map[string]int{}
-	chainHook := map[string]Hook{}
-	for h, c := range hookChains() {
-		chainHook[c] = h
-	}
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		fields := strings.Fields(line)
@@ -275,53 +290,51 @@ func parseFilterTable(out string) filterTable {
 			continue
 		}
 		switch {
-		case fields[0] == "-N" && fields[1] == QuarantineChain:
-			ft.chainExists = true
-		case fields[0] == "-A" && fields[1] == QuarantineChain:
-			ft.rules = append(ft.rules, line)
+		case fields[0] == "-N" && fields[1] == spec.name:
+			ic.exists = true
+		case fields[0] == "-A" && fields[1] == spec.name:
+			ic.rules = append(ic.rules, line)
 		case fields[0] == "-A":
 			pos[fields[1]]++
-			if h, ok := chainHook[fields[1]]; ok && line == jumpRule(fields[1]) {
-				ft.jumps[h] = append(ft.jumps[h], pos[fields[1]])
+			if slices.Contains(spec.hooks, fields[1]) && line == "-A "+fields[1]+" -j "+spec.name {
+				ic.jumps[fields[1]] = append(ic.jumps[fields[1]], pos[fields[1]])
 			}
 		}
 	}
-	return ft
+	return ic
 }
 
-func jumpRule(chain string) string { return "-A " + chain + " -j " + QuarantineChain }
-
 // inSync reports whether the table already holds exactly the wanted
-// quarantine: the chain's rules, and one jump at the top of each hook.
-func (ft filterTable) inSync(want []string) bool {
-	if !ft.chainExists || !slices.Equal(ft.rules, want) {
+// rules, and one jump at the top of each hook.
+func (ic iptChain) inSync(want []string) bool {
+	if !ic.exists || !slices.Equal(ic.rules, want) {
 		return false
 	}
-	for _, h := range allHooks() {
-		if !slices.Equal(ft.jumps[h], []int{1}) {
+	for _, chain := range ic.hooks {
+		if !slices.Equal(ic.jumps[chain], []int{1}) {
 			return false
 		}
 	}
 	return true
 }
 
-// applyScript is one iptables-restore transaction that makes the table hold
-// the wanted quarantine. Declaring the chain creates it or flushes it.
-func (ft filterTable) applyScript(want []string) []byte {
+// applyScript is one iptables-restore transaction that makes the chain
+// hold exactly want, jumped to first from each hook. Declaring the chain
+// creates it or flushes it.
+func (ic iptChain) applyScript(want []string) []byte {
 	var s strings.Builder
-	s.WriteString("*filter\n:" + QuarantineChain + " - [0:0]\n")
+	s.WriteString("*" + ic.table + "\n:" + ic.name + " - [0:0]\n")
 	for _, r := range want {
 		s.WriteString(r + "\n")
 	}
-	for _, h := range allHooks() {
-		if slices.Equal(ft.jumps[h], []int{1}) {
+	for _, chain := range ic.hooks {
+		if slices.Equal(ic.jumps[chain], []int{1}) {
 			continue
 		}
-		chain := hookChains()[h]
-		for range ft.jumps[h] {
-			s.WriteString("-D " + chain + " -j " + QuarantineChain + "\n")
+		for range ic.jumps[chain] {
+			s.WriteString("-D " + chain + " -j " + ic.name + "\n")
 		}
-		s.WriteString("-I " + chain + " 1 -j " + QuarantineChain + "\n")
+		s.WriteString("-I " + chain + " 1 -j " + ic.name + "\n")
 	}
 	s.WriteString("COMMIT\n")
 	return []byte(s.String())
@@ -330,32 +343,33 @@ func (ft filterTable) applyScript(want []string) []byte {
 // removeScript is one transaction deleting the jumps, then the chain (which
 // cannot go while a jump references it). It is nil when there is nothing of
 // Warden's to remove.
-func (ft filterTable) removeScript() []byte {
+func (ic iptChain) removeScript() []byte {
 	var s strings.Builder
-	for _, h := range allHooks() {
-		for range ft.jumps[h] {
-			s.WriteString("-D " + hookChains()[h] + " -j " + QuarantineChain + "\n")
+	for _, chain := range ic.hooks {
+		for range ic.jumps[chain] {
+			s.WriteString("-D " + chain + " -j " + ic.name + "\n")
 		}
 	}
-	if ft.chainExists {
-		s.WriteString("-F " + QuarantineChain + "\n-X " + QuarantineChain + "\n")
+	if ic.exists {
+		s.WriteString("-F " + ic.name + "\n-X " + ic.name + "\n")
 	}
 	if s.Len() == 0 {
 		return nil
 	}
-	return []byte("*filter\n" + s.String() + "COMMIT\n")
+	return []byte("*" + ic.table + "\n" + s.String() + "COMMIT\n")
 }
 
-// observe interprets the table as a FamilyState.
-func (ft filterTable) observe(f Family) FamilyState {
-	fs := FamilyState{Installed: ft.chainExists}
+// observeQuarantine interprets the quarantine's chain as a FamilyState.
+func (ic iptChain) observeQuarantine(f Family) FamilyState {
+	fs := FamilyState{Installed: ic.exists}
 	first := true
 	for _, h := range allHooks() {
-		if len(ft.jumps[h]) == 0 {
+		jumps := ic.jumps[hookChains()[h]]
+		if len(jumps) == 0 {
 			continue
 		}
 		fs.Hooked = append(fs.Hooked, h)
-		first = first && slices.Equal(ft.jumps[h], []int{1})
+		first = first && slices.Equal(jumps, []int{1})
 	}
 	fs.First = first && len(fs.Hooked) > 0
 
@@ -363,7 +377,7 @@ func (ft filterTable) observe(f Family) FamilyState {
 	nd := ndRules()
 	var loIn, loOut, nsol, nadv bool
 	src, dst := map[netip.Prefix]string{}, map[netip.Prefix]string{}
-	for i, r := range ft.rules {
+	for i, r := range ic.rules {
 		spec := strings.TrimPrefix(r, a)
 		switch {
 		case spec == "-i lo -j ACCEPT":
@@ -374,7 +388,7 @@ func (ft filterTable) observe(f Family) FamilyState {
 			nsol = true
 		case f == IPv6 && r == nd[1]:
 			nadv = true
-		case spec == "-j DROP" && i == len(ft.rules)-1:
+		case spec == "-j DROP" && i == len(ic.rules)-1:
 			fs.DropsRest = true
 		default:
 			if p, ok := parseAllow(spec, "-s"); ok {

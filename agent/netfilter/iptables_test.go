@@ -28,14 +28,14 @@ const driftedTable = `-P INPUT ACCEPT
 `
 
 func TestParseFilterTable(t *testing.T) {
-	ft := parseFilterTable(driftedTable)
-	if !ft.chainExists || len(ft.rules) != 6 {
+	ft := quarantineChain.parse(driftedTable)
+	if !ft.exists || len(ft.rules) != 6 {
 		t.Fatalf("parsed %+v", ft)
 	}
-	if got := fmt.Sprint(ft.jumps); got != "map[forward:[1] input:[2] output:[1 2]]" {
+	if got := fmt.Sprint(ft.jumps); got != "map[FORWARD:[1] INPUT:[2] OUTPUT:[1 2]]" {
 		t.Errorf("jumps = %s", got)
 	}
-	fs := ft.observe(IPv4)
+	fs := ft.observeQuarantine(IPv4)
 	if !fs.Installed || fs.First || !fs.Loopback || !fs.DropsRest || !slices.Equal(fs.Hooked, allHooks()) {
 		t.Errorf("observe = %+v", fs)
 	}
@@ -50,6 +50,17 @@ func TestParseFilterTable(t *testing.T) {
 func TestIPTablesScripts(t *testing.T) {
 	allow := mustPrefixes("198.19.0.0/24", "203.0.113.7/32")
 	want := iptRules(IPv4, allow)
+	// refill declares (so flushes) the chain and writes want into it.
+	const refill = `*filter
+:WARDEN-QUARANTINE - [0:0]
+-A WARDEN-QUARANTINE -i lo -j ACCEPT
+-A WARDEN-QUARANTINE -o lo -j ACCEPT
+-A WARDEN-QUARANTINE -s 198.19.0.0/24 -j ACCEPT
+-A WARDEN-QUARANTINE -d 198.19.0.0/24 -j ACCEPT
+-A WARDEN-QUARANTINE -s 203.0.113.7/32 -j ACCEPT
+-A WARDEN-QUARANTINE -d 203.0.113.7/32 -j ACCEPT
+-A WARDEN-QUARANTINE -j DROP
+`
 
 	tests := map[string]struct {
 		table      string
@@ -59,16 +70,7 @@ func TestIPTablesScripts(t *testing.T) {
 	}{
 		"fresh table": {
 			table: "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n",
-			wantApply: `*filter
-:WARDEN-QUARANTINE - [0:0]
--A WARDEN-QUARANTINE -i lo -j ACCEPT
--A WARDEN-QUARANTINE -o lo -j ACCEPT
--A WARDEN-QUARANTINE -s 198.19.0.0/24 -j ACCEPT
--A WARDEN-QUARANTINE -d 198.19.0.0/24 -j ACCEPT
--A WARDEN-QUARANTINE -s 203.0.113.7/32 -j ACCEPT
--A WARDEN-QUARANTINE -d 203.0.113.7/32 -j ACCEPT
--A WARDEN-QUARANTINE -j DROP
--I INPUT 1 -j WARDEN-QUARANTINE
+			wantApply: refill + `-I INPUT 1 -j WARDEN-QUARANTINE
 -I OUTPUT 1 -j WARDEN-QUARANTINE
 -I FORWARD 1 -j WARDEN-QUARANTINE
 COMMIT
@@ -76,16 +78,7 @@ COMMIT
 		},
 		"drifted table": {
 			table: driftedTable,
-			wantApply: `*filter
-:WARDEN-QUARANTINE - [0:0]
--A WARDEN-QUARANTINE -i lo -j ACCEPT
--A WARDEN-QUARANTINE -o lo -j ACCEPT
--A WARDEN-QUARANTINE -s 198.19.0.0/24 -j ACCEPT
--A WARDEN-QUARANTINE -d 198.19.0.0/24 -j ACCEPT
--A WARDEN-QUARANTINE -s 203.0.113.7/32 -j ACCEPT
--A WARDEN-QUARANTINE -d 203.0.113.7/32 -j ACCEPT
--A WARDEN-QUARANTINE -j DROP
--D INPUT -j WARDEN-QUARANTINE
+			wantApply: refill + `-D INPUT -j WARDEN-QUARANTINE
 -I INPUT 1 -j WARDEN-QUARANTINE
 -D OUTPUT -j WARDEN-QUARANTINE
 -D OUTPUT -j WARDEN-QUARANTINE
@@ -105,7 +98,7 @@ COMMIT
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			ft := parseFilterTable(tc.table)
+			ft := quarantineChain.parse(tc.table)
 			if got := ft.inSync(want); got != tc.inSync {
 				t.Errorf("inSync = %t, want %t", got, tc.inSync)
 			}
@@ -123,11 +116,11 @@ COMMIT
 		for _, r := range want {
 			table += r + "\n"
 		}
-		ft := parseFilterTable(table)
+		ft := quarantineChain.parse(table)
 		if !ft.inSync(want) {
 			t.Error("identical table not in sync")
 		}
-		if fs := ft.observe(IPv4); !fs.Enforced() || fmt.Sprint(fs.Allowed) != "[198.19.0.0/24 203.0.113.7/32]" {
+		if fs := ft.observeQuarantine(IPv4); !fs.Enforced() || fmt.Sprint(fs.Allowed) != "[198.19.0.0/24 203.0.113.7/32]" {
 			t.Errorf("observe = %+v", fs)
 		}
 	})

@@ -139,31 +139,7 @@ func (b *NFTables) Apply(ctx context.Context, spec wire.QuarantineSpec) (bool, e
 	want := desiredNFT(allow)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed := false
-	err = b.withConn(func(c *nftables.Conn) error {
-		cur, err := readNFT(c)
-		if err != nil {
-			return err
-		}
-		if cur.text() == want.text() {
-			return nil
-		}
-		if cur.exists {
-			// Replace the table wholesale. Create-then-delete keeps the
-			// delete safe should the table vanish meanwhile; the whole batch
-			// is one transaction, so packets see the old table or the new.
-			c.AddTable(want.table)
-			c.DelTable(want.table)
-		}
-		if err := want.queue(c); err != nil {
-			return err
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("committing table inet %s: %w", NFTTable, err)
-		}
-		changed = true
-		return nil
-	})
+	changed, err := b.replace(want, func(cur nftModel) bool { return cur.text() == want.text() })
 	if err != nil {
 		return false, fmt.Errorf("applying nftables quarantine: %w", err)
 	}
@@ -171,6 +147,52 @@ func (b *NFTables) Apply(ctx context.Context, spec wire.QuarantineSpec) (bool, e
 		b.log.InfoContext(ctx, "quarantine applied", "allowed", len(allow.v4)+len(allow.v6), "took", time.Since(start))
 	}
 	return changed, nil
+}
+
+// replace makes want.table hold exactly want (nothing at all when
+// !want.exists) in one netlink transaction, unless inSync says the table
+// read back already does. The caller holds n.mu.
+func (n *nftConn) replace(want nftModel, inSync func(cur nftModel) bool) (changed bool, err error) {
+	t := want.table
+	err = n.withConn(func(c *nftables.Conn) error {
+		cur, err := readNFTTable(c, t)
+		if err != nil {
+			return err
+		}
+		if inSync(cur) {
+			return nil
+		}
+		if cur.exists {
+			// Replace the table wholesale. Create-then-delete keeps the
+			// delete safe should the table vanish meanwhile; the whole batch
+			// is one transaction, so packets see the old table or the new,
+			// never none.
+			c.AddTable(t)
+			c.DelTable(t)
+		}
+		if want.exists {
+			if err := want.queue(c); err != nil {
+				return err
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("committing table inet %s: %w", t.Name, err)
+		}
+		changed = true
+		return nil
+	})
+	return changed, err
+}
+
+// read reads table t back from the kernel. The caller holds n.mu.
+func (n *nftConn) read(t *nftables.Table) (nftModel, error) {
+	var cur nftModel
+	err := n.withConn(func(c *nftables.Conn) error {
+		var err error
+		cur, err = readNFTTable(c, t)
+		return err
+	})
+	return cur, err
 }
 
 // Remove implements Quarantine.
@@ -183,11 +205,11 @@ func (b *NFTables) Remove(ctx context.Context) (bool, error) {
 	defer b.mu.Unlock()
 	changed := false
 	err := b.withConn(func(c *nftables.Conn) error {
-		exists, err := tableExists(c)
+		t := nftTable()
+		exists, err := tableExists(c, t)
 		if err != nil || !exists {
 			return err
 		}
-		t := nftTable()
 		c.AddTable(t)
 		c.DelTable(t)
 		if err := c.Flush(); err != nil {
@@ -212,12 +234,7 @@ func (b *NFTables) Observe(ctx context.Context) (State, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var cur nftModel
-	err := b.withConn(func(c *nftables.Conn) error {
-		var err error
-		cur, err = readNFT(c)
-		return err
-	})
+	cur, err := b.read(nftTable())
 	if err != nil {
 		return State{}, fmt.Errorf("observing nftables quarantine: %w", err)
 	}
@@ -382,45 +399,42 @@ func (m nftModel) queue(c *nftables.Conn) error {
 	return nil
 }
 
-func tableExists(c *nftables.Conn) (bool, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+// tableExists reports whether the kernel holds table t.
+func tableExists(c *nftables.Conn, t *nftables.Table) (bool, error) {
+	tables, err := c.ListTablesOfFamily(t.Family)
 	if err != nil {
 		return false, fmt.Errorf("listing inet tables: %w", err)
 	}
-	for _, t := range tables {
-		if t.Name == NFTTable {
-			return true, nil
-		}
-	}
-	return false, nil
+	return slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name }), nil
 }
 
-// readNFT reads Warden's table back from the kernel.
-func readNFT(c *nftables.Conn) (nftModel, error) {
-	m := nftModel{table: nftTable(), rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
-	exists, err := tableExists(c)
+// readNFTTable reads one of Warden's inet tables (the quarantine's or the
+// blocklist's) back from the kernel.
+func readNFTTable(c *nftables.Conn, t *nftables.Table) (nftModel, error) {
+	m := nftModel{table: t, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+	exists, err := tableExists(c, t)
 	if err != nil || !exists {
 		return m, err
 	}
 	m.exists = true
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.ListChainsOfTableFamily(t.Family)
 	if err != nil {
 		return m, fmt.Errorf("listing inet chains: %w", err)
 	}
 	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != NFTTable {
+		if ch.Table == nil || ch.Table.Name != t.Name {
 			continue
 		}
-		ch.Table = m.table
-		m.chains = append(m.chains, ch)
-		rules, err := c.GetRules(m.table, ch)
+		ch.Table = t
+		rules, err := c.GetRules(t, ch)
 		if err != nil {
 			return m, fmt.Errorf("listing rules of chain %s: %w", ch.Name, err)
 		}
+		m.chains = append(m.chains, ch)
 		m.rules[ch.Name] = rules
 	}
 	slices.SortFunc(m.chains, func(a, b *nftables.Chain) int { return strings.Compare(a.Name, b.Name) })
-	sets, err := c.GetSets(m.table)
+	sets, err := c.GetSets(t)
 	if err != nil {
 		return m, fmt.Errorf("listing sets: %w", err)
 	}

@@ -338,25 +338,35 @@ type ManifestSanction struct {
 	Refused []ManifestRefusal `json:"refused,omitempty"`
 }
 
-// ManifestChange is one re-recorded manifest entry.
+// ManifestChange is one entry of the integrity manifest that a verified
+// patch re-records: the file now holds exactly what an upgraded package
+// installed (patching.PlanManifestUpdate decides it).
 type ManifestChange struct {
 	Path string `json:"path"`
-	// Package ("name:arch") and Version installed the new content.
-	Package   string `json:"package"`
-	Version   string `json:"version"`
+	// Package ("name:arch") and Version are the upgraded package instance
+	// that installed the content.
+	Package string `json:"package"`
+	Version string `json:"version"`
+	// OldSHA256 is the digest the manifest held ("" when the file was not
+	// recorded: it appeared under a recorded pattern); NewSHA256 is the
+	// file's digest now.
 	OldSHA256 string `json:"old_sha256,omitempty"`
 	NewSHA256 string `json:"new_sha256"`
 	Mode      string `json:"mode"`
-	// At is when the agent re-recorded it.
+	// At is when the agent re-recorded it (zero in a plan not yet applied).
 	At time.Time `json:"at"`
 }
 
-// ManifestRefusal is a difference a patch does not account for.
+// ManifestRefusal is a file that differs from the manifest and that the
+// patch does not account for: it is not re-recorded and stays an
+// integrity violation.
 type ManifestRefusal struct {
-	Path      string `json:"path"`
-	Reason    string `json:"reason"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+	// Package is the upgraded package instance owning the file, if any.
 	Package   string `json:"package,omitempty"`
 	OldSHA256 string `json:"old_sha256,omitempty"`
+	// NewSHA256 is empty when the file is missing or unreadable.
 	NewSHA256 string `json:"new_sha256,omitempty"`
 }
 

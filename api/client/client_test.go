@@ -277,7 +277,7 @@ func TestRetries(t *testing.T) {
 // the token out of %v.
 func TestSigning(t *testing.T) {
 	secret := []byte("transport-secret-77")
-	verifier := intake.NewSignatureVerifier(secret, 0, time.Now)
+	verifier := intake.NewSignatureVerifier(secret, 0, nil)
 	f := &flaky{body: `{"error":"restarting"}`}
 	f.n.Store(2)
 	srv := httptest.NewServer(f)

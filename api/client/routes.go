@@ -16,40 +16,30 @@ import (
 
 // SubmitIndicators sends indicators to POST /v1/indicators as one batch.
 func (c *Client) SubmitIndicators(ctx context.Context, inds ...v1.Indicator) (v1.IntakeResponse, error) {
-	var out v1.IntakeResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/indicators", v1.IndicatorBatch{Indicators: inds}, &out)
-	return out, err
+	return call[v1.IntakeResponse](ctx, c, http.MethodPost, "/v1/indicators", v1.IndicatorBatch{Indicators: inds})
 }
 
 // SubmitIndicatorsJSON sends body (one indicator, or {"indicators": [...]})
 // to POST /v1/indicators as it is.
 func (c *Client) SubmitIndicatorsJSON(ctx context.Context, body []byte) (v1.IntakeResponse, error) {
-	var out v1.IntakeResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/indicators", body, &out)
-	return out, err
+	return call[v1.IntakeResponse](ctx, c, http.MethodPost, "/v1/indicators", body)
 }
 
 // SubmitAlertmanager sends an Alertmanager webhook message to POST
 // /v1/intake/alertmanager as it is.
 func (c *Client) SubmitAlertmanager(ctx context.Context, message []byte) (v1.IntakeResponse, error) {
-	var out v1.IntakeResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/intake/alertmanager", message, &out)
-	return out, err
+	return call[v1.IntakeResponse](ctx, c, http.MethodPost, "/v1/intake/alertmanager", message)
 }
 
 // Plan asks POST /v1/plan for the decision and the plan for one indicator;
 // nothing is applied.
 func (c *Client) Plan(ctx context.Context, in v1.Indicator) (v1.PlanResponse, error) {
-	var out v1.PlanResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/plan", in, &out)
-	return out, err
+	return call[v1.PlanResponse](ctx, c, http.MethodPost, "/v1/plan", in)
 }
 
 // PlanJSON is Plan for an indicator held as JSON, sent as it is.
 func (c *Client) PlanJSON(ctx context.Context, indicator []byte) (v1.PlanResponse, error) {
-	var out v1.PlanResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/plan", indicator, &out)
-	return out, err
+	return call[v1.PlanResponse](ctx, c, http.MethodPost, "/v1/plan", indicator)
 }
 
 // Incidents lists incidents, newest first (limit 0: the controller's
@@ -59,16 +49,13 @@ func (c *Client) Incidents(ctx context.Context, limit int) ([]v1.Incident, error
 	if limit > 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var out v1.IncidentList
-	_, err := c.Call(ctx, http.MethodGet, path, nil, &out)
+	out, err := call[v1.IncidentList](ctx, c, http.MethodGet, path, nil)
 	return out.Incidents, err
 }
 
 // Incident reads one incident with its indicators and runs.
 func (c *Client) Incident(ctx context.Context, id string) (v1.IncidentDetail, error) {
-	var out v1.IncidentDetail
-	_, err := c.Call(ctx, http.MethodGet, "/v1/incidents/"+url.PathEscape(id), nil, &out)
-	return out, err
+	return call[v1.IncidentDetail](ctx, c, http.MethodGet, "/v1/incidents/"+url.PathEscape(id), nil)
 }
 
 // Report fetches an incident's report in lang (ja, en) and format (html,
@@ -109,48 +96,37 @@ func (c *Client) Runs(ctx context.Context, f RunFilter) ([]v1.Run, error) {
 	if f.Gateway != "" {
 		q.Set("gateway", f.Gateway)
 	}
-	var out v1.RunList
-	_, err := c.Call(ctx, http.MethodGet, "/v1/runs?"+q.Encode(), nil, &out)
+	out, err := call[v1.RunList](ctx, c, http.MethodGet, "/v1/runs?"+q.Encode(), nil)
 	return out.Runs, err
 }
 
 // Run reads one run with its steps.
 func (c *Client) Run(ctx context.Context, id string) (v1.Run, error) {
-	var out v1.Run
-	_, err := c.Call(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil, &out)
-	return out, err
+	return call[v1.Run](ctx, c, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil)
 }
 
 // Approve approves a run that waits for a person.
 func (c *Client) Approve(ctx context.Context, run string, req v1.ApproveRequest) (v1.Run, error) {
-	var out v1.Run
-	_, err := c.Call(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(run)+"/approve", req, &out)
-	return out, err
+	return call[v1.Run](ctx, c, http.MethodPost, "/v1/runs/"+url.PathEscape(run)+"/approve", req)
 }
 
 // Cancel cancels a run that has not finished.
 func (c *Client) Cancel(ctx context.Context, run string, req v1.CancelRequest) (v1.Run, error) {
-	var out v1.Run
-	_, err := c.Call(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(run)+"/cancel", req, &out)
-	return out, err
+	return call[v1.Run](ctx, c, http.MethodPost, "/v1/runs/"+url.PathEscape(run)+"/cancel", req)
 }
 
 // StartRunbook starts runbook against req.Gateway and returns the run,
 // which may wait for an approval. req.DryRun is ignored: see PlanRunbook.
 func (c *Client) StartRunbook(ctx context.Context, runbook string, req v1.StartRunbookRequest) (v1.Run, error) {
 	req.DryRun = false
-	var out v1.Run
-	_, err := c.Call(ctx, http.MethodPost, "/v1/runbooks/"+url.PathEscape(runbook)+"/runs", req, &out)
-	return out, err
+	return call[v1.Run](ctx, c, http.MethodPost, "/v1/runbooks/"+url.PathEscape(runbook)+"/runs", req)
 }
 
 // PlanRunbook is StartRunbook as a dry run: the plan and its gates as they
 // stand now; nothing starts.
 func (c *Client) PlanRunbook(ctx context.Context, runbook string, req v1.StartRunbookRequest) (v1.RunbookDryRun, error) {
 	req.DryRun = true
-	var out v1.RunbookDryRun
-	_, err := c.Call(ctx, http.MethodPost, "/v1/runbooks/"+url.PathEscape(runbook)+"/runs", req, &out)
-	return out, err
+	return call[v1.RunbookDryRun](ctx, c, http.MethodPost, "/v1/runbooks/"+url.PathEscape(runbook)+"/runs", req)
 }
 
 // Release asks to release req.Gateway (the release-gateway runbook): the
@@ -162,60 +138,46 @@ func (c *Client) Release(ctx context.Context, req v1.StartRunbookRequest) (v1.Ru
 // ResolveIndicator records that a person judged an indicator no longer a
 // threat.
 func (c *Client) ResolveIndicator(ctx context.Context, indicator string, req v1.ResolveRequest) (v1.Resolved, error) {
-	var out v1.Resolved
-	_, err := c.Call(ctx, http.MethodPost, "/v1/indicators/"+url.PathEscape(indicator)+"/resolve", req, &out)
-	return out, err
+	return call[v1.Resolved](ctx, c, http.MethodPost, "/v1/indicators/"+url.PathEscape(indicator)+"/resolve", req)
 }
 
 // Gateways lists every gateway with its posture.
 func (c *Client) Gateways(ctx context.Context) ([]v1.Gateway, error) {
-	var out v1.GatewayList
-	_, err := c.Call(ctx, http.MethodGet, "/v1/gateways", nil, &out)
+	out, err := call[v1.GatewayList](ctx, c, http.MethodGet, "/v1/gateways", nil)
 	return out.Gateways, err
 }
 
 // Gateway reads one gateway with its posture.
 func (c *Client) Gateway(ctx context.Context, id string) (v1.Gateway, error) {
-	var out v1.Gateway
-	_, err := c.Call(ctx, http.MethodGet, "/v1/gateways/"+url.PathEscape(id), nil, &out)
-	return out, err
+	return call[v1.Gateway](ctx, c, http.MethodGet, "/v1/gateways/"+url.PathEscape(id), nil)
 }
 
 // AuditVerify asks the controller to verify its audit chain. A broken
 // chain is an answer (OK false), not an error.
 func (c *Client) AuditVerify(ctx context.Context) (v1.AuditVerification, error) {
-	var out v1.AuditVerification
-	_, err := c.Call(ctx, http.MethodGet, "/v1/audit/verify", nil, &out)
-	return out, err
+	return call[v1.AuditVerification](ctx, c, http.MethodGet, "/v1/audit/verify", nil)
 }
 
 // ResetBreaker closes the fleet circuit breaker.
 func (c *Client) ResetBreaker(ctx context.Context, req v1.BreakerResetRequest) (v1.BreakerReset, error) {
-	var out v1.BreakerReset
-	_, err := c.Call(ctx, http.MethodPost, "/v1/breaker/reset", req, &out)
-	return out, err
+	return call[v1.BreakerReset](ctx, c, http.MethodPost, "/v1/breaker/reset", req)
 }
 
 // DriftCheck checks hardened baselines now (req.Gateway, or "all").
 func (c *Client) DriftCheck(ctx context.Context, req v1.DriftCheckRequest) ([]v1.DriftResult, error) {
-	var out v1.DriftCheckResponse
-	_, err := c.Call(ctx, http.MethodPost, "/v1/drift/check", req, &out)
+	out, err := call[v1.DriftCheckResponse](ctx, c, http.MethodPost, "/v1/drift/check", req)
 	return out.Results, err
 }
 
 // StartPatchWave starts a patch wave; it runs in the controller, and
 // PatchWave follows it.
 func (c *Client) StartPatchWave(ctx context.Context, req v1.PatchWaveRequest) (v1.PatchWave, error) {
-	var out v1.PatchWave
-	_, err := c.Call(ctx, http.MethodPost, "/v1/patch/waves", req, &out)
-	return out, err
+	return call[v1.PatchWave](ctx, c, http.MethodPost, "/v1/patch/waves", req)
 }
 
 // PatchWave reads a patch wave's state and, once it ended, its report.
 func (c *Client) PatchWave(ctx context.Context, id string) (v1.PatchWave, error) {
-	var out v1.PatchWave
-	_, err := c.Call(ctx, http.MethodGet, "/v1/patch/waves/"+url.PathEscape(id), nil, &out)
-	return out, err
+	return call[v1.PatchWave](ctx, c, http.MethodGet, "/v1/patch/waves/"+url.PathEscape(id), nil)
 }
 
 // Ready returns nil when the controller is ready (GET /readyz answers
@@ -227,7 +189,12 @@ func (c *Client) Ready(ctx context.Context) error {
 
 // Metrics reads the Prometheus text of GET /metrics.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
-	var out []byte
-	_, err := c.Call(ctx, http.MethodGet, "/metrics", nil, &out)
+	return call[[]byte](ctx, c, http.MethodGet, "/metrics", nil)
+}
+
+// call sends body to the route and returns the answer, decoded.
+func call[T any](ctx context.Context, c *Client, method, path string, body any) (T, error) {
+	var out T
+	_, err := c.Call(ctx, method, path, body, &out)
 	return out, err
 }

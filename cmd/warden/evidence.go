@@ -106,10 +106,11 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	pf.StringVar(&db, "db", "", "store file (default: store.path from the config)")
 	pf.StringVar(&evDir, "evidence-dir", "", "evidence directory (default: evidence.dir, or evidence/ beside the store)")
 	pf.StringVar(&by, "by", "", "who is handling the evidence (default: $USER); recorded in the chain of custody")
-	list := &cobra.Command{
-		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			incident, err := idArg("incident", args[0])
+	// onID is the RunE of a subcommand naming one incident or artefact: it
+	// refuses a blank id, then opens the store and the ledger for run.
+	onID := func(what string, run func(cmd *cobra.Command, f *forensics, id string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			id, err := idArg(what, args[0])
 			if err != nil {
 				return err
 			}
@@ -118,6 +119,12 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer f.st.Close()
+			return run(cmd, f, id)
+		}
+	}
+	list := &cobra.Command{
+		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
+		RunE: onID("incident", func(cmd *cobra.Command, f *forensics, incident string) error {
 			recs, err := f.ledger.List(cmd.Context(), incident)
 			if err != nil {
 				return fmt.Errorf("listing evidence: %w", err)
@@ -127,39 +134,21 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 				t.row(r.ID, r.Name, r.Kind, strconv.FormatInt(r.Size, 10), r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg("evidence", args[0])
-			if err != nil {
-				return err
-			}
-			f, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer f.st.Close()
+		RunE: onID("evidence", func(cmd *cobra.Command, f *forensics, id string) error {
 			rec, cust, err := f.ledger.Show(cmd.Context(), id, "cli:"+whoami(by))
 			if err != nil {
 				return fmt.Errorf("showing evidence: %w", err)
 			}
 			return printJSON(g.out, map[string]any{"record": rec, "custody": cust})
-		},
+		}),
 	}
 	cat := &cobra.Command{
 		Use: "cat ID", Short: "Write an artefact's bytes to standard output (records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg("evidence", args[0])
-			if err != nil {
-				return err
-			}
-			f, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer f.st.Close()
+		RunE: onID("evidence", func(cmd *cobra.Command, f *forensics, id string) error {
 			rc, err := f.ledger.Open(cmd.Context(), id, "cli:"+whoami(by))
 			if err != nil {
 				return fmt.Errorf("opening evidence: %w", err)
@@ -169,23 +158,17 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("copying evidence %s: %w", id, err)
 			}
 			return nil
-		},
+		}),
 	}
 	export := &cobra.Command{
 		Use: "export INCIDENT -o FILE.tar.gz", Short: "Write the incident's evidence, manifest, SHA256SUMS and audit chain to an archive", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
-			incident, err := idArg("incident", args[0])
-			if err != nil {
-				return err
-			}
-			f, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer f.st.Close()
+			return nil
+		},
+		RunE: onID("incident", func(cmd *cobra.Command, f *forensics, incident string) error {
 			// Refuse an unknown incident before any file exists (Export
 			// checks again, and the partial file is removed on any error).
 			if err := f.ledger.KnownIncident(cmd.Context(), incident); err != nil {
@@ -210,7 +193,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.out, "wrote %s: %d artefacts; check with: tar xzf %s && sha256sum -c SHA256SUMS\n", out, len(m.Records), filepath.Base(out))
 			return nil
-		},
+		}),
 	}
 	export.Flags().StringVarP(&out, "output", "o", "", "archive to write (.tar.gz)")
 	verify := &cobra.Command{

@@ -121,7 +121,7 @@ func evidenceStore(t *testing.T) (db, artefact string) {
 	}
 	defer st.Close()
 	now := time.Now().UTC()
-	if err := st.Tx(t.Context(), func(tx *store.Tx) error {
+	if err := st.Tx(t.Context(), func(tx store.Tx) error {
 		for _, id := range []string{"inc-with-evidence", "inc-without-evidence"} {
 			if err := tx.UpsertIncident(t.Context(), store.Incident{ID: id, Gateway: "gw-osaka", OpenedAt: now, UpdatedAt: now, Status: "open"}); err != nil {
 				return err

@@ -95,7 +95,7 @@ func auditedStore(t *testing.T, dir string, tamper bool) string {
 		t.Fatal(err)
 	}
 	for _, action := range []string{"incident.opened", "run.created", "run.approved"} {
-		if err := st.Tx(t.Context(), func(tx *store.Tx) error {
+		if err := st.Tx(t.Context(), func(tx store.Tx) error {
 			return tx.Audit(t.Context(), audit.Entry{At: time.Now(), Actor: "test", Action: action, Subject: "gw-hq"})
 		}); err != nil {
 			t.Fatal(err)

@@ -39,6 +39,12 @@ var rules = []rule{
 	{"the controller must not import a concrete provider (composition roots wire them)", func(from, to string) bool {
 		return under(from, "controller") && provider(to) != ""
 	}},
+	{"the catalogue must not import a provider, rotation or notify (actions work over interfaces declared in actions/)", func(from, to string) bool {
+		return under(from, "actions") && (provider(to) != "" || under(to, "rotation") || under(to, "notify"))
+	}},
+	{"the controller must not import the evidence ledger, rotation or notify (it sees them only through the catalogue)", func(from, to string) bool {
+		return under(from, "controller") && (under(to, "rotation") || under(to, "notify") || under(to, "evidence"))
+	}},
 	{"nothing imports a command (cmd/ holds flags and output only)", func(_, to string) bool {
 		return under(to, "cmd")
 	}},

@@ -7,11 +7,12 @@
 // (ToWire, FromWire) that carries them through `warden agent`, values that
 // are not UTF-8 included.
 //
-// It owns only these shapes and the lossless conversion between govici's
-// messages and wire.VICIMessage. It must not dial, hold state or log (a
-// message may carry a pre-shared key), and must not import a provider or
-// the agent's server, so that both sides can use it without knowing each
-// other.
+// It owns only these shapes, the lossless conversion between govici's
+// messages and wire.VICIMessage, and the two steps every side takes on a
+// govici session (OpenSession on a socket the caller names, CallStreamed).
+// It must not choose a socket, hold state or log (a message may carry a
+// pre-shared key), and must not import a provider or the agent's server,
+// so that both sides can use it without knowing each other.
 package charon
 
 import (

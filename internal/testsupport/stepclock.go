@@ -7,7 +7,8 @@ import (
 
 // StepClock is a clock that moves only when read: every Now advances it
 // by its step, so durations are real and ordered without sleeping, and
-// every After has already fired, so a wait ends at once.
+// every After and AfterFunc has already fired, so a wait ends at once. It
+// satisfies clock.Clock (internal/clock) without importing it.
 type StepClock struct {
 	mu   sync.Mutex
 	now  time.Time
@@ -34,3 +35,16 @@ func (c *StepClock) After(time.Duration) <-chan time.Time {
 	ch <- c.Now()
 	return ch
 }
+
+// AfterFunc calls f at once in its own goroutine, whatever the duration,
+// the way every wait of the clock ends at once. Its Stop reports false:
+// the call is already under way.
+func (c *StepClock) AfterFunc(_ time.Duration, f func()) interface{ Stop() bool } {
+	go f()
+	return firedTimer{}
+}
+
+// firedTimer is a timer whose call has already been made.
+type firedTimer struct{}
+
+func (firedTimer) Stop() bool { return false }

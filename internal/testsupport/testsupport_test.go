@@ -35,3 +35,17 @@ func TestStepClockAdvancesOnEveryReading(t *testing.T) {
 		t.Errorf("After fired at %v, want %v", got, start.Add(2*time.Second))
 	}
 }
+
+func TestStepClockAfterFuncFiresAtOnce(t *testing.T) {
+	c := NewStepClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Second)
+	fired := make(chan struct{})
+	tm := c.AfterFunc(time.Hour, func() { close(fired) })
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterFunc(1h) did not call f at once")
+	}
+	if tm.Stop() {
+		t.Error("Stop of a fired timer = true, want false")
+	}
+}

@@ -46,9 +46,7 @@ var ErrUnknownGateway = errors.New("gateway not in the inventory")
 // Configure is idempotent as far as WireGuard's own UAPI semantics are:
 // applying the same WGConfig twice leaves the same device.
 func (c *AgentClient) WireGuard(ctx context.Context, p wire.WireGuardParams) (wire.WireGuardResult, error) {
-	var r wire.WireGuardResult
-	err := c.send(ctx, wire.KindWireGuard, p, &r)
-	return r, err
+	return call[wire.WireGuardResult](ctx, c, wire.KindWireGuard, p)
 }
 
 // VICI runs one whitelisted VICI command against the gateway's charon and
@@ -56,17 +54,13 @@ func (c *AgentClient) WireGuard(ctx context.Context, p wire.WireGuardParams) (wi
 // repeat is harmless is the command's own property (unload and terminate
 // are; rekey queues another rekey).
 func (c *AgentClient) VICI(ctx context.Context, p wire.VICIParams) (wire.VICIResult, error) {
-	var r wire.VICIResult
-	err := c.send(ctx, wire.KindVICI, p, &r)
-	return r, err
+	return call[wire.VICIResult](ctx, c, wire.KindVICI, p)
 }
 
 // Block blocks (or, with Remove, unblocks) a revoked peer's addresses on
 // the gateway. Idempotent: the same block twice reports Changed=false.
 func (c *AgentClient) Block(ctx context.Context, p wire.BlockParams) (wire.BlockResult, error) {
-	var r wire.BlockResult
-	err := c.send(ctx, wire.KindBlock, p, &r)
-	return r, err
+	return call[wire.BlockResult](ctx, c, wire.KindBlock, p)
 }
 
 // BlockPeer makes gw drop every packet from and to the revoked peer's

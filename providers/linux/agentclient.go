@@ -21,6 +21,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/internal/mtls"
 )
 
@@ -59,10 +60,10 @@ const (
 // certificate) and a TLS verification failure are actions.Terminal; a 501
 // also wraps actions.ErrUnsupported; everything else is transient.
 type AgentClient struct {
-	base string
-	http *retryablehttp.Client
-	log  *slog.Logger
-	now  func() time.Time
+	base  string
+	http  *retryablehttp.Client
+	log   *slog.Logger
+	clock clock.Clock
 }
 
 // AgentError is an agent's non-2xx answer.
@@ -101,7 +102,7 @@ func NewAgentClient(baseURL string, t AgentTLS, log *slog.Logger) (*AgentClient,
 	c.RetryWaitMax = 2 * time.Second
 	c.CheckRetry = agentRetryPolicy
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return &AgentClient{base: strings.TrimSuffix(u.String(), "/"), http: c, log: log, now: time.Now}, nil
+	return &AgentClient{base: strings.TrimSuffix(u.String(), "/"), http: c, log: log, clock: clock.Real}, nil
 }
 
 func agentClientTLS(t AgentTLS) (*tls.Config, error) {
@@ -119,10 +120,16 @@ func agentClientTLS(t AgentTLS) (*tls.Config, error) {
 }
 
 // agentRetryPolicy is retryablehttp's default policy, except that a TLS
-// verification failure on either side is never retried.
+// verification failure on either side is never retried, and a call made
+// under the catalogue's retry layer is not retried here as well (one
+// layer retries a call; the step's layer also fences and records each
+// attempt).
 func agentRetryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	if actions.RetriedAbove(ctx) {
+		return false, nil
 	}
 	if err != nil && isTLSRefusal(err) {
 		return false, nil
@@ -153,9 +160,7 @@ func (c *AgentClient) Close() { c.http.HTTPClient.CloseIdleConnections() }
 // by itself unless Confirm names its generation within the confirm window;
 // IsolateConfirmed does both.
 func (c *AgentClient) Isolate(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
-	var r wire.IsolateResult
-	err := c.send(ctx, wire.KindIsolate, p, &r)
-	return r, err
+	return call[wire.IsolateResult](ctx, c, wire.KindIsolate, p)
 }
 
 // Confirm ends the commit-confirmed window of generation. It first drops
@@ -222,22 +227,26 @@ func (c *AgentClient) Release(ctx context.Context) (bool, error) {
 // opaque here (agent/netfilter's State, which the controller does not
 // import).
 func (c *AgentClient) Observe(ctx context.Context) (wire.State, error) {
-	var st wire.State
-	err := c.send(ctx, wire.KindObserve, nil, &st)
-	return st, err
+	return call[wire.State](ctx, c, wire.KindObserve, nil)
 }
 
 // Capture collects volatile evidence on the gateway.
 func (c *AgentClient) Capture(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error) {
-	var r wire.CaptureResult
-	err := c.send(ctx, wire.KindCapture, p, &r)
+	return call[wire.CaptureResult](ctx, c, wire.KindCapture, p)
+}
+
+// call sends a command of kind with params and returns the agent's
+// answer, decoded.
+func call[R any](ctx context.Context, c *AgentClient, kind string, params any) (R, error) {
+	var r R
+	err := c.send(ctx, kind, params, &r)
 	return r, err
 }
 
 // send posts a command of kind and decodes the answer into out.
 func (c *AgentClient) send(ctx context.Context, kind string, params, out any) error {
 	body := retryablehttp.ReaderFunc(func() (io.Reader, error) {
-		cmd, err := wire.NewCommand(kind, params, c.now(), agentCommandTTL)
+		cmd, err := wire.NewCommand(kind, params, c.clock.Now(), agentCommandTTL)
 		if err != nil {
 			return nil, err
 		}
@@ -304,15 +313,11 @@ func classifyAgentAnswer(kind string, status int, body []byte) error {
 
 // Baseline evaluates the gateway's hardened baseline.
 func (c *AgentClient) Baseline(ctx context.Context, p wire.BaselineParams) (wire.BaselineResult, error) {
-	var r wire.BaselineResult
-	err := c.send(ctx, wire.KindBaseline, p, &r)
-	return r, err
+	return call[wire.BaselineResult](ctx, c, wire.KindBaseline, p)
 }
 
 // Patch installs updates on the gateway (or, with VerifyOnly, checks the
 // installed versions).
 func (c *AgentClient) Patch(ctx context.Context, p wire.PatchParams) (wire.PatchResult, error) {
-	var r wire.PatchResult
-	err := c.send(ctx, wire.KindPatch, p, &r)
-	return r, err
+	return call[wire.PatchResult](ctx, c, wire.KindPatch, p)
 }

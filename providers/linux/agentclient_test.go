@@ -301,3 +301,35 @@ func TestNewAgentClientRefusesPlainHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentClientOneRetryLayer: a call made under the catalogue's retry
+// layer is sent once, whatever the agent answers; that layer retries the
+// step (and fences and records each attempt). Outside it, the client
+// retries transient answers itself.
+func TestAgentClientOneRetryLayer(t *testing.T) {
+	env := newAgentClientEnv(t)
+	env.rec.status, env.rec.fail = http.StatusServiceUnavailable, 1
+	c := env.client(t)
+	underStep := actions.WithRetry(actions.RetryPolicy{MaxAttempts: 1})(actions.Entry{Action: probeAction{c: c}})
+	if _, err := actions.Execute(t.Context(), underStep, actions.Request{}); err == nil {
+		t.Fatal("a 503 under the step's retry layer was retried by the client as well")
+	}
+	if ids := env.rec.commandIDs(); len(ids) != 1 {
+		t.Fatalf("the agent got %d requests under the step's retry layer, want 1", len(ids))
+	}
+}
+
+// probeAction isolates through the client in Apply.
+type probeAction struct{ c *AgentClient }
+
+func (probeAction) Name() string { return "probe" }
+func (probeAction) Plan(context.Context, actions.Request) (actions.Change, error) {
+	return actions.Change{}, nil
+}
+func (p probeAction) Apply(ctx context.Context, _ actions.Request) (actions.Result, error) {
+	_, err := p.c.Isolate(ctx, wire.IsolateParams{Management: []string{"198.51.100.0/24"}})
+	return actions.Result{}, err
+}
+func (probeAction) Verify(context.Context, actions.Request) (actions.Result, error) {
+	return actions.Result{}, nil
+}

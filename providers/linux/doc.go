@@ -1,10 +1,11 @@
 // Package linux is the controller's view of a Linux gateway: the
 // mutual-TLS client of the gateway's `warden agent` (AgentClient, one per
-// gateway from an AgentPool), the catalogue actions built on it (capture
-// volatile evidence, isolate and release at the OS layer, verify the
-// hardened baseline, patch), the revoked-peer block, and the adapters that
-// let the tunnel providers reach each gateway's WireGuard devices and
-// charon through its agent (AgentWireGuard, AgentVICI).
+// gateway from an AgentPool), what the catalogue's actions need from it
+// (AgentPool implements actions.VolatileCapturer, OSQuarantine,
+// BaselineVerifier, Patcher and PeerBlocker; the actions themselves live
+// in package actions), and the adapters that let the tunnel providers
+// reach each gateway's WireGuard devices and charon through its agent
+// (AgentWireGuard, AgentVICI).
 //
 // It owns only the controller's side of the agent protocol (package
 // agent/wire): minting a fresh command for every attempt, classifying the

@@ -107,7 +107,7 @@ func TestPatchVerifySanctionsOnlyAfterVerification(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ag := &patchAgent{installed: tc.installed, passed: tc.passed}
 			pool, gw := ag.serve(t)
-			act := NewPatchAction(pool)
+			act := actions.NewPatch(pool)
 			req := actions.Request{IdempotencyKey: "run-1/0/patch", Gateway: gw, Params: tc.params}
 			applies := max(tc.applies, 1)
 			if tc.skipApply {

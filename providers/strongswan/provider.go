@@ -14,6 +14,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/internal/charon"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // Errors the provider returns, for errors.Is.
@@ -34,25 +35,16 @@ type Site struct {
 	Identity string
 }
 
-// Clock is the time the provider waits with; tests may fake it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options tune the provider; zero values take the defaults.
 type Options struct {
 	// ReauthTimeout bounds the wait for the new IKE SA (default 20 s).
 	ReauthTimeout time.Duration
 	// PollInterval is how often SAs are listed while waiting (default 50 ms).
 	PollInterval time.Duration
-	Clock        Clock
-	Log          *slog.Logger
+	// Clock is the time the provider waits with (default clock.Real);
+	// tests may fake it.
+	Clock clock.Clock
+	Log   *slog.Logger
 }
 
 // Provider revokes peers and rotates pre-shared keys across sites.
@@ -80,7 +72,7 @@ func New(d charon.Dialer, sites map[string]Site, opt Options) (*Provider, error)
 		opt.PollInterval = 50 * time.Millisecond
 	}
 	if opt.Clock == nil {
-		opt.Clock = realClock{}
+		opt.Clock = clock.Real
 	}
 	log := opt.Log
 	if log == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 
 	"github.com/strongswan/govici/vici"
 	"github.com/warden-ir/warden/internal/charon"
@@ -23,13 +22,7 @@ func (d SocketDialer) Dial(ctx context.Context, site string) (charon.Conn, error
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownSite, site)
 	}
-	s, err := vici.NewSession(
-		vici.WithSocketPath(path),
-		vici.WithDialContext(func(_ context.Context, network, addr string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, network, addr)
-		}),
-	)
+	s, err := charon.OpenSession(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to charon of site %q at %s: %w", site, path, err)
 	}
@@ -48,42 +41,17 @@ func (c *session) Call(ctx context.Context, cmd string, in *vici.Message) (*vici
 	return c.s.Call(ctx, cmd, in)
 }
 
-// Stream does not use govici's CallStreaming, which buffers 128 events and
-// may lose some to a race with the command's response: it subscribes to
-// the event with a large buffer instead. govici's reader dispatches every
-// event before it reads the response that follows them, so once Call has
-// returned, all events are in the buffer.
+// Stream collects the events through charon.CallStreamed, which loses
+// none of them (govici's CallStreaming may).
 func (c *session) Stream(ctx context.Context, cmd, event string, in *vici.Message) ([]*vici.Message, error) {
-	events := make(chan vici.Event, maxStreamed)
-	c.s.NotifyEvents(events)
-	defer c.s.StopEvents(events)
-	// Subscribe takes no context: closing the session is what unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = c.s.Close() })
-	defer stop()
-	if err := c.s.Subscribe(event); err != nil {
-		return nil, fmt.Errorf("subscribing to VICI %s events: %w", event, err)
-	}
-	defer func() { _ = c.s.Unsubscribe(event) }()
-	if _, err := c.s.Call(ctx, cmd, in); err != nil {
+	_, out, err := charon.CallStreamed(ctx, c.s, cmd, in, event, maxStreamed)
+	if err != nil {
 		return nil, err
 	}
-	var out []*vici.Message
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return out, nil
-			}
-			if ev.Name == event && ev.Message != nil {
-				out = append(out, ev.Message)
-			}
-		default:
-			if len(out) == maxStreamed {
-				return out, errors.New("too many VICI events: the list is incomplete")
-			}
-			return out, nil
-		}
+	if len(out) == maxStreamed {
+		return out, errors.New("too many VICI events: the list is incomplete")
 	}
+	return out, nil
 }
 
 // Watch subscribes the session to event. Events that arrive while the

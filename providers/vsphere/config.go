@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -54,18 +55,10 @@ type Config struct {
 
 // WithDefaults returns c with empty optional fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.QuarantineMode == "" {
-		c.QuarantineMode = ModePortgroup
-	}
-	if c.TagCategory == "" {
-		c.TagCategory = DefaultTagCategory
-	}
-	if c.Tag == "" {
-		c.Tag = DefaultTag
-	}
-	if c.Attribute == "" {
-		c.Attribute = DefaultAttribute
-	}
+	c.QuarantineMode = cmp.Or(c.QuarantineMode, ModePortgroup)
+	c.TagCategory = cmp.Or(c.TagCategory, DefaultTagCategory)
+	c.Tag = cmp.Or(c.Tag, DefaultTag)
+	c.Attribute = cmp.Or(c.Attribute, DefaultAttribute)
 	return c
 }
 

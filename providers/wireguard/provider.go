@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/clock"
 )
 
 // Client is the seam to WireGuard devices: *wgctrl.Client satisfies it (for
@@ -55,21 +56,12 @@ const kickKeepalive = 25 * time.Second
 // rejected initiator retries only after five seconds.
 const handshakeGuard = 25 * time.Millisecond
 
-// Clock is the time the provider waits with; tests may fake it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options tune the provider; zero values take the defaults.
 type Options struct {
-	Log   *slog.Logger
-	Clock Clock
+	Log *slog.Logger
+	// Clock is the time the provider waits with (default clock.Real);
+	// tests may fake it.
+	Clock clock.Clock
 	// HandshakeWait bounds how long a site key rotation waits for the
 	// site's handshake with a peer's new entry before moving the peer's
 	// AllowedIPs anyway (default 3 s).
@@ -100,7 +92,7 @@ func New(client Client, sites map[string]Site, opt Options) (*Provider, error) {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	if opt.Clock == nil {
-		opt.Clock = realClock{}
+		opt.Clock = clock.Real
 	}
 	if opt.HandshakeWait <= 0 {
 		opt.HandshakeWait = 3 * time.Second

@@ -10,6 +10,7 @@
 package vsim
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -58,15 +59,9 @@ func (o Options) withDefaults() Options {
 	if len(o.Gateways) == 0 {
 		o.Gateways = append([]string(nil), defaultGateways...)
 	}
-	if o.TransitPortgroup == "" {
-		o.TransitPortgroup = DefaultTransitPortgroup
-	}
-	if o.LANPortgroup == "" {
-		o.LANPortgroup = DefaultLANPortgroup
-	}
-	if o.QuarantinePortgroup == "" {
-		o.QuarantinePortgroup = DefaultQuarantinePortgroup
-	}
+	o.TransitPortgroup = cmp.Or(o.TransitPortgroup, DefaultTransitPortgroup)
+	o.LANPortgroup = cmp.Or(o.LANPortgroup, DefaultLANPortgroup)
+	o.QuarantinePortgroup = cmp.Or(o.QuarantinePortgroup, DefaultQuarantinePortgroup)
 	return o
 }
 
@@ -228,19 +223,18 @@ func (l *Lab) NewClient(ctx context.Context) (*govmomi.Client, error) {
 // by hand would. Tests and the demo use it to create drift.
 func (l *Lab) SetNICNetwork(ctx context.Context, vm, label, portgroup string) error {
 	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		obj, err := f.VirtualMachine(ctx, vm)
+		obj, err := findVM(ctx, f, vm)
 		if err != nil {
-			return fmt.Errorf("finding vm %s: %w", vm, err)
+			return err
 		}
 		backing, err := pgBacking(ctx, f, portgroup)
 		if err != nil {
 			return err
 		}
-		devices, err := obj.Device(ctx)
+		dev, err := nicOf(ctx, obj, vm, label)
 		if err != nil {
-			return fmt.Errorf("reading devices of %s: %w", vm, err)
+			return err
 		}
-		dev := findNIC(devices, label)
 		if dev == nil {
 			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
 		}
@@ -267,9 +261,9 @@ func (l *Lab) AddPortgroups(ctx context.Context, names ...string) error {
 // and connecting at power on, and returns the MAC address vSphere gave it.
 func (l *Lab) AddNIC(ctx context.Context, vm, label, portgroup string) (mac string, err error) {
 	err = l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		obj, err := f.VirtualMachine(ctx, vm)
+		obj, err := findVM(ctx, f, vm)
 		if err != nil {
-			return fmt.Errorf("finding vm %s: %w", vm, err)
+			return err
 		}
 		backing, err := pgBacking(ctx, f, portgroup)
 		if err != nil {
@@ -282,11 +276,11 @@ func (l *Lab) AddNIC(ctx context.Context, vm, label, portgroup string) (mac stri
 		if err := obj.AddDevice(ctx, nic); err != nil {
 			return fmt.Errorf("adding nic %q to %s: %w", label, vm, err)
 		}
-		devices, err := obj.Device(ctx)
+		d, err := nicOf(ctx, obj, vm, label)
 		if err != nil {
-			return fmt.Errorf("reading devices of %s: %w", vm, err)
+			return err
 		}
-		if d := findNIC(devices, label); d != nil {
+		if d != nil {
 			mac = d.(types.BaseVirtualEthernetCard).GetVirtualEthernetCard().MacAddress
 			return nil
 		}
@@ -298,15 +292,14 @@ func (l *Lab) AddNIC(ctx context.Context, vm, label, portgroup string) (mac stri
 // RemoveNIC removes the NIC labelled label from vm.
 func (l *Lab) RemoveNIC(ctx context.Context, vm, label string) error {
 	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		obj, err := f.VirtualMachine(ctx, vm)
+		obj, err := findVM(ctx, f, vm)
 		if err != nil {
-			return fmt.Errorf("finding vm %s: %w", vm, err)
+			return err
 		}
-		devices, err := obj.Device(ctx)
+		d, err := nicOf(ctx, obj, vm, label)
 		if err != nil {
-			return fmt.Errorf("reading devices of %s: %w", vm, err)
+			return err
 		}
-		d := findNIC(devices, label)
 		if d == nil {
 			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
 		}
@@ -315,6 +308,23 @@ func (l *Lab) RemoveNIC(ctx context.Context, vm, label string) error {
 		}
 		return nil
 	})
+}
+
+func findVM(ctx context.Context, f *find.Finder, vm string) (*object.VirtualMachine, error) {
+	obj, err := f.VirtualMachine(ctx, vm)
+	if err != nil {
+		return nil, fmt.Errorf("finding vm %s: %w", vm, err)
+	}
+	return obj, nil
+}
+
+// nicOf returns the NIC of vm labelled label, nil when it has none.
+func nicOf(ctx context.Context, obj *object.VirtualMachine, vm, label string) (types.BaseVirtualDevice, error) {
+	devices, err := obj.Device(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading devices of %s: %w", vm, err)
+	}
+	return findNIC(devices, label), nil
 }
 
 func findNIC(devices object.VirtualDeviceList, label string) types.BaseVirtualDevice {

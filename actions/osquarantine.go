@@ -1,0 +1,137 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/inventory"
+)
+
+// OSQuarantine is what the OS layer of isolate and release needs from a
+// gateway (providers/linux's AgentPool, through the gateway's agent). A
+// gateway without an agent is an error wrapping ErrUnsupported, so
+// Combine skips the layer. IsolateOS and ReleaseOS are idempotent: the
+// same call twice reports Changed=false the second time.
+type OSQuarantine interface {
+	// ObserveOS reads the agent's quarantine record and, from the
+	// kernel, the rules in force.
+	ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.State, error)
+	// IsolateOS puts the quarantine in force for IPv4 and IPv6, keeping
+	// gw's management networks, and confirms it only after reaching the
+	// agent through it: otherwise the agent reverts it by itself.
+	IsolateOS(ctx context.Context, gw inventory.Gateway) (wire.IsolateResult, error)
+	// ReleaseOS removes Warden's rules (only those) and brings the tunnel
+	// links back.
+	ReleaseOS(ctx context.Context, gw inventory.Gateway) (changed bool, err error)
+}
+
+// NewOSIsolate returns the OS layer of isolate: the agent's quarantine,
+// commit-confirmed only after the controller has reached the agent
+// through it. Management networks come from the inventory. Undo releases.
+func NewOSIsolate(q OSQuarantine) Action { return &osIsolate{q: q} }
+
+// NewOSRelease returns the OS layer of release.
+func NewOSRelease(q OSQuarantine) Action { return &osRelease{q: q} }
+
+var _ Undoer = (*osIsolate)(nil)
+
+type osIsolate struct{ q OSQuarantine }
+
+func (a *osIsolate) Name() string  { return NameIsolate }
+func (a *osIsolate) Layer() string { return "os" }
+
+func (a *osIsolate) Plan(ctx context.Context, req Request) (Change, error) {
+	st, err := a.q.ObserveOS(ctx, req.Gateway)
+	if err != nil {
+		return Change{}, err
+	}
+	if st.Quarantined && st.Confirmed && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0 {
+		return Change{Summary: req.Gateway.ID + " OS quarantine already in force"}, nil
+	}
+	return Change{Summary: "quarantine " + req.Gateway.ID + " at the OS (IPv4 and IPv6)", Changes: []string{
+		"drop all traffic in INPUT, OUTPUT and FORWARD except loopback and management " + strings.Join(req.Gateway.ManagementNetworks, ", "),
+		"kill established flows other than management",
+		"bring tunnel links down and terminate IPsec SAs",
+		"agent reverts by itself unless the controller confirms it can still reach it",
+	}}, nil
+}
+
+func (a *osIsolate) Apply(ctx context.Context, req Request) (Result, error) {
+	res, err := a.q.IsolateOS(ctx, req.Gateway)
+	if err != nil {
+		return Result{}, err
+	}
+	summary := "OS quarantine of " + req.Gateway.ID + " already in force"
+	if res.Changed {
+		summary = fmt.Sprintf("OS quarantine of %s in force and confirmed (killed %d flows, links down: %v)", req.Gateway.ID, res.KilledFlows, res.LinksDown)
+	}
+	return Result{Changed: res.Changed, Summary: summary, Details: map[string]any{
+		"generation": res.Generation, "management": res.Management, "killed_flows": res.KilledFlows,
+		"links_down": res.LinksDown, "sas_terminated": res.SAsTerminated, "warnings": res.Warnings}}, nil
+}
+
+func (a *osIsolate) Verify(ctx context.Context, req Request) (Result, error) {
+	st, err := a.q.ObserveOS(ctx, req.Gateway)
+	if err != nil {
+		return Result{}, err
+	}
+	switch {
+	case !st.Quarantined || !st.Confirmed:
+		return Result{}, fmt.Errorf("agent on %s reports quarantined=%t confirmed=%t: %w", req.Gateway.ID, st.Quarantined, st.Confirmed, ErrNotVerified)
+	case st.Firewall == nil || !st.Firewall.Quarantined:
+		return Result{}, fmt.Errorf("rules on %s are not enforced for IPv4 and IPv6: %w", req.Gateway.ID, ErrNotVerified)
+	case len(st.Firewall.Drift) > 0:
+		return Result{}, fmt.Errorf("rules on %s drifted (%s): %w", req.Gateway.ID, strings.Join(st.Firewall.Drift, "; "), ErrNotVerified)
+	}
+	// Reaching the agent to read this back proves the management path
+	// survived the quarantine.
+	return Result{Summary: "OS quarantine enforced (v4+v6, backend " + st.Firewall.Backend + "), agent reachable over management",
+		Details: map[string]any{"generation": st.Generation, "backend": st.Firewall.Backend}}, nil
+}
+
+// Undo lifts the quarantine.
+func (a *osIsolate) Undo(ctx context.Context, req Request) (Result, error) {
+	return (&osRelease{q: a.q}).Apply(ctx, req)
+}
+
+type osRelease struct{ q OSQuarantine }
+
+func (a *osRelease) Name() string  { return NameRelease }
+func (a *osRelease) Layer() string { return "os" }
+
+func (a *osRelease) Plan(ctx context.Context, req Request) (Change, error) {
+	st, err := a.q.ObserveOS(ctx, req.Gateway)
+	if err != nil {
+		return Change{}, err
+	}
+	if !st.Quarantined && (st.Firewall == nil || st.Firewall.Absent) {
+		return Change{Summary: req.Gateway.ID + " has no OS quarantine"}, nil
+	}
+	return Change{Summary: "lift the OS quarantine of " + req.Gateway.ID, Changes: []string{
+		"remove Warden's rules (only those)", "bring back tunnel links: " + strings.Join(st.LinksDown, ", ")}}, nil
+}
+
+func (a *osRelease) Apply(ctx context.Context, req Request) (Result, error) {
+	changed, err := a.q.ReleaseOS(ctx, req.Gateway)
+	if err != nil {
+		return Result{}, err
+	}
+	s := "OS quarantine of " + req.Gateway.ID + " lifted"
+	if !changed {
+		s = req.Gateway.ID + " had no OS quarantine"
+	}
+	return Result{Changed: changed, Summary: s}, nil
+}
+
+func (a *osRelease) Verify(ctx context.Context, req Request) (Result, error) {
+	st, err := a.q.ObserveOS(ctx, req.Gateway)
+	if err != nil {
+		return Result{}, err
+	}
+	if st.Quarantined || st.Firewall == nil || !st.Firewall.Absent {
+		return Result{}, fmt.Errorf("%s still shows quarantine rules: %w", req.Gateway.ID, ErrNotVerified)
+	}
+	return Result{Summary: "no Warden rules left on " + req.Gateway.ID}, nil
+}

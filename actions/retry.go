@@ -1,0 +1,167 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Execute applies a and reads the result back: Apply, then Verify, with
+// Verify's summary and details added to the result. When a carries its
+// own execution (the retry decorator) that is used instead.
+func Execute(ctx context.Context, a Action, req Request) (Result, error) {
+	if e, ok := a.(Entry); ok {
+		a = e.Action
+	}
+	if x, ok := a.(executor); ok {
+		return x.Execute(ctx, req)
+	}
+	res, err := a.Apply(ctx, req)
+	if err != nil {
+		return Result{}, err
+	}
+	vres, err := a.Verify(ctx, req)
+	if err != nil {
+		return Result{}, fmt.Errorf("verifying: %w", err)
+	}
+	if res.Details == nil {
+		res.Details = map[string]any{}
+	}
+	res.Details["verified"] = vres.Summary
+	if vres.Details != nil {
+		res.Details["verify"] = vres.Details
+	}
+	return res, nil
+}
+
+// executor is an action with its own Execute (a decorator).
+type executor interface {
+	Execute(ctx context.Context, req Request) (Result, error)
+}
+
+// Attempts observes the attempts of one step. The controller sets it on
+// the Request to fence and record every attempt.
+type Attempts interface {
+	// Starting is called before attempt n (from 1); an error stops the
+	// step without another attempt (the writer lease is gone).
+	Starting(ctx context.Context, n int) error
+	// Failed is called after attempt n failed, saying whether the error
+	// is terminal (no attempt follows).
+	Failed(ctx context.Context, n int, err error, terminal bool) error
+}
+
+// RetryPolicy is the one retry layer a step has.
+type RetryPolicy struct {
+	// MaxAttempts bounds the attempts (at least 1).
+	MaxAttempts int
+	// BackoffBase doubles after every failed attempt up to BackoffMax.
+	BackoffBase, BackoffMax time.Duration
+	// AttemptTimeout bounds one attempt (Apply and Verify); zero is none.
+	AttemptTimeout time.Duration
+	// After is the clock's timer (nil: time.After).
+	After func(time.Duration) <-chan time.Time
+	// Retried, when set, is told of each retry (metrics).
+	Retried func(action string)
+}
+
+// WithRetry returns a decorator retrying Execute (Apply then Verify) on
+// transient errors with exponential backoff. Calls made under it see
+// RetriedAbove(ctx) true, so HTTP clients below do not retry as well:
+// exactly one layer retries a call.
+func WithRetry(p RetryPolicy) func(Entry) Action {
+	if p.MaxAttempts < 1 {
+		p.MaxAttempts = 1
+	}
+	if p.After == nil {
+		p.After = time.After
+	}
+	return func(e Entry) Action {
+		r := &retrying{Action: e.Action, p: p}
+		if e.Reversible {
+			return reversibleRetrying{r}
+		}
+		return r
+	}
+}
+
+type retrying struct {
+	Action
+	p RetryPolicy
+}
+
+// reversibleRetrying keeps Undo visible through the decorator.
+type reversibleRetrying struct{ *retrying }
+
+func (r reversibleRetrying) Undo(ctx context.Context, req Request) (Result, error) {
+	return r.Action.(Undoer).Undo(ctx, req)
+}
+
+// Execute implements executor.
+func (r *retrying) Execute(ctx context.Context, req Request) (Result, error) {
+	ctx = context.WithValue(ctx, retriedAboveKey{}, true)
+	for n := 1; ; n++ {
+		if req.Attempts != nil {
+			if err := req.Attempts.Starting(ctx, n); err != nil {
+				return Result{}, err
+			}
+		}
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if r.p.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, r.p.AttemptTimeout)
+		}
+		res, err := Execute(actx, r.Action, req)
+		cancel()
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		last := IsTerminal(err) || n >= r.p.MaxAttempts
+		if req.Attempts != nil {
+			if aerr := req.Attempts.Failed(ctx, n, err, IsTerminal(err)); aerr != nil {
+				return Result{}, aerr
+			}
+		}
+		if last {
+			return Result{}, err
+		}
+		if r.p.Retried != nil {
+			r.p.Retried(r.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-r.p.After(Backoff(r.p.BackoffBase, r.p.BackoffMax, n)):
+		}
+	}
+}
+
+// Backoff is the wait after failed attempt n: base doubled n-1 times, at
+// most maxD.
+func Backoff(base, maxD time.Duration, n int) time.Duration {
+	d := base << (n - 1)
+	if d > maxD || d <= 0 {
+		d = maxD
+	}
+	return d
+}
+
+type retriedAboveKey struct{}
+
+// RetriedAbove reports whether a retry layer above the caller already
+// retries this call: an HTTP client seeing it makes one attempt only.
+func RetriedAbove(ctx context.Context) bool {
+	v, _ := ctx.Value(retriedAboveKey{}).(bool)
+	return v
+}
+
+// Retrying reports whether a is the retry decorator (the layer that
+// calls Request.Attempts).
+func Retrying(a Action) bool {
+	if e, ok := a.(Entry); ok {
+		a = e.Action
+	}
+	_, ok := a.(executor)
+	return ok
+}
