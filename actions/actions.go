@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/warden-ir/warden/internal/fault"
 	"github.com/warden-ir/warden/inventory"
 )
 
@@ -87,33 +88,22 @@ type Undoer interface {
 }
 
 // ErrNotVerified is wrapped by Verify when the state read back is wrong.
-var ErrNotVerified = errors.New("state not verified")
+var ErrNotVerified = fault.ErrNotVerified
 
 // ErrUnsupported is returned when an action cannot run against a target (for
 // example a gateway with no VM configured). It is terminal.
 var ErrUnsupported = errors.New("unsupported")
 
-// terminalError marks an error that retrying will not fix.
-type terminalError struct{ err error }
-
-func (e *terminalError) Error() string { return e.err.Error() }
-func (e *terminalError) Unwrap() error { return e.err }
-
 // Terminal marks err as not worth retrying (bad input, missing object,
-// permission denied). Nil stays nil.
-func Terminal(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &terminalError{err}
-}
+// permission denied). Nil stays nil. The class is internal/fault's, which
+// the agent marks its answers with too.
+func Terminal(err error) error { return fault.Terminal(err) }
 
 // IsTerminal reports whether err (or anything it wraps) was marked terminal,
 // or is ErrUnsupported. Everything else is treated as transient and retried
 // with backoff by the controller.
 func IsTerminal(err error) bool {
-	var t *terminalError
-	return errors.As(err, &t) || errors.Is(err, ErrUnsupported)
+	return fault.IsTerminal(err) || errors.Is(err, ErrUnsupported)
 }
 
 // Catalogue action names. Runbooks refer to these.

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/fault"
 	"github.com/warden-ir/warden/internal/mtls"
 )
 
@@ -303,7 +303,7 @@ func statusOf(err error) int {
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
-	case actions.IsTerminal(err):
+	case fault.IsTerminal(err):
 		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError

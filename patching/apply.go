@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 // Apply patches one root: it brings every named package to at least its
@@ -107,7 +107,7 @@ func unsatisfied(db dpkgDB, targets []Target) ([]Target, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, actions.Terminal(fmt.Errorf("checking targets: %w: %s", ErrNotInstalled, strings.Join(missing, ", ")))
+		return nil, fault.Terminal(fmt.Errorf("checking targets: %w: %s", ErrNotInstalled, strings.Join(missing, ", ")))
 	}
 	return out, nil
 }

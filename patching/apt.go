@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 // Programs and fixed settings.
@@ -274,7 +274,7 @@ func newAptError(step string, out []byte, err error) error {
 	text := strings.ToLower(strings.Join(e.Messages, "\n"))
 	for _, m := range terminalMessages {
 		if strings.Contains(text, m) {
-			return actions.Terminal(e)
+			return fault.Terminal(e)
 		}
 	}
 	return e

@@ -8,8 +8,8 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/baseline"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 // Target is a package that must end at or above a version.
@@ -102,7 +102,7 @@ var rootPath = regexp.MustCompile(`^/[A-Za-z0-9._+/-]*$`)
 const maxSourceLine = 1024
 
 func invalid(format string, args ...any) error {
-	return actions.Terminal(fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...)))
+	return fault.Terminal(fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...)))
 }
 
 // validate checks the request and returns its cleaned root.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/baseline"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 // Check is one verification with its evidence.
@@ -36,7 +36,7 @@ type VerifyHooks struct {
 // Verify reads the dpkg database under root and checks that every target
 // is installed at or above its version (installed at all for a target
 // without one), then runs the hooks in the order services, tunnels,
-// baseline. It returns every check; the error wraps actions.ErrNotVerified
+// baseline. It returns every check; the error wraps fault.ErrNotVerified
 // when any failed, and is another error when the database could not be
 // read. Verify changes nothing.
 func Verify(ctx context.Context, root string, targets []Target, hooks VerifyHooks) ([]Check, error) {
@@ -72,7 +72,7 @@ func Verify(ctx context.Context, root string, targets []Target, hooks VerifyHook
 		}
 	}
 	if len(failed) > 0 {
-		return checks, fmt.Errorf("verifying patch: %s: %w", strings.Join(failed, "; "), actions.ErrNotVerified)
+		return checks, fmt.Errorf("verifying patch: %s: %w", strings.Join(failed, "; "), fault.ErrNotVerified)
 	}
 	return checks, nil
 }

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/capture"
 	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/netns"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 // Backends of the quarantine firewall.
@@ -158,7 +158,7 @@ func (f Firewall) Observe(ctx context.Context, want wire.QuarantineSpec) (wire.F
 
 func classify(err error) error {
 	if errors.Is(err, netfilter.ErrInvalidSpec) || errors.Is(err, netfilter.ErrUnavailable) {
-		return actions.Terminal(err)
+		return fault.Terminal(err)
 	}
 	return err
 }
@@ -179,7 +179,7 @@ func Capture(ctx context.Context, opt capture.Options) (wire.CaptureResult, erro
 
 func classifyCapture(err error) error {
 	if errors.Is(err, capture.ErrInvalidOptions) {
-		return actions.Terminal(err)
+		return fault.Terminal(err)
 	}
 	return err
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/internal/charon"
+	"github.com/warden-ir/warden/internal/fault"
 )
 
 var _ agent.VICIRunner = (*VICI)(nil)
@@ -57,7 +57,7 @@ func (v *VICI) Run(ctx context.Context, p wire.VICIParams) (wire.VICIResult, err
 			if errmsg == "" {
 				errmsg = "no error message"
 			}
-			return wire.VICIResult{}, actions.Terminal(fmt.Errorf("charon refused %s: %s", p.Command, errmsg))
+			return wire.VICIResult{}, fault.Terminal(fmt.Errorf("charon refused %s: %s", p.Command, errmsg))
 		}
 		return wire.VICIResult{}, fmt.Errorf("calling VICI %s: %w", p.Command, err)
 	}

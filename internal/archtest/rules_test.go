@@ -68,6 +68,10 @@ var agentForbids = []struct{ prefix, why string }{
 	{module + "/netlab", "the network lab is for tests and the demo"},
 	{module + "/demo", "the demo runs from the warden binary"},
 	{"testing", "test code does not ship to gateways"},
+	{module + "/actions", "the catalogue is the controller's (the agent shares only internal/fault)"},
+	{module + "/controller", "the controller does not ship to gateways"},
+	{module + "/store", "the controller's store does not ship to gateways"},
+	{module + "/api", "the controller's API does not ship to gateways"},
 }
 
 // TestImportRules fails on a forbidden direct import anywhere in the module
