@@ -425,6 +425,18 @@ func (c *Check) result(st Status, msg string) Result {
 	return r
 }
 
+// verdict ends r for a check that lists what it found wrong: failed with
+// prefix and the failures joined by sep when there are any, else with
+// passMsg and its status as it stands.
+func (r Result) verdict(failures []string, sep, prefix, passMsg string) Result {
+	if len(failures) > 0 {
+		r.Status, r.Message = StatusFail, prefix+strings.Join(failures, sep)
+		return r
+	}
+	r.Message = passMsg
+	return r
+}
+
 // evaluation holds what one Evaluate call has read, so that eight sshd
 // checks parse sshd_config once.
 type evaluation struct {

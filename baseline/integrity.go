@@ -196,13 +196,7 @@ func (ev *evaluation) checkUID0(c *Check) Result {
 			extra = append(extra, u.Name)
 		}
 	}
-	if len(extra) > 0 {
-		r.Status = StatusFail
-		r.Message = "unexpected UID 0 accounts: " + strings.Join(extra, ", ")
-		return r
-	}
-	r.Message = "no unexpected UID 0 account"
-	return r
+	return r.verdict(extra, ", ", "unexpected UID 0 accounts: ", "no unexpected UID 0 account")
 }
 
 // authorizedKeysPaths resolves the authorized_keys files sshd reads for
@@ -264,13 +258,7 @@ func (ev *evaluation) checkAuthorizedKeys(c *Check) Result {
 	if r.Status == StatusError {
 		return r
 	}
-	if len(problems) > 0 {
-		r.Status = StatusFail
-		r.Message = "authorized_keys changed since the manifest was recorded: " + strings.Join(problems, "; ")
-		return r
-	}
-	r.Message = "authorized_keys files match the recorded manifest"
-	return r
+	return r.verdict(problems, "; ", "authorized_keys changed since the manifest was recorded: ", "authorized_keys files match the recorded manifest")
 }
 
 func (ev *evaluation) checkFiles(c *Check) Result {

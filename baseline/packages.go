@@ -137,11 +137,6 @@ func (ev *evaluation) checkPackages(c *Check) Result {
 			r.Evidence = append(r.Evidence, Evidence{Source: dpkgStatus, Value: name + " not installed", Expected: expected})
 		}
 	}
-	if len(old) > 0 {
-		r.Status = StatusFail
-		r.Message = "packages below their minimum version: " + strings.Join(old, "; ")
-		return r
-	}
-	r.Message = fmt.Sprintf("%d of %d listed packages installed, all at or above their minimum", installed, len(names))
-	return r
+	return r.verdict(old, "; ", "packages below their minimum version: ",
+		fmt.Sprintf("%d of %d listed packages installed, all at or above their minimum", installed, len(names)))
 }

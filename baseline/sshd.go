@@ -769,11 +769,5 @@ func checkSSHDAlgorithms(c *Check, kw string, opt sshdOption) Result {
 			bad = append(bad, a)
 		}
 	}
-	if len(bad) > 0 {
-		r.Status = StatusFail
-		r.Message = fmt.Sprintf("%s enables algorithms outside the allowed list: %s", c.Option, strings.Join(bad, ", "))
-		return r
-	}
-	r.Message = fmt.Sprintf("%s enables only allowed algorithms", c.Option)
-	return r
+	return r.verdict(bad, ", ", c.Option+" enables algorithms outside the allowed list: ", c.Option+" enables only allowed algorithms")
 }

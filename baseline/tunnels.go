@@ -496,11 +496,5 @@ func (ev *evaluation) checkPSK(ctx context.Context, c *Check) Result {
 			r.Evidence = append(r.Evidence, Evidence{Source: src, Value: v, Expected: "a preshared key per peer"})
 		}
 	}
-	if len(bad) > 0 {
-		r.Status = StatusFail
-		r.Message = "peers without a preshared key: " + strings.Join(bad, ", ")
-		return r
-	}
-	r.Message = fmt.Sprintf("all %d WireGuard peers have a preshared key", peers)
-	return r
+	return r.verdict(bad, ", ", "peers without a preshared key: ", fmt.Sprintf("all %d WireGuard peers have a preshared key", peers))
 }

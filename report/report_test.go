@@ -16,9 +16,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
+// golden compares got with testdata/<name>.golden, or rewrites that file
+// under -update. The .golden suffix keeps expected output out of the
+// tools that treat .html and .md files as source or prose.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
+	p := filepath.Join("testdata", name+".golden")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)

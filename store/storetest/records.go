@@ -54,29 +54,30 @@ func postureDesired(t *testing.T, h Harness) {
 	check("after commit", p, err)
 }
 
-func postureSameKeepsTime(t *testing.T, h Harness) {
+// desireTwice quarantines gw-1 for inc-1 at t0, then, in a second
+// transaction an hour later, desires posture for incident, and reads gw-1
+// back.
+func desireTwice(t *testing.T, h Harness, posture, incident string) (store.Posture, error) {
+	t.Helper()
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
 		return tx.SetDesiredPosture(ctx, "gw-1", store.PostureQuarantined, "inc-1", t0)
 	})
 	commit(t, b, func(tx store.Tx) error {
-		return tx.SetDesiredPosture(ctx, "gw-1", store.PostureQuarantined, "inc-2", t0.Add(time.Hour))
+		return tx.SetDesiredPosture(ctx, "gw-1", posture, incident, t0.Add(time.Hour))
 	})
-	p, err := b.Posture(ctx, "gw-1")
+	return b.Posture(ctx, "gw-1")
+}
+
+func postureSameKeepsTime(t *testing.T, h Harness) {
+	p, err := desireTwice(t, h, store.PostureQuarantined, "inc-2")
 	if err != nil || p.Desired != store.PostureQuarantined || p.Incident != "inc-2" || !p.UpdatedAt.Equal(t0) {
 		t.Errorf("Posture = %+v, %v; want quarantined for inc-2 since the first isolation (%v)", p, err, t0)
 	}
 }
 
 func postureChangeMovesTime(t *testing.T, h Harness) {
-	b, ctx := h.Open(t), t.Context()
-	commit(t, b, func(tx store.Tx) error {
-		return tx.SetDesiredPosture(ctx, "gw-1", store.PostureQuarantined, "inc-1", t0)
-	})
-	commit(t, b, func(tx store.Tx) error {
-		return tx.SetDesiredPosture(ctx, "gw-1", store.PostureReleased, "inc-1", t0.Add(time.Hour))
-	})
-	p, err := b.Posture(ctx, "gw-1")
+	p, err := desireTwice(t, h, store.PostureReleased, "inc-1")
 	if err != nil || p.Desired != store.PostureReleased || !p.UpdatedAt.Equal(t0.Add(time.Hour)) {
 		t.Errorf("Posture = %+v, %v; want released at %v", p, err, t0.Add(time.Hour))
 	}

@@ -39,6 +39,16 @@ func fullRun() store.Run {
 	return r
 }
 
+// checkStoredRun reads want.ID back from b and checks it with checkRun.
+func checkStoredRun(t *testing.T, b store.Backend, where string, want store.Run) {
+	t.Helper()
+	got, err := b.Run(t.Context(), want.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, where, got, want)
+}
+
 func checkRun(t *testing.T, where string, got, want store.Run) {
 	t.Helper()
 	gotRow, wantRow := got, want
@@ -108,11 +118,7 @@ func runsReadBack(t *testing.T, h Harness) {
 		return err
 	})
 	checkRun(t, "inside the transaction", inTx, want)
-	got, err := b.Run(ctx, want.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, "after commit", got, want)
+	checkStoredRun(t, b, "after commit", want)
 }
 
 func runsUnknown(t *testing.T, h Harness) {
@@ -199,11 +205,7 @@ func runsUpdateStep(t *testing.T, h Harness) {
 	want := r
 	want.Steps = slices.Clone(r.Steps)
 	want.Steps[1] = s
-	got, err := b.Run(ctx, "run-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, "after UpdateStep", got, want)
+	checkStoredRun(t, b, "after UpdateStep", want)
 }
 
 func runsUpdateRun(t *testing.T, h Harness) {
@@ -222,11 +224,7 @@ func runsUpdateRun(t *testing.T, h Harness) {
 	changed.Steps = nil
 	commit(t, b, func(tx store.Tx) error { return tx.UpdateRun(ctx, changed) })
 
-	got, err := b.Run(ctx, "run-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, "after UpdateRun", got, upd)
+	checkStoredRun(t, b, "after UpdateRun", upd)
 }
 
 func runsDuplicateID(t *testing.T, h Harness) {
@@ -237,11 +235,7 @@ func runsDuplicateID(t *testing.T, h Harness) {
 	if err := b.Tx(ctx, func(tx store.Tx) error { return tx.InsertRun(ctx, second) }); err == nil {
 		t.Fatal("inserting run-1 a second time succeeded")
 	}
-	got, err := b.Run(ctx, "run-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, "after the refused second insert", got, first)
+	checkStoredRun(t, b, "after the refused second insert", first)
 }
 
 func runsActiveByState(t *testing.T, h Harness) {

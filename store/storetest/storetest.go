@@ -16,6 +16,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -168,6 +169,21 @@ func all(fns ...func() error) error {
 		if err := f(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// failSavepoint runs steps in a savepoint of tx that then fails with
+// errBoom, and returns an error unless Savepoint hands that failure back.
+func failSavepoint(ctx context.Context, tx store.Tx, steps ...func() error) error {
+	err := tx.Savepoint(ctx, func() error {
+		if err := all(steps...); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	if !errors.Is(err, errBoom) {
+		return fmt.Errorf("Savepoint = %v, want fn's error", err)
 	}
 	return nil
 }

@@ -165,18 +165,12 @@ func txSavepointUndoesOwn(t *testing.T, h Harness) {
 		); err != nil {
 			return err
 		}
-		err := tx.Savepoint(ctx, func() error {
-			if err := all(
-				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-b", "gw-1", "inc-1", t0.Add(us))) },
-				func() error { return tx.Audit(ctx, entry("b")) },
-				func() error { return tx.TripBreaker(ctx, t0, "b") },
-			); err != nil {
-				return err
-			}
-			return errBoom
-		})
-		if !errors.Is(err, errBoom) {
-			return fmt.Errorf("Savepoint = %v, want fn's error", err)
+		if err := failSavepoint(ctx, tx,
+			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-b", "gw-1", "inc-1", t0.Add(us))) },
+			func() error { return tx.Audit(ctx, entry("b")) },
+			func() error { return tx.TripBreaker(ctx, t0, "b") },
+		); err != nil {
+			return err
 		}
 		return all(
 			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-c", "gw-1", "inc-1", t0.Add(2*us))) },
@@ -203,14 +197,8 @@ func txSavepointFirstAudit(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error { return tx.Audit(ctx, entry("before")) })
 	commit(t, b, func(tx store.Tx) error {
-		err := tx.Savepoint(ctx, func() error {
-			if err := tx.Audit(ctx, entry("undone")); err != nil {
-				return err
-			}
-			return errBoom
-		})
-		if !errors.Is(err, errBoom) {
-			return fmt.Errorf("Savepoint = %v, want fn's error", err)
+		if err := failSavepoint(ctx, tx, func() error { return tx.Audit(ctx, entry("undone")) }); err != nil {
+			return err
 		}
 		return tx.Audit(ctx, entry("after"))
 	})
@@ -261,17 +249,11 @@ func txSavepointNested(t *testing.T, h Harness) {
 			); err != nil {
 				return err
 			}
-			err := tx.Savepoint(ctx, func() error {
-				if err := all(
-					func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-inner", "gw-1", "inc-1", t0.Add(us))) },
-					func() error { return tx.Audit(ctx, entry("inner")) },
-				); err != nil {
-					return err
-				}
-				return errBoom
-			})
-			if !errors.Is(err, errBoom) {
-				return fmt.Errorf("inner Savepoint = %v, want fn's error", err)
+			if err := failSavepoint(ctx, tx,
+				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-inner", "gw-1", "inc-1", t0.Add(us))) },
+				func() error { return tx.Audit(ctx, entry("inner")) },
+			); err != nil {
+				return fmt.Errorf("inner: %w", err)
 			}
 			return all(
 				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-later", "gw-1", "inc-1", t0.Add(2*us))) },

@@ -231,12 +231,9 @@ func (l *Lab) SetNICNetwork(ctx context.Context, vm, label, portgroup string) er
 		if err != nil {
 			return err
 		}
-		dev, err := nicOf(ctx, obj, vm, label)
+		dev, err := existingNIC(ctx, obj, vm, label)
 		if err != nil {
 			return err
-		}
-		if dev == nil {
-			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
 		}
 		card := dev.(types.BaseVirtualEthernetCard)
 		nic := card.GetVirtualEthernetCard()
@@ -296,12 +293,9 @@ func (l *Lab) RemoveNIC(ctx context.Context, vm, label string) error {
 		if err != nil {
 			return err
 		}
-		d, err := nicOf(ctx, obj, vm, label)
+		d, err := existingNIC(ctx, obj, vm, label)
 		if err != nil {
 			return err
-		}
-		if d == nil {
-			return fmt.Errorf("finding nic %q of %s: not found", label, vm)
 		}
 		if err := obj.RemoveDevice(ctx, false, d); err != nil {
 			return fmt.Errorf("removing nic %q from %s: %w", label, vm, err)
@@ -325,6 +319,15 @@ func nicOf(ctx context.Context, obj *object.VirtualMachine, vm, label string) (t
 		return nil, fmt.Errorf("reading devices of %s: %w", vm, err)
 	}
 	return findNIC(devices, label), nil
+}
+
+// existingNIC is nicOf for a NIC that must be there: none is an error.
+func existingNIC(ctx context.Context, obj *object.VirtualMachine, vm, label string) (types.BaseVirtualDevice, error) {
+	d, err := nicOf(ctx, obj, vm, label)
+	if err == nil && d == nil {
+		err = fmt.Errorf("finding nic %q of %s: not found", label, vm)
+	}
+	return d, err
 }
 
 func findNIC(devices object.VirtualDeviceList, label string) types.BaseVirtualDevice {
