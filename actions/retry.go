@@ -132,14 +132,14 @@ func (r *retrying) Execute(ctx context.Context, req Request) (Result, error) {
 		select {
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
-		case <-r.p.After(Backoff(r.p.BackoffBase, r.p.BackoffMax, n)):
+		case <-r.p.After(backoff(r.p.BackoffBase, r.p.BackoffMax, n)):
 		}
 	}
 }
 
-// Backoff is the wait after failed attempt n: base doubled n-1 times, at
+// backoff is the wait after failed attempt n: base doubled n-1 times, at
 // most maxD.
-func Backoff(base, maxD time.Duration, n int) time.Duration {
+func backoff(base, maxD time.Duration, n int) time.Duration {
 	d := base << (n - 1)
 	if d > maxD || d <= 0 {
 		d = maxD

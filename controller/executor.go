@@ -203,8 +203,8 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, step store.St
 	switch {
 	case ctx.Err() != nil:
 		return actions.Result{}, ctx.Err() // stopping: leave the step running; resume later
-	case errors.Is(err, errNotHolder):
-		return actions.Result{}, err
+	case errors.Is(err, errNotHolder), errors.Is(err, errRecording):
+		return actions.Result{}, err // the step stays as recorded; it is resumed
 	case err == nil:
 		return res, c.recordStep(ctx, run, step, store.StepSucceeded, res, nil)
 	case step.Optional && errors.Is(err, actions.ErrUnsupported):
@@ -214,6 +214,10 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, step store.St
 	}
 	return actions.Result{}, c.recordStep(ctx, run, step, store.StepFailed, actions.Result{}, err)
 }
+
+// errRecording marks a failure to record an attempt: the store, not the
+// step, failed, so the step is not marked failed.
+var errRecording = errors.New("recording the attempt")
 
 // stepAttempts fences and records every attempt of a step: the retry
 // decorator calls it around each one.
@@ -236,23 +240,30 @@ func (o *stepAttempts) Starting(ctx context.Context, n int) error {
 	if step.StartedAt.IsZero() {
 		step.StartedAt = now
 	}
-	return o.c.st.Tx(ctx, func(tx store.Tx) error {
+	return recording(o.c.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.UpdateStep(ctx, *step); err != nil {
 			return err
 		}
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
 			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
 				"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": o.gw.VM})})
-	})
+	}))
 }
 
 // Failed records a failed attempt.
 func (o *stepAttempts) Failed(ctx context.Context, n int, err error, terminal bool) error {
 	step := o.step
-	return o.c.st.Tx(ctx, func(tx store.Tx) error {
+	return recording(o.c.st.Tx(ctx, func(tx store.Tx) error {
 		return tx.Audit(ctx, audit.Entry{At: o.c.clock.Now(), Actor: "controller", Action: "step.error", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
 			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": step.Attempts, "error": err.Error(), "terminal": terminal})})
-	})
+	}))
+}
+
+func recording(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errRecording, err)
 }
 
 func (c *executor) recordStep(ctx context.Context, run store.Run, step store.Step, state string, res actions.Result, stepErr error) error {
@@ -325,8 +336,7 @@ func (c *executor) stepEffects(ctx context.Context, tx store.Tx, run store.Run, 
 		// Indicators that arrived while the release ran were decided
 		// against the quarantine they met then; decide them again against
 		// the posture they meet now, in the same transaction.
-		_, err = c.redecideLiveThreats(ctx, tx, run.Gateway, before.UpdatedAt, now)
-		return err
+		return c.redecideLiveThreats(ctx, tx, run.Gateway, before.UpdatedAt, now)
 	}
 	return nil
 }
@@ -419,45 +429,4 @@ func (c *executor) failedOptionalSteps(ctx context.Context, runID string) string
 		}
 	}
 	return strings.Join(out, "; ")
-}
-
-// redecideLiveThreats decides again, against the gateway's current
-// posture, the live threats about gw received after since (the latest
-// copy of each alert). It reports whether any decision was taken.
-func (c *core) redecideLiveThreats(ctx context.Context, tx store.Tx, gw string, since, now time.Time) (bool, error) {
-	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
-	if err != nil || len(threats) == 0 {
-		return false, err
-	}
-	if _, ok := c.inv.Gateway(gw); !ok {
-		return false, nil
-	}
-	posture, err := tx.Posture(ctx, gw)
-	if err != nil {
-		return false, err
-	}
-	latest := map[string]store.LiveThreat{}
-	var order []string
-	for _, t := range threats { // oldest first: later copies replace earlier ones
-		if _, seen := latest[t.Fingerprint]; !seen {
-			order = append(order, t.Fingerprint)
-		}
-		latest[t.Fingerprint] = t
-	}
-	for _, fp := range order {
-		t := latest[fp]
-		rec, err := tx.IndicatorByID(ctx, t.ID)
-		if err != nil {
-			return false, err
-		}
-		if err := tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "indicator.redecided", Incident: rec.Incident, Subject: gw,
-			Data: mustJSON(map[string]any{"indicator": rec.ID, "posture": posture.Desired,
-				"reason": "arrived while the gateway was being released; decided again against the posture it meets now"})}); err != nil {
-			return false, err
-		}
-		if err := c.decideAgain(ctx, tx, rec, now); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
 }

@@ -24,6 +24,9 @@ func (c *core) acceptOne(ctx context.Context, tx store.Tx, actor string, now tim
 	t := triage(snap) // 2. triage: unmatched, duplicate, resolved, or to decide
 	var dec policies.Decision
 	if t.decide {
+		if err := c.loadPolicyContext(ctx, tx, &snap); err != nil {
+			return Accepted{}, err
+		}
 		dec = c.pol.Decide(policyInput(snap, t)) // 3. decide (policies)
 	}
 	start, err := c.prepareDecided(ctx, tx, snap, t, dec) // 4. plan and gates
@@ -50,7 +53,8 @@ type snapshot struct {
 	// open is the gateway's open incident within the incident window.
 	open *store.Incident
 	// openIncidents and recentIndicators about the gateway, as read
-	// (before this indicator is recorded, unless stored).
+	// (before this indicator is recorded, unless stored); read only for
+	// an indicator the policies decide (loadPolicyContext).
 	openIncidents, recentIndicators int
 }
 
@@ -82,10 +86,13 @@ func (c *core) loadSnapshot(ctx context.Context, tx store.Tx, it Item, now time.
 // indicator again, against the posture its gateway has now.
 func (c *core) loadStoredSnapshot(ctx context.Context, tx store.Tx, rec store.IndicatorRecord, now time.Time) (snapshot, error) {
 	s := snapshot{now: now, item: Item{Indicator: rec.Indicator, Matched: true}, in: rec.Indicator, stored: &rec}
-	return s, c.loadGateway(ctx, tx, &s)
+	if err := c.loadGateway(ctx, tx, &s); err != nil {
+		return s, err
+	}
+	return s, c.loadPolicyContext(ctx, tx, &s)
 }
 
-// loadGateway reads the gateway, its posture and the policy context.
+// loadGateway reads the gateway and its posture.
 func (c *core) loadGateway(ctx context.Context, tx store.Tx, s *snapshot) error {
 	gw, ok := c.inv.Gateway(s.in.Gateway)
 	if !ok {
@@ -94,31 +101,60 @@ func (c *core) loadGateway(ctx context.Context, tx store.Tx, s *snapshot) error 
 	s.gw = gw
 	s.site, _ = c.inv.Site(gw.Site)
 	var err error
-	if s.posture, err = tx.Posture(ctx, gw.ID); err != nil {
-		return err
-	}
-	if s.openIncidents, err = tx.CountOpenIncidents(ctx, gw.ID); err != nil {
-		return err
-	}
-	s.recentIndicators, err = tx.CountRecentIndicators(ctx, gw.ID, s.now.Add(-c.opt.Intake.DedupWindow))
+	s.posture, err = tx.Posture(ctx, gw.ID)
 	return err
 }
 
-// decideAgain is the core loop for a recorded indicator decided again
-// against the posture its gateway has now.
-func (c *core) decideAgain(ctx context.Context, tx store.Tx, rec store.IndicatorRecord, now time.Time) error {
-	snap, err := c.loadStoredSnapshot(ctx, tx, rec, now)
-	if err != nil {
+// loadPolicyContext reads what the policies are told about the gateway
+// besides its posture.
+func (c *core) loadPolicyContext(ctx context.Context, tx store.Tx, s *snapshot) error {
+	var err error
+	if s.openIncidents, err = tx.CountOpenIncidents(ctx, s.gw.ID); err != nil {
 		return err
 	}
-	t := triage(snap)
-	dec := c.pol.Decide(policyInput(snap, t))
-	start, err := c.prepareDecided(ctx, tx, snap, t, dec)
-	if err != nil {
-		return err
-	}
-	_, err = c.record(ctx, tx, "controller", snap, t, dec, start)
+	s.recentIndicators, err = tx.CountRecentIndicators(ctx, s.gw.ID, s.now.Add(-c.opt.Intake.DedupWindow))
 	return err
+}
+
+// redecideLiveThreats decides again, against the gateway's current
+// posture, the live threats about gw received after since (the latest copy
+// of each alert): the core loop for indicators already recorded.
+func (c *core) redecideLiveThreats(ctx context.Context, tx store.Tx, gw string, since, now time.Time) error {
+	threats, err := tx.LiveThreats(ctx, gw, since, ReleaseThreatSeverity)
+	if err != nil || len(threats) == 0 {
+		return err
+	}
+	if _, ok := c.inv.Gateway(gw); !ok {
+		return nil
+	}
+	latest := map[string]store.LiveThreat{}
+	var order []string
+	for _, t := range threats { // oldest first: later copies replace earlier ones
+		if _, seen := latest[t.Fingerprint]; !seen {
+			order = append(order, t.Fingerprint)
+		}
+		latest[t.Fingerprint] = t
+	}
+	for _, fp := range order {
+		rec, err := tx.IndicatorByID(ctx, latest[fp].ID)
+		if err != nil {
+			return err
+		}
+		snap, err := c.loadStoredSnapshot(ctx, tx, rec, now)
+		if err != nil {
+			return err
+		}
+		t := triage(snap)
+		dec := c.pol.Decide(policyInput(snap, t))
+		start, err := c.prepareDecided(ctx, tx, snap, t, dec)
+		if err != nil {
+			return err
+		}
+		if _, err := c.record(ctx, tx, "controller", snap, t, dec, start); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // triaged is what becomes of an indicator before any policy is asked.
@@ -236,6 +272,8 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 			return a, tx.Audit(ctx, audit.Entry{At: s.now, Actor: "controller", Action: "indicator.resolved", Incident: t.incident.ID, Subject: s.gw.ID,
 				Data: mustJSON(map[string]any{"indicator": in.ID, "note": t.note})})
 		}
+	} else if err := tx.Audit(ctx, indicatorEntry(actor, s, t)); err != nil {
+		return a, err
 	}
 	if !t.decide {
 		return a, nil
@@ -273,6 +311,9 @@ func indicatorEntry(actor string, s snapshot, t triaged) audit.Entry {
 		e.Data = mustJSON(map[string]any{"indicator": in.ID, "duplicate_of": s.dupOf.ID, "fingerprint": in.Fingerprint})
 	case "indicator.resolved":
 		e.Data = mustJSON(map[string]any{"indicator": in.ID, "note": t.note})
+	case "indicator.redecided":
+		e.Data = mustJSON(map[string]any{"indicator": in.ID, "posture": s.posture.Desired,
+			"reason": "arrived while the gateway was being released; decided again against the posture it meets now"})
 	default:
 		e.Data = mustJSON(map[string]any{"indicator": in.ID, "kind": in.Kind, "severity": in.Severity, "confidence": in.Confidence,
 			"source": in.Source, "status": in.Status, "fingerprint": in.Fingerprint, "observables": in.Observables})
