@@ -111,11 +111,6 @@ func (c configEvidence) Apply(ctx context.Context, req Request) (Result, error) 
 		Reference: map[string]any{"action": c.Name(), "gateway": req.Gateway.ID, "summary": res.Summary, "details": res.Details}})
 }
 
-// Undo keeps the wrapped action's undo reachable.
-func (c configEvidence) Undo(ctx context.Context, req Request) (Result, error) {
-	return undo(ctx, c.Action, c.Name(), req)
-}
-
 // patchEvidence records, once per step, the integrity-manifest entries a
 // verified patch re-recorded — path, owning package and version, old and
 // new SHA-256 — and the differences it left as violations, as evidence of

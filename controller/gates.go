@@ -325,10 +325,11 @@ func (c *core) loadGateFacts(ctx context.Context, tx store.Tx, r newRunRequest, 
 		if f.breaker, err = tx.Breaker(ctx); err != nil {
 			return f, err
 		}
-		if !f.breaker.Tripped {
-			if f.gatewaysFiring, err = tx.CountGatewaysWithIndicators(ctx, since, r.firing); err != nil {
-				return f, err
-			}
+		if f.breaker.Tripped {
+			return f, nil // the budget is not judged while the breaker is open
+		}
+		if f.gatewaysFiring, err = tx.CountGatewaysWithIndicators(ctx, since, r.firing); err != nil {
+			return f, err
 		}
 		if f.autoFleet, f.autoSite, err = tx.CountAutoIsolations(ctx, since, r.gateway.Site); err != nil {
 			return f, err
