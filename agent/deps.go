@@ -66,15 +66,6 @@ type SAController interface {
 	Initiate(ctx context.Context, sa wire.SA) error
 }
 
-// Clock, Timer and SystemClock are internal/clock's types under the names
-// the server still spells; new code writes clock.Clock, clock.Timer and
-// clock.Real.
-type (
-	Clock       = clock.Clock
-	Timer       = clock.Timer
-	SystemClock = clock.Wall
-)
-
 // WireGuardController reads and changes the gateway's own WireGuard
 // devices. Implementations refuse a device that is not a WireGuard link in
 // the agent's network namespace (ErrNotFound), never return a private key,

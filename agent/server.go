@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"io"
 	"log/slog"
 	"mime"
@@ -30,7 +31,7 @@ const opTimeout = time.Minute
 type Server struct {
 	cfg     Config
 	deps    Deps
-	clock   Clock
+	clock   clock.Clock
 	log     *slog.Logger
 	tls     *tls.Config
 	handler http.Handler
@@ -46,8 +47,8 @@ type Server struct {
 	mu           sync.Mutex
 	rec          record
 	blocks       blockRecord
-	confirmTimer Timer
-	healTimer    Timer
+	confirmTimer clock.Timer
+	healTimer    clock.Timer
 	closed       bool
 }
 
@@ -63,7 +64,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		return nil, errors.New("building agent: a firewall and a flow killer are required")
 	}
 	if deps.Clock == nil {
-		deps.Clock = SystemClock{}
+		deps.Clock = clock.Real
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/warden-ir/warden/internal/clock"
 	"log/slog"
 	"math/big"
 	"time"
@@ -72,13 +73,13 @@ type Rotator struct {
 	CA    *CA
 	Probe Prober
 	Gaps  GapMeter
-	Clock Clock
+	Clock clock.Clock
 	Log   *slog.Logger
 }
 
-func (r *Rotator) clock() Clock {
+func (r *Rotator) clock() clock.Clock {
 	if r.Clock == nil {
-		return realClock{}
+		return clock.Real
 	}
 	return r.Clock
 }
@@ -173,7 +174,7 @@ func errorText(err error) string {
 
 // waitUntil polls check every poll until it returns nil or timeout passes,
 // and returns the last error.
-func waitUntil(ctx context.Context, c Clock, timeout, poll time.Duration, check func() error) error {
+func waitUntil(ctx context.Context, c clock.Clock, timeout, poll time.Duration, check func() error) error {
 	deadline := c.After(timeout)
 	for {
 		err := check()

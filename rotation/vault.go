@@ -96,14 +96,6 @@ type Credential struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Clock is the one clock (internal/clock) under the name the Rotator's
-// field is declared with.
-type Clock = clock.Clock
-
-// realClock is the wall clock under the name rotator.go defaults to; new
-// code writes clock.Real.
-type realClock = clock.Wall
-
 // Vault keeps the credential inventory and the sealed secrets in the
 // store's database.
 type Vault struct {

@@ -101,8 +101,6 @@ type Tx interface {
 // gateway is noisy, not for a census.
 const RecentIndicatorsCap = 1000
 
-const recentCapSQL = "1000" // RecentIndicatorsCap, in the query text
-
 var (
 	_ Backend = (*Store)(nil)
 	_ Tx      = (*txn)(nil)

@@ -511,7 +511,7 @@ func (t *txn) CountRecentIndicators(ctx context.Context, gw string, since time.T
 	var n int
 	// Capped: policies ask "is this gateway noisy", not for an exact
 	// census, and counting every row of a burst costs intake dearly.
-	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT `+recentCapSQL+`)`, gw, ts(since)).Scan(&n)
+	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT ?)`, gw, ts(since), RecentIndicatorsCap).Scan(&n)
 	return n, err
 }
 
