@@ -101,7 +101,7 @@ func Terminal(err error) error { return fault.Terminal(err) }
 
 // IsTerminal reports whether err (or anything it wraps) was marked terminal,
 // or is ErrUnsupported. Everything else is treated as transient and retried
-// with backoff by the controller.
+// with backoff by the catalogue's retry layer (WithRetry).
 func IsTerminal(err error) bool {
 	return fault.IsTerminal(err) || errors.Is(err, ErrUnsupported)
 }

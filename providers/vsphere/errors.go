@@ -26,7 +26,8 @@ var errNotFound = errors.New("not found")
 var errInvalid = errors.New("invalid")
 
 // classify marks err terminal when retrying cannot fix it, and leaves it as
-// is (transient, retried with backoff by the controller) otherwise.
+// is (transient, retried with backoff by the catalogue's retry layer)
+// otherwise.
 //
 // The mapping, checked in this order:
 //
@@ -45,7 +46,7 @@ var errInvalid = errors.New("invalid")
 //	          again), RequestCanceled; network errors; context deadlines;
 //	          and anything not listed above.
 //
-// Unknown faults are transient on purpose: the controller's retry stage
+// Unknown faults are transient on purpose: the catalogue's retry layer
 // bounds retries, while a wrong "terminal" would abandon a containment.
 func classify(err error) error {
 	if err == nil || actions.IsTerminal(err) {
