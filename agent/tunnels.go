@@ -358,13 +358,6 @@ func (s *Server) restoreBlocks(ctx context.Context) {
 	s.log.Info("re-applied recorded blocks at start", "peers", peers, "changed", changed, "enforced", enforced)
 }
 
-// blockedView is the blocklist as State shows it.
-func (s *Server) blockedView() []wire.BlockedPeer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.blocks.view()
-}
-
 // blockedState is the recorded blocks and whether the kernel enforces
 // exactly them (read back now; false when there is no blocker).
 func (s *Server) blockedState(ctx context.Context) ([]wire.BlockedPeer, bool) {
