@@ -85,6 +85,20 @@ func nicNetworks(st VMState) map[string]string {
 	return m
 }
 
+// observeVMOf reads the state of the gateway's VM for a Plan or a Verify;
+// doing names that for the error ("planning isolation").
+func observeVMOf(ctx context.Context, p VMProvider, action string, req Request, doing string) (string, VMState, error) {
+	vm, err := vmOf(action, req)
+	if err != nil {
+		return "", VMState{}, err
+	}
+	st, err := p.ObserveVM(ctx, vm)
+	if err != nil {
+		return "", VMState{}, fmt.Errorf("%s of %s: %w", doing, vm, err)
+	}
+	return vm, st, nil
+}
+
 // observeForDetails reads state for a Result's details; a failed read only
 // leaves the details out, it does not fail the step.
 func observeForDetails(ctx context.Context, p VMProvider, vm string) (VMState, bool) {
@@ -122,6 +136,20 @@ func (a *snapshotAction) params(req Request) (snapshotParams, error) {
 	return sp, nil
 }
 
+// observe reads the params and the VM they name; doing names the step for
+// the error ("planning").
+func (a *snapshotAction) observe(ctx context.Context, req Request, doing string) (snapshotParams, VMState, error) {
+	sp, err := a.params(req)
+	if err != nil {
+		return sp, VMState{}, err
+	}
+	st, err := a.p.ObserveVM(ctx, sp.vm)
+	if err != nil {
+		return sp, VMState{}, fmt.Errorf("%s snapshot of %s: %w", doing, sp.vm, err)
+	}
+	return sp, st, nil
+}
+
 func findSnapshot(st VMState, name string) (SnapshotInfo, bool) {
 	for _, s := range st.Snapshots {
 		if s.Name == name {
@@ -132,13 +160,9 @@ func findSnapshot(st VMState, name string) (SnapshotInfo, bool) {
 }
 
 func (a *snapshotAction) Plan(ctx context.Context, req Request) (Change, error) {
-	sp, err := a.params(req)
+	sp, st, err := a.observe(ctx, req, "planning")
 	if err != nil {
 		return Change{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, sp.vm)
-	if err != nil {
-		return Change{}, fmt.Errorf("planning snapshot of %s: %w", sp.vm, err)
 	}
 	if _, ok := findSnapshot(st, sp.name); ok {
 		return Change{Summary: fmt.Sprintf("snapshot %q of %s already exists", sp.name, sp.vm)}, nil
@@ -174,13 +198,9 @@ func (a *snapshotAction) Apply(ctx context.Context, req Request) (Result, error)
 // Verify checks that the snapshot exists and, when memory was asked, that
 // it holds memory; a VM that is off cannot give memory, and is accepted.
 func (a *snapshotAction) Verify(ctx context.Context, req Request) (Result, error) {
-	sp, err := a.params(req)
+	sp, st, err := a.observe(ctx, req, "verifying")
 	if err != nil {
 		return Result{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, sp.vm)
-	if err != nil {
-		return Result{}, fmt.Errorf("verifying snapshot of %s: %w", sp.vm, err)
 	}
 	s, ok := findSnapshot(st, sp.name)
 	if !ok {
@@ -212,13 +232,9 @@ func target(p VMProvider) (network string, disconnect bool) {
 // management NIC stays; without one it warns that the agent will be cut
 // off, so the plan can say which later steps are left to people.
 func (a *isolateAction) Plan(ctx context.Context, req Request) (Change, error) {
-	vm, err := vmOf(NameIsolate, req)
+	vm, st, err := observeVMOf(ctx, a.p, NameIsolate, req, "planning isolation")
 	if err != nil {
 		return Change{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, vm)
-	if err != nil {
-		return Change{}, fmt.Errorf("planning isolation of %s: %w", vm, err)
 	}
 	keep := ManagementOf(req.Gateway)
 	mgmt, err := a.management(vm, keep, st)
@@ -329,28 +345,32 @@ func (a *isolateAction) Apply(ctx context.Context, req Request) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	before, haveBefore := observeForDetails(ctx, a.p, vm)
-	var changed bool
+	isolate := func() (bool, error) { return a.p.IsolateVM(ctx, vm) }
 	if keep := ManagementOf(req.Gateway); keep.Declared() {
 		mi, ok := a.p.(ManagementIsolator)
 		if !ok {
 			return Result{}, Terminal(fmt.Errorf("isolating %s: the vm provider cannot keep management nics %q; refusing to isolate every nic: %w", vm, keep.NICs, ErrManagementNIC))
 		}
-		changed, err = mi.IsolateVMKeeping(ctx, vm, keep)
-	} else {
-		changed, err = a.p.IsolateVM(ctx, vm)
+		isolate = func() (bool, error) { return mi.IsolateVMKeeping(ctx, vm, keep) }
 	}
+	r, err := changeVM(ctx, a.p, vm, "isolating", "isolated", "was already isolated", isolate)
 	if err != nil {
-		return Result{}, fmt.Errorf("isolating %s: %w", vm, err)
+		return Result{}, err
 	}
-	r := vmResult(ctx, a.p, vm, changed, "isolated", "was already isolated", before, haveBefore)
 	if len(req.Gateway.ManagementNICs) > 0 {
 		r.Details["management_nics"] = req.Gateway.ManagementNICs
 	}
 	return r, nil
 }
 
-func vmResult(ctx context.Context, p VMProvider, vm string, changed bool, did, already string, before VMState, haveBefore bool) Result {
+// changeVM makes one change to vm (isolate, release) and reports it with
+// the NICs before and after; doing names it for the error ("isolating").
+func changeVM(ctx context.Context, p VMProvider, vm, doing, did, already string, change func() (bool, error)) (Result, error) {
+	before, haveBefore := observeForDetails(ctx, p, vm)
+	changed, err := change()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s %s: %w", doing, vm, err)
+	}
 	r := Result{Changed: changed, Summary: fmt.Sprintf("%s %s", did, vm), Details: map[string]any{"vm": vm}}
 	if !changed {
 		r.Summary = fmt.Sprintf("%s %s", vm, already)
@@ -362,17 +382,13 @@ func vmResult(ctx context.Context, p VMProvider, vm string, changed bool, did, a
 		r.Details["nics_after"] = nicNetworks(after)
 		r.Details["quarantined"] = after.Quarantined
 	}
-	return r
+	return r, nil
 }
 
 func (a *isolateAction) Verify(ctx context.Context, req Request) (Result, error) {
-	vm, err := vmOf(NameIsolate, req)
+	vm, st, err := observeVMOf(ctx, a.p, NameIsolate, req, "verifying isolation")
 	if err != nil {
 		return Result{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, vm)
-	if err != nil {
-		return Result{}, fmt.Errorf("verifying isolation of %s: %w", vm, err)
 	}
 	if !st.Quarantined {
 		return Result{}, fmt.Errorf("verifying isolation of %s: not quarantined (nics: %s): %w", vm, describeNICs(st), ErrNotVerified)
@@ -427,13 +443,9 @@ type releaseAction struct{ p VMProvider }
 func (a *releaseAction) Name() string { return NameRelease }
 
 func (a *releaseAction) Plan(ctx context.Context, req Request) (Change, error) {
-	vm, err := vmOf(NameRelease, req)
+	vm, st, err := observeVMOf(ctx, a.p, NameRelease, req, "planning release")
 	if err != nil {
 		return Change{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, vm)
-	if err != nil {
-		return Change{}, fmt.Errorf("planning release of %s: %w", vm, err)
 	}
 	qnet, _ := target(a.p)
 	mp := req.Gateway.ManagementPortgroup
@@ -457,12 +469,7 @@ func (a *releaseAction) Apply(ctx context.Context, req Request) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	before, haveBefore := observeForDetails(ctx, a.p, vm)
-	changed, err := a.p.ReleaseVM(ctx, vm)
-	if err != nil {
-		return Result{}, fmt.Errorf("releasing %s: %w", vm, err)
-	}
-	return vmResult(ctx, a.p, vm, changed, "released", "was not quarantined", before, haveBefore), nil
+	return changeVM(ctx, a.p, vm, "releasing", "released", "was not quarantined", func() (bool, error) { return a.p.ReleaseVM(ctx, vm) })
 }
 
 func (a *releaseAction) Verify(ctx context.Context, req Request) (Result, error) {
@@ -505,13 +512,9 @@ type powerOffAction struct{ p VMProvider }
 func (a *powerOffAction) Name() string { return NamePowerOff }
 
 func (a *powerOffAction) Plan(ctx context.Context, req Request) (Change, error) {
-	vm, err := vmOf(NamePowerOff, req)
+	vm, st, err := observeVMOf(ctx, a.p, NamePowerOff, req, "planning power off")
 	if err != nil {
 		return Change{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, vm)
-	if err != nil {
-		return Change{}, fmt.Errorf("planning power off of %s: %w", vm, err)
 	}
 	if st.PowerState == PowerStateOff {
 		return Change{Summary: fmt.Sprintf("%s is already powered off", vm), Destructive: true}, nil
@@ -540,13 +543,9 @@ func (a *powerOffAction) Apply(ctx context.Context, req Request) (Result, error)
 }
 
 func (a *powerOffAction) Verify(ctx context.Context, req Request) (Result, error) {
-	vm, err := vmOf(NamePowerOff, req)
+	vm, st, err := observeVMOf(ctx, a.p, NamePowerOff, req, "verifying power off")
 	if err != nil {
 		return Result{}, err
-	}
-	st, err := a.p.ObserveVM(ctx, vm)
-	if err != nil {
-		return Result{}, fmt.Errorf("verifying power off of %s: %w", vm, err)
 	}
 	if st.PowerState != PowerStateOff {
 		return Result{}, fmt.Errorf("verifying power off of %s: power state is %s: %w", vm, st.PowerState, ErrNotVerified)

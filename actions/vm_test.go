@@ -59,6 +59,31 @@ func (l vmLab) noSecrets(t *testing.T, v any) {
 	}
 }
 
+// plan plans a on req, fails the test if planning changed the VM, and
+// returns the VM as it was with the plan.
+func (l vmLab) plan(t *testing.T, a actions.Action, req actions.Request) (actions.VMState, actions.Change, error) {
+	t.Helper()
+	before := l.observe(t, req.Gateway.VM)
+	plan, err := a.Plan(t.Context(), req)
+	if after := l.observe(t, req.Gateway.VM); !reflect.DeepEqual(after, before) {
+		t.Fatalf("plan changed the vm:\n got %+v\nwant %+v", after, before)
+	}
+	return before, plan, err
+}
+
+// applyFirst checks that a does not verify before it is applied, then
+// applies it and wants a change.
+func applyFirst(t *testing.T, a actions.Action, req actions.Request) actions.Result {
+	t.Helper()
+	_, err := a.Verify(t.Context(), req)
+	wantVMNotVerified(t, "verify before apply", err)
+	res, err := a.Apply(t.Context(), req)
+	if err != nil || !res.Changed {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	return res
+}
+
 func vmRequest(vm string, params map[string]string) actions.Request {
 	return actions.Request{
 		IdempotencyKey: "run-1/step-1",
@@ -122,9 +147,8 @@ func TestIsolateAction(t *testing.T) {
 	ctx := t.Context()
 	a := actions.NewIsolate(l.p)
 	req := vmRequest("gw-hq", nil)
-	before := l.observe(t, "gw-hq")
 
-	plan, err := a.Plan(ctx, req)
+	before, plan, err := l.plan(t, a, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,16 +160,8 @@ func TestIsolateAction(t *testing.T) {
 	if !reflect.DeepEqual(plan.Changes, wantChanges) || plan.Destructive {
 		t.Fatalf("plan %+v, want changes %q", plan, wantChanges)
 	}
-	if after := l.observe(t, "gw-hq"); !reflect.DeepEqual(after, before) {
-		t.Fatalf("plan changed the vm:\n got %+v\nwant %+v", after, before)
-	}
-	_, err = a.Verify(ctx, req)
-	wantVMNotVerified(t, "verify before apply", err)
 
-	res, err := a.Apply(ctx, req)
-	if err != nil || !res.Changed {
-		t.Fatalf("first apply: %+v, %v", res, err)
-	}
+	res := applyFirst(t, a, req)
 	wantBefore := map[string]string{"Network adapter 1": "vpn-transit", "Network adapter 2": "vpn-lan"}
 	wantAfter := map[string]string{
 		"Network adapter 1": "warden-quarantine (not connected at power on)",
@@ -220,13 +236,8 @@ func TestReleaseAction(t *testing.T) {
 	if err != nil || len(plan.Changes) != 3 || !strings.HasPrefix(plan.Changes[0], "nic 'Network adapter 1': warden-quarantine -> ") {
 		t.Fatalf("plan: %+v, %v", plan, err)
 	}
-	_, err = a.Verify(ctx, req)
-	wantVMNotVerified(t, "verify before release", err)
 
-	res, err := a.Apply(ctx, req)
-	if err != nil || !res.Changed {
-		t.Fatalf("first apply: %+v, %v", res, err)
-	}
+	res := applyFirst(t, a, req)
 	l.noSecrets(t, res)
 	if got := l.observe(t, "gw-osaka"); !reflect.DeepEqual(got.NICs, original.NICs) {
 		t.Fatalf("nics %+v, want %+v", got.NICs, original.NICs)
@@ -251,14 +262,10 @@ func TestSnapshotAction(t *testing.T) {
 	ctx := t.Context()
 	a := actions.NewSnapshot(l.p)
 	req := vmRequest("gw-dc", nil)
-	before := l.observe(t, "gw-dc")
 
-	plan, err := a.Plan(ctx, req)
+	_, plan, err := l.plan(t, a, req)
 	if err != nil || !reflect.DeepEqual(plan.Changes, []string{`take snapshot "warden-INC-7" of gw-dc with memory`}) {
 		t.Fatalf("plan: %+v, %v", plan, err)
-	}
-	if after := l.observe(t, "gw-dc"); !reflect.DeepEqual(after, before) {
-		t.Fatal("plan changed the vm")
 	}
 	_, err = a.Verify(ctx, req)
 	wantVMNotVerified(t, "verify before apply", err)

@@ -107,35 +107,21 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuing CA certificate: %w", err)
 	}
-	agentKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating agent key: %w", err)
-	}
-	agentDER, _, err := issue(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: "warden-agent", Organization: []string{"Warden"}},
-		NotBefore:   now,
-		NotAfter:    now.Add(opt.Validity),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
+	agentDER, agentKey, err := issueLeaf("agent", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "warden-agent"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    dnsNames,
 		IPAddresses: ips,
-	}, caCert, &agentKey.PublicKey, caKey)
+	}, now, opt.Validity, caCert, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("issuing agent certificate: %w", err)
+		return nil, err
 	}
-	ctlKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating controller key: %w", err)
-	}
-	ctlDER, _, err := issue(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: opt.ControllerIdentity, Organization: []string{"Warden"}},
-		NotBefore:   now,
-		NotAfter:    now.Add(opt.Validity),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
+	ctlDER, ctlKey, err := issueLeaf("controller", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: opt.ControllerIdentity},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, caCert, &ctlKey.PublicKey, caKey)
+	}, now, opt.Validity, caCert, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("issuing controller certificate: %w", err)
+		return nil, err
 	}
 
 	files := []struct {
@@ -169,6 +155,25 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 		written = append(written, filepath.Join(dir, f.name))
 	}
 	return written, nil
+}
+
+// issueLeaf makes a fresh P-256 key and a digital-signature certificate
+// for it from tmpl (its name, extended usage and addresses), valid for
+// validity from notBefore and signed by the CA; role names the pair in
+// errors.
+func issueLeaf(role string, tmpl *x509.Certificate, notBefore time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", role, err)
+	}
+	tmpl.Subject.Organization = []string{"Warden"}
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notBefore.Add(validity)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, _, err := issue(tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issuing %s certificate: %w", role, err)
+	}
+	return der, key, nil
 }
 
 // issue signs tmpl with a fresh random serial; a nil parent self-signs.
@@ -244,13 +249,5 @@ func writeNew(dir, name string, data []byte, perm os.FileMode, overwrite bool) e
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeSynced(f, data)
 }

@@ -411,84 +411,71 @@ func (s *Server) checkFreshness(c wire.Command, now time.Time) (time.Time, error
 func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, error) {
 	switch c.Kind {
 	case wire.KindIsolate:
-		var p wire.IsolateParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.isolate(ctx, p, o.caller)
+		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
+			return s.isolate(ctx, p, o.caller)
+		})
 	case wire.KindConfirm:
-		var p wire.ConfirmParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.confirm(ctx, p)
+		return runWithParams(ctx, c.Params, s.confirm)
 	case wire.KindRelease:
-		if err := decodeParams(c.Params, &struct{}{}); err != nil {
-			return nil, err
-		}
-		return s.release(ctx)
+		return runWithParams(ctx, c.Params, func(ctx context.Context, _ struct{}) (wire.ReleaseResult, error) {
+			return s.release(ctx)
+		})
 	case wire.KindObserve:
-		if err := decodeParams(c.Params, &struct{}{}); err != nil {
-			return nil, err
-		}
-		st, err := s.observe(ctx)
-		if err != nil {
-			return nil, err
-		}
-		st.Blocked, st.BlockEnforced = s.blockedState(ctx)
-		return st, nil
+		return runWithParams(ctx, c.Params, func(ctx context.Context, _ struct{}) (wire.State, error) {
+			st, err := s.observe(ctx)
+			if err != nil {
+				return st, err
+			}
+			st.Blocked, st.BlockEnforced = s.blockedState(ctx)
+			return st, nil
+		})
 	case wire.KindCapture:
-		var p wire.CaptureParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.capture(ctx, p)
+		return runWithParams(ctx, c.Params, s.capture)
 	case wire.KindBaseline:
-		var p wire.BaselineParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		if s.deps.Baseline == nil {
-			return nil, errNoBaseline
-		}
-		res, err := s.deps.Baseline(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("checking the baseline: %w", err)
-		}
-		return res, nil
+		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Baseline, errNoBaseline, "checking the baseline"))
 	case wire.KindPatch:
-		var p wire.PatchParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		if s.deps.Patch == nil {
-			return nil, errNoPatch
-		}
-		res, err := s.deps.Patch(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("patching: %w", err)
-		}
-		return res, nil
+		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Patch, errNoPatch, "patching"))
 	case wire.KindWireGuard:
-		var p wire.WireGuardParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.wireGuard(ctx, p)
+		return runWithParams(ctx, c.Params, s.wireGuard)
 	case wire.KindVICI:
-		var p wire.VICIParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.vici(ctx, p)
+		return runWithParams(ctx, c.Params, s.vici)
 	case wire.KindBlock:
-		var p wire.BlockParams
-		if err := decodeParams(c.Params, &p); err != nil {
-			return nil, err
-		}
-		return s.block(ctx, p, o)
+		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.BlockParams) (wire.BlockResult, error) {
+			return s.block(ctx, p, o)
+		})
 	default:
 		return nil, badParams(fmt.Errorf("unknown command kind %q (want one of %v)", c.Kind, wire.Kinds()))
+	}
+}
+
+// runWithParams decodes a command's parameters strictly into a P (a
+// struct{} for kinds that take none) and runs the command with them; a
+// result that comes with an error is dropped.
+func runWithParams[P, R any](ctx context.Context, raw json.RawMessage, run func(context.Context, P) (R, error)) (any, error) {
+	var p P
+	if err := decodeParams(raw, &p); err != nil {
+		return nil, err
+	}
+	res, err := run(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// optionalSeam runs one of the agent's optional seams (see Deps): missing
+// when this agent has none, its error wrapped with what it was doing.
+func optionalSeam[P, R any](seam func(context.Context, P) (R, error), missing error, doing string) func(context.Context, P) (R, error) {
+	return func(ctx context.Context, p P) (R, error) {
+		if seam == nil {
+			var zero R
+			return zero, missing
+		}
+		res, err := seam(ctx, p)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", doing, err)
+		}
+		return res, nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,18 +130,11 @@ func prepareStateDir(dir string) error {
 // know whether the gateway must stay quarantined, so it refuses to start
 // rather than guess.
 func loadRecord(dir string) (record, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return record{Version: stateVersion}, nil
-	}
-	if err != nil {
-		return record{}, fmt.Errorf("reading quarantine state: %w", err)
-	}
 	var r record
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return record{}, fmt.Errorf("parsing quarantine state %s (fix or remove it by hand; the agent will not guess whether the gateway is quarantined): %w", filepath.Join(dir, stateFile), err)
+	if found, err := loadJSONFile(filepath.Join(dir, stateFile), "quarantine state", "whether the gateway is quarantined", &r); err != nil {
+		return record{}, err
+	} else if !found {
+		return record{Version: stateVersion}, nil
 	}
 	if r.Version != stateVersion {
 		return record{}, fmt.Errorf("parsing quarantine state: version %d, want %d", r.Version, stateVersion)
@@ -158,12 +152,37 @@ func loadRecord(dir string) (record, error) {
 // directory is fsync'd so the rename itself survives a power cut.
 func saveRecord(dir string, r record) error {
 	r.Version = stateVersion
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding quarantine state: %w", err)
+	return saveJSONFile(dir, stateFile, "quarantine state", r)
+}
+
+// loadJSONFile decodes the file at path into v, strictly (unknown fields
+// are errors); found is false when there is no file. what names the file
+// in errors, and unknown says what the agent would otherwise have to guess.
+func loadJSONFile(path, what, unknown string, v any) (found bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
 	}
-	if err := writeFileAtomic(dir, stateFile, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("saving quarantine state: %w", err)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", what, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return false, fmt.Errorf("parsing %s %s (fix or remove it by hand; the agent will not guess %s): %w", what, path, unknown, err)
+	}
+	return true, nil
+}
+
+// saveJSONFile replaces dir/name with v, indented, through writeFileAtomic;
+// what names the file in errors.
+func saveJSONFile(dir, name, what string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", what, err)
+	}
+	if err := writeFileAtomic(dir, name, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("saving %s: %w", what, err)
 	}
 	return nil
 }
@@ -186,13 +205,7 @@ func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 	if err := tmp.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := writeSynced(tmp, data); err != nil {
 		return err
 	}
 	if err := os.Rename(tmpName, filepath.Join(dir, name)); err != nil {
@@ -200,6 +213,19 @@ func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 	}
 	ok = true
 	return syncDir(dir)
+}
+
+// writeSynced writes data to f, fsyncs it and closes it; f is closed
+// whatever fails.
+func writeSynced(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func syncDir(dir string) error {
@@ -337,18 +363,11 @@ func (b blockRecord) view() []wire.BlockedPeer {
 // cannot know what it must keep blocked.
 func loadBlocks(dir string) (blockRecord, error) {
 	path := filepath.Join(dir, blocksFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return blockRecord{Version: blocksVersion}, nil
-	}
-	if err != nil {
-		return blockRecord{}, fmt.Errorf("reading blocklist: %w", err)
-	}
 	var r blockRecord
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return blockRecord{}, fmt.Errorf("parsing blocklist %s (fix or remove it by hand; the agent will not guess which peers stay blocked): %w", path, err)
+	if found, err := loadJSONFile(path, "blocklist", "which peers stay blocked", &r); err != nil {
+		return blockRecord{}, err
+	} else if !found {
+		return blockRecord{Version: blocksVersion}, nil
 	}
 	if r.Version != blocksVersion {
 		return blockRecord{}, fmt.Errorf("parsing blocklist %s: version %d, want %d", path, r.Version, blocksVersion)
@@ -367,14 +386,7 @@ func loadBlocks(dir string) (blockRecord, error) {
 // saveBlocks replaces the blocklist atomically and durably.
 func saveBlocks(dir string, r blockRecord) error {
 	r.Version = blocksVersion
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding blocklist: %w", err)
-	}
-	if err := writeFileAtomic(dir, blocksFile, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("saving blocklist: %w", err)
-	}
-	return nil
+	return saveJSONFile(dir, blocksFile, "blocklist", r)
 }
 
 // validPeerID accepts an inventory id: non-empty, printable, and free of

@@ -101,7 +101,7 @@ func validateWGConfig(c wire.WGConfig) error {
 			return fmt.Errorf("%s.persistent_keepalive: %s is outside [0s, 65535s]", field, time.Duration(*ka))
 		}
 		for j, a := range pc.AllowedIPs {
-			if _, err := parseAllowedIP(a); err != nil {
+			if _, err := wire.ParseAllowedIP(a); err != nil {
 				return fmt.Errorf("%s.allowed_ips[%d]: %w", field, j, err)
 			}
 		}
@@ -119,22 +119,6 @@ func isKey(s string) bool {
 	ok := err == nil && len(b) == 32
 	clear(b)
 	return ok
-}
-
-// parseAllowedIP parses a network or a bare address (a host prefix).
-func parseAllowedIP(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a network", s)
-		}
-		return p, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // validLinkName applies the kernel's rule for interface names

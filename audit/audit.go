@@ -22,6 +22,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/warden-ir/warden/internal/sqlrows"
 )
 
 // Genesis is the previous-hash of the first entry.
@@ -298,16 +300,7 @@ func List(ctx context.Context, db Queryer, incident string) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing audit entries: %w", err)
 	}
-	defer rows.Close()
-	var out []Entry
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return sqlrows.Collect(rows, scanEntry)
 }
 
 // Export writes the whole chain as JSON lines, one entry a line. The full

@@ -55,16 +55,9 @@ func newRealisticGateway(tb testing.TB) *gatewayFixture {
 // gateway tree recorded against it, and checks that the tree passes.
 func defaultOnRealisticGateway(b *testing.B) (*Baseline, Env) {
 	b.Helper()
-	bl, err := Default()
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := newRealisticGateway(b)
-	f.record(bl)
-	env := f.env()
-	rep, err := bl.Evaluate(b.Context(), env)
-	if err != nil || !rep.Passed {
-		b.Fatalf("fixture does not pass: %v %+v", err, rep.Counts)
+	bl, env, rep := evaluateRecorded(b, newRealisticGateway(b))
+	if !rep.Passed {
+		b.Fatalf("fixture does not pass: %+v", rep.Counts)
 	}
 	return bl, env
 }

@@ -151,14 +151,20 @@ func (u *underRoot) resolve(p string, followLast, allowMissing bool) (string, er
 // blocking the evaluation in open(2); readers reject what is not a regular
 // file or a directory.
 func (u *underRoot) open(p string) (*os.File, error) {
+	return u.openFile(p, os.O_RDONLY|syscall.O_NONBLOCK)
+}
+
+// openFile opens p with flag after resolving it inside the root, following
+// a final symlink (inside the root).
+func (u *underRoot) openFile(p string, flag int) (*os.File, error) {
 	if u.r == nil {
-		return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		return os.OpenFile(p, flag, 0)
 	}
 	real, err := u.resolve(p, true, false)
 	if err != nil {
 		return nil, err
 	}
-	f, err := u.r.OpenFile(rel(real), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := u.r.OpenFile(rel(real), flag, 0)
 	if err != nil {
 		return nil, pathError("open", p, err)
 	}
@@ -217,44 +223,35 @@ var errNotRegular = errors.New("not a regular file")
 
 // statIn stats the gateway path p under root, following symlinks inside
 // root only.
-func statIn(root, p string) (fs.FileInfo, error) {
-	u, err := openUnder(root)
-	if err != nil {
-		return nil, err
-	}
-	defer u.Close()
-	if u.r == nil {
-		return os.Stat(p)
-	}
-	real, err := u.resolve(p, true, false)
-	if err != nil {
-		return nil, err
-	}
-	st, err := u.r.Stat(rel(real))
-	if err != nil {
-		return nil, pathError("stat", p, err)
-	}
-	return st, nil
-}
+func statIn(root, p string) (fs.FileInfo, error) { return statUnder(root, p, true) }
 
 // lstatIn is lstat of the gateway path p under root: the directories
 // leading to it are resolved inside root, a final symlink is not followed.
-func lstatIn(root, p string) (fs.FileInfo, error) {
+func lstatIn(root, p string) (fs.FileInfo, error) { return statUnder(root, p, false) }
+
+// statUnder stats the gateway path p under root, resolving the directories
+// leading to it inside root; a final symlink is followed (inside root) only
+// when follow is set.
+func statUnder(root, p string, follow bool) (fs.FileInfo, error) {
+	op, hostStat, rootStat := "lstat", os.Lstat, (*os.Root).Lstat
+	if follow {
+		op, hostStat, rootStat = "stat", os.Stat, (*os.Root).Stat
+	}
 	u, err := openUnder(root)
 	if err != nil {
 		return nil, err
 	}
 	defer u.Close()
 	if u.r == nil {
-		return os.Lstat(p)
+		return hostStat(p)
 	}
-	real, err := u.resolve(p, false, false)
+	real, err := u.resolve(p, follow, false)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := u.r.Lstat(rel(real))
+	fi, err := rootStat(u.r, rel(real))
 	if err != nil {
-		return nil, pathError("lstat", p, err)
+		return nil, pathError(op, p, err)
 	}
 	return fi, nil
 }
@@ -333,18 +330,7 @@ func openWriteIn(root, p string) (*os.File, error) {
 		return nil, err
 	}
 	defer u.Close()
-	if u.r == nil {
-		return os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	}
-	real, err := u.resolve(p, true, false)
-	if err != nil {
-		return nil, err
-	}
-	f, err := u.r.OpenFile(rel(real), os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return nil, pathError("open", p, err)
-	}
-	return f, nil
+	return u.openFile(p, os.O_WRONLY|os.O_TRUNC)
 }
 
 // replaceFileIn atomically replaces the file at gateway path p under root

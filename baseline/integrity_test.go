@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -23,11 +24,7 @@ func TestRecord(t *testing.T) {
 	if want := []string{"/etc/sudoers.d/*", "/etc/ld.so.preload", "/usr/sbin/iptables", "/usr/bin/su"}; !slices.Equal(m.Patterns, want) {
 		t.Errorf("patterns %q, want %q", m.Patterns, want)
 	}
-	var files []string
-	for p := range m.Files {
-		files = append(files, p)
-	}
-	slices.Sort(files)
+	files := slices.Sorted(maps.Keys(m.Files))
 	if want := []string{"/etc/sudoers.d/README", "/usr/bin/su", "/usr/sbin/iptables"}; !slices.Equal(files, want) {
 		t.Errorf("files %q, want %q (no dot files, no directories, absent paths only as patterns)", files, want)
 	}

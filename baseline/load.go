@@ -23,11 +23,8 @@ import (
 //go:embed default/*.yaml
 var defaultFiles embed.FS
 
-// DefaultPath is the shipped gateway baseline inside DefaultFS.
+// DefaultPath is the shipped gateway baseline inside the embedded files.
 const DefaultPath = "default/gateway.yaml"
-
-// DefaultFS returns the embedded shipped baselines (default/gateway.yaml).
-func DefaultFS() fs.FS { return defaultFiles }
 
 // Default loads the shipped gateway baseline.
 func Default() (*Baseline, error) { return Load(defaultFiles, DefaultPath) }

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -91,11 +92,7 @@ func Remediate(ctx context.Context, c *Check, env Env) (RemediationOutcome, erro
 		if err := writeSysctlDropIn(env.Root, persist); err != nil {
 			return out, fmt.Errorf("remediating %s: %w", c.ID, err)
 		}
-		names := make([]string, 0, len(persist))
-		for n := range persist {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(persist))
 		out.Steps = append(out.Steps, fmt.Sprintf("wrote %s = %s to %s", strings.Join(names, ", "), want, DropInPath))
 		out.Changed = true
 	}
@@ -128,14 +125,9 @@ func writeSysctlDropIn(root string, settings map[string]string) error {
 	for name, v := range settings {
 		entries[normaliseSysctlKey(name)] = entry{name, v}
 	}
-	keys := make([]string, 0, len(entries))
-	for k := range entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString("# Written by Warden's baseline remediation. Change the baseline, not this file.\n")
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
 		fmt.Fprintf(&b, "%s = %s\n", entries[k].name, entries[k].value)
 	}
 	if err := replaceFileIn(root, DropInPath, []byte(b.String())); err != nil {

@@ -15,17 +15,27 @@ import (
 // recording its integrity manifest.
 func evaluateGood(t *testing.T) (*Baseline, *gatewayFixture, Report) {
 	t.Helper()
+	f := newGatewayFixture(t)
+	b, _, rep := evaluateRecorded(t, f)
+	return b, f, rep
+}
+
+// evaluateRecorded loads the shipped baseline, records f's integrity
+// manifest against it and evaluates it on f, returning the environment it
+// evaluated.
+func evaluateRecorded(tb testing.TB, f *gatewayFixture) (*Baseline, Env, Report) {
+	tb.Helper()
 	b, err := Default()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	f := newGatewayFixture(t)
 	f.record(b)
-	rep, err := b.Evaluate(t.Context(), f.env())
+	env := f.env()
+	rep, err := b.Evaluate(tb.Context(), env)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return b, f, rep
+	return b, env, rep
 }
 
 func TestReportDiff(t *testing.T) {

@@ -103,17 +103,9 @@ func TestResolveAlgorithms(t *testing.T) {
 }
 
 func TestSSHDSkippedWhenNotConfigured(t *testing.T) {
-	b, err := Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := newGatewayFixture(t)
 	f.remove("/etc/ssh")
-	f.record(b)
-	rep, err := b.Evaluate(t.Context(), f.env())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, rep := evaluateRecorded(t, f)
 	for _, r := range rep.Results {
 		if r.Type == TypeSSHD && r.Status != StatusSkip {
 			t.Errorf("%s = %s without sshd_config, want skip", r.ID, r.Status)

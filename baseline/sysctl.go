@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -211,13 +212,8 @@ func loadSysctlBoot(root string) (*sysctlBoot, error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(chosen))
-	for n := range chosen {
-		names = append(names, n)
-	}
-	slices.Sort(names)
 	b := &sysctlBoot{entries: map[string]*sysctlAssignment{}, replaced: map[string][]sysctlAssignment{}}
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(chosen)) {
 		if err := b.readFile(root, chosen[n]); err != nil {
 			return nil, err
 		}

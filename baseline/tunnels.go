@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -60,12 +60,7 @@ func loadIPsec(root string) (*ipsecConfig, error) {
 			return nil, err
 		}
 		cfg.Files = append(cfg.Files, sw.files...)
-		keys := make([]string, 0, len(sw.settings))
-		for k := range sw.settings {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(sw.settings)) {
 			s := sw.settings[k]
 			if s.Key == "aggressive" {
 				cfg.Aggressive = append(cfg.Aggressive, s)
@@ -348,17 +343,24 @@ func proposalTokens(v string) []string {
 	return out
 }
 
-func (ev *evaluation) ipsecConfig() (*ipsecConfig, error) {
-	return ev.ipsec.get(func() (*ipsecConfig, error) { return loadIPsec(ev.env.Root) })
+// ipsecConfig returns the gateway's strongSwan configuration for check c;
+// when it cannot be read or strongSwan is not configured, ok is false and
+// done is c's result.
+func (ev *evaluation) ipsecConfig(c *Check) (cfg *ipsecConfig, done Result, ok bool) {
+	cfg, err := ev.ipsec.get(func() (*ipsecConfig, error) { return loadIPsec(ev.env.Root) })
+	if err != nil {
+		return nil, c.result(StatusError, err.Error()), false
+	}
+	if len(cfg.Files) == 0 {
+		return nil, c.result(StatusSkip, "strongSwan is not configured ("+swanctlConf+" and "+ipsecConf+" do not exist)"), false
+	}
+	return cfg, Result{}, true
 }
 
 func (ev *evaluation) checkProposals(c *Check) Result {
-	cfg, err := ev.ipsecConfig()
-	if err != nil {
-		return c.result(StatusError, err.Error())
-	}
-	if len(cfg.Files) == 0 {
-		return c.result(StatusSkip, "strongSwan is not configured ("+swanctlConf+" and "+ipsecConf+" do not exist)")
+	cfg, done, ok := ev.ipsecConfig(c)
+	if !ok {
+		return done
 	}
 	forbidden := map[string]bool{}
 	for _, f := range c.ForbiddenAlgorithms {
@@ -402,12 +404,9 @@ func strongSwanTrue(v string) bool {
 }
 
 func (ev *evaluation) checkAggressive(c *Check) Result {
-	cfg, err := ev.ipsecConfig()
-	if err != nil {
-		return c.result(StatusError, err.Error())
-	}
-	if len(cfg.Files) == 0 {
-		return c.result(StatusSkip, "strongSwan is not configured ("+swanctlConf+" and "+ipsecConf+" do not exist)")
+	cfg, done, ok := ev.ipsecConfig(c)
+	if !ok {
+		return done
 	}
 	r := c.result(StatusPass, "no connection uses IKEv1 aggressive mode")
 	var bad []string
@@ -427,8 +426,18 @@ func (ev *evaluation) checkAggressive(c *Check) Result {
 	return r
 }
 
-func (ev *evaluation) readWireGuard(ctx context.Context) ([]WireGuardInterface, error) {
-	return ev.wireguard.get(func() ([]WireGuardInterface, error) { return ev.env.Tunnels.WireGuard(ctx) })
+// readWireGuard returns the gateway's WireGuard interfaces for check c;
+// when they cannot be read or there are none, ok is false and done is c's
+// result.
+func (ev *evaluation) readWireGuard(ctx context.Context, c *Check) (ifaces []WireGuardInterface, done Result, ok bool) {
+	ifaces, err := ev.wireguard.get(func() ([]WireGuardInterface, error) { return ev.env.Tunnels.WireGuard(ctx) })
+	if err != nil {
+		return nil, c.result(StatusError, err.Error()), false
+	}
+	if len(ifaces) == 0 {
+		return nil, c.result(StatusSkip, "no WireGuard interface"), false
+	}
+	return ifaces, Result{}, true
 }
 
 func days(d time.Duration) string {
@@ -436,12 +445,9 @@ func days(d time.Duration) string {
 }
 
 func (ev *evaluation) checkKeyAge(ctx context.Context, c *Check) Result {
-	ifaces, err := ev.readWireGuard(ctx)
-	if err != nil {
-		return c.result(StatusError, err.Error())
-	}
-	if len(ifaces) == 0 {
-		return c.result(StatusSkip, "no WireGuard interface")
+	ifaces, done, ok := ev.readWireGuard(ctx, c)
+	if !ok {
+		return done
 	}
 	maxAge := time.Duration(c.MaxKeyAge)
 	expected := "key age ≤ " + days(maxAge)
@@ -471,12 +477,9 @@ func (ev *evaluation) checkKeyAge(ctx context.Context, c *Check) Result {
 }
 
 func (ev *evaluation) checkPSK(ctx context.Context, c *Check) Result {
-	ifaces, err := ev.readWireGuard(ctx)
-	if err != nil {
-		return c.result(StatusError, err.Error())
-	}
-	if len(ifaces) == 0 {
-		return c.result(StatusSkip, "no WireGuard interface")
+	ifaces, done, ok := ev.readWireGuard(ctx, c)
+	if !ok {
+		return done
 	}
 	r := c.result(StatusPass, "")
 	var bad []string

@@ -189,6 +189,19 @@ func testInventory() *inventory.Inventory {
 	return inv
 }
 
+// loadPolicies loads the policies in yaml with the test runbooks.
+func loadPolicies(t testing.TB, yaml string) *policies.Set {
+	t.Helper()
+	pol, err := policies.LoadFS(fstest.MapFS{
+		"p.yaml": {Data: []byte(yaml)},
+		"r.yaml": {Data: []byte(testRunbooks)},
+	}, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
 func newHarness(t testing.TB, mutate func(*Options)) *harness {
 	t.Helper()
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
@@ -196,13 +209,7 @@ func newHarness(t testing.TB, mutate func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	pol, err := policies.LoadFS(fstest.MapFS{
-		"p.yaml": {Data: []byte(testPolicies)},
-		"r.yaml": {Data: []byte(testRunbooks)},
-	}, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := loadPolicies(t, testPolicies)
 	order := &[]string{}
 	h := &harness{st: st, acts: map[string]*fakeAction{}, order: order}
 	var list []actions.Action
@@ -702,10 +709,7 @@ func TestSecretsAreRedactedInAudit(t *testing.T) {
 func TestNewRejectsRunbookWithUnavailableAction(t *testing.T) {
 	st, _ := store.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	defer st.Close()
-	pol, err := policies.LoadFS(fstest.MapFS{"p.yaml": {Data: []byte(testPolicies)}, "r.yaml": {Data: []byte(testRunbooks)}}, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := loadPolicies(t, testPolicies)
 	cat, _ := actions.NewCatalogue(newFake("notify", nil))
 	if _, err := New(Options{Store: st, Inventory: testInventory(), Policies: pol, Actions: cat}); err == nil || !strings.Contains(err.Error(), "not available") {
 		t.Fatalf("err %v", err)

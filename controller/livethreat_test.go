@@ -4,13 +4,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/internal/testsupport"
-	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -33,13 +31,7 @@ policies:
 
 func newLiveThreatHarness(t *testing.T) *harness {
 	t.Helper()
-	pol, err := policies.LoadFS(fstest.MapFS{
-		"p.yaml": {Data: []byte(liveThreatPolicies)},
-		"r.yaml": {Data: []byte(testRunbooks)},
-	}, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := loadPolicies(t, liveThreatPolicies)
 	return newHarness(t, func(o *Options) {
 		o.Policies = pol
 		o.Clock = testsupport.NewStepClock(time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC), time.Second)

@@ -430,11 +430,7 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(l.lab.Mgmt().V4, apiPort).String()
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
-	cfg.Server.APITokenFile = filepath.Join(l.dir, "api-token")
-	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
-		l.t.Fatal(err)
-	}
-	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+	labControllerAuth(l.t, &cfg, l.dir, pki)
 	cfg.Credentials.MasterKeyFile = filepath.Join(l.dir, "master.key")
 	if l.certs {
 		// The company CA the gateways' certificates chain to: Warden signs

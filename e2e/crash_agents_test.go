@@ -387,17 +387,13 @@ func (l *crashTunnelLab) writeCrashConfig(bin string) *crashEnv {
 	vc := l.vc.Config()
 	cfg := config.Defaults()
 	cfg.Server.Listen = freeAddr(t)
-	cfg.Server.APITokenFile = filepath.Join(l.dir, "api-token")
-	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	labControllerAuth(t, &cfg, l.dir, l.pki)
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
 	cfg.Evidence.Dir = filepath.Join(l.dir, "evidence")
-	cfg.Agents = config.Agents{CertFile: filepath.Join(l.pki, agent.ControllerCertFile), KeyFile: filepath.Join(l.pki, agent.ControllerKeyFile), CAFile: filepath.Join(l.pki, agent.CAFile)}
 	cfg.Credentials.MasterKeyFile = filepath.Join(l.dir, "master.key")
 	cfg.Credentials.WaveSize, cfg.Credentials.UnitTimeout = 2, 20*time.Second
-	cfg.VSphere = config.VSphere{URL: l.vcenter.url() + "/sdk", Username: vc.Username, CAFile: filepath.Join(l.pki, agent.CAFile),
-		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
+	cfg.VSphere = vsphereConfig(vc)
+	cfg.VSphere.URL, cfg.VSphere.CAFile = l.vcenter.url()+"/sdk", filepath.Join(l.pki, agent.CAFile)
 	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: l.hook.url()}}}
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = time.Hour
@@ -432,13 +428,7 @@ func (l *crashTunnelLab) serve() *proc {
 
 func (l *crashTunnelLab) waitRun(id string) store.Run {
 	l.t.Helper()
-	var final store.Run
-	waitFor(l.t, "run "+id+" to finish", 90*time.Second, func() (bool, error) {
-		r, err := l.api.run(l.t.Context(), id)
-		final = r
-		return err == nil && r.Terminal(), err
-	})
-	return final
+	return l.api.waitRun(l.t, id, 90*time.Second)
 }
 
 // confirmCompromise reports a tampered file on a: the policy proposes

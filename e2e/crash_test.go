@@ -152,6 +152,19 @@ func (a apiCall) run(ctx context.Context, id string) (store.Run, error) {
 	return r, err
 }
 
+// waitRun waits up to within for run id to finish and returns it as it
+// ended.
+func (a apiCall) waitRun(tb testing.TB, id string, within time.Duration) store.Run {
+	tb.Helper()
+	var final store.Run
+	waitFor(tb, "run "+id+" to finish", within, func() (bool, error) {
+		r, err := a.run(tb.Context(), id)
+		final = r
+		return err == nil && r.Terminal(), err
+	})
+	return final
+}
+
 // The crash matrix kills a real `warden serve` (SIGKILL) in the middle of a
 // step that drives a vCenter task, starts it again on the same store, and
 // checks that the run finishes once with every side effect done once.
@@ -349,8 +362,7 @@ func newCrashEnv(t *testing.T, bin string) *crashEnv {
 	cfg.Server.Listen = freeAddr(t)
 	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
 	cfg.Inventory = demo.Inventory()
-	cfg.VSphere = config.VSphere{URL: vc.URL, Username: vc.Username, CAFile: vc.CAFile,
-		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
+	cfg.VSphere = vsphereConfig(vc)
 	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: hooks.url}}}
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	cfg.Reconcile.Interval = time.Hour
@@ -422,13 +434,7 @@ func (e *crashEnv) startRelease() string {
 
 func (e *crashEnv) waitRun(id string) store.Run {
 	e.t.Helper()
-	var final store.Run
-	waitFor(e.t, "run "+id+" to finish", 60*time.Second, func() (bool, error) {
-		r, err := e.api.run(e.t.Context(), id)
-		final = r
-		return err == nil && r.Terminal(), err
-	})
-	return final
+	return e.api.waitRun(e.t, id, 60*time.Second)
 }
 
 // storedRun reads a run from the store directly (no controller running).

@@ -518,10 +518,7 @@ func TestLinuxBaselineDrift(t *testing.T) {
 	})
 
 	phase(t, "5 release through override and approval", func(t *testing.T) {
-		r := l.api.release(t, l.gwID, tamperIncident)
-		if r.State != store.RunSucceeded {
-			t.Fatalf("release %s: %s", r.State, r.Error)
-		}
+		l.api.release(t, l.gwID, tamperIncident)
 		if l.rulesInKernel() {
 			t.Error("quarantine table left in the kernel after release")
 		}

@@ -229,6 +229,18 @@ func (l *linuxLab) echoNodes() []netlab.Node {
 	return out
 }
 
+// labControllerAuth points cfg at the lab's API token, written to
+// dir/api-token, and at the controller's client certificate for the
+// agents, in pki.
+func labControllerAuth(tb testing.TB, cfg *config.Config, dir, pki string) {
+	tb.Helper()
+	cfg.Server.APITokenFile = filepath.Join(dir, "api-token")
+	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+}
+
 // writeConfig writes the controller's configuration and policies: the
 // inventory of the three sites (only the compromised gateway runs an
 // agent, none has a VM), the management networks of the lab, and one
@@ -248,11 +260,7 @@ func (l *linuxLab) writeConfig(pki string) {
 	l.storeDB = filepath.Join(l.dir, "warden.db")
 	cfg.Store.Path = l.storeDB
 	cfg.Policies.Dir = polDir
-	cfg.Server.APITokenFile = filepath.Join(l.dir, "api-token")
-	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
-		l.tb.Fatal(err)
-	}
-	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+	labControllerAuth(l.tb, &cfg, l.dir, pki)
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = l.opt.Reconcile
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 50*time.Millisecond, 500*time.Millisecond, 3
@@ -631,8 +639,9 @@ func (a *apiNS) waitRun(tb testing.TB, id string, poll time.Duration) store.Run 
 	}
 }
 
-// release starts release-gateway for gw and waits for it.
-func (a *apiNS) release(tb testing.TB, gw, incident string) store.Run {
+// release starts release-gateway for gw, waits for it and fails unless it
+// succeeded.
+func (a *apiNS) release(tb testing.TB, gw, incident string) {
 	tb.Helper()
 	// The lab gateway shares the host's files, so its baseline is not a
 	// gateway's; a person overrides that gate with a reason and another
@@ -649,7 +658,9 @@ func (a *apiNS) release(tb testing.TB, gw, incident string) store.Run {
 	if _, err := c.Approve(tb.Context(), r.ID, v1.ApproveRequest{By: "e2e-approver"}); err != nil {
 		tb.Fatalf("approving the release: %v", err)
 	}
-	return a.waitRun(tb, r.ID, 10*time.Millisecond)
+	if run := a.waitRun(tb, r.ID, 10*time.Millisecond); run.State != store.RunSucceeded {
+		tb.Fatalf("release %s: %s", run.State, run.Error)
+	}
 }
 
 // posture reads GET /v1/gateways/{id}.

@@ -19,6 +19,7 @@ import (
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/demo"
+	"github.com/warden-ir/warden/providers/vsphere"
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 	"github.com/warden-ir/warden/store"
 )
@@ -31,6 +32,14 @@ type stack struct {
 	base  string
 	token string
 	api   *client.Client
+}
+
+// vsphereConfig is the controller's vSphere section for a simulator: its
+// quarantine portgroup, moved by portgroup, tagged warden/quarantined.
+// The password is left to the caller (the environment or the config).
+func vsphereConfig(vc vsphere.Config) config.VSphere {
+	return config.VSphere{URL: vc.URL, Username: vc.Username, CAFile: vc.CAFile,
+		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
 }
 
 func startStack(t testing.TB, mutate func(*config.Config)) *stack {
@@ -47,8 +56,8 @@ func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
 	cfg.Store.Sync = "normal"
 	cfg.Inventory = demo.Inventory()
-	cfg.VSphere = config.VSphere{URL: vc.URL, Username: vc.Username, Password: vc.Password, CAFile: vc.CAFile,
-		QuarantinePortgroup: vc.QuarantinePortgroup, QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"}
+	cfg.VSphere = vsphereConfig(vc)
+	cfg.VSphere.Password = vc.Password
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 10*time.Millisecond, 50*time.Millisecond, 3
 	cfg.Reconcile.Interval = time.Hour // tests call ReconcileOnce themselves
 	if mutate != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/internal/sqlrows"
 )
 
 // Kinds of evidence.
@@ -489,16 +490,13 @@ func (l *Ledger) list(ctx context.Context, incident string) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing evidence: %w", err)
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
+	return sqlrows.Collect(rows, func(rows *sql.Rows) (Record, error) {
 		r, err := scanRecord(rows)
 		if err != nil {
-			return nil, fmt.Errorf("reading evidence record: %w", err)
+			return r, fmt.Errorf("reading evidence record: %w", err)
 		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, nil
+	})
 }
 
 func (l *Ledger) record(ctx context.Context, q interface {
@@ -521,18 +519,15 @@ func custodyOf(ctx context.Context, q interface {
 	if err != nil {
 		return nil, fmt.Errorf("listing custody: %w", err)
 	}
-	defer rows.Close()
-	var out []Custody
-	for rows.Next() {
+	return sqlrows.Collect(rows, func(rows *sql.Rows) (Custody, error) {
 		var c Custody
 		var at string
 		if err := rows.Scan(&c.ID, &c.EvidenceID, &at, &c.Actor, &c.Action, &c.Detail); err != nil {
-			return nil, fmt.Errorf("reading custody: %w", err)
+			return c, fmt.Errorf("reading custody: %w", err)
 		}
 		c.At = parseTS(at)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		return c, nil
+	})
 }
 
 // Show returns a record and its chain of custody, and records that actor

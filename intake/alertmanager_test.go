@@ -416,13 +416,7 @@ func TestInstanceHost(t *testing.T) {
 		"[::1]:9100":             "::1",
 		"gw-hq.corp.example:443": "gw-hq.corp.example",
 	}
-	for in, want := range tests {
-		t.Run(in, func(t *testing.T) {
-			if got := instanceHost(in); got != want {
-				t.Errorf("instanceHost(%q) = %q, want %q", in, got, want)
-			}
-		})
-	}
+	checkEachInput(t, "instanceHost", instanceHost, tests)
 }
 
 func TestMapSeverity(t *testing.T) {
@@ -431,13 +425,7 @@ func TestMapSeverity(t *testing.T) {
 		"warning": indicator.Medium, "medium": indicator.Medium, "": indicator.Medium, "weird": indicator.Medium,
 		"info": indicator.Low, "low": indicator.Low, " Info ": indicator.Low,
 	}
-	for in, want := range tests {
-		t.Run(in, func(t *testing.T) {
-			if got := mapSeverity(in); got != want {
-				t.Errorf("mapSeverity(%q) = %q, want %q", in, got, want)
-			}
-		})
-	}
+	checkEachInput(t, "mapSeverity", mapSeverity, tests)
 }
 
 func TestConfidence(t *testing.T) {

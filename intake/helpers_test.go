@@ -66,3 +66,16 @@ func testdataFiles(tb testing.TB, pattern string) map[string][]byte {
 	}
 	return out
 }
+
+// checkEachInput runs fn, named name in messages, on every input of tests
+// in a subtest of its own, wanting the value tests gives for it.
+func checkEachInput[T ~string](t *testing.T, name string, fn func(string) T, tests map[string]T) {
+	t.Helper()
+	for in, want := range tests {
+		t.Run(in, func(t *testing.T) {
+			if got := fn(in); got != want {
+				t.Errorf("%s(%q) = %q, want %q", name, in, got, want)
+			}
+		})
+	}
+}

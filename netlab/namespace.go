@@ -102,6 +102,18 @@ func Do(ns string, fn func() error) error {
 	return doIn(target, fn)
 }
 
+// doValue is Do for fn that makes something inside the namespace (a socket,
+// most often) and returns it.
+func doValue[T any](ns string, fn func() (T, error)) (T, error) {
+	var v T
+	err := Do(ns, func() error {
+		var err error
+		v, err = fn()
+		return err
+	})
+	return v, err
+}
+
 func doIn(target netns.NsHandle, fn func() error) (err error) {
 	runtime.LockOSThread()
 	orig, err := netns.Get()

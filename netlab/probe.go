@@ -21,13 +21,7 @@ import (
 // TCPConnect opens a TCP connection from namespace ns to addr and closes it.
 // It returns nil only when the three-way handshake completed within timeout.
 func TCPConnect(ctx context.Context, ns string, addr netip.AddrPort, timeout time.Duration) error {
-	var conn net.Conn
-	err := Do(ns, func() error {
-		d := net.Dialer{Timeout: timeout}
-		c, err := d.DialContext(ctx, "tcp", addr.String())
-		conn = c
-		return err
-	})
+	conn, err := dialTCP(ctx, ns, addr.String(), timeout)
 	if err != nil {
 		return fmt.Errorf("connecting over TCP from %q to %s: %w", ns, addr, err)
 	}
@@ -54,20 +48,23 @@ func UDPEcho(ctx context.Context, ns string, addr netip.AddrPort, timeout time.D
 // listenUDP opens an unconnected UDP socket, on any local address, in
 // namespace ns.
 func listenUDP(ns string) (*net.UDPConn, error) {
-	var conn *net.UDPConn
-	err := Do(ns, func() error {
-		c, err := net.ListenUDP("udp", nil)
-		conn = c
-		return err
+	return doValue(ns, func() (*net.UDPConn, error) { return net.ListenUDP("udp", nil) })
+}
+
+// dialTCP connects over TCP from namespace ns to addr; a timeout of 0 is
+// none.
+func dialTCP(ctx context.Context, ns, addr string, timeout time.Duration) (net.Conn, error) {
+	return doValue(ns, func() (net.Conn, error) {
+		d := net.Dialer{Timeout: timeout}
+		return d.DialContext(ctx, "tcp", addr)
 	})
-	return conn, err
 }
 
 func exchangePacket(ctx context.Context, conn *net.UDPConn, to netip.AddrPort, timeout time.Duration) error {
-	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
-		return fmt.Errorf("setting deadline: %w", err)
+	stop, err := bindDeadline(ctx, conn, timeout)
+	if err != nil {
+		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	msg := token()
 	if _, err := conn.WriteToUDPAddrPort(msg, to); err != nil {
@@ -83,6 +80,15 @@ func exchangePacket(ctx context.Context, conn *net.UDPConn, to netip.AddrPort, t
 			return nil
 		}
 	}
+}
+
+// bindDeadline ends conn's reads and writes after timeout, or as soon as
+// ctx ends; stop releases ctx once the exchange is over.
+func bindDeadline(ctx context.Context, conn interface{ SetDeadline(time.Time) error }, timeout time.Duration) (stop func() bool, err error) {
+	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
+		return nil, fmt.Errorf("setting deadline: %w", err)
+	}
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }), nil
 }
 
 func deadline(ctx context.Context, timeout time.Duration) time.Time {
@@ -101,10 +107,10 @@ func token() []byte {
 
 // exchange writes a random token on a stream and reads it back.
 func exchange(ctx context.Context, conn net.Conn, timeout time.Duration) error {
-	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
-		return fmt.Errorf("setting deadline: %w", err)
+	stop, err := bindDeadline(ctx, conn, timeout)
+	if err != nil {
+		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	msg := token()
 	if _, err := conn.Write(msg); err != nil {
@@ -131,12 +137,7 @@ func exchange(ctx context.Context, conn net.Conn, timeout time.Duration) error {
 // concurrent pings from one namespace do not answer each other.
 func Ping(ctx context.Context, ns string, addr netip.Addr, timeout time.Duration) error {
 	addr = addr.Unmap()
-	var conn *icmp.PacketConn
-	err := Do(ns, func() error {
-		c, err := listenICMP(addr.Is6())
-		conn = c
-		return err
-	})
+	conn, err := doValue(ns, func() (*icmp.PacketConn, error) { return listenICMP(addr.Is6()) })
 	if err != nil {
 		return fmt.Errorf("opening a raw ICMP socket in %q: %w", ns, err)
 	}
@@ -179,10 +180,10 @@ func listenICMP(v6 bool) (*icmp.PacketConn, error) {
 
 // echoICMP sends one echo request to addr on conn and waits for its reply.
 func echoICMP(ctx context.Context, conn *icmp.PacketConn, addr netip.Addr, timeout time.Duration) error {
-	if err := conn.SetDeadline(deadline(ctx, timeout)); err != nil {
-		return fmt.Errorf("setting deadline: %w", err)
+	stop, err := bindDeadline(ctx, conn, timeout)
+	if err != nil {
+		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	var id [4]byte
@@ -313,13 +314,7 @@ type Session struct {
 // OpenSession connects from namespace ns to the echo server at addr and
 // checks the session works once.
 func OpenSession(ctx context.Context, ns string, addr netip.AddrPort) (*Session, error) {
-	var conn net.Conn
-	err := Do(ns, func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr.String())
-		conn = c
-		return err
-	})
+	conn, err := dialTCP(ctx, ns, addr.String(), 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening session from %q to %s: %w", ns, addr, err)
 	}

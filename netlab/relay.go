@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -58,13 +59,7 @@ func (r *Relay) serve() {
 }
 
 func (r *Relay) splice(in net.Conn) {
-	var out net.Conn
-	err := Do(r.ns, func() error {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", r.target.String())
-		out = c
-		return err
-	})
+	out, err := dialTCP(context.Background(), r.ns, r.target.String(), 10*time.Second)
 	if err != nil {
 		_ = in.Close()
 		return

@@ -66,10 +66,7 @@ func newLabPKI(prefix string, identities map[string]string, now time.Time) (*lab
 		// their authority key identifier, and charon (5.9) looks a CA's
 		// CRLs up by that identifier, so any value works.
 	}
-	if caTmpl.SerialNumber, err = uniqueSerial(serials); err != nil {
-		return nil, err
-	}
-	if p.ca, err = issue(caTmpl, caTmpl, &p.caKey.PublicKey, p.caKey); err != nil {
+	if p.ca, err = issue(caTmpl, caTmpl, &p.caKey.PublicKey, p.caKey, serials); err != nil {
 		return nil, fmt.Errorf("issuing the lab CA certificate: %w", err)
 	}
 	for i, site := range sites {
@@ -83,10 +80,7 @@ func newLabPKI(prefix string, identities map[string]string, now time.Time) (*lab
 			BasicConstraintsValid: true,
 			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		}
-		if tmpl.SerialNumber, err = uniqueSerial(serials); err != nil {
-			return nil, err
-		}
-		cert, err := issue(tmpl, p.ca, &key.PublicKey, p.caKey)
+		cert, err := issue(tmpl, p.ca, &key.PublicKey, p.caKey, serials)
 		if err != nil {
 			return nil, fmt.Errorf("issuing the certificate of site %s: %w", site, err)
 		}
@@ -95,9 +89,14 @@ func newLabPKI(prefix string, identities map[string]string, now time.Time) (*lab
 	return p, nil
 }
 
-// issue signs tmpl with parent's key and parses the result back, so the
-// returned certificate has Raw set (its DER, as sent to charon).
-func issue(tmpl, parent *x509.Certificate, pub *rsa.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
+// issue gives tmpl a serial not in serials, signs it with parent's key and
+// parses the result back, so the returned certificate has Raw set (its DER,
+// as sent to charon).
+func issue(tmpl, parent *x509.Certificate, pub *rsa.PublicKey, signer crypto.Signer, serials map[string]bool) (*x509.Certificate, error) {
+	var err error
+	if tmpl.SerialNumber, err = uniqueSerial(serials); err != nil {
+		return nil, err
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
 		return nil, err

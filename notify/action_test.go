@@ -29,10 +29,7 @@ func TestNotifyActionName(t *testing.T) {
 }
 
 func TestNotifyActionWithoutChannelsNeverBlocks(t *testing.T) {
-	empty, err := NewSender(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	empty := mustSender(t, nil, nil)
 	for name, s := range map[string]actions.Notifier{"nil sender": nil, "no channels": empty} {
 		t.Run(name, func(t *testing.T) {
 			a := actions.NewNotify(s, "ops")
@@ -54,10 +51,7 @@ func TestNotifyActionWithoutChannelsNeverBlocks(t *testing.T) {
 
 func TestNotifyActionPlanApplyVerify(t *testing.T) {
 	rcv := newReceiver(t, nil, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 	a := actions.NewNotify(s, "ops")
 	req := notifyRequest(map[string]string{actions.ParamMessage: "gw-hq isolated", actions.ParamSeverity: "critical"})
 
@@ -107,10 +101,7 @@ func TestNotifyActionPlanApplyVerify(t *testing.T) {
 
 func TestNotifyActionRefusedIsTerminalAndUnverified(t *testing.T) {
 	rcv := newReceiver(t, nil, 400)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
 	a := actions.NewNotify(s, "")
 	req := notifyRequest(nil)
 	if _, err := a.Apply(t.Context(), req); err == nil || !actions.IsTerminal(err) {
@@ -123,14 +114,8 @@ func TestNotifyActionRefusedIsTerminalAndUnverified(t *testing.T) {
 
 func TestNotifyActionChannelResolution(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	one, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	two, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	one := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
+	two := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "mgmt", URL: rcv.srv.URL}}, nil)
 	tests := map[string]struct {
 		s       *Sender
 		def     string

@@ -22,6 +22,17 @@ var testNow = time.Date(2025, 3, 14, 3, 0, 0, 0, time.UTC)
 // frozenClock is a clock that stands at testNow.
 func frozenClock() *clocktest.Fake { return clocktest.NewFake(testNow) }
 
+// mustSender is NewSender for a configuration the test expects to be
+// valid: an error fails the test.
+func mustSender(t *testing.T, channels []Channel, log *slog.Logger, opts ...Option) *Sender {
+	t.Helper()
+	s, err := NewSender(channels, log, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // received is one request as the test receiver saw it.
 type received struct {
 	header http.Header

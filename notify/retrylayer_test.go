@@ -21,10 +21,7 @@ func TestSenderOneRetryLayer(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			rcv := newReceiver(t, nil, http.StatusServiceUnavailable, http.StatusOK)
-			s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()), fastRetry())
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()), fastRetry())
 			send := sendAction{s: s}
 			if tc.underStep {
 				_, _ = actions.Execute(t.Context(), actions.WithRetry(actions.RetryPolicy{MaxAttempts: 1})(actions.Entry{Action: send}), actions.Request{})

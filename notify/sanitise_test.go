@@ -29,10 +29,7 @@ func TestSendShowsHiddenCharactersEscaped(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			rcv := newReceiver(t, nil)
-			s, err := NewSender([]Channel{{Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := mustSender(t, []Channel{{Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 			if _, err := s.Send(t.Context(), "chat", "k-"+name, tc.msg); err != nil {
 				t.Fatal(err)
 			}

@@ -133,10 +133,6 @@ func WithHistorySize(n int) Option { return func(c *config) { c.historySize = n 
 // delivery times (default clock.Real).
 func WithClock(c clock.Clock) Option { return func(cfg *config) { cfg.clock = c } }
 
-// WithTransport replaces the HTTP transport (e.g. a test server's TLS
-// client transport).
-func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.transport = rt } }
-
 // Sender posts notifications to named channels. Safe for concurrent use.
 type Sender struct {
 	channels map[string]*channel
@@ -185,9 +181,7 @@ func NewSender(channels []Channel, log *slog.Logger, opts ...Option) (*Sender, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.transport == nil {
-		cfg.transport = cleanhttp.DefaultPooledTransport()
-	}
+	cfg.transport = cleanhttp.DefaultPooledTransport()
 	s := &Sender{
 		channels: map[string]*channel{},
 		log:      log,

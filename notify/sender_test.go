@@ -57,10 +57,7 @@ func TestSendSignsWithIntakeScheme(t *testing.T) {
 
 func TestSendNoSignatureWithoutSecret(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	s, err := NewSender([]Channel{{Name: "chat", URL: rcv.srv.URL}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "chat", URL: rcv.srv.URL}}, nil)
 	if _, err := s.Send(t.Context(), "chat", "k", Message{Title: "t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +90,7 @@ func TestSendRetryPolicy(t *testing.T) {
 			// must still carry a signature it has not seen.
 			rcv := newReceiver(t, intake.NewSignatureVerifier([]byte(secret), 0, frozenClock()), tc.statuses...)
 			rcv.headers = map[string]string{"Location": "http://127.0.0.1:1/elsewhere"}
-			s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL, Secret: secret}}, nil, WithClock(frozenClock()), fastRetry())
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL, Secret: secret}}, nil, WithClock(frozenClock()), fastRetry())
 			d, err := s.Send(t.Context(), "ops", "key-"+name, Message{Title: "t"})
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
@@ -133,10 +127,7 @@ func TestSendConnectionRefusedIsTransient(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s, err := NewSender([]Channel{{Name: "ops", URL: "http://" + addr + "/hook"}}, nil, fastRetry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: "http://" + addr + "/hook"}}, nil, fastRetry())
 	d, err := s.Send(t.Context(), "ops", "k", Message{Title: "t"})
 	if err == nil || actions.IsTerminal(err) {
 		t.Fatalf("err = %v, want a transient error", err)
@@ -149,10 +140,7 @@ func TestSendConnectionRefusedIsTransient(t *testing.T) {
 func TestSendRetryAfterIsCapped(t *testing.T) {
 	rcv := newReceiver(t, nil, 503, 200)
 	rcv.headers = map[string]string{"Retry-After": "3600"}
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if d, err := s.Send(ctx, "ops", "k", Message{Title: "t"}); err != nil || d.Attempts != 2 {
@@ -162,10 +150,7 @@ func TestSendRetryAfterIsCapped(t *testing.T) {
 
 func TestSendIdempotent(t *testing.T) {
 	rcv := newReceiver(t, nil, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}, {Name: "chat", URL: rcv.srv.URL}}, nil, WithClock(frozenClock()))
 	first, err := s.Send(t.Context(), "ops", "k1", Message{Title: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -184,10 +169,7 @@ func TestSendIdempotent(t *testing.T) {
 
 func TestSendRetriesKeyThatFailed(t *testing.T) {
 	rcv := newReceiver(t, nil, 400, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, fastRetry())
 	if _, err := s.Send(t.Context(), "ops", "k", Message{Title: "t"}); err == nil {
 		t.Fatal("want 400 error")
 	}
@@ -201,10 +183,7 @@ func TestSendRetriesKeyThatFailed(t *testing.T) {
 
 func TestSendConcurrentSameKeyPostsOnce(t *testing.T) {
 	rcv := newReceiver(t, nil, 200)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -221,10 +200,7 @@ func TestSendConcurrentSameKeyPostsOnce(t *testing.T) {
 
 func TestSendRejectsBadCalls(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
 	tests := map[string]struct{ channel, key string }{
 		"unknown channel": {"pager", "k"},
 		"empty key":       {"ops", ""},
@@ -244,10 +220,7 @@ func TestSendRejectsBadCalls(t *testing.T) {
 
 func TestDeliveryHistoryIsBounded(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithHistorySize(2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithHistorySize(2))
 	for _, k := range []string{"a", "b", "c"} {
 		if _, err := s.Send(t.Context(), "ops", k, Message{}); err != nil {
 			t.Fatal(err)
@@ -353,10 +326,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 func TestSendHonoursContext(t *testing.T) {
 	rcv := newReceiver(t, nil, 503)
-	s, err := NewSender([]Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithRetry(10, time.Hour, time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithRetry(10, time.Hour, time.Hour))
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		// cancel once the first attempt has been answered
@@ -366,7 +336,7 @@ func TestSendHonoursContext(t *testing.T) {
 		}
 		cancel()
 	}()
-	_, err = s.Send(ctx, "ops", "k", Message{})
+	_, err := s.Send(ctx, "ops", "k", Message{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}

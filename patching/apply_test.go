@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,12 +108,7 @@ func fakeRoot(t *testing.T, pkgs map[string]string) string {
 
 func writeStatus(root string, pkgs map[string]string) {
 	var b strings.Builder
-	names := make([]string, 0, len(pkgs))
-	for n := range pkgs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(pkgs)) {
 		fmt.Fprintf(&b, "Package: %s\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nVersion: %s\nDescription: test\n two lines\n\n", n, pkgs[n])
 	}
 	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), []byte(b.String()), 0o644); err != nil {

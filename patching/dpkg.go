@@ -56,6 +56,20 @@ func (p pkgInstance) present() bool {
 // dpkgDB is the status database: instances by "name:arch".
 type dpkgDB map[string]pkgInstance
 
+// readDpkgUnder checks and cleans the root a caller named, and reads the
+// status database under it.
+func readDpkgUnder(root string) (string, dpkgDB, error) {
+	root, err := cleanRoot(root)
+	if err != nil {
+		return "", nil, err
+	}
+	db, err := readDpkg(root)
+	if err != nil {
+		return "", nil, err
+	}
+	return root, db, nil
+}
+
 // readDpkg reads the status database under root the way dpkg does: the
 // status file, then the journal in updates/ (entries of a run that was
 // interrupted before dpkg folded them into status), in numeric order.

@@ -61,11 +61,7 @@ type ManifestUpdate struct {
 // on the state of the root, so it is idempotent: once applied, planning
 // again re-records nothing.
 func PlanManifestUpdate(root string, m baseline.Manifest, upgraded []string) (ManifestUpdate, error) {
-	root, err := cleanRoot(root)
-	if err != nil {
-		return ManifestUpdate{}, err
-	}
-	db, err := readDpkg(root)
+	root, db, err := readDpkgUnder(root)
 	if err != nil {
 		return ManifestUpdate{}, err
 	}

@@ -40,11 +40,7 @@ type VerifyHooks struct {
 // when any failed, and is another error when the database could not be
 // read. Verify changes nothing.
 func Verify(ctx context.Context, root string, targets []Target, hooks VerifyHooks) ([]Check, error) {
-	root, err := cleanRoot(root)
-	if err != nil {
-		return nil, err
-	}
-	db, err := readDpkg(root)
+	_, db, err := readDpkgUnder(root)
 	if err != nil {
 		return nil, err
 	}

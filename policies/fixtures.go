@@ -1,10 +1,8 @@
 package policies
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -171,23 +169,18 @@ func (f *Fixture) describeExpect() string {
 }
 
 func loadFixtures(fsys fs.FS, dir string, display func(string) string) ([]Fixture, error) {
-	entries, err := fs.ReadDir(fsys, dir)
+	files, err := readYAMLFiles(fsys, dir, "fixtures directory", display)
 	if err != nil {
-		return nil, fmt.Errorf("reading fixtures directory %s: %w", display(""), err)
+		return nil, err
 	}
 	var out []Fixture
 	var errs []error
-	for _, e := range entries {
-		if e.IsDir() || !isYAML(e.Name()) {
+	for _, f := range files {
+		if f.err != nil {
+			errs = append(errs, f.err)
 			continue
 		}
-		file := display(e.Name())
-		data, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", file, err))
-			continue
-		}
-		fixtures, err := parseFixtureFile(file, data)
+		fixtures, err := parseFixtureFile(f.name, f.data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -204,26 +197,11 @@ func loadFixtures(fsys fs.FS, dir string, display func(string) string) ([]Fixtur
 }
 
 func parseFixtureFile(file string, data []byte) ([]Fixture, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	nodes := yaml.NewDecoder(bytes.NewReader(data))
 	var out []Fixture
 	var errs []error
 	names := map[string]int{}
-	for {
-		var doc fixtureFile
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, yamlError(file, err)
-		}
-		var n yaml.Node
-		if err := nodes.Decode(&n); err != nil {
-			return nil, yamlError(file, err)
-		}
-		lines := itemLines(&n, "tests")
+	err := decodeDocs(file, data, func(doc *fixtureFile, n *yaml.Node) error {
+		lines := itemLines(n, "tests")
 		for i, d := range doc.Tests {
 			line := lineAt(lines, i)
 			f, err := d.fixture()
@@ -239,6 +217,10 @@ func parseFixtureFile(file string, data []byte) ([]Fixture, error) {
 			f.File, f.Line = file, line
 			out = append(out, f)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, errors.Join(errs...)
 }

@@ -184,14 +184,7 @@ func TestRunFixturesMalformed(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := RunFixturesFS(s, mapFS(map[string]string{"tests/t.yaml": tc.file}), ".")
-			if err == nil {
-				t.Fatal("RunFixturesFS succeeded, want an error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantErrorContaining(t, err, "RunFixturesFS succeeded, want an error", tc.want...)
 		})
 	}
 	if _, err := RunFixtures(s, t.TempDir()); err == nil {

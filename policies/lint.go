@@ -2,6 +2,8 @@ package policies
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -107,12 +109,7 @@ func (s *Set) Lint(knownActions []string) []error {
 		}
 	}
 
-	names := make([]string, 0, len(s.Runbooks))
-	for name := range s.Runbooks {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(s.Runbooks)) {
 		rb := s.Runbooks[name]
 		if rb.Name != name {
 			add(LintDuplicate, rb.where(), "registered under the name %q", name)

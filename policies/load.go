@@ -58,10 +58,41 @@ func isYAML(name string) bool {
 	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
-func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error) {
+// yamlFile is one YAML file of a directory: its name for messages, and its
+// content or why it could not be read.
+type yamlFile struct {
+	name string
+	data []byte
+	err  error
+}
+
+// readYAMLFiles reads every *.yaml and *.yml file directly inside dir of
+// fsys, in name order, naming each with display. The error is for a
+// directory that cannot be listed, named as what; a file that cannot be
+// read carries its own error.
+func readYAMLFiles(fsys fs.FS, dir, what string, display func(name string) string) ([]yamlFile, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy directory %s: %w", display(""), err)
+		return nil, fmt.Errorf("reading %s %s: %w", what, display(""), err)
+	}
+	var files []yamlFile
+	for _, e := range entries {
+		if e.IsDir() || !isYAML(e.Name()) {
+			continue
+		}
+		f := yamlFile{name: display(e.Name())}
+		if f.data, err = fs.ReadFile(fsys, path.Join(dir, e.Name())); err != nil {
+			f.err = fmt.Errorf("reading %s: %w", f.name, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error) {
+	files, err := readYAMLFiles(fsys, dir, "policy directory", display)
+	if err != nil {
+		return nil, err
 	}
 	env, err := newEnv()
 	if err != nil {
@@ -69,20 +100,13 @@ func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error
 	}
 	s := &Set{Runbooks: map[string]*Runbook{}, rt: newRuntime(env.CELTypeAdapter())}
 	var errs []error
-	files := 0
 	policyAt := map[string]*Policy{}
-	for _, e := range entries {
-		if e.IsDir() || !isYAML(e.Name()) {
+	for _, f := range files {
+		if f.err != nil {
+			errs = append(errs, f.err)
 			continue
 		}
-		files++
-		file := display(e.Name())
-		data, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", file, err))
-			continue
-		}
-		pols, rbs, err := parseFile(file, data)
+		pols, rbs, err := parseFile(f.name, f.data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -115,7 +139,7 @@ func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error
 			s.Runbooks[r.Name] = r
 		}
 	}
-	if files == 0 && len(errs) == 0 {
+	if len(files) == 0 && len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("reading policy directory %s: no *.yaml or *.yml files", display("")))
 	}
 	if len(errs) > 0 {
@@ -127,42 +151,58 @@ func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error
 	return s, nil
 }
 
-// parseFile decodes one file strictly, then walks it a second time as a
-// node tree to learn the line of every policy and runbook (yaml.v3 drops
-// strictness inside custom unmarshalers, so the two cannot be one pass).
+// parseFile decodes one file's policies and runbooks, each told its line.
 func parseFile(file string, data []byte) ([]*Policy, []*Runbook, error) {
 	var pols []*Policy
 	var rbs []*Runbook
+	err := decodeDocs(file, data, func(doc *fileDoc, n *yaml.Node) error {
+		if err := locate(file, n, "policies", doc.Policies, func(p *Policy, line int) { p.File, p.Line = file, line }); err != nil {
+			return err
+		}
+		if err := locate(file, n, "runbooks", doc.Runbooks, func(r *Runbook, line int) { r.File, r.Line = file, line }); err != nil {
+			return err
+		}
+		pols = append(pols, doc.Policies...)
+		rbs = append(rbs, doc.Runbooks...)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pols, rbs, nil
+}
+
+// decodeDocs decodes every document of file strictly into a T, then walks
+// each a second time as a node tree, to learn the lines of its entries
+// (yaml.v3 drops strictness inside custom unmarshalers, so the two cannot
+// be one pass), and calls each with both, in order, stopping at its first
+// error.
+func decodeDocs[T any](file string, data []byte, each func(doc *T, n *yaml.Node) error) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var docs []fileDoc
+	var docs []T
 	for {
-		var doc fileDoc
+		var doc T
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, nil, yamlError(file, err)
+			return yamlError(file, err)
 		}
 		docs = append(docs, doc)
 	}
 	nodes := yaml.NewDecoder(bytes.NewReader(data))
-	for _, doc := range docs {
+	for i := range docs {
 		var n yaml.Node
 		if err := nodes.Decode(&n); err != nil {
-			return nil, nil, yamlError(file, err)
+			return yamlError(file, err)
 		}
-		if err := locate(file, &n, "policies", doc.Policies, func(p *Policy, line int) { p.File, p.Line = file, line }); err != nil {
-			return nil, nil, err
+		if err := each(&docs[i], &n); err != nil {
+			return err
 		}
-		if err := locate(file, &n, "runbooks", doc.Runbooks, func(r *Runbook, line int) { r.File, r.Line = file, line }); err != nil {
-			return nil, nil, err
-		}
-		pols = append(pols, doc.Policies...)
-		rbs = append(rbs, doc.Runbooks...)
 	}
-	return pols, rbs, nil
+	return nil
 }
 
 // locate tells each entry of the top-level sequence key its line in file,
@@ -285,13 +325,20 @@ func validName(s string) bool {
 	return s != ""
 }
 
-func validatePolicy(p *Policy) error {
-	var errs []string
-	if p.Name == "" {
-		errs = append(errs, "name: is required")
-	} else if !validName(p.Name) {
-		errs = append(errs, "name: use letters, digits, '.', '_' and '-' only")
+// nameProblems returns what is wrong with the name of a policy or runbook:
+// nothing, or one problem.
+func nameProblems(name string) []string {
+	switch {
+	case name == "":
+		return []string{"name: is required"}
+	case !validName(name):
+		return []string{"name: use letters, digits, '.', '_' and '-' only"}
 	}
+	return nil
+}
+
+func validatePolicy(p *Policy) error {
+	errs := nameProblems(p.Name)
 	if strings.TrimSpace(p.Match) == "" {
 		errs = append(errs, "match: is required (write 'true' to match everything)")
 	}
@@ -314,12 +361,7 @@ func validatePolicy(p *Policy) error {
 }
 
 func validateRunbook(r *Runbook) error {
-	var errs []string
-	if r.Name == "" {
-		errs = append(errs, "name: is required")
-	} else if !validName(r.Name) {
-		errs = append(errs, "name: use letters, digits, '.', '_' and '-' only")
-	}
+	errs := nameProblems(r.Name)
 	for i := range r.Steps {
 		st := &r.Steps[i]
 		if st.Action == "" {

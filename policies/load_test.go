@@ -25,6 +25,20 @@ runbooks:
       - action: notify
 `
 
+// wantErrorContaining fails t with ifNil when err is nil, and names each
+// of want that err's message does not contain.
+func wantErrorContaining(t *testing.T, err error, ifNil string, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal(ifNil)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}
+
 func mustLoad(t *testing.T, files map[string]string) *Set {
 	t.Helper()
 	s, err := LoadFS(mapFS(files), ".")
@@ -75,14 +89,7 @@ func TestLoadStrictYAML(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFS(mapFS(map[string]string{"p.yaml": tc.file}), ".")
-			if err == nil {
-				t.Fatal("LoadFS succeeded, want an error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantErrorContaining(t, err, "LoadFS succeeded, want an error", tc.want...)
 		})
 	}
 }
@@ -129,16 +136,9 @@ func TestLoadCompileErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			file := "# comment\npolicies:\n  - name: broken\n    match: " + yamlQuote(tc.match) + "\n    runbook: notify-only\n    approval: auto\n"
 			_, err := LoadFS(mapFS(map[string]string{"rules.yaml": file}), ".")
-			if err == nil {
-				t.Fatal("LoadFS succeeded, want a compile error")
-			}
 			// File, YAML line of the policy, policy name, then the position.
 			want := append([]string{`rules.yaml:3: policy "broken": match`}, tc.want...)
-			for _, w := range want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantErrorContaining(t, err, "LoadFS succeeded, want a compile error", want...)
 		})
 	}
 }
@@ -188,14 +188,7 @@ func TestLoadValidation(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFS(mapFS(tc.files), ".")
-			if err == nil {
-				t.Fatal("LoadFS succeeded, want an error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantErrorContaining(t, err, "LoadFS succeeded, want an error", tc.want...)
 		})
 	}
 }

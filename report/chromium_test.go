@@ -81,10 +81,7 @@ func TestHTMLScreenshot(t *testing.T) {
 	b64, _ := strconv.ParseUint(TimelineColour[5:7], 16, 8)
 	for _, lang := range []string{LangJapanese, LangEnglish} {
 		t.Run(lang, func(t *testing.T) {
-			html, err := HTML(m, lang)
-			if err != nil {
-				t.Fatal(err)
-			}
+			html := mustRender(t, m, lang, FormatHTML)
 			img := screenshot(t, html)
 			bounds := img.Bounds()
 			total, ink, timeline := 0, 0, 0

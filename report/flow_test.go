@@ -140,15 +140,38 @@ func (f *flow) load(t *testing.T, incident string) Model {
 	return m
 }
 
+// mustRender renders m in lang and format; an error fails the test.
+func mustRender(t *testing.T, m Model, lang, format string) []byte {
+	t.Helper()
+	b, err := Render(m, lang, format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkSays fails the test for each of want that text lacks and each of
+// notWant it has; what names text in the failures.
+func checkSays(t *testing.T, what, text string, want, notWant []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %q", what, w)
+		}
+	}
+	for _, w := range notWant {
+		if strings.Contains(text, w) {
+			t.Errorf("%s says %q", what, w)
+		}
+	}
+}
+
 func render(t *testing.T, m Model) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, lang := range []string{LangJapanese, LangEnglish} {
 		for _, format := range []string{FormatMarkdown, FormatHTML} {
-			b, err := Render(m, lang, format)
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := mustRender(t, m, lang, format)
 			if loc := secretLike.FindIndex(b); loc != nil {
 				t.Errorf("%s/%s leaks %q", lang, format, b[loc[0]:loc[1]])
 			}

@@ -57,24 +57,9 @@ func TestReportWithoutInventory(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			md, err := Markdown(m, tc.lang)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(string(md), w) {
-					t.Errorf("report lacks %q", w)
-				}
-			}
-			for _, w := range tc.notWant {
-				if strings.Contains(string(md), w) {
-					t.Errorf("report says %q although the inventory is unknown", w)
-				}
-			}
-			html, err := HTML(m, tc.lang)
-			if err != nil {
-				t.Fatal(err)
-			}
+			md := mustRender(t, m, tc.lang, FormatMarkdown)
+			checkSays(t, "report of an unknown inventory", string(md), tc.want, tc.notWant)
+			html := mustRender(t, m, tc.lang, FormatHTML)
 			if !strings.Contains(string(html), "-c warden.yaml") {
 				t.Error("the HTML report does not say the inventory is unknown")
 			}
@@ -99,10 +84,7 @@ func TestReleaseDecisionOfGatewayWithoutTunnels(t *testing.T) {
 		LangEnglish:  "Until then, the gateway of osaka stays cut off from the network.",
 		LangJapanese: "それまで、拠点「osaka」のゲートウェイはネットワークから隔離されたままです。",
 	} {
-		md, err := Markdown(m, lang)
-		if err != nil {
-			t.Fatal(err)
-		}
+		md := mustRender(t, m, lang, FormatMarkdown)
 		if !strings.Contains(string(md), want) || strings.Contains(string(md), "」と  との間") || strings.Contains(string(md), "cut off from .") {
 			t.Errorf("%s release decision does not read %q", lang, want)
 		}
@@ -121,10 +103,7 @@ func TestHeaderStatusFollowsTheRelease(t *testing.T) {
 		t.Helper()
 		out := map[string]string{}
 		for _, lang := range []string{LangEnglish, LangJapanese} {
-			md, err := Markdown(m, lang)
-			if err != nil {
-				t.Fatal(err)
-			}
+			md := mustRender(t, m, lang, FormatMarkdown)
 			for _, line := range strings.Split(string(md), "\n") {
 				if strings.HasPrefix(line, "- **Status**: ") || strings.HasPrefix(line, "- **状況**: ") {
 					_, out[lang], _ = strings.Cut(line, "**: ")

@@ -109,21 +109,8 @@ func TestReportOfReleaseByOverride(t *testing.T) {
 					t.Errorf("summary lacks %q", w)
 				}
 			}
-			for _, w := range tc.tech {
-				if !strings.Contains(tech, w) {
-					t.Errorf("technical part lacks %q", w)
-				}
-			}
-			for _, w := range tc.notSummary {
-				if strings.Contains(summary, w) {
-					t.Errorf("summary still says %q", w)
-				}
-			}
-			for _, w := range tc.notTech {
-				if strings.Contains(tech, w) {
-					t.Errorf("technical part still says %q", w)
-				}
-			}
+			checkSays(t, "summary", summary, nil, tc.notSummary)
+			checkSays(t, "technical part", tech, tc.tech, tc.notTech)
 			if n := strings.Count(summary, "\n"); n > 60 {
 				t.Errorf("summary is %d lines; it must fit one screen", n)
 			}
@@ -140,10 +127,7 @@ func TestReleaseOwesNothingOnceDone(t *testing.T) {
 		LangEnglish:  "What the exception skipped has been done since.",
 		LangJapanese: "例外で省略した事項は、その後完了しています。",
 	} {
-		md, err := Markdown(m, lang)
-		if err != nil {
-			t.Fatal(err)
-		}
+		md := mustRender(t, m, lang, FormatMarkdown)
 		s := string(md)
 		if !strings.Contains(s, want) || strings.Contains(s, "BY EXCEPTION —") || strings.Contains(s, "【例外による隔離解除】") {
 			t.Errorf("%s: report of a settled override does not read %q", lang, want)

@@ -58,10 +58,7 @@ func TestGoldenReports(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := Render(m, tc.lang, tc.format)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := mustRender(t, m, tc.lang, tc.format)
 			again, err := Render(m, tc.lang, tc.format)
 			if err != nil || !bytes.Equal(got, again) {
 				t.Fatal("rendering the same model twice gave different bytes")
@@ -133,10 +130,7 @@ func TestReportsCarryNoSecrets(t *testing.T) {
 	}
 	for _, lang := range []string{LangJapanese, LangEnglish} {
 		for _, format := range []string{FormatMarkdown, FormatHTML} {
-			out, err := Render(m, lang, format)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := mustRender(t, m, lang, format)
 			if loc := secretLike.FindIndex(out); loc != nil {
 				t.Errorf("%s/%s report contains something secret-looking: %q", lang, format, out[max(0, loc[0]-40):min(len(out), loc[1]+40)])
 			}
@@ -199,10 +193,7 @@ func TestHostileAlertTextIsInert(t *testing.T) {
 	m.Runs[0].Steps[2].Summary = "</p><iframe src=//evil>"
 	t.Run("html", func(t *testing.T) {
 		for _, lang := range []string{LangJapanese, LangEnglish} {
-			out, err := HTML(m, lang)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := mustRender(t, m, lang, FormatHTML)
 			for _, bad := range []string{"<script", "<img", "<iframe", "<b>suricata", "<!-- c", "</td><script"} {
 				if bytes.Contains(bytes.ToLower(out), []byte(bad)) {
 					t.Errorf("%s HTML contains raw %q", lang, bad)
@@ -215,10 +206,7 @@ func TestHostileAlertTextIsInert(t *testing.T) {
 	})
 	t.Run("markdown", func(t *testing.T) {
 		for _, lang := range []string{LangJapanese, LangEnglish} {
-			out, err := Markdown(m, lang)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := mustRender(t, m, lang, FormatMarkdown)
 			for _, line := range strings.Split(string(out), "\n") {
 				if strings.HasPrefix(line, "# injected") || strings.HasPrefix(line, "<!--") {
 					t.Errorf("%s Markdown: alert text started its own line: %q", lang, line)
@@ -246,10 +234,7 @@ func TestHostileAlertTextIsInert(t *testing.T) {
 func TestHTMLIsSelfContained(t *testing.T) {
 	m, _, _ := fixture(t)
 	for _, lang := range []string{LangJapanese, LangEnglish} {
-		out, err := HTML(m, lang)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustRender(t, m, lang, FormatHTML)
 		s := string(out)
 		for _, bad := range []string{"<script", "<link", "@import", "url(", "src=", "@font-face", "<img", "<iframe"} {
 			if strings.Contains(s, bad) {
@@ -279,10 +264,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 func TestManagementSummaryFitsOneScreen(t *testing.T) {
 	m, _, _ := fixture(t)
 	for _, lang := range []string{LangJapanese, LangEnglish} {
-		out, err := Markdown(m, lang)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustRender(t, m, lang, FormatMarkdown)
 		head, _, ok := strings.Cut(string(out), "\n---\n")
 		if !ok {
 			t.Fatalf("%s: no separator between summary and technical part", lang)
@@ -329,10 +311,7 @@ func TestLoadWithoutLedgerAndWithBrokenAudit(t *testing.T) {
 		t.Fatalf("evidence %+v audit %+v", m.Evidence, m.Audit)
 	}
 	for lang, want := range map[string]string{LangJapanese: "異常あり", LangEnglish: "BROKEN"} {
-		out, err := Markdown(m, lang)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustRender(t, m, lang, FormatMarkdown)
 		if !strings.Contains(string(out), want) {
 			t.Errorf("%s report does not say the audit chain is broken", lang)
 		}

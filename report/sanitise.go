@@ -20,62 +20,49 @@ func (d document) sanitised() document {
 
 	p := &d.Timeline
 	p.Title, p.Alt = t(p.Title), t(p.Alt)
-	rows := make([]pictureRow, len(p.Rows))
-	for i, r := range p.Rows {
+	p.Rows = sanitisedEach(p.Rows, func(r pictureRow) pictureRow {
 		r.Label, r.Offset, r.Clock = t(r.Label), t(r.Offset), t(r.Clock)
-		rows[i] = r
-	}
-	p.Rows = rows
-	ticks := make([]pictureTick, len(p.Ticks))
-	for i, tk := range p.Ticks {
+		return r
+	})
+	p.Ticks = sanitisedEach(p.Ticks, func(tk pictureTick) pictureTick {
 		tk.Label = t(tk.Label)
-		ticks[i] = tk
-	}
-	p.Ticks = ticks
+		return tk
+	})
 	return d
 }
 
-func sanitisedSections(in []section) []section {
-	out := make([]section, len(in))
-	for i, s := range in {
-		s.Heading = textsafe.Text(s.Heading)
-		blocks := make([]block, len(s.Blocks))
-		for j, b := range s.Blocks {
-			b.Para, b.Code = textsafe.Text(b.Para), textsafe.Text(b.Code)
-			b.Bullets, b.Numbered = sanitisedItems(b.Bullets), sanitisedItems(b.Numbered)
-			if b.Table != nil {
-				t := &table{Head: sanitisedStrings(b.Table.Head), Mono: b.Table.Mono}
-				for _, row := range b.Table.Rows {
-					t.Rows = append(t.Rows, sanitisedStrings(row))
-				}
-				b.Table = t
-			}
-			blocks[j] = b
-		}
-		s.Blocks = blocks
-		out[i] = s
+// sanitisedEach is a new slice of f applied to every element of in (nil
+// stays nil), so the document's own slices are left as they were.
+func sanitisedEach[T any](in []T, f func(T) T) []T {
+	if in == nil {
+		return nil
+	}
+	out := make([]T, len(in))
+	for i, v := range in {
+		out[i] = f(v)
 	}
 	return out
+}
+
+func sanitisedSections(in []section) []section {
+	return sanitisedEach(in, func(s section) section {
+		s.Heading = textsafe.Text(s.Heading)
+		s.Blocks = sanitisedEach(s.Blocks, sanitisedBlock)
+		return s
+	})
+}
+
+func sanitisedBlock(b block) block {
+	b.Para, b.Code = textsafe.Text(b.Para), textsafe.Text(b.Code)
+	b.Bullets, b.Numbered = sanitisedItems(b.Bullets), sanitisedItems(b.Numbered)
+	if b.Table != nil {
+		b.Table = &table{Head: sanitisedStrings(b.Table.Head), Rows: sanitisedEach(b.Table.Rows, sanitisedStrings), Mono: b.Table.Mono}
+	}
+	return b
 }
 
 func sanitisedItems(in []item) []item {
-	if in == nil {
-		return nil
-	}
-	out := make([]item, len(in))
-	for i, it := range in {
-		out[i] = item{Label: textsafe.Text(it.Label), Text: textsafe.Text(it.Text)}
-	}
-	return out
+	return sanitisedEach(in, func(it item) item { return item{Label: textsafe.Text(it.Label), Text: textsafe.Text(it.Text)} })
 }
 
-func sanitisedStrings(in []string) []string {
-	if in == nil {
-		return nil
-	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = textsafe.Text(s)
-	}
-	return out
-}
+func sanitisedStrings(in []string) []string { return sanitisedEach(in, textsafe.Text) }

@@ -30,10 +30,7 @@ func TestReportShowsHiddenCharactersEscaped(t *testing.T) {
 	for _, lang := range []string{LangJapanese, LangEnglish} {
 		for _, format := range []string{FormatMarkdown, FormatHTML} {
 			t.Run(lang+"."+format, func(t *testing.T) {
-				out, err := Render(m, lang, format)
-				if err != nil {
-					t.Fatal(err)
-				}
+				out := mustRender(t, m, lang, format)
 				for _, r := range string(out) {
 					if textsafe.Hidden(r) && r != '\n' && r != '\t' {
 						t.Fatalf("%U reaches the report raw", r)

@@ -16,10 +16,33 @@ import (
 // redacted is what a secret looks like in any output.
 const redacted = "[redacted]"
 
+// printsRedacted, embedded, makes every way of printing, marshalling or
+// logging a value yield "[redacted]".
+type printsRedacted struct{}
+
+// String returns "[redacted]".
+func (printsRedacted) String() string { return redacted }
+
+// GoString returns "[redacted]" (for %#v).
+func (printsRedacted) GoString() string { return redacted }
+
+// Format prints "[redacted]" whatever the verb (%x and %q included).
+func (printsRedacted) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// MarshalJSON returns "[redacted]".
+func (printsRedacted) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// MarshalText returns "[redacted]" (for encoders that use it, YAML, XML).
+func (printsRedacted) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// LogValue makes slog print "[redacted]".
+func (printsRedacted) LogValue() slog.Value { return slog.StringValue(redacted) }
+
 // Secret is key material: a preshared key or a private key. Its bytes are
 // reachable only through Bytes; every way of printing, marshalling or
 // logging it yields "[redacted]".
 type Secret struct {
+	printsRedacted
 	b []byte
 }
 
@@ -49,28 +72,11 @@ func (s Secret) IsZero() bool { return len(s.b) == 0 }
 // affected.
 func (s Secret) Destroy() { clear(s.b) }
 
-// String returns "[redacted]".
-func (Secret) String() string { return redacted }
-
-// GoString returns "[redacted]" (for %#v).
-func (Secret) GoString() string { return redacted }
-
-// Format prints "[redacted]" whatever the verb (%x and %q included).
-func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
-
-// MarshalJSON returns "[redacted]".
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
-// MarshalText returns "[redacted]" (for encoders that use it, YAML, XML).
-func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// LogValue makes slog print "[redacted]".
-func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
 // MasterKey seals the secrets at rest (AES-256-GCM). It is read from a file
 // or an environment variable, never from configuration in clear, and it
 // prints, marshals and logs as "[redacted]".
 type MasterKey struct {
+	printsRedacted
 	k []byte
 }
 
@@ -163,21 +169,3 @@ func (k MasterKey) ID() string {
 	h := sha256.Sum256(append([]byte("warden tunnel credentials master key\x00"), k.k...))
 	return hex.EncodeToString(h[:8])
 }
-
-// String returns "[redacted]".
-func (MasterKey) String() string { return redacted }
-
-// GoString returns "[redacted]".
-func (MasterKey) GoString() string { return redacted }
-
-// Format prints "[redacted]" whatever the verb.
-func (MasterKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
-
-// MarshalJSON returns "[redacted]".
-func (MasterKey) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
-// MarshalText returns "[redacted]".
-func (MasterKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// LogValue makes slog print "[redacted]".
-func (MasterKey) LogValue() slog.Value { return slog.StringValue(redacted) }

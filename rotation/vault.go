@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warden-ir/warden/internal/clock"
+	"github.com/warden-ir/warden/internal/sqlrows"
 	"github.com/warden-ir/warden/inventory"
 )
 
@@ -393,16 +394,13 @@ func (v *Vault) List(ctx context.Context) ([]Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing credentials: %w", err)
 	}
-	defer rows.Close()
-	var out []Credential
-	for rows.Next() {
+	return sqlrows.Collect(rows, func(rows *sql.Rows) (Credential, error) {
 		c, err := scanCredential(rows)
 		if err != nil {
-			return nil, fmt.Errorf("listing credentials: %w", err)
+			return c, fmt.Errorf("listing credentials: %w", err)
 		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		return c, nil
+	})
 }
 
 // TunnelCredentials is one tunnel's entry in the credential inventory.

@@ -103,6 +103,20 @@ func (r *Rotator) VerifyRotated(ctx context.Context, pairs []Pair, batch string,
 		errs = append(errs, err)
 		return row
 	}
+	// ofBatch reads the credential now in force for (kind, p, site) into
+	// row and checks that this rotation generated it; what names the
+	// credential in errors and holding says what still holds an old one.
+	ofBatch := func(row *Row, kind string, p Pair, site, what, holding string) (Credential, error) {
+		c, err := r.Vault.Current(ctx, kind, p, site)
+		if err != nil {
+			return c, fmt.Errorf("%w: %s: %w", actions.ErrNotVerified, what, err)
+		}
+		row.NewCredential = c.ID
+		if c.Batch != batch {
+			return c, fmt.Errorf("%w: %s %s, not a key of this rotation", actions.ErrNotVerified, holding, c.ID)
+		}
+		return c, nil
+	}
 	if psk {
 		for _, p := range pairs {
 			kind, err := pskKind(p.Kind)
@@ -111,14 +125,9 @@ func (r *Rotator) VerifyRotated(ctx context.Context, pairs []Pair, batch string,
 				rep.Rows = append(rep.Rows, fail(row, err))
 				continue
 			}
-			c, err := r.Vault.Current(ctx, kind, p, "")
+			c, err := ofBatch(&row, kind, p, "", p.String(), p.String()+" still runs on")
 			if err != nil {
-				rep.Rows = append(rep.Rows, fail(row, fmt.Errorf("%w: %s: %w", actions.ErrNotVerified, p, err)))
-				continue
-			}
-			row.NewCredential = c.ID
-			if c.Batch != batch {
-				rep.Rows = append(rep.Rows, fail(row, fmt.Errorf("%w: %s still runs on %s, not a key of this rotation", actions.ErrNotVerified, p, c.ID)))
+				rep.Rows = append(rep.Rows, fail(row, err))
 				continue
 			}
 			switch {
@@ -138,14 +147,9 @@ func (r *Rotator) VerifyRotated(ctx context.Context, pairs []Pair, batch string,
 	if siteKeys {
 		for _, site := range Sites(pairs, inventory.KindWireGuard) {
 			row := Row{Site: site, Credential: KindWireGuardKey, Status: StatusRotated}
-			c, err := r.Vault.Current(ctx, KindWireGuardKey, Pair{}, site)
+			c, err := ofBatch(&row, KindWireGuardKey, Pair{}, site, "site key of "+site, site+" still has site key")
 			if err != nil {
-				rep.Rows = append(rep.Rows, fail(row, fmt.Errorf("%w: site key of %s: %w", actions.ErrNotVerified, site, err)))
-				continue
-			}
-			row.NewCredential = c.ID
-			if c.Batch != batch {
-				rep.Rows = append(rep.Rows, fail(row, fmt.Errorf("%w: %s still has site key %s, not a key of this rotation", actions.ErrNotVerified, site, c.ID)))
+				rep.Rows = append(rep.Rows, fail(row, err))
 				continue
 			}
 			pub, err := wgtypes.ParseKey(c.PublicKey)

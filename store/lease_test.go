@@ -28,18 +28,28 @@ func leaseOpts(owner string) LeaseOptions {
 	return LeaseOptions{Owner: owner, Host: "host-a", PID: 4242, TTL: 15 * time.Second}
 }
 
+// acquireAt acquires the writer lease of s (at path), given up when the
+// test ends, and fails the test unless the holding has epoch want; what
+// names the attempt.
+func acquireAt(t *testing.T, s *Store, path string, opt LeaseOptions, what string, want int64) *Writer {
+	t.Helper()
+	w, err := s.AcquireWriter(t.Context(), path, opt)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	if w.Epoch() != want {
+		t.Fatalf("%s: epoch = %d, want %d", what, w.Epoch(), want)
+	}
+	return w
+}
+
 func TestWriterLeaseOneHolder(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w.db")
 	a, b := openAt(t, path), openAt(t, path)
 
-	wa, err := a.AcquireWriter(t.Context(), path, leaseOpts("first"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wa.Epoch() != 1 {
-		t.Fatalf("first epoch = %d, want 1", wa.Epoch())
-	}
-	_, err = b.AcquireWriter(t.Context(), path, leaseOpts("second"))
+	wa := acquireAt(t, a, path, leaseOpts("first"), "first acquire", 1)
+	_, err := b.AcquireWriter(t.Context(), path, leaseOpts("second"))
 	var held *LeaseHeldError
 	if !errors.As(err, &held) {
 		t.Fatalf("second acquire: %v, want *LeaseHeldError", err)
@@ -58,14 +68,7 @@ func TestWriterLeaseOneHolder(t *testing.T) {
 	if err := wa.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	wb, err := b.AcquireWriter(t.Context(), path, leaseOpts("second"))
-	if err != nil {
-		t.Fatalf("acquiring after the holder closed: %v", err)
-	}
-	defer wb.Close(t.Context())
-	if wb.Epoch() != 2 {
-		t.Fatalf("epoch after takeover = %d, want 2", wb.Epoch())
-	}
+	acquireAt(t, b, path, leaseOpts("second"), "acquiring after the holder closed", 2)
 	// The old holding is fenced: its renewal fails, whatever it thinks.
 	if err := wa.Renew(t.Context()); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("renewing a taken-over lease: %v, want ErrLeaseLost", err)
@@ -89,14 +92,7 @@ func TestWriterLeaseOtherHostNotExpired(t *testing.T) {
 	// Once it has expired, the store is ours, with the next epoch.
 	opt := leaseOpts("local")
 	opt.Clock = clocktest.NewFake(now.Add(2 * time.Minute))
-	w, err := s.AcquireWriter(t.Context(), path, opt)
-	if err != nil {
-		t.Fatalf("acquire after expiry: %v", err)
-	}
-	defer w.Close(t.Context())
-	if w.Epoch() != 6 {
-		t.Fatalf("epoch = %d, want 6", w.Epoch())
-	}
+	acquireAt(t, s, path, opt, "acquire after expiry", 6)
 }
 
 // TestWriterLeaseHolderKilled: a holder killed with SIGKILL leaves an
@@ -131,14 +127,7 @@ func TestWriterLeaseHolderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	w, err := s.AcquireWriter(t.Context(), path, leaseOpts("successor"))
-	if err != nil {
-		t.Fatalf("acquire after kill -9 of the holder: %v", err)
-	}
-	defer w.Close(t.Context())
-	if w.Epoch() != 2 {
-		t.Fatalf("epoch = %d, want 2", w.Epoch())
-	}
+	acquireAt(t, s, path, leaseOpts("successor"), "acquire after kill -9 of the holder", 2)
 }
 
 func TestWriterLeaseHelperProcess(t *testing.T) {

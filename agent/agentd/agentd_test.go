@@ -39,7 +39,7 @@ func TestBuildServesOverMutualTLS(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			netlabtest.Skip(t, tc.tools...)
-			pki := newPKI(t)
+			pki := agenttest.PKI(t)
 			root := t.TempDir()
 			a, err := buildInNamespace(t, "agentd-wiring-"+name,
 				"--cert", filepath.Join(pki, agent.AgentCertFile),
@@ -118,7 +118,7 @@ func TestBuildServesOverMutualTLS(t *testing.T) {
 // release).
 func TestBuildRefusesBadOptions(t *testing.T) {
 	netlabtest.Skip(t, "iptables", "ip6tables")
-	pki := newPKI(t)
+	pki := agenttest.PKI(t)
 	tests := map[string]struct {
 		args []string
 		want string
@@ -177,17 +177,6 @@ func buildInNamespace(t *testing.T, name string, args ...string) (*agentd.Agent,
 		t.Fatal(derr)
 	}
 	return a, err
-}
-
-// newPKI writes a lab's key material (agent.Init) to a temporary
-// directory.
-func newPKI(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if _, err := agent.Init(dir, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // controllerClient speaks to the agent as the controller of the lab PKI in

@@ -33,10 +33,7 @@ const Management = "192.0.2.0/24"
 // when not nil, wraps the agent's handler (to record requests).
 func Serve(t testing.TB, deps agent.Deps, wrap func(http.Handler) http.Handler) (pki, url string) {
 	t.Helper()
-	pki = t.TempDir()
-	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	pki = PKI(t)
 	if deps.KillFlows == nil {
 		deps.KillFlows = func(context.Context, []netip.Prefix) (int, error) { return 0, nil }
 	}
@@ -60,6 +57,17 @@ func Serve(t testing.TB, deps agent.Deps, wrap func(http.Handler) http.Handler) 
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	return pki, ts.URL
+}
+
+// PKI writes a fresh lab PKI for an agent at 127.0.0.1 (agent.Init) to a
+// temporary directory and returns the directory.
+func PKI(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := agent.Init(dir, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // ControllerTLS is the controller's side of the lab PKI in pki: its client

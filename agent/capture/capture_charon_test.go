@@ -3,7 +3,6 @@ package capture
 import (
 	"crypto/rand"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,15 +101,7 @@ func TestCaptureStrongSwanSAs(t *testing.T) {
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("charon made no VICI socket %s", sock)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForSocket(t, sock, deadline, "charon made no VICI socket")
 
 	psk := "capture-psk-" + rand.Text()
 	loadHalfOpenSA(t, sock, psk)

@@ -137,6 +137,22 @@ func captureLoopbackPair(t testing.TB) (ln net.Listener, client net.Conn) {
 	return ln, client
 }
 
+// waitForSocket waits until a daemon started by the test has made its
+// unix socket at path, failing the test with failure (and path) once the
+// deadline has passed.
+func waitForSocket(t testing.TB, path string, deadline time.Time, failure string) {
+	t.Helper()
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s", failure, path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func socketOwnedBy(s socketRecord, pid int) bool {
 	return slices.ContainsFunc(s.Processes, func(o socketOwner) bool { return o.PID == pid })
 }
@@ -261,16 +277,7 @@ func TestCaptureWireGuardSecrets(t *testing.T) {
 		_ = cmd.Wait()
 		_ = os.Remove(sock)
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wireguard-go made no socket %s", sock)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForSocket(t, sock, time.Now().Add(10*time.Second), "wireguard-go made no socket")
 
 	priv, psk, peerPriv := wgTestKeys(t)
 	wg, err := wgctrl.New()

@@ -509,15 +509,23 @@ func sealedArtefact(name string, content []byte) wire.Artefact {
 	return wire.Artefact{Name: name, MediaType: mediaText, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content)), Content: content}
 }
 
+// mustDefaults is o with its defaults applied, failing the test if o is
+// not valid.
+func mustDefaults(t *testing.T, o Options) Options {
+	t.Helper()
+	opt, err := o.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
+
 func TestRunEvidenceCollectorBoundsEachCollector(t *testing.T) {
 	ns, err := netns.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt, err := Options{Timeout: 50 * time.Millisecond, Clock: clocktest.NewFake(captureEpoch)}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt := mustDefaults(t, Options{Timeout: 50 * time.Millisecond, Clock: clocktest.NewFake(captureEpoch)})
 	release := make(chan struct{})
 	tests := map[string]struct {
 		collect   func(ctx context.Context) ([]byte, string, error)
@@ -859,11 +867,7 @@ func TestCollectWireGuardKeepsOtherDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opt, err := Options{WireGuardSocketDir: dir}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := collectWireGuard(t.Context(), opt)
+	rep, err := collectWireGuard(t.Context(), mustDefaults(t, Options{WireGuardSocketDir: dir}))
 	if err != nil {
 		t.Fatalf("collectWireGuard: %v", err)
 	}

@@ -71,11 +71,7 @@ func TestCollectStrongSwanSAs(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			sock := charontest.Start(t, &charontest.Server{SAs: tc.sas, Reply: statsReply(tc.statsTotal)})
-			opt, err := Options{VICISocket: sock}.withDefaults()
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := collectStrongSwanSAs(t.Context(), opt)
+			rep, err := collectStrongSwanSAs(t.Context(), mustDefaults(t, Options{VICISocket: sock}))
 			if err != nil {
 				t.Fatalf("collectStrongSwanSAs: %v", err)
 			}

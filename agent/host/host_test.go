@@ -149,10 +149,7 @@ func TestAgentOnRealFirewall(t *testing.T) {
 	for _, backend := range []string{BackendIPTables, BackendNFTables} {
 		t.Run(backend, func(t *testing.T) {
 			ns := newNamespace(t)
-			pki := t.TempDir()
-			if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			pki := agenttest.PKI(t)
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			var (
 				deps   agent.Deps

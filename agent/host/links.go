@@ -51,21 +51,17 @@ func (l *Links) Links(ctx context.Context) ([]agent.Link, error) {
 
 // SetDown sets the link administratively down; a link already down stays so.
 func (l *Links) SetDown(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	k, err := l.h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("finding link %s: %w", name, err)
-	}
-	if err := l.h.LinkSetDown(k); err != nil {
-		return fmt.Errorf("setting link %s down: %w", name, err)
-	}
-	return nil
+	return l.set(ctx, name, "down", l.h.LinkSetDown)
 }
 
 // SetUp sets the link administratively up; a link already up stays so.
 func (l *Links) SetUp(ctx context.Context, name string) error {
+	return l.set(ctx, name, "up", l.h.LinkSetUp)
+}
+
+// set finds the link by name and applies set to it (LinkSetDown or
+// LinkSetUp); state names the result in errors.
+func (l *Links) set(ctx context.Context, name, state string, set func(netlink.Link) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -73,8 +69,8 @@ func (l *Links) SetUp(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("finding link %s: %w", name, err)
 	}
-	if err := l.h.LinkSetUp(k); err != nil {
-		return fmt.Errorf("setting link %s up: %w", name, err)
+	if err := set(k); err != nil {
+		return fmt.Errorf("setting link %s %s: %w", name, state, err)
 	}
 	return nil
 }

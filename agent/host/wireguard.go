@@ -320,18 +320,9 @@ func decodeKey(s string) (wgtypes.Key, error) {
 
 // parseAllowedIP parses a network (host bits cleared) or a bare address.
 func parseAllowedIP(s string) (net.IPNet, error) {
-	var p netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		if a, err = netip.ParseAddr(s); err == nil && a.Zone() == "" {
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-	}
-	if err != nil || !p.IsValid() {
-		return net.IPNet{}, fmt.Errorf("%q is not an address or a network", s)
+	p, err := wire.ParseAllowedIP(s)
+	if err != nil {
+		return net.IPNet{}, err
 	}
 	p = p.Masked()
 	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, nil

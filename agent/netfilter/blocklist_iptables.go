@@ -175,17 +175,11 @@ func (ic iptChain) observeBlock() rawFamilyState {
 	return fs
 }
 
-// parseDrop recognises "-s P -j DROP" (dir "-s") or "-d P -j DROP".
+// parseDrop recognises "-s P -j DROP" (dir "-s") or "-d P -j DROP", with
+// P a network (no host bits).
 func parseDrop(spec, dir string) (netip.Prefix, bool) {
-	fields := strings.Fields(spec)
-	if len(fields) != 4 || fields[0] != dir || fields[2] != "-j" || fields[3] != "DROP" {
-		return netip.Prefix{}, false
-	}
-	p, err := netip.ParsePrefix(fields[1])
-	if err != nil || p != p.Masked() {
-		return netip.Prefix{}, false
-	}
-	return p, true
+	p, ok := parsePrefixJump(spec, dir, "DROP")
+	return p, ok && p == p.Masked()
 }
 
 // blockStateIPT combines the two families. A non-empty blocklist installs

@@ -54,16 +54,9 @@ func runArgv(cmds ...[]string) func(t *testing.T, ns string) {
 func nftBlockBackend() blockBackend {
 	nft := func(args ...string) []string { return append([]string{"nft"}, args...) }
 	return blockBackend{
-		name:  BackendNFTables,
-		tools: []string{"nft", "iptables", "ip6tables", "iptables-save", "ip6tables-save"},
-		newBL: func(t testing.TB, log *slog.Logger) Blocklist {
-			bl, err := NewNFTBlocklist(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bl.Close() })
-			return bl
-		},
+		name:         BackendNFTables,
+		tools:        []string{"nft", "iptables", "ip6tables", "iptables-save", "ip6tables-save"},
+		newBL:        func(t testing.TB, log *slog.Logger) Blocklist { return openForTest(t, log, NewNFTBlocklist) },
 		unhookOutput: runArgv(nft("flush", "chain", "inet", NFTBlockTable, "output")),
 		acceptAbove:  runArgv(nft("insert", "rule", "inet", NFTBlockTable, "prerouting", "ip", "saddr", "198.51.100.7", "accept")),
 		oneWay: func(t *testing.T, ns string) {
@@ -104,16 +97,9 @@ func iptBlockBackend() blockBackend {
 			raw(cmd, "-F", BlockChain), raw(cmd, "-X", BlockChain))
 	}
 	return blockBackend{
-		name:  BackendIPTables,
-		tools: []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
-		newBL: func(t testing.TB, log *slog.Logger) Blocklist {
-			bl, err := NewIPTablesBlocklist(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bl.Close() })
-			return bl
-		},
+		name:         BackendIPTables,
+		tools:        []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
+		newBL:        func(t testing.TB, log *slog.Logger) Blocklist { return openForTest(t, log, NewIPTablesBlocklist) },
 		unhookOutput: runArgv(raw("iptables", "-D", "OUTPUT", "-j", BlockChain)),
 		acceptAbove:  runArgv(raw("iptables", "-I", "PREROUTING", "1", "-s", "198.51.100.7", "-j", "ACCEPT")),
 		oneWay:       runArgv(raw("iptables", "-D", BlockChain, "-d", "198.51.100.7/32", "-j", "DROP")),
@@ -197,19 +183,10 @@ func mustSet(t *testing.T, bl Blocklist, ps []netip.Prefix, wantChanged bool) {
 	}
 }
 
-func mustObserveBlock(t *testing.T, bl Blocklist) BlockState {
-	t.Helper()
-	st, err := bl.Observe(t.Context())
-	if err != nil {
-		t.Fatalf("Observe: %v", err)
-	}
-	return st
-}
-
 // requireBlocks fails unless the blocklist is enforced and holds exactly ps.
 func requireBlocks(t *testing.T, bl Blocklist, ps []netip.Prefix) BlockState {
 	t.Helper()
-	st := mustObserveBlock(t, bl)
+	st := mustObserve(t, bl)
 	drift, err := st.Drift(ps)
 	if err != nil {
 		t.Fatal(err)
@@ -411,7 +388,7 @@ func TestBlocklistDesiredNFTObservesAsEnforced(t *testing.T) {
 func runBlocklistConformance(t *testing.T, b blockBackend) {
 	t.Run("set installs both families and observe reads them back", func(t *testing.T) {
 		e := newBLEnv(t, b)
-		if st := mustObserveBlock(t, e.bl); !st.Absent() || st.Enforced || st.Backend != b.name {
+		if st := mustObserve(t, e.bl); !st.Absent() || st.Enforced || st.Backend != b.name {
 			t.Fatalf("fresh namespace: %+v", st)
 		}
 		mustSet(t, e.bl, blockedSet(), true)
@@ -460,7 +437,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 			t.Fatalf("Set(empty) did not restore the rules exactly:\n--- before\n%s\n--- after\n%s", before, after)
 		}
 		mustSet(t, e.bl, nil, false)
-		if st := mustObserveBlock(t, e.bl); !st.Absent() || st.Enforced || len(st.Prefixes) > 0 {
+		if st := mustObserve(t, e.bl); !st.Absent() || st.Enforced || len(st.Prefixes) > 0 {
 			t.Errorf("after Set(empty): %+v", st)
 		}
 	})
@@ -499,7 +476,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 				t.Errorf("%s on a fresh namespace: Set = %t, %v; want ErrInvalidBlock", name, changed, err)
 			}
 		}
-		if st := mustObserveBlock(t, e.bl); !st.Absent() {
+		if st := mustObserve(t, e.bl); !st.Absent() {
 			t.Fatalf("refused Set left rules: %+v", st)
 		}
 		mustSet(t, e.bl, blockedSet(), true)
@@ -533,7 +510,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 			mustSet(t, e.bl, blockedSet(), true)
 			want := dumpRules(t, t.Context(), e.ns.Name)
 			tc.tamper(b)(t, e.ns.Name)
-			st := mustObserveBlock(t, e.bl)
+			st := mustObserve(t, e.bl)
 			if tc.weakened && st.Enforced {
 				t.Errorf("Observe still reports an enforced blocklist after tampering: %+v", st)
 			}
@@ -561,9 +538,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 
 	t.Run("concurrent sets are serialised", func(t *testing.T) {
 		e := newBLEnv(t, b)
-		if n := concurrentChanges(t, 8, func() (bool, error) { return e.bl.Set(t.Context(), blockedSet()) }); n != 1 {
-			t.Errorf("%d concurrent Sets reported a change, want exactly 1", n)
-		}
+		requireOneConcurrentChange(t, 8, "Sets", func() (bool, error) { return e.bl.Set(t.Context(), blockedSet()) })
 		requireBlocks(t, e.bl, blockedSet())
 	})
 }
@@ -596,7 +571,7 @@ func TestNewBlocklistChoosesBackend(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer bl.Close()
-			if st := mustObserveBlock(t, bl); st.Backend != tc.want {
+			if st := mustObserve(t, bl); st.Backend != tc.want {
 				t.Errorf("backend = %q, want %q", st.Backend, tc.want)
 			}
 		})
@@ -838,7 +813,7 @@ func testBlocklistInLab(t *testing.T, bb blockBackend) {
 	// sees it, and Set puts it back.
 	bb.deleteEverything(t, peer.NS)
 	expectProbes(t, true, reach(lab, bad, peer, peer.Addrs(), okWait))
-	if st := mustObserveBlock(t, bl); st.Enforced || !st.Absent() {
+	if st := mustObserve(t, bl); st.Enforced || !st.Absent() {
 		t.Fatalf("Observe after hand deletion: %+v", st)
 	}
 	mustSet(t, bl, block, true)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"regexp"
@@ -53,16 +54,9 @@ type quarantineBackend struct {
 
 func iptablesBackend() quarantineBackend {
 	return quarantineBackend{
-		name:  "iptables",
-		tools: []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
-		newFW: func(t testing.TB, log *slog.Logger) Quarantine {
-			fw, err := NewIPTables(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = fw.Close() })
-			return fw
-		},
+		name:              "iptables",
+		tools:             []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
+		newFW:             func(t testing.TB, log *slog.Logger) Quarantine { return openForTest(t, log, NewIPTables) },
 		unhookInput:       [][]string{{"iptables", "-D", "INPUT", "-j", QuarantineChain}},
 		acceptAboveOutput: [][]string{{"ip6tables", "-I", "OUTPUT", "1", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}},
 		foreignAllow:      [][]string{{"ip6tables", "-I", QuarantineChain, "1", "-s", "fd66::/16", "-j", "ACCEPT"}},
@@ -84,16 +78,9 @@ func iptablesBackend() quarantineBackend {
 
 func nftablesBackend() quarantineBackend {
 	return quarantineBackend{
-		name:  "nftables",
-		tools: []string{"nft", "iptables-save", "ip6tables-save", "iptables", "ip6tables"},
-		newFW: func(t testing.TB, log *slog.Logger) Quarantine {
-			fw, err := NewNFTables(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = fw.Close() })
-			return fw
-		},
+		name:              "nftables",
+		tools:             []string{"nft", "iptables-save", "ip6tables-save", "iptables", "ip6tables"},
+		newFW:             func(t testing.TB, log *slog.Logger) Quarantine { return openForTest(t, log, NewNFTables) },
 		unhookInput:       [][]string{{"nft", "flush", "chain", "inet", NFTTable, "input"}},
 		acceptAboveOutput: [][]string{{"nft", "insert", "rule", "inet", NFTTable, "output", "ct", "state", "established,related", "accept"}},
 		foreignAllow:      [][]string{{"nft", "add", "element", "inet", NFTTable, nftAllow6, "{", "fd66::/16", "}"}},
@@ -226,6 +213,17 @@ var (
 	emptyBaseChain = regexp.MustCompile(`(?m)^\tchain \S+ \{\n\t\ttype filter hook \w+ priority [^;]+; policy accept;\n\t\}\n`)
 )
 
+// openForTest opens a backend with open, failing the test if it cannot,
+// and closes it when the test ends.
+func openForTest[T io.Closer](t testing.TB, log *slog.Logger, open func(*slog.Logger) (T, error)) T {
+	v, err := open(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	return v
+}
+
 // testLogger writes the backend's logs into the test's output.
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -268,9 +266,13 @@ func mustRemove(t *testing.T, fw Quarantine, wantChanged bool) {
 	}
 }
 
-func mustObserve(t *testing.T, fw Quarantine) State {
+// mustObserve reads a rule set back (a Quarantine's State or a
+// Blocklist's BlockState), failing the test if it cannot.
+func mustObserve[S any](t *testing.T, rules interface {
+	Observe(context.Context) (S, error)
+}) S {
 	t.Helper()
-	st, err := fw.Observe(t.Context())
+	st, err := rules.Observe(t.Context())
 	if err != nil {
 		t.Fatalf("Observe: %v", err)
 	}
@@ -433,17 +435,16 @@ func runQuarantineConformance(t *testing.T, b quarantineBackend) {
 
 	t.Run("concurrent applies are serialised", func(t *testing.T) {
 		e := newFWEnv(t, b)
-		if n := concurrentChanges(t, 8, func() (bool, error) { return e.fw.Apply(t.Context(), labSpec()) }); n != 1 {
-			t.Errorf("%d concurrent Applies reported a change, want exactly 1", n)
-		}
+		requireOneConcurrentChange(t, 8, "Applies", func() (bool, error) { return e.fw.Apply(t.Context(), labSpec()) })
 		requireMatches(t, e.fw, labSpec())
 	})
 }
 
-// concurrentChanges runs change n times at once, from plain goroutines
-// (outside the namespace: a backend is bound to its own), fails the test
-// on any error, and returns how many calls reported a change.
-func concurrentChanges(t *testing.T, n int, change func() (bool, error)) int32 {
+// requireOneConcurrentChange runs change n times at once, from plain
+// goroutines (outside the namespace: a backend is bound to its own), and
+// fails the test on any error or unless exactly one call (of the calls
+// named by what) reported a change.
+func requireOneConcurrentChange(t *testing.T, n int, what string, change func() (bool, error)) {
 	t.Helper()
 	var wg sync.WaitGroup
 	var changed atomic.Int32
@@ -464,5 +465,7 @@ func concurrentChanges(t *testing.T, n int, change func() (bool, error)) int32 {
 			t.Fatal(err)
 		}
 	}
-	return changed.Load()
+	if got := changed.Load(); got != 1 {
+		t.Errorf("%d concurrent %s reported a change, want exactly 1", got, what)
+	}
 }

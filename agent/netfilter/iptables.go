@@ -391,9 +391,9 @@ func (ic iptChain) observeQuarantine(f Family) FamilyState {
 		case spec == "-j DROP" && i == len(ic.rules)-1:
 			fs.DropsRest = true
 		default:
-			if p, ok := parseAllow(spec, "-s"); ok {
+			if p, ok := parsePrefixJump(spec, "-s", "ACCEPT"); ok {
 				src[p] = spec
-			} else if p, ok := parseAllow(spec, "-d"); ok {
+			} else if p, ok := parsePrefixJump(spec, "-d", "ACCEPT"); ok {
 				dst[p] = spec
 			} else {
 				fs.Unexpected = append(fs.Unexpected, spec)
@@ -420,10 +420,11 @@ func (ic iptChain) observeQuarantine(f Family) FamilyState {
 	return fs
 }
 
-// parseAllow recognises "-s P -j ACCEPT" (dir "-s") or "-d P -j ACCEPT".
-func parseAllow(spec, dir string) (netip.Prefix, bool) {
+// parsePrefixJump recognises "-s P -j TARGET" (dir "-s") or
+// "-d P -j TARGET".
+func parsePrefixJump(spec, dir, target string) (netip.Prefix, bool) {
 	fields := strings.Fields(spec)
-	if len(fields) != 4 || fields[0] != dir || fields[2] != "-j" || fields[3] != "ACCEPT" {
+	if len(fields) != 4 || fields[0] != dir || fields[2] != "-j" || fields[3] != target {
 		return netip.Prefix{}, false
 	}
 	p, err := netip.ParsePrefix(fields[1])

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -98,6 +100,23 @@ type WGPeerConfig struct {
 	PersistentKeepalive *Duration `json:"persistent_keepalive,omitempty"`
 	ReplaceAllowedIPs   bool      `json:"replace_allowed_ips,omitempty"`
 	AllowedIPs          []string  `json:"allowed_ips,omitempty"`
+}
+
+// ParseAllowedIP reads one of WGPeerConfig.AllowedIPs: a network, or a
+// bare address (a host prefix), as written (host bits are not cleared).
+func ParseAllowedIP(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a network", s)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or a network", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // WireGuardResult is the device after the operation (for configure, read

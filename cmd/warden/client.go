@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/spf13/cobra"
 
 	"github.com/warden-ir/warden/api/client"
 )
@@ -55,7 +57,23 @@ func (g *globals) client(opts ...client.Option) (*client.Client, error) {
 	return client.New(server, token, append(base, opts...)...)
 }
 
-func printJSON(w io.Writer, v any) error {
+// callAPI is the RunE of a command that makes one call to the controller:
+// it builds the client, makes the call and hands the answer to show.
+func callAPI[T any](g *globals, call func(ctx context.Context, c *client.Client, args []string) (T, error), show func(w io.Writer, out T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		out, err := call(cmd.Context(), c, args)
+		if err != nil {
+			return err
+		}
+		return show(g.out, out)
+	}
+}
+
+func printJSON[T any](w io.Writer, v T) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

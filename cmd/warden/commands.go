@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -216,18 +217,12 @@ func newReleaseCmd(g *globals) *cobra.Command {
 		Use:   "release GATEWAY",
 		Short: "Ask to release a quarantined gateway: refused unless its baseline passes and its credentials were rotated; always needs an approval",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.Release(cmd.Context(), v1.StartRunbookRequest{Gateway: args[0], Incident: incident, By: whoami(by), OverrideReason: override})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.out, "release run %s is %s: %s\nanother person approves with: warden runs approve %s\n", out.ID, out.State, out.ApprovalReason, out.ID)
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Release(ctx, v1.StartRunbookRequest{Gateway: args[0], Incident: incident, By: whoami(by), OverrideReason: override})
+		}, func(w io.Writer, out v1.Run) error {
+			fmt.Fprintf(w, "release run %s is %s: %s\nanother person approves with: warden runs approve %s\n", out.ID, out.State, out.ApprovalReason, out.ID)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&by, "by", "", "who releases (default: $USER)")
 	cmd.Flags().StringVar(&override, "override-reason", "", "recorded reason to release although the baseline or rotation gate is unmet (the approval is still needed)")
@@ -250,75 +245,49 @@ func newRunsCmd(g *globals) *cobra.Command {
 	var state, incident string
 	list := &cobra.Command{
 		Use: "list", Short: "List runs", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) ([]v1.Run, error) {
 			f := client.RunFilter{Incident: incident}
 			if state != "" {
 				f.States = strings.Split(state, ",")
 			}
-			runs, err := c.Runs(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			t := newTable(g.out, "RUN", "GATEWAY", "RUNBOOK", "STATE", "CREATED", "WAITING FOR")
+			return c.Runs(ctx, f)
+		}, func(w io.Writer, runs []v1.Run) error {
+			t := newTable(w, "RUN", "GATEWAY", "RUNBOOK", "STATE", "CREATED", "WAITING FOR")
 			for _, r := range runs {
 				t.row(r.ID, r.Gateway, r.Runbook, r.State, r.CreatedAt.Format(time.RFC3339), waitingFor(r))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	list.Flags().StringVar(&state, "state", "", "comma-separated states")
 	list.Flags().StringVar(&incident, "incident", "", "only runs of this incident")
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show a run with its steps", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			run, err := c.Run(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(g.out, run)
-		},
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Run(ctx, args[0])
+		}, printJSON),
 	}
 	var by, comment string
 	approve := &cobra.Command{
 		Use: "approve ID", Short: "Approve a run that waits for a person", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.Approve(cmd.Context(), args[0], v1.ApproveRequest{By: whoami(by), Comment: comment})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.out, "run %s approved by %s; state %s\n", out.ID, out.ApprovedBy, out.State)
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Approve(ctx, args[0], v1.ApproveRequest{By: whoami(by), Comment: comment})
+		}, func(w io.Writer, out v1.Run) error {
+			fmt.Fprintf(w, "run %s approved by %s; state %s\n", out.ID, out.ApprovedBy, out.State)
 			return nil
-		},
+		}),
 	}
 	approve.Flags().StringVar(&by, "by", "", "who approves (default: $USER)")
 	approve.Flags().StringVar(&comment, "comment", "", "why")
 	var reason string
 	cancel := &cobra.Command{
 		Use: "cancel ID", Short: "Cancel a run that has not finished", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.Cancel(cmd.Context(), args[0], v1.CancelRequest{By: whoami(by), Reason: reason})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.out, "run %s cancelled\n", out.ID)
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Cancel(ctx, args[0], v1.CancelRequest{By: whoami(by), Reason: reason})
+		}, func(w io.Writer, out v1.Run) error {
+			fmt.Fprintf(w, "run %s cancelled\n", out.ID)
 			return nil
-		},
+		}),
 	}
 	cancel.Flags().StringVar(&by, "by", "", "who cancels (default: $USER)")
 	cancel.Flags().StringVar(&reason, "reason", "", "why")
@@ -340,35 +309,21 @@ func newGatewaysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "gateways", Short: "Gateways with desired and observed posture"}
 	list := &cobra.Command{
 		Use: "list", Short: "List gateways", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			gws, err := c.Gateways(cmd.Context())
-			if err != nil {
-				return err
-			}
-			t := newTable(g.out, "GATEWAY", "SITE", "VM", "DESIRED", "OBSERVED", "INCIDENT")
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) ([]v1.Gateway, error) {
+			return c.Gateways(ctx)
+		}, func(w io.Writer, gws []v1.Gateway) error {
+			t := newTable(w, "GATEWAY", "SITE", "VM", "DESIRED", "OBSERVED", "INCIDENT")
 			for _, gw := range gws {
 				t.row(gw.ID, gw.Site, gw.VM, gw.Posture.Desired, orDash(gw.Posture.Observed), orDash(gw.Posture.Incident))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one gateway", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			gw, err := c.Gateway(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(g.out, gw)
-		},
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Gateway, error) {
+			return c.Gateway(ctx, args[0])
+		}, printJSON),
 	}
 	cmd.AddCommand(list, show)
 	return cmd
@@ -607,20 +562,15 @@ func newBreakerCmd(g *globals) *cobra.Command {
 	var by, reason string
 	reset := &cobra.Command{
 		Use: "reset --reason TEXT", Short: "Close the circuit breaker after a person has looked", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if reason == "" {
 				return errors.New("--reason is required")
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.ResetBreaker(cmd.Context(), v1.BreakerResetRequest{By: whoami(by), Reason: reason})
-			if err != nil {
-				return err
-			}
-			return printJSON(g.out, out)
+			return nil
 		},
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) (v1.BreakerReset, error) {
+			return c.ResetBreaker(ctx, v1.BreakerResetRequest{By: whoami(by), Reason: reason})
+		}, printJSON),
 	}
 	reset.Flags().StringVar(&by, "by", "", "who resets (default: $USER)")
 	reset.Flags().StringVar(&reason, "reason", "", "why it is safe to resume automatic actions")
@@ -635,16 +585,10 @@ func newDriftCmd(g *globals) *cobra.Command {
 		Use:   "check [--gateway G]",
 		Short: "Check baselines now (default: every gateway); pass-to-fail changes become indicators; exit 3 if any gateway does not pass",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			results, err := c.DriftCheck(cmd.Context(), v1.DriftCheckRequest{Gateway: gateway, By: whoami(by)})
-			if err != nil {
-				return err
-			}
-			t := newTable(g.out, "GATEWAY", "BASELINE", "NEWLY FAILING", "INDICATORS", "FAILING CHECKS")
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) ([]v1.DriftResult, error) {
+			return c.DriftCheck(ctx, v1.DriftCheckRequest{Gateway: gateway, By: whoami(by)})
+		}, func(w io.Writer, results []v1.DriftResult) error {
+			t := newTable(w, "GATEWAY", "BASELINE", "NEWLY FAILING", "INDICATORS", "FAILING CHECKS")
 			bad := 0
 			for _, r := range results {
 				verdict := "pass"
@@ -665,7 +609,7 @@ func newDriftCmd(g *globals) *cobra.Command {
 				return &exitError{code: 3, err: fmt.Errorf("%d gateway(s) do not pass their baseline", bad)}
 			}
 			return nil
-		},
+		}),
 	}
 	check.Flags().StringVar(&gateway, "gateway", "all", "gateway id, or all")
 	check.Flags().StringVar(&by, "by", "", "who asks (default: $USER)")
@@ -707,9 +651,7 @@ func newPatchCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			enc := json.NewEncoder(g.out)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(wave); err != nil {
+			if err := printJSON(g.out, wave); err != nil {
 				return err
 			}
 			switch wave.State {

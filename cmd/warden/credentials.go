@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -71,9 +70,7 @@ func newCredentialsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(tcs)
+				return printJSON(g.out, tcs)
 			}
 			t := newTable(g.out, "TUNNEL", "CREDENTIAL", "ID", "STATE", "ORIGIN", "SINCE", "PUBLIC KEY")
 			row := func(p rotation.Pair, what string, c *rotation.Credential) {

@@ -42,6 +42,29 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errw.String(), err
 }
 
+// wantRun fails the test unless a command ran as wanted: an error holding
+// every one of wantErr (nil: success), and output holding every one of
+// wantOut.
+func wantRun(t *testing.T, out string, err error, wantErr, wantOut []string) {
+	t.Helper()
+	switch {
+	case wantErr == nil && err != nil:
+		t.Fatalf("%v", err)
+	case wantErr != nil && err == nil:
+		t.Fatalf("succeeded, want an error containing %q; output:\n%.300s", wantErr, out)
+	}
+	for _, w := range wantErr {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	for _, w := range wantOut {
+		if !strings.Contains(out, w) {
+			t.Errorf("output does not contain %q:\n%.300s", w, out)
+		}
+	}
+}
+
 const testConfig = `
 server:
   api_token: cli-test-token
@@ -159,19 +182,8 @@ func TestCommands(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			out, _, err := runCLI(t, tc.args...)
-			if tc.wantErr == nil {
-				if err != nil {
-					t.Fatalf("%v: %v", tc.args, err)
-				}
-			} else {
-				if err == nil {
-					t.Fatalf("%v succeeded, want an error containing %q; output:\n%s", tc.args, tc.wantErr, out)
-				}
-				for _, w := range tc.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not contain %q", err, w)
-					}
-				}
+			wantRun(t, out, err, tc.wantErr, tc.wantOut)
+			if tc.wantErr != nil {
 				code := 1
 				var ee *exitError
 				if errors.As(err, &ee) {
@@ -179,11 +191,6 @@ func TestCommands(t *testing.T) {
 				}
 				if want := max(tc.wantCode, 1); code != want {
 					t.Errorf("exit code %d, want %d", code, want)
-				}
-			}
-			for _, w := range tc.wantOut {
-				if !strings.Contains(out, w) {
-					t.Errorf("output does not contain %q:\n%s", w, out)
 				}
 			}
 		})
@@ -261,22 +268,7 @@ func TestClientCommands(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			out, _, err := runCLI(t, st.args...)
-			if st.wantErr == nil && err != nil {
-				t.Fatalf("%v", err)
-			}
-			if st.wantErr != nil && err == nil {
-				t.Fatalf("succeeded, want an error; output:\n%s", out)
-			}
-			for _, w := range st.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			for _, w := range st.wantOut {
-				if !strings.Contains(out, w) {
-					t.Errorf("output does not contain %q:\n%s", w, out)
-				}
-			}
+			wantRun(t, out, err, st.wantErr, st.wantOut)
 		})
 	}
 	if runs, err := d.Store.Runs(t.Context(), store.RunFilter{Gateway: "gw-dc"}); err != nil || len(runs) != 0 {

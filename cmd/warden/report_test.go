@@ -254,26 +254,9 @@ func TestStoreReadersPrecedence(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			out, _, err := runCLI(t, tc.args...)
-			if tc.wantErr == nil && err != nil {
-				t.Fatalf("%v", err)
-			}
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatalf("succeeded, want an error; output:\n%.300s", out)
-				}
-				if out != "" {
-					t.Errorf("stdout is not empty on failure: %.300s", out)
-				}
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-			for _, w := range tc.wantOut {
-				if !strings.Contains(out, w) {
-					t.Errorf("output does not contain %q:\n%.300s", w, out)
-				}
+			wantRun(t, out, err, tc.wantErr, tc.wantOut)
+			if tc.wantErr != nil && out != "" {
+				t.Errorf("stdout is not empty on failure: %.300s", out)
 			}
 		})
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/warden-ir/warden/api/client"
 	v1 "github.com/warden-ir/warden/api/v1"
 )
 
@@ -19,21 +22,18 @@ func newIndicatorResolveCmd(g *globals) *cobra.Command {
 		Use:   "resolve INDICATOR --reason TEXT",
 		Short: "Record that a person judged an indicator no longer a threat (a release needs it for every live one)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if strings.TrimSpace(reason) == "" {
 				return errors.New("--reason is required: why the indicator is no longer a threat")
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.ResolveIndicator(cmd.Context(), args[0], v1.ResolveRequest{By: whoami(by), Reason: reason})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.out, "indicator %s resolved by %s\n", out.Indicator, out.ResolvedBy)
 			return nil
 		},
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Resolved, error) {
+			return c.ResolveIndicator(ctx, args[0], v1.ResolveRequest{By: whoami(by), Reason: reason})
+		}, func(w io.Writer, out v1.Resolved) error {
+			fmt.Fprintf(w, "indicator %s resolved by %s\n", out.Indicator, out.ResolvedBy)
+			return nil
+		}),
 	}
 	cmd.Flags().StringVar(&by, "by", "", "who resolves (default: $USER)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why it is no longer a threat (required)")

@@ -28,6 +28,7 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
@@ -48,15 +49,8 @@ type tunnelLab struct {
 
 func newTunnelLab(t *testing.T) *tunnelLab {
 	t.Helper()
-	pki := t.TempDir()
-	if _, err := agent.Init(pki, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pool := NewAgentPool(AgentTLS{
-		CertFile: filepath.Join(pki, agent.ControllerCertFile),
-		KeyFile:  filepath.Join(pki, agent.ControllerKeyFile),
-		CAFile:   filepath.Join(pki, agent.CAFile),
-	}, nil)
+	pki := agenttest.PKI(t)
+	pool := NewAgentPool(controllerTLS(pki), nil)
 	t.Cleanup(pool.Close)
 	return &tunnelLab{t: t, pki: pki, inv: &inventory.Inventory{}, pool: pool, agents: map[string]*fakeTunnelAgent{}}
 }

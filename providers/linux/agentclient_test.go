@@ -114,11 +114,14 @@ func newAgentClientEnv(t *testing.T) agentClientEnv {
 	return agentClientEnv{pki: pki, fw: fw, rec: rec, url: url}
 }
 
-func (e agentClientEnv) tls() AgentTLS {
+func (e agentClientEnv) tls() AgentTLS { return controllerTLS(e.pki) }
+
+// controllerTLS is the controller's side of the lab PKI in pki.
+func controllerTLS(pki string) AgentTLS {
 	return AgentTLS{
-		CertFile: filepath.Join(e.pki, agent.ControllerCertFile),
-		KeyFile:  filepath.Join(e.pki, agent.ControllerKeyFile),
-		CAFile:   filepath.Join(e.pki, agent.CAFile),
+		CertFile: filepath.Join(pki, agent.ControllerCertFile),
+		KeyFile:  filepath.Join(pki, agent.ControllerKeyFile),
+		CAFile:   filepath.Join(pki, agent.CAFile),
 	}
 }
 
@@ -236,10 +239,7 @@ func TestAgentClientErrorClasses(t *testing.T) {
 		},
 		"an agent certificate from another CA is terminal": {
 			run: func(t *testing.T, env agentClientEnv) error {
-				other := t.TempDir()
-				if _, err := agent.Init(other, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-					t.Fatal(err)
-				}
+				other := agenttest.PKI(t)
 				tl := env.tls()
 				tl.CAFile = filepath.Join(other, agent.CAFile)
 				c, err := NewAgentClient(env.url, tl, nil)
@@ -253,10 +253,7 @@ func TestAgentClientErrorClasses(t *testing.T) {
 		},
 		"a controller certificate the agent does not trust is terminal": {
 			run: func(t *testing.T, env agentClientEnv) error {
-				other := t.TempDir()
-				if _, err := agent.Init(other, []string{"127.0.0.1"}, agent.InitOptions{}); err != nil {
-					t.Fatal(err)
-				}
+				other := agenttest.PKI(t)
 				tl := env.tls()
 				tl.CertFile, tl.KeyFile = filepath.Join(other, agent.ControllerCertFile), filepath.Join(other, agent.ControllerKeyFile)
 				c, err := NewAgentClient(env.url, tl, nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/warden-ir/warden/actions"
@@ -54,12 +55,7 @@ func (p *Provider) IsolateVM(ctx context.Context, vm string) (changed bool, err 
 // changes nothing and returns false; with another declaration it converges
 // the VM to it.
 func (p *Provider) IsolateVMKeeping(ctx context.Context, vm string, keep actions.ManagementNICs) (changed bool, err error) {
-	defer p.lockVM(vm)()
-	err = p.withSession(ctx, func() error {
-		changed, err = p.isolate(ctx, vm, keep)
-		return err
-	})
-	return changed, err
+	return p.changeVM(ctx, vm, func() (bool, error) { return p.isolate(ctx, vm, keep) })
 }
 
 // managementNICs resolves a declaration against the VM: the management
@@ -259,12 +255,7 @@ func (p *Provider) isolate(ctx context.Context, vm string, keep actions.Manageme
 // readable record is a terminal error saying what to do by hand. As with
 // IsolateVM, a reconfiguration in flight is waited for, not repeated.
 func (p *Provider) ReleaseVM(ctx context.Context, vm string) (changed bool, err error) {
-	defer p.lockVM(vm)()
-	err = p.withSession(ctx, func() error {
-		changed, err = p.release(ctx, vm)
-		return err
-	})
-	return changed, err
+	return p.changeVM(ctx, vm, func() (bool, error) { return p.release(ctx, vm) })
 }
 
 func (p *Provider) release(ctx context.Context, vm string) (bool, error) {
@@ -424,19 +415,13 @@ func (p *Provider) setAttribute(ctx context.Context, v *vmView, value string) er
 }
 
 func (p *Provider) attributeKey(ctx context.Context) (int32, error) {
-	p.mu.Lock()
-	key := p.fieldKey
-	p.mu.Unlock()
-	if key != 0 {
+	if key := p.knownFieldKey(); key != 0 {
 		return key, nil
 	}
 	if err := p.readFields(ctx); err != nil {
 		return 0, err
 	}
-	p.mu.Lock()
-	key = p.fieldKey
-	p.mu.Unlock()
-	if key != 0 {
+	if key := p.knownFieldKey(); key != 0 {
 		return key, nil
 	}
 	def, err := p.fields.Add(ctx, p.cfg.Attribute, "VirtualMachine", nil, nil)
@@ -448,9 +433,7 @@ func (p *Provider) attributeKey(ctx context.Context) (int32, error) {
 		if err := p.readFields(ctx); err != nil {
 			return 0, err
 		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.fieldKey, nil
+		return p.knownFieldKey(), nil
 	}
 	p.log.Info("created custom attribute", "attribute", p.cfg.Attribute)
 	p.mu.Lock()
@@ -460,28 +443,32 @@ func (p *Provider) attributeKey(ctx context.Context) (int32, error) {
 	return def.Key, nil
 }
 
+// knownFieldKey is the record attribute's key, 0 until it is known.
+func (p *Provider) knownFieldKey() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fieldKey
+}
+
 // attachTag attaches the quarantine tag, creating category and tag when
 // missing. A failure forgets the cached tag id so the next try looks again.
 func (p *Provider) attachTag(ctx context.Context, v *vmView) error {
-	id, err := p.quarantineTagID(ctx)
-	if err != nil {
-		return err
-	}
-	if err := p.tags.AttachTag(ctx, id, v.mo.Self); err != nil {
-		p.mu.Lock()
-		p.quarantineTag = ""
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+	return p.withQuarantineTag(ctx, v, p.tags.AttachTag)
 }
 
+// detachTag detaches the quarantine tag, as attachTag attaches it.
 func (p *Provider) detachTag(ctx context.Context, v *vmView) error {
+	return p.withQuarantineTag(ctx, v, p.tags.DetachTag)
+}
+
+// withQuarantineTag applies op (attach or detach) with the quarantine tag
+// to the VM.
+func (p *Provider) withQuarantineTag(ctx context.Context, v *vmView, op func(context.Context, string, mo.Reference) error) error {
 	id, err := p.quarantineTagID(ctx)
 	if err != nil {
 		return err
 	}
-	if err := p.tags.DetachTag(ctx, id, v.mo.Self); err != nil {
+	if err := op(ctx, id, v.mo.Self); err != nil {
 		p.mu.Lock()
 		p.quarantineTag = ""
 		p.mu.Unlock()

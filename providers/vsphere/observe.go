@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -449,27 +450,22 @@ func (p *Provider) readTags(ctx context.Context, v *vmView) error {
 
 // tagName resolves a tag id to its category and name, cached.
 func (p *Provider) tagName(ctx context.Context, id string) (tagName, error) {
-	p.mu.Lock()
-	n, ok := p.tagNames[id]
-	p.mu.Unlock()
-	if ok {
+	if n, ok := cached(&p.mu, p.tagNames, id); ok {
 		return n, nil
 	}
 	t, err := p.tags.GetTag(ctx, id)
 	if err != nil {
-		return n, fmt.Errorf("reading tag %s: %w", id, err)
+		return tagName{}, fmt.Errorf("reading tag %s: %w", id, err)
 	}
-	p.mu.Lock()
-	cat, ok := p.categoryNames[t.CategoryID]
-	p.mu.Unlock()
+	cat, ok := cached(&p.mu, p.categoryNames, t.CategoryID)
 	if !ok {
 		c, err := p.tags.GetCategory(ctx, t.CategoryID)
 		if err != nil {
-			return n, fmt.Errorf("reading tag category %s: %w", t.CategoryID, err)
+			return tagName{}, fmt.Errorf("reading tag category %s: %w", t.CategoryID, err)
 		}
 		cat = c.Name
 	}
-	n = tagName{category: cat, name: t.Name}
+	n := tagName{category: cat, name: t.Name}
 	p.mu.Lock()
 	p.categoryNames[t.CategoryID] = cat
 	p.tagNames[id] = n
@@ -501,22 +497,24 @@ func (p *Provider) readAttributes(ctx context.Context, v *vmView) error {
 // fieldName resolves a custom field key, reading the field list again when
 // the key is new.
 func (p *Provider) fieldName(ctx context.Context, key int32) (string, error) {
-	p.mu.Lock()
-	name, ok := p.fieldNames[key]
-	p.mu.Unlock()
-	if ok {
+	if name, ok := cached(&p.mu, p.fieldNames, key); ok {
 		return name, nil
 	}
 	if err := p.readFields(ctx); err != nil {
 		return "", err
 	}
-	p.mu.Lock()
-	name, ok = p.fieldNames[key]
-	p.mu.Unlock()
-	if !ok {
-		return fmt.Sprintf("field-%d", key), nil
+	if name, ok := cached(&p.mu, p.fieldNames, key); ok {
+		return name, nil
 	}
-	return name, nil
+	return fmt.Sprintf("field-%d", key), nil
+}
+
+// cached reads key from a name cache that mu guards.
+func cached[K comparable, V any](mu *sync.Mutex, names map[K]V, key K) (V, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	v, ok := names[key]
+	return v, ok
 }
 
 func (p *Provider) readFields(ctx context.Context) error {

@@ -262,6 +262,17 @@ func (p *Provider) views() (vms, nets *view.ContainerView) {
 	return p.vmView, p.netView
 }
 
+// changeVM runs one change of vm: under the VM's lock, in a session that
+// is renewed once if vCenter lost it (change must be idempotent).
+func (p *Provider) changeVM(ctx context.Context, vm string, change func() (bool, error)) (changed bool, err error) {
+	defer p.lockVM(vm)()
+	err = p.withSession(ctx, func() error {
+		changed, err = change()
+		return err
+	})
+	return changed, err
+}
+
 // lockVM serialises calls for one VM name so two isolations cannot
 // interleave their read-record-reconfigure steps.
 func (p *Provider) lockVM(vm string) func() {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -20,28 +21,16 @@ import (
 // while waiting, or anyone's) is waited for first, never doubled: the tree
 // read after it ends decides.
 func (p *Provider) SnapshotVM(ctx context.Context, vm, name, description string, memory bool) (changed bool, err error) {
-	defer p.lockVM(vm)()
-	err = p.withSession(ctx, func() error {
-		changed, err = p.snapshot(ctx, vm, name, description, memory)
-		return err
-	})
-	return changed, err
+	return p.changeVM(ctx, vm, func() (bool, error) { return p.snapshot(ctx, vm, name, description, memory) })
 }
 
 func (p *Provider) snapshot(ctx context.Context, vm, name, description string, memory bool) (bool, error) {
 	if name == "" {
 		return false, fmt.Errorf("snapshotting vm %s: empty snapshot name: %w", vm, errInvalid)
 	}
-	m, err := p.readVM(ctx, vm)
+	m, err := p.settledVM(ctx, vm, taskSnapshot)
 	if err != nil {
 		return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
-	}
-	if waited, err := p.awaitRunning(ctx, m, taskSnapshot); err != nil {
-		return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
-	} else if waited {
-		if m, err = p.readVM(ctx, vm); err != nil {
-			return false, fmt.Errorf("snapshotting vm %s: %w", vm, err)
-		}
 	}
 	running := m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	if m.Snapshot != nil {
@@ -71,25 +60,13 @@ func (p *Provider) snapshot(ctx context.Context, vm, name, description string, m
 // power task still running on the VM is waited for first, then the power
 // state decides.
 func (p *Provider) PowerOffVM(ctx context.Context, vm string) (changed bool, err error) {
-	defer p.lockVM(vm)()
-	err = p.withSession(ctx, func() error {
-		changed, err = p.powerOff(ctx, vm)
-		return err
-	})
-	return changed, err
+	return p.changeVM(ctx, vm, func() (bool, error) { return p.powerOff(ctx, vm) })
 }
 
 func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
-	m, err := p.readVM(ctx, vm)
+	m, err := p.settledVM(ctx, vm, taskPower)
 	if err != nil {
 		return false, fmt.Errorf("powering off vm %s: %w", vm, err)
-	}
-	if waited, err := p.awaitRunning(ctx, m, taskPower); err != nil {
-		return false, fmt.Errorf("powering off vm %s: %w", vm, err)
-	} else if waited {
-		if m, err = p.readVM(ctx, vm); err != nil {
-			return false, fmt.Errorf("powering off vm %s: %w", vm, err)
-		}
 	}
 	if m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
 		return false, nil
@@ -106,4 +83,19 @@ func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
 	}
 	p.log.Info("powered off vm", "vm", m.Name)
 	return true, nil
+}
+
+// settledVM reads the VM once no task of kind is in flight on it: when one
+// was, it waits for it and reads again, so a step applied again after a
+// crash sees what the first attempt's task did.
+func (p *Provider) settledVM(ctx context.Context, vm string, kind taskKind) (mo.VirtualMachine, error) {
+	m, err := p.readVM(ctx, vm)
+	if err != nil {
+		return m, err
+	}
+	waited, err := p.awaitRunning(ctx, m, kind)
+	if err != nil || !waited {
+		return m, err
+	}
+	return p.readVM(ctx, vm)
 }

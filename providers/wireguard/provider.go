@@ -142,6 +142,34 @@ func findPeer(d *wgtypes.Device, key wgtypes.Key) *wgtypes.Peer {
 	return nil
 }
 
+// pairView is how two sites see each other.
+type pairView struct {
+	aPublicKey wgtypes.Key
+	bSite      Site
+	// aForB is a's entry for b and bForA b's entry for a, nil where a site
+	// has none; their preshared keys are not kept.
+	aForB, bForA *wgtypes.Peer
+}
+
+// readPair reads the devices of sites a and b and how each sees the other.
+func (p *Provider) readPair(ctx context.Context, a, b string) (pairView, error) {
+	da, _, err := p.device(ctx, a)
+	if err != nil {
+		return pairView{}, err
+	}
+	db, sb, err := p.device(ctx, b)
+	if err != nil {
+		return pairView{}, err
+	}
+	v := pairView{aPublicKey: da.PublicKey, bSite: sb, aForB: findPeer(da, db.PublicKey), bForA: findPeer(db, da.PublicKey)}
+	for _, e := range []*wgtypes.Peer{v.aForB, v.bForA} {
+		if e != nil {
+			clear(e.PresharedKey[:])
+		}
+	}
+	return v, nil
+}
+
 // PublicKey returns the site device's current public key.
 func (p *Provider) PublicKey(ctx context.Context, site string) (wgtypes.Key, error) {
 	d, _, err := p.device(ctx, site)
@@ -206,35 +234,28 @@ func (p *Provider) RevokePeer(ctx context.Context, site string, peer wgtypes.Key
 // Re-applying the same key leaves the same configuration and costs one more
 // handshake. The key is sent to a and b only and never logged.
 func (p *Provider) RotatePSK(ctx context.Context, a, b string, psk wgtypes.Key) error {
-	da, _, err := p.device(ctx, a)
+	pair, err := p.readPair(ctx, a, b)
 	if err != nil {
 		return err
 	}
-	db, sb, err := p.device(ctx, b)
-	if err != nil {
-		return err
-	}
-	pa, pb := findPeer(da, db.PublicKey), findPeer(db, da.PublicKey)
-	if pa == nil || pb == nil {
+	if pair.aForB == nil || pair.bForA == nil {
 		return actions.Terminal(fmt.Errorf("rotating the preshared key of %s <-> %s: %w", a, b, ErrNotPeers))
 	}
-	clear(pa.PresharedKey[:])
-	clear(pb.PresharedKey[:])
 	key := psk
 	defer clear(key[:])
 	if err := p.configure(ctx, b, wgtypes.Config{Peers: []wgtypes.PeerConfig{{
-		PublicKey: da.PublicKey, UpdateOnly: true, PresharedKey: &key,
+		PublicKey: pair.aPublicKey, UpdateOnly: true, PresharedKey: &key,
 	}}}); err != nil {
 		return fmt.Errorf("installing the new preshared key of %s <-> %s at %q: %w", a, b, b, err)
 	}
-	if wait := handshakeGuard - p.opt.Clock.Now().Sub(pa.LastHandshakeTime); wait > 0 && wait <= handshakeGuard {
+	if wait := handshakeGuard - p.opt.Clock.Now().Sub(pair.aForB.LastHandshakeTime); wait > 0 && wait <= handshakeGuard {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-p.opt.Clock.After(wait):
 		}
 	}
-	if err := p.recreatePeer(ctx, a, pa, key, sb.Endpoint); err != nil {
+	if err := p.recreatePeer(ctx, a, pair.aForB, key, pair.bSite.Endpoint); err != nil {
 		return fmt.Errorf("installing the new preshared key of %s <-> %s at %q: %w", a, b, a, err)
 	}
 	p.log.InfoContext(ctx, "rotated WireGuard preshared key", "a", a, "b", b)
@@ -292,20 +313,14 @@ func endpoint(seen *net.UDPAddr, configured netip.AddrPort) *net.UDPAddr {
 // an error wrapping actions.ErrNotVerified while that is not so yet (the
 // caller polls; a handshake needs traffic or a keepalive).
 func (p *Provider) VerifyHandshake(ctx context.Context, a, b string, since time.Time) error {
-	da, _, err := p.device(ctx, a)
+	pair, err := p.readPair(ctx, a, b)
 	if err != nil {
 		return err
 	}
-	db, _, err := p.device(ctx, b)
-	if err != nil {
-		return err
-	}
-	pa, pb := findPeer(da, db.PublicKey), findPeer(db, da.PublicKey)
+	pa, pb := pair.aForB, pair.bForA
 	if pa == nil || pb == nil {
 		return fmt.Errorf("verifying the handshake of %s <-> %s: %w: %w", a, b, actions.ErrNotVerified, ErrNotPeers)
 	}
-	clear(pa.PresharedKey[:])
-	clear(pb.PresharedKey[:])
 	if pa.LastHandshakeTime.Before(since) || pb.LastHandshakeTime.Before(since) {
 		return fmt.Errorf("verifying the handshake of %s <-> %s: %w: latest handshakes %s (at %s), %s (at %s), want at or after %s",
 			a, b, actions.ErrNotVerified, stamp(pa.LastHandshakeTime), a, stamp(pb.LastHandshakeTime), b, since.UTC().Format(time.RFC3339Nano))

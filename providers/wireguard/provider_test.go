@@ -105,6 +105,21 @@ func waitHandshake(ctx context.Context, m *mesh, a, b string, since time.Time) e
 	}
 }
 
+// mustRotateToNewPSK rotates the preshared key of a <-> b to a fresh one;
+// it returns the key and a time just before the rotation.
+func mustRotateToNewPSK(t *testing.T, m *mesh, a, b string) (wgtypes.Key, time.Time) {
+	t.Helper()
+	psk, err := wgtypes.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	if err := m.prov.RotatePSK(t.Context(), a, b, psk); err != nil {
+		t.Fatalf("RotatePSK: %v", err)
+	}
+	return psk, since
+}
+
 func TestRevokePeer(t *testing.T) {
 	m := newMesh(t, nil, "a", "b", "c")
 	m.mustEcho(t, "a", "b")
@@ -142,14 +157,7 @@ func TestRotatePSK(t *testing.T) {
 	m.mustEcho(t, "a", "b")
 	for i := range 2 { // applying twice must work twice
 		t.Run(fmt.Sprint("apply ", i+1), func(t *testing.T) {
-			psk, err := wgtypes.GenerateKey()
-			if err != nil {
-				t.Fatal(err)
-			}
-			since := time.Now()
-			if err := m.prov.RotatePSK(t.Context(), "b", "c", psk); err != nil {
-				t.Fatalf("RotatePSK: %v", err)
-			}
+			psk, since := mustRotateToNewPSK(t, m, "b", "c")
 			if err := waitHandshake(t.Context(), m, "b", "c", since); err != nil {
 				t.Fatalf("no handshake with the new key: %v", err)
 			}
@@ -171,44 +179,18 @@ func TestRotatePSK(t *testing.T) {
 	}
 }
 
-// refusingClient gives refuser a different preshared key than asked for
-// whenever one is set: the peer "refuses" the new key.
-type refusingClient struct {
-	wireguard.Client
-	refuser string
-}
-
-func (r refusingClient) ConfigureDevice(name string, cfg wgtypes.Config) error {
-	if name == r.refuser {
-		for i := range cfg.Peers {
-			if cfg.Peers[i].PresharedKey != nil {
-				k, err := wgtypes.GenerateKey()
-				if err != nil {
-					return err
-				}
-				cfg.Peers[i].PresharedKey = &k
-			}
-		}
-	}
-	return r.Client.ConfigureDevice(name, cfg)
-}
-
 func TestRotatePSKRefusedThenRestored(t *testing.T) {
-	var refuse *refusingClient
+	// c is given a different preshared key than asked for whenever one is
+	// set: the peer "refuses" the new key.
+	var refuse *wgtest.RefusingClient
 	m := newMesh(t, func(c *wgtest.Client) wireguard.Client {
-		refuse = &refusingClient{Client: c, refuser: "c"}
+		refuse = wgtest.NewRefusingClient(c)
+		refuse.Refuse("c")
 		return refuse
 	}, "a", "b", "c")
 	m.mustEcho(t, "b", "c")
-	next, err := wgtypes.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	since := time.Now()
-	if err := m.prov.RotatePSK(t.Context(), "b", "c", next); err != nil {
-		t.Fatalf("RotatePSK: %v", err)
-	}
-	err = m.prov.VerifyHandshake(t.Context(), "b", "c", since)
+	_, since := mustRotateToNewPSK(t, m, "b", "c")
+	err := m.prov.VerifyHandshake(t.Context(), "b", "c", since)
 	for deadline := time.Now().Add(time.Second); err == nil && time.Now().Before(deadline); {
 		err = m.prov.VerifyHandshake(t.Context(), "b", "c", since)
 	}
@@ -219,7 +201,7 @@ func TestRotatePSKRefusedThenRestored(t *testing.T) {
 		t.Fatal("b -> c passes traffic although c refused the new key")
 	}
 	// Restoring the old key (what rotation does on failure) brings it back.
-	refuse.refuser = ""
+	refuse.Refuse("")
 	old := m.psks["bc"]
 	since = time.Now()
 	if err := m.prov.RotatePSK(t.Context(), "b", "c", old); err != nil {

@@ -99,7 +99,18 @@ func leaseRenew(t *testing.T, h Harness) {
 	}
 }
 
-func leaseNextEpoch(t *testing.T, h Harness) {
+// handover is a holding given up on one handle of a store and the next
+// taken on another handle of it.
+type handover struct {
+	a             store.Backend // the first holder's handle
+	first, second Writer
+	firstEpoch    int64 // first's epoch, read before it closed
+}
+
+// handOver has "first" acquire the lease on a handle and close it, then
+// "second" acquire it on another handle of the same store.
+func (h Harness) handOver(t *testing.T) handover {
+	t.Helper()
 	a := h.Open(t)
 	b := h.reopen(t, a)
 	clock := testsupport.NewStepClock(t0, time.Second)
@@ -108,12 +119,16 @@ func leaseNextEpoch(t *testing.T, h Harness) {
 	if err := first.Close(t.Context()); err != nil {
 		t.Fatalf("closing: %v", err)
 	}
-	second := h.acquire(t, b, holder("second", 4343, clock))
-	if second.Epoch() <= e1 {
-		t.Errorf("epoch after the first holder closed = %d, want more than %d", second.Epoch(), e1)
+	return handover{a: a, first: first, second: h.acquire(t, b, holder("second", 4343, clock)), firstEpoch: e1}
+}
+
+func leaseNextEpoch(t *testing.T, h Harness) {
+	ho := h.handOver(t)
+	if ho.second.Epoch() <= ho.firstEpoch {
+		t.Errorf("epoch after the first holder closed = %d, want more than %d", ho.second.Epoch(), ho.firstEpoch)
 	}
-	if l := currentLease(t, a); l.Owner != "second" || l.Epoch != second.Epoch() {
-		t.Errorf("CurrentLease = %+v, want second at epoch %d", l, second.Epoch())
+	if l := currentLease(t, ho.a); l.Owner != "second" || l.Epoch != ho.second.Epoch() {
+		t.Errorf("CurrentLease = %+v, want second at epoch %d", l, ho.second.Epoch())
 	}
 }
 
@@ -134,18 +149,11 @@ func leaseEpochsIncrease(t *testing.T, h Harness) {
 }
 
 func leaseTakenOver(t *testing.T, h Harness) {
-	a := h.Open(t)
-	b := h.reopen(t, a)
-	clock := testsupport.NewStepClock(t0, time.Second)
-	first := h.acquire(t, a, holder("first", 4242, clock))
-	if err := first.Close(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	h.acquire(t, b, holder("second", 4343, clock))
-	if err := first.Renew(t.Context()); !errors.Is(err, store.ErrLeaseLost) {
+	ho := h.handOver(t)
+	if err := ho.first.Renew(t.Context()); !errors.Is(err, store.ErrLeaseLost) {
 		t.Errorf("renewing a lease taken over: %v, want ErrLeaseLost", err)
 	}
-	if l := currentLease(t, a); l.Owner != "second" {
+	if l := currentLease(t, ho.a); l.Owner != "second" {
 		t.Errorf("the old holder's renewal changed the lease: %+v", l)
 	}
 }

@@ -171,11 +171,11 @@ func incidentOpenWindow(t *testing.T, h Harness) {
 	closed := incidentAt("inc-closed", "gw-3", t0)
 	closed.Status = store.IncidentClosed
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.UpsertIncident(ctx, incidentAt("inc-open", "gw-1", t0)) },
-			func() error { return tx.UpsertIncident(ctx, contained) },
-			func() error { return tx.UpsertIncident(ctx, closed) },
-		)
+		return writeAll(ctx, tx.UpsertIncident, []store.Incident{
+			incidentAt("inc-open", "gw-1", t0),
+			contained,
+			closed,
+		})
 	})
 	tests := map[string]struct {
 		gw    string
@@ -279,10 +279,8 @@ func incidentCountOpen(t *testing.T, h Harness) {
 	}
 	ins[3].Gateway = "gw-2"
 	commit(t, b, func(tx store.Tx) error {
-		for _, in := range ins {
-			if err := tx.UpsertIncident(ctx, in); err != nil {
-				return err
-			}
+		if err := writeAll(ctx, tx.UpsertIncident, ins); err != nil {
+			return err
 		}
 		n, err := tx.CountOpenIncidents(ctx, "gw-1")
 		if err == nil && n != 2 {
@@ -295,11 +293,11 @@ func incidentCountOpen(t *testing.T, h Harness) {
 func incidentList(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.UpsertIncident(ctx, incidentAt("inc-1", "gw-1", t0)) },
-			func() error { return tx.UpsertIncident(ctx, incidentAt("inc-3", "gw-3", t0.Add(2*time.Second))) },
-			func() error { return tx.UpsertIncident(ctx, incidentAt("inc-2", "gw-2", t0.Add(time.Second))) },
-		)
+		return writeAll(ctx, tx.UpsertIncident, []store.Incident{
+			incidentAt("inc-1", "gw-1", t0),
+			incidentAt("inc-3", "gw-3", t0.Add(2*time.Second)),
+			incidentAt("inc-2", "gw-2", t0.Add(time.Second)),
+		})
 	})
 	for limit, want := range map[int][]string{10: {"inc-3", "inc-2", "inc-1"}, 2: {"inc-3", "inc-2"}} {
 		ins, err := b.Incidents(ctx, limit)
@@ -395,25 +393,19 @@ func indicatorDuplicate(t *testing.T, h Harness) {
 	if err == nil {
 		t.Error("inserting ind-1 a second time succeeded")
 	}
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-1"}) {
-		t.Errorf("indicators of inc-1 = %v, want [ind-1]", ids)
-	}
+	wantIndicators(t, b, "inc-1", "ind-1")
 }
 
 func indicatorsOfIncident(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error {
-				return tx.InsertIndicator(ctx, indicatorAt("ind-late", "gw-1", "inc-1", t0.Add(time.Second)))
-			},
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-early", "gw-1", "inc-1", t0)) },
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-other", "gw-1", "inc-2", t0)) },
-		)
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			indicatorAt("ind-late", "gw-1", "inc-1", t0.Add(time.Second)),
+			indicatorAt("ind-early", "gw-1", "inc-1", t0),
+			indicatorAt("ind-other", "gw-1", "inc-2", t0),
+		})
 	})
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-early", "ind-late"}) {
-		t.Errorf("IndicatorsOfIncident = %v, want [ind-early ind-late]", ids)
-	}
+	wantIndicators(t, b, "inc-1", "ind-early", "ind-late")
 }
 
 func indicatorRecentByFingerprint(t *testing.T, h Harness) {
@@ -424,11 +416,11 @@ func indicatorRecentByFingerprint(t *testing.T, h Harness) {
 		return r
 	}
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.InsertIndicator(ctx, withFP("ind-old", "inc-1", t0, true)) },
-			func() error { return tx.InsertIndicator(ctx, withFP("ind-new", "inc-2", t0.Add(time.Minute), true)) },
-			func() error { return tx.InsertIndicator(ctx, withFP("ind-unmatched", "", t0.Add(time.Hour), false)) },
-		)
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			withFP("ind-old", "inc-1", t0, true),
+			withFP("ind-new", "inc-2", t0.Add(time.Minute), true),
+			withFP("ind-unmatched", "", t0.Add(time.Hour), false),
+		})
 	})
 	tests := map[string]struct {
 		fp       string
@@ -466,17 +458,13 @@ func indicatorCounts(t *testing.T, h Harness) {
 	unmatched := indicatorAt("ind-u", "gw-4", "", t0)
 	unmatched.Matched = false
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-1", "gw-1", "inc-1", t0)) },
-			func() error {
-				return tx.InsertIndicator(ctx, indicatorAt("ind-2", "gw-1", "inc-1", t0.Add(time.Second)))
-			},
-			func() error {
-				return tx.InsertIndicator(ctx, indicatorAt("ind-old", "gw-2", "inc-2", t0.Add(-time.Hour)))
-			},
-			func() error { return tx.InsertIndicator(ctx, resolved) },
-			func() error { return tx.InsertIndicator(ctx, unmatched) },
-		)
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			indicatorAt("ind-1", "gw-1", "inc-1", t0),
+			indicatorAt("ind-2", "gw-1", "inc-1", t0.Add(time.Second)),
+			indicatorAt("ind-old", "gw-2", "inc-2", t0.Add(-time.Hour)),
+			resolved,
+			unmatched,
+		})
 	})
 	commit(t, b, func(tx store.Tx) error {
 		if n, err := tx.CountRecentIndicators(ctx, "gw-1", t0); err != nil || n != 2 {
@@ -517,14 +505,7 @@ func indicatorLiveThreats(t *testing.T, h Harness) {
 		mk("ind-unmatched", "gw-1", t0.Add(time.Second), indicator.High, func(r *store.IndicatorRecord) { r.Matched = false }),
 		mk("ind-other-gw", "gw-2", t0.Add(time.Second), indicator.High, nil),
 	}
-	commit(t, b, func(tx store.Tx) error {
-		for _, r := range recs {
-			if err := tx.InsertIndicator(ctx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	commit(t, b, func(tx store.Tx) error { return writeAll(ctx, tx.InsertIndicator, recs) })
 	commit(t, b, func(tx store.Tx) error {
 		lt, err := tx.LiveThreats(ctx, "gw-1", t0, indicator.High)
 		if err != nil {
@@ -548,14 +529,10 @@ func indicatorLiveThreats(t *testing.T, h Harness) {
 func indicatorResolve(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error {
-				return tx.InsertIndicator(ctx, indicatorAt("ind-1", "gw-1", "inc-1", t0.Add(time.Second)))
-			},
-			func() error {
-				return tx.InsertIndicator(ctx, indicatorAt("ind-2", "gw-1", "inc-1", t0.Add(2*time.Second)))
-			},
-		)
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			indicatorAt("ind-1", "gw-1", "inc-1", t0.Add(time.Second)),
+			indicatorAt("ind-2", "gw-1", "inc-1", t0.Add(2*time.Second)),
+		})
 	})
 	commit(t, b, func(tx store.Tx) error {
 		return tx.ResolveIndicator(ctx, "ind-1", "alice", "false positive", t0.Add(time.Hour))
@@ -653,11 +630,11 @@ func waveFinishUnknown(t *testing.T, h Harness) {
 func waveList(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.InsertPatchWave(ctx, waveAt("wave-2", t0.Add(time.Second))) },
-			func() error { return tx.InsertPatchWave(ctx, waveAt("wave-1", t0)) },
-			func() error { return tx.InsertPatchWave(ctx, waveAt("wave-3", t0.Add(2*time.Second))) },
-		)
+		return writeAll(ctx, tx.InsertPatchWave, []store.PatchWave{
+			waveAt("wave-2", t0.Add(time.Second)),
+			waveAt("wave-1", t0),
+			waveAt("wave-3", t0.Add(2*time.Second)),
+		})
 	})
 	commit(t, b, func(tx store.Tx) error {
 		return tx.FinishPatchWave(ctx, "wave-2", store.WaveSucceeded, json.RawMessage(`{}`), "", t0.Add(time.Hour))

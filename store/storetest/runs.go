@@ -274,14 +274,10 @@ func runsActiveByState(t *testing.T, h Harness) {
 func runsActiveScope(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		return all(
-			func() error {
-				return tx.InsertRun(ctx, runAt("run-done", "inc-1", "gw-1", "isolate", store.RunSucceeded, t0, "isolate"))
-			},
-			func() error {
-				return tx.InsertRun(ctx, runAt("run-live", "inc-1", "gw-1", "isolate", store.RunRunning, t0.Add(us), "isolate"))
-			},
-		)
+		return writeAll(ctx, tx.InsertRun, []store.Run{
+			runAt("run-done", "inc-1", "gw-1", "isolate", store.RunSucceeded, t0, "isolate"),
+			runAt("run-live", "inc-1", "gw-1", "isolate", store.RunRunning, t0.Add(us), "isolate"),
+		})
 	})
 	tests := map[string]struct {
 		incident, runbook string
@@ -387,14 +383,7 @@ func runsCountAutoIsolations(t *testing.T, h Harness) {
 		auto("manual", "site-a", store.RunSucceeded, t0, false),
 		auto("old", "site-a", store.RunSucceeded, t0.Add(-us), true),
 	}
-	commit(t, b, func(tx store.Tx) error {
-		for _, r := range runs {
-			if err := tx.InsertRun(ctx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	commit(t, b, func(tx store.Tx) error { return writeAll(ctx, tx.InsertRun, runs) })
 	commit(t, b, func(tx store.Tx) error {
 		fleet, atSite, err := tx.CountAutoIsolations(ctx, t0, "site-a")
 		if err != nil {
@@ -414,14 +403,7 @@ func runsList(t *testing.T, h Harness) {
 		runAt("run-2", "inc-1", "gw-1", "release", store.RunPending, t0.Add(time.Second), "release"),
 		runAt("run-3", "inc-2", "gw-2", "isolate", store.RunRunning, t0.Add(2*time.Second), "isolate"),
 	}
-	commit(t, b, func(tx store.Tx) error {
-		for _, r := range runs {
-			if err := tx.InsertRun(ctx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	commit(t, b, func(tx store.Tx) error { return writeAll(ctx, tx.InsertRun, runs) })
 	tests := map[string]struct {
 		filter store.RunFilter
 		want   []string

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -173,6 +174,16 @@ func all(fns ...func() error) error {
 	return nil
 }
 
+// writeAudited inserts indicator id of inc-1 at at and the audit entry
+// action in tx: a write to a table and to the chain, which the
+// transaction tests commit or undo together.
+func writeAudited(ctx context.Context, tx store.Tx, id string, at time.Time, action string) error {
+	return all(
+		func() error { return tx.InsertIndicator(ctx, indicatorAt(id, "gw-1", "inc-1", at)) },
+		func() error { return tx.Audit(ctx, entry(action)) },
+	)
+}
+
 // failSavepoint runs steps in a savepoint of tx that then fails with
 // errBoom, and returns an error unless Savepoint hands that failure back.
 func failSavepoint(ctx context.Context, tx store.Tx, steps ...func() error) error {
@@ -246,16 +257,41 @@ func auditActions(t *testing.T, b store.Backend) []string {
 	return out
 }
 
-// indicatorIDs lists the ids of incident's indicators, oldest first.
-func indicatorIDs(t *testing.T, b store.Backend, incident string) []string {
+// wantAudit fails the test unless b's audit chain verifies and holds
+// exactly the entries want names, in order.
+func wantAudit(t *testing.T, b store.Backend, want ...string) {
+	t.Helper()
+	if got := auditActions(t, b); !slices.Equal(got, want) {
+		t.Errorf("audit actions = %v, want %v", got, want)
+	}
+	if rep := verified(t, b); rep.Entries != int64(len(want)) {
+		t.Errorf("audit chain has %d entries, want %d", rep.Entries, len(want))
+	}
+}
+
+// wantIndicators fails the test unless incident's indicators are exactly
+// want, oldest first.
+func wantIndicators(t *testing.T, b store.Backend, incident string, want ...string) {
 	t.Helper()
 	rs, err := b.IndicatorsOfIncident(t.Context(), incident)
 	if err != nil {
 		t.Fatalf("listing indicators of %s: %v", incident, err)
 	}
-	out := []string{}
+	got := []string{}
 	for _, r := range rs {
-		out = append(out, r.ID)
+		got = append(got, r.ID)
 	}
-	return out
+	if !slices.Equal(got, want) {
+		t.Errorf("indicators of %s = %v, want %v", incident, got, want)
+	}
+}
+
+// writeAll writes each of items with write, stopping at the first error.
+func writeAll[T any](ctx context.Context, write func(context.Context, T) error, items []T) error {
+	for _, it := range items {
+		if err := write(ctx, it); err != nil {
+			return err
+		}
+	}
+	return nil
 }

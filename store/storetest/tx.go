@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -84,9 +83,7 @@ func txFailedLeavesNothing(t *testing.T, h Harness) {
 	if _, err := b.PatchWave(ctx, "wave-1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PatchWave after rollback: %v, want ErrNotFound", err)
 	}
-	if rep := verified(t, b); rep.Entries != 0 {
-		t.Errorf("audit holds %d entries after rollback, want 0", rep.Entries)
-	}
+	wantAudit(t, b)
 }
 
 func txCommittedVisible(t *testing.T, h Harness) {
@@ -96,9 +93,7 @@ func txCommittedVisible(t *testing.T, h Harness) {
 	if n, err := b.CountIndicators(ctx); err != nil || n != 1 {
 		t.Errorf("CountIndicators = %d, %v; want 1", n, err)
 	}
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-1"}) {
-		t.Errorf("IndicatorsOfIncident = %v, want [ind-1]", ids)
-	}
+	wantIndicators(t, b, "inc-1", "ind-1")
 	if in, err := b.Incident(ctx, "inc-1"); err != nil || in.Gateway != "gw-1" || in.Status != store.IncidentOpen {
 		t.Errorf("Incident = %+v, %v", in, err)
 	}
@@ -123,9 +118,7 @@ func txCommittedVisible(t *testing.T, h Harness) {
 	if w, err := b.PatchWave(ctx, "wave-1"); err != nil || w.State != store.WaveRunning {
 		t.Errorf("PatchWave = %+v, %v", w, err)
 	}
-	if got := auditActions(t, b); !slices.Equal(got, []string{"indicator.accepted"}) {
-		t.Errorf("audit actions = %v", got)
-	}
+	wantAudit(t, b, "indicator.accepted")
 }
 
 func txReadsOwnWrites(t *testing.T, h Harness) {
@@ -159,36 +152,22 @@ func txReadsOwnWrites(t *testing.T, h Harness) {
 func txSavepointUndoesOwn(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
-		if err := all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-a", "gw-1", "inc-1", t0)) },
-			func() error { return tx.Audit(ctx, entry("a")) },
-		); err != nil {
+		if err := writeAudited(ctx, tx, "ind-a", t0, "a"); err != nil {
 			return err
 		}
 		if err := failSavepoint(ctx, tx,
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-b", "gw-1", "inc-1", t0.Add(us))) },
-			func() error { return tx.Audit(ctx, entry("b")) },
+			func() error { return writeAudited(ctx, tx, "ind-b", t0.Add(us), "b") },
 			func() error { return tx.TripBreaker(ctx, t0, "b") },
 		); err != nil {
 			return err
 		}
-		return all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-c", "gw-1", "inc-1", t0.Add(2*us))) },
-			func() error { return tx.Audit(ctx, entry("c")) },
-		)
+		return writeAudited(ctx, tx, "ind-c", t0.Add(2*us), "c")
 	})
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-a", "ind-c"}) {
-		t.Errorf("indicators = %v, want [ind-a ind-c]", ids)
-	}
+	wantIndicators(t, b, "inc-1", "ind-a", "ind-c")
 	if br, err := b.Breaker(ctx); err != nil || br.Tripped {
 		t.Errorf("Breaker = %+v, %v; the failed savepoint's trip stuck", br, err)
 	}
-	if got := auditActions(t, b); !slices.Equal(got, []string{"a", "c"}) {
-		t.Errorf("audit actions = %v, want [a c]", got)
-	}
-	if rep := verified(t, b); rep.Entries != 2 {
-		t.Errorf("audit chain has %d entries, want 2", rep.Entries)
-	}
+	wantAudit(t, b, "a", "c")
 }
 
 // txSavepointFirstAudit: the transaction's first audit entry is written
@@ -202,12 +181,7 @@ func txSavepointFirstAudit(t *testing.T, h Harness) {
 		}
 		return tx.Audit(ctx, entry("after"))
 	})
-	if got := auditActions(t, b); !slices.Equal(got, []string{"before", "after"}) {
-		t.Errorf("audit actions = %v, want [before after]", got)
-	}
-	if rep := verified(t, b); rep.Entries != 2 {
-		t.Errorf("audit chain has %d entries, want 2", rep.Entries)
-	}
+	wantAudit(t, b, "before", "after")
 }
 
 func txSavepointConstraint(t *testing.T, h Harness) {
@@ -225,49 +199,29 @@ func txSavepointConstraint(t *testing.T, h Harness) {
 		if err == nil {
 			return errors.New("inserting an indicator id twice succeeded")
 		}
-		return all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-c", "gw-1", "inc-1", t0.Add(2*us))) },
-			func() error { return tx.Audit(ctx, entry("c")) },
-		)
+		return writeAudited(ctx, tx, "ind-c", t0.Add(2*us), "c")
 	})
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-a", "ind-c"}) {
-		t.Errorf("indicators = %v, want [ind-a ind-c]", ids)
-	}
-	if got := auditActions(t, b); !slices.Equal(got, []string{"c"}) {
-		t.Errorf("audit actions = %v, want [c]", got)
-	}
-	verified(t, b)
+	wantIndicators(t, b, "inc-1", "ind-a", "ind-c")
+	wantAudit(t, b, "c")
 }
 
 func txSavepointNested(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	commit(t, b, func(tx store.Tx) error {
 		return tx.Savepoint(ctx, func() error {
-			if err := all(
-				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-outer", "gw-1", "inc-1", t0)) },
-				func() error { return tx.Audit(ctx, entry("outer")) },
-			); err != nil {
+			if err := writeAudited(ctx, tx, "ind-outer", t0, "outer"); err != nil {
 				return err
 			}
 			if err := failSavepoint(ctx, tx,
-				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-inner", "gw-1", "inc-1", t0.Add(us))) },
-				func() error { return tx.Audit(ctx, entry("inner")) },
+				func() error { return writeAudited(ctx, tx, "ind-inner", t0.Add(us), "inner") },
 			); err != nil {
 				return fmt.Errorf("inner: %w", err)
 			}
-			return all(
-				func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-later", "gw-1", "inc-1", t0.Add(2*us))) },
-				func() error { return tx.Audit(ctx, entry("later")) },
-			)
+			return writeAudited(ctx, tx, "ind-later", t0.Add(2*us), "later")
 		})
 	})
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-outer", "ind-later"}) {
-		t.Errorf("indicators = %v, want [ind-outer ind-later]", ids)
-	}
-	if got := auditActions(t, b); !slices.Equal(got, []string{"outer", "later"}) {
-		t.Errorf("audit actions = %v, want [outer later]", got)
-	}
-	verified(t, b)
+	wantIndicators(t, b, "inc-1", "ind-outer", "ind-later")
+	wantAudit(t, b, "outer", "later")
 }
 
 func txCancelled(t *testing.T, h Harness) {
@@ -275,10 +229,7 @@ func txCancelled(t *testing.T, h Harness) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	err := b.Tx(ctx, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-1", "gw-1", "inc-1", t0)) },
-			func() error { return tx.Audit(ctx, entry("a")) },
-		)
+		return writeAudited(ctx, tx, "ind-1", t0, "a")
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Tx with a cancelled context = %v, want context.Canceled", err)
@@ -286,9 +237,7 @@ func txCancelled(t *testing.T, h Harness) {
 	if n, err := b.CountIndicators(t.Context()); err != nil || n != 0 {
 		t.Errorf("CountIndicators = %d, %v; want 0", n, err)
 	}
-	if rep := verified(t, b); rep.Entries != 0 {
-		t.Errorf("audit holds %d entries, want 0", rep.Entries)
-	}
+	wantAudit(t, b)
 }
 
 // panicInTx starts a transaction whose fn writes, then panics, in a
@@ -357,21 +306,13 @@ func checkUsableAfterPanic(t *testing.T, b store.Backend) {
 	ctx, stop := context.WithTimeout(t.Context(), 5*time.Second)
 	defer stop()
 	err := b.Tx(ctx, func(tx store.Tx) error {
-		return all(
-			func() error { return tx.InsertIndicator(ctx, indicatorAt("ind-next", "gw-1", "inc-1", t0.Add(us))) },
-			func() error { return tx.Audit(ctx, entry("next")) },
-		)
+		return writeAudited(ctx, tx, "ind-next", t0.Add(us), "next")
 	})
 	if err != nil {
 		t.Fatalf("Tx after a panicking one: %v", err)
 	}
-	if ids := indicatorIDs(t, b, "inc-1"); !slices.Equal(ids, []string{"ind-next"}) {
-		t.Errorf("indicators = %v, want [ind-next]", ids)
-	}
-	if got := auditActions(t, b); !slices.Equal(got, []string{"next"}) {
-		t.Errorf("audit actions = %v, want [next]", got)
-	}
-	verified(t, b)
+	wantIndicators(t, b, "inc-1", "ind-next")
+	wantAudit(t, b, "next")
 }
 
 func txProbeWrite(t *testing.T, h Harness) {

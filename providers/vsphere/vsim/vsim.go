@@ -169,9 +169,6 @@ func (l *Lab) Config() vsphere.Config {
 	}
 }
 
-// Service returns the simulator service, for fault rules beyond FailMethod.
-func (l *Lab) Service() *simulator.Service { return l.model.Service }
-
 // FailMethod makes the next times calls of the SOAP method (e.g.
 // "ReconfigVM_Task") fail with f before doing anything; times <= 0 fails
 // every call until ClearFaults. f nil means a generic SystemError.
@@ -223,11 +220,7 @@ func (l *Lab) NewClient(ctx context.Context) (*govmomi.Client, error) {
 // by hand would. Tests and the demo use it to create drift.
 func (l *Lab) SetNICNetwork(ctx context.Context, vm, label, portgroup string) error {
 	return l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		obj, err := findVM(ctx, f, vm)
-		if err != nil {
-			return err
-		}
-		backing, err := pgBacking(ctx, f, portgroup)
+		obj, backing, err := vmAndBacking(ctx, f, vm, portgroup)
 		if err != nil {
 			return err
 		}
@@ -258,11 +251,7 @@ func (l *Lab) AddPortgroups(ctx context.Context, names ...string) error {
 // and connecting at power on, and returns the MAC address vSphere gave it.
 func (l *Lab) AddNIC(ctx context.Context, vm, label, portgroup string) (mac string, err error) {
 	err = l.WithClient(ctx, func(_ *govmomi.Client, f *find.Finder) error {
-		obj, err := findVM(ctx, f, vm)
-		if err != nil {
-			return err
-		}
-		backing, err := pgBacking(ctx, f, portgroup)
+		obj, backing, err := vmAndBacking(ctx, f, vm, portgroup)
 		if err != nil {
 			return err
 		}
@@ -310,6 +299,19 @@ func findVM(ctx context.Context, f *find.Finder, vm string) (*object.VirtualMach
 		return nil, fmt.Errorf("finding vm %s: %w", vm, err)
 	}
 	return obj, nil
+}
+
+// vmAndBacking finds vm and the backing of a NIC on portgroup.
+func vmAndBacking(ctx context.Context, f *find.Finder, vm, portgroup string) (*object.VirtualMachine, types.BaseVirtualDeviceBackingInfo, error) {
+	obj, err := findVM(ctx, f, vm)
+	if err != nil {
+		return nil, nil, err
+	}
+	backing, err := pgBacking(ctx, f, portgroup)
+	if err != nil {
+		return nil, nil, err
+	}
+	return obj, backing, nil
 }
 
 // nicOf returns the NIC of vm labelled label, nil when it has none.

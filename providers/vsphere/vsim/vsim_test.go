@@ -1,6 +1,7 @@
 package vsim_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"reflect"
@@ -13,6 +14,28 @@ import (
 	"github.com/warden-ir/warden/providers/vsphere/vsim"
 )
 
+// startLab starts a lab with opt, closed when the test ends.
+func startLab(t *testing.T, opt vsim.Options) *vsim.Lab {
+	t.Helper()
+	lab, err := vsim.Start(t.Context(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lab.Close)
+	return lab
+}
+
+// connect connects a provider with cfg, closed when the test ends.
+func connect(t *testing.T, cfg vsphere.Config) *vsphere.Provider {
+	t.Helper()
+	p, err := vsphere.Connect(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
 func TestStartWithOptions(t *testing.T) {
 	ctx := t.Context()
 	opt := vsim.Options{
@@ -21,11 +44,7 @@ func TestStartWithOptions(t *testing.T) {
 		LANPortgroup:        "lan",
 		QuarantinePortgroup: "jail",
 	}
-	lab, err := vsim.Start(ctx, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
+	lab := startLab(t, opt)
 
 	if lab.URL.Hostname() != "127.0.0.1" || lab.URL.Scheme != "https" {
 		t.Errorf("lab url %s, want https on 127.0.0.1", lab.URL.Redacted())
@@ -41,11 +60,7 @@ func TestStartWithOptions(t *testing.T) {
 		t.Errorf("lab config %+v: want TLS verification through CAFile and quarantine portgroup jail", cfg)
 	}
 
-	p, err := vsphere.Connect(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
+	p := connect(t, cfg)
 	for _, gw := range opt.Gateways {
 		st, err := p.ObserveVM(ctx, gw)
 		if err != nil {
@@ -104,16 +119,8 @@ func TestStartRejectsBadOptions(t *testing.T) {
 
 func TestFailMethodCountsCalls(t *testing.T) {
 	ctx := t.Context()
-	lab, err := vsim.Start(ctx, vsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
-	p, err := vsphere.Connect(ctx, lab.Config(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
+	lab := startLab(t, vsim.Options{})
+	p := connect(t, lab.Config())
 
 	lab.FailMethod("PowerOffVM_Task", 2, &types.TaskInProgress{})
 	for i := range 2 {
@@ -134,19 +141,11 @@ func TestFailMethodCountsCalls(t *testing.T) {
 
 func TestSetNICNetwork(t *testing.T) {
 	ctx := t.Context()
-	lab, err := vsim.Start(ctx, vsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
+	lab := startLab(t, vsim.Options{})
 	if err := lab.SetNICNetwork(ctx, "gw-hq", "Network adapter 1", vsim.DefaultQuarantinePortgroup); err != nil {
 		t.Fatal(err)
 	}
-	p, err := vsphere.Connect(ctx, lab.Config(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(ctx)
+	p := connect(t, lab.Config())
 	st, err := p.ObserveVM(ctx, "gw-hq")
 	if err != nil {
 		t.Fatal(err)

@@ -4,29 +4,24 @@ import (
 	"sync"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/warden-ir/warden/providers/wireguard"
 )
 
-// DeviceClient is what a WireGuard client does (wireguard.Client, which
-// Client and a *wgctrl.Client satisfy).
-type DeviceClient interface {
-	Device(name string) (*wgtypes.Device, error)
-	ConfigureDevice(name string, cfg wgtypes.Config) error
-}
-
-// RefusingClient passes every call through to its DeviceClient, except
-// that the device told to Refuse stores a random preshared key instead of
-// any key not allowed: a site that accepts a rotation and then cannot use
-// the new key.
+// RefusingClient passes every call through to its wireguard.Client (a
+// Client or a *wgctrl.Client), except that the device told to Refuse
+// stores a random preshared key instead of any key not allowed: a site
+// that accepts a rotation and then cannot use the new key.
 type RefusingClient struct {
-	DeviceClient
+	wireguard.Client
 	mu      sync.Mutex
 	device  string
 	allowed map[wgtypes.Key]bool
 }
 
 // NewRefusingClient wraps c; it refuses nothing until Refuse is called.
-func NewRefusingClient(c DeviceClient) *RefusingClient {
-	return &RefusingClient{DeviceClient: c, allowed: map[wgtypes.Key]bool{}}
+func NewRefusingClient(c wireguard.Client) *RefusingClient {
+	return &RefusingClient{Client: c, allowed: map[wgtypes.Key]bool{}}
 }
 
 // Refuse makes device refuse new preshared keys; "" refuses none.
@@ -50,7 +45,7 @@ func (r *RefusingClient) ConfigureDevice(name string, cfg wgtypes.Config) error 
 	if err := r.swapRefused(name, cfg.Peers); err != nil {
 		return err
 	}
-	return r.DeviceClient.ConfigureDevice(name, cfg)
+	return r.Client.ConfigureDevice(name, cfg)
 }
 
 func (r *RefusingClient) swapRefused(device string, peers []wgtypes.PeerConfig) error {
