@@ -105,14 +105,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 // serverTLS builds the mutual-TLS configuration: TLS 1.3 only, and a
 // client certificate that chains to the configured CA is required.
 func serverTLS(cfg Config) (*tls.Config, error) {
-	m, err := mtls.Load(mtls.Files{
+	return mtls.Files{
 		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CAFile: cfg.ClientCAFile,
 		CertName: "agent certificate", CAName: "client CA",
-	})
-	if err != nil {
-		return nil, err
-	}
-	return m.Server(), nil
+	}.Server()
 }
 
 // TLSConfig returns a copy of the agent's mutual-TLS configuration, for

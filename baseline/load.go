@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/warden-ir/warden/internal/yamlnode"
 )
 
 // defaultFiles holds the shipped baselines.
@@ -70,7 +72,7 @@ func Parse(file string, data []byte) (*Baseline, error) {
 		return nil, yamlError(file, err)
 	}
 	b.File = file
-	items := checkNodes(&root)
+	items := yamlnode.Sequence(&root, "checks")
 	var errs []error
 	if strings.TrimSpace(b.Name) == "" {
 		errs = append(errs, fmt.Errorf("%s: name is required", file))
@@ -97,23 +99,6 @@ func Parse(file string, data []byte) (*Baseline, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &b, nil
-}
-
-// checkNodes returns the item nodes of the top-level "checks" sequence.
-func checkNodes(doc *yaml.Node) []*yaml.Node {
-	n := doc
-	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		n = n.Content[0]
-	}
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == "checks" && n.Content[i+1].Kind == yaml.SequenceNode {
-			return n.Content[i+1].Content
-		}
-	}
-	return nil
 }
 
 type keyAt struct {

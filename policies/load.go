@@ -15,6 +15,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"gopkg.in/yaml.v3"
+
+	"github.com/warden-ir/warden/internal/yamlnode"
 )
 
 // defaultFiles holds the default policies, runbooks and their fixtures.
@@ -220,28 +222,12 @@ func locate[T any](file string, doc *yaml.Node, key string, entries []*T, at fun
 
 // itemLines returns the line of each item of the top-level sequence key.
 func itemLines(doc *yaml.Node, key string) []int {
-	n := doc
-	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		n = n.Content[0]
+	items := yamlnode.Sequence(doc, key)
+	lines := make([]int, len(items))
+	for j, item := range items {
+		lines[j] = item.Line
 	}
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value != key {
-			continue
-		}
-		seq := n.Content[i+1]
-		if seq.Kind == yaml.AliasNode && seq.Alias != nil {
-			seq = seq.Alias
-		}
-		lines := make([]int, len(seq.Content))
-		for j, item := range seq.Content {
-			lines[j] = item.Line
-		}
-		return lines
-	}
-	return nil
+	return lines
 }
 
 func lineAt(lines []int, i int) int {

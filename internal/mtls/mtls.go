@@ -69,3 +69,21 @@ func (m Material) Server() *tls.Config {
 func (m Material) Client() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: m.CAs, Certificates: []tls.Certificate{m.Cert}}
 }
+
+// Server loads f and returns the listening side's configuration.
+func (f Files) Server() (*tls.Config, error) {
+	m, err := Load(f)
+	if err != nil {
+		return nil, err
+	}
+	return m.Server(), nil
+}
+
+// Client loads f and returns the dialling side's configuration.
+func (f Files) Client() (*tls.Config, error) {
+	m, err := Load(f)
+	if err != nil {
+		return nil, err
+	}
+	return m.Client(), nil
+}

@@ -109,14 +109,10 @@ func agentClientTLS(t AgentTLS) (*tls.Config, error) {
 	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
 		return nil, errors.New("agent TLS needs a client certificate, its key and the agents' CA")
 	}
-	m, err := mtls.Load(mtls.Files{
+	return mtls.Files{
 		CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile,
 		CertName: "controller client certificate", CAName: "agent CA",
-	})
-	if err != nil {
-		return nil, err
-	}
-	return m.Client(), nil
+	}.Client()
 }
 
 // agentRetryPolicy is retryablehttp's default policy, except that a TLS
