@@ -48,6 +48,9 @@ var rules = []rule{
 	{"nothing imports a command (cmd/ holds flags and output only)", func(_, to string) bool {
 		return under(to, "cmd")
 	}},
+	{"auth imports no other Warden package (it knows identities, not runs, stores or the API)", func(from, to string) bool {
+		return under(from, "auth") && strings.HasPrefix(to, module+"/") && !under(to, "auth")
+	}},
 }
 
 // violationsBeingMoved lists violations allowed while code moves to where
@@ -181,6 +184,9 @@ func TestRulesClassify(t *testing.T) {
 		"a look-alike of agent":             {"agentx", "providers/linux", false},
 		"a look-alike of providers":         {"controller", "providersx/linux", false},
 		"a provider to the agent wire type": {"providers/linux", "agent/wire", false},
+		"auth to the store":                 {"auth", "store", true},
+		"auth to its test issuer":           {"auth", "auth/authtest", false},
+		"the API to auth":                   {"api", "auth", false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
