@@ -31,9 +31,12 @@ const Genesis = "000000000000000000000000000000000000000000000000000000000000000
 
 // Entry is one audit record.
 type Entry struct {
-	Seq      int64           `json:"seq"`
-	At       time.Time       `json:"at"`
-	Actor    string          `json:"actor"`  // "controller", "api:<token-name>", "cli", "agent:<gw>"
+	Seq   int64     `json:"seq"`
+	At    time.Time `json:"at"`
+	Actor string    `json:"actor"` // "controller", "user:<name>", "local:<os user>", "agent:<gw>"
+	// Token is the id of the credential the actor authenticated with
+	// ("tk_…", "oidc", "legacy"); empty for the controller's own entries.
+	Token    string          `json:"token,omitempty"`
 	Action   string          `json:"action"` // "indicator.accepted", "policy.decided", "step.apply", …
 	Incident string          `json:"incident,omitempty"`
 	Run      string          `json:"run,omitempty"`
@@ -55,7 +58,8 @@ CREATE TABLE IF NOT EXISTS audit (
 	subject   TEXT NOT NULL DEFAULT '',
 	data      TEXT NOT NULL DEFAULT '',
 	prev_hash TEXT NOT NULL,
-	hash      TEXT NOT NULL
+	hash      TEXT NOT NULL,
+	token     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_incident ON audit(incident);
 CREATE TABLE IF NOT EXISTS audit_head (
@@ -135,10 +139,15 @@ func (a *Appender) Append(ctx context.Context, e Entry) (Entry, error) {
 		}
 		e.Data = red
 	}
+	if e.Token == "" {
+		if c, ok := ctx.Value(credentialKey{}).(credential); ok && c.actor == e.Actor {
+			e.Token = c.token
+		}
+	}
 	e.PrevHash = a.prev
 	e.Hash = e.computeHash()
-	if _, err := a.tx.ExecContext(ctx, `INSERT INTO audit(seq, at, actor, action, incident, run, subject, data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		e.Seq, e.At.Format(time.RFC3339Nano), e.Actor, e.Action, e.Incident, e.Run, e.Subject, string(e.Data), e.PrevHash, e.Hash); err != nil {
+	if _, err := a.tx.ExecContext(ctx, `INSERT INTO audit(seq, at, actor, action, incident, run, subject, data, prev_hash, hash, token) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		e.Seq, e.At.Format(time.RFC3339Nano), e.Actor, e.Action, e.Incident, e.Run, e.Subject, string(e.Data), e.PrevHash, e.Hash, e.Token); err != nil {
 		return Entry{}, fmt.Errorf("appending audit entry: %w", err)
 	}
 	a.seq, a.prev, a.dirty = e.Seq, e.Hash, true
@@ -170,16 +179,34 @@ func mayHoldSecret(raw []byte) bool {
 }
 
 // computeHash covers every field but Hash, length-prefixed so that no two
-// different entries serialise the same.
+// different entries serialise the same. Token is covered when it is set:
+// entries written before tokens were recorded keep their hashes.
 func (e Entry) computeHash() string {
 	h := sha256.New()
-	for _, f := range []string{
+	fields := []string{
 		fmt.Sprint(e.Seq), e.At.UTC().Format(time.RFC3339Nano), e.Actor, e.Action,
 		e.Incident, e.Run, e.Subject, string(e.Data), e.PrevHash,
-	} {
+	}
+	if e.Token != "" {
+		fields = append(fields, "token="+e.Token)
+	}
+	for _, f := range fields {
 		fmt.Fprintf(h, "%d:%s;", len(f), f)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+type credentialKey struct{}
+
+type credential struct{ actor, token string }
+
+// WithCredential returns ctx under which entries whose actor is actor
+// record token (the id of the credential that actor authenticated with):
+// the API marks each request's context so, and every entry written for the
+// request names the token as well as the person, without each caller
+// passing it along.
+func WithCredential(ctx context.Context, actor, token string) context.Context {
+	return context.WithValue(ctx, credentialKey{}, credential{actor: actor, token: token})
 }
 
 // BrokenError names the first entry where the chain does not hold.
@@ -207,7 +234,7 @@ type Queryer interface {
 // Verify walks the whole chain in the database. It returns a *BrokenError
 // naming the first bad entry, or the number of entries and the head hash.
 func Verify(ctx context.Context, db Queryer) (Report, error) {
-	rows, err := db.QueryContext(ctx, `SELECT seq, at, actor, action, incident, run, subject, data, prev_hash, hash FROM audit ORDER BY seq`)
+	rows, err := db.QueryContext(ctx, `SELECT `+entryCols+` FROM audit ORDER BY seq`)
 	if err != nil {
 		return Report{}, fmt.Errorf("reading audit entries: %w", err)
 	}
@@ -269,10 +296,12 @@ func (c *chainChecker) check(e Entry) error {
 	return nil
 }
 
+const entryCols = `seq, at, actor, action, incident, run, subject, data, prev_hash, hash, token`
+
 func scanEntry(rows *sql.Rows) (Entry, error) {
 	var e Entry
 	var at, data string
-	if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Incident, &e.Run, &e.Subject, &data, &e.PrevHash, &e.Hash); err != nil {
+	if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Incident, &e.Run, &e.Subject, &data, &e.PrevHash, &e.Hash, &e.Token); err != nil {
 		return Entry{}, fmt.Errorf("reading audit entry: %w", err)
 	}
 	t, err := time.Parse(time.RFC3339Nano, at)
@@ -289,7 +318,7 @@ func scanEntry(rows *sql.Rows) (Entry, error) {
 
 // List returns entries, optionally for one incident, oldest first.
 func List(ctx context.Context, db Queryer, incident string) ([]Entry, error) {
-	q := `SELECT seq, at, actor, action, incident, run, subject, data, prev_hash, hash FROM audit`
+	q := `SELECT ` + entryCols + ` FROM audit`
 	var args []any
 	if incident != "" {
 		q += ` WHERE incident = ?`

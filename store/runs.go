@@ -30,27 +30,33 @@ const (
 
 // Run is one durable execution of a runbook.
 type Run struct {
-	ID               string          `json:"id"`
-	Incident         string          `json:"incident,omitempty"`
-	Gateway          string          `json:"gateway"`
-	Site             string          `json:"site"`
-	Runbook          string          `json:"runbook"`
-	Policy           string          `json:"policy,omitempty"`
-	Trigger          string          `json:"trigger"` // policy, manual, drift
-	State            string          `json:"state"`
-	ApprovalRequired bool            `json:"approval_required"`
-	ApprovalReason   string          `json:"approval_reason,omitempty"`
-	ApprovedBy       string          `json:"approved_by,omitempty"`
-	ApprovedAt       time.Time       `json:"approved_at,omitzero"`
-	AutoIsolation    bool            `json:"auto_isolation"`
-	OverrideReason   string          `json:"override_reason,omitempty"`
-	Plan             json.RawMessage `json:"plan,omitempty"`
-	Error            string          `json:"error,omitempty"`
-	CreatedAt        time.Time       `json:"created_at"`
-	UpdatedAt        time.Time       `json:"updated_at"`
-	StartedAt        time.Time       `json:"started_at,omitzero"`
-	FinishedAt       time.Time       `json:"finished_at,omitzero"`
-	Steps            []Step          `json:"steps,omitempty"`
+	ID               string    `json:"id"`
+	Incident         string    `json:"incident,omitempty"`
+	Gateway          string    `json:"gateway"`
+	Site             string    `json:"site"`
+	Runbook          string    `json:"runbook"`
+	Policy           string    `json:"policy,omitempty"`
+	Trigger          string    `json:"trigger"` // policy, manual, drift
+	State            string    `json:"state"`
+	ApprovalRequired bool      `json:"approval_required"`
+	ApprovalReason   string    `json:"approval_reason,omitempty"`
+	ApprovedBy       string    `json:"approved_by,omitempty"`
+	ApprovedAt       time.Time `json:"approved_at,omitzero"`
+	AutoIsolation    bool      `json:"auto_isolation"`
+	OverrideReason   string    `json:"override_reason,omitempty"`
+	// RequestedBy is the authenticated actor who started the run (a
+	// person's runbook or release) or whose indicator led to it; empty
+	// for the controller's own runs (drift, reconcile).
+	RequestedBy string `json:"requested_by,omitempty"`
+	// OverriddenBy is who gave OverrideReason.
+	OverriddenBy string          `json:"overridden_by,omitempty"`
+	Plan         json.RawMessage `json:"plan,omitempty"`
+	Error        string          `json:"error,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+	StartedAt    time.Time       `json:"started_at,omitzero"`
+	FinishedAt   time.Time       `json:"finished_at,omitzero"`
+	Steps        []Step          `json:"steps,omitempty"`
 }
 
 // Step is one step of a run.
@@ -78,13 +84,13 @@ func (r Run) Terminal() bool {
 	return r.State == RunSucceeded || r.State == RunFailed || r.State == RunCancelled
 }
 
-const runCols = `id, incident, gateway, site, runbook, policy, trigger_kind, state, approval_required, approval_reason, approved_by, approved_at, auto_isolation, override_reason, plan, error, created_at, updated_at, started_at, finished_at`
+const runCols = `id, incident, gateway, site, runbook, policy, trigger_kind, state, approval_required, approval_reason, approved_by, approved_at, auto_isolation, override_reason, plan, error, created_at, updated_at, started_at, finished_at, requested_by, overridden_by`
 
 func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
 	var r Run
 	var appr, auto int
 	var approvedAt, plan, created, updated, started, finished string
-	err := sc.Scan(&r.ID, &r.Incident, &r.Gateway, &r.Site, &r.Runbook, &r.Policy, &r.Trigger, &r.State, &appr, &r.ApprovalReason, &r.ApprovedBy, &approvedAt, &auto, &r.OverrideReason, &plan, &r.Error, &created, &updated, &started, &finished)
+	err := sc.Scan(&r.ID, &r.Incident, &r.Gateway, &r.Site, &r.Runbook, &r.Policy, &r.Trigger, &r.State, &appr, &r.ApprovalReason, &r.ApprovedBy, &approvedAt, &auto, &r.OverrideReason, &plan, &r.Error, &created, &updated, &started, &finished, &r.RequestedBy, &r.OverriddenBy)
 	if err != nil {
 		return Run{}, err
 	}
@@ -98,9 +104,9 @@ func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
 
 // InsertRun stores a new run with its steps.
 func (t *txn) InsertRun(ctx context.Context, r Run) error {
-	_, err := t.exec(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(ctx, `INSERT INTO runs(`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Incident, r.Gateway, r.Site, r.Runbook, r.Policy, r.Trigger, r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt),
-		b2i(r.AutoIsolation), r.OverrideReason, string(r.Plan), r.Error, ts(r.CreatedAt), ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt))
+		b2i(r.AutoIsolation), r.OverrideReason, string(r.Plan), r.Error, ts(r.CreatedAt), ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt), r.RequestedBy, r.OverriddenBy)
 	if err != nil {
 		return fmt.Errorf("storing run: %w", err)
 	}

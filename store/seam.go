@@ -50,6 +50,12 @@ type Reader interface {
 	Incidents(ctx context.Context, limit int) ([]Incident, error)
 	PatchWave(ctx context.Context, id string) (PatchWave, error)
 	PatchWaves(ctx context.Context, state string) ([]PatchWave, error)
+
+	User(ctx context.Context, name string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	CountUsers(ctx context.Context) (int, error)
+	ActiveTokens(ctx context.Context, user string) ([]APIToken, error)
+	CredentialByHash(ctx context.Context, hash string) (User, APIToken, error)
 }
 
 // Tx is one open transaction: every write that matters goes through one, so
@@ -95,6 +101,14 @@ type Tx interface {
 
 	InsertPatchWave(ctx context.Context, w PatchWave) error
 	FinishPatchWave(ctx context.Context, id, state string, report json.RawMessage, errText string, at time.Time) error
+
+	User(ctx context.Context, name string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	CountUsers(ctx context.Context) (int, error)
+	InsertUser(ctx context.Context, u User) error
+	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) error
+	InsertToken(ctx context.Context, t APIToken) error
+	RevokeTokens(ctx context.Context, user string, at time.Time) ([]string, error)
 }
 
 // RecentIndicatorsCap caps CountRecentIndicators: policies ask whether a

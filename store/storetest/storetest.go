@@ -95,6 +95,7 @@ func Run(t *testing.T, h Harness) {
 		{"patch waves", waveCases},
 		{"baselines", baselineCases},
 		{"replay", replayCases},
+		{"users", userCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
