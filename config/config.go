@@ -95,13 +95,34 @@ type Evidence struct {
 // Server is the HTTP API.
 type Server struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
-	// APIToken authenticates every API caller (Bearer). Prefer the
-	// environment (WARDEN_SERVER_API_TOKEN) or APITokenFile.
+	// APIToken is the deprecated shared token: it still authenticates,
+	// as one admin (shared-api-token), with a warning at start. People
+	// get their own tokens with `warden users add`.
 	APIToken     string `mapstructure:"api_token" yaml:"api_token"`
 	APITokenFile string `mapstructure:"api_token_file" yaml:"api_token_file"`
+	// BootstrapTokenFile is where the first admin's token is, for a
+	// store without users: read when the file exists (at least 32
+	// characters), written (0600) with a new token otherwise. Default:
+	// bootstrap-admin.token beside the store.
+	BootstrapTokenFile string `mapstructure:"bootstrap_token_file" yaml:"bootstrap_token_file"`
+	// OIDC, when its issuer is set, accepts ID tokens as bearer tokens.
+	OIDC         OIDC   `mapstructure:"oidc" yaml:"oidc"`
 	MaxBodyBytes int64  `mapstructure:"max_body_bytes" yaml:"max_body_bytes"`
 	TLSCertFile  string `mapstructure:"tls_cert_file" yaml:"tls_cert_file"`
 	TLSKeyFile   string `mapstructure:"tls_key_file" yaml:"tls_key_file"`
+}
+
+// OIDC is single sign-on: bearer ID tokens from Issuer for Audience.
+type OIDC struct {
+	Issuer   string `mapstructure:"issuer" yaml:"issuer"`
+	Audience string `mapstructure:"audience" yaml:"audience"`
+	// UserClaim names the user (default preferred_username).
+	UserClaim string `mapstructure:"user_claim" yaml:"user_claim"`
+	// GroupsClaim holds the groups (default groups).
+	GroupsClaim string `mapstructure:"groups_claim" yaml:"groups_claim"`
+	// Roles maps a group to a role (viewer, intake, responder, approver,
+	// admin); a user gets the highest of their groups'.
+	Roles map[string]string `mapstructure:"roles" yaml:"roles"`
 }
 
 // Store is the embedded database.
@@ -153,7 +174,17 @@ type Guards struct {
 	// window: every automatic action then waits for a person.
 	BreakerMinGateways int     `mapstructure:"breaker_min_gateways" yaml:"breaker_min_gateways"`
 	BreakerFraction    float64 `mapstructure:"breaker_fraction" yaml:"breaker_fraction"`
+	// TwoPerson (default true) is four eyes: a run is approved by an
+	// approver who neither requested it nor overrode a gate on it. It can
+	// be set false only in the configuration file (no environment
+	// variable turns it off), and every report then says that one person
+	// could act alone.
+	TwoPerson *bool `mapstructure:"two_person" yaml:"two_person,omitempty" env:"-"`
 }
+
+// FourEyes reports whether approvals need a second person (true unless
+// two_person: false).
+func (g Guards) FourEyes() bool { return g.TwoPerson == nil || *g.TwoPerson }
 
 // Executor tunes step execution.
 type Executor struct {
@@ -315,7 +346,7 @@ func walkLeaves(prefix string, d reflect.Value, fn func(key string, leaf reflect
 	for i := range t.NumField() {
 		f := t.Field(i)
 		key := f.Tag.Get("mapstructure")
-		if key == "" || key == "inventory" {
+		if key == "" || key == "inventory" || f.Tag.Get("env") == "-" {
 			continue
 		}
 		full := key

@@ -110,6 +110,7 @@ type Controller struct {
 	*reconciler
 	*drifter
 	*patcher
+	*people
 }
 
 // core is what every unit shares, and the core loop itself (loop.go,
@@ -225,7 +226,8 @@ func New(opt Options) (*Controller, error) {
 	}
 	in, rs := &intake{core: co}, &runs{core: co}
 	return &Controller{core: co, intake: in, runs: rs, executor: &executor{core: co, inFlight: map[string]bool{}},
-		reconciler: &reconciler{core: co}, drifter: &drifter{core: co, intake: in}, patcher: &patcher{core: co, runs: rs}}, nil
+		reconciler: &reconciler{core: co}, drifter: &drifter{core: co, intake: in}, patcher: &patcher{core: co, runs: rs},
+		people: &people{core: co}}, nil
 }
 
 // Start runs the executor and the reconcile loop until ctx ends. Runs that

@@ -578,9 +578,16 @@ func TestEvidenceFirst(t *testing.T) {
 	if r.State != store.RunFailed || !strings.Contains(r.Error, "evidence first") || h.acts["power_off"].calls() != 0 {
 		t.Fatalf("state %s err %q calls %d", r.State, r.Error, h.acts["power_off"].calls())
 	}
-	// With a recorded override it runs, and the reason is audited.
+	// With a recorded override it runs once a second person approves,
+	// and the reason is audited.
 	run, err := h.c.StartRunbook(t.Context(), StartRequest{Runbook: "poweroff", Gateway: "gw-hq", Actor: "alice", OverrideReason: "gateway is wiping logs"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != store.RunAwaitingApproval || run.OverriddenBy != "alice" {
+		t.Fatalf("an override should wait for a second person: %s overridden by %q", run.State, run.OverriddenBy)
+	}
+	if _, err := h.c.Approve(t.Context(), run.ID, "bob", "seen the wipe"); err != nil {
 		t.Fatal(err)
 	}
 	r = h.run(t, run.ID)

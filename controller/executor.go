@@ -110,6 +110,9 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		if err := c.checkEvidence(ctx, run, step); err != nil {
 			return c.finishRun(ctx, run, err)
 		}
+		if why := c.checkFourEyes(run, step); why != "" {
+			return c.finishRun(ctx, run, fmt.Errorf("%w: %s", ErrForbidden, why))
+		}
 		if _, err := c.leaseEpoch(); err != nil {
 			return err // leave the run as it is: the next holder resumes it
 		}
@@ -151,6 +154,17 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		}
 	}
 	return c.finishRun(ctx, run, nil)
+}
+
+// checkFourEyes is four eyes again at the moment of acting: a run that
+// waited for a person runs a destructive or releasing step only if its
+// approver is neither its requester nor its overrider.
+func (c *executor) checkFourEyes(run store.Run, step store.Step) string {
+	m := c.acts.Meta(step.Action)
+	if !run.ApprovalRequired || (!m.Destructive && m.Posture != actions.EffectRelease) {
+		return ""
+	}
+	return fourEyes(run, run.ApprovedBy, c.opt.Guards)
 }
 
 // checkEvidence enforces safety invariant 4 at execution time, whatever the

@@ -106,6 +106,7 @@ var gateOrder = []func(gateInput, *verdict){
 	approvalGate,
 	evidenceFirstGate,
 	releaseGates,
+	breakGlassGate,
 	containmentGates,
 }
 
@@ -149,6 +150,43 @@ func evidenceFirstGate(in gateInput, v *verdict) {
 		v.add(plan.Gate{Name: "evidence-first", Passed: false, Blocking: true,
 			Detail: fmt.Sprintf("step %s is destructive and no evidence (capture_volatile or snapshot) precedes it; a person must override with a recorded reason", name)})
 	}
+}
+
+// breakGlassGate is four eyes for overrides: a person who overrides a gate
+// (evidence first, a release gate) cannot also be the one who lets the run
+// go; a second person approves it. With guards.two_person false the
+// override stands alone, and the gate says so.
+func breakGlassGate(in gateInput, v *verdict) {
+	if in.req.override == "" {
+		return
+	}
+	if !in.guards.FourEyes() {
+		v.add(plan.Gate{Name: "four-eyes", Passed: true, Blocking: false,
+			Detail: "guards.two_person is off: " + in.req.actor + " overrode a gate and may act alone"})
+		return
+	}
+	v.add(plan.Gate{Name: "four-eyes", Passed: false, Blocking: true,
+		Detail: "break-glass override by " + in.req.actor + ": a second person (an approver) must approve the run"})
+}
+
+// fourEyes is why actor may not approve run ("" when they may): with
+// guards.two_person (the default), neither the person who asked for the
+// run nor the one who overrode a gate on it approves it.
+func fourEyes(run store.Run, actor string, g config.Guards) string {
+	if !g.FourEyes() {
+		return ""
+	}
+	var did []string
+	if run.RequestedBy != "" && run.RequestedBy == actor {
+		did = append(did, "requested it")
+	}
+	if run.OverriddenBy != "" && run.OverriddenBy == actor {
+		did = append(did, "overrode a gate on it")
+	}
+	if len(did) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("four eyes (guards.two_person): %s %s, so another approver must approve run %s", actor, strings.Join(did, " and "), run.ID)
 }
 
 // releaseGates make release earned (safety invariant 7): the latest

@@ -33,6 +33,9 @@ func (c *core) acceptOne(ctx context.Context, tx store.Tx, actor string, now tim
 	if err != nil {
 		return Accepted{}, err
 	}
+	if start.run != nil {
+		start.run.req.requester = actor // who sent the indicator asked for the run
+	}
 	return c.record(ctx, tx, actor, snap, t, dec, start) // 5. record
 }
 

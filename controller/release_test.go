@@ -86,20 +86,11 @@ func TestReleaseIsEarned(t *testing.T) {
 
 func TestReleaseOverrideIsRecordedButStillNeedsApproval(t *testing.T) {
 	h := newHarness(t, nil)
-	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	h.run(t, res[0].RunID)
-	run, err := h.c.StartRunbook(t.Context(), StartRequest{Runbook: "release-gateway", Gateway: "gw-osaka", Actor: "alice",
-		OverrideReason: "false positive confirmed by the vendor; gateway rebuilt from image"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.State != store.RunAwaitingApproval {
-		t.Fatalf("override skipped the approval: %s", run.State)
-	}
+	run := overriddenRelease(t, h) // checks that it waits for approval
 	es, _ := audit.List(t.Context(), h.st.DB(), "")
 	found := false
 	for _, e := range es {
-		if e.Action == "run.created" && e.Run == run.ID && strings.Contains(string(e.Data), "overridden by alice") && strings.Contains(string(e.Data), "rebuilt from image") {
+		if e.Action == "run.created" && e.Run == run.ID && strings.Contains(string(e.Data), "overridden by user:resp1") && strings.Contains(string(e.Data), "rebuilt from a clean image") {
 			found = true
 		}
 	}

@@ -23,6 +23,11 @@ var ErrInvalid = errors.New("invalid request")
 // a run that does not wait for approval). The API maps it to 409.
 var ErrConflict = errors.New("conflict")
 
+// ErrForbidden is a request the caller may not make whatever the state:
+// approving a run they asked for or overrode (four eyes), disabling the
+// last admin.
+var ErrForbidden = errors.New("forbidden")
+
 type newRunRequest struct {
 	incident string
 	gateway  inventory.Gateway
@@ -32,10 +37,14 @@ type newRunRequest struct {
 	approval bool   // the policy or person asked for approval
 	budget   bool   // counts against the automatic-isolation budget
 	actor    string
-	override string // recorded reason to skip the evidence-first rule
-	params   map[string]string
-	now      time.Time
-	preview  bool // gates evaluated for a plan only, in a rolled-back transaction
+	// requester is who asked for the run: the person starting it, or
+	// whoever submitted the indicator a policy decided on. Four eyes keeps
+	// them from approving it.
+	requester string
+	override  string // recorded reason to skip the evidence-first rule
+	params    map[string]string
+	now       time.Time
+	preview   bool // gates evaluated for a plan only, in a rolled-back transaction
 	// firing names the gateway whose indicator is being decided: the
 	// circuit breaker counts it as firing although it is not recorded yet.
 	firing string
@@ -182,7 +191,10 @@ func (c *core) recordRun(ctx context.Context, tx store.Tx, pr preparedRun) (stor
 	run := store.Run{
 		ID: store.NewID("run"), Incident: r.incident, Gateway: r.gateway.ID, Site: r.gateway.Site, Runbook: r.runbook, Policy: r.policy,
 		Trigger: r.trigger, State: store.RunPending, AutoIsolation: auto, OverrideReason: r.override, Plan: pj,
-		CreatedAt: r.now, UpdatedAt: r.now,
+		CreatedAt: r.now, UpdatedAt: r.now, RequestedBy: r.requester,
+	}
+	if r.override != "" {
+		run.OverriddenBy = r.actor
 	}
 	if p.ApprovalRequired {
 		run.State, run.ApprovalRequired = store.RunAwaitingApproval, true
@@ -247,7 +259,7 @@ func (c *runs) StartRunbook(ctx context.Context, req StartRequest) (store.Run, e
 			}
 		}
 		pr, err := c.prepareRun(ctx, tx, newRunRequest{incident: incident, gateway: gw, runbook: req.Runbook, trigger: "manual",
-			actor: req.Actor, override: req.OverrideReason, params: req.Params, now: c.clock.Now()})
+			actor: req.Actor, requester: req.Actor, override: req.OverrideReason, params: req.Params, now: c.clock.Now()})
 		if err != nil {
 			return err
 		}
@@ -329,7 +341,7 @@ func (c *runs) PlanDecision(ctx context.Context, gateway, runbook, policy string
 // steps, their expected changes, and the gates (release gates, evidence
 // first) as they stand now. It changes nothing.
 func (c *runs) PlanManual(ctx context.Context, req StartRequest) (plan.Plan, error) {
-	return c.planWithGates(ctx, newRunRequest{runbook: req.Runbook, trigger: "manual", actor: req.Actor, override: req.OverrideReason, params: req.Params}, req.Gateway, req.Incident)
+	return c.planWithGates(ctx, newRunRequest{runbook: req.Runbook, trigger: "manual", actor: req.Actor, requester: req.Actor, override: req.OverrideReason, params: req.Params}, req.Gateway, req.Incident)
 }
 
 func (c *runs) planWithGates(ctx context.Context, r newRunRequest, gateway, incident string) (plan.Plan, error) {
@@ -364,13 +376,16 @@ func (c *runs) planWithGates(ctx context.Context, r newRunRequest, gateway, inci
 	return p, nil
 }
 
-// Approve lets a waiting run proceed.
+// Approve lets a waiting run proceed. The approver is the authenticated
+// caller; with four eyes (guards.two_person, the default) it must be
+// someone other than the run's requester and whoever overrode a gate on
+// it: ErrForbidden otherwise, and the refusal is audited.
 func (c *runs) Approve(ctx context.Context, runID, actor, comment string) (store.Run, error) {
 	if actor == "" {
 		return store.Run{}, fmt.Errorf("%w: approver is required", ErrInvalid)
 	}
 	var run store.Run
-	var refused string
+	var refused, forbidden string
 	err := c.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		run, err = tx.Run(ctx, runID)
@@ -379,6 +394,11 @@ func (c *runs) Approve(ctx context.Context, runID, actor, comment string) (store
 		}
 		if run.State != store.RunAwaitingApproval {
 			return fmt.Errorf("%w: run %s is %s, not awaiting approval", ErrConflict, runID, run.State)
+		}
+		if why := fourEyes(run, actor, c.opt.Guards); why != "" {
+			forbidden = why
+			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: actor, Action: "run.approval_refused", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+				Data: mustJSON(map[string]any{"rule": "four-eyes", "reason": why})})
 		}
 		// Gates are evaluated again at the moment of approval: what was
 		// true when the release was requested may no longer be.
@@ -401,11 +421,39 @@ func (c *runs) Approve(ctx context.Context, runID, actor, comment string) (store
 	if err != nil {
 		return store.Run{}, err
 	}
+	if forbidden != "" {
+		return run, fmt.Errorf("%w: %s", ErrForbidden, forbidden)
+	}
 	if refused != "" {
 		return run, fmt.Errorf("%w: run %s cancelled: %s", ErrConflict, run.ID, refused)
 	}
 	c.Kick()
 	return run, nil
+}
+
+// RefuseApproval records that actor tried to approve run runID and was
+// refused before it got here (reason: their role), when the run exists and
+// waits for approval, and returns what four eyes would add ("" when
+// nothing).
+func (c *runs) RefuseApproval(ctx context.Context, runID, actor, reason string) (string, error) {
+	var fe string
+	err := c.st.Tx(ctx, func(tx store.Tx) error {
+		run, err := tx.Run(ctx, runID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || run.State != store.RunAwaitingApproval {
+			return err
+		}
+		fe = fourEyes(run, actor, c.opt.Guards)
+		data := map[string]any{"rule": "role", "reason": reason}
+		if fe != "" {
+			data["four_eyes"] = fe
+		}
+		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: actor, Action: "run.approval_refused", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
+			Data: mustJSON(data)})
+	})
+	return fe, err
 }
 
 // Cancel stops a run that has not finished. Steps already applied stay
