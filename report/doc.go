@@ -25,6 +25,16 @@
 // came. A release that a person let through unmet gates is reported as
 // such: which gates, by whom, why, and what is still owed.
 //
+// Every run says who asked for it, who overrode a gate on it and who
+// approved it; the summary lists the people who acted and, for each
+// break-glass override, whether a second person approved the run or one
+// person acted alone (people.go). Actors are named the same way
+// everywhere: a person by name ("resp1" for "user:resp1"), anything else
+// with what kind of actor it is (Warden, an agent, a detector, the shared
+// token, a name nobody verified). Load cannot know the controller's
+// configuration: FourEyes(false) tells it that guards.two_person is off,
+// and the summary then says that one person could ask and approve alone.
+//
 // The package only reads. It must not change any state, must never copy raw
 // alerts, labels or step details wholesale into a report (only the fields it
 // names, so nothing secret can ride along), and must escape everything that

@@ -29,6 +29,11 @@ const (
 	// never reach a report.
 	fxSecretRaw  = "Bearer sekrit-alertmanager-token"
 	fxSecretStep = "hunter2-step-password"
+
+	// The detector that posts alerts: a user with the intake role, and
+	// the id of its token.
+	fxDetector      = "user:alertmanager"
+	fxDetectorToken = "tk_a1e27a9e0001"
 )
 
 var fxT0 = time.Date(2026, 11, 24, 18, 12, 7, 0, time.UTC) // 2026-11-25 03:12:07 JST
@@ -59,13 +64,33 @@ func js(t *testing.T, v any) json.RawMessage {
 // would have written the demo incident, and loads its report.
 func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	t.Helper()
+	st, ledger := seedDemo(t)
+	return loadFixture(t, st, ledger), st, ledger
+}
+
+// loadFixture loads the fixture incident's report as of five minutes
+// after the alert.
+func loadFixture(t *testing.T, st *store.Store, ledger *evidence.Ledger, opts ...Option) Model {
+	t.Helper()
+	m, err := Load(t.Context(), st, demoInventory(t), ledger, fxIncident, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.GeneratedAt = fxT0.Add(5 * time.Minute)
+	return m
+}
+
+// seedDemo writes the demo incident as the controller, the API and the
+// evidence ledger would have: the detector's alert, the policy's
+// decision, and the automatic containment run.
+func seedDemo(t *testing.T) (*store.Store, *evidence.Ledger) {
+	t.Helper()
 	ctx := t.Context()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	inv := demoInventory(t)
 
 	var ledgerNow time.Time
 	ids := []string{"evd-01a2f0c0ffee00000001", "evd-01a2f0c0ffee00000002"}
@@ -84,11 +109,18 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 	}
 	aud := func(tx store.Tx, at time.Time, actor, action, run string, data any) error {
 		e := audit.Entry{At: at, Actor: actor, Action: action, Incident: fxIncident, Run: run, Subject: "gw-osaka"}
+		if actor == fxDetector {
+			e.Token = fxDetectorToken
+		}
 		if data != nil {
 			e.Data = js(t, data)
 		}
 		return tx.Audit(ctx, e)
 	}
+	tx(func(tx store.Tx) error {
+		return tx.InsertUser(ctx, store.User{Name: "alertmanager", Role: "intake", DisplayName: "Alertmanager (Prometheus)",
+			CreatedAt: fxT0.Add(-24 * time.Hour), CreatedBy: "user:admin", UpdatedAt: fxT0.Add(-24 * time.Hour)})
+	})
 
 	rawAlert := map[string]any{"labels": map[string]string{"alertname": "C2Beacon", "instance": "gw-osaka.example.net:9100"},
 		"annotations": map[string]string{"summary": "Periodic beacon from gw-osaka to 203.0.113.66:443 every 60s"},
@@ -108,7 +140,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		{"capture_volatile", actions.NameCaptureVolatile}, {"snapshot", actions.NameSnapshot}, {"isolate", actions.NameIsolate}, {"notify", actions.NameNotify},
 	}
 	run := store.Run{ID: fxRun, Incident: fxIncident, Gateway: "gw-osaka", Site: "osaka", Runbook: "contain-compromised-gateway", Policy: "c2-or-exfil-isolate",
-		Trigger: "policy", State: store.RunPending, AutoIsolation: true, Plan: js(t, p), CreatedAt: fxT0, UpdatedAt: fxT0}
+		Trigger: "policy", State: store.RunPending, AutoIsolation: true, Plan: js(t, p), CreatedAt: fxT0, UpdatedAt: fxT0, RequestedBy: fxDetector}
 	for i, s := range stepDefs {
 		run.Steps = append(run.Steps, store.Step{Index: i, Name: s.name, Action: s.action, State: store.StepPending,
 			Optional: s.action == actions.NameCaptureVolatile, IdemKey: fxRun + "/" + s.action})
@@ -130,7 +162,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		if err := tx.InsertIndicator(ctx, store.IndicatorRecord{ID: fxIndicator, ReceivedAt: fxT0, Incident: fxIncident, Matched: true, Indicator: in}); err != nil {
 			return err
 		}
-		if err := aud(tx, fxT0, "api:alertmanager", "indicator.accepted", "", map[string]any{"indicator": fxIndicator, "kind": "c2_beacon",
+		if err := aud(tx, fxT0, fxDetector, "indicator.accepted", "", map[string]any{"indicator": fxIndicator, "kind": "c2_beacon",
 			"severity": "critical", "confidence": 0.9, "source": "alertmanager", "status": "firing"}); err != nil {
 			return err
 		}
@@ -150,12 +182,12 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 			return err
 		}
 		// An alert about a host that is not a gateway, in the same batch.
-		return tx.Audit(ctx, audit.Entry{At: fxT0, Actor: "api:alertmanager", Action: "indicator.unmatched", Data: js(t, map[string]any{"reason": "no gateway"})})
+		return tx.Audit(ctx, audit.Entry{At: fxT0, Actor: fxDetector, Token: fxDetectorToken, Action: "indicator.unmatched", Data: js(t, map[string]any{"reason": "no gateway"})})
 	})
 
 	ledgerNow = ms(1.2)
 	if _, err := ledger.Add(ctx, evidence.Item{Incident: fxIncident, Gateway: "gw-osaka", Name: "alertmanager-alert.json", MediaType: "application/json",
-		Kind: evidence.KindLog, Source: "alertmanager", CollectedAt: fxT0, CollectedBy: "api:alertmanager", CollectedFrom: "POST /v1/intake/alertmanager",
+		Kind: evidence.KindLog, Source: "alertmanager", CollectedAt: fxT0, CollectedBy: fxDetector, CollectedFrom: "POST /v1/intake/alertmanager",
 		Content: []byte(`{"alertname":"C2Beacon","instance":"gw-osaka.example.net:9100","dst_ip":"203.0.113.66"}`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,12 +270,7 @@ func fixture(t *testing.T) (Model, *store.Store, *evidence.Ledger) {
 		return aud(tx, ms(100.378), "controller", "run.succeeded", fxRun, map[string]any{"duration_ms": 93})
 	})
 
-	m, err := Load(ctx, st, inv, ledger, fxIncident)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.GeneratedAt = fxT0.Add(5 * time.Minute)
-	return m, st, ledger
+	return st, ledger
 }
 
 // readClock reads the time the fixture sets before each ledger call.

@@ -90,6 +90,13 @@ type flow struct {
 
 func newFlow(t *testing.T) *flow {
 	t.Helper()
+	return newFlowWith(t, config.Defaults().Guards)
+}
+
+// newFlowWith is a flow whose controller has guards g. The store knows
+// the detector that submits its alerts (user:suricata, role intake).
+func newFlowWith(t *testing.T, g config.Guards) *flow {
+	t.Helper()
 	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +116,7 @@ func newFlow(t *testing.T) *flow {
 	}
 	d := config.Defaults()
 	c, err := controller.New(controller.Options{Store: st, Inventory: demoInventory(t), Policies: pol, Actions: cat,
-		Intake: d.Intake, Guards: d.Guards, Executor: d.Executor, Clock: testsupport.NewStepClock(fxT0, 5*time.Millisecond)})
+		Intake: d.Intake, Guards: g, Executor: d.Executor, Clock: testsupport.NewStepClock(fxT0, 5*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,12 +124,24 @@ func newFlow(t *testing.T) *flow {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Tx(t.Context(), func(tx store.Tx) error {
+		return tx.InsertUser(t.Context(), store.User{Name: "suricata", Role: "intake", CreatedAt: fxT0, CreatedBy: "user:admin", UpdatedAt: fxT0})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return &flow{c: c, st: st, ledger: ledger}
 }
 
+// accept submits an alert of kind as the detector.
 func (f *flow) accept(t *testing.T, kind indicator.Kind) controller.Accepted {
 	t.Helper()
-	res, err := f.c.Accept(t.Context(), "api:test", []controller.Item{{Matched: true, Indicator: indicator.Indicator{
+	return f.acceptAs(t, "user:suricata", kind)
+}
+
+// acceptAs submits an alert of kind as actor.
+func (f *flow) acceptAs(t *testing.T, actor string, kind indicator.Kind) controller.Accepted {
+	t.Helper()
+	res, err := f.c.Accept(t.Context(), actor, []controller.Item{{Matched: true, Indicator: indicator.Indicator{
 		Kind: kind, Gateway: "gw-osaka", Severity: indicator.Critical, Confidence: 0.9, Source: "suricata",
 		Summary: "sample " + string(kind), Observables: indicator.Observables{IPs: []string{"203.0.113.66"}}}}})
 	if err != nil {
@@ -131,9 +150,33 @@ func (f *flow) accept(t *testing.T, kind indicator.Kind) controller.Accepted {
 	return res[0]
 }
 
+// releaseByOverride has requester ask to release the incident's gateway
+// (gw-osaka) with an override reason, approver approve it, and the run
+// execute; it returns the run as created.
+func (f *flow) releaseByOverride(t *testing.T, incident, requester, reason, approver, comment string) store.Run {
+	t.Helper()
+	run, err := f.c.StartRunbook(t.Context(), controller.StartRequest{Runbook: "release-gateway", Gateway: "gw-osaka", Incident: incident,
+		Actor: requester, OverrideReason: reason})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Approve(t.Context(), run.ID, approver, comment); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.ExecuteRun(t.Context(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
 func (f *flow) load(t *testing.T, incident string) Model {
 	t.Helper()
-	m, err := Load(t.Context(), f.st, demoInventory(t), f.ledger, incident)
+	return f.loadWith(t, incident)
+}
+
+func (f *flow) loadWith(t *testing.T, incident string, opts ...Option) Model {
+	t.Helper()
+	m, err := Load(t.Context(), f.st, demoInventory(t), f.ledger, incident, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func shortLabel(m Model, ms Milestone, l loc) string {
 	case MilestoneDecision:
 		return l.f("short.decision")
 	case MilestoneApproval:
-		return l.f("short.approval", ms.Detail)
+		return l.f("short.approval", l.who(ms.Detail))
 	case MilestoneContained:
 		return l.f("short.contained")
 	}

@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/indicator"
 )
 
@@ -120,17 +119,7 @@ func TestHeaderStatusFollowsTheRelease(t *testing.T) {
 		t.Fatalf("status while contained: %q", got)
 	}
 
-	run, err := f.c.StartRunbook(t.Context(), controller.StartRequest{Runbook: "release-gateway", Gateway: "gw-osaka", Incident: a.IncidentID,
-		Actor: "api:bob", OverrideReason: "baseline checked by hand"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.c.Approve(t.Context(), run.ID, "carol", "release agreed"); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.c.ExecuteRun(t.Context(), run.ID); err != nil {
-		t.Fatal(err)
-	}
+	f.releaseByOverride(t, a.IncidentID, "api:bob", "baseline checked by hand", "carol", "release agreed")
 	m := f.load(t, a.IncidentID)
 	if m.Incident.Status != "contained" || !m.Containment.Released {
 		t.Fatalf("after release: stored status %q, containment %+v", m.Incident.Status, m.Containment)

@@ -44,6 +44,8 @@ type loc struct {
 	// utcOnly is set when the site's time zone is not known: times are
 	// then written once, in UTC, rather than twice as "local" and UTC.
 	utcOnly bool
+	// actors are the model's (Model.Actors), for who.
+	actors map[string]Actor
 }
 
 func newLoc(lang, timeZone string) (loc, error) {
@@ -74,6 +76,35 @@ func (l loc) f(key string, a ...any) string {
 		return format
 	}
 	return fmt.Sprintf(format, a...)
+}
+
+// who names an actor for people, the same way everywhere: a person by
+// their name ("resp1"), anything else with what kind of actor it is
+// ("Warden (controller)", "agent on gw-osaka"); "—" for nobody.
+func (l loc) who(id string) string {
+	if id == "" {
+		return "—"
+	}
+	a, ok := l.actors[id]
+	if !ok {
+		a = describeActor(id, nil)
+	}
+	switch a.Kind {
+	case ActorController:
+		return l.f("actor.controller")
+	case ActorAgent, ActorLocal, ActorDetector, ActorSharedToken, ActorClient:
+		return l.f("actor."+a.Kind, a.Name)
+	}
+	return a.Name
+}
+
+// whoAll names several actors.
+func (l loc) whoAll(ids []string) string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, l.who(id))
+	}
+	return l.and(out)
 }
 
 // zoneName is the abbreviation ("JST"), or "UTC+08:00" where the zone has
@@ -262,7 +293,7 @@ var wording = map[string]struct{ en, ja string }{
 	"mgmt":               {"Summary for management", "経営層向け要約"},
 	"mgmt.what":          {"1. What happened", "1. 発生した事象"},
 	"mgmt.impact":        {"2. Impact", "2. 影響範囲"},
-	"mgmt.done":          {"3. What Warden did, and when", "3. 実施した対応と時刻"},
+	"mgmt.done":          {"3. What was done, when, and by whom", "3. 実施した対応と時刻・対応者"},
 	"mgmt.state":         {"4. Current state", "4. 現在の状況"},
 	"mgmt.decide":        {"5. Decisions needed from management", "5. ご判断いただきたい事項"},
 
@@ -366,7 +397,8 @@ var wording = map[string]struct{ en, ja string }{
 	"tech.gates":                  {"Gates checked before each run", "実行前のゲート判定"},
 	"tech.approvals":              {"Approvals", "承認"},
 	"tech.runs":                   {"Actions and durations", "実施した処理と所要時間"},
-	"tech.run.line":               {"Run %s: runbook %s, policy %s, trigger %s; %s, started %s, finished %s, took %s.", "処理 %s：ランブック %s、ポリシー %s、起動 %s。%s。開始 %s、終了 %s、所要時間 %s。"},
+	"tech.run.line":               {"Run %s: runbook %s, policy %s, trigger %s, requested by %s; %s, started %s, finished %s, took %s.", "処理 %s：ランブック %s、ポリシー %s、起動 %s、依頼者 %s。%s。開始 %s、終了 %s、所要時間 %s。"},
+	"tech.run.approved":           {"Approved by %s at %s.", "承認者：%s（%s）。"},
 	"tech.run.error":              {"Error: %s", "エラー：%s"},
 	"tech.gateway":                {"Affected gateway and tunnels", "影響を受けたゲートウェイとトンネル"},
 	"tech.gw.id":                  {"Gateway", "ゲートウェイ"},
@@ -430,7 +462,14 @@ var wording = map[string]struct{ en, ja string }{
 	"col.detail":      {"Detail", "詳細"},
 	"col.runbook":     {"Runbook", "ランブック"},
 	"col.approval":    {"Approval", "承認"},
-	"col.by":          {"By", "承認者"},
+	"col.by":          {"Approved by", "承認者"},
+	"col.requested":   {"Requested by", "依頼者"},
+	"col.overrode":    {"Overridden by", "例外の適用者"},
+	"col.person":      {"Person", "担当者"},
+	"col.recorded":    {"Recorded as", "記録上の名前"},
+	"col.display":     {"Display name", "表示名"},
+	"col.role":        {"Role (now)", "現在のロール"},
+	"col.did":         {"What they did", "行ったこと"},
 	"col.at":          {"At", "日時"},
 	"col.comment":     {"Comment / detail", "コメント・詳細"},
 	"col.step":        {"Step", "ステップ"},
@@ -467,8 +506,11 @@ var wording = map[string]struct{ en, ja string }{
 	"approval.auto":         {"not required (automatic)", "不要（自動実行）"},
 	"approval.approved":     {"required, approved", "必要・承認済み"},
 	"approval.waiting":      {"required, WAITING", "必要・承認待ち"},
+	"approval.never":        {"required, never given (run %s)", "必要・未承認（処理は%s）"},
 	"approval.required":     {"required", "必要"},
 	"approval.manual":       {"started by a person", "担当者が手動で開始"},
+	"approval.second":       {"required, approved by a second person", "必要・別の担当者が承認（二人承認）"},
+	"approval.alone":        {"approved by one person alone (no second person)", "同一人物が単独で承認（二人目の確認なし）"},
 	"tunnel.cut":            {"cut off by the isolation", "隔離により停止中"},
 	"tunnel.up":             {"not cut off", "停止していません"},
 	"cred.pending":          {"rotation pending", "更新待ち"},
@@ -488,6 +530,8 @@ var wording = map[string]struct{ en, ja string }{
 	"unit.indicator.one":    {"%d further indicator", "%d 件"},
 	"unit.indicator.other":  {"%d further indicators", "%d 件"},
 	"unit.entry.one":        {"%d entry", "%d 件"},
+	"unit.ind.one":          {"%d indicator", "%d 件"},
+	"unit.ind.other":        {"%d indicators", "%d 件"},
 	"unit.entry.other":      {"%d entries", "%d 件"},
 	"clock.after":           {"%s (%s UTC, alert +%s)", "%s（UTC %s、警報から%s後）"},
 	"clock.after.utc":       {"%s UTC (alert +%s)", "%s UTC（警報から%s後）"},
@@ -563,6 +607,7 @@ var wording = map[string]struct{ en, ja string }{
 	"bool.false":                     {"false", "なし"},
 	"ind.dup":                        {" (dup)", "（重複）"},
 	"ind.resolved":                   {" (resolved)", "（解消済み）"},
+	"ind.resolvedby":                 {" (resolved by %s: “%s”)", "（%s が解消と判断：「%s」）"},
 	"step.verified":                  {" / verified: %s", " / 確認結果：%s"},
 	"step.error":                     {"%s", "エラー（原文）：「%s」"},
 	"tech.decision.nm":               {"%s (%s)", "%s（%s）"},
@@ -570,7 +615,9 @@ var wording = map[string]struct{ en, ja string }{
 	// A release that a person let through unmet gates.
 	"banner.released.override": {"RELEASED BY EXCEPTION — %s was returned to service at %s without %s (overridden by %s). Still owed: %s (see 4 and 5).", "【例外による隔離解除】%s は %sに、%sを行わないまま業務に復帰しました（例外の適用者：%s）。未完了の事項：%s（4. と 5. を参照）。"},
 	"done.release.override":    {"Gateway released from quarantine by exception: %s overridden", "例外の適用により隔離を解除（省略した条件：%s）"},
-	"state.release.override":   {"done at %s, by exception: %s overrode %s (recorded reason: “%s”); the release was approved by %s.", "%s に隔離を解除しました。ただし、%s が例外として%sを省略しています（記録された理由：「%s」）。解除の承認者：%s。"},
+	"state.release.override":   {"done at %s, by exception: %s overrode %s (recorded reason: “%s”).", "%s に隔離を解除しました。ただし、%s が例外として%sを省略しています（記録された理由：「%s」）。"},
+	"release.second":           {"A second person, %s, approved the release.", "解除は、別の担当者である %s が承認しました（二人承認）。"},
+	"release.alone":            {"%s also approved the release alone: no second person checked it.", "解除の承認も %s が単独で行っており、二人目による確認はありません。"},
 	"state.release.owed":       {"Still owed: %s.", "未完了の事項：%s。"},
 	"state.release.owed.none":  {"What the exception skipped has been done since.", "例外で省略した事項は、その後完了しています。"},
 	"owed.baseline":            {"a passing baseline check of %s", "%s のセキュリティ基準の確認（合格）"},
@@ -586,6 +633,49 @@ var wording = map[string]struct{ en, ja string }{
 	"tech.baseline.overridden": {"The release overrode this check (exception recorded by %s): check %s now with warden drift check --gateway %s.", "隔離解除の際、この確認は例外として省略されました（例外の記録者：%s）。直ちに %s の確認を実施してください（warden drift check --gateway %s）。"},
 	"next.rotate.now":          {"Rotate every tunnel credential the gateway held now: it is back in service with credentials that must be treated as known to the attacker (make-before-break, in waves).", "ゲートウェイが保持していたトンネルの認証情報を直ちにすべて更新する（攻撃者に知られた前提の認証情報のまま業務に復帰しているため。make-before-break 方式で段階的に実施）。"},
 	"next.baseline.now":        {"Check the baseline of %s now (warden drift check --gateway %s): it was returned to service without a passing check.", "%s のセキュリティ基準の確認を直ちに実施する（warden drift check --gateway %s）。合格を確認しないまま業務に復帰しています。"},
+
+	// Who acted (loc.who), and four eyes.
+	"actor.controller":                   {"Warden (controller)", "Warden（コントローラー）"},
+	"actor.agent":                        {"agent on %s", "%s のエージェント"},
+	"actor.local":                        {"%s (on the controller host)", "%s（コントローラーのホスト上）"},
+	"actor.detector":                     {"%s (detector)", "%s（検知システム）"},
+	"actor.shared-token":                 {"%s (shared API token: not a named person)", "%s（共有 API トークン：個人を特定できません）"},
+	"actor.client":                       {"%s (API client, name not verified)", "%s（API クライアント。名前は未検証）"},
+	"actor.token":                        {"%s, token %s", "%s、トークン %s"},
+	"actor.token.oidc":                   {"%s, single sign-on", "%s、シングルサインオン"},
+	"actorkind.person":                   {"person (token or single sign-on)", "担当者（トークンまたはシングルサインオンで認証）"},
+	"actorkind.local":                    {"person on the controller host", "コントローラーのホスト上の利用者"},
+	"actorkind.shared-token":             {"shared API token (deprecated): names nobody", "共有 API トークン（非推奨）：個人を特定できません"},
+	"actorkind.client":                   {"name an API client gave, not verified", "API クライアントが名乗った名前（未検証）"},
+	"actorkind.other":                    {"as recorded", "記録のまま"},
+	"people.heading":                     {"People who acted:", "対応した担当者："},
+	"people.none":                        {"No person has requested, approved or overridden a run, or resolved an indicator, for this incident.", "本インシデントでは、担当者による処理の依頼・承認・例外の適用、兆候の解消はまだありません。"},
+	"people.label":                       {"%s (%s)", "%s（%s）"},
+	"people.requested":                   {"requested %s", "%s の実行を依頼"},
+	"people.overrode":                    {"overrode gates on %s", "%s で例外を適用"},
+	"people.approved":                    {"approved %s", "%s を承認"},
+	"people.resolved":                    {"resolved %s", "兆候 %sを解消と判断"},
+	"people.resolved.ids":                {"resolved %s", "兆候 %s を解消と判断"},
+	"people.disabled":                    {"%s (disabled)", "%s（無効化済み）"},
+	"breakglass.label":                   {"Break-glass override on %s (%s)", "緊急時の例外適用（処理 %s、%s）"},
+	"breakglass.second":                  {"%s overrode gates; a second person, %s, approved the run.", "%s が例外を適用し、別の担当者である %s が承認しました（二人承認）。"},
+	"breakglass.alone":                   {"%s overrode gates and approved the run alone: no second person checked it.", "%s が例外を適用し、承認も単独で行いました。二人目による確認はありません。"},
+	"breakglass.alone.requester":         {"%s overrode gates; %s, who had requested the run, approved it alone: no second person checked it.", "%s が例外を適用し、処理を依頼した %s が単独で承認しました。二人目による確認はありません。"},
+	"breakglass.waiting":                 {"%[1]s overrode gates; the run waits for a second person, an approver other than %[1]s.", "%[1]s が例外を適用しました。%[1]s 以外の承認者による承認を待っています。"},
+	"breakglass.unapproved":              {"%s overrode gates; no second person approved the run (%s).", "%s が例外を適用しました。二人目による承認はありません（処理は%s）。"},
+	"breakglass.refused":                 {"Four eyes refused the approval of %s.", "二人承認の規則により、%s による承認は拒否されました。"},
+	"alone.label":                        {"One person alone on %s (%s)", "単独での承認（処理 %s、%s）"},
+	"alone.requested":                    {"%s requested the run and approved it alone: no second person checked it.", "%s が処理を依頼し、承認も単独で行いました。二人目による確認はありません。"},
+	"state.foureyes":                     {"Four eyes", "二人承認"},
+	"state.foureyes.off":                 {"OFF. guards.two_person is off in the configuration, so one person could request a run and approve it alone, break-glass overrides included.", "無効。設定で guards.two_person が無効になっているため、一人の担当者が処理の依頼から承認までを単独で行えます（緊急時の例外適用を含む）。"},
+	"tech.foureyes.off":                  {"guards.two_person is off: the controller does not require the approver of a run to be someone other than who requested it or overrode a gate on it.", "guards.two_person が無効のため、コントローラーは、処理の承認者が依頼者や例外の適用者とは別の人物であることを求めていません。"},
+	"tech.people":                        {"People who acted", "対応した担当者"},
+	"tech.people.none":                   {"No person acted.", "担当者による操作はありません。"},
+	"gatename.four-eyes":                 {"four-eyes", "二人承認"},
+	"gate.reason.four-eyes":              {"a break-glass override by %s needs a second person's approval", "%s による緊急時の例外適用には、別の担当者の承認が必要です"},
+	"foureyes.did.requested it":          {"requested it", "この処理を依頼した"},
+	"foureyes.did.overrode a gate on it": {"overrode a gate on it", "この処理で例外を適用した"},
+	"foureyes.did.requested it and overrode a gate on it": {"requested it and overrode a gate on it", "この処理を依頼し、例外も適用した"},
 
 	// Sentences of Warden's own code: the English rebuilds them exactly as
 	// they are stored; the Japanese says them (see phrases.go).
@@ -620,6 +710,10 @@ var wording = map[string]struct{ en, ja string }{
 	"say.gate.threat.none":      {"no %s-or-worse indicator about the gateway since the quarantine is still firing", "隔離後に受信した重大度「%s」以上の兆候で、発生中のものはありません"},
 	"say.gate.threat.live":      {"%s firing indicator(s) of severity %s or worse arrived since the quarantine and no person resolved them (latest %s: %s %s at %s); resolve each with warden indicator resolve ID --reason, never by override", "隔離後に重大度「%[2]s」以上の兆候が %[1]s 件発生し、担当者による解消の記録がありません（最新：%[3]s、重大度「%[4]s」、%[5]s、%[6]s）。それぞれ warden indicator resolve ID --reason で解消してください（例外の適用では通過できません）"},
 	"say.gate.release.approval": {"release always needs a person's approval", "隔離解除には常に責任者の承認が必要です"},
+	"say.gate.breakglass":       {"break-glass override by %s: a second person (an approver) must approve the run", "%s による緊急時の例外適用のため、別の担当者（承認者）による承認が必要です"},
+	"say.gate.breakglass.off":   {"guards.two_person is off: %s overrode a gate and may act alone", "guards.two_person が無効のため、例外を適用した %s が単独で実行できます"},
+	"say.forbidden":             {"forbidden: %s", "許可されていません：%s"},
+	"say.foureyes":              {"four eyes (guards.two_person): %s %s, so another approver must approve run %s", "二人承認（guards.two_person）：%[1]s は%[2]sため、処理 %[3]s は別の承認者が承認する必要があります"},
 	"say.skipped":               {"skipped: %s", "省略：%s"},
 	"say.unsupported":           {"%s on gateway %s: %s: unsupported", "ゲートウェイ %[2]s では %[1]s を実行できません（%[3]s）"},
 	"say.noagent":               {"no warden agent configured (agents.cert_file)", "Warden エージェントが設定されていません（agents.cert_file）"},

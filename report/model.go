@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,15 @@ type Model struct {
 	// Release is how the gateway was returned to service; zero while it
 	// was not.
 	Release Release `json:"release,omitzero"`
+	// Actors describes every actor the report names, by the actor string
+	// the store recorded ("user:resp1", "controller").
+	Actors map[string]Actor `json:"actors,omitempty"`
+	// People are those who acted on the incident as persons, in the order
+	// they first did.
+	People []Person `json:"people,omitempty"`
+	// FourEyesOff is true when Load was told that guards.two_person is off
+	// (FourEyes(false)): one person may then ask for a run and approve it.
+	FourEyesOff bool `json:"four_eyes_off,omitempty"`
 }
 
 // Incident is the incident record.
@@ -108,6 +118,11 @@ type Indicator struct {
 	IPs        []string  `json:"ips,omitempty"`
 	Domains    []string  `json:"domains,omitempty"`
 	Hashes     []string  `json:"hashes,omitempty"`
+	// ResolvedBy is the person who judged the indicator no longer a
+	// threat (warden indicator resolve), with when and why.
+	ResolvedBy    string    `json:"resolved_by,omitempty"`
+	ResolvedAt    time.Time `json:"resolved_at,omitzero"`
+	ResolveReason string    `json:"resolve_reason,omitempty"`
 }
 
 // Decision is one policy decision.
@@ -151,9 +166,15 @@ type Run struct {
 	Gates            []plan.Gate   `json:"gates,omitempty"`
 	Steps            []Step        `json:"steps"`
 
-	// OverriddenBy is the person who recorded OverrideReason: whoever
-	// created the run.
+	// RequestedBy is who asked for the run: the person who started it, or
+	// whoever submitted the indicator a policy decided on; empty for the
+	// controller's own runs.
+	RequestedBy string `json:"requested_by,omitempty"`
+	// OverriddenBy is the person who recorded OverrideReason.
 	OverriddenBy string `json:"overridden_by,omitempty"`
+	// RefusedApprovers tried to approve the run and were refused by four
+	// eyes (they had asked for it or overridden a gate on it).
+	RefusedApprovers []string `json:"refused_approvers,omitempty"`
 	// Overridden are the gates the override let pass although they were
 	// not met.
 	Overridden []OverriddenGate `json:"overridden,omitempty"`
@@ -193,6 +214,10 @@ type Approval struct {
 	At        time.Time `json:"at,omitzero"`
 	Comment   string    `json:"comment,omitempty"`
 	Automatic bool      `json:"automatic"`
+	// RequestedBy and OverriddenBy are the run's: with four eyes, By must
+	// be neither.
+	RequestedBy  string `json:"requested_by,omitempty"`
+	OverriddenBy string `json:"overridden_by,omitempty"`
 	// Waiting is true while the run still waits for a person.
 	Waiting bool   `json:"waiting"`
 	Detail  string `json:"detail,omitempty"`
@@ -200,12 +225,15 @@ type Approval struct {
 
 // Event is one audit entry of the incident.
 type Event struct {
-	Seq     int64     `json:"seq"`
-	At      time.Time `json:"at"`
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Run     string    `json:"run,omitempty"`
-	Subject string    `json:"subject,omitempty"`
+	Seq   int64     `json:"seq"`
+	At    time.Time `json:"at"`
+	Actor string    `json:"actor"`
+	// Token is the id of the credential the actor authenticated with
+	// ("tk_…", "oidc", "legacy"); empty for Warden's own entries.
+	Token   string `json:"token,omitempty"`
+	Action  string `json:"action"`
+	Run     string `json:"run,omitempty"`
+	Subject string `json:"subject,omitempty"`
 }
 
 // Milestone kinds.
@@ -337,6 +365,22 @@ const (
 	actionBaseline = "verify_baseline"
 )
 
+// Option tells Load what the store cannot: how the controller is
+// configured.
+type Option func(*options)
+
+type options struct {
+	fourEyes bool
+}
+
+// FourEyes says whether guards.two_person (four eyes) is on in the
+// controller's configuration; without this option Load assumes it is, as
+// it is by default. Off, the report says in its summary that one person
+// could ask for a run and approve it alone.
+func FourEyes(on bool) Option {
+	return func(o *options) { o.fourEyes = on }
+}
+
 // Load gathers an incident's report from the store, the inventory, the
 // audit chain and, when ledger is not nil, the evidence ledger. It only
 // reads; listing evidence is not an access and records no custody event.
@@ -344,16 +388,20 @@ const (
 // A nil inventory means it is not known (a store read without its
 // configuration): the model is marked InventoryUnknown and carries no
 // time zone, VM, networks, tunnels or peers rather than guessed ones.
-func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledger *evidence.Ledger, incidentID string) (Model, error) {
+func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledger *evidence.Ledger, incidentID string, opts ...Option) (Model, error) {
 	if st == nil {
 		return Model{}, errors.New("loading report: a store is required")
+	}
+	o := options{fourEyes: true}
+	for _, opt := range opts {
+		opt(&o)
 	}
 	inc, err := st.Incident(ctx, incidentID)
 	if err != nil {
 		return Model{}, fmt.Errorf("loading report of %s: %w", incidentID, err)
 	}
 	m := Model{GeneratedAt: time.Now().UTC(), Incident: Incident{ID: inc.ID, Title: inc.Title, Severity: inc.Severity,
-		Status: inc.Status, OpenedAt: inc.OpenedAt, UpdatedAt: inc.UpdatedAt}}
+		Status: inc.Status, OpenedAt: inc.OpenedAt, UpdatedAt: inc.UpdatedAt}, FourEyesOff: !o.fourEyes}
 
 	m.Gateway = Gateway{ID: inc.Gateway}
 	m.Site = Site{Name: inc.Site}
@@ -390,8 +438,10 @@ func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledge
 		return Model{}, fmt.Errorf("loading audit entries of %s: %w", incidentID, err)
 	}
 	comments := map[string]string{}
+	refused := map[string][]string{}
+	resolved := map[string]audit.Entry{}
 	for _, e := range entries {
-		m.Timeline = append(m.Timeline, Event{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Run: e.Run, Subject: e.Subject})
+		m.Timeline = append(m.Timeline, Event{Seq: e.Seq, At: e.At, Actor: e.Actor, Token: e.Token, Action: e.Action, Run: e.Run, Subject: e.Subject})
 		switch e.Action {
 		case "policy.decided":
 			m.Decisions = append(m.Decisions, decisionOf(e))
@@ -401,10 +451,30 @@ func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledge
 			}
 			_ = json.Unmarshal(e.Data, &d)
 			comments[e.Run] = d.Comment
+		case "run.approval_refused":
+			if !slices.Contains(refused[e.Run], e.Actor) {
+				refused[e.Run] = append(refused[e.Run], e.Actor)
+			}
+		case "indicator.resolved_by_person":
+			var d struct {
+				Indicator string `json:"indicator"`
+			}
+			if json.Unmarshal(e.Data, &d) == nil && d.Indicator != "" {
+				resolved[d.Indicator] = e
+			}
+		}
+	}
+	for i, in := range m.Indicators {
+		if e, ok := resolved[in.ID]; ok {
+			var d struct {
+				Reason string `json:"reason"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			m.Indicators[i].ResolvedBy, m.Indicators[i].ResolvedAt, m.Indicators[i].ResolveReason = e.Actor, e.At, d.Reason
 		}
 	}
 
-	if err := loadRuns(ctx, st, &m, comments); err != nil {
+	if err := loadRuns(ctx, st, &m, comments, refused); err != nil {
 		return Model{}, err
 	}
 	p, err := st.Posture(ctx, inc.Gateway)
@@ -432,6 +502,10 @@ func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledge
 			m.Evidence.Items = append(m.Evidence.Items, EvidenceItem{ID: r.ID, Name: r.Name, Kind: r.Kind, Size: r.Size, SHA256: r.SHA256,
 				CollectedAt: r.CollectedAt, CollectedBy: r.CollectedBy, CollectedFrom: r.CollectedFrom})
 		}
+	}
+
+	if err := loadActors(ctx, st, &m); err != nil {
+		return Model{}, err
 	}
 
 	rep, err := audit.Verify(ctx, st.DB())
@@ -526,7 +600,7 @@ type stepResult struct {
 	} `json:"details"`
 }
 
-func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[string]string) error {
+func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[string]string, refused map[string][]string) error {
 	list, err := st.Runs(ctx, store.RunFilter{Incident: m.Incident.ID, Limit: 10000})
 	if err != nil {
 		return fmt.Errorf("loading runs of %s: %w", m.Incident.ID, err)
@@ -544,7 +618,13 @@ func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[stri
 		}
 		run := Run{ID: r.ID, Runbook: r.Runbook, Policy: r.Policy, Trigger: r.Trigger, State: r.State, ApprovalRequired: r.ApprovalRequired,
 			ApprovalReason: r.ApprovalReason, ApprovedBy: r.ApprovedBy, ApprovedAt: r.ApprovedAt, OverrideReason: r.OverrideReason,
-			Error: r.Error, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+			Error: r.Error, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+			RequestedBy: r.RequestedBy, OverriddenBy: r.OverriddenBy, RefusedApprovers: refused[r.ID]}
+		if run.RequestedBy == "" && r.Trigger == "manual" {
+			// Recorded before runs kept their requester: a manual run was
+			// asked for by whoever created it.
+			run.RequestedBy = creatorOf(m.Timeline, r.ID)
+		}
 		if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
 			run.Duration = r.FinishedAt.Sub(r.StartedAt)
 		}
@@ -553,7 +633,11 @@ func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[stri
 			run.Gates = p.Gates
 		}
 		if r.OverrideReason != "" {
-			run.OverriddenBy = creatorOf(m.Timeline, r.ID)
+			if run.OverriddenBy == "" {
+				// Recorded before runs kept who overrode: the override
+				// came with the request that created the run.
+				run.OverriddenBy = creatorOf(m.Timeline, r.ID)
+			}
 			run.Overridden = overriddenGates(run.Gates)
 		}
 		for _, s := range r.Steps {
@@ -586,7 +670,8 @@ func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[stri
 		m.Runs = append(m.Runs, run)
 
 		a := Approval{Run: r.ID, Runbook: r.Runbook, Required: r.ApprovalRequired, Reason: r.ApprovalReason, By: r.ApprovedBy,
-			At: r.ApprovedAt, Comment: comments[r.ID], Waiting: r.State == store.RunAwaitingApproval}
+			At: r.ApprovedAt, Comment: comments[r.ID], Waiting: r.State == store.RunAwaitingApproval,
+			RequestedBy: run.RequestedBy, OverriddenBy: run.OverriddenBy}
 		switch {
 		case r.ApprovalRequired:
 		case r.Trigger == "manual":
@@ -601,6 +686,22 @@ func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[stri
 		}
 		m.Approvals = append(m.Approvals, a)
 	}
+	return nil
+}
+
+// loadActors describes every actor the model names, with what the user
+// store says of the people among them, and lists the people who acted.
+func loadActors(ctx context.Context, st store.Backend, m *Model) error {
+	list, err := st.Users(ctx)
+	if err != nil {
+		return fmt.Errorf("loading users: %w", err)
+	}
+	users := make(map[string]store.User, len(list))
+	for _, u := range list {
+		users[u.Name] = u
+	}
+	describeActors(m, users)
+	m.People = people(*m)
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/indicator"
 )
 
@@ -25,17 +24,7 @@ func releasedByOverride(t *testing.T) Model {
 	if err := f.c.ExecuteRun(t.Context(), a.RunID); err != nil {
 		t.Fatal(err)
 	}
-	run, err := f.c.StartRunbook(t.Context(), controller.StartRequest{Runbook: "release-gateway", Gateway: "gw-osaka", Incident: a.IncidentID,
-		Actor: overrideBy, OverrideReason: overrideReason})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.c.Approve(t.Context(), run.ID, releaseBy, "release agreed with the site manager"); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.c.ExecuteRun(t.Context(), run.ID); err != nil {
-		t.Fatal(err)
-	}
+	f.releaseByOverride(t, a.IncidentID, overrideBy, overrideReason, releaseBy, "release agreed with the site manager")
 	return f.load(t, a.IncidentID)
 }
 
@@ -62,7 +51,8 @@ func TestReportOfReleaseByOverride(t *testing.T) {
 			summary: []string{
 				"RELEASED BY EXCEPTION — gw-osaka was returned to service at",
 				"without the baseline check and the rotation of the tunnel credentials (overridden by alice)",
-				"- **Return to service**: done at 25 Nov 03:12:07 JST, by exception: alice overrode the baseline check and the rotation of the tunnel credentials (recorded reason: “" + overrideReason + "”); the release was approved by carol.",
+				"- **Return to service**: done at 25 Nov 03:12:07 JST, by exception: alice overrode the baseline check and the rotation of the tunnel credentials (recorded reason: “" + overrideReason + "”). A second person, carol, approved the release.",
+				"- **Break-glass override on " + m.Release.Run + " (release-gateway)**: alice overrode gates; a second person, carol, approved the run.",
 				"Still owed: a passing baseline check of gw-osaka, the rotation of the credentials of 2 tunnels.",
 				"1. **Accept the early return to service of gw-osaka, or isolate it again?**",
 				"Until its tunnel credentials are rotated, they must be treated as known to the attacker, and the tunnels to hq and dc run on them.",
@@ -82,7 +72,8 @@ func TestReportOfReleaseByOverride(t *testing.T) {
 			summary: []string{
 				"【例外による隔離解除】gw-osaka は",
 				"セキュリティ基準の確認、トンネルの認証情報の更新を行わないまま業務に復帰しました（例外の適用者：alice）",
-				"- **復旧（隔離解除）**: 11月25日 03:12:07 JST に隔離を解除しました。ただし、alice が例外としてセキュリティ基準の確認、トンネルの認証情報の更新を省略しています（記録された理由：「" + overrideReason + "」）。解除の承認者：carol。",
+				"- **復旧（隔離解除）**: 11月25日 03:12:07 JST に隔離を解除しました。ただし、alice が例外としてセキュリティ基準の確認、トンネルの認証情報の更新を省略しています（記録された理由：「" + overrideReason + "」）。解除は、別の担当者である carol が承認しました（二人承認）。",
+				"- **緊急時の例外適用（処理 " + m.Release.Run + "、release-gateway）**: alice が例外を適用し、別の担当者である carol が承認しました（二人承認）。",
 				"未完了の事項：gw-osaka のセキュリティ基準の確認（合格）、トンネル 2 本の認証情報の更新。",
 				"1. **ゲートウェイ gw-osaka の例外による業務復帰の容認、または再隔離のご判断**",
 				"例外の適用により隔離を解除（省略した条件：セキュリティ基準の確認、トンネルの認証情報の更新）",
@@ -150,10 +141,13 @@ var identifier = regexp.MustCompile(`[A-Za-z0-9]+(?:[-_.:/@][A-Za-z0-9]+)+`)
 func outsideText(m Model) []string {
 	var out []string
 	for _, in := range m.Indicators {
-		out = append(out, in.Summary, in.Source)
+		out = append(out, in.Summary, in.Source, in.ResolveReason)
+	}
+	for _, a := range m.Actors {
+		out = append(out, a.Name, a.DisplayName)
 	}
 	for _, r := range m.Runs {
-		out = append(out, r.OverrideReason, r.OverriddenBy, r.ApprovedBy, r.Error)
+		out = append(out, r.OverrideReason, r.OverriddenBy, r.ApprovedBy, r.RequestedBy, r.Error)
 		for _, s := range r.Steps {
 			out = append(out, s.Name, s.Error)
 		}
@@ -199,6 +193,7 @@ func TestJapaneseReportHasNoWardenEnglish(t *testing.T) {
 	tests := map[string]func(t *testing.T) Model{
 		"demo fixture":            func(*testing.T) Model { return demo },
 		"released by override":    releasedByOverride,
+		"break-glass fixture":     func(t *testing.T) Model { return breakGlassFixture(t) },
 		"waiting for an approval": waiting,
 	}
 	for name, load := range tests {

@@ -20,6 +20,10 @@ import (
 // as it is, quoted as original text; nothing is dropped. Text from outside
 // (an alert's summary, a person's reason or comment) never goes through
 // here: it is shown as it came, sanitised.
+//
+// An actor inside a sentence ("started by user:resp1") is named the way
+// the rest of the report names it (loc.who: "resp1"), in English too; it
+// is the one part of an English sentence that is not kept as stored.
 type phrase struct {
 	key string
 	re  *regexp.Regexp
@@ -28,6 +32,8 @@ type phrase struct {
 	nested []int
 	// words are captures (1-based) looked up in a word list ("severity").
 	words map[int]string
+	// actors are captures (1-based) that are actors, named by loc.who.
+	actors []int
 }
 
 func ph(key, pattern string, nested ...int) phrase {
@@ -36,13 +42,16 @@ func ph(key, pattern string, nested ...int) phrase {
 
 func (p phrase) withWords(w map[int]string) phrase { p.words = w; return p }
 
+func (p phrase) withActors(captures ...int) phrase { p.actors = captures; return p }
+
 // phrases are tried in order; the first that matches the whole sentence
 // wins. Sentences that wrap another come first; an override's reason
 // is a person's text and may hold anything, so its suffix is matched first.
 var phrases = []phrase{
 	// Wrappers.
-	ph("say.overridden.suffix", `(.+?) — overridden by (.+?): (.*)`, 1),
-	ph("say.overridden", `overridden by (.+?): (.*)`),
+	ph("say.overridden.suffix", `(.+?) — overridden by (.+?): (.*)`, 1).withActors(2),
+	ph("say.overridden", `overridden by (.+?): (.*)`).withActors(1),
+	ph("say.forbidden", `forbidden: (.+)`, 1),
 	ph("say.notapplicable", `(.+) \(not applicable: (.+)\)`, 1),
 
 	// Policy explanations (package policies).
@@ -56,7 +65,7 @@ var phrases = []phrase{
 
 	// Gate details (package controller).
 	ph("say.gate.auto", `automatic by policy (\S+)`),
-	ph("say.gate.started", `started by (.+)`),
+	ph("say.gate.started", `started by (.+)`).withActors(1),
 	ph("say.gate.needs", `policy (\S+) requires a person's approval`),
 	ph("say.gate.evidence", `step (\S+) is destructive and no evidence \(capture_volatile or snapshot\) precedes it; a person must override with a recorded reason`),
 	ph("say.gate.site.full", `site (\S+) already had (\d+) automatic isolation\(s\) within (\S+) \(budget (\d+)\)`),
@@ -76,6 +85,10 @@ var phrases = []phrase{
 	ph("say.gate.threat.live", `(\d+) firing indicator\(s\) of severity (\S+) or worse arrived since the quarantine and no person resolved them \(latest (\S+): (\S+) (\S+) at (\S+)\); resolve each with warden indicator resolve ID --reason, never by override`).
 		withWords(map[int]string{2: "severity", 4: "severity"}),
 	ph("say.gate.release.approval", `release always needs a person's approval`),
+	ph("say.gate.breakglass", `break-glass override by (.+?): a second person \(an approver\) must approve the run`).withActors(1),
+	ph("say.gate.breakglass.off", `guards\.two_person is off: (.+?) overrode a gate and may act alone`).withActors(1),
+	ph("say.foureyes", `four eyes \(guards\.two_person\): (.+?) (requested it and overrode a gate on it|requested it|overrode a gate on it), so another approver must approve run (\S+)`).
+		withWords(map[int]string{2: "foureyes.did"}).withActors(1),
 
 	// Step summaries and what Verify read back (actions, notify,
 	// providers, rotation, controller).
@@ -125,9 +138,9 @@ var phrases = []phrase{
 }
 
 // says writes s, a sentence Warden's own code wrote in English, in l's
-// language. English is returned as it is.
+// language. English is returned as it is, but for the actors in it.
 func (l loc) says(s string) string {
-	if l.lang == LangEnglish || s == "" {
+	if s == "" {
 		return s
 	}
 	if out, ok := l.phrase(s); ok {
@@ -139,6 +152,9 @@ func (l loc) says(s string) string {
 			parts[i] = l.says(p)
 		}
 		return strings.Join(parts, l.f("say.join"))
+	}
+	if l.lang == LangEnglish {
+		return s
 	}
 	return l.f("say.original", s)
 }
@@ -159,6 +175,9 @@ func (l loc) phrase(s string) (string, bool) {
 		}
 		for i, list := range p.words {
 			args[i-1] = l.word(list, m[i])
+		}
+		for _, i := range p.actors {
+			args[i-1] = l.who(m[i])
 		}
 		return l.f(p.key, args...), true
 	}

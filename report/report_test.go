@@ -46,18 +46,28 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+// The goldens are the demo incident (contained automatically; no person
+// acted) and the break-glass fixture (the same incident released by
+// exception: resp1 asked and overrode, appr1 approved).
 func TestGoldenReports(t *testing.T) {
-	m, _, _ := fixture(t)
+	demo, _, _ := fixture(t)
+	breakGlass := breakGlassFixture(t)
 	tests := map[string]struct {
+		m            Model
 		lang, format string
 	}{
-		"demo.ja.md":   {LangJapanese, FormatMarkdown},
-		"demo.en.md":   {LangEnglish, FormatMarkdown},
-		"demo.ja.html": {LangJapanese, FormatHTML},
-		"demo.en.html": {LangEnglish, FormatHTML},
+		"demo.ja.md":         {demo, LangJapanese, FormatMarkdown},
+		"demo.en.md":         {demo, LangEnglish, FormatMarkdown},
+		"demo.ja.html":       {demo, LangJapanese, FormatHTML},
+		"demo.en.html":       {demo, LangEnglish, FormatHTML},
+		"breakglass.ja.md":   {breakGlass, LangJapanese, FormatMarkdown},
+		"breakglass.en.md":   {breakGlass, LangEnglish, FormatMarkdown},
+		"breakglass.ja.html": {breakGlass, LangJapanese, FormatHTML},
+		"breakglass.en.html": {breakGlass, LangEnglish, FormatHTML},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			m := tc.m
 			got := mustRender(t, m, tc.lang, tc.format)
 			again, err := Render(m, tc.lang, tc.format)
 			if err != nil || !bytes.Equal(got, again) {

@@ -115,6 +115,7 @@ func build(m Model, lang string) (document, error) {
 	if err != nil {
 		return document{}, err
 	}
+	l.actors = m.Actors
 	d := document{Lang: lang, Title: l.f("title", m.Gateway.ID, m.Site.Name), MgmtHeading: l.f("mgmt"), TechHeading: l.f("tech")}
 	ref := m.Incident.OpenedAt
 	if ref.IsZero() {
@@ -135,7 +136,7 @@ func build(m Model, lang string) (document, error) {
 	d.Banner = bannerOf(m, l)
 	d.Mgmt = []section{whatHappened(m, l), impact(m, l), whatWasDone(m, l), currentState(m, l), decisions(m, l)}
 	d.Tech = []section{
-		techIndicators(m, l), techDecisions(m, l), techApprovals(m, l), techRuns(m, l), techGateway(m, l),
+		techIndicators(m, l), techDecisions(m, l), techApprovals(m, l), techPeople(m, l), techRuns(m, l), techGateway(m, l),
 		techCredentials(m, l), techEvidence(m, l), techBaseline(m, l), techAudit(m, l), techTimeline(m, l), techNext(m, l),
 	}
 	d.Timeline = picture(m, l)
@@ -161,7 +162,7 @@ func bannerOf(m Model, l loc) banner {
 	switch {
 	case m.Containment.Released && len(m.Release.Owed) > 0:
 		return banner{"warn", l.f("banner.released.override", gw, l.when(lastReleased(m)), gateTitles(m.Release.Overridden, l),
-			orDash(m.Release.OverriddenBy), l.list(owed(m, l)))}
+			l.who(m.Release.OverriddenBy), l.list(owed(m, l)))}
 	case m.Containment.Released:
 		return banner{"ok", l.f("banner.released", gw, l.when(lastReleased(m)))}
 	case m.Containment.Contained:
@@ -351,7 +352,7 @@ func milestoneText(m Model, ms Milestone, l loc) string {
 		}
 		return l.f("done.decision.auto", ms.Detail)
 	case MilestoneApproval:
-		return l.f("done.approval", ms.Detail)
+		return l.f("done.approval", l.who(ms.Detail))
 	case MilestoneContained:
 		return l.f("done.contained")
 	}
@@ -398,6 +399,7 @@ func whatWasDone(m Model, l loc) section {
 	s := section{ID: "done", Heading: l.f("mgmt.done")}
 	if len(m.Milestones) == 0 {
 		s.Blocks = append(s.Blocks, block{Para: l.f("done.nothing")})
+		s.Blocks = append(s.Blocks, peopleBlocks(m, l)...)
 		return s
 	}
 	var items []item
@@ -421,7 +423,117 @@ func whatWasDone(m Model, l loc) section {
 		s.Blocks = append(s.Blocks, block{Para: l.f("done.ttc", l.duration(m.Containment.TimeToContain))})
 	}
 	s.Blocks = append(s.Blocks, block{Picture: true})
+	s.Blocks = append(s.Blocks, peopleBlocks(m, l)...)
 	return s
+}
+
+// peopleBlocks name the people who acted and what they did, then every
+// run on which four eyes has something to say: each break-glass override
+// (and whether a second person approved it), and each run one person
+// asked for and approved alone.
+func peopleBlocks(m Model, l loc) []block {
+	if len(m.People) == 0 {
+		return []block{{Para: l.f("people.none")}}
+	}
+	var items []item
+	for _, p := range m.People {
+		items = append(items, item{Label: personLabel(m, p.Actor, l), Text: l.list(deeds(m, p, l, false))})
+	}
+	for _, r := range m.Runs {
+		text := fourEyesText(r, l)
+		if text == "" {
+			continue
+		}
+		label := l.f("breakglass.label", r.ID, r.Runbook)
+		if r.OverrideReason == "" {
+			label = l.f("alone.label", r.ID, r.Runbook)
+		}
+		if len(r.RefusedApprovers) > 0 {
+			text += sep(l) + l.f("breakglass.refused", l.whoAll(r.RefusedApprovers))
+		}
+		items = append(items, item{Label: label, Text: text})
+	}
+	return []block{{Para: l.f("people.heading")}, {Bullets: items}}
+}
+
+// personLabel is a person's name, with their display name when the user
+// store has one.
+func personLabel(m Model, actor string, l loc) string {
+	if d := m.actor(actor).DisplayName; d != "" {
+		return l.f("people.label", l.who(actor), d)
+	}
+	return l.who(actor)
+}
+
+// deeds says what p did: for management by runbook and with a count of
+// indicators; with ids, for the technical part, by run and indicator id.
+func deeds(m Model, p Person, l loc, ids bool) []string {
+	runs := func(list []string) string {
+		var out []string
+		for _, id := range list {
+			name := id
+			if r, ok := runByID(m, id); ok && !ids {
+				name = r.Runbook
+			}
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+		return l.and(out)
+	}
+	var out []string
+	if len(p.Requested) > 0 {
+		out = append(out, l.f("people.requested", runs(p.Requested)))
+	}
+	if len(p.Overrode) > 0 {
+		out = append(out, l.f("people.overrode", runs(p.Overrode)))
+	}
+	if len(p.Approved) > 0 {
+		out = append(out, l.f("people.approved", runs(p.Approved)))
+	}
+	if len(p.Resolved) > 0 {
+		if ids {
+			out = append(out, l.f("people.resolved.ids", l.and(p.Resolved)))
+		} else {
+			out = append(out, l.f("people.resolved", l.n(len(p.Resolved), "ind")))
+		}
+	}
+	return out
+}
+
+func runByID(m Model, id string) (Run, bool) {
+	for _, r := range m.Runs {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return Run{}, false
+}
+
+// fourEyesText says how four eyes stands on r when there is something to
+// say: a break-glass override and whether a second person approved it,
+// or one person who asked for a run and approved it alone. "" otherwise.
+func fourEyesText(r Run, l loc) string {
+	c := r.fourEyes()
+	if r.OverrideReason == "" {
+		if c == fourEyesAlone {
+			return l.f("alone.requested", l.who(r.ApprovedBy))
+		}
+		return ""
+	}
+	by := l.who(r.OverriddenBy)
+	switch c {
+	case fourEyesSecondPerson:
+		return l.f("breakglass.second", by, l.who(r.ApprovedBy))
+	case fourEyesAlone:
+		if r.ApprovedBy == r.OverriddenBy {
+			return l.f("breakglass.alone", by)
+		}
+		return l.f("breakglass.alone.requester", by, l.who(r.ApprovedBy))
+	case fourEyesWaiting:
+		return l.f("breakglass.waiting", by)
+	}
+	return l.f("breakglass.unapproved", by, l.word("runstate", r.State))
 }
 
 func baselineWord(m Model, l loc) string {
@@ -485,6 +597,9 @@ func currentState(m Model, l loc) section {
 	} else if m.Containment.Contained {
 		items = append(items, item{l.f("state.release"), l.f("state.release.value", baselineWord(m, l), credWord(m, l))})
 	}
+	if m.FourEyesOff {
+		items = append(items, item{l.f("state.foureyes"), l.f("state.foureyes.off")})
+	}
 	s.Blocks = append(s.Blocks, block{Bullets: items})
 	return s
 }
@@ -496,7 +611,17 @@ func releaseState(m Model, l loc) string {
 	if len(rel.Overridden) == 0 {
 		return l.f("state.release.done")
 	}
-	text := l.f("state.release.override", l.short(rel.At), orDash(rel.OverriddenBy), gateTitles(rel.Overridden, l), rel.Reason, orDash(rel.ApprovedBy))
+	text := l.f("state.release.override", l.short(rel.At), l.who(rel.OverriddenBy), gateTitles(rel.Overridden, l), rel.Reason)
+	if r, ok := runByID(m, rel.Run); ok {
+		switch {
+		case r.fourEyes() == fourEyesSecondPerson:
+			text += sep(l) + l.f("release.second", l.who(r.ApprovedBy))
+		case r.fourEyes() == fourEyesAlone && r.ApprovedBy == r.OverriddenBy:
+			text += sep(l) + l.f("release.alone", l.who(r.ApprovedBy))
+		default:
+			text += sep(l) + fourEyesText(r, l)
+		}
+	}
 	if len(rel.Owed) == 0 {
 		return text + sep(l) + l.f("state.release.owed.none")
 	}
@@ -618,6 +743,8 @@ func waitReason(r Run, l loc) string {
 			out = append(out, l.f("gate.reason.blast-radius", g.Detail))
 		case "circuit-breaker", "evidence-first":
 			out = append(out, l.f("gate.reason."+g.Name))
+		case "four-eyes":
+			out = append(out, l.f("gate.reason.four-eyes", l.who(r.OverriddenBy)))
 		default:
 			out = append(out, l.f("gate.reason.other", l.word("gatename", g.Name), l.says(g.Detail)))
 		}
@@ -668,6 +795,9 @@ func techIndicators(m Model, l loc) section {
 		}
 		if in.Status == "resolved" {
 			kind += l.f("ind.resolved")
+		}
+		if in.ResolvedBy != "" {
+			kind += l.f("ind.resolvedby", l.who(in.ResolvedBy), in.ResolveReason)
 		}
 		t.Rows = append(t.Rows, []string{l.stamp(in.ReceivedAt), l.stamp(in.ObservedAt), kind, l.word("severity", in.Severity),
 			percent(in.Confidence), in.Source, strings.Join(obs, " "), in.Summary})
@@ -726,7 +856,8 @@ func techDecisions(m Model, l loc) section {
 }
 
 func techApprovals(m Model, l loc) section {
-	t := &table{Head: []string{l.f("col.run"), l.f("col.runbook"), l.f("col.approval"), l.f("col.by"), l.f("col.at"), l.f("col.comment")}, Mono: map[int]bool{0: true}}
+	t := &table{Head: []string{l.f("col.run"), l.f("col.runbook"), l.f("col.requested"), l.f("col.overrode"), l.f("col.approval"), l.f("col.by"),
+		l.f("col.at"), l.f("col.comment")}, Mono: map[int]bool{0: true}}
 	for _, a := range m.Approvals {
 		var what, detail string
 		switch {
@@ -734,34 +865,48 @@ func techApprovals(m Model, l loc) section {
 			what, detail = l.f("approval.auto"), l.says(a.Detail)
 		case a.Waiting:
 			what, detail = l.f("approval.waiting"), approvalReason(m, a, l)
+		case a.Required && a.By == "":
+			// Never approved: the run was cancelled or refused first.
+			state := ""
+			if r, ok := runByID(m, a.Run); ok {
+				state = r.State
+			}
+			what, detail = l.f("approval.never", l.word("runstate", state)), a.Comment
 		case a.Required:
 			what, detail = l.f("approval.approved"), a.Comment
 			if a.Reason != "" {
 				detail = strings.TrimSpace(a.Comment + " [" + approvalReason(m, a, l) + "]")
 			}
 		default:
-			what, detail = l.f("approval.manual"), l.says(a.Detail)
+			what, detail = l.f("approval.manual"), l.f("say.gate.started", l.who(a.By))
+		}
+		if r, ok := runByID(m, a.Run); ok && !a.Automatic && !a.Waiting {
+			switch r.fourEyes() {
+			case fourEyesAlone:
+				what = l.f("approval.alone")
+			case fourEyesSecondPerson:
+				if r.OverrideReason != "" {
+					what = l.f("approval.second")
+				}
+			}
 		}
 		at := "—"
 		if !a.At.IsZero() {
 			at = l.stamp(a.At)
 		}
-		by := a.By
-		if by == "" {
-			by = "—"
-		}
-		t.Rows = append(t.Rows, []string{a.Run, a.Runbook, what, by, at, detail})
+		t.Rows = append(t.Rows, []string{a.Run, a.Runbook, l.who(a.RequestedBy), l.who(a.OverriddenBy), what, l.who(a.By), at, detail})
 	}
-	return section{ID: "approvals", Heading: l.f("tech.approvals"), Blocks: []block{{Table: t}}}
+	s := section{ID: "approvals", Heading: l.f("tech.approvals"), Blocks: []block{{Table: t}}}
+	if m.FourEyesOff {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.foureyes.off")})
+	}
+	return s
 }
 
-// approvalReason says why a run waited for a person. In English it is
-// the stored reason; in another language it is said gate by gate, since
-// the stored reason joins the controller's sentences in one string.
+// approvalReason says why a run waited for a person, gate by gate: the
+// stored reason joins the controller's sentences ("gate: detail; …") in
+// English, with the actors as recorded.
 func approvalReason(m Model, a Approval, l loc) string {
-	if l.lang == LangEnglish {
-		return a.Reason
-	}
 	var out []string
 	for _, r := range m.Runs {
 		if r.ID != a.Run {
@@ -769,7 +914,11 @@ func approvalReason(m Model, a Approval, l loc) string {
 		}
 		for _, g := range r.Gates {
 			if !g.Passed && g.Blocking {
-				out = append(out, l.says(g.Detail))
+				if l.lang == LangEnglish {
+					out = append(out, g.Name+": "+l.says(g.Detail))
+				} else {
+					out = append(out, l.says(g.Detail))
+				}
 			}
 		}
 	}
@@ -777,6 +926,29 @@ func approvalReason(m Model, a Approval, l loc) string {
 		return l.says(a.Reason)
 	}
 	return strings.Join(out, l.f("say.join"))
+}
+
+// techPeople lists the people who acted: how the store recorded them,
+// what kind of actor each is, what the user store says of them now, and
+// what they did.
+func techPeople(m Model, l loc) section {
+	s := section{ID: "people", Heading: l.f("tech.people")}
+	if len(m.People) == 0 {
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.people.none")})
+		return s
+	}
+	t := &table{Head: []string{l.f("col.person"), l.f("col.recorded"), l.f("col.kind"), l.f("col.display"), l.f("col.role"), l.f("col.did")},
+		Mono: map[int]bool{1: true}}
+	for _, p := range m.People {
+		a := m.actor(p.Actor)
+		role := orDash(a.Role)
+		if a.Disabled {
+			role = l.f("people.disabled", role)
+		}
+		t.Rows = append(t.Rows, []string{l.who(p.Actor), p.Actor, l.f("actorkind." + a.Kind), orDash(a.DisplayName), role, l.list(deeds(m, p, l, true))})
+	}
+	s.Blocks = append(s.Blocks, block{Table: t})
+	return s
 }
 
 func techRuns(m Model, l loc) section {
@@ -790,18 +962,32 @@ func techRuns(m Model, l loc) section {
 		if policy == "" {
 			policy = "—"
 		}
-		s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.line", r.ID, r.Runbook, policy, l.word("trigger", r.Trigger), l.word("runstate", r.State),
-			l.stamp(r.StartedAt), l.stamp(r.FinishedAt), took)})
+		line := l.f("tech.run.line", r.ID, r.Runbook, policy, l.word("trigger", r.Trigger), l.who(r.RequestedBy), l.word("runstate", r.State),
+			l.stamp(r.StartedAt), l.stamp(r.FinishedAt), took)
+		if r.ApprovalRequired && r.ApprovedBy != "" {
+			line += sep(l) + l.f("tech.run.approved", l.who(r.ApprovedBy), l.stamp(r.ApprovedAt))
+		}
+		s.Blocks = append(s.Blocks, block{Para: line})
+		var four []string
 		if r.OverrideReason != "" {
 			var names []string
 			for _, g := range r.Overridden {
 				names = append(names, l.word("gatename", g.Gate))
 			}
-			text := l.f("tech.run.override.none", orDash(r.OverriddenBy), r.OverrideReason)
+			text := l.f("tech.run.override.none", l.who(r.OverriddenBy), r.OverrideReason)
 			if len(names) > 0 {
-				text = l.f("tech.run.override", orDash(r.OverriddenBy), r.OverrideReason, l.list(names))
+				text = l.f("tech.run.override", l.who(r.OverriddenBy), r.OverrideReason, l.list(names))
 			}
-			s.Blocks = append(s.Blocks, block{Para: text})
+			four = append(four, text)
+		}
+		if text := fourEyesText(r, l); text != "" {
+			four = append(four, text)
+		}
+		if len(r.RefusedApprovers) > 0 {
+			four = append(four, l.f("breakglass.refused", l.whoAll(r.RefusedApprovers)))
+		}
+		if len(four) > 0 {
+			s.Blocks = append(s.Blocks, block{Para: strings.Join(four, sep(l))})
 		}
 		if r.Error != "" {
 			s.Blocks = append(s.Blocks, block{Para: l.f("tech.run.error", l.says(r.Error))})
@@ -892,11 +1078,11 @@ func techCredentials(m Model, l loc) section {
 	released := m.Containment.Released && slices.Contains(m.Release.Owed, gateCredentials)
 	switch {
 	case released && m.InventoryUnknown:
-		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), orDash(m.Release.OverriddenBy), l.f("owed.tunnels.unknown"))})
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), l.who(m.Release.OverriddenBy), l.f("owed.tunnels.unknown"))})
 		return s
 	case released:
 		// Released without rotating: not "before release" any more, now.
-		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), orDash(m.Release.OverriddenBy), l.n(len(m.Credentials.Tunnels), "tunnel"))})
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.released", l.stamp(m.Release.At), l.who(m.Release.OverriddenBy), l.n(len(m.Credentials.Tunnels), "tunnel"))})
 	case m.InventoryUnknown:
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.cred.pending.unknown", l.f("inventory.unknown"))})
 		return s
@@ -940,7 +1126,7 @@ func techEvidence(m Model, l loc) section {
 			l.f("col.by"), l.f("col.from")}, Mono: map[int]bool{0: true, 4: true}}
 		t.Head[6] = l.f("col.actor")
 		for _, e := range m.Evidence.Items {
-			t.Rows = append(t.Rows, []string{e.ID, e.Name, l.word("evkind", e.Kind), size(e.Size), e.SHA256, l.stamp(e.CollectedAt), e.CollectedBy, e.CollectedFrom})
+			t.Rows = append(t.Rows, []string{e.ID, e.Name, l.word("evkind", e.Kind), size(e.Size), e.SHA256, l.stamp(e.CollectedAt), l.who(e.CollectedBy), e.CollectedFrom})
 		}
 		s.Blocks = append(s.Blocks, block{Table: t}, block{Para: l.f("tech.evidence.check")})
 	}
@@ -955,7 +1141,7 @@ func techBaseline(m Model, l loc) section {
 		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.result", baselineWord(m, l), l.stamp(m.Baseline.At), l.says(m.Baseline.Summary))})
 	}
 	if m.Containment.Released && slices.Contains(m.Release.Owed, gateBaseline) {
-		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.overridden", orDash(m.Release.OverriddenBy), m.Gateway.ID, m.Gateway.ID)})
+		s.Blocks = append(s.Blocks, block{Para: l.f("tech.baseline.overridden", l.who(m.Release.OverriddenBy), m.Gateway.ID, m.Gateway.ID)})
 	}
 	return s
 }
@@ -980,9 +1166,21 @@ func techTimeline(m Model, l loc) section {
 	t := &table{Head: []string{l.f("col.seq"), l.f("col.time"), l.f("col.utc"), l.f("col.actor"), l.f("col.action"), l.f("col.run"), l.f("col.subject")},
 		Mono: map[int]bool{4: true, 5: true}}
 	for _, e := range m.Timeline {
-		t.Rows = append(t.Rows, []string{fmt.Sprint(e.Seq), l.stamp(e.At), utcStamp(e.At), e.Actor, e.Action, e.Run, e.Subject})
+		t.Rows = append(t.Rows, []string{fmt.Sprint(e.Seq), l.stamp(e.At), utcStamp(e.At), actorWithToken(e, l), e.Action, e.Run, e.Subject})
 	}
 	return section{ID: "timeline", Heading: l.f("tech.timeline"), Blocks: []block{{Table: t}}}
+}
+
+// actorWithToken names an audit entry's actor with the credential they
+// authenticated with, when the entry records one.
+func actorWithToken(e Event, l loc) string {
+	switch e.Token {
+	case "", "legacy": // the shared token: who already says so
+		return l.who(e.Actor)
+	case "oidc":
+		return l.f("actor.token.oidc", l.who(e.Actor))
+	}
+	return l.f("actor.token", l.who(e.Actor), e.Token)
 }
 
 func techNext(m Model, l loc) section {
