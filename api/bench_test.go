@@ -35,22 +35,29 @@ func benchIndicator(n uint64) string {
 		benchGateways[n%uint64(len(benchGateways))], (n>>16)&0xffff, n&0xffff)
 }
 
-// BenchmarkIntakeHTTP posts one indicator per request.
+// BenchmarkIntakeHTTP posts one indicator per request, authenticated by
+// the deprecated shared token (compared in memory) and by a detector's own
+// token (looked up by its hash in the store, as in production).
 func BenchmarkIntakeHTTP(b *testing.B) {
 	for _, mode := range []string{"normal", "full"} {
-		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 1) })
+		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 1, false) })
+		b.Run("sync="+mode+",token=detector", func(b *testing.B) { benchIntake(b, mode, 1, true) })
 	}
 }
 
 // BenchmarkIntakeBatch posts {"indicators":[...100...]} per request.
 func BenchmarkIntakeBatch(b *testing.B) {
 	for _, mode := range []string{"normal", "full"} {
-		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 100) })
+		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 100, false) })
 	}
 }
 
-func benchIntake(b *testing.B, syncMode string, batch int) {
+func benchIntake(b *testing.B, syncMode string, batch int, detector bool) {
 	s := newStack(b, func(c *config.Config) { c.Store.Sync = syncMode }, nil)
+	token := s.token
+	if detector {
+		token = s.addUser(b, "bench-detector", "intake").Token
+	}
 	var seq atomic.Uint64
 	body := func() []byte {
 		if batch == 1 {
@@ -78,7 +85,7 @@ func benchIntake(b *testing.B, syncMode string, batch int) {
 				b.Error(err)
 				return
 			}
-			req.Header.Set("Authorization", "Bearer "+s.token)
+			req.Header.Set("Authorization", "Bearer "+token)
 			req.Header.Set("Content-Type", "application/json")
 			start := time.Now()
 			resp, err := s.client.Do(req)

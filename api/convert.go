@@ -36,7 +36,7 @@ func runV1(r store.Run) v1.Run {
 	return v1.Run{ID: r.ID, Incident: r.Incident, Gateway: r.Gateway, Site: r.Site, Runbook: r.Runbook, Policy: r.Policy,
 		Trigger: r.Trigger, State: r.State, ApprovalRequired: r.ApprovalRequired, ApprovalReason: r.ApprovalReason,
 		ApprovedBy: r.ApprovedBy, ApprovedAt: r.ApprovedAt, AutoIsolation: r.AutoIsolation, OverrideReason: r.OverrideReason,
-		Plan: r.Plan, Error: r.Error, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		RequestedBy: r.RequestedBy, OverriddenBy: r.OverriddenBy, Plan: r.Plan, Error: r.Error, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		Steps: convertAll(r.Steps, stepV1)}
 }
 

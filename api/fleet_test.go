@@ -20,16 +20,17 @@ func TestFleetRoutesRefuseBadInput(t *testing.T) {
 		status     int
 		contains   string
 	}{
-		"drift without gateway":        {"/v1/drift/check", `{"by":"alice"}`, 400, "gateway"},
-		"drift with a wildcard":        {"/v1/drift/check", `{"gateway":"gw-*","by":"alice"}`, 400, "wildcard"},
-		"drift without agents":         {"/v1/drift/check", `{"gateway":"all","by":"alice"}`, 400, "baseline checker"},
+		"drift without gateway":        {"/v1/drift/check", `{}`, 400, "gateway"},
+		"drift with a wildcard":        {"/v1/drift/check", `{"gateway":"gw-*"}`, 400, "wildcard"},
+		"drift without agents":         {"/v1/drift/check", `{"gateway":"all"}`, 400, "baseline checker"},
 		"drift unknown field":          {"/v1/drift/check", `{"gateway":"all","colour":"red"}`, 400, "colour"},
-		"patch without gateways":       {"/v1/patch/waves", `{"packages":"openssh-server","by":"alice"}`, 400, "gateways"},
-		"patch without packages":       {"/v1/patch/waves", `{"gateways":["gw-hq"],"by":"alice"}`, 400, "packages"},
-		"patch without who":            {"/v1/patch/waves", `{"gateways":["gw-hq"],"packages":"x"}`, 400, "by"},
-		"patch unknown gateway":        {"/v1/patch/waves", `{"gateways":["gw-mars"],"packages":"x","by":"alice"}`, 400, "gw-mars"},
-		"patch wildcard gateway":       {"/v1/patch/waves", `{"gateways":["*"],"packages":"x","by":"alice"}`, 400, "wildcard"},
-		"patch gateways of wrong type": {"/v1/patch/waves", `{"gateways":"gw-hq","packages":"x","by":"alice"}`, 400, "gateways"},
+		"patch without gateways":       {"/v1/patch/waves", `{"packages":"openssh-server"}`, 400, "gateways"},
+		"patch without packages":       {"/v1/patch/waves", `{"gateways":["gw-hq"]}`, 400, "packages"},
+		"patch naming someone else":    {"/v1/patch/waves", `{"gateways":["gw-hq"],"packages":"x","by":"alice"}`, 400, `"field": "by"`},
+		"drift naming someone else":    {"/v1/drift/check", `{"gateway":"all","by":"alice"}`, 400, `"field": "by"`},
+		"patch unknown gateway":        {"/v1/patch/waves", `{"gateways":["gw-mars"],"packages":"x"}`, 400, "gw-mars"},
+		"patch wildcard gateway":       {"/v1/patch/waves", `{"gateways":["*"],"packages":"x"}`, 400, "wildcard"},
+		"patch gateways of wrong type": {"/v1/patch/waves", `{"gateways":"gw-hq","packages":"x"}`, 400, "gateways"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -51,7 +52,7 @@ func TestFleetRoutesRefuseBadInput(t *testing.T) {
 // stops there, leaving the others untouched.
 func TestPatchWaveIsAcceptedThenFollowed(t *testing.T) {
 	s := newStack(t, nil, nil)
-	body := []byte(`{"gateways":["gw-hq","gw-osaka-a"],"packages":"openssh-server","by":"alice"}`)
+	body := []byte(`{"gateways":["gw-hq","gw-osaka-a"],"packages":"openssh-server"}`)
 	if r := s.call(t, "POST", "/v1/patch/waves", body); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("a wave with the controller's loops stopped: %s; want 503", r)
 	}

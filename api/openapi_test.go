@@ -20,6 +20,7 @@ import (
 
 	"github.com/warden-ir/warden/api"
 	v1 "github.com/warden-ir/warden/api/v1"
+	"github.com/warden-ir/warden/auth"
 )
 
 // openAPIDoc is the part of an OpenAPI 3 document the contract tests read.
@@ -39,6 +40,8 @@ type operation struct {
 		Required bool   `yaml:"required"`
 	} `yaml:"parameters"`
 	Responses map[string]any `yaml:"responses"`
+	// Role is x-warden-role: the least role that may call the operation.
+	Role string `yaml:"x-warden-role"`
 }
 
 func (o operation) public() bool { return o.Security != nil && len(*o.Security) == 0 }
@@ -91,9 +94,36 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 var pathParam = regexp.MustCompile(`\{([^}]+)\}`)
 
+// TestOpenAPIRoles: each operation's x-warden-role is the least role the
+// server lets through (Route.Permission), and the public operations, which
+// take no token, name none.
+func TestOpenAPIRoles(t *testing.T) {
+	doc := loadOpenAPI(t)
+	s := newStack(t, nil, nil)
+	for _, r := range s.d.API.Routes() {
+		op, ok := doc.Paths[r.Path][strings.ToLower(r.Method)]
+		if !ok {
+			continue // TestOpenAPIMatchesRoutes reports it
+		}
+		key := routeKey(r.Method, r.Path)
+		if r.Permission == 0 {
+			if !op.public() || op.Role != "" {
+				t.Errorf("%s takes no token, but the document asks for one (public %t, x-warden-role %q)", key, op.public(), op.Role)
+			}
+			continue
+		}
+		if op.public() {
+			t.Errorf("%s needs %s, but the document marks it public", key, r.Permission)
+		}
+		if want := string(auth.Least(r.Permission)); op.Role != want {
+			t.Errorf("%s: x-warden-role %q, want %q (it needs %s)", key, op.Role, want, r.Permission)
+		}
+	}
+}
+
 // TestOpenAPIOperations checks each operation against what the server does:
-// path parameters are declared, authenticated operations document 401, and
-// operations that take a body document 400 and 413.
+// path parameters are declared, authenticated operations document 401, 403
+// and 429, and operations that take a body document 400, 413 and 415.
 func TestOpenAPIOperations(t *testing.T) {
 	doc := loadOpenAPI(t)
 	if len(doc.Security) == 0 {
@@ -122,7 +152,7 @@ func TestOpenAPIOperations(t *testing.T) {
 				}
 				want := []string{}
 				if !op.public() {
-					want = append(want, "401")
+					want = append(want, "401", "403", "429")
 				}
 				if method == "post" {
 					want = append(want, "400", "413", "415")
@@ -153,6 +183,9 @@ func TestRoutesRequireToken(t *testing.T) {
 		var body []byte
 		if r.Method == http.MethodPost {
 			body = []byte(indicatorJSON("c2_beacon", "gw-hq", "high"))
+		}
+		if op.public() != (r.Permission == 0) {
+			t.Errorf("%s: the document says public %t, the server asks for %q", routeKey(r.Method, r.Path), op.public(), r.Permission)
 		}
 		if op.public() {
 			public = append(public, r.Path)
@@ -311,6 +344,15 @@ var v1Schemas = map[reflect.Type]string{
 	reflect.TypeFor[v1.BaselineEvidence]():    "BaselineEvidence",
 	reflect.TypeFor[v1.PatchWaveRequest]():    "PatchWaveRequest",
 	reflect.TypeFor[v1.PatchWave]():           "PatchWave",
+	reflect.TypeFor[v1.WhoAmI]():              "WhoAmI",
+	reflect.TypeFor[v1.User]():                "User",
+	reflect.TypeFor[v1.UserList]():            "UserList",
+	reflect.TypeFor[v1.AddUserRequest]():      "AddUserRequest",
+	reflect.TypeFor[v1.IssuedToken]():         "IssuedToken",
+	reflect.TypeFor[v1.Evidence]():            "Evidence",
+	reflect.TypeFor[v1.Custody]():             "Custody",
+	reflect.TypeFor[v1.EvidenceList]():        "EvidenceList",
+	reflect.TypeFor[v1.EvidenceDetail]():      "EvidenceDetail",
 }
 
 // foreignSchemas are documented formats that are not Warden's types.
@@ -497,29 +539,37 @@ func TestOpenAPIRoutesUseV1(t *testing.T) {
 		responses map[string]string
 	}
 	routes := map[string]io{
-		"GET /healthz":                     {responses: map[string]string{"200": "Health"}},
-		"GET /readyz":                      {responses: map[string]string{"200": "Health", "503": "Health"}},
-		"POST /v1/indicators":              {request: "IndicatorBatch", responses: map[string]string{"202": "IntakeResponse"}},
-		"POST /v1/intake/alertmanager":     {request: "AlertmanagerMessage", responses: map[string]string{"202": "IntakeResponse"}},
-		"POST /v1/plan":                    {request: "Indicator", responses: map[string]string{"200": "PlanResponse"}},
-		"GET /v1/incidents":                {responses: map[string]string{"200": "IncidentList"}},
-		"GET /v1/incidents/{id}":           {responses: map[string]string{"200": "IncidentDetail"}},
-		"GET /v1/runs":                     {responses: map[string]string{"200": "RunList"}},
-		"GET /v1/runs/{id}":                {responses: map[string]string{"200": "Run"}},
-		"POST /v1/runs/{id}/approve":       {request: "ApproveRequest", responses: map[string]string{"200": "Run"}},
-		"POST /v1/runs/{id}/cancel":        {request: "CancelRequest", responses: map[string]string{"200": "Run"}},
-		"POST /v1/indicators/{id}/resolve": {request: "ResolveRequest", responses: map[string]string{"200": "Resolved"}},
-		"POST /v1/runbooks/{name}/runs":    {request: "StartRunbookRequest", responses: map[string]string{"200": "RunbookDryRun", "202": "Run"}},
-		"GET /v1/gateways":                 {responses: map[string]string{"200": "GatewayList"}},
-		"GET /v1/gateways/{id}":            {responses: map[string]string{"200": "Gateway"}},
-		"GET /v1/audit/verify":             {responses: map[string]string{"200": "AuditVerification"}},
-		"POST /v1/breaker/reset":           {request: "BreakerResetRequest", responses: map[string]string{"200": "BreakerReset"}},
-		"POST /v1/drift/check":             {request: "DriftCheckRequest", responses: map[string]string{"200": "DriftCheckResponse"}},
-		"POST /v1/patch/waves":             {request: "PatchWaveRequest", responses: map[string]string{"202": "PatchWave"}},
-		"GET /v1/patch/waves/{id}":         {responses: map[string]string{"200": "PatchWave"}},
-		"GET /v1/incidents/{id}/report":    {}, // HTML or Markdown
-		"GET /metrics":                     {}, // Prometheus text
-		"GET /v1/openapi.yaml":             {}, // this document
+		"GET /healthz":                            {responses: map[string]string{"200": "Health"}},
+		"GET /readyz":                             {responses: map[string]string{"200": "Health", "503": "Health"}},
+		"POST /v1/indicators":                     {request: "IndicatorBatch", responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/intake/alertmanager":            {request: "AlertmanagerMessage", responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/plan":                           {request: "Indicator", responses: map[string]string{"200": "PlanResponse"}},
+		"GET /v1/incidents":                       {responses: map[string]string{"200": "IncidentList"}},
+		"GET /v1/incidents/{id}":                  {responses: map[string]string{"200": "IncidentDetail"}},
+		"GET /v1/runs":                            {responses: map[string]string{"200": "RunList"}},
+		"GET /v1/runs/{id}":                       {responses: map[string]string{"200": "Run"}},
+		"POST /v1/runs/{id}/approve":              {request: "ApproveRequest", responses: map[string]string{"200": "Run"}},
+		"POST /v1/runs/{id}/cancel":               {request: "CancelRequest", responses: map[string]string{"200": "Run"}},
+		"POST /v1/indicators/{id}/resolve":        {request: "ResolveRequest", responses: map[string]string{"200": "Resolved"}},
+		"POST /v1/runbooks/{name}/runs":           {request: "StartRunbookRequest", responses: map[string]string{"200": "RunbookDryRun", "202": "Run"}},
+		"GET /v1/gateways":                        {responses: map[string]string{"200": "GatewayList"}},
+		"GET /v1/gateways/{id}":                   {responses: map[string]string{"200": "Gateway"}},
+		"GET /v1/audit/verify":                    {responses: map[string]string{"200": "AuditVerification"}},
+		"POST /v1/breaker/reset":                  {request: "BreakerResetRequest", responses: map[string]string{"200": "BreakerReset"}},
+		"POST /v1/drift/check":                    {request: "DriftCheckRequest", responses: map[string]string{"200": "DriftCheckResponse"}},
+		"POST /v1/patch/waves":                    {request: "PatchWaveRequest", responses: map[string]string{"202": "PatchWave"}},
+		"GET /v1/patch/waves/{id}":                {responses: map[string]string{"200": "PatchWave"}},
+		"GET /v1/whoami":                          {responses: map[string]string{"200": "WhoAmI"}},
+		"GET /v1/users":                           {responses: map[string]string{"200": "UserList"}},
+		"POST /v1/users":                          {request: "AddUserRequest", responses: map[string]string{"201": "IssuedToken"}},
+		"POST /v1/users/{name}/disable":           {responses: map[string]string{"200": "User"}},
+		"POST /v1/users/{name}/token":             {responses: map[string]string{"200": "IssuedToken"}},
+		"GET /v1/incidents/{id}/evidence":         {responses: map[string]string{"200": "EvidenceList"}},
+		"GET /v1/evidence/{id}":                   {responses: map[string]string{"200": "EvidenceDetail"}},
+		"POST /v1/incidents/{id}/evidence/export": {}, // a tar.gz archive
+		"GET /v1/incidents/{id}/report":           {}, // HTML or Markdown
+		"GET /metrics":                            {}, // Prometheus text
+		"GET /v1/openapi.yaml":                    {}, // this document
 	}
 	b, err := os.ReadFile("openapi.yaml")
 	if err != nil {

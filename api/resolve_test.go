@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	v1 "github.com/warden-ir/warden/api/v1"
 )
 
 // TestResolveIndicator: a person resolves an indicator by id, with a
@@ -23,10 +25,10 @@ func TestResolveIndicator(t *testing.T) {
 		want       int
 		says       string
 	}{
-		"no by":         {"/v1/indicators/" + id + "/resolve", `{"reason":"false positive"}`, http.StatusBadRequest, "by"},
-		"no reason":     {"/v1/indicators/" + id + "/resolve", `{"by":"carol"}`, http.StatusBadRequest, "reason"},
-		"unknown id":    {"/v1/indicators/ind-nope/resolve", `{"by":"carol","reason":"x"}`, http.StatusNotFound, "ind-nope"},
-		"unknown field": {"/v1/indicators/" + id + "/resolve", `{"by":"carol","reason":"x","extra":1}`, http.StatusBadRequest, "extra"},
+		"someone else's by": {"/v1/indicators/" + id + "/resolve", `{"by":"carol","reason":"false positive"}`, http.StatusBadRequest, `"field": "by"`},
+		"no reason":         {"/v1/indicators/" + id + "/resolve", `{}`, http.StatusBadRequest, "reason"},
+		"unknown id":        {"/v1/indicators/ind-nope/resolve", `{"reason":"x"}`, http.StatusNotFound, "ind-nope"},
+		"unknown field":     {"/v1/indicators/" + id + "/resolve", `{"reason":"x","extra":1}`, http.StatusBadRequest, "extra"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := s.call(t, "POST", tc.path, []byte(tc.body))
@@ -36,6 +38,12 @@ func TestResolveIndicator(t *testing.T) {
 			}
 		})
 	}
-	expectStatus(t, s.call(t, "POST", "/v1/indicators/"+id+"/resolve", []byte(`{"by":"carol","reason":"the blocked retry of the known implant"}`)), http.StatusOK)
-	expectStatus(t, s.call(t, "POST", "/v1/indicators/"+id+"/resolve", []byte(`{"by":"carol","reason":"again"}`)), http.StatusConflict)
+	// An approver resolves it; the answer names them, whatever the body
+	// could have said.
+	r = s.user(t, "carol", "approver").call(t, "POST", "/v1/indicators/"+id+"/resolve", []byte(`{"by":"carol","reason":"the blocked retry of the known implant"}`))
+	expectStatus(t, r, http.StatusOK)
+	if got := decodeReply[v1.Resolved](t, r); got.Indicator != id || got.ResolvedBy != "user:carol" {
+		t.Errorf("resolved: %s", r)
+	}
+	expectStatus(t, s.call(t, "POST", "/v1/indicators/"+id+"/resolve", []byte(`{"reason":"again"}`)), http.StatusConflict)
 }

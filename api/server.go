@@ -4,15 +4,17 @@
 // controller's and the store's values in convert.go: a row of the store is
 // never the wire format.
 //
-// It owns authentication (bearer token, optional HMAC webhook signature),
-// body limits and the mapping of errors to status codes: a bad request gets
-// a 4xx whose message names the field, never a 5xx. It must not decide or
-// act: it hands decoded input to the controller.
+// It owns authentication and authorisation (a bearer token or ID token
+// per person or detector, found by package auth; each route asks for one
+// permission, which the caller's role must grant; an optional HMAC webhook
+// signature), body limits and the mapping of errors to status codes: a bad
+// request gets a 4xx whose message names the field, never a 5xx. Who acts
+// is the authenticated principal, never a name in the body. It must not
+// decide or act: it hands decoded input to the controller.
 package api
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -30,6 +32,7 @@ import (
 
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
@@ -47,9 +50,14 @@ var OpenAPI []byte
 
 // Options configure the server.
 type Options struct {
-	Controller   *controller.Controller
-	Policies     *policies.Set
-	Ledger       *evidence.Ledger
+	Controller *controller.Controller
+	Policies   *policies.Set
+	Ledger     *evidence.Ledger
+	// Auth authenticates callers. nil builds one over the controller's
+	// store, with Token as the deprecated shared admin token.
+	Auth *auth.Authenticator
+	// Token is the deprecated shared token (server.api_token), used only
+	// when Auth is nil.
 	Token        string
 	MaxBodyBytes int64
 	Alertmanager intake.AlertmanagerMapping
@@ -89,14 +97,25 @@ type Server struct {
 	routes []Route
 }
 
-// Route is one registered method and path (for the OpenAPI contract test).
-type Route struct{ Method, Path string }
+// Route is one registered method and path (for the OpenAPI contract test),
+// and the permission it asks for (0: none, the route is public).
+type Route struct {
+	Method, Path string
+	Permission   auth.Permission
+}
 
-// New builds the handler. An empty token is refused: the API authenticates
-// every caller (safety invariant 8).
+// New builds the handler. Every route but health, readiness, metrics and
+// the API description authenticates its caller (safety invariant 8).
 func New(opt Options) (*Server, error) {
-	if opt.Token == "" {
-		return nil, errors.New("creating API server: an API token is required (server.api_token or WARDEN_SERVER_API_TOKEN)")
+	if opt.Auth == nil {
+		if opt.Controller == nil {
+			return nil, errors.New("creating API server: an authenticator or a controller (whose store holds the users) is required")
+		}
+		a, err := auth.NewAuthenticator(auth.Options{Store: Credentials(opt.Controller.Store()), LegacyToken: opt.Token})
+		if err != nil {
+			return nil, fmt.Errorf("creating API server: %w", err)
+		}
+		opt.Auth = a
 	}
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 1 << 20
@@ -122,37 +141,48 @@ func New(opt Options) (*Server, error) {
 		}
 	}
 	s := &Server{opt: opt, mux: http.NewServeMux()}
-	s.handle("GET", "/healthz", false, s.healthz)
-	s.handle("GET", "/readyz", false, s.readyz)
+	s.handle("GET", "/healthz", public, s.healthz)
+	s.handle("GET", "/readyz", public, s.readyz)
 	if opt.Gatherer != nil {
 		h := promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{})
-		s.handle("GET", "/metrics", false, h.ServeHTTP)
+		s.handle("GET", "/metrics", public, h.ServeHTTP)
 	}
-	s.handle("GET", "/v1/openapi.yaml", false, func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET", "/v1/openapi.yaml", public, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(OpenAPI)
 	})
-	s.handle("POST", "/v1/indicators", true, s.postIndicators)
-	s.handle("POST", "/v1/intake/alertmanager", true, s.postAlertmanager)
-	s.handle("POST", "/v1/plan", true, s.postPlan)
-	s.handle("GET", "/v1/incidents", true, s.listIncidents)
-	s.handle("GET", "/v1/incidents/{id}", true, s.getIncident)
-	s.handle("GET", "/v1/incidents/{id}/report", true, s.getReport)
-	s.handle("GET", "/v1/runs", true, s.listRuns)
-	s.handle("GET", "/v1/runs/{id}", true, s.getRun)
-	s.handle("POST", "/v1/runs/{id}/approve", true, s.approveRun)
-	s.handle("POST", "/v1/indicators/{id}/resolve", true, s.resolveIndicator)
-	s.handle("POST", "/v1/runs/{id}/cancel", true, s.cancelRun)
-	s.handle("POST", "/v1/runbooks/{name}/runs", true, s.startRunbook)
-	s.handle("GET", "/v1/gateways", true, s.listGateways)
-	s.handle("GET", "/v1/gateways/{id}", true, s.getGateway)
-	s.handle("GET", "/v1/audit/verify", true, s.verifyAudit)
-	s.handle("POST", "/v1/breaker/reset", true, s.resetBreaker)
-	s.handle("POST", "/v1/drift/check", true, s.driftCheck)
-	s.handle("POST", "/v1/patch/waves", true, s.patchWave)
-	s.handle("GET", "/v1/patch/waves/{id}", true, s.getPatchWave)
+	s.handle("POST", "/v1/indicators", auth.Submit, s.postIndicators)
+	s.handle("POST", "/v1/intake/alertmanager", auth.Submit, s.postAlertmanager)
+	s.handle("POST", "/v1/plan", auth.Respond, s.postPlan)
+	s.handle("GET", "/v1/whoami", auth.Read, s.whoami)
+	s.handle("GET", "/v1/incidents", auth.Read, s.listIncidents)
+	s.handle("GET", "/v1/incidents/{id}", auth.Read, s.getIncident)
+	s.handle("GET", "/v1/incidents/{id}/report", auth.Read, s.getReport)
+	s.handle("GET", "/v1/incidents/{id}/evidence", auth.Read, s.listEvidence)
+	s.handle("POST", "/v1/incidents/{id}/evidence/export", auth.Respond, s.exportEvidence)
+	s.handle("GET", "/v1/evidence/{id}", auth.Respond, s.showEvidence)
+	s.handle("GET", "/v1/runs", auth.Read, s.listRuns)
+	s.handle("GET", "/v1/runs/{id}", auth.Read, s.getRun)
+	s.handleExplained("POST", "/v1/runs/{id}/approve", auth.Approve, s.fourEyesRefusal, s.approveRun)
+	s.handle("POST", "/v1/indicators/{id}/resolve", auth.Approve, s.resolveIndicator)
+	s.handle("POST", "/v1/runs/{id}/cancel", auth.Approve, s.cancelRun)
+	s.handle("POST", "/v1/runbooks/{name}/runs", auth.Respond, s.startRunbook)
+	s.handle("GET", "/v1/gateways", auth.Read, s.listGateways)
+	s.handle("GET", "/v1/gateways/{id}", auth.Read, s.getGateway)
+	s.handle("GET", "/v1/audit/verify", auth.Read, s.verifyAudit)
+	s.handle("POST", "/v1/breaker/reset", auth.Administer, s.resetBreaker)
+	s.handle("POST", "/v1/drift/check", auth.Respond, s.driftCheck)
+	s.handle("POST", "/v1/patch/waves", auth.Respond, s.patchWave)
+	s.handle("GET", "/v1/patch/waves/{id}", auth.Read, s.getPatchWave)
+	s.handle("GET", "/v1/users", auth.Administer, s.listUsers)
+	s.handle("POST", "/v1/users", auth.Administer, s.addUser)
+	s.handle("POST", "/v1/users/{name}/disable", auth.Administer, s.disableUser)
+	s.handle("POST", "/v1/users/{name}/token", auth.Administer, s.rotateToken)
 	return s, nil
 }
+
+// public marks a route that needs no authentication.
+const public auth.Permission = 0
 
 // Routes lists every registered route.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
@@ -193,11 +223,20 @@ func (p *statusProbe) WriteHeader(status int) {
 	}
 }
 
-func (s *Server) handle(method, path string, auth bool, h http.HandlerFunc) {
-	s.routes = append(s.routes, Route{method, path})
+func (s *Server) handle(method, path string, perm auth.Permission, h http.HandlerFunc) {
+	s.handleExplained(method, path, perm, nil, h)
+}
+
+// refusalExplainer adds to a 403 for the caller's role what else would
+// refuse them ("" when nothing would).
+type refusalExplainer func(r *http.Request, p auth.Principal) string
+
+// handleExplained is handle with explain adding to the role's 403.
+func (s *Server) handleExplained(method, path string, perm auth.Permission, explain refusalExplainer, h http.HandlerFunc) {
+	s.routes = append(s.routes, Route{method, path, perm})
 	var handler http.Handler = h
-	if auth {
-		handler = s.authenticate(h, isIntake(path))
+	if perm != public {
+		handler = s.authenticate(h, perm, isIntake(path), explain)
 	}
 	s.mux.Handle(method+" "+path, handler)
 }
@@ -248,17 +287,67 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func (s *Server) authenticate(next http.Handler, intake bool) http.Handler {
-	want := []byte("Bearer " + s.opt.Token)
+// authenticate finds the caller (401 when it cannot, 429 for an address
+// that failed too often), checks that their role grants perm (403 naming
+// the role needed otherwise), and hands the request on with the principal
+// in its context: every audit entry written for it names the caller and
+// the token they used.
+func (s *Server) authenticate(next http.Handler, perm auth.Permission, intake bool, explain refusalExplainer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		p, err := s.opt.Auth.Authenticate(r)
+		var th *auth.ThrottledError
+		switch {
+		case errors.As(err, &th):
+			w.Header().Set("Retry-After", strconv.Itoa(int(th.RetryAfter.Round(time.Second)/time.Second)))
+			s.fail(w, http.StatusTooManyRequests, intakeReason(intake, "throttled"), err)
+			return
+		case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrDisabled), errors.Is(err, auth.ErrNoRole):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
-			s.fail(w, http.StatusUnauthorized, intakeReason(intake, "unauthorized"), errors.New("missing or wrong bearer token in the Authorization header"))
+			s.fail(w, http.StatusUnauthorized, intakeReason(intake, "unauthorized"), err)
+			return
+		case err != nil:
+			s.setRetryAfter(w)
+			s.opt.Log.Error("cannot authenticate: the user store or the OIDC issuer did not answer", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, v1.Error{Error: "cannot check credentials now; try again after Retry-After"})
+			return
+		}
+		ctx := auth.WithPrincipal(r.Context(), p)
+		ctx = audit.WithCredential(ctx, p.Actor(), p.TokenID)
+		r = r.WithContext(ctx)
+		if !p.Role.Can(perm) {
+			msg := fmt.Sprintf("%s (role %s) may not %s: %s needs the %s role or higher", p.Name, p.Role, perm, r.Method+" "+r.URL.Path, auth.Least(perm))
+			if explain != nil {
+				if more := explain(r, p); more != "" {
+					msg += "; and " + more
+				}
+			}
+			s.fail(w, http.StatusForbidden, intakeReason(intake, "forbidden"), errors.New(msg))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// principal is the authenticated caller of r (set by authenticate).
+func principal(r *http.Request) auth.Principal {
+	p, _ := auth.FromContext(r.Context())
+	return p
+}
+
+// actor is how the audit names the caller of r.
+func actor(r *http.Request) string { return principal(r).Actor() }
+
+// checkBy refuses a body's "by" that names anyone but the caller: who acts
+// comes from authentication. An absent "by" is the caller.
+func (s *Server) checkBy(w http.ResponseWriter, r *http.Request, by string) bool {
+	by = strings.TrimSpace(by)
+	p := principal(r)
+	if by == "" || by == p.Name || by == p.Actor() {
+		return true
+	}
+	s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by",
+		Reason: fmt.Sprintf("names %q but the caller is %s: who acts comes from the token; leave by out", clip(by, 64), p.Name)})
+	return false
 }
 
 // readBody reads a size-limited body. It writes the error response itself
@@ -302,8 +391,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) (
 	}
 	return body, true
 }
-
-func actor(r *http.Request) string { return "api" }
 
 func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
 	body, ok := s.readBody(w, r, true)
@@ -445,12 +532,18 @@ func Explain(ctx context.Context, c *controller.Controller, pol *policies.Set, i
 func statusFor(err error) int {
 	var fe *indicator.FieldError
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, evidence.ErrNotFound), errors.Is(err, evidence.ErrUnknownIncident):
 		return http.StatusNotFound
+	case errors.Is(err, evidence.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, evidence.ErrTampered):
+		return http.StatusConflict
 	case errors.Is(err, controller.ErrInvalid), errors.As(err, &fe):
 		return http.StatusBadRequest
 	case errors.Is(err, controller.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, controller.ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, controller.ErrNotRunning):
 		return http.StatusServiceUnavailable
 	}
@@ -556,7 +649,7 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 		format = report.FormatHTML
 	}
 	c := s.opt.Controller
-	m, err := report.Load(r.Context(), c.Store(), c.Inventory(), s.opt.Ledger, r.PathValue("id"))
+	m, err := report.Load(r.Context(), c.Store(), c.Inventory(), s.opt.Ledger, r.PathValue("id"), report.FourEyes(c.FourEyes()))
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
@@ -641,19 +734,33 @@ func (s *Server) decodeSmall(w http.ResponseWriter, r *http.Request, v any) bool
 // runDecision is approve and cancel: a person, named, acts on one run.
 func (s *Server) runDecision(w http.ResponseWriter, r *http.Request, verb string, act func(id, actor string, req personRequest) (store.Run, error)) {
 	var req personRequest
-	if !s.decodeSmall(w, r, &req) {
+	if !s.decodeSmall(w, r, &req) || !s.checkBy(w, r, req.By) {
 		return
 	}
-	if strings.TrimSpace(req.By) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who " + verb})
-		return
-	}
-	run, err := act(r.PathValue("id"), "api:"+req.By, req)
+	run, err := act(r.PathValue("id"), actor(r), req)
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, runV1(run))
+}
+
+// fourEyesRefusal runs when the caller's role refuses an approval: the
+// controller records the refused attempt in the audit, and says whether
+// four eyes would refuse them too (they asked for the run or overrode a
+// gate on it), which the 403 then says as well, to a caller who may read
+// runs: a responder who requested a release learns that another person
+// must approve it, not only that they lack a role.
+func (s *Server) fourEyesRefusal(r *http.Request, p auth.Principal) string {
+	why := fmt.Sprintf("role %s may not approve", p.Role)
+	fe, err := s.opt.Controller.RefuseApproval(r.Context(), r.PathValue("id"), p.Actor(), why)
+	if err != nil {
+		s.opt.Log.Error("recording a refused approval", "run", r.PathValue("id"), "err", err)
+	}
+	if !p.Role.Can(auth.Read) {
+		return ""
+	}
+	return fe
 }
 
 func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
@@ -666,11 +773,7 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request) {
 // threat: the only way past a release's no-live-threat gate.
 func (s *Server) resolveIndicator(w http.ResponseWriter, r *http.Request) {
 	var req personRequest
-	if !s.decodeSmall(w, r, &req) {
-		return
-	}
-	if strings.TrimSpace(req.By) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who resolves the indicator"})
+	if !s.decodeSmall(w, r, &req) || !s.checkBy(w, r, req.By) {
 		return
 	}
 	if strings.TrimSpace(req.Reason) == "" {
@@ -678,11 +781,11 @@ func (s *Server) resolveIndicator(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := s.opt.Controller.ResolveIndicator(r.Context(), id, "api:"+req.By, req.Reason); err != nil {
+	if err := s.opt.Controller.ResolveIndicator(r.Context(), id, actor(r), req.Reason); err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v1.Resolved{Indicator: id, ResolvedBy: "api:" + req.By})
+	writeJSON(w, http.StatusOK, v1.Resolved{Indicator: id, ResolvedBy: actor(r)})
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
@@ -693,17 +796,13 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 	var req v1.StartRunbookRequest
-	if !s.decodeSmall(w, r, &req) {
-		return
-	}
-	if strings.TrimSpace(req.By) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who starts the runbook"})
+	if !s.decodeSmall(w, r, &req) || !s.checkBy(w, r, req.By) {
 		return
 	}
 	name := r.PathValue("name")
 	if req.DryRun {
 		p, err := s.opt.Controller.PlanManual(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
-			Actor: "api:" + req.By, OverrideReason: req.OverrideReason})
+			Actor: actor(r), OverrideReason: req.OverrideReason})
 		if err != nil {
 			s.fail(w, statusFor(err), "", err)
 			return
@@ -712,7 +811,7 @@ func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
-		Actor: "api:" + req.By, OverrideReason: req.OverrideReason})
+		Actor: actor(r), OverrideReason: req.OverrideReason})
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
@@ -760,18 +859,14 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 	var req v1.DriftCheckRequest
-	if !s.decodeSmall(w, r, &req) {
+	if !s.decodeSmall(w, r, &req) || !s.checkBy(w, r, req.By) {
 		return
 	}
 	if strings.TrimSpace(req.Gateway) == "" {
 		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "gateway", Reason: `is required: a gateway id, or "all" for the whole fleet`})
 		return
 	}
-	by := req.By
-	if by == "" {
-		by = "unknown"
-	}
-	res, err := s.opt.Controller.DriftCheck(r.Context(), req.Gateway, "api:"+by)
+	res, err := s.opt.Controller.DriftCheck(r.Context(), req.Gateway, actor(r))
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return
@@ -785,15 +880,11 @@ func (s *Server) driftCheck(w http.ResponseWriter, r *http.Request) {
 // ended, its report.
 func (s *Server) patchWave(w http.ResponseWriter, r *http.Request) {
 	var body v1.PatchWaveRequest
-	if !s.decodeSmall(w, r, &body) {
+	if !s.decodeSmall(w, r, &body) || !s.checkBy(w, r, body.By) {
 		return
 	}
 	req := patchWaveRequest(body)
-	if req.Actor == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by", Reason: "is required: who asks for the patch"})
-		return
-	}
-	req.Actor = "api:" + req.Actor
+	req.Actor = actor(r)
 	wave, err := s.opt.Controller.StartPatchWave(r.Context(), req)
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
@@ -814,14 +905,14 @@ func (s *Server) getPatchWave(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 	var req personRequest
-	if !s.decodeSmall(w, r, &req) {
+	if !s.decodeSmall(w, r, &req) || !s.checkBy(w, r, req.By) {
 		return
 	}
-	if strings.TrimSpace(req.By) == "" || strings.TrimSpace(req.Reason) == "" {
-		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "by/reason", Reason: "both are required to reset the circuit breaker"})
+	if strings.TrimSpace(req.Reason) == "" {
+		s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: "reason", Reason: "is required to reset the circuit breaker"})
 		return
 	}
-	was, err := s.opt.Controller.ResetBreaker(r.Context(), "api:"+req.By, req.Reason)
+	was, err := s.opt.Controller.ResetBreaker(r.Context(), actor(r), req.Reason)
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, "", err)
 		return

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/warden-ir/warden/api/v1"
+	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
@@ -69,8 +71,16 @@ type stack struct {
 // newStack builds the daemon with the default configuration, the test
 // inventory and a store in a temporary directory. mutate (may be nil)
 // changes the configuration first; log (may be nil) receives every log
-// line.
+// line. Its caller is the deprecated shared token (testToken), an admin
+// named shared-api-token; per-person callers come from s.user.
 func newStack(tb testing.TB, mutate func(*config.Config), log *slog.Logger) *stack {
+	tb.Helper()
+	return newStackWith(tb, mutate, daemon.Options{Log: log})
+}
+
+// newStackWith is newStack with the daemon's options (fake actions, a
+// failure limiter of the test's own).
+func newStackWith(tb testing.TB, mutate func(*config.Config), opt daemon.Options) *stack {
 	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Store.Path = filepath.Join(tb.TempDir(), "warden.db")
@@ -82,7 +92,12 @@ func newStack(tb testing.TB, mutate func(*config.Config), log *slog.Logger) *sta
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("test configuration: %v", err)
 	}
-	d, err := daemon.Build(tb.Context(), cfg, daemon.Options{Log: log})
+	if opt.AuthLimiter == nil {
+		// The tests fail authentication on purpose, many times, from
+		// loopback: the default limiter would answer them 429.
+		opt.AuthLimiter = auth.NewLimiter(1<<20, time.Millisecond, 1<<16)
+	}
+	d, err := daemon.Build(tb.Context(), cfg, opt)
 	if err != nil {
 		tb.Fatalf("building daemon: %v", err)
 	}
@@ -94,6 +109,32 @@ func newStack(tb testing.TB, mutate func(*config.Config), log *slog.Logger) *sta
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	tb.Cleanup(tr.CloseIdleConnections)
 	return &stack{d: d, url: srv.URL, token: cfg.Server.APIToken, client: client}
+}
+
+// as is s calling with token.
+func (s *stack) as(token string) *stack {
+	c := *s
+	c.token = token
+	return &c
+}
+
+// addUser adds a user through POST /v1/users, as s's caller (an admin),
+// and returns what the controller issued.
+func (s *stack) addUser(tb testing.TB, name, role string) v1.IssuedToken {
+	tb.Helper()
+	r := s.call(tb, "POST", "/v1/users", []byte(fmt.Sprintf(`{"name":%q,"role":%q}`, name, role)))
+	expectStatus(tb, r, http.StatusCreated)
+	is := decodeReply[v1.IssuedToken](tb, r)
+	if is.Token == "" || is.TokenID == "" || is.User.Name != name || is.User.Role != role {
+		tb.Fatalf("adding %s (%s): %s", name, role, r)
+	}
+	return is
+}
+
+// user adds a user (as addUser) and returns s calling as them.
+func (s *stack) user(tb testing.TB, name, role string) *stack {
+	tb.Helper()
+	return s.as(s.addUser(tb, name, role).Token)
 }
 
 // reply is a buffered HTTP answer.
@@ -808,8 +849,9 @@ func TestConcurrentDuplicates(t *testing.T) {
 	}
 }
 
-// TestConcurrentApprovals: of several people approving the same run at
-// once, exactly one succeeds and the others get 409.
+// TestConcurrentApprovals: of several approvers approving the same run at
+// once, each with their own token, exactly one succeeds and the others get
+// 409.
 func TestConcurrentApprovals(t *testing.T) {
 	s := newStack(t, nil, nil)
 	res := decodeReply[intakeReply](t, s.call(t, "POST", "/v1/indicators", []byte(indicatorJSON("integrity_violation", "gw-factory", "critical")))).Results[0]
@@ -817,11 +859,15 @@ func TestConcurrentApprovals(t *testing.T) {
 		t.Fatalf("integrity violation: %+v, want a run awaiting approval", res)
 	}
 	const people = 8
+	approvers := make([]*stack, people)
+	for i := range approvers {
+		approvers[i] = s.user(t, fmt.Sprintf("person-%d", i), "approver")
+	}
 	statuses := make([]int, people)
 	var wg sync.WaitGroup
-	for i := range people {
+	for i, a := range approvers {
 		wg.Go(func() {
-			r, err := s.try(t.Context(), "POST", "/v1/runs/"+res.RunID+"/approve", []byte(fmt.Sprintf(`{"by":"person-%d"}`, i)))
+			r, err := a.try(t.Context(), "POST", "/v1/runs/"+res.RunID+"/approve", []byte(`{"comment":"seen"}`))
 			if err != nil {
 				t.Error(err)
 				return
@@ -841,6 +887,10 @@ func TestConcurrentApprovals(t *testing.T) {
 	}
 	if ok != 1 || conflict != people-1 {
 		t.Errorf("statuses %v: want one 200 and %d 409", statuses, people-1)
+	}
+	run, err := s.d.Store.Run(t.Context(), res.RunID)
+	if err != nil || !strings.HasPrefix(run.ApprovedBy, "user:person-") {
+		t.Errorf("run approved by %q (%v), want one of the approvers", run.ApprovedBy, err)
 	}
 }
 
@@ -930,9 +980,12 @@ func TestWebhookReplayAfterRestart(t *testing.T) {
 }
 
 // TestRunsAPI walks a run through approval: a config_tamper indicator
-// under the default policies waits for a person.
+// under the default policies waits for a person. The indicator is sent
+// with the shared token, so its holder asked for the run and may not
+// approve it (four eyes); an approver does.
 func TestRunsAPI(t *testing.T) {
 	s := newStack(t, nil, nil)
+	appr := s.user(t, "appr1", "approver")
 	r := s.call(t, "POST", "/v1/indicators", []byte(indicatorJSON("config_tamper", "gw-hq", "high")))
 	expectStatus(t, r, http.StatusAccepted)
 	res := decodeReply[intakeReply](t, r).Results[0]
@@ -940,19 +993,22 @@ func TestRunsAPI(t *testing.T) {
 		t.Fatalf("config_tamper: %+v, want a run of tamper-contain-with-approval awaiting approval", res)
 	}
 	approve := "/v1/runs/" + res.RunID + "/approve"
+	requester := "user:" + auth.LegacyName
 
 	steps := []struct {
 		name      string
+		as        *stack // the caller; nil: the shared token
 		method    string
 		path      string
 		body      string
 		want      int
 		wantField string
+		wantIn    string
 		check     func(t *testing.T, r reply)
 	}{
 		{name: "get the waiting run", method: "GET", path: "/v1/runs/" + res.RunID, want: http.StatusOK, check: func(t *testing.T, r reply) {
 			run := decodeReply[store.Run](t, r)
-			if run.State != store.RunAwaitingApproval || !run.ApprovalRequired || run.ApprovalReason == "" || len(run.Steps) == 0 {
+			if run.State != store.RunAwaitingApproval || !run.ApprovalRequired || run.ApprovalReason == "" || len(run.Steps) == 0 || run.RequestedBy != requester {
 				t.Errorf("run: %+v", run)
 			}
 		}},
@@ -962,30 +1018,30 @@ func TestRunsAPI(t *testing.T) {
 				t.Errorf("runs: %+v", list.Runs)
 			}
 		}},
-		{name: "approve without by", method: "POST", path: approve, body: `{"comment":"looks bad"}`, want: http.StatusBadRequest, wantField: "by"},
-		{name: "approve with blank by", method: "POST", path: approve, body: `{"by":"  "}`, want: http.StatusBadRequest, wantField: "by"},
-		{name: "approve with empty body", method: "POST", path: approve, want: http.StatusBadRequest, wantField: "by"},
-		{name: "approve with unknown field", method: "POST", path: approve, body: `{"by":"alice","force":true}`, want: http.StatusBadRequest},
-		{name: "approve with wrong type", method: "POST", path: approve, body: `{"by":5}`, want: http.StatusBadRequest},
-		{name: "approve with a second document", method: "POST", path: approve, body: `{"by":"alice"} {"by":"mallory"}`, want: http.StatusBadRequest},
-		{name: "approve with trailing garbage", method: "POST", path: approve, body: `{"by":"alice"}]`, want: http.StatusBadRequest},
-		{name: "approve unknown run", method: "POST", path: "/v1/runs/run-doesnotexist/approve", body: `{"by":"alice"}`, want: http.StatusNotFound},
-		{name: "approve", method: "POST", path: approve, body: `{"by":"alice","comment":"confirmed with the site"}`, want: http.StatusOK, check: func(t *testing.T, r reply) {
+		{name: "approve naming someone else", as: appr, method: "POST", path: approve, body: `{"by":"alice","comment":"looks bad"}`, want: http.StatusBadRequest, wantField: "by", wantIn: "appr1"},
+		{name: "approve naming the requester", as: appr, method: "POST", path: approve, body: `{"by":"` + requester + `"}`, want: http.StatusBadRequest, wantField: "by"},
+		{name: "approve with unknown field", as: appr, method: "POST", path: approve, body: `{"by":"appr1","force":true}`, want: http.StatusBadRequest, wantIn: "force"},
+		{name: "approve with wrong type", as: appr, method: "POST", path: approve, body: `{"by":5}`, want: http.StatusBadRequest},
+		{name: "approve with a second document", as: appr, method: "POST", path: approve, body: `{"by":"appr1"} {"by":"mallory"}`, want: http.StatusBadRequest},
+		{name: "approve with trailing garbage", as: appr, method: "POST", path: approve, body: `{"by":"appr1"}]`, want: http.StatusBadRequest},
+		{name: "approve unknown run", as: appr, method: "POST", path: "/v1/runs/run-doesnotexist/approve", want: http.StatusNotFound},
+		{name: "the requester approves", method: "POST", path: approve, body: `{"comment":"mine"}`, want: http.StatusForbidden, wantIn: "four eyes"},
+		{name: "approve", as: appr, method: "POST", path: approve, body: `{"comment":"confirmed with the site"}`, want: http.StatusOK, check: func(t *testing.T, r reply) {
 			run := decodeReply[store.Run](t, r)
-			if run.State != store.RunPending || run.ApprovedBy != "api:alice" {
+			if run.State != store.RunPending || run.ApprovedBy != "user:appr1" {
 				t.Errorf("approved run: state %q by %q", run.State, run.ApprovedBy)
 			}
 		}},
-		{name: "approve again", method: "POST", path: approve, body: `{"by":"bob"}`, want: http.StatusConflict},
+		{name: "approve again", as: appr, method: "POST", path: approve, body: `{"by":"appr1"}`, want: http.StatusConflict},
 		{name: "stored as approved", method: "GET", path: "/v1/runs/" + res.RunID, want: http.StatusOK, check: func(t *testing.T, r reply) {
-			if run := decodeReply[store.Run](t, r); run.ApprovedBy != "api:alice" {
-				t.Errorf("stored approver %q", run.ApprovedBy)
+			if run := decodeReply[store.Run](t, r); run.ApprovedBy != "user:appr1" || run.RequestedBy != requester {
+				t.Errorf("stored approver %q, requester %q", run.ApprovedBy, run.RequestedBy)
 			}
 		}},
-		{name: "cancel without by", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", body: `{}`, want: http.StatusBadRequest, wantField: "by"},
-		{name: "cancel unknown run", method: "POST", path: "/v1/runs/run-doesnotexist/cancel", body: `{"by":"alice"}`, want: http.StatusNotFound},
-		{name: "cancel", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", body: `{"by":"alice","reason":"false positive"}`, want: http.StatusOK},
-		{name: "cancel again", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", body: `{"by":"alice"}`, want: http.StatusConflict},
+		{name: "cancel naming someone else", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", body: `{"by":"alice"}`, want: http.StatusBadRequest, wantField: "by"},
+		{name: "cancel unknown run", method: "POST", path: "/v1/runs/run-doesnotexist/cancel", body: `{}`, want: http.StatusNotFound},
+		{name: "cancel", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", body: `{"by":"` + auth.LegacyName + `","reason":"false positive"}`, want: http.StatusOK},
+		{name: "cancel again", method: "POST", path: "/v1/runs/" + res.RunID + "/cancel", want: http.StatusConflict},
 		{name: "get unknown run", method: "GET", path: "/v1/runs/run-doesnotexist", want: http.StatusNotFound},
 		{name: "incident lists the run", method: "GET", path: "/v1/incidents/" + res.IncidentID, want: http.StatusOK, check: func(t *testing.T, r reply) {
 			d := decodeReply[struct {
@@ -1004,11 +1060,18 @@ func TestRunsAPI(t *testing.T) {
 			if st.body != "" {
 				body = []byte(st.body)
 			}
-			r := s.call(t, st.method, st.path, body)
+			caller := s
+			if st.as != nil {
+				caller = st.as
+			}
+			r := caller.call(t, st.method, st.path, body)
 			if st.want >= 400 {
 				e := expectError(t, r, st.want)
 				if st.wantField != "" && e.Field != st.wantField {
 					t.Errorf("field %q, want %q", e.Field, st.wantField)
+				}
+				if !strings.Contains(e.Error, st.wantIn) {
+					t.Errorf("message %q does not contain %q", e.Error, st.wantIn)
 				}
 				return
 			}
@@ -1031,19 +1094,19 @@ func TestStartRunbook(t *testing.T) {
 		wantField string
 		wantIn    string
 	}{
-		"empty gateway":      {name: "contain-compromised-gateway", body: `{"gateway":"","by":"alice"}`, want: http.StatusBadRequest, wantIn: "gateway"},
-		"blank gateway":      {name: "contain-compromised-gateway", body: `{"gateway":"  ","by":"alice"}`, want: http.StatusBadRequest, wantIn: "gateway"},
-		"missing gateway":    {name: "contain-compromised-gateway", body: `{"by":"alice"}`, want: http.StatusBadRequest, wantIn: "gateway"},
-		"wildcard gateway":   {name: "contain-compromised-gateway", body: `{"gateway":"*","by":"alice"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
-		"glob gateway":       {name: "contain-compromised-gateway", body: `{"gateway":"gw-?q","by":"alice"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
-		"all gateways":       {name: "contain-compromised-gateway", body: `{"gateway":"all","by":"alice"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
-		"wildcard dry run":   {name: "contain-compromised-gateway", body: `{"gateway":"*","by":"alice","dry_run":true}`, want: http.StatusBadRequest, wantIn: "wildcard"},
-		"unknown gateway":    {name: "contain-compromised-gateway", body: `{"gateway":"gw-nowhere","by":"alice"}`, want: http.StatusBadRequest, wantIn: "gw-nowhere"},
-		"unknown runbook":    {name: "reboot-everything", body: `{"gateway":"gw-hq","by":"alice"}`, want: http.StatusBadRequest, wantIn: "reboot-everything"},
-		"unknown dry run":    {name: "reboot-everything", body: `{"gateway":"gw-hq","by":"alice","dry_run":true}`, want: http.StatusBadRequest, wantIn: "reboot-everything"},
-		"no by":              {name: "notify-only", body: `{"gateway":"gw-hq"}`, want: http.StatusBadRequest, wantField: "by"},
-		"unknown field":      {name: "notify-only", body: `{"gateway":"gw-hq","by":"alice","targets":["*"]}`, want: http.StatusBadRequest, wantIn: "targets"},
-		"gateway wrong type": {name: "notify-only", body: `{"gateway":["gw-hq","gw-factory"],"by":"alice"}`, want: http.StatusBadRequest, wantIn: "gateway"},
+		"empty gateway":      {name: "contain-compromised-gateway", body: `{"gateway":""}`, want: http.StatusBadRequest, wantIn: "gateway"},
+		"blank gateway":      {name: "contain-compromised-gateway", body: `{"gateway":"  "}`, want: http.StatusBadRequest, wantIn: "gateway"},
+		"missing gateway":    {name: "contain-compromised-gateway", body: `{}`, want: http.StatusBadRequest, wantIn: "gateway"},
+		"wildcard gateway":   {name: "contain-compromised-gateway", body: `{"gateway":"*"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
+		"glob gateway":       {name: "contain-compromised-gateway", body: `{"gateway":"gw-?q"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
+		"all gateways":       {name: "contain-compromised-gateway", body: `{"gateway":"all"}`, want: http.StatusBadRequest, wantIn: "wildcard"},
+		"wildcard dry run":   {name: "contain-compromised-gateway", body: `{"gateway":"*","dry_run":true}`, want: http.StatusBadRequest, wantIn: "wildcard"},
+		"unknown gateway":    {name: "contain-compromised-gateway", body: `{"gateway":"gw-nowhere"}`, want: http.StatusBadRequest, wantIn: "gw-nowhere"},
+		"unknown runbook":    {name: "reboot-everything", body: `{"gateway":"gw-hq"}`, want: http.StatusBadRequest, wantIn: "reboot-everything"},
+		"unknown dry run":    {name: "reboot-everything", body: `{"gateway":"gw-hq","dry_run":true}`, want: http.StatusBadRequest, wantIn: "reboot-everything"},
+		"someone else's by":  {name: "notify-only", body: `{"gateway":"gw-hq","by":"alice"}`, want: http.StatusBadRequest, wantField: "by", wantIn: "alice"},
+		"unknown field":      {name: "notify-only", body: `{"gateway":"gw-hq","targets":["*"]}`, want: http.StatusBadRequest, wantIn: "targets"},
+		"gateway wrong type": {name: "notify-only", body: `{"gateway":["gw-hq","gw-factory"]}`, want: http.StatusBadRequest, wantIn: "gateway"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1068,7 +1131,7 @@ func TestStartRunbook(t *testing.T) {
 	}
 
 	t.Run("dry run plans and creates nothing", func(t *testing.T) {
-		r := s.call(t, "POST", "/v1/runbooks/contain-compromised-gateway/runs", []byte(`{"gateway":"gw-hq","by":"alice","dry_run":true}`))
+		r := s.call(t, "POST", "/v1/runbooks/contain-compromised-gateway/runs", []byte(`{"gateway":"gw-hq","dry_run":true}`))
 		expectStatus(t, r, http.StatusOK)
 		got := decodeReply[struct {
 			DryRun bool `json:"dry_run"`
@@ -1097,10 +1160,11 @@ func TestStartRunbook(t *testing.T) {
 		}
 	})
 	t.Run("start creates a run", func(t *testing.T) {
-		r := s.call(t, "POST", "/v1/runbooks/notify-only/runs", []byte(`{"gateway":"gw-factory","by":"alice"}`))
+		r := s.call(t, "POST", "/v1/runbooks/notify-only/runs", []byte(`{"gateway":"gw-factory"}`))
 		expectStatus(t, r, http.StatusAccepted)
 		run := decodeReply[store.Run](t, r)
-		if run.ID == "" || run.Gateway != "gw-factory" || run.Trigger != "manual" || run.ApprovedBy != "api:alice" {
+		const caller = "user:" + auth.LegacyName
+		if run.ID == "" || run.Gateway != "gw-factory" || run.Trigger != "manual" || run.ApprovedBy != caller || run.RequestedBy != caller || run.OverriddenBy != "" {
 			t.Errorf("run: %+v", run)
 		}
 		if _, err := s.d.Store.Run(t.Context(), run.ID); err != nil {
@@ -1243,11 +1307,15 @@ func TestPlan(t *testing.T) {
 
 func TestBreakerReset(t *testing.T) {
 	s := newStack(t, nil, nil)
-	e := expectError(t, s.call(t, "POST", "/v1/breaker/reset", []byte(`{"by":"alice"}`)), http.StatusBadRequest)
-	if !strings.Contains(e.Field, "reason") {
+	e := expectError(t, s.call(t, "POST", "/v1/breaker/reset", []byte(`{}`)), http.StatusBadRequest)
+	if e.Field != "reason" {
 		t.Errorf("field %q does not name reason", e.Field)
 	}
-	r := s.call(t, "POST", "/v1/breaker/reset", []byte(`{"by":"alice","reason":"checked"}`))
+	e = expectError(t, s.call(t, "POST", "/v1/breaker/reset", []byte(`{"by":"alice","reason":"checked"}`)), http.StatusBadRequest)
+	if e.Field != "by" {
+		t.Errorf("field %q: a by naming someone else is refused naming by", e.Field)
+	}
+	r := s.call(t, "POST", "/v1/breaker/reset", []byte(`{"reason":"checked"}`))
 	expectStatus(t, r, http.StatusOK)
 	if got := decodeReply[struct {
 		WasTripped bool `json:"was_tripped"`
@@ -1264,7 +1332,8 @@ func TestMetricsCountRejections(t *testing.T) {
 	// Refusals outside intake are not intake rejections.
 	expectStatus(t, s.call(t, "GET", "/v1/runs", nil, withoutAuth()), http.StatusUnauthorized)
 	expectStatus(t, s.call(t, "POST", "/v1/breaker/reset", []byte(`{}`), withHeader("Content-Type", "text/plain")), http.StatusUnsupportedMediaType)
-	expectStatus(t, s.call(t, "POST", "/v1/runs/run-x/approve", []byte(`{}`)), http.StatusBadRequest)
+	expectStatus(t, s.call(t, "POST", "/v1/runs/run-x/approve", []byte(`{"force":true}`)), http.StatusBadRequest)
+	expectStatus(t, s.user(t, "view1", "viewer").call(t, "POST", "/v1/runs/run-x/approve", []byte(`{}`)), http.StatusForbidden)
 	r := s.call(t, "GET", "/metrics", nil, withoutAuth())
 	expectStatus(t, r, http.StatusOK)
 	for _, want := range []string{
@@ -1276,7 +1345,7 @@ func TestMetricsCountRejections(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	for _, reason := range []string{"content_type"} {
+	for _, reason := range []string{"content_type", "forbidden"} {
 		if bytes.Contains(r.body, []byte(`warden_indicators_rejected_total{reason="`+reason+`"}`)) {
 			t.Errorf("a refusal outside intake counts as an indicator rejection (%s)", reason)
 		}
@@ -1320,9 +1389,9 @@ func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 	run := decodeReply[intakeReply](t, r).Results[0].RunID
 	add(s.call(t, "POST", "/v1/indicators", []byte(indicatorJSON("c2_beacon", "*", "high")), sign([]byte(indicatorJSON("c2_beacon", "*", "high")))))
 	add(s.call(t, "POST", "/v1/plan", tamper))
-	add(s.call(t, "POST", "/v1/runbooks/contain-compromised-gateway/runs", []byte(`{"gateway":"gw-hq","by":"alice","dry_run":true}`)))
-	add(s.call(t, "POST", "/v1/runbooks/notify-only/runs", []byte(`{"gateway":"gw-hq","by":"alice"}`)))
-	add(s.call(t, "POST", "/v1/runs/"+run+"/approve", []byte(`{"by":"alice"}`)))
+	add(s.call(t, "POST", "/v1/runbooks/contain-compromised-gateway/runs", []byte(`{"gateway":"gw-hq","dry_run":true}`)))
+	add(s.call(t, "POST", "/v1/runbooks/notify-only/runs", []byte(`{"gateway":"gw-hq"}`)))
+	add(s.call(t, "POST", "/v1/runs/"+run+"/approve", []byte(`{}`)))
 	add(s.call(t, "GET", "/v1/incidents", nil))
 	add(s.call(t, "GET", "/v1/runs/"+run, nil))
 	add(s.call(t, "GET", "/v1/gateways", nil))

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/warden-ir/warden/internal/clock"
 	"log/slog"
 	"maps"
 	"net"
@@ -25,10 +24,12 @@ import (
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/api"
+	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/notify"
 	"github.com/warden-ir/warden/policies"
@@ -70,6 +71,10 @@ type Options struct {
 	// StoreProbeInterval is how often Serve checks that the store can
 	// commit (default StoreProbeInterval).
 	StoreProbeInterval time.Duration
+	// AuthLimiter bounds failed authentications per address (default
+	// auth.DefaultLimiter: 10, then one every 6 s). Tests that fail on
+	// purpose many times from loopback give a larger one.
+	AuthLimiter *auth.Limiter
 }
 
 // Build runs Check, opens the store, connects providers and assembles the
@@ -199,8 +204,12 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		sig = intake.NewSignatureVerifier([]byte(cfg.Intake.WebhookSecret), cfg.Intake.ReplayWindow, opt.Clock)
 	}
 	am := cfg.Intake.Alertmanager
+	authn, err := d.authenticator(cfg, opt.AuthLimiter, log)
+	if err != nil {
+		return nil, err
+	}
 	d.API, err = api.New(api.Options{
-		Controller: d.Controller, Policies: d.Policies, Ledger: d.Ledger, Token: cfg.Server.APIToken, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		Controller: d.Controller, Policies: d.Policies, Ledger: d.Ledger, Auth: authn, MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Alertmanager: intake.AlertmanagerMapping{GatewayLabel: am.GatewayLabel, InstanceLabel: am.InstanceLabel, SiteLabel: am.SiteLabel,
 			KindLabel: am.KindLabel, AlertnameKinds: am.AlertnameKinds}.WithDefaults(),
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),

@@ -81,7 +81,7 @@ func (d *Daemon) AcquireWriter(ctx context.Context) error {
 	d.lease.w, d.lease.renewed, d.lease.lost = w, d.lease.clock.Now(), nil
 	l := w.Lease()
 	d.Log.Info("holding the store's writer lease", "epoch", l.Epoch, "owner", l.Owner)
-	return nil
+	return d.bootstrapAdmin(ctx)
 }
 
 // keepLease renews the lease until ctx ends. It returns an error (and

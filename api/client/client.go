@@ -166,7 +166,8 @@ func StatusCode(err error) (int, bool) {
 // body is nil (no body), []byte or json.RawMessage (sent as it is; nil
 // is no body), or any other value (sent as its JSON). out is nil (the
 // answer is read and dropped), *[]byte or *json.RawMessage (the answer as
-// it is), or a value to decode the JSON into. A non-2xx answer is an
+// it is, up to 32 MiB), an io.Writer (the answer streamed into it, any
+// size), or a value to decode the JSON into. A non-2xx answer is an
 // *Error.
 func (c *Client) Call(ctx context.Context, method, path string, body, out any) (int, error) {
 	var payload []byte
@@ -187,6 +188,13 @@ func (c *Client) Call(ctx context.Context, method, path string, body, out any) (
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if w, ok := out.(io.Writer); ok && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Streamed, without maxAnswer: an evidence archive may be large.
+		if _, err := io.Copy(w, resp.Body); err != nil {
+			return resp.StatusCode, fmt.Errorf("reading answer: %w", err)
+		}
+		return resp.StatusCode, nil
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return resp.StatusCode, fmt.Errorf("reading answer: %w", err)

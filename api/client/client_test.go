@@ -21,6 +21,7 @@ import (
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
+	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/inventory"
 )
@@ -30,7 +31,16 @@ const testToken = "client-test-token-4f1a9c"
 // controller serves a real Warden (daemon.Build: store, default policies,
 // controller, API) on loopback. There is no vCenter and no executor: runs
 // stay where intake left them, which is what the client's calls read.
+// Its callers authenticate with the deprecated shared token (testToken),
+// an admin.
 func controller(tb testing.TB, mutate func(*config.Config)) string {
+	tb.Helper()
+	_, url := served(tb, mutate)
+	return url
+}
+
+// served is controller with the daemon behind it.
+func served(tb testing.TB, mutate func(*config.Config)) (*daemon.Daemon, string) {
 	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Store.Path = filepath.Join(tb.TempDir(), "warden.db")
@@ -56,7 +66,7 @@ func controller(tb testing.TB, mutate func(*config.Config)) string {
 	tb.Cleanup(func() { d.Close(context.WithoutCancel(tb.Context())) })
 	srv := httptest.NewServer(d.API)
 	tb.Cleanup(srv.Close)
-	return srv.URL
+	return d, srv.URL
 }
 
 func newClient(tb testing.TB, base string, opts ...client.Option) *client.Client {
@@ -75,7 +85,8 @@ var beacon = v1.Indicator{Kind: "c2_beacon", Gateway: "gw-hq", Severity: "critic
 // controller: each decodes what the server sends into the v1 types.
 func TestClientCalls(t *testing.T) {
 	ctx := t.Context()
-	c := newClient(t, controller(t, nil))
+	d, base := served(t, nil)
+	c := newClient(t, base)
 	if err := c.Ready(ctx); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
@@ -119,20 +130,20 @@ func TestClientCalls(t *testing.T) {
 	if err != nil || !plan.Decision.Matched || plan.Plan == nil || plan.Plan.Gateway != "gw-osaka" || plan.Text == "" {
 		t.Errorf("Plan: %+v %v", plan, err)
 	}
-	dry, err := c.PlanRunbook(ctx, v1.ReleaseRunbook, v1.StartRunbookRequest{Gateway: "gw-hq", By: "alice"})
+	dry, err := c.PlanRunbook(ctx, v1.ReleaseRunbook, v1.StartRunbookRequest{Gateway: "gw-hq"})
 	if err != nil || !dry.DryRun || dry.Plan.Runbook != v1.ReleaseRunbook || dry.Text == "" {
 		t.Errorf("PlanRunbook: %+v %v", dry, err)
 	}
 	if run.State == v1.RunAwaitingApproval {
-		run, err = c.Approve(ctx, run.ID, v1.ApproveRequest{By: "bob", Comment: "looked"})
+		run, err = c.Approve(ctx, run.ID, v1.ApproveRequest{Comment: "looked"})
 		if err != nil || run.ApprovedBy == "" {
 			t.Errorf("Approve: %+v %v", run, err)
 		}
 	}
-	if run, err = c.Cancel(ctx, run.ID, v1.CancelRequest{By: "carol", Reason: "test"}); err != nil || run.State != v1.RunCancelled {
+	if run, err = c.Cancel(ctx, run.ID, v1.CancelRequest{Reason: "test"}); err != nil || run.State != v1.RunCancelled {
 		t.Errorf("Cancel: %+v %v", run, err)
 	}
-	if res, err := c.ResolveIndicator(ctx, inc.Indicators[0].ID, v1.ResolveRequest{By: "dave", Reason: "a test"}); err != nil || res.ResolvedBy != "api:dave" {
+	if res, err := c.ResolveIndicator(ctx, inc.Indicators[0].ID, v1.ResolveRequest{Reason: "a test"}); err != nil || res.ResolvedBy != "user:shared-api-token" {
 		t.Errorf("ResolveIndicator: %+v %v", res, err)
 	}
 	if rep, err := c.Report(ctx, acc.IncidentID, "en", "md"); err != nil || !bytes.Contains(rep, []byte(acc.IncidentID)) {
@@ -141,7 +152,7 @@ func TestClientCalls(t *testing.T) {
 	if av, err := c.AuditVerify(ctx); err != nil || !av.OK || av.Entries == 0 || av.Head == "" {
 		t.Errorf("AuditVerify: %+v %v", av, err)
 	}
-	if br, err := c.ResetBreaker(ctx, v1.BreakerResetRequest{By: "erin", Reason: "a test"}); err != nil || br.WasTripped {
+	if br, err := c.ResetBreaker(ctx, v1.BreakerResetRequest{Reason: "a test"}); err != nil || br.WasTripped {
 		t.Errorf("ResetBreaker: %+v %v", br, err)
 	}
 	am := []byte(`{"status":"firing","alerts":[{"labels":{"alertname":"Unrelated","instance":"db1:9100"}}]}`)
@@ -151,6 +162,75 @@ func TestClientCalls(t *testing.T) {
 	if m, err := c.Metrics(ctx); err != nil || !bytes.Contains(m, []byte("warden_")) {
 		t.Errorf("Metrics: %v", err)
 	}
+
+	// People.
+	if me, err := c.WhoAmI(ctx); err != nil || me.User != "shared-api-token" || me.Role != v1.RoleAdmin || me.TokenID != "legacy" ||
+		me.Actor != "user:shared-api-token" || !me.TwoPerson {
+		t.Errorf("WhoAmI: %+v %v", me, err)
+	}
+	is, err := c.AddUser(ctx, v1.AddUserRequest{Name: "resp1", Role: v1.RoleResponder, DisplayName: "Responder One"})
+	if err != nil || is.Token == "" || is.TokenID == "" || is.User.Name != "resp1" || is.User.Role != v1.RoleResponder ||
+		is.User.DisplayName != "Responder One" || !slices.Equal(is.User.Tokens, []string{is.TokenID}) {
+		t.Fatalf("AddUser: %+v %v", is, err)
+	}
+	resp1 := newClientWithToken(t, base, is.Token)
+	if me, err := resp1.WhoAmI(ctx); err != nil || me.User != "resp1" || me.Role != v1.RoleResponder || me.TokenID != is.TokenID || me.Actor != "user:resp1" {
+		t.Errorf("WhoAmI as resp1: %+v %v", me, err)
+	}
+	if users, err := c.Users(ctx); err != nil || len(users) != 1 || users[0].Name != "resp1" || users[0].CreatedBy != "user:shared-api-token" {
+		t.Errorf("Users: %+v %v", users, err)
+	}
+	rotated, err := c.RotateToken(ctx, "resp1")
+	if err != nil || rotated.Token == "" || rotated.Token == is.Token || rotated.TokenID == is.TokenID || !slices.Equal(rotated.User.Tokens, []string{rotated.TokenID}) {
+		t.Errorf("RotateToken: %+v %v", rotated, err)
+	}
+	if _, err := resp1.WhoAmI(ctx); !isStatus(err, http.StatusUnauthorized) {
+		t.Errorf("the rotated-out token: %v, want 401", err)
+	}
+	if u, err := c.DisableUser(ctx, "resp1"); err != nil || !u.Disabled || len(u.Tokens) != 1 {
+		t.Errorf("DisableUser: %+v %v", u, err)
+	}
+	if _, err := newClientWithToken(t, base, rotated.Token).WhoAmI(ctx); !isStatus(err, http.StatusUnauthorized) {
+		t.Errorf("a disabled user's token: %v, want 401", err)
+	}
+
+	// Evidence, filed by the controller as the catalogue would.
+	rec, err := d.Ledger.Add(ctx, evidence.Item{Incident: acc.IncidentID, Gateway: "gw-hq", Name: "conntrack.txt", Kind: evidence.KindVolatile,
+		CollectedBy: "agent:gw-hq", Content: []byte("tcp 198.51.100.7:443 ESTABLISHED\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err := c.Evidence(ctx, acc.IncidentID); err != nil || len(list) != 1 || list[0].ID != rec.ID || list[0].SHA256 != rec.SHA256 {
+		t.Errorf("Evidence: %+v %v", list, err)
+	}
+	shown, err := c.ShowEvidence(ctx, rec.ID)
+	if err != nil || shown.Evidence.ID != rec.ID || len(shown.Custody) == 0 {
+		t.Fatalf("ShowEvidence: %+v %v", shown, err)
+	}
+	if last := shown.Custody[len(shown.Custody)-1]; last.Action != evidence.CustodyAccessed || last.Actor != "user:shared-api-token" {
+		t.Errorf("ShowEvidence: the access is recorded as %+v", last)
+	}
+	var buf bytes.Buffer
+	if err := c.ExportEvidence(ctx, acc.IncidentID, &buf); err != nil || buf.Len() < 2 || buf.Bytes()[0] != 0x1f || buf.Bytes()[1] != 0x8b {
+		t.Errorf("ExportEvidence: %d bytes, %v; want a gzip archive", buf.Len(), err)
+	}
+	if err := c.ExportEvidence(ctx, "inc-nope", &buf); err == nil {
+		t.Error("ExportEvidence of an unknown incident succeeded")
+	}
+}
+
+func newClientWithToken(tb testing.TB, base, token string) *client.Client {
+	tb.Helper()
+	c, err := client.New(base, token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func isStatus(err error, status int) bool {
+	code, ok := client.StatusCode(err)
+	return ok && code == status
 }
 
 // TestClientErrors: a refusal is an *Error with the status, the API's
@@ -172,12 +252,27 @@ func TestClientErrors(t *testing.T) {
 			_, err := c.SubmitIndicatorsJSON(ctx, []byte(`{"kind":"c2_beacon","gateway":"gw-hq","severity":"high","colour":"red"}`))
 			return err
 		}, status: http.StatusBadRequest, field: "colour"},
-		"no such run":     {call: func(ctx context.Context) error { _, err := c.Run(ctx, "run-nope"); return err }, status: http.StatusNotFound},
-		"approve nobody":  {call: func(ctx context.Context) error { _, err := c.Approve(ctx, "run-nope", v1.ApproveRequest{}); return err }, status: http.StatusBadRequest, field: "by"},
+		"no such run": {call: func(ctx context.Context) error { _, err := c.Run(ctx, "run-nope"); return err }, status: http.StatusNotFound},
+		"approve as someone else": {call: func(ctx context.Context) error {
+			_, err := c.Approve(ctx, "run-nope", v1.ApproveRequest{By: "alice"})
+			return err
+		}, status: http.StatusBadRequest, field: "by", inMessage: "alice"},
+		"add a user twice": {call: func(ctx context.Context) error {
+			if _, err := c.AddUser(ctx, v1.AddUserRequest{Name: "twice", Role: v1.RoleViewer}); err != nil {
+				return err
+			}
+			_, err := c.AddUser(ctx, v1.AddUserRequest{Name: "twice", Role: v1.RoleViewer})
+			return err
+		}, status: http.StatusConflict, inMessage: "twice"},
+		"add a user without a role": {call: func(ctx context.Context) error {
+			_, err := c.AddUser(ctx, v1.AddUserRequest{Name: "norole"})
+			return err
+		}, status: http.StatusBadRequest, field: "role"},
+		"disable nobody":  {call: func(ctx context.Context) error { _, err := c.DisableUser(ctx, "nobody"); return err }, status: http.StatusNotFound},
 		"no such gateway": {call: func(ctx context.Context) error { _, err := c.Gateway(ctx, "gw-nope"); return err }, status: http.StatusNotFound},
 		"no such wave":    {call: func(ctx context.Context) error { _, err := c.PatchWave(ctx, "wave-nope"); return err }, status: http.StatusNotFound},
 		"release no target": {call: func(ctx context.Context) error {
-			_, err := c.Release(ctx, v1.StartRunbookRequest{By: "alice"})
+			_, err := c.Release(ctx, v1.StartRunbookRequest{})
 			return err
 		}, status: http.StatusBadRequest},
 		"wrong token": {call: func(ctx context.Context) error {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -197,4 +198,51 @@ func call[T any](ctx context.Context, c *Client, method, path string, body any) 
 	var out T
 	_, err := c.Call(ctx, method, path, body, &out)
 	return out, err
+}
+
+// WhoAmI asks GET /v1/whoami who the controller takes the caller for.
+func (c *Client) WhoAmI(ctx context.Context) (v1.WhoAmI, error) {
+	return call[v1.WhoAmI](ctx, c, http.MethodGet, "/v1/whoami", nil)
+}
+
+// Users lists users (admin).
+func (c *Client) Users(ctx context.Context) ([]v1.User, error) {
+	out, err := call[v1.UserList](ctx, c, http.MethodGet, "/v1/users", nil)
+	return out.Users, err
+}
+
+// AddUser creates a user and returns their first token (admin).
+func (c *Client) AddUser(ctx context.Context, req v1.AddUserRequest) (v1.IssuedToken, error) {
+	return call[v1.IssuedToken](ctx, c, http.MethodPost, "/v1/users", req)
+}
+
+// DisableUser disables a user; their tokens stop working at once (admin).
+func (c *Client) DisableUser(ctx context.Context, name string) (v1.User, error) {
+	return call[v1.User](ctx, c, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/disable", nil)
+}
+
+// RotateToken revokes a user's tokens and issues a new one (admin).
+func (c *Client) RotateToken(ctx context.Context, name string) (v1.IssuedToken, error) {
+	return call[v1.IssuedToken](ctx, c, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/token", nil)
+}
+
+// Evidence lists an incident's evidence.
+func (c *Client) Evidence(ctx context.Context, incident string) ([]v1.Evidence, error) {
+	out, err := call[v1.EvidenceList](ctx, c, http.MethodGet, "/v1/incidents/"+url.PathEscape(incident)+"/evidence", nil)
+	return out.Evidence, err
+}
+
+// ShowEvidence reads an artefact's record and chain of custody; the access
+// is recorded in the chain as the caller's.
+func (c *Client) ShowEvidence(ctx context.Context, id string) (v1.EvidenceDetail, error) {
+	return call[v1.EvidenceDetail](ctx, c, http.MethodGet, "/v1/evidence/"+url.PathEscape(id), nil)
+}
+
+// ExportEvidence streams an incident's evidence archive (tar.gz) into w;
+// each artefact's custody records the caller's export. A failure after
+// the first bytes leaves a truncated archive in w, which its gzip
+// checksum and SHA256SUMS give away.
+func (c *Client) ExportEvidence(ctx context.Context, incident string, w io.Writer) error {
+	_, err := c.Call(ctx, http.MethodPost, "/v1/incidents/"+url.PathEscape(incident)+"/evidence/export", nil, w)
+	return err
 }

@@ -24,8 +24,8 @@ type PatchWaveRequest struct {
 	Security bool `json:"security"`
 	Canary   int  `json:"canary"`
 	WaveSize int  `json:"wave_size"`
-	// By names who asks; required.
-	By string `json:"by"`
+	// By is deprecated: the caller asks. When set it must name the caller.
+	By string `json:"by,omitempty"`
 }
 
 // PatchWave is a patch wave's state and, once it ended, its report.

@@ -43,6 +43,11 @@ type Run struct {
 	ApprovedAt       time.Time `json:"approved_at,omitzero"`
 	AutoIsolation    bool      `json:"auto_isolation"`
 	OverrideReason   string    `json:"override_reason,omitempty"`
+	// RequestedBy is who asked for the run (a person starting it, or who
+	// sent the indicator a policy decided on); OverriddenBy who gave the
+	// override reason. Neither may approve it (four eyes).
+	RequestedBy  string `json:"requested_by,omitempty"`
+	OverriddenBy string `json:"overridden_by,omitempty"`
 	// Plan is the run's Plan as recorded when the run was created.
 	Plan       json.RawMessage `json:"plan,omitempty"`
 	Error      string          `json:"error,omitempty"`
@@ -92,17 +97,19 @@ type RunList struct {
 	Runs []Run `json:"runs"`
 }
 
-// ApproveRequest is the body of POST /v1/runs/{id}/approve.
+// ApproveRequest is the body of POST /v1/runs/{id}/approve. The approver
+// is the authenticated caller.
 type ApproveRequest struct {
-	// By names who approves; required.
-	By      string `json:"by"`
+	// By is deprecated: who acts comes from the token. When set it must
+	// name the caller (400 otherwise).
+	By      string `json:"by,omitempty"`
 	Comment string `json:"comment,omitempty"`
 }
 
 // CancelRequest is the body of POST /v1/runs/{id}/cancel.
 type CancelRequest struct {
-	// By names who cancels; required.
-	By     string `json:"by"`
+	// By is deprecated; when set it must name the caller.
+	By     string `json:"by,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -111,8 +118,9 @@ type StartRunbookRequest struct {
 	// Gateway names exactly one gateway; empty or a wildcard is refused.
 	Gateway  string `json:"gateway"`
 	Incident string `json:"incident,omitempty"`
-	// By names who starts it; required.
-	By string `json:"by"`
+	// By is deprecated: the caller starts it. When set it must name the
+	// caller.
+	By string `json:"by,omitempty"`
 	// DryRun answers 200 with a RunbookDryRun and starts nothing.
 	DryRun bool `json:"dry_run,omitempty"`
 	// OverrideReason is the recorded reason to run destructive steps
@@ -130,8 +138,8 @@ type RunbookDryRun struct {
 
 // ResolveRequest is the body of POST /v1/indicators/{id}/resolve.
 type ResolveRequest struct {
-	// By names who resolves; required.
-	By string `json:"by"`
+	// By is deprecated; when set it must name the caller.
+	By string `json:"by,omitempty"`
 	// Reason says why the indicator is no longer a threat; required.
 	Reason string `json:"reason"`
 }
@@ -144,8 +152,9 @@ type Resolved struct {
 
 // BreakerResetRequest is the body of POST /v1/breaker/reset.
 type BreakerResetRequest struct {
-	// By and Reason are both required.
-	By     string `json:"by"`
+	// By is deprecated; when set it must name the caller. Reason is
+	// required.
+	By     string `json:"by,omitempty"`
 	Reason string `json:"reason"`
 }
 
