@@ -20,6 +20,7 @@ import (
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/intake"
+	"github.com/warden-ir/warden/internal/textsafe"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
 )
@@ -140,7 +141,9 @@ func newPlanCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				cfg.Server.APIToken = "local-plan" // no API is served
+				// No API is served here, so nobody authenticates: the
+				// deprecated shared token would only bring its warning.
+				cfg.Server.APIToken = ""
 				d, err := daemon.Build(ctx, cfg, daemon.Options{Log: g.logger()})
 				if err != nil {
 					return err
@@ -172,12 +175,16 @@ func newPlanCmd(g *globals) *cobra.Command {
 
 func newRunbookCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "runbook", Short: "Run runbooks by hand"}
-	var gateway, incident, by, override string
+	var gateway, incident, override string
 	var dry bool
 	run := &cobra.Command{
 		Use:   "run NAME --gateway G",
 		Short: "Start a runbook against exactly one gateway (--dry-run prints the plan)",
-		Args:  cobra.ExactArgs(1),
+		Long: "Start a runbook against exactly one gateway (--dry-run prints the plan).\n\n" +
+			"You start it as the user of your API token, and the run names you as its requester. A run\n" +
+			"started with --override-reason waits for a second person (an approver) to approve it:\n" +
+			"neither its requester nor who overrode may approve it (four eyes, guards.two_person).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(gateway) == "" {
 				return errors.New("--gateway is required: name exactly one gateway (an empty target never means all)")
@@ -186,7 +193,7 @@ func newRunbookCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := v1.StartRunbookRequest{Gateway: gateway, Incident: incident, By: whoami(by), OverrideReason: override}
+			req := v1.StartRunbookRequest{Gateway: gateway, Incident: incident, OverrideReason: override}
 			if dry {
 				p, err := c.PlanRunbook(cmd.Context(), args[0], req)
 				if err != nil {
@@ -204,40 +211,51 @@ func newRunbookCmd(g *globals) *cobra.Command {
 	}
 	run.Flags().StringVar(&gateway, "gateway", "", "gateway id (exactly one)")
 	run.Flags().StringVar(&incident, "incident", "", "attach the run to an incident")
-	run.Flags().StringVar(&by, "by", "", "who starts it (default: $USER)")
 	run.Flags().BoolVar(&dry, "dry-run", false, "print the plan, change nothing")
-	run.Flags().StringVar(&override, "override-reason", "", "recorded reason to run destructive steps without evidence first")
+	run.Flags().StringVar(&override, "override-reason", "", "recorded reason to run destructive steps without evidence first (another person must then approve the run)")
 	cmd.AddCommand(run)
 	return cmd
 }
 
 func newReleaseCmd(g *globals) *cobra.Command {
-	var by, incident, override string
+	var incident, override string
 	cmd := &cobra.Command{
 		Use:   "release GATEWAY",
-		Short: "Ask to release a quarantined gateway: refused unless its baseline passes and its credentials were rotated; always needs an approval",
-		Args:  cobra.ExactArgs(1),
+		Short: "Ask to release a quarantined gateway: refused unless its baseline passes and its credentials were rotated; always needs another person's approval",
+		Long: "Ask to release a quarantined gateway: refused unless its baseline passes and its credentials\n" +
+			"were rotated since the quarantine (--override-reason records a break-glass reason for those two).\n\n" +
+			"You ask as the user of your API token. The release then waits for an approval, which must come\n" +
+			"from another person with the approver (or admin) role: neither who asked for it nor who\n" +
+			"overrode a gate on it may approve it (four eyes, guards.two_person; the server refuses with 403).",
+		Args: cobra.ExactArgs(1),
 		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
-			return c.Release(ctx, v1.StartRunbookRequest{Gateway: args[0], Incident: incident, By: whoami(by), OverrideReason: override})
+			return c.Release(ctx, v1.StartRunbookRequest{Gateway: args[0], Incident: incident, OverrideReason: override})
 		}, func(w io.Writer, out v1.Run) error {
-			fmt.Fprintf(w, "release run %s is %s: %s\nanother person approves with: warden runs approve %s\n", out.ID, out.State, out.ApprovalReason, out.ID)
+			fmt.Fprintf(w, "release run %s is %s: %s\n", out.ID, out.State, textsafe.Line(out.ApprovalReason))
+			if out.RequestedBy != "" {
+				fmt.Fprintf(w, "requested by %s\n", out.RequestedBy)
+			}
+			fmt.Fprintf(w, "another person (an approver, not %s) approves with: warden runs approve %s\n", notApprovers(out.RequestedBy, out.OverriddenBy), out.ID)
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&by, "by", "", "who releases (default: $USER)")
 	cmd.Flags().StringVar(&override, "override-reason", "", "recorded reason to release although the baseline or rotation gate is unmet (the approval is still needed)")
 	cmd.Flags().StringVar(&incident, "incident", "", "incident the release belongs to")
 	return cmd
 }
 
-func whoami(by string) string {
-	if by != "" {
-		return by
+// notApprovers names who may not approve a run: its requester and who
+// overrode a gate on it.
+func notApprovers(requester, overrider string) string {
+	switch {
+	case requester == "" && overrider == "":
+		return "its requester"
+	case overrider == "" || overrider == requester:
+		return requester
+	case requester == "":
+		return overrider
 	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "cli"
+	return requester + " nor " + overrider
 }
 
 func newRunsCmd(g *globals) *cobra.Command {
@@ -267,29 +285,34 @@ func newRunsCmd(g *globals) *cobra.Command {
 			return c.Run(ctx, args[0])
 		}, printJSON),
 	}
-	var by, comment string
+	var comment string
 	approve := &cobra.Command{
-		Use: "approve ID", Short: "Approve a run that waits for a person", Args: cobra.ExactArgs(1),
+		Use:   "approve ID",
+		Short: "Approve a run that waits for a person (four eyes: not one you requested or overrode)",
+		Long: "Approve a run that waits for a person.\n\n" +
+			"You approve as the user of your API token, who needs the approver or admin role. With\n" +
+			"guards.two_person (the default) the approval must come from another person than the\n" +
+			"run's requester and whoever overrode a gate on it (four eyes): the controller refuses\n" +
+			"your own with 403. warden runs show ID names both (requested_by, overridden_by).",
+		Args: cobra.ExactArgs(1),
 		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
-			return c.Approve(ctx, args[0], v1.ApproveRequest{By: whoami(by), Comment: comment})
+			return c.Approve(ctx, args[0], v1.ApproveRequest{Comment: comment})
 		}, func(w io.Writer, out v1.Run) error {
 			fmt.Fprintf(w, "run %s approved by %s; state %s\n", out.ID, out.ApprovedBy, out.State)
 			return nil
 		}),
 	}
-	approve.Flags().StringVar(&by, "by", "", "who approves (default: $USER)")
 	approve.Flags().StringVar(&comment, "comment", "", "why")
 	var reason string
 	cancel := &cobra.Command{
-		Use: "cancel ID", Short: "Cancel a run that has not finished", Args: cobra.ExactArgs(1),
+		Use: "cancel ID", Short: "Cancel a run that has not finished (as your token's user; needs the approver role)", Args: cobra.ExactArgs(1),
 		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
-			return c.Cancel(ctx, args[0], v1.CancelRequest{By: whoami(by), Reason: reason})
+			return c.Cancel(ctx, args[0], v1.CancelRequest{Reason: reason})
 		}, func(w io.Writer, out v1.Run) error {
 			fmt.Fprintf(w, "run %s cancelled\n", out.ID)
 			return nil
 		}),
 	}
-	cancel.Flags().StringVar(&by, "by", "", "who cancels (default: $USER)")
 	cancel.Flags().StringVar(&reason, "reason", "", "why")
 	cmd.AddCommand(list, show, approve, cancel)
 	return cmd
@@ -360,11 +383,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 			case g.readsOverAPI(cmd, db):
 				rep, err = g.verifyAuditOverAPI(cmd.Context())
 			default:
-				path, perr := g.storePath(db)
-				if perr != nil {
-					return perr
-				}
-				st, oerr := openExisting(cmd, path)
+				st, oerr := g.openStore(cmd, db)
 				if oerr != nil {
 					return oerr
 				}
@@ -389,11 +408,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Short: "Write the whole chain as JSON lines to standard output",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := g.storePath(db)
-			if err != nil {
-				return err
-			}
-			st, err := openExisting(cmd, path)
+			st, err := g.openStore(cmd, db)
 			if err != nil {
 				return err
 			}
@@ -421,6 +436,16 @@ func (g *globals) verifyAuditOverAPI(ctx context.Context) (audit.Report, error) 
 		return audit.Report{}, &audit.BrokenError{Seq: out.FirstBadEntry, Reason: out.Reason}
 	}
 	return audit.Report{Entries: out.Entries, Head: out.Head}, nil
+}
+
+// openStore opens the existing store named by --db, else by the
+// configuration's store.path.
+func (g *globals) openStore(cmd *cobra.Command, db string) (*store.Store, error) {
+	path, err := g.storePath(db)
+	if err != nil {
+		return nil, err
+	}
+	return openExisting(cmd, path)
 }
 
 func (g *globals) storePath(db string) (string, error) {
@@ -559,9 +584,9 @@ func newConfigCmd(g *globals) *cobra.Command {
 
 func newBreakerCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "breaker", Short: "The fleet circuit breaker"}
-	var by, reason string
+	var reason string
 	reset := &cobra.Command{
-		Use: "reset --reason TEXT", Short: "Close the circuit breaker after a person has looked", Args: cobra.NoArgs,
+		Use: "reset --reason TEXT", Short: "Close the circuit breaker after a person has looked (as your token's user; needs the admin role)", Args: cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
 			if reason == "" {
 				return errors.New("--reason is required")
@@ -569,10 +594,9 @@ func newBreakerCmd(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) (v1.BreakerReset, error) {
-			return c.ResetBreaker(ctx, v1.BreakerResetRequest{By: whoami(by), Reason: reason})
+			return c.ResetBreaker(ctx, v1.BreakerResetRequest{Reason: reason})
 		}, printJSON),
 	}
-	reset.Flags().StringVar(&by, "by", "", "who resets (default: $USER)")
 	reset.Flags().StringVar(&reason, "reason", "", "why it is safe to resume automatic actions")
 	cmd.AddCommand(reset)
 	return cmd
@@ -580,13 +604,13 @@ func newBreakerCmd(g *globals) *cobra.Command {
 
 func newDriftCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drift", Short: "Hardened-baseline drift checks"}
-	var gateway, by string
+	var gateway string
 	check := &cobra.Command{
 		Use:   "check [--gateway G]",
 		Short: "Check baselines now (default: every gateway); pass-to-fail changes become indicators; exit 3 if any gateway does not pass",
 		Args:  cobra.NoArgs,
 		RunE: callAPI(g, func(ctx context.Context, c *client.Client, _ []string) ([]v1.DriftResult, error) {
-			return c.DriftCheck(ctx, v1.DriftCheckRequest{Gateway: gateway, By: whoami(by)})
+			return c.DriftCheck(ctx, v1.DriftCheckRequest{Gateway: gateway})
 		}, func(w io.Writer, results []v1.DriftResult) error {
 			t := newTable(w, "GATEWAY", "BASELINE", "NEWLY FAILING", "INDICATORS", "FAILING CHECKS")
 			bad := 0
@@ -612,7 +636,6 @@ func newDriftCmd(g *globals) *cobra.Command {
 		}),
 	}
 	check.Flags().StringVar(&gateway, "gateway", "all", "gateway id, or all")
-	check.Flags().StringVar(&by, "by", "", "who asks (default: $USER)")
 	cmd.AddCommand(check)
 	return cmd
 }
@@ -631,7 +654,6 @@ func newPatchCmd(g *globals) *cobra.Command {
 			if len(req.Gateways) == 0 {
 				return errors.New("--gateways is required: name each gateway (an empty list never means all)")
 			}
-			req.By = whoami(req.By)
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -669,7 +691,6 @@ func newPatchCmd(g *globals) *cobra.Command {
 	f.BoolVar(&req.Security, "security", false, "install every pending security update")
 	f.IntVar(&req.Canary, "canary", 1, "gateways patched and verified alone first")
 	f.IntVar(&req.WaveSize, "wave-size", 5, "gateways per wave after the canary")
-	f.StringVar(&req.By, "by", "", "who asks (default: $USER)")
 	f.BoolVar(&noWait, "no-wait", false, "print the accepted wave and return; follow it with GET /v1/patch/waves/{id}")
 	f.DurationVar(&poll, "poll", time.Second, "how often to look at the wave while waiting")
 	return cmd

@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/warden-ir/warden/api"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/evidence"
+	"github.com/warden-ir/warden/internal/textsafe"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/report"
 	"github.com/warden-ir/warden/store"
@@ -84,37 +89,99 @@ func idArg(what, id string) (string, error) {
 	return id, nil
 }
 
-const evidenceHelp = `Evidence is read from the store and the evidence directory on this host,
-never over the API (the controller serves no evidence routes): run it where
-the store is. The store is --db FILE, else store.path of the config (-c or
-WARDEN_CONFIG); the directory is --evidence-dir, else evidence.dir, else
-evidence/ beside the store. Every access is recorded in the chain of custody.`
+const evidenceHelp = `Evidence with its SHA-256 and chain of custody, asked of the controller or read
+from the store on this host, by the rule report and audit verify follow (the first
+that applies):
+  --db FILE        that store, read directly on this host
+  --server URL     the controller's API (--token, WARDEN_API_TOKEN or server.api_token)
+  -c FILE          the store at the config's store.path, on this host
+  WARDEN_SERVER    as --server
+  WARDEN_CONFIG    as -c
+  none of these    store.path from the defaults and WARDEN_* variables (warden.db)
+A flag beats an environment variable; between two of a kind the server wins.
 
-// errEvidenceOverAPI is the answer when only a server was given.
-var errEvidenceOverAPI = errors.New("evidence is read from the store on the controller's host, not over the API: pass --db FILE or -c warden.yaml")
+Over the API (list, show, export) you act as the user of your API token: show and
+export need the responder role or higher, and the chain of custody records each as
+"user:NAME".
+
+On this host (the controller's, where the store is; also when the API is down) the
+store is --db FILE, else store.path of the config; the evidence directory is
+--evidence-dir, else evidence.dir, else evidence/ beside the store. Who is logged in
+here is who acts: the chain of custody records "local:USER", and "local:USER (sudo
+from NAME)" under sudo. cat and verify always read here: the API serves no
+artefact's bytes and re-hashes nothing on request.`
+
+// errEvidenceOverAPI is the answer of cat and verify when only a server
+// was given.
+var errEvidenceOverAPI = errors.New("evidence cat and verify read the store on the controller's host, not over the API: pass --db FILE or -c warden.yaml there")
+
+// localActor is who handles evidence read on this host, where no token
+// says who acts: the person logged in here, looked up by the process's
+// user id rather than taken from $USER, and under sudo who ran it.
+func localActor() string {
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if name == "" {
+		name = "uid " + strconv.Itoa(os.Getuid())
+	}
+	actor := "local:" + name
+	if from := os.Getenv("SUDO_USER"); from != "" {
+		actor += " (sudo from " + textsafe.Line(from) + ")"
+	}
+	return actor
+}
 
 func newEvidenceCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "evidence", Short: "List, show, export and verify evidence (chain of custody recorded)", Long: evidenceHelp}
-	var db, evDir, out, by string
-	open := func(cmd *cobra.Command) (*forensics, error) {
+	var db, evDir, out string
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&db, "db", "", "store file to read on this host (default: store.path from the config)")
+	pf.StringVar(&evDir, "evidence-dir", "", "evidence directory on this host (default: evidence.dir, or evidence/ beside the store)")
+	// here opens the store and the ledger on this host for cat and verify,
+	// which have no API to ask.
+	here := func(cmd *cobra.Command) (*forensics, error) {
 		if db == "" && g.configPath == "" && g.server != "" {
 			return nil, errEvidenceOverAPI
 		}
 		return g.openForensics(cmd, db, evDir)
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&db, "db", "", "store file (default: store.path from the config)")
-	pf.StringVar(&evDir, "evidence-dir", "", "evidence directory (default: evidence.dir, or evidence/ beside the store)")
-	pf.StringVar(&by, "by", "", "who is handling the evidence (default: $USER); recorded in the chain of custody")
-	// onID is the RunE of a subcommand naming one incident or artefact: it
-	// refuses a blank id, then opens the store and the ledger for run.
+	// eitherWay is the RunE of list, show and export, which name one
+	// incident or artefact: it refuses a blank id, then asks the controller
+	// (remote) or reads the store here (local), by the rule of evidenceHelp.
+	eitherWay := func(what string, remote func(ctx context.Context, c *client.Client, id string) error, local func(cmd *cobra.Command, f *forensics, id string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			id, err := idArg(what, args[0])
+			if err != nil {
+				return err
+			}
+			if g.readsOverAPI(cmd, db) {
+				if evDir != "" {
+					return errors.New("--evidence-dir names a ledger on this host; it does not go with a server (the controller uses its own): pass --db or -c to read here")
+				}
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				return remote(cmd.Context(), c, id)
+			}
+			f, err := g.openForensics(cmd, db, evDir)
+			if err != nil {
+				return err
+			}
+			defer f.st.Close()
+			return local(cmd, f, id)
+		}
+	}
+	// onID is the RunE of cat, which reads here only.
 	onID := func(what string, run func(cmd *cobra.Command, f *forensics, id string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
 			id, err := idArg(what, args[0])
 			if err != nil {
 				return err
 			}
-			f, err := open(cmd)
+			f, err := here(cmd)
 			if err != nil {
 				return err
 			}
@@ -122,34 +189,53 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 			return run(cmd, f, id)
 		}
 	}
+	printList := func(recs []v1.Evidence) error {
+		t := newTable(g.out, "ID", "NAME", "KIND", "SIZE", "SHA256", "COLLECTED BY", "COLLECTED AT")
+		for _, r := range recs {
+			t.row(r.ID, r.Name, r.Kind, strconv.FormatInt(r.Size, 10), r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
+		}
+		return t.flush()
+	}
 	list := &cobra.Command{
 		Use: "list INCIDENT", Short: "List an incident's evidence with hashes", Args: cobra.ExactArgs(1),
-		RunE: onID("incident", func(cmd *cobra.Command, f *forensics, incident string) error {
+		RunE: eitherWay("incident", func(ctx context.Context, c *client.Client, incident string) error {
+			recs, err := c.Evidence(ctx, incident)
+			if err != nil {
+				return fmt.Errorf("listing the evidence of %s: %w", incident, err)
+			}
+			return printList(recs)
+		}, func(cmd *cobra.Command, f *forensics, incident string) error {
 			recs, err := f.ledger.List(cmd.Context(), incident)
 			if err != nil {
 				return fmt.Errorf("listing evidence: %w", err)
 			}
-			t := newTable(g.out, "ID", "NAME", "KIND", "SIZE", "SHA256", "COLLECTED BY", "COLLECTED AT")
+			out := make([]v1.Evidence, 0, len(recs))
 			for _, r := range recs {
-				t.row(r.ID, r.Name, r.Kind, strconv.FormatInt(r.Size, 10), r.SHA256, r.CollectedBy, r.CollectedAt.Format("2006-01-02T15:04:05Z07:00"))
+				out = append(out, api.EvidenceV1(r))
 			}
-			return t.flush()
+			return printList(out)
 		}),
 	}
 	show := &cobra.Command{
-		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access)", Args: cobra.ExactArgs(1),
-		RunE: onID("evidence", func(cmd *cobra.Command, f *forensics, id string) error {
-			rec, cust, err := f.ledger.Show(cmd.Context(), id, "cli:"+whoami(by))
+		Use: "show ID", Short: "Show one artefact's record and chain of custody (records an access by you)", Args: cobra.ExactArgs(1),
+		RunE: eitherWay("evidence", func(ctx context.Context, c *client.Client, id string) error {
+			detail, err := c.ShowEvidence(ctx, id)
+			if err != nil {
+				return fmt.Errorf("showing evidence %s: %w", id, err)
+			}
+			return printJSON(g.out, detail)
+		}, func(cmd *cobra.Command, f *forensics, id string) error {
+			rec, cust, err := f.ledger.Show(cmd.Context(), id, localActor())
 			if err != nil {
 				return fmt.Errorf("showing evidence: %w", err)
 			}
-			return printJSON(g.out, map[string]any{"record": rec, "custody": cust})
+			return printJSON(g.out, api.EvidenceDetailV1(rec, cust))
 		}),
 	}
 	cat := &cobra.Command{
-		Use: "cat ID", Short: "Write an artefact's bytes to standard output (records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
+		Use: "cat ID", Short: "Write an artefact's bytes to standard output (on this host; records an access; fails if they no longer match the hash)", Args: cobra.ExactArgs(1),
 		RunE: onID("evidence", func(cmd *cobra.Command, f *forensics, id string) error {
-			rc, err := f.ledger.Open(cmd.Context(), id, "cli:"+whoami(by))
+			rc, err := f.ledger.Open(cmd.Context(), id, localActor())
 			if err != nil {
 				return fmt.Errorf("opening evidence: %w", err)
 			}
@@ -161,50 +247,68 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 		}),
 	}
 	export := &cobra.Command{
-		Use: "export INCIDENT -o FILE.tar.gz", Short: "Write the incident's evidence, manifest, SHA256SUMS and audit chain to an archive", Args: cobra.ExactArgs(1),
+		Use: "export INCIDENT -o FILE.tar.gz", Short: "Write the incident's evidence, manifest, SHA256SUMS and audit chain to an archive (records an export by you)", Args: cobra.ExactArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
 			return nil
 		},
-		RunE: onID("incident", func(cmd *cobra.Command, f *forensics, incident string) error {
+		RunE: eitherWay("incident", func(ctx context.Context, c *client.Client, incident string) error {
+			// Streamed to the partial file and checked as it arrives; only
+			// an archive that checks is moved into place: a truncated or
+			// altered answer must not pass for an export.
+			var m evidence.Manifest
+			if err := writeArchive(out, func(w io.Writer) error {
+				pr, pw := io.Pipe()
+				checked := make(chan error, 1)
+				go func() {
+					var err error
+					m, err = checkArchive(pr)
+					_, _ = io.Copy(io.Discard, pr) // let the download end whatever the check found
+					checked <- err
+				}()
+				err := c.ExportEvidence(ctx, incident, io.MultiWriter(w, pw))
+				pw.CloseWithError(err)
+				cerr := <-checked
+				switch {
+				case err != nil:
+					return fmt.Errorf("exporting the evidence of %s: %w", incident, err)
+				case cerr != nil:
+					return fmt.Errorf("checking the archive the controller sent for %s: %w", incident, cerr)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			return g.exported(out, m)
+		}, func(cmd *cobra.Command, f *forensics, incident string) error {
 			// Refuse an unknown incident before any file exists (Export
 			// checks again, and the partial file is removed on any error).
 			if err := f.ledger.KnownIncident(cmd.Context(), incident); err != nil {
 				return fmt.Errorf("exporting evidence: %w", err)
 			}
-			tmp := out + ".partial"
-			w, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return fmt.Errorf("creating %s: %w", tmp, err)
-			}
-			m, err := f.ledger.Export(cmd.Context(), incident, w, "cli:"+whoami(by))
-			if cerr := w.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("closing %s: %w", tmp, cerr)
-			}
-			if err != nil {
-				os.Remove(tmp)
+			var m evidence.Manifest
+			if err := writeArchive(out, func(w io.Writer) error {
+				var err error
+				m, err = f.ledger.Export(cmd.Context(), incident, w, localActor())
+				return err
+			}); err != nil {
 				return err
 			}
-			if err := os.Rename(tmp, out); err != nil {
-				os.Remove(tmp)
-				return fmt.Errorf("moving the archive into place: %w", err)
-			}
-			fmt.Fprintf(g.out, "wrote %s: %d artefacts; check with: tar xzf %s && sha256sum -c SHA256SUMS\n", out, len(m.Records), filepath.Base(out))
-			return nil
+			return g.exported(out, m)
 		}),
 	}
 	export.Flags().StringVarP(&out, "output", "o", "", "archive to write (.tar.gz)")
 	verify := &cobra.Command{
-		Use: "verify", Short: "Re-hash every artefact (exit 2 naming each mismatch)", Args: cobra.NoArgs,
+		Use: "verify", Short: "Re-hash every artefact on this host (exit 2 naming each mismatch)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := open(cmd)
+			f, err := here(cmd)
 			if err != nil {
 				return err
 			}
 			defer f.st.Close()
-			ms, err := f.ledger.VerifyAs(cmd.Context(), "cli:"+whoami(by))
+			ms, err := f.ledger.VerifyAs(cmd.Context(), localActor())
 			if err != nil && len(ms) == 0 {
 				return fmt.Errorf("verifying evidence: %w", err)
 			}
@@ -220,6 +324,37 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(list, show, cat, export, verify)
 	return cmd
+}
+
+// exported tells the person what export wrote and how to check it.
+func (g *globals) exported(out string, m evidence.Manifest) error {
+	_, err := fmt.Fprintf(g.out, "wrote %s: %d artefacts, exported by %s; check with: tar xzf %s && sha256sum -c SHA256SUMS\n",
+		out, len(m.Records), textsafe.Line(m.ExportedBy), filepath.Base(out))
+	return err
+}
+
+// writeArchive writes an archive to out through a new file beside it,
+// moved into place only when write succeeded: a failed export leaves no
+// file that could pass for one.
+func writeArchive(out string, write func(io.Writer) error) error {
+	tmp := out + ".partial"
+	w, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", tmp, err)
+	}
+	err = write(w)
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing %s: %w", tmp, cerr)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("moving the archive into place: %w", err)
+	}
+	return nil
 }
 
 func newReportCmd(g *globals) *cobra.Command {
@@ -265,7 +400,13 @@ func (g *globals) reportFromStore(cmd *cobra.Command, db, evDir, incident, lang,
 		return nil, err
 	}
 	defer f.st.Close()
-	m, err := report.Load(cmd.Context(), f.st, f.inv, f.ledger, incident)
+	var opts []report.Option
+	if g.configPath != "" {
+		// The configuration says whether four eyes held; without it the
+		// report does not guess.
+		opts = append(opts, report.FourEyes(f.cfg.Guards.FourEyes()))
+	}
+	m, err := report.Load(cmd.Context(), f.st, f.inv, f.ledger, incident, opts...)
 	if err != nil {
 		return nil, err
 	}

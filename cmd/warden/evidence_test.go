@@ -38,18 +38,10 @@ func TestEvidenceAndReportFromDemo(t *testing.T) {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	archive := filepath.Join(t.TempDir(), "evidence.tar.gz")
-	if _, _, err := runCLI(t, "evidence", "export", res.IncidentID, "--db", db, "-o", archive, "--by", "alice"); err != nil {
+	if _, _, err := runCLI(t, "evidence", "export", res.IncidentID, "--db", db, "-o", archive); err != nil {
 		t.Fatal(err)
 	}
-	x := t.TempDir()
-	if out, err := exec.CommandContext(t.Context(), "tar", "-xzf", archive, "-C", x).CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	check := exec.CommandContext(t.Context(), "sha256sum", "-c", "SHA256SUMS")
-	check.Dir = x
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("sha256sum -c: %v\n%s", err, out)
-	}
+	x := unpackChecked(t, archive)
 	if _, _, err := runCLI(t, "audit", "verify", "--file", filepath.Join(x, "audit.jsonl")); err != nil {
 		t.Fatalf("exported audit chain: %v", err)
 	}
@@ -174,7 +166,7 @@ func TestEvidenceCommandsRefuseUnknownIDs(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"evidence"}, tc.args...)
-			args = append(args, "--db", db, "--by", "alice")
+			args = append(args, "--db", db)
 			archive := filepath.Join(t.TempDir(), "out.tar.gz")
 			if tc.archive {
 				args = append(args, "-o", archive)
@@ -205,4 +197,20 @@ func TestEvidenceCommandsRefuseUnknownIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unpackChecked unpacks an evidence archive with tar and checks it with
+// sha256sum -c, as a person receiving it would; it returns the directory.
+func unpackChecked(t *testing.T, archive string) string {
+	t.Helper()
+	x := t.TempDir()
+	if out, err := exec.CommandContext(t.Context(), "tar", "-xzf", archive, "-C", x).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	check := exec.CommandContext(t.Context(), "sha256sum", "-c", "SHA256SUMS")
+	check.Dir = x
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c on %s: %v\n%s", archive, err, out)
+	}
+	return x
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -21,16 +22,27 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "warden:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+	os.Exit(code)
+}
+
+// run runs one command line as a shell sees it: what the command prints
+// goes to out, an error goes to errw as "warden: …", and the result is
+// the exit status (0, an exitError's code, or 1).
+func run(ctx context.Context, args []string, out, errw io.Writer) int {
+	root := newRoot(out, errw)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
 	}
+	fmt.Fprintln(errw, "warden:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
 }
 
 // exitError carries a specific exit code (e.g. 2 for a broken audit chain).
@@ -72,16 +84,27 @@ func newRoot(out, errw io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetErr(errw)
+	root.SetFlagErrorFunc(explainRemovedFlags)
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.configPath, "config", "c", os.Getenv("WARDEN_CONFIG"), "configuration file (YAML); env WARDEN_CONFIG")
 	pf.StringVar(&g.server, "server", os.Getenv("WARDEN_SERVER"), "controller API URL for client commands (default: from server.listen in the config); env WARDEN_SERVER")
-	pf.StringVar(&g.token, "token", "", "API token for client commands (default: env WARDEN_API_TOKEN, then server.api_token)")
+	pf.StringVar(&g.token, "token", "", "your API token for client commands (default: env WARDEN_API_TOKEN, then server.api_token); the controller acts as its user")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
 	root.AddCommand(
 		newServeCmd(g), newDemoCmd(g), newIndicatorCmd(g), newPlanCmd(g), newRunbookCmd(g), newRunsCmd(g),
 		newGatewaysCmd(g), newAuditCmd(g), newPolicyCmd(g), newConfigCmd(g), newBreakerCmd(g), newReleaseCmd(g), newAgentCmd(g), newEvidenceCmd(g), newReportCmd(g), newDriftCmd(g), newPatchCmd(g), newCredentialsCmd(g),
+		newUsersCmd(g), newWhoAmICmd(g),
 	)
 	root.AddCommand(newBaselineCmd(g))
 	return root
+}
+
+// explainRemovedFlags says why --by is gone when an old script passes it:
+// who acts is no longer whatever the caller writes.
+func explainRemovedFlags(_ *cobra.Command, err error) error {
+	if strings.Contains(err.Error(), "unknown flag: --by") {
+		return fmt.Errorf("%w: who acts is the user of the API token (see warden whoami); the evidence commands that read the store on this host record who is logged in", err)
+	}
+	return err
 }

@@ -42,6 +42,30 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errw.String(), err
 }
 
+// shell runs a command line in process as the binary would (run): the
+// error, if any, on stderr, and the exit status.
+func shell(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	code = run(t.Context(), args, &out, &errw)
+	return out.String(), errw.String(), code
+}
+
+// addUser makes a user through `warden users add --token-only` as the
+// admin whose token is adminToken, and returns the user's token.
+func addUser(t *testing.T, server, adminToken, name, role string) string {
+	t.Helper()
+	out, errOut, err := runCLI(t, "users", "add", name, "--role", role, "--token-only", "--server", server, "--token", adminToken)
+	if err != nil {
+		t.Fatalf("users add %s: %v (%s)", name, err, errOut)
+	}
+	token := strings.TrimSuffix(out, "\n")
+	if !strings.HasPrefix(token, "wdn_") || strings.ContainsAny(token, " \n") {
+		t.Fatalf("users add %s --token-only printed %q, want the token alone", name, out)
+	}
+	return token
+}
+
 // wantRun fails the test unless a command ran as wanted: an error holding
 // every one of wantErr (nil: success), and output holding every one of
 // wantOut.
@@ -178,6 +202,8 @@ func TestCommands(t *testing.T) {
 		"unknown command":            {args: []string{"contain-everything"}, wantErr: []string{"unknown command"}},
 		"plan locally":               {args: []string{"plan", "-c", good, "-f", indicatorFile}, wantOut: []string{"tamper-contain-with-approval", "snapshot", "isolate"}},
 		"plan wildcard":              {args: []string{"plan", "-c", good, "-f", wildcard}, wantErr: []string{"gateway", "wildcard"}},
+		"--by is gone":               {args: []string{"runs", "approve", "run-1", "--by", "alice"}, wantErr: []string{"unknown flag: --by", "user of the API token"}},
+		"users add without role":     {args: []string{"users", "add", "resp1", "--server", "http://127.0.0.1:1", "--token", "t"}, wantErr: []string{"--role is required"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -228,6 +254,10 @@ func TestClientCommands(t *testing.T) {
 	t.Cleanup(srv.Close)
 	remote := []string{"--server", srv.URL, "--token", cfg.Server.APIToken}
 	client := func(args ...string) []string { return append(args, remote...) }
+	// The shared token submits, so it requested the run: another person
+	// approves.
+	approver := addUser(t, srv.URL, cfg.Server.APIToken, "alice", "approver")
+	asAlice := func(args ...string) []string { return append(args, "--server", srv.URL, "--token", approver) }
 
 	tamper := writeFile(t, dir, "tamper.json", `{"kind":"config_tamper","gateway":"gw-hq","severity":"high","confidence":0.9,"source":"aide"}`)
 	out, _, err := runCLI(t, client("indicator", "submit", "-f", tamper)...)
@@ -258,9 +288,10 @@ func TestClientCommands(t *testing.T) {
 		{name: "wrong token", args: []string{"gateways", "list", "--server", srv.URL, "--token", "wrong"}, wantErr: []string{"401"}},
 		{name: "gateways", args: client("gateways", "list"), wantOut: []string{"gw-hq", "gw-osaka", "gw-dc"}},
 		{name: "runs waiting", args: client("runs", "list", "--state", "awaiting_approval"), wantOut: []string{runID, "respond-confirmed-compromise"}},
-		{name: "approve", args: client("runs", "approve", runID, "--by", "alice"), wantOut: []string{"approved by api:alice"}},
-		{name: "approve again", args: client("runs", "approve", runID, "--by", "alice"), wantErr: []string{"409"}},
-		{name: "approve unknown", args: client("runs", "approve", "run-nope", "--by", "alice"), wantErr: []string{"404"}},
+		{name: "approve by the requester", args: client("runs", "approve", runID), wantErr: []string{"403", "four eyes"}},
+		{name: "approve", args: asAlice("runs", "approve", runID), wantOut: []string{"approved by user:alice"}},
+		{name: "approve again", args: asAlice("runs", "approve", runID), wantErr: []string{"409"}},
+		{name: "approve unknown", args: asAlice("runs", "approve", "run-nope"), wantErr: []string{"404"}},
 		{name: "runbook wildcard", args: client("runbook", "run", "contain-compromised-gateway", "--gateway", "*"), wantErr: []string{"400", "wildcard"}},
 		{name: "runbook dry run", args: client("runbook", "run", "contain-compromised-gateway", "--gateway", "gw-dc", "--dry-run"), wantOut: []string{"snapshot", "isolate"}},
 		{name: "no runs from the dry run", args: client("runs", "list"), wantOut: []string{runID}},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -11,34 +10,12 @@ import (
 	"testing"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/actions/actionstest"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
-
-// fakeAction stands in for a provider at the catalogue seam: Apply
-// succeeds and Verify reads the same answer back, so runs finish and the
-// controller records what a real one would.
-type fakeAction struct{ name string }
-
-func (f fakeAction) Name() string { return f.name }
-func (f fakeAction) Plan(context.Context, actions.Request) (actions.Change, error) {
-	return actions.Change{Summary: "would " + f.name}, nil
-}
-func (f fakeAction) Apply(_ context.Context, req actions.Request) (actions.Result, error) {
-	d := map[string]any{"vm": req.Gateway.VM}
-	switch f.name {
-	case actions.NameSnapshot:
-		d["snapshot"], d["memory_requested"] = "warden-"+req.Incident, true
-	case actions.NameIsolate:
-		d["quarantined"] = true
-	}
-	return actions.Result{Changed: true, Summary: f.name + " done on " + req.Gateway.ID, Details: d}, nil
-}
-func (f fakeAction) Verify(_ context.Context, req actions.Request) (actions.Result, error) {
-	return actions.Result{Summary: req.Gateway.VM + " read back after " + f.name}, nil
-}
 
 // servedController is a controller built from testConfig, serving its API,
 // with fake actions.
@@ -53,11 +30,8 @@ type servedController struct {
 func serveController(t *testing.T) servedController {
 	t.Helper()
 	dir := t.TempDir()
-	var fakes []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRevokePeer,
-		actions.NameRotateCredentials, actions.NameNotify} {
-		fakes = append(fakes, fakeAction{name: n})
-	}
+	fakes := actionstest.All(actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRevokePeer,
+		actions.NameRotateCredentials, actions.NameNotify)
 	cfg, d := buildDaemon(t, dir, "", daemon.Options{ExtraActions: fakes})
 	if err := d.AcquireWriter(t.Context()); err != nil {
 		t.Fatal(err)
@@ -91,6 +65,13 @@ func (s servedController) incident(t *testing.T, kind indicator.Kind, run bool) 
 
 func (s servedController) remote(args ...string) []string {
 	return append(args, "--server", s.url, "--token", s.token)
+}
+
+// user makes a user with role through the API, as the admin of the
+// shared token, and returns their token.
+func (s servedController) user(t *testing.T, name, role string) string {
+	t.Helper()
+	return addUser(t, s.url, s.token, name, role)
 }
 
 // generatedLine is the one line that legitimately differs between two
@@ -231,7 +212,8 @@ func TestStoreReadersPrecedence(t *testing.T) {
 		"audit verify: WARDEN_SERVER":          {env: serverEnv, args: []string{"audit", "verify"}, wantOut: []string{"audit chain intact: "}},
 		"plan: -c beats WARDEN_SERVER":         {env: nowhereEnv, args: []string{"plan", "-c", planConfig, "-f", tamper}, wantOut: []string{"tamper-contain-with-approval"}},
 		"plan: --server":                       {args: s.remote("plan", "-f", tamper), wantOut: []string{"tamper-contain-with-approval"}},
-		"evidence: WARDEN_SERVER alone":        {env: nowhereEnv, args: []string{"evidence", "list", id}, wantErr: []string{"not over the API"}},
+		"evidence: WARDEN_SERVER":              {env: serverEnv, args: []string{"evidence", "list", id}, wantOut: []string{"SHA256"}},
+		"evidence: -c beats WARDEN_SERVER":     {env: nowhereEnv, args: []string{"evidence", "list", id, "-c", s.config}, wantOut: []string{"SHA256"}},
 		"report: --db wins over --server": {args: append([]string{"report", id, "--db", s.db, "-c", s.config, "--lang", "en"}, unreachable...),
 			wantOut: []string{"Asia/Tokyo", "(VM gw-osaka)"}},
 		"report: --server without --db asks the API": {args: s.remote("report", id, "--lang", "en"), wantOut: []string{"Asia/Tokyo"}},
@@ -244,9 +226,13 @@ func TestStoreReadersPrecedence(t *testing.T) {
 		"audit verify over the API":                  {args: s.remote("audit", "verify"), wantOut: []string{"audit chain intact: "}},
 		"audit verify: --db wins over --server":      {args: append([]string{"audit", "verify", "--db", s.db}, unreachable...), wantOut: []string{"audit chain intact: "}},
 		"audit verify: -c reads store.path":          {args: []string{"audit", "verify", "-c", s.config}, wantOut: []string{"audit chain intact: "}},
-		"evidence: only --server":                    {args: append([]string{"evidence", "list", id}, unreachable...), wantErr: []string{"not over the API", "--db"}},
-		"evidence: -c with --server reads the store": {args: append([]string{"evidence", "list", id, "-c", s.config}, unreachable...), wantOut: []string{"SHA256"}},
-		"evidence: --db":                             {args: []string{"evidence", "list", id, "--db", s.db}, wantOut: []string{"SHA256"}},
+		"evidence: --server asks the API":            {args: s.remote("evidence", "list", id), wantOut: []string{"SHA256"}},
+		"evidence: --server beats -c":                {args: append([]string{"evidence", "list", id, "-c", s.config}, unreachable...), wantErr: []string{"127.0.0.1:1"}},
+		"evidence: --db beats --server":              {args: append([]string{"evidence", "list", id, "--db", s.db}, unreachable...), wantOut: []string{"SHA256"}},
+		"evidence: unknown incident over the API":    {args: s.remote("evidence", "list", "inc-nope"), wantErr: []string{"404", "inc-nope"}},
+		"evidence: --evidence-dir with --server":     {args: s.remote("evidence", "list", id, "--evidence-dir", t.TempDir()), wantErr: []string{"--evidence-dir"}},
+		"evidence cat: only --server":                {args: append([]string{"evidence", "cat", "evd-1"}, unreachable...), wantErr: []string{"not over the API", "--db"}},
+		"evidence verify: -c with --server":          {args: append([]string{"evidence", "verify", "-c", s.config}, unreachable...), wantOut: []string{"every artefact matches"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -320,7 +306,7 @@ func TestRunsListWaitingFor(t *testing.T) {
 	}{
 		{"awaiting approval", func(*testing.T) {}, store.RunAwaitingApproval, ""},
 		{"approved", func(t *testing.T) {
-			if _, _, err := runCLI(t, s.remote("runs", "approve", a.RunID, "--by", "alice")...); err != nil {
+			if _, _, err := runCLI(t, "runs", "approve", a.RunID, "--server", s.url, "--token", s.user(t, "alice", "approver")); err != nil {
 				t.Fatal(err)
 			}
 		}, store.RunPending, "-"},

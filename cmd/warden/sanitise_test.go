@@ -100,7 +100,7 @@ func TestHostileAlertReachesNoPersonRaw(t *testing.T) {
 	if err := s.d.Controller.ExecuteRun(t.Context(), runs[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	// An artefact filed by someone whose --by carries the same tricks.
+	// An artefact filed by someone whose name carries the same tricks.
 	if _, err := s.d.Ledger.Add(t.Context(), evidence.Item{Incident: inc.ID, Gateway: "gw-osaka", Name: "invoice\u202Efdp.exe",
 		Kind: evidence.KindLog, Source: "manual", CollectedBy: "cli:\x1b[31mmallory\u202E", Content: []byte("x")}); err != nil {
 		t.Fatal(err)
