@@ -4,7 +4,10 @@
 // store, the default policies, the real HTTP API on loopback, and a local
 // chat webhook. It submits a sample Alertmanager alert over HTTP, waits for
 // the run, and reports what happened, with the VM's networks read back
-// before and after.
+// before and after. It acts as people, each with an API token of their own
+// (people.go): the controller's bootstrap admin adds the detector that
+// posts the alert, and in the Linux part a responder who asks for the
+// release and an approver who approves it.
 //
 // RunLinux adds the OS view when run as root: a namespace lab with three
 // sites, the agent in the compromised gateway's namespace, a C2 session cut
@@ -22,8 +25,6 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/actions"
-	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/daemon"
@@ -60,15 +61,20 @@ type Options struct {
 	// NoSample, with Serve, sends no sample alert: every gateway stays
 	// untouched until someone submits an alert (examples/*.json).
 	NoSample bool
-	// Token is the API token; random when empty.
+	// Token is the API token of the demo controller's admin (the person
+	// at the keyboard with Serve): the controller makes its first admin
+	// from it, as `warden serve` does from server.bootstrap_token_file. At
+	// least 32 characters; random when empty. The demo's other people
+	// (the detector posting the sample alert) get tokens of their own.
 	Token string
 	// Dir holds the store, the evidence and the reports, and is kept. When
 	// empty they go to a temporary directory that Run removes before it
 	// returns, on every path (also when ctx is cancelled).
 	Dir string
 	Log *slog.Logger
-	// Ready, when set, is called with the API URL and token once serving
-	// (used by --serve to tell the person where to send alerts).
+	// Ready, when set, is called with the API URL and the admin's token
+	// once serving (used by --serve to tell the person where to send
+	// alerts).
 	Ready func(url, token string)
 }
 
@@ -120,6 +126,12 @@ type Result struct {
 	Kept bool `json:"kept"`
 	// Reports maps "ja.md", "en.md", "ja.html", "en.html" to file paths.
 	Reports map[string]string `json:"reports"`
+	// RequestedBy is who the controller recorded as asking for the run:
+	// the detector whose alert the policy acted on.
+	RequestedBy string `json:"requested_by"`
+	// People are the identities the demo acted as, each with a token of
+	// its own, and what it did as each.
+	People []Person `json:"people"`
 }
 
 // writeReports renders the incident report in both languages and formats.
@@ -149,14 +161,17 @@ func writeReports(ctx context.Context, d *daemon.Daemon, incident, dir string) (
 // TimelineAt is one audit entry, shortened.
 type TimelineAt struct {
 	OffsetMS float64 `json:"offset_ms"`
+	Actor    string  `json:"actor"`
 	Action   string  `json:"action"`
 	Subject  string  `json:"subject,omitempty"`
 }
 
-// The compromised gateway of the sample alert.
+// The compromised gateway of the sample alert, and the detector that
+// posts it.
 const (
 	targetGateway = "gw-osaka"
 	targetVM      = "gw-osaka"
+	detectorName  = "alertmanager"
 )
 
 // Inventory is the demo VPN (demovpn.Inventory): HQ in Tokyo, a branch in
@@ -259,14 +274,6 @@ func startVSphere(ctx context.Context, opt Options) (_ *vsphereDemo, err error) 
 	} else if err := os.MkdirAll(v.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("making demo directory: %w", err)
 	}
-	if v.token == "" {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("making an API token: %w", err)
-		}
-		v.token = hex.EncodeToString(b)
-	}
-
 	lab, err := vsim.Start(ctx, vsim.Options{Gateways: []string{"gw-hq", "gw-osaka", "gw-dc"}})
 	if err != nil {
 		return nil, fmt.Errorf("starting simulated vCenter: %w", err)
@@ -277,7 +284,9 @@ func startVSphere(ctx context.Context, opt Options) (_ *vsphereDemo, err error) 
 
 	vc := lab.Config()
 	cfg := config.Defaults()
-	cfg.Server.APIToken = v.token
+	if v.token, err = bootstrapAdmin(&cfg, v.dir, opt.Token); err != nil {
+		return nil, err
+	}
 	cfg.Store.Path = filepath.Join(v.dir, "warden.db")
 	cfg.Inventory = Inventory()
 	cfg.Intake.Alertmanager.AlertnameKinds = AlertnameKinds()
@@ -304,6 +313,11 @@ func startVSphere(ctx context.Context, opt Options) (_ *vsphereDemo, err error) 
 		return nil, err
 	}
 	v.base = "http://" + addr
+	// Taking the writer lease makes the admin from the bootstrap token
+	// file before the first request (Serve would do it as it starts).
+	if err := d.AcquireWriter(ctx); err != nil {
+		return nil, err
+	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- d.Serve(sctx) }()
@@ -349,16 +363,19 @@ func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
 	}
 	res.NICsBefore = nics(before)
 
-	// The alert arrives over HTTP, exactly as Alertmanager would send it.
-	alert := SampleAlert(time.Now())
-	api, err := client.New(v.base, v.token)
+	// The alert arrives over HTTP, exactly as Alertmanager would send it,
+	// with the detector's own token: it may post alerts and nothing else.
+	people, err := addTeam(ctx, v.base, v.token, member{detectorName, v1.RoleIntake, "Alertmanager, the detector"})
 	if err != nil {
 		return err
 	}
-	accepted, err := api.SubmitAlertmanager(ctx, alert)
+	alert := SampleAlert(time.Now())
+	accepted, err := people.as(detectorName).SubmitAlertmanager(ctx, alert)
 	if err != nil {
 		return fmt.Errorf("sending the sample alert: %w", err)
 	}
+	people.did(detectorName, "posted the sample alert (POST /v1/intake/alertmanager)")
+	res.People = people.people
 	var runID string
 	for _, a := range accepted.Results {
 		if !a.Matched {
@@ -372,7 +389,7 @@ func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
 	}
 	// The alert itself is evidence too.
 	if _, err := d.Ledger.Add(ctx, evidence.Item{Incident: res.IncidentID, Gateway: targetGateway, Name: "alertmanager-webhook.json",
-		MediaType: "application/json", Kind: evidence.KindLog, Source: "Alertmanager webhook as received", CollectedBy: "api:alertmanager",
+		MediaType: "application/json", Kind: evidence.KindLog, Source: "Alertmanager webhook as received", CollectedBy: "user:" + detectorName,
 		CollectedFrom: "POST /v1/intake/alertmanager", Content: alert}); err != nil {
 		return fmt.Errorf("storing the alert as evidence: %w", err)
 	}
@@ -381,7 +398,7 @@ func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	res.RunState = run.State
+	res.RunState, res.RequestedBy = run.State, run.RequestedBy
 	res.Steps = demoSteps(run)
 
 	after, err := d.VSphere.ObserveVM(ctx, targetVM)
@@ -420,7 +437,7 @@ func (v *vsphereDemo) containSample(ctx context.Context, res *Result) error {
 	if err == nil && len(entries) > 0 {
 		t0 := entries[0].At
 		for _, e := range entries {
-			res.Timeline = append(res.Timeline, TimelineAt{OffsetMS: float64(e.At.Sub(t0).Microseconds()) / 1000, Action: e.Action, Subject: e.Subject})
+			res.Timeline = append(res.Timeline, TimelineAt{OffsetMS: float64(e.At.Sub(t0).Microseconds()) / 1000, Actor: e.Actor, Action: e.Action, Subject: e.Subject})
 		}
 	}
 	res.Reports, err = writeReports(ctx, d, res.IncidentID, v.dir)
@@ -488,7 +505,7 @@ func (r Result) Summary(w io.Writer) error {
 	for _, u := range r.Unmatched {
 		fmt.Fprintf(&b, "        also received, not a gateway, recorded only: %s\n", u)
 	}
-	fmt.Fprintf(&b, "Policy  %s -> run %s (%s)\n", r.Policy, r.RunID, r.RunState)
+	fmt.Fprintf(&b, "Policy  %s -> run %s (%s), requested by %s\n", r.Policy, r.RunID, r.RunState, orDash(r.RequestedBy))
 	fmt.Fprintf(&b, "Incident %s\n\nSteps\n", r.IncidentID)
 	for i, s := range r.Steps {
 		fmt.Fprintf(&b, "  %d. %-17s %-9s %5d ms  %s%s\n", i+1, s.Name, s.Status, s.DurationMS, s.Summary, errSuffix(s.Error))
@@ -508,6 +525,9 @@ func (r Result) Summary(w io.Writer) error {
 	fmt.Fprintf(&b, "Time to contain (alert accepted -> isolation verified): %.1f ms\n", r.TimeToContainMS)
 	fmt.Fprintf(&b, "Notifications delivered (HMAC-signed): %d\n", r.Notifications)
 	fmt.Fprintf(&b, "Audit chain: %d entries, intact=%t, head %s\n", r.AuditEntries, r.AuditOK, short(r.AuditHead))
+	if len(r.People) > 0 {
+		fmt.Fprintf(&b, "\nPeople (each with an API token of their own; the audit, the run and the reports name them)\n%s", peopleLines(r.People))
+	}
 	switch {
 	case len(r.Reports) > 0 && r.Kept:
 		fmt.Fprintf(&b, "\nReports (for management first, then the technical detail)\n")

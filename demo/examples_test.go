@@ -71,6 +71,9 @@ func TestExamplesContainGateway(t *testing.T) {
 			if run.State != store.RunSucceeded {
 				t.Fatalf("run %s: %s, steps %+v", run.ID, run.State, demoSteps(run))
 			}
+			if run.RequestedBy != "user:"+bootstrapAdminName {
+				t.Errorf("run requested by %q, want the admin whose token submitted it", run.RequestedBy)
+			}
 			vm, err := v.d.VSphere.ObserveVM(t.Context(), targetVM)
 			if err != nil {
 				t.Fatal(err)

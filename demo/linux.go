@@ -13,14 +13,13 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -123,7 +122,29 @@ type LinuxResult struct {
 	ReleaseRunState string `json:"release_run_state"`
 	// TrafficRestored: after release every path flows again (v4 and v6).
 	TrafficRestored bool `json:"traffic_restored"`
+
+	// People are the identities the demo acted as, each with a token of
+	// its own, and what it did as each: the detector posted the
+	// indicator, the responder asked for the release, the approver
+	// approved it.
+	People []Person `json:"people"`
+	// ReleaseRequestedBy, ReleaseOverriddenBy and ReleaseApprovedBy are
+	// the people the controller recorded on the release run.
+	ReleaseRequestedBy  string `json:"release_requested_by"`
+	ReleaseOverriddenBy string `json:"release_overridden_by"`
+	ReleaseApprovedBy   string `json:"release_approved_by"`
+	// SelfApprovalRefused is the controller's answer when the responder
+	// tried to approve the release they asked for (a responder may not
+	// approve, and with four eyes nobody approves what they asked for).
+	SelfApprovalRefused string `json:"self_approval_refused"`
 }
+
+// The Linux demo's people.
+const (
+	linuxDetector  = "demo-ids"
+	linuxResponder = "demo-responder"
+	linuxApprover  = "demo-approver"
+)
 
 // Linux demo topology.
 const (
@@ -493,14 +514,13 @@ func (l *linuxDemo) startController(ctx context.Context, relay string) (stop fun
 	if err := os.WriteFile(filepath.Join(polDir, "linux.yaml"), []byte(LinuxPolicies), 0o600); err != nil {
 		return nil, fmt.Errorf("writing demo policies: %w", err)
 	}
-	token, err := randomToken()
-	if err != nil {
-		return nil, err
-	}
 	inv := LabInventory(l.lab, linuxTarget, "https://"+relay)
 	pki := filepath.Join(l.dir, "pki")
 	cfg := config.Defaults()
-	cfg.Server.APIToken = token
+	token, err := bootstrapAdmin(&cfg, l.dir, "")
+	if err != nil {
+		return nil, err
+	}
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
 	cfg.Policies.Dir = polDir
 	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
@@ -514,6 +534,10 @@ func (l *linuxDemo) startController(ctx context.Context, relay string) (stop fun
 		return nil, err
 	}
 	addr, err := d.Listen("127.0.0.1:0")
+	if err == nil {
+		// The bootstrap admin is made now, before the first request.
+		err = d.AcquireWriter(ctx)
+	}
 	if err != nil {
 		d.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -549,11 +573,15 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	res.Probes = append(res.Probes, l.probe(ctx, "before", true, append(l.cutPaths(), l.keptPaths()...)...)...)
 	res.C2SessionAliveBefore = allAlive(sessions, linuxOKWait)
 
-	api, err := client.New(l.base, l.token)
+	people, err := addTeam(ctx, l.base, l.token,
+		member{linuxDetector, v1.RoleIntake, "the IDS watching the VPN"},
+		member{linuxResponder, v1.RoleResponder, "the on-call responder"},
+		member{linuxApprover, v1.RoleApprover, "the incident lead"})
 	if err != nil {
 		return err
 	}
-	intake, err := api.SubmitIndicators(ctx, v1.Indicator{
+	defer func() { res.People = people.people }()
+	intake, err := people.as(linuxDetector).SubmitIndicators(ctx, v1.Indicator{
 		Kind: "c2_beacon", Gateway: linuxGateway, Severity: "critical", Confidence: 0.9, Source: "demo-ids",
 		Summary:     "gw-osaka beacons to " + c2.V4.String() + " and " + c2.V6.String(),
 		Observables: &v1.Observables{IPs: []string{c2.V4.String(), c2.V6.String()}},
@@ -564,6 +592,7 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	if len(intake.Results) != 1 || intake.Results[0].RunID == "" {
 		return fmt.Errorf("the C2 indicator started no run: %+v", intake.Results)
 	}
+	people.did(linuxDetector, "posted the c2_beacon indicator, which contained "+linuxGateway)
 	res.IncidentID, res.RunID = intake.Results[0].IncidentID, intake.Results[0].RunID
 	run, err := l.waitRun(ctx, res.RunID)
 	if err != nil {
@@ -620,21 +649,35 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 	}
 
 	// Release is earned: a gateway baseline cannot be checked in a lab
-	// namespace that shares the host's files, so the demo's responder
-	// records an override, and a second person approves.
-	started, err := api.Release(ctx, v1.StartRunbookRequest{Gateway: linuxGateway, By: "demo-responder", Incident: res.IncidentID,
+	// namespace that shares the host's files, so the responder records
+	// an override, and a second person, an approver, approves: the
+	// controller refuses the responder's own approval.
+	responder := people.as(linuxResponder)
+	started, err := responder.Release(ctx, v1.StartRunbookRequest{Gateway: linuxGateway, Incident: res.IncidentID,
 		OverrideReason: "demo lab: the namespace shares the host's files, no gateway baseline to check"})
 	if err != nil {
 		return fmt.Errorf("asking for the release: %w", err)
 	}
-	if _, err := api.Approve(ctx, started.ID, v1.ApproveRequest{By: "demo-approver"}); err != nil {
+	people.did(linuxResponder, "asked for the release, overriding the baseline gate with a reason")
+	_, err = responder.Approve(ctx, started.ID, v1.ApproveRequest{Comment: "approving my own release"})
+	if code, _ := client.StatusCode(err); code != http.StatusForbidden {
+		return fmt.Errorf("the requester approving their own release: %v; want 403", err)
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		res.SelfApprovalRefused = ce.Message
+	}
+	people.did(linuxResponder, "tried to approve it: refused (403)")
+	if _, err := people.as(linuxApprover).Approve(ctx, started.ID, v1.ApproveRequest{Comment: "override reviewed"}); err != nil {
 		return fmt.Errorf("approving the release: %w", err)
 	}
+	people.did(linuxApprover, "approved the release")
 	rel, err := l.waitRun(ctx, started.ID)
 	if err != nil {
 		return err
 	}
 	res.ReleaseRunState = rel.State
+	res.ReleaseRequestedBy, res.ReleaseOverriddenBy, res.ReleaseApprovedBy = rel.RequestedBy, rel.OverriddenBy, rel.ApprovedBy
 	released := l.probe(ctx, "released", true, append(l.cutPaths(), l.keptPaths()...)...)
 	res.Probes = append(res.Probes, released...)
 	res.TrafficRestored = rel.State == store.RunSucceeded && asWanted(released)
@@ -787,6 +830,13 @@ func (r LinuxResult) Summary(w io.Writer) error {
 	fmt.Fprintf(&b, "\nVerified containment: %t\n", r.Verified)
 	fmt.Fprintf(&b, "Time to contain (alert accepted -> quarantine enforced and verified): %.1f ms\n", r.TimeToContainMS)
 	fmt.Fprintf(&b, "Release: %s; traffic restored (v4+v6): %t\n", r.ReleaseRunState, r.TrafficRestored)
+	fmt.Fprintf(&b, "  requested by %s (overridden by %s), approved by %s\n", orDash(r.ReleaseRequestedBy), orDash(r.ReleaseOverriddenBy), orDash(r.ReleaseApprovedBy))
+	if r.SelfApprovalRefused != "" {
+		fmt.Fprintf(&b, "  the requester's own approval was refused: %s\n", r.SelfApprovalRefused)
+	}
+	if len(r.People) > 0 {
+		fmt.Fprintf(&b, "\nPeople (each with an API token of their own; the audit, the runs and the reports name them)\n%s", peopleLines(r.People))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -817,12 +867,4 @@ func probeLine(ps []LinuxProbe, phase string) string {
 		s += " (" + strings.Join(bad, "; ") + ")"
 	}
 	return s
-}
-
-func randomToken() (string, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("making an API token: %w", err)
-	}
-	return hex.EncodeToString(b), nil
 }

@@ -115,4 +115,14 @@ func TestRunLinux(t *testing.T) {
 	if res.ReleaseRunState != "succeeded" || !res.TrafficRestored {
 		t.Errorf("release %s, traffic restored %t", res.ReleaseRunState, res.TrafficRestored)
 	}
+	// Each person acted with their own token, and the controller says so.
+	if res.ReleaseRequestedBy != "user:"+linuxResponder || res.ReleaseOverriddenBy != "user:"+linuxResponder || res.ReleaseApprovedBy != "user:"+linuxApprover {
+		t.Errorf("release requested by %q, overridden by %q, approved by %q", res.ReleaseRequestedBy, res.ReleaseOverriddenBy, res.ReleaseApprovedBy)
+	}
+	if !strings.Contains(res.SelfApprovalRefused, linuxResponder) {
+		t.Errorf("the responder's own approval: %q, want a refusal naming them", res.SelfApprovalRefused)
+	}
+	if len(res.People) != 4 || !strings.Contains(out.String(), "user:"+linuxApprover) {
+		t.Errorf("people %+v: want the admin, the detector, the responder and the approver in the summary", res.People)
+	}
 }

@@ -24,6 +24,8 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/internal/charon"
 	"github.com/warden-ir/warden/inventory"
@@ -72,6 +74,7 @@ type agentTunnelLab struct {
 	ss     *netlab.StrongSwanMesh
 	dir    string
 	bin    string
+	people *crew
 	api    *apiNS
 	ctrl   *nsProc
 	agents map[string]*nsProc
@@ -107,7 +110,7 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 	var dry struct {
 		Text string `json:"text"`
 	}
-	start, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder", "dry_run": true})
+	start, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "dry_run": true})
 	l.api.call(t, http.MethodPost, "/v1/runbooks/respond-confirmed-compromise/runs", start, http.StatusOK, &dry)
 	wants := []string{"revoke a at 3 peer site(s)", "at b: drop all traffic from and to", "wave 0: " + fleet[0].String(), "wave 1:", "rotate the credentials of 3 tunnel(s) not touching a"}
 	if v.certs {
@@ -122,7 +125,7 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 	t.Logf("plan:\n%s", dry.Text)
 
 	began := time.Now()
-	start, _ = json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder"})
+	start, _ = json.Marshal(map[string]any{"gateway": compromisedSite})
 	var started store.Run
 	l.api.call(t, http.MethodPost, "/v1/runbooks/respond-confirmed-compromise/runs", start, http.StatusAccepted, &started)
 	run := l.api.waitRun(t, started.ID, 50*time.Millisecond)
@@ -184,7 +187,7 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 			for _, s := range []string{"b", "c", "d"} {
 				before[s] = l.device(s).PublicKey
 			}
-			body, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder"})
+			body, _ := json.Marshal(map[string]any{"gateway": compromisedSite})
 			var r store.Run
 			rotating := time.Now()
 			l.api.call(t, http.MethodPost, "/v1/runbooks/rotate-fleet-credentials/runs", body, http.StatusAccepted, &r)
@@ -221,7 +224,7 @@ func agentTunnelResponse(t *testing.T, v tunnelVariant) {
 	}
 
 	t.Run("release is gated on the rotation", func(t *testing.T) {
-		body, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "by": "e2e-responder", "dry_run": true})
+		body, _ := json.Marshal(map[string]any{"gateway": compromisedSite, "dry_run": true})
 		var out struct {
 			Plan struct {
 				Gates []struct {
@@ -310,7 +313,7 @@ func newAgentTunnelLab(t *testing.T, v tunnelVariant) *agentTunnelLab {
 			"--vici-socket="+socket, "--log-level", "debug")
 	}
 	mgmt := lab.Mgmt().NS
-	l.api = &apiNS{base: "http://" + netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String(), token: labToken, c: nsHTTPClient(mgmt, nil)}
+	l.api = &apiNS{base: "http://" + netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String(), people: l.people, c: nsHTTPClient(mgmt, nil)}
 	l.ctrl = startInNS(t, "controller", mgmt, l.bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug")
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
@@ -325,7 +328,7 @@ func newAgentTunnelLab(t *testing.T, v tunnelVariant) *agentTunnelLab {
 		if l.ctrl.exited() {
 			t.Fatalf("controller exited: %v\n%s", l.ctrl.err, l.ctrl.log.String())
 		}
-		code, _, err := l.api.do(t.Context(), http.MethodGet, "/readyz", nil)
+		code, _, err := l.api.as(v1.RoleAdmin).do(t.Context(), http.MethodGet, "/readyz", nil)
 		if err == nil && code == http.StatusOK {
 			break
 		}
@@ -334,6 +337,7 @@ func newAgentTunnelLab(t *testing.T, v tunnelVariant) *agentTunnelLab {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	l.people.add(t, l.api.base, client.WithHTTPClient(l.api.c))
 	return l
 }
 
@@ -430,7 +434,7 @@ func (l *agentTunnelLab) writeConfig(pki string) {
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(l.lab.Mgmt().V4, apiPort).String()
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
-	labControllerAuth(l.t, &cfg, l.dir, pki)
+	l.people = labControllerAuth(l.t, &cfg, l.dir, pki)
 	cfg.Credentials.MasterKeyFile = filepath.Join(l.dir, "master.key")
 	if l.certs {
 		// The company CA the gateways' certificates chain to: Warden signs

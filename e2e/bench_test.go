@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/actions"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
-	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkAlertToContainmentVSphere(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		body := fmt.Sprintf(`{"kind":"c2_beacon","gateway":"gw-osaka","severity":"critical","confidence":0.9,"source":"bench","observables":{"ips":["203.0.113.%d"]}}`, i%250+1)
-		out := s.post(b, "/v1/indicators", []byte(body), http.StatusAccepted)
+		out := s.post(b, s.intake, "/v1/indicators", []byte(body), http.StatusAccepted)
 		res := out["results"].([]any)[0].(map[string]any)
 		run := s.wait(b, res["run_id"].(string))
 		if run.State != store.RunSucceeded {
@@ -46,12 +46,13 @@ func BenchmarkAlertToContainmentVSphere(b *testing.B) {
 		}
 		vcenter = append(vcenter, vc)
 		b.StopTimer()
-		rel, err := s.d.Controller.StartRunbook(b.Context(), controller.StartRequest{Runbook: "release-gateway", Gateway: "gw-osaka", Incident: run.Incident, Actor: "bench",
+		// One person asks for the release, another approves it.
+		rel, err := s.responder.Release(b.Context(), v1.StartRunbookRequest{Gateway: "gw-osaka", Incident: run.Incident,
 			OverrideReason: "benchmark: release between iterations"})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.d.Controller.Approve(b.Context(), rel.ID, "bench", ""); err != nil {
+		if _, err := s.approver.Approve(b.Context(), rel.ID, v1.ApproveRequest{}); err != nil {
 			b.Fatal(err)
 		}
 		if r := s.wait(b, rel.ID); r.State != store.RunSucceeded {

@@ -29,6 +29,7 @@ import (
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/wire"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/internal/charon"
@@ -161,7 +162,7 @@ func crashConfirmedCompromise(t *testing.T, bin string, v crashVariant, tc crash
 		rule = l.inFlightRule(tc.step)
 	}
 	l.kp.arm(rule)
-	if code, body, err := l.api.do(ctx, http.MethodPost, "/v1/runs/"+runID+"/approve", []byte(`{"by":"e2e-approver"}`)); err != nil || code != http.StatusOK {
+	if code, body, err := l.api.as(v1.RoleApprover).do(ctx, http.MethodPost, "/v1/runs/"+runID+"/approve", []byte(`{}`)); err != nil || code != http.StatusOK {
 		t.Fatalf("approving the run: %d %v %s", code, err, body)
 	}
 	select {
@@ -387,7 +388,7 @@ func (l *crashTunnelLab) writeCrashConfig(bin string) *crashEnv {
 	vc := l.vc.Config()
 	cfg := config.Defaults()
 	cfg.Server.Listen = freeAddr(t)
-	labControllerAuth(t, &cfg, l.dir, l.pki)
+	people := labControllerAuth(t, &cfg, l.dir, l.pki)
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
 	cfg.Evidence.Dir = filepath.Join(l.dir, "evidence")
 	cfg.Credentials.MasterKeyFile = filepath.Join(l.dir, "master.key")
@@ -401,7 +402,7 @@ func (l *crashTunnelLab) writeCrashConfig(bin string) *crashEnv {
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 10*time.Millisecond, 100*time.Millisecond, 3
 	cfgPath := writeConfig(t, l.dir, cfg)
 	return &crashEnv{t: t, bin: bin, cfgPath: cfgPath, dbPath: cfg.Store.Path, env: []string{"WARDEN_VSPHERE_PASSWORD=" + vc.Password},
-		api: apiCall{base: "http://" + cfg.Server.Listen, token: labToken}}
+		api: apiCall{base: "http://" + cfg.Server.Listen, people: people}}
 }
 
 // waitAgent waits until site's agent answers.
@@ -440,7 +441,7 @@ func (l *crashTunnelLab) confirmCompromise() (incident, run string) {
 		"kind": "integrity_violation", "gateway": compromisedSite, "severity": "critical", "confidence": 0.9, "source": "e2e-fim",
 		"summary": "tunnel configuration changed outside change control on " + compromisedSite,
 	})
-	code, data, err := l.api.do(l.t.Context(), http.MethodPost, "/v1/indicators", body)
+	code, data, err := l.api.as(v1.RoleIntake).do(l.t.Context(), http.MethodPost, "/v1/indicators", body)
 	if err != nil || code != http.StatusAccepted {
 		l.t.Fatalf("posting the indicator: %d %v %s", code, err, data)
 	}

@@ -93,13 +93,23 @@ func startServe(t *testing.T, bin, cfgPath string, env []string) *proc {
 	return p
 }
 
-// apiCall calls a controller's API on loopback through the API client.
+// apiCall calls a controller's API on loopback through the API client, as
+// one of the stack's people.
 type apiCall struct {
-	base, token string
+	base   string
+	people *crew
+	// role names whose token the calls carry (crew.token): the responder
+	// when empty.
+	role string
 }
 
+// as is a, calling as the person with role.
+func (a apiCall) as(role string) apiCall { a.role = role; return a }
+
 // client is the API client for a (making one does no I/O).
-func (a apiCall) client() (*client.Client, error) { return client.New(a.base, a.token) }
+func (a apiCall) client() (*client.Client, error) {
+	return client.New(a.base, a.people.token(a.role))
+}
 
 // do sends a request and returns the status and the answer: the JSON of a
 // 2xx, the API's error message otherwise.
@@ -330,6 +340,11 @@ func TestCrashMidStepFinishesOnce(t *testing.T) {
 				if strings.Contains(p.log.String(), e.lab.Password) {
 					t.Error("vCenter password in the controller log")
 				}
+				for _, token := range e.api.people.all() {
+					if strings.Contains(p.log.String(), token) {
+						t.Error("an API token in the controller log")
+					}
+				}
 			}
 		})
 	}
@@ -359,29 +374,31 @@ func newCrashEnv(t *testing.T, bin string) *crashEnv {
 
 	vc := lab.Config()
 	cfg := config.Defaults()
+	dir := t.TempDir()
+	people := bootstrapAdmin(t, &cfg, dir)
 	cfg.Server.Listen = freeAddr(t)
-	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
+	cfg.Store.Path = filepath.Join(dir, "warden.db")
 	cfg.Inventory = demo.Inventory()
 	cfg.VSphere = vsphereConfig(vc)
 	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: hooks.url}}}
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Drift.Interval = 0
-	cfgPath := writeConfig(t, t.TempDir(), cfg)
-	token := "crash-test-token-0123456789"
+	cfgPath := writeConfig(t, dir, cfg)
 	return &crashEnv{
 		t: t, bin: bin, lab: lab, cfgPath: cfgPath, dbPath: cfg.Store.Path,
-		env:   []string{"WARDEN_SERVER_API_TOKEN=" + token, "WARDEN_VSPHERE_PASSWORD=" + vc.Password},
-		api:   apiCall{base: "http://" + cfg.Server.Listen, token: token},
+		env:   []string{"WARDEN_VSPHERE_PASSWORD=" + vc.Password},
+		api:   apiCall{base: "http://" + cfg.Server.Listen, people: people},
 		hooks: hooks,
 	}
 }
 
-// serve starts a controller and waits until it is ready.
+// serve starts a controller and waits until it is ready. The first start
+// makes the bootstrap admin, who then adds the stack's people.
 func (e *crashEnv) serve() *proc {
 	e.t.Helper()
 	p := startServe(e.t, e.bin, e.cfgPath, e.env)
-	c, err := e.api.client()
+	c, err := e.api.as(v1.RoleAdmin).client()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -389,14 +406,15 @@ func (e *crashEnv) serve() *proc {
 		err := c.Ready(e.t.Context())
 		return err == nil, err
 	})
+	e.api.people.add(e.t, e.api.base)
 	return p
 }
 
-// alert posts the demo alert about gw-osaka and returns the incident and
-// the containment run it started.
+// alert posts the demo alert about gw-osaka as the detector and returns
+// the incident and the containment run it started.
 func (e *crashEnv) alert() (incident, run string) {
 	e.t.Helper()
-	c, err := e.api.client()
+	c, err := e.api.as(v1.RoleIntake).client()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -413,8 +431,9 @@ func (e *crashEnv) alert() (incident, run string) {
 	return "", ""
 }
 
-// startRelease starts and approves the release of gw-osaka (overriding the
-// gates this lab cannot meet: no agent, no credentials).
+// startRelease has the responder ask for the release of gw-osaka
+// (overriding the gates this lab cannot meet: no agent, no credentials)
+// and the approver approve it.
 func (e *crashEnv) startRelease() string {
 	e.t.Helper()
 	ctx := e.t.Context()
@@ -422,11 +441,15 @@ func (e *crashEnv) startRelease() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rel, err := c.Release(ctx, v1.StartRunbookRequest{Gateway: crashGateway, By: "alice", OverrideReason: "crash test: no agent to check the baseline"})
+	rel, err := c.Release(ctx, v1.StartRunbookRequest{Gateway: crashGateway, OverrideReason: "crash test: no agent to check the baseline"})
 	if err != nil || rel.ID == "" {
 		e.t.Fatalf("starting the release: %v %+v", err, rel)
 	}
-	if _, err := c.Approve(ctx, rel.ID, v1.ApproveRequest{By: "bob"}); err != nil {
+	approver, err := e.api.as(v1.RoleApprover).client()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := approver.Approve(ctx, rel.ID, v1.ApproveRequest{}); err != nil {
 		e.t.Fatalf("approving the release: %v", err)
 	}
 	return rel.ID

@@ -242,7 +242,7 @@ func (l *linuxLab) sysctl(t *testing.T, key string) string {
 // driftCheck is POST /v1/drift/check for the lab's gateway.
 func (l *linuxLab) driftCheck(t *testing.T) controller.DriftResult {
 	t.Helper()
-	body, _ := json.Marshal(map[string]string{"gateway": l.gwID, "by": "e2e-drift"})
+	body, _ := json.Marshal(map[string]string{"gateway": l.gwID})
 	var out struct {
 		Results []controller.DriftResult `json:"results"`
 	}
@@ -497,7 +497,7 @@ func TestLinuxBaselineDrift(t *testing.T) {
 			t.Fatalf("gateway quarantined before approval: %+v", st)
 		}
 
-		l.api.call(t, http.MethodPost, "/v1/runs/"+a.RunID+"/approve", []byte(`{"by":"e2e-approver"}`), http.StatusOK, nil)
+		l.api.as(v1.RoleApprover).call(t, http.MethodPost, "/v1/runs/"+a.RunID+"/approve", []byte(`{}`), http.StatusOK, nil)
 		run = l.api.waitRun(t, a.RunID, 20*time.Millisecond)
 		if run.State != store.RunSucceeded {
 			t.Fatalf("approved containment %s: %s", run.State, run.Error)

@@ -49,7 +49,6 @@ const (
 	echoPort   = 7
 	agentPort  = 8443
 	apiPort    = 8780
-	labToken   = "e2e-linux-token-0123456789abcdef"
 	okWait     = 5 * time.Second        // a probe that must succeed
 	cutWait    = 400 * time.Millisecond // a probe that must fail
 	targetSite = "osaka"
@@ -97,8 +96,9 @@ type linuxLab struct {
 	agentProc *nsProc
 	ctrl      *nsProc
 
-	api   *apiNS
-	agent *agentCaller
+	people *crew
+	api    *apiNS
+	agent  *agentCaller
 }
 
 // newLinuxLab builds the lab, the key material and the configuration,
@@ -170,7 +170,7 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 	l.writeConfig(pki)
 
 	mgmt := lab.Mgmt().NS
-	l.api = &apiNS{base: "http://" + netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String(), token: labToken, c: nsHTTPClient(mgmt, nil)}
+	l.api = &apiNS{base: "http://" + netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String(), people: l.people, c: nsHTTPClient(mgmt, nil)}
 	l.agent = newAgentCaller(tb, mgmt, pki, l.agentURL())
 
 	l.agentArgs = []string{"agent",
@@ -202,9 +202,10 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 		if l.ctrl.exited() {
 			tb.Fatalf("controller exited: %v", l.ctrl.err)
 		}
-		code, _, err := l.api.do(tb.Context(), http.MethodGet, "/readyz", nil)
+		code, _, err := l.api.as(v1.RoleAdmin).do(tb.Context(), http.MethodGet, "/readyz", nil)
 		return code == http.StatusOK, err
 	})
+	l.people.add(tb, l.api.base, client.WithHTTPClient(l.api.c))
 	return l
 }
 
@@ -229,16 +230,15 @@ func (l *linuxLab) echoNodes() []netlab.Node {
 	return out
 }
 
-// labControllerAuth points cfg at the lab's API token, written to
-// dir/api-token, and at the controller's client certificate for the
-// agents, in pki.
-func labControllerAuth(tb testing.TB, cfg *config.Config, dir, pki string) {
+// labControllerAuth points cfg at the bootstrap admin's token, written to
+// dir (the admin adds the lab's people once the controller runs:
+// crew.add), and at the controller's client certificate for the agents,
+// in pki.
+func labControllerAuth(tb testing.TB, cfg *config.Config, dir, pki string) *crew {
 	tb.Helper()
-	cfg.Server.APITokenFile = filepath.Join(dir, "api-token")
-	if err := os.WriteFile(cfg.Server.APITokenFile, []byte(labToken+"\n"), 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	people := bootstrapAdmin(tb, cfg, dir)
 	cfg.Agents = config.Agents{CertFile: filepath.Join(pki, agent.ControllerCertFile), KeyFile: filepath.Join(pki, agent.ControllerKeyFile), CAFile: filepath.Join(pki, agent.CAFile)}
+	return people
 }
 
 // writeConfig writes the controller's configuration and policies: the
@@ -260,7 +260,7 @@ func (l *linuxLab) writeConfig(pki string) {
 	l.storeDB = filepath.Join(l.dir, "warden.db")
 	cfg.Store.Path = l.storeDB
 	cfg.Policies.Dir = polDir
-	labControllerAuth(l.tb, &cfg, l.dir, pki)
+	l.people = labControllerAuth(l.tb, &cfg, l.dir, pki)
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = l.opt.Reconcile
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 50*time.Millisecond, 500*time.Millisecond, 3
@@ -559,17 +559,29 @@ func nsHTTPClient(ns string, tlsConf *tls.Config) *http.Client {
 }
 
 // apiNS calls the controller's HTTP API from the management namespace,
-// through the API client over c (a namespaced dialer).
+// through the API client over c (a namespaced dialer), as one of the lab's
+// people.
 type apiNS struct {
-	base, token string
-	c           *http.Client
+	base   string
+	people *crew
+	// role names whose token the calls carry (crew.token): the responder
+	// when empty.
+	role string
+	c    *http.Client
+}
+
+// as is a, calling as the person with role (sharing a's connections).
+func (a *apiNS) as(role string) *apiNS {
+	b := *a
+	b.role = role
+	return &b
 }
 
 // client is the API client for a (making one does no I/O; c's connections
 // are shared).
 func (a *apiNS) client(tb testing.TB) *client.Client {
 	tb.Helper()
-	c, err := client.New(a.base, a.token, client.WithHTTPClient(a.c))
+	c, err := client.New(a.base, a.people.token(a.role), client.WithHTTPClient(a.c))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -579,7 +591,7 @@ func (a *apiNS) client(tb testing.TB) *client.Client {
 // do sends a request and returns the status and the answer: the JSON of a
 // 2xx, the API's error message otherwise.
 func (a *apiNS) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	c, err := client.New(a.base, a.token, client.WithHTTPClient(a.c))
+	c, err := client.New(a.base, a.people.token(a.role), client.WithHTTPClient(a.c))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -603,11 +615,11 @@ func (a *apiNS) call(tb testing.TB, method, path string, body []byte, want int, 
 	}
 }
 
-// submitC2 posts a c2_beacon indicator for the gateway and returns the
-// incident and the run it started.
+// submitC2 posts a c2_beacon indicator for the gateway as the detector and
+// returns the incident and the run it started.
 func (a *apiNS) submitC2(tb testing.TB, gw string, c2 netlab.Node, n int) (incident, run string) {
 	tb.Helper()
-	out, err := a.client(tb).SubmitIndicators(tb.Context(), v1.Indicator{
+	out, err := a.as(v1.RoleIntake).client(tb).SubmitIndicators(tb.Context(), v1.Indicator{
 		Kind: "c2_beacon", Gateway: gw, Severity: "critical", Confidence: 0.9, Source: "e2e-ids",
 		Summary:     fmt.Sprintf("beacon %d from %s to the C2 server", n, gw),
 		Observables: &v1.Observables{IPs: []string{c2.V4.String(), c2.V6.String()}},
@@ -644,10 +656,9 @@ func (a *apiNS) waitRun(tb testing.TB, id string, poll time.Duration) store.Run 
 func (a *apiNS) release(tb testing.TB, gw, incident string) {
 	tb.Helper()
 	// The lab gateway shares the host's files, so its baseline is not a
-	// gateway's; a person overrides that gate with a reason and another
-	// approves (release is never automatic).
-	c := a.client(tb)
-	r, err := c.Release(tb.Context(), v1.StartRunbookRequest{Gateway: gw, By: "e2e-responder", Incident: incident,
+	// gateway's; the responder overrides that gate with a reason and the
+	// approver approves (release is never automatic).
+	r, err := a.as(v1.RoleResponder).client(tb).Release(tb.Context(), v1.StartRunbookRequest{Gateway: gw, Incident: incident,
 		OverrideReason: "e2e lab: the namespace shares the host's files, no gateway baseline to check"})
 	if err != nil {
 		tb.Fatalf("asking for the release: %v", err)
@@ -655,7 +666,7 @@ func (a *apiNS) release(tb testing.TB, gw, incident string) {
 	if r.State != v1.RunAwaitingApproval {
 		tb.Fatalf("release did not wait for approval: %s", r.State)
 	}
-	if _, err := c.Approve(tb.Context(), r.ID, v1.ApproveRequest{By: "e2e-approver"}); err != nil {
+	if _, err := a.as(v1.RoleApprover).client(tb).Approve(tb.Context(), r.ID, v1.ApproveRequest{}); err != nil {
 		tb.Fatalf("approving the release: %v", err)
 	}
 	if run := a.waitRun(tb, r.ID, 10*time.Millisecond); run.State != store.RunSucceeded {

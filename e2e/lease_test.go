@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/store"
@@ -21,14 +22,15 @@ func TestSecondServeOnOneStoreRefused(t *testing.T) {
 	ctx := t.Context()
 	cfg := config.Defaults()
 	cfg.Server.Listen = freeAddr(t)
-	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
+	dir := t.TempDir()
+	people := bootstrapAdmin(t, &cfg, dir)
+	cfg.Store.Path = filepath.Join(dir, "warden.db")
 	cfg.Inventory = demo.Inventory()
 	cfg.Reconcile.Interval = time.Hour
-	cfgPath := writeConfig(t, t.TempDir(), cfg)
-	token := "lease-test-token-0123456789"
-	env := []string{"WARDEN_SERVER_API_TOKEN=" + token}
+	cfgPath := writeConfig(t, dir, cfg)
+	var env []string
 	first := startServe(t, bin, cfgPath, env)
-	a := apiCall{base: "http://" + cfg.Server.Listen, token: token}
+	a := apiCall{base: "http://" + cfg.Server.Listen, people: people, role: v1.RoleAdmin}
 	waitFor(t, "first controller ready", 30*time.Second, func() (bool, error) {
 		code, _, err := a.do(ctx, "GET", "/readyz", nil)
 		return code == 200, err
@@ -58,7 +60,7 @@ func TestSecondServeOnOneStoreRefused(t *testing.T) {
 	}
 	_ = first.cmd.Wait()
 	third := startServe(t, bin, cfgPath, append(env, "WARDEN_SERVER_LISTEN="+secondAddr))
-	b := apiCall{base: "http://" + secondAddr, token: token}
+	b := apiCall{base: "http://" + secondAddr, people: people, role: v1.RoleAdmin}
 	waitFor(t, "successor ready after kill -9 of the holder", 30*time.Second, func() (bool, error) {
 		code, _, err := b.do(ctx, "GET", "/readyz", nil)
 		return code == 200, err

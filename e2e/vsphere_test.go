@@ -25,13 +25,15 @@ import (
 )
 
 // stack is a real Warden (daemon, HTTP API on loopback) against a real
-// vCenter simulator speaking SOAP.
+// vCenter simulator speaking SOAP, with a client per person (people_test.go).
 type stack struct {
-	lab   *vsim.Lab
-	d     *daemon.Daemon
-	base  string
-	token string
-	api   *client.Client
+	lab    *vsim.Lab
+	d      *daemon.Daemon
+	base   string
+	people *crew
+	// admin is the bootstrap admin; intake the detector posting alerts;
+	// responder asks for runs and releases; approver approves them.
+	admin, intake, responder, approver *client.Client
 }
 
 // vsphereConfig is the controller's vSphere section for a simulator: its
@@ -52,8 +54,9 @@ func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	t.Cleanup(lab.Close)
 	vc := lab.Config()
 	cfg := config.Defaults()
-	cfg.Server.APIToken = "e2e-token-0123456789"
-	cfg.Store.Path = filepath.Join(t.TempDir(), "warden.db")
+	dir := t.TempDir()
+	people := bootstrapAdmin(t, &cfg, dir)
+	cfg.Store.Path = filepath.Join(dir, "warden.db")
 	cfg.Store.Sync = "normal"
 	cfg.Inventory = demo.Inventory()
 	cfg.VSphere = vsphereConfig(vc)
@@ -72,6 +75,13 @@ func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	}
 	addr, err := d.Listen("127.0.0.1:0")
 	if err != nil {
+		d.Close(context.Background())
+		t.Fatal(err)
+	}
+	// Taking the lease makes the bootstrap admin now, before the first
+	// request (Serve would do it as it starts).
+	if err := d.AcquireWriter(ctx); err != nil {
+		d.Close(context.Background())
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -79,19 +89,23 @@ func startStack(t testing.TB, mutate func(*config.Config)) *stack {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Serve(sctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); d.Close(context.Background()) })
-	api, err := client.New("http://"+addr, cfg.Server.APIToken)
-	if err != nil {
-		t.Fatal(err)
+	s := &stack{lab: lab, d: d, base: "http://" + addr, people: people}
+	people.add(t, s.base)
+	for c, token := range map[**client.Client]string{&s.admin: people.admin, &s.intake: people.intake, &s.responder: people.responder, &s.approver: people.approver} {
+		if *c, err = client.New(s.base, token); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return &stack{lab: lab, d: d, base: "http://" + addr, token: cfg.Server.APIToken, api: api}
+	return s
 }
 
-// post sends body to path and wants the status want; it returns the
-// answer's JSON, or the API's error as {"error": ..., "field": ...}.
-func (s *stack) post(t testing.TB, path string, body []byte, want int) map[string]any {
+// post sends body to path as the person of c and wants the status want;
+// it returns the answer's JSON, or the API's error as {"error": ...,
+// "field": ...}.
+func (s *stack) post(t testing.TB, c *client.Client, path string, body []byte, want int) map[string]any {
 	t.Helper()
 	var out map[string]any
-	code, err := s.api.Call(t.Context(), http.MethodPost, path, body, &out)
+	code, err := c.Call(t.Context(), http.MethodPost, path, body, &out)
 	var ce *client.Error
 	if errors.As(err, &ce) {
 		code, out = ce.StatusCode, map[string]any{"error": ce.Message, "field": ce.Field}
@@ -104,11 +118,11 @@ func (s *stack) post(t testing.TB, path string, body []byte, want int) map[strin
 	return out
 }
 
-// alert submits the demo's Alertmanager alert and returns the first matched
-// result.
+// alert submits the demo's Alertmanager alert as the detector and returns
+// the first matched result.
 func (s *stack) alert(t testing.TB) (incident, run string, dup bool) {
 	t.Helper()
-	out, err := s.api.SubmitAlertmanager(t.Context(), demo.SampleAlert(time.Now()))
+	out, err := s.intake.SubmitAlertmanager(t.Context(), demo.SampleAlert(time.Now()))
 	if err != nil {
 		t.Fatalf("submitting the alert: %v", err)
 	}
@@ -255,14 +269,14 @@ func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
 	// record it is refused, naming what is missing.
 	// The repeated alert is still firing and no person has looked at it:
 	// that alone refuses the release, and no override lifts it.
-	refused := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusConflict)
+	refused := s.post(t, s.responder, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusConflict)
 	if msg, _ := refused["error"].(string); !strings.Contains(msg, "no person resolved") {
 		t.Fatalf("refusal does not name the live alert: %v", refused)
 	}
 	for _, id := range s.liveIndicators(t, "gw-osaka") {
-		s.post(t, "/v1/indicators/"+id+"/resolve", []byte(`{"by":"carol","reason":"the repeat of the beacon the quarantine already blocks"}`), http.StatusOK)
+		s.post(t, s.approver, "/v1/indicators/"+id+"/resolve", []byte(`{"reason":"the repeat of the beacon the quarantine already blocks"}`), http.StatusOK)
 	}
-	refused = s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`"}`), http.StatusConflict)
+	refused = s.post(t, s.responder, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","incident":"`+incident+`"}`), http.StatusConflict)
 	if msg, _ := refused["error"].(string); !strings.Contains(msg, "baseline") || !strings.Contains(msg, "credentials-rotated") {
 		t.Fatalf("refusal does not list the unmet gates: %v", refused)
 	}
@@ -271,14 +285,17 @@ func TestAlertToVerifiedContainmentAndRelease(t *testing.T) {
 	}
 	// This VM has no agent to check its baseline: a person overrides with
 	// a recorded reason, and another approves.
-	out := s.post(t, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","by":"alice","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusAccepted)
+	out := s.post(t, s.responder, "/v1/runbooks/release-gateway/runs", []byte(`{"gateway":"gw-osaka","incident":"`+incident+`","override_reason":"rebuilt from the golden image; keys replaced by hand"}`), http.StatusAccepted)
 	if out["state"] != "awaiting_approval" {
 		t.Fatalf("release did not wait for approval: %v", out["state"])
 	}
-	s.post(t, "/v1/runs/"+out["id"].(string)+"/approve", []byte(`{"by":"bob"}`), http.StatusOK)
+	s.post(t, s.approver, "/v1/runs/"+out["id"].(string)+"/approve", []byte(`{}`), http.StatusOK)
 	rr := s.wait(t, out["id"].(string))
 	if rr.State != store.RunSucceeded {
 		t.Fatalf("release %s: %s", rr.State, rr.Error)
+	}
+	if rr.RequestedBy != "user:"+responderName || rr.OverriddenBy != "user:"+responderName || rr.ApprovedBy != "user:"+approverName {
+		t.Fatalf("release requested by %q, overridden by %q, approved by %q: want the people whose tokens did it", rr.RequestedBy, rr.OverriddenBy, rr.ApprovedBy)
 	}
 	rel := s.vm(t, "gw-osaka")
 	if rel.Quarantined || networks(rel) != networks(before) {
