@@ -140,11 +140,17 @@ func captureLoopbackPair(t testing.TB) (ln net.Listener, client net.Conn) {
 // waitForSocket waits until a daemon started by the test has made its
 // unix socket at path, failing the test with failure (and path) once the
 // deadline has passed.
+// waitForSocket waits until the unix socket at path accepts a connection:
+// a daemon binds (the file appears) before it listens, and a client that
+// connects in between is refused.
 func waitForSocket(t testing.TB, path string, deadline time.Time, failure string) {
 	t.Helper()
 	for {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			return
+			if c, err := net.Dial("unix", path); err == nil {
+				c.Close()
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s %s", failure, path)
