@@ -106,9 +106,34 @@ func (m AlertmanagerMapping) WithDefaults() AlertmanagerMapping {
 	def(&m.SeverityLabel, "severity")
 	def(&m.ConfidenceAnnotation, "confidence")
 	kinds := DefaultAlertnameKinds()
-	maps.Copy(kinds, m.AlertnameKinds)
+	for name, k := range m.AlertnameKinds {
+		// An entry replaces a default of the same name in any case: the
+		// configuration file's keys arrive lower-cased (viper), and
+		// "gatewaytrafficspike: ''" must still switch GatewayTrafficSpike off.
+		for d := range kinds {
+			if d != name && strings.EqualFold(d, name) {
+				delete(kinds, d)
+			}
+		}
+		kinds[name] = k
+	}
 	m.AlertnameKinds = kinds
 	return m
+}
+
+// alertnameKind is the kind the mapping gives an alertname: by its exact
+// name, else by the name in any case (keys read from a configuration file
+// are lower-cased; Alertmanager's alertnames are usually CamelCase).
+func (m *AlertmanagerMapping) alertnameKind(name string) string {
+	if k, ok := m.AlertnameKinds[name]; ok {
+		return k
+	}
+	for n, k := range m.AlertnameKinds {
+		if strings.EqualFold(n, name) {
+			return k
+		}
+	}
+	return ""
 }
 
 // Validate reports AlertnameKinds entries that name an unknown kind, so that
@@ -492,7 +517,7 @@ func mapKind(labels map[string]string, m *AlertmanagerMapping) (indicator.Kind, 
 		return "", fmt.Sprintf("no usable kind: label %s=%q is not a known kind", m.KindLabel, clip(v, 64))
 	}
 	name := labels["alertname"]
-	if k := m.AlertnameKinds[name]; k != "" {
+	if k := m.alertnameKind(name); k != "" {
 		if indicator.Kind(k).Valid() {
 			return indicator.Kind(k), ""
 		}

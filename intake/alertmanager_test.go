@@ -504,3 +504,28 @@ func TestAlertmanagerMappingDefaults(t *testing.T) {
 		t.Errorf("Validate bad kind: %v", err)
 	}
 }
+
+// TestAlertnameKindsFromAConfigFile: viper lower-cases the keys of
+// intake.alertmanager.alertname_kinds read from a file, so the README's
+// {WireGuardBeacon: c2_beacon} arrives as wireguardbeacon; it must still
+// map the alert, and a lower-cased entry must still switch a default off.
+func TestAlertnameKindsFromAConfigFile(t *testing.T) {
+	m := AlertmanagerMapping{AlertnameKinds: map[string]string{"wireguardbeacon": "c2_beacon", "gatewaytrafficspike": ""}}
+	body := `{"alerts":[{"labels":{"alertname":"WireGuardBeacon","gateway":"gw-hq"}},{"labels":{"alertname":"GatewayTrafficSpike","gateway":"gw-hq"}},{"labels":{"alertname":"GatewayC2Beacon","gateway":"gw-hq"}}]}`
+	items, err := DecodeAlertmanager([]byte(body), testInventory(t), m, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !items[0].Matched || items[0].Indicator.Kind != indicator.C2Beacon {
+		t.Errorf("WireGuardBeacon: matched %t kind %q (%s), want c2_beacon", items[0].Matched, items[0].Indicator.Kind, items[0].Reason)
+	}
+	if items[1].Matched {
+		t.Errorf("GatewayTrafficSpike was switched off by a lower-cased entry but matched as %q", items[1].Indicator.Kind)
+	}
+	if !items[2].Matched || items[2].Indicator.Kind != indicator.C2Beacon {
+		t.Errorf("the default GatewayC2Beacon: matched %t kind %q", items[2].Matched, items[2].Indicator.Kind)
+	}
+	if again := m.WithDefaults().WithDefaults(); again.alertnameKind("GatewayTrafficSpike") != "" {
+		t.Error("WithDefaults twice re-enabled a default switched off in lower case")
+	}
+}
