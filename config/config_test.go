@@ -316,3 +316,35 @@ func TestEnvBindings(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoPersonOnlyFromTheFile: four eyes is on by default, the
+// configuration file can turn it off, and no environment variable can
+// (safety invariant 9: a variable set in a unit file or a shell must not
+// quietly let one person act alone).
+func TestTwoPersonOnlyFromTheFile(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.yaml")
+	off := filepath.Join(dir, "off.yaml")
+	if err := os.WriteFile(empty, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(off, []byte("guards:\n  two_person: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, bound := envBindings()["guards.two_person"]; bound {
+		t.Error("guards.two_person is bound to an environment variable")
+	}
+	for _, env := range []string{"WARDEN_GUARDS_TWO_PERSON", "WARDEN_GUARDS_TWOPERSON"} {
+		t.Setenv(env, "false")
+	}
+	c, err := Load(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Guards.FourEyes() {
+		t.Error("an environment variable turned four eyes off")
+	}
+	if c, err = Load(off); err != nil || c.Guards.FourEyes() {
+		t.Errorf("two_person: false in the file: four eyes %t, %v", c.Guards.FourEyes(), err)
+	}
+}
