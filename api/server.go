@@ -301,7 +301,7 @@ func (s *Server) authenticate(next http.Handler, perm auth.Permission, intake bo
 			w.Header().Set("Retry-After", strconv.Itoa(int(th.RetryAfter.Round(time.Second)/time.Second)))
 			s.fail(w, http.StatusTooManyRequests, intakeReason(intake, "throttled"), err)
 			return
-		case errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrDisabled), errors.Is(err, auth.ErrNoRole):
+		case auth.Refused(err):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
 			s.fail(w, http.StatusUnauthorized, intakeReason(intake, "unauthorized"), err)
 			return

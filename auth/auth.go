@@ -109,7 +109,7 @@ func (r Role) Can(p Permission) bool {
 
 // Least is the least role that grants p: what a 403 names.
 func Least(p Permission) Role {
-	for _, r := range []Role{Viewer, Intake, Responder, Approver, Admin} {
+	for _, r := range Roles {
 		if r.Can(p) {
 			return r
 		}

@@ -141,17 +141,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	}
 	p, err := a.authenticate(r.Context(), r.Header.Get("Authorization"))
 	if err != nil {
-		var reason string
-		switch {
-		case errors.Is(err, ErrNoCredentials):
-			reason = "missing"
-		case errors.Is(err, ErrBadCredentials):
-			reason = "invalid"
-		case errors.Is(err, ErrDisabled):
-			reason = "disabled"
-		case errors.Is(err, ErrNoRole):
-			reason = "no_role"
-		default:
+		reason := refusal(err)
+		if reason == "" {
 			a.failures.WithLabelValues("error").Inc()
 			return Principal{}, err
 		}
@@ -160,6 +151,27 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, err
 	}
 	return p, nil
+}
+
+// Refused reports whether err says the caller's credentials were refused
+// (401), rather than that they could not be checked (the store or the
+// issuer did not answer) or that the address is throttled.
+func Refused(err error) bool { return refusal(err) != "" }
+
+// refusal is the metrics reason of a refused credential, "" for any other
+// error.
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, ErrNoCredentials):
+		return "missing"
+	case errors.Is(err, ErrBadCredentials):
+		return "invalid"
+	case errors.Is(err, ErrDisabled):
+		return "disabled"
+	case errors.Is(err, ErrNoRole):
+		return "no_role"
+	}
+	return ""
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, header string) (Principal, error) {

@@ -57,7 +57,7 @@ func (d *Daemon) bootstrapAdmin(ctx context.Context) error {
 		return err
 	}
 	path := bootstrapTokenFile(d.Config)
-	token, wrote, err := readOrWriteToken(path)
+	token, wrote, err := BootstrapToken(path)
 	if err != nil {
 		return fmt.Errorf("server.bootstrap_token_file: %w", err)
 	}
@@ -76,7 +76,11 @@ func (d *Daemon) bootstrapAdmin(ctx context.Context) error {
 	return nil
 }
 
-func readOrWriteToken(path string) (token string, wrote bool, err error) {
+// BootstrapToken reads the admin token in path, or, when there is no such
+// file, makes one and writes it there (0600); wrote says which. A token
+// shorter than auth.MinTokenLength, or a file others can read, is an
+// error.
+func BootstrapToken(path string) (token string, wrote bool, err error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/warden-ir/warden/api/client"
 	v1 "github.com/warden-ir/warden/api/v1"
+	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
@@ -71,7 +72,7 @@ func TestExamplesContainGateway(t *testing.T) {
 			if run.State != store.RunSucceeded {
 				t.Fatalf("run %s: %s, steps %+v", run.ID, run.State, demoSteps(run))
 			}
-			if run.RequestedBy != "user:"+bootstrapAdminName {
+			if run.RequestedBy != "user:"+daemon.BootstrapAdmin {
 				t.Errorf("run requested by %q, want the admin whose token submitted it", run.RequestedBy)
 			}
 			vm, err := v.d.VSphere.ObserveVM(t.Context(), targetVM)

@@ -2,9 +2,7 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/daemon"
 )
 
 // The demo acts as a team would: the controller makes its first admin from
@@ -32,10 +31,6 @@ type Person struct {
 	Did []string `json:"did"`
 }
 
-// bootstrapAdminName is the admin the controller makes at first start
-// (daemon.BootstrapAdmin).
-const bootstrapAdminName = "admin"
-
 // bootstrapAdmin points cfg at dir/bootstrap-admin.token and returns the
 // admin token the controller will make its first admin from: token when
 // set, else the one a kept directory already holds, else a new one. It
@@ -45,16 +40,11 @@ func bootstrapAdmin(cfg *config.Config, dir, token string) (string, error) {
 	cfg.Server.APIToken, cfg.Server.APITokenFile = "", ""
 	cfg.Server.BootstrapTokenFile = path
 	if token == "" {
-		b, err := os.ReadFile(path)
-		switch {
-		case err == nil:
-			return strings.TrimSpace(string(b)), nil
-		case !errors.Is(err, fs.ErrNotExist):
-			return "", fmt.Errorf("reading the demo admin's token: %w", err)
+		token, _, err := daemon.BootstrapToken(path)
+		if err != nil {
+			return "", fmt.Errorf("the demo admin's token: %w", err)
 		}
-		if token, _, err = auth.NewToken(); err != nil {
-			return "", fmt.Errorf("making the demo admin's token: %w", err)
-		}
+		return token, nil
 	}
 	if len(token) < auth.MinTokenLength {
 		return "", fmt.Errorf("the API token given for the demo admin (WARDEN_API_TOKEN for `warden demo`) has %d characters; it needs at least %d", len(token), auth.MinTokenLength)
@@ -102,7 +92,7 @@ func addTeam(ctx context.Context, base, adminToken string, members ...member) (*
 		t.people = append(t.people, Person{Name: m.name, Role: is.User.Role})
 		added = append(added, m.name+" ("+is.User.Role+")")
 	}
-	t.people = append([]Person{{Name: bootstrapAdminName, Role: v1.RoleAdmin, Did: []string{"added " + strings.Join(added, ", ") + " through the API"}}}, t.people...)
+	t.people = append([]Person{{Name: daemon.BootstrapAdmin, Role: v1.RoleAdmin, Did: []string{"added " + strings.Join(added, ", ") + " through the API"}}}, t.people...)
 	return t, nil
 }
 

@@ -1,14 +1,13 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/warden-ir/warden/api/client"
 	v1 "github.com/warden-ir/warden/api/v1"
-	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/daemon"
 )
 
 // Every stack runs with a token per person, as a real controller does: the
@@ -49,13 +48,10 @@ func (c *crew) token(role string) string {
 // when its store has no users yet.
 func bootstrapAdmin(tb testing.TB, cfg *config.Config, dir string) *crew {
 	tb.Helper()
-	token, _, err := auth.NewToken()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	cfg.Server.APIToken, cfg.Server.APITokenFile = "", ""
 	cfg.Server.BootstrapTokenFile = filepath.Join(dir, "bootstrap-admin.token")
-	if err := os.WriteFile(cfg.Server.BootstrapTokenFile, []byte(token+"\n"), 0o600); err != nil {
+	token, _, err := daemon.BootstrapToken(cfg.Server.BootstrapTokenFile)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return &crew{admin: token}
