@@ -8,7 +8,6 @@ import (
 
 	"github.com/warden-ir/warden/api/client"
 	v1 "github.com/warden-ir/warden/api/v1"
-	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
@@ -72,8 +71,12 @@ func TestExamplesContainGateway(t *testing.T) {
 			if run.State != store.RunSucceeded {
 				t.Fatalf("run %s: %s, steps %+v", run.ID, run.State, demoSteps(run))
 			}
-			if run.RequestedBy != "user:"+daemon.BootstrapAdmin {
-				t.Errorf("run requested by %q, want the admin whose token submitted it", run.RequestedBy)
+			me, err := api.WhoAmI(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if me.User != "admin" || run.RequestedBy != me.Actor {
+				t.Errorf("run requested by %q, want %q: the admin whose token submitted it", run.RequestedBy, me.Actor)
 			}
 			vm, err := v.d.VSphere.ObserveVM(t.Context(), targetVM)
 			if err != nil {
