@@ -543,6 +543,10 @@ func TestOpenAPIRoutesUseV1(t *testing.T) {
 		"GET /readyz":                             {responses: map[string]string{"200": "Health", "503": "Health"}},
 		"POST /v1/indicators":                     {request: "IndicatorBatch", responses: map[string]string{"202": "IntakeResponse"}},
 		"POST /v1/intake/alertmanager":            {request: "AlertmanagerMessage", responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/intake/suricata":                {responses: map[string]string{"202": "IntakeResponse"}}, // the detector's own records
+		"POST /v1/intake/zeek":                    {responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/intake/wazuh":                   {responses: map[string]string{"202": "IntakeResponse"}},
+		"POST /v1/intake/falco":                   {responses: map[string]string{"202": "IntakeResponse"}},
 		"POST /v1/plan":                           {request: "Indicator", responses: map[string]string{"200": "PlanResponse"}},
 		"GET /v1/incidents":                       {responses: map[string]string{"200": "IncidentList"}},
 		"GET /v1/incidents/{id}":                  {responses: map[string]string{"200": "IncidentDetail"}},

@@ -40,6 +40,10 @@ var routePermissions = map[string]auth.Permission{
 
 	"POST /v1/indicators":          auth.Submit,
 	"POST /v1/intake/alertmanager": auth.Submit,
+	"POST /v1/intake/suricata":     auth.Submit,
+	"POST /v1/intake/zeek":         auth.Submit,
+	"POST /v1/intake/wazuh":        auth.Submit,
+	"POST /v1/intake/falco":        auth.Submit,
 
 	"GET /v1/whoami":                  auth.Read,
 	"GET /v1/incidents":               auth.Read,
@@ -104,6 +108,14 @@ func routeRequest(t *testing.T, r api.Route) (string, []byte) {
 	switch r.Path {
 	case "/v1/intake/alertmanager":
 		return path, readFixture(t, "am_doc_v4.json")
+	case "/v1/intake/suricata":
+		return path, readFixture(t, "suricata_eve_ndjson.json")
+	case "/v1/intake/zeek":
+		return path, readFixture(t, "zeek_notice_bruteforce.log")
+	case "/v1/intake/wazuh":
+		return path, readFixture(t, "wazuh_integrator_5720.json")
+	case "/v1/intake/falco":
+		return path, readFixture(t, "falco_outbound.json")
 	case "/v1/indicators", "/v1/plan":
 		return path, []byte(indicatorJSON("c2_beacon", "gw-hq", "high"))
 	}
@@ -156,7 +168,8 @@ func TestIntakeRoleOnlySubmits(t *testing.T) {
 		path, body := routeRequest(t, r)
 		got := ids.call(t, r.Method, path, body)
 		switch routeKey(r.Method, r.Path) {
-		case "POST /v1/indicators", "POST /v1/intake/alertmanager":
+		case "POST /v1/indicators", "POST /v1/intake/alertmanager", "POST /v1/intake/suricata", "POST /v1/intake/zeek",
+			"POST /v1/intake/wazuh", "POST /v1/intake/falco":
 			expectStatus(t, got, http.StatusAccepted)
 			submitted++
 		default:
@@ -165,8 +178,8 @@ func TestIntakeRoleOnlySubmits(t *testing.T) {
 			}
 		}
 	}
-	if submitted != 2 {
-		t.Fatalf("the detector submitted through %d routes, want 2", submitted)
+	if submitted != 6 {
+		t.Fatalf("the detector submitted through %d routes, want 6", submitted)
 	}
 	// What it sent was taken as its own: the runs it started name it as
 	// their requester.

@@ -61,6 +61,9 @@ type Options struct {
 	Token        string
 	MaxBodyBytes int64
 	Alertmanager intake.AlertmanagerMapping
+	// Formats maps the detector formats' events (Suricata, Zeek, Wazuh,
+	// Falco) to gateways and kinds.
+	Formats Formats
 	// Signature, when set, is required on intake routes.
 	Signature *intake.SignatureVerifier
 	// ReplayLedger is where Signature remembers accepted signatures. nil
@@ -153,6 +156,9 @@ func New(opt Options) (*Server, error) {
 	})
 	s.handle("POST", "/v1/indicators", auth.Submit, s.postIndicators)
 	s.handle("POST", "/v1/intake/alertmanager", auth.Submit, s.postAlertmanager)
+	for _, f := range opt.Formats.routes() {
+		s.handle("POST", "/v1/intake/"+f.name, auth.Submit, s.postFormat(f))
+	}
 	s.handle("POST", "/v1/plan", auth.Respond, s.postPlan)
 	s.handle("GET", "/v1/whoami", auth.Read, s.whoami)
 	s.handle("GET", "/v1/incidents", auth.Read, s.listIncidents)
@@ -446,6 +452,12 @@ func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
 // could not be understood: they are in the results too, recorded as
 // unmatched with the same reason, and start nothing.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []v1.SkippedAlert) {
+	s.acceptIgnoring(w, r, items, skipped, nil)
+}
+
+// acceptIgnoring is accept for a detector's format, which also says how
+// many records of which type were not alerts and were dropped.
+func (s *Server) acceptIgnoring(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []v1.SkippedAlert, ignored map[string]int) {
 	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
 	if s.opt.StoreHealth != nil {
 		s.opt.StoreHealth.ObserveCommit(err)
@@ -464,7 +476,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controll
 		s.fail(w, http.StatusInternalServerError, "store", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, v1.IntakeResponse{Accepted: len(res), Results: convertAll(res, acceptedV1), Skipped: skipped})
+	writeJSON(w, http.StatusAccepted, v1.IntakeResponse{Accepted: len(res), Results: convertAll(res, acceptedV1), Skipped: skipped, Ignored: ignored})
 }
 
 func (s *Server) postPlan(w http.ResponseWriter, r *http.Request) {

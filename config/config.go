@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/inventory"
 )
 
@@ -151,6 +152,12 @@ type Intake struct {
 	WebhookSecret string        `mapstructure:"webhook_secret" yaml:"webhook_secret"`
 	ReplayWindow  time.Duration `mapstructure:"replay_window" yaml:"replay_window"`
 	Alertmanager  Alertmanager  `mapstructure:"alertmanager" yaml:"alertmanager"`
+	// Suricata, Zeek, Wazuh and Falco map each detector's events
+	// (POST /v1/intake/NAME) to gateways and kinds; empty is the defaults.
+	Suricata intake.SuricataMapping `mapstructure:"suricata" yaml:"suricata"`
+	Zeek     intake.ZeekMapping     `mapstructure:"zeek" yaml:"zeek"`
+	Wazuh    intake.WazuhMapping    `mapstructure:"wazuh" yaml:"wazuh"`
+	Falco    intake.FalcoMapping    `mapstructure:"falco" yaml:"falco"`
 }
 
 // Alertmanager maps Prometheus alerts to gateways and kinds.
@@ -368,6 +375,14 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if _, err := netip.ParseAddrPort(c.Server.Listen); err != nil && !strings.HasPrefix(c.Server.Listen, "localhost:") {
 		add("server.listen: %q is not host:port", c.Server.Listen)
+	}
+	for _, m := range []struct {
+		name string
+		v    interface{ Validate() error }
+	}{{"intake.suricata", c.Intake.Suricata}, {"intake.zeek", c.Intake.Zeek}, {"intake.wazuh", c.Intake.Wazuh}, {"intake.falco", c.Intake.Falco}} {
+		if err := m.v.Validate(); err != nil {
+			add("%s: %v", m.name, err)
+		}
 	}
 	if c.Server.MaxBodyBytes <= 0 {
 		add("server.max_body_bytes: must be positive")

@@ -212,6 +212,8 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Controller: d.Controller, Policies: d.Policies, Ledger: d.Ledger, Auth: authn, MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Alertmanager: intake.AlertmanagerMapping{GatewayLabel: am.GatewayLabel, InstanceLabel: am.InstanceLabel, SiteLabel: am.SiteLabel,
 			KindLabel: am.KindLabel, AlertnameKinds: am.AlertnameKinds}.WithDefaults(),
+		Formats: api.Formats{Suricata: cfg.Intake.Suricata.WithDefaults(), Zeek: cfg.Intake.Zeek.WithDefaults(),
+			Wazuh: cfg.Intake.Wazuh.WithDefaults(), Falco: cfg.Intake.Falco.WithDefaults()},
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
 		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery,
 	})

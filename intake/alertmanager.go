@@ -30,7 +30,8 @@ const maxSummaryLen = 300
 // Item is one decoded alert: either an indicator about a known gateway, or an
 // unmatched alert with the reason it could not be used.
 type Item struct {
-	// Index is the alert's position in the payload's "alerts" array.
+	// Index is the position of the record in the body (an Alertmanager
+	// alert's in its alerts array).
 	Index int
 	// Indicator is filled as far as possible even when unmatched; Raw is
 	// always the alert's own JSON.
@@ -139,13 +140,7 @@ func (m *AlertmanagerMapping) alertnameKind(name string) string {
 // Validate reports AlertnameKinds entries that name an unknown kind, so that
 // configuration load can reject them instead of every alert going unmatched.
 func (m AlertmanagerMapping) Validate() error {
-	for _, name := range slices.Sorted(maps.Keys(m.AlertnameKinds)) {
-		k := m.AlertnameKinds[name]
-		if k != "" && !indicator.Kind(k).Valid() {
-			return &indicator.FieldError{Field: "alertname_kinds." + name, Reason: fmt.Sprintf("unknown kind %q", k)}
-		}
-	}
-	return nil
+	return validateMap("alertname_kinds", m.AlertnameKinds, dotted, nil, unknownKind)
 }
 
 // DecodeAlertmanager reads a Prometheus Alertmanager webhook body and returns
@@ -360,18 +355,13 @@ func parseAlert(raw json.RawMessage, path string) (amAlert, error) {
 // understood is Skipped, one that cannot be used is unmatched, and either
 // way the Reason says why.
 func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventory, m *AlertmanagerMapping, now time.Time) Item {
-	item := Item{Index: i}
+	item := newItem(i, raw, SourceAlertmanager, now)
 	in := &item.Indicator
-	in.Raw = bytes.Clone(raw) // never alias the caller's buffer
-	in.Source = SourceAlertmanager
-	in.ObservedAt = now
-	in.Status = indicator.StatusFiring
 
 	path := fmt.Sprintf("alerts[%d]", i)
 	a, err := parseAlert(raw, path)
 	if err != nil {
-		item.Skipped = true
-		item.Reason = err.Error()
+		item.skip(err)
 		return item
 	}
 
@@ -416,22 +406,12 @@ func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventor
 		reasons = append(reasons, why)
 	}
 	in.Kind = kind
-	if len(reasons) > 0 {
-		item.Reason = strings.Join(reasons, "; ")
-		return item
-	}
-
-	if fp := a.fingerprint; fp != "" && len(fp) <= maxFingerprintLen {
+	if fp := a.fingerprint; len(reasons) == 0 && fp != "" && len(fp) <= maxFingerprintLen {
 		// Alertmanager's fingerprint identifies the label set; the prefix
 		// keeps deduplication per gateway and kind.
 		in.Fingerprint = in.Gateway + ":" + string(in.Kind) + ":" + fp
 	}
-	in.Normalize(now)
-	if err := in.Validate(); err != nil {
-		item.Reason = err.Error()
-		return item
-	}
-	item.Matched = true
+	finishItem(&item, reasons, now)
 	return item
 }
 
@@ -565,8 +545,7 @@ func summary(annotations, labels map[string]string) string {
 	if strings.TrimSpace(s) == "" {
 		s = labels["alertname"]
 	}
-	s = strings.Join(strings.Fields(s), " ") // one line
-	return clip(s, maxSummaryLen)
+	return oneLine(s)
 }
 
 var (
@@ -606,20 +585,7 @@ func observables(labels, annotations map[string]string) indicator.Observables {
 		}
 		return "", false
 	})
-	o.Domains = values(domainKeys, func(s string) (string, bool) {
-		if len(s) > 253 || !domainRe.MatchString(s) || !strings.Contains(strings.TrimSuffix(s, "."), ".") {
-			return "", false
-		}
-		if _, err := netip.ParseAddr(s); err == nil {
-			return "", false
-		}
-		return strings.ToLower(strings.TrimSuffix(s, ".")), true
-	})
-	o.Hashes = values(hashKeys, func(s string) (string, bool) {
-		if !sha256Re.MatchString(s) {
-			return "", false
-		}
-		return strings.ToLower(s), true
-	})
+	o.Domains = values(domainKeys, observableDomain)
+	o.Hashes = values(hashKeys, observableHash)
 	return o
 }

@@ -30,13 +30,7 @@ type wantItem struct {
 
 func TestDecodeAlertmanagerPayloads(t *testing.T) {
 	inv := testInventory(t)
-	at := func(s string) time.Time {
-		tm, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tm
-	}
+	at := func(s string) time.Time { return testTime(t, s) }
 	tests := map[string][]wantItem{
 		"am_firing_multi.json": {
 			{matched: true, gateway: "gw-hq", kind: indicator.BruteForce, severity: indicator.Critical, status: "firing",

@@ -1,12 +1,7 @@
 package intake
 
 import (
-	"errors"
-	"fmt"
-	"strings"
 	"testing"
-
-	"github.com/warden-ir/warden/indicator"
 )
 
 func FuzzDecodeNative(f *testing.F) {
@@ -23,10 +18,7 @@ func FuzzDecodeNative(f *testing.F) {
 			if got != nil {
 				t.Fatalf("error %v with %d indicators", err, len(got))
 			}
-			var fe *indicator.FieldError
-			if !errors.As(err, &fe) || fe.Field == "" {
-				t.Fatalf("error does not name a field: %T %v", err, err)
-			}
+			checkFuzzedError(t, err)
 			return
 		}
 		if len(got) == 0 || len(got) > MaxIndicatorsPerRequest {
@@ -58,36 +50,7 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 	inv := testInventory(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := DecodeAlertmanager(body, inv, AlertmanagerMapping{}, testNow)
-		if err != nil {
-			var fe *indicator.FieldError
-			if !errors.As(err, &fe) || fe.Field == "" {
-				t.Fatalf("error does not name a field: %T %v", err, err)
-			}
-			return
-		}
-		for i, it := range items {
-			if it.Index != i || len(it.Indicator.Raw) == 0 {
-				t.Fatalf("[%d] index %d, raw %q", i, it.Index, it.Indicator.Raw)
-			}
-			if it.Skipped && (it.Matched || !strings.HasPrefix(it.Reason, fmt.Sprintf("alerts[%d]", i))) {
-				t.Fatalf("[%d] skipped, matched %t, reason %q does not name the alert", i, it.Matched, it.Reason)
-			}
-			if !it.Matched {
-				if it.Reason == "" {
-					t.Fatalf("[%d] unmatched without a reason", i)
-				}
-				continue
-			}
-			if it.Reason != "" {
-				t.Fatalf("[%d] matched with reason %q", i, it.Reason)
-			}
-			if err := it.Indicator.Validate(); err != nil {
-				t.Fatalf("[%d] matched but invalid: %v", i, err)
-			}
-			if _, ok := inv.Gateway(it.Indicator.Gateway); !ok {
-				t.Fatalf("[%d] matched unknown gateway %q", i, it.Indicator.Gateway)
-			}
-		}
+		checkFuzzedDecode(t, inv, fuzzedBody{records: "alerts", dense: true}, Decoded{Items: items}, err)
 	})
 }
 

@@ -8,11 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/warden-ir/warden/internal/clock"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/warden-ir/warden/internal/clock"
 
 	v1 "github.com/warden-ir/warden/api/v1"
 )

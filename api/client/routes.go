@@ -246,3 +246,9 @@ func (c *Client) ExportEvidence(ctx context.Context, incident string, w io.Write
 	_, err := c.Call(ctx, http.MethodPost, "/v1/incidents/"+url.PathEscape(incident)+"/evidence/export", nil, w)
 	return err
 }
+
+// SubmitFormat sends a detector's body as it is to POST
+// /v1/intake/FORMAT (suricata, zeek, wazuh, falco).
+func (c *Client) SubmitFormat(ctx context.Context, format string, body []byte) (v1.IntakeResponse, error) {
+	return call[v1.IntakeResponse](ctx, c, http.MethodPost, "/v1/intake/"+url.PathEscape(format), body)
+}

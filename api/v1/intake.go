@@ -49,10 +49,15 @@ type IndicatorBatch struct {
 type IntakeResponse struct {
 	Accepted int        `json:"accepted"`
 	Results  []Accepted `json:"results"`
-	// Skipped lists the Alertmanager alerts that could not be understood.
+	// Skipped lists the alerts (Alertmanager's, or a detector format's
+	// records) that could not be understood.
 	// They are in Results too, unmatched with the same reason; they start
 	// nothing.
 	Skipped []SkippedAlert `json:"skipped,omitempty"`
+	// Ignored counts, by record type, the records of a detector's body
+	// that are not alerts (a Suricata flow event, a Falco internal
+	// record): they are dropped, not stored.
+	Ignored map[string]int `json:"ignored,omitempty"`
 }
 
 // Accepted is what became of one submitted indicator or alert.

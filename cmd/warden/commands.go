@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,22 +67,28 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 	var file, format, secretFile string
 	submit := &cobra.Command{
 		Use:   "submit -f FILE",
-		Short: "Submit an indicator (Warden JSON) or an Alertmanager webhook body",
+		Short: "Submit an indicator (Warden JSON), an Alertmanager webhook body, or a detector's events (Suricata EVE, Zeek notice.log, Wazuh, Falco)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			submit := (*client.Client).SubmitIndicatorsJSON
-			switch format {
-			case "warden":
-			case "alertmanager":
+			oneJSON := true // a detector's stream is checked by the controller
+			switch {
+			case format == "warden":
+			case format == "alertmanager":
 				submit = (*client.Client).SubmitAlertmanager
+			case slices.Contains(api.FormatNames(), format):
+				submit = func(c *client.Client, ctx context.Context, body []byte) (v1.IntakeResponse, error) {
+					return c.SubmitFormat(ctx, format, body)
+				}
+				oneJSON = false
 			default:
-				return fmt.Errorf("--format must be warden or alertmanager, got %q", format)
+				return fmt.Errorf("--format must be one of %s, got %q", strings.Join(append([]string{"warden", "alertmanager"}, api.FormatNames()...), ", "), format)
 			}
 			body, err := readInput(file)
 			if err != nil {
 				return err
 			}
-			if !json.Valid(body) {
+			if oneJSON && !json.Valid(body) {
 				return fmt.Errorf("%s is not valid JSON", file)
 			}
 			var opts []client.Option
@@ -104,7 +111,7 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 		},
 	}
 	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
-	submit.Flags().StringVar(&format, "format", "warden", "warden or alertmanager")
+	submit.Flags().StringVar(&format, "format", "warden", "warden, alertmanager, "+strings.Join(api.FormatNames(), ", "))
 	submit.Flags().StringVar(&secretFile, "secret-file", "", "file holding intake.webhook_secret: sign the body (X-Warden-Signature), each attempt anew; the secret is never printed")
 	cmd.AddCommand(submit, newIndicatorResolveCmd(g))
 	return cmd
