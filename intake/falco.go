@@ -89,8 +89,8 @@ func DefaultFalcoTagKinds() map[string]string {
 // off), so applying WithDefaults twice gives the same mapping. It does not
 // change m.
 func (m FalcoMapping) WithDefaults() FalcoMapping {
-	m.RuleKinds = mergeKeyed(DefaultFalcoRuleKinds(), m.RuleKinds, nil)
-	m.TagKinds = mergeKeyed(DefaultFalcoTagKinds(), m.TagKinds, nil)
+	m.RuleKinds = mergeKeyed(DefaultFalcoRuleKinds(), m.RuleKinds, strings.ToLower)
+	m.TagKinds = mergeKeyed(DefaultFalcoTagKinds(), m.TagKinds, strings.ToLower)
 	if m.Confidence == 0 {
 		m.Confidence = DefaultDetectorConfidence
 	}
@@ -291,7 +291,7 @@ func falcoSeverity(p string) indicator.Severity {
 // kind tries the rule name, then the MITRE technique tags, then the other
 // tags.
 func (m *FalcoMapping) kind(e *falcoEvent) (indicator.Kind, string) {
-	k, via := m.RuleKinds[e.rule], "rule "+e.rule
+	k, via := m.RuleKinds[strings.ToLower(e.rule)], "rule "+e.rule
 	if k == "" {
 		var techniques []string
 		for _, t := range e.tags {
@@ -305,7 +305,7 @@ func (m *FalcoMapping) kind(e *falcoEvent) (indicator.Kind, string) {
 		if k != "" {
 			break
 		}
-		k, via = m.TagKinds[t], "tag "+t
+		k, via = m.TagKinds[strings.ToLower(t)], "tag "+t
 	}
 	if k == "" {
 		reason := fmt.Sprintf("no usable kind: rule %q", clip(e.rule, 96))

@@ -166,7 +166,7 @@ func TestFalcoKindAndSeverity(t *testing.T) {
 func TestFalcoMappingDefaultsAndValidate(t *testing.T) {
 	var zero FalcoMapping
 	d := zero.WithDefaults()
-	if d.Confidence != 0.8 || d.RuleKinds["Write below etc"] != "config_tamper" || d.TagKinds["T1048"] != "exfiltration" {
+	if d.Confidence != 0.8 || d.RuleKinds["write below etc"] != "config_tamper" || d.TagKinds["t1048"] != "exfiltration" {
 		t.Errorf("defaults %+v", d)
 	}
 	if zero.RuleKinds != nil {
@@ -176,11 +176,28 @@ func TestFalcoMappingDefaultsAndValidate(t *testing.T) {
 		t.Errorf("zero mapping: %v", err)
 	}
 	checkValidateFields(t, map[*FalcoMapping]string{
-		{RuleKinds: map[string]string{"Read sensitive file untrusted": "credential_access"}}: `rule_kinds."Read sensitive file untrusted"`,
+		{RuleKinds: map[string]string{"Read sensitive file untrusted": "credential_access"}}: `rule_kinds."read sensitive file untrusted"`,
 		{RuleKinds: map[string]string{" ": "config_tamper"}}:                                 `rule_kinds." "`,
-		{TagKinds: map[string]string{"T1059": "execution"}}:                                  "tag_kinds.T1059",
+		{TagKinds: map[string]string{"T1059": "execution"}}:                                  "tag_kinds.t1059",
 		{Confidence: 2}: "confidence",
 	})
+}
+
+// A configuration file's keys arrive lower-cased (viper): a rule or a tag
+// configured there must still match Falco's spelling.
+func TestFalcoMappingKeysIgnoreCase(t *testing.T) {
+	m := FalcoMapping{
+		RuleKinds: map[string]string{"read sensitive file untrusted": "config_tamper"},
+		TagKinds:  map[string]string{"t1003": "config_tamper"},
+	}.WithDefaults()
+	for _, e := range []falcoEvent{
+		{rule: "Read sensitive file untrusted"},
+		{rule: "Unmapped rule", tags: []string{"T1003"}},
+	} {
+		if k, why := m.kind(&e); k != "config_tamper" {
+			t.Errorf("%+v: kind %q (%s), want config_tamper", e, k, why)
+		}
+	}
 }
 
 func TestFalcoSummary(t *testing.T) {

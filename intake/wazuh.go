@@ -120,7 +120,7 @@ func DefaultWazuhMitreKinds() map[string]string {
 func (m WazuhMapping) WithDefaults() WazuhMapping {
 	m.RuleIDKinds = mergeKeyed(DefaultWazuhRuleIDKinds(), m.RuleIDKinds, nil)
 	m.RuleGroupKinds = mergeKeyed(DefaultWazuhRuleGroupKinds(), m.RuleGroupKinds, nil)
-	m.MitreKinds = mergeKeyed(DefaultWazuhMitreKinds(), m.MitreKinds, nil)
+	m.MitreKinds = mergeKeyed(DefaultWazuhMitreKinds(), m.MitreKinds, strings.ToUpper)
 	if m.ConfigPaths == nil {
 		m.ConfigPaths = []string{"/etc/"}
 	}
@@ -605,13 +605,21 @@ func groupCombinationKind(kinds map[string]string, groups []string) (string, str
 // mitreKind maps the first technique that has a kind, trying a
 // sub-technique ("T1110.001") and then its technique ("T1110").
 func mitreKind(kinds map[string]string, techniques []string) (string, string) {
+	// Wazuh's table is keyed in upper case, Falco's tag table (tags of
+	// every sort) in lower case.
+	lookup := func(t string) string {
+		if k := kinds[t]; k != "" {
+			return k
+		}
+		return kinds[strings.ToLower(t)]
+	}
 	for _, t := range techniques {
 		t = strings.ToUpper(strings.TrimSpace(t))
-		if k := kinds[t]; k != "" {
+		if k := lookup(t); k != "" {
 			return k, "MITRE " + t
 		}
 		if parent, _, ok := strings.Cut(t, "."); ok {
-			if k := kinds[parent]; k != "" {
+			if k := lookup(parent); k != "" {
 				return k, "MITRE " + t
 			}
 		}

@@ -296,7 +296,7 @@ func TestWazuhMappingDefaultsAndValidate(t *testing.T) {
 		{RuleGroupKinds: map[string]string{"web": "exploit"}}:                      "rule_group_kinds.web",
 		{RuleGroupKinds: map[string]string{"a+b+c+d": "brute_force"}}:              `rule_group_kinds."a+b+c+d"`,
 		{RuleGroupKinds: map[string]string{"authentication_failed+sshd": "crash"}}: `rule_group_kinds."sshd+authentication_failed"`,
-		{MitreKinds: map[string]string{"Brute Force": "brute_force"}}:              `mitre_kinds."Brute Force"`,
+		{MitreKinds: map[string]string{"Brute Force": "brute_force"}}:              `mitre_kinds."BRUTE FORCE"`,
 		{MitreKinds: map[string]string{"T1190": "initial_access"}}:                 "mitre_kinds.T1190",
 		{CriticalLevel: 17}:             "critical_level",
 		{MediumLevel: -1}:               "medium_level",
