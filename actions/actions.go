@@ -19,6 +19,7 @@ package actions
 import (
 	"context"
 	"errors"
+	"net/netip"
 
 	"github.com/warden-ir/warden/internal/fault"
 	"github.com/warden-ir/warden/inventory"
@@ -35,6 +36,9 @@ type Request struct {
 	Gateway inventory.Gateway
 	// Params are the step's parameters from the runbook.
 	Params map[string]string
+	// Blocks is the whole set of remote prefixes block_ioc holds at the
+	// gateway (the blocks in force, fleet-wide); other actions ignore it.
+	Blocks []netip.Prefix
 	// Attempts, when set, observes each attempt of the step (the retry
 	// decorator calls it); nil for plans and direct calls.
 	Attempts Attempts
@@ -121,4 +125,7 @@ const (
 	NameRevokePeer = "revoke_peer"
 	// NameRotateCredentials replaces tunnel credentials in waves.
 	NameRotateCredentials = "rotate_credentials"
+	// NameBlockIOC holds the fleet's blocks of remote addresses (threat
+	// intelligence, detectors, OpenC2) at a gateway.
+	NameBlockIOC = "block_ioc"
 )

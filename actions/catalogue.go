@@ -158,5 +158,5 @@ func (c Catalogue) Names() []string {
 // runbook usually takes them.
 func StandardNames() []string {
 	return []string{NameCaptureVolatile, NameSnapshot, NameIsolate, NameRelease, NamePowerOff, NameNotify,
-		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials}
+		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC}
 }

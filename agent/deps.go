@@ -95,10 +95,16 @@ type BlockObservation struct {
 	// Enforced reports that every one of them is dropped in both
 	// families and on every hook.
 	Enforced bool
+	// Backend names the kernel firewall ("nftables", "iptables"), and
+	// Faults how the rules differ from what Set writes (empty when
+	// Enforced); the IoC blocklist reports both to the controller.
+	Backend string
+	Faults  []string
 }
 
 // Blocker drops every packet from or to a set of networks (revoked peers'
-// addresses), independently of the quarantine.
+// addresses; for the IoC blocklist, remote addresses threat intelligence
+// names), independently of the quarantine and of the other blocklist.
 type Blocker interface {
 	// Set makes the blocked set exactly prefixes (none lifts every block).
 	// It is idempotent: changed is false when the kernel already matched.
@@ -123,10 +129,10 @@ var (
 
 // Deps are the agent's seams to the gateway. Firewall and KillFlows are
 // required. Links and SAs may be nil when the gateway has no WireGuard or
-// no strongSwan; Capture, Baseline, Patch, WireGuard, VICI and Blocker may
-// be nil, and their commands then fail with 501 Not Implemented. Clock
-// defaults to clock.Real; tests inject a fake one so the commit-confirmed
-// window can pass without waiting.
+// no strongSwan; Capture, Baseline, Patch, WireGuard, VICI, Blocker and
+// IOCBlocker may be nil, and their commands then fail with 501 Not
+// Implemented. Clock defaults to clock.Real; tests inject a fake one so the
+// commit-confirmed window can pass without waiting.
 type Deps struct {
 	Firewall  Firewall
 	KillFlows KillFlowsFunc
@@ -138,5 +144,8 @@ type Deps struct {
 	WireGuard WireGuardController
 	VICI      VICIRunner
 	Blocker   Blocker
-	Clock     clock.Clock
+	// IOCBlocker is the IoC blocklist (ioc_block), a Blocker of its own
+	// rules that never touches the peer blocklist's.
+	IOCBlocker Blocker
+	Clock      clock.Clock
 }

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,12 @@ type Server struct {
 	confirmTimer clock.Timer
 	healTimer    clock.Timer
 	closed       bool
+
+	// iocMu serialises the IoC blocklist (ioc_block) and guards ioc. It is
+	// its own lock, not mu: replacing 100,000 prefixes takes a second,
+	// which must not hold up an isolate.
+	iocMu sync.Mutex
+	ioc   iocRecord
 }
 
 // New checks cfg and deps, loads the TLS material, the quarantine record
@@ -84,6 +92,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ioc, err := loadIOC(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	now := deps.Clock.Now()
 	nonces, err := openReplayGuard(cfg.StateDir, now, cfg.MaxNonces)
 	if err != nil {
@@ -93,7 +105,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg: cfg, deps: deps, clock: deps.Clock, log: log, tls: tlsConf,
 		started: now, nonces: nonces, capturing: make(chan struct{}, 1),
-		bg: bg, cancelBG: cancel, rec: rec, blocks: blocks,
+		bg: bg, cancelBG: cancel, rec: rec, blocks: blocks, ioc: ioc,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+wire.CommandsPath, s.handleCommand)
@@ -131,12 +143,13 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve re-applies a recorded quarantine (a pending one gets a fresh
-// confirm window) and the recorded peer blocks, starts the self-heal loop,
-// and serves the API over TLS on ln until ctx ends. When it returns, the
-// agent's timers have stopped.
+// confirm window), the recorded peer blocks and the recorded IoC
+// blocklist, starts the self-heal loop, and serves the API over TLS on ln
+// until ctx ends. When it returns, the agent's timers have stopped.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.restore(ctx)
 	s.restoreBlocks(ctx)
+	s.restoreIOC(ctx)
 	s.mu.Lock()
 	s.scheduleHealLocked()
 	s.mu.Unlock()
@@ -263,6 +276,7 @@ var (
 	errNoWireGuard = errors.New("WireGuard control is not available on this agent")
 	errNoVICI      = errors.New("strongSwan (VICI) control is not available on this agent")
 	errNoBlocker   = errors.New("peer blocking is not available on this agent")
+	errNoIOCBlock  = errors.New("IoC blocking is not available on this agent")
 	errStopping    = errors.New("agent is stopping")
 )
 
@@ -296,7 +310,7 @@ func statusOf(err error) int {
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
 	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch),
-		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker):
+		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker), errors.Is(err, errNoIOCBlock):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
@@ -372,9 +386,20 @@ func decodeCommand(w http.ResponseWriter, r *http.Request) (wire.Command, error)
 			return wire.Command{}, fmt.Errorf("content type %q: want application/json", ct)
 		}
 	}
+	// Only an ioc_block may exceed MaxRequestBytes (a threat-intelligence
+	// set is megabytes); the kind is known once the body is decoded, so the
+	// body is read up to the larger limit and every other kind is held to
+	// the small one after. The caller is the authenticated controller.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxIOCRequestBytes))
+	if err != nil {
+		return wire.Command{}, fmt.Errorf("reading command: %w", err)
+	}
 	var cmd wire.Command
-	if err := decodeStrict(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes), &cmd); err != nil {
+	if err := decodeStrict(bytes.NewReader(body), &cmd); err != nil {
 		return wire.Command{}, fmt.Errorf("decoding command: %w", err)
+	}
+	if len(body) > wire.MaxRequestBytes && cmd.Kind != wire.KindIOCBlock {
+		return wire.Command{}, fmt.Errorf("%s command of %d bytes: %w", cmd.Kind, len(body), &http.MaxBytesError{Limit: wire.MaxRequestBytes})
 	}
 	return cmd, nil
 }
@@ -438,6 +463,10 @@ func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, er
 	case wire.KindBlock:
 		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.BlockParams) (wire.BlockResult, error) {
 			return s.block(ctx, p, o)
+		})
+	case wire.KindIOCBlock:
+		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.IOCBlockParams) (wire.IOCBlockResult, error) {
+			return s.iocBlock(ctx, p, o)
 		})
 	default:
 		return nil, badParams(fmt.Errorf("unknown command kind %q (want one of %v)", c.Kind, wire.Kinds()))
@@ -542,4 +571,224 @@ func writeError(w http.ResponseWriter, status int, err error) {
 func mustErrorBody(err error) []byte {
 	b, _ := json.Marshal(wire.Error{Error: err.Error()})
 	return b
+}
+
+// iocBlock replaces the gateway's IoC blocklist with p.Prefixes (p.Set) or
+// only reads it back, and reports it as read back from the kernel. A
+// replacement is recorded (ioc.json) before the kernel changes, so a crash
+// in between is repaired at start; a set the kernel refuses as such (one
+// holding the host's own address) is forgotten again. No prefix may touch
+// what stays reachable (loopback, the management networks, the
+// controller↔agent path, a quarantine's networks). Replacing the set with
+// the same set changes nothing.
+func (s *Server) iocBlock(ctx context.Context, p wire.IOCBlockParams, o origin) (wire.IOCBlockResult, error) {
+	start := s.clock.Now()
+	parsed, err := parseIOCParams(p)
+	if err != nil {
+		return wire.IOCBlockResult{}, err
+	}
+	if s.deps.IOCBlocker == nil {
+		return wire.IOCBlockResult{}, errNoIOCBlock
+	}
+	s.mu.Lock()
+	closed, keep := s.closed, s.keptLocked(o)
+	s.mu.Unlock()
+	if closed {
+		return wire.IOCBlockResult{}, errStopping
+	}
+	if err := refuseKept(parsed, keep); err != nil {
+		return wire.IOCBlockResult{}, err
+	}
+	want, err := wire.NormalizePrefixes(parsed)
+	if err != nil {
+		return wire.IOCBlockResult{}, badParams(err)
+	}
+
+	s.iocMu.Lock()
+	defer s.iocMu.Unlock()
+	changed := false
+	if p.Set {
+		if changed, err = s.setIOCLocked(ctx, want); err != nil {
+			return wire.IOCBlockResult{}, err
+		}
+	}
+	obs, err := s.deps.IOCBlocker.Observe(ctx)
+	if err != nil {
+		return wire.IOCBlockResult{}, fmt.Errorf("reading the IoC blocklist back: %w", err)
+	}
+	res := iocResult(obs, s.ioc.Prefixes)
+	res.Changed = changed
+	res.Took = wire.Duration(s.clock.Now().Sub(start).Round(time.Millisecond))
+	if changed {
+		s.log.Info("IoC blocklist set", "prefixes", len(want), "count", res.Count, "enforced", res.Enforced, "took", time.Duration(res.Took))
+	}
+	return res, nil
+}
+
+// parseIOCParams checks an ioc_block's parameters and parses its prefixes
+// (addresses count as /32 or /128), in the order given.
+func parseIOCParams(p wire.IOCBlockParams) ([]netip.Prefix, error) {
+	switch {
+	case !p.Set && len(p.Prefixes) > 0:
+		return nil, badParams(errors.New("prefixes: only a set (set: true) takes prefixes; an observe takes none"))
+	case len(p.Prefixes) > wire.MaxIOCPrefixes:
+		return nil, badParams(fmt.Errorf("prefixes: %d of them, at most %d", len(p.Prefixes), wire.MaxIOCPrefixes))
+	}
+	out := make([]netip.Prefix, 0, len(p.Prefixes))
+	for i, a := range p.Prefixes {
+		pfx, err := parseBlockPrefix(strings.TrimSpace(a))
+		if err != nil {
+			return nil, badParams(fmt.Errorf("prefixes[%d]: %w", i, err))
+		}
+		out = append(out, pfx)
+	}
+	return out, nil
+}
+
+// refuseKept refuses any prefix overlapping what stays reachable (see
+// keptLocked), naming its index.
+func refuseKept(ps, keep []netip.Prefix) error {
+	for i, pfx := range ps {
+		for _, k := range keep {
+			if pfx.Overlaps(k) {
+				return badParams(fmt.Errorf("prefixes[%d]: %s overlaps %s, which stays reachable (loopback, management, forensics or the controller↔agent path)", i, pfx, k))
+			}
+		}
+	}
+	return nil
+}
+
+// setIOCLocked records want and makes the kernel's IoC blocklist exactly
+// it. The caller holds s.iocMu.
+func (s *Server) setIOCLocked(ctx context.Context, want []netip.Prefix) (bool, error) {
+	prev := s.ioc
+	recorded := !slices.Equal(prev.Prefixes, want)
+	if recorded {
+		next := iocRecord{Version: iocVersion, Prefixes: want}
+		if err := saveIOC(s.cfg.StateDir, next); err != nil {
+			return false, err
+		}
+		s.ioc = next
+	}
+	changed, err := s.deps.IOCBlocker.Set(ctx, want)
+	if err == nil {
+		return recorded || changed, nil
+	}
+	err = fmt.Errorf("applying the IoC blocklist: %w", err)
+	if recorded && errors.Is(err, ErrInvalidParams) {
+		// The kernel side refused the set as such: forget it rather than
+		// fail every restart on it.
+		if rerr := saveIOC(s.cfg.StateDir, prev); rerr != nil {
+			return false, errors.Join(err, fmt.Errorf("forgetting the refused IoC blocklist: %w", rerr))
+		}
+		s.ioc = prev
+	}
+	return false, err
+}
+
+// iocResult compares the IoC blocklist read back from the kernel with the
+// recorded one: enforced when the kernel drops exactly the recorded
+// prefixes, intact, or holds nothing at all when none is recorded.
+func iocResult(obs BlockObservation, recorded []netip.Prefix) wire.IOCBlockResult {
+	kernel, err := wire.NormalizePrefixes(obs.Prefixes)
+	if err != nil {
+		kernel = obs.Prefixes // no invalid prefix comes back from the kernel
+	}
+	res := wire.IOCBlockResult{
+		Backend: obs.Backend, Count: len(kernel), Digest: wire.PrefixDigest(kernel),
+		Faults: slices.Clone(obs.Faults),
+	}
+	if len(recorded) == 0 {
+		if len(kernel) > 0 {
+			res.Faults = append(res.Faults, fmt.Sprintf("the kernel blocks %d prefixes, none recorded", len(kernel)))
+		}
+		res.Enforced = len(res.Faults) == 0
+		return res
+	}
+	missing, extra := prefixDifference(recorded, kernel)
+	for _, d := range []struct {
+		ps   []netip.Prefix
+		what string
+	}{{missing, "recorded but not blocked by the kernel"}, {extra, "blocked by the kernel but not recorded"}} {
+		if len(d.ps) > 0 {
+			res.Faults = append(res.Faults, fmt.Sprintf("%d prefixes %s: %s", len(d.ps), d.what, firstPrefixes(d.ps, 5)))
+		}
+	}
+	res.Enforced = obs.Enforced && len(res.Faults) == 0
+	return res
+}
+
+// prefixDifference lists the prefixes of two sorted normal forms that only
+// a holds and only b holds.
+func prefixDifference(a, b []netip.Prefix) (onlyA, onlyB []netip.Prefix) {
+	cmpPrefix := func(x, y netip.Prefix) int {
+		if c := x.Addr().Compare(y.Addr()); c != 0 {
+			return c
+		}
+		return x.Bits() - y.Bits()
+	}
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || i < len(a) && cmpPrefix(a[i], b[j]) < 0:
+			onlyA = append(onlyA, a[i])
+			i++
+		case i == len(a) || cmpPrefix(a[i], b[j]) > 0:
+			onlyB = append(onlyB, b[j])
+			j++
+		default:
+			i, j = i+1, j+1
+		}
+	}
+	return onlyA, onlyB
+}
+
+// firstPrefixes prints up to n prefixes, and how many more there are.
+func firstPrefixes(ps []netip.Prefix, n int) string {
+	var b strings.Builder
+	for i, p := range ps[:min(n, len(ps))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(p.String())
+	}
+	if len(ps) > n {
+		fmt.Fprintf(&b, " and %d more", len(ps)-n)
+	}
+	return b.String()
+}
+
+// restoreIOC puts the recorded IoC blocklist back into the kernel when the
+// agent starts (after a reboot the kernel holds none of it), and lifts one
+// the kernel still holds but the record no longer does (a crash after
+// the set was emptied). Failures are logged; the agent serves regardless,
+// so the controller can act.
+func (s *Server) restoreIOC(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	s.iocMu.Lock()
+	defer s.iocMu.Unlock()
+	n := len(s.ioc.Prefixes)
+	if s.deps.IOCBlocker == nil {
+		if n > 0 {
+			s.log.Error("an IoC blocklist is recorded but this agent has no IoC blocker: it is NOT enforced", "prefixes", n)
+		}
+		return
+	}
+	if n == 0 {
+		obs, err := s.deps.IOCBlocker.Observe(ctx)
+		if err != nil {
+			s.log.Error("reading the IoC blocklist at start", "error", err.Error())
+			return
+		}
+		if len(obs.Prefixes) == 0 && len(obs.Faults) == 0 {
+			return
+		}
+	}
+	changed, err := s.deps.IOCBlocker.Set(ctx, s.ioc.Prefixes)
+	if err != nil {
+		s.log.Error("re-applying the recorded IoC blocklist at start", "prefixes", n, "error", err.Error())
+		return
+	}
+	s.log.Info("re-applied the recorded IoC blocklist at start", "prefixes", n, "changed", changed)
 }

@@ -442,3 +442,55 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 	})
 	return slices.Compact(ps)
 }
+
+const (
+	iocFile    = "ioc.json"
+	iocVersion = 1
+)
+
+// iocRecord is the agent's durable IoC blocklist: the prefixes the
+// controller last told it to block (ioc_block), in wire's normal form. Like
+// the peer blocks it lives in its own file and outlasts every quarantine,
+// release and revert; the agent puts it back into the kernel when it
+// starts (after a reboot the kernel holds nothing), so the gateway drops
+// what the controller asked for even before the controller reaches it
+// again.
+type iocRecord struct {
+	Version  int            `json:"version"`
+	Prefixes []netip.Prefix `json:"prefixes,omitempty"`
+}
+
+// loadIOC reads the IoC blocklist; a missing file is an empty one. A file
+// that cannot be parsed stops the agent, as a broken blocks.json does: it
+// cannot know what it must keep blocked.
+func loadIOC(dir string) (iocRecord, error) {
+	path := filepath.Join(dir, iocFile)
+	var r iocRecord
+	if found, err := loadJSONFile(path, "IoC blocklist", "which remote addresses stay blocked", &r); err != nil {
+		return iocRecord{}, err
+	} else if !found {
+		return iocRecord{Version: iocVersion}, nil
+	}
+	if r.Version != iocVersion {
+		return iocRecord{}, fmt.Errorf("parsing IoC blocklist %s: version %d, want %d", path, r.Version, iocVersion)
+	}
+	for i, p := range r.Prefixes {
+		if !p.IsValid() || p.Bits() == 0 {
+			return iocRecord{}, fmt.Errorf("parsing IoC blocklist %s: prefixes[%d]: %v is not a prefix the agent blocks", path, i, p)
+		}
+	}
+	// Written in normal form; normalising again costs little and keeps a
+	// hand-edited file from being compared wrongly with the kernel.
+	ps, err := wire.NormalizePrefixes(r.Prefixes)
+	if err != nil {
+		return iocRecord{}, fmt.Errorf("parsing IoC blocklist %s: %w", path, err)
+	}
+	r.Prefixes = ps
+	return r, nil
+}
+
+// saveIOC replaces the IoC blocklist atomically and durably.
+func saveIOC(dir string, r iocRecord) error {
+	r.Version = iocVersion
+	return saveJSONFile(dir, iocFile, "IoC blocklist", r)
+}

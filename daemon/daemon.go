@@ -131,6 +131,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if cfg.Agents.CertFile != "" {
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(actions.NewCaptureVolatile(d.Agents, ledger), actions.NewVerifyBaseline(d.Agents, baselineStore{d.Store}), actions.NewPatch(d.Agents))
+		add(actions.NewBlockIOC(d.Agents))
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", actions.NewOSIsolate(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
@@ -138,7 +139,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			return q, st, err
 		})
 	} else {
-		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch)...)
+		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC)...)
 	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphereConfig(cfg.VSphere), log) // Connect adds provider=vsphere (and the url) itself

@@ -64,7 +64,7 @@ func (o *Options) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.PatchRoot, "patch-root", "/", "system root apt patches (another root only for labs)")
 	f.StringVar(&o.BaselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
 	f.StringVar(&o.VICISocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs and revocation/rotation commands; empty leaves strongSwan alone")
-	f.StringVar(&o.BlockBackend, "block-backend", "", "firewall backend of the blocklist that keeps revoked peers out: nftables, iptables, or empty to prefer nftables")
+	f.StringVar(&o.BlockBackend, "block-backend", "", "firewall backend of the blocklists (revoked peers; the IoC set of block_ioc): nftables, iptables, or empty to prefer nftables")
 	f.BoolVar(&o.WireGuard, "wireguard", true, "read and configure this gateway's WireGuard devices (revocation and rotation); false answers wireguard commands with 501")
 }
 
@@ -145,6 +145,15 @@ func Build(o Options, log *slog.Logger) (*Agent, error) {
 		a.closers = append(a.closers, bl.Close)
 		deps.Blocker = blocklist{bl}
 	}
+	// The IoC set (block_ioc): its own table or chains beside the peer
+	// blocklist, on the same backend.
+	ioc, err := netfilter.NewIOCBlocklist(o.BlockBackend, log)
+	if err != nil {
+		log.Warn("IoC blocklist unavailable; ioc_block commands will answer 501", "error", err.Error())
+	} else {
+		a.closers = append(a.closers, ioc.Close)
+		deps.IOCBlocker = blocklist{ioc}
+	}
 	if a.server, err = agent.New(cfg, deps, log); err != nil {
 		return fail(err)
 	}
@@ -197,5 +206,5 @@ func (b blocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error) {
 
 func (b blocklist) Observe(ctx context.Context) (agent.BlockObservation, error) {
 	st, err := b.Blocklist.Observe(ctx)
-	return agent.BlockObservation{Prefixes: st.Prefixes, Enforced: st.Enforced}, err
+	return agent.BlockObservation{Prefixes: st.Prefixes, Enforced: st.Enforced, Backend: st.Backend, Faults: st.Faults}, err
 }

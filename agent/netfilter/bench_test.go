@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -15,11 +16,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// benchNamespace is a fresh namespace for one benchmark.
-func benchNamespace(b *testing.B, bk quarantineBackend) *netlab.Namespace {
+// benchNamespace is a fresh namespace for one benchmark of a backend
+// (named name, needing tools), deleted when the benchmark ends.
+func benchNamespace(b *testing.B, name string, tools []string) *netlab.Namespace {
 	b.Helper()
-	netlabtest.Skip(b, bk.tools...)
-	ns, err := netlab.NewNamespace(fmt.Sprintf("lxbench-%s-%d", bk.name[:3], namespaceSeq.Add(1)))
+	netlabtest.Skip(b, tools...)
+	ns, err := netlab.NewNamespace(fmt.Sprintf("lxbench-%s-%d", name[:3], namespaceSeq.Add(1)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func benchNamespace(b *testing.B, bk quarantineBackend) *netlab.Namespace {
 }
 
 func benchmarkFirewall(b *testing.B, bk quarantineBackend) {
-	ns := benchNamespace(b, bk)
+	ns := benchNamespace(b, bk.name, bk.tools)
 	var fw Quarantine
 	if err := ns.Do(func() error { fw = bk.newFW(b, slog.New(slog.DiscardHandler)); return nil }); err != nil {
 		b.Fatal(err)
@@ -95,7 +97,7 @@ func BenchmarkQuarantineApplyIPTables(b *testing.B) {
 	benchmarkFirewall(b, bk)
 
 	b.Run("per-rule-go-iptables/apply+remove", func(b *testing.B) {
-		ns := benchNamespace(b, bk)
+		ns := benchNamespace(b, bk.name, bk.tools)
 		allow, err := allowListOf(labSpec())
 		if err != nil {
 			b.Fatal(err)
@@ -184,7 +186,7 @@ func settle(b *testing.B, ns *netlab.Namespace) {
 // through conntrack netlink) while keeping 10 management flows.
 func BenchmarkKillFlows(b *testing.B) {
 	bk := iptablesBackend()
-	ns := benchNamespace(b, bk)
+	ns := benchNamespace(b, bk.name, bk.tools)
 	// Conntrack tracks nothing in a namespace until a rule needs it.
 	if _, err := ns.Run(b.Context(), "iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"); err != nil {
 		b.Fatal(err)
@@ -246,4 +248,93 @@ func createFlows(h *netlink.Handle) error {
 		return err
 	}
 	return flows(v6("fd00:18::"), v6("fd00:19::"), v6("2001:db8:c2::"), unix.AF_INET6)
+}
+
+// BenchmarkIOCBlockSet100k measures the nftables IoC blocklist with a
+// threat-intelligence set of 100,000 prefixes (about 85% IPv4 hosts, 10%
+// IPv4 networks from /22 to /28, 5% IPv6 hosts and networks), in a fresh
+// namespace. Each op is one Set (or Observe), including its reading of the
+// table and its one netlink transaction:
+//
+//   - apply-empty: onto a kernel without the table (between iterations,
+//     untimed, the table is removed and its destruction let finish);
+//   - replace-1pct: replacing the set in force by one that differs in 1% of
+//     its prefixes, alternately one way and back, the blocklist being the
+//     only writer since its last Set (it knows the table it wrote);
+//   - replace-1pct-cold: the same after another program changed the
+//     ruleset (an empty table added or deleted, untimed), so that Set must
+//     read the 100,000 prefixes back first;
+//   - unchanged: Set of the set in force, what every reconcile pass costs;
+//   - observe-cold: reading it back after another program changed the
+//     ruleset.
+func BenchmarkIOCBlockSet100k(b *testing.B) {
+	bk := nftBlockBackend(iocBlocklist)
+	ns := benchNamespace(b, "ioc", bk.tools)
+	var bl Blocklist
+	if err := ns.Do(func() error { bl = bk.newBL(b, slog.New(slog.DiscardHandler)); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	set := iocSet(b, 18, 100_000)
+	other := iocVariant(b, set, 19, 0.01)
+	mustChange := func(ps []netip.Prefix, want bool) {
+		if changed, err := bl.Set(ctx, ps); err != nil || changed != want {
+			b.Fatalf("Set of %d prefixes = %t, %v; want changed=%t", len(ps), changed, err, want)
+		}
+	}
+
+	b.Run("apply-empty", func(b *testing.B) {
+		for b.Loop() {
+			mustChange(set, true)
+			b.StopTimer()
+			mustChange(nil, true)
+			settle(b, ns)
+			b.StartTimer()
+		}
+	})
+	// bump changes the ruleset behind the blocklist's back, untimed.
+	bumps := 0
+	bump := func(b *testing.B) {
+		b.StopTimer()
+		defer b.StartTimer()
+		verb := [2]string{"add", "delete"}[bumps%2]
+		bumps++
+		if _, err := ns.Run(ctx, "nft", verb, "table", "inet", "bench_bump"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	replace := func(cold bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			mustChange(set, true)
+			b.Cleanup(func() { _, _ = bl.Set(ctx, nil) })
+			next := [2][]netip.Prefix{other, set}
+			i := 0
+			for b.Loop() {
+				if cold {
+					bump(b)
+				}
+				mustChange(next[i%2], true)
+				i++
+			}
+		}
+	}
+	b.Run("replace-1pct", replace(false))
+	b.Run("replace-1pct-cold", replace(true))
+	b.Run("unchanged", func(b *testing.B) {
+		mustChange(set, true)
+		b.Cleanup(func() { _, _ = bl.Set(ctx, nil) })
+		for b.Loop() {
+			mustChange(set, false)
+		}
+	})
+	b.Run("observe-cold", func(b *testing.B) {
+		mustChange(set, true)
+		b.Cleanup(func() { _, _ = bl.Set(ctx, nil) })
+		for b.Loop() {
+			bump(b)
+			if st, err := bl.Observe(ctx); err != nil || len(st.Prefixes) != len(set) {
+				b.Fatalf("Observe = %d prefixes, %v; want %d", len(st.Prefixes), err, len(set))
+			}
+		}
+	})
 }

@@ -1,10 +1,12 @@
 package netfilter
 
-// The peer blocklist: on every healthy gateway, drop all traffic from and to
-// a compromised peer's addresses (issue #4, revoke_peer "block its
-// addresses"). It is independent of the quarantine, which runs on the
-// compromised gateway itself: each owns its own table or chain and neither
-// ever reads or writes the other's.
+// The blocklists: on every healthy gateway, drop all traffic from and to a
+// compromised peer's addresses (the peer blocklist; issue #4, revoke_peer
+// "block its addresses"), and from and to the remote addresses threat
+// intelligence names (the IoC blocklist; issue #18, block_ioc). Both are
+// the same code over different names (blocklistNames): each owns its own
+// table or chain, and neither they nor the quarantine, which runs on the
+// compromised gateway itself, ever read or write each other's.
 //
 // Both backends drop at the prerouting and output hooks, at the raw priority
 // (-300), before connection tracking: prerouting sees every packet that will
@@ -30,8 +32,9 @@ import (
 )
 
 // Blocklist drops every packet from or to a set of prefixes, IPv4 and IPv6,
-// on input, output and forward. Every method is safe for concurrent use;
-// calls are serialised.
+// on input, output and forward: the peer blocklist (NewBlocklist) or the
+// IoC blocklist (NewIOCBlocklist). Every method is safe for concurrent
+// use; calls are serialised.
 type Blocklist interface {
 	// Set makes the blocked prefixes exactly ps, normalised by
 	// NormalizeBlock; an empty ps removes every trace of the blocklist. Set
@@ -39,8 +42,9 @@ type Blocklist interface {
 	// kernel already holds exactly that blocklist it writes nothing and
 	// reports changed=false; otherwise (new prefixes, or drift such as a
 	// rule deleted by hand) it rewrites the blocklist in one atomic change
-	// per transaction (nftables: one for both families; iptables: one
-	// iptables-restore per family) and reports changed=true. It refuses,
+	// per transaction (nftables: one for both families, however many
+	// prefixes; iptables: one iptables-restore per family) and reports
+	// changed=true. It refuses,
 	// with ErrInvalidBlock, a prefix NormalizeBlock refuses and a prefix
 	// holding one of the host's own addresses (the host would cut itself
 	// off, management included); a refused Set changes nothing.
@@ -51,12 +55,12 @@ type Blocklist interface {
 	Close() error
 }
 
-// BlockState is the peer blocklist as read back from the kernel.
+// BlockState is a blocklist as read back from the kernel.
 type BlockState struct {
 	// Backend is "nftables" or "iptables".
 	Backend string
 	// Prefixes are the prefixes Warden's blocklist holds, merged into the
-	// fewest prefixes and sorted, IPv4 first. Each is dropped in both
+	// fewest prefixes and sorted, IPv4 first (wire.NormalizePrefixes). Each is dropped in both
 	// directions on every path when Enforced is true; when it is false,
 	// Faults says where a prefix may get through.
 	Prefixes []netip.Prefix
@@ -116,10 +120,11 @@ func (invalidBlockError) Is(target error) bool { return target == ErrInvalidSpec
 var ErrInvalidBlock error = invalidBlockError{}
 
 // NormalizeBlock validates prefixes for a blocklist and returns them in the
-// form Observe reports: IPv4-mapped IPv6 prefixes become IPv4, host bits are
-// cleared, duplicates, overlaps and adjacent prefixes are merged, and the
-// result is sorted, IPv4 first. It refuses an invalid prefix, a /0 (it
-// would block everything) and a prefix overlapping loopback.
+// form Observe reports (wire.NormalizePrefixes): IPv4-mapped IPv6 prefixes
+// become IPv4, host bits are cleared, duplicates, overlaps and adjacent
+// prefixes are merged, and the result is sorted, IPv4 first. It refuses an
+// invalid prefix, a /0 (it would block everything) and a prefix
+// overlapping loopback.
 func NormalizeBlock(ps []netip.Prefix) ([]netip.Prefix, error) {
 	b, err := newBlockList(ps)
 	if err != nil {
@@ -199,45 +204,78 @@ func refuseOwnAddresses(ns netns.Namespace, b blockList) error {
 	return nil
 }
 
-// NewBlocklist returns the blocklist backend named by backend ("nftables"
-// or "iptables"), bound to the calling thread's network namespace. An empty
+// blocklistNames names one blocklist's objects in the kernel: its
+// nftables table and its chain in iptables' table raw. The peer blocklist
+// and the IoC blocklist are the same code over different names, so the two
+// never read or write each other's rules.
+type blocklistNames struct {
+	what     string // "blocklist" or "IoC blocklist", for logs and errors
+	nftTable string // an inet table
+	iptChain string // a chain in table raw, IPv4 and IPv6
+}
+
+var (
+	// peerBlocklist keeps revoked peers out (revoke_peer).
+	peerBlocklist = blocklistNames{what: "blocklist", nftTable: NFTBlockTable, iptChain: BlockChain}
+	// iocBlocklist keeps out the remote addresses of threat intelligence
+	// (block_ioc).
+	iocBlocklist = blocklistNames{what: "IoC blocklist", nftTable: NFTIOCTable, iptChain: IOCChain}
+)
+
+// NewBlocklist returns the peer blocklist (table "inet warden_block",
+// chain WARDEN-BLOCK) on the backend named by backend ("nftables" or
+// "iptables"), bound to the calling thread's network namespace. An empty
 // backend picks nftables when the kernel supports it and falls back to
 // iptables; both drop before any rule of the other, so the choice does not
 // depend on the quarantine's backend. Errors wrap ErrUnavailable when the
 // backend cannot run here.
 func NewBlocklist(backend string, log *slog.Logger) (Blocklist, error) {
+	return newBlocklist(peerBlocklist, backend, log)
+}
+
+// NewIOCBlocklist returns the IoC blocklist (table "inet warden_ioc",
+// chain WARDEN-IOC), chosen and bound as NewBlocklist does. It holds sets
+// of up to wire.MaxIOCPrefixes prefixes; on nftables the whole set is one
+// netlink transaction, and a packet is matched in logarithmic time, while
+// on iptables every prefix costs two rules evaluated one after another:
+// prefer nftables for large sets.
+func NewIOCBlocklist(backend string, log *slog.Logger) (Blocklist, error) {
+	return newBlocklist(iocBlocklist, backend, log)
+}
+
+func newBlocklist(names blocklistNames, backend string, log *slog.Logger) (Blocklist, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	// Each case returns a nil interface on error, never a typed nil pointer.
 	switch backend {
 	case BackendNFTables:
-		b, err := NewNFTBlocklist(log)
+		b, err := newNFTBlocklist(names, log)
 		if err != nil {
 			return nil, err
 		}
 		return b, nil
 	case BackendIPTables:
-		b, err := NewIPTablesBlocklist(log)
+		b, err := newIPTablesBlocklist(names, log)
 		if err != nil {
 			return nil, err
 		}
 		return b, nil
 	case "":
-		nft, nerr := NewNFTBlocklist(log)
+		nft, nerr := newNFTBlocklist(names, log)
 		if nerr == nil {
 			return nft, nil
 		}
 		if !errors.Is(nerr, ErrUnavailable) {
 			return nil, nerr
 		}
-		ipt, ierr := NewIPTablesBlocklist(log)
+		ipt, ierr := newIPTablesBlocklist(names, log)
 		if ierr != nil {
 			return nil, errors.Join(nerr, ierr)
 		}
-		log.Info("nftables unavailable, blocklist falls back to iptables", "reason", nerr)
+		log.Info("nftables unavailable, "+names.what+" falls back to iptables", "reason", nerr)
 		return ipt, nil
 	default:
-		return nil, fmt.Errorf("blocklist backend %q: want %s, %s or empty for automatic", backend, BackendNFTables, BackendIPTables)
+		return nil, fmt.Errorf("%s backend %q: want %s, %s or empty for automatic", names.what, backend, BackendNFTables, BackendIPTables)
 	}
 }

@@ -12,19 +12,39 @@ import (
 	"time"
 )
 
-// BlockChain is the blocklist's own chain in table raw, for IPv4 and IPv6.
-// The quarantine's chain (QuarantineChain, table filter) is never touched
-// by it.
-const BlockChain = "WARDEN-BLOCK"
+// Chains of the iptables blocklists in table raw, for IPv4 and IPv6. The
+// quarantine's chain (QuarantineChain, table filter) is never touched by
+// either, nor either by the other.
+const (
+	// BlockChain is the peer blocklist's chain.
+	BlockChain = "WARDEN-BLOCK"
+	// IOCChain is the IoC blocklist's chain.
+	IOCChain = "WARDEN-IOC"
+)
 
-// blockChain is the blocklist's chain in table raw, jumped to from
-// PREROUTING (input and forward) and OUTPUT (what the host sends).
-var blockChain = iptChainSpec{table: "raw", name: BlockChain, hooks: []string{"PREROUTING", "OUTPUT"}, what: "blocklist"}
+// rawChain is a blocklist's chain in table raw, jumped to from PREROUTING
+// (input and forward) and OUTPUT (what the host sends). The other
+// blocklists' chains are its siblings: any of them may be jumped to first.
+func (n blocklistNames) rawChain() iptChainSpec {
+	spec := iptChainSpec{table: "raw", name: n.iptChain, hooks: []string{"PREROUTING", "OUTPUT"}, what: n.what}
+	for _, o := range []blocklistNames{peerBlocklist, iocBlocklist} {
+		if o.iptChain != n.iptChain {
+			spec.siblings = append(spec.siblings, o.iptChain)
+		}
+	}
+	return spec
+}
 
-// IPTablesBlocklist is the iptables blocklist: a chain WARDEN-BLOCK in
-// table raw with a "-s P -j DROP" and a "-d P -j DROP" per prefix, jumped to
-// as the first rule of raw's PREROUTING and OUTPUT, for iptables and
-// ip6tables. Table raw runs before conntrack and every other table, and a
+// blockChain is the peer blocklist's chain.
+var blockChain = peerBlocklist.rawChain()
+
+// IPTablesBlocklist is an iptables blocklist: a chain in table raw
+// (WARDEN-BLOCK for the peer blocklist, WARDEN-IOC for the IoC blocklist)
+// with a "-s P -j DROP" and a "-d P -j DROP" per prefix, jumped to as the
+// first rule of raw's PREROUTING and OUTPUT, for iptables and ip6tables.
+// Rules are evaluated one after another, so a packet costs time linear in
+// the number of prefixes: fine for a few peers, slow for a large IoC set
+// (see NewIOCBlocklist). Table raw runs before conntrack and every other table, and a
 // DROP there is final, so an ESTABLISHED accept in filter never sees a
 // blocked packet. Each family is changed in one iptables-restore --noflush
 // transaction (chain declared, which flushes it, refilled, jumps fixed,
@@ -35,15 +55,26 @@ type IPTablesBlocklist struct {
 	// its namespace-bound command runner and its per-family fan-out; it
 	// never applies a quarantine.
 	tools *IPTables
+	chain iptChainSpec
 
 	mu sync.Mutex // serialises read-compare-write; iptables has no compare-and-swap
 }
 
 var _ Blocklist = (*IPTablesBlocklist)(nil)
 
-// NewIPTablesBlocklist returns the iptables blocklist bound to the calling
-// thread's network namespace. Close releases it.
+// NewIPTablesBlocklist returns the iptables peer blocklist bound to the
+// calling thread's network namespace. Close releases it.
 func NewIPTablesBlocklist(log *slog.Logger) (*IPTablesBlocklist, error) {
+	return newIPTablesBlocklist(peerBlocklist, log)
+}
+
+// NewIPTablesIOCBlocklist returns the iptables IoC blocklist bound to the
+// calling thread's network namespace. Close releases it.
+func NewIPTablesIOCBlocklist(log *slog.Logger) (*IPTablesBlocklist, error) {
+	return newIPTablesBlocklist(iocBlocklist, log)
+}
+
+func newIPTablesBlocklist(names blocklistNames, log *slog.Logger) (*IPTablesBlocklist, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -51,11 +82,11 @@ func NewIPTablesBlocklist(log *slog.Logger) (*IPTablesBlocklist, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &IPTablesBlocklist{log: log.With("backend", BackendIPTables, "component", "blocklist"), tools: tools}
+	b := &IPTablesBlocklist{log: log.With("backend", BackendIPTables, "component", names.what), tools: tools, chain: names.rawChain()}
 	// iptables-legacy needs the iptable_raw module; iptables-nft creates
 	// the table on first use. Reading it tells both apart from a host
 	// without table raw.
-	if _, err := tools.readAll(context.Background(), blockChain); err != nil {
+	if _, err := tools.readAll(context.Background(), b.chain); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(err, tools.Close()))
 	}
 	return b, nil
@@ -77,14 +108,14 @@ func (b *IPTablesBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, e
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	changed, err := b.tools.rewrite(ctx, blockChain, "setting", func(f Family, cur iptChain) []byte {
+	changed, err := b.tools.rewrite(ctx, b.chain, "setting", func(f Family, cur iptChain) []byte {
 		if want.empty() {
 			return cur.removeScript()
 		}
 		if fs := cur.observeBlock(); fs.enforced() && slices.Equal(fs.prefixes, want.family(f)) {
 			return nil
 		}
-		return cur.applyScript(blockRules(want.family(f)))
+		return cur.applyScript(blockRules(b.chain.name, want.family(f)))
 	})
 	if len(changed) > 0 {
 		b.log.InfoContext(ctx, "blocklist set", "families", changed, "prefixes", len(want.v4)+len(want.v6), "took", time.Since(start))
@@ -96,17 +127,17 @@ func (b *IPTablesBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, e
 func (b *IPTablesBlocklist) Observe(ctx context.Context) (BlockState, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	got, err := b.tools.readAll(ctx, blockChain)
+	got, err := b.tools.readAll(ctx, b.chain)
 	if err != nil {
-		return BlockState{}, fmt.Errorf("observing iptables blocklist: %w", err)
+		return BlockState{}, fmt.Errorf("observing iptables %s: %w", b.chain.what, err)
 	}
-	return blockStateIPT(got[IPv4].observeBlock(), got[IPv6].observeBlock()), nil
+	return blockStateIPT(b.chain.name, got[IPv4].observeBlock(), got[IPv6].observeBlock()), nil
 }
 
-// blockRules renders BlockChain's rules for one family's prefixes, as
-// `iptables -S` prints them.
-func blockRules(ps []netip.Prefix) []string {
-	a := "-A " + BlockChain
+// blockRules renders a blocklist chain's rules for one family's prefixes,
+// as `iptables -S` prints them.
+func blockRules(chain string, ps []netip.Prefix) []string {
+	a := "-A " + chain
 	var out []string
 	for _, p := range ps {
 		out = append(out, a+" -s "+p.String()+" -j DROP", a+" -d "+p.String()+" -j DROP")
@@ -126,7 +157,9 @@ func (fs rawFamilyState) enforced() bool { return fs.installed && len(fs.faults)
 // observeBlock interprets the blocklist's chain: which prefixes are dropped
 // both ways, and every way the chain and its jumps differ from what Set
 // writes. Rule order inside the chain does not matter (every rule drops);
-// the jumps must be the first rule of PREROUTING and OUTPUT.
+// the jumps must be the first rules of PREROUTING and OUTPUT, after the
+// other blocklist's at most, and a sibling evaluated first must itself
+// hold only drops.
 func (ic iptChain) observeBlock() rawFamilyState {
 	fs := rawFamilyState{installed: ic.exists}
 	if !ic.exists {
@@ -135,16 +168,21 @@ func (ic iptChain) observeBlock() rawFamilyState {
 	for _, chain := range ic.hooks {
 		switch j := ic.jumps[chain]; {
 		case len(j) == 0:
-			fs.faults = append(fs.faults, fmt.Sprintf("%s does not jump to %s", chain, BlockChain))
-		case j[0] != 1:
-			fs.faults = append(fs.faults, fmt.Sprintf("%s: another rule is evaluated before %s", chain, BlockChain))
+			fs.faults = append(fs.faults, fmt.Sprintf("%s does not jump to %s", chain, ic.name))
+		case len(ic.preceded[chain]) > 0:
+			fs.faults = append(fs.faults, fmt.Sprintf("%s: another rule is evaluated before %s", chain, ic.name))
 		case len(j) > 1:
-			fs.faults = append(fs.faults, fmt.Sprintf("%s jumps to %s %d times", chain, BlockChain, len(j)))
+			fs.faults = append(fs.faults, fmt.Sprintf("%s jumps to %s %d times", chain, ic.name, len(j)))
+		}
+		for _, sib := range ic.siblingsFirst[chain] {
+			if r, ok := ic.firstNonDrop(sib); ok {
+				fs.faults = append(fs.faults, fmt.Sprintf("%s: %s, evaluated before %s, holds a rule that is not a drop: %s", chain, sib, ic.name, r))
+			}
 		}
 	}
 	src, dst := map[netip.Prefix]int{}, map[netip.Prefix]int{}
 	for _, r := range ic.rules {
-		spec := strings.TrimPrefix(r, "-A "+BlockChain+" ")
+		spec := strings.TrimPrefix(r, "-A "+ic.name+" ")
 		if p, ok := parseDrop(spec, "-s"); ok {
 			src[p]++
 		} else if p, ok := parseDrop(spec, "-d"); ok {
@@ -182,10 +220,10 @@ func parseDrop(spec, dir string) (netip.Prefix, bool) {
 	return p, ok && p == p.Masked()
 }
 
-// blockStateIPT combines the two families. A non-empty blocklist installs
-// both families' chains, even one with no prefix, so a family whose chain
-// is gone is a fault.
-func blockStateIPT(v4, v6 rawFamilyState) BlockState {
+// blockStateIPT combines the two families of the blocklist in chain. A
+// non-empty blocklist installs both families' chains, even one with no
+// prefix, so a family whose chain is gone is a fault.
+func blockStateIPT(chain string, v4, v6 rawFamilyState) BlockState {
 	st := BlockState{Backend: BackendIPTables, Installed: v4.installed || v6.installed}
 	if !st.Installed {
 		return st
@@ -195,7 +233,7 @@ func blockStateIPT(v4, v6 rawFamilyState) BlockState {
 		fs  rawFamilyState
 	}{{IPv4, v4}, {IPv6, v6}} {
 		if !f.fs.installed {
-			st.Faults = append(st.Faults, fmt.Sprintf("%s: chain %s missing", f.fam, BlockChain))
+			st.Faults = append(st.Faults, fmt.Sprintf("%s: chain %s missing", f.fam, chain))
 		}
 		for _, flt := range f.fs.faults {
 			st.Faults = append(st.Faults, fmt.Sprintf("%s: %s", f.fam, flt))

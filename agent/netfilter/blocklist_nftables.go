@@ -10,43 +10,63 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/warden-ir/warden/agent/wire"
 	"golang.org/x/sys/unix"
 )
 
-// Names in the nftables blocklist.
+// Names in the nftables blocklists.
 const (
-	// NFTBlockTable is the blocklist's own table, family inet (IPv4 and
-	// IPv6). The quarantine's table (NFTTable) is never touched by it.
+	// NFTBlockTable is the peer blocklist's own table, family inet (IPv4
+	// and IPv6). The quarantine's table (NFTTable) is never touched by it.
 	NFTBlockTable = "warden_block"
-	nftBlock4     = "block4"
-	nftBlock6     = "block6"
-	nftBlock4ID   = 1 // set IDs only need to be unique within a batch
-	nftBlock6ID   = 2
+	// NFTIOCTable is the IoC blocklist's own table, built like
+	// NFTBlockTable; neither blocklist touches the other's.
+	NFTIOCTable = "warden_ioc"
+	nftBlock4   = "block4"
+	nftBlock6   = "block6"
+	nftBlock4ID = 1 // set IDs only need to be unique within a batch
+	nftBlock6ID = 2
 )
 
-// NFTBlocklist is the nftables blocklist: one table "inet warden_block"
-// with two interval sets of blocked prefixes and two base chains, prerouting
-// and output at priority NFTPriority (-300, before conntrack), each dropping
+// NFTBlocklist is an nftables blocklist: one table ("inet warden_block"
+// for the peer blocklist, "inet warden_ioc" for the IoC blocklist) with two
+// interval sets of blocked prefixes and two base chains, prerouting and
+// output at priority NFTPriority (-300, before conntrack), each dropping
 // packets whose source or destination is in a set. A drop is final in
 // nftables, so no accept in another table can let a blocked packet through.
-// Set is one atomic netlink transaction for both families.
+// Set is one atomic netlink transaction for both families, whatever the
+// number of prefixes, and a set lookup costs logarithmic time per packet.
 //
 // Like NFTables it keeps one netlink connection for its whole life (see
 // there for why).
 type NFTBlocklist struct {
-	log *slog.Logger
+	log   *slog.Logger
+	table *nftables.Table
 	nftConn
 }
 
 var _ Blocklist = (*NFTBlocklist)(nil)
 
-// NewNFTBlocklist returns the nftables blocklist bound to the calling
+// NewNFTBlocklist returns the nftables peer blocklist bound to the calling
 // thread's network namespace. Close releases it.
 func NewNFTBlocklist(log *slog.Logger) (*NFTBlocklist, error) {
+	return newNFTBlocklist(peerBlocklist, log)
+}
+
+// NewNFTIOCBlocklist returns the nftables IoC blocklist bound to the
+// calling thread's network namespace. Close releases it.
+func NewNFTIOCBlocklist(log *slog.Logger) (*NFTBlocklist, error) {
+	return newNFTBlocklist(iocBlocklist, log)
+}
+
+func newNFTBlocklist(names blocklistNames, log *slog.Logger) (*NFTBlocklist, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &NFTBlocklist{log: log.With("backend", BackendNFTables, "component", "blocklist")}
+	b := &NFTBlocklist{
+		log:   log.With("backend", BackendNFTables, "component", names.what),
+		table: &nftables.Table{Family: nftables.TableFamilyINet, Name: names.nftTable},
+	}
 	if err := b.open(); err != nil {
 		return nil, err
 	}
@@ -68,19 +88,30 @@ func (b *NFTBlocklist) Set(ctx context.Context, ps []netip.Prefix) (bool, error)
 	start := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	wantTable := nftModel{table: nftBlockTable()}
+	wantTable := nftModel{table: b.table}
 	if !want.empty() {
-		wantTable = desiredBlockNFT(want)
+		wantTable = desiredBlockNFT(b.table, want)
 	}
-	changed, err := b.replace(wantTable, func(cur nftModel) bool {
-		if !cur.exists {
-			return want.empty()
+	changed, err := b.sync(wantTable, func(cur nftModel) nftChange {
+		switch {
+		case !cur.exists && want.empty():
+			return nftInSync
+		case !cur.exists || want.empty():
+			return nftRewrite
 		}
-		st := blockStateNFT(cur)
-		return !want.empty() && st.Enforced && slices.Equal(st.Prefixes, want.all())
-	})
+		faults, have := blockStructureNFT(cur)
+		switch {
+		case len(faults) > 0:
+			return nftRewrite
+		case slices.Equal(have, want.all()):
+			return nftInSync
+		case setsWellFormed(cur):
+			return nftPatchSets
+		}
+		return nftRewrite
+	}, b.log)
 	if err != nil {
-		return false, fmt.Errorf("setting nftables blocklist: %w", err)
+		return false, fmt.Errorf("setting nftables table inet %s: %w", b.table.Name, err)
 	}
 	if changed {
 		b.log.InfoContext(ctx, "blocklist set", "prefixes", len(want.v4)+len(want.v6), "took", time.Since(start))
@@ -95,15 +126,11 @@ func (b *NFTBlocklist) Observe(ctx context.Context) (BlockState, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, err := b.read(nftBlockTable())
+	cur, err := b.read(b.table)
 	if err != nil {
-		return BlockState{}, fmt.Errorf("observing nftables blocklist: %w", err)
+		return BlockState{}, fmt.Errorf("observing nftables table inet %s: %w", b.table.Name, err)
 	}
 	return blockStateNFT(cur), nil
-}
-
-func nftBlockTable() *nftables.Table {
-	return &nftables.Table{Family: nftables.TableFamilyINet, Name: NFTBlockTable}
 }
 
 // nftBlockHooks are the blocklist's base chains: prerouting covers input
@@ -113,17 +140,16 @@ var nftBlockHooks = []struct {
 	hook *nftables.ChainHook
 }{{"output", nftables.ChainHookOutput}, {"prerouting", nftables.ChainHookPrerouting}}
 
-// desiredBlockNFT builds the table Set installs for a non-empty blocklist.
-// Both sets and all four drops exist even when a family has no prefix, so
-// the structure never depends on the contents.
-func desiredBlockNFT(bl blockList) nftModel {
-	t := nftBlockTable()
-	m := nftModel{table: t, exists: true, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+// desiredBlockNFT builds the table t that Set installs for a non-empty
+// blocklist. Both sets and all four drops exist even when a family has no
+// prefix, so the structure never depends on the contents.
+func desiredBlockNFT(t *nftables.Table, bl blockList) nftModel {
+	m := nftModel{table: t, exists: true, rules: map[string][]*nftables.Rule{}, elems: map[string][]setKey{}}
 	s4 := &nftables.Set{Table: t, ID: nftBlock4ID, Name: nftBlock4, KeyType: nftables.TypeIPAddr, Interval: true}
 	s6 := &nftables.Set{Table: t, ID: nftBlock6ID, Name: nftBlock6, KeyType: nftables.TypeIP6Addr, Interval: true}
 	m.sets = []*nftables.Set{s4, s6}
-	m.elems[nftBlock4] = setElements(toRanges(bl.v4))
-	m.elems[nftBlock6] = setElements(toRanges(bl.v6))
+	m.elems[nftBlock4] = setElements(wire.PrefixRanges(bl.v4))
+	m.elems[nftBlock6] = setElements(wire.PrefixRanges(bl.v6))
 	accept := nftables.ChainPolicyAccept
 	for _, h := range nftBlockHooks {
 		ch := &nftables.Chain{
@@ -174,17 +200,38 @@ func (d blockDrop) exprs(s4, s6 *nftables.Set) []expr.Any {
 }
 
 // blockStateNFT interprets the table read back: the prefixes in its sets,
-// and every way its structure differs from what Set writes.
+// and every way it differs from what Set writes.
 func blockStateNFT(m nftModel) BlockState {
 	st := BlockState{Backend: BackendNFTables}
 	if !m.exists {
 		return st
 	}
 	st.Installed = true
-	want := desiredBlockNFT(blockList{})
-	var faults []string
+	st.Faults, st.Prefixes = blockStructureNFT(m)
+	if len(st.Prefixes) == 0 {
+		st.Faults = append(st.Faults, "installed but blocks nothing")
+	}
+	st.Enforced = len(st.Faults) == 0
+	return st
+}
 
-	var ps []netip.Prefix
+// setsWellFormed reports whether every set of m holds well-formed
+// intervals, so that a patch can delete its ranges element by element.
+func setsWellFormed(m nftModel) bool {
+	for _, s := range m.sets {
+		if !wellFormedIntervals(m.elems[s.Name]) {
+			return false
+		}
+	}
+	return true
+}
+
+// blockStructureNFT reads an existing blocklist table: every way its
+// structure (sets, chains, rules) differs from what Set writes, and the
+// prefixes in its sets, in normal form. A set of the wrong type counts no
+// prefix.
+func blockStructureNFT(m nftModel) (faults []string, ps []netip.Prefix) {
+	want := desiredBlockNFT(m.table, blockList{})
 	for _, ws := range want.sets {
 		i := slices.IndexFunc(m.sets, func(s *nftables.Set) bool { return s.Name == ws.Name })
 		if i < 0 {
@@ -195,9 +242,7 @@ func blockStateNFT(m nftModel) BlockState {
 			faults = append(faults, fmt.Sprintf("set %s is %q, want %q", ws.Name, got, w))
 			continue
 		}
-		for _, r := range elementRanges(m.elems[ws.Name]) {
-			ps = append(ps, r.prefixes()...)
-		}
+		ps = append(ps, setPrefixes(m.elems[ws.Name])...)
 	}
 	for _, s := range m.sets {
 		if !slices.ContainsFunc(want.sets, func(w *nftables.Set) bool { return w.Name == s.Name }) {
@@ -240,13 +285,9 @@ func blockStateNFT(m nftModel) BlockState {
 		}
 	}
 
-	st.Prefixes = mergePrefixes(ps)
-	if len(st.Prefixes) == 0 {
-		faults = append(faults, "installed but blocks nothing")
-	}
-	st.Faults = faults
-	st.Enforced = len(faults) == 0
-	return st
+	// Each set holds one family in normal form, IPv4 first: together they
+	// are the normal form of the whole.
+	return faults, ps
 }
 
 // blockSetText is what matters of a set's definition: a timeout flag, say,

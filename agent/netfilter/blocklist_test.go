@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/netlab/netlabtest"
 )
@@ -23,6 +24,7 @@ import (
 // with it by hand.
 type blockBackend struct {
 	name  string
+	names blocklistNames // which blocklist: the peers' or the IoC one
 	tools []string
 	// newBL is called on a thread inside the test's namespace.
 	newBL func(t testing.TB, log *slog.Logger) Blocklist
@@ -51,31 +53,36 @@ func runArgv(cmds ...[]string) func(t *testing.T, ns string) {
 	}
 }
 
-func nftBlockBackend() blockBackend {
+// nftBlockBackend is the nftables backend of the blocklist n names.
+func nftBlockBackend(n blocklistNames) blockBackend {
 	nft := func(args ...string) []string { return append([]string{"nft"}, args...) }
+	table := n.nftTable
 	return blockBackend{
-		name:         BackendNFTables,
-		tools:        []string{"nft", "iptables", "ip6tables", "iptables-save", "ip6tables-save"},
-		newBL:        func(t testing.TB, log *slog.Logger) Blocklist { return openForTest(t, log, NewNFTBlocklist) },
-		unhookOutput: runArgv(nft("flush", "chain", "inet", NFTBlockTable, "output")),
-		acceptAbove:  runArgv(nft("insert", "rule", "inet", NFTBlockTable, "prerouting", "ip", "saddr", "198.51.100.7", "accept")),
+		name:  BackendNFTables,
+		names: n,
+		tools: []string{"nft", "iptables", "ip6tables", "iptables-save", "ip6tables-save"},
+		newBL: func(t testing.TB, log *slog.Logger) Blocklist {
+			return openForTest(t, log, func(log *slog.Logger) (*NFTBlocklist, error) { return newNFTBlocklist(n, log) })
+		},
+		unhookOutput: runArgv(nft("flush", "chain", "inet", table, "output")),
+		acceptAbove:  runArgv(nft("insert", "rule", "inet", table, "prerouting", "ip", "saddr", "198.51.100.7", "accept")),
 		oneWay: func(t *testing.T, ns string) {
 			t.Helper()
 			for _, chain := range []string{"prerouting", "output"} {
-				h := nftRuleHandle(t, ns, chain, "ip daddr @"+nftBlock4)
-				runArgv(nft("delete", "rule", "inet", NFTBlockTable, chain, "handle", h))(t, ns)
+				h := nftRuleHandle(t, ns, table, chain, "ip daddr @"+nftBlock4)
+				runArgv(nft("delete", "rule", "inet", table, chain, "handle", h))(t, ns)
 			}
 		},
-		elementRemoved:   runArgv(nft("delete", "element", "inet", NFTBlockTable, nftBlock6, "{", "2001:db8:66::/48", "}")),
-		deleteEverything: runArgv(nft("delete", "table", "inet", NFTBlockTable)),
+		elementRemoved:   runArgv(nft("delete", "element", "inet", table, nftBlock6, "{", "2001:db8:66::/48", "}")),
+		deleteEverything: runArgv(nft("delete", "table", "inet", table)),
 	}
 }
 
 // nftRuleHandle finds the handle of the rule of a blocklist chain whose
 // listing contains match.
-func nftRuleHandle(t *testing.T, ns, chain, match string) string {
+func nftRuleHandle(t *testing.T, ns, table, chain, match string) string {
 	t.Helper()
-	out, err := netlab.Run(t.Context(), ns, "nft", "-a", "list", "chain", "inet", NFTBlockTable, chain)
+	out, err := netlab.Run(t.Context(), ns, "nft", "-a", "list", "chain", "inet", table, chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,24 +95,29 @@ func nftRuleHandle(t *testing.T, ns, chain, match string) string {
 	return ""
 }
 
-func iptBlockBackend() blockBackend {
+// iptBlockBackend is the iptables backend of the blocklist n names.
+func iptBlockBackend(n blocklistNames) blockBackend {
 	raw := func(cmd string, args ...string) []string { return append([]string{cmd, "-t", "raw"}, args...) }
+	chain := n.iptChain
 	var everything [][]string
 	for _, cmd := range []string{"iptables", "ip6tables"} {
 		everything = append(everything,
-			raw(cmd, "-D", "PREROUTING", "-j", BlockChain), raw(cmd, "-D", "OUTPUT", "-j", BlockChain),
-			raw(cmd, "-F", BlockChain), raw(cmd, "-X", BlockChain))
+			raw(cmd, "-D", "PREROUTING", "-j", chain), raw(cmd, "-D", "OUTPUT", "-j", chain),
+			raw(cmd, "-F", chain), raw(cmd, "-X", chain))
 	}
 	return blockBackend{
-		name:         BackendIPTables,
-		tools:        []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
-		newBL:        func(t testing.TB, log *slog.Logger) Blocklist { return openForTest(t, log, NewIPTablesBlocklist) },
-		unhookOutput: runArgv(raw("iptables", "-D", "OUTPUT", "-j", BlockChain)),
+		name:  BackendIPTables,
+		names: n,
+		tools: []string{"iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft"},
+		newBL: func(t testing.TB, log *slog.Logger) Blocklist {
+			return openForTest(t, log, func(log *slog.Logger) (*IPTablesBlocklist, error) { return newIPTablesBlocklist(n, log) })
+		},
+		unhookOutput: runArgv(raw("iptables", "-D", "OUTPUT", "-j", chain)),
 		acceptAbove:  runArgv(raw("iptables", "-I", "PREROUTING", "1", "-s", "198.51.100.7", "-j", "ACCEPT")),
-		oneWay:       runArgv(raw("iptables", "-D", BlockChain, "-d", "198.51.100.7/32", "-j", "DROP")),
+		oneWay:       runArgv(raw("iptables", "-D", chain, "-d", "198.51.100.7/32", "-j", "DROP")),
 		elementRemoved: runArgv(
-			raw("ip6tables", "-D", BlockChain, "-s", "2001:db8:66::/48", "-j", "DROP"),
-			raw("ip6tables", "-D", BlockChain, "-d", "2001:db8:66::/48", "-j", "DROP")),
+			raw("ip6tables", "-D", chain, "-s", "2001:db8:66::/48", "-j", "DROP"),
+			raw("ip6tables", "-D", chain, "-d", "2001:db8:66::/48", "-j", "DROP")),
 		deleteEverything: runArgv(everything...),
 	}
 }
@@ -343,7 +355,7 @@ func TestBlocklistIPTablesParse(t *testing.T) {
 -I OUTPUT 1 -j WARDEN-BLOCK
 COMMIT
 `
-	if got := string(rt.applyScript(blockRules(mustPrefixes("198.51.100.7/32")))); got != want {
+	if got := string(rt.applyScript(blockRules(BlockChain, mustPrefixes("198.51.100.7/32")))); got != want {
 		t.Errorf("applyScript:\n%s\nwant:\n%s", got, want)
 	}
 	wantRemove := "*raw\n-D PREROUTING -j WARDEN-BLOCK\n-D OUTPUT -j WARDEN-BLOCK\n-D OUTPUT -j WARDEN-BLOCK\n-F WARDEN-BLOCK\n-X WARDEN-BLOCK\nCOMMIT\n"
@@ -360,7 +372,7 @@ func TestBlocklistDesiredNFTObservesAsEnforced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := desiredBlockNFT(bl)
+	m := desiredBlockNFT(&nftables.Table{Family: nftables.TableFamilyINet, Name: NFTBlockTable}, bl)
 	st := blockStateNFT(m)
 	if !st.Enforced || len(st.Faults) > 0 || !slices.Equal(st.Prefixes, bl.all()) {
 		t.Fatalf("desired table observed as %+v", st)
@@ -447,7 +459,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 		mustSet(t, e.bl, blockedSet(), true)
 		mustSet(t, e.bl, nil, true)
 		d := dumpRules(t, t.Context(), e.ns.Name)
-		if strings.Contains(d, NFTBlockTable) || strings.Contains(d, BlockChain) {
+		if strings.Contains(d, b.names.nftTable) || strings.Contains(d, b.names.iptChain) {
 			t.Fatalf("trace left after Set(empty):\n%s", d)
 		}
 		if got := ruleDump(t, e.ns.Name); strings.Count(got, "\n") != 3 {
@@ -526,7 +538,7 @@ func runBlocklistConformance(t *testing.T, b blockBackend) {
 			after := dumpRules(t, t.Context(), e.ns.Name)
 			if b.name == BackendIPTables && name == "accept inserted above the drop" {
 				// The foreign accept is not ours: it stays, below the jump.
-				if !strings.Contains(after, "-A PREROUTING -j "+BlockChain+"\n-A PREROUTING -s 198.51.100.7/32 -j ACCEPT") {
+				if !strings.Contains(after, "-A PREROUTING -j "+b.names.iptChain+"\n-A PREROUTING -s 198.51.100.7/32 -j ACCEPT") {
 					t.Fatalf("jump not moved above the foreign accept:\n%s", after)
 				}
 			} else if after != want {
@@ -578,72 +590,122 @@ func TestNewBlocklistChoosesBackend(t *testing.T) {
 	}
 }
 
-// TestBlocklistCoexistsWithQuarantine puts a quarantine and a blocklist in
-// one namespace, with every pairing of backends: neither disturbs the
-// other, neither reports the other as drift, and removing either leaves the
-// other exactly as it was.
-func TestBlocklistCoexistsWithQuarantine(t *testing.T) {
-	for _, q := range backends() {
-		for _, b := range backends() {
-			qb, bb := q.quarantine, b.blocklist
-			t.Run("quarantine "+qb.name+"/blocklist "+bb.name, func(t *testing.T) {
-				ns := newBlockNamespace(t, append(slices.Clone(qb.tools), bb.tools...)...)
-				var fw Quarantine
-				var bl Blocklist
-				if err := ns.Do(func() error {
-					fw = qb.newFW(t, testLogger(t))
-					bl = bb.newBL(t, testLogger(t))
-					return nil
-				}); err != nil {
-					t.Fatal(err)
-				}
-				both := func() {
-					t.Helper()
-					requireMatches(t, fw, labSpec())
-					requireBlocks(t, bl, blockedSet())
-					mustApply(t, fw, labSpec(), false)
-					mustSet(t, bl, blockedSet(), false)
-				}
+// ruleSet is one of the rule sets a gateway holds side by side — the
+// quarantine, the peer blocklist, the IoC blocklist — as TestRuleSetsCoexist
+// drives it.
+type ruleSet struct {
+	name  string
+	tools []string
+	// open is called on a thread inside the test's namespace.
+	open func(t *testing.T) ruleSetOps
+}
 
-				// Quarantine first; the blocklist comes and goes.
-				mustApply(t, fw, labSpec(), true)
-				quarantineOnly := ruleDump(t, ns.Name)
-				mustSet(t, bl, blockedSet(), true)
-				both()
-				mustSet(t, bl, nil, true)
+// ruleSetOps installs, checks and removes one rule set; install and remove
+// fail the test unless they report a change as wanted.
+type ruleSetOps struct {
+	install func(t *testing.T, wantChanged bool)
+	remove  func(t *testing.T, wantChanged bool)
+	// intact fails the test unless the rule set reads back exactly as
+	// installed and installing it again changes nothing.
+	intact func(t *testing.T)
+	// installNow installs it, for calls from plain goroutines.
+	installNow func(ctx context.Context) error
+}
+
+func quarantineRuleSet(b quarantineBackend) ruleSet {
+	return ruleSet{name: "quarantine " + b.name, tools: b.tools, open: func(t *testing.T) ruleSetOps {
+		fw := b.newFW(t, testLogger(t))
+		return ruleSetOps{
+			install: func(t *testing.T, changed bool) { t.Helper(); mustApply(t, fw, labSpec(), changed) },
+			remove:  func(t *testing.T, changed bool) { t.Helper(); mustRemove(t, fw, changed) },
+			intact: func(t *testing.T) {
+				t.Helper()
 				requireMatches(t, fw, labSpec())
 				mustApply(t, fw, labSpec(), false)
-				if got := ruleDump(t, ns.Name); got != quarantineOnly {
-					t.Fatalf("removing the blocklist changed the quarantine:\n--- before\n%s\n--- after\n%s", quarantineOnly, got)
-				}
-				mustRemove(t, fw, true)
+			},
+			installNow: func(ctx context.Context) error { _, err := fw.Apply(ctx, labSpec()); return err },
+		}
+	}}
+}
 
-				// Blocklist first; the quarantine comes and goes.
-				mustSet(t, bl, blockedSet(), true)
-				blockOnly := ruleDump(t, ns.Name)
-				mustApply(t, fw, labSpec(), true)
-				both()
-				mustRemove(t, fw, true)
-				requireBlocks(t, bl, blockedSet())
-				mustSet(t, bl, blockedSet(), false)
-				if got := ruleDump(t, ns.Name); got != blockOnly {
-					t.Fatalf("removing the quarantine changed the blocklist:\n--- before\n%s\n--- after\n%s", blockOnly, got)
-				}
+func blocklistRuleSet(b blockBackend, set []netip.Prefix) ruleSet {
+	return ruleSet{name: b.names.what + " " + b.name, tools: b.tools, open: func(t *testing.T) ruleSetOps {
+		bl := b.newBL(t, testLogger(t))
+		return ruleSetOps{
+			install: func(t *testing.T, changed bool) { t.Helper(); mustSet(t, bl, set, changed) },
+			remove:  func(t *testing.T, changed bool) { t.Helper(); mustSet(t, bl, nil, changed) },
+			intact: func(t *testing.T) {
+				t.Helper()
+				requireBlocks(t, bl, set)
+				mustSet(t, bl, set, false)
+			},
+			installNow: func(ctx context.Context) error { _, err := bl.Set(ctx, set); return err },
+		}
+	}}
+}
 
-				// Both at once, from two goroutines.
-				mustSet(t, bl, nil, true)
-				var wg sync.WaitGroup
-				var qerr, berr error
-				wg.Go(func() { _, qerr = fw.Apply(t.Context(), labSpec()) })
-				wg.Go(func() { _, berr = bl.Set(t.Context(), blockedSet()) })
-				wg.Wait()
-				if err := errors.Join(qerr, berr); err != nil {
-					t.Fatal(err)
-				}
-				both()
-			})
+// TestRuleSetsCoexist puts two of a gateway's rule sets — the quarantine,
+// the peer blocklist and the IoC blocklist, each pair, every pairing of
+// backends — in one namespace: neither disturbs the other, neither reports
+// the other as drift, and removing either leaves the other exactly as it
+// was. The two blocklists hold overlapping prefixes, each its own.
+func TestRuleSetsCoexist(t *testing.T) {
+	quarantine := func(b backend) ruleSet { return quarantineRuleSet(b.quarantine) }
+	peers := func(b backend) ruleSet { return blocklistRuleSet(b.blocklist, blockedSet()) }
+	iocs := func(b backend) ruleSet {
+		return blocklistRuleSet(b.ioc, mustPrefixes("198.51.100.0/24", "192.0.2.99/32", "2001:db8:77::/48", "fd00:18::a/128"))
+	}
+	for _, pair := range []struct{ a, b func(backend) ruleSet }{{quarantine, peers}, {quarantine, iocs}, {peers, iocs}} {
+		for _, x := range backends() {
+			for _, y := range backends() {
+				a, b := pair.a(x), pair.b(y)
+				t.Run(a.name+"/"+b.name, func(t *testing.T) {
+					t.Parallel()
+					testCoexist(t, a, b)
+				})
+			}
 		}
 	}
+}
+
+func testCoexist(t *testing.T, rsA, rsB ruleSet) {
+	ns := newBlockNamespace(t, append(slices.Clone(rsA.tools), rsB.tools...)...)
+	var a, b ruleSetOps
+	if err := ns.Do(func() error { a, b = rsA.open(t), rsB.open(t); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	both := func() {
+		t.Helper()
+		a.intact(t)
+		b.intact(t)
+	}
+	for _, order := range []struct {
+		first, second ruleSetOps
+		what          string
+	}{{a, b, rsB.name}, {b, a, rsA.name}} {
+		// One first; the other comes and goes.
+		order.first.install(t, true)
+		firstOnly := ruleDump(t, ns.Name)
+		order.second.install(t, true)
+		both()
+		order.second.remove(t, true)
+		order.first.intact(t)
+		if got := ruleDump(t, ns.Name); got != firstOnly {
+			t.Fatalf("removing the %s changed the other rule set:\n--- before\n%s\n--- after\n%s", order.what, firstOnly, got)
+		}
+		order.first.remove(t, true)
+	}
+
+	// Both at once, from two goroutines.
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Go(func() { errA = a.installNow(t.Context()) })
+	wg.Go(func() { errB = b.installNow(t.Context()) })
+	wg.Wait()
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
+	}
+	both()
 }
 
 // oneWayUDP is a probe that succeeds when a datagram sent from one node
@@ -708,6 +770,22 @@ func oneWayUDP(from, to netlab.Node, a netip.Addr, wait time.Duration) probe {
 	}}
 }
 
+// cutOff builds the probes that must all fail while gw drops everything
+// from and to far: far to the gateway (input) and to the host behind it
+// (forward, in), and both of them to far (output; forward, out).
+func cutOff(lab *netlab.Lab, far, gw, behind netlab.Node, wait time.Duration) []probe {
+	var ps []probe
+	for _, pair := range []struct{ from, to netlab.Node }{{far, gw}, {gw, far}, {far, behind}, {behind, far}} {
+		ps = append(ps, reach(lab, pair.from, pair.to, pair.to.Addrs(), wait)...)
+		// A round trip fails if either direction is dropped; one-way
+		// datagrams prove each direction is.
+		for _, a := range pair.to.Addrs() {
+			ps = append(ps, oneWayUDP(pair.from, pair.to, a, wait))
+		}
+	}
+	return ps
+}
+
 // TestBlocklistInLab revokes the hq gateway on the osaka gateway of a
 // three-site lab and proves with real packets, IPv4 and IPv6, TCP, UDP and
 // ICMP, that nothing passes between osaka (gateway and LAN) and hq's
@@ -756,23 +834,7 @@ func testBlocklistInLab(t *testing.T, bb blockBackend) {
 		sessions = append(sessions, session{fmt.Sprintf("%s -> %s", osaka.LAN.Name, a), s})
 	}
 
-	cut := func(wait time.Duration) []probe {
-		var ps []probe
-		for _, pair := range []struct{ from, to netlab.Node }{
-			{bad, peer},      // input
-			{peer, bad},      // output
-			{bad, osaka.LAN}, // forward, in
-			{osaka.LAN, bad}, // forward, out
-		} {
-			ps = append(ps, reach(lab, pair.from, pair.to, pair.to.Addrs(), wait)...)
-			// A round trip fails if either direction is dropped; one-way
-			// datagrams prove each direction is.
-			for _, a := range pair.to.Addrs() {
-				ps = append(ps, oneWayUDP(pair.from, pair.to, a, wait))
-			}
-		}
-		return ps
-	}
+	cut := func(wait time.Duration) []probe { return cutOff(lab, bad, peer, osaka.LAN, wait) }
 	kept := func() []probe {
 		var ps []probe
 		ps = append(ps, reach(lab, dc.Gateway, peer, peer.Addrs(), okWait)...)

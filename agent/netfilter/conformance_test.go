@@ -25,13 +25,14 @@ import (
 type backend struct {
 	name       string
 	quarantine quarantineBackend
-	blocklist  blockBackend
+	blocklist  blockBackend // the peer blocklist
+	ioc        blockBackend // the IoC blocklist: the same suite over its own names
 }
 
 func backends() []backend {
 	return []backend{
-		{name: "iptables", quarantine: iptablesBackend(), blocklist: iptBlockBackend()},
-		{name: "nftables", quarantine: nftablesBackend(), blocklist: nftBlockBackend()},
+		{name: "iptables", quarantine: iptablesBackend(), blocklist: iptBlockBackend(peerBlocklist), ioc: iptBlockBackend(iocBlocklist)},
+		{name: "nftables", quarantine: nftablesBackend(), blocklist: nftBlockBackend(peerBlocklist), ioc: nftBlockBackend(iocBlocklist)},
 	}
 }
 
@@ -96,13 +97,15 @@ func nftablesBackend() quarantineBackend {
 }
 
 // TestConformance is the one conformance suite, run against every
-// backend: the quarantine's cases and the blocklist's, each case in a fresh
-// network namespace.
+// backend: the quarantine's cases and the blocklists' (the peer blocklist
+// and the IoC blocklist, one suite over each one's names), each case in a
+// fresh network namespace.
 func TestConformance(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Run("quarantine", func(t *testing.T) { runQuarantineConformance(t, b.quarantine) })
 			t.Run("blocklist", func(t *testing.T) { runBlocklistConformance(t, b.blocklist) })
+			t.Run("ioc blocklist", func(t *testing.T) { runBlocklistConformance(t, b.ioc) })
 		})
 	}
 }

@@ -256,12 +256,18 @@ func ndRules() []string {
 }
 
 // iptChainSpec names a chain Warden owns in every family: the quarantine's
-// in table filter, the blocklist's in table raw.
+// in table filter, a blocklist's in table raw.
 type iptChainSpec struct {
 	table string   // "filter" or "raw"
-	name  string   // QuarantineChain or BlockChain
+	name  string   // QuarantineChain, BlockChain or IOCChain
 	hooks []string // the built-in chains whose first rule jumps to it, in script order
-	what  string   // "quarantine" or "blocklist", for errors
+	what  string   // "quarantine", "blocklist" or "IoC blocklist", for errors
+	// siblings are Warden's other chains in the table whose jumps may come
+	// before this chain's without breaking it: chains of drops only (the
+	// other blocklist's), which let nothing through that this chain would
+	// drop. Without them two blocklists would each insist on being first
+	// and move each other on every Set.
+	siblings []string
 }
 
 // quarantineChain is jumped to from the chains of allHooks, in that order.
@@ -275,13 +281,37 @@ type iptChain struct {
 	// jumps holds, per built-in chain, the 1-based positions of the jump
 	// to the chain.
 	jumps map[string][]int
+	// preceded holds, per built-in chain, the rules before the first jump
+	// to the chain (all its rules when there is none), except jumps to
+	// siblings.
+	preceded map[string][]string
+	// siblingsFirst holds, per built-in chain, the siblings jumped to
+	// before the first jump to the chain.
+	siblingsFirst map[string][]string
 	// rules are the chain's rules as `iptables -S` prints them.
 	rules []string
+	// siblingRules are the siblings' rules, by sibling.
+	siblingRules map[string][]string
+}
+
+// placed reports that a built-in chain jumps to the chain exactly once,
+// with nothing before it but jumps to siblings that hold only drops.
+func (ic iptChain) placed(hook string) bool {
+	if len(ic.jumps[hook]) != 1 || len(ic.preceded[hook]) > 0 {
+		return false
+	}
+	for _, sib := range ic.siblingsFirst[hook] {
+		if _, bad := ic.firstNonDrop(sib); bad {
+			return false
+		}
+	}
+	return true
 }
 
 // parse reads the chain out of `iptables -S` for its table.
 func (spec iptChainSpec) parse(out string) iptChain {
-	ic := iptChain{iptChainSpec: spec, jumps: map[string][]int{}}
+	ic := iptChain{iptChainSpec: spec, jumps: map[string][]int{}, preceded: map[string][]string{},
+		siblingsFirst: map[string][]string{}, siblingRules: map[string][]string{}}
 	pos := map[string]int{}
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
@@ -289,19 +319,46 @@ func (spec iptChainSpec) parse(out string) iptChain {
 		if len(fields) < 2 {
 			continue
 		}
+		chain := fields[1]
 		switch {
-		case fields[0] == "-N" && fields[1] == spec.name:
+		case fields[0] == "-N" && chain == spec.name:
 			ic.exists = true
-		case fields[0] == "-A" && fields[1] == spec.name:
+		case fields[0] == "-A" && chain == spec.name:
 			ic.rules = append(ic.rules, line)
-		case fields[0] == "-A":
-			pos[fields[1]]++
-			if slices.Contains(spec.hooks, fields[1]) && line == "-A "+fields[1]+" -j "+spec.name {
-				ic.jumps[fields[1]] = append(ic.jumps[fields[1]], pos[fields[1]])
+		case fields[0] == "-A" && slices.Contains(spec.siblings, chain):
+			ic.siblingRules[chain] = append(ic.siblingRules[chain], line)
+		case fields[0] == "-A" && slices.Contains(spec.hooks, chain):
+			pos[chain]++
+			target, isJump := strings.CutPrefix(line, "-A "+chain+" -j ")
+			switch {
+			case isJump && target == spec.name:
+				ic.jumps[chain] = append(ic.jumps[chain], pos[chain])
+			case len(ic.jumps[chain]) > 0:
+			case isJump && slices.Contains(spec.siblings, target):
+				ic.siblingsFirst[chain] = append(ic.siblingsFirst[chain], target)
+			default:
+				ic.preceded[chain] = append(ic.preceded[chain], line)
 			}
 		}
 	}
 	return ic
+}
+
+// firstNonDrop returns the first rule of a sibling chain that is not a
+// drop of a prefix: in a chain evaluated before ours, it could accept what
+// ours would drop.
+func (ic iptChain) firstNonDrop(sibling string) (string, bool) {
+	for _, r := range ic.siblingRules[sibling] {
+		spec := strings.TrimPrefix(r, "-A "+sibling+" ")
+		if _, ok := parseDrop(spec, "-s"); ok {
+			continue
+		}
+		if _, ok := parseDrop(spec, "-d"); ok {
+			continue
+		}
+		return spec, true
+	}
+	return "", false
 }
 
 // inSync reports whether the table already holds exactly the wanted
@@ -311,7 +368,7 @@ func (ic iptChain) inSync(want []string) bool {
 		return false
 	}
 	for _, chain := range ic.hooks {
-		if !slices.Equal(ic.jumps[chain], []int{1}) {
+		if !ic.placed(chain) {
 			return false
 		}
 	}
@@ -319,8 +376,9 @@ func (ic iptChain) inSync(want []string) bool {
 }
 
 // applyScript is one iptables-restore transaction that makes the chain
-// hold exactly want, jumped to first from each hook. Declaring the chain
-// creates it or flushes it.
+// hold exactly want, jumped to first from each hook (a jump already placed,
+// behind siblings' only, stays). Declaring the chain creates it or flushes
+// it.
 func (ic iptChain) applyScript(want []string) []byte {
 	var s strings.Builder
 	s.WriteString("*" + ic.table + "\n:" + ic.name + " - [0:0]\n")
@@ -328,7 +386,7 @@ func (ic iptChain) applyScript(want []string) []byte {
 		s.WriteString(r + "\n")
 	}
 	for _, chain := range ic.hooks {
-		if slices.Equal(ic.jumps[chain], []int{1}) {
+		if ic.placed(chain) {
 			continue
 		}
 		for range ic.jumps[chain] {

@@ -1,7 +1,6 @@
 package netfilter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/nftables"
@@ -50,13 +50,39 @@ type NFTables struct {
 	nftConn
 }
 
+// nftElementsPerMessage bounds the elements of one netlink message. The
+// list is one attribute, whose length field has 16 bits: 1024 elements of
+// the largest kind (an IPv6 interval end, 36 bytes encoded) fill 36 KiB.
+const nftElementsPerMessage = 1024
+
+// Socket buffers of the nftables connection. A whole batch goes to the
+// kernel in one sendmsg (a transaction cannot span two), so the send
+// buffer must hold the largest batch: wire.MaxIOCPrefixes prefixes are at
+// most twice as many elements of at most 36 bytes, about 18 MiB. The
+// receive buffer only speeds reading a large set back. The kernel allows
+// these sizes to root only (SO_*BUFFORCE), as for nft(8).
+const (
+	nftSendBuffer    = 32 << 20
+	nftReceiveBuffer = 4 << 20
+)
+
 // nftConn is a lasting nftables netlink connection bound to the network
-// namespace of the thread that opened it; the quarantine and the peer
-// blocklist each keep one (see PROVIDER-NOTES on closing netlink sockets).
+// namespace of the thread that opened it; the quarantine and each
+// blocklist keep one (see PROVIDER-NOTES on closing netlink sockets).
 type nftConn struct {
 	ns   netns.Namespace
-	mu   sync.Mutex     // serialises read-compare-write and guards conn
+	mu   sync.Mutex     // serialises read-compare-write; guards conn and known
 	conn *nftables.Conn // lasting, bound to ns; nil until (re)opened
+	// known holds, by table name, the table as last read back or written,
+	// and the ruleset generation at which it was exactly that (see
+	// readTable).
+	known map[string]knownTable
+}
+
+// knownTable is a table as the kernel held it at ruleset generation gen.
+type knownTable struct {
+	gen   uint32
+	model nftModel
 }
 
 // open binds n to the calling thread's namespace and checks that nftables
@@ -112,7 +138,7 @@ func (b *nftConn) Close() error {
 // whatever messages fn may have queued on it. The caller holds b.mu.
 func (b *nftConn) withConn(fn func(c *nftables.Conn) error) error {
 	if b.conn == nil {
-		c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(b.ns.FD()))
+		c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(b.ns.FD()), nftables.WithSockOptions(sizeNetlinkSocket))
 		if err != nil {
 			return fmt.Errorf("opening nftables netlink: %w", err)
 		}
@@ -124,6 +150,42 @@ func (b *nftConn) withConn(fn func(c *nftables.Conn) error) error {
 		return err
 	}
 	return nil
+}
+
+// sizeNetlinkSocket raises the buffers of a netfilter netlink socket (see
+// nftSendBuffer) and asks the kernel to leave the request out of its error
+// answers (NETLINK_CAP_ACK): otherwise every failing message of a large
+// batch comes back whole, and the answers overflow the receive buffer,
+// hiding the kernel's reason behind ENOBUFS. Each setting is best effort:
+// without them small rule sets still work, and a batch too large for the
+// send buffer fails with a clear error (see commitError). It is generic
+// only so that this package need not import the netlink library's Conn
+// type.
+func sizeNetlinkSocket[C interface {
+	SyscallConn() (syscall.RawConn, error)
+}](c C) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("reaching the netlink socket: %w", err)
+	}
+	return raw.Control(func(fd uintptr) {
+		set := func(level, name, value int) error { return unix.SetsockoptInt(int(fd), level, name, value) }
+		if set(unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, nftSendBuffer) != nil {
+			_ = set(unix.SOL_SOCKET, unix.SO_SNDBUF, nftSendBuffer) // capped at net.core.wmem_max
+		}
+		if set(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nftReceiveBuffer) != nil {
+			_ = set(unix.SOL_SOCKET, unix.SO_RCVBUF, nftReceiveBuffer)
+		}
+		_ = set(unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	})
+}
+
+// commitError explains a failed commit of table t.
+func commitError(t *nftables.Table, err error) error {
+	if errors.Is(err, unix.EMSGSIZE) {
+		return fmt.Errorf("committing table inet %s: the batch is larger than the netlink send buffer (%d bytes wanted; raising it needs CAP_NET_ADMIN): %w", t.Name, nftSendBuffer, err)
+	}
+	return fmt.Errorf("committing table inet %s: %w", t.Name, err)
 }
 
 // Apply implements Quarantine.
@@ -151,37 +213,14 @@ func (b *NFTables) Apply(ctx context.Context, spec wire.QuarantineSpec) (bool, e
 
 // replace makes want.table hold exactly want (nothing at all when
 // !want.exists) in one netlink transaction, unless inSync says the table
-// read back already does. The caller holds n.mu.
+// read back already does (see sync). The caller holds n.mu.
 func (n *nftConn) replace(want nftModel, inSync func(cur nftModel) bool) (changed bool, err error) {
-	t := want.table
-	err = n.withConn(func(c *nftables.Conn) error {
-		cur, err := readNFTTable(c, t)
-		if err != nil {
-			return err
-		}
+	return n.sync(want, func(cur nftModel) nftChange {
 		if inSync(cur) {
-			return nil
+			return nftInSync
 		}
-		if cur.exists {
-			// Replace the table wholesale. Create-then-delete keeps the
-			// delete safe should the table vanish meanwhile; the whole batch
-			// is one transaction, so packets see the old table or the new,
-			// never none.
-			c.AddTable(t)
-			c.DelTable(t)
-		}
-		if want.exists {
-			if err := want.queue(c); err != nil {
-				return err
-			}
-		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("committing table inet %s: %w", t.Name, err)
-		}
-		changed = true
-		return nil
-	})
-	return changed, err
+		return nftRewrite
+	}, nil)
 }
 
 // read reads table t back from the kernel. The caller holds n.mu.
@@ -189,7 +228,7 @@ func (n *nftConn) read(t *nftables.Table) (nftModel, error) {
 	var cur nftModel
 	err := n.withConn(func(c *nftables.Conn) error {
 		var err error
-		cur, err = readNFTTable(c, t)
+		cur, _, _, err = n.readTable(c, t)
 		return err
 	})
 	return cur, err
@@ -252,18 +291,18 @@ type nftModel struct {
 	chains []*nftables.Chain // sorted by name
 	rules  map[string][]*nftables.Rule
 	sets   []*nftables.Set // sorted by name
-	elems  map[string][]nftables.SetElement
+	elems  map[string][]setKey
 }
 
 // desiredNFT builds the table Apply installs.
 func desiredNFT(allow allowList) nftModel {
 	t := nftTable()
-	m := nftModel{table: t, exists: true, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+	m := nftModel{table: t, exists: true, rules: map[string][]*nftables.Rule{}, elems: map[string][]setKey{}}
 	s4 := &nftables.Set{Table: t, ID: nftAllow4ID, Name: nftAllow4, KeyType: nftables.TypeIPAddr, Interval: true}
 	s6 := &nftables.Set{Table: t, ID: nftAllow6ID, Name: nftAllow6, KeyType: nftables.TypeIP6Addr, Interval: true}
 	m.sets = []*nftables.Set{s4, s6}
-	m.elems[nftAllow4] = setElements(toRanges(allow.v4))
-	m.elems[nftAllow6] = setElements(toRanges(allow.v6))
+	m.elems[nftAllow4] = setElements(wire.PrefixRanges(allow.v4))
+	m.elems[nftAllow6] = setElements(wire.PrefixRanges(allow.v6))
 
 	q := &nftables.Chain{Table: t, Name: nftQuarantine}
 	m.rules[nftQuarantine] = quarantineRules(t, q, s4, s6)
@@ -333,51 +372,54 @@ func quarantineRules(t *nftables.Table, q *nftables.Chain, s4, s6 *nftables.Set)
 // setElements encodes ranges for an interval set: a start element, and an
 // interval-end element just past the range (none when the range runs to the
 // top address).
-func setElements(rs []addrRange) []nftables.SetElement {
-	var out []nftables.SetElement
+func setElements(rs []wire.AddrRange) []setKey {
+	out := make([]setKey, 0, 2*len(rs))
 	for _, r := range rs {
-		out = append(out, nftables.SetElement{Key: r.first.AsSlice()})
-		if next := r.last.Next(); next.IsValid() {
-			out = append(out, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+		out = append(out, setKey{key: r.First.AsSlice()})
+		if next := r.Last.Next(); next.IsValid() {
+			out = append(out, setKey{key: next.AsSlice(), end: true})
 		}
 	}
 	return out
 }
 
 // elementRanges decodes an interval set's elements back into ranges.
-func elementRanges(elems []nftables.SetElement) []addrRange {
-	es := slices.Clone(elems)
-	slices.SortFunc(es, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
-	var out []addrRange
+func elementRanges(elems []setKey) []wire.AddrRange {
+	es := sortedElements(elems)
+	out := make([]wire.AddrRange, 0, (len(es)+1)/2)
 	for i, e := range es {
-		if e.IntervalEnd {
+		if e.end {
 			continue
 		}
-		first, ok := netip.AddrFromSlice(e.Key)
+		first, ok := netip.AddrFromSlice(e.key)
 		if !ok {
 			continue
 		}
 		last := maxAddr(first)
 		if i+1 < len(es) {
-			if next, ok := netip.AddrFromSlice(es[i+1].Key); ok {
+			if next, ok := netip.AddrFromSlice(es[i+1].key); ok {
 				last = next.Prev()
 			}
 		}
-		out = append(out, addrRange{first, last})
+		out = append(out, wire.AddrRange{First: first, Last: last})
 	}
 	return out
-}
-
-func maxAddr(like netip.Addr) netip.Addr {
-	return lastAddr(netip.PrefixFrom(like, 0))
 }
 
 // queue adds the model's objects to the connection's batch.
 func (m nftModel) queue(c *nftables.Conn) error {
 	c.AddTable(m.table)
 	for _, s := range m.sets {
-		if err := c.AddSet(s, m.elems[s.Name]); err != nil {
+		if err := c.AddSet(s, nil); err != nil {
 			return fmt.Errorf("adding set %s: %w", s.Name, err)
+		}
+		// A netlink attribute holds at most 64 KiB and the element list is
+		// one attribute, so a large set goes in several messages of the
+		// same batch (still one transaction).
+		for chunk := range slices.Chunk(m.elems[s.Name], nftElementsPerMessage) {
+			if err := c.SetAddElements(s, libraryElements(chunk)); err != nil {
+				return fmt.Errorf("adding elements to set %s: %w", s.Name, err)
+			}
 		}
 	}
 	// The jumped-to chain must exist before the jumps.
@@ -408,10 +450,49 @@ func tableExists(c *nftables.Conn, t *nftables.Table) (bool, error) {
 	return slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name }), nil
 }
 
-// readNFTTable reads one of Warden's inet tables (the quarantine's or the
-// blocklist's) back from the kernel.
-func readNFTTable(c *nftables.Conn, t *nftables.Table) (nftModel, error) {
-	m := nftModel{table: t, rules: map[string][]*nftables.Rule{}, elems: map[string][]nftables.SetElement{}}
+// readTable reads one of Warden's inet tables (the quarantine's or a
+// blocklist's) back from the kernel, and the ruleset generation the
+// reading is exactly true of (ok false when the ruleset changed while it
+// was read, or the generation could not be read).
+//
+// Reading a large set back costs a second: when the ruleset generation
+// has not moved since the table was last read or written whole (see sync),
+// the kernel's table is still that one, and it is returned without
+// reading. Every committed transaction, by hand or by another program, on
+// any table, moves the generation, so drift is never hidden, only a
+// re-read saved. The caller holds n.mu.
+func (n *nftConn) readTable(c *nftables.Conn, t *nftables.Table) (m nftModel, gen uint32, ok bool, err error) {
+	gen, gerr := n.generation()
+	if k, found := n.known[t.Name]; found && gerr == nil && k.gen == gen {
+		return k.model, gen, true, nil
+	}
+	delete(n.known, t.Name)
+	if m, err = readTableNow(c, n.dumpSetElements, t); err != nil {
+		return m, 0, false, err
+	}
+	// The reading took several dumps: it is one state only if no
+	// transaction committed in between.
+	after, aerr := n.generation()
+	if gerr != nil || aerr != nil || after != gen {
+		return m, 0, false, nil
+	}
+	n.remember(t, gen, m)
+	return m, gen, true, nil
+}
+
+// remember records that the kernel held m as table t at generation gen.
+// The caller holds n.mu.
+func (n *nftConn) remember(t *nftables.Table, gen uint32, m nftModel) {
+	if n.known == nil {
+		n.known = map[string]knownTable{}
+	}
+	n.known[t.Name] = knownTable{gen: gen, model: m}
+}
+
+// readTableNow reads table t: its chains and rules, and its sets with
+// their elements (through elements).
+func readTableNow(c *nftables.Conn, elements func(*nftables.Table, *nftables.Set) ([]setKey, error), t *nftables.Table) (nftModel, error) {
+	m := nftModel{table: t, rules: map[string][]*nftables.Rule{}, elems: map[string][]setKey{}}
 	exists, err := tableExists(c, t)
 	if err != nil || !exists {
 		return m, err
@@ -439,7 +520,7 @@ func readNFTTable(c *nftables.Conn, t *nftables.Table) (nftModel, error) {
 		return m, fmt.Errorf("listing sets: %w", err)
 	}
 	for _, s := range sets {
-		elems, err := c.GetSetElements(s)
+		elems, err := elements(t, s)
 		if err != nil {
 			return m, fmt.Errorf("listing elements of set %s: %w", s.Name, err)
 		}
@@ -461,7 +542,7 @@ func (m nftModel) text() string {
 	for _, set := range m.sets {
 		fmt.Fprintf(&s, "set %s type %s interval=%t map=%t\n", set.Name, set.KeyType.Name, set.Interval, set.IsMap)
 		for _, r := range elementRanges(m.elems[set.Name]) {
-			fmt.Fprintf(&s, "  range %s-%s\n", r.first, r.last)
+			fmt.Fprintf(&s, "  range %s-%s\n", r.First, r.Last)
 		}
 	}
 	for _, ch := range m.chains {
@@ -586,15 +667,12 @@ func (m nftModel) observe() State {
 // allowed returns a set's prefixes when both directions use it; a set used
 // one way only is an unexpected hole.
 func (m nftModel) allowed(set string, src, dst bool, fs *FamilyState) []netip.Prefix {
-	var ps []netip.Prefix
-	for _, r := range elementRanges(m.elems[set]) {
-		ps = append(ps, r.prefixes()...)
-	}
+	ps := setPrefixes(m.elems[set])
 	if src != dst && len(ps) > 0 {
 		fs.Unexpected = append(fs.Unexpected, fmt.Sprintf("set %s used one way only", set))
 	}
 	if !src || !dst {
 		return nil
 	}
-	return mergePrefixes(ps)
+	return ps
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/warden-ir/warden/agent/wire"
 )
 
 func TestSetElementsRoundTrip(t *testing.T) {
@@ -20,11 +21,11 @@ func TestSetElementsRoundTrip(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			elems := setElements(toRanges(mustPrefixes(strings.Fields(tc.in)...)))
+			elems := setElements(wire.PrefixRanges(mustPrefixes(strings.Fields(tc.in)...)))
 			var ends []string
 			for _, e := range elems {
-				if e.IntervalEnd {
-					ends = append(ends, fmt.Sprint(addrOf(e.Key)))
+				if e.end {
+					ends = append(ends, fmt.Sprint(addrOf(e.key)))
 				}
 			}
 			// The kernel hands elements back in its own order.
@@ -33,7 +34,7 @@ func TestSetElementsRoundTrip(t *testing.T) {
 			}
 			var back []string
 			for _, r := range elementRanges(elems) {
-				for _, p := range r.prefixes() {
+				for _, p := range r.Prefixes() {
 					back = append(back, p.String())
 				}
 			}
