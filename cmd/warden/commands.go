@@ -220,7 +220,7 @@ func newRunbookCmd(g *globals) *cobra.Command {
 	run.Flags().StringVar(&incident, "incident", "", "attach the run to an incident")
 	run.Flags().BoolVar(&dry, "dry-run", false, "print the plan, change nothing")
 	run.Flags().StringVar(&override, "override-reason", "", "recorded reason to run destructive steps without evidence first (another person must then approve the run)")
-	cmd.AddCommand(run)
+	cmd.AddCommand(run, newRunbookExportCmd(g), newRunbookImportCmd(g))
 	return cmd
 }
 

@@ -48,6 +48,9 @@ var rules = []rule{
 	{"nothing imports a command (cmd/ holds flags and output only)", func(_, to string) bool {
 		return under(to, "cmd")
 	}},
+	{"cacao translates runbooks only (it works over the runbook model and the catalogue's names, never a controller, store, API or provider)", func(from, to string) bool {
+		return under(from, "cacao") && (under(to, "controller") || under(to, "store") || under(to, "api") || provider(to) != "")
+	}},
 	{"auth imports no other Warden package (it knows identities, not runs, stores or the API)", func(from, to string) bool {
 		return under(from, "auth") && strings.HasPrefix(to, module+"/") && !under(to, "auth")
 	}},
@@ -187,6 +190,8 @@ func TestRulesClassify(t *testing.T) {
 		"auth to the store":                 {"auth", "store", true},
 		"auth to its test issuer":           {"auth", "auth/authtest", false},
 		"the API to auth":                   {"api", "auth", false},
+		"cacao to the controller":           {"cacao", "controller", true},
+		"cacao to policies":                 {"cacao", "policies", false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
