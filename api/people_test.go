@@ -35,6 +35,15 @@ import (
 // Route.Permission must agree, route by route, so that a route moved to
 // another permission is a decision made here too.
 var routePermissions = map[string]auth.Permission{
+	"POST /v1/intake/stix":              auth.Submit,
+	"POST /v1/intake/misp":              auth.Submit,
+	"POST /.well-known/openc2":          auth.Respond,
+	"GET /v1/blocks":                    auth.Read,
+	"POST /v1/blocks":                   auth.Respond,
+	"GET /v1/blocks/{number}":           auth.Read,
+	"POST /v1/blocks/{number}/approve":  auth.Approve,
+	"POST /v1/blocks/{number}/refuse":   auth.Approve,
+	"POST /v1/blocks/{number}/withdraw": auth.Respond,
 	// Public: the probes, the metrics and this document.
 	"GET /healthz": 0, "GET /readyz": 0, "GET /metrics": 0, "GET /v1/openapi.yaml": 0,
 
@@ -116,6 +125,10 @@ func routeRequest(t *testing.T, r api.Route) (string, []byte) {
 		return path, readFixture(t, "wazuh_integrator_5720.json")
 	case "/v1/intake/falco":
 		return path, readFixture(t, "falco_outbound.json")
+	case "/v1/intake/stix":
+		return path, readFixture(t, "stix_c2_ip.json")
+	case "/v1/intake/misp":
+		return path, readFixture(t, "misp_network_event.json")
 	case "/v1/indicators", "/v1/plan":
 		return path, []byte(indicatorJSON("c2_beacon", "gw-hq", "high"))
 	}
@@ -169,7 +182,7 @@ func TestIntakeRoleOnlySubmits(t *testing.T) {
 		got := ids.call(t, r.Method, path, body)
 		switch routeKey(r.Method, r.Path) {
 		case "POST /v1/indicators", "POST /v1/intake/alertmanager", "POST /v1/intake/suricata", "POST /v1/intake/zeek",
-			"POST /v1/intake/wazuh", "POST /v1/intake/falco":
+			"POST /v1/intake/wazuh", "POST /v1/intake/falco", "POST /v1/intake/stix", "POST /v1/intake/misp":
 			expectStatus(t, got, http.StatusAccepted)
 			submitted++
 		default:
@@ -178,8 +191,8 @@ func TestIntakeRoleOnlySubmits(t *testing.T) {
 			}
 		}
 	}
-	if submitted != 6 {
-		t.Fatalf("the detector submitted through %d routes, want 6", submitted)
+	if submitted != 8 {
+		t.Fatalf("the detector submitted through %d routes, want 8", submitted)
 	}
 	// What it sent was taken as its own: the runs it started name it as
 	// their requester.

@@ -60,7 +60,10 @@ type Options struct {
 	// when Auth is nil.
 	Token        string
 	MaxBodyBytes int64
-	Alertmanager intake.AlertmanagerMapping
+	// MaxIntelBytes bounds a STIX bundle or a MISP event (default
+	// DefaultMaxIntelBytes).
+	MaxIntelBytes int64
+	Alertmanager  intake.AlertmanagerMapping
 	// Formats maps the detector formats' events (Suricata, Zeek, Wazuh,
 	// Falco) to gateways and kinds.
 	Formats Formats
@@ -79,6 +82,9 @@ type Options struct {
 	// commit (default 5s): about when the next probe may show it can.
 	StoreRetryAfter time.Duration
 	Log             *slog.Logger
+	// Blocks, when set, serves OpenC2 commands at /.well-known/openc2 over
+	// the block unit (openc2.go).
+	Blocks BlockService
 	// Clock dates decoded indicators (default clock.Real).
 	Clock clock.Clock
 }
@@ -123,6 +129,9 @@ func New(opt Options) (*Server, error) {
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 1 << 20
 	}
+	if opt.MaxIntelBytes <= 0 {
+		opt.MaxIntelBytes = max(DefaultMaxIntelBytes, opt.MaxBodyBytes)
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
@@ -159,6 +168,18 @@ func New(opt Options) (*Server, error) {
 	for _, f := range opt.Formats.routes() {
 		s.handle("POST", "/v1/intake/"+f.name, auth.Submit, s.postFormat(f))
 	}
+	if opt.Blocks != nil {
+		s.handle("POST", OpenC2Path, auth.Respond, newOpenC2Handler(opt.Blocks, actor, opt.Clock, DefaultOpenC2RateLimit, opt.MaxBodyBytes, opt.Log).ServeHTTP)
+	}
+	for _, f := range threatFormats() {
+		s.handle("POST", "/v1/intake/"+f.name, auth.Submit, s.postThreat(f))
+	}
+	s.handle("GET", "/v1/blocks", auth.Read, s.listBlocks)
+	s.handle("POST", "/v1/blocks", auth.Respond, s.postBlock)
+	s.handle("GET", "/v1/blocks/{number}", auth.Read, s.getBlock)
+	s.handle("POST", "/v1/blocks/{number}/approve", auth.Approve, s.decideBlock(func(c *controller.Controller) blockDecider { return c.ApproveBlock }))
+	s.handle("POST", "/v1/blocks/{number}/refuse", auth.Approve, s.decideBlock(func(c *controller.Controller) blockDecider { return c.RefuseBlock }))
+	s.handle("POST", "/v1/blocks/{number}/withdraw", auth.Respond, s.decideBlock(func(c *controller.Controller) blockDecider { return c.WithdrawBlock }))
 	s.handle("POST", "/v1/plan", auth.Respond, s.postPlan)
 	s.handle("GET", "/v1/whoami", auth.Read, s.whoami)
 	s.handle("GET", "/v1/incidents", auth.Read, s.listIncidents)
@@ -359,12 +380,18 @@ func (s *Server) checkBy(w http.ResponseWriter, r *http.Request, by string) bool
 // readBody reads a size-limited body. It writes the error response itself
 // and returns ok=false on failure.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, signed bool) ([]byte, bool) {
-	r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxBodyBytes)
+	return s.readBodyUpTo(w, r, signed, s.opt.MaxBodyBytes)
+}
+
+// readBodyUpTo is readBody with a limit of its own (threat-intelligence
+// feeds are larger than alerts).
+func (s *Server) readBodyUpTo(w http.ResponseWriter, r *http.Request, signed bool, limit int64) ([]byte, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.fail(w, http.StatusRequestEntityTooLarge, intakeReason(signed, "too_large"), fmt.Errorf("body is larger than %d bytes", s.opt.MaxBodyBytes))
+			s.fail(w, http.StatusRequestEntityTooLarge, intakeReason(signed, "too_large"), fmt.Errorf("body is larger than %d bytes", limit))
 			return nil, false
 		}
 		s.fail(w, http.StatusBadRequest, intakeReason(signed, "unreadable"), fmt.Errorf("reading body: %w", err))

@@ -46,9 +46,35 @@ type Config struct {
 	Notify    Notify    `mapstructure:"notify" yaml:"notify"`
 	Agents    Agents    `mapstructure:"agents" yaml:"agents"`
 	Evidence  Evidence  `mapstructure:"evidence" yaml:"evidence"`
+	// Blocks configures fleet-wide blocks of remote addresses (block_ioc).
+	Blocks Blocks `mapstructure:"blocks" yaml:"blocks"`
 	// Credentials configures the tunnel credential vault and rotations.
 	Credentials Credentials         `mapstructure:"credentials" yaml:"credentials"`
 	Inventory   inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
+}
+
+// Blocks configures the blocks of remote addresses from threat
+// intelligence, detectors and orchestrators that block_ioc holds at every
+// gateway (STIX, MISP, OpenC2, `warden block`).
+type Blocks struct {
+	// DefaultTTL is how long a block lasts when its source gives no end.
+	DefaultTTL time.Duration `mapstructure:"default_ttl" yaml:"default_ttl"`
+	// MaxTTL bounds every block's lifetime, whatever its source says.
+	MaxTTL time.Duration `mapstructure:"max_ttl" yaml:"max_ttl"`
+	// MaxAutoPrefixV4 and MaxAutoPrefixV6: a network wider than this
+	// (a shorter prefix) is never blocked without a person's approval.
+	MaxAutoPrefixV4 int `mapstructure:"max_auto_prefix_v4" yaml:"max_auto_prefix_v4"`
+	MaxAutoPrefixV6 int `mapstructure:"max_auto_prefix_v6" yaml:"max_auto_prefix_v6"`
+	// Protected are further networks never blocked without approval,
+	// besides the built-in ones (private, loopback, link-local, multicast,
+	// reserved), every management network and every gateway's address.
+	Protected []string `mapstructure:"protected" yaml:"protected"`
+	// RequireApproval makes every block wait for a person's approval,
+	// safe or not.
+	RequireApproval bool `mapstructure:"require_approval" yaml:"require_approval"`
+	// Interval is how often the leader reconciles every gateway's set
+	// (expiries take effect then too).
+	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
 }
 
 // Agents is the controller's side of the mutual TLS with `warden agent`
@@ -158,6 +184,10 @@ type Intake struct {
 	Zeek     intake.ZeekMapping     `mapstructure:"zeek" yaml:"zeek"`
 	Wazuh    intake.WazuhMapping    `mapstructure:"wazuh" yaml:"wazuh"`
 	Falco    intake.FalcoMapping    `mapstructure:"falco" yaml:"falco"`
+	// TAXII lists the TAXII 2.1 collections the controller polls for
+	// STIX indicators (each becomes a block at every gateway, as a bundle
+	// posted to /v1/intake/stix does).
+	TAXII []intake.TAXIICollection `mapstructure:"taxii" yaml:"taxii"`
 }
 
 // Alertmanager maps Prometheus alerts to gateways and kinds.
@@ -260,6 +290,7 @@ func Defaults() Config {
 		VSphere:     VSphere{QuarantinePortgroup: "warden-quarantine", QuarantineMode: "portgroup", TagCategory: "warden", Tag: "quarantined"},
 		Notify:      Notify{Default: "default"},
 		Credentials: Credentials{MasterKeyEnv: "WARDEN_MASTER_KEY", WaveSize: 4, UnitTimeout: 30 * time.Second},
+		Blocks:      Blocks{DefaultTTL: 7 * 24 * time.Hour, MaxTTL: 90 * 24 * time.Hour, MaxAutoPrefixV4: 16, MaxAutoPrefixV6: 32, Interval: 30 * time.Second},
 	}
 }
 
@@ -386,6 +417,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes <= 0 {
 		add("server.max_body_bytes: must be positive")
+	}
+	if err := c.Blocks.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, t := range c.Intake.TAXII {
+		if err := t.WithDefaults().Validate(); err != nil {
+			add("intake.taxii[%d].%v", i, err)
+		}
 	}
 	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
 		add("server.tls_cert_file and server.tls_key_file: set both or neither")
@@ -526,4 +565,32 @@ func (c Config) Redacted() Config {
 		r.Notify.Channels[i].URL = redactURL(r.Notify.Channels[i].URL)
 	}
 	return r
+}
+
+// Validate checks the blocks section, naming the key at fault.
+func (b Blocks) Validate() error {
+	var errs []error
+	if b.DefaultTTL <= 0 {
+		errs = append(errs, errors.New("blocks.default_ttl: must be positive"))
+	}
+	if b.MaxTTL < b.DefaultTTL {
+		errs = append(errs, fmt.Errorf("blocks.max_ttl: must be at least blocks.default_ttl (%s)", b.DefaultTTL))
+	}
+	if b.MaxAutoPrefixV4 < 0 || b.MaxAutoPrefixV4 > 32 {
+		errs = append(errs, fmt.Errorf("blocks.max_auto_prefix_v4: %d is not a prefix length 0..32", b.MaxAutoPrefixV4))
+	}
+	if b.MaxAutoPrefixV6 < 0 || b.MaxAutoPrefixV6 > 128 {
+		errs = append(errs, fmt.Errorf("blocks.max_auto_prefix_v6: %d is not a prefix length 0..128", b.MaxAutoPrefixV6))
+	}
+	for i, p := range b.Protected {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, aerr := netip.ParseAddr(p); aerr != nil {
+				errs = append(errs, fmt.Errorf("blocks.protected[%d]: %q is not an address or CIDR", i, p))
+			}
+		}
+	}
+	if b.Interval <= 0 {
+		errs = append(errs, errors.New("blocks.interval: must be positive"))
+	}
+	return errors.Join(errs...)
 }

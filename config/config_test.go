@@ -76,6 +76,24 @@ func TestLoad(t *testing.T) {
 			body:    validInventory + "    - {id: gw-2, site: hq, colour: red, addresses: [], management_networks: [\"192.0.2.0/28\"]}\n",
 			wantErr: []string{"colour"},
 		},
+		"blocks and a TAXII feed": {
+			body: validInventory + "blocks:\n  max_auto_prefix_v4: 20\n  protected: [\"203.0.113.0/24\"]\n" +
+				"intake:\n  taxii:\n    - {url: \"https://taxii.example/api1/\", collection: c2-feed, token_file: /etc/warden/taxii.token, interval: 30m}\n",
+			check: func(t *testing.T, c Config) {
+				if c.Blocks.MaxAutoPrefixV4 != 20 || c.Blocks.MaxAutoPrefixV6 != 32 || len(c.Blocks.Protected) != 1 ||
+					len(c.Intake.TAXII) != 1 || c.Intake.TAXII[0].Collection != "c2-feed" || c.Intake.TAXII[0].Interval != 30*time.Minute {
+					t.Fatalf("blocks %+v, taxii %+v", c.Blocks, c.Intake.TAXII)
+				}
+			},
+		},
+		"a TAXII feed over plain http": {
+			body:    validInventory + "intake:\n  taxii:\n    - {url: \"http://taxii.example/api1/\", collection: c2-feed}\n",
+			wantErr: []string{"intake.taxii[0].url"},
+		},
+		"blocks out of range": {
+			body:    validInventory + "blocks:\n  max_auto_prefix_v6: 129\n  protected: [nope]\n  default_ttl: 0s\n",
+			wantErr: []string{"blocks.max_auto_prefix_v6", "blocks.protected[0]", "blocks.default_ttl"},
+		},
 		"durations parse": {
 			body: validInventory + "intake:\n  dedup_window: 90s\n",
 			check: func(t *testing.T, c Config) {

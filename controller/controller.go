@@ -52,6 +52,7 @@ type Options struct {
 	Guards    config.Guards
 	Executor  config.Executor
 	Reconcile config.Reconcile
+	Blocks    config.Blocks
 	Clock     Clock
 	Log       *slog.Logger
 	Metrics   *Metrics
@@ -111,6 +112,7 @@ type Controller struct {
 	*drifter
 	*patcher
 	*people
+	*blocker
 }
 
 // core is what every unit shares, and the core loop itself (loop.go,
@@ -205,6 +207,9 @@ func New(opt Options) (*Controller, error) {
 	if opt.Reconcile.Interval == 0 {
 		opt.Reconcile = d.Reconcile
 	}
+	if opt.Blocks.Interval == 0 {
+		opt.Blocks = d.Blocks
+	}
 	// Every step is fenced and recorded per attempt by the retry layer;
 	// an entry composed without one makes exactly one attempt.
 	opt.Actions = opt.Actions.Decorate(func(e actions.Entry) actions.Action {
@@ -227,7 +232,7 @@ func New(opt Options) (*Controller, error) {
 	in, rs := &intake{core: co}, &runs{core: co}
 	return &Controller{core: co, intake: in, runs: rs, executor: &executor{core: co, inFlight: map[string]bool{}},
 		reconciler: &reconciler{core: co}, drifter: &drifter{core: co, intake: in}, patcher: &patcher{core: co, runs: rs},
-		people: &people{core: co}}, nil
+		people: &people{core: co}, blocker: newBlocker(co)}, nil
 }
 
 // Start runs the executor and the reconcile loop until ctx ends. Runs that
@@ -239,8 +244,9 @@ func (c *Controller) Start(ctx context.Context) {
 	c.mu.Lock()
 	c.life = ctx
 	c.mu.Unlock()
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.executorLoop(ctx) }()
+	go func() { defer c.wg.Done(); c.blockLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.reconcileLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.driftLoop(ctx) }()
 	c.resumeWaves(ctx)

@@ -52,6 +52,8 @@ type Daemon struct {
 	Ledger     *evidence.Ledger
 	// Vault holds the tunnel credentials; nil without a master key.
 	Vault *rotation.Vault
+	// TAXII polls the configured TAXII collections; nil without any.
+	TAXII *intake.TAXIIClient
 	Log   *slog.Logger
 
 	listener net.Listener
@@ -193,7 +195,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 
 	d.Controller, err = controller.New(controller.Options{
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
-		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile,
+		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile, Blocks: cfg.Blocks,
 		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver, Pager: pager,
 		Baseline: checker, DriftInterval: cfg.Drift.Interval, Lease: d.lease,
 	})
@@ -216,13 +218,44 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Formats: api.Formats{Suricata: cfg.Intake.Suricata.WithDefaults(), Zeek: cfg.Intake.Zeek.WithDefaults(),
 			Wazuh: cfg.Intake.Wazuh.WithDefaults(), Falco: cfg.Intake.Falco.WithDefaults()},
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
-		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery,
+		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery, Blocks: d.Controller,
 	})
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Intake.TAXII) > 0 {
+		var colls []intake.TAXIICollection
+		for _, c := range cfg.Intake.TAXII {
+			colls = append(colls, c.WithDefaults())
+		}
+		topts := []intake.TAXIIOption{intake.WithTAXIILogger(log.With("component", "taxii"))}
+		if opt.Clock != nil {
+			topts = append(topts, intake.WithTAXIIClock(opt.Clock))
+		}
+		if d.TAXII, err = intake.NewTAXIIClient(colls, topts...); err != nil {
+			return nil, fmt.Errorf("intake.taxii: %w", err)
+		}
+	}
 	ok = true
 	return d, nil
+}
+
+// pollTAXII takes every configured TAXII collection's new indicators as
+// blocks, as the feed (actor "feed:taxii/COLLECTION"), until ctx ends.
+func (d *Daemon) pollTAXII(ctx context.Context) {
+	if d.TAXII == nil {
+		return
+	}
+	err := d.TAXII.Run(ctx, func(ctx context.Context, coll intake.TAXIICollection, got intake.ThreatDecoded) error {
+		res, err := api.TakeThreatIntel(ctx, d.Controller, "feed:taxii/"+coll.Collection, intake.SourceSTIX, got, d.Log)
+		if err == nil && (len(res.Blocks) > 0 || len(res.Skipped) > 0) {
+			d.Log.Info("TAXII collection polled", "collection", coll.Collection, "blocks", len(res.Blocks), "skipped", len(res.Skipped))
+		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		d.Log.Error("polling TAXII stopped", "err", err)
+	}
 }
 
 // Listen binds the API address (":0" picks a free port) and returns it.
@@ -256,6 +289,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.writable.Run(cctx, d.probeEvery)
 	}()
 	d.Controller.Start(cctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		d.pollTAXII(cctx)
+	}()
 	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	errc := make(chan error, 1)
 	go func() {
@@ -288,6 +326,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	_ = d.http.Shutdown(sctx)
 	cancel()
 	d.Controller.Wait()
+	<-polled
 	<-probed // the probe uses the store, which Close closes next
 	return stopErr
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Options describe a lab.
@@ -292,4 +296,47 @@ func (l *Lab) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// C2Public are the addresses AddC2Public gives the C2 server: in the
+// documentation ranges (RFC 5737, RFC 3849), which nothing real uses, so
+// that a block of them is not refused as private or reserved the way the
+// lab's own 198.18.0.0/15 and fd00::/8 addresses are.
+var C2Public = []netip.Addr{netip.MustParseAddr("203.0.113.66"), netip.MustParseAddr("2001:db8:c2::66")}
+
+// AddC2Public gives the C2 server the C2Public addresses as well and routes
+// them from the internet router to it, so every site reaches them through
+// its gateway as it would reach a host on the internet.
+func (l *Lab) AddC2Public() error {
+	err := Do(l.c2.NS, func() error {
+		link, err := netlink.LinkByName(uplinkName)
+		if err != nil {
+			return fmt.Errorf("finding %s: %w", uplinkName, err)
+		}
+		for _, a := range C2Public {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip(a), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}
+			if a.Is6() {
+				addr.Flags = unix.IFA_F_NODAD
+			}
+			if err := netlink.AddrAdd(link, addr); err != nil {
+				return fmt.Errorf("adding %s: %w", a, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("public address of the C2 server in %q: %w", l.c2.NS, err)
+	}
+	return Do(l.wan.NS, func() error {
+		for _, a := range C2Public {
+			via := l.c2.V4
+			if a.Is6() {
+				via = l.c2.V6
+			}
+			if err := netlink.RouteAdd(&netlink.Route{Dst: ipNet(netip.PrefixFrom(a, a.BitLen())), Gw: ip(via)}); err != nil {
+				return fmt.Errorf("routing %s via %s in %q: %w", a, via, l.wan.NS, err)
+			}
+		}
+		return nil
+	})
 }

@@ -54,6 +54,8 @@ type Reader interface {
 	User(ctx context.Context, name string) (User, error)
 	Users(ctx context.Context) ([]User, error)
 	CountUsers(ctx context.Context) (int, error)
+	Block(ctx context.Context, number int64) (BlockRecord, error)
+	Blocks(ctx context.Context, state string, limit int) ([]BlockRecord, error)
 	ActiveTokens(ctx context.Context, user string) ([]APIToken, error)
 	CredentialByHash(ctx context.Context, hash string) (User, APIToken, error)
 }
@@ -106,6 +108,13 @@ type Tx interface {
 	Users(ctx context.Context) ([]User, error)
 	CountUsers(ctx context.Context) (int, error)
 	InsertUser(ctx context.Context, u User) error
+
+	InsertBlock(ctx context.Context, b *BlockRecord) error
+	BlockByRef(ctx context.Context, source, ref string) (BlockRecord, error)
+	BlockByNumber(ctx context.Context, number int64) (BlockRecord, error)
+	SetBlockState(ctx context.Context, number int64, state, by string, at time.Time) error
+	ExpireBlocks(ctx context.Context, from, to string, now time.Time) ([]int64, error)
+	Blocks(ctx context.Context, state string, limit int) ([]BlockRecord, error)
 	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) error
 	InsertToken(ctx context.Context, t APIToken) error
 	RevokeTokens(ctx context.Context, user string, at time.Time) ([]string, error)

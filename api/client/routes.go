@@ -252,3 +252,42 @@ func (c *Client) ExportEvidence(ctx context.Context, incident string, w io.Write
 func (c *Client) SubmitFormat(ctx context.Context, format string, body []byte) (v1.IntakeResponse, error) {
 	return call[v1.IntakeResponse](ctx, c, http.MethodPost, "/v1/intake/"+url.PathEscape(format), body)
 }
+
+// Blocks lists blocks of remote addresses, newest first, with what each
+// gateway held at the last pass (state "" lists every state).
+func (c *Client) Blocks(ctx context.Context, state string, limit int) (v1.BlockList, error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/blocks"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return call[v1.BlockList](ctx, c, http.MethodGet, path, nil)
+}
+
+// Block reads one block.
+func (c *Client) Block(ctx context.Context, number int64) (v1.Block, error) {
+	return call[v1.Block](ctx, c, http.MethodGet, "/v1/blocks/"+strconv.FormatInt(number, 10), nil)
+}
+
+// RequestBlock asks for addresses to be blocked at every gateway.
+func (c *Client) RequestBlock(ctx context.Context, req v1.BlockRequest) (v1.Block, error) {
+	return call[v1.Block](ctx, c, http.MethodPost, "/v1/blocks", req)
+}
+
+// DecideBlock approves, refuses or withdraws a block (decision "approve",
+// "refuse" or "withdraw").
+func (c *Client) DecideBlock(ctx context.Context, number int64, decision, reason string) (v1.Block, error) {
+	return call[v1.Block](ctx, c, http.MethodPost, "/v1/blocks/"+strconv.FormatInt(number, 10)+"/"+url.PathEscape(decision), v1.BlockDecision{Reason: reason})
+}
+
+// SubmitThreatIntel sends a STIX 2.1 bundle or a MISP event (format "stix"
+// or "misp") to POST /v1/intake/FORMAT as it is.
+func (c *Client) SubmitThreatIntel(ctx context.Context, format string, body []byte) (v1.ThreatIntakeResponse, error) {
+	return call[v1.ThreatIntakeResponse](ctx, c, http.MethodPost, "/v1/intake/"+url.PathEscape(format), body)
+}

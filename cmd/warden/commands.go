@@ -67,22 +67,32 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 	var file, format, secretFile string
 	submit := &cobra.Command{
 		Use:   "submit -f FILE",
-		Short: "Submit an indicator (Warden JSON), an Alertmanager webhook body, or a detector's events (Suricata EVE, Zeek notice.log, Wazuh, Falco)",
+		Short: "Submit an indicator (Warden JSON), an Alertmanager webhook body, a detector's events (Suricata EVE, Zeek notice.log, Wazuh, Falco) or threat intelligence (STIX 2.1, MISP)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			submit := (*client.Client).SubmitIndicatorsJSON
+			names := append(append([]string{"warden", "alertmanager"}, api.FormatNames()...), api.ThreatFormatNames()...)
+			var submit func(c *client.Client, ctx context.Context, body []byte) (any, error)
 			oneJSON := true // a detector's stream is checked by the controller
 			switch {
 			case format == "warden":
+				submit = func(c *client.Client, ctx context.Context, body []byte) (any, error) {
+					return c.SubmitIndicatorsJSON(ctx, body)
+				}
 			case format == "alertmanager":
-				submit = (*client.Client).SubmitAlertmanager
+				submit = func(c *client.Client, ctx context.Context, body []byte) (any, error) {
+					return c.SubmitAlertmanager(ctx, body)
+				}
 			case slices.Contains(api.FormatNames(), format):
-				submit = func(c *client.Client, ctx context.Context, body []byte) (v1.IntakeResponse, error) {
+				submit = func(c *client.Client, ctx context.Context, body []byte) (any, error) {
 					return c.SubmitFormat(ctx, format, body)
 				}
 				oneJSON = false
+			case slices.Contains(api.ThreatFormatNames(), format):
+				submit = func(c *client.Client, ctx context.Context, body []byte) (any, error) {
+					return c.SubmitThreatIntel(ctx, format, body)
+				}
 			default:
-				return fmt.Errorf("--format must be one of %s, got %q", strings.Join(append([]string{"warden", "alertmanager"}, api.FormatNames()...), ", "), format)
+				return fmt.Errorf("--format must be one of %s, got %q", strings.Join(names, ", "), format)
 			}
 			body, err := readInput(file)
 			if err != nil {
@@ -111,7 +121,8 @@ func newIndicatorCmd(g *globals) *cobra.Command {
 		},
 	}
 	submit.Flags().StringVarP(&file, "file", "f", "", "file to submit (- for standard input)")
-	submit.Flags().StringVar(&format, "format", "warden", "warden, alertmanager, "+strings.Join(api.FormatNames(), ", "))
+	submit.Flags().StringVar(&format, "format", "warden", "warden, alertmanager, "+strings.Join(append(api.FormatNames(), api.ThreatFormatNames()...), ", ")+
+		" (stix and misp: threat intelligence, each indicator a block at every gateway)")
 	submit.Flags().StringVar(&secretFile, "secret-file", "", "file holding intake.webhook_secret: sign the body (X-Warden-Signature), each attempt anew; the secret is never printed")
 	cmd.AddCommand(submit, newIndicatorResolveCmd(g))
 	return cmd

@@ -192,7 +192,7 @@ func TestCommands(t *testing.T) {
 		"runbook without name":       {args: []string{"runbook", "run", "--gateway", "gw-hq"}, wantErr: []string{"arg"}},
 		"submit missing file":        {args: []string{"indicator", "submit", "-f", filepath.Join(dir, "nonexistent.json")}, wantErr: []string{"nonexistent.json"}},
 		"submit no file":             {args: []string{"indicator", "submit"}, wantErr: []string{"-f"}},
-		"submit bad format":          {args: []string{"indicator", "submit", "--format", "stix", "-f", indicatorFile}, wantErr: []string{"--format"}},
+		"submit bad format":          {args: []string{"indicator", "submit", "--format", "cef", "-f", indicatorFile}, wantErr: []string{"--format"}},
 		"submit not json":            {args: []string{"indicator", "submit", "-f", bad}, wantErr: []string{"not valid JSON"}},
 		"breaker without reason":     {args: []string{"breaker", "reset"}, wantErr: []string{"--reason"}},
 		"master key without file":    {args: []string{"credentials", "init-key"}, wantErr: []string{"--file"}},

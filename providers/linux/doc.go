@@ -2,7 +2,7 @@
 // mutual-TLS client of the gateway's `warden agent` (AgentClient, one per
 // gateway from an AgentPool), what the catalogue's actions need from it
 // (AgentPool implements actions.VolatileCapturer, OSQuarantine,
-// BaselineVerifier, Patcher and PeerBlocker; the actions themselves live
+// BaselineVerifier, Patcher, PeerBlocker and IOCBlocker; the actions themselves live
 // in package actions), and the adapters that let the tunnel providers
 // reach each gateway's WireGuard devices and charon through its agent
 // (AgentWireGuard, AgentVICI).
