@@ -103,6 +103,15 @@ func (s *Server) postBlock(w http.ResponseWriter, r *http.Request) {
 		}
 		br.Prefixes = append(br.Prefixes, pr)
 	}
+	if dry := r.URL.Query().Get("dry_run"); dry == "true" || dry == "1" {
+		planned, err := s.opt.Controller.PlanBlocks(r.Context(), actor(r), []controller.BlockRequest{br})
+		if err != nil {
+			s.fail(w, statusFor(err), "", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, BlockV1(planned[0]))
+		return
+	}
 	out, err := s.opt.Controller.RequestBlocks(r.Context(), actor(r), []controller.BlockRequest{br})
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)

@@ -99,6 +99,16 @@ func TestBlockRoutes(t *testing.T) {
 		t.Errorf("%+v", b)
 	}
 	expectStatus(t, alice.call(t, http.MethodPost, "/v1/blocks", []byte(`{"prefixes": ["203.0.113.6"], "ref": "ticket-7"}`)), http.StatusOK)
+	// The dry run says why a block would wait and records nothing.
+	dry := alice.call(t, http.MethodPost, "/v1/blocks?dry_run=true", []byte(`{"prefixes": ["10.9.8.7", "203.0.113.0/8"]}`))
+	expectStatus(t, dry, http.StatusOK)
+	if p := decodeReply[v1.Block](t, dry); p.Number != 0 || p.State != "pending_approval" ||
+		!strings.Contains(strings.Join(p.Unsafe, ";"), "10.9.8.7/32 overlaps 10.0.0.0/8: private") || !strings.Contains(strings.Join(p.Unsafe, ";"), "wider than /16") {
+		t.Errorf("dry run %+v", p)
+	}
+	if l := decodeReply[v1.BlockList](t, s.call(t, http.MethodGet, "/v1/blocks", nil)); len(l.Blocks) != 1 {
+		t.Errorf("after a dry run %d blocks are recorded, want 1", len(l.Blocks))
+	}
 	for body, field := range map[string]string{
 		`{"prefixes": []}`:                       "prefixes",
 		`{"prefixes": ["203.0.113.999"]}`:        "prefixes[0]",

@@ -211,6 +211,26 @@ func (c *blocker) RequestBlocks(ctx context.Context, actor string, reqs []BlockR
 	return out, nil
 }
 
+// PlanBlocks judges requests as RequestBlocks would and records nothing:
+// each block comes back in the state it would take (Number 0), and Unsafe
+// says why one would wait for approval (the dry run of a block).
+func (c *blocker) PlanBlocks(ctx context.Context, actor string, reqs []BlockRequest) ([]Block, error) {
+	if actor == "" {
+		return nil, fmt.Errorf("%w: actor: who asks for the block is required", ErrInvalid)
+	}
+	now := c.clock.Now()
+	judge := newBlockJudge(c.inv, c.opt.Blocks)
+	out := make([]Block, len(reqs))
+	for i, r := range reqs {
+		rec, err := c.blockRecord(judge, actor, r, now)
+		if err != nil {
+			return nil, fmt.Errorf("%w: blocks[%d]: %v", ErrInvalid, i, err)
+		}
+		out[i] = blockFromRecord(rec)
+	}
+	return out, ctx.Err()
+}
+
 // blockRecord turns a request into the record to store.
 func (c *blocker) blockRecord(judge blockJudge, actor string, r BlockRequest, now time.Time) (store.BlockRecord, error) {
 	if len(r.Prefixes) == 0 && len(r.Domains) == 0 {

@@ -280,6 +280,12 @@ func (c *Client) RequestBlock(ctx context.Context, req v1.BlockRequest) (v1.Bloc
 	return call[v1.Block](ctx, c, http.MethodPost, "/v1/blocks", req)
 }
 
+// PlanBlock says what RequestBlock would do (the state the block would
+// take and why it would wait for approval) and records nothing.
+func (c *Client) PlanBlock(ctx context.Context, req v1.BlockRequest) (v1.Block, error) {
+	return call[v1.Block](ctx, c, http.MethodPost, "/v1/blocks?dry_run=true", req)
+}
+
 // DecideBlock approves, refuses or withdraws a block (decision "approve",
 // "refuse" or "withdraw").
 func (c *Client) DecideBlock(ctx context.Context, number int64, decision, reason string) (v1.Block, error) {

@@ -78,6 +78,7 @@ func newBlockCmd(g *globals) *cobra.Command {
 
 	var name, kind, ref string
 	var ttl time.Duration
+	var dryRun bool
 	add := &cobra.Command{
 		Use:   "add ADDRESS|CIDR...",
 		Short: "Block addresses or networks at every gateway (unsafe ones wait for another person's approval)",
@@ -90,9 +91,18 @@ func newBlockCmd(g *globals) *cobra.Command {
 			if ttl > 0 {
 				req.ValidUntil = time.Now().Add(ttl)
 			}
+			if dryRun {
+				return c.PlanBlock(ctx, req)
+			}
 			return c.RequestBlock(ctx, req)
-		}, printBlockState),
+		}, func(w io.Writer, b v1.Block) error {
+			if dryRun {
+				fmt.Fprintln(w, "dry run: nothing recorded")
+			}
+			return printBlockState(w, b)
+		}),
 	}
+	add.Flags().BoolVar(&dryRun, "dry-run", false, "say what the block would be and why it would wait for approval; record nothing")
 	add.Flags().StringVar(&name, "name", "", "what the addresses are, for people")
 	add.Flags().StringVar(&kind, "kind", "", "indicator kind the addresses stand for (default c2_beacon)")
 	add.Flags().StringVar(&ref, "ref", "", "your reference: the same reference again returns the recorded block")
@@ -130,7 +140,11 @@ func blockNumberArg(s string) (int64, error) {
 }
 
 func printBlockState(w io.Writer, b v1.Block) error {
-	_, err := fmt.Fprintf(w, "block %d (%s): %s\n", b.Number, prefixSummary(b), b.State)
+	number := "-"
+	if b.Number > 0 {
+		number = strconv.FormatInt(b.Number, 10)
+	}
+	_, err := fmt.Fprintf(w, "block %s (%s): %s\n", number, prefixSummary(b), b.State)
 	if err == nil && len(b.Unsafe) > 0 && b.State == "pending_approval" {
 		_, err = fmt.Fprintf(w, "waits for another person's approval: %s\n", textsafe.Line(strings.Join(b.Unsafe, "; ")))
 	}
