@@ -33,10 +33,20 @@ const (
 	IntegrityViolation Kind = "integrity_violation"
 	BaselineDrift      Kind = "baseline_drift"
 	Crash              Kind = "crash"
+	// The gateway's own sensors (agent/sensors) report these too.
+	// AuthFailureBurst: many failed logins from one source in a window.
+	AuthFailureBurst Kind = "auth_failure_burst"
+	// NewAdminSource: an administrator logged in from an address outside
+	// the management networks never seen before.
+	NewAdminSource Kind = "new_admin_source"
+	// ConfigChange: a watched configuration file (tunnels, firewall,
+	// sshd, sudoers, cron, units, authorized_keys) changed.
+	ConfigChange Kind = "config_change"
 )
 
 // Kinds lists every known kind in a stable order.
-var Kinds = []Kind{C2Beacon, Exfiltration, BruteForce, OffHoursAdminLogin, UnknownDestination, TrafficSpike, ConfigTamper, IntegrityViolation, BaselineDrift, Crash}
+var Kinds = []Kind{C2Beacon, Exfiltration, BruteForce, OffHoursAdminLogin, UnknownDestination, TrafficSpike, ConfigTamper, IntegrityViolation, BaselineDrift, Crash,
+	AuthFailureBurst, NewAdminSource, ConfigChange}
 
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool {
