@@ -82,7 +82,7 @@ func TestCacaoExportWorkflow(t *testing.T) {
 	}{
 		"contain-compromised-gateway":  {},
 		"investigate":                  {},
-		"respond-confirmed-compromise": {gate: true, policies: []string{"off-hours-admin-login", "tamper-contain-with-approval"}},
+		"respond-confirmed-compromise": {gate: true, policies: []string{"new-admin-source", "off-hours-admin-login", "tamper-contain-with-approval"}},
 		"release-gateway":              {gate: true},
 	}
 	for name, tc := range cases {
@@ -264,7 +264,7 @@ func TestCacaoApprovalFor(t *testing.T) {
 	}{
 		"contain-compromised-gateway":  {},
 		"notify-only":                  {},
-		"respond-confirmed-compromise": {required: true, policies: []string{"off-hours-admin-login", "tamper-contain-with-approval"}, reason: "Policy off-hours-admin-login"},
+		"respond-confirmed-compromise": {required: true, policies: []string{"new-admin-source", "off-hours-admin-login", "tamper-contain-with-approval"}, reason: "Policy off-hours-admin-login"},
 		"release-gateway":              {required: true, reason: "releases the gateway"},
 		"no-such-runbook":              {},
 	}
