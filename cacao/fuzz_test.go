@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"testing"
-	"testing/fstest"
 
 	"github.com/warden-ir/warden/policies"
 )
@@ -55,14 +54,7 @@ func FuzzCacaoImport(f *testing.F) {
 		case err != nil:
 			return
 		}
-		out, err := RunbookYAML(im)
-		if err != nil {
-			t.Fatalf("printing an imported runbook: %v", err)
-		}
-		loaded, err := policies.LoadFS(fstest.MapFS{"r.yaml": {Data: out}}, ".")
-		if err != nil {
-			t.Fatalf("the printed runbook does not load: %v\n%s", err, out)
-		}
+		loaded, out := loadPrinted(t, im)
 		rb := loaded.Runbooks[im.Runbook.Name]
 		if rb == nil || len(rb.Steps) != len(im.Runbook.Steps) {
 			t.Fatalf("printed runbook %v, want %d steps of %s:\n%s", rb, len(im.Runbook.Steps), im.Runbook.Name, out)

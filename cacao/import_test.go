@@ -33,14 +33,7 @@ func TestCacaoRoundTrip(t *testing.T) {
 			if im.Renamed || im.PlaybookID != PlaybookID(name) {
 				t.Errorf("renamed %v, playbook id %s; want the runbook's own name and id", im.Renamed, im.PlaybookID)
 			}
-			out, err := RunbookYAML(im)
-			if err != nil {
-				t.Fatal(err)
-			}
-			loaded, err := policies.LoadFS(fstest.MapFS{"runbooks.yaml": {Data: out}}, ".")
-			if err != nil {
-				t.Fatalf("the printed runbook does not load: %v\n%s", err, out)
-			}
+			loaded, out := loadPrinted(t, im)
 			sameRunbook(t, "printed", loaded.Runbooks[name], rb)
 			if problems := loaded.Lint(nil); len(problems) > 0 {
 				t.Errorf("the printed runbook does not lint: %v", problems)
@@ -50,6 +43,22 @@ func TestCacaoRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadPrinted prints im with RunbookYAML and loads what it printed as a
+// policy set, failing the test unless both work; it returns the set and
+// the YAML.
+func loadPrinted(t *testing.T, im Imported) (*policies.Set, []byte) {
+	t.Helper()
+	out, err := RunbookYAML(im)
+	if err != nil {
+		t.Fatalf("printing the imported runbook: %v", err)
+	}
+	set, err := policies.LoadFS(fstest.MapFS{"runbooks.yaml": {Data: out}}, ".")
+	if err != nil {
+		t.Fatalf("the printed runbook does not load: %v\n%s", err, out)
+	}
+	return set, out
 }
 
 func sameRunbook(t *testing.T, what string, got, want *policies.Runbook) {
@@ -385,14 +394,7 @@ func TestCacaoRunbookYAMLComment(t *testing.T) {
 		PlaybookName: "evil\nrunbooks: []", PlaybookID: "playbook--1\n- name: y", Modified: "now",
 		ApprovalRequired: true, ApprovalPolicies: []string{"p\nq"},
 	}
-	out, err := RunbookYAML(im)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := policies.LoadFS(fstest.MapFS{"r.yaml": {Data: out}}, ".")
-	if err != nil {
-		t.Fatalf("does not load: %v\n%s", err, out)
-	}
+	set, out := loadPrinted(t, im)
 	if len(set.Runbooks) != 1 || set.Runbooks["x"] == nil {
 		t.Errorf("runbooks %v, want only x:\n%s", set.Runbooks, out)
 	}

@@ -19,6 +19,31 @@ import (
 	"github.com/warden-ir/warden/inventory"
 )
 
+// serve builds the daemon from cfg, as `warden serve` does, listens on
+// cfg.Server.Listen and serves until stop, which fails the test unless
+// Serve then returns cleanly, and closes the daemon.
+func serve(t *testing.T, cfg config.Config) (d *daemon.Daemon, addr string, stop func()) {
+	t.Helper()
+	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
+	if err != nil {
+		t.Fatalf("building the controller: %v", err)
+	}
+	addr, err = d.Listen(cfg.Server.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(ctx) }()
+	return d, addr, func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serving until cancelled: %v", err)
+		}
+		d.Close(context.WithoutCancel(t.Context()))
+	}
+}
+
 // TestBuildServesFromConfigFile wires the controller as `warden serve`
 // does: a configuration file read by config.Load, daemon.Build, Listen and
 // Serve; then one authenticated API call must reach the controller and
@@ -46,24 +71,8 @@ inventory:
 	if err != nil {
 		t.Fatalf("loading the configuration: %v", err)
 	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatalf("building the controller: %v", err)
-	}
-	addr, err := d.Listen(cfg.Server.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- d.Serve(ctx) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("serving until cancelled: %v", err)
-		}
-		d.Close(context.WithoutCancel(t.Context()))
-	}()
+	_, addr, stop := serve(t, cfg)
+	defer stop()
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/v1/gateways", nil)
 	if err != nil {
@@ -114,23 +123,8 @@ func TestTAXIIFeedBecomesBlocks(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.Build(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatalf("building the controller: %v", err)
-	}
-	if _, err := d.Listen(cfg.Server.Listen); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- d.Serve(ctx) }()
-	defer func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("serving until cancelled: %v", err)
-		}
-		d.Close(context.WithoutCancel(t.Context()))
-	}()
+	d, _, stop := serve(t, cfg)
+	defer stop()
 	select {
 	case after := <-polled:
 		if after != "" {

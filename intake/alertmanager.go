@@ -411,7 +411,7 @@ func decodeAlert(i int, raw json.RawMessage, g *amGroup, inv *inventory.Inventor
 		// keeps deduplication per gateway and kind.
 		in.Fingerprint = in.Gateway + ":" + string(in.Kind) + ":" + fp
 	}
-	finishItem(&item, reasons, now)
+	finishItem(&item, now, reasons...)
 	return item
 }
 

@@ -210,10 +210,10 @@ func (it *Item) skip(err error) {
 }
 
 // finishItem decides an Item whose indicator is filled in: unmatched, with
-// reasons joined, when there are any; else matched once the indicator is
-// normalised and valid.
-func finishItem(it *Item, reasons []string, now time.Time) {
-	if len(reasons) > 0 {
+// the reasons that are not "" joined, when there are any; else matched
+// once the indicator is normalised and valid.
+func finishItem(it *Item, now time.Time, reasons ...string) {
+	if reasons = slices.DeleteFunc(reasons, func(r string) bool { return r == "" }); len(reasons) > 0 {
 		it.Reason = strings.Join(reasons, "; ")
 		return
 	}

@@ -204,25 +204,18 @@ func decodeFalcoRecord(i int, rec jsonRecord, inv *inventory.Inventory, m *Falco
 	in.Summary = falcoSummary(&e)
 	in.Labels = falcoLabels(&e)
 
-	var reasons []string
 	cands := []gatewayCandidate{{"hostname", e.hostname}, {"output_fields.evt.hostname", e.fields["evt.hostname"]}}
 	var ips []string
 	for _, f := range falcoAddressFields {
 		cands = append(cands, gatewayCandidate{"output_fields." + f, e.fields[f]})
 		ips = append(ips, e.fields[f])
 	}
-	gw, why := gatewayFromCandidates(inv, cands)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	gw, noGateway := gatewayFromCandidates(inv, cands)
 	in.Gateway = gw
-	kind, why := m.kind(&e)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	kind, noKind := m.kind(&e)
 	in.Kind = kind
 	in.Observables = detectorObservables(inv, ips, []string{e.fields["fd.sip.name"], e.fields["fd.rip.name"]}, nil)
-	finishItem(&item, reasons, now)
+	finishItem(&item, now, noGateway, noKind)
 	return item, "", true
 }
 

@@ -516,11 +516,7 @@ func mapEVEAlert(it *Item, a *eveAlert, inv *inventory.Inventory, m *SuricataMap
 	in.Summary = eveSummary(a)
 	in.Confidence = m.Confidence
 
-	var reasons []string
-	gw, remote, why := eveGateway(a, inv)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	gw, remote, noGateway := eveGateway(a, inv)
 	in.Gateway = gw
 	in.Observables.IPs = addressObservables(remote)
 	for _, h := range []string{a.httpHostname, a.tlsSNI} {
@@ -530,16 +526,13 @@ func mapEVEAlert(it *Item, a *eveAlert, inv *inventory.Inventory, m *SuricataMap
 	}
 	slices.Sort(in.Observables.Domains)
 
-	kind, severity, why := eveKind(a, m, rules)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	kind, severity, noKind := eveKind(a, m, rules)
 	in.Kind = kind
 	in.Severity = severity
 	if in.Severity == "" {
 		in.Severity = eveSeverity(a, m)
 	}
-	finishItem(it, reasons, now)
+	finishItem(it, now, noGateway, noKind)
 }
 
 // eveGateway finds the gateway among dest_ip and src_ip and returns the

@@ -315,19 +315,12 @@ func decodeWazuhRecord(i int, rec jsonRecord, inv *inventory.Inventory, m *Wazuh
 	in.Summary = wazuhSummary(&a)
 	in.Labels = wazuhLabels(&a)
 
-	var reasons []string
-	gw, why := wazuhGateway(&a, inv)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	gw, noGateway := wazuhGateway(&a, inv)
 	in.Gateway = gw
-	kind, why := m.kind(&a)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	kind, noKind := m.kind(&a)
 	in.Kind = kind
 	in.Observables = detectorObservables(inv, []string{a.srcIP, a.dstIP}, nil, []string{a.sha256})
-	finishItem(&item, reasons, now)
+	finishItem(&item, now, noGateway, noKind)
 	return item, "", true
 }
 

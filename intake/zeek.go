@@ -574,19 +574,12 @@ func mapZeekNotice(i int, rec *zeekRecord, inv *inventory.Inventory, m *ZeekMapp
 	}
 	in.Summary = oneLine(s)
 
-	var reasons []string
-	gw, remote, why := zeekGateway(z, inv)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	gw, remote, noGateway := zeekGateway(z, inv)
 	in.Gateway = gw
 	in.Observables.IPs = addressObservables(remote)
-	kind, why := zeekKind(z.note, m)
-	if why != "" {
-		reasons = append(reasons, why)
-	}
+	kind, noKind := zeekKind(z.note, m)
 	in.Kind = kind
-	finishItem(&it, reasons, now)
+	finishItem(&it, now, noGateway, noKind)
 	return it
 }
 

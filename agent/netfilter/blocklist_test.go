@@ -708,6 +708,28 @@ func testCoexist(t *testing.T, rsA, rsB ruleSet) {
 	both()
 }
 
+// udpSockets opens a socket listening on a in to's namespace and an unbound
+// one in from's, and returns them with the address a datagram from out
+// must be sent to to reach in. On an error neither is left open.
+func udpSockets(from, to netlab.Node, a netip.Addr) (in, out *net.UDPConn, dst netip.AddrPort, err error) {
+	if err := netlab.Do(to.NS, func() error {
+		var err error
+		in, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
+		return err
+	}); err != nil {
+		return nil, nil, netip.AddrPort{}, err
+	}
+	if err := netlab.Do(from.NS, func() error {
+		var err error
+		out, err = net.ListenUDP("udp", nil)
+		return err
+	}); err != nil {
+		in.Close()
+		return nil, nil, netip.AddrPort{}, err
+	}
+	return in, out, netip.AddrPortFrom(a, in.LocalAddr().(*net.UDPAddr).AddrPort().Port()), nil
+}
+
 // oneWayUDP is a probe that succeeds when a datagram sent from one node
 // arrives at another's address, with no reply needed. It resends every
 // 100ms until wait is over, so a datagram queued behind neighbour
@@ -715,24 +737,12 @@ func testCoexist(t *testing.T, rsA, rsB ruleSet) {
 func oneWayUDP(from, to netlab.Node, a netip.Addr, wait time.Duration) probe {
 	name := fmt.Sprintf("one-way udp %s -> %s %s", from.Name, to.Name, a)
 	return probe{name, func(ctx context.Context) error {
-		var in, out *net.UDPConn
-		if err := netlab.Do(to.NS, func() error {
-			var err error
-			in, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
-			return err
-		}); err != nil {
+		in, out, dst, err := udpSockets(from, to, a)
+		if err != nil {
 			return err
 		}
 		defer in.Close()
-		if err := netlab.Do(from.NS, func() error {
-			var err error
-			out, err = net.ListenUDP("udp", nil)
-			return err
-		}); err != nil {
-			return err
-		}
 		defer out.Close()
-		dst := netip.AddrPortFrom(a, in.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 		msg := []byte(name)
 		got := make(chan error, 1)
 		go func() {
@@ -784,6 +794,16 @@ func cutOff(lab *netlab.Lab, far, gw, behind netlab.Node, wait time.Duration) []
 		}
 	}
 	return ps
+}
+
+// openInLab opens bb's blocklist on node, in its namespace.
+func openInLab(t *testing.T, lab *netlab.Lab, node netlab.Node, bb blockBackend) Blocklist {
+	t.Helper()
+	var bl Blocklist
+	if err := lab.Do(node.NS, func() error { bl = bb.newBL(t, testLogger(t)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return bl
 }
 
 // TestBlocklistInLab revokes the hq gateway on the osaka gateway of a
@@ -852,10 +872,7 @@ func testBlocklistInLab(t *testing.T, bb blockBackend) {
 	}
 	expectProbes(t, true, append(cut(okWait), kept()...))
 
-	var bl Blocklist
-	if err := lab.Do(peer.NS, func() error { bl = bb.newBL(t, testLogger(t)); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	bl := openInLab(t, lab, peer, bb)
 	block := []netip.Prefix{netip.PrefixFrom(bad.V4, 32), netip.PrefixFrom(bad.V6, 128)}
 	start := time.Now()
 	mustSet(t, bl, block, true)

@@ -2,7 +2,6 @@ package netfilter
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -197,22 +196,10 @@ func TestIOCBlocklistLargeSet(t *testing.T) {
 // millisecond until stop, which returns how many arrived.
 func udpStream(t *testing.T, from, to netlab.Node, a netip.Addr) (stop func() int) {
 	t.Helper()
-	var in, out *net.UDPConn
-	if err := netlab.Do(to.NS, func() error {
-		var err error
-		in, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
-		return err
-	}); err != nil {
+	in, out, dst, err := udpSockets(from, to, a)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := netlab.Do(from.NS, func() error {
-		var err error
-		out, err = net.ListenUDP("udp", nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	dst := netip.AddrPortFrom(a, in.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	var arrived atomic.Int64
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -320,10 +307,7 @@ func testIOCBlocklistInLab(t *testing.T, bb blockBackend) {
 	}
 	expectProbes(t, true, append(cut(okWait), kept()...))
 
-	var bl Blocklist
-	if err := lab.Do(gw.NS, func() error { bl = bb.newBL(t, testLogger(t)); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	bl := openInLab(t, lab, gw, bb)
 	start := time.Now()
 	mustSet(t, bl, set, true)
 	t.Logf("%s: Set of %d prefixes took %v", bb.name, len(set), time.Since(start))
