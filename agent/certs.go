@@ -49,14 +49,38 @@ type InitOptions struct {
 	Validity time.Duration
 	// Clock gives the issue time (default clock.Real).
 	Clock clock.Clock
+	// Gateway, when set, makes the agent certificate that gateway's: its
+	// CommonName is the inventory id, which is how the controller's agent
+	// listener knows whose findings it receives. Its pair is written as
+	// GatewayCertFile(id) and GatewayKeyFile(id). When dir already holds
+	// the CA (ca.pem and ca-key.pem), only that pair is issued, from that
+	// CA, so that one CA serves a fleet; Overwrite then replaces only that
+	// gateway's pair.
+	Gateway string
 }
 
-// Init creates the key material of a lab: a CA, the agent's server
-// certificate for agentHosts (DNS names and IP addresses, which the
-// controller verifies), and the controller's client certificate. Keys are
-// ECDSA P-256 in PKCS#8, mode 0600; dir is created 0700. It returns the
-// paths written. ca-key.pem is needed only to issue more certificates and
-// belongs off the gateway.
+// GatewayCertFile and GatewayKeyFile name the pair Init writes for a
+// gateway (InitOptions.Gateway).
+func GatewayCertFile(gateway string) string { return "agent-" + gateway + ".pem" }
+
+// GatewayKeyFile: see GatewayCertFile.
+func GatewayKeyFile(gateway string) string { return "agent-" + gateway + "-key.pem" }
+
+// agentUsages are the extended key usages of every agent certificate: a
+// server for the controller's commands, and a client of the controller's
+// agent listener, to which it delivers its sensors' findings.
+var agentUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+
+// Init creates the key material of a lab: a CA, the agent's certificate
+// for agentHosts (DNS names and IP addresses, which the controller
+// verifies; it serves the agent's API and is also the client certificate
+// the agent delivers findings with), and the controller's certificate
+// (its client certificate towards the agents, and the server certificate
+// of its agent listener, naming the controller identity as a DNS name).
+// Keys are ECDSA P-256 in PKCS#8, mode 0600; dir is created 0700. It
+// returns the paths written. ca-key.pem is needed only to issue more
+// certificates and belongs off the gateway. With opt.Gateway the agent
+// certificate is that gateway's (see InitOptions.Gateway).
 func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 	if opt.ControllerIdentity == "" {
 		opt.ControllerIdentity = wire.DefaultControllerIdentity
@@ -71,18 +95,24 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initialising agent certificates: %w", err)
 	}
-	names := []string{CAFile, CAKeyFile, AgentCertFile, AgentKeyFile, ControllerCertFile, ControllerKeyFile}
-	if !opt.Overwrite {
-		var exist []string
-		for _, n := range names {
-			if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
-				exist = append(exist, n)
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("initialising agent certificates: %w", err)
-			}
+	agentCN, agentCert, agentKey := "warden-agent", AgentCertFile, AgentKeyFile
+	if opt.Gateway != "" {
+		if err := checkGatewayID(opt.Gateway, opt.ControllerIdentity); err != nil {
+			return nil, fmt.Errorf("initialising agent certificates: %w", err)
 		}
-		if len(exist) > 0 {
-			return nil, fmt.Errorf("initialising agent certificates: %w: %s already holds %s", ErrExists, dir, strings.Join(exist, ", "))
+		agentCN, agentCert, agentKey = opt.Gateway, GatewayCertFile(opt.Gateway), GatewayKeyFile(opt.Gateway)
+		hasCA, err := holdsCA(dir)
+		if err != nil {
+			return nil, fmt.Errorf("initialising agent certificates: %w", err)
+		}
+		if hasCA {
+			return issueGateway(dir, dnsNames, ips, opt)
+		}
+	}
+	names := []string{CAFile, CAKeyFile, agentCert, agentKey, ControllerCertFile, ControllerKeyFile}
+	if !opt.Overwrite {
+		if err := refuseExisting(dir, names); err != nil {
+			return nil, err
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -107,19 +137,25 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuing CA certificate: %w", err)
 	}
-	agentDER, agentKey, err := issueLeaf("agent", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "warden-agent"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	agentDER, agentPriv, err := issueLeaf("agent", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: agentCN},
+		ExtKeyUsage: agentUsages,
 		DNSNames:    dnsNames,
 		IPAddresses: ips,
 	}, now, opt.Validity, caCert, caKey)
 	if err != nil {
 		return nil, err
 	}
-	ctlDER, ctlKey, err := issueLeaf("controller", &x509.Certificate{
+	ctlTmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: opt.ControllerIdentity},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, now, opt.Validity, caCert, caKey)
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	if validDNSName(opt.ControllerIdentity) {
+		// The agents dial the controller's agent listener with the
+		// identity as the server name, wherever the controller runs.
+		ctlTmpl.DNSNames = []string{strings.ToLower(opt.ControllerIdentity)}
+	}
+	ctlDER, ctlKey, err := issueLeaf("controller", ctlTmpl, now, opt.Validity, caCert, caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -130,13 +166,13 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 		perm os.FileMode
 	}{
 		{CAFile, pemBlock("CERTIFICATE", caDER), 0o644},
-		{AgentCertFile, pemBlock("CERTIFICATE", agentDER), 0o644},
+		{agentCert, pemBlock("CERTIFICATE", agentDER), 0o644},
 		{ControllerCertFile, pemBlock("CERTIFICATE", ctlDER), 0o644},
 	}
 	for _, k := range []struct {
 		name string
 		key  *ecdsa.PrivateKey
-	}{{CAKeyFile, caKey}, {AgentKeyFile, agentKey}, {ControllerKeyFile, ctlKey}} {
+	}{{CAKeyFile, caKey}, {agentKey, agentPriv}, {ControllerKeyFile, ctlKey}} {
 		der, err := x509.MarshalPKCS8PrivateKey(k.key)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", k.name, err)
@@ -155,6 +191,137 @@ func Init(dir string, agentHosts []string, opt InitOptions) ([]string, error) {
 		written = append(written, filepath.Join(dir, f.name))
 	}
 	return written, nil
+}
+
+// refuseExisting fails with ErrExists when dir holds any of names.
+func refuseExisting(dir string, names []string) error {
+	var exist []string
+	for _, n := range names {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			exist = append(exist, n)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("initialising agent certificates: %w", err)
+		}
+	}
+	if len(exist) > 0 {
+		return fmt.Errorf("initialising agent certificates: %w: %s already holds %s", ErrExists, dir, strings.Join(exist, ", "))
+	}
+	return nil
+}
+
+// checkGatewayID refuses a gateway id that cannot be a file name or that
+// would make the gateway's certificate name the controller (which the
+// agents accept commands from).
+func checkGatewayID(id, controllerIdentity string) error {
+	if len(id) > 64 || id[0] == '.' || id[0] == '-' {
+		return fmt.Errorf("gateway %q: must be 1 to 64 characters and not start with '.' or '-'", id)
+	}
+	for _, c := range id {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
+			return fmt.Errorf("gateway %q: only letters, digits, '-', '_' and '.' (the id names the certificate's files)", id)
+		}
+	}
+	if strings.EqualFold(id, controllerIdentity) {
+		return fmt.Errorf("gateway %q: is the controller identity; a gateway's certificate must not name the controller", id)
+	}
+	return nil
+}
+
+// holdsCA reports whether dir holds the CA certificate and its key; one
+// without the other is an error.
+func holdsCA(dir string) (bool, error) {
+	var found []bool
+	for _, n := range []string{CAFile, CAKeyFile} {
+		_, err := os.Lstat(filepath.Join(dir, n))
+		switch {
+		case err == nil:
+			found = append(found, true)
+		case errors.Is(err, fs.ErrNotExist):
+			found = append(found, false)
+		default:
+			return false, err
+		}
+	}
+	if found[0] != found[1] {
+		return false, fmt.Errorf("%s holds only one of %s and %s: a gateway's certificate needs both", dir, CAFile, CAKeyFile)
+	}
+	return found[0], nil
+}
+
+// issueGateway issues a gateway's agent pair from the CA already in dir
+// and writes only that pair.
+func issueGateway(dir string, dnsNames []string, ips []net.IP, opt InitOptions) ([]string, error) {
+	certName, keyName := GatewayCertFile(opt.Gateway), GatewayKeyFile(opt.Gateway)
+	if !opt.Overwrite {
+		if err := refuseExisting(dir, []string{certName, keyName}); err != nil {
+			return nil, err
+		}
+	}
+	caCert, caKey, err := loadCA(dir)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the certificate of gateway %s: %w", opt.Gateway, err)
+	}
+	der, key, err := issueLeaf("agent", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: opt.Gateway},
+		ExtKeyUsage: agentUsages,
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+	}, opt.Clock.Now().Add(-5*time.Minute), opt.Validity, caCert, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", keyName, err)
+	}
+	var written []string
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{{certName, pemBlock("CERTIFICATE", der), 0o644}, {keyName, pemBlock("PRIVATE KEY", keyDER), 0o600}} {
+		if err := writeNew(dir, f.name, f.data, f.perm, opt.Overwrite); err != nil {
+			return written, fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		written = append(written, filepath.Join(dir, f.name))
+	}
+	return written, nil
+}
+
+// loadCA reads the CA certificate and its ECDSA key from dir.
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, CAFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the CA certificate: %w", err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("reading the CA certificate: %s holds no PEM certificate", CAFile)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s: %w", CAFile, err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the CA key: %w", err)
+	}
+	kblk, _ := pem.Decode(keyPEM)
+	if kblk == nil || kblk.Type != "PRIVATE KEY" {
+		return nil, nil, fmt.Errorf("reading the CA key: %s holds no PKCS#8 PEM key", CAKeyFile)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(kblk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s: %w", CAKeyFile, err)
+	}
+	key, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok || !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, fmt.Errorf("%s is not the key of %s", CAKeyFile, CAFile)
+	}
+	if !cert.IsCA {
+		return nil, nil, fmt.Errorf("%s is not a CA certificate", CAFile)
+	}
+	return cert, key, nil
 }
 
 // issueLeaf makes a fresh P-256 key and a digital-signature certificate

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,10 +47,23 @@ func TestInit(t *testing.T) {
 				if err := c.VerifyHostname("2001:db8::10"); err != nil {
 					t.Fatal(err)
 				}
-				if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
-					t.Fatalf("agent usages %v", c.ExtKeyUsage)
+				if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}) {
+					t.Fatalf("agent usages %v, want server and client", c.ExtKeyUsage)
+				}
+				if c.Subject.CommonName != "warden-agent" {
+					t.Fatalf("agent CN %q, want warden-agent without --gateway", c.Subject.CommonName)
 				}
 			},
+		},
+		"agent delivers findings as a client": {
+			cert: AgentCertFile, key: AgentKeyFile,
+			opts:  x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+			check: func(t *testing.T, c *x509.Certificate) {},
+		},
+		"controller serves its identity to agents": {
+			cert: ControllerCertFile, key: ControllerKeyFile,
+			opts:  x509.VerifyOptions{Roots: roots, DNSName: "warden-controller", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+			check: func(t *testing.T, c *x509.Certificate) {},
 		},
 		"controller authenticates as a client": {
 			cert: ControllerCertFile, key: ControllerKeyFile,
@@ -58,8 +72,8 @@ func TestInit(t *testing.T) {
 				if c.Subject.CommonName != "warden-controller" {
 					t.Fatalf("CN %q", c.Subject.CommonName)
 				}
-				if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
-					t.Fatalf("controller usages %v", c.ExtKeyUsage)
+				if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}) {
+					t.Fatalf("controller usages %v, want client and server", c.ExtKeyUsage)
 				}
 			},
 		},
@@ -112,4 +126,97 @@ func TestInit(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInitGatewayCertificates issues per-gateway certificates: the first
+// creates the CA with the gateway's pair, the next ones reuse that CA and
+// write only their pair; every one names its gateway as CommonName, can
+// serve and deliver, and chains to the one CA.
+func TestInitGatewayCertificates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	first, err := Init(dir, []string{"gw-hq.example", "203.0.113.10"}, InitOptions{Gateway: "gw-hq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{CAFile, GatewayCertFile("gw-hq"), ControllerCertFile, CAKeyFile, GatewayKeyFile("gw-hq"), ControllerKeyFile}
+	if got := baseNames(first); !slices.Equal(got, want) {
+		t.Fatalf("first gateway wrote %v, want %v", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, AgentCertFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s written with --gateway (stat: %v)", AgentCertFile, err)
+	}
+	caBefore, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	second, err := Init(dir, []string{"203.0.113.20"}, InitOptions{Gateway: "gw-osaka"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := baseNames(second); !slices.Equal(got, []string{GatewayCertFile("gw-osaka"), GatewayKeyFile("gw-osaka")}) {
+		t.Fatalf("second gateway wrote %v, want only its pair", got)
+	}
+	if caAfter, _ := os.ReadFile(filepath.Join(dir, CAFile)); string(caAfter) != string(caBefore) {
+		t.Fatal("issuing a second gateway replaced the CA")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, filepath.Join(dir, CAFile)))
+	for gw, host := range map[string]string{"gw-hq": "gw-hq.example", "gw-osaka": "203.0.113.20"} {
+		t.Run(gw, func(t *testing.T) {
+			if _, err := tls.LoadX509KeyPair(filepath.Join(dir, GatewayCertFile(gw)), filepath.Join(dir, GatewayKeyFile(gw))); err != nil {
+				t.Fatalf("pair does not load: %v", err)
+			}
+			c := readCert(t, filepath.Join(dir, GatewayCertFile(gw)))
+			if c.Subject.CommonName != gw {
+				t.Fatalf("CN %q, want %q", c.Subject.CommonName, gw)
+			}
+			for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+				if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: host, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+					t.Fatalf("usage %v does not verify: %v", usage, err)
+				}
+			}
+			if fi, _ := os.Stat(filepath.Join(dir, GatewayKeyFile(gw))); fi.Mode().Perm() != 0o600 {
+				t.Fatalf("key mode %v", fi.Mode().Perm())
+			}
+		})
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		orphan := t.TempDir()
+		if err := os.WriteFile(filepath.Join(orphan, CAFile), caBefore, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for name, tc := range map[string]struct {
+			dir  string
+			opt  InitOptions
+			want string
+		}{
+			"the same gateway again":       {dir, InitOptions{Gateway: "gw-osaka"}, "already holds agent-gw-osaka.pem"},
+			"a path in the id":             {dir, InitOptions{Gateway: "gw/../x"}, "only letters"},
+			"a hidden file":                {dir, InitOptions{Gateway: ".gw"}, "not start with"},
+			"the controller's name":        {dir, InitOptions{Gateway: "warden-controller"}, "controller identity"},
+			"a CA certificate without key": {orphan, InitOptions{Gateway: "gw-x"}, "holds only one of"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				if _, err := Init(tc.dir, []string{"192.0.2.1"}, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Init = %v, want an error containing %q", err, tc.want)
+				}
+			})
+		}
+		before, _ := os.ReadFile(filepath.Join(dir, GatewayCertFile("gw-osaka")))
+		if _, err := Init(dir, []string{"203.0.113.21"}, InitOptions{Gateway: "gw-osaka", Overwrite: true}); err != nil {
+			t.Fatalf("overwriting a gateway's pair: %v", err)
+		}
+		if after, _ := os.ReadFile(filepath.Join(dir, GatewayCertFile("gw-osaka"))); string(after) == string(before) {
+			t.Fatal("Overwrite kept the old certificate")
+		}
+		if caAfter, _ := os.ReadFile(filepath.Join(dir, CAFile)); string(caAfter) != string(caBefore) {
+			t.Fatal("overwriting a gateway's pair replaced the CA")
+		}
+	})
+}
+
+func baseNames(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Base(p)
+	}
+	return out
 }

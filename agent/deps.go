@@ -127,6 +127,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
+// SensorsFunc reads what the gateway's sensors watch and have learned.
+type SensorsFunc func(ctx context.Context, _ struct{}) (wire.SensorsSummary, error)
+
 // Deps are the agent's seams to the gateway. Firewall and KillFlows are
 // required. Links and SAs may be nil when the gateway has no WireGuard or
 // no strongSwan; Capture, Baseline, Patch, WireGuard, VICI, Blocker and
@@ -147,5 +150,8 @@ type Deps struct {
 	// IOCBlocker is the IoC blocklist (ioc_block), a Blocker of its own
 	// rules that never touches the peer blocklist's.
 	IOCBlocker Blocker
-	Clock      clock.Clock
+	// Sensors, when the agent runs sensors, says what they watch and have
+	// learned (the sensors command).
+	Sensors SensorsFunc
+	Clock   clock.Clock
 }

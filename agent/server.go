@@ -273,6 +273,7 @@ var (
 	errNoCapture   = errors.New("evidence capture is not available on this agent")
 	errNoBaseline  = errors.New("baseline checks are not available on this agent")
 	errNoPatch     = errors.New("patching is not available on this agent")
+	errNoSensors   = errors.New("no sensors run on this agent (warden agent --sensors FILE)")
 	errNoWireGuard = errors.New("WireGuard control is not available on this agent")
 	errNoVICI      = errors.New("strongSwan (VICI) control is not available on this agent")
 	errNoBlocker   = errors.New("peer blocking is not available on this agent")
@@ -309,7 +310,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch),
+	case errors.Is(err, errNoCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch), errors.Is(err, errNoSensors),
 		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker), errors.Is(err, errNoIOCBlock):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
@@ -456,6 +457,8 @@ func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, er
 		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Baseline, errNoBaseline, "checking the baseline"))
 	case wire.KindPatch:
 		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Patch, errNoPatch, "patching"))
+	case wire.KindSensors:
+		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Sensors, errNoSensors, "reading the sensors"))
 	case wire.KindWireGuard:
 		return runWithParams(ctx, c.Params, s.wireGuard)
 	case wire.KindVICI:

@@ -21,7 +21,9 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The agent's own certificate is for server authentication only.
+	// The agent's own certificate authenticates it to the controller too
+	// (it delivers its sensors' findings), but it is not the controller: an
+	// agent cannot command another agent (403 from the identity check).
 	agentCert, err := tls.LoadX509KeyPair(filepath.Join(h.pki.dir, AgentCertFile), filepath.Join(h.pki.dir, AgentKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,7 @@ func TestMutualTLS(t *testing.T) {
 		"controller certificate":            {certs: []tls.Certificate{h.pki.controllerCert(t)}, wantStatus: http.StatusOK},
 		"no client certificate":             {},
 		"certificate from another CA":       {certs: []tls.Certificate{other}},
-		"server certificate as client":      {certs: []tls.Certificate{agentCert}},
+		"server certificate as client":      {certs: []tls.Certificate{agentCert}, wantStatus: http.StatusForbidden},
 		"right CA, not the controller (CN)": {certs: []tls.Certificate{h.pki.wrongName}, wantStatus: http.StatusForbidden},
 	}
 	for name, tc := range tests {

@@ -7,14 +7,19 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/host"
 	"github.com/warden-ir/warden/agent/netfilter"
+	"github.com/warden-ir/warden/agent/sensors"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/mtls"
 )
 
 // Options is everything an operator chooses about a gateway agent.
@@ -41,6 +46,14 @@ type Options struct {
 	// BlockBackend is the peer blocklist's firewall backend: nftables,
 	// iptables, or empty to prefer nftables.
 	BlockBackend string
+	// SensorsFile turns the gateway's sensors on (agent/sensors); empty:
+	// none run.
+	SensorsFile string
+	// ControllerURL is where findings go (the controller's
+	// server.agent_listen, https://HOST:PORT); empty keeps them queued.
+	// ControllerCA verifies the controller's certificate (default: the
+	// client CA).
+	ControllerURL, ControllerCA string
 }
 
 // BindFlags registers the agent's flags, with their defaults, on f. Both
@@ -65,6 +78,9 @@ func (o *Options) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.BaselineFile, "baseline", "", "hardened baseline YAML to check (default: the shipped gateway baseline)")
 	f.StringVar(&o.VICISocket, "vici-socket", host.DefaultVICISocket, "strongSwan VICI socket for terminating SAs and revocation/rotation commands; empty leaves strongSwan alone")
 	f.StringVar(&o.BlockBackend, "block-backend", "", "firewall backend of the blocklists (revoked peers; the IoC set of block_ioc): nftables, iptables, or empty to prefer nftables")
+	f.StringVar(&o.SensorsFile, "sensors", "", "sensors file (YAML): which of the gateway's watchers run and how (auth, conn, volume, health, config); empty: no sensors")
+	f.StringVar(&o.ControllerURL, "controller-url", "", "where the sensors' findings go: the controller's agent listener (server.agent_listen), https://HOST:PORT; empty keeps them queued on disk")
+	f.StringVar(&o.ControllerCA, "controller-ca", "", "CA the controller's certificate must chain to (default: --client-ca)")
 	f.BoolVar(&o.WireGuard, "wireguard", true, "read and configure this gateway's WireGuard devices (revocation and rotation); false answers wireguard commands with 501")
 }
 
@@ -76,6 +92,12 @@ type Agent struct {
 	log    *slog.Logger
 	// closers release the host resources, last opened first.
 	closers []func() error
+	// The sensors (nil queue: none), their learned state and the sender
+	// of their findings (nil: kept queued).
+	sensors []sensors.Sensor
+	learned *sensors.Learned
+	queue   *sensors.Queue
+	sender  *sensors.Sender
 }
 
 // Build parses o, opens the host's seams and builds the agent's server. It
@@ -154,10 +176,76 @@ func Build(o Options, log *slog.Logger) (*Agent, error) {
 		a.closers = append(a.closers, ioc.Close)
 		deps.IOCBlocker = blocklist{ioc}
 	}
+	if o.SensorsFile != "" {
+		if err := a.buildSensors(o, &deps); err != nil {
+			return fail(err)
+		}
+	}
 	if a.server, err = agent.New(cfg, deps, log); err != nil {
 		return fail(err)
 	}
 	return a, nil
+}
+
+// buildSensors makes the sensors the file turns on, the on-disk queue of
+// their findings and, with a controller URL, the sender that delivers
+// them over mutual TLS with the agent's own certificate.
+func (a *Agent) buildSensors(o Options, deps *agent.Deps) error {
+	sc, err := sensors.LoadConfig(o.SensorsFile)
+	if err != nil {
+		return err
+	}
+	log := a.log.With("component", "sensors")
+	built, err := sensors.Build(sc, a.cfg.StateDir, nil, log)
+	if err != nil {
+		return err
+	}
+	q, err := sensors.OpenQueue(filepath.Join(a.cfg.StateDir, "sensors", "queue"), sensors.QueueOptions{Log: log})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, q.Close)
+	a.sensors, a.learned, a.queue = built.Sensors, built.Learned, q
+	if o.ControllerURL != "" {
+		ca := o.ControllerCA
+		if ca == "" {
+			ca = a.cfg.ClientCAFile
+		}
+		m, err := mtls.Load(mtls.Files{CertFile: a.cfg.CertFile, KeyFile: a.cfg.KeyFile, CAFile: ca, CertName: "agent certificate", CAName: "controller CA (--controller-ca)"})
+		if err != nil {
+			return err
+		}
+		identity := a.cfg.ControllerIdentity
+		if identity == "" {
+			identity = wire.DefaultControllerIdentity
+		}
+		if a.sender, err = sensors.NewSender(q, sensors.SenderOptions{URL: o.ControllerURL, TLS: sensors.ControllerTLS(m, identity), Log: log}); err != nil {
+			return fmt.Errorf("--controller-url: %w", err)
+		}
+	}
+	deps.Sensors = func(context.Context, struct{}) (wire.SensorsSummary, error) {
+		sum := built.Learned.Summary(time.Now(), built.Enabled, 20)
+		st := q.Stats()
+		sum.Queued, sum.Dropped = st.Pending, int64(st.Dropped)
+		return sum, nil
+	}
+	log.Info("sensors on", "enabled", built.Enabled, "controller", o.ControllerURL)
+	return nil
+}
+
+// runSensors runs the sensors, the learned state's saver and the sender
+// until ctx ends.
+func (a *Agent) runSensors(ctx context.Context) func() {
+	if a.queue == nil {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sensors.RunAll(ctx, a.log, a.queue.Emit, a.sensors...) })
+	wg.Go(func() { _ = a.learned.Persist(ctx, nil) })
+	if a.sender != nil {
+		wg.Go(func() { _ = a.sender.Run(ctx) })
+	}
+	return wg.Wait
 }
 
 // Config is the agent's configuration as built (management networks
@@ -169,6 +257,9 @@ func (a *Agent) Config() agent.Config { return a.cfg }
 // stays in force.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.closeHost()
+	ctx, cancel := context.WithCancel(ctx)
+	defer a.runSensors(ctx)()
+	defer cancel()
 	return a.server.Run(ctx)
 }
 
@@ -176,6 +267,9 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	defer a.closeHost()
 	defer a.server.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer a.runSensors(ctx)()
+	defer cancel()
 	return a.server.Serve(ctx, ln)
 }
 

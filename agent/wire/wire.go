@@ -63,7 +63,7 @@ const (
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors}
 }
 
 // Command is the envelope of every request. The agent refuses a command
