@@ -130,3 +130,15 @@ func TestBlockRoutes(t *testing.T) {
 		t.Errorf("%+v", wb)
 	}
 }
+
+// GET /v1/gateways/{id}/sensors: an unknown gateway is 404; a controller
+// that reaches no agents says so (503). The answer through a real agent is
+// proven in e2e (TestSensors...).
+func TestSensorsRouteWithoutAgents(t *testing.T) {
+	s := newStack(t, nil, nil)
+	expectError(t, s.call(t, http.MethodGet, "/v1/gateways/gw-nowhere/sensors", nil), http.StatusNotFound)
+	e := expectError(t, s.call(t, http.MethodGet, "/v1/gateways/gw-hq/sensors", nil), http.StatusServiceUnavailable)
+	if !strings.Contains(e.Error, "agents.cert_file") {
+		t.Errorf("503 %q does not say what is missing", e.Error)
+	}
+}

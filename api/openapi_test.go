@@ -375,6 +375,8 @@ var v1Schemas = map[reflect.Type]string{
 	reflect.TypeFor[v1.OpenC2Results]():        "OpenC2Results",
 	reflect.TypeFor[v1.SLPFResults]():          "SLPFResults",
 	reflect.TypeFor[v1.OpenC2Blocks]():         "OpenC2Blocks",
+	reflect.TypeFor[v1.GatewaySensors]():       "GatewaySensors",
+	reflect.TypeFor[v1.AdminSource]():          "AdminSource",
 }
 
 // foreignSchemas are documented formats that are not Warden's types.
@@ -597,6 +599,7 @@ func TestOpenAPIRoutesUseV1(t *testing.T) {
 		"POST /v1/intake/stix":                    {responses: map[string]string{"202": "ThreatIntakeResponse"}},
 		"POST /v1/intake/misp":                    {responses: map[string]string{"202": "ThreatIntakeResponse"}},
 		"POST /.well-known/openc2":                {request: "OpenC2Message", responses: map[string]string{"200": "OpenC2Message", "202": "OpenC2Message", "400": "OpenC2Message", "404": "OpenC2Message", "501": "OpenC2Message", "503": "OpenC2Message"}},
+		"GET /v1/gateways/{id}/sensors":           {responses: map[string]string{"200": "GatewaySensors"}},
 		"GET /v1/blocks":                          {responses: map[string]string{"200": "BlockList"}},
 		"POST /v1/blocks":                         {request: "BlockRequest", responses: map[string]string{"200": "Block", "201": "Block"}},
 		"GET /v1/blocks/{number}":                 {responses: map[string]string{"200": "Block"}},

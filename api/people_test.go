@@ -35,6 +35,7 @@ import (
 // Route.Permission must agree, route by route, so that a route moved to
 // another permission is a decision made here too.
 var routePermissions = map[string]auth.Permission{
+	"GET /v1/gateways/{id}/sensors":     auth.Read,
 	"POST /v1/intake/stix":              auth.Submit,
 	"POST /v1/intake/misp":              auth.Submit,
 	"POST /.well-known/openc2":          auth.Respond,

@@ -82,6 +82,9 @@ type Options struct {
 	// commit (default 5s): about when the next probe may show it can.
 	StoreRetryAfter time.Duration
 	Log             *slog.Logger
+	// Sensors, when set, asks a gateway's agent what its sensors have
+	// learned (GET /v1/gateways/{id}/sensors; 503 without).
+	Sensors SensorsReader
 	// Blocks, when set, serves OpenC2 commands at /.well-known/openc2 over
 	// the block unit (openc2.go).
 	Blocks BlockService
@@ -196,6 +199,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("POST", "/v1/runbooks/{name}/runs", auth.Respond, s.startRunbook)
 	s.handle("GET", "/v1/gateways", auth.Read, s.listGateways)
 	s.handle("GET", "/v1/gateways/{id}", auth.Read, s.getGateway)
+	s.handle("GET", "/v1/gateways/{id}/sensors", auth.Read, s.getSensors)
 	s.handle("GET", "/v1/audit/verify", auth.Read, s.verifyAudit)
 	s.handle("POST", "/v1/breaker/reset", auth.Administer, s.resetBreaker)
 	s.handle("POST", "/v1/drift/check", auth.Respond, s.driftCheck)

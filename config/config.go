@@ -17,6 +17,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -85,6 +86,11 @@ type Agents struct {
 	KeyFile  string `mapstructure:"key_file" yaml:"key_file"`
 	// CAFile verifies the agents' server certificates.
 	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
+	// ServerCertFile and ServerKeyFile: the controller's server
+	// certificate on server.agent_listen (`warden agent init` gives
+	// controller.pem the server usage too, so it may serve).
+	ServerCertFile string `mapstructure:"server_cert_file" yaml:"server_cert_file"`
+	ServerKeyFile  string `mapstructure:"server_key_file" yaml:"server_key_file"`
 }
 
 // Credentials configures the vault of tunnel credentials and the
@@ -122,6 +128,12 @@ type Evidence struct {
 // Server is the HTTP API.
 type Server struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
+	// AgentListen, when set, is the mutual-TLS listener where agents
+	// deliver their sensors' findings (agents.server_cert_file and
+	// server_key_file; client certificates must chain to agents.ca_file).
+	// The gateway is the one the agent's certificate names, never one the
+	// body does. Empty: no sensor delivery.
+	AgentListen string `mapstructure:"agent_listen" yaml:"agent_listen"`
 	// APIToken is the deprecated shared token: it still authenticates,
 	// as one admin (shared-api-token), with a warning at start. People
 	// get their own tokens with `warden users add`.
@@ -420,6 +432,16 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Blocks.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Server.AgentListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.AgentListen); err != nil {
+			add("server.agent_listen: %q is not host:port", c.Server.AgentListen)
+		}
+		for _, f := range []struct{ key, v string }{{"agents.server_cert_file", c.Agents.ServerCertFile}, {"agents.server_key_file", c.Agents.ServerKeyFile}, {"agents.ca_file", c.Agents.CAFile}} {
+			if f.v == "" {
+				add("%s: is required with server.agent_listen", f.key)
+			}
+		}
 	}
 	for i, t := range c.Intake.TAXII {
 		if err := t.WithDefaults().Validate(); err != nil {

@@ -90,6 +90,10 @@ func TestLoad(t *testing.T) {
 			body:    validInventory + "intake:\n  taxii:\n    - {url: \"http://taxii.example/api1/\", collection: c2-feed}\n",
 			wantErr: []string{"intake.taxii[0].url"},
 		},
+		"agent listener without its certificate": {
+			body:    validInventory + "server:\n  agent_listen: 0.0.0.0:8781\n",
+			wantErr: []string{"agents.server_cert_file: is required with server.agent_listen", "agents.server_key_file", "agents.ca_file"},
+		},
 		"blocks out of range": {
 			body:    validInventory + "blocks:\n  max_auto_prefix_v6: 129\n  protected: [nope]\n  default_ttl: 0s\n",
 			wantErr: []string{"blocks.max_auto_prefix_v6", "blocks.protected[0]", "blocks.default_ttl"},

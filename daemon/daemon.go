@@ -58,6 +58,9 @@ type Daemon struct {
 
 	listener net.Listener
 	http     *http.Server
+	// agents is the listener for the agents' findings
+	// (server.agent_listen); nil without one.
+	agents   *AgentIntake
 	lease    *writerLease
 	writable *storeWritability
 	// probeEvery is how often Serve probes the store.
@@ -219,6 +222,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			Wazuh: cfg.Intake.Wazuh.WithDefaults(), Falco: cfg.Intake.Falco.WithDefaults()},
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
 		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery, Blocks: d.Controller,
+		Sensors: d.sensorsReader(),
 	})
 	if err != nil {
 		return nil, err
@@ -238,6 +242,15 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	}
 	ok = true
 	return d, nil
+}
+
+// sensorsReader asks the agents what their sensors learned; nil without
+// agents.
+func (d *Daemon) sensorsReader() api.SensorsReader {
+	if d.Agents == nil {
+		return nil
+	}
+	return d.Agents.Sensors
 }
 
 // pollTAXII takes every configured TAXII collection's new indicators as
@@ -276,7 +289,16 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.agents == nil && d.Config.Server.AgentListen != "" {
+		a, err := d.ListenAgents(AgentListener{Addr: d.Config.Server.AgentListen, CertFile: d.Config.Agents.ServerCertFile,
+			KeyFile: d.Config.Agents.ServerKeyFile, CAFile: d.Config.Agents.CAFile})
+		if err != nil {
+			return err
+		}
+		d.agents = a
+	}
 	if err := d.AcquireWriter(ctx); err != nil {
+		_ = d.agents.Close()
 		return err
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -294,6 +316,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		defer close(polled)
 		d.pollTAXII(cctx)
 	}()
+	agentsDone := make(chan error, 1)
+	go func() { agentsDone <- d.agents.Serve(cctx) }()
 	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	errc := make(chan error, 1)
 	go func() {
@@ -320,11 +344,19 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		// Fail-stop: a controller that lost its lease stops acting and
 		// exits, so that the holder is the only writer.
 		stopErr = err
+	case err := <-agentsDone:
+		stopErr = err
+		agentsDone <- nil // already returned; the wait below must not block
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer scancel()
 	_ = d.http.Shutdown(sctx)
 	cancel()
+	// The agents' listener stores findings through the controller: it
+	// stops before the controller does.
+	if err := <-agentsDone; err != nil && stopErr == nil {
+		stopErr = err
+	}
 	d.Controller.Wait()
 	<-polled
 	<-probed // the probe uses the store, which Close closes next

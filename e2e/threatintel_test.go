@@ -187,18 +187,47 @@ func validateCACAO(playbook []byte) error {
 	return sch.Validate(inst)
 }
 
-// socLab is a three-site namespace lab with an agent on every gateway.
+// socLab is a namespace lab with an agent on every gateway and `warden
+// serve` in the management namespace.
 type socLab struct {
-	lab  *netlab.Lab
-	dir  string
-	bin  string
-	api  *apiNS
-	ctrl *nsProc
+	lab    *netlab.Lab
+	dir    string
+	bin    string
+	pki    string
+	api    *apiNS
+	ctrl   *nsProc
+	agents map[string]*nsProc
+	// ctrlArgs start the controller again (restartController).
+	ctrlArgs []string
+}
+
+// agentsLabOptions shape an agentsLab.
+type agentsLabOptions struct {
+	// Prefix names the lab's namespaces; Sites its sites.
+	Prefix string
+	Sites  []string
+	// Policies is the controller's policy file.
+	Policies string
+	// Configure adjusts the controller's configuration last.
+	Configure func(cfg *config.Config)
+	// AgentArgs are extra flags of each site's agent (after the lab's).
+	AgentArgs func(s netlab.Site) []string
+	// BeforeAgents runs once the PKI and the configuration are written,
+	// before the agents start (sensors files, site firewalls).
+	BeforeAgents func(l *socLab)
 }
 
 func newSOCLab(t *testing.T) *socLab {
+	return newAgentsLab(t, agentsLabOptions{Prefix: "soc18", Sites: []string{"hq", "osaka", "dc"}, Policies: socPolicies})
+}
+
+// newAgentsLab builds the lab: the C2 server also on public addresses
+// (netlab.C2Public) with an echo server, a certificate per gateway (CN =
+// its id), an agent on every gateway, and the controller, ready, with the
+// lab's people.
+func newAgentsLab(t *testing.T, opt agentsLabOptions) *socLab {
 	t.Helper()
-	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: "soc18", Sites: []string{"hq", "osaka", "dc"}})
+	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: opt.Prefix, Sites: opt.Sites})
 	if err != nil {
 		t.Fatalf("building the lab: %v", err)
 	}
@@ -213,14 +242,13 @@ func newSOCLab(t *testing.T) *socLab {
 	if _, err := lab.ServeEcho(lab.C2().NS, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort)); err != nil {
 		t.Fatal(err)
 	}
-	l := &socLab{lab: lab, dir: t.TempDir(), bin: buildWarden(t)}
-	pki := filepath.Join(l.dir, "pki")
-	initArgs := []string{"agent", "init", "--dir", pki}
+	l := &socLab{lab: lab, dir: t.TempDir(), bin: buildWarden(t), agents: map[string]*nsProc{}}
+	l.pki = filepath.Join(l.dir, "pki")
 	for _, s := range lab.Sites() {
-		initArgs = append(initArgs, "--ip", s.Gateway.V4.String(), "--ip", s.Gateway.V6.String())
-	}
-	if out, err := runWarden(t.Context(), l.bin, initArgs...); err != nil {
-		t.Fatalf("agent init: %v\n%s", err, out)
+		if out, err := runWarden(t.Context(), l.bin, "agent", "init", "--dir", l.pki, "--gateway", "gw-"+s.Name,
+			"--ip", s.Gateway.V4.String(), "--ip", s.Gateway.V6.String()); err != nil {
+			t.Fatalf("agent init: %v\n%s", err, out)
+		}
 	}
 
 	agentURL := func(s netlab.Site) string { return "https://" + netip.AddrPortFrom(s.Gateway.V4, agentPort).String() }
@@ -232,50 +260,67 @@ func newSOCLab(t *testing.T) *socLab {
 	if err := os.MkdirAll(polDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(polDir, "soc.yaml"), []byte(socPolicies), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(polDir, "lab.yaml"), []byte(opt.Policies), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String()
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
 	cfg.Policies.Dir = polDir
-	people := labControllerAuth(t, &cfg, l.dir, pki)
+	people := labControllerAuth(t, &cfg, l.dir, l.pki)
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax, cfg.Executor.MaxAttempts = 50*time.Millisecond, 500*time.Millisecond, 3
+	if opt.Configure != nil {
+		opt.Configure(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("lab configuration: %v", err)
 	}
 	writeConfig(t, l.dir, cfg)
+	if opt.BeforeAgents != nil {
+		opt.BeforeAgents(l)
+	}
 
-	agents := map[string]*nsProc{}
 	for _, s := range lab.Sites() {
-		agents[s.Name] = startInNS(t, "agent-"+s.Name, s.Gateway.NS, l.bin, "agent",
-			"--listen", "[::]:"+fmt.Sprint(agentPort),
-			"--cert", filepath.Join(pki, agent.AgentCertFile), "--key", filepath.Join(pki, agent.AgentKeyFile),
-			"--client-ca", filepath.Join(pki, agent.CAFile), "--state-dir", filepath.Join(l.dir, "agent-"+s.Name),
-			"--heal-interval", "1h", "--backend", "nftables", "--block-backend", "nftables", "--vici-socket=", "--log-level", "debug")
+		args := []string{l.bin, "agent",
+			"--listen", "[::]:" + fmt.Sprint(agentPort),
+			"--cert", filepath.Join(l.pki, agent.GatewayCertFile("gw-"+s.Name)), "--key", filepath.Join(l.pki, agent.GatewayKeyFile("gw-"+s.Name)),
+			"--client-ca", filepath.Join(l.pki, agent.CAFile), "--state-dir", filepath.Join(l.dir, "agent-"+s.Name),
+			"--heal-interval", "1h", "--backend", "nftables", "--block-backend", "nftables", "--vici-socket=", "--log-level", "debug"}
+		if opt.AgentArgs != nil {
+			args = append(args, opt.AgentArgs(s)...)
+		}
+		l.agents[s.Name] = startInNS(t, "agent-"+s.Name, s.Gateway.NS, args...)
 	}
 	mgmt := lab.Mgmt().NS
 	l.api = &apiNS{base: "http://" + cfg.Server.Listen, people: people, c: nsHTTPClient(mgmt, nil)}
-	l.ctrl = startInNS(t, "controller", mgmt, l.bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug")
+	l.ctrlArgs = []string{l.bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug"}
+	l.startController(t)
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
 			t.Logf("controller log:\n%s", l.ctrl.log.String())
-			for name, p := range agents {
+			for name, p := range l.agents {
 				t.Logf("agent %s log:\n%s", name, p.log.String())
 			}
 		}
 	})
+	people.add(t, l.api.base, client.WithHTTPClient(l.api.c))
+	return l
+}
+
+// startController starts `warden serve` in the management namespace and
+// waits until it is ready.
+func (l *socLab) startController(t *testing.T) {
+	t.Helper()
+	l.ctrl = startInNS(t, "controller", l.lab.Mgmt().NS, l.ctrlArgs...)
 	waitUntil(t, "controller ready", 30*time.Second, func() bool {
 		if l.ctrl.exited() {
-			t.Fatalf("controller exited: %v", l.ctrl.err)
+			t.Fatalf("controller exited: %v\n%s", l.ctrl.err, l.ctrl.log.String())
 		}
 		code, _, err := l.api.as(v1.RoleAdmin).do(t.Context(), http.MethodGet, "/readyz", nil)
 		return err == nil && code == http.StatusOK
 	})
-	people.add(t, l.api.base, client.WithHTTPClient(l.api.c))
-	return l
 }
 
 // socPolicies send Suricata's IKE weak-crypto alerts (baseline_drift) to a

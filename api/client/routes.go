@@ -297,3 +297,8 @@ func (c *Client) DecideBlock(ctx context.Context, number int64, decision, reason
 func (c *Client) SubmitThreatIntel(ctx context.Context, format string, body []byte) (v1.ThreatIntakeResponse, error) {
 	return call[v1.ThreatIntakeResponse](ctx, c, http.MethodPost, "/v1/intake/"+url.PathEscape(format), body)
 }
+
+// Sensors asks a gateway's agent what its sensors watch and have learned.
+func (c *Client) Sensors(ctx context.Context, gateway string) (v1.GatewaySensors, error) {
+	return call[v1.GatewaySensors](ctx, c, http.MethodGet, "/v1/gateways/"+url.PathEscape(gateway)+"/sensors", nil)
+}

@@ -68,9 +68,15 @@ func newAgentInitCmd(g *globals) *cobra.Command {
 			for _, p := range written {
 				fmt.Fprintln(g.out, p)
 			}
+			cert, key := agent.AgentCertFile, agent.AgentKeyFile
+			if opt.Gateway != "" {
+				cert, key = agent.GatewayCertFile(opt.Gateway), agent.GatewayKeyFile(opt.Gateway)
+			}
 			fmt.Fprintf(g.errw, "warden agent init: copy %s, %s and %s to the gateway; %s, %s and %s to the controller; keep %s off both.\n",
-				agent.AgentCertFile, agent.AgentKeyFile, agent.CAFile,
+				cert, key, agent.CAFile,
 				agent.ControllerCertFile, agent.ControllerKeyFile, agent.CAFile, agent.CAKeyFile)
+			fmt.Fprintf(g.errw, "warden agent init: %s also serves the agents' listener (agents.server_cert_file, server.agent_listen), where agents deliver their sensors' findings.\n",
+				agent.ControllerCertFile)
 			return nil
 		},
 	}
@@ -79,6 +85,7 @@ func newAgentInitCmd(g *globals) *cobra.Command {
 	f.StringSliceVar(&hosts, "host", nil, "DNS name the controller uses for the agent (repeatable)")
 	f.StringSliceVar(&ips, "ip", nil, "IP address the controller uses for the agent (repeatable)")
 	f.BoolVar(&opt.Overwrite, "force", false, "replace existing files")
+	f.StringVar(&opt.Gateway, "gateway", "", "issue the certificate of this inventory gateway (CN = ID: the controller takes its sensors' findings as this gateway's), from the CA already in --dir when there is one")
 	f.StringVar(&opt.ControllerIdentity, "controller-identity", wire.DefaultControllerIdentity, "CommonName of the controller's client certificate")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
