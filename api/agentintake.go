@@ -7,6 +7,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +27,7 @@ import (
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/controller"
+	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/internal/clock"
@@ -65,6 +67,10 @@ type AgentIntakeOptions struct {
 	Log             *slog.Logger
 	// Clock dates findings without a time (default clock.Real).
 	Clock clock.Clock
+	// Ledger, when set, keeps each finding that lands in an incident (its
+	// log lines, counters or conntrack entries) as evidence, with SHA-256
+	// and custody from the agent.
+	Ledger *evidence.Ledger
 }
 
 // NewAgentIntake builds the handler of the agents' listener: only
@@ -76,7 +82,7 @@ func NewAgentIntake(opt AgentIntakeOptions) (*Server, error) {
 		return nil, errors.New("creating the agents' intake: a controller is required")
 	}
 	o := Options{Controller: opt.Controller, MaxBodyBytes: opt.MaxBodyBytes, Metrics: opt.Metrics, StoreHealth: opt.StoreHealth,
-		StoreRetryAfter: opt.StoreRetryAfter, Log: opt.Log, Clock: opt.Clock}
+		StoreRetryAfter: opt.StoreRetryAfter, Log: opt.Log, Clock: opt.Clock, Ledger: opt.Ledger}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
@@ -151,7 +157,35 @@ func (s *Server) postAgentFindings(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "store", err)
 		return
 	}
+	s.fileEvidence(ctx, gw, raws, res, now)
 	writeJSON(w, http.StatusAccepted, v1.IntakeResponse{Accepted: len(res), Results: convertAll(res, acceptedV1), Skipped: skipped})
+}
+
+// fileEvidence keeps, in the evidence ledger, every finding that landed in
+// an incident (not duplicates): what the agent saw is evidence of the
+// incident from its first sign. A ledger that fails is logged: the
+// indicators are stored already, and the agent must not send them again.
+func (s *Server) fileEvidence(ctx context.Context, gw string, raws []json.RawMessage, res []controller.Accepted, now time.Time) {
+	if s.opt.Ledger == nil {
+		return
+	}
+	for _, a := range res {
+		if a.IncidentID == "" || a.Duplicate || a.Index < 0 || a.Index >= len(raws) {
+			continue
+		}
+		var f struct {
+			Sensor string `json:"sensor"`
+			Kind   string `json:"kind"`
+		}
+		_ = json.Unmarshal(raws[a.Index], &f)
+		_, err := s.opt.Ledger.Add(ctx, evidence.Item{Incident: a.IncidentID, Gateway: gw,
+			Name: fmt.Sprintf("sensor-%s-%s-%s.json", f.Sensor, f.Kind, a.IndicatorID), MediaType: "application/json", Kind: "log",
+			Source: "sensor:" + f.Sensor, CollectedAt: now, CollectedBy: agentActorPrefix + gw, CollectedFrom: gw,
+			Note: "the finding the gateway's sensor delivered, with what triggered it", Content: raws[a.Index]})
+		if err != nil {
+			s.opt.Log.Error("keeping a finding as evidence", "gateway", gw, "incident", a.IncidentID, "err", err)
+		}
+	}
 }
 
 // agentGateway names the gateway whose agent holds the connection's

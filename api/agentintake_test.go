@@ -113,7 +113,7 @@ func (p agentPKI) legacy(t *testing.T) tls.Certificate {
 // a mutual-TLS listener, as the daemon does on server.agent_listen.
 func agentListener(t *testing.T, s *stack, p agentPKI) string {
 	t.Helper()
-	h, err := api.NewAgentIntake(api.AgentIntakeOptions{Controller: s.d.Controller})
+	h, err := api.NewAgentIntake(api.AgentIntakeOptions{Controller: s.d.Controller, Ledger: s.d.Ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +197,42 @@ func countIndicators(t *testing.T, s *stack) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestAgentFindingsKeptAsEvidence: a finding that lands in an incident is
+// in that incident's evidence ledger, byte for byte as the agent sent it
+// (its triggering log lines with it), with SHA-256 and custody from the
+// agent; a duplicate is not filed again.
+func TestAgentFindingsKeptAsEvidence(t *testing.T) {
+	s := newStack(t, nil, nil)
+	p := newAgentPKI(t)
+	url := agentListener(t, s, p)
+	cert := p.pair(t, "gw-hq")
+	body := batchBody(t, agentFinding("auth_failure_burst/sshd/198.51.100.9"))
+	r, err := postFindings(t, url, p, &cert, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, r, 202)
+	res := decodeReply[v1.IntakeResponse](t, r)
+	if len(res.Results) != 1 || res.Results[0].IncidentID == "" {
+		t.Fatalf("answer %s, want one indicator in an incident", r)
+	}
+	inc := res.Results[0].IncidentID
+	recs, err := s.d.Ledger.List(t.Context(), inc)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("evidence of %s: %+v, %v; want the finding", inc, recs, err)
+	}
+	ev := recs[0]
+	if ev.Gateway != "gw-hq" || ev.CollectedBy != "agent:gw-hq" || ev.Kind != "log" || !strings.HasPrefix(ev.Name, "sensor-auth-auth_failure_burst-") || len(ev.SHA256) != 64 {
+		t.Errorf("evidence %+v", ev)
+	}
+	if _, err := postFindings(t, url, p, &cert, body); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.d.Ledger.List(t.Context(), inc); len(again) != 1 {
+		t.Errorf("a duplicate delivery filed %d records, want still 1", len(again))
+	}
 }
 
 // TestAgentFindingsGatewayFromCertificate: the gateway is the one the

@@ -49,7 +49,7 @@ func (d *Daemon) ListenAgents(l AgentListener) (*AgentIntake, error) {
 	log := d.Log.With("component", "agents")
 	h, err := api.NewAgentIntake(api.AgentIntakeOptions{
 		Controller: d.Controller, MaxBodyBytes: d.Config.Server.MaxBodyBytes, StoreHealth: d.writable, StoreRetryAfter: d.probeEvery,
-		Log: log,
+		Log: log, Ledger: d.Ledger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listening for agents: %w", err)

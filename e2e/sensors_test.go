@@ -80,6 +80,12 @@ func TestSensorsNoticeAndDeliver(t *testing.T) {
 	if !strings.Contains(string(detail), "hunter2-rotated") && !strings.Contains(string(detail), "redacted") {
 		t.Errorf("the incident does not carry the change's diff: %.2000s", detail)
 	}
+	var ev v1.EvidenceList
+	l.api.call(t, http.MethodGet, "/v1/incidents/"+run.Incident+"/evidence", nil, http.StatusOK, &ev)
+	if len(ev.Evidence) != 1 || !strings.HasPrefix(ev.Evidence[0].Name, "sensor-config-config_change-") || len(ev.Evidence[0].SHA256) != 64 ||
+		ev.Evidence[0].CollectedBy != "agent:gw-hq" {
+		t.Errorf("the incident's evidence: %+v, want the finding kept by the agent", ev.Evidence)
+	}
 	if strings.Contains(string(detail), "hunter2") {
 		t.Errorf("the tunnel secret reached the controller: %s", detail)
 	}
