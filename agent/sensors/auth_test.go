@@ -95,28 +95,25 @@ var authKindNames = map[authKind]string{
 }
 
 func TestParseSSHDFixtures(t *testing.T) {
-	set := authSettingsFor(t, AuthConfig{})
-	for _, tc := range authReadCases(t, "auth_sshd_cases.txt") {
-		t.Run(tc.Line, func(t *testing.T) {
-			e, ok := parseSyslogLine(tc.Line, set)
-			if !ok {
-				t.Fatal("line not recognised as sshd's")
-			}
-			ev := parseSSHD(e.Message)
-			checkAuthEvent(t, ev, tc)
-		})
-	}
+	authCheckFixtures(t, "auth_sshd_cases.txt", "sshd", parseSSHD)
 }
 
 func TestParseCharonFixtures(t *testing.T) {
+	authCheckFixtures(t, "auth_charon_cases.txt", "charon", parseCharon)
+}
+
+// authCheckFixtures reads the syslog lines of the fixture name, each as
+// program's, and checks what parse makes of their messages.
+func authCheckFixtures(t *testing.T, name, program string, parse func(msg string) authEvent) {
+	t.Helper()
 	set := authSettingsFor(t, AuthConfig{})
-	for _, tc := range authReadCases(t, "auth_charon_cases.txt") {
+	for _, tc := range authReadCases(t, name) {
 		t.Run(tc.Line, func(t *testing.T) {
 			e, ok := parseSyslogLine(tc.Line, set)
 			if !ok {
-				t.Fatal("line not recognised as charon's")
+				t.Fatalf("line not recognised as %s's", program)
 			}
-			checkAuthEvent(t, parseCharon(e.Message), tc)
+			checkAuthEvent(t, parse(e.Message), tc)
 		})
 	}
 }
@@ -209,16 +206,10 @@ func authDetect(t *testing.T, d *authDetector, set authSettings, at []time.Time,
 	return out
 }
 
+// authLearned is a fresh learned state opened an hour before authMonday10.
 func authLearned(t *testing.T, learning bool) *Learned {
 	t.Helper()
-	l, err := OpenLearned(t.TempDir(), LearningConfig{}, clocktest.NewFake(authMonday10.Add(-time.Hour)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !learning {
-		l.EndLearning(authMonday10.Add(-time.Hour))
-	}
-	return l
+	return trafficLearned(t, clocktest.NewFake(authMonday10.Add(-time.Hour)), learning)
 }
 
 // authFailedFrom is the fail2ban fixture's failed password line, from pid
@@ -548,16 +539,7 @@ func TestAuthConfigValidate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := tc.cfg.WithDefaults().Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Validate = %v, want valid", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate = %v, want an error naming %q", err, tc.want)
-			}
+			sensorsCheckValidate(t, tc.cfg.WithDefaults().Validate(), tc.want)
 		})
 	}
 	if _, err := NewAuth(AuthConfig{}, AuthDeps{}); err == nil {
@@ -624,17 +606,6 @@ func authRun(t *testing.T, s Sensor) (found <-chan wire.Finding, stop func() err
 	return ch, stop
 }
 
-func authNext(t *testing.T, found <-chan wire.Finding) wire.Finding {
-	t.Helper()
-	select {
-	case f := <-found:
-		return f
-	case <-time.After(10 * time.Second):
-		t.Fatal("no finding within 10s")
-		return wire.Finding{}
-	}
-}
-
 func TestAuthFollowsJournal(t *testing.T) {
 	clk := clocktest.NewFake(authMonday10)
 	poll := clocktest.NewFake(authMonday10)
@@ -652,7 +623,7 @@ func TestAuthFollowsJournal(t *testing.T) {
 	}
 	j.write(t, fixture)
 
-	f := authNext(t, found)
+	f := sensorsNext(t, found)
 	if f.Kind != KindAuthFailureBurst || !slices.Equal(f.IPs, []string{"194.117.26.69"}) || len(f.Evidence) != 10 {
 		t.Fatalf("first finding %+v, want the burst from 194.117.26.69 with its ten lines", f)
 	}
@@ -695,7 +666,7 @@ func TestAuthFollowsJournal(t *testing.T) {
 	}
 	<-j.opened
 	j.write(t, []byte(more.String()))
-	if f := authNext(t, found); !slices.Equal(f.IPs, []string{"198.51.100.23"}) {
+	if f := sensorsNext(t, found); !slices.Equal(f.IPs, []string{"198.51.100.23"}) {
 		t.Errorf("after the restart: %+v, want the burst from 198.51.100.23", f)
 	}
 	if err := stop(); !errors.Is(err, context.Canceled) {

@@ -167,8 +167,8 @@ func (c ConfigWatchConfig) Validate() error {
 			bad("sensors.config.paths[%d]: %q %w", i, p, err)
 		}
 	}
-	if !slices.Contains([]string{SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}, c.Severity) {
-		bad("sensors.config.severity: %q is not low, medium, high or critical", c.Severity)
+	if err := checkSeverity("sensors.config.severity", c.Severity); err != nil {
+		errs = append(errs, err)
 	}
 	for i, expr := range c.Redact {
 		if _, err := regexp.Compile(expr); err != nil {

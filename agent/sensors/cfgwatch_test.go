@@ -121,39 +121,14 @@ func cfgwStart(t *testing.T, cfg ConfigWatchConfig, deps ConfigWatchDeps) *cfgwR
 	started := make(chan struct{})
 	c.w.started = func() { close(started) }
 	c.w.scanned = func(n int) { c.scans <- n }
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- c.w.Run(ctx, func(f wire.Finding) {
+	c.stop = sensorsStart(t, started, func(ctx context.Context) error {
+		return c.w.Run(ctx, func(f wire.Finding) {
 			c.mu.Lock()
 			c.all = append(c.all, f)
 			c.mu.Unlock()
 			c.got <- f
 		})
-	}()
-	select {
-	case <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run stopped before starting: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("Run did not start within 10s")
-	}
-	var once sync.Once
-	var runErr error
-	c.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("Run did not return within 10s")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = c.stop() })
+	})
 	return c
 }
 
@@ -266,21 +241,7 @@ func TestConfigWatchValidate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := tc.cfg.WithDefaults().Validate()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error naming %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %q, want it to contain %q", err, w)
-				}
-			}
+			sensorsCheckValidate(t, tc.cfg.WithDefaults().Validate(), tc.want...)
 		})
 	}
 	if _, err := NewConfigWatch(ConfigWatchConfig{}, ConfigWatchDeps{}); err == nil || !strings.Contains(err.Error(), "state dir") {

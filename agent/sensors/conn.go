@@ -172,8 +172,8 @@ func (c ConnConfig) compile() (connRules, error) {
 		errs = append(errs, fmt.Errorf("sensors.conn.unknown_destination_confidence: %g is outside [0, 1]", c.UnknownDestinationConfidence))
 	}
 	for field, s := range map[string]string{"originated_severity": c.OriginatedSeverity, "forwarded_severity": c.ForwardedSeverity} {
-		if !validSeverity(s) {
-			errs = append(errs, fmt.Errorf("sensors.conn.%s: %q is not low, medium, high or critical", field, s))
+		if err := checkSeverity("sensors.conn."+field, s); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.RepeatAfter < 0 {
@@ -189,10 +189,6 @@ func (c ConnConfig) compile() (connRules, error) {
 		errs = append(errs, fmt.Errorf("sensors.conn.receive_buffer_bytes: %d is negative", c.ReceiveBuffer))
 	}
 	return r, errors.Join(errs...)
-}
-
-func validSeverity(s string) bool {
-	return slices.Contains([]string{SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}, s)
 }
 
 // destinationRule matches destinations: a network and optionally a

@@ -28,7 +28,7 @@ var connT0 = time.Date(2030, 1, 8, 10, 0, 0, 0, time.UTC)
 
 // trafficLearned opens a fresh learned state at clk's time, still learning
 // or with learning ended.
-func trafficLearned(t *testing.T, clk *clocktest.Fake, learning bool) *Learned {
+func trafficLearned(t testing.TB, clk *clocktest.Fake, learning bool) *Learned {
 	t.Helper()
 	l, err := OpenLearned(t.TempDir(), LearningConfig{}, clk)
 	if err != nil {
@@ -293,16 +293,7 @@ func TestConnConfigValidate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := tc.cfg.WithDefaults().Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.want)
-			}
+			sensorsCheckValidate(t, tc.cfg.WithDefaults().Validate(), tc.want)
 		})
 	}
 }
@@ -433,30 +424,14 @@ func trafficRun(t testing.TB, s Sensor) <-chan wire.Finding {
 	return found
 }
 
-// trafficNext waits for a finding; the timeout only guards against a hang.
-func trafficNext(t testing.TB, found <-chan wire.Finding) wire.Finding {
+// trafficStartConn makes a connection watcher in the lab's gateway
+// namespace, runs it until the test ends and returns what it emits once it
+// listens for conntrack events.
+func trafficStartConn(t testing.TB, lab *trafficLab, cfg ConnConfig, deps ConnDeps) <-chan wire.Finding {
 	t.Helper()
-	select {
-	case f := <-found:
-		return f
-	case <-time.After(10 * time.Second):
-		t.Fatal("no finding within 10s")
-		return wire.Finding{}
-	}
-}
-
-// TestConnNamespace subscribes to real conntrack events in a namespace
-// the test builds, then opens connections from the gateway and through it.
-func TestConnNamespace(t *testing.T) {
-	lab := newTrafficLab(t)
-	clk := clocktest.NewFake(connT0)
-	learned := trafficLearned(t, clk, false)
-	learned.Destinations().Observe(Destination{Addr: netip.MustParseAddr("203.0.113.10"), Port: 5353, Proto: "udp"}, connT0)
-	cfg := ConnConfig{Enabled: true, Deny: []string{"192.0.2.0/24"}, ManagementNetworks: []string{"198.51.100.254/32"}}
-
 	var w *connWatcher
 	if err := lab.gw.Do(func() error {
-		s, err := NewConn(cfg, ConnDeps{Learned: learned, Clock: clk})
+		s, err := NewConn(cfg, deps)
 		if err == nil {
 			w = s.(*connWatcher)
 		}
@@ -468,6 +443,19 @@ func TestConnNamespace(t *testing.T) {
 	w.listening = func() { close(listening) }
 	found := trafficRun(t, w)
 	<-listening
+	return found
+}
+
+// TestConnNamespace subscribes to real conntrack events in a namespace
+// the test builds, then opens connections from the gateway and through it.
+func TestConnNamespace(t *testing.T) {
+	lab := newTrafficLab(t)
+	clk := clocktest.NewFake(connT0)
+	learned := trafficLearned(t, clk, false)
+	learned.Destinations().Observe(Destination{Addr: netip.MustParseAddr("203.0.113.10"), Port: 5353, Proto: "udp"}, connT0)
+	cfg := ConnConfig{Enabled: true, Deny: []string{"192.0.2.0/24"}, ManagementNetworks: []string{"198.51.100.254/32"}}
+
+	found := trafficStartConn(t, lab, cfg, ConnDeps{Learned: learned, Clock: clk})
 
 	// The learned destination first: from the gateway's own socket, its
 	// event comes before the next one's, so its finding would come first.
@@ -483,7 +471,7 @@ func TestConnNamespace(t *testing.T) {
 		"192.0.2.66":   {"critical", "originated", "unknown_destination/udp/192.0.2.66/5353", "198.51.100.1"},
 	}
 	for len(want) > 0 {
-		f := trafficNext(t, found)
+		f := sensorsNext(t, found)
 		if len(f.IPs) != 1 {
 			t.Fatalf("finding with IPs %v: %+v", f.IPs, f)
 		}
@@ -675,11 +663,7 @@ func TestConnEventsOnlyFromTheKernel(t *testing.T) {
 // (what nearly every flow of a busy gateway is).
 func BenchmarkConnFlow(b *testing.B) {
 	clk := clocktest.NewFake(connT0)
-	l, err := OpenLearned(b.TempDir(), LearningConfig{}, clk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l.EndLearning(connT0)
+	l := trafficLearned(b, clk, false)
 	l.Destinations().Observe(Destination{Addr: ctV4Reply[0].Addr(), Port: ctV4Reply[0].Port(), Proto: "tcp"}, connT0)
 	w, err := newConnWatcher(ConnConfig{}, ConnDeps{Learned: l, Clock: clk}, nil)
 	if err != nil {
@@ -709,25 +693,8 @@ func BenchmarkConnNamespaceLatency(b *testing.B) {
 	netlabtest.Skip(b, "nft", "sysctl")
 	lab := newTrafficLabTB(b)
 	clk := clocktest.NewFake(connT0)
-	l, err := OpenLearned(b.TempDir(), LearningConfig{}, clk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l.EndLearning(connT0)
-	var w *connWatcher
-	if err := lab.gw.Do(func() error {
-		s, err := NewConn(ConnConfig{MaxFindingsPerMinute: 1 << 30}, ConnDeps{Learned: l, Clock: clk})
-		if err == nil {
-			w = s.(*connWatcher)
-		}
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	listening := make(chan struct{})
-	w.listening = func() { close(listening) }
-	found := trafficRun(b, w)
-	<-listening
+	l := trafficLearned(b, clk, false)
+	found := trafficStartConn(b, lab, ConnConfig{MaxFindingsPerMinute: 1 << 30}, ConnDeps{Learned: l, Clock: clk})
 	var conn *net.UDPConn
 	if err := lab.gw.Do(func() (err error) { conn, err = net.ListenUDP("udp4", nil); return err }); err != nil {
 		b.Fatal(err)
@@ -742,7 +709,7 @@ func BenchmarkConnNamespaceLatency(b *testing.B) {
 		if _, err := conn.WriteToUDPAddrPort([]byte("x"), to); err != nil {
 			b.Fatal(err)
 		}
-		f := trafficNext(b, found)
+		f := sensorsNext(b, found)
 		lat = append(lat, time.Since(start))
 		if f.IPs[0] != to.Addr().String() {
 			b.Fatalf("finding about %v, want %s", f.IPs, to.Addr())

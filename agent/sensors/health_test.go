@@ -122,32 +122,7 @@ func healthStarted(t *testing.T, s *Health, emit func(wire.Finding)) *healthRunn
 		default:
 		}
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, emit) }()
-	select {
-	case <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run stopped before starting: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("Run did not start within 10s")
-	}
-	var once sync.Once
-	var err error
-	h.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				err = errors.New("Run did not return within 10s of its context ending")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = h.stop() })
+	h.stop = sensorsStart(t, started, func(ctx context.Context) error { return s.Run(ctx, emit) })
 	return h
 }
 
@@ -227,21 +202,7 @@ func TestHealthConfigValidate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := tc.cfg.WithDefaults().Validate()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error naming %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %q, want it to contain %q", err, w)
-				}
-			}
+			sensorsCheckValidate(t, tc.cfg.WithDefaults().Validate(), tc.want...)
 		})
 	}
 	if _, err := NewHealth(HealthConfig{}, HealthDeps{}); err == nil || !strings.Contains(err.Error(), "state dir") {

@@ -405,7 +405,7 @@ func (q *Queue) ensureActiveLocked(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("creating finding queue segment: %w", err)
 	}
-	if err := queueSyncDir(q.dir); err != nil {
+	if err := syncDir(q.dir); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("creating finding queue segment: %w", err)
 	}
@@ -568,7 +568,7 @@ func (q *Queue) saveHeadLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := queueWriteFile(q.dir, queueHeadFile, append(b, '\n')); err != nil {
+	if err := WriteFileAtomic(q.dir, queueHeadFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving finding queue watermark: %w", err)
 	}
 	return nil
@@ -658,46 +658,4 @@ func clipEvidence(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + mark
-}
-
-// queueWriteFile replaces dir/name with data: a synced temporary file
-// renamed over it, then the directory synced.
-func queueWriteFile(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	ok = true
-	return queueSyncDir(dir)
-}
-
-func queueSyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -148,10 +148,7 @@ func TestQueueRestart(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			q, err := sensors.OpenQueue(dir, sensors.QueueOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := openQueue(t, dir, sensors.QueueOptions{})
 			appendKeys(t, q, "a", "b", "c")
 			es, err := q.Peek(1, 1<<20) // the sender took "a" …
 			if err != nil {
@@ -162,12 +159,10 @@ func TestQueueRestart(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if tc.close {
+			if tc.close { // else openQueue closes it when the test ends
 				if err := q.Close(); err != nil {
 					t.Fatal(err)
 				}
-			} else {
-				t.Cleanup(func() { _ = q.Close() })
 			}
 
 			again := openQueue(t, dir, sensors.QueueOptions{})
@@ -203,10 +198,7 @@ func TestQueueRepairsTornWrites(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			q, err := sensors.OpenQueue(dir, sensors.QueueOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := openQueue(t, dir, sensors.QueueOptions{})
 			appendKeys(t, q, "a", "b")
 			segs := segmentFiles(t, dir)
 			if len(segs) != 1 {

@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -171,16 +172,31 @@ func WriteFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
 		_ = os.Remove(tmpName)
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory dir, so that a rename or a create in it
+// survives a crash.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return err
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+	return err
+}
+
+// checkSeverity returns an error naming field (sensors.conn.forwarded_severity)
+// when s is not one of the severities, else nil.
+func checkSeverity(field, s string) error {
+	if slices.Contains([]string{SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}, s) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%s: %q is not low, medium, high or critical", field, s)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,75 @@ func sensorsContext(t *testing.T) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	return ctx, cancel
+}
+
+// sensorsCheckValidate fails the test unless err, what a config's
+// Validate returned, is nil when want is empty (or only ""), or else names
+// every one of want.
+func sensorsCheckValidate(t *testing.T, err error, want ...string) {
+	t.Helper()
+	want = slices.DeleteFunc(slices.Clone(want), func(w string) bool { return w == "" })
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("Validate() = nil, want an error naming %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %q, want it to contain %q", err, w)
+		}
+	}
+}
+
+// sensorsNext waits for a finding; the timeout only guards against a hang.
+func sensorsNext(t testing.TB, found <-chan wire.Finding) wire.Finding {
+	t.Helper()
+	select {
+	case f := <-found:
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("no finding within 10s")
+		return wire.Finding{}
+	}
+}
+
+// sensorsStart runs run in the background until the test ends and returns
+// once started is closed (failing the test if run stops first or nothing
+// starts within 10s). stop cancels run and returns what it returned, the
+// same on every call.
+func sensorsStart(t *testing.T, started <-chan struct{}, run func(context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	select {
+	case <-started:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run stopped before starting: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("Run did not start within 10s")
+	}
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return within 10s of its context ending")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
 
 // sensorsPump moves clk by step until done holds, giving the goroutines

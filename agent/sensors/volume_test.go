@@ -277,16 +277,7 @@ func TestVolumeConfigValidate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			err := tc.cfg.WithDefaults().Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.want)
-			}
+			sensorsCheckValidate(t, tc.cfg.WithDefaults().Validate(), tc.want)
 		})
 	}
 }
@@ -403,7 +394,7 @@ func TestVolumeRun(t *testing.T) {
 	}
 	clk.Advance(time.Second)
 	awaitSample(t, sampled)
-	f := trafficNext(t, found)
+	f := sensorsNext(t, found)
 	if f.Labels["interface"] != "eth0" || f.Labels["direction"] != "rx" || f.Labels["factor"] != "30.0" || !f.ObservedAt.Equal(connT0.Add(10*time.Second)) {
 		t.Fatalf("finding = %+v, want eth0 rx at 30× at t0+10s", f)
 	}
@@ -442,7 +433,7 @@ func TestVolumeNamespace(t *testing.T) {
 
 	want := map[string]bool{"lan0 rx": true, "wan0 tx": true}
 	for len(want) > 0 {
-		f := trafficNext(t, found)
+		f := sensorsNext(t, found)
 		k := f.Labels["interface"] + " " + f.Labels["direction"]
 		if !want[k] {
 			t.Fatalf("unexpected finding %s: %+v", k, f)
