@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/warden-ir/warden/agent/wire"
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/indicator"
@@ -96,7 +96,7 @@ func (s *Server) postBlock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, p := range req.Prefixes {
-		pr, err := ParsePrefixOrAddr(p)
+		pr, err := wire.ParseAllowedIP(strings.TrimSpace(p))
 		if err != nil {
 			s.fail(w, http.StatusBadRequest, "", &indicator.FieldError{Field: fmt.Sprintf("prefixes[%d]", i), Reason: err.Error()})
 			return
@@ -122,24 +122,6 @@ func (s *Server) postBlock(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, BlockV1(out[0].Block))
-}
-
-// ParsePrefixOrAddr reads "203.0.113.7" or "203.0.113.0/24".
-func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
-		}
-		return p, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // blockDecider is the controller's ApproveBlock, RefuseBlock or

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	v1 "github.com/warden-ir/warden/api/v1"
@@ -64,7 +65,7 @@ func FormatNames() []string {
 func (s *Server) postFormat(f detectorFormat) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, err := mime.ParseMediaType(ct); err == nil && mt != "application/json" && contains(f.types, mt) {
+			if mt, _, err := mime.ParseMediaType(ct); err == nil && mt != "application/json" && slices.Contains(f.types, mt) {
 				// readBody judges JSON bodies; this route takes its
 				// format's stream types as well.
 				r.Header.Del("Content-Type")
@@ -98,13 +99,4 @@ func (s *Server) postFormat(f detectorFormat) http.HandlerFunc {
 		}
 		s.acceptIgnoring(w, r, items, skipped, d.Ignored)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,7 +52,7 @@ func ThreatFormatNames() []string {
 func (s *Server) postThreat(f threatFormat) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, err := mime.ParseMediaType(ct); err == nil && contains(f.types, mt) {
+			if mt, _, err := mime.ParseMediaType(ct); err == nil && slices.Contains(f.types, mt) {
 				r.Header.Del("Content-Type") // readBody judges JSON; these are JSON too
 			}
 		}

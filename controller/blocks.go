@@ -572,10 +572,8 @@ func (c *blocker) holdBlocks(ctx context.Context, a actions.Action, gw inventory
 func keepReachable(gw inventory.Gateway, set []netip.Prefix) (keep []netip.Prefix, kept []string) {
 	var own []netip.Prefix
 	for _, s := range append(slices.Clone(gw.Addresses), gw.ManagementNetworks...) {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			own = append(own, p.Masked())
-		} else if a, err := netip.ParseAddr(s); err == nil {
-			own = append(own, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		if p, err := wire.ParseAllowedIP(s); err == nil {
+			own = append(own, wire.CanonicalPrefix(p))
 		}
 	}
 	keep = make([]netip.Prefix, 0, len(set))

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/inventory"
 )
@@ -90,10 +91,8 @@ func (j blockJudge) unsafe(p netip.Prefix) []string {
 func protectedOf(inv *inventory.Inventory, cfg config.Blocks) []specialRange {
 	var out []specialRange
 	add := func(s, why string) {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, specialRange{p.Masked(), why})
-		} else if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, specialRange{netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), why})
+		if p, err := wire.ParseAllowedIP(s); err == nil {
+			out = append(out, specialRange{wire.CanonicalPrefix(p), why})
 		}
 	}
 	for _, gw := range inv.Gateways {

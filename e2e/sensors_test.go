@@ -53,8 +53,8 @@ func TestSensorsNoticeAndDeliver(t *testing.T) {
 				l.writeSensorsFile(t, s)
 			}
 		},
-		AgentArgs: func(s netlab.Site) []string {
-			return []string{"--sensors", filepath.Join(l0dir(t), "sensors-"+s.Name+".yaml"), "--controller-url", "https://" + agentListen}
+		AgentArgs: func(l *socLab, s netlab.Site) []string {
+			return []string{"--sensors", filepath.Join(l.dir, "sensors-"+s.Name+".yaml"), "--controller-url", "https://" + agentListen}
 		},
 	})
 	ctx := t.Context()
@@ -127,12 +127,6 @@ func TestSensorsNoticeAndDeliver(t *testing.T) {
 	}
 }
 
-// l0dir is the directory the lab's sensors files go to (one per test).
-func l0dir(t *testing.T) string {
-	dir := filepath.Join(os.TempDir(), "warden-e2e-sensors-"+strings.ReplaceAll(t.Name(), "/", "_"))
-	return dir
-}
-
 // sensorPolicies: a C2-like new destination is contained (isolate through
 // the agent); a configuration change asks a person.
 const sensorPolicies = `policies:
@@ -150,23 +144,12 @@ const sensorPolicies = `policies:
     approval: required
     guards:
       budget: false
-  - name: everything-else
-    description: Every other indicator reaches a person.
-    priority: 0
-    match: 'true'
-    runbook: tell-people
-    approval: required
-    guards:
-      budget: false
+` + askPeopleTail + `---
 runbooks:
   - name: contain
     description: Isolate through the agent.
     steps:
       - action: isolate
-  - name: tell-people
-    description: Notify.
-    steps:
-      - action: notify
 `
 
 // writeSensorsFile writes site s's sensors file and what it watches: a
@@ -175,11 +158,10 @@ runbooks:
 // namespace where some rule uses conntrack).
 func (l *socLab) writeSensorsFile(t *testing.T, s netlab.Site) {
 	t.Helper()
-	dir := l0dir(t)
+	dir := l.dir
 	if err := os.MkdirAll(filepath.Join(dir, "etc-"+s.Name, "swanctl"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.WriteFile(filepath.Join(dir, "etc-"+s.Name, "swanctl", "swanctl.conf"), []byte("connections {\n}\nsecrets {\n  ike-peer {\n    secret = \"hunter2\"\n  }\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +199,7 @@ config:
 // editSwanctl appends line to site's watched swanctl.conf.
 func (l *socLab) editSwanctl(t *testing.T, site, line string) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(l0dir(t), "etc-"+site, "swanctl", "swanctl.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(l.dir, "etc-"+site, "swanctl", "swanctl.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,8 +78,8 @@ func TestSOCFormatsEndToEnd(t *testing.T) {
 	var features v1.OpenC2Message
 	l.openC2(t, soar, "feat-1", `{"action": "query", "target": {"features": ["versions", "profiles", "pairs", "rate_limit"]}}`, http.StatusOK, &features)
 	res := features.Body.OpenC2.Response
-	if res == nil || res.Status != 200 || res.Results == nil || !contains(res.Results.Versions, "1.0") || !contains(res.Results.Profiles, "slpf") ||
-		!contains(res.Results.Pairs["deny"], "ipv4_connection") || !contains(res.Results.Pairs["delete"], "slpf:rule_number") || res.Results.RateLimit <= 0 {
+	if res == nil || res.Status != 200 || res.Results == nil || !slices.Contains(res.Results.Versions, "1.0") || !slices.Contains(res.Results.Profiles, "slpf") ||
+		!slices.Contains(res.Results.Pairs["deny"], "ipv4_connection") || !slices.Contains(res.Results.Pairs["delete"], "slpf:rule_number") || res.Results.RateLimit <= 0 {
 		t.Fatalf("query features: %+v", res)
 	}
 	var denied v1.OpenC2Message
@@ -211,7 +212,7 @@ type agentsLabOptions struct {
 	// Configure adjusts the controller's configuration last.
 	Configure func(cfg *config.Config)
 	// AgentArgs are extra flags of each site's agent (after the lab's).
-	AgentArgs func(s netlab.Site) []string
+	AgentArgs func(l *socLab, s netlab.Site) []string
 	// BeforeAgents runs once the PKI and the configuration are written,
 	// before the agents start (sensors files, site firewalls).
 	BeforeAgents func(l *socLab)
@@ -289,7 +290,7 @@ func newAgentsLab(t *testing.T, opt agentsLabOptions) *socLab {
 			"--client-ca", filepath.Join(l.pki, agent.CAFile), "--state-dir", filepath.Join(l.dir, "agent-"+s.Name),
 			"--heal-interval", "1h", "--backend", "nftables", "--block-backend", "nftables", "--vici-socket=", "--log-level", "debug"}
 		if opt.AgentArgs != nil {
-			args = append(args, opt.AgentArgs(s)...)
+			args = append(args, opt.AgentArgs(l, s)...)
 		}
 		l.agents[s.Name] = startInNS(t, "agent-"+s.Name, s.Gateway.NS, args...)
 	}
@@ -335,7 +336,11 @@ const socPolicies = `policies:
     approval: required
     guards:
       budget: false
-  - name: everything-else
+` + askPeopleTail
+
+// askPeopleTail ends the labs' policy files: every other indicator
+// reaches a person, whose approval the notifying run waits for.
+const askPeopleTail = `  - name: everything-else
     description: Every other indicator reaches a person.
     priority: 0
     match: 'true'
@@ -439,15 +444,6 @@ func stixBundleOf(patterns ...string) []byte {
 			"object_marking_refs": ["marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"]}`, i+1, i+1, p))
 	}
 	return []byte(`{"type": "bundle", "id": "bundle--6b2a3f1e-1111-4000-8000-000000000001", "objects": [` + strings.Join(objs, ",") + `]}`)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runWarden runs the warden binary on the host and returns its standard
