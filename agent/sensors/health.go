@@ -552,6 +552,7 @@ type procInstance struct {
 type procEntry struct {
 	pid, ppid int
 	comm      string
+	state     byte // R, S, D, Z (zombie), X (dead), …
 	start     uint64
 }
 
@@ -588,13 +589,17 @@ func parseProcStat(data []byte) (procEntry, error) {
 	if err != nil {
 		return procEntry{}, fmt.Errorf("parsing stat of %d: starttime: %w", pid, err)
 	}
-	return procEntry{pid: pid, ppid: ppid, comm: string(data[open+1 : end]), start: start}, nil
+	return procEntry{pid: pid, ppid: ppid, comm: string(data[open+1 : end]), state: rest[0][0], start: start}, nil
 }
 
 // scanProcesses returns the running instances of every watched program:
 // the processes named so whose parent is not named so (the top of the
 // program's tree), in the agent's network namespace unless
-// AllNamespaces. Processes that vanish while being read are left out.
+// AllNamespaces. Processes that vanish while being read are left out, and
+// so are those that have exited and wait to be reaped (zombies): a zombie
+// runs nothing, and a per-session child (sshd's unprivileged [net]
+// process) whose parent exited first is re-parented to PID 1 as one, which
+// is no new instance of the program, nor its crash when reaped.
 func (r *healthRun) scanProcesses() (map[string][]procInstance, error) {
 	root := r.h.cfg.ProcRoot
 	dirents, err := os.ReadDir(root)
@@ -616,7 +621,7 @@ func (r *healthRun) scanProcesses() (map[string][]procInstance, error) {
 		out[name] = []procInstance{}
 	}
 	for _, e := range all {
-		if !r.h.watched[e.comm] || all[e.ppid].comm == e.comm || !r.inOurNamespace(e.pid) {
+		if !r.h.watched[e.comm] || e.state == 'Z' || e.state == 'X' || all[e.ppid].comm == e.comm || !r.inOurNamespace(e.pid) {
 			continue
 		}
 		out[e.comm] = append(out[e.comm], procInstance{PID: e.pid, Start: e.start})

@@ -62,7 +62,13 @@ func (p *healthProc) setBoot(id string) { p.write("sys/kernel/random/boot_id", i
 // and ns/net.
 func (p *healthProc) add(pid, ppid int, comm string, start uint64, netns string) {
 	p.t.Helper()
-	p.write(fmt.Sprintf("%d/stat", pid), fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 18446744073709551615\n", pid, comm, ppid, pid, pid, start))
+	p.addState(pid, ppid, comm, start, netns, 'S')
+}
+
+// addState is add with the process's state (Z: a zombie).
+func (p *healthProc) addState(pid, ppid int, comm string, start uint64, netns string, state byte) {
+	p.t.Helper()
+	p.write(fmt.Sprintf("%d/stat", pid), fmt.Sprintf("%d (%s) %c %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 18446744073709551615\n", pid, comm, state, ppid, pid, pid, start))
 	ns := filepath.Join(p.root, strconv.Itoa(pid), "ns")
 	if err := os.MkdirAll(ns, 0o755); err != nil {
 		p.t.Fatal(err)
@@ -217,9 +223,11 @@ func TestHealthParseProcStat(t *testing.T) {
 		wantErr bool
 	}{
 		"plain": {in: "812 (charon) S 1 812 812 0 -1 4194560 1 0 0 0 3 2 0 0 20 0 17 0 1234 1000 100",
-			want: procEntry{pid: 812, ppid: 1, comm: "charon", start: 1234}},
+			want: procEntry{pid: 812, ppid: 1, comm: "charon", state: 'S', start: 1234}},
+		"zombie": {in: "813 (sshd) Z 1 812 812 0 -1 4194560 1 0 0 0 3 2 0 0 20 0 17 0 1235 0 0",
+			want: procEntry{pid: 813, ppid: 1, comm: "sshd", state: 'Z', start: 1235}},
 		"comm with spaces and parens": {in: "77 (a) b (c)) S 76 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 1 1",
-			want: procEntry{pid: 77, ppid: 76, comm: "a) b (c)", start: 99}},
+			want: procEntry{pid: 77, ppid: 76, comm: "a) b (c)", state: 'S', start: 99}},
 		"truncated": {in: "5 (x) S 1 5 5", wantErr: true},
 		"no comm":   {in: "5 x S 1", wantErr: true},
 		"bad start": {in: "5 (x) S 1 5 5 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 soon 1 1", wantErr: true},
@@ -298,6 +306,12 @@ func TestHealthProcessCrashes(t *testing.T) {
 	proc.add(201, 200, "sshd", 800, healthNetNS)
 	run.ticks(t, clk, 2)
 	proc.kill(201)
+	// A session's unprivileged child outlived its monitor as a zombie,
+	// re-parented to PID 1 (which may reap late): no instance of sshd, and
+	// no crash when it is reaped.
+	proc.addState(202, 1, "sshd", 850, healthNetNS, 'Z')
+	run.ticks(t, clk, 2)
+	proc.kill(202)
 	// The other namespace's charon dies: not ours.
 	proc.kill(900)
 	run.ticks(t, clk, 2)
