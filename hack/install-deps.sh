@@ -33,18 +33,23 @@ set -euo pipefail
 #                     device, so tunnels carry traffic on kernels without ESP
 #   chromium          headless rendering of the HTML incident report
 #   fonts-noto-cjk    Japanese glyphs for that rendering
+#   openssh-server    a real sshd on a lab gateway, whose failed and
+#                     accepted logins the agent's auth sensor reads (the
+#                     test starts it in the namespace; ssh.service is
+#                     disabled below)
 packages=(iproute2 iptables nftables conntrack iputils-ping procps
   wireguard-go wireguard-tools
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
-  chromium fonts-noto-cjk)
+  chromium fonts-noto-cjk openssh-server)
 
 # Services shipped by these packages (or the strongSwan packages they pull
 # in) are disabled when this run installed the package. Debian enables
-# strongswan-starter.service (the `ipsec` starter, which runs charon) on
-# install; the others are listed in case a package starts enabling one.
+# strongswan-starter.service (the `ipsec` starter, which runs charon) and
+# ssh.service (an sshd on port 22 of the root namespace) on install; the
+# others are listed in case a package starts enabling one.
 no_services_from() {
   case $1 in
-  strongswan* | libstrongswan* | *charon* | nftables | wireguard-tools) return 0 ;;
+  strongswan* | libstrongswan* | *charon* | nftables | wireguard-tools | openssh-server) return 0 ;;
   *) return 1 ;;
   esac
 }

@@ -51,6 +51,28 @@ func (m *mesh[S]) started(name string, d *daemon) {
 	m.daemons[name] = d
 }
 
+// Crash kills site's daemon with SIGKILL, as a crash would (no shutdown,
+// no cleanup), and waits until it is reaped. The mesh's Close still
+// succeeds afterwards.
+func (m *mesh[S]) Crash(site string) error {
+	m.mu.Lock()
+	d := m.daemons[site]
+	m.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("crashing %q: no daemon runs for that site", site)
+	}
+	if !d.running() {
+		return fmt.Errorf("crashing %s: it has already exited", d.name)
+	}
+	_ = d.cmd.Process.Kill()
+	select {
+	case <-d.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("crashing %s (pid %d): still running after SIGKILL", d.name, d.cmd.Process.Pid)
+	}
+}
+
 // stop stops every daemon of the mesh, giving each grace to exit, and
 // removes the socket it served on (socket names it for a site). Only the
 // first call does anything.

@@ -48,6 +48,9 @@ type daemonSpec struct {
 	// privateRun gives the daemon its own mount namespace with a tmpfs on
 	// /run, for daemons (charon) whose pid file path is fixed there.
 	privateRun bool
+	// prepare, when set, runs on the daemon's thread after the private
+	// /run is mounted and before the daemon starts (mounts of its own).
+	prepare func() error
 	// output receives the daemon's stdout and stderr (nil: discarded).
 	output io.Writer
 }
@@ -72,6 +75,12 @@ func startDaemon(spec daemonSpec) (*daemon, error) {
 		if spec.privateRun {
 			if err := privateRunMount(); err != nil {
 				started <- err
+				return
+			}
+		}
+		if spec.prepare != nil {
+			if err := spec.prepare(); err != nil {
+				started <- fmt.Errorf("preparing %s: %w", spec.name, err)
 				return
 			}
 		}
