@@ -207,7 +207,8 @@ type agentsLabOptions struct {
 	// Prefix names the lab's namespaces; Sites its sites.
 	Prefix string
 	Sites  []string
-	// Policies is the controller's policy file.
+	// Policies is the controller's policy file; empty runs the embedded
+	// default policies and runbooks.
 	Policies string
 	// Configure adjusts the controller's configuration last.
 	Configure func(cfg *config.Config)
@@ -226,7 +227,7 @@ func newSOCLab(t *testing.T) *socLab {
 // (netlab.C2Public) with an echo server, a certificate per gateway (CN =
 // its id), an agent on every gateway, and the controller, ready, with the
 // lab's people.
-func newAgentsLab(t *testing.T, opt agentsLabOptions) *socLab {
+func newAgentsLab(t testing.TB, opt agentsLabOptions) *socLab {
 	t.Helper()
 	lab, err := netlab.New(t.Context(), netlab.Options{Prefix: opt.Prefix, Sites: opt.Sites})
 	if err != nil {
@@ -257,17 +258,19 @@ func newAgentsLab(t *testing.T, opt agentsLabOptions) *socLab {
 	for i, s := range lab.Sites() {
 		inv.Gateways[i].Agent = agentURL(s)
 	}
-	polDir := filepath.Join(l.dir, "policies")
-	if err := os.MkdirAll(polDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(polDir, "lab.yaml"), []byte(opt.Policies), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := config.Defaults()
 	cfg.Server.Listen = netip.AddrPortFrom(lab.Mgmt().V4, apiPort).String()
 	cfg.Store.Path = filepath.Join(l.dir, "warden.db")
-	cfg.Policies.Dir = polDir
+	if opt.Policies != "" {
+		polDir := filepath.Join(l.dir, "policies")
+		if err := os.MkdirAll(polDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(polDir, "lab.yaml"), []byte(opt.Policies), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Policies.Dir = polDir
+	}
 	people := labControllerAuth(t, &cfg, l.dir, l.pki)
 	cfg.Inventory = inv
 	cfg.Reconcile.Interval = time.Hour
@@ -312,7 +315,7 @@ func newAgentsLab(t *testing.T, opt agentsLabOptions) *socLab {
 
 // startController starts `warden serve` in the management namespace and
 // waits until it is ready.
-func (l *socLab) startController(t *testing.T) {
+func (l *socLab) startController(t testing.TB) {
 	t.Helper()
 	l.ctrl = startInNS(t, "controller", l.lab.Mgmt().NS, l.ctrlArgs...)
 	waitUntil(t, "controller ready", 30*time.Second, func() bool {
@@ -459,7 +462,7 @@ func runWarden(ctx context.Context, bin string, args ...string) ([]byte, error) 
 	return out, nil
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
