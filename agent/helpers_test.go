@@ -104,13 +104,17 @@ func specEqual(a, b wire.QuarantineSpec) bool {
 	return slices.Equal(a.Management, b.Management) && slices.Equal(a.Forensics, b.Forensics)
 }
 
-// fakeFlows counts KillFlows calls.
+// fakeFlows counts KillFlows calls; onKill, when set, runs first.
 type fakeFlows struct {
-	mu    sync.Mutex
-	calls [][]netip.Prefix
+	mu     sync.Mutex
+	calls  [][]netip.Prefix
+	onKill func()
 }
 
 func (k *fakeFlows) kill(_ context.Context, keep []netip.Prefix) (int, error) {
+	if k.onKill != nil {
+		k.onKill()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, slices.Clone(keep))

@@ -71,7 +71,11 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 	}
 	var res wire.IsolateResult
 	var found *tunnels
-	if !s.rec.Quarantined || !s.rec.Spec.equal(spec) {
+	// Flows are kept only by a quarantine that has not killed them yet:
+	// killed flows cannot come back, and an isolate without KeepFlows of a
+	// quarantine that kept them kills them now.
+	keep := p.KeepFlows && (!s.rec.Quarantined || s.rec.FlowsKept)
+	if !s.rec.Quarantined || !s.rec.Spec.equal(spec) || s.rec.FlowsKept != keep {
 		next := s.rec.clone()
 		switch {
 		case !s.rec.Quarantined:
@@ -87,6 +91,7 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 		next.Generation++
 		next.ConfirmBy = now.Add(window)
 		next.Spec = spec
+		next.FlowsKept = keep
 		// The tunnels to take down go into the same durable write.
 		t := s.findTunnelsLocked(ctx)
 		next, _ = withTunnels(next, t)
@@ -107,6 +112,39 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 		return res, err
 	}
 	res.Changed = res.Changed || out.changed()
+	return res, nil
+}
+
+// killFlows deletes the tracked flows of a quarantine that kept them for
+// the capture. That it no longer keeps them is recorded first, so a crash
+// in between leaves an agent that kills them when it re-enforces. Run again,
+// it deletes whatever is left outside the kept networks.
+func (s *Server) killFlows(ctx context.Context, _ struct{}) (wire.KillFlowsResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return wire.KillFlowsResult{}, errStopping
+	}
+	if !s.rec.Quarantined {
+		return wire.KillFlowsResult{}, conflict("no quarantine is in force: flows are killed only under one")
+	}
+	spec, err := s.rec.Spec.spec()
+	if err != nil {
+		return wire.KillFlowsResult{}, err
+	}
+	res := wire.KillFlowsResult{WereKept: s.rec.FlowsKept}
+	if s.rec.FlowsKept {
+		next := s.rec.clone()
+		next.FlowsKept = false
+		if err := s.commit(next); err != nil {
+			return res, err
+		}
+	}
+	if res.Killed, err = s.deps.KillFlows(ctx, spec.Keep()); err != nil {
+		return res, fmt.Errorf("killing established flows: %w", err)
+	}
+	res.Changed = res.WereKept || res.Killed > 0
+	s.log.Info("quarantine flows killed", "generation", s.rec.Generation, "killed", res.Killed, "were_kept", res.WereKept)
 	return res, nil
 }
 
@@ -185,8 +223,10 @@ func (s *Server) enforceLocked(ctx context.Context, found *tunnels) (enforceOutc
 	if out.rulesChanged, err = s.deps.Firewall.Apply(ctx, spec); err != nil {
 		return out, fmt.Errorf("applying quarantine rules: %w", err)
 	}
-	if out.killed, err = s.deps.KillFlows(ctx, spec.Keep()); err != nil {
-		return out, fmt.Errorf("killing established flows: %w", err)
+	if !s.rec.FlowsKept {
+		if out.killed, err = s.deps.KillFlows(ctx, spec.Keep()); err != nil {
+			return out, fmt.Errorf("killing established flows: %w", err)
+		}
 	}
 	t := found
 	if t == nil {

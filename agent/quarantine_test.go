@@ -332,3 +332,82 @@ func TestStateFileIsPrivateAndDurable(t *testing.T) {
 		t.Fatalf("record on disk: %s (%v)", b, err)
 	}
 }
+
+// TestKeepFlowsUntilKilled: isolate with KeepFlows puts the rules in force
+// and leaves the tracked flows for the capture, through a heal and a
+// restart, until kill_flows; that it no longer keeps them is recorded
+// before they die; killed flows are never kept again.
+func TestKeepFlowsUntilKilled(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	keep := labIsolate
+	keep.KeepFlows = true
+	res := h.isolate(keep)
+	if !res.Changed || res.KilledFlows != 0 || len(h.flows.calls) != 0 || len(h.fw.applies()) != 1 {
+		t.Fatalf("isolate keeping flows: %+v, kill calls %v, applies %d", res, h.flows.calls, len(h.fw.applies()))
+	}
+	h.confirm(res.Generation)
+	if st := h.observe(); !st.FlowsKept || !st.Quarantined {
+		t.Fatalf("state after isolate keeping flows: %+v", st)
+	}
+	// Repeating it, a heal and a restart keep them too.
+	if again := h.isolate(keep); again.Changed || again.KilledFlows != 0 {
+		t.Fatalf("repeated isolate: %+v", again)
+	}
+	h.fw.setDrift()
+	h.clock.Advance(DefaultHealInterval)
+	h.stop()
+	h.fw = &fakeFirewall{}
+	h.start()
+	if len(h.flows.calls) != 0 || !h.srv.State().FlowsKept {
+		t.Fatalf("heal or restart killed kept flows: calls %v, state %+v", h.flows.calls, h.srv.State())
+	}
+
+	h.flows.onKill = func() {
+		if r, err := loadRecord(h.cfg.StateDir); err != nil || r.FlowsKept {
+			t.Errorf("flows killed while the record still keeps them: %+v, %v", r, err)
+		}
+	}
+	var killed wire.KillFlowsResult
+	h.do(wire.KindKillFlows, nil, &killed)
+	if !killed.Changed || !killed.WereKept || killed.Killed != 3 || len(h.flows.calls) != 1 || !slices.Equal(h.flows.calls[0], labSpec().Keep()) {
+		t.Fatalf("kill_flows: %+v, calls %v", killed, h.flows.calls)
+	}
+	if st := h.observe(); st.FlowsKept || !st.Quarantined {
+		t.Fatalf("state after kill_flows: %+v", st)
+	}
+	// Again: nothing kept, nothing left.
+	h.do(wire.KindKillFlows, nil, &killed)
+	if killed.Changed || killed.WereKept {
+		t.Fatalf("second kill_flows: %+v", killed)
+	}
+	// Killed flows are not kept again by an isolate asking to keep them.
+	if again := h.isolate(keep); again.Changed || h.srv.State().FlowsKept {
+		t.Fatalf("isolate keeping flows after they were killed: %+v, state %+v", again, h.srv.State())
+	}
+}
+
+// TestIsolateWithoutKeepFlowsKillsKeptFlows: a second isolate that does
+// not keep flows ends the keeping and kills them.
+func TestIsolateWithoutKeepFlowsKillsKeptFlows(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	keep := labIsolate
+	keep.KeepFlows = true
+	first := h.isolate(keep)
+	second := h.isolate(labIsolate)
+	if !second.Changed || second.KilledFlows != 3 || second.Generation != first.Generation+1 || h.srv.State().FlowsKept {
+		t.Fatalf("isolate after keeping: %+v, state %+v", second, h.srv.State())
+	}
+}
+
+// TestKillFlowsNeedsAQuarantine: without one, kill_flows is a conflict and
+// touches nothing.
+func TestKillFlowsNeedsAQuarantine(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	status, body := h.send(h.command(wire.KindKillFlows, nil))
+	if status != http.StatusConflict || !strings.Contains(string(body), "no quarantine") || len(h.flows.calls) != 0 {
+		t.Fatalf("kill_flows without a quarantine: %d %s, calls %v", status, body, h.flows.calls)
+	}
+}

@@ -451,6 +451,8 @@ func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, er
 			st.Blocked, st.BlockEnforced = s.blockedState(ctx)
 			return st, nil
 		})
+	case wire.KindKillFlows:
+		return runWithParams(ctx, c.Params, s.killFlows)
 	case wire.KindCapture:
 		return runWithParams(ctx, c.Params, s.capture)
 	case wire.KindBaseline:

@@ -66,6 +66,10 @@ type record struct {
 	LastRevertReason string      `json:"last_revert_reason,omitempty"`
 	LastHealed       time.Time   `json:"last_healed,omitzero"`
 	Heals            int         `json:"heals,omitempty"`
+	// FlowsKept: the quarantine was put in force with KeepFlows and its
+	// tracked flows are not killed yet; enforcing it (heal, restart) must
+	// not kill them either, until kill_flows.
+	FlowsKept bool `json:"flows_kept,omitempty"`
 }
 
 // pending reports an unconfirmed quarantine.
@@ -102,6 +106,7 @@ func (r record) view() wire.State {
 		LastRevertReason: r.LastRevertReason,
 		LastHealed:       r.LastHealed,
 		Heals:            r.Heals,
+		FlowsKept:        r.FlowsKept,
 	}
 }
 

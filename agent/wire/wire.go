@@ -59,11 +59,14 @@ const (
 	// KindBlock blocks (or unblocks) a revoked peer's addresses on the
 	// gateway (see BlockParams).
 	KindBlock = "block"
+	// KindKillFlows deletes the tracked flows a quarantine isolated with
+	// IsolateParams.KeepFlows left for the capture (see KillFlowsResult).
+	KindKillFlows = "kill_flows"
 )
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors}
 }
 
 // Command is the envelope of every request. The agent refuses a command
@@ -148,6 +151,13 @@ type IsolateParams struct {
 	// ConfirmWindow overrides the agent's commit-confirmed window; zero
 	// means the agent's default.
 	ConfirmWindow Duration `json:"confirm_window,omitempty"`
+	// KeepFlows puts the drop rules in force but leaves the connection
+	// tracking table as it is, so that a capture under quarantine still
+	// records the attacker's flows (evidence first without the attacker
+	// last): their packets are dropped all the same. KindKillFlows then
+	// deletes them; until it does, re-enforcing (heal, restart) keeps them
+	// too. A quarantine whose flows were already killed stays so.
+	KeepFlows bool `json:"keep_flows,omitempty"`
 }
 
 // IsolateResult reports what isolate did.
@@ -184,6 +194,16 @@ type ConfirmResult struct {
 	// Changed is false when the generation was already confirmed.
 	Changed    bool  `json:"changed"`
 	Generation int64 `json:"generation"`
+}
+
+// KillFlowsResult reports a kill_flows command.
+type KillFlowsResult struct {
+	// Changed is false when no flow was kept and none was left to delete.
+	Changed bool `json:"changed"`
+	// Killed counts the tracked flows deleted (IPv4 and IPv6).
+	Killed int `json:"killed"`
+	// WereKept is true when the quarantine had kept its flows until now.
+	WereKept bool `json:"were_kept"`
 }
 
 // ReleaseResult reports a release.
@@ -265,6 +285,9 @@ type State struct {
 	// LastHealed and Heals record self-repairs of drifted rules.
 	LastHealed time.Time `json:"last_healed,omitzero"`
 	Heals      int       `json:"heals,omitempty"`
+	// FlowsKept is true while the quarantine keeps the tracked flows it
+	// found (isolated with KeepFlows, not yet killed).
+	FlowsKept bool `json:"flows_kept,omitempty"`
 	// Firewall is filled by observe.
 	Firewall *FirewallState `json:"firewall,omitempty"`
 	// Blocked lists the revoked peers whose addresses the gateway drops,
