@@ -238,6 +238,8 @@ func evidenceCollectors(opt Options) []evidenceCollector {
 			func(context.Context) (any, error) { return collectAddresses() }),
 		jsonEvidence("neighbours.json", "netlink rtnetlink (neighbours; IPv4 and IPv6)",
 			func(context.Context) (any, error) { return collectNeighbours() }),
+		jsonEvidence("conntrack.json", "netlink ctnetlink (connection tracking table; IPv4 and IPv6)",
+			func(context.Context) (any, error) { return collectConntrack() }),
 		execEvidenceCollector("iptables-save.txt", "iptables-save"),
 		execEvidenceCollector("ip6tables-save.txt", "ip6tables-save"),
 		execEvidenceCollector("nft-ruleset.txt", "nft", "list", "ruleset"),

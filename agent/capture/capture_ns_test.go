@@ -172,6 +172,9 @@ func TestCaptureInNamespace(t *testing.T) {
 	ns := newCaptureNamespace(t)
 	comment := "warden-capture-" + strings.ToLower(rand.Text()[:12])
 	runCaptureCmd(t, nil, "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", "192.0.2.0/24", "-m", "comment", "--comment", comment, "-j", "DROP")
+	// A rule that uses connection tracking: without one the kernel tracks
+	// nothing in a namespace.
+	runCaptureCmd(t, nil, "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
 
 	leave := enterCaptureNamespace(t, ns)
 	defer leave()
@@ -214,6 +217,15 @@ func TestCaptureInNamespace(t *testing.T) {
 		}
 		if !slices.ContainsFunc(procSocks, func(s socketRecord) bool { return s.State == "LISTEN" && s.Local == ln.Addr().String() }) {
 			t.Errorf("/proc/thread-self/net lacks the listener %s: %+v", ln.Addr(), procSocks)
+		}
+	})
+	t.Run("conntrack", func(t *testing.T) {
+		var rep conntrackReport
+		decodeArtefact(t, arts, "conntrack.json", &rep)
+		if !slices.ContainsFunc(rep.Flows, func(f flowRecord) bool {
+			return f.Protocol == "tcp" && f.Family == "ipv4" && f.Original.Src == client.LocalAddr().String() && f.Original.Dst == ln.Addr().String() && f.State == "ESTABLISHED"
+		}) {
+			t.Errorf("conntrack.json lacks the flow %s -> %s: %+v", client.LocalAddr(), ln.Addr(), rep.Flows)
 		}
 	})
 	t.Run("iptables rule", func(t *testing.T) {

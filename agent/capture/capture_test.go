@@ -719,7 +719,7 @@ func TestCaptureFromFixtureRoot(t *testing.T) {
 			names = append(names, a.Name)
 		}
 		want := []string{"kernel.json", "connections.json", "processes.json", "routes.json", "addresses.json", "neighbours.json",
-			"iptables-save.txt", "ip6tables-save.txt", "nft-ruleset.txt", "wireguard.json", "strongswan-sas.json",
+			"conntrack.json", "iptables-save.txt", "ip6tables-save.txt", "nft-ruleset.txt", "wireguard.json", "strongswan-sas.json",
 			"users.json", "logins.json", "auth.log.tail", "syslog.tail"}
 		if !slices.Equal(names, want) {
 			t.Errorf("artefacts %v, want %v", names, want)
