@@ -128,4 +128,7 @@ const (
 	// NameBlockIOC holds the fleet's blocks of remote addresses (threat
 	// intelligence, detectors, OpenC2) at a gateway.
 	NameBlockIOC = "block_ioc"
+	// NameKillFlows deletes the tracked flows an isolate with
+	// flows: keep left for the capture.
+	NameKillFlows = "kill_flows"
 )

@@ -157,6 +157,6 @@ func (c Catalogue) Names() []string {
 // StandardNames lists the standard catalogue's names in the order a
 // runbook usually takes them.
 func StandardNames() []string {
-	return []string{NameCaptureVolatile, NameSnapshot, NameIsolate, NameRelease, NamePowerOff, NameNotify,
+	return []string{NameCaptureVolatile, NameSnapshot, NameIsolate, NameKillFlows, NameRelease, NamePowerOff, NameNotify,
 		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC}
 }

@@ -20,8 +20,10 @@ type OSQuarantine interface {
 	ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.State, error)
 	// IsolateOS puts the quarantine in force for IPv4 and IPv6, keeping
 	// gw's management networks, and confirms it only after reaching the
-	// agent through it: otherwise the agent reverts it by itself.
-	IsolateOS(ctx context.Context, gw inventory.Gateway) (wire.IsolateResult, error)
+	// agent through it: otherwise the agent reverts it by itself. With
+	// keepFlows the tracked flows stay (their packets dropped) for the
+	// capture, until kill_flows.
+	IsolateOS(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, error)
 	// ReleaseOS removes Warden's rules (only those) and brings the tunnel
 	// links back.
 	ReleaseOS(ctx context.Context, gw inventory.Gateway) (changed bool, err error)
@@ -30,6 +32,12 @@ type OSQuarantine interface {
 // NewOSIsolate returns the OS layer of isolate: the agent's quarantine,
 // commit-confirmed only after the controller has reached the agent
 // through it. Management networks come from the inventory. Undo releases.
+//
+// The step's param flows is "kill" (the default: established flows are
+// deleted with the rules in force) or "keep": the drop rules go in first
+// and the connection tracking table stays as it is, so that a capture
+// under quarantine still records the attacker's flows; a kill_flows step
+// deletes them after it (evidence first without the attacker last).
 func NewOSIsolate(q OSQuarantine) Action { return &osIsolate{q: q} }
 
 // NewOSRelease returns the OS layer of release.
@@ -50,25 +58,52 @@ func (a *osIsolate) Plan(ctx context.Context, req Request) (Change, error) {
 	if st.Quarantined && st.Confirmed && st.Firewall != nil && st.Firewall.Quarantined && len(st.Firewall.Drift) == 0 {
 		return Change{Summary: req.Gateway.ID + " OS quarantine already in force"}, nil
 	}
+	keep, err := keepFlowsParam(req)
+	if err != nil {
+		return Change{}, err
+	}
+	flows := "kill established flows other than management"
+	if keep {
+		flows = "keep the connection tracking table for the capture (its flows' packets are dropped); kill_flows deletes them"
+	}
 	return Change{Summary: "quarantine " + req.Gateway.ID + " at the OS (IPv4 and IPv6)", Changes: []string{
 		"drop all traffic in INPUT, OUTPUT and FORWARD except loopback and management " + strings.Join(req.Gateway.ManagementNetworks, ", "),
-		"kill established flows other than management",
+		flows,
 		"bring tunnel links down and terminate IPsec SAs",
 		"agent reverts by itself unless the controller confirms it can still reach it",
 	}}, nil
 }
 
+// keepFlowsParam reads isolate's flows param: "kill" (default) or "keep".
+func keepFlowsParam(req Request) (bool, error) {
+	switch v := req.Params["flows"]; v {
+	case "", "kill":
+		return false, nil
+	case "keep":
+		return true, nil
+	default:
+		return false, Terminal(fmt.Errorf("reading param %q: %q is not kill or keep", "flows", v))
+	}
+}
+
 func (a *osIsolate) Apply(ctx context.Context, req Request) (Result, error) {
-	res, err := a.q.IsolateOS(ctx, req.Gateway)
+	keep, err := keepFlowsParam(req)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := a.q.IsolateOS(ctx, req.Gateway, keep)
 	if err != nil {
 		return Result{}, err
 	}
 	summary := "OS quarantine of " + req.Gateway.ID + " already in force"
-	if res.Changed {
+	switch {
+	case res.Changed && keep:
+		summary = fmt.Sprintf("OS quarantine of %s in force and confirmed, tracked flows kept for the capture (links down: %v)", req.Gateway.ID, res.LinksDown)
+	case res.Changed:
 		summary = fmt.Sprintf("OS quarantine of %s in force and confirmed (killed %d flows, links down: %v)", req.Gateway.ID, res.KilledFlows, res.LinksDown)
 	}
 	return Result{Changed: res.Changed, Summary: summary, Details: map[string]any{
-		"generation": res.Generation, "management": res.Management, "killed_flows": res.KilledFlows,
+		"generation": res.Generation, "management": res.Management, "killed_flows": res.KilledFlows, "flows_kept": keep,
 		"links_down": res.LinksDown, "sas_terminated": res.SAsTerminated, "warnings": res.Warnings}}, nil
 }
 

@@ -1152,7 +1152,7 @@ func TestStartRunbook(t *testing.T) {
 		for _, st := range got.Plan.Steps {
 			actions = append(actions, st.Action)
 		}
-		if want := []string{"capture_volatile", "snapshot", "isolate", "notify"}; !slices.Equal(actions, want) {
+		if want := []string{"isolate", "capture_volatile", "snapshot", "kill_flows", "notify"}; !slices.Equal(actions, want) {
 			t.Errorf("planned actions %v, want %v", actions, want)
 		}
 		if n := countRuns(t); n != 0 {
@@ -1200,7 +1200,7 @@ func TestReadEndpoints(t *testing.T) {
 		}},
 		"unknown incident": {path: "/v1/incidents/inc-nope", want: 404},
 		"run": {path: "/v1/runs/" + accepted.RunID, want: 200, check: func(t *testing.T, r reply) {
-			if run := decodeReply[store.Run](t, r); run.ID != accepted.RunID || len(run.Steps) != 4 || run.Plan == nil {
+			if run := decodeReply[store.Run](t, r); run.ID != accepted.RunID || len(run.Steps) != 5 || run.Plan == nil {
 				t.Errorf("run: %s", r)
 			}
 		}},

@@ -183,6 +183,8 @@ var catalogue = []mapping{
 		"snapshot the gateway's VM (with memory when params.memory is true) as evidence"},
 	{actions.NameIsolate, "contain", "disconnect-system", "mitigation",
 		"move the gateway's network interfaces to the quarantine network; management stays reachable"},
+	{actions.NameKillFlows, "delete", "disconnect-system", "mitigation",
+		"delete the attacker's tracked flows that an isolation with params.flows keep left for the capture"},
 	{actions.NameRelease, "allow", "restore-capabilities", "remediation",
 		"undo the isolation: the gateway's interfaces go back to their networks"},
 	{actions.NamePowerOff, "stop", "disconnect-system", "mitigation",

@@ -138,7 +138,7 @@ func TestCacaoExportCommands(t *testing.T) {
 	want := map[string]string{
 		"capture_volatile": "investigate", "snapshot": "copy", "isolate": "contain", "release": "allow",
 		"power_off": "stop", "verify_baseline": "scan", "patch": "update", "revoke_peer": "deny",
-		"rotate_credentials": "set", "notify": "",
+		"rotate_credentials": "set", "kill_flows": "delete", "notify": "",
 	}
 	for action, openc2 := range want {
 		t.Run(action, func(t *testing.T) {

@@ -180,38 +180,38 @@ func TestCacaoImportNamesEveryUnsupportedStep(t *testing.T) {
 		edit func(t *testing.T, d playbookDoc) map[string][2]string
 	}{
 		"ssh command instead of OpenC2": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 2)
+			st := d.step(t, 0)
 			st["commands"] = []any{map[string]any{"type": "ssh", "command": "ip link set eth0 down"}}
 			delete(st, "step_extensions")
-			return map[string][2]string{d.stepAt(t, 2): {"isolate", "ssh command"}}
+			return map[string][2]string{d.stepAt(t, 0): {"isolate", "ssh command"}}
 		}},
 		"OpenC2 command changed under the extension": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 2)
+			st := d.step(t, 0)
 			st["commands"].([]any)[0].(map[string]any)["content_b64"] = openc2Base64("stop", "device")
-			return map[string][2]string{d.stepAt(t, 2): {"isolate", "names isolate (OpenC2 contain device) but the command is OpenC2 stop device"}}
+			return map[string][2]string{d.stepAt(t, 0): {"isolate", "names isolate (OpenC2 contain device) but the command is OpenC2 stop device"}}
 		}},
 		"two commands": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 0)
+			st := d.step(t, 1)
 			cmds := st["commands"].([]any)
 			st["commands"] = append(cmds, cmds[0])
-			return map[string][2]string{d.stepAt(t, 0): {"capture_volatile", "2 commands"}}
+			return map[string][2]string{d.stepAt(t, 1): {"capture_volatile", "2 commands"}}
 		}},
 		"action the catalogue lacks": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 3)
+			st := d.step(t, 4)
 			st["step_extensions"].(map[string]any)[ext] = map[string]any{"action": "teleport"}
-			return map[string][2]string{d.stepAt(t, 3): {"notify", `names action "teleport", which the catalogue lacks`}}
+			return map[string][2]string{d.stepAt(t, 4): {"notify", `names action "teleport", which the catalogue lacks`}}
 		}},
 		"extension with a property it does not define": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 3)
+			st := d.step(t, 4)
 			st["step_extensions"].(map[string]any)[ext] = map[string]any{"action": "notify", "retries": 3}
-			return map[string][2]string{d.stepAt(t, 3): {"notify", "Warden's step extension"}}
+			return map[string][2]string{d.stepAt(t, 4): {"notify", "Warden's step extension"}}
 		}},
 		"manual command without the extension": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			delete(d.step(t, 3), "step_extensions")
-			return map[string][2]string{d.stepAt(t, 3): {"notify", "manual command: a task for a person"}}
+			delete(d.step(t, 4), "step_extensions")
+			return map[string][2]string{d.stepAt(t, 4): {"notify", "manual command: a task for a person"}}
 		}},
 		"failure branches elsewhere": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			isolate, snapshot := d.stepAt(t, 2), d.stepAt(t, 1)
+			isolate, snapshot := d.stepAt(t, 0), d.stepAt(t, 2)
 			d.workflow()[isolate].(map[string]any)["on_failure"] = snapshot
 			return map[string][2]string{isolate: {"isolate", "on_failure goes on to step " + snapshot}}
 		}},
@@ -219,7 +219,7 @@ func TestCacaoImportNamesEveryUnsupportedStep(t *testing.T) {
 			par := "parallel--0b5ef7b2-3d0e-4f4a-9d55-1a9a2e7c1a11"
 			branch := "action--6d3e3c52-42f1-4c6a-8a55-0e0f5b8e2a01"
 			end := "end--7e9f8a1b-2c3d-4e5f-8a6b-7c8d9e0f1a2b"
-			last := d.step(t, 3)
+			last := d.step(t, 4)
 			next := firstOf(str(last["on_success"]), str(last["on_completion"]))
 			last["on_success"] = par
 			d.workflow()[par] = map[string]any{"type": "parallel", "name": "Both teams", "next_steps": []any{branch, branch}, "on_completion": next}

@@ -136,7 +136,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if cfg.Agents.CertFile != "" {
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(actions.NewCaptureVolatile(d.Agents, ledger), actions.NewVerifyBaseline(d.Agents, baselineStore{d.Store}), actions.NewPatch(d.Agents))
-		add(actions.NewBlockIOC(d.Agents))
+		add(actions.NewBlockIOC(d.Agents), actions.NewKillFlows(d.Agents))
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", actions.NewOSIsolate(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
@@ -145,6 +145,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		})
 	} else {
 		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC)...)
+		add(actions.NewKillFlows(nil)) // no agent: the VM's isolation cut its sessions
 	}
 	if cfg.VSphere.URL != "" {
 		d.VSphere, err = vsphere.Connect(ctx, vsphereConfig(cfg.VSphere), log) // Connect adds provider=vsphere (and the url) itself

@@ -96,8 +96,8 @@ type LinuxResult struct {
 	RunID      string `json:"run_id"`
 	RunState   string `json:"run_state"`
 	Steps      []Step `json:"steps"`
-	// KilledFlows is how many established flows the isolation deleted
-	// from conntrack.
+	// KilledFlows is how many tracked flows kill_flows deleted from
+	// conntrack, after the capture under the quarantine recorded them.
 	KilledFlows int `json:"killed_flows"`
 
 	// The attacker's C2 sessions (one over IPv4, one over IPv6), opened
@@ -178,8 +178,10 @@ func LabInventory(lab *netlab.Lab, target, agentURL string) inventory.Inventory 
 }
 
 // LinuxPolicySet is a policy set for gateways reached through their agent
-// only, whose containment runbook runs exactly steps (the demo: capture,
-// isolate, notify; the time-to-contain benchmark: isolate alone).
+// only, whose containment runbook runs exactly steps, each an action name
+// followed by its params as key=value ("isolate flows=keep"). The demo:
+// isolate keeping the flows, capture, kill the flows, notify; the
+// time-to-contain benchmark: isolate alone.
 func LinuxPolicySet(steps ...string) string {
 	var b strings.Builder
 	b.WriteString(`policies:
@@ -201,13 +203,26 @@ func LinuxPolicySet(steps ...string) string {
       budget: false
 runbooks:
   - name: contain-linux-gateway
-    description: Volatile evidence through the agent, then the OS quarantine, then people.
+    description: The OS quarantine through the agent, evidence, then people.
     steps:
 `)
 	for _, s := range steps {
-		fmt.Fprintf(&b, "      - action: %s\n", s)
-		if s == "notify" {
-			b.WriteString("        params: {channel: default}\n")
+		f := strings.Fields(s)
+		fmt.Fprintf(&b, "      - action: %s\n", f[0])
+		params := f[1:]
+		if f[0] == "notify" {
+			params = append(params, "channel=default")
+		}
+		if len(params) > 0 {
+			b.WriteString("        params: {")
+			for i, kv := range params {
+				k, v, _ := strings.Cut(kv, "=")
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "%s: %q", k, v)
+			}
+			b.WriteString("}\n")
 		}
 	}
 	b.WriteString(`  - name: notify-only
@@ -226,7 +241,7 @@ runbooks:
 }
 
 // LinuxPolicies is the policy set of the Linux demo.
-var LinuxPolicies = LinuxPolicySet("capture_volatile", "isolate", "notify")
+var LinuxPolicies = LinuxPolicySet("isolate flows=keep", "capture_volatile", "kill_flows", "notify")
 
 // RunLinux runs the Linux demo. When the machine cannot build the lab it
 // returns a result with Skipped set and a nil error.
@@ -605,21 +620,24 @@ func (l *linuxDemo) contain(ctx context.Context, res *LinuxResult) error {
 		return err
 	}
 	for _, s := range run.Steps {
-		if s.Action != actions.NameIsolate || s.State != store.StepSucceeded {
+		if s.State != store.StepSucceeded {
 			continue
 		}
-		if len(inds) > 0 {
-			res.TimeToContainMS = float64(s.FinishedAt.Sub(inds[0].ReceivedAt).Microseconds()) / 1000
-		}
-		var r struct {
-			Details struct {
-				OS struct {
+		switch s.Action {
+		case actions.NameIsolate:
+			if len(inds) > 0 {
+				res.TimeToContainMS = float64(s.FinishedAt.Sub(inds[0].ReceivedAt).Microseconds()) / 1000
+			}
+		case actions.NameKillFlows:
+			// The flows were kept for the capture, then killed here.
+			var r struct {
+				Details struct {
 					KilledFlows int `json:"killed_flows"`
-				} `json:"os"`
-			} `json:"details"`
-		}
-		if json.Unmarshal(s.Result, &r) == nil {
-			res.KilledFlows = r.Details.OS.KilledFlows
+				} `json:"details"`
+			}
+			if json.Unmarshal(s.Result, &r) == nil {
+				res.KilledFlows = r.Details.KilledFlows
+			}
 		}
 	}
 

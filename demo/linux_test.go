@@ -80,7 +80,7 @@ func TestRunLinux(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 
-	if res.RunState != "succeeded" || len(res.Steps) != 3 {
+	if res.RunState != "succeeded" || len(res.Steps) != 4 {
 		t.Fatalf("run %s, steps %+v", res.RunState, res.Steps)
 	}
 	for _, s := range res.Steps {

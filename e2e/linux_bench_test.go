@@ -21,20 +21,35 @@ import (
 // (the rules read back through the agent). Both ends are the controller's
 // own clock, so the test's polling for the run does not count.
 //
-// The runbook is the isolate step alone: evidence capture runs before it in
-// production and is measured on its own (capture-ms). Outside the timer,
-// each iteration checks the gateway cannot reach the C2 server, then
-// releases it through the controller.
+// Two runbooks: isolate-only (the isolate step alone), and default-order,
+// the order of the shipped containment runbooks: isolate keeping the
+// tracked flows, capture_volatile under the quarantine, kill_flows,
+// notify. Its time to contain is the same isolate step's, now first; the
+// capture and the kill are measured apart (capture-step, kill-step).
+// Outside the timer, each iteration checks the gateway cannot reach the C2
+// server, then releases it through the controller.
 //
 // Run it with, for example:
 //
 //	go test -run '^$' -bench BenchmarkLinuxTimeToContain -benchtime 200x ./e2e/
 func BenchmarkLinuxTimeToContain(b *testing.B) {
-	l := newLinuxLab(b, linuxLabOptions{Prefix: "e2lb", Steps: []string{actions.NameIsolate}, Bench: true})
+	for _, v := range []struct {
+		name, prefix string
+		steps        []string
+	}{
+		{"isolate-only", "e2lb", []string{actions.NameIsolate}},
+		{"default-order", "e2ld", []string{actions.NameIsolate + " flows=keep", actions.NameCaptureVolatile, actions.NameKillFlows, actions.NameNotify}},
+	} {
+		b.Run(v.name, func(b *testing.B) { benchmarkLinuxTimeToContain(b, v.prefix, v.steps) })
+	}
+}
+
+func benchmarkLinuxTimeToContain(b *testing.B, prefix string, steps []string) {
+	l := newLinuxLab(b, linuxLabOptions{Prefix: prefix, Steps: steps, Bench: true})
 	l.waitAgent()
 	gw, c2 := l.target.Gateway, l.lab.C2()
 
-	var ttc, apply, pickup []time.Duration
+	var ttc, apply, pickup, captureStep, killStep []time.Duration
 	n := 0
 	for b.Loop() {
 		n++
@@ -45,6 +60,11 @@ func BenchmarkLinuxTimeToContain(b *testing.B) {
 			b.Fatalf("run %s: %s", r.State, r.Error)
 		}
 		iso := stepOf(b, r, actions.NameIsolate)
+		if len(steps) > 1 {
+			c, k := stepOf(b, r, actions.NameCaptureVolatile), stepOf(b, r, actions.NameKillFlows)
+			captureStep = append(captureStep, c.FinishedAt.Sub(c.StartedAt))
+			killStep = append(killStep, k.FinishedAt.Sub(k.StartedAt))
+		}
 		var inc struct {
 			Indicators []store.IndicatorRecord `json:"indicators"`
 		}
@@ -88,4 +108,8 @@ func BenchmarkLinuxTimeToContain(b *testing.B) {
 	b.ReportMetric(ms(pct(pickup, 50)), "pickup-p50-ms")
 	b.ReportMetric(ms(pct(pickup, 99)), "pickup-p99-ms")
 	b.ReportMetric(ms(pct(capture, 50)), "capture-p50-ms")
+	if len(captureStep) > 0 {
+		b.ReportMetric(ms(pct(captureStep, 50)), "capture-step-p50-ms")
+		b.ReportMetric(ms(pct(killStep, 50)), "kill-step-p50-ms")
+	}
 }

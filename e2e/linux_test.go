@@ -1,17 +1,24 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
+	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/store"
@@ -32,8 +39,10 @@ func phase(t *testing.T, name string, fn func(t *testing.T)) {
 // C2 server. See each phase for what it proves.
 func TestLinuxGatewayContainment(t *testing.T) {
 	l := newLinuxLab(t, linuxLabOptions{
-		Prefix:    "e2l",
-		Steps:     []string{actions.NameCaptureVolatile, actions.NameIsolate, "notify"},
+		Prefix: "e2l",
+		// The order of the default runbooks: the attacker is dropped first,
+		// the capture records what they had open, then their flows die.
+		Steps:     []string{actions.NameIsolate + " flows=keep", actions.NameCaptureVolatile, actions.NameKillFlows, "notify"},
 		Reconcile: time.Second,
 	})
 	ctx := t.Context()
@@ -57,7 +66,7 @@ func TestLinuxGatewayContainment(t *testing.T) {
 	})
 
 	var incident string
-	phase(t, "2 alert: evidence captured through the agent, isolation applied and verified", func(t *testing.T) {
+	phase(t, "2 alert: isolation applied and verified, evidence captured under it, then the flows killed", func(t *testing.T) {
 		for _, s := range sessions {
 			if err := s.Alive(okWait); err != nil {
 				t.Fatalf("C2 session dead before the alert: %v", err)
@@ -103,12 +112,40 @@ func TestLinuxGatewayContainment(t *testing.T) {
 		if !strings.Contains(isoRes.Details.Verified, "agent reachable over management") {
 			t.Errorf("isolate verified as %q", isoRes.Details.Verified)
 		}
-		// Both C2 sessions (IPv4 and IPv6) were killed in conntrack.
-		if isoRes.Details.OS.KilledFlows < len(sessions) {
-			t.Errorf("isolate killed %d flows, want at least the %d C2 sessions", isoRes.Details.OS.KilledFlows, len(sessions))
+		// The isolation kept the flows; the capture, under the quarantine,
+		// recorded both C2 sessions (IPv4 and IPv6) in the connection
+		// tracking table; kill_flows deleted them afterwards.
+		if isoRes.Details.OS.KilledFlows != 0 {
+			t.Errorf("isolate with flows=keep killed %d flows", isoRes.Details.OS.KilledFlows)
 		}
-		if !iso.StartedAt.After(capture.FinishedAt) && !iso.StartedAt.Equal(capture.FinishedAt) {
-			t.Errorf("isolate started before evidence capture finished")
+		if capture.StartedAt.Before(iso.FinishedAt) {
+			t.Errorf("the capture started before the quarantine was in force")
+		}
+		var flows struct {
+			Flows []capturedFlow `json:"flows"`
+		}
+		if err := json.Unmarshal(exportedArtefact(t, l.api, incident, "conntrack.json"), &flows); err != nil {
+			t.Fatalf("conntrack.json: %v", err)
+		}
+		for _, s := range sessions {
+			local, remote := s.LocalAddr().String(), s.RemoteAddr().String()
+			if !slices.ContainsFunc(flows.Flows, func(f capturedFlow) bool {
+				return f.Protocol == "tcp" && f.Original.Src == local && f.Original.Dst == remote
+			}) {
+				t.Errorf("the capture under quarantine lacks the C2 flow %s -> %s: %+v", local, remote, flows.Flows)
+			}
+		}
+		kill := stepOf(t, r, actions.NameKillFlows)
+		var killRes struct {
+			Details struct {
+				KilledFlows int  `json:"killed_flows"`
+				WereKept    bool `json:"were_kept"`
+			} `json:"details"`
+		}
+		if err := json.Unmarshal(kill.Result, &killRes); err != nil || kill.State != store.StepSucceeded || !killRes.Details.WereKept ||
+			killRes.Details.KilledFlows < len(sessions) || kill.StartedAt.Before(capture.FinishedAt) {
+			t.Errorf("kill_flows step %s (%v), started %s after the capture finished %s: %s, want at least the %d C2 sessions killed",
+				kill.State, err, kill.StartedAt, capture.FinishedAt, kill.Result, len(sessions))
 		}
 		var inc struct {
 			Status string      `json:"status"`
@@ -295,4 +332,51 @@ func TestLinuxGatewayContainment(t *testing.T) {
 			t.Errorf("evidence verification: %v %v", bad, err)
 		}
 	})
+}
+
+// capturedFlow is a flow of the capture's conntrack.json.
+type capturedFlow struct {
+	Protocol string `json:"protocol"`
+	Original struct {
+		Src string `json:"src"`
+		Dst string `json:"dst"`
+	} `json:"original"`
+}
+
+// exportedArtefact exports the incident's evidence archive through the API
+// (as a responder) and returns the content of the one artefact whose name
+// ends with name.
+func exportedArtefact(t *testing.T, api *apiNS, incident, name string) []byte {
+	t.Helper()
+	code, body, err := api.as(v1.RoleResponder).do(t.Context(), http.MethodPost, "/v1/incidents/"+incident+"/evidence/export", []byte(`{}`))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("exporting the evidence of %s: %d %v %.300s", incident, code, err, body)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var found []byte
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(h.Name, name) {
+			if found != nil {
+				t.Fatalf("the archive of %s holds %s twice", incident, name)
+			}
+			if found, err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if found == nil {
+		t.Fatalf("the evidence archive of %s has no %s", incident, name)
+	}
+	return found
 }

@@ -325,6 +325,11 @@ func OpenSession(ctx context.Context, ns string, addr netip.AddrPort) (*Session,
 	return s, nil
 }
 
+// LocalAddr and RemoteAddr are the session's ends, as its connection
+// tracking entry names them.
+func (s *Session) LocalAddr() net.Addr  { return s.conn.LocalAddr() }
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
 // Alive writes a token on the session and returns nil when the echo came
 // back within timeout. Once Alive has failed the session is dead for good
 // (bytes may be left in flight), and every later call fails too.

@@ -52,7 +52,7 @@ func (e *LintError) Error() string { return fmt.Sprintf("%s: %s [%s]", e.Where, 
 // it when given no list.
 func StandardActions() []string {
 	return []string{
-		actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease,
+		actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease,
 		actions.NamePowerOff, actions.NameNotify, "revoke_peer", "rotate_credentials", "patch", "verify_baseline",
 	}
 }

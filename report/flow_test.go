@@ -38,6 +38,7 @@ type fakeAction struct {
 var fakeSummaries = map[string][2]string{
 	actions.NameSnapshot:          {`took snapshot "warden-{incident}" of {vm}`, `snapshot "warden-{incident}" of {vm} exists (memory: true)`},
 	actions.NameIsolate:           {"isolated {vm}", "{vm} is quarantined"},
+	actions.NameKillFlows:         {"{gateway} has no agent: its sessions were cut with its VM's network", "{gateway} has no agent"},
 	actions.NameRelease:           {"released {vm}", "{vm} is released"},
 	actions.NameNotify:            {"notified channel default (HTTP 204 after 1 attempt(s))", "channel default accepted the notification (HTTP 204)"},
 	actions.NameVerifyBaseline:    {"baseline of {gateway} passes (remediated: [])", "baseline verdict recorded"},
@@ -107,7 +108,7 @@ func newFlowWith(t *testing.T, g config.Guards) *flow {
 		t.Fatal(err)
 	}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials} {
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials} {
 		list = append(list, &fakeAction{name: n, unsupported: n == actions.NameCaptureVolatile, applied: map[string]bool{}})
 	}
 	cat, err := actions.NewCatalogue(list...)
@@ -246,10 +247,15 @@ func TestReportOfAutomaticContainment(t *testing.T) {
 	if len(m.Snapshots) != 1 || !m.Snapshots[0].Memory {
 		t.Errorf("snapshots %+v", m.Snapshots)
 	}
-	if len(m.Runs) != 1 || len(m.Runs[0].Steps) != 4 || m.Runs[0].Steps[0].State != store.StepSkipped || m.Runs[0].Duration <= 0 {
+	// isolate (flows kept), capture_volatile (skipped: no agent),
+	// snapshot, kill_flows, notify.
+	if len(m.Runs) != 1 || len(m.Runs[0].Steps) != 5 || m.Runs[0].Steps[1].State != store.StepSkipped || m.Runs[0].Duration <= 0 {
 		t.Errorf("runs %+v", m.Runs)
 	}
-	for _, s := range m.Runs[0].Steps[1:] {
+	for _, s := range m.Runs[0].Steps {
+		if s.State == store.StepSkipped {
+			continue
+		}
 		if s.Duration <= 0 || s.Verified == "" {
 			t.Errorf("step %s: duration %v, verified %q", s.Name, s.Duration, s.Verified)
 		}

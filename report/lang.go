@@ -586,6 +586,7 @@ var wording = map[string]struct{ en, ja string }{
 	"action.capture_volatile":    {"Volatile capture", "揮発性情報の取得"},
 	"action.snapshot":            {"VM snapshot", "スナップショット取得"},
 	"action.isolate":             {"Isolation", "隔離"},
+	"action.kill_flows":          {"Established sessions cut", "確立済み通信の切断"},
 	"action.notify":              {"Notification", "通知"},
 	"action.release":             {"Release", "隔離解除"},
 	"action.power_off":           {"Power off", "電源停止"},

@@ -107,11 +107,17 @@ func (p *AgentPool) ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.S
 }
 
 // IsolateOS implements actions.OSQuarantine with the agent's
-// commit-confirmed quarantine, keeping gw's management networks.
-func (p *AgentPool) IsolateOS(ctx context.Context, gw inventory.Gateway) (wire.IsolateResult, error) {
+// commit-confirmed quarantine, keeping gw's management networks (and,
+// with keepFlows, the tracked flows until KillFlowsOS).
+func (p *AgentPool) IsolateOS(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, error) {
 	return through(p, gw, "quarantining %s at the OS", func(c *AgentClient) (wire.IsolateResult, error) {
-		return c.IsolateConfirmed(ctx, wire.IsolateParams{Management: gw.ManagementNetworks})
+		return c.IsolateConfirmed(ctx, wire.IsolateParams{Management: gw.ManagementNetworks, KeepFlows: keepFlows})
 	})
+}
+
+// KillFlowsOS implements actions.FlowKiller.
+func (p *AgentPool) KillFlowsOS(ctx context.Context, gw inventory.Gateway) (wire.KillFlowsResult, error) {
+	return through(p, gw, "killing the kept flows of %s", func(c *AgentClient) (wire.KillFlowsResult, error) { return c.KillFlows(ctx) })
 }
 
 // ReleaseOS implements actions.OSQuarantine.

@@ -210,6 +210,12 @@ func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams
 	return res, nil
 }
 
+// KillFlows deletes the tracked flows a quarantine kept for the capture
+// (see wire.IsolateParams.KeepFlows).
+func (c *AgentClient) KillFlows(ctx context.Context) (wire.KillFlowsResult, error) {
+	return call[wire.KillFlowsResult](ctx, c, wire.KindKillFlows, nil)
+}
+
 // Release removes the quarantine and brings the tunnels back; changed is
 // false when there was nothing to release.
 func (c *AgentClient) Release(ctx context.Context) (bool, error) {
