@@ -348,12 +348,31 @@ func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams) (wire.Confir
 	case r.Generation != p.Generation:
 		return wire.ConfirmResult{}, conflict("generation %d cannot be confirmed: generation %d is in force", p.Generation, r.Generation)
 	case r.Confirmed:
-		return wire.ConfirmResult{Changed: false, Generation: r.Generation}, nil
+		res := wire.ConfirmResult{Changed: false, Generation: r.Generation}
+		if p.Check {
+			st, err := s.observeLocked(ctx)
+			if err != nil {
+				return res, err
+			}
+			res.State = &st
+		}
+		return res, nil
 	case !s.clock.Now().Before(r.ConfirmBy):
 		if err := s.revertLocked(ctx, "confirm arrived after the window closed"); err != nil {
 			s.log.Error("reverting unconfirmed quarantine", "error", err.Error())
 		}
 		return wire.ConfirmResult{}, conflict("generation %d missed its confirm window (it closed at %s); the agent reverts it", p.Generation, r.ConfirmBy.UTC().Format(time.RFC3339Nano))
+	}
+	var checked *wire.State
+	if p.Check {
+		st, err := s.observeLocked(ctx)
+		if err != nil {
+			return wire.ConfirmResult{}, err
+		}
+		if fw := st.Firewall; !fw.Quarantined || len(fw.Drift) > 0 {
+			return wire.ConfirmResult{}, conflict("%s (generation %d; drift: %s); the agent reverts it unless confirmed", wire.ConfirmNotEnforced, p.Generation, strings.Join(fw.Drift, "; "))
+		}
+		checked = &st
 	}
 	next := r.clone()
 	next.Confirmed, next.ConfirmBy, next.Previous = true, time.Time{}, nil
@@ -362,7 +381,10 @@ func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams) (wire.Confir
 	}
 	s.armConfirmLocked()
 	s.log.Info("quarantine confirmed", "generation", next.Generation)
-	return wire.ConfirmResult{Changed: true, Generation: next.Generation}, nil
+	if checked != nil {
+		checked.Confirmed, checked.ConfirmBy = true, time.Time{}
+	}
+	return wire.ConfirmResult{Changed: true, Generation: next.Generation, State: checked}, nil
 }
 
 // release removes exactly what the quarantine added, brings the tunnels it
@@ -496,6 +518,11 @@ func (s *Server) confirmDeadline(gen int64) {
 func (s *Server) observe(ctx context.Context) (wire.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.observeLocked(ctx)
+}
+
+// observeLocked is observe for a caller holding s.mu.
+func (s *Server) observeLocked(ctx context.Context) (wire.State, error) {
 	var want wire.QuarantineSpec
 	if s.rec.Quarantined {
 		var err error

@@ -411,3 +411,31 @@ func TestKillFlowsNeedsAQuarantine(t *testing.T) {
 		t.Fatalf("kill_flows without a quarantine: %d %s, calls %v", status, body, h.flows.calls)
 	}
 }
+
+// TestConfirmWithCheck: a confirm with Check reads the rules back first; it
+// refuses (409, wire.ConfirmNotEnforced) while they are not enforced, so
+// the quarantine stays unconfirmed and reverts by itself, and once they are
+// it confirms and answers with the read-back.
+func TestConfirmWithCheck(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	res := h.isolate(labIsolate)
+	h.fw.setDrift()
+	status, body := h.send(h.command(wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}))
+	if status != http.StatusConflict || !strings.Contains(string(body), wire.ConfirmNotEnforced) {
+		t.Fatalf("confirm with check of drifted rules: %d %s", status, body)
+	}
+	if st := h.srv.State(); st.Confirmed {
+		t.Fatalf("confirmed although the check failed: %+v", st)
+	}
+	h.isolate(labIsolate) // re-enforces
+	var conf wire.ConfirmResult
+	h.do(wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}, &conf)
+	if !conf.Changed || conf.State == nil || !conf.State.Confirmed || conf.State.Firewall == nil || !conf.State.Firewall.Quarantined || conf.State.Generation != res.Generation {
+		t.Fatalf("confirm with check: %+v (state %+v)", conf, conf.State)
+	}
+	h.do(wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}, &conf)
+	if conf.Changed || conf.State == nil || !conf.State.Firewall.Quarantined {
+		t.Fatalf("second confirm with check: %+v", conf)
+	}
+}

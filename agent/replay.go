@@ -111,6 +111,19 @@ func (g *replayGuard) rewrite() error {
 // admit records id, valid until until, and reports errReplay when it was
 // seen before. The nonce is durable when admit returns nil.
 func (g *replayGuard) admit(id string, until, now time.Time) error {
+	return g.admitAs(id, until, now, true)
+}
+
+// admitReadOnly is admit for a command that changes nothing (observe): the
+// nonce is remembered, but not fsync'd before the command runs. Replaying
+// such a command after a restart could only read the state back, to the
+// controller (mutual TLS), and it spares the path to a confirmed
+// quarantine a disk flush per read-back.
+func (g *replayGuard) admitReadOnly(id string, until, now time.Time) error {
+	return g.admitAs(id, until, now, false)
+}
+
+func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.f == nil {
@@ -124,6 +137,10 @@ func (g *replayGuard) admit(id string, until, now time.Time) error {
 		if len(g.seen) >= g.max {
 			return errTooManyNonces
 		}
+	}
+	if !durable {
+		g.seen[id] = until
+		return nil
 	}
 	b, err := json.Marshal(nonceEntry{ID: id, Until: until})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,6 +40,21 @@ func TestReplayGuard(t *testing.T) {
 			}
 			if _, ok := g.seen["b"]; ok {
 				t.Fatalf("expired nonce kept after reopen")
+			}
+		}},
+		"a read-only command's nonce is refused again but not journalled": {func(t *testing.T, dir string) {
+			g := mustGuard(t, dir, now, 10)
+			if err := g.admitReadOnly("r", now.Add(time.Minute), now); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.admitReadOnly("r", now.Add(time.Minute), now); !errors.Is(err, errReplay) {
+				t.Fatalf("second read-only admit: %v, want errReplay", err)
+			}
+			if err := g.admit("r", now.Add(time.Minute), now); !errors.Is(err, errReplay) {
+				t.Fatalf("the same nonce for a change: %v, want errReplay", err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, nonceFile)); err != nil || strings.Contains(string(b), `"r"`) {
+				t.Fatalf("journal %q (%v): the read-only nonce was written", b, err)
 			}
 		}},
 		"a torn last line is ignored": {func(t *testing.T, dir string) {

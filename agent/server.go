@@ -339,7 +339,10 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.With("kind", cmd.Kind, "id", cmd.ID, "remote", r.RemoteAddr)
 	until, err := s.checkFreshness(cmd, start)
-	if err == nil {
+	switch {
+	case err == nil && wire.ReadOnly(cmd.Kind):
+		err = s.nonces.admitReadOnly(cmd.ID, until, start)
+	case err == nil:
 		err = s.nonces.admit(cmd.ID, until, start)
 	}
 	if err != nil {

@@ -69,6 +69,10 @@ func Kinds() []string {
 	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors}
 }
 
+// ReadOnly reports whether commands of kind only read the gateway's state
+// (the agent then keeps their nonce without a disk flush).
+func ReadOnly(kind string) bool { return kind == KindObserve || kind == KindSensors }
+
 // Command is the envelope of every request. The agent refuses a command
 // whose ID it has seen before (until the command expires), one that has
 // expired, and one whose lifetime is longer than the agent allows, so a
@@ -187,13 +191,26 @@ type IsolateResult struct {
 // ConfirmParams confirms a quarantine generation.
 type ConfirmParams struct {
 	Generation int64 `json:"generation"`
+	// Check makes the agent read its rules back first and refuse to
+	// confirm (409) unless the quarantine of Generation is enforced for
+	// IPv4 and IPv6 without drift; the answer carries that read-back. A
+	// controller sending it over a connection opened after the isolate
+	// proves the management path and the rules in one round trip.
+	Check bool `json:"check,omitempty"`
 }
+
+// ConfirmNotEnforced starts the 409 message of a confirm whose Check found
+// the rules not enforced: the isolate may be repeated (it re-enforces), as
+// opposed to a confirm that came too late or for another generation.
+const ConfirmNotEnforced = "not confirming: rules not enforced"
 
 // ConfirmResult reports a confirm.
 type ConfirmResult struct {
 	// Changed is false when the generation was already confirmed.
 	Changed    bool  `json:"changed"`
 	Generation int64 `json:"generation"`
+	// State is the read-back a Check made before confirming.
+	State *State `json:"state,omitempty"`
 }
 
 // KillFlowsResult reports a kill_flows command.

@@ -177,34 +177,39 @@ func (c *AgentClient) confirm(ctx context.Context, generation int64) error {
 	return c.send(ctx, wire.KindConfirm, wire.ConfirmParams{Generation: generation}, &wire.ConfirmResult{})
 }
 
-// IsolateConfirmed isolates, checks over a fresh connection that the agent
-// is still reachable and reports the quarantine enforced, and only then
-// confirms. If the check fails it does not confirm, so the agent reverts
-// by itself; that error is terminal, since isolating again the same way
-// would lock the controller out again.
+// IsolateConfirmed isolates, then confirms over a fresh connection with
+// the agent's check: the agent reads its rules back and confirms only if
+// the quarantine is enforced, answering with that read-back, which is
+// checked here too. Reaching the agent over a connection opened through
+// the quarantine proves the management path; one round trip does both. If
+// the check fails nothing is confirmed, so the agent reverts by itself;
+// that error is terminal, since isolating again the same way would lock
+// the controller out again.
 func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
 	res, err := c.Isolate(ctx, p)
 	if err != nil {
 		return res, err
 	}
 	c.http.HTTPClient.CloseIdleConnections()
-	st, err := c.Observe(ctx)
-	if err != nil {
+	var conf wire.ConfirmResult
+	err = c.send(ctx, wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}, &conf)
+	var ae *AgentError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.HasPrefix(ae.Message, wire.ConfirmNotEnforced):
+		// Isolating again re-enforces the rules: not terminal.
+		return res, fmt.Errorf("confirming quarantine generation %d: the agent answered %q: %w", res.Generation, ae.Message, actions.ErrNotVerified)
+	case errors.As(err, &ae):
+		return res, err // a confirm too late or for another generation: terminal
+	case err != nil:
 		return res, actions.Terminal(fmt.Errorf("reaching the agent through its quarantine (not confirming; it reverts by %s): %w", res.ConfirmBy.Format(time.RFC3339), err))
 	}
-	if !st.Quarantined || st.Generation != res.Generation || st.Firewall == nil || !st.Firewall.Quarantined {
+	st := conf.State
+	if st == nil || !st.Quarantined || st.Generation != res.Generation || st.Firewall == nil || !st.Firewall.Quarantined {
 		fw := "none"
-		if st.Firewall != nil {
+		if st != nil && st.Firewall != nil {
 			fw = fmt.Sprintf("enforced=%v drift=%v", st.Firewall.Quarantined, st.Firewall.Drift)
 		}
-		return res, fmt.Errorf("verifying quarantine generation %d before confirming: agent reports generation %d quarantined=%v, firewall %s: %w",
-			res.Generation, st.Generation, st.Quarantined, fw, actions.ErrNotVerified)
-	}
-	if res.Confirmed {
-		return res, nil
-	}
-	if err := c.confirm(ctx, res.Generation); err != nil {
-		return res, err
+		return res, fmt.Errorf("confirming quarantine generation %d: the agent's read-back %+v, firewall %s: %w", res.Generation, st, fw, actions.ErrNotVerified)
 	}
 	res.Confirmed, res.ConfirmBy = true, time.Time{}
 	return res, nil

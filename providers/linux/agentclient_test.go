@@ -25,6 +25,8 @@ type agentFakeFirewall struct {
 	active  *wire.QuarantineSpec
 	applies int
 	removes int
+	// unenforced makes Observe report the rules missing after an Apply.
+	unenforced bool
 }
 
 func (f *agentFakeFirewall) Apply(_ context.Context, s wire.QuarantineSpec) (bool, error) {
@@ -50,7 +52,11 @@ func (f *agentFakeFirewall) Observe(context.Context, wire.QuarantineSpec) (wire.
 	defer f.mu.Unlock()
 	// The detail is the backend's read-back, opaque to the controller.
 	detail, _ := json.Marshal(struct{ Backend string }{"fake"})
-	return wire.FirewallState{Backend: "fake", Quarantined: f.active != nil, Absent: f.active == nil, Detail: detail}, nil
+	st := wire.FirewallState{Backend: "fake", Quarantined: f.active != nil && !f.unenforced, Absent: f.active == nil, Detail: detail}
+	if f.unenforced {
+		st.Drift = []string{"ipv6: quarantine chain missing"}
+	}
+	return st, nil
 }
 
 func (f *agentFakeFirewall) count() (applies, removes int) {
@@ -179,6 +185,24 @@ func TestAgentClientRoundTrip(t *testing.T) {
 			t.Fatalf("command id %s sent twice", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestAgentClientDoesNotConfirmUnenforcedRules: when the agent's read-back
+// finds the rules missing, IsolateConfirmed confirms nothing (the agent
+// reverts by itself) and says the quarantine is not verified, an error a
+// retry may mend (isolating again re-enforces), not a terminal one.
+func TestAgentClientDoesNotConfirmUnenforcedRules(t *testing.T) {
+	env := newAgentClientEnv(t)
+	env.fw.unenforced = true
+	c := env.client(t)
+	_, err := c.IsolateConfirmed(t.Context(), wire.IsolateParams{Management: []string{"198.51.100.0/24"}})
+	if !errors.Is(err, actions.ErrNotVerified) || actions.IsTerminal(err) || !strings.Contains(err.Error(), wire.ConfirmNotEnforced) {
+		t.Fatalf("IsolateConfirmed over unenforced rules = %v; want a non-terminal ErrNotVerified naming the refusal", err)
+	}
+	st, err := c.Observe(t.Context())
+	if err != nil || !st.Quarantined || st.Confirmed {
+		t.Fatalf("after the refused confirm: %+v, %v; want quarantined and not confirmed", st, err)
 	}
 }
 
