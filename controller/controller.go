@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
@@ -137,11 +138,22 @@ type core struct {
 	life context.Context
 }
 
-// intake accepts indicators: the core loop, group-committed.
+// intake accepts indicators: the core loop, group-committed. Requests
+// that carry a high or critical indicator wait in their own queue, which
+// every committer empties first (the priority lane): an alert storm of
+// low-severity indicators cannot hold a C2 alert behind it for longer than
+// one bounded batch.
 type intake struct {
 	*core
-	qmu      sync.Mutex
-	queue    []*acceptReq
+	qmu    sync.Mutex
+	queue  []*acceptReq // normal lane
+	urgent []*acceptReq // priority lane
+	// urgentWaiting is set while the priority lane holds a request: a
+	// batch being written then stops after its current request.
+	urgentWaiting atomic.Bool
+	// freed is closed (and replaced) each time a committer lets go of
+	// commitMu, waking the callers waiting to take it over.
+	freed    chan struct{}
 	commitMu sync.Mutex
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/warden-ir/warden/indicator"
@@ -37,27 +38,27 @@ type Accepted struct {
 // Runs then execute in the background.
 //
 // Concurrent calls are group-committed: whoever holds the commit lock
-// writes every request queued so far in one transaction (one fsync), each
+// writes the requests queued so far in one transaction (one fsync), each
 // request inside its own savepoint so a failing one cannot spoil the
-// others. A caller returns only after the transaction holding its items
-// has committed.
+// others, and goes on until its own request is written. A caller returns
+// only after the transaction holding its items has committed.
+//
+// Batches are bounded (MaxBatchItems items, a request never split), and
+// requests with a high or critical indicator are taken before any other
+// (the priority lane): in a storm of low-severity alerts, a C2 alert makes
+// the batch being written stop after its current request and commit, and
+// is written next.
 func (c *intake) Accept(ctx context.Context, actor string, items []Item) ([]Accepted, error) {
-	req := &acceptReq{actor: actor, items: items}
+	req := &acceptReq{actor: actor, items: items, committed: make(chan struct{})}
 	c.qmu.Lock()
-	c.queue = append(c.queue, req)
-	c.qmu.Unlock()
-
-	c.commitMu.Lock()
-	if !req.done {
-		c.qmu.Lock()
-		batch := c.queue
-		c.queue = nil
-		c.qmu.Unlock()
-		// The batch holds other callers' items: the first caller going
-		// away must not abort their commit.
-		c.commitBatch(context.WithoutCancel(ctx), batch)
+	if urgent(items) {
+		c.urgent = append(c.urgent, req)
+		c.urgentWaiting.Store(true)
+	} else {
+		c.queue = append(c.queue, req)
 	}
-	c.commitMu.Unlock()
+	c.qmu.Unlock()
+	c.commitUntil(ctx, req)
 	if req.err != nil {
 		return nil, req.err
 	}
@@ -69,20 +70,105 @@ func (c *intake) Accept(ctx context.Context, actor string, items []Item) ([]Acce
 	return req.out, nil
 }
 
+// commitUntil returns once req is committed: by this caller, which takes
+// the commit lock when it is free and writes batches until its own request
+// is written, or by another caller holding it. A caller whose request
+// another committer wrote returns at once, without waiting for the lock.
+func (c *intake) commitUntil(ctx context.Context, req *acceptReq) {
+	for {
+		c.qmu.Lock()
+		if c.freed == nil {
+			c.freed = make(chan struct{})
+		}
+		freed := c.freed
+		c.qmu.Unlock()
+		if c.commitMu.TryLock() {
+			for !req.done {
+				// The batch holds other callers' items: the first caller
+				// going away must not abort their commit.
+				c.commitBatch(context.WithoutCancel(ctx), c.nextBatch())
+			}
+			c.qmu.Lock()
+			close(c.freed)
+			c.freed = make(chan struct{})
+			c.qmu.Unlock()
+			c.commitMu.Unlock()
+			return
+		}
+		select {
+		case <-req.committed:
+			return
+		case <-freed:
+		}
+	}
+}
+
+// MaxBatchItems bounds the items of one intake transaction (a request is
+// never split, so one larger request makes a batch of its own).
+const MaxBatchItems = 256
+
+// urgent reports whether items hold an indicator of high or critical
+// severity: its request takes the priority lane.
+func urgent(items []Item) bool {
+	for _, it := range items {
+		if it.Matched && it.Indicator.Severity.Rank() >= indicator.High.Rank() {
+			return true
+		}
+	}
+	return false
+}
+
+// nextBatch takes the next batch off the queues, the priority lane first,
+// each up to MaxBatchItems items. The caller holds commitMu.
+func (c *intake) nextBatch() []*acceptReq {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.urgent) > 0 {
+		b := take(&c.urgent)
+		c.urgentWaiting.Store(len(c.urgent) > 0)
+		return b
+	}
+	return take(&c.queue)
+}
+
+// take removes the first requests of q up to MaxBatchItems items (at least
+// one request) and returns them.
+func take(q *[]*acceptReq) []*acceptReq {
+	n, items := 0, 0
+	for n < len(*q) && (n == 0 || items+len((*q)[n].items) <= MaxBatchItems) {
+		items += len((*q)[n].items)
+		n++
+	}
+	b := (*q)[:n:n]
+	*q = (*q)[n:]
+	return b
+}
+
 type acceptReq struct {
 	actor string
 	items []Item
 	out   []Accepted
 	err   error
-	done  bool
+	// done is set, and committed closed, once the transaction holding
+	// the request has committed (or failed).
+	done      bool
+	committed chan struct{}
 }
 
 func (c *intake) commitBatch(ctx context.Context, batch []*acceptReq) {
 	// Audit times are kept to the microsecond; so are the records they
 	// describe, or an alert would appear to arrive after its decision.
 	now := c.clock.Now().UTC().Truncate(time.Microsecond)
+	written := len(batch)
 	err := c.st.Tx(ctx, func(tx store.Tx) error {
-		for _, req := range batch {
+		written = len(batch)
+		for i, req := range batch {
+			if i > 0 && c.urgentWaiting.Load() {
+				// A high or critical alert arrived: commit what is
+				// written and let it go next.
+				written = i
+				break
+			}
 			out := make([]Accepted, len(req.items))
 			req.err = tx.Savepoint(ctx, func() error {
 				for i, it := range req.items {
@@ -101,11 +187,17 @@ func (c *intake) commitBatch(ctx context.Context, batch []*acceptReq) {
 		}
 		return nil
 	})
-	for _, req := range batch {
+	for _, req := range batch[:written] {
 		if err != nil {
 			req.err, req.out = err, nil
 		}
 		req.done = true
+		close(req.committed)
+	}
+	if rest := batch[written:]; len(rest) > 0 {
+		c.qmu.Lock()
+		c.queue = append(slices.Clip(rest), c.queue...)
+		c.qmu.Unlock()
 	}
 }
 
