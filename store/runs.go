@@ -246,13 +246,16 @@ func repeatComma(n int) string {
 	return string(b)
 }
 
+// activeRunQuery reads through the partial index runs_active.
+const activeRunQuery = `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state IN ('pending','awaiting_approval','running') LIMIT 1`
+
 // ActiveRunFor returns a run for incident+runbook that is still pending,
 // waiting for approval or running (so the same policy does not start a
 // second one meanwhile). A finished run does not count: a new, different
 // sign of compromise later in the same incident must get its own response.
 func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error) {
 	var id string
-	err := t.queryRow(ctx, `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state IN ('pending','awaiting_approval','running') LIMIT 1`, incident, runbook).Scan(&id)
+	err := t.queryRow(ctx, activeRunQuery, incident, runbook).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}

@@ -1,0 +1,40 @@
+package store
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQueriesOnTheIntakePathUseTheirIndex: the queries every decided
+// indicator makes read through an index made for them, not every row of
+// an incident (issue #19: ActiveRunFor read all of an incident's runs and
+// intake slowed as the store grew).
+func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
+	st, err := Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for name, tc := range map[string]struct{ query, index string }{
+		"ActiveRunFor": {activeRunQuery, "runs_active"},
+	} {
+		rows, err := st.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, "inc-1", "contain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if got := strings.Join(plan, "; "); !strings.Contains(got, "USING INDEX "+tc.index) && !strings.Contains(got, "USING COVERING INDEX "+tc.index) {
+			t.Errorf("%s: plan %q, want it to use %s", name, got, tc.index)
+		}
+	}
+}
