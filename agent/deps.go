@@ -33,6 +33,9 @@ type BaselineFunc func(ctx context.Context, p wire.BaselineParams) (wire.Baselin
 // PatchFunc installs package updates.
 type PatchFunc func(ctx context.Context, p wire.PatchParams) (wire.PatchResult, error)
 
+// InvestigateFunc collects what the gateway recorded in a time window.
+type InvestigateFunc func(ctx context.Context, p wire.InvestigateParams) (wire.InvestigateResult, error)
+
 // CaptureFunc collects volatile evidence.
 type CaptureFunc func(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error)
 
@@ -140,13 +143,16 @@ type Deps struct {
 	Firewall  Firewall
 	KillFlows KillFlowsFunc
 	Capture   CaptureFunc
-	Baseline  BaselineFunc
-	Patch     PatchFunc
-	Links     LinkController
-	SAs       SAController
-	WireGuard WireGuardController
-	VICI      VICIRunner
-	Blocker   Blocker
+	// Investigate collects logs, logins, connection records, counters and
+	// configuration history for a window (the investigate command).
+	Investigate InvestigateFunc
+	Baseline    BaselineFunc
+	Patch       PatchFunc
+	Links       LinkController
+	SAs         SAController
+	WireGuard   WireGuardController
+	VICI        VICIRunner
+	Blocker     Blocker
 	// IOCBlocker is the IoC blocklist (ioc_block), a Blocker of its own
 	// rules that never touches the peer blocklist's.
 	IOCBlocker Blocker

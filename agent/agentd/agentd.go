@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warden-ir/warden/agent"
+	"github.com/warden-ir/warden/agent/capture"
 	"github.com/warden-ir/warden/agent/host"
 	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/sensors"
@@ -54,6 +55,9 @@ type Options struct {
 	// ControllerCA verifies the controller's certificate (default: the
 	// client CA).
 	ControllerURL, ControllerCA string
+	// LogFiles are classic log files an investigation reads besides
+	// capture.DefaultLogFiles.
+	LogFiles []string
 }
 
 // BindFlags registers the agent's flags, with their defaults, on f. Both
@@ -81,6 +85,7 @@ func (o *Options) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.SensorsFile, "sensors", "", "sensors file (YAML): which of the gateway's watchers run and how (auth, conn, volume, health, config); empty: no sensors")
 	f.StringVar(&o.ControllerURL, "controller-url", "", "where the sensors' findings go: the controller's agent listener (server.agent_listen), https://HOST:PORT; empty keeps them queued on disk")
 	f.StringVar(&o.ControllerCA, "controller-ca", "", "CA the controller's certificate must chain to (default: --client-ca)")
+	f.StringSliceVar(&o.LogFiles, "log-files", nil, "classic log files an investigation reads besides "+strings.Join(capture.DefaultLogFiles, ", "))
 	f.BoolVar(&o.WireGuard, "wireguard", true, "read and configure this gateway's WireGuard devices (revocation and rotation); false answers wireguard commands with 501")
 }
 
@@ -132,8 +137,13 @@ func Build(o Options, log *slog.Logger) (*Agent, error) {
 	// strongSwan is built here rather than by host.Deps so that the SA
 	// seam, the VICI command seam and the patch hook share one concrete
 	// value without type assertions. Capture still gets the socket.
+	stateDir := cfg.StateDir
+	if stateDir == "" {
+		stateDir = agent.DefaultStateDir
+	}
 	deps, closer, err := host.Deps(host.Options{
 		Backend: o.Backend, VICISocket: o.VICISocket, NoVICI: true, Log: log,
+		Capture: capture.Options{StateDir: stateDir, LogFiles: o.LogFiles},
 	})
 	if err != nil {
 		return fail(err)

@@ -58,6 +58,15 @@ type Options struct {
 	VICISocket string
 	// Clock stamps artefacts and the manifest (default clock.Real).
 	Clock clock.Clock
+	// StateDir is the agent's state directory, where an investigation
+	// finds the configuration watcher's history, the integrity manifest
+	// and the flows quarantines ended (empty: none of them).
+	StateDir string
+	// LogFiles are classic log files an investigation reads besides
+	// DefaultLogFiles (absolute paths, not under Root).
+	LogFiles []string
+	// Journalctl is the journal reader (default "journalctl").
+	Journalctl string
 }
 
 // Defaults for Options.
@@ -106,6 +115,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real
+	}
+	if o.Journalctl == "" {
+		o.Journalctl = "journalctl"
 	}
 	return o, nil
 }

@@ -63,8 +63,7 @@ func lookEvidenceTool(tool string) (string, error) {
 // fixed environment, and returns its bounded standard output. Standard
 // error is kept only to explain a failure.
 func runEvidenceTool(ctx context.Context, path string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd := execCommand(ctx, path, args...)
 	var stdout, stderr cappedBuffer
 	stdout.limit, stderr.limit = maxExecOutput, 4<<10
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -79,6 +78,15 @@ func runEvidenceTool(ctx context.Context, path string, args ...string) ([]byte, 
 		return nil, fmt.Errorf("running %s: output exceeds %d bytes", filepath.Base(path), stdout.limit)
 	}
 	return stdout.Bytes(), nil
+}
+
+// execCommand is an evidence tool's command: an argument array, never a
+// shell, with a fixed environment.
+func execCommand(ctx context.Context, path string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 // cappedBuffer keeps at most limit bytes and notes that more came.

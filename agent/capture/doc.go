@@ -5,6 +5,16 @@
 // kernel's identity — each artefact (wire.Artefact) hashed with SHA-256 when
 // read, plus a manifest to check a copy against later (Manifest.Verify).
 //
+// It also investigates (Investigate): for a window of time it reads back
+// what the gateway recorded — the journal of every unit, classic log
+// files, wtmp, btmp and lastlog, the conntrack table and the connections a
+// quarantine ended (RecordKilledFlows) with their byte counts, interface
+// and tunnel counters, dpkg and apt history, the configuration watcher's
+// history of changes with their redacted diffs, files differing from the
+// integrity manifest, shell histories and processes — and normalises it
+// into events that point at the artefact and line they were read from,
+// naming every source it could not read as a gap.
+//
 // It owns only the reading. It must not change anything on the gateway (no
 // kernel, firewall or tunnel state), must never record a WireGuard private
 // or preshared key, must not run a shell (tools are exec'd with argument

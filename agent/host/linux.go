@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/capture"
@@ -86,11 +88,31 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 	d := agent.Deps{
 		Firewall: Firewall{FW: fw},
 		KillFlows: func(ctx context.Context, keep []netip.Prefix) (n int, err error) {
+			var killed []wire.Flow
+			var mu sync.Mutex
 			err = bound.Do(func() error {
-				n, err = netfilter.KillFlows(ctx, keep)
+				n, err = netfilter.KillFlowsRecording(ctx, keep, func(f wire.Flow) {
+					mu.Lock()
+					killed = append(killed, f)
+					mu.Unlock()
+				})
 				return err
 			})
+			// The quarantine ends these connections: what they carried is
+			// kept for an investigation (never at the cost of the kill).
+			if capOpt.StateDir != "" && len(killed) > 0 {
+				if rerr := capture.RecordKilledFlows(capOpt.StateDir, killed, time.Now()); rerr != nil {
+					log.Warn("recording the flows the quarantine ended", "error", rerr.Error())
+				}
+			}
 			return n, err
+		},
+		Investigate: func(ctx context.Context, p wire.InvestigateParams) (res wire.InvestigateResult, err error) {
+			err = bound.Do(func() error {
+				res, err = capture.Investigate(ctx, capOpt, p)
+				return err
+			})
+			return res, classifyCapture(err)
 		},
 		Capture: func(ctx context.Context, p wire.CaptureParams) (res wire.CaptureResult, err error) {
 			err = bound.Do(func() error {

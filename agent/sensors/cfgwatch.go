@@ -475,6 +475,7 @@ func (r *configRun) configPath(hostPath string) (string, bool) {
 // change, records the new state and moves the inotify watches to where
 // changes may now appear.
 func (r *configRun) look(emit func(wire.Finding)) {
+	emit = r.remembering(emit)
 	files, dirs, complete := r.resolve()
 	now := r.w.deps.Clock.Now()
 	n := 0

@@ -66,7 +66,7 @@ const (
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors, KindInvestigate}
 }
 
 // ReadOnly reports whether commands of kind only read the gateway's state
