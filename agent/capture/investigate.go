@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,11 +74,12 @@ func Investigate(ctx context.Context, opt Options, p wire.InvestigateParams) (wi
 	if err != nil {
 		return wire.InvestigateResult{}, err
 	}
+	started := opt.Clock.Now().UTC()
 	if p.Since.IsZero() || p.Until.IsZero() || !p.Since.Before(p.Until) {
 		return wire.InvestigateResult{}, fmt.Errorf("%w: the window needs since before until", ErrInvalidOptions)
 	}
 	inv := &investigation{opt: opt, since: p.Since.Add(-investigateSlack).UTC(), until: p.Until.Add(investigateSlack).UTC()}
-	inv.res.Since, inv.res.Until = inv.since, inv.until
+	inv.res.Since, inv.res.Until, inv.res.Started = inv.since, inv.until, started
 	if host, err := os.Hostname(); err == nil {
 		inv.res.Host = host
 	}
@@ -949,6 +951,13 @@ func (inv *investigation) counters(ctx context.Context) error {
 		}
 		if _, err := inv.jsonArtefact("interface-counters.json", "netlink link statistics", out); err != nil {
 			return err
+		}
+	}
+	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL); err == nil {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				inv.res.Addresses = append(inv.res.Addresses, ip.Unmap().String())
+			}
 		}
 	}
 	wg, err := collectWireGuard(ctx, inv.opt)

@@ -31,12 +31,18 @@ type InvestigateParams struct {
 // byte counts, and what could not be collected and why.
 type InvestigateResult struct {
 	Host string `json:"host"`
-	// AgentTime is the agent's clock when it finished: with the times the
-	// controller sent and received the command, it measures the clock
-	// offset between the two.
-	AgentTime time.Time       `json:"agent_time"`
-	Since     time.Time       `json:"since"`
-	Until     time.Time       `json:"until"`
+	// Started and AgentTime are the agent's clock when it began and when
+	// it finished: with the times the controller sent the command and
+	// received the answer they measure the clock offset between the two
+	// (as NTP does), however long the collection took.
+	Started   time.Time `json:"started"`
+	AgentTime time.Time `json:"agent_time"`
+	Since     time.Time `json:"since"`
+	Until     time.Time `json:"until"`
+	// Addresses are the gateway's own addresses on every interface
+	// (tunnel interfaces included): connections from them are the
+	// gateway's.
+	Addresses []string        `json:"addresses,omitempty"`
 	Artefacts []Artefact      `json:"artefacts"`
 	Events    []TimelineEvent `json:"events"`
 	Flows     []Flow          `json:"flows,omitempty"`
