@@ -51,7 +51,7 @@ type Describer interface {
 // names get the zero Meta (nothing special).
 func Standard(name string) Meta {
 	switch name {
-	case NameCaptureVolatile:
+	case NameCaptureVolatile, NameInvestigate:
 		return Meta{Evidence: true}
 	case NameSnapshot:
 		return Meta{Evidence: true, OnVM: true}
@@ -158,5 +158,5 @@ func (c Catalogue) Names() []string {
 // runbook usually takes them.
 func StandardNames() []string {
 	return []string{NameCaptureVolatile, NameSnapshot, NameIsolate, NameKillFlows, NameRelease, NamePowerOff, NameNotify,
-		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC}
+		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC, NameInvestigate}
 }

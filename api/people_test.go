@@ -73,6 +73,7 @@ var routePermissions = map[string]auth.Permission{
 	"POST /v1/patch/waves":                    auth.Respond,
 	"GET /v1/evidence/{id}":                   auth.Respond,
 	"POST /v1/incidents/{id}/evidence/export": auth.Respond,
+	"POST /v1/incidents/{id}/investigations":  auth.Respond,
 
 	"POST /v1/runs/{id}/approve":       auth.Approve,
 	"POST /v1/runs/{id}/cancel":        auth.Approve,

@@ -191,6 +191,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("GET", "/v1/incidents/{id}/evidence", auth.Read, s.listEvidence)
 	s.handle("POST", "/v1/incidents/{id}/evidence/export", auth.Respond, s.exportEvidence)
 	s.handle("GET", "/v1/evidence/{id}", auth.Respond, s.showEvidence)
+	s.handle("POST", "/v1/incidents/{id}/investigations", auth.Respond, s.startInvestigation)
 	s.handle("GET", "/v1/runs", auth.Read, s.listRuns)
 	s.handle("GET", "/v1/runs/{id}", auth.Read, s.getRun)
 	s.handleExplained("POST", "/v1/runs/{id}/approve", auth.Approve, s.fourEyesRefusal, s.approveRun)
@@ -855,6 +856,35 @@ func (s *Server) startRunbook(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: name, Gateway: req.Gateway, Incident: req.Incident,
 		Actor: actor(r), OverrideReason: req.OverrideReason})
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, runV1(run))
+}
+
+// startInvestigation starts the investigation runbook for an incident's
+// gateway, within the incident, as the caller.
+func (s *Server) startInvestigation(w http.ResponseWriter, r *http.Request) {
+	var req v1.StartInvestigationRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	params := map[string]string{}
+	if req.Since != "" {
+		if d, err := time.ParseDuration(req.Since); err != nil || d <= 0 {
+			s.fail(w, http.StatusBadRequest, "", fmt.Errorf("since: %q is not a positive duration (24h, 90m)", req.Since))
+			return
+		}
+		params["since"] = req.Since
+	}
+	inc, err := s.opt.Controller.Store().Incident(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, statusFor(err), "", fmt.Errorf("incident %q: %w", r.PathValue("id"), err))
+		return
+	}
+	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: v1.InvestigationRunbook, Gateway: inc.Gateway,
+		Incident: inc.ID, Actor: actor(r), Params: params})
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return

@@ -1152,7 +1152,7 @@ func TestStartRunbook(t *testing.T) {
 		for _, st := range got.Plan.Steps {
 			actions = append(actions, st.Action)
 		}
-		if want := []string{"isolate", "capture_volatile", "snapshot", "kill_flows", "notify"}; !slices.Equal(actions, want) {
+		if want := []string{"isolate", "capture_volatile", "snapshot", "kill_flows", "investigate", "notify"}; !slices.Equal(actions, want) {
 			t.Errorf("planned actions %v, want %v", actions, want)
 		}
 		if n := countRuns(t); n != 0 {

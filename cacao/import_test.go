@@ -171,7 +171,7 @@ func openc2Base64(action, target string) string {
 
 // TestCacaoImportNamesEveryUnsupportedStep edits an export of
 // contain-compromised-gateway (capture_volatile, snapshot, isolate,
-// notify) so that steps no longer map, and checks that each is named
+// investigate, notify) so that steps no longer map, and checks that each is named
 // with its reason and the others are not.
 func TestCacaoImportNamesEveryUnsupportedStep(t *testing.T) {
 	set := defaultSet(t)

@@ -49,9 +49,62 @@ type Config struct {
 	Evidence  Evidence  `mapstructure:"evidence" yaml:"evidence"`
 	// Blocks configures fleet-wide blocks of remote addresses (block_ioc).
 	Blocks Blocks `mapstructure:"blocks" yaml:"blocks"`
+	// Investigate configures the investigate action (the attacker's
+	// timeline).
+	Investigate Investigate `mapstructure:"investigate" yaml:"investigate"`
+	// Capture configures the packet capture on a gateway's interfaces
+	// that every OS quarantine starts.
+	Capture Capture `mapstructure:"capture" yaml:"capture"`
 	// Credentials configures the tunnel credential vault and rotations.
 	Credentials Credentials         `mapstructure:"credentials" yaml:"credentials"`
 	Inventory   inventory.Inventory `mapstructure:"inventory" yaml:"inventory"`
+}
+
+// Investigate configures the investigate action.
+type Investigate struct {
+	// LookBack is how far before the incident's first sign the window of
+	// an investigation starts (warden investigate --since overrides it).
+	LookBack time.Duration `mapstructure:"look_back" yaml:"look_back"`
+	// Timeout bounds the collection from one gateway's agent.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout"`
+}
+
+// Validate names the bad key.
+func (i Investigate) Validate() error {
+	var errs []error
+	if i.LookBack <= 0 {
+		errs = append(errs, errors.New("investigate.look_back: must be positive"))
+	}
+	if i.Timeout < 5*time.Second {
+		errs = append(errs, fmt.Errorf("investigate.timeout: %s is shorter than 5s", i.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Capture configures the bounded packet capture (pcapng, a ring of
+// segments) the agent starts on every OS quarantine.
+type Capture struct {
+	// OnIsolate starts a capture with every OS quarantine.
+	OnIsolate bool `mapstructure:"on_isolate" yaml:"on_isolate"`
+	// Duration stops a capture after this long.
+	Duration time.Duration `mapstructure:"duration" yaml:"duration"`
+	// MaxBytes bounds what a capture keeps: the oldest packets go first.
+	MaxBytes int64 `mapstructure:"max_bytes" yaml:"max_bytes"`
+	// Filter keeps only matching packets (host, net, port, tcp, udp,
+	// icmp, icmp6, joined by and, or, not; empty keeps everything).
+	Filter string `mapstructure:"filter" yaml:"filter"`
+}
+
+// Validate names the bad key.
+func (c Capture) Validate() error {
+	var errs []error
+	if c.Duration < time.Second || c.Duration > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("capture.duration: %s is not between 1s and 24h", c.Duration))
+	}
+	if c.MaxBytes < 64<<10 || c.MaxBytes > 4<<30 {
+		errs = append(errs, fmt.Errorf("capture.max_bytes: %d is not between 64 KiB and 4 GiB", c.MaxBytes))
+	}
+	return errors.Join(errs...)
 }
 
 // Blocks configures the blocks of remote addresses from threat
@@ -303,6 +356,8 @@ func Defaults() Config {
 		Notify:      Notify{Default: "default"},
 		Credentials: Credentials{MasterKeyEnv: "WARDEN_MASTER_KEY", WaveSize: 4, UnitTimeout: 30 * time.Second},
 		Blocks:      Blocks{DefaultTTL: 7 * 24 * time.Hour, MaxTTL: 90 * 24 * time.Hour, MaxAutoPrefixV4: 16, MaxAutoPrefixV6: 32, Interval: 30 * time.Second},
+		Investigate: Investigate{LookBack: 24 * time.Hour, Timeout: 90 * time.Second},
+		Capture:     Capture{OnIsolate: true, Duration: 10 * time.Minute, MaxBytes: 64 << 20},
 	}
 }
 
@@ -429,6 +484,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes <= 0 {
 		add("server.max_body_bytes: must be positive")
+	}
+	if err := c.Investigate.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Capture.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Blocks.Validate(); err != nil {
 		errs = append(errs, err)

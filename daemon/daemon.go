@@ -127,6 +127,9 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	}
 
 	ledger := ledgerEvidence{d.Ledger}
+	// The catalogue's actions share one inventory, which the tunnel
+	// actions complete (tunnelActions).
+	inv := cfg.Inventory
 	var list []actions.Action
 	add := func(a ...actions.Action) { list = append(list, a...) }
 	var isolateLayers, releaseLayers []actions.Action
@@ -137,6 +140,8 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		d.Agents = linux.NewAgentPool(linux.AgentTLS{CertFile: cfg.Agents.CertFile, KeyFile: cfg.Agents.KeyFile, CAFile: cfg.Agents.CAFile}, log.With("provider", "agent"))
 		add(actions.NewCaptureVolatile(d.Agents, ledger), actions.NewVerifyBaseline(d.Agents, baselineStore{d.Store}), actions.NewPatch(d.Agents))
 		add(actions.NewBlockIOC(d.Agents), actions.NewKillFlows(d.Agents))
+		add(actions.NewInvestigate(&inv, d.Agents, storeSigns{d.Store}, ledger,
+			actions.InvestigateSettings{LookBack: cfg.Investigate.LookBack, Timeout: cfg.Investigate.Timeout}, nil))
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", actions.NewOSIsolate(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
@@ -144,7 +149,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			return q, st, err
 		})
 	} else {
-		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC)...)
+		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC, actions.NameInvestigate)...)
 		add(actions.NewKillFlows(nil)) // no agent: the VM's isolation cut its sessions
 	}
 	if cfg.VSphere.URL != "" {
@@ -180,7 +185,6 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if len(channels) > 0 {
 		pager = notifyPager{s: sender, channel: cfg.Notify.Default}
 	}
-	inv := cfg.Inventory
 	tunnelActs, err := d.tunnelActions(ctx, cfg, &inv, log)
 	if err != nil {
 		return nil, err

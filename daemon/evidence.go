@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/agent/wire"
@@ -67,13 +69,18 @@ func (s ledgerEvidence) Captured(ctx context.Context, incident, key string) ([]a
 }
 
 func (s ledgerEvidence) StoreCapture(ctx context.Context, incident string, gw inventory.Gateway, key string, res wire.CaptureResult) ([]actions.StoredArtefact, error) {
+	return s.StoreCollected(ctx, incident, gw, key, actions.NameCaptureVolatile, "volatile", res)
+}
+
+// StoreCollected implements actions.CollectionSink.
+func (s ledgerEvidence) StoreCollected(ctx context.Context, incident string, gw inventory.Gateway, key, step, kind string, res wire.CaptureResult) ([]actions.StoredArtefact, error) {
 	from := gw.ID
 	if u, err := url.Parse(gw.Agent); err == nil && u.Host != "" {
 		from = gw.ID + " (" + u.Host + ")"
 	}
 	var out []actions.StoredArtefact
 	add := func(name, media, source string, art wire.Artefact, content []byte) error {
-		rec, err := s.l.Add(ctx, evidence.Item{Incident: incident, Gateway: gw.ID, Name: name, MediaType: media, Kind: "volatile",
+		rec, err := s.l.Add(ctx, evidence.Item{Incident: incident, Gateway: gw.ID, Name: name, MediaType: media, Kind: kind,
 			Source: source, CollectedAt: art.Collected, CollectedBy: "agent:" + gw.ID, CollectedFrom: from, StoredBy: "controller",
 			Note: captureNote(key), Content: content})
 		if err != nil {
@@ -83,16 +90,39 @@ func (s ledgerEvidence) StoreCapture(ctx context.Context, incident string, gw in
 		return nil
 	}
 	for _, art := range res.Artefacts {
-		if err := add(art.Name, art.MediaType, "capture_volatile: "+art.Source, art, art.Content); err != nil {
+		source := art.Source
+		if !strings.HasPrefix(source, step+":") {
+			source = step + ": " + source
+		}
+		if err := add(art.Name, art.MediaType, source, art, art.Content); err != nil {
 			return out, err
 		}
 	}
 	if len(res.Manifest) > 0 {
-		if err := add(manifestName, "application/json", "capture_volatile: agent manifest", wire.Artefact{}, res.Manifest); err != nil {
+		if err := add(manifestName, "application/json", step+": agent manifest", wire.Artefact{}, res.Manifest); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// LoadCollected implements actions.CollectionSink.
+func (s ledgerEvidence) LoadCollected(ctx context.Context, incident, key, name string) ([]byte, error) {
+	recs, _, err := s.records(ctx, incident, key)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Name == name {
+			rc, err := s.l.Open(ctx, r.ID, "controller:verify")
+			if err != nil {
+				return nil, err
+			}
+			defer rc.Close()
+			return io.ReadAll(io.LimitReader(rc, 64<<20))
+		}
+	}
+	return nil, fmt.Errorf("no %s filed under %s", name, key)
 }
 
 func (s ledgerEvidence) VerifyStored(ctx context.Context, incident, key string) error {
@@ -146,4 +176,32 @@ func (s storeIncidents) IncidentExists(ctx context.Context, id string) (bool, er
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// storeSigns reads an incident's first sign and the addresses its
+// indicators name (actions.IncidentSigns).
+type storeSigns struct{ st *store.Store }
+
+var _ actions.IncidentSigns = storeSigns{}
+
+func (s storeSigns) FirstSign(ctx context.Context, incident string) (time.Time, []netip.Addr, error) {
+	inds, err := s.st.IndicatorsOfIncident(ctx, incident)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	var first time.Time
+	var addrs []netip.Addr
+	for _, r := range inds {
+		for _, t := range []time.Time{r.ReceivedAt, r.Indicator.ObservedAt} {
+			if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+				first = t
+			}
+		}
+		for _, ip := range r.Indicator.Observables.IPs {
+			if a, err := netip.ParseAddr(ip); err == nil && !slices.Contains(addrs, a.Unmap()) {
+				addrs = append(addrs, a.Unmap())
+			}
+		}
+	}
+	return first, addrs, nil
 }

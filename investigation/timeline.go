@@ -490,3 +490,57 @@ func (tl Timeline) Suspected(n int) []Event {
 	}
 	return out
 }
+
+// Summary is what a person reads first, bounded: the report's section and
+// the step's result carry it; the whole timeline is evidence.
+type Summary struct {
+	Incident string    `json:"incident"`
+	Gateway  string    `json:"gateway"`
+	Since    time.Time `json:"since"`
+	Until    time.Time `json:"until"`
+	Offsets  []Offset  `json:"clock_offsets"`
+	// Events counts every event of the timeline; Key are the notable ones
+	// (Suspected), in time order.
+	Events     int        `json:"events"`
+	Key        []Event    `json:"key_events"`
+	EntryPoint []Marked   `json:"entry_point"`
+	Lateral    []Marked   `json:"lateral_movement"`
+	Transfers  []Transfer `json:"transfers"`
+	Reached    []Reach    `json:"reached"`
+	Gaps       []Gap      `json:"gaps"`
+	Collected  []string   `json:"collected"`
+	// Timeline and Export are the evidence ids of the whole timeline and
+	// of its Timesketch export (set by whoever filed them).
+	Timeline string `json:"timeline_evidence,omitempty"`
+	Export   string `json:"export_evidence,omitempty"`
+}
+
+// Marked is a candidate with its event.
+type Marked struct {
+	Reason string `json:"reason"`
+	Event  Event  `json:"event"`
+}
+
+// Bounds of a Summary.
+const (
+	summaryKeyEvents = 200
+	summaryTransfers = 20
+)
+
+// Summarise bounds the timeline for people.
+func (tl Timeline) Summarise() Summary {
+	s := Summary{Incident: tl.Incident, Gateway: tl.Gateway, Since: tl.Since, Until: tl.Until, Offsets: tl.Offsets,
+		Events: len(tl.Events), Key: tl.Suspected(summaryKeyEvents), Reached: tl.Reached, Gaps: tl.Gaps, Collected: tl.Collected,
+		EntryPoint: []Marked{}, Lateral: []Marked{}}
+	for _, c := range tl.EntryPoint {
+		s.EntryPoint = append(s.EntryPoint, Marked{Reason: c.Reason, Event: tl.Events[c.Event]})
+	}
+	for _, c := range tl.Lateral {
+		s.Lateral = append(s.Lateral, Marked{Reason: c.Reason, Event: tl.Events[c.Event]})
+	}
+	s.Transfers = tl.Transfers[:min(len(tl.Transfers), summaryTransfers)]
+	if s.Key == nil {
+		s.Key = []Event{}
+	}
+	return s
+}

@@ -108,8 +108,8 @@ func newFlowWith(t *testing.T, g config.Guards) *flow {
 		t.Fatal(err)
 	}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials} {
-		list = append(list, &fakeAction{name: n, unsupported: n == actions.NameCaptureVolatile, applied: map[string]bool{}})
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials, actions.NameInvestigate} {
+		list = append(list, &fakeAction{name: n, unsupported: n == actions.NameCaptureVolatile || n == actions.NameInvestigate, applied: map[string]bool{}})
 	}
 	cat, err := actions.NewCatalogue(list...)
 	if err != nil {
@@ -248,8 +248,8 @@ func TestReportOfAutomaticContainment(t *testing.T) {
 		t.Errorf("snapshots %+v", m.Snapshots)
 	}
 	// isolate (flows kept), capture_volatile (skipped: no agent),
-	// snapshot, kill_flows, notify.
-	if len(m.Runs) != 1 || len(m.Runs[0].Steps) != 5 || m.Runs[0].Steps[1].State != store.StepSkipped || m.Runs[0].Duration <= 0 {
+	// snapshot, kill_flows, investigate (skipped: no agent), notify.
+	if len(m.Runs) != 1 || len(m.Runs[0].Steps) != 6 || m.Runs[0].Steps[1].State != store.StepSkipped || m.Runs[0].Duration <= 0 {
 		t.Errorf("runs %+v", m.Runs)
 	}
 	for _, s := range m.Runs[0].Steps {

@@ -123,6 +123,13 @@ func (c *Client) StartRunbook(ctx context.Context, runbook string, req v1.StartR
 	return call[v1.Run](ctx, c, http.MethodPost, "/v1/runbooks/"+url.PathEscape(runbook)+"/runs", req)
 }
 
+// StartInvestigation starts the investigation of an incident (POST
+// /v1/incidents/{id}/investigations): the investigate-intrusion runbook
+// on its gateway.
+func (c *Client) StartInvestigation(ctx context.Context, incident string, req v1.StartInvestigationRequest) (v1.Run, error) {
+	return call[v1.Run](ctx, c, http.MethodPost, "/v1/incidents/"+url.PathEscape(incident)+"/investigations", req)
+}
+
 // PlanRunbook is StartRunbook as a dry run: the plan and its gates as they
 // stand now; nothing starts.
 func (c *Client) PlanRunbook(ctx context.Context, runbook string, req v1.StartRunbookRequest) (v1.RunbookDryRun, error) {

@@ -101,6 +101,13 @@ func (p *AgentPool) CaptureVolatile(ctx context.Context, gw inventory.Gateway, i
 	})
 }
 
+// Investigate implements actions.Investigator.
+func (p *AgentPool) Investigate(ctx context.Context, gw inventory.Gateway, params wire.InvestigateParams) (wire.InvestigateResult, error) {
+	return through(p, gw, "investigating %s", func(c *AgentClient) (wire.InvestigateResult, error) {
+		return call[wire.InvestigateResult](ctx, c, wire.KindInvestigate, params)
+	})
+}
+
 // ObserveOS implements actions.OSQuarantine.
 func (p *AgentPool) ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.State, error) {
 	return observeAgent(ctx, p, gw)

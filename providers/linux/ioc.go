@@ -14,7 +14,10 @@ import (
 	"github.com/warden-ir/warden/inventory"
 )
 
-var _ actions.IOCBlocker = (*AgentPool)(nil)
+var (
+	_ actions.IOCBlocker   = (*AgentPool)(nil)
+	_ actions.Investigator = (*AgentPool)(nil)
+)
 
 // IOCBlock replaces the gateway's IoC blocklist (p.Set) or reads it back.
 // Idempotent: the same set twice reports Changed=false.
