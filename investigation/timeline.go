@@ -100,11 +100,28 @@ type Event struct {
 	Marks      []string          `json:"marks,omitempty"`
 }
 
-// Candidate points at an event with why it was marked.
+// Why an event is a candidate.
+const (
+	WhyNewSourceLogin  = "new_source_login"
+	WhyFirstChange     = "first_config_change"
+	WhyNewDestination  = "new_destination"
+	WhyLateralConnect  = "lateral_connection"
+	WhyLateralLogin    = "lateral_login"
+	WhySuspectInvolved = "suspect_address"
+)
+
+// Candidate points at an event with why it was marked: Why for people
+// (reports say it in their language), Reason in English for the record.
 type Candidate struct {
 	Event  int    `json:"event"`
 	Kind   string `json:"kind"`
+	Why    string `json:"why"`
 	Reason string `json:"reason"`
+	// Failures counts the failed logins from the same source before a
+	// login candidate.
+	Failures int `json:"failures,omitempty"`
+	// Site is the site a lateral movement reached.
+	Site string `json:"site,omitempty"`
 }
 
 // Transfer is the estimate of bytes that left towards one destination.
@@ -244,12 +261,13 @@ type view struct {
 	tl    *Timeline
 }
 
-func (v view) mark(i int, kind, reason string, list *[]Candidate) {
+func (v view) mark(i int, c Candidate, list *[]Candidate) {
 	e := &v.tl.Events[i]
-	if !slices.Contains(e.Marks, kind) {
-		e.Marks = append(e.Marks, kind)
+	if !slices.Contains(e.Marks, c.Kind) {
+		e.Marks = append(e.Marks, c.Kind)
 	}
-	*list = append(*list, Candidate{Event: i, Kind: kind, Reason: reason})
+	c.Event = i
+	*list = append(*list, c)
 }
 
 func addrOf(s string) (netip.Addr, bool) {
@@ -285,7 +303,7 @@ func (v view) markSuspects() {
 	var none []Candidate
 	for i, e := range v.tl.Events {
 		if a, ok := addrOf(e.Address); ok && v.suspect(a) {
-			v.mark(i, MarkSuspect, "involves "+a.String()+", named by the incident's indicators", &none)
+			v.mark(i, Candidate{Kind: MarkSuspect, Why: WhySuspectInvolved, Reason: "involves " + a.String() + ", named by the incident's indicators"}, &none)
 		}
 	}
 }
@@ -313,15 +331,16 @@ func (v view) markEntryPoint() {
 			}
 			login = true
 			reason := fmt.Sprintf("first successful login from a new source %s (user %s)", e.Address, e.Actor)
-			if n := failures[e.Address]; n > 0 {
+			n := failures[e.Address]
+			if n > 0 {
 				reason += fmt.Sprintf(", after %d failed attempts from it", n)
 			}
-			v.mark(i, MarkEntryPoint, reason, &v.tl.EntryPoint)
+			v.mark(i, Candidate{Kind: MarkEntryPoint, Why: WhyNewSourceLogin, Reason: reason, Failures: n}, &v.tl.EntryPoint)
 		case e.Action == wire.ActionLoginAccepted:
 			accepted[e.Address] = true
 		case e.Action == wire.ActionConfigChanged && !change:
 			change = true
-			v.mark(i, MarkEntryPoint, "first configuration change in the window: "+e.Object, &v.tl.EntryPoint)
+			v.mark(i, Candidate{Kind: MarkEntryPoint, Why: WhyFirstChange, Reason: "first configuration change in the window: " + e.Object}, &v.tl.EntryPoint)
 		}
 	}
 }
@@ -353,7 +372,7 @@ func (v view) markNewDestination() {
 		if !first {
 			first, list = true, &v.tl.EntryPoint
 		}
-		v.mark(i, MarkNewDestination, "first connection to "+dst.String()+", outside the VPN", list)
+		v.mark(i, Candidate{Kind: MarkNewDestination, Why: WhyNewDestination, Reason: "first connection to " + dst.String() + ", outside the VPN"}, list)
 	}
 }
 
@@ -365,7 +384,7 @@ func (v view) markLateral() {
 	reached := map[string]bool{}
 	for i, e := range v.tl.Events {
 		var dst netip.Addr
-		var how string
+		var how, why string
 		switch e.Action {
 		case wire.ActionConnection:
 			src, ok1 := addrOf(e.Detail["src"])
@@ -373,13 +392,13 @@ func (v view) markLateral() {
 			if !ok1 || !ok2 || !v.ours(src) {
 				continue
 			}
-			dst, how = d, fmt.Sprintf("connection %s", e.Object)
+			dst, how, why = d, fmt.Sprintf("connection %s", e.Object), WhyLateralConnect
 		case wire.ActionLoginAccepted:
 			src, ok := addrOf(e.Address)
 			if !ok || !v.ours(src) || e.Host == v.in.Gateway {
 				continue
 			}
-			dst, how = netip.Addr{}, fmt.Sprintf("login as %s on %s", e.Actor, e.Host)
+			dst, how, why = netip.Addr{}, fmt.Sprintf("login as %s on %s", e.Actor, e.Host), WhyLateralLogin
 			if s, ok := v.sites[e.Host]; ok && len(s.Addresses) > 0 {
 				dst = s.Addresses[0]
 			}
@@ -390,7 +409,7 @@ func (v view) markLateral() {
 		if !ok || s.Name == own.Name {
 			continue
 		}
-		v.mark(i, MarkLateral, fmt.Sprintf("%s from %s into site %s", how, v.in.Gateway, s.Name), &v.tl.Lateral)
+		v.mark(i, Candidate{Kind: MarkLateral, Why: why, Site: s.Name, Reason: fmt.Sprintf("%s from %s into site %s", how, v.in.Gateway, s.Name)}, &v.tl.Lateral)
 		key := s.Name + "|" + dst.String()
 		if !reached[key] {
 			reached[key] = true
@@ -517,8 +536,11 @@ type Summary struct {
 
 // Marked is a candidate with its event.
 type Marked struct {
-	Reason string `json:"reason"`
-	Event  Event  `json:"event"`
+	Why      string `json:"why"`
+	Reason   string `json:"reason"`
+	Failures int    `json:"failures,omitempty"`
+	Site     string `json:"site,omitempty"`
+	Event    Event  `json:"event"`
 }
 
 // Bounds of a Summary.
@@ -533,10 +555,10 @@ func (tl Timeline) Summarise() Summary {
 		Events: len(tl.Events), Key: tl.Suspected(summaryKeyEvents), Reached: tl.Reached, Gaps: tl.Gaps, Collected: tl.Collected,
 		EntryPoint: []Marked{}, Lateral: []Marked{}}
 	for _, c := range tl.EntryPoint {
-		s.EntryPoint = append(s.EntryPoint, Marked{Reason: c.Reason, Event: tl.Events[c.Event]})
+		s.EntryPoint = append(s.EntryPoint, Marked{Why: c.Why, Reason: c.Reason, Failures: c.Failures, Event: tl.Events[c.Event]})
 	}
 	for _, c := range tl.Lateral {
-		s.Lateral = append(s.Lateral, Marked{Reason: c.Reason, Event: tl.Events[c.Event]})
+		s.Lateral = append(s.Lateral, Marked{Why: c.Why, Reason: c.Reason, Site: c.Site, Event: tl.Events[c.Event]})
 	}
 	s.Transfers = tl.Transfers[:min(len(tl.Transfers), summaryTransfers)]
 	if s.Key == nil {

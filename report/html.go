@@ -217,10 +217,23 @@ footer { margin-top: 32px; font-size: 12px; color: #5b6671; }
 {{else if .Table}}{{template "table" .Table}}
 {{else if .Code}}<pre>{{.Code}}</pre>
 {{else if .Picture}}{{template "timeline" $.D.Timeline}}
+{{else if .Pre}}<pre>{{.Pre}}</pre>
+{{else if .Chart}}{{template "intrusion" $.D.Intrusion}}
 {{end}}{{end}}{{end}}
 {{define "table"}}<table><thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
 {{$t := .}}{{range .Rows}}<tr>{{range $i, $c := .}}<td{{if mono $t $i}} class="mono"{{end}}>{{if $c}}{{$c}}{{else}}—{{end}}</td>{{end}}</tr>
 {{end}}</tbody></table>{{end}}
+{{define "intrusion"}}{{if .Present}}<figure>
+<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="{{.Alt}}">
+<title>{{.Alt}}</title>
+<text x="{{.AxisX0}}" y="22" font-weight="600">{{.Title}}</text>
+{{$c := .Colour}}{{$axis := .AxisY}}{{range .Rows}}<line x1="{{.X}}" y1="{{.Y}}" x2="{{.X}}" y2="{{$axis}}" stroke="#8c959f" stroke-dasharray="3 3"/>
+<circle cx="{{.X}}" cy="{{.Y}}" r="{{if .Emphasised}}7{{else}}4{{end}}" fill="{{if .Emphasised}}{{$c}}{{else}}#5b6671{{end}}"/>
+<text x="{{.TextX}}" y="{{.Y}}" dy="4.5" text-anchor="{{.Anchor}}"{{if .Contained}} font-weight="700"{{end}}>{{.Offset}}  {{.Label}} <tspan class="clock">{{.Clock}}</tspan></text>
+{{end}}<rect x="{{.AxisX0}}" y="{{.AxisY}}" width="{{.AxisW}}" height="6" rx="2" fill="#5b6671"/>
+{{range .Ticks}}<line x1="{{.X}}" y1="{{$axis}}" x2="{{.X}}" y2="{{add $axis 14}}" stroke="#1b1f24"/><text class="tick" x="{{.X}}" y="{{add $axis 30}}" text-anchor="{{.Anchor}}">{{.Label}}</text>
+{{end}}</svg>
+</figure>{{end}}{{end}}
 {{define "timeline"}}{{if .Present}}<figure>
 <svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="{{.Alt}}">
 <title>{{.Alt}}</title>

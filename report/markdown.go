@@ -23,17 +23,17 @@ func Markdown(m Model, lang string) ([]byte, error) {
 	fmt.Fprintf(&b, "\n> **%s**\n\n", mdText(d.Banner.Text))
 	fmt.Fprintf(&b, "## %s\n\n", mdText(d.MgmtHeading))
 	for _, s := range d.Mgmt {
-		writeSection(&b, s)
+		writeSection(&b, s, d)
 	}
 	b.WriteString("---\n\n")
 	fmt.Fprintf(&b, "## %s\n\n", mdText(d.TechHeading))
 	for _, s := range d.Tech {
-		writeSection(&b, s)
+		writeSection(&b, s, d)
 	}
 	return b.Bytes(), nil
 }
 
-func writeSection(b *bytes.Buffer, s section) {
+func writeSection(b *bytes.Buffer, s section, d document) {
 	fmt.Fprintf(b, "### %s\n\n", mdText(s.Heading))
 	for _, bl := range s.Blocks {
 		switch {
@@ -53,8 +53,22 @@ func writeSection(b *bytes.Buffer, s section) {
 			writeTable(b, bl.Table)
 		case bl.Code != "":
 			fmt.Fprintf(b, "    %s\n\n", strings.ReplaceAll(bl.Code, "\n", " "))
+		case bl.Pre != "":
+			writeFenced(b, strings.Split(bl.Pre, "\n"))
+		case bl.Chart && d.Intrusion.Present:
+			writeFenced(b, d.Intrusion.Lines)
 		}
 	}
+}
+
+// writeFenced writes lines as a fenced code block; a fence inside a line
+// cannot close it (backticks become U+02CB).
+func writeFenced(b *bytes.Buffer, lines []string) {
+	b.WriteString("```text\n")
+	for _, l := range lines {
+		fmt.Fprintf(b, "%s\n", strings.ReplaceAll(l, "`", "ˋ"))
+	}
+	b.WriteString("```\n\n")
 }
 
 func mdItem(it item) string {

@@ -50,6 +50,8 @@ type Model struct {
 	Baseline    Baseline    `json:"baseline"`
 	Credentials Credentials `json:"credentials"`
 	Audit       AuditStatus `json:"audit"`
+	// Intrusion is what the investigation found (the attacker's timeline).
+	Intrusion Intrusion `json:"intrusion"`
 	// Release is how the gateway was returned to service; zero while it
 	// was not.
 	Release Release `json:"release,omitzero"`
@@ -666,6 +668,7 @@ func loadRuns(ctx context.Context, st store.Backend, m *Model, comments map[stri
 				}
 			}
 			run.Steps = append(run.Steps, step)
+			loadIntrusion(m, r.ID, s)
 		}
 		m.Runs = append(m.Runs, run)
 

@@ -135,6 +135,11 @@ var phrases = []phrase{
 	ph("say.rotated.certs", `(\d+) rotated, (\d+) already rotated, (\d+) rolled back, (\d+) failed, (\d+) not attempted; (\d+) authenticate with certificates \(nothing shared to rotate\)`),
 	ph("say.rotated", `(\d+) rotated, (\d+) already rotated, (\d+) rolled back, (\d+) failed, (\d+) not attempted`),
 	ph("say.rotated.verified", `(\d+) of (\d+) credential\(s\) verified in use`),
+	ph("say.investigated", `investigated (\d+) gateway\(s\): (\d+) events, (\d+) artefacts, (\d+) entry-point and (\d+) lateral-movement candidate\(s\)`),
+	ph("say.investigated.gaps", `investigated (\d+) gateway\(s\): (\d+) events, (\d+) artefacts, (\d+) entry-point and (\d+) lateral-movement candidate\(s\); not reachable: (.+)`),
+	ph("say.investigated.already", `investigation already filed`),
+	ph("say.investigated.verified", `timeline and artefacts of (\d+) gateway\(s\) verified`),
+	ph("say.investigated.verified.gaps", `timeline and artefacts of (\d+) gateway\(s\) verified; (\d+) gateway\(s\) could not be asked`),
 }
 
 // says writes s, a sentence Warden's own code wrote in English, in l's

@@ -1,6 +1,10 @@
 package report
 
-import "github.com/warden-ir/warden/internal/textsafe"
+import (
+	"strings"
+
+	"github.com/warden-ir/warden/internal/textsafe"
+)
 
 // sanitised is d with every string passed through textsafe.Text: control,
 // bidi and other invisible characters from alerts, people's reasons and
@@ -28,6 +32,17 @@ func (d document) sanitised() document {
 		tk.Label = t(tk.Label)
 		return tk
 	})
+	q := &d.Intrusion
+	q.Title, q.Alt = t(q.Title), t(q.Alt)
+	q.Rows = sanitisedEach(q.Rows, func(r pictureRow) pictureRow {
+		r.Label, r.Offset, r.Clock = t(r.Label), t(r.Offset), t(r.Clock)
+		return r
+	})
+	q.Ticks = sanitisedEach(q.Ticks, func(tk pictureTick) pictureTick {
+		tk.Label = t(tk.Label)
+		return tk
+	})
+	q.Lines = sanitisedStrings(q.Lines)
 	return d
 }
 
@@ -54,6 +69,10 @@ func sanitisedSections(in []section) []section {
 
 func sanitisedBlock(b block) block {
 	b.Para, b.Code = textsafe.Text(b.Para), textsafe.Text(b.Code)
+	if b.Pre != "" {
+		lines := strings.Split(b.Pre, "\n")
+		b.Pre = strings.Join(sanitisedStrings(lines), "\n")
+	}
 	b.Bullets, b.Numbered = sanitisedItems(b.Bullets), sanitisedItems(b.Numbered)
 	if b.Table != nil {
 		b.Table = &table{Head: sanitisedStrings(b.Table.Head), Rows: sanitisedEach(b.Table.Rows, sanitisedStrings), Mono: b.Table.Mono}

@@ -23,6 +23,8 @@ type document struct {
 	TechHeading string
 	Tech        []section
 	Timeline    timelinePicture
+	// Intrusion is the attacker's timeline as a picture.
+	Intrusion intrusionChart
 }
 
 type banner struct {
@@ -45,6 +47,10 @@ type block struct {
 	Table    *table
 	Code     string
 	Picture  bool
+	// Pre is preformatted text of several lines (a diff); Chart the
+	// place of the intrusion picture.
+	Pre   string
+	Chart bool
 }
 
 // item is a list entry: an optional bold label and its text.
@@ -137,9 +143,10 @@ func build(m Model, lang string) (document, error) {
 	d.Mgmt = []section{whatHappened(m, l), impact(m, l), whatWasDone(m, l), currentState(m, l), decisions(m, l)}
 	d.Tech = []section{
 		techIndicators(m, l), techDecisions(m, l), techApprovals(m, l), techPeople(m, l), techRuns(m, l), techGateway(m, l),
-		techCredentials(m, l), techEvidence(m, l), techBaseline(m, l), techAudit(m, l), techTimeline(m, l), techNext(m, l),
+		techIntrusion(m, l), techCredentials(m, l), techEvidence(m, l), techBaseline(m, l), techAudit(m, l), techTimeline(m, l), techNext(m, l),
 	}
 	d.Timeline = picture(m, l)
+	d.Intrusion = intrusionPicture(m, l)
 	return d.sanitised(), nil
 }
 
@@ -259,6 +266,9 @@ func whatHappened(m Model, l loc) section {
 		p += sep(l) + l.f("what.more", l.n(more, "indicator"))
 	}
 	s.Blocks = append(s.Blocks, block{Para: p})
+	if sentence := intrusionSentence(m, l); sentence != "" {
+		s.Blocks = append(s.Blocks, block{Para: sentence})
+	}
 	return s
 }
 
@@ -330,9 +340,14 @@ func impact(m Model, l loc) section {
 			spread = append(spread, l.f("impact.spread.item", p.Gateway, id))
 		}
 	}
-	if len(spread) == 0 {
+	switch {
+	case len(spread) == 0 && m.Intrusion.Investigated && len(m.Intrusion.Summary.Reached) > 0:
+		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.reached", reachedSites(m, l))})
+	case len(spread) == 0 && m.Intrusion.Investigated:
+		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.investigated")})
+	case len(spread) == 0:
 		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.none")})
-	} else {
+	default:
 		items = append(items, item{l.f("impact.spread"), l.f("impact.spread.some", l.list(spread))})
 	}
 	s.Blocks = append(s.Blocks, block{Bullets: items})
