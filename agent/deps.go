@@ -36,6 +36,10 @@ type PatchFunc func(ctx context.Context, p wire.PatchParams) (wire.PatchResult, 
 // InvestigateFunc collects what the gateway recorded in a time window.
 type InvestigateFunc func(ctx context.Context, p wire.InvestigateParams) (wire.InvestigateResult, error)
 
+// PacketCaptureFunc starts, stops, lists or reads the gateway's packet
+// captures.
+type PacketCaptureFunc func(ctx context.Context, p wire.PacketCaptureParams) (wire.PacketCaptureResult, error)
+
 // CaptureFunc collects volatile evidence.
 type CaptureFunc func(ctx context.Context, p wire.CaptureParams) (wire.CaptureResult, error)
 
@@ -146,13 +150,16 @@ type Deps struct {
 	// Investigate collects logs, logins, connection records, counters and
 	// configuration history for a window (the investigate command).
 	Investigate InvestigateFunc
-	Baseline    BaselineFunc
-	Patch       PatchFunc
-	Links       LinkController
-	SAs         SAController
-	WireGuard   WireGuardController
-	VICI        VICIRunner
-	Blocker     Blocker
+	// PacketCapture records traffic as pcapng (started by a quarantine
+	// that asks for it, and by the packet_capture command).
+	PacketCapture PacketCaptureFunc
+	Baseline      BaselineFunc
+	Patch         PatchFunc
+	Links         LinkController
+	SAs           SAController
+	WireGuard     WireGuardController
+	VICI          VICIRunner
+	Blocker       Blocker
 	// IOCBlocker is the IoC blocklist (ioc_block), a Blocker of its own
 	// rules that never touches the peer blocklist's.
 	IOCBlocker Blocker

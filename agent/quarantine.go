@@ -47,6 +47,11 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 	if err != nil {
 		return wire.IsolateResult{}, badParams(err)
 	}
+	if p.Capture != nil {
+		if err := p.Capture.Validate(); err != nil {
+			return wire.IsolateResult{}, badParams(fmt.Errorf("capture: %w", err))
+		}
+	}
 	window := s.cfg.ConfirmWindow
 	if w := time.Duration(p.ConfirmWindow); w != 0 {
 		if w < MinConfirmWindow || w > MaxConfirmWindow {
@@ -112,6 +117,9 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 		return res, err
 	}
 	res.Changed = res.Changed || out.changed()
+	if p.Capture != nil && res.Changed {
+		res.Warnings = append(res.Warnings, s.startQuarantineCapture(ctx, *p.Capture, res.Generation)...)
+	}
 	return res, nil
 }
 
@@ -146,6 +154,25 @@ func (s *Server) killFlows(ctx context.Context, _ struct{}) (wire.KillFlowsResul
 	res.Changed = res.WereKept || res.Killed > 0
 	s.log.Info("quarantine flows killed", "generation", s.rec.Generation, "killed", res.Killed, "were_kept", res.WereKept)
 	return res, nil
+}
+
+// startQuarantineCapture starts the packet capture a new quarantine asks
+// for, so that what tries to leave during it is recorded. A capture that
+// cannot start is a warning: the quarantine stands regardless.
+func (s *Server) startQuarantineCapture(ctx context.Context, spec wire.CaptureSpec, generation int64) []string {
+	if s.deps.PacketCapture == nil {
+		return []string{"packet capture: " + errNoPacketCapture.Error()}
+	}
+	spec.Reason = fmt.Sprintf("quarantine generation %d", generation)
+	res, err := s.deps.PacketCapture(ctx, wire.PacketCaptureParams{Op: wire.CaptureOpStart, Spec: &spec})
+	if err != nil {
+		s.log.Warn("starting the quarantine's packet capture", "error", err.Error())
+		return []string{"packet capture not started: " + err.Error()}
+	}
+	if res.Capture != nil {
+		s.log.Info("quarantine packet capture running", "id", res.Capture.ID, "new", res.Changed)
+	}
+	return nil
 }
 
 // enforceOutcome is what one enforcement pass did.

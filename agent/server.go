@@ -270,16 +270,17 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // Error kinds mapped to status codes in statusOf.
 var (
-	errNoCapture     = errors.New("evidence capture is not available on this agent")
-	errNoInvestigate = errors.New("investigation is not available on this agent")
-	errNoBaseline    = errors.New("baseline checks are not available on this agent")
-	errNoPatch       = errors.New("patching is not available on this agent")
-	errNoSensors     = errors.New("no sensors run on this agent (warden agent --sensors FILE)")
-	errNoWireGuard   = errors.New("WireGuard control is not available on this agent")
-	errNoVICI        = errors.New("strongSwan (VICI) control is not available on this agent")
-	errNoBlocker     = errors.New("peer blocking is not available on this agent")
-	errNoIOCBlock    = errors.New("IoC blocking is not available on this agent")
-	errStopping      = errors.New("agent is stopping")
+	errNoCapture       = errors.New("evidence capture is not available on this agent")
+	errNoInvestigate   = errors.New("investigation is not available on this agent")
+	errNoPacketCapture = errors.New("packet capture is not available on this agent")
+	errNoBaseline      = errors.New("baseline checks are not available on this agent")
+	errNoPatch         = errors.New("patching is not available on this agent")
+	errNoSensors       = errors.New("no sensors run on this agent (warden agent --sensors FILE)")
+	errNoWireGuard     = errors.New("WireGuard control is not available on this agent")
+	errNoVICI          = errors.New("strongSwan (VICI) control is not available on this agent")
+	errNoBlocker       = errors.New("peer blocking is not available on this agent")
+	errNoIOCBlock      = errors.New("IoC blocking is not available on this agent")
+	errStopping        = errors.New("agent is stopping")
 )
 
 // paramError is a request the agent refuses as malformed (400).
@@ -311,7 +312,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture), errors.Is(err, errNoInvestigate), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch), errors.Is(err, errNoSensors),
+	case errors.Is(err, errNoCapture), errors.Is(err, errNoInvestigate), errors.Is(err, errNoPacketCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch), errors.Is(err, errNoSensors),
 		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker), errors.Is(err, errNoIOCBlock):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
@@ -461,6 +462,8 @@ func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, er
 		return runWithParams(ctx, c.Params, s.capture)
 	case wire.KindInvestigate:
 		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Investigate, errNoInvestigate, "investigating"))
+	case wire.KindPacketCapture:
+		return runWithParams(ctx, c.Params, optionalSeam(s.deps.PacketCapture, errNoPacketCapture, "capturing packets"))
 	case wire.KindBaseline:
 		return runWithParams(ctx, c.Params, optionalSeam(s.deps.Baseline, errNoBaseline, "checking the baseline"))
 	case wire.KindPatch:

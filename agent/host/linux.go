@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/warden-ir/warden/agent/capture"
 	"github.com/warden-ir/warden/agent/netfilter"
 	"github.com/warden-ir/warden/agent/netns"
+	"github.com/warden-ir/warden/agent/pcap"
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/internal/fault"
 )
@@ -125,6 +127,30 @@ func Deps(opt Options) (agent.Deps, io.Closer, error) {
 	}
 	if !opt.NoVICI {
 		d.SAs = NewVICI(opt.VICISocket)
+	}
+	if capOpt.StateDir != "" {
+		rec, err := pcap.NewRecorder(filepath.Join(capOpt.StateDir, "captures"), func() (src pcap.Source, err error) {
+			err = bound.Do(func() error {
+				src, err = pcap.OpenAFPacket()
+				return err
+			})
+			return src, err
+		}, log)
+		if err != nil {
+			log.Warn("packet capture unavailable; packet_capture commands will answer 501", "error", err.Error())
+		} else {
+			closers = append(closers, rec.Close)
+			d.PacketCapture = func(ctx context.Context, p wire.PacketCaptureParams) (wire.PacketCaptureResult, error) {
+				res, err := rec.Handle(ctx, p)
+				switch {
+				case errors.Is(err, pcap.ErrInvalid):
+					err = fmt.Errorf("%w: %w", agent.ErrInvalidParams, err)
+				case errors.Is(err, pcap.ErrNotFound):
+					err = fmt.Errorf("%w: %w", agent.ErrNotFound, err)
+				}
+				return res, err
+			}
+		}
 	}
 	return d, closers, nil
 }

@@ -66,7 +66,7 @@ const (
 
 // Kinds lists every command kind the agent understands.
 func Kinds() []string {
-	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors, KindInvestigate}
+	return []string{KindCapture, KindIsolate, KindConfirm, KindRelease, KindObserve, KindKillFlows, KindBaseline, KindPatch, KindWireGuard, KindVICI, KindBlock, KindIOCBlock, KindSensors, KindInvestigate, KindPacketCapture}
 }
 
 // ReadOnly reports whether commands of kind only read the gateway's state
@@ -162,6 +162,10 @@ type IsolateParams struct {
 	// deletes them; until it does, re-enforcing (heal, restart) keeps them
 	// too. A quarantine whose flows were already killed stays so.
 	KeepFlows bool `json:"keep_flows,omitempty"`
+	// Capture, when set, starts a bounded packet capture on every
+	// interface once the quarantine is in force (none starts while one
+	// runs), so that what tries to leave during quarantine is recorded.
+	Capture *CaptureSpec `json:"capture,omitempty"`
 }
 
 // IsolateResult reports what isolate did.
