@@ -158,5 +158,5 @@ func (c Catalogue) Names() []string {
 // runbook usually takes them.
 func StandardNames() []string {
 	return []string{NameCaptureVolatile, NameSnapshot, NameIsolate, NameKillFlows, NameRelease, NamePowerOff, NameNotify,
-		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC, NameInvestigate}
+		NameVerifyBaseline, NamePatch, NameRevokePeer, NameRotateCredentials, NameBlockIOC, NameInvestigate, NameCapture}
 }

@@ -53,3 +53,43 @@ func TestStartInvestigation(t *testing.T) {
 		})
 	}
 }
+
+// TestStartCapture: POST /v1/gateways/{id}/captures starts packet-capture
+// on the gateway as the caller with the capture's shape; bad input names
+// the field.
+func TestStartCapture(t *testing.T) {
+	s := newStack(t, nil, nil)
+	r := s.call(t, "POST", "/v1/gateways/gw-hq/captures", []byte(`{"op":"start","duration":"5m","max_bytes":1048576,"filter":"host 203.0.113.9"}`))
+	expectStatus(t, r, http.StatusAccepted)
+	run := decodeReply[v1.Run](t, r)
+	if run.Runbook != v1.CaptureRunbook || run.Gateway != "gw-hq" || len(run.Steps) != 1 || run.Steps[0].Action != "capture" {
+		t.Errorf("run %+v", run)
+	}
+	stored, err := s.d.Store.Run(t.Context(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := stored.Steps[0].Params; p["op"] != "start" || p["duration"] != "5m" || p["max_bytes"] != "1048576" || p["filter"] != "host 203.0.113.9" {
+		t.Errorf("params %v", p)
+	}
+	expectStatus(t, s.call(t, "POST", "/v1/gateways/gw-hq/captures", []byte(`{"op":"stop"}`)), http.StatusAccepted)
+	for name, tc := range map[string]struct {
+		gw, body, wantIn string
+		want             int
+	}{
+		"no op":            {"gw-hq", `{}`, "op", http.StatusBadRequest},
+		"bad duration":     {"gw-hq", `{"op":"start","duration":"forever"}`, "duration", http.StatusBadRequest},
+		"too small":        {"gw-hq", `{"op":"start","max_bytes":10}`, "max_bytes", http.StatusBadRequest},
+		"bad filter":       {"gw-hq", `{"op":"start","filter":"host nowhere"}`, "filter", http.StatusBadRequest},
+		"stop with shape":  {"gw-hq", `{"op":"stop","filter":"tcp"}`, "filter", http.StatusBadRequest},
+		"wildcard gateway": {"*", `{"op":"stop"}`, "wildcard", http.StatusBadRequest},
+		"unknown gateway":  {"gw-nowhere", `{"op":"stop"}`, "gw-nowhere", http.StatusBadRequest},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := expectError(t, s.call(t, "POST", "/v1/gateways/"+tc.gw+"/captures", []byte(tc.body)), tc.want)
+			if !strings.Contains(e.Error, tc.wantIn) {
+				t.Errorf("message %q does not name %q", e.Error, tc.wantIn)
+			}
+		})
+	}
+}

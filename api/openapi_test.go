@@ -301,6 +301,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 var v1Schemas = map[reflect.Type]string{
 	reflect.TypeFor[v1.Error]():                     "Error",
 	reflect.TypeFor[v1.StartInvestigationRequest](): "StartInvestigationRequest",
+	reflect.TypeFor[v1.CaptureRequest]():            "CaptureRequest",
 	reflect.TypeFor[v1.Health]():                    "Health",
 	reflect.TypeFor[v1.Indicator]():                 "Indicator",
 	reflect.TypeFor[v1.Observables]():               "Observables",
@@ -597,6 +598,7 @@ func TestOpenAPIRoutesUseV1(t *testing.T) {
 		"GET /v1/evidence/{id}":                   {responses: map[string]string{"200": "EvidenceDetail"}},
 		"POST /v1/incidents/{id}/evidence/export": {}, // a tar.gz archive
 		"POST /v1/incidents/{id}/investigations":  {request: "StartInvestigationRequest", responses: map[string]string{"202": "Run"}},
+		"POST /v1/gateways/{id}/captures":         {request: "CaptureRequest", responses: map[string]string{"202": "Run"}},
 		"GET /v1/incidents/{id}/report":           {}, // HTML or Markdown
 		"POST /v1/intake/stix":                    {responses: map[string]string{"202": "ThreatIntakeResponse"}},
 		"POST /v1/intake/misp":                    {responses: map[string]string{"202": "ThreatIntakeResponse"}},

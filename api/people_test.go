@@ -74,6 +74,7 @@ var routePermissions = map[string]auth.Permission{
 	"GET /v1/evidence/{id}":                   auth.Respond,
 	"POST /v1/incidents/{id}/evidence/export": auth.Respond,
 	"POST /v1/incidents/{id}/investigations":  auth.Respond,
+	"POST /v1/gateways/{id}/captures":         auth.Respond,
 
 	"POST /v1/runs/{id}/approve":       auth.Approve,
 	"POST /v1/runs/{id}/cancel":        auth.Approve,

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/warden-ir/warden/agent/wire"
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/auth"
@@ -201,6 +202,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("GET", "/v1/gateways", auth.Read, s.listGateways)
 	s.handle("GET", "/v1/gateways/{id}", auth.Read, s.getGateway)
 	s.handle("GET", "/v1/gateways/{id}/sensors", auth.Read, s.getSensors)
+	s.handle("POST", "/v1/gateways/{id}/captures", auth.Respond, s.startCapture)
 	s.handle("GET", "/v1/audit/verify", auth.Read, s.verifyAudit)
 	s.handle("POST", "/v1/breaker/reset", auth.Administer, s.resetBreaker)
 	s.handle("POST", "/v1/drift/check", auth.Respond, s.driftCheck)
@@ -885,6 +887,57 @@ func (s *Server) startInvestigation(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: v1.InvestigationRunbook, Gateway: inc.Gateway,
 		Incident: inc.ID, Actor: actor(r), Params: params})
+	if err != nil {
+		s.fail(w, statusFor(err), "", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, runV1(run))
+}
+
+// startCapture starts the packet-capture runbook on a gateway (within its
+// open incident, if any) as the caller: op start with the capture's
+// shape, or op stop, which files what was captured.
+func (s *Server) startCapture(w http.ResponseWriter, r *http.Request) {
+	var req v1.CaptureRequest
+	if !s.decodeSmall(w, r, &req) {
+		return
+	}
+	params := map[string]string{"op": req.Op}
+	switch req.Op {
+	case wire.CaptureOpStop:
+		if req.Duration != "" || req.MaxBytes != 0 || req.Filter != "" {
+			s.fail(w, http.StatusBadRequest, "", errors.New("duration, max_bytes, filter: a stop takes none of them"))
+			return
+		}
+	case wire.CaptureOpStart:
+		if req.Duration != "" {
+			d, err := time.ParseDuration(req.Duration)
+			if err != nil || d < time.Second || d > wire.MaxCaptureDuration {
+				s.fail(w, http.StatusBadRequest, "", fmt.Errorf("duration: %q is not a duration between 1s and %s", req.Duration, wire.MaxCaptureDuration))
+				return
+			}
+			params["duration"] = req.Duration
+		}
+		if req.MaxBytes != 0 {
+			if req.MaxBytes < wire.MinCaptureBytes || req.MaxBytes > wire.MaxCaptureBytes {
+				s.fail(w, http.StatusBadRequest, "", fmt.Errorf("max_bytes: %d is not between %d and %d", req.MaxBytes, wire.MinCaptureBytes, wire.MaxCaptureBytes))
+				return
+			}
+			params["max_bytes"] = strconv.FormatInt(req.MaxBytes, 10)
+		}
+		if req.Filter != "" {
+			if _, err := wire.ParseCaptureFilter(req.Filter); err != nil {
+				s.fail(w, http.StatusBadRequest, "", fmt.Errorf("filter: %w", err))
+				return
+			}
+			params["filter"] = req.Filter
+		}
+	default:
+		s.fail(w, http.StatusBadRequest, "", fmt.Errorf("op: %q is neither start nor stop", req.Op))
+		return
+	}
+	run, err := s.opt.Controller.StartRunbook(r.Context(), controller.StartRequest{Runbook: v1.CaptureRunbook, Gateway: r.PathValue("id"),
+		Actor: actor(r), Params: params})
 	if err != nil {
 		s.fail(w, statusFor(err), "", err)
 		return

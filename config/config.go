@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
+	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/inventory"
 )
@@ -103,6 +104,9 @@ func (c Capture) Validate() error {
 	}
 	if c.MaxBytes < 64<<10 || c.MaxBytes > 4<<30 {
 		errs = append(errs, fmt.Errorf("capture.max_bytes: %d is not between 64 KiB and 4 GiB", c.MaxBytes))
+	}
+	if _, err := wire.ParseCaptureFilter(c.Filter); err != nil {
+		errs = append(errs, fmt.Errorf("capture.filter: %w", err))
 	}
 	return errors.Join(errs...)
 }

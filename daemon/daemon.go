@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/warden-ir/warden/actions"
+	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/api"
 	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
@@ -142,6 +143,10 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		add(actions.NewBlockIOC(d.Agents), actions.NewKillFlows(d.Agents))
 		add(actions.NewInvestigate(&inv, d.Agents, storeSigns{d.Store}, ledger,
 			actions.InvestigateSettings{LookBack: cfg.Investigate.LookBack, Timeout: cfg.Investigate.Timeout}, nil))
+		add(actions.NewPacketCapture(d.Agents, ledger, actions.CaptureSettings{Duration: cfg.Capture.Duration, MaxBytes: cfg.Capture.MaxBytes, Filter: cfg.Capture.Filter}))
+		if cfg.Capture.OnIsolate {
+			d.Agents.CaptureOnQuarantine(&wire.CaptureSpec{Duration: wire.Duration(cfg.Capture.Duration), MaxBytes: cfg.Capture.MaxBytes, Filter: cfg.Capture.Filter})
+		}
 		checker = baselineChecker{agents: d.Agents}
 		isolateLayers = append(isolateLayers, actions.Layer("os", actions.NewOSIsolate(d.Agents)))
 		osObserver = osObserverFunc(func(ctx context.Context, gw inventory.Gateway) (bool, any, error) {
@@ -149,7 +154,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			return q, st, err
 		})
 	} else {
-		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC, actions.NameInvestigate)...)
+		add(unavailable("no warden agent configured (agents.cert_file)", actions.NameCaptureVolatile, actions.NameVerifyBaseline, actions.NamePatch, actions.NameBlockIOC, actions.NameInvestigate, actions.NameCapture)...)
 		add(actions.NewKillFlows(nil)) // no agent: the VM's isolation cut its sessions
 	}
 	if cfg.VSphere.URL != "" {

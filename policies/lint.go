@@ -54,7 +54,7 @@ func StandardActions() []string {
 	return []string{
 		actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease,
 		actions.NamePowerOff, actions.NameNotify, "revoke_peer", "rotate_credentials", "patch", "verify_baseline",
-		actions.NameBlockIOC, actions.NameInvestigate,
+		actions.NameBlockIOC, actions.NameInvestigate, actions.NameCapture,
 	}
 }
 

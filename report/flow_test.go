@@ -108,7 +108,7 @@ func newFlowWith(t *testing.T, g config.Guards) *flow {
 		t.Fatal(err)
 	}
 	var list []actions.Action
-	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials, actions.NameInvestigate} {
+	for _, n := range []string{actions.NameCaptureVolatile, actions.NameSnapshot, actions.NameIsolate, actions.NameKillFlows, actions.NameRelease, actions.NameNotify, actions.NameVerifyBaseline, actions.NamePatch, actions.NameRevokePeer, actions.NameRotateCredentials, actions.NameInvestigate, actions.NameCapture} {
 		list = append(list, &fakeAction{name: n, unsupported: n == actions.NameCaptureVolatile || n == actions.NameInvestigate, applied: map[string]bool{}})
 	}
 	cat, err := actions.NewCatalogue(list...)

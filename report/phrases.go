@@ -138,6 +138,11 @@ var phrases = []phrase{
 	ph("say.investigated", `investigated (\d+) gateway\(s\): (\d+) events, (\d+) artefacts, (\d+) entry-point and (\d+) lateral-movement candidate\(s\)`),
 	ph("say.investigated.gaps", `investigated (\d+) gateway\(s\): (\d+) events, (\d+) artefacts, (\d+) entry-point and (\d+) lateral-movement candidate\(s\); not reachable: (.+)`),
 	ph("say.investigated.already", `investigation already filed`),
+	ph("say.pcap.running", `packet capture (\S+) running on (\S+)`),
+	ph("say.pcap.already", `packet capture (\S+) was already running on (\S+)`),
+	ph("say.pcap.stopped", `packet capture stopped on (\S+); (\d+) capture\(s\) filed`),
+	ph("say.pcap.verified.running", `packet capture (\S+) is running`),
+	ph("say.pcap.verified", `(\d+) packet capture\(s\) filed and verified`),
 	ph("say.investigated.verified", `timeline and artefacts of (\d+) gateway\(s\) verified`),
 	ph("say.investigated.verified.gaps", `timeline and artefacts of (\d+) gateway\(s\) verified; (\d+) gateway\(s\) could not be asked`),
 }

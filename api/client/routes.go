@@ -130,6 +130,12 @@ func (c *Client) StartInvestigation(ctx context.Context, incident string, req v1
 	return call[v1.Run](ctx, c, http.MethodPost, "/v1/incidents/"+url.PathEscape(incident)+"/investigations", req)
 }
 
+// Capture starts or stops a packet capture on a gateway (POST
+// /v1/gateways/{id}/captures): the packet-capture runbook.
+func (c *Client) Capture(ctx context.Context, gateway string, req v1.CaptureRequest) (v1.Run, error) {
+	return call[v1.Run](ctx, c, http.MethodPost, "/v1/gateways/"+url.PathEscape(gateway)+"/captures", req)
+}
+
 // PlanRunbook is StartRunbook as a dry run: the plan and its gates as they
 // stand now; nothing starts.
 func (c *Client) PlanRunbook(ctx context.Context, runbook string, req v1.StartRunbookRequest) (v1.RunbookDryRun, error) {

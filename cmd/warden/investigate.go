@@ -36,3 +36,36 @@ func newInvestigateCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&since, "since", "", "how far before the incident's first sign to look (24h, 90m; default investigate.look_back)")
 	return cmd
 }
+
+// newCaptureCmd is `warden capture start|stop GATEWAY`.
+func newCaptureCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "capture", Short: "Start or stop a bounded packet capture (pcapng) on a gateway's interfaces"}
+	var duration, filter string
+	var maxBytes int64
+	print := func(w io.Writer, out v1.Run) error {
+		fmt.Fprintf(w, "capture run %s on %s is %s\n", out.ID, out.Gateway, out.State)
+		_, err := fmt.Fprintf(w, "follow it with: warden runs show %s\n", out.ID)
+		return err
+	}
+	start := &cobra.Command{
+		Use:   "start GATEWAY",
+		Short: "Record every interface of the gateway as pcapng for --duration, keeping the newest --max-bytes, only what --filter matches",
+		Args:  cobra.ExactArgs(1),
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Capture(ctx, args[0], v1.CaptureRequest{Op: "start", Duration: duration, MaxBytes: maxBytes, Filter: filter})
+		}, print),
+	}
+	start.Flags().StringVar(&duration, "duration", "", "how long to capture (default capture.duration)")
+	start.Flags().Int64Var(&maxBytes, "max-bytes", 0, "keep at most this many bytes, the oldest packets going first (default capture.max_bytes)")
+	start.Flags().StringVar(&filter, "filter", "", "keep only matching packets: host, net, port, tcp, udp, icmp, icmp6, ip, ip6, src, dst, and, or, not")
+	stop := &cobra.Command{
+		Use:   "stop GATEWAY",
+		Short: "Stop the gateway's capture and file every finished capture as evidence (SHA-256, custody)",
+		Args:  cobra.ExactArgs(1),
+		RunE: callAPI(g, func(ctx context.Context, c *client.Client, args []string) (v1.Run, error) {
+			return c.Capture(ctx, args[0], v1.CaptureRequest{Op: "stop"})
+		}, print),
+	}
+	cmd.AddCommand(start, stop)
+	return cmd
+}

@@ -22,6 +22,9 @@ type AgentPool struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	byID map[string]*AgentClient
+	// quarantineCapture, when set, is the packet capture every OS
+	// quarantine starts (config capture.on_isolate).
+	quarantineCapture *wire.CaptureSpec
 }
 
 var (
@@ -39,6 +42,10 @@ func NewAgentPool(t AgentTLS, log *slog.Logger) *AgentPool {
 	}
 	return &AgentPool{tls: t, log: log, byID: map[string]*AgentClient{}}
 }
+
+// CaptureOnQuarantine makes every OS quarantine start a packet capture of
+// spec on the gateway (nil: none). Call it before the pool is used.
+func (p *AgentPool) CaptureOnQuarantine(spec *wire.CaptureSpec) { p.quarantineCapture = spec }
 
 // For returns the client for gw's agent; a gateway without an agent gets
 // ErrUnsupported (terminal), so combined actions skip the OS layer.
@@ -118,7 +125,7 @@ func (p *AgentPool) ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.S
 // with keepFlows, the tracked flows until KillFlowsOS).
 func (p *AgentPool) IsolateOS(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, error) {
 	return through(p, gw, "quarantining %s at the OS", func(c *AgentClient) (wire.IsolateResult, error) {
-		return c.IsolateConfirmed(ctx, wire.IsolateParams{Management: gw.ManagementNetworks, KeepFlows: keepFlows})
+		return c.IsolateConfirmed(ctx, wire.IsolateParams{Management: gw.ManagementNetworks, KeepFlows: keepFlows, Capture: p.quarantineCapture})
 	})
 }
 
