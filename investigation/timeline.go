@@ -333,7 +333,7 @@ func (v view) markEntryPoint() {
 			reason := fmt.Sprintf("first successful login from a new source %s (user %s)", e.Address, e.Actor)
 			n := failures[e.Address]
 			if n > 0 {
-				reason += fmt.Sprintf(", after %d failed attempts from it", n)
+				reason += fmt.Sprintf(", after %d failed-login records from it", n)
 			}
 			v.mark(i, Candidate{Kind: MarkEntryPoint, Why: WhyNewSourceLogin, Reason: reason, Failures: n}, &v.tl.EntryPoint)
 		case e.Action == wire.ActionLoginAccepted:

@@ -106,7 +106,7 @@ func TestBuildFindsTheIntrusionPath(t *testing.T) {
 		t.Fatalf("entry point candidates %+v", tl.EntryPoint)
 	}
 	login, change, dest := tl.Events[tl.EntryPoint[0].Event], tl.Events[tl.EntryPoint[1].Event], tl.Events[tl.EntryPoint[2].Event]
-	if login.Action != wire.ActionLoginAccepted || login.Address != attacker || !strings.Contains(tl.EntryPoint[0].Reason, "after 2 failed attempts") {
+	if login.Action != wire.ActionLoginAccepted || login.Address != attacker || !strings.Contains(tl.EntryPoint[0].Reason, "after 2 failed-login records") {
 		t.Errorf("first candidate %+v (%s), want the attacker's login after 2 failures", login, tl.EntryPoint[0].Reason)
 	}
 	if change.Action != wire.ActionConfigChanged || change.Detail["diff"] != "+evil" {

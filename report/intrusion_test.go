@@ -58,7 +58,7 @@ func TestIntrusionSectionSaysWhatTheInvestigationFound(t *testing.T) {
 	out := render(t, m)
 	for _, tc := range []struct{ doc, want string }{
 		{"en.md", "### Intrusion path and scope"},
-		{"en.md", "first successful login as root from a new source 203.0.113.9, after 1 failed attempts from it"},
+		{"en.md", "first successful login as root from a new source 203.0.113.9, after 1 failed-login records from it"},
 		{"en.md", "+  evil { remote_addrs = 203.0.113.9 }"},
 		{"en.md", "into site hq"},
 		{"en.md", "203.0.113.66"},
@@ -68,7 +68,7 @@ func TestIntrusionSectionSaysWhatTheInvestigationFound(t *testing.T) {
 		{"en.md", "Investigation: the attacker most likely got in by logging in as root to gw-osaka from 203.0.113.9"},
 		{"en.html", IntrusionColour},
 		{"ja.md", "### 侵入経路と影響範囲"},
-		{"ja.md", "新しい送信元 203.0.113.9 から root として初めてログインに成功（同じ送信元から 1 回失敗した後）"},
+		{"ja.md", "新しい送信元 203.0.113.9 から root として初めてログインに成功（同じ送信元からのログイン失敗の記録 1 件の後）"},
 		{"ja.md", "調査の結果：攻撃者は"},
 		{"ja.md", "gw-dc からは何も収集できませんでした"},
 		{"ja.html", "侵入経路と影響範囲"},

@@ -680,7 +680,7 @@ var wording = map[string]struct{ en, ja string }{
 	"intr.s.noout":                   {"no data was seen leaving", "外部への送信は見つかっていない"},
 	"intr.s.gaps":                    {"; %s could not be examined", "。%s は調査できていない"},
 	"why.login":                      {"%s: first successful login as %[2]s from a new source %[3]s", "%[1]s：新しい送信元 %[3]s から %[2]s として初めてログインに成功"},
-	"why.login.failures":             {", after %d failed attempts from it", "（同じ送信元から %d 回失敗した後）"},
+	"why.login.failures":             {", after %d failed-login records from it", "（同じ送信元からのログイン失敗の記録 %d 件の後）"},
 	"why.change":                     {"first configuration change: %s on %s", "最初の設定変更：%[2]s の %[1]s"},
 	"why.destination":                {"%s: first connection to %s, outside the VPN", "%s：VPN 外部の %s への最初の接続"},
 	"why.lateral":                    {"seen on %s: connection from %s to %s, into site %s", "%s で観測：%s から拠点「%[4]s」の %[3]s への接続"},

@@ -55,10 +55,10 @@ func investigationRoot(t *testing.T) (root, state string, at time.Time) {
 		OldSHA256: "aa", NewSHA256: "bb", Summary: "/etc/swanctl/swanctl.conf was modified (+1 −0 lines)",
 		Diff: []string{"--- a/etc/swanctl/swanctl.conf", "+++ b/etc/swanctl/swanctl.conf", "@@ -1 +1,2 @@", " connections {", "+  evil { remote_addrs = 203.0.113.9 }"}}
 	b, _ := json.Marshal(hist)
-	if err := os.MkdirAll(filepath.Join(state, sensors.ConfigStateDir), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(sensors.StateDir(state), sensors.ConfigStateDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(state, sensors.ConfigStateDir, sensors.ConfigHistoryFile), append(b, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(sensors.StateDir(state), sensors.ConfigStateDir, sensors.ConfigHistoryFile), append(b, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := RecordKilledFlows(state, []wire.Flow{{Proto: "tcp", Src: "192.0.2.1", Dst: "198.51.100.66", SrcPort: 40000, DstPort: 443,

@@ -81,12 +81,12 @@ func appendConfigHistory(dir string, c ConfigChange) error {
 }
 
 // ReadConfigHistory returns the changes the configuration watcher of the
-// agent with state directory stateDir reported, oldest first, with the
+// agent with state directory agentStateDir reported, oldest first, with the
 // raw line of each (for evidence) and the file it came from. No history
 // is not an error: it returns fs.ErrNotExist wrapped, so the caller can
 // say why there is none.
-func ReadConfigHistory(stateDir string) ([]ConfigChange, []HistoryLine, error) {
-	dir := filepath.Join(stateDir, ConfigStateDir)
+func ReadConfigHistory(agentStateDir string) ([]ConfigChange, []HistoryLine, error) {
+	dir := filepath.Join(StateDir(agentStateDir), ConfigStateDir)
 	var out []ConfigChange
 	var lines []HistoryLine
 	found := false

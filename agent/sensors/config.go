@@ -85,6 +85,10 @@ type Built struct {
 	Enabled []string
 }
 
+// StateDir is where the sensors keep their state in the agent's state
+// directory.
+func StateDir(agentStateDir string) string { return filepath.Join(agentStateDir, "sensors") }
+
 // Build opens the learned state under stateDir and makes every enabled
 // watcher. It must run on the thread of the gateway's network namespace
 // (the connection watcher binds it).
@@ -95,7 +99,7 @@ func Build(c Config, stateDir string, clk clock.Clock, log *slog.Logger) (Built,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir := filepath.Join(stateDir, "sensors")
+	dir := StateDir(stateDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Built{}, fmt.Errorf("sensors state: %w", err)
 	}
