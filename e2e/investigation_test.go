@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,11 +22,11 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/crypto/ssh"
 
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/internal/testsupport"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/investigation"
 	"github.com/warden-ir/warden/netlab"
@@ -144,6 +142,7 @@ func TestInvestigationFollowsTheAttackerAcrossSites(t *testing.T) {
 			if s.State != "succeeded" {
 				t.Fatalf("the investigate step %s: %s", s.State, s.Error)
 			}
+			t.Logf("the investigate step took %s", s.FinishedAt.Sub(s.StartedAt))
 			var res struct {
 				Details struct {
 					Verify struct {
@@ -264,7 +263,9 @@ func TestInvestigationFollowsTheAttackerAcrossSites(t *testing.T) {
 	} else {
 		t.Logf("the capture holds %d packets from the attacker during the quarantine", n)
 	}
-	validateTimesketch(t, jsonl, sum.Events)
+	if n := testsupport.ValidateJSONLines(t, filepath.Join("..", "investigation", "testdata", "timesketch-event.schema.json"), jsonl); n != sum.Events || n == 0 {
+		t.Errorf("the Timesketch export has %d lines, the timeline %d events", n, sum.Events)
+	}
 }
 
 // pace spaces the attacker's steps (a syslog line has whole seconds).
@@ -413,44 +414,5 @@ func attackerPacketsAfter(t *testing.T, pcapng []byte, from netip.Addr, since ti
 		if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && ip.SrcIP.Equal(net.IP(from.AsSlice())) && ci.Timestamp.After(since) {
 			n++
 		}
-	}
-}
-
-// validateTimesketch checks every line of the Timesketch export against
-// the import's schema (investigation/testdata).
-func validateTimesketch(t *testing.T, jsonl []byte, events int) {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "investigation", "testdata", "timesketch-event.schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("timesketch.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("timesketch.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(jsonl))
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		n++
-		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(sc.Bytes()))
-		if err != nil {
-			t.Fatalf("line %d of the Timesketch export: %v", n, err)
-		}
-		if err := sch.Validate(inst); err != nil {
-			t.Errorf("line %d of the Timesketch export: %v", n, err)
-		}
-	}
-	if n != events || n == 0 {
-		t.Errorf("the Timesketch export has %d lines, the timeline %d events", n, events)
 	}
 }

@@ -1,19 +1,16 @@
 package investigation
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/internal/testsupport"
 )
 
 var (
@@ -187,52 +184,19 @@ func TestTimesketchJSONLValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ValidateTimesketch(t, out, len(tl.Events))
+	if n := testsupport.ValidateJSONLines(t, "testdata/timesketch-event.schema.json", out); n != len(tl.Events) {
+		t.Errorf("%d lines, want %d", n, len(tl.Events))
+	}
+	for i, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, rec["datetime"].(string)); err != nil {
+			t.Errorf("line %d: datetime %v", i+1, err)
+		}
+	}
 	if !bytes.Contains(out, []byte(`"marks":"entry_point"`)) {
 		t.Errorf("no entry point marked in the export:\n%s", out)
-	}
-}
-
-// ValidateTimesketch checks every line of a Timesketch export against the
-// import's schema (testdata/timesketch-event.schema.json).
-func ValidateTimesketch(t *testing.T, jsonl []byte, want int) {
-	t.Helper()
-	f, err := os.Open("testdata/timesketch-event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("timesketch.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("timesketch.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(jsonl))
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		n++
-		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(sc.Bytes()))
-		if err != nil {
-			t.Fatalf("line %d is not JSON: %v", n, err)
-		}
-		if err := sch.Validate(inst); err != nil {
-			t.Errorf("line %d: %v", n, err)
-		}
-		var rec map[string]any
-		_ = json.Unmarshal(sc.Bytes(), &rec)
-		if _, err := time.Parse(time.RFC3339Nano, rec["datetime"].(string)); err != nil {
-			t.Errorf("line %d: datetime %v", n, err)
-		}
-	}
-	if n != want {
-		t.Errorf("%d lines, want %d", n, want)
 	}
 }
