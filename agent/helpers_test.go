@@ -282,6 +282,8 @@ type harness struct {
 	links   *fakeLinks
 	sas     *fakeSAs
 	capture CaptureFunc
+	// pcap is the packet capture seam (nil: 501).
+	pcap PacketCaptureFunc
 	// wg, vici and blocker are the tunnel seams (nil: 501).
 	wg      WireGuardController
 	vici    VICIRunner
@@ -341,7 +343,7 @@ func (h *harness) start() {
 		c = clock.Real
 	}
 	srv, err := New(h.cfg, Deps{
-		Firewall: h.fw, KillFlows: h.flows.kill, Capture: h.capture,
+		Firewall: h.fw, KillFlows: h.flows.kill, Capture: h.capture, PacketCapture: h.pcap,
 		Links: h.links, SAs: h.sas, Clock: c,
 		WireGuard: h.wg, VICI: h.vici, Blocker: h.blocker,
 	}, h.log)

@@ -62,6 +62,8 @@ type investigation struct {
 	since, until time.Time
 	res          wire.InvestigateResult
 	events       []wire.TimelineEvent
+	// kept counts the artefacts' bytes (MaxInvestigateTotalBytes).
+	kept int
 }
 
 // Investigate collects what the gateway recorded between p.Since and
@@ -132,14 +134,15 @@ func (inv *investigation) in(t time.Time) bool {
 // artefact keeps content (cut at a line when it exceeds the bound, the
 // cut named as a gap) with its hash, and returns its name.
 func (inv *investigation) artefact(name, media, source string, content []byte) string {
-	if len(content) > wire.MaxInvestigateArtefactBytes {
-		cut := content[:wire.MaxInvestigateArtefactBytes]
+	if room := min(wire.MaxInvestigateArtefactBytes, wire.MaxInvestigateTotalBytes-inv.kept); len(content) > room {
+		cut := content[:max(room, 0)]
 		if i := bytes.LastIndexByte(cut, '\n'); i > 0 {
 			cut = cut[:i+1]
 		}
-		inv.gap(name, fmt.Sprintf("%d bytes, only the first %d are kept", len(content), len(cut)))
+		inv.gap(name, fmt.Sprintf("%d bytes, only the first %d are sent (the answer's bound; the gateway keeps the rest)", len(content), len(cut)))
 		content = cut
 	}
+	inv.kept += len(content)
 	sum := sha256.Sum256(content)
 	inv.res.Artefacts = append(inv.res.Artefacts, wire.Artefact{Name: name, MediaType: media, SHA256: hex.EncodeToString(sum[:]),
 		Size: int64(len(content)), Collected: inv.opt.Clock.Now().UTC(), Source: source, Content: content})

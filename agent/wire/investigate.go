@@ -11,10 +11,13 @@ const KindInvestigate = "investigate"
 // Bounds of one investigation's answer, which must fit MaxResponseBytes.
 const (
 	// MaxInvestigateEvents bounds the normalised events of one answer.
-	MaxInvestigateEvents = 20000
-	// MaxInvestigateArtefactBytes bounds one artefact; a longer one is cut
+	MaxInvestigateEvents = 10000
+	// MaxInvestigateArtefactBytes bounds one artefact, and
+	// MaxInvestigateTotalBytes all of them together (base64 in JSON and
+	// the events must stay inside MaxResponseBytes); a longer one is cut
 	// at a line and the cut is named as a gap.
 	MaxInvestigateArtefactBytes = 3 << 20
+	MaxInvestigateTotalBytes    = 7 << 20
 )
 
 // InvestigateParams asks for everything the gateway recorded between Since
