@@ -1200,7 +1200,7 @@ func TestReadEndpoints(t *testing.T) {
 		}},
 		"unknown incident": {path: "/v1/incidents/inc-nope", want: 404},
 		"run": {path: "/v1/runs/" + accepted.RunID, want: 200, check: func(t *testing.T, r reply) {
-			if run := decodeReply[store.Run](t, r); run.ID != accepted.RunID || len(run.Steps) != 5 || run.Plan == nil {
+			if run := decodeReply[store.Run](t, r); run.ID != accepted.RunID || len(run.Steps) != 6 || run.Plan == nil {
 				t.Errorf("run: %s", r)
 			}
 		}},

@@ -170,9 +170,9 @@ func openc2Base64(action, target string) string {
 }
 
 // TestCacaoImportNamesEveryUnsupportedStep edits an export of
-// contain-compromised-gateway (capture_volatile, snapshot, isolate,
-// investigate, notify) so that steps no longer map, and checks that each is named
-// with its reason and the others are not.
+// contain-compromised-gateway (isolate, capture_volatile, snapshot,
+// kill_flows, investigate, notify) so that steps no longer map, and checks
+// that each is named with its reason and the others are not.
 func TestCacaoImportNamesEveryUnsupportedStep(t *testing.T) {
 	set := defaultSet(t)
 	ext := WardenExtensionID
@@ -197,18 +197,18 @@ func TestCacaoImportNamesEveryUnsupportedStep(t *testing.T) {
 			return map[string][2]string{d.stepAt(t, 1): {"capture_volatile", "2 commands"}}
 		}},
 		"action the catalogue lacks": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 4)
+			st := d.step(t, 5)
 			st["step_extensions"].(map[string]any)[ext] = map[string]any{"action": "teleport"}
-			return map[string][2]string{d.stepAt(t, 4): {"notify", `names action "teleport", which the catalogue lacks`}}
+			return map[string][2]string{d.stepAt(t, 5): {"notify", `names action "teleport", which the catalogue lacks`}}
 		}},
 		"extension with a property it does not define": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			st := d.step(t, 4)
+			st := d.step(t, 5)
 			st["step_extensions"].(map[string]any)[ext] = map[string]any{"action": "notify", "retries": 3}
-			return map[string][2]string{d.stepAt(t, 4): {"notify", "Warden's step extension"}}
+			return map[string][2]string{d.stepAt(t, 5): {"notify", "Warden's step extension"}}
 		}},
 		"manual command without the extension": {func(t *testing.T, d playbookDoc) map[string][2]string {
-			delete(d.step(t, 4), "step_extensions")
-			return map[string][2]string{d.stepAt(t, 4): {"notify", "manual command: a task for a person"}}
+			delete(d.step(t, 5), "step_extensions")
+			return map[string][2]string{d.stepAt(t, 5): {"notify", "manual command: a task for a person"}}
 		}},
 		"failure branches elsewhere": {func(t *testing.T, d playbookDoc) map[string][2]string {
 			isolate, snapshot := d.stepAt(t, 0), d.stepAt(t, 2)
