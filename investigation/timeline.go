@@ -78,26 +78,18 @@ type Offset struct {
 	Uncertainty time.Duration `json:"uncertainty_ns"`
 }
 
-// Event is one normalised event on the controller's clock.
+// Event is one normalised event on the controller's clock: the record as
+// the gateway's agent read it (its Time corrected by the agent's measured
+// clock offset), with where it was read and what the timeline makes of it.
 type Event struct {
-	Time time.Time `json:"time"`
+	wire.TimelineEvent
 	// AgentTime is the time the gateway recorded, before correction.
-	AgentTime  time.Time         `json:"agent_time"`
-	TimeApprox bool              `json:"time_approx,omitempty"`
-	Site       string            `json:"site"`
-	Host       string            `json:"host"`
-	Source     string            `json:"source"`
-	Actor      string            `json:"actor,omitempty"`
-	Action     string            `json:"action"`
-	Object     string            `json:"object,omitempty"`
-	Address    string            `json:"address,omitempty"`
-	Outcome    string            `json:"outcome,omitempty"`
-	Message    string            `json:"message"`
-	Artefact   string            `json:"artefact"`
-	Line       int               `json:"line,omitempty"`
-	Evidence   string            `json:"evidence,omitempty"`
-	Detail     map[string]string `json:"detail,omitempty"`
-	Marks      []string          `json:"marks,omitempty"`
+	AgentTime time.Time `json:"agent_time"`
+	Site      string    `json:"site"`
+	Host      string    `json:"host"`
+	// Evidence is the id the record's artefact was filed under.
+	Evidence string   `json:"evidence,omitempty"`
+	Marks    []string `json:"marks,omitempty"`
 }
 
 // Why an event is a candidate.
@@ -222,9 +214,9 @@ func Build(in Input) Timeline {
 			tl.Gaps = append(tl.Gaps, Gap{Gateway: c.Gateway, What: g.What, Why: g.Why})
 		}
 		for _, e := range c.Result.Events {
-			tl.Events = append(tl.Events, Event{Time: e.Time.Add(-off).UTC(), AgentTime: e.Time, TimeApprox: e.TimeApprox, Site: c.Site, Host: c.Gateway,
-				Source: e.Source, Actor: e.Actor, Action: e.Action, Object: e.Object, Address: e.Address, Outcome: e.Outcome, Message: e.Message,
-				Artefact: e.Artefact, Line: e.Line, Evidence: c.Evidence[e.Artefact], Detail: e.Detail})
+			ev := Event{TimelineEvent: e, AgentTime: e.Time, Site: c.Site, Host: c.Gateway, Evidence: c.Evidence[e.Artefact]}
+			ev.Time = e.Time.Add(-off).UTC()
+			tl.Events = append(tl.Events, ev)
 		}
 		for _, f := range c.Result.Flows {
 			flows = append(flows, siteFlow{Flow: f, gateway: c.Gateway, offset: off})
