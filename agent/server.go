@@ -270,18 +270,23 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // Error kinds mapped to status codes in statusOf.
 var (
-	errNoCapture       = errors.New("evidence capture is not available on this agent")
-	errNoInvestigate   = errors.New("investigation is not available on this agent")
-	errNoPacketCapture = errors.New("packet capture is not available on this agent")
-	errNoBaseline      = errors.New("baseline checks are not available on this agent")
-	errNoPatch         = errors.New("patching is not available on this agent")
-	errNoSensors       = errors.New("no sensors run on this agent (warden agent --sensors FILE)")
-	errNoWireGuard     = errors.New("WireGuard control is not available on this agent")
-	errNoVICI          = errors.New("strongSwan (VICI) control is not available on this agent")
-	errNoBlocker       = errors.New("peer blocking is not available on this agent")
-	errNoIOCBlock      = errors.New("IoC blocking is not available on this agent")
-	errStopping        = errors.New("agent is stopping")
+	errNoCapture       error = notAvailable("evidence capture is not available on this agent")
+	errNoInvestigate   error = notAvailable("investigation is not available on this agent")
+	errNoPacketCapture error = notAvailable("packet capture is not available on this agent")
+	errNoBaseline      error = notAvailable("baseline checks are not available on this agent")
+	errNoPatch         error = notAvailable("patching is not available on this agent")
+	errNoSensors       error = notAvailable("no sensors run on this agent (warden agent --sensors FILE)")
+	errNoWireGuard     error = notAvailable("WireGuard control is not available on this agent")
+	errNoVICI          error = notAvailable("strongSwan (VICI) control is not available on this agent")
+	errNoBlocker       error = notAvailable("peer blocking is not available on this agent")
+	errNoIOCBlock      error = notAvailable("IoC blocking is not available on this agent")
+	errStopping              = errors.New("agent is stopping")
 )
+
+// notAvailable is a seam this agent runs without: every one answers 501.
+type notAvailable string
+
+func (e notAvailable) Error() string { return string(e) }
 
 // paramError is a request the agent refuses as malformed (400).
 type paramError struct{ err error }
@@ -312,8 +317,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
-	case errors.Is(err, errNoCapture), errors.Is(err, errNoInvestigate), errors.Is(err, errNoPacketCapture), errors.Is(err, errNoBaseline), errors.Is(err, errNoPatch), errors.Is(err, errNoSensors),
-		errors.Is(err, errNoWireGuard), errors.Is(err, errNoVICI), errors.Is(err, errNoBlocker), errors.Is(err, errNoIOCBlock):
+	case errors.As(err, new(notAvailable)):
 		return http.StatusNotImplemented
 	case errors.Is(err, errStopping), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable

@@ -88,11 +88,7 @@ func (c *intake) commitUntil(ctx context.Context, req *acceptReq) {
 				// going away must not abort their commit.
 				c.commitBatch(context.WithoutCancel(ctx), c.nextBatch())
 			}
-			c.qmu.Lock()
-			close(c.freed)
-			c.freed = make(chan struct{})
-			c.qmu.Unlock()
-			c.commitMu.Unlock()
+			c.letGo()
 			return
 		}
 		select {
@@ -101,6 +97,16 @@ func (c *intake) commitUntil(ctx context.Context, req *acceptReq) {
 		case <-freed:
 		}
 	}
+}
+
+// letGo releases commitMu, which the caller holds, and wakes the callers
+// waiting to take it over.
+func (c *intake) letGo() {
+	c.qmu.Lock()
+	close(c.freed)
+	c.freed = make(chan struct{})
+	c.qmu.Unlock()
+	c.commitMu.Unlock()
 }
 
 // MaxBatchItems bounds the items of one intake transaction (a request is

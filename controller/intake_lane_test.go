@@ -62,11 +62,7 @@ func TestIntakePriorityLane(t *testing.T) {
 	waitQueued(storm, 1)
 
 	// The committer lets go.
-	c.qmu.Lock()
-	close(c.freed)
-	c.freed = make(chan struct{})
-	c.qmu.Unlock()
-	c.commitMu.Unlock()
+	c.letGo()
 
 	lowsBefore := 0
 	ids, incidents := map[string]bool{}, map[string]bool{}
@@ -153,11 +149,7 @@ func BenchmarkCriticalDuringStorm(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		c.qmu.Lock()
-		close(c.freed)
-		c.freed = make(chan struct{})
-		c.qmu.Unlock()
-		c.commitMu.Unlock()
+		c.letGo()
 		finished := make(chan struct{})
 		go func() {
 			for range requests {

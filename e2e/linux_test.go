@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -352,27 +347,13 @@ func exportedArtefact(t *testing.T, api *apiNS, incident, name string) []byte {
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("exporting the evidence of %s: %d %v %.300s", incident, code, err, body)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	var found []byte
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(h.Name, name) {
+	for path, data := range untar(t, body) {
+		if strings.HasSuffix(path, name) {
 			if found != nil {
 				t.Fatalf("the archive of %s holds %s twice", incident, name)
 			}
-			if found, err = io.ReadAll(tr); err != nil {
-				t.Fatal(err)
-			}
+			found = data
 		}
 	}
 	if found == nil {

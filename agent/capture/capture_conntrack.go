@@ -2,10 +2,11 @@ package capture
 
 import (
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/warden-ir/warden/agent/netfilter"
 )
 
 // flowRecord is one entry of the connection tracking table: the flows the
@@ -51,10 +52,10 @@ func collectConntrack() (conntrackReport, error) {
 	err := dumpPerFamily("conntrack", func(family int) ([]*netlink.ConntrackFlow, error) {
 		return netlink.ConntrackTableList(netlink.ConntrackTable, netlink.InetFamily(family))
 	}, &rep.Incomplete, func(fam captureFamily, f *netlink.ConntrackFlow) {
-		rec := flowRecord{Family: fam.name, Protocol: protocolName(f.Forward.Protocol),
+		rec := flowRecord{Family: fam.name, Protocol: netfilter.ProtocolName(f.Forward.Protocol),
 			Original: tupleOf(f.Forward), Reply: tupleOf(f.Reverse), TimeoutSeconds: f.TimeOut, Mark: f.Mark, Zone: f.Zone}
 		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok {
-			rec.State = tcpConntrackState(tcp.State)
+			rec.State = netfilter.TCPStateName(tcp.State)
 		}
 		if f.TimeStart != 0 {
 			t := time.Unix(0, int64(f.TimeStart)).UTC()
@@ -80,29 +81,4 @@ func tupleOf(t netlink.IPTuple) flowTuple {
 		return netip.AddrPortFrom(a.Unmap(), port).String()
 	}
 	return flowTuple{Src: addr(t.SrcIP, t.SrcPort), Dst: addr(t.DstIP, t.DstPort), Packets: t.Packets, Bytes: t.Bytes}
-}
-
-func protocolName(p uint8) string {
-	switch p {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 58:
-		return "ipv6-icmp"
-	case 132:
-		return "sctp"
-	}
-	return "proto-" + strconv.Itoa(int(p))
-}
-
-// tcpConntrackState names the kernel's enum tcp_conntrack.
-func tcpConntrackState(s uint8) string {
-	names := []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
-	if int(s) < len(names) {
-		return names[s]
-	}
-	return "STATE_" + strconv.Itoa(int(s))
 }

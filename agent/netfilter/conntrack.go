@@ -125,7 +125,7 @@ func FlowOf(c *netlink.ConntrackFlow, seen time.Time) wire.Flow {
 		}
 		return ""
 	}
-	f := wire.Flow{Proto: protoName(c.Forward.Protocol), Src: addr(c.Forward.SrcIP), Dst: addr(c.Forward.DstIP),
+	f := wire.Flow{Proto: ProtocolName(c.Forward.Protocol), Src: addr(c.Forward.SrcIP), Dst: addr(c.Forward.DstIP),
 		SrcPort: c.Forward.SrcPort, DstPort: c.Forward.DstPort,
 		OrigBytes: c.Forward.Bytes, ReplyBytes: c.Reverse.Bytes, OrigPackets: c.Forward.Packets, ReplyPackets: c.Reverse.Packets,
 		SeenAt: seen}
@@ -144,7 +144,17 @@ func FlowOf(c *netlink.ConntrackFlow, seen time.Time) wire.Flow {
 // tcpStates are conntrack's TCP states by number.
 var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 
-func protoName(p uint8) string {
+// TCPStateName names conntrack's TCP state s ("" when it is unknown).
+func TCPStateName(s uint8) string {
+	if int(s) < len(tcpStates) {
+		return tcpStates[s]
+	}
+	return ""
+}
+
+// ProtocolName names an IP protocol number as connection records do
+// ("tcp", "udp", "icmpv6", … or the number).
+func ProtocolName(p uint8) string {
 	switch p {
 	case unix.IPPROTO_TCP:
 		return "tcp"
