@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +14,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/internal/clock"
@@ -78,7 +82,8 @@ type AuthConfig struct {
 	// from: logins from there are never new_admin_source.
 	ManagementNetworks []string `yaml:"management_networks"`
 	// PollInterval is how often followed files are checked for new lines,
-	// rotation and truncation (default 250ms).
+	// rotation and truncation (default 250ms), besides whenever inotify
+	// reports a change to one.
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
@@ -784,6 +789,12 @@ func (s *lineSplitter) reset() { s.partial, s.overlong = s.partial[:0], false }
 // at start (from its start when it appears later), reopening it when it is
 // replaced (rotation by rename and create) and rereading it from the start
 // when it shrinks (truncation, copytruncate).
+//
+// It looks at the file as soon as inotify says the file was written,
+// created or renamed (fileWatch), and at every poll besides: a line
+// reaches the detector within milliseconds rather than within a poll
+// interval, and the poll still finds what inotify cannot tell (a file
+// system without it, a watch that could not be added).
 type fileFollower struct {
 	path string
 	poll time.Duration
@@ -804,9 +815,14 @@ func (t *fileFollower) follow(ctx context.Context, line func(string)) error {
 	t.buf = make([]byte, 64<<10)
 	defer t.close()
 	emit := func(b []byte) { line(string(b)) }
+	// Watching starts before the first look, so that nothing written after
+	// it goes unnoticed until the next poll.
+	changed, unwatch := t.watch()
+	defer unwatch()
 	if err := t.open(true); err != nil {
 		return err
 	}
+	var poll <-chan time.Time
 	for {
 		if err := t.drain(emit); err != nil {
 			return err
@@ -814,12 +830,133 @@ func (t *fileFollower) follow(ctx context.Context, line func(string)) error {
 		if err := t.check(emit); err != nil {
 			return err
 		}
+		if poll == nil {
+			poll = t.clk.After(t.poll)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.clk.After(t.poll):
+		case <-poll:
+			poll = nil
+		case <-changed:
 		}
 	}
+}
+
+// watch has inotify report changes of the followed file (fileWatch). The
+// channel receives a value (pending ones coalesce) at each; unwatch stops
+// it. Without inotify (no directory, no watches left) the channel is nil
+// and the poll alone finds changes.
+func (t *fileFollower) watch() (changed <-chan struct{}, unwatch func()) {
+	w, err := newFileWatch(t.path)
+	if err != nil {
+		t.log.Warn("cannot watch a log file with inotify; polling it only", "sensor", "auth", "file", t.path, "every", t.poll, "err", err)
+		return nil, func() {}
+	}
+	return w.changed, w.close
+}
+
+// fileWatch reports, through inotify, changes of one file: writes to it
+// (and truncation) through a watch on the file itself, and its name being
+// created, moved or removed (rotation) through a watch on its directory,
+// which outlives the file. Writes to the directory's other files (a busy
+// /var/log) wake nothing: a watch on the directory for writes would wake
+// the agent for every line of every log there.
+type fileWatch struct {
+	f       *os.File // the inotify instance, read through Go's poller
+	path    string
+	dir     int32 // the directory's watch descriptor
+	changed chan struct{}
+	done    chan struct{}
+}
+
+// Watch masks: the directory for the file's name coming and going, the
+// file (each one the name held, rotated ones too) for writes.
+const (
+	inotifyDirMask  = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM | unix.IN_DELETE | unix.IN_ONLYDIR
+	inotifyFileMask = unix.IN_MODIFY
+)
+
+func newFileWatch(path string) (*fileWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	w := &fileWatch{path: filepath.Clean(path), changed: make(chan struct{}, 1), done: make(chan struct{})}
+	dir, err := unix.InotifyAddWatch(fd, filepath.Dir(w.path), inotifyDirMask)
+	if err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(w.path), err)
+	}
+	w.dir = int32(dir)
+	if _, err := unix.InotifyAddWatch(fd, w.path, inotifyFileMask); err != nil && !errors.Is(err, unix.ENOENT) {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("watching %s: %w", w.path, err)
+	}
+	w.f = os.NewFile(uintptr(fd), "inotify")
+	go w.read()
+	return w, nil
+}
+
+// read turns inotify's events into wakeups until close, and watches each
+// new file the name comes to hold.
+func (w *fileWatch) read() {
+	defer close(w.done)
+	buf := make([]byte, 16<<10)
+	base := filepath.Base(w.path)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		wake, created := inotifyWakes(buf[:n], w.dir, base)
+		if created {
+			if rc, err := w.f.SyscallConn(); err == nil {
+				_ = rc.Control(func(fd uintptr) { _, _ = unix.InotifyAddWatch(int(fd), w.path, inotifyFileMask) })
+			}
+		}
+		if wake {
+			select {
+			case w.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (w *fileWatch) close() {
+	_ = w.f.Close()
+	<-w.done
+}
+
+// inotifyWakes reads a buffer of inotify events: wake when one concerns
+// the followed file (an event of any watch but the directory's: the file,
+// or one rotated away that its writer still finishes; an event of the
+// directory naming base; an overflow, which may have eaten one), created
+// when base appeared in the directory, a new file to watch.
+func inotifyWakes(b []byte, dir int32, base string) (wake, created bool) {
+	for len(b) >= unix.SizeofInotifyEvent {
+		wd := int32(binary.NativeEndian.Uint32(b[0:]))
+		mask := binary.NativeEndian.Uint32(b[4:])
+		n := int(binary.NativeEndian.Uint32(b[12:]))
+		if n > len(b)-unix.SizeofInotifyEvent {
+			return true, false // cannot happen; look anyway
+		}
+		name := strings.TrimRight(string(b[unix.SizeofInotifyEvent:unix.SizeofInotifyEvent+n]), "\x00")
+		b = b[unix.SizeofInotifyEvent+n:]
+		switch {
+		case mask&unix.IN_Q_OVERFLOW != 0:
+			wake = true
+		case mask&unix.IN_IGNORED != 0:
+			// A watch went away with its file.
+		case wd != dir:
+			wake = true
+		case name == base:
+			wake = true
+			created = created || mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0
+		}
+	}
+	return wake, created
 }
 
 // open opens the file if it exists; atEnd starts at its end.

@@ -3,6 +3,7 @@ package sensors
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/internal/clock/clocktest"
@@ -808,6 +811,110 @@ func TestFileFollowerRotationAndTruncation(t *testing.T) {
 	appendTo(path, strings.Repeat("x", 100)+"\nnext\n")
 	step()
 	expect("next")
+}
+
+// A written line is read when inotify reports the write, not at the next
+// poll: the poll clock here never moves. The same holds across a rotation
+// (rename, then a new file).
+func TestFileFollowerWakesOnWrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	learnWriteFile(t, path, "there before\n")
+	learnWriteFile(t, filepath.Join(dir, "syslog"), "")
+	poll := &authArmedClock{Fake: clocktest.NewFake(authMonday10), armed: make(chan struct{}, 64)}
+	ff := &fileFollower{path: path, poll: time.Hour, clk: poll, log: discardLog()}
+	lines := make(chan string, 16)
+	ctx, cancel := sensorsContext(t)
+	done := make(chan error, 1)
+	go func() { done <- ff.follow(ctx, func(l string) { lines <- l }) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("follow = %v, want context.Canceled", err)
+		}
+	}()
+	<-poll.armed // the first look is done: the watch was on before it
+	appendTo := func(p, s string) {
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-lines:
+			if got != want {
+				t.Fatalf("read %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q was not read in 10s, and the poll never came: nothing woke the follower", want)
+		}
+	}
+	appendTo(filepath.Join(dir, "syslog"), "another file's line\n")
+	appendTo(path, "first\n")
+	expect("first")
+	appendTo(path, "second\n")
+	expect("second")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(path, "first in new\n")
+	expect("first in new")
+	appendTo(path, "second in new\n") // the new file is watched too
+	expect("second in new")
+	select {
+	case l := <-lines:
+		t.Errorf("read %q, which nobody wrote to the followed file", l)
+	default:
+	}
+}
+
+// Which inotify events wake a follower: writes to the followed file (or
+// to one rotated away), its name coming or going in the directory, and an
+// overflow; not what happens to the directory's other files.
+func TestInotifyWakes(t *testing.T) {
+	const dir = 1
+	event := func(wd int32, mask uint32, name string) []byte {
+		b := binary.NativeEndian.AppendUint32(nil, uint32(wd))
+		b = binary.NativeEndian.AppendUint32(b, mask)
+		b = binary.NativeEndian.AppendUint32(b, 0) // cookie
+		padded := 0
+		if name != "" {
+			padded = (len(name) + 1 + 15) / 16 * 16 // NUL-terminated, padded as the kernel does
+		}
+		b = binary.NativeEndian.AppendUint32(b, uint32(padded))
+		return append(b, append([]byte(name), make([]byte, padded-len(name))...)...)
+	}
+	tests := map[string]struct {
+		events        [][]byte
+		wake, created bool
+	}{
+		"a write to the file":                  {events: [][]byte{event(2, unix.IN_MODIFY, "")}, wake: true},
+		"a write to the file rotated away":     {events: [][]byte{event(3, unix.IN_MODIFY, "")}, wake: true},
+		"the file created":                     {events: [][]byte{event(dir, unix.IN_CREATE, "auth.log")}, wake: true, created: true},
+		"the file moved into place":            {events: [][]byte{event(dir, unix.IN_MOVED_TO, "auth.log")}, wake: true, created: true},
+		"the file rotated away":                {events: [][]byte{event(dir, unix.IN_MOVED_FROM, "auth.log")}, wake: true},
+		"another file of the directory":        {events: [][]byte{event(dir, unix.IN_CREATE, "syslog"), event(dir, unix.IN_MOVED_FROM, "auth.log.1")}},
+		"a prefix of the name is another file": {events: [][]byte{event(dir, unix.IN_CREATE, "auth")}},
+		"a watch gone with its file":           {events: [][]byte{event(3, unix.IN_IGNORED, "")}},
+		"an overflow":                          {events: [][]byte{event(-1, unix.IN_Q_OVERFLOW, "")}, wake: true},
+		"one event among others": {events: [][]byte{event(dir, unix.IN_DELETE, "syslog.2"), event(dir, unix.IN_CREATE, "auth.log"), event(dir, unix.IN_CREATE, "x")},
+			wake: true, created: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			wake, created := inotifyWakes(slices.Concat(tc.events...), dir, "auth.log")
+			if wake != tc.wake || created != tc.created {
+				t.Fatalf("inotifyWakes = wake %v, created %v; want %v, %v", wake, created, tc.wake, tc.created)
+			}
+		})
+	}
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -41,6 +43,12 @@ const (
 	DefaultConnMaxFindingsPerMinute     = 60
 	DefaultConnAddressRefresh           = 30 * time.Second
 	DefaultConnReceiveBuffer            = 8 << 20
+	// ConnEventCoalesce is how long, on a busy gateway, the connection
+	// watcher lets conntrack events gather before it reads them in one
+	// batch (netlinkConnHost.follow): the most it adds to a finding's
+	// delay, and so at most 1/ConnEventCoalesce wakeups a second however
+	// many connections the gateway opens.
+	ConnEventCoalesce = 10 * time.Millisecond
 	// DenyConfidence is the confidence of a flow to a deny-listed network:
 	// an operator named it, so it is not a guess.
 	DenyConfidence = 0.95
@@ -602,36 +610,23 @@ func (g *repeatGate) forget(now time.Time) {
 // netlinkConnHost reads conntrack NEW events and the gateway's addresses
 // over netlink sockets opened in one network namespace.
 type netlinkConnHost struct {
-	events *netlink.Conn
-	// closeEvents closes events once: when ctx ends (to end a Receive
-	// in progress) and in Close.
-	closeEvents func() error
-	rt          *vnl.Handle
-	ns          netns.Namespace
-	log         *slog.Logger
+	events *eventSocket
+	rt     *vnl.Handle
+	ns     netns.Namespace
+	log    *slog.Logger
+	// pace spaces the reads of a busy event socket.
+	pace coalescer
 }
 
 // openNetlinkConnHost opens, inside ns, a netfilter socket subscribed to
 // conntrack NEW events and an rtnetlink handle. The sockets stay in ns for
 // their whole life, whatever thread uses them later.
 func openNetlinkConnHost(ns netns.Namespace, rcvbuf int, log *slog.Logger) (connHost, error) {
-	h := &netlinkConnHost{ns: ns, log: log}
+	h := &netlinkConnHost{ns: ns, log: log, pace: coalescer{every: ConnEventCoalesce, clk: clock.Real}}
 	err := ns.Do(func() error {
 		var err error
-		if h.events, err = netlink.Dial(unix.NETLINK_NETFILTER, nil); err != nil {
-			return fmt.Errorf("opening a conntrack event socket: %w", err)
-		}
-		h.closeEvents = sync.OnceValue(h.events.Close)
-		if err := connectToKernel(h.events); err != nil {
-			return fmt.Errorf("connecting the conntrack event socket to the kernel: %w", err)
-		}
-		if err := h.events.JoinGroup(unix.NFNLGRP_CONNTRACK_NEW); err != nil {
-			return fmt.Errorf("subscribing to conntrack NEW events: %w", err)
-		}
-		if rcvbuf > 0 {
-			if err := setReceiveBuffer(h.events, rcvbuf); err != nil {
-				return fmt.Errorf("sizing the conntrack event socket: %w", err)
-			}
+		if h.events, err = openEventSocket(rcvbuf); err != nil {
+			return err
 		}
 		if h.rt, err = vnl.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return fmt.Errorf("opening rtnetlink: %w", err)
@@ -644,70 +639,241 @@ func openNetlinkConnHost(ns netns.Namespace, rcvbuf int, log *slog.Logger) (conn
 	return h, nil
 }
 
-// connectToKernel connects c to the kernel (port 0), so that the kernel
+// eventSocket is the conntrack event socket. It is read with blocking
+// system calls (poll, then recvmsg until the socket is empty) on the
+// reading goroutine's thread, not through Go's network poller: the poller
+// wakes the runtime for every datagram that arrives, even while the
+// watcher lets events gather (coalescer), and on a busy gateway those
+// wakeups, not the events, are what watching costs.
+type eventSocket struct {
+	fd int
+	// stopFD is an eventfd: stop makes it readable, which ends a wait.
+	stopFD    int
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// openEventSocket opens, in the calling thread's network namespace, a
+// NETLINK_NETFILTER socket subscribed to conntrack NEW events with a
+// receive buffer of rcvbuf bytes (0: the system's default).
+//
+// The socket is connected to the kernel (port 0), so that the kernel
 // refuses unicast messages from any other socket: an unprivileged process
 // could otherwise send the watcher forged events of a deny-listed
 // destination and have the gateway isolated. Multicast events from the
 // kernel still arrive.
-func connectToKernel(c *netlink.Conn) error {
-	raw, err := c.SyscallConn()
+func openEventSocket(rcvbuf int) (*eventSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("opening a conntrack event socket: %w", err)
 	}
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cerr = unix.Connect(int(fd), &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-	}); err != nil {
-		return err
+	s := &eventSocket{fd: fd, stopFD: -1}
+	fail := func(what string, err error) (*eventSocket, error) {
+		return nil, errors.Join(fmt.Errorf("%s: %w", what, err), s.close())
 	}
-	return cerr
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fail("binding the conntrack event socket", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fail("connecting the conntrack event socket to the kernel", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.NFNLGRP_CONNTRACK_NEW); err != nil {
+		return fail("subscribing to conntrack NEW events", err)
+	}
+	if rcvbuf > 0 {
+		// Past net.core.rmem_max when the agent may (CAP_NET_ADMIN),
+		// within it otherwise.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf); err != nil {
+				return fail("sizing the conntrack event socket", err)
+			}
+		}
+	}
+	if s.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fail("opening the conntrack event socket's stop signal", err)
+	}
+	return s, nil
 }
 
-// setReceiveBuffer asks for rcvbuf bytes past net.core.rmem_max when the
-// agent may (CAP_NET_ADMIN), and within it otherwise.
-func setReceiveBuffer(c *netlink.Conn, rcvbuf int) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
+// wait blocks until the socket has something to read (or an error to
+// report, such as an overrun), or until stop; then it returns
+// net.ErrClosed.
+func (s *eventSocket) wait() error {
+	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.stopFD), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case fds[1].Revents != 0:
+			return net.ErrClosed
+		case fds[0].Revents&unix.POLLNVAL != 0:
+			return net.ErrClosed
+		case fds[0].Revents != 0:
+			return nil
+		}
 	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return c.SetReadBuffer(rcvbuf)
-	}
-	return nil
 }
 
-// follow implements connHost. A receive buffer overrun (ENOBUFS: the
-// kernel dropped events because the watcher fell behind) is logged with
-// the count so far and the watcher goes on: the socket stays usable, and
-// stopping would blind it for good.
+// stop ends a wait in progress, and every later one. Safe from any
+// goroutine, and more than once.
+func (s *eventSocket) stop() {
+	s.stopOnce.Do(func() {
+		if s.stopFD >= 0 {
+			_, _ = unix.Write(s.stopFD, binary.NativeEndian.AppendUint64(nil, 1))
+		}
+	})
+}
+
+// close stops the socket and releases it; no read may be in progress.
+func (s *eventSocket) close() error {
+	s.stop()
+	s.closeOnce.Do(func() {
+		s.closeErr = unix.Close(s.fd)
+		if s.stopFD >= 0 {
+			s.closeErr = errors.Join(s.closeErr, unix.Close(s.stopFD))
+		}
+	})
+	return s.closeErr
+}
+
+// follow implements connHost. Each wakeup reads every event the socket
+// holds, one recvmsg each into one buffer, and the coalescer spaces the
+// wakeups of a busy gateway (see coalescer): a wakeup per event costs the
+// agent far more than the event itself (the Go scheduler parking and
+// waking threads, which a virtual machine makes dear), so that, read one
+// event a wakeup, ten thousand connections a second would take most of a
+// core.
+//
+// A receive buffer overrun (ENOBUFS: the kernel dropped events because
+// the watcher fell behind) is logged with the count so far and the watcher
+// goes on: the socket stays usable, and stopping would blind it for good.
 func (h *netlinkConnHost) follow(ctx context.Context, each func(connFlow)) error {
-	stop := context.AfterFunc(ctx, func() { _ = h.closeEvents() })
+	stop := context.AfterFunc(ctx, h.events.stop)
 	defer stop()
+	r := eventReader{buf: make([]byte, 64<<10), each: each}
 	var overruns, undecodable int
 	for {
-		msgs, err := h.events.Receive()
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := h.events.wait(); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("waiting for conntrack events: %w", err)
 		}
-		if errors.Is(err, unix.ENOBUFS) {
-			overruns++
+		r.got, r.overruns, r.undecodable, r.err = 0, 0, 0, nil
+		r.read(h.events.fd)
+		if r.overruns > 0 {
+			overruns += r.overruns
 			h.log.Warn("conntrack events lost: the receive buffer overran", "sensor", "conn", "overruns", overruns)
-			continue
 		}
-		if err != nil {
-			return fmt.Errorf("receiving conntrack events: %w", err)
-		}
-		if n := decodeNewFlows(msgs, each); n > 0 {
-			undecodable += n
+		if r.undecodable > 0 {
+			undecodable += r.undecodable
 			h.log.Warn("skipping undecodable conntrack events", "sensor", "conn", "count", undecodable)
 		}
+		if r.err != nil {
+			return fmt.Errorf("receiving conntrack events: %w", r.err)
+		}
+		if err := h.pace.wait(ctx); err != nil {
+			return err
+		}
 	}
+}
+
+// maxEventBatch bounds the events one wakeup reads, so that a flood still
+// lets follow look at its context.
+const maxEventBatch = 4096
+
+// eventReader reads every datagram the event socket holds, without
+// blocking, and decodes each at once (the next read reuses the buffer),
+// up to maxEventBatch of them.
+type eventReader struct {
+	buf  []byte
+	each func(connFlow)
+
+	got, overruns, undecodable int
+	err                        error
+}
+
+func (r *eventReader) read(fd int) {
+	for r.got < maxEventBatch {
+		n, _, flags, _, err := unix.Recvmsg(fd, r.buf, nil, unix.MSG_DONTWAIT)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return
+		case errors.Is(err, unix.ENOBUFS):
+			r.overruns++
+			continue
+		case err != nil:
+			r.err = err
+			return
+		}
+		r.got++
+		if flags&unix.MSG_TRUNC != 0 {
+			r.undecodable++
+			continue
+		}
+		msgs, err := parseNetlinkMessages(r.buf[:n])
+		if err != nil {
+			r.undecodable++
+			continue
+		}
+		r.undecodable += decodeNewFlows(msgs, r.each)
+	}
+}
+
+// parseNetlinkMessages splits one datagram into its netlink messages, whose
+// data stays in b.
+func parseNetlinkMessages(b []byte) ([]netlink.Message, error) {
+	ms, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netlink.Message, len(ms))
+	for i, m := range ms {
+		out[i] = netlink.Message{
+			Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type), Flags: netlink.HeaderFlags(m.Header.Flags),
+				Sequence: m.Header.Seq, PID: m.Header.Pid},
+			Data: m.Data,
+		}
+	}
+	return out, nil
+}
+
+// coalescer spaces the reads of an event socket: a wakeup that comes less
+// than every after the one before means the events come thick and fast,
+// and the next read then waits until every has passed, to take what
+// gathered meanwhile in one batch. On a busy gateway the watcher so wakes
+// at most 1/every times a second, each event waiting at most every more; a
+// quiet gateway's event, the first after a pause of every, is read at
+// once.
+type coalescer struct {
+	every time.Duration
+	clk   clock.Clock
+	// last is when the last read began (after its wait, if any).
+	last time.Time
+}
+
+// wait is called after a batch was read; it returns when the next read
+// may begin, or ctx's error once ctx ends.
+func (c *coalescer) wait(ctx context.Context) error {
+	now := c.clk.Now()
+	since := now.Sub(c.last)
+	if c.last.IsZero() || since >= c.every {
+		c.last = now
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.clk.After(c.every - since):
+	}
+	c.last = c.clk.Now()
+	return nil
 }
 
 // decodeNewFlows calls each for every conntrack NEW event in msgs and
@@ -767,8 +933,8 @@ func addrFromIP(ip net.IP) (netip.Addr, bool) {
 // watcher runs once.
 func (h *netlinkConnHost) Close() error {
 	var errs []error
-	if h.closeEvents != nil {
-		errs = append(errs, h.closeEvents())
+	if h.events != nil {
+		errs = append(errs, h.events.close())
 	}
 	if h.rt != nil {
 		h.rt.Close()

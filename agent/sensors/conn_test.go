@@ -617,12 +617,8 @@ func TestConnEventsOnlyFromTheKernel(t *testing.T) {
 		}
 	})
 
-	raw, err := host.(*netlinkConnHost).events.SyscallConn()
+	sa, err := unix.Getsockname(host.(*netlinkConnHost).events.fd)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var sa unix.Sockaddr
-	if err := raw.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) }); err != nil || sa == nil {
 		t.Fatalf("reading the event socket's port: %v", err)
 	}
 	forged, err := ctMessage(t, ctNewFlags, connUDP,
@@ -655,6 +651,136 @@ func TestConnEventsOnlyFromTheKernel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no flow within 10s")
+	}
+}
+
+// TestConnNamespaceBurst sends a burst of new flows through the gateway,
+// far faster than one wakeup per event: every one reaches the watcher,
+// once, decoded whole although each wakeup reads many events into the same
+// buffer.
+func TestConnNamespaceBurst(t *testing.T) {
+	lab := newTrafficLab(t)
+	var host connHost
+	if err := lab.gw.Do(func() error {
+		ns, err := netns.Current()
+		if err != nil {
+			return err
+		}
+		host, err = openNetlinkConnHost(ns, DefaultConnReceiveBuffer, slog.New(slog.DiscardHandler))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	flows := make(chan connFlow, 2*n)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- host.follow(ctx, func(f connFlow) { flows <- f }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("follow = %v, want context.Canceled", err)
+		}
+		if err := host.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	dest := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(1 + i%250)}), uint16(1024+i/250))
+	}
+	if err := lab.lan.Do(func() error {
+		c, err := net.ListenUDP("udp4", nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range n {
+			if _, err := c.WriteToUDPAddrPort([]byte("x"), dest(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.AddrPort]bool{}
+	for len(seen) < n {
+		select {
+		case f := <-flows:
+			if f.proto != connUDP || f.origSrc.Addr() != netip.MustParseAddr("10.77.0.2") {
+				continue // the namespaces' own chatter
+			}
+			if seen[f.origDst] {
+				t.Fatalf("flow to %s reported twice", f.origDst)
+			}
+			if f.replySrc != f.origDst || f.replyDst != f.origSrc {
+				t.Fatalf("flow %v decoded wrong", f)
+			}
+			seen[f.origDst] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of the %d flows arrived", len(seen), n)
+		}
+	}
+	for i := range n {
+		if !seen[dest(i)] {
+			t.Fatalf("no flow to %s", dest(i))
+		}
+	}
+}
+
+// The coalescer lets a read begin at once after a quiet spell, and holds
+// one that follows the last within every until every has passed since
+// the last began.
+func TestConnCoalescer(t *testing.T) {
+	const every = 10 * time.Millisecond
+	clk := &authArmedClock{Fake: clocktest.NewFake(connT0), armed: make(chan struct{}, 4)}
+	c := coalescer{every: every, clk: clk}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	noWait := func(what string) {
+		t.Helper()
+		if err := c.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-clk.armed:
+			t.Fatalf("%s: the read waited", what)
+		default:
+		}
+	}
+	waits := func(what string, until time.Duration) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- c.wait(ctx) }()
+		<-clk.armed
+		clk.Advance(until - time.Nanosecond)
+		select {
+		case <-done:
+			t.Fatalf("%s: the read began before %s had passed", what, until)
+		default:
+		}
+		clk.Advance(time.Nanosecond)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	noWait("the first batch")
+	clk.Advance(3 * every)
+	noWait("a batch after a quiet spell")
+	clk.Advance(3 * time.Millisecond)
+	waits("a batch 3ms after the last read began", every-3*time.Millisecond)
+	waits("the next batch at once", every)
+	clk.Advance(every)
+	noWait("a batch a whole interval after the last read began")
+
+	// Ending the context ends a wait.
+	done := make(chan error, 1)
+	go func() { done <- c.wait(ctx) }()
+	<-clk.armed
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait after cancel = %v, want context.Canceled", err)
 	}
 }
 
