@@ -127,6 +127,15 @@ type Principal struct {
 	TokenID string
 }
 
+// Token ids of credentials that are not tokens in the store.
+const (
+	// OIDCTokenID is the TokenID of a principal signed in with an ID
+	// token (single sign-on).
+	OIDCTokenID = "oidc"
+	// LegacyTokenID is the TokenID of the deprecated shared token.
+	LegacyTokenID = "legacy"
+)
+
 // ActorPrefix starts every actor that is a person or a machine identity.
 const ActorPrefix = "user:"
 

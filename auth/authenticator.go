@@ -205,7 +205,7 @@ func (a *Authenticator) authenticate(ctx context.Context, header string) (Princi
 		return Principal{}, fmt.Errorf("%w: the Authorization header must be \"Bearer <token>\"", ErrBadCredentials)
 	}
 	if a.legacy != nil && subtle.ConstantTimeCompare([]byte(token), a.legacy) == 1 {
-		return Principal{Name: LegacyName, Role: Admin, TokenID: "legacy"}, nil
+		return Principal{Name: LegacyName, Role: Admin, TokenID: LegacyTokenID}, nil
 	}
 	hash := HashToken(token)
 	c, err := a.lookup(ctx, hash)
