@@ -186,7 +186,12 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		add(unavailable("neither a vCenter nor agents are configured", actions.NameIsolate, actions.NameRelease)...)
 	}
 	channels := notifyChannels(cfg.Notify)
-	sender, err := notify.NewSender(channels, log.With("component", "notify"))
+	var notifyOpts []notify.Option
+	if cfg.Console.Enabled && cfg.Console.ExternalURL != "" {
+		// Each notification links to its run's page in the console.
+		notifyOpts = append(notifyOpts, notify.WithConsoleURL(cfg.Console.ExternalURL))
+	}
+	sender, err := notify.NewSender(channels, log.With("component", "notify"), notifyOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring notifications: %w", err)
 	}
