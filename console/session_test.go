@@ -16,6 +16,7 @@ import (
 	"github.com/warden-ir/warden/api"
 	"github.com/warden-ir/warden/api/client"
 	"github.com/warden-ir/warden/auth"
+	"github.com/warden-ir/warden/auth/authtest"
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/console"
 	"github.com/warden-ir/warden/internal/clock/clocktest"
@@ -334,5 +335,41 @@ func TestLiveIncidentPage(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the update does not hold %s:\n%s", want, got)
 		}
+	}
+}
+
+// TestSignInWithSingleSignOn: an ID token from the configured issuer signs
+// its person in with the role their groups map to; they act as
+// themselves, and a store user of that name disabled ends their session.
+func TestSignInWithSingleSignOn(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	const audience = "warden-console"
+	s := newStack(t, false, func(c *config.Config) {
+		c.Server.OIDC = config.OIDC{Issuer: iss.URL, Audience: audience, Roles: map[string]string{"ir-approvers": "approver"}}
+	})
+	_, release, _ := s.waitingRelease(t)
+	b := s.browser(t)
+	b.login(t, iss.Token(t, audience, map[string]any{"preferred_username": "Tanaka", "groups": []string{"ir-approvers"}}))
+	runPage := b.get(t, "/ui/runs/"+release)
+	if !strings.Contains(runPage.body, `data-user="tanaka"`) || !strings.Contains(runPage.body, "(approver)") {
+		t.Fatalf("signed in with an ID token, the page does not name tanaka, approver:\n%s", runPage.body)
+	}
+	p := b.post(t, "/ui/runs/"+release+"/approve", url.Values{"csrf": {csrf(t, runPage)}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("tanaka's approval: %d\n%s", p.status, p.body)
+	}
+	if r := s.run(t, release); r.ApprovedBy != "user:tanaka" {
+		t.Errorf("approved by %q, want user:tanaka", r.ApprovedBy)
+	}
+	es := newAudit(t, s, auditCount(t, s)-1)
+	if es[0].Action != "run.approved" || es[0].Token != auth.OIDCTokenID {
+		t.Errorf("the approval's audit entry %+v, want the oidc credential", es[0])
+	}
+	s.person(t, "tanaka", "viewer")
+	if _, err := s.admin.DisableUser(t.Context(), "tanaka"); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get(t, "/ui/inbox"); p.status != http.StatusSeeOther {
+		t.Errorf("after tanaka was disabled in the store: %d, want the sign-in page", p.status)
 	}
 }
