@@ -40,14 +40,14 @@ type stack struct {
 // newStack builds the daemon with the demo's inventory, succeeding
 // stand-ins for the catalogue, and a bootstrap admin. tls serves it over
 // HTTPS.
-func newStack(t *testing.T, tlsOn bool, mutate func(*config.Config)) *stack {
+func newStack(t testing.TB, tlsOn bool, mutate func(*config.Config)) *stack {
 	t.Helper()
 	return newStackWith(t, tlsOn, mutate, auth.NewLimiter(1<<20, time.Millisecond, 1<<16))
 }
 
 // newStackWith is newStack with the API's limit on failed
 // authentications.
-func newStackWith(t *testing.T, tlsOn bool, mutate func(*config.Config), limiter *auth.Limiter) *stack {
+func newStackWith(t testing.TB, tlsOn bool, mutate func(*config.Config), limiter *auth.Limiter) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Defaults()
@@ -88,7 +88,7 @@ func newStackWith(t *testing.T, tlsOn bool, mutate func(*config.Config), limiter
 }
 
 // person adds a user with role and returns their token.
-func (s *stack) person(t *testing.T, name, role string) string {
+func (s *stack) person(t testing.TB, name, role string) string {
 	t.Helper()
 	issued, err := s.admin.AddUser(t.Context(), v1.AddUserRequest{Name: name, Role: role, DisplayName: "Test " + name})
 	if err != nil {
@@ -99,7 +99,7 @@ func (s *stack) person(t *testing.T, name, role string) string {
 
 // quarantine has a detector report a C2 beacon about gw-osaka and runs the
 // containment to the end; it returns the incident.
-func (s *stack) quarantine(t *testing.T) string {
+func (s *stack) quarantine(t testing.TB) string {
 	t.Helper()
 	ids, err := client.New(s.srv.URL, s.person(t, "ids", "intake"), client.WithHTTPClient(s.srv.Client()))
 	if err != nil {
@@ -123,7 +123,7 @@ func (s *stack) quarantine(t *testing.T) string {
 
 // askRelease has the person with token ask for gw-osaka's release, with an
 // override (the stand-ins check no baseline), and returns the run.
-func (s *stack) askRelease(t *testing.T, token, incident string) string {
+func (s *stack) askRelease(t testing.TB, token, incident string) string {
 	t.Helper()
 	c, err := client.New(s.srv.URL, token, client.WithHTTPClient(s.srv.Client()))
 	if err != nil {
@@ -138,14 +138,14 @@ func (s *stack) askRelease(t *testing.T, token, incident string) string {
 
 // waitingRelease quarantines gw-osaka and has resp1 (a responder) ask
 // for its release: the incident, the release run and resp1's token.
-func (s *stack) waitingRelease(t *testing.T) (incident, release, resp string) {
+func (s *stack) waitingRelease(t testing.TB) (incident, release, resp string) {
 	t.Helper()
 	incident = s.quarantine(t)
 	resp = s.person(t, "resp1", "responder")
 	return incident, s.askRelease(t, resp, incident), resp
 }
 
-func (s *stack) run(t *testing.T, id string) store.Run {
+func (s *stack) run(t testing.TB, id string) store.Run {
 	t.Helper()
 	r, err := s.d.Store.Run(t.Context(), id)
 	if err != nil {
@@ -162,7 +162,7 @@ type browser struct {
 	lang string
 }
 
-func (s *stack) browser(t *testing.T) *browser {
+func (s *stack) browser(t testing.TB) *browser {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -186,7 +186,7 @@ type page struct {
 
 func (p page) location() string { return p.header.Get("Location") }
 
-func (b *browser) do(t *testing.T, req *http.Request) page {
+func (b *browser) do(t testing.TB, req *http.Request) page {
 	t.Helper()
 	req.Header.Set("Accept-Language", b.lang)
 	resp, err := b.c.Do(req)
@@ -201,7 +201,7 @@ func (b *browser) do(t *testing.T, req *http.Request) page {
 	return page{status: resp.StatusCode, header: resp.Header, body: string(body)}
 }
 
-func (b *browser) get(t *testing.T, path string) page {
+func (b *browser) get(t testing.TB, path string) page {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, b.s.srv.URL+path, nil)
 	if err != nil {
@@ -211,7 +211,7 @@ func (b *browser) get(t *testing.T, path string) page {
 }
 
 // post sends a form from this console's pages (Origin is the console).
-func (b *browser) post(t *testing.T, path string, form url.Values) page {
+func (b *browser) post(t testing.TB, path string, form url.Values) page {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, b.s.srv.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -225,7 +225,7 @@ func (b *browser) post(t *testing.T, path string, form url.Values) page {
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrf is the CSRF token the forms of p carry.
-func csrf(t *testing.T, p page) string {
+func csrf(t testing.TB, p page) string {
 	t.Helper()
 	m := csrfRE.FindStringSubmatch(p.body)
 	if m == nil {
@@ -235,7 +235,7 @@ func csrf(t *testing.T, p page) string {
 }
 
 // login signs in with token and returns the page it lands on.
-func (b *browser) login(t *testing.T, token string) page {
+func (b *browser) login(t testing.TB, token string) page {
 	t.Helper()
 	p := b.get(t, "/ui/login")
 	if p.status != http.StatusOK {
@@ -249,7 +249,7 @@ func (b *browser) login(t *testing.T, token string) page {
 }
 
 // cookie is the console cookie name as the server last set it.
-func (b *browser) cookie(t *testing.T, name string) *http.Cookie {
+func (b *browser) cookie(t testing.TB, name string) *http.Cookie {
 	t.Helper()
 	u, _ := url.Parse(b.s.srv.URL + "/ui/")
 	for _, c := range b.c.Jar.Cookies(u) {
