@@ -188,47 +188,22 @@ type consoleEnv struct {
 
 func newConsoleEnv(t *testing.T, bin string) *consoleEnv {
 	t.Helper()
-	lab, err := vsim.Start(t.Context(), vsim.Options{})
-	if err != nil {
-		t.Fatalf("starting the simulator: %v", err)
-	}
-	t.Cleanup(lab.Close)
-	hooks := startWebhookCounter(t)
-	vc := lab.Config()
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	people := bootstrapAdmin(t, &cfg, dir)
-	cfg.Server.Listen = freeAddr(t)
-	base := "http://" + cfg.Server.Listen
-	cfg.Console.ExternalURL = base
-	cfg.Store.Path = filepath.Join(dir, "warden.db")
-	cfg.Store.Sync = "normal"
-	cfg.Inventory = demo.Inventory()
-	cfg.VSphere = vsphereConfig(vc)
-	cfg.Notify = config.Notify{Default: "default", Channels: []config.Channel{{Name: "default", URL: hooks.url}}}
-	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
-	cfg.Reconcile.Interval = time.Hour
-	cfg.Drift.Interval = 0
-	p := startServe(t, bin, writeConfig(t, dir, cfg), []string{"WARDEN_VSPHERE_PASSWORD=" + vc.Password})
-	e := &consoleEnv{lab: lab, base: base, people: people, api: apiCall{base: base, people: people}}
-	admin, err := e.api.as(v1.RoleAdmin).client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "controller ready", 30*time.Second, func() (bool, error) {
-		err := admin.Ready(t.Context())
-		return err == nil, err
+	lab := newServedLab(t, bin, func(c *config.Config) {
+		c.Store.Sync = "normal"
+		// Notifications link to the runs' pages on this server.
+		c.Console.ExternalURL = "http://" + c.Server.Listen
 	})
-	people.add(t, base)
-	if e.intake, err = e.api.as(v1.RoleIntake).client(); err != nil {
-		t.Fatal(err)
-	}
+	p := lab.serve()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("warden serve's log:\n%s", redact(p.log.String()))
 		}
 	})
-	return e
+	intake, err := lab.api.as(v1.RoleIntake).client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &consoleEnv{lab: lab.lab, base: lab.api.base, people: lab.api.people, api: lab.api, intake: intake}
 }
 
 // alert posts the demo's C2 alert as the detector: the incident and the
