@@ -32,9 +32,10 @@ import (
 
 // stack is a controller with its console, served on loopback.
 type stack struct {
-	d     *daemon.Daemon
-	srv   *httptest.Server
-	admin *client.Client
+	d          *daemon.Daemon
+	srv        *httptest.Server
+	admin      *client.Client
+	adminToken string // the bootstrap admin's
 }
 
 // newStack builds the daemon with the demo's inventory, succeeding
@@ -81,6 +82,7 @@ func newStackWith(t testing.TB, tlsOn bool, mutate func(*config.Config), limiter
 		s.srv = httptest.NewServer(d.Handler())
 	}
 	t.Cleanup(s.srv.Close)
+	s.adminToken = token
 	if s.admin, err = client.New(s.srv.URL, token, client.WithHTTPClient(s.srv.Client())); err != nil {
 		t.Fatal(err)
 	}
