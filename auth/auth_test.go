@@ -247,7 +247,7 @@ func TestOIDCIDTokens(t *testing.T) {
 	}
 	tok := iss.Token(t, "warden", map[string]any{"preferred_username": "Tanaka", "groups": []string{"staff", "soc", "soc-leads"}})
 	p, err := a.Authenticate(request(tok, "127.0.0.1:1"))
-	if err != nil || p.Name != "tanaka" || p.Role != auth.Approver || p.TokenID != "oidc" {
+	if err != nil || p.Name != "tanaka" || p.Role != auth.Approver || p.TokenID != "oidc" || p.Expires.Before(time.Now().Add(50*time.Minute)) || p.Expires.After(time.Now().Add(time.Hour)) {
 		t.Fatalf("ID token: %+v, %v", p, err)
 	}
 	for name, tc := range map[string]struct {

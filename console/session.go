@@ -179,7 +179,13 @@ func (c *Console) startSession(rq *request, p auth.Principal) error {
 		return err
 	}
 	now := c.opt.Clock.Now()
-	s := store.Session{Hash: sessionHash(id), User: p.Name, Role: string(p.Role), TokenID: p.TokenID, CreatedAt: now, ExpiresAt: now.Add(c.opt.SessionTTL)}
+	expires := now.Add(c.opt.SessionTTL)
+	if !p.Expires.IsZero() && p.Expires.Before(expires) {
+		// A single sign-on session ends with its ID token: the issuer
+		// decides how long a sign-in lasts.
+		expires = p.Expires
+	}
+	s := store.Session{Hash: sessionHash(id), User: p.Name, Role: string(p.Role), TokenID: p.TokenID, CreatedAt: now, ExpiresAt: expires}
 	ctx := audit.WithCredential(rq.ctx, p.Actor(), p.TokenID)
 	err = c.opt.Controller.Store().Tx(ctx, func(tx store.Tx) error {
 		if _, err := tx.DeleteExpiredSessions(ctx, now); err != nil {
@@ -194,7 +200,7 @@ func (c *Console) startSession(rq *request, p auth.Principal) error {
 	if err != nil {
 		return err
 	}
-	rq.setCookie(SessionCookie, id, c.opt.SessionTTL)
+	rq.setCookie(SessionCookie, id, expires.Sub(now))
 	rq.setCookie(LoginCookie, "", -1)
 	return nil
 }

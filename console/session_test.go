@@ -350,6 +350,13 @@ func TestSignInWithSingleSignOn(t *testing.T) {
 	_, release, _ := s.waitingRelease(t)
 	b := s.browser(t)
 	b.login(t, iss.Token(t, audience, map[string]any{"preferred_username": "Tanaka", "groups": []string{"ir-approvers"}}))
+	// The session ends with the ID token (an hour), not after
+	// console.session_ttl (12 hours).
+	sum := sha256.Sum256([]byte(b.cookie(t, console.SessionCookie).Value))
+	if se, err := s.d.Store.Session(t.Context(), hex.EncodeToString(sum[:])); err != nil || se.TokenID != auth.OIDCTokenID ||
+		se.ExpiresAt.After(time.Now().Add(time.Hour+time.Minute)) {
+		t.Errorf("the single sign-on session %+v (%v) outlives its ID token", se, err)
+	}
 	runPage := b.get(t, "/ui/runs/"+release)
 	if !strings.Contains(runPage.body, `data-user="tanaka"`) || !strings.Contains(runPage.body, "(approver)") {
 		t.Fatalf("signed in with an ID token, the page does not name tanaka, approver:\n%s", runPage.body)
