@@ -207,6 +207,9 @@ func (c *Console) staticFiles(files http.Handler) http.Handler {
 func (c *Console) page(h func(*request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rq := c.request(w, r)
+		if !rq.checked() {
+			return
+		}
 		if !rq.signedIn() {
 			c.toLogin(rq)
 			return
@@ -221,6 +224,9 @@ func (c *Console) page(h func(*request)) http.Handler {
 func (c *Console) form(h func(*request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rq := c.request(w, r)
+		if !rq.checked() {
+			return
+		}
 		if !rq.signedIn() {
 			c.toLogin(rq)
 			return
@@ -264,17 +270,33 @@ type request struct {
 	r    *http.Request
 	ctx  context.Context
 	sess *session
-	lang string
+	// sessErr says the store could not check the request's session.
+	sessErr error
+	lang    string
 }
 
 func (c *Console) request(w http.ResponseWriter, r *http.Request) *request {
 	rq := &request{c: c, w: w, r: r, ctx: r.Context()}
 	rq.lang = chooseLanguage(r)
-	rq.sess = c.findSession(rq)
+	rq.sess, rq.sessErr = c.findSession(rq)
+	if rq.sessErr != nil {
+		c.opt.Log.Error("console: cannot check a session", "path", r.URL.Path, "err", rq.sessErr)
+	}
 	return rq
 }
 
 func (rq *request) signedIn() bool { return rq.sess != nil }
+
+// checked answers 503 when the store could not check the session: the
+// person is neither signed out nor let in, and tries again.
+func (rq *request) checked() bool {
+	if rq.sessErr == nil {
+		return true
+	}
+	rq.w.Header().Set("Retry-After", "5")
+	rq.fail(http.StatusServiceUnavailable, rq.t("error.session"))
+	return false
+}
 
 // t is a phrase in the request's language.
 func (rq *request) t(key string, args ...any) string { return phrase(rq.lang, key, args...) }

@@ -19,6 +19,8 @@ func (c *Console) stream(h func(*request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rq := c.request(w, r)
 		if !rq.signedIn() {
+			// No session, or none the store could check now: either way
+			// the browser stops; the page's next load says which.
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -57,7 +59,12 @@ func (rq *request) follow(version func() (int64, error), render func() (string, 
 	c := rq.c
 	var quiet time.Duration
 	for {
-		if !c.stillSignedIn(rq) {
+		switch signedIn, err := c.stillSignedIn(rq); {
+		case err != nil:
+			// The store could not say: follow on, and look again next
+			// time.
+			c.opt.Log.Warn("console: cannot check a live page's session", "err", err)
+		case !signedIn:
 			fmt.Fprint(w, "event: signedout\ndata: \n\n")
 			flusher.Flush()
 			return
@@ -94,9 +101,9 @@ func (rq *request) follow(version func() (int64, error), render func() (string, 
 
 // stillSignedIn looks the stream's session up again: one that expired, or
 // whose person was disabled meanwhile, ends the stream.
-func (c *Console) stillSignedIn(rq *request) bool {
-	s := c.findSession(rq)
-	return s != nil && s.hash == rq.sess.hash
+func (c *Console) stillSignedIn(rq *request) (bool, error) {
+	s, err := c.findSession(rq)
+	return s != nil && s.hash == rq.sess.hash, err
 }
 
 // writeEvent writes one "update" event; each line of html is a data line.

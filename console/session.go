@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -96,28 +97,31 @@ func (rq *request) setCookie(name, value string, maxAge time.Duration) {
 
 // findSession returns the request's live session, or nil. A session ends
 // when it expires, when its user is disabled or gone, or when the token
-// it was opened with no longer works; an ended one is removed.
-func (c *Console) findSession(rq *request) *session {
+// it was opened with no longer works; an ended one is removed. An error
+// says the store could not tell: the session is neither used nor ended.
+func (c *Console) findSession(rq *request) (*session, error) {
 	ck, err := rq.r.Cookie(SessionCookie)
 	if err != nil || !validSecret(ck.Value) {
-		return nil
+		return nil, nil
 	}
 	hash := sessionHash(ck.Value)
 	st := c.opt.Controller.Store()
 	s, err := st.Session(rq.ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		c.opt.Log.Error("console: reading a session", "err", err)
-		return nil
+		return nil, fmt.Errorf("reading a session: %w", err)
 	}
-	p, display, why := c.sessionPrincipal(rq, s)
+	p, display, why, err := c.sessionPrincipal(rq, s)
+	if err != nil {
+		return nil, err
+	}
 	if why != "" {
 		c.endSession(rq, hash, why)
-		return nil
+		return nil, nil
 	}
-	return &session{hash: hash, p: p, csrf: csrfToken(ck.Value), expires: s.ExpiresAt, display: display}
+	return &session{hash: hash, p: p, csrf: csrfToken(ck.Value), expires: s.ExpiresAt, display: display}, nil
 }
 
 // sessionPrincipal is who a stored session acts as now, or why it ended.
@@ -125,22 +129,21 @@ func (c *Console) findSession(rq *request) *session {
 // that disabling them or revoking the token takes effect at once and their
 // role is the current one; a single sign-on person is refused once they
 // are disabled in the store.
-func (c *Console) sessionPrincipal(rq *request, s store.Session) (auth.Principal, string, string) {
+func (c *Console) sessionPrincipal(rq *request, s store.Session) (p auth.Principal, display, why string, err error) {
 	if !c.opt.Clock.Now().Before(s.ExpiresAt) {
-		return auth.Principal{}, "", "expired"
+		return auth.Principal{}, "", "expired", nil
 	}
 	st := c.opt.Controller.Store()
 	u, err := st.User(rq.ctx, s.User)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && s.TokenID == auth.OIDCTokenID:
-		return auth.Principal{Name: s.User, Role: auth.Role(s.Role), TokenID: s.TokenID}, "", ""
+		return auth.Principal{Name: s.User, Role: auth.Role(s.Role), TokenID: s.TokenID}, "", "", nil
 	case errors.Is(err, store.ErrNotFound):
-		return auth.Principal{}, "", "user gone"
+		return auth.Principal{}, "", "user gone", nil
 	case err != nil:
-		c.opt.Log.Error("console: reading the user of a session", "err", err)
-		return auth.Principal{}, "", "store error"
+		return auth.Principal{}, "", "", fmt.Errorf("reading the user of a session: %w", err)
 	case u.Disabled:
-		return auth.Principal{}, "", "user disabled"
+		return auth.Principal{}, "", "user disabled", nil
 	}
 	role := auth.Role(u.Role)
 	if s.TokenID == auth.OIDCTokenID {
@@ -148,14 +151,13 @@ func (c *Console) sessionPrincipal(rq *request, s store.Session) (auth.Principal
 	} else {
 		toks, err := st.ActiveTokens(rq.ctx, s.User)
 		if err != nil {
-			c.opt.Log.Error("console: reading the tokens of a session's user", "err", err)
-			return auth.Principal{}, "", "store error"
+			return auth.Principal{}, "", "", fmt.Errorf("reading the tokens of a session's user: %w", err)
 		}
 		if !slices.ContainsFunc(toks, func(t store.APIToken) bool { return t.ID == s.TokenID }) {
-			return auth.Principal{}, "", "token revoked"
+			return auth.Principal{}, "", "token revoked", nil
 		}
 	}
-	return auth.Principal{Name: s.User, Role: role, TokenID: s.TokenID}, u.DisplayName, ""
+	return auth.Principal{Name: s.User, Role: role, TokenID: s.TokenID}, u.DisplayName, "", nil
 }
 
 // endSession removes a session that ended and the cookie that named it.

@@ -380,3 +380,31 @@ func TestSignInWithSingleSignOn(t *testing.T) {
 		t.Errorf("after tanaka was disabled in the store: %d, want the sign-in page", p.status)
 	}
 }
+
+// TestAStoreThatCannotSaySignsNobodyOut: when the store cannot be read,
+// a page answers 503 and the session stays: a passing fault must not sign
+// people out (nor let anyone in).
+func TestAStoreThatCannotSaySignsNobodyOut(t *testing.T) {
+	s := newStack(t, false, nil)
+	b := s.browser(t)
+	b.login(t, s.person(t, "resp1", "responder"))
+	sum := sha256.Sum256([]byte(b.cookie(t, console.SessionCookie).Value))
+	if err := s.d.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := b.get(t, "/ui/inbox")
+	if p.status != http.StatusServiceUnavailable || p.header.Get("Retry-After") == "" {
+		t.Errorf("a page while the store cannot be read: %d %q, want 503 with Retry-After", p.status, p.location())
+	}
+	if b.cookie(t, console.SessionCookie) == nil {
+		t.Error("the session cookie was cleared")
+	}
+	st, err := store.Open(t.Context(), s.d.Config.Store.Path, "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Session(t.Context(), hex.EncodeToString(sum[:])); err != nil {
+		t.Errorf("the session after the fault: %v, want it kept", err)
+	}
+}
