@@ -147,7 +147,7 @@ func TestConsoleApproveFromAPhone(t *testing.T) {
 	}
 	appr.do(t, "approve", chromedp.Click(chromedp.CSS(`article[data-run="`+release+`"] button[data-action="approve"]`)),
 		chromedp.WaitVisible(chromedp.ID("flash")))
-	if r := env.api.waitRun(t, release, time.Minute); r.State != v1.RunSucceeded || r.ApprovedBy != "user:"+approverName {
+	if r := env.api.waitRun(t, release, 3*time.Minute); r.State != v1.RunSucceeded || r.ApprovedBy != "user:"+approverName {
 		t.Fatalf("the release %s (%s), approved by %q", r.State, r.Error, r.ApprovedBy)
 	}
 	appr.do(t, "see the gateway released on the map", chromedp.Navigate(env.base+"/ui/map"),
@@ -406,10 +406,11 @@ func (p *person) waitErrors(t *testing.T, wants ...string) {
 }
 
 // do runs actions in the person's tab, each step bounded so that a page
-// that never shows what the test waits for fails it rather than hangs.
+// that never shows what the test waits for fails it rather than hangs (a
+// bound, not a measure: generous, for a machine that other builds share).
 func (p *person) do(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 90*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Minute)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		look, stop := context.WithTimeout(p.ctx, 10*time.Second)
