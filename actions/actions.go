@@ -32,6 +32,9 @@ type Request struct {
 	IdempotencyKey string
 	// Incident the step belongs to (used in names, e.g. snapshot names).
 	Incident string
+	// Run is the run the step belongs to ("" for plans and the reconcile
+	// loop's repairs): a notification links to its page.
+	Run string
 	// Gateway the step acts on.
 	Gateway inventory.Gateway
 	// Params are the step's parameters from the runbook.

@@ -21,9 +21,10 @@ type Notifier interface {
 	Delivered(key string) (Delivery, bool)
 }
 
-// Notification is what the notify action sends.
+// Notification is what the notify action sends. Run is the run whose
+// step sends it.
 type Notification struct {
-	Incident, Gateway, Site, Severity, Title, Text string
+	Incident, Run, Gateway, Site, Severity, Title, Text string
 }
 
 // Delivery is the outcome of a notification: the channel's last HTTP
@@ -165,7 +166,7 @@ func notification(req Request) Notification {
 	if title == "" {
 		title = fmt.Sprintf("Warden: incident %s on gateway %s", orDash(req.Incident), orDash(req.Gateway.ID))
 	}
-	return Notification{Incident: req.Incident, Gateway: req.Gateway.ID, Site: req.Gateway.Site,
+	return Notification{Incident: req.Incident, Run: req.Run, Gateway: req.Gateway.ID, Site: req.Gateway.Site,
 		Severity: req.Params[ParamSeverity], Title: title, Text: req.Params[ParamMessage]}
 }
 

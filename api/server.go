@@ -328,7 +328,7 @@ func clip(s string, n int) string {
 // the token they used.
 func (s *Server) authenticate(next http.Handler, perm auth.Permission, intake bool, explain refusalExplainer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.opt.Auth.Authenticate(r)
+		p, err := s.caller(r)
 		var th *auth.ThrottledError
 		switch {
 		case errors.As(err, &th):
@@ -360,6 +360,37 @@ func (s *Server) authenticate(next http.Handler, perm auth.Permission, intake bo
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// delegatedKey is the context key of a request this process makes for a
+// principal it authenticated itself (AsPrincipal).
+type delegatedKey struct{}
+
+// AsPrincipal serves the API as p, whom the caller has already
+// authenticated: the web console calls the API this way for the person a
+// session belongs to, so that every permission, four-eyes rule, validation
+// and audit entry (with p's token id) is exactly what the same request
+// with p's bearer token would meet. Only code in this process reaches it:
+// nothing a network request carries makes it one of these, and an
+// Authorization header on it is ignored.
+func (s *Server) AsPrincipal(p auth.Principal) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.Clone(context.WithValue(r.Context(), delegatedKey{}, p))
+		r.Header.Del("Authorization")
+		s.ServeHTTP(w, r)
+	})
+}
+
+// caller is who makes r: the principal AsPrincipal serves, or whoever
+// r's bearer token names.
+func (s *Server) caller(r *http.Request) (auth.Principal, error) {
+	if p, ok := r.Context().Value(delegatedKey{}).(auth.Principal); ok {
+		if p.Name == "" || p.Role == "" {
+			return auth.Principal{}, auth.ErrNoCredentials
+		}
+		return p, nil
+	}
+	return s.opt.Auth.Authenticate(r)
 }
 
 // principal is the authenticated caller of r (set by authenticate).

@@ -332,6 +332,23 @@ func List(ctx context.Context, db Queryer, incident string) ([]Entry, error) {
 	return sqlrows.Collect(rows, scanEntry)
 }
 
+// LastSeq is the sequence number of the newest entry about incident (of
+// the whole chain when incident is ""), 0 when there is none. Every change
+// to an incident is audited in the transaction that makes it, so a reader
+// that saw LastSeq unchanged has seen no change: the console polls it to
+// know when to redraw a page that follows an incident live.
+func LastSeq(ctx context.Context, db Queryer, incident string) (int64, error) {
+	q, args := `SELECT COALESCE(MAX(seq), 0) FROM audit`, []any{}
+	if incident != "" {
+		q, args = q+` WHERE incident = ?`, append(args, incident)
+	}
+	var seq int64
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("reading the newest audit entry: %w", err)
+	}
+	return seq, nil
+}
+
 // Export writes the whole chain as JSON lines, one entry a line. The full
 // chain (not one incident's subset) is what can be verified offline.
 func Export(ctx context.Context, db Queryer, w io.Writer) error {

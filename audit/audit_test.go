@@ -135,3 +135,29 @@ func TestRedactsSecrets(t *testing.T) {
 		t.Fatalf("non-secrets lost: %s", s)
 	}
 }
+
+// TestLastSeqFollowsEachIncident: the newest entry of one incident, of the
+// whole chain, and 0 for an incident nothing was written about.
+func TestLastSeqFollowsEachIncident(t *testing.T) {
+	db := openDB(t)
+	ctx := t.Context()
+	if n, err := LastSeq(ctx, db, ""); err != nil || n != 0 {
+		t.Fatalf("an empty chain: %d, %v", n, err)
+	}
+	appendN(t, db, 3) // seq 1-3, all about inc-1
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Append(ctx, tx, Entry{Actor: "controller", Action: "run.created", Incident: "inc-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for incident, want := range map[string]int64{"inc-1": 3, "inc-2": 4, "": 4, "inc-9": 0} {
+		if n, err := LastSeq(ctx, db, incident); err != nil || n != want {
+			t.Errorf("LastSeq(%q) = %d, %v; want %d", incident, n, err, want)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Role is what a user may do. Roles are fixed; a user has exactly one.
@@ -125,7 +126,20 @@ type Principal struct {
 	// TokenID identifies the credential: a token's public id ("tk_…"),
 	// "oidc" for an ID token, or "legacy" for server.api_token.
 	TokenID string
+	// Expires is when the credential stops working, for one that says so
+	// (an ID token's exp); zero for API tokens, which work until revoked.
+	// What is opened with the credential (a console session) ends then too.
+	Expires time.Time
 }
+
+// Token ids of credentials that are not tokens in the store.
+const (
+	// OIDCTokenID is the TokenID of a principal signed in with an ID
+	// token (single sign-on).
+	OIDCTokenID = "oidc"
+	// LegacyTokenID is the TokenID of the deprecated shared token.
+	LegacyTokenID = "legacy"
+)
 
 // ActorPrefix starts every actor that is a person or a machine identity.
 const ActorPrefix = "user:"

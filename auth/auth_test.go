@@ -179,6 +179,44 @@ func TestFailuresFromOneAddressAreThrottled(t *testing.T) {
 	}
 }
 
+// TestFormTokensShareTheAPILimit: a token typed into the console's login
+// form is checked as a bearer token is, and failures through either count
+// against the same address, so the form is no way around the limit.
+func TestFormTokensShareTheAPILimit(t *testing.T) {
+	lim := auth.NewLimiter(3, time.Minute, 100)
+	now := time.Unix(1000, 0)
+	lim.SetClock(func() time.Time { return now })
+	good := "wdn_good-token-0123456789abcdefghijklmnopq"
+	a, err := auth.NewAuthenticator(auth.Options{Store: memStore{auth.HashToken(good): {User: "u1", Role: auth.Responder, TokenID: "tk_9"}}, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := httptest.NewRequest("POST", "/ui/login", nil)
+	form.RemoteAddr = "198.51.100.9:4"
+	if p, err := a.AuthenticateToken(form, "  "+good+"\n"); err != nil || p.Name != "u1" || p.Role != auth.Responder || p.TokenID != "tk_9" {
+		t.Fatalf("a good token typed with blanks around it: %+v, %v", p, err)
+	}
+	if _, err := a.AuthenticateToken(form, ""); !errors.Is(err, auth.ErrNoCredentials) {
+		t.Errorf("an empty form token: %v, want ErrNoCredentials", err)
+	}
+	if _, err := a.Authenticate(request("wdn_guess", "198.51.100.9:1")); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("a bearer guess: %v", err)
+	}
+	if _, err := a.AuthenticateToken(form, "wdn_guess-2"); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("a form guess: %v", err)
+	}
+	// Three failures (empty, bearer, form) exhaust the address: even the
+	// good token is refused through the form.
+	_, err = a.AuthenticateToken(form, good)
+	var th *auth.ThrottledError
+	if !errors.As(err, &th) {
+		t.Fatalf("after three failures by both ways: %v, want throttled", err)
+	}
+	if _, err := a.Authenticate(request(good, "198.51.100.9:5")); !errors.As(err, &th) {
+		t.Fatalf("the API after form failures: %v, want throttled", err)
+	}
+}
+
 func TestLimiterForgetsAddressesBeyondItsBound(t *testing.T) {
 	lim := auth.NewLimiter(1, time.Hour, 2)
 	for _, src := range []string{"a", "b", "c", "d"} {
@@ -209,7 +247,7 @@ func TestOIDCIDTokens(t *testing.T) {
 	}
 	tok := iss.Token(t, "warden", map[string]any{"preferred_username": "Tanaka", "groups": []string{"staff", "soc", "soc-leads"}})
 	p, err := a.Authenticate(request(tok, "127.0.0.1:1"))
-	if err != nil || p.Name != "tanaka" || p.Role != auth.Approver || p.TokenID != "oidc" {
+	if err != nil || p.Name != "tanaka" || p.Role != auth.Approver || p.TokenID != "oidc" || p.Expires.Before(time.Now().Add(50*time.Minute)) || p.Expires.After(time.Now().Add(time.Hour)) {
 		t.Fatalf("ID token: %+v, %v", p, err)
 	}
 	for name, tc := range map[string]struct {

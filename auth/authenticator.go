@@ -134,12 +134,33 @@ func (e *ThrottledError) Error() string {
 // store failure (which is not the caller's fault and not counted against
 // its address).
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	return a.check(r, func() (Principal, error) { return a.authenticate(r.Context(), r.Header.Get("Authorization")) })
+}
+
+// AuthenticateToken is Authenticate for a token a person typed into a
+// form (the console's login) rather than sent as a bearer header: the same
+// tokens and ID tokens are accepted, and a failure counts against r's
+// source address in the same limiter, so that guessing through the login
+// form is no cheaper than guessing at the API.
+func (a *Authenticator) AuthenticateToken(r *http.Request, token string) (Principal, error) {
+	return a.check(r, func() (Principal, error) {
+		token = strings.TrimSpace(token)
+		if token == "" {
+			return Principal{}, ErrNoCredentials
+		}
+		return a.authenticate(r.Context(), "Bearer "+token)
+	})
+}
+
+// check refuses a throttled source before find looks at its credentials,
+// and counts find's refusal against the source.
+func (a *Authenticator) check(r *http.Request, find func() (Principal, error)) (Principal, error) {
 	src := sourceOf(r)
 	if wait, ok := a.opt.Limiter.Blocked(src); ok {
 		a.throttled.Inc()
 		return Principal{}, &ThrottledError{RetryAfter: wait}
 	}
-	p, err := a.authenticate(r.Context(), r.Header.Get("Authorization"))
+	p, err := find()
 	if err != nil {
 		reason := refusal(err)
 		if reason == "" {
@@ -184,7 +205,7 @@ func (a *Authenticator) authenticate(ctx context.Context, header string) (Princi
 		return Principal{}, fmt.Errorf("%w: the Authorization header must be \"Bearer <token>\"", ErrBadCredentials)
 	}
 	if a.legacy != nil && subtle.ConstantTimeCompare([]byte(token), a.legacy) == 1 {
-		return Principal{Name: LegacyName, Role: Admin, TokenID: "legacy"}, nil
+		return Principal{Name: LegacyName, Role: Admin, TokenID: LegacyTokenID}, nil
 	}
 	hash := HashToken(token)
 	c, err := a.lookup(ctx, hash)

@@ -130,7 +130,7 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (Principal, error) {
 			return Principal{}, ErrDisabled
 		}
 	}
-	return Principal{Name: name, Role: role, TokenID: "oidc"}, nil
+	return Principal{Name: name, Role: role, TokenID: OIDCTokenID, Expires: tok.Expiry}, nil
 }
 
 // roleOf is the highest role any of the groups maps to.

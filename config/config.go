@@ -37,6 +37,7 @@ import (
 // Config is the whole configuration.
 type Config struct {
 	Server    Server    `mapstructure:"server" yaml:"server"`
+	Console   Console   `mapstructure:"console" yaml:"console"`
 	Store     Store     `mapstructure:"store" yaml:"store"`
 	Policies  Policies  `mapstructure:"policies" yaml:"policies"`
 	Intake    Intake    `mapstructure:"intake" yaml:"intake"`
@@ -208,6 +209,42 @@ type Server struct {
 	TLSKeyFile   string `mapstructure:"tls_key_file" yaml:"tls_key_file"`
 }
 
+// Console is the on-call web console that `warden serve` mounts at /ui/
+// on the API's listener.
+type Console struct {
+	// Enabled mounts the console; off, /ui/ answers 404 like any
+	// unknown path.
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// SessionTTL is how long a sign-in lasts, from the moment it was made
+	// (at most 7 days): an on-call shift, then sign in again.
+	SessionTTL time.Duration `mapstructure:"session_ttl" yaml:"session_ttl"`
+	// ExternalURL is where people reach the controller
+	// ("https://warden.example.net"): notifications link to the run's page
+	// under it. Empty: notifications carry no link.
+	ExternalURL string `mapstructure:"external_url" yaml:"external_url"`
+}
+
+// MaxSessionTTL bounds console.session_ttl.
+const MaxSessionTTL = 7 * 24 * time.Hour
+
+// Validate checks the console section, naming the key at fault.
+func (c Console) Validate() error {
+	var errs []error
+	if c.SessionTTL < time.Minute || c.SessionTTL > MaxSessionTTL {
+		errs = append(errs, fmt.Errorf("console.session_ttl: %s is not between 1m and %s", c.SessionTTL, MaxSessionTTL))
+	}
+	if c.ExternalURL != "" {
+		u, err := url.Parse(c.ExternalURL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, fmt.Errorf("console.external_url: %q is not an absolute http(s) URL", redactURL(c.ExternalURL)))
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			errs = append(errs, fmt.Errorf("console.external_url: %q must not carry credentials, a query or a fragment", redactURL(c.ExternalURL)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // OIDC is single sign-on: bearer ID tokens from Issuer for Audience.
 type OIDC struct {
 	Issuer   string `mapstructure:"issuer" yaml:"issuer"`
@@ -343,8 +380,9 @@ type Channel struct {
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
 	return Config{
-		Server: Server{Listen: "127.0.0.1:8780", MaxBodyBytes: 1 << 20},
-		Store:  Store{Path: "warden.db", Sync: "full"},
+		Server:  Server{Listen: "127.0.0.1:8780", MaxBodyBytes: 1 << 20},
+		Console: Console{Enabled: true, SessionTTL: 12 * time.Hour},
+		Store:   Store{Path: "warden.db", Sync: "full"},
 		Intake: Intake{
 			DedupWindow: 10 * time.Minute, IncidentWindow: 6 * time.Hour, ReplayWindow: 5 * time.Minute,
 			Alertmanager: Alertmanager{GatewayLabel: "gateway", InstanceLabel: "instance", SiteLabel: "site", KindLabel: "warden_kind"},
@@ -496,6 +534,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Blocks.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Console.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Server.AgentListen != "" {

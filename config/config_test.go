@@ -98,6 +98,22 @@ func TestLoad(t *testing.T) {
 			body:    validInventory + "blocks:\n  max_auto_prefix_v6: 129\n  protected: [nope]\n  default_ttl: 0s\n",
 			wantErr: []string{"blocks.max_auto_prefix_v6", "blocks.protected[0]", "blocks.default_ttl"},
 		},
+		"the console": {
+			body: validInventory + "console:\n  session_ttl: 8h\n  external_url: https://warden.example.net\n",
+			check: func(t *testing.T, c Config) {
+				if !c.Console.Enabled || c.Console.SessionTTL != 8*time.Hour || c.Console.ExternalURL != "https://warden.example.net" {
+					t.Fatalf("console %+v", c.Console)
+				}
+			},
+		},
+		"console values name their keys": {
+			body:    validInventory + "console:\n  session_ttl: 720h\n  external_url: \"https://ops:secret@warden.example.net/?x=1\"\n",
+			wantErr: []string{"console.session_ttl: 720h0m0s is not between 1m and 168h0m0s", "console.external_url: \"https://REDACTED@warden.example.net/\" must not carry credentials"},
+		},
+		"a console link that is no URL": {
+			body:    validInventory + "console:\n  external_url: warden.example.net\n",
+			wantErr: []string{"console.external_url: \"warden.example.net\" is not an absolute http(s) URL"},
+		},
 		"durations parse": {
 			body: validInventory + "intake:\n  dedup_window: 90s\n",
 			check: func(t *testing.T, c Config) {

@@ -211,7 +211,7 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, step store.St
 	if !ok {
 		return actions.Result{}, actions.Terminal(fmt.Errorf("action %q is not available", step.Action))
 	}
-	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Gateway: gw, Params: step.Params,
+	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Run: run.ID, Gateway: gw, Params: step.Params,
 		Attempts: &stepAttempts{c: c, run: run, step: &step, gw: gw}}
 	res, err := actions.Execute(ctx, act, req)
 	switch {

@@ -57,9 +57,9 @@ func (c *people) AddUser(ctx context.Context, actor, name, role, displayName str
 	return Issued{User: u, TokenID: id, Token: token}, nil
 }
 
-// DisableUser disables a user: their tokens stop working at once. The
-// last enabled admin cannot be disabled (nobody could manage users
-// after).
+// DisableUser disables a user: their tokens stop working and their
+// console sessions end at once. The last enabled admin cannot be disabled
+// (nobody could manage users after).
 func (c *people) DisableUser(ctx context.Context, actor, name string) (store.User, error) {
 	var u store.User
 	err := c.st.Tx(ctx, func(tx store.Tx) error {
@@ -81,9 +81,14 @@ func (c *people) DisableUser(ctx context.Context, actor, name string) (store.Use
 		if err := tx.SetUserDisabled(ctx, name, true, now); err != nil {
 			return err
 		}
+		// Their console sessions end with their tokens.
+		ended, err := tx.DeleteSessionsOf(ctx, name)
+		if err != nil {
+			return err
+		}
 		u.Disabled, u.UpdatedAt = true, now
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: actor, Action: "user.disabled", Subject: name,
-			Data: mustJSON(map[string]any{"role": u.Role})})
+			Data: mustJSON(map[string]any{"role": u.Role, "sessions_ended": ended})})
 	})
 	return u, err
 }
@@ -99,7 +104,8 @@ func enabledAdmins(ctx context.Context, tx store.Tx) (int, error) {
 	return n, err
 }
 
-// RotateToken revokes every token of a user and issues a new one.
+// RotateToken revokes every token of a user, ends their console sessions
+// and issues a new token.
 func (c *people) RotateToken(ctx context.Context, actor, name string) (Issued, error) {
 	token, id, err := auth.NewToken()
 	if err != nil {
@@ -122,8 +128,14 @@ func (c *people) RotateToken(ctx context.Context, actor, name string) (Issued, e
 		if err := tx.InsertToken(ctx, store.APIToken{ID: id, User: name, Hash: auth.HashToken(token), CreatedAt: now, CreatedBy: actor}); err != nil {
 			return err
 		}
+		// A lost or leaked token may have signed someone in to the
+		// console: the sessions it opened end with it.
+		ended, err := tx.DeleteSessionsOf(ctx, name)
+		if err != nil {
+			return err
+		}
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: actor, Action: "user.token_rotated", Subject: name,
-			Data: mustJSON(map[string]any{"revoked": revoked, "token_id": id})})
+			Data: mustJSON(map[string]any{"revoked": revoked, "token_id": id, "sessions_ended": ended})})
 	})
 	if err != nil {
 		return Issued{}, err

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ import (
 	"github.com/warden-ir/warden/api"
 	"github.com/warden-ir/warden/auth"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/console"
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/intake"
@@ -47,10 +49,13 @@ type Daemon struct {
 	Policies   *policies.Set
 	Controller *controller.Controller
 	API        *api.Server
-	Registry   *prometheus.Registry
-	VSphere    *vsphere.Provider
-	Agents     *linux.AgentPool
-	Ledger     *evidence.Ledger
+	// Console is the web console mounted at /ui/; nil when
+	// console.enabled is off.
+	Console  *console.Console
+	Registry *prometheus.Registry
+	VSphere  *vsphere.Provider
+	Agents   *linux.AgentPool
+	Ledger   *evidence.Ledger
 	// Vault holds the tunnel credentials; nil without a master key.
 	Vault *rotation.Vault
 	// TAXII polls the configured TAXII collections; nil without any.
@@ -181,7 +186,12 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		add(unavailable("neither a vCenter nor agents are configured", actions.NameIsolate, actions.NameRelease)...)
 	}
 	channels := notifyChannels(cfg.Notify)
-	sender, err := notify.NewSender(channels, log.With("component", "notify"))
+	var notifyOpts []notify.Option
+	if cfg.Console.Enabled && cfg.Console.ExternalURL != "" {
+		// Each notification links to its run's page in the console.
+		notifyOpts = append(notifyOpts, notify.WithConsoleURL(cfg.Console.ExternalURL))
+	}
+	sender, err := notify.NewSender(channels, log.With("component", "notify"), notifyOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring notifications: %w", err)
 	}
@@ -237,6 +247,14 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Console.Enabled {
+		d.Console, err = console.New(console.Options{API: d.API, Auth: authn, Controller: d.Controller, Ledger: d.Ledger,
+			SessionTTL: cfg.Console.SessionTTL, SecureCookies: strings.HasPrefix(cfg.Console.ExternalURL, "https://"),
+			Clock: opt.Clock, Log: log.With("component", "console")})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if len(cfg.Intake.TAXII) > 0 {
 		var colls []intake.TAXIICollection
 		for _, c := range cfg.Intake.TAXII {
@@ -279,6 +297,24 @@ func (d *Daemon) pollTAXII(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		d.Log.Error("polling TAXII stopped", "err", err)
 	}
+}
+
+// Handler serves the listener: the web console under /ui/ (when it is
+// enabled), the API everywhere else.
+func (d *Daemon) Handler() http.Handler {
+	if d.Console == nil {
+		return d.API
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == strings.TrimSuffix(console.Prefix, "/"):
+			http.Redirect(w, r, console.Prefix, http.StatusMovedPermanently)
+		case strings.HasPrefix(r.URL.Path, console.Prefix):
+			d.Console.ServeHTTP(w, r)
+		default:
+			d.API.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Listen binds the API address (":0" picks a free port) and returns it.
@@ -328,7 +364,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}()
 	agentsDone := make(chan error, 1)
 	go func() { agentsDone <- d.agents.Serve(cctx) }()
-	d.http = &http.Server{Handler: d.API, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	d.http = &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	if d.Console != nil {
+		// The console's live pages stream until the server shuts down.
+		d.http.RegisterOnShutdown(d.Console.Close)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		var err error

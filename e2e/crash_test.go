@@ -365,6 +365,14 @@ type crashEnv struct {
 
 func newCrashEnv(t *testing.T, bin string) *crashEnv {
 	t.Helper()
+	return newServedLab(t, bin, nil)
+}
+
+// newServedLab is a crashEnv whose configuration mutate changes (may be
+// nil) before it is written: other end-to-end tests that run the real
+// binary against the simulator start from it.
+func newServedLab(t *testing.T, bin string, mutate func(*config.Config)) *crashEnv {
+	t.Helper()
 	lab, err := vsim.Start(t.Context(), vsim.Options{})
 	if err != nil {
 		t.Fatalf("starting the simulator: %v", err)
@@ -384,6 +392,9 @@ func newCrashEnv(t *testing.T, bin string) *crashEnv {
 	cfg.Executor.BackoffBase, cfg.Executor.BackoffMax = 10*time.Millisecond, 100*time.Millisecond
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Drift.Interval = 0
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	cfgPath := writeConfig(t, dir, cfg)
 	return &crashEnv{
 		t: t, bin: bin, lab: lab, cfgPath: cfgPath, dbPath: cfg.Store.Path,

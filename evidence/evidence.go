@@ -530,6 +530,22 @@ func custodyOf(ctx context.Context, q interface {
 	})
 }
 
+// CustodyOf returns the chain of custody of every artefact filed under
+// incident, by evidence id, oldest event first. It only reads: listing who
+// handled the evidence is not handling it, so unlike Show it records no
+// access (the console shows it on every view of an incident).
+func (l *Ledger) CustodyOf(ctx context.Context, incident string) (map[string][]Custody, error) {
+	events, err := custodyOf(ctx, l.db, `JOIN evidence ON evidence.id = custody.evidence_id WHERE evidence.incident = ?`, incident)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Custody{}
+	for _, c := range events {
+		out[c.EvidenceID] = append(out[c.EvidenceID], c)
+	}
+	return out, nil
+}
+
 // Show returns a record and its chain of custody, and records that actor
 // looked at it (an "accessed" event, included in the returned chain).
 func (l *Ledger) Show(ctx context.Context, id, actor string) (Record, []Custody, error) {

@@ -515,3 +515,34 @@ func TestDamagedBlobIsKeptAsideNotOverwritten(t *testing.T) {
 		t.Errorf("custody does not record the damaged blob: %+v", chain[1])
 	}
 }
+
+// TestCustodyOfListsWithoutRecording: an incident's chains of custody are
+// read without adding an access to them, and only that incident's.
+func TestCustodyOfListsWithoutRecording(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := t.Context()
+	a, err := l.Add(ctx, item("connections.txt", "tcp 10.0.0.1:22"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := item("routes.txt", "default via 10.0.0.254")
+	other.Incident = "inc-2"
+	b, err := l.Add(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Show(ctx, a.ID, "user:resp1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		chains, err := l.CustodyOf(ctx, "inc-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := chains[a.ID]
+		if len(chains) != 1 || len(got) != 3 || got[0].Action != CustodyCollected || got[1].Action != CustodyStored ||
+			got[2].Action != CustodyAccessed || got[2].Actor != "user:resp1" {
+			t.Fatalf("custody of inc-1: %+v; want %s collected, stored, then accessed by resp1, nothing of %s", chains, a.ID, b.ID)
+		}
+	}
+}

@@ -31,8 +31,9 @@ set -euo pipefail
 #   libcharon-extra-plugins
 #                     kernel-libipsec: a userspace ESP data plane on a TUN
 #                     device, so tunnels carry traffic on kernels without ESP
-#   chromium          headless rendering of the HTML incident report
-#   fonts-noto-cjk    Japanese glyphs for that rendering
+#   chromium          headless rendering of the HTML incident report, and the
+#                     browser the web console's end-to-end test drives
+#   fonts-noto-cjk    Japanese glyphs for both
 #   openssh-server    a real sshd on a lab gateway, whose failed and
 #                     accepted logins the agent's auth sensor reads (the
 #                     test starts it in the namespace; ssh.service is

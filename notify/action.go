@@ -11,7 +11,7 @@ var _ actions.Notifier = (*Sender)(nil)
 
 // Notify implements actions.Notifier with Send.
 func (s *Sender) Notify(ctx context.Context, channel, key string, n actions.Notification) (actions.Delivery, error) {
-	d, err := s.Send(ctx, channel, key, Message{Incident: n.Incident, Gateway: n.Gateway, Site: n.Site,
+	d, err := s.Send(ctx, channel, key, Message{Incident: n.Incident, Run: n.Run, Gateway: n.Gateway, Site: n.Site,
 		Severity: n.Severity, Title: n.Title, Text: n.Text})
 	return actions.Delivery(d), err
 }

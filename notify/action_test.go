@@ -150,3 +150,44 @@ func TestNotifyActionChannelResolution(t *testing.T) {
 		})
 	}
 }
+
+// TestNotificationsLinkToTheConsole: with the console's address, the
+// notify step's message links to its run's page there; a message about an
+// incident only links to the incident, one about neither to the inbox;
+// without the address there is no link.
+func TestNotificationsLinkToTheConsole(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	linked := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil, WithConsoleURL("https://warden.example.net/"))
+	plain := mustSender(t, []Channel{{Name: "ops", URL: rcv.srv.URL}}, nil)
+	req := notifyRequest(nil)
+	req.Run = "run-7"
+	if _, err := actions.NewNotify(linked, "ops").Apply(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	req.IdempotencyKey = "run-7/step-2"
+	if _, err := actions.NewNotify(plain, "ops").Apply(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Message{{Title: "incident only", Incident: "inc-42"}, {Title: "fleet"}} {
+		if _, err := linked.Send(t.Context(), "ops", "k-"+m.Title, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"https://warden.example.net/ui/runs/run-7", "", "https://warden.example.net/ui/incidents/inc-42", "https://warden.example.net/ui/inbox"}
+	reqs := rcv.requests()
+	if len(reqs) != len(want) {
+		t.Fatalf("%d posts, want %d", len(reqs), len(want))
+	}
+	for i, r := range reqs {
+		var got Message
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Link != want[i] {
+			t.Errorf("post %d (%s) links to %q, want %q", i, got.Title, got.Link, want[i])
+		}
+		if i == 0 && got.Run != "run-7" {
+			t.Errorf("the step's message names run %q", got.Run)
+		}
+	}
+}

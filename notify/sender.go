@@ -73,6 +73,10 @@ type Message struct {
 	Run      string     `json:"run,omitempty"`
 	Steps    []StepLine `json:"steps,omitempty"`
 	Time     time.Time  `json:"time"`
+	// Link is the page of the run (or of the incident) in the web
+	// console, under WithConsoleURL's address; set by the Sender. Following
+	// it asks for sign-in; it changes nothing.
+	Link string `json:"link,omitempty"`
 }
 
 // sanitised is m as a person may see it in a chat client: control, bidi
@@ -84,7 +88,7 @@ type Message struct {
 func (m Message) sanitised() Message {
 	line := textsafe.Line
 	m.Incident, m.Gateway, m.Site, m.Severity = line(m.Incident), line(m.Gateway), line(m.Site), line(m.Severity)
-	m.Title, m.Text, m.Run = line(m.Title), textsafe.Text(m.Text), line(m.Run)
+	m.Title, m.Text, m.Run, m.Link = line(m.Title), textsafe.Text(m.Text), line(m.Run), line(m.Link)
 	if m.Steps != nil {
 		steps := make([]StepLine, len(m.Steps))
 		for i, st := range m.Steps {
@@ -117,6 +121,7 @@ type config struct {
 	historySize  int
 	clock        clock.Clock
 	transport    http.RoundTripper
+	consoleURL   string
 }
 
 // WithRetry sets how many times a failed attempt is retried and the bounds
@@ -129,6 +134,29 @@ func WithRetry(retryMax int, waitMin, waitMax time.Duration) Option {
 // WithHistorySize bounds how many deliveries are remembered by key.
 func WithHistorySize(n int) Option { return func(c *config) { c.historySize = n } }
 
+// WithConsoleURL links every message to its run's page (else its
+// incident's) in the web console at base (console.external_url,
+// "https://warden.example.net"); a message that names neither links to
+// the inbox.
+func WithConsoleURL(base string) Option {
+	return func(c *config) { c.consoleURL = strings.TrimRight(base, "/") }
+}
+
+// ConsoleLink is the console page of a run, else of an incident, else
+// the inbox, under base ("" when base is).
+func ConsoleLink(base, run, incident string) string {
+	base = strings.TrimRight(base, "/")
+	switch {
+	case base == "":
+		return ""
+	case run != "":
+		return base + "/ui/runs/" + url.PathEscape(run)
+	case incident != "":
+		return base + "/ui/incidents/" + url.PathEscape(incident)
+	}
+	return base + "/ui/inbox"
+}
+
 // WithClock injects the clock used for signatures, message times and
 // delivery times (default clock.Real).
 func WithClock(c clock.Clock) Option { return func(cfg *config) { cfg.clock = c } }
@@ -140,6 +168,8 @@ type Sender struct {
 	log      *slog.Logger
 	redact   *redactor
 	clock    clock.Clock
+	// consoleURL is WithConsoleURL's base, "" for no links.
+	consoleURL string
 
 	mu       sync.Mutex
 	history  map[string]Delivery
@@ -183,13 +213,14 @@ func NewSender(channels []Channel, log *slog.Logger, opts ...Option) (*Sender, e
 	}
 	cfg.transport = cleanhttp.DefaultPooledTransport()
 	s := &Sender{
-		channels: map[string]*channel{},
-		log:      log,
-		redact:   newRedactor(channels),
-		clock:    cfg.clock,
-		history:  map[string]Delivery{},
-		maxHist:  cfg.historySize,
-		inflight: map[string]chan struct{}{},
+		consoleURL: cfg.consoleURL,
+		channels:   map[string]*channel{},
+		log:        log,
+		redact:     newRedactor(channels),
+		clock:      cfg.clock,
+		history:    map[string]Delivery{},
+		maxHist:    cfg.historySize,
+		inflight:   map[string]chan struct{}{},
 	}
 	for i, c := range channels {
 		if err := validateChannel(c); err != nil {
@@ -382,6 +413,9 @@ func (s *Sender) post(ctx context.Context, c *channel, key string, msg Message) 
 	d := Delivery{Channel: c.Name}
 	if msg.Time.IsZero() {
 		msg.Time = s.clock.Now().UTC()
+	}
+	if msg.Link == "" {
+		msg.Link = ConsoleLink(s.consoleURL, msg.Run, msg.Incident)
 	}
 	body, err := json.Marshal(msg.sanitised())
 	if err != nil {

@@ -351,3 +351,20 @@ func TestMilestonesOfRevocationAndSkippedSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyAuditOff: a model loaded for a live page leaves the audit
+// chain unchecked and says nothing about it; the rest is the same.
+func TestVerifyAuditOff(t *testing.T) {
+	st, ledger := seedDemo(t)
+	checked := loadFixture(t, st, ledger)
+	unchecked := loadFixture(t, st, ledger, VerifyAudit(false))
+	if !checked.Audit.OK || checked.Audit.Entries == 0 {
+		t.Fatalf("by default the chain is verified: %+v", checked.Audit)
+	}
+	if unchecked.Audit != (AuditStatus{}) {
+		t.Errorf("VerifyAudit(false) still reports the chain: %+v", unchecked.Audit)
+	}
+	if len(unchecked.Timeline) != len(checked.Timeline) || len(unchecked.Evidence.Items) != len(checked.Evidence.Items) || len(unchecked.Runs) != len(checked.Runs) {
+		t.Errorf("VerifyAudit(false) changed the rest of the model")
+	}
+}

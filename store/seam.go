@@ -58,6 +58,7 @@ type Reader interface {
 	Blocks(ctx context.Context, state string, limit int) ([]BlockRecord, error)
 	ActiveTokens(ctx context.Context, user string) ([]APIToken, error)
 	CredentialByHash(ctx context.Context, hash string) (User, APIToken, error)
+	Session(ctx context.Context, hash string) (Session, error)
 }
 
 // Tx is one open transaction: every write that matters goes through one, so
@@ -118,6 +119,11 @@ type Tx interface {
 	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) error
 	InsertToken(ctx context.Context, t APIToken) error
 	RevokeTokens(ctx context.Context, user string, at time.Time) ([]string, error)
+
+	InsertSession(ctx context.Context, s Session) error
+	DeleteSession(ctx context.Context, hash string) (bool, error)
+	DeleteSessionsOf(ctx context.Context, user string) (int, error)
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
 }
 
 // RecentIndicatorsCap caps CountRecentIndicators: policies ask whether a

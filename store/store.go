@@ -176,7 +176,7 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and this removes
 	// SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+probeSchema+usersSchema+blocksSchema+audit.Schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+probeSchema+usersSchema+sessionsSchema+blocksSchema+audit.Schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating schema in %s: %w", path, err)
 	}

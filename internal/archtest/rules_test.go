@@ -54,6 +54,9 @@ var rules = []rule{
 	{"auth imports no other Warden package (it knows identities, not runs, stores or the API)", func(from, to string) bool {
 		return under(from, "auth") && strings.HasPrefix(to, module+"/") && !under(to, "auth")
 	}},
+	{"the console acts through the API: it imports no provider, rotation or notify", func(from, to string) bool {
+		return under(from, "console") && (provider(to) != "" || under(to, "rotation") || under(to, "notify"))
+	}},
 }
 
 // violationsBeingMoved lists violations allowed while code moves to where
@@ -184,6 +187,9 @@ func TestRulesClassify(t *testing.T) {
 		"controller to a provider":          {"controller", "providers/vsphere", true},
 		"composition root to a provider":    {"daemon", "providers/vsphere", false},
 		"anything to a command":             {"demo", "cmd/warden", true},
+		"console to a provider":             {"console", "providers/vsphere", true},
+		"console to notify":                 {"console", "notify", true},
+		"console to the API client":         {"console", "api/client", false},
 		"a look-alike of agent":             {"agentx", "providers/linux", false},
 		"a look-alike of providers":         {"controller", "providersx/linux", false},
 		"a provider to the agent wire type": {"providers/linux", "agent/wire", false},

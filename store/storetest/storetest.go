@@ -96,6 +96,7 @@ func Run(t *testing.T, h Harness) {
 		{"baselines", baselineCases},
 		{"replay", replayCases},
 		{"users", userCases},
+		{"sessions", sessionCases},
 		{"blocks", blockCases},
 	}
 	for _, g := range groups {
