@@ -265,7 +265,7 @@ func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (strin
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
 func (t *txn) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
-	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
+	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(CASE WHEN site = ? THEN 1 ELSE 0 END), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
 	if err != nil {
 		err = fmt.Errorf("counting automatic isolations: %w", err)
 	}

@@ -97,6 +97,7 @@ func Run(t *testing.T, h Harness) {
 		{"replay", replayCases},
 		{"users", userCases},
 		{"blocks", blockCases},
+		{"replicas", replicaCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
