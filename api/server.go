@@ -91,6 +91,10 @@ type Options struct {
 	Blocks BlockService
 	// Clock dates decoded indicators (default clock.Real).
 	Clock clock.Clock
+	// StoreDriver ("sqlite", "postgres") and ReplicaID (this process's
+	// lease owner id) are what GET /v1/status says about this replica.
+	StoreDriver string
+	ReplicaID   string
 }
 
 // StoreHealth is whether the store's commits go through.
@@ -186,6 +190,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("POST", "/v1/blocks/{number}/withdraw", auth.Respond, s.decideBlock(func(c *controller.Controller) blockDecider { return c.WithdrawBlock }))
 	s.handle("POST", "/v1/plan", auth.Respond, s.postPlan)
 	s.handle("GET", "/v1/whoami", auth.Read, s.whoami)
+	s.handle("GET", "/v1/status", auth.Read, s.status)
 	s.handle("GET", "/v1/incidents", auth.Read, s.listIncidents)
 	s.handle("GET", "/v1/incidents/{id}", auth.Read, s.getIncident)
 	s.handle("GET", "/v1/incidents/{id}/report", auth.Read, s.getReport)
@@ -590,10 +595,44 @@ func statusFor(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, controller.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, controller.ErrNotRunning):
+	case errors.Is(err, controller.ErrNotRunning), errors.Is(err, controller.ErrNotLeader):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// status lists the replicas on the store and the lease: who leads, at
+// which epoch, how fresh.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.opt.Controller.Store()
+	l, held, err := st.CurrentLease(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	reps, err := st.Replicas(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	now := time.Now()
+	if s.opt.Clock != nil {
+		now = s.opt.Clock.Now()
+	}
+	out := v1.Status{Store: s.opt.StoreDriver, AnsweredBy: s.opt.ReplicaID, Now: now, Replicas: []v1.Replica{}}
+	leading := ""
+	if held {
+		out.Lease = &v1.Lease{Owner: l.Owner, Host: l.Host, PID: l.PID, Epoch: l.Epoch, AcquiredAt: l.AcquiredAt, RenewedAt: l.RenewedAt,
+			ExpiresAt: l.ExpiresAt, AgeSeconds: now.Sub(l.RenewedAt).Seconds(), Expired: !now.Before(l.ExpiresAt)}
+		if !out.Lease.Expired {
+			leading = l.Owner
+		}
+	}
+	for _, rp := range reps {
+		out.Replicas = append(out.Replicas, v1.Replica{ID: rp.Owner, Host: rp.Host, PID: rp.PID, API: rp.API, Version: rp.Version,
+			StartedAt: rp.StartedAt, SeenAt: rp.SeenAt, Leader: rp.Owner == leading})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

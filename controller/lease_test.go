@@ -31,8 +31,8 @@ func TestNoSideEffectWithoutTheLease(t *testing.T) {
 	lease := &testLease{epoch: 7, err: errors.New("another controller holds the store")}
 	h := newHarness(t, func(o *Options) { o.Lease = lease })
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, errNotHolder) {
-		t.Fatalf("executing without the lease: %v, want errNotHolder", err)
+	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("executing without the lease: %v, want ErrNotLeader", err)
 	}
 	for name, a := range h.acts {
 		if a.calls() != 0 {
@@ -66,8 +66,8 @@ func TestLeaseLostMidRunStopsBeforeTheNextStep(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Lease = lease })
 	h.acts["snapshot"].onApply = func() { lease.set(1, errors.New("lease lost")) }
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, errNotHolder) {
-		t.Fatalf("executing after losing the lease: %v, want errNotHolder", err)
+	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("executing after losing the lease: %v, want ErrNotLeader", err)
 	}
 	if n := h.acts["isolate"].calls(); n != 0 {
 		t.Fatalf("isolate applied %d times after the lease was lost", n)

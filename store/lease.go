@@ -271,11 +271,21 @@ func (w *Writer) Close(ctx context.Context) error {
 		return nil
 	}
 	w.closed = true
-	now, err := w.now(ctx, w.s.db)
-	if err == nil {
-		_, err = w.s.db.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
+	err := w.s.inTx(ctx, func(tx *txn) error {
+		now, err := w.now(ctx, tx.tx)
+		if err != nil {
+			return err
+		}
+		res, err := tx.tx.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
 			ts(now), writerLease, w.cur.Owner, w.cur.Epoch)
-	}
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // a successor's lease is not ours to give up, nor to announce
+		}
+		return tx.notify(ctx, LeaseChannel, "released")
+	})
 	var cerr error
 	if w.lock != nil {
 		cerr = w.lock.Close() // closing the descriptor drops the flock

@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -322,4 +323,81 @@ func pgUnwritableReason(err error) (string, bool) {
 		return UnwritableOpen, true
 	}
 	return "", false
+}
+
+// OpenAt opens the store at loc: a postgres:// URL (its password from the
+// URL, pg.Password, PGPASSWORD or ~/.pgpass), "sqlite:PATH", or a plain
+// path to a SQLite file. A SQLite file must exist already (mustExist) when
+// the caller means to read a store, not make one.
+func OpenAt(ctx context.Context, loc string, pg PostgresOptions, mustExist bool) (*Store, error) {
+	if IsPostgresDSN(loc) {
+		return OpenPostgres(ctx, loc, pg)
+	}
+	path := strings.TrimPrefix(loc, "sqlite:")
+	if path == "" {
+		return nil, errors.New("opening store: no path after sqlite:")
+	}
+	if mustExist {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("opening store: %w", err)
+		}
+	}
+	return Open(ctx, path, "full")
+}
+
+// Notification channels (PostgreSQL's LISTEN/NOTIFY): what replicas tell
+// each other so that they need not wait for their next poll.
+const (
+	// LeaseChannel: the leader gave the writer lease up.
+	LeaseChannel = "warden_lease"
+	// RunsChannel: a run was recorded or approved and may be executed
+	// (payload: its id).
+	RunsChannel = "warden_runs"
+)
+
+// notify sends a notification on channel when the transaction commits
+// (PostgreSQL; nothing on SQLite, where one process hears itself).
+func (t *txn) notify(ctx context.Context, channel, payload string) error {
+	if t.s.dialect != dialectPostgres {
+		return nil
+	}
+	if _, err := t.tx.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channel, payload); err != nil {
+		return fmt.Errorf("notifying %s: %w", channel, err)
+	}
+	return nil
+}
+
+// Listen calls fn with the payload of every notification on channel until
+// ctx ends or the connection fails, on a connection of its own. On SQLite
+// it waits for ctx: there is no other process to hear.
+func (s *Store) Listen(ctx context.Context, channel string, fn func(payload string)) error {
+	if s.dialect != dialectPostgres {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", channel, err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(*pgConn)
+		if !ok {
+			return fmt.Errorf("a %T connection cannot listen", dc)
+		}
+		raw := pc.Conn.Conn()
+		var err error
+		if _, err = raw.Exec(ctx, `LISTEN `+pgx.Identifier{channel}.Sanitize()); err == nil {
+			for {
+				var n *pgconn.Notification
+				if n, err = raw.WaitForNotification(ctx); err != nil {
+					break
+				}
+				fn(n.Payload)
+			}
+		}
+		// The session listens: it never goes back to the pool.
+		return errors.Join(err, driver.ErrBadConn)
+	})
+	return fmt.Errorf("listening on %s: %w", channel, err)
 }

@@ -110,6 +110,11 @@ func (t *txn) InsertRun(ctx context.Context, r Run) error {
 	if err != nil {
 		return fmt.Errorf("storing run: %w", err)
 	}
+	if r.State == RunPending {
+		if err := t.notify(ctx, RunsChannel, r.ID); err != nil {
+			return err
+		}
+	}
 	for _, s := range r.Steps {
 		params, err := json.Marshal(s.Params)
 		if err != nil {
@@ -129,6 +134,9 @@ func (t *txn) UpdateRun(ctx context.Context, r Run) error {
 		r.State, b2i(r.ApprovalRequired), r.ApprovalReason, r.ApprovedBy, ts(r.ApprovedAt), r.OverrideReason, r.Error, ts(r.UpdatedAt), ts(r.StartedAt), ts(r.FinishedAt), r.ID)
 	if err != nil {
 		return fmt.Errorf("updating run %s: %w", r.ID, err)
+	}
+	if r.State == RunPending { // approved: the leader may start it now
+		return t.notify(ctx, RunsChannel, r.ID)
 	}
 	return nil
 }
