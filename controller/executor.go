@@ -280,6 +280,9 @@ func recording(err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, store.ErrStaleEpoch) {
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+	}
 	return fmt.Errorf("%w: %w", errRecording, err)
 }
 
@@ -312,6 +315,10 @@ func (c *executor) recordStep(ctx context.Context, run store.Run, step store.Ste
 				"summary": res.Summary, "details": res.Details, "error": step.Error, "attempts": step.Attempts,
 				"duration_ms": now.Sub(step.StartedAt).Milliseconds()})})
 	})
+	if errors.Is(err, store.ErrStaleEpoch) {
+		// Deposed: the successor owns the step now.
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+	}
 	if err != nil {
 		return err
 	}

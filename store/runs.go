@@ -141,12 +141,25 @@ func (t *txn) UpdateRun(ctx context.Context, r Run) error {
 	return nil
 }
 
-// UpdateStep writes a step's mutable fields.
+// ErrStaleEpoch refuses a step update from a controller whose lease epoch
+// is older than the one the step last ran under: a deposed leader must not
+// overwrite what its successor recorded.
+var ErrStaleEpoch = errors.New("the step was taken over under a newer lease epoch")
+
+// UpdateStep writes a step's mutable fields, unless the step last ran
+// under a newer epoch than s.Epoch (ErrStaleEpoch).
 func (t *txn) UpdateStep(ctx context.Context, s Step) error {
-	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=?`,
-		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index)
+	res, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=? AND epoch <= ?`,
+		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index, s.Epoch)
 	if err != nil {
 		return fmt.Errorf("updating step %d of run %s: %w", s.Index, s.Run, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var epoch int64
+		err := t.queryRow(ctx, `SELECT epoch FROM steps WHERE run=? AND idx=?`, s.Run, s.Index).Scan(&epoch)
+		if err == nil && epoch > s.Epoch {
+			return fmt.Errorf("updating step %d of run %s under epoch %d: %w (%d)", s.Index, s.Run, s.Epoch, ErrStaleEpoch, epoch)
+		}
 	}
 	return nil
 }
