@@ -92,9 +92,11 @@ type Options struct {
 	// Clock dates decoded indicators (default clock.Real).
 	Clock clock.Clock
 	// StoreDriver ("sqlite", "postgres") and ReplicaID (this process's
-	// lease owner id) are what GET /v1/status says about this replica.
+	// lease owner id) are what GET /v1/status says about this replica;
+	// LeaseTTL, after how long without a heartbeat it calls one silent.
 	StoreDriver string
 	ReplicaID   string
+	LeaseTTL    time.Duration
 }
 
 // StoreHealth is whether the store's commits go through.
@@ -630,7 +632,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, rp := range reps {
 		out.Replicas = append(out.Replicas, v1.Replica{ID: rp.Owner, Host: rp.Host, PID: rp.PID, API: rp.API, Version: rp.Version,
-			StartedAt: rp.StartedAt, SeenAt: rp.SeenAt, Leader: rp.Owner == leading})
+			StartedAt: rp.StartedAt, SeenAt: rp.SeenAt, Leader: rp.Owner == leading,
+			Silent: s.opt.LeaseTTL > 0 && now.Sub(rp.SeenAt) > s.opt.LeaseTTL})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -639,10 +642,17 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v1.Health{Status: "ok"})
 }
 
+// readyTimeout bounds /readyz's ping of the store.
+const readyTimeout = 2 * time.Second
+
 // readyz is ready when the store answers and its last commit went
 // through: a controller that cannot commit cannot take an indicator.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.opt.Controller.Store().DB().PingContext(r.Context()); err != nil {
+	// Bounded: a database that does not answer (a replica cut off from
+	// it) makes this replica unready, not a hung probe.
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := s.opt.Controller.Store().DB().PingContext(ctx); err != nil {
 		s.setRetryAfter(w)
 		writeJSON(w, http.StatusServiceUnavailable, v1.Health{Status: "store unavailable"})
 		return

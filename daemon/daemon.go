@@ -232,7 +232,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			Wazuh: cfg.Intake.Wazuh.WithDefaults(), Falco: cfg.Intake.Falco.WithDefaults()},
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
 		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery, Blocks: d.Controller,
-		Sensors: d.sensorsReader(), StoreDriver: d.Store.Driver(), ReplicaID: d.lease.owner,
+		Sensors: d.sensorsReader(), StoreDriver: d.Store.Driver(), ReplicaID: d.lease.owner, LeaseTTL: d.lease.ttl,
 	})
 	if err != nil {
 		return nil, err

@@ -229,14 +229,19 @@ func (d *Daemon) lead(ctx context.Context) error {
 			go d.listenForRuns(lctx)
 			d.Log.Info("leading: executing runs", "epoch", d.lease.Epoch())
 		} else if err := d.renew(ctx); err != nil {
+			d.Log.Error("lost the writer lease: starting no side effect, stopping the controller's loops", "err", err)
 			stopLoops()
 			if w := d.lease.drop(); w != nil {
-				_ = w.Close(context.WithoutCancel(ctx)) // ours no more: closes nothing of a successor's
+				// Ours no more: closing gives up nothing of a successor's.
+				// Bounded: the database may be out of reach.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.lease.ttl/3)
+				_ = w.Close(cctx)
+				cancel()
 			}
 			if !d.shared() {
 				return err
 			}
-			d.Log.Error("stopped leading", "err", err)
+			d.Log.Warn("stopped leading; following")
 			next = followerPoll
 			continue
 		}
@@ -265,6 +270,7 @@ func (d *Daemon) renew(ctx context.Context) error {
 	}
 	if renewalLost(err, d.lease.lateLocked(), d.shared()) {
 		d.lease.lost = fmt.Errorf("the store's writer lease was lost: %w", err)
+		d.lease.leader.Set(0) // not acting from now on: Held refuses every side effect
 		return d.lease.lost
 	}
 	if ctx.Err() == nil {

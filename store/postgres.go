@@ -20,7 +20,8 @@ package store
 //     serialised across every replica, so the read-then-write steps of the
 //     core loop (is there an open incident? how many isolations in the
 //     window?) and the audit chain's head behave exactly as they do on
-//     SQLite. A read-only transaction takes no lock.
+//     SQLite. A read-only transaction takes no lock; DDL sent outside a
+//     transaction takes it for its own implicit one.
 //
 // The rewritten text of each query is cached: intake repeats a handful of
 // queries millions of times.
@@ -188,7 +189,17 @@ func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt,
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.ExecContext(ctx, rebind(query), args)
+	q := rebind(query)
+	if len(args) == 0 && c.Conn.Conn().PgConn().TxStatus() == 'I' && ddlStatement.MatchString(q) {
+		// Schema made outside a transaction (the evidence ledger's and
+		// the vault's CREATE TABLE IF NOT EXISTS, run by every replica as
+		// it starts) takes the write lock too: PostgreSQL's IF NOT EXISTS
+		// is not safe against itself in another session. Statements sent
+		// together without arguments run as one implicit transaction, so
+		// the lock holds until the last one.
+		q = fmt.Sprintf("SELECT pg_advisory_xact_lock(%d);\n%s", writeLockKey, q)
+	}
+	return c.Conn.ExecContext(ctx, q, args)
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {

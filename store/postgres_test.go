@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,4 +86,33 @@ func TestNewerSchemaRefused(t *testing.T) {
 		dsn := pg.DSN(pg.CreateDB(t, ""))
 		check(t, func() (*Store, error) { return OpenPostgres(t.Context(), dsn, PostgresOptions{}) })
 	})
+}
+
+// TestConcurrentSchemaOutsideTransactions: replicas starting at once each
+// run the ledger's and the vault's CREATE TABLE IF NOT EXISTS outside a
+// transaction; PostgreSQL's IF NOT EXISTS alone races with itself.
+func TestConcurrentSchemaOutsideTransactions(t *testing.T) {
+	pg := pgtest.Start(t, pgtest.Options{})
+	dsn := pg.DSN(pg.CreateDB(t, ""))
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			s, err := OpenPostgres(t.Context(), dsn, PostgresOptions{})
+			if err == nil {
+				_, err = s.DB().ExecContext(t.Context(), `CREATE TABLE IF NOT EXISTS racing (id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS racing_n ON racing(n);`)
+				s.Close()
+			}
+			if err != nil {
+				err = fmt.Errorf("opener %d: %w", i, err)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -47,4 +47,7 @@ type Replica struct {
 	SeenAt    time.Time `json:"seen_at"`
 	// Leader: this replica holds the lease, which has not expired.
 	Leader bool `json:"leader"`
+	// Silent: it has not reported for longer than a lease lasts (stopped
+	// without saying so, or cut off from the database).
+	Silent bool `json:"silent"`
 }

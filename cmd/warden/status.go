@@ -52,8 +52,11 @@ func printStatus(w io.Writer, st v1.Status) error {
 	t := newTable(w, "REPLICA", "ROLE", "HOST", "PID", "API", "VERSION", "UP", "SEEN")
 	for _, r := range st.Replicas {
 		role := "follower"
-		if r.Leader {
+		switch {
+		case r.Leader:
 			role = "leader"
+		case r.Silent:
+			role = "silent"
 		}
 		if r.ID == st.AnsweredBy {
 			role += " (answered)"
