@@ -220,22 +220,6 @@ func (e *haEnv) openStore() *store.Store {
 	return st
 }
 
-// tasks lists the simulator's tasks called name on the gateway's VM.
-func (e *haEnv) tasks(name string) []types.TaskInfo {
-	e.t.Helper()
-	all, err := e.lab.Tasks(e.t.Context(), crashGateway)
-	if err != nil {
-		e.t.Fatalf("reading the vm's tasks: %v", err)
-	}
-	var out []types.TaskInfo
-	for _, ti := range all {
-		if ti.Name == name {
-			out = append(out, ti)
-		}
-	}
-	return out
-}
-
 // TestHAKillLeaderMidRunFinishesOnce: three replicas on one PostgreSQL. A
 // C2 alert posted to a follower is contained by the leader; the leader is
 // killed with SIGKILL while a step's vCenter task runs (delayed in the
@@ -266,7 +250,7 @@ func TestHAKillLeaderMidRunFinishesOnce(t *testing.T) {
 				if err != nil || stepOf(t, r, step).State != store.StepRunning {
 					return false, err
 				}
-				ts := e.tasks(task)
+				ts := vmTasks(t, e.lab, task)
 				return len(ts) == 1 && ts[0].State == types.TaskInfoStateRunning, nil
 			})
 			killed := e.reps[lead].proc
@@ -290,7 +274,7 @@ func TestHAKillLeaderMidRunFinishesOnce(t *testing.T) {
 
 			// vCenter did each thing once; the channel was told once.
 			for name, want := range map[string]int{vsim.TaskCreateSnapshot: 1, vsim.TaskReconfigure: 1} {
-				if ts := e.tasks(name); len(ts) != want {
+				if ts := vmTasks(t, e.lab, name); len(ts) != want {
 					t.Errorf("%d %s tasks, want %d", len(ts), name, want)
 				}
 			}
@@ -392,7 +376,7 @@ func TestHALeaderCutOffStopsActing(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]int{vsim.TaskCreateSnapshot: 1, vsim.TaskReconfigure: 1} {
-		if ts := e.tasks(name); len(ts) != want {
+		if ts := vmTasks(t, e.lab, name); len(ts) != want {
 			t.Errorf("%d %s tasks, want %d (the new leader's only)", len(ts), name, want)
 		}
 	}

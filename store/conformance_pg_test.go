@@ -2,8 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/warden-ir/warden/store"
@@ -42,9 +40,7 @@ func TestConformancePostgres(t *testing.T) {
 type postgresDBs struct {
 	// pool hands out empty databases migrated by OpenPostgres.
 	pool *pgtest.Databases
-
-	mu   sync.Mutex
-	dsns map[store.Backend]string
+	dsns locations
 }
 
 func newPostgresDBs(t *testing.T) *postgresDBs {
@@ -58,7 +54,7 @@ func newPostgresDBs(t *testing.T) *postgresDBs {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return &postgresDBs{pool: pg.Databases(tmpl), dsns: map[store.Backend]string{}}
+	return &postgresDBs{pool: pg.Databases(tmpl)}
 }
 
 func (d *postgresDBs) open(t *testing.T, dsn string) store.Backend {
@@ -68,18 +64,8 @@ func (d *postgresDBs) open(t *testing.T, dsn string) store.Backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	d.mu.Lock()
-	d.dsns[s] = dsn
-	d.mu.Unlock()
+	d.dsns.remember(s, dsn)
 	return s
 }
 
-func (d *postgresDBs) dsn(b store.Backend) (string, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	dsn, ok := d.dsns[b]
-	if !ok {
-		return "", fmt.Errorf("no database known for backend %p", b)
-	}
-	return dsn, nil
-}
+func (d *postgresDBs) dsn(b store.Backend) (string, error) { return d.dsns.of(b) }
