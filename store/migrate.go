@@ -83,7 +83,23 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("migrating the schema to version %d (%s): %w", m.version, m.name, err)
 		}
 	}
+	// The base tables and indexes are CREATE … IF NOT EXISTS: made again
+	// on every open, so that one added to them (an index) reaches a
+	// database already at this version. What is not idempotent (a new
+	// column) needs a migration of its own.
+	if err := s.inTx(ctx, func(tx *txn) error {
+		_, err := tx.tx.ExecContext(ctx, baseSchema())
+		return err
+	}); err != nil {
+		return fmt.Errorf("creating the base tables: %w", err)
+	}
 	return nil
+}
+
+// baseSchema is every table and index of the base schema, as
+// CREATE … IF NOT EXISTS.
+func baseSchema() string {
+	return schema + leaseSchema + threatSchema + replaySchema + probeSchema + usersSchema + blocksSchema + audit.Schema + replicasSchema
 }
 
 // SchemaVersions are the schema version the database had when it was
