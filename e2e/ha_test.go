@@ -100,6 +100,11 @@ func newHAEnv(t *testing.T, bin string) *haEnv {
 		e.reps = append(e.reps, r)
 	}
 	t.Cleanup(func() {
+		for i, r := range e.reps {
+			if r.proc != nil && strings.Contains(r.proc.log.String(), pg.Password) {
+				t.Errorf("replica %d logged the database password", i)
+			}
+		}
 		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
 			for i, r := range e.reps {
 				if r.proc != nil {
