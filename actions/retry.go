@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -117,9 +118,11 @@ func (r *retrying) Execute(ctx context.Context, req Request) (Result, error) {
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		last := IsTerminal(err) || n >= r.p.MaxAttempts
+		// Fenced: another controller may lead now; it resumes the step.
+		fenced := errors.Is(err, ErrFenced)
+		last := IsTerminal(err) || fenced || n >= r.p.MaxAttempts
 		if req.Attempts != nil {
-			if aerr := req.Attempts.Failed(ctx, n, err, IsTerminal(err)); aerr != nil {
+			if aerr := req.Attempts.Failed(ctx, n, err, IsTerminal(err) || fenced); aerr != nil {
 				return Result{}, aerr
 			}
 		}

@@ -182,6 +182,11 @@ func (a *snapshotAction) Apply(ctx context.Context, req Request) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
+	if epoch := FenceEpoch(ctx); epoch != 0 {
+		// vCenter keeps a snapshot's description, not a task's: the
+		// snapshot names the lease epoch it was taken under.
+		sp.description += fmt.Sprintf(", lease epoch %d", epoch)
+	}
 	changed, err := a.p.SnapshotVM(ctx, sp.vm, sp.name, sp.description, sp.memory)
 	if err != nil {
 		return Result{}, fmt.Errorf("taking snapshot of %s: %w", sp.vm, err)

@@ -564,6 +564,7 @@ func (s *Server) observeLocked(ctx context.Context) (wire.State, error) {
 	st := s.rec.view()
 	st.Firewall = &fw
 	st.AgentStarted = s.started
+	st.LeaseEpoch = s.epochs.highest()
 	return st, nil
 }
 

@@ -39,6 +39,7 @@ type Server struct {
 	handler http.Handler
 	started time.Time
 	nonces  *replayGuard
+	epochs  *epochGuard
 	// capturing admits one capture at a time.
 	capturing chan struct{}
 	// bg is the context of timer work; cancelled by Close.
@@ -101,10 +102,14 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	epochs, err := openEpochGuard(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, deps: deps, clock: deps.Clock, log: log, tls: tlsConf,
-		started: now, nonces: nonces, capturing: make(chan struct{}, 1),
+		started: now, nonces: nonces, epochs: epochs, capturing: make(chan struct{}, 1),
 		bg: bg, cancelBG: cancel, rec: rec, blocks: blocks, ioc: ioc,
 	}
 	mux := http.NewServeMux()
@@ -218,6 +223,7 @@ func (s *Server) State() wire.State {
 	st := s.rec.view()
 	st.Blocked = s.blocks.view()
 	st.AgentStarted = s.started
+	st.LeaseEpoch = s.epochs.highest()
 	return st
 }
 
@@ -315,6 +321,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errReplay), errors.As(err, &ce):
 		return http.StatusConflict
+	case errors.As(err, new(*staleEpochError)):
+		return wire.StatusStaleEpoch
 	case errors.Is(err, errTooManyNonces):
 		return http.StatusTooManyRequests
 	case errors.As(err, new(notAvailable)):
@@ -343,8 +351,12 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err)
 		return
 	}
-	log := s.log.With("kind", cmd.Kind, "id", cmd.ID, "remote", r.RemoteAddr)
+	log := s.log.With("kind", cmd.Kind, "id", cmd.ID, "remote", r.RemoteAddr, "epoch", cmd.Epoch)
 	until, err := s.checkFreshness(cmd, start)
+	if err == nil {
+		// Before the nonce: a deposed leader's command is refused whole.
+		err = s.epochs.admit(cmd.Epoch, start)
+	}
 	switch {
 	case err == nil && wire.ReadOnly(cmd.Kind):
 		err = s.nonces.admitReadOnly(cmd.ID, until, start)

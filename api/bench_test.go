@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/store/pgtest"
 )
 
 // The intake benchmarks post native indicators over loopback HTTP to the
@@ -40,24 +41,54 @@ func benchIndicator(n uint64) string {
 // token (looked up by its hash in the store, as in production).
 func BenchmarkIntakeHTTP(b *testing.B) {
 	for _, mode := range []string{"normal", "full"} {
-		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 1, false) })
-		b.Run("sync="+mode+",token=detector", func(b *testing.B) { benchIntake(b, mode, 1, true) })
+		b.Run("sync="+mode, func(b *testing.B) { benchIntakeSQLite(b, mode, 1, false) })
+		b.Run("sync="+mode+",token=detector", func(b *testing.B) { benchIntakeSQLite(b, mode, 1, true) })
 	}
 }
 
 // BenchmarkIntakeBatch posts {"indicators":[...100...]} per request.
 func BenchmarkIntakeBatch(b *testing.B) {
 	for _, mode := range []string{"normal", "full"} {
-		b.Run("sync="+mode, func(b *testing.B) { benchIntake(b, mode, 100, false) })
+		b.Run("sync="+mode, func(b *testing.B) { benchIntakeSQLite(b, mode, 100, false) })
 	}
 }
 
-func benchIntake(b *testing.B, syncMode string, batch int, detector bool) {
+// BenchmarkIntakePostgresReplicas is BenchmarkIntakeHTTP's detector case
+// on PostgreSQL: three replicas (each its own controller, API and pool of
+// connections, in this process) on one database of a private cluster
+// with fsync and synchronous commit on, the clients spread over them
+// round robin. Set beside BenchmarkIntakeHTTP/sync=full,token=detector.
+func BenchmarkIntakePostgresReplicas(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("replicas=3,batch=%d", batch), func(b *testing.B) {
+			pg := pgtest.Start(b, pgtest.Options{Durable: true})
+			dsn, evidence := pg.DSN(pg.CreateDB(b, "")), b.TempDir()
+			var stacks []*stack
+			for range 3 {
+				stacks = append(stacks, newStack(b, func(c *config.Config) {
+					c.Store.Driver, c.Store.DSN, c.Evidence.Dir = config.DriverPostgres, dsn, evidence
+				}, nil))
+			}
+			token := stacks[0].addUser(b, "bench-detector", "intake").Token
+			benchIntake(b, stacks, batch, token)
+		})
+	}
+}
+
+func benchIntakeSQLite(b *testing.B, syncMode string, batch int, detector bool) {
 	s := newStack(b, func(c *config.Config) { c.Store.Sync = syncMode }, nil)
 	token := s.token
 	if detector {
 		token = s.addUser(b, "bench-detector", "intake").Token
 	}
+	benchIntake(b, []*stack{s}, batch, token)
+}
+
+// benchIntake posts indicators to the stacks' APIs, round robin, with
+// parallel clients, and reports the rate and the 202's latency.
+func benchIntake(b *testing.B, stacks []*stack, batch int, token string) {
+	s := stacks[0]
+	var next atomic.Uint64
 	var seq atomic.Uint64
 	body := func() []byte {
 		if batch == 1 {
@@ -80,7 +111,8 @@ func benchIntake(b *testing.B, syncMode string, batch int, detector bool) {
 		local := make([]time.Duration, 0, 1024)
 		for pb.Next() {
 			data := body()
-			req, err := http.NewRequestWithContext(b.Context(), "POST", s.url+"/v1/indicators", bytes.NewReader(data))
+			to := stacks[next.Add(1)%uint64(len(stacks))]
+			req, err := http.NewRequestWithContext(b.Context(), "POST", to.url+"/v1/indicators", bytes.NewReader(data))
 			if err != nil {
 				b.Error(err)
 				return
@@ -88,7 +120,7 @@ func benchIntake(b *testing.B, syncMode string, batch int, detector bool) {
 			req.Header.Set("Authorization", "Bearer "+token)
 			req.Header.Set("Content-Type", "application/json")
 			start := time.Now()
-			resp, err := s.client.Do(req)
+			resp, err := to.client.Do(req)
 			if err != nil {
 				b.Error(err)
 				return

@@ -56,6 +56,7 @@ var routePermissions = map[string]auth.Permission{
 	"POST /v1/intake/falco":        auth.Submit,
 
 	"GET /v1/whoami":                  auth.Read,
+	"GET /v1/status":                  auth.Read,
 	"GET /v1/incidents":               auth.Read,
 	"GET /v1/incidents/{id}":          auth.Read,
 	"GET /v1/incidents/{id}/report":   auth.Read,

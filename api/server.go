@@ -91,6 +91,12 @@ type Options struct {
 	Blocks BlockService
 	// Clock dates decoded indicators (default clock.Real).
 	Clock clock.Clock
+	// StoreDriver ("sqlite", "postgres") and ReplicaID (this process's
+	// lease owner id) are what GET /v1/status says about this replica;
+	// LeaseTTL, after how long without a heartbeat it calls one silent.
+	StoreDriver string
+	ReplicaID   string
+	LeaseTTL    time.Duration
 }
 
 // StoreHealth is whether the store's commits go through.
@@ -186,6 +192,7 @@ func New(opt Options) (*Server, error) {
 	s.handle("POST", "/v1/blocks/{number}/withdraw", auth.Respond, s.decideBlock(func(c *controller.Controller) blockDecider { return c.WithdrawBlock }))
 	s.handle("POST", "/v1/plan", auth.Respond, s.postPlan)
 	s.handle("GET", "/v1/whoami", auth.Read, s.whoami)
+	s.handle("GET", "/v1/status", auth.Read, s.status)
 	s.handle("GET", "/v1/incidents", auth.Read, s.listIncidents)
 	s.handle("GET", "/v1/incidents/{id}", auth.Read, s.getIncident)
 	s.handle("GET", "/v1/incidents/{id}/report", auth.Read, s.getReport)
@@ -621,20 +628,62 @@ func statusFor(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, controller.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, controller.ErrNotRunning):
+	case errors.Is(err, controller.ErrNotRunning), errors.Is(err, controller.ErrNotLeader):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// status lists the replicas on the store and the lease: who leads, at
+// which epoch, how fresh.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.opt.Controller.Store()
+	l, held, err := st.CurrentLease(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	reps, err := st.Replicas(r.Context())
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, "", err)
+		return
+	}
+	now := time.Now()
+	if s.opt.Clock != nil {
+		now = s.opt.Clock.Now()
+	}
+	out := v1.Status{Store: s.opt.StoreDriver, AnsweredBy: s.opt.ReplicaID, Now: now, Replicas: []v1.Replica{}}
+	leading := ""
+	if held {
+		out.Lease = &v1.Lease{Owner: l.Owner, Host: l.Host, PID: l.PID, Epoch: l.Epoch, AcquiredAt: l.AcquiredAt, RenewedAt: l.RenewedAt,
+			ExpiresAt: l.ExpiresAt, AgeSeconds: now.Sub(l.RenewedAt).Seconds(), Expired: !now.Before(l.ExpiresAt)}
+		if !out.Lease.Expired {
+			leading = l.Owner
+		}
+	}
+	for _, rp := range reps {
+		out.Replicas = append(out.Replicas, v1.Replica{ID: rp.Owner, Host: rp.Host, PID: rp.PID, API: rp.API, Version: rp.Version,
+			StartedAt: rp.StartedAt, SeenAt: rp.SeenAt, Leader: rp.Owner == leading,
+			Silent: s.opt.LeaseTTL > 0 && now.Sub(rp.SeenAt) > s.opt.LeaseTTL})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v1.Health{Status: "ok"})
 }
 
+// readyTimeout bounds /readyz's ping of the store.
+const readyTimeout = 2 * time.Second
+
 // readyz is ready when the store answers and its last commit went
 // through: a controller that cannot commit cannot take an indicator.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.opt.Controller.Store().DB().PingContext(r.Context()); err != nil {
+	// Bounded: a database that does not answer (a replica cut off from
+	// it) makes this replica unready, not a hung probe.
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := s.opt.Controller.Store().DB().PingContext(ctx); err != nil {
 		s.setRetryAfter(w)
 		writeJSON(w, http.StatusServiceUnavailable, v1.Health{Status: "store unavailable"})
 		return

@@ -47,6 +47,10 @@ func (c Config) CheckFiles() error {
 // creates the database, its -wal and -shm files and the lock file there),
 // and an existing database file can be read and written.
 func checkStorePath(c Config) error {
+	if c.Store.Postgres() {
+		_, err := c.Store.Password() // the file must be readable; the database is not reached
+		return err
+	}
 	if c.Store.Path == "" {
 		return nil // Validate reports it
 	}

@@ -258,12 +258,55 @@ type OIDC struct {
 	Roles map[string]string `mapstructure:"roles" yaml:"roles"`
 }
 
-// Store is the embedded database.
+// Store is the database: an embedded SQLite file (the default), or
+// PostgreSQL, which several `warden serve` replicas share.
 type Store struct {
+	// Driver is "sqlite" or "postgres".
+	Driver string `mapstructure:"driver" yaml:"driver"`
+	// Path is the SQLite file.
 	Path string `mapstructure:"path" yaml:"path"`
-	// Sync: "full" (every commit survives power loss) or "normal".
+	// Sync: "full" (every commit survives power loss) or "normal"
+	// (SQLite).
 	Sync string `mapstructure:"sync" yaml:"sync"`
+	// DSN is the PostgreSQL database as a postgres:// URL. Keep its
+	// password out of the file: in PasswordFile, or give the whole URL in
+	// WARDEN_STORE_DSN. It is never logged.
+	DSN string `mapstructure:"dsn" yaml:"dsn"`
+	// PasswordFile holds the PostgreSQL password (it replaces any in the
+	// DSN).
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
+	// LeaseTTL is how long the writer lease (the leadership, with
+	// replicas) lasts unless renewed. The holder renews it every third of
+	// that and stops starting side effects two thirds of it after the
+	// last renewal it sent; a replica takes over at most this long after
+	// a leader dies.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl" yaml:"lease_ttl"`
 }
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Password reads PasswordFile: "" when none is named.
+func (s Store) Password() (string, error) {
+	if s.PasswordFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(s.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("store.password_file: %w", err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("store.password_file: %s is empty", s.PasswordFile)
+	}
+	return pw, nil
+}
+
+// Postgres reports whether the store is PostgreSQL.
+func (s Store) Postgres() bool { return s.Driver == DriverPostgres }
 
 // Policies says where policies and runbooks live.
 type Policies struct {
@@ -382,7 +425,7 @@ func Defaults() Config {
 	return Config{
 		Server:  Server{Listen: "127.0.0.1:8780", MaxBodyBytes: 1 << 20},
 		Console: Console{Enabled: true, SessionTTL: 12 * time.Hour},
-		Store:   Store{Path: "warden.db", Sync: "full"},
+		Store:   Store{Driver: DriverSQLite, Path: "warden.db", Sync: "full", LeaseTTL: 10 * time.Second},
 		Intake: Intake{
 			DedupWindow: 10 * time.Minute, IncidentWindow: 6 * time.Hour, ReplayWindow: 5 * time.Minute,
 			Alertmanager: Alertmanager{GatewayLabel: "gateway", InstanceLabel: "instance", SiteLabel: "site", KindLabel: "warden_kind"},
@@ -562,8 +605,26 @@ func (c *Config) Validate() error {
 	default:
 		add("store.sync: must be full or normal, got %q", c.Store.Sync)
 	}
-	if c.Store.Path == "" {
-		add("store.path: is required")
+	if c.Store.LeaseTTL < 3*time.Second {
+		add("store.lease_ttl: must be at least 3s (renewed every third of it), got %s", c.Store.LeaseTTL)
+	}
+	switch c.Store.Driver {
+	case DriverSQLite:
+		if c.Store.Path == "" {
+			add("store.path: is required")
+		}
+	case DriverPostgres:
+		switch {
+		case c.Store.DSN == "":
+			add("store.dsn: is required with store.driver postgres (a postgres:// URL; or set WARDEN_STORE_DSN)")
+		case !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://"):
+			add("store.dsn: must be a postgres:// URL")
+		}
+		if c.Evidence.Dir == "" {
+			add("evidence.dir: is required with store.driver postgres: every replica reads and writes the evidence blobs, so they live on storage all of them share")
+		}
+	default:
+		add("store.driver: must be %s or %s, got %q", DriverSQLite, DriverPostgres, c.Store.Driver)
 	}
 	if c.Intake.DedupWindow <= 0 {
 		add("intake.dedup_window: must be positive")
@@ -687,6 +748,9 @@ func (c Config) Redacted() Config {
 	r.Server.APIToken = mask(r.Server.APIToken)
 	r.VSphere.Password = mask(r.VSphere.Password)
 	r.Intake.WebhookSecret = mask(r.Intake.WebhookSecret)
+	if r.Store.DSN != "" {
+		r.Store.DSN = redactURL(r.Store.DSN)
+	}
 	r.Notify.Channels = append([]Channel(nil), c.Notify.Channels...)
 	for i := range r.Notify.Channels {
 		r.Notify.Channels[i].Secret = mask(r.Notify.Channels[i].Secret)

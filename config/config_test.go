@@ -114,6 +114,35 @@ func TestLoad(t *testing.T) {
 			body:    validInventory + "console:\n  external_url: warden.example.net\n",
 			wantErr: []string{"console.external_url: \"warden.example.net\" is not an absolute http(s) URL"},
 		},
+		"postgres store": {
+			body: validInventory + "store:\n  driver: postgres\n  dsn: postgres://warden@db.example.net/warden?sslmode=verify-full\nevidence:\n  dir: /srv/warden/evidence\n",
+			check: func(t *testing.T, c Config) {
+				if !c.Store.Postgres() || c.Store.DSN != "postgres://warden@db.example.net/warden?sslmode=verify-full" {
+					t.Fatalf("store %+v", c.Store)
+				}
+			},
+		},
+		"postgres store from WARDEN_STORE_DSN": {
+			body: validInventory + "store:\n  driver: postgres\nevidence:\n  dir: /srv/warden/evidence\n",
+			env:  map[string]string{"WARDEN_STORE_DSN": "postgres://warden:pw@db.example.net/warden"},
+			check: func(t *testing.T, c Config) {
+				if c.Store.DSN != "postgres://warden:pw@db.example.net/warden" {
+					t.Fatalf("store.dsn %q, want the variable's", c.Store.DSN)
+				}
+			},
+		},
+		"postgres store needs a dsn and a shared evidence dir": {
+			body:    validInventory + "store:\n  driver: postgres\n",
+			wantErr: []string{"store.dsn: is required", "evidence.dir: is required with store.driver postgres"},
+		},
+		"store driver and dsn are checked": {
+			body:    validInventory + "store:\n  driver: mysql\n",
+			wantErr: []string{"store.driver: must be sqlite or postgres"},
+		},
+		"a dsn that is no postgres url": {
+			body:    validInventory + "store:\n  driver: postgres\n  dsn: host=db user=warden\nevidence:\n  dir: /srv/e\n",
+			wantErr: []string{"store.dsn: must be a postgres:// URL"},
+		},
 		"durations parse": {
 			body: validInventory + "intake:\n  dedup_window: 90s\n",
 			check: func(t *testing.T, c Config) {
@@ -215,13 +244,32 @@ func TestSecretsNeverInErrorsOrRedacted(t *testing.T) {
 	}
 	c := Defaults()
 	c.Server.APIToken, c.VSphere.Password = "tok-123", "pw-456"
+	c.Store.DSN = "postgres://warden:db-321@db.example.net/warden"
 	c.Notify.Channels = []Channel{{Name: "x", URL: "https://hooks.example.net/T0/abc?token=q-789", Secret: "hm-000"}}
 	r := c.Redacted()
 	b, _ := DefaultsYAMLOf(r)
-	for _, s := range []string{"tok-123", "pw-456", "q-789", "hm-000"} {
+	for _, s := range []string{"tok-123", "pw-456", "q-789", "hm-000", "db-321"} {
 		if strings.Contains(string(b), s) {
 			t.Fatalf("secret %s kept in redacted config:\n%s", s, b)
 		}
+	}
+}
+
+func TestStorePasswordFromFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "db-password")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := (Store{PasswordFile: file}).Password(); err != nil || pw != "s3cret" {
+		t.Errorf("Password() = %q, %v; want the file's line", pw, err)
+	}
+	if pw, err := (Store{}).Password(); err != nil || pw != "" {
+		t.Errorf("Password() without a file = %q, %v", pw, err)
+	}
+	_, err := (Store{PasswordFile: filepath.Join(dir, "missing")}).Password()
+	if err == nil || !strings.Contains(err.Error(), "store.password_file") {
+		t.Errorf("a missing password file: %v, want an error naming store.password_file", err)
 	}
 }
 

@@ -74,6 +74,11 @@ type Options struct {
 	// lease is still held, and each step records the epoch it ran under.
 	// Nil (unit tests) means unfenced, epoch 0.
 	Lease Lease
+	// Replicated says other controllers share the store and one of them
+	// may lead: work for the leader asked of this one (a patch wave) is
+	// recorded for the leader to adopt rather than refused while this
+	// one's loops do not run.
+	Replicated bool
 }
 
 // Lease is the writer lease a controller executes side effects under.
@@ -85,10 +90,10 @@ type Lease interface {
 	Held() error
 }
 
-// errNotHolder marks a step that was not started because the controller
-// does not hold the writer lease: the run is left for the holder, never
-// failed.
-var errNotHolder = errors.New("not executing: the store's writer lease is not held")
+// ErrNotLeader marks work not started because this controller does not
+// hold the writer lease (with replicas: is not the leader): a run is left
+// for the holder, never failed; a request for such work is refused.
+var ErrNotLeader = errors.New("not executing: the store's writer lease is not held (with replicas: this one is not the leader)")
 
 // leaseEpoch checks the lease and returns its epoch (0 when unfenced).
 func (c *core) leaseEpoch() (int64, error) {
@@ -96,9 +101,55 @@ func (c *core) leaseEpoch() (int64, error) {
 		return 0, nil
 	}
 	if err := c.opt.Lease.Held(); err != nil {
-		return 0, fmt.Errorf("%w: %w", errNotHolder, err)
+		return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
 	return c.opt.Lease.Epoch(), nil
+}
+
+// leaseChecker is a Lease that can also be checked against the store
+// itself, not only its cached view (the fence before an irreversible
+// call).
+type leaseChecker interface {
+	Check(ctx context.Context) error
+}
+
+// leaseFence is the controller's lease as the actions' Fence: epoch pins
+// a step to the holding it started under (0: whatever is held now, for the
+// loops).
+type leaseFence struct {
+	lease Lease
+	epoch int64
+}
+
+func (f leaseFence) Epoch() int64 {
+	if f.epoch != 0 {
+		return f.epoch
+	}
+	return f.lease.Epoch()
+}
+
+func (f leaseFence) Check(ctx context.Context) error {
+	if err := f.lease.Held(); err != nil {
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+	}
+	if now := f.lease.Epoch(); f.epoch != 0 && now != f.epoch {
+		return fmt.Errorf("%w: the step started under epoch %d, the lease is at %d", actions.ErrFenced, f.epoch, now)
+	}
+	if c, ok := f.lease.(leaseChecker); ok {
+		if err := c.Check(ctx); err != nil {
+			return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+		}
+	}
+	return nil
+}
+
+// fenced returns ctx carrying the lease as the actions' fence, pinned to
+// epoch (0: not pinned); ctx itself without a lease (unit tests).
+func (c *core) fenced(ctx context.Context, epoch int64) context.Context {
+	if c.opt.Lease == nil {
+		return ctx
+	}
+	return actions.WithFence(ctx, leaseFence{lease: c.opt.Lease, epoch: epoch})
 }
 
 // Controller is the running core: small units sharing one core (the
@@ -128,11 +179,13 @@ type core struct {
 	log   *slog.Logger
 	m     *Metrics
 
-	kick   chan struct{}
-	pageMu sync.Mutex
-	pages  []Page
-	mu     sync.Mutex
-	wg     sync.WaitGroup
+	kick chan struct{}
+	// wavesInFlight are the patch waves this controller runs now.
+	wavesInFlight map[string]bool
+	pageMu        sync.Mutex
+	pages         []Page
+	mu            sync.Mutex
+	wg            sync.WaitGroup
 	// life is the context Start was given (nil before Start); background
 	// work a request starts (a patch wave) runs under it.
 	life context.Context
@@ -239,7 +292,7 @@ func New(opt Options) (*Controller, error) {
 	}
 	co := &core{
 		opt: opt, st: opt.Store, inv: opt.Inventory, pol: opt.Policies, acts: opt.Actions,
-		clock: opt.Clock, log: opt.Log, m: opt.Metrics, kick: make(chan struct{}, 1),
+		clock: opt.Clock, log: opt.Log, m: opt.Metrics, kick: make(chan struct{}, 1), wavesInFlight: map[string]bool{},
 	}
 	in, rs := &intake{core: co}, &runs{core: co}
 	return &Controller{core: co, intake: in, runs: rs, executor: &executor{core: co, inFlight: map[string]bool{}},
@@ -252,16 +305,23 @@ func New(opt Options) (*Controller, error) {
 // steps already recorded as succeeded are never applied again; the step that
 // was in flight is applied again, and the provider recognises by current
 // state and idempotency key that its side effect already happened.
+//
+// With replicas Start runs while this one leads: the daemon cancels ctx
+// when leadership is lost, waits (Wait), and calls Start again if it leads
+// again later. Every side effect the loops make carries the lease as the
+// actions' fence (actions.WithFence).
 func (c *Controller) Start(ctx context.Context) {
+	ctx = c.fenced(ctx, 0)
 	c.mu.Lock()
 	c.life = ctx
 	c.mu.Unlock()
-	c.wg.Add(4)
+	c.wg.Add(5)
 	go func() { defer c.wg.Done(); c.executorLoop(ctx) }()
+	go func() { defer c.wg.Done(); c.waveLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.blockLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.reconcileLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.driftLoop(ctx) }()
-	c.resumeWaves(ctx)
+	c.adoptWaves(ctx)
 	c.Kick()
 }
 

@@ -38,6 +38,8 @@ type fakeAction struct {
 	orderMu *sync.Mutex
 	// onApply, when set, runs after each Apply (outside the lock).
 	onApply func()
+	// onCtx, when set, is given each Apply's context first.
+	onCtx func(context.Context)
 }
 
 func newFake(name string, order *[]string) *fakeAction {
@@ -51,6 +53,9 @@ func (f *fakeAction) Plan(context.Context, actions.Request) (actions.Change, err
 func (f *fakeAction) Apply(ctx context.Context, req actions.Request) (actions.Result, error) {
 	if f.onApply != nil {
 		defer f.onApply()
+	}
+	if f.onCtx != nil {
+		f.onCtx(ctx)
 	}
 	return f.apply(ctx, req)
 }

@@ -52,6 +52,13 @@ func (c *drifter) DriftCheck(ctx context.Context, gateway, actor string) ([]Drif
 	if c.opt.Baseline == nil {
 		return nil, fmt.Errorf("%w: no baseline checker configured (gateways need agents)", ErrInvalid)
 	}
+	// A check is a command to every agent: only the leader sends them,
+	// under its epoch.
+	epoch, err := c.leaseEpoch()
+	if err != nil {
+		return nil, err
+	}
+	ctx = c.fenced(ctx, epoch)
 	out := make([]DriftResult, 0, len(targets))
 	for _, gw := range targets {
 		out = append(out, c.driftOne(ctx, gw, actor))

@@ -113,7 +113,8 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		if why := c.checkFourEyes(run, step); why != "" {
 			return c.finishRun(ctx, run, fmt.Errorf("%w: %s", ErrForbidden, why))
 		}
-		if _, err := c.leaseEpoch(); err != nil {
+		epoch, err := c.leaseEpoch()
+		if err != nil {
 			return err // leave the run as it is: the next holder resumes it
 		}
 		if step.Action == actions.NameRelease {
@@ -135,11 +136,13 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 				return nil
 			}
 		}
-		res, err := c.executeStep(ctx, run, step, gw)
+		// The step carries the epoch it starts under to every provider
+		// call (agents refuse an older one; vSphere changes check it).
+		res, err := c.executeStep(c.fenced(ctx, epoch), run, step, gw)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopping: leave the step running; resume later
 		}
-		if errors.Is(err, errNotHolder) {
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, actions.ErrFenced) {
 			return err // fenced off: the lease holder resumes the run
 		}
 		if err != nil {
@@ -217,7 +220,7 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, step store.St
 	switch {
 	case ctx.Err() != nil:
 		return actions.Result{}, ctx.Err() // stopping: leave the step running; resume later
-	case errors.Is(err, errNotHolder), errors.Is(err, errRecording):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, actions.ErrFenced), errors.Is(err, errRecording):
 		return actions.Result{}, err // the step stays as recorded; it is resumed
 	case err == nil:
 		return res, c.recordStep(ctx, run, step, store.StepSucceeded, res, nil)
@@ -277,6 +280,9 @@ func recording(err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, store.ErrStaleEpoch) {
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+	}
 	return fmt.Errorf("%w: %w", errRecording, err)
 }
 
@@ -309,6 +315,10 @@ func (c *executor) recordStep(ctx context.Context, run store.Run, step store.Ste
 				"summary": res.Summary, "details": res.Details, "error": step.Error, "attempts": step.Attempts,
 				"duration_ms": now.Sub(step.StartedAt).Milliseconds()})})
 	})
+	if errors.Is(err, store.ErrStaleEpoch) {
+		// Deposed: the successor owns the step now.
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,13 @@
 package controller
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
@@ -31,8 +34,8 @@ func TestNoSideEffectWithoutTheLease(t *testing.T) {
 	lease := &testLease{epoch: 7, err: errors.New("another controller holds the store")}
 	h := newHarness(t, func(o *Options) { o.Lease = lease })
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, errNotHolder) {
-		t.Fatalf("executing without the lease: %v, want errNotHolder", err)
+	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("executing without the lease: %v, want ErrNotLeader", err)
 	}
 	for name, a := range h.acts {
 		if a.calls() != 0 {
@@ -66,8 +69,8 @@ func TestLeaseLostMidRunStopsBeforeTheNextStep(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Lease = lease })
 	h.acts["snapshot"].onApply = func() { lease.set(1, errors.New("lease lost")) }
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, errNotHolder) {
-		t.Fatalf("executing after losing the lease: %v, want errNotHolder", err)
+	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("executing after losing the lease: %v, want ErrNotLeader", err)
 	}
 	if n := h.acts["isolate"].calls(); n != 0 {
 		t.Fatalf("isolate applied %d times after the lease was lost", n)
@@ -75,5 +78,56 @@ func TestLeaseLostMidRunStopsBeforeTheNextStep(t *testing.T) {
 	r, _ := h.st.Run(t.Context(), res[0].RunID)
 	if r.Terminal() {
 		t.Fatalf("run finished by a controller without the lease: %s", r.State)
+	}
+}
+
+// TestFencedStepIsLeftForTheLeader: a provider that finds the lease gone
+// right before its change (actions.ErrFenced) fails nothing: the step and
+// the run stay running, with no retry, and the next holder resumes them.
+func TestFencedStepIsLeftForTheLeader(t *testing.T) {
+	lease := &testLease{epoch: 3}
+	h := newHarness(t, func(o *Options) { o.Lease = lease })
+	h.acts["isolate"].failures = []error{fmt.Errorf("reconfiguring vm gw-osaka: %w", actions.ErrFenced)}
+	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
+	if err := h.c.ExecuteRun(t.Context(), res[0].RunID); !errors.Is(err, actions.ErrFenced) {
+		t.Fatalf("executing a fenced step: %v, want ErrFenced", err)
+	}
+	r, err := h.st.Run(t.Context(), res[0].RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Steps {
+		if s.Action == "isolate" && (s.State != store.StepRunning || s.Attempts != 1) {
+			t.Errorf("fenced step %s: %s after %d attempts, want running after 1", s.Name, s.State, s.Attempts)
+		}
+	}
+	if r.Terminal() {
+		t.Fatalf("a fenced step finished the run: %s %s", r.State, r.Error)
+	}
+	lease.set(4, nil)
+	if r = h.run(t, res[0].RunID); r.State != store.RunSucceeded {
+		t.Fatalf("the next holder's run: %s %s", r.State, r.Error)
+	}
+}
+
+// TestStepFenceCarriesTheEpoch: providers see the epoch of the lease the
+// step started under, and a check that reads the store's lease.
+func TestStepFenceCarriesTheEpoch(t *testing.T) {
+	lease := &testLease{epoch: 9}
+	h := newHarness(t, func(o *Options) { o.Lease = lease })
+	var seen []int64
+	h.acts["snapshot"].onCtx = func(ctx context.Context) {
+		epoch, err := actions.CheckFence(ctx)
+		if err != nil {
+			t.Errorf("checking the fence of a held lease: %v", err)
+		}
+		seen = append(seen, epoch)
+	}
+	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
+	if r := h.run(t, res[0].RunID); r.State != store.RunSucceeded {
+		t.Fatalf("run: %s %s", r.State, r.Error)
+	}
+	if len(seen) != 1 || seen[0] != 9 {
+		t.Errorf("the snapshot step saw epochs %v, want [9]", seen)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/patching"
@@ -108,12 +109,15 @@ var ErrNotRunning = errors.New("controller loops are not running")
 // A wave still running when the controller stops is resumed at its next
 // start: gateways already patched are patched again as a no-op, which
 // reads their versions back. Progress and the final report: PatchWaveOf.
+//
+// Only the leader runs waves: a replica that does not lead records the
+// wave and the leader's executor adopts it within a second.
 func (c *patcher) StartPatchWave(ctx context.Context, req PatchWaveRequest) (store.PatchWave, error) {
 	if err := c.checkPatchWave(req); err != nil {
 		return store.PatchWave{}, err
 	}
 	life := c.lifeContext()
-	if life == nil {
+	if life == nil && !c.opt.Replicated {
 		return store.PatchWave{}, ErrNotRunning
 	}
 	raw, err := json.Marshal(req)
@@ -130,7 +134,9 @@ func (c *patcher) StartPatchWave(ctx context.Context, req PatchWaveRequest) (sto
 	}); err != nil {
 		return store.PatchWave{}, err
 	}
-	c.goWave(life, w.ID, req)
+	if _, err := c.leaseEpoch(); err == nil && life != nil && life.Err() == nil {
+		c.goWave(life, w.ID, req)
+	}
 	return w, nil
 }
 
@@ -140,9 +146,17 @@ func (c *patcher) PatchWaveOf(ctx context.Context, id string) (store.PatchWave, 
 }
 
 func (c *patcher) goWave(ctx context.Context, id string, req PatchWaveRequest) {
+	c.mu.Lock()
+	if c.wavesInFlight[id] {
+		c.mu.Unlock()
+		return
+	}
+	c.wavesInFlight[id] = true
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer func() { c.mu.Lock(); delete(c.wavesInFlight, id); c.mu.Unlock() }()
 		rep, err := c.PatchWave(ctx, req)
 		if ctx.Err() != nil {
 			return // stopping: the wave stays running and resumes at the next start
@@ -167,18 +181,39 @@ func (c *patcher) goWave(ctx context.Context, id string, req PatchWaveRequest) {
 	}()
 }
 
-// resumeWaves restarts the waves a stopped controller left running.
-func (c *patcher) resumeWaves(ctx context.Context) {
+// waveLoop adopts waves every second.
+func (c *patcher) waveLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.clock.After(time.Second):
+		}
+		c.adoptWaves(ctx)
+	}
+}
+
+// adoptWaves runs the waves recorded as running that no goroutine of this
+// controller runs: those a stopped or deposed controller left, and those
+// a replica that does not lead recorded. Only the lease holder adopts.
+func (c *patcher) adoptWaves(ctx context.Context) {
 	if _, err := c.leaseEpoch(); err != nil {
-		c.log.Warn("not resuming patch waves", "err", err)
 		return
 	}
 	waves, err := c.st.PatchWaves(ctx, store.WaveRunning)
 	if err != nil {
-		c.log.Error("listing patch waves to resume", "err", err)
+		if ctx.Err() == nil {
+			c.log.Error("listing patch waves to adopt", "err", err)
+		}
 		return
 	}
 	for _, w := range waves {
+		c.mu.Lock()
+		running := c.wavesInFlight[w.ID]
+		c.mu.Unlock()
+		if running {
+			continue
+		}
 		var req PatchWaveRequest
 		if err := json.Unmarshal(w.Request, &req); err != nil {
 			c.log.Error("a stored patch wave cannot be read; it is not resumed", "wave", w.ID, "err", err)

@@ -32,7 +32,6 @@ import (
 	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/evidence"
 	"github.com/warden-ir/warden/intake"
-	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
 	"github.com/warden-ir/warden/notify"
 	"github.com/warden-ir/warden/policies"
@@ -95,7 +94,8 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), lease: &writerLease{clock: clock.Real}, probeEvery: opt.StoreProbeInterval}
+	d := &Daemon{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), probeEvery: opt.StoreProbeInterval}
+	d.lease = newWriterLease(cfg.Store.LeaseTTL, d.Registry)
 	if d.probeEvery <= 0 {
 		d.probeEvery = StoreProbeInterval
 	}
@@ -114,7 +114,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		return nil, fmt.Errorf("checking configuration: %w", err)
 	}
 	d.Policies = checked.Policies
-	d.Store, err = store.Open(ctx, cfg.Store.Path, cfg.Store.Sync)
+	d.Store, err = OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 		Store: d.Store, Inventory: &inv, Policies: d.Policies, Actions: catalogue,
 		Intake: cfg.Intake, Guards: cfg.Guards, Executor: cfg.Executor, Reconcile: cfg.Reconcile, Blocks: cfg.Blocks,
 		Clock: opt.Clock, Log: log.With("component", "controller"), Metrics: metrics, Observer: observer, OSObserver: osObserver, Pager: pager,
-		Baseline: checker, DriftInterval: cfg.Drift.Interval, Lease: d.lease,
+		Baseline: checker, DriftInterval: cfg.Drift.Interval, Lease: d.lease, Replicated: cfg.Store.Postgres(),
 	})
 	if err != nil {
 		return nil, err
@@ -242,7 +242,7 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 			Wazuh: cfg.Intake.Wazuh.WithDefaults(), Falco: cfg.Intake.Falco.WithDefaults()},
 		Signature: sig, Gatherer: d.Registry, Metrics: metrics, Log: log.With("component", "api"),
 		StoreHealth: d.writable, StoreRetryAfter: d.probeEvery, Blocks: d.Controller,
-		Sensors: d.sensorsReader(),
+		Sensors: d.sensorsReader(), StoreDriver: d.Store.Driver(), ReplicaID: d.lease.owner, LeaseTTL: d.lease.ttl,
 	})
 	if err != nil {
 		return nil, err
@@ -270,6 +270,30 @@ func Build(ctx context.Context, cfg config.Config, opt Options) (*Daemon, error)
 	}
 	ok = true
 	return d, nil
+}
+
+// OpenStore opens the configured store: the SQLite file, or the
+// PostgreSQL database with its password from store.password_file (or the
+// DSN, WARDEN_STORE_DSN, PGPASSWORD). Either is migrated to this build's
+// schema; a newer schema is refused.
+func OpenStore(ctx context.Context, c config.Store) (*store.Store, error) {
+	if !c.Postgres() {
+		return store.Open(ctx, c.Path, c.Sync)
+	}
+	pw, err := c.Password()
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenPostgres(ctx, c.DSN, store.PostgresOptions{Password: pw})
+}
+
+// StoreName names the configured store for people: the file, or the
+// PostgreSQL database without its password.
+func StoreName(c config.Store) string {
+	if c.Postgres() {
+		return store.RedactDSN(c.DSN)
+	}
+	return c.Path
 }
 
 // sensorsReader asks the agents what their sensors learned; nil without
@@ -349,14 +373,19 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The controller's loops run while this process leads (lead).
 	leaseErr := make(chan error, 1)
-	go func() { leaseErr <- d.keepLease(cctx) }()
+	go func() { leaseErr <- d.lead(cctx) }()
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		d.heartbeat(cctx, d.listener.Addr().String())
+	}()
 	probed := make(chan struct{})
 	go func() {
 		defer close(probed)
 		d.writable.Run(cctx, d.probeEvery)
 	}()
-	d.Controller.Start(cctx)
 	polled := make(chan struct{})
 	go func() {
 		defer close(polled)
@@ -391,9 +420,10 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			stopErr = fmt.Errorf("serving API: %w", err)
 		}
 	case err := <-leaseErr:
-		// Fail-stop: a controller that lost its lease stops acting and
-		// exits, so that the holder is the only writer.
+		// Fail-stop (SQLite): a controller that lost its lease stops
+		// acting and exits, so that the holder is the only writer.
 		stopErr = err
+		leaseErr <- nil // already returned; the wait below must not block
 	case err := <-agentsDone:
 		stopErr = err
 		agentsDone <- nil // already returned; the wait below must not block
@@ -407,7 +437,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err := <-agentsDone; err != nil && stopErr == nil {
 		stopErr = err
 	}
+	<-leaseErr // the loops have stopped
 	d.Controller.Wait()
+	<-beating
 	<-polled
 	<-probed // the probe uses the store, which Close closes next
 	return stopErr

@@ -490,9 +490,16 @@ func (e *crashEnv) storedRun(id string) store.Run {
 // oldest first, read through a client of the test's own.
 func (e *crashEnv) tasks(name string) []types.TaskInfo {
 	e.t.Helper()
-	all, err := e.lab.Tasks(e.t.Context(), crashGateway)
+	return vmTasks(e.t, e.lab, name)
+}
+
+// vmTasks returns lab's tasks called name on the crash gateway's VM,
+// oldest first, read through a client of the test's own.
+func vmTasks(t *testing.T, lab *vsim.Lab, name string) []types.TaskInfo {
+	t.Helper()
+	all, err := lab.Tasks(t.Context(), crashGateway)
 	if err != nil {
-		e.t.Fatalf("reading the vm's tasks: %v", err)
+		t.Fatalf("reading the vm's tasks: %v", err)
 	}
 	var out []types.TaskInfo
 	for _, ti := range all {

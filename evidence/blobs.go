@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,28 +12,62 @@ import (
 	"time"
 )
 
-// blobStore keeps content under dir/sha256/ab/abcdef…. It never changes a
-// blob once written.
-type blobStore struct{ dir string }
+// BlobStore keeps the content of evidence by its SHA-256: the seam between
+// the ledger (records, custody, the audit chain, in the store's database)
+// and where the bytes live. With several controller replicas every one of
+// them reads and writes the same blobs, so they must be on storage all of
+// them share (docs/ha.md says which and why).
+//
+// A blob never changes once written: Put of content already there is a
+// no-op, and a blob whose content no longer hashes to its address is kept
+// aside, never overwritten or deleted, so that the damage can be examined.
+type BlobStore interface {
+	// Put stores data (whose SHA-256 is sum, lower-case hex) durably
+	// before it returns. A blob already at sum that hashes to it is left
+	// alone; one that does not is moved aside and its new name returned.
+	Put(ctx context.Context, sum string, data []byte) (keptAside string, err error)
+	// Open returns the content stored at sum; a missing blob is an error
+	// wrapping ErrTampered.
+	Open(ctx context.Context, sum string) (io.ReadCloser, error)
+	// Hash re-reads the blob at sum and returns the SHA-256 of what is
+	// there; a missing blob is an error wrapping fs.ErrNotExist.
+	Hash(ctx context.Context, sum string) (string, error)
+	// Where names the place for people (a folder, a bucket).
+	Where() string
+}
 
-func openBlobStore(dir string) (blobStore, error) {
+var _ BlobStore = (*FileBlobs)(nil)
+
+// FileBlobs keeps blobs in a folder, under dir/sha256/ab/abcdef…, each
+// read-only, written to a temporary file, synced and renamed into place
+// (the folder synced after), so that a crash leaves either the whole blob
+// or none. A network file system every replica mounts (NFS with close-to-
+// open consistency) serves replicas; the rename makes a blob appear whole
+// to them too.
+type FileBlobs struct{ dir string }
+
+// OpenFileBlobs prepares dir (made 0700 if missing) as a blob folder.
+func OpenFileBlobs(dir string) (*FileBlobs, error) {
 	if dir == "" {
-		return blobStore{}, errors.New("an evidence directory is required")
+		return nil, errors.New("an evidence directory is required")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return blobStore{}, fmt.Errorf("resolving evidence directory %s: %w", dir, err)
+		return nil, fmt.Errorf("resolving evidence directory %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(filepath.Join(abs, "sha256"), 0o700); err != nil {
-		return blobStore{}, fmt.Errorf("making evidence directory %s: %w", abs, err)
+		return nil, fmt.Errorf("making evidence directory %s: %w", abs, err)
 	}
 	for _, d := range []string{abs, filepath.Join(abs, "sha256")} {
 		if err := os.Chmod(d, 0o700); err != nil {
-			return blobStore{}, fmt.Errorf("restricting evidence directory %s: %w", d, err)
+			return nil, fmt.Errorf("restricting evidence directory %s: %w", d, err)
 		}
 	}
-	return blobStore{dir: abs}, nil
+	return &FileBlobs{dir: abs}, nil
 }
+
+// Where is the folder.
+func (b *FileBlobs) Where() string { return b.dir }
 
 // validHex guards paths: a hash read back from the database is only used
 // to build a path when it is exactly 64 lower-case hex digits.
@@ -49,18 +84,15 @@ func validHex(s string) bool {
 	return true
 }
 
-func (b blobStore) path(sum string) (string, error) {
+func (b *FileBlobs) path(sum string) (string, error) {
 	if !validHex(sum) {
 		return "", fmt.Errorf("%q is not a SHA-256 hex digest", sum)
 	}
 	return filepath.Join(b.dir, "sha256", sum[:2], sum), nil
 }
 
-// put stores data under sum unless an intact blob is already there. A blob
-// at that address whose content does not hash to sum (damaged or tampered)
-// is renamed aside, never overwritten or deleted, and its new name returned
-// so the caller can record it.
-func (b blobStore) put(sum string, data []byte) (keptAside string, err error) {
+// Put implements BlobStore.
+func (b *FileBlobs) Put(_ context.Context, sum string, data []byte) (keptAside string, err error) {
 	final, err := b.path(sum)
 	if err != nil {
 		return "", err
@@ -118,7 +150,8 @@ func (b blobStore) put(sum string, data []byte) (keptAside string, err error) {
 	return keptAside, nil
 }
 
-func (b blobStore) open(sum string) (*os.File, error) {
+// Open implements BlobStore.
+func (b *FileBlobs) Open(_ context.Context, sum string) (io.ReadCloser, error) {
 	p, err := b.path(sum)
 	if err != nil {
 		return nil, err
@@ -130,8 +163,8 @@ func (b blobStore) open(sum string) (*os.File, error) {
 	return f, err
 }
 
-// hash re-reads a blob and returns its actual SHA-256.
-func (b blobStore) hash(sum string) (string, error) {
+// Hash implements BlobStore.
+func (b *FileBlobs) Hash(_ context.Context, sum string) (string, error) {
 	p, err := b.path(sum)
 	if err != nil {
 		return "", err

@@ -3,11 +3,14 @@
 // logs — as content-addressed blobs with a chain-of-custody record
 // (safety invariants 4 and 5; 証拠保全).
 //
-// Blobs live under DIR/sha256/ab/abcdef… (files 0400, directories 0700),
-// written atomically (temporary file, fsync, rename), so the same content is
-// stored once and a blob's name is its own integrity check. Metadata lives in
-// two SQLite tables this package owns (evidence and custody, see Schema) in
-// the store's database, and every custody event (collected, stored,
+// Blobs go through a seam, BlobStore, keyed by their SHA-256, so the same
+// content is stored once and a blob's name is its own integrity check. The
+// implementation here, FileBlobs, keeps them under DIR/sha256/ab/abcdef…
+// (files 0400, directories 0700), written atomically (temporary file,
+// fsync, rename); with several controller replicas DIR is storage they all
+// mount. Metadata lives in two tables this package owns (evidence and
+// custody, see Schema) in the store's database (SQLite or PostgreSQL), and
+// every custody event (collected, stored,
 // accessed, exported, verified) is also an audit entry appended in the same
 // transaction, so the hash-chained audit proves who touched what and when.
 //

@@ -150,7 +150,7 @@ type Custody struct {
 // database.
 type Ledger struct {
 	db        *sql.DB
-	blobs     blobStore
+	blobs     BlobStore
 	clk       clock.Clock
 	newID     func() string
 	incidents Incidents
@@ -186,9 +186,13 @@ func Open(ctx context.Context, db *sql.DB, dir string, opts ...Option) (*Ledger,
 	if db == nil {
 		return nil, errors.New("opening evidence ledger: a database is required")
 	}
-	bs, err := openBlobStore(dir)
-	if err != nil {
-		return nil, fmt.Errorf("opening evidence ledger: %w", err)
+	var bs BlobStore
+	if dir != "" {
+		fb, err := OpenFileBlobs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("opening evidence ledger: %w", err)
+		}
+		bs = fb
 	}
 	if _, err := db.ExecContext(ctx, Schema+audit.Schema); err != nil {
 		return nil, fmt.Errorf("creating evidence tables: %w", err)
@@ -197,11 +201,18 @@ func Open(ctx context.Context, db *sql.DB, dir string, opts ...Option) (*Ledger,
 	for _, o := range opts {
 		o(l)
 	}
+	if l.blobs == nil {
+		return nil, errors.New("opening evidence ledger: an evidence directory (or another blob store) is required")
+	}
 	return l, nil
 }
 
-// Dir is the directory that holds the blobs.
-func (l *Ledger) Dir() string { return l.blobs.dir }
+// Dir is where the blobs are kept (the folder of FileBlobs).
+func (l *Ledger) Dir() string { return l.blobs.Where() }
+
+// WithBlobs keeps the blobs in bs rather than the folder Open is given
+// (which may then be empty).
+func WithBlobs(bs BlobStore) Option { return func(l *Ledger) { l.blobs = bs } }
 
 func newEvidenceID() string {
 	u, err := uuid.NewV7()
@@ -294,7 +305,7 @@ func (l *Ledger) Add(ctx context.Context, it Item) (Record, error) {
 	}
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
-	kept, err := l.blobs.put(hexSum, data)
+	kept, err := l.blobs.Put(ctx, hexSum, data)
 	if err != nil {
 		return Record{}, fmt.Errorf("storing blob for %s: %w", SanitizeName(it.Name), err)
 	}
@@ -582,7 +593,7 @@ func (l *Ledger) Open(ctx context.Context, id, actor string) (io.ReadCloser, err
 		if rec, err = l.record(ctx, tx, id); err != nil {
 			return err
 		}
-		if rc, err = l.blobs.open(rec.SHA256); err != nil {
+		if rc, err = l.blobs.Open(ctx, rec.SHA256); err != nil {
 			return fmt.Errorf("opening evidence %s (%s): %w", rec.ID, rec.Name, err)
 		}
 		return l.custody(ctx, tx, rec, Custody{At: l.clock(), Actor: actor, Action: CustodyAccessed, Detail: "content opened"}, nil)

@@ -52,8 +52,8 @@ func (e *MismatchError) Error() string {
 func (e *MismatchError) Unwrap() error { return ErrTampered }
 
 // check re-hashes one record's blob.
-func (l *Ledger) check(rec Record) (Mismatch, bool, error) {
-	got, err := l.blobs.hash(rec.SHA256)
+func (l *Ledger) check(ctx context.Context, rec Record) (Mismatch, bool, error) {
+	got, err := l.blobs.Hash(ctx, rec.SHA256)
 	m := Mismatch{ID: rec.ID, Name: rec.Name, Incident: rec.Incident, Expected: rec.SHA256}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -96,7 +96,7 @@ func (l *Ledger) VerifyAs(ctx context.Context, actor string) ([]Mismatch, error)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		m, ok, err := l.check(rec)
+		m, ok, err := l.check(ctx, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +188,7 @@ func (l *Ledger) Export(ctx context.Context, incident string, w io.Writer, actor
 	}
 	var bad []Mismatch
 	for _, rec := range recs {
-		m, ok, err := l.check(rec)
+		m, ok, err := l.check(ctx, rec)
 		if err != nil {
 			return Manifest{}, err
 		}
@@ -243,7 +243,7 @@ func (l *Ledger) Export(ctx context.Context, incident string, w io.Writer, actor
 	var members []member
 	seen := map[string]bool{}
 	for _, rec := range recs {
-		f, err := l.blobs.open(rec.SHA256)
+		f, err := l.blobs.Open(ctx, rec.SHA256)
 		if err != nil {
 			return Manifest{}, fmt.Errorf("opening evidence %s (%s): %w", rec.ID, rec.Name, err)
 		}

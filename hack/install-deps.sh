@@ -38,19 +38,26 @@ set -euo pipefail
 #                     accepted logins the agent's auth sensor reads (the
 #                     test starts it in the namespace; ssh.service is
 #                     disabled below)
+#   postgresql        initdb and postgres (Debian 12: version 15) for the
+#                     PostgreSQL store: the conformance suite, the replica
+#                     e2e tests and the intake benchmark each start a
+#                     private cluster in a temporary folder
+#                     (store/pgtest); no cluster of the system's is made
+#                     or started (below)
 packages=(iproute2 iptables nftables conntrack iputils-ping procps
   wireguard-go wireguard-tools
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
-  chromium fonts-noto-cjk openssh-server)
+  chromium fonts-noto-cjk openssh-server postgresql)
 
 # Services shipped by these packages (or the strongSwan packages they pull
 # in) are disabled when this run installed the package. Debian enables
-# strongswan-starter.service (the `ipsec` starter, which runs charon) and
-# ssh.service (an sshd on port 22 of the root namespace) on install; the
-# others are listed in case a package starts enabling one.
+# strongswan-starter.service (the `ipsec` starter, which runs charon),
+# ssh.service (an sshd on port 22 of the root namespace) and
+# postgresql.service (which starts every cluster of the system's) on
+# install; the others are listed in case a package starts enabling one.
 no_services_from() {
   case $1 in
-  strongswan* | libstrongswan* | *charon* | nftables | wireguard-tools | openssh-server) return 0 ;;
+  strongswan* | libstrongswan* | *charon* | nftables | wireguard-tools | openssh-server | postgresql*) return 0 ;;
   *) return 1 ;;
   esac
 }
@@ -122,6 +129,18 @@ if [ ${#missing[@]} -gt 0 ]; then
       trap 'exit 143' TERM
       printf '#!/bin/sh\n%s\nexit 101\n' "$policy_marker" >"$policy"
       chmod 0755 "$policy"
+    fi
+    # Debian's postgresql-15 makes a cluster "15/main" (a server on port
+    # 5432 under /var/lib/postgresql) when first installed. The tests start
+    # their own; none of the system's is wanted. Saying so before the
+    # install, in a file of the folder createcluster.conf includes, means
+    # none is made (rather than made and then stopped): postgresql-common's
+    # postinst reads create_main_cluster through that include. The file
+    # stays, so that a later postgresql-NN makes none either.
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf ]; then
+      mkdir -p /etc/postgresql-common/createcluster.d
+      printf '%s\n' '# written by warden hack/install-deps.sh: the tests start private clusters' \
+        'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf
     fi
     status=0
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 )
 
@@ -94,18 +93,20 @@ func (t *txn) InsertBlock(ctx context.Context, b *BlockRecord) error {
 		}
 		return string(out)
 	}
-	res, err := t.exec(ctx, `INSERT INTO blocks(prefixes, domains, source, ref, name, kind, tlp, confidence, state, unsafe, requested_by, decided_by, labels, created_at, valid_from, expires_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	// A taken reference inserts nothing and returns no number (DO NOTHING,
+	// not an error: on PostgreSQL a failed statement spoils the rest of
+	// the transaction); RETURNING, because PostgreSQL has no last insert id.
+	err := t.queryRow(ctx, `INSERT INTO blocks(prefixes, domains, source, ref, name, kind, tlp, confidence, state, unsafe, requested_by, decided_by, labels, created_at, valid_from, expires_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING number`,
 		js(b.Prefixes, "[]"), js(b.Domains, "[]"), b.Source, b.Ref, b.Name, b.Kind, b.TLP, b.Confidence, b.State,
-		js(b.Unsafe, "[]"), b.RequestedBy, b.DecidedBy, js(b.Labels, "{}"), ts(b.CreatedAt), ts(b.ValidFrom), ts(b.ExpiresAt), ts(b.UpdatedAt))
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+		js(b.Unsafe, "[]"), b.RequestedBy, b.DecidedBy, js(b.Labels, "{}"), ts(b.CreatedAt), ts(b.ValidFrom), ts(b.ExpiresAt), ts(b.UpdatedAt)).Scan(&b.Number)
+	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("block %s %q: %w", b.Source, b.Ref, ErrExists)
 	}
 	if err != nil {
 		return fmt.Errorf("storing block: %w", err)
 	}
-	b.Number, err = res.LastInsertId()
-	return err
+	return nil
 }
 
 // BlockByRef reads the block of source with reference ref.

@@ -50,9 +50,33 @@ type sqliteFiles struct {
 	// creating the schema anew for every case would double the suite's
 	// time under the race detector.
 	empty []byte
+	paths locations
+}
 
-	mu    sync.Mutex
-	paths map[store.Backend]string
+// locations remembers where the database of each open backend is (a
+// file, a URL), so that a second handle and the writer lease find it.
+type locations struct {
+	mu sync.Mutex
+	m  map[store.Backend]string
+}
+
+func (l *locations) remember(b store.Backend, loc string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[store.Backend]string{}
+	}
+	l.m[b] = loc
+}
+
+func (l *locations) of(b store.Backend) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	loc, ok := l.m[b]
+	if !ok {
+		return "", fmt.Errorf("no database known for backend %p", b)
+	}
+	return loc, nil
 }
 
 func newSQLiteFiles(t *testing.T) *sqliteFiles {
@@ -69,7 +93,7 @@ func newSQLiteFiles(t *testing.T) *sqliteFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sqliteFiles{empty: empty, paths: map[store.Backend]string{}}
+	return &sqliteFiles{empty: empty}
 }
 
 // fresh writes an empty store file in t's temporary directory.
@@ -85,18 +109,8 @@ func (f *sqliteFiles) fresh(t *testing.T) string {
 func (f *sqliteFiles) open(t *testing.T, path string) store.Backend {
 	t.Helper()
 	s := openStore(t, path)
-	f.mu.Lock()
-	f.paths[s] = path
-	f.mu.Unlock()
+	f.paths.remember(s, path)
 	return s
 }
 
-func (f *sqliteFiles) path(b store.Backend) (string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.paths[b]
-	if !ok {
-		return "", fmt.Errorf("no store file known for backend %p", b)
-	}
-	return p, nil
-}
+func (f *sqliteFiles) path(b store.Backend) (string, error) { return f.paths.of(b) }

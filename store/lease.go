@@ -1,15 +1,20 @@
 package store
 
-// One writer per store. A controller that executes runs holds two things:
+// One writer per store. On SQLite a controller that executes runs holds
+// two things:
 //
 //   - an exclusive flock on "<store>.lock", which the kernel drops the
 //     moment the process dies (kill -9 included), so a successor on the
 //     same host never waits for an expiry;
 //   - a lease row (owner, host, pid, epoch, expiry) that names the holder
-//     for a refused successor, that every step records its epoch from, and
-//     that a later backend (PostgreSQL, several replicas) turns into leader
-//     election without the callers changing: Acquire, Renew, Release and
-//     the epoch stay; only the lock under them changes.
+//     for a refused successor, and that every step records its epoch from.
+//
+// On PostgreSQL, where several replicas share the database, the lease row
+// alone is the leadership: a replica takes it when it is free or has
+// expired, with the next epoch, and renews it; the others try again. Its
+// times are the database's clock, so replicas whose clocks disagree still
+// agree on when a lease expires. Acquire, Renew, Close and the epoch are
+// the same for both; only the lock under them differs.
 
 import (
 	"context"
@@ -63,6 +68,11 @@ type LeaseHeldError struct {
 }
 
 func (e *LeaseHeldError) Error() string {
+	if e.Path == "" { // a shared database: the holder is the leader
+		h := e.Holder
+		return fmt.Sprintf("the writer lease is held by warden controller %s (pid %d on host %s) since %s, lease epoch %d valid until %s",
+			h.Owner, h.PID, h.Host, h.AcquiredAt.UTC().Format(time.RFC3339), h.Epoch, h.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	if !e.Known {
 		return fmt.Sprintf("store %s is in use by another warden controller (its lock file %s.lock is held)", e.Path, e.Path)
 	}
@@ -82,28 +92,39 @@ type LeaseOptions struct {
 	Host  string
 	PID   int
 	TTL   time.Duration
+	// Clock times the lease on SQLite; on PostgreSQL the database's clock
+	// does.
 	Clock clock.Clock
 }
 
 // Writer is a held writer lease on a store. Close releases it.
 type Writer struct {
-	mu   sync.Mutex // Renew and Close do not interleave
-	s    *Store
-	path string
-	lock *os.File
-	opt  LeaseOptions
-	cur  Lease
+	mu     sync.Mutex // Renew and Close do not interleave
+	s      *Store
+	path   string
+	lock   *os.File // SQLite: the flock; nil once closed
+	closed bool
+	opt    LeaseOptions
+	cur    Lease
 }
 
-// AcquireWriter takes the writer lease of the store at path (the same path
-// the store was opened with). It fails with *LeaseHeldError, naming the
-// holder, when another live controller holds it.
+// AcquireWriter takes the writer lease of the store. On SQLite path is the
+// file the store was opened with; on PostgreSQL it is ignored. It fails
+// with *LeaseHeldError, naming the holder, when another live controller
+// holds it.
 func (s *Store) AcquireWriter(ctx context.Context, path string, opt LeaseOptions) (*Writer, error) {
 	if opt.Owner == "" || opt.TTL <= 0 {
 		return nil, errors.New("acquiring the writer lease: owner and TTL are required")
 	}
 	if opt.Clock == nil {
 		opt.Clock = clock.Real
+	}
+	if s.dialect == dialectPostgres {
+		w := &Writer{s: s, opt: opt}
+		if err := w.take(ctx); err != nil {
+			return nil, err
+		}
+		return w, nil
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -132,18 +153,23 @@ func (s *Store) AcquireWriter(ctx context.Context, path string, opt LeaseOptions
 	return w, nil
 }
 
-// take writes the lease row with the next epoch. Holding the flock proves
-// that no controller on this host holds the store; a row from another host
-// that has not expired yet means the store is shared across hosts, where
-// flock may not reach: refuse rather than run two writers.
+// take writes the lease row with the next epoch. On SQLite holding the
+// flock proves that no controller on this host holds the store; a row from
+// another host that has not expired yet means the store is shared across
+// hosts, where flock may not reach: refuse rather than run two writers. On
+// PostgreSQL any other holder's row that has not expired is refused.
 func (w *Writer) take(ctx context.Context) error {
-	now := w.opt.Clock.Now().UTC()
 	return w.s.inTx(ctx, func(tx *txn) error {
+		now, err := w.now(ctx, tx.tx)
+		if err != nil {
+			return err
+		}
 		prev, ok, err := currentLease(ctx, tx.tx)
 		if err != nil {
 			return err
 		}
-		if ok && prev.Host != w.opt.Host && now.Before(prev.ExpiresAt) {
+		shared := w.s.dialect == dialectPostgres
+		if ok && now.Before(prev.ExpiresAt) && (shared && prev.Owner != w.opt.Owner || !shared && prev.Host != w.opt.Host) {
 			return &LeaseHeldError{Path: w.path, Holder: prev, Known: true}
 		}
 		l := Lease{Owner: w.opt.Owner, Host: w.opt.Host, PID: w.opt.PID, Epoch: prev.Epoch + 1,
@@ -159,21 +185,72 @@ func (w *Writer) take(ctx context.Context) error {
 	})
 }
 
+// now is the lease's clock: the database's on PostgreSQL, the holder's on
+// SQLite.
+func (w *Writer) now(ctx context.Context, q rowQuerier) (time.Time, error) {
+	if w.s.dialect != dialectPostgres {
+		return w.opt.Clock.Now().UTC(), nil
+	}
+	var now time.Time
+	if err := q.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("reading the database's clock: %w", err)
+	}
+	return now.UTC(), nil
+}
+
 // Lease returns the holding as last written.
-func (w *Writer) Lease() Lease { return w.cur }
+func (w *Writer) Lease() Lease {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
 
 // Epoch is the lease epoch side effects run under.
-func (w *Writer) Epoch() int64 { return w.cur.Epoch }
+func (w *Writer) Epoch() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur.Epoch
+}
+
+// Check reads the lease row again and returns nil only while it still
+// names this holding and has not expired: the check made right before a
+// side effect that must not happen under a lease another controller may
+// hold by now.
+func (w *Writer) Check(ctx context.Context) error {
+	w.mu.Lock()
+	cur, closed := w.cur, w.closed
+	w.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w: the holding was closed", ErrLeaseLost)
+	}
+	now, err := w.now(ctx, w.s.db)
+	if err != nil {
+		return err
+	}
+	l, ok, err := w.s.CurrentLease(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !ok || l.Owner != cur.Owner || l.Epoch != cur.Epoch:
+		return fmt.Errorf("%w: the lease is at epoch %d, held by %s", ErrLeaseLost, l.Epoch, l.Owner)
+	case !now.Before(l.ExpiresAt):
+		return fmt.Errorf("%w: epoch %d expired at %s", ErrLeaseLost, l.Epoch, l.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
 
 // Renew extends the lease. It returns ErrLeaseLost when the row names
 // another owner or epoch: someone took the store over.
 func (w *Writer) Renew(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.lock == nil {
+	if w.closed {
 		return fmt.Errorf("%w: the holding was closed", ErrLeaseLost)
 	}
-	now := w.opt.Clock.Now().UTC()
+	now, err := w.now(ctx, w.s.db)
+	if err != nil {
+		return fmt.Errorf("renewing the writer lease: %w", err)
+	}
 	res, err := w.s.db.ExecContext(ctx, `UPDATE leases SET renewed_at=?, expires_at=? WHERE name=? AND owner=? AND epoch=?`,
 		ts(now), ts(now.Add(w.opt.TTL)), writerLease, w.cur.Owner, w.cur.Epoch)
 	if err != nil {
@@ -190,14 +267,30 @@ func (w *Writer) Renew(ctx context.Context) error {
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.lock == nil {
+	if w.closed {
 		return nil
 	}
-	now := w.opt.Clock.Now().UTC()
-	_, err := w.s.db.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
-		ts(now), writerLease, w.cur.Owner, w.cur.Epoch)
-	cerr := w.lock.Close() // closing the descriptor drops the flock
-	w.lock = nil
+	w.closed = true
+	err := w.s.inTx(ctx, func(tx *txn) error {
+		now, err := w.now(ctx, tx.tx)
+		if err != nil {
+			return err
+		}
+		res, err := tx.tx.ExecContext(ctx, `UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND epoch=?`,
+			ts(now), writerLease, w.cur.Owner, w.cur.Epoch)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // a successor's lease is not ours to give up, nor to announce
+		}
+		return tx.notify(ctx, LeaseChannel, "released")
+	})
+	var cerr error
+	if w.lock != nil {
+		cerr = w.lock.Close() // closing the descriptor drops the flock
+		w.lock = nil
+	}
 	if err != nil {
 		return fmt.Errorf("releasing the writer lease: %w", err)
 	}

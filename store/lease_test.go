@@ -171,18 +171,22 @@ func TestStepEpochRecorded(t *testing.T) {
 }
 
 // TestMigrateAddsStepEpoch: a store written before steps had an epoch
-// opens, keeps its rows, and gains the column.
+// (and before migrations were versioned) opens, keeps its rows, and gains
+// the column.
 func TestMigrateAddsStepEpoch(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w.db")
 	s, err := Open(t.Context(), path, "normal")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.db.ExecContext(t.Context(), `ALTER TABLE steps DROP COLUMN epoch`); err != nil {
+	if _, err := s.db.ExecContext(t.Context(), `ALTER TABLE steps DROP COLUMN epoch; DROP TABLE schema_migrations`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	s = openAt(t, path)
+	if found, now, err := s.SchemaVersions(t.Context()); err != nil || found != 0 || now != SchemaVersion {
+		t.Errorf("schema versions of an old store: found %d, now %d (%v); want 0 and %d", found, now, err, SchemaVersion)
+	}
 	has, err := hasColumn(t.Context(), s.db, "steps", "epoch")
 	if err != nil || !has {
 		t.Fatalf("steps.epoch after reopening an old store: %v %v", has, err)

@@ -1,14 +1,134 @@
 package store
 
+// Schema migrations are versioned: schema_migrations holds one row per
+// version applied, and each migration runs once, in its own transaction,
+// in order. On PostgreSQL that transaction holds the write lock, so
+// replicas started at once migrate once. A database on a version newer
+// than this build knows is refused: this build would not know what the
+// newer columns mean, and writing without them could lose what a newer
+// replica relies on.
+
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
+
+	"github.com/warden-ir/warden/audit"
 )
 
-// migrate adds the columns that later versions introduced to a store
-// created by an earlier one. Each step is idempotent.
-func migrate(ctx context.Context, db *sql.DB) error {
+// SchemaVersion is the newest schema this build knows.
+const SchemaVersion = 3
+
+type migration struct {
+	version int
+	name    string
+	up      func(ctx context.Context, tx *txn) error
+}
+
+var migrations = []migration{
+	{1, "the tables of Warden before versioned migrations", migrateBase},
+	{2, "replicas: every warden serve on the database, for warden status", migrateReplicas},
+	{3, "console sessions: who is signed in to the web console", migrateSessions},
+}
+
+// SchemaTooNewError is a database a newer Warden has migrated.
+type SchemaTooNewError struct {
+	Found, Known int
+}
+
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("the database is on schema version %d, newer than this warden knows (%d): run the newer warden, or restore a backup taken before the upgrade", e.Found, e.Known)
+}
+
+const migrationsSchema = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	applied_at TEXT NOT NULL
+);
+`
+
+// migrate brings the schema up to SchemaVersion, refusing a newer one.
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, migrationsSchema); err != nil {
+		return fmt.Errorf("creating the schema_migrations table: %w", err)
+	}
+	found, err := s.schemaVersion(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	s.schemaFound = found
+	if found > SchemaVersion {
+		return &SchemaTooNewError{Found: found, Known: SchemaVersion}
+	}
+	for _, m := range migrations {
+		if m.version <= found {
+			continue
+		}
+		err := s.inTx(ctx, func(tx *txn) error {
+			// Another replica may have applied it while this one waited
+			// for the write lock.
+			now, err := s.schemaVersion(ctx, tx.tx)
+			if err != nil || now >= m.version {
+				return err
+			}
+			if err := m.up(ctx, tx); err != nil {
+				return err
+			}
+			_, err = tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)`,
+				m.version, m.name, ts(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrating the schema to version %d (%s): %w", m.version, m.name, err)
+		}
+	}
+	// The base tables and indexes are CREATE … IF NOT EXISTS: made again
+	// on every open, so that one added to them (an index) reaches a
+	// database already at this version. What is not idempotent (a new
+	// column) needs a migration of its own.
+	if err := s.inTx(ctx, func(tx *txn) error {
+		_, err := tx.tx.ExecContext(ctx, baseSchema())
+		return err
+	}); err != nil {
+		return fmt.Errorf("creating the base tables: %w", err)
+	}
+	return nil
+}
+
+// baseSchema is every table and index of the base schema, as
+// CREATE … IF NOT EXISTS.
+func baseSchema() string {
+	return schema + leaseSchema + threatSchema + replaySchema + probeSchema + usersSchema + blocksSchema + audit.Schema + replicasSchema + sessionsSchema
+}
+
+// SchemaVersions are the schema version the database had when it was
+// opened and the one it has now.
+func (s *Store) SchemaVersions(ctx context.Context) (found, now int, err error) {
+	now, err = s.schemaVersion(ctx, s.db)
+	return s.schemaFound, now, err
+}
+
+func (s *Store) schemaVersion(ctx context.Context, q rowQuerier) (int, error) {
+	var v sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading the schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}
+
+// migrateBase creates the tables as they were before migrations were
+// versioned, and adds to a SQLite store of that time the columns later
+// versions introduced (each step idempotent: such a store has tables and
+// no schema_migrations rows).
+func migrateBase(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+probeSchema+usersSchema+blocksSchema+audit.Schema); err != nil {
+		return fmt.Errorf("creating tables: %w", err)
+	}
+	if tx.s.dialect != dialectSQLite {
+		return nil
+	}
 	for _, c := range []struct{ table, column, decl string }{
 		{"steps", "epoch", "INTEGER NOT NULL DEFAULT 0"},
 		// Who asked for a run and who overrode a gate on it: the people
@@ -18,22 +138,22 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		// The token an entry's actor authenticated with.
 		{"audit", "token", "TEXT NOT NULL DEFAULT ''"},
 	} {
-		has, err := hasColumn(ctx, db, c.table, c.column)
+		has, err := hasColumn(ctx, tx.tx, c.table, c.column)
 		if err != nil {
 			return err
 		}
 		if has {
 			continue
 		}
-		if _, err := db.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.decl); err != nil {
+		if _, err := tx.tx.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.decl); err != nil {
 			return fmt.Errorf("adding %s.%s: %w", c.table, c.column, err)
 		}
 	}
 	return nil
 }
 
-func hasColumn(ctx context.Context, db *sql.DB, table, column string) (bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+func hasColumn(ctx context.Context, q queryer, table, column string) (bool, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 	if err != nil {
 		return false, fmt.Errorf("reading the columns of %s: %w", table, err)
 	}
@@ -48,4 +168,19 @@ func hasColumn(ctx context.Context, db *sql.DB, table, column string) (bool, err
 		}
 	}
 	return false, rows.Err()
+}
+
+func migrateReplicas(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, replicasSchema); err != nil {
+		return fmt.Errorf("creating the replicas table: %w", err)
+	}
+	return nil
+}
+
+// migrateSessions creates the web console's sessions table.
+func migrateSessions(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, sessionsSchema); err != nil {
+		return fmt.Errorf("creating the console_sessions table: %w", err)
+	}
+	return nil
 }

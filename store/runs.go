@@ -110,6 +110,11 @@ func (t *txn) InsertRun(ctx context.Context, r Run) error {
 	if err != nil {
 		return fmt.Errorf("storing run: %w", err)
 	}
+	if r.State == RunPending {
+		if err := t.notify(ctx, RunsChannel, r.ID); err != nil {
+			return err
+		}
+	}
 	for _, s := range r.Steps {
 		params, err := json.Marshal(s.Params)
 		if err != nil {
@@ -130,15 +135,31 @@ func (t *txn) UpdateRun(ctx context.Context, r Run) error {
 	if err != nil {
 		return fmt.Errorf("updating run %s: %w", r.ID, err)
 	}
+	if r.State == RunPending { // approved: the leader may start it now
+		return t.notify(ctx, RunsChannel, r.ID)
+	}
 	return nil
 }
 
-// UpdateStep writes a step's mutable fields.
+// ErrStaleEpoch refuses a step update from a controller whose lease epoch
+// is older than the one the step last ran under: a deposed leader must not
+// overwrite what its successor recorded.
+var ErrStaleEpoch = errors.New("the step was taken over under a newer lease epoch")
+
+// UpdateStep writes a step's mutable fields, unless the step last ran
+// under a newer epoch than s.Epoch (ErrStaleEpoch).
 func (t *txn) UpdateStep(ctx context.Context, s Step) error {
-	_, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=?`,
-		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index)
+	res, err := t.exec(ctx, `UPDATE steps SET state=?, attempts=?, started_at=?, finished_at=?, result=?, error=?, epoch=? WHERE run=? AND idx=? AND epoch <= ?`,
+		s.State, s.Attempts, ts(s.StartedAt), ts(s.FinishedAt), string(s.Result), s.Error, s.Epoch, s.Run, s.Index, s.Epoch)
 	if err != nil {
 		return fmt.Errorf("updating step %d of run %s: %w", s.Index, s.Run, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var epoch int64
+		err := t.queryRow(ctx, `SELECT epoch FROM steps WHERE run=? AND idx=?`, s.Run, s.Index).Scan(&epoch)
+		if err == nil && epoch > s.Epoch {
+			return fmt.Errorf("updating step %d of run %s under epoch %d: %w (%d)", s.Index, s.Run, s.Epoch, ErrStaleEpoch, epoch)
+		}
 	}
 	return nil
 }
@@ -265,7 +286,7 @@ func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (strin
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
 func (t *txn) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
-	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(site = ?), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
+	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(CASE WHEN site = ? THEN 1 ELSE 0 END), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
 	if err != nil {
 		err = fmt.Errorf("counting automatic isolations: %w", err)
 	}

@@ -31,6 +31,12 @@ type Backend interface {
 	ProbeWrite(ctx context.Context, at time.Time) error
 	// CurrentLease is the writer lease on record, if any.
 	CurrentLease(ctx context.Context) (Lease, bool, error)
+	// Replicas lists the `warden serve` processes on the database;
+	// Heartbeat records one as alive (and forgets those silent since
+	// forgetBefore), ForgetReplica removes one that stops.
+	Replicas(ctx context.Context) ([]Replica, error)
+	Heartbeat(ctx context.Context, r Replica, forgetBefore time.Time) error
+	ForgetReplica(ctx context.Context, owner string) error
 	// DB is the database/sql handle for the audit chain's verification and
 	// the evidence ledger.
 	DB() *sql.DB

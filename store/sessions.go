@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -31,17 +30,18 @@ type Session struct {
 const sessionsSchema = `
 CREATE TABLE IF NOT EXISTS console_sessions (
 	hash       TEXT PRIMARY KEY,
-	user       TEXT NOT NULL,
+	"user"     TEXT NOT NULL,
 	role       TEXT NOT NULL,
 	token_id   TEXT NOT NULL,
 	created_at TEXT NOT NULL,
 	expires_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions(user);
+CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions("user");
 CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions(expires_at);
 `
 
-const sessionCols = `hash, user, role, token_id, created_at, expires_at`
+// sessionCols quotes "user": on PostgreSQL a bare user is the session's role.
+const sessionCols = `hash, "user", role, token_id, created_at, expires_at`
 
 func scanSession(sc interface{ Scan(...any) error }) (Session, error) {
 	var s Session
@@ -69,13 +69,13 @@ func (s *Store) Session(ctx context.Context, hash string) (Session, error) {
 
 // InsertSession stores a new session; a hash that is taken is ErrExists.
 func (t *txn) InsertSession(ctx context.Context, se Session) error {
-	_, err := t.exec(ctx, `INSERT INTO console_sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?)`,
+	res, err := t.exec(ctx, `INSERT INTO console_sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
 		se.Hash, se.User, se.Role, se.TokenID, ts(se.CreatedAt), ts(se.ExpiresAt))
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
-		return fmt.Errorf("session: %w", ErrExists)
-	}
 	if err != nil {
 		return fmt.Errorf("storing a session of %q: %w", se.User, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("session: %w", ErrExists)
 	}
 	return nil
 }
@@ -93,7 +93,7 @@ func (t *txn) DeleteSession(ctx context.Context, hash string) (bool, error) {
 // DeleteSessionsOf ends every session of user and says how many there
 // were.
 func (t *txn) DeleteSessionsOf(ctx context.Context, user string) (int, error) {
-	res, err := t.exec(ctx, `DELETE FROM console_sessions WHERE user = ?`, user)
+	res, err := t.exec(ctx, `DELETE FROM console_sessions WHERE "user" = ?`, user)
 	if err != nil {
 		return 0, fmt.Errorf("ending the sessions of %q: %w", user, err)
 	}

@@ -31,7 +31,12 @@ var ErrNotFound = errors.New("not found")
 
 // Store is an open database.
 type Store struct {
-	db *sql.DB
+	db      *sql.DB
+	dialect dialect
+	// path is the SQLite file (empty on PostgreSQL).
+	path string
+	// schemaFound is the schema version the database had when opened.
+	schemaFound int
 
 	// Prepared statements, by query text. SQLite's parser is a quarter of
 	// intake's CPU; queries used inside transactions are noted and
@@ -94,7 +99,9 @@ CREATE TABLE IF NOT EXISTS runs (
 	created_at        TEXT NOT NULL,
 	updated_at        TEXT NOT NULL,
 	started_at        TEXT NOT NULL DEFAULT '',
-	finished_at       TEXT NOT NULL DEFAULT ''
+	finished_at       TEXT NOT NULL DEFAULT '',
+	requested_by      TEXT NOT NULL DEFAULT '',
+	overridden_by     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident);
@@ -116,6 +123,7 @@ CREATE TABLE IF NOT EXISTS steps (
 	finished_at TEXT NOT NULL DEFAULT '',
 	result      TEXT NOT NULL DEFAULT '',
 	error       TEXT NOT NULL DEFAULT '',
+	epoch       INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (run, idx)
 );
 CREATE TABLE IF NOT EXISTS postures (
@@ -176,16 +184,31 @@ func Open(ctx context.Context, path string, sync string) (*Store, error) {
 	// One connection: SQLite has one writer anyway, and this removes
 	// SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+leaseSchema+threatSchema+replaySchema+probeSchema+usersSchema+sessionsSchema+blocksSchema+audit.Schema); err != nil {
+	s := &Store{db: db, dialect: dialectSQLite, path: path, stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
+	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("creating schema in %s: %w", path, err)
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	if err := migrate(ctx, db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrating schema in %s: %w", path, err)
-	}
-	return &Store{db: db, stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}, nil
+	return s, nil
 }
+
+// dialect is the database behind a Store.
+type dialect int
+
+const (
+	dialectSQLite dialect = iota
+	dialectPostgres
+)
+
+func (d dialect) String() string {
+	if d == dialectPostgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// Driver names the database behind the store: "sqlite" or "postgres".
+func (s *Store) Driver() string { return s.dialect.String() }
 
 // uriPathEscaper escapes what SQLite's URI parser would otherwise read as
 // the start of the query ('?'), of a fragment ('#') or of an escape ('%').
@@ -219,7 +242,7 @@ CREATE TABLE IF NOT EXISTS write_probe (
 func (s *Store) ProbeWrite(ctx context.Context, at time.Time) error {
 	return s.inTx(ctx, func(tx *txn) error {
 		if _, err := tx.exec(ctx, `INSERT INTO write_probe(id, probed, count) VALUES (1, ?, 1)
-			ON CONFLICT(id) DO UPDATE SET probed = excluded.probed, count = count + 1`, ts(at)); err != nil {
+			ON CONFLICT(id) DO UPDATE SET probed = excluded.probed, count = write_probe.count + 1`, ts(at)); err != nil {
 			return fmt.Errorf("writing the probe row: %w", err)
 		}
 		return nil
@@ -245,6 +268,9 @@ const (
 func UnwritableReason(err error) (reason string, ok bool) {
 	if err == nil {
 		return "", false
+	}
+	if reason, ok := pgUnwritableReason(err); ok {
+		return reason, true
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -277,6 +303,9 @@ func UnwritableReason(err error) (reason string, ok bool) {
 }
 
 func (s *Store) stmt(q string) *sql.Stmt {
+	if s.dialect != dialectSQLite {
+		return nil // pgx prepares and caches every statement per connection itself
+	}
 	s.stmtMu.Lock()
 	defer s.stmtMu.Unlock()
 	st, ok := s.stmts[q]
@@ -515,7 +544,7 @@ func (t *txn) CountRecentIndicators(ctx context.Context, gw string, since time.T
 	var n int
 	// Capped: policies ask "is this gateway noisy", not for an exact
 	// census, and counting every row of a burst costs intake dearly.
-	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT ?)`, gw, ts(since), RecentIndicatorsCap).Scan(&n)
+	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM indicators WHERE gateway = ? AND matched = 1 AND received_at >= ? LIMIT ?) AS recent`, gw, ts(since), RecentIndicatorsCap).Scan(&n)
 	return n, err
 }
 
@@ -525,7 +554,7 @@ func (t *txn) CountGatewaysWithIndicators(ctx context.Context, since time.Time, 
 	var n int
 	// also is a gateway counted as if it had one (the indicator being
 	// decided, not yet recorded); "" adds none.
-	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT gateway FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ? UNION SELECT ? WHERE ? != '')`, ts(since), also, also).Scan(&n)
+	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT gateway FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ? UNION SELECT CAST(? AS TEXT) WHERE ? != '') AS gateways`, ts(since), also, also).Scan(&n)
 	return n, err
 }
 

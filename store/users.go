@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -49,13 +48,13 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS api_tokens (
 	id         TEXT PRIMARY KEY,
-	user       TEXT NOT NULL REFERENCES users(name),
+	"user"     TEXT NOT NULL REFERENCES users(name),
 	hash       TEXT NOT NULL UNIQUE,
 	created_at TEXT NOT NULL,
 	created_by TEXT NOT NULL,
 	revoked_at TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens(user, revoked_at);
+CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens("user", revoked_at);
 `
 
 const userCols = `name, role, display_name, disabled, created_at, created_by, updated_at`
@@ -71,7 +70,8 @@ func scanUser(sc interface{ Scan(...any) error }) (User, error) {
 	return u, nil
 }
 
-const tokenCols = `id, user, hash, created_at, created_by, revoked_at`
+// tokenCols quotes "user": on PostgreSQL a bare user is the session's role.
+const tokenCols = `id, "user", hash, created_at, created_by, revoked_at`
 
 func scanToken(sc interface{ Scan(...any) error }) (APIToken, error) {
 	var t APIToken
@@ -118,16 +118,16 @@ func countUsers(ctx context.Context, q queryer) (int, error) {
 
 // ActiveTokens lists the tokens of user that still work, oldest first.
 func (s *Store) ActiveTokens(ctx context.Context, user string) ([]APIToken, error) {
-	return queryAll(ctx, s.db, "token", scanToken, `SELECT `+tokenCols+` FROM api_tokens WHERE user = ? AND revoked_at = '' ORDER BY created_at, id`, user)
+	return queryAll(ctx, s.db, "token", scanToken, `SELECT `+tokenCols+` FROM api_tokens WHERE "user" = ? AND revoked_at = '' ORDER BY created_at, id`, user)
 }
 
 // CredentialByHash finds a token by its hash, with its user (ErrNotFound
 // when no token has that hash). A revoked token is returned too: the caller
 // tells "revoked" from "unknown".
 func (s *Store) CredentialByHash(ctx context.Context, hash string) (User, APIToken, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT t.id, t.user, t.hash, t.created_at, t.created_by, t.revoked_at,
+	row := s.db.QueryRowContext(ctx, `SELECT t.id, t."user", t.hash, t.created_at, t.created_by, t.revoked_at,
 		u.name, u.role, u.display_name, u.disabled, u.created_at, u.created_by, u.updated_at
-		FROM api_tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?`, hash)
+		FROM api_tokens t JOIN users u ON u.name = t."user" WHERE t.hash = ?`, hash)
 	var t APIToken
 	var u User
 	var tCreated, tRevoked, uCreated, uUpdated string
@@ -150,13 +150,15 @@ func (t *txn) User(ctx context.Context, name string) (User, error) { return getU
 
 // InsertUser adds a user; a taken name is ErrExists.
 func (t *txn) InsertUser(ctx context.Context, u User) error {
-	_, err := t.exec(ctx, `INSERT INTO users(`+userCols+`) VALUES (?,?,?,?,?,?,?)`,
+	// DO NOTHING rather than catching the error: on PostgreSQL a failed
+	// statement spoils the rest of the transaction.
+	res, err := t.exec(ctx, `INSERT INTO users(`+userCols+`) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`,
 		u.Name, u.Role, u.DisplayName, b2i(u.Disabled), ts(u.CreatedAt), u.CreatedBy, ts(u.UpdatedAt))
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
-		return fmt.Errorf("user %q: %w", u.Name, ErrExists)
-	}
 	if err != nil {
 		return fmt.Errorf("storing user %q: %w", u.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %q: %w", u.Name, ErrExists)
 	}
 	return nil
 }
@@ -187,11 +189,11 @@ func (t *txn) RevokeTokens(ctx context.Context, user string, at time.Time) ([]st
 	ids, err := queryAll(ctx, t.tx, "token", func(sc interface{ Scan(...any) error }) (string, error) {
 		var id string
 		return id, sc.Scan(&id)
-	}, `SELECT id FROM api_tokens WHERE user = ? AND revoked_at = '' ORDER BY id`, user)
+	}, `SELECT id FROM api_tokens WHERE "user" = ? AND revoked_at = '' ORDER BY id`, user)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.exec(ctx, `UPDATE api_tokens SET revoked_at = ? WHERE user = ? AND revoked_at = ''`, ts(at), user); err != nil {
+	if _, err := t.exec(ctx, `UPDATE api_tokens SET revoked_at = ? WHERE "user" = ? AND revoked_at = ''`, ts(at), user); err != nil {
 		return nil, fmt.Errorf("revoking the tokens of %q: %w", user, err)
 	}
 	return ids, nil

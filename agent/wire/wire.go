@@ -83,10 +83,21 @@ type Command struct {
 	Kind string `json:"kind"`
 	// IssuedAt and ExpiresAt bound the command's validity (controller
 	// clock; the agent tolerates a small skew).
-	IssuedAt  time.Time       `json:"issued_at"`
-	ExpiresAt time.Time       `json:"expires_at"`
-	Params    json.RawMessage `json:"params,omitempty"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Epoch is the controller's writer-lease epoch the command was sent
+	// under. The agent remembers the highest it has seen (on disk) and
+	// refuses a lower one (StatusStaleEpoch): a deposed leader cannot act
+	// after its successor did. 0 is a command sent outside any lease (a
+	// tool run by hand, a test), which no epoch check applies to.
+	Epoch  int64           `json:"epoch,omitempty"`
+	Params json.RawMessage `json:"params,omitempty"`
 }
+
+// StatusStaleEpoch is the agent's answer to a command whose epoch is
+// lower than one it has seen (412 Precondition Failed: the precondition
+// is leading).
+const StatusStaleEpoch = 412
 
 // NewCommand builds a command of kind with a fresh nonce, valid for ttl
 // from now. params may be nil.
@@ -319,6 +330,9 @@ type State struct {
 	BlockEnforced bool `json:"block_enforced,omitempty"`
 	// AgentStarted is when this agent process started.
 	AgentStarted time.Time `json:"agent_started,omitzero"`
+	// LeaseEpoch is the highest controller lease epoch the agent has
+	// taken a command under (it refuses lower ones).
+	LeaseEpoch int64 `json:"lease_epoch,omitempty"`
 }
 
 // Error is the body of every non-2xx response.

@@ -213,6 +213,11 @@ func call[T any](ctx context.Context, c *Client, method, path string, body any) 
 	return out, err
 }
 
+// Status asks GET /v1/status for the replicas on the store and who leads.
+func (c *Client) Status(ctx context.Context) (v1.Status, error) {
+	return call[v1.Status](ctx, c, http.MethodGet, "/v1/status", nil)
+}
+
 // WhoAmI asks GET /v1/whoami who the controller takes the caller for.
 func (c *Client) WhoAmI(ctx context.Context) (v1.WhoAmI, error) {
 	return call[v1.WhoAmI](ctx, c, http.MethodGet, "/v1/whoami", nil)

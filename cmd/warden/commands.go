@@ -54,7 +54,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.errw, "warden: serving on %s (store %s)\n", addr, cfg.Store.Path)
+			fmt.Fprintf(g.errw, "warden: serving on %s (store %s)\n", addr, daemon.StoreName(cfg.Store))
 			return d.Serve(ctx)
 		},
 	}
@@ -456,32 +456,26 @@ func (g *globals) verifyAuditOverAPI(ctx context.Context) (audit.Report, error) 
 	return audit.Report{Entries: out.Entries, Head: out.Head}, nil
 }
 
-// openStore opens the existing store named by --db, else by the
-// configuration's store.path.
+// openStore opens the existing store named by --db (a SQLite file, or a
+// postgres:// URL whose password comes from PGPASSWORD or ~/.pgpass), else
+// the configured one.
 func (g *globals) openStore(cmd *cobra.Command, db string) (*store.Store, error) {
-	path, err := g.storePath(db)
-	if err != nil {
-		return nil, err
-	}
-	return openExisting(cmd, path)
-}
-
-func (g *globals) storePath(db string) (string, error) {
 	if db != "" {
-		return db, nil
+		return store.OpenAt(cmd.Context(), db, store.PostgresOptions{}, true)
 	}
 	cfg, err := g.config()
 	if err != nil {
-		return "", fmt.Errorf("finding the store (pass --db): %w", err)
+		return nil, fmt.Errorf("finding the store (pass --db): %w", err)
 	}
-	return cfg.Store.Path, nil
+	return openConfigured(cmd, cfg.Store)
 }
 
-func openExisting(cmd *cobra.Command, path string) (*store.Store, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("opening store: %w", err)
+// openConfigured opens the configured store; a SQLite file must exist.
+func openConfigured(cmd *cobra.Command, c config.Store) (*store.Store, error) {
+	if c.Postgres() {
+		return daemon.OpenStore(cmd.Context(), c)
 	}
-	return store.Open(cmd.Context(), path, "full")
+	return store.OpenAt(cmd.Context(), c.Path, store.PostgresOptions{}, true)
 }
 
 func newPolicyCmd(g *globals) *cobra.Command {

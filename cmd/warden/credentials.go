@@ -47,10 +47,7 @@ func newCredentialsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if db == "" {
-				db = cfg.Store.Path
-			}
-			st, err := openExisting(cmd, db)
+			st, err := g.openStore(cmd, db)
 			if err != nil {
 				return err
 			}

@@ -45,20 +45,24 @@ func (g *globals) openForensics(cmd *cobra.Command, db, evDir string) (*forensic
 	if err != nil {
 		return nil, err
 	}
-	if db == "" {
-		db = cfg.Store.Path
-	}
 	if evDir == "" {
 		evDir = cfg.Evidence.Dir
 	}
 	if evDir == "" {
-		evDir = filepath.Join(filepath.Dir(db), "evidence")
+		path := db
+		if path == "" {
+			path = cfg.Store.Path
+		}
+		if store.IsPostgresDSN(path) || db == "" && cfg.Store.Postgres() {
+			return nil, errors.New("the evidence of a PostgreSQL store is in evidence.dir: pass --evidence-dir or -c")
+		}
+		evDir = filepath.Join(filepath.Dir(strings.TrimPrefix(path, "sqlite:")), "evidence")
 	}
 	f := &forensics{cfg: cfg}
 	if g.configPath != "" && len(cfg.Inventory.Gateways) > 0 {
 		f.inv = &f.cfg.Inventory
 	}
-	if f.st, err = openExisting(cmd, db); err != nil {
+	if f.st, err = g.openStore(cmd, db); err != nil {
 		return nil, err
 	}
 	if f.ledger, err = evidence.Open(cmd.Context(), f.st.DB(), evDir, evidence.WithIncidents(storeIncidents{f.st})); err != nil {

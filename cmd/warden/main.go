@@ -94,7 +94,7 @@ func newRoot(out, errw io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServeCmd(g), newDemoCmd(g), newIndicatorCmd(g), newPlanCmd(g), newRunbookCmd(g), newRunsCmd(g),
 		newGatewaysCmd(g), newAuditCmd(g), newPolicyCmd(g), newConfigCmd(g), newBreakerCmd(g), newReleaseCmd(g), newAgentCmd(g), newEvidenceCmd(g), newReportCmd(g), newDriftCmd(g), newPatchCmd(g), newCredentialsCmd(g),
-		newUsersCmd(g), newWhoAmICmd(g), newBlockCmd(g), newSensorsCmd(g), newInvestigateCmd(g), newCaptureCmd(g),
+		newUsersCmd(g), newWhoAmICmd(g), newBlockCmd(g), newSensorsCmd(g), newInvestigateCmd(g), newCaptureCmd(g), newStatusCmd(g), newStoreCmd(g),
 	)
 	root.AddCommand(newBaselineCmd(g))
 	return root

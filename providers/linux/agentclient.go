@@ -250,13 +250,17 @@ func call[R any](ctx context.Context, c *AgentClient, kind string, params any) (
 	return r, err
 }
 
-// send posts a command of kind and decodes the answer into out.
+// send posts a command of kind and decodes the answer into out. The
+// command carries the epoch of the lease the caller acts under (the fence
+// in ctx), which the agent refuses when it has seen a newer one.
 func (c *AgentClient) send(ctx context.Context, kind string, params, out any) error {
+	epoch := actions.FenceEpoch(ctx)
 	body := retryablehttp.ReaderFunc(func() (io.Reader, error) {
 		cmd, err := wire.NewCommand(kind, params, c.clock.Now(), agentCommandTTL)
 		if err != nil {
 			return nil, err
 		}
+		cmd.Epoch = epoch
 		b, err := json.Marshal(cmd)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s command: %w", kind, err)
@@ -307,6 +311,9 @@ func classifyAgentAnswer(kind string, status int, body []byte) error {
 	aerr := &AgentError{Status: status, Message: msg}
 	err := fmt.Errorf("running %s on agent: %w", kind, aerr)
 	switch {
+	case status == wire.StatusStaleEpoch:
+		// A newer leader has reached this agent: leave the step to it.
+		return fmt.Errorf("%w: %w", actions.ErrFenced, err)
 	case status == http.StatusNotImplemented:
 		return actions.Terminal(fmt.Errorf("%w: %w", actions.ErrUnsupported, err))
 	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:

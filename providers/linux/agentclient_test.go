@@ -261,6 +261,22 @@ func TestAgentClientErrorClasses(t *testing.T) {
 			},
 			wantTerminal: false, wantStatus: http.StatusInternalServerError,
 		},
+		"a command under an epoch older than the agent's is fenced": {
+			run: func(t *testing.T, env agentClientEnv) error {
+				c := env.client(t)
+				if _, err := c.Observe(actions.WithFence(t.Context(), fixedFence(5))); err != nil {
+					t.Fatalf("observe at epoch 5: %v", err)
+				}
+				_, err := c.Observe(actions.WithFence(t.Context(), fixedFence(4)))
+				return err
+			},
+			wantTerminal: false, wantStatus: wire.StatusStaleEpoch,
+			check: func(t *testing.T, err error) {
+				if !errors.Is(err, actions.ErrFenced) || !strings.Contains(err.Error(), "epoch 4") {
+					t.Fatalf("%v does not wrap ErrFenced naming epoch 4", err)
+				}
+			},
+		},
 		"an agent certificate from another CA is terminal": {
 			run: func(t *testing.T, env agentClientEnv) error {
 				other := agenttest.PKI(t)
@@ -313,6 +329,12 @@ func TestAgentClientErrorClasses(t *testing.T) {
 		})
 	}
 }
+
+// fixedFence is a lease at a fixed epoch that always holds.
+type fixedFence int64
+
+func (f fixedFence) Epoch() int64                { return int64(f) }
+func (f fixedFence) Check(context.Context) error { return nil }
 
 func TestNewAgentClientRefusesPlainHTTP(t *testing.T) {
 	env := newAgentClientEnv(t)

@@ -208,6 +208,8 @@ func (p *Provider) isolate(ctx context.Context, vm string, keep actions.Manageme
 	}
 
 	if recChanged {
+		// The record names the lease epoch it was written under.
+		rec.Epoch = actions.FenceEpoch(ctx)
 		raw, err := json.Marshal(rec)
 		if err != nil {
 			return false, fmt.Errorf("encoding original networks of %s: %w", v.mo.Name, err)
@@ -397,6 +399,9 @@ func (p *Provider) settledView(ctx context.Context, vm string) (*vmView, error) 
 
 // reconfigure sends one ReconfigVM_Task with the device edits and waits.
 func (p *Provider) reconfigure(ctx context.Context, v *vmView, specs []types.BaseVirtualDeviceConfigSpec) error {
+	if err := p.fence(ctx, "reconfiguring", v.mo.Name); err != nil {
+		return err
+	}
 	task, err := object.NewVirtualMachine(p.vim, v.mo.Self).Reconfigure(ctx, types.VirtualMachineConfigSpec{DeviceChange: specs})
 	if err != nil {
 		return err
@@ -409,6 +414,9 @@ func (p *Provider) reconfigure(ctx context.Context, v *vmView, specs []types.Bas
 func (p *Provider) setAttribute(ctx context.Context, v *vmView, value string) error {
 	key, err := p.attributeKey(ctx)
 	if err != nil {
+		return err
+	}
+	if err := p.fence(ctx, "writing the isolation record of", v.mo.Name); err != nil {
 		return err
 	}
 	return p.fields.Set(ctx, v.mo.Self, key, value)
@@ -466,6 +474,9 @@ func (p *Provider) detachTag(ctx context.Context, v *vmView) error {
 func (p *Provider) withQuarantineTag(ctx context.Context, v *vmView, op func(context.Context, string, mo.Reference) error) error {
 	id, err := p.quarantineTagID(ctx)
 	if err != nil {
+		return err
+	}
+	if err := p.fence(ctx, "tagging", v.mo.Name); err != nil {
 		return err
 	}
 	if err := op(ctx, id, v.mo.Self); err != nil {

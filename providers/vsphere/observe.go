@@ -55,7 +55,10 @@ const (
 // observer that knows nothing of the inventory can still tell a kept NIC
 // from a breach.
 type record struct {
-	Version    int          `json:"v"`
+	Version int `json:"v"`
+	// Epoch is the controller's lease epoch the record was written under
+	// (0: outside any lease).
+	Epoch      int64        `json:"epoch,omitempty"`
 	NICs       []nicRecord  `json:"nics"`
 	Management []managedNIC `json:"management,omitempty"`
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/warden-ir/warden/actions"
 )
 
 // SnapshotVM takes a snapshot called name, with memory when asked and the
@@ -44,6 +46,9 @@ func (p *Provider) snapshot(ctx context.Context, vm, name, description string, m
 			return false, nil
 		}
 	}
+	if err := p.fence(ctx, "snapshotting", m.Name); err != nil {
+		return false, err
+	}
 	task, err := object.NewVirtualMachine(p.vim, m.Self).CreateSnapshot(ctx, name, description, memory && running, false)
 	if err == nil {
 		err = p.waitTask(ctx, m.Name, taskSnapshot, task)
@@ -71,6 +76,9 @@ func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
 	if m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
 		return false, nil
 	}
+	if err := p.fence(ctx, "powering off", m.Name); err != nil {
+		return false, err
+	}
 	task, err := object.NewVirtualMachine(p.vim, m.Self).PowerOff(ctx)
 	if err == nil {
 		err = p.waitTask(ctx, m.Name, taskPower, task)
@@ -83,6 +91,23 @@ func (p *Provider) powerOff(ctx context.Context, vm string) (bool, error) {
 	}
 	p.log.Info("powered off vm", "vm", m.Name)
 	return true, nil
+}
+
+// fence checks, right before a change to vCenter, that the controller
+// still holds the writer lease it acts under, reading it from the store
+// (actions.CheckFence): a leader deposed while it waited for a task or a
+// lock makes no change its successor could make again. The error wraps
+// actions.ErrFenced; the step is left for the successor.
+func (p *Provider) fence(ctx context.Context, doing, vm string) error {
+	epoch, err := actions.CheckFence(ctx)
+	if err != nil {
+		p.log.Warn("not changing the vm: the writer lease is no longer held", "vm", vm, "change", doing, "err", err)
+		return fmt.Errorf("%s vm %s: %w", doing, vm, err)
+	}
+	if epoch != 0 {
+		p.log.Debug("lease checked before a change", "vm", vm, "change", doing, "epoch", epoch)
+	}
+	return nil
 }
 
 // settledVM reads the VM once no task of kind is in flight on it: when one

@@ -20,6 +20,7 @@ var leaseCases = []testCase{
 	{"a holder taken over can no longer renew", leaseTakenOver},
 	{"a closed holding can no longer renew", leaseRenewAfterClose},
 	{"steps record the epoch they ran under", leaseStepEpochs},
+	{"a step taken over under a newer epoch is not overwritten under an older one", leaseStaleStepUpdate},
 }
 
 const leaseTTL = 15 * time.Second
@@ -201,4 +202,32 @@ func leaseStepEpochs(t *testing.T, h Harness) {
 	if got.Steps[0].Epoch != first.Epoch() || got.Steps[1].Epoch != second.Epoch() {
 		t.Errorf("step epochs = %d, %d; want %d, %d", got.Steps[0].Epoch, got.Steps[1].Epoch, first.Epoch(), second.Epoch())
 	}
+}
+
+// leaseStaleStepUpdate: a deposed leader that wakes up after its
+// successor took a step over cannot record over it.
+func leaseStaleStepUpdate(t *testing.T, h Harness) {
+	b, ctx := h.Open(t), t.Context()
+	r := runAt("run-1", "inc-1", "gw-1", "isolate", store.RunRunning, t0, "isolate")
+	commit(t, b, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+	s := r.Steps[0]
+	s.State, s.Attempts, s.Epoch, s.StartedAt = store.StepRunning, 1, 4, t0
+	commit(t, b, func(tx store.Tx) error { return tx.UpdateStep(ctx, s) })
+	taken := s
+	taken.Attempts, taken.Epoch = 2, 5
+	commit(t, b, func(tx store.Tx) error { return tx.UpdateStep(ctx, taken) })
+
+	stale := s
+	stale.State, stale.Result, stale.FinishedAt = store.StepFailed, []byte(`{"summary":"late"}`), t0.Add(time.Minute)
+	err := b.Tx(ctx, func(tx store.Tx) error { return tx.UpdateStep(ctx, stale) })
+	if !errors.Is(err, store.ErrStaleEpoch) {
+		t.Errorf("updating under epoch 4 a step taken over at 5: %v, want ErrStaleEpoch", err)
+	}
+	got := reloaded(t, b, "run-1", 1).Steps[0]
+	if got.Epoch != 5 || got.State != store.StepRunning || got.Attempts != 2 {
+		t.Errorf("after the stale update the step is %+v, want the successor's (running, attempt 2, epoch 5)", got)
+	}
+	// The holder itself goes on.
+	taken.State = store.StepSucceeded
+	commit(t, b, func(tx store.Tx) error { return tx.UpdateStep(ctx, taken) })
 }

@@ -98,6 +98,7 @@ func Run(t *testing.T, h Harness) {
 		{"users", userCases},
 		{"sessions", sessionCases},
 		{"blocks", blockCases},
+		{"replicas", replicaCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
