@@ -142,6 +142,17 @@ type Inventory struct {
 	Sites    []Site    `mapstructure:"sites" json:"sites" yaml:"sites"`
 	Gateways []Gateway `mapstructure:"gateways" json:"gateways" yaml:"gateways"`
 	Tunnels  []Tunnel  `mapstructure:"tunnels" json:"tunnels" yaml:"tunnels"`
+
+	// Look-up indexes, built by Validate so that a decision over a fleet
+	// of thousands of gateways does not scan (and copy) every gateway.
+	// Look-ups check the entry they find and scan when the index does not
+	// cover the lists (an inventory built by hand, or grown after
+	// Validate); an inventory whose items are rewritten in place must be
+	// validated again.
+	gatewayAt map[string]int
+	siteAt    map[string]int
+	tunnelsAt map[string][]int
+	tunnelsN  int
 }
 
 var dayNames = map[string]time.Weekday{
@@ -307,7 +318,32 @@ func (inv *Inventory) Validate() error {
 			add("%s.kind: unknown kind %q (wireguard or strongswan)", where, t.Kind)
 		}
 	}
+	inv.index()
 	return errors.Join(errs...)
+}
+
+// index builds the look-up indexes (the first of duplicates wins, as the
+// scans do).
+func (inv *Inventory) index() {
+	inv.gatewayAt = make(map[string]int, len(inv.Gateways))
+	for i, g := range inv.Gateways {
+		if _, dup := inv.gatewayAt[g.ID]; !dup {
+			inv.gatewayAt[g.ID] = i
+		}
+	}
+	inv.siteAt = make(map[string]int, len(inv.Sites))
+	for i, s := range inv.Sites {
+		if _, dup := inv.siteAt[s.Name]; !dup {
+			inv.siteAt[s.Name] = i
+		}
+	}
+	inv.tunnelsAt, inv.tunnelsN = make(map[string][]int), len(inv.Tunnels)
+	for i, t := range inv.Tunnels {
+		inv.tunnelsAt[t.A] = append(inv.tunnelsAt[t.A], i)
+		if t.B != t.A {
+			inv.tunnelsAt[t.B] = append(inv.tunnelsAt[t.B], i)
+		}
+	}
 }
 
 // NICRef names one virtual NIC of a gateway's VM: by MAC address when MAC
@@ -400,9 +436,12 @@ func parseClock(s string) (time.Duration, error) {
 
 // Gateway returns the gateway with the given id.
 func (inv *Inventory) Gateway(id string) (Gateway, bool) {
-	for _, g := range inv.Gateways {
-		if g.ID == id {
-			return g, true
+	if i, ok := inv.gatewayAt[id]; ok && i < len(inv.Gateways) && inv.Gateways[i].ID == id && len(inv.gatewayAt) == len(inv.Gateways) {
+		return inv.Gateways[i], true
+	}
+	for i := range inv.Gateways {
+		if inv.Gateways[i].ID == id {
+			return inv.Gateways[i], true
 		}
 	}
 	return Gateway{}, false
@@ -410,9 +449,12 @@ func (inv *Inventory) Gateway(id string) (Gateway, bool) {
 
 // Site returns the site with the given name.
 func (inv *Inventory) Site(name string) (Site, bool) {
-	for _, s := range inv.Sites {
-		if s.Name == name {
-			return s, true
+	if i, ok := inv.siteAt[name]; ok && i < len(inv.Sites) && inv.Sites[i].Name == name && len(inv.siteAt) == len(inv.Sites) {
+		return inv.Sites[i], true
+	}
+	for i := range inv.Sites {
+		if inv.Sites[i].Name == name {
+			return inv.Sites[i], true
 		}
 	}
 	return Site{}, false
@@ -456,9 +498,17 @@ func (inv *Inventory) GatewaysAtSite(site string) []Gateway {
 // TunnelsOf lists the tunnels that have gw at one end.
 func (inv *Inventory) TunnelsOf(gw string) []Tunnel {
 	var out []Tunnel
-	for _, t := range inv.Tunnels {
-		if t.A == gw || t.B == gw {
-			out = append(out, t)
+	if inv.tunnelsAt != nil && inv.tunnelsN == len(inv.Tunnels) {
+		for _, i := range inv.tunnelsAt[gw] {
+			if t := &inv.Tunnels[i]; t.A == gw || t.B == gw {
+				out = append(out, *t)
+			}
+		}
+		return out
+	}
+	for i := range inv.Tunnels {
+		if t := &inv.Tunnels[i]; t.A == gw || t.B == gw {
+			out = append(out, *t)
 		}
 	}
 	return out

@@ -160,3 +160,45 @@ func TestNICRefMatches(t *testing.T) {
 		})
 	}
 }
+
+// The indexes Validate builds answer what the scans answer, and look-ups
+// still find what was added after Validate or in an inventory never
+// validated.
+func TestLookupsWithAndWithoutIndex(t *testing.T) {
+	validated := valid()
+	if err := validated.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	byHand := valid()
+	for name, inv := range map[string]*Inventory{"validated": &validated, "built by hand": &byHand} {
+		t.Run(name, func(t *testing.T) {
+			if g, ok := inv.Gateway("gw-dc"); !ok || g.Site != "dc" {
+				t.Fatalf("Gateway(gw-dc) = %+v, %v", g, ok)
+			}
+			if _, ok := inv.Gateway("gw-nowhere"); ok {
+				t.Fatal("found a gateway that does not exist")
+			}
+			if s, ok := inv.Site("dc"); !ok || s.TimeZone != "Europe/Berlin" {
+				t.Fatalf("Site(dc) = %+v, %v", s, ok)
+			}
+			if _, ok := inv.Site("nowhere"); ok {
+				t.Fatal("found a site that does not exist")
+			}
+			if ts := inv.TunnelsOf("gw-dc"); len(ts) != 1 || ts[0].A != "gw-hq" {
+				t.Fatalf("TunnelsOf(gw-dc) = %+v", ts)
+			}
+			inv.Sites = append(inv.Sites, Site{Name: "branch"})
+			inv.Gateways = append(inv.Gateways, Gateway{ID: "gw-branch", Site: "branch"})
+			inv.Tunnels = append(inv.Tunnels, Tunnel{A: "gw-branch", B: "gw-dc", Kind: KindWireGuard})
+			if g, ok := inv.Gateway("gw-branch"); !ok || g.Site != "branch" {
+				t.Fatalf("a gateway added after Validate: %+v, %v", g, ok)
+			}
+			if _, ok := inv.Site("branch"); !ok {
+				t.Fatal("a site added after Validate is not found")
+			}
+			if ts := inv.TunnelsOf("gw-dc"); len(ts) != 2 {
+				t.Fatalf("tunnels of gw-dc after adding one: %+v", ts)
+			}
+		})
+	}
+}
