@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/warden-ir/warden/actions"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/baseline"
@@ -59,12 +61,25 @@ func (c *drifter) DriftCheck(ctx context.Context, gateway, actor string) ([]Drif
 		return nil, err
 	}
 	ctx = c.fenced(ctx, epoch)
-	out := make([]DriftResult, 0, len(targets))
-	for _, gw := range targets {
-		out = append(out, c.driftOne(ctx, gw, actor))
+	// The agents evaluate in parallel, each on its own gateway, so a
+	// fleet's check takes about as long as its slowest agents rather than
+	// the sum of every round trip; the store still serialises the
+	// writes. The results keep the inventory's order.
+	out := make([]DriftResult, len(targets))
+	var g errgroup.Group
+	g.SetLimit(driftConcurrency)
+	for i, gw := range targets {
+		g.Go(func() error {
+			out[i] = c.driftOne(ctx, gw, actor)
+			return nil
+		})
 	}
+	_ = g.Wait()
 	return out, nil
 }
+
+// driftConcurrency bounds the agents a drift check asks at once.
+const driftConcurrency = 16
 
 func (c *drifter) driftOne(ctx context.Context, gw inventory.Gateway, actor string) DriftResult {
 	res := DriftResult{Gateway: gw.ID}
