@@ -112,6 +112,47 @@ func (c *combined) Verify(ctx context.Context, req Request) (Result, error) {
 	return c.each(ctx, req, false, func(_ int, a Action) (Result, error) { return a.Verify(ctx, req) })
 }
 
+// ApplyVerified implements ApplyVerifier: every layer applies in order (a
+// layer that verifies as it applies does both), then the layers that did
+// not verify yet are verified in order, as Apply then Verify would.
+func (c *combined) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
+	verified := make([]*Result, len(c.layers))
+	res, err := c.each(ctx, req, false, func(i int, a Action) (Result, error) {
+		av, ok := verifiesAsItApplies(a)
+		if !ok {
+			return a.Apply(ctx, req)
+		}
+		r, v, err := av.ApplyVerified(ctx, req)
+		if err == nil {
+			verified[i] = &v
+		}
+		return r, err
+	})
+	if err != nil {
+		return Result{}, Result{}, err
+	}
+	vres, err := c.each(ctx, req, false, func(i int, a Action) (Result, error) {
+		if v := verified[i]; v != nil {
+			return *v, nil
+		}
+		return a.Verify(ctx, req)
+	})
+	if err != nil {
+		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+	}
+	return res, vres, nil
+}
+
+// verifiesAsItApplies is a, or the action a names as a layer, when it is an
+// ApplyVerifier.
+func verifiesAsItApplies(a Action) (ApplyVerifier, bool) {
+	if l, ok := a.(*layered); ok {
+		a = l.Action
+	}
+	av, ok := a.(ApplyVerifier)
+	return av, ok
+}
+
 // Undo implements Undoer.
 func (c *combined) Undo(ctx context.Context, req Request) (Result, error) {
 	return c.each(ctx, req, true, func(i int, a Action) (Result, error) { return undo(ctx, a, layerName(a, i), req) })

@@ -29,6 +29,15 @@ type OSQuarantine interface {
 	ReleaseOS(ctx context.Context, gw inventory.Gateway) (changed bool, err error)
 }
 
+// CheckedOSQuarantine is an OSQuarantine whose isolate also returns the
+// agent's state as read back when it confirmed: the record and the rules
+// in the kernel, read after they went in, and fetched over a connection
+// opened through the quarantine (providers/linux's AgentPool). The OS
+// isolate then needs no separate read-back (ApplyVerifier).
+type CheckedOSQuarantine interface {
+	IsolateOSChecked(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, wire.State, error)
+}
+
 // NewOSIsolate returns the OS layer of isolate: the agent's quarantine,
 // commit-confirmed only after the controller has reached the agent
 // through it. Management networks come from the inventory. Undo releases.
@@ -38,7 +47,12 @@ type OSQuarantine interface {
 // and the connection tracking table stays as it is, so that a capture
 // under quarantine still records the attacker's flows; a kill_flows step
 // deletes them after it (evidence first without the attacker last).
-func NewOSIsolate(q OSQuarantine) Action { return &osIsolate{q: q} }
+func NewOSIsolate(q OSQuarantine) Action {
+	if cq, ok := q.(CheckedOSQuarantine); ok {
+		return &checkedOSIsolate{osIsolate: &osIsolate{q: q}, cq: cq}
+	}
+	return &osIsolate{q: q}
+}
 
 // NewOSRelease returns the OS layer of release.
 func NewOSRelease(q OSQuarantine) Action { return &osRelease{q: q} }
@@ -95,6 +109,43 @@ func (a *osIsolate) Apply(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return isolateResult(req, keep, res), nil
+}
+
+// checkedOSIsolate is the OS isolate over a quarantine that answers with
+// the state it confirmed (CheckedOSQuarantine).
+type checkedOSIsolate struct {
+	*osIsolate
+	cq CheckedOSQuarantine
+}
+
+var (
+	_ Undoer        = (*checkedOSIsolate)(nil)
+	_ ApplyVerifier = (*checkedOSIsolate)(nil)
+)
+
+// ApplyVerified implements ApplyVerifier: the state the agent read back
+// when it confirmed is judged as Verify judges a fresh read-back, and
+// reaching the agent for it already proved the management path through
+// the quarantine.
+func (a *checkedOSIsolate) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
+	keep, err := keepFlowsParam(req)
+	if err != nil {
+		return Result{}, Result{}, err
+	}
+	res, st, err := a.cq.IsolateOSChecked(ctx, req.Gateway, keep)
+	if err != nil {
+		return Result{}, Result{}, err
+	}
+	vres, err := verifiedIsolation(req, st)
+	if err != nil {
+		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+	}
+	return isolateResult(req, keep, res), vres, nil
+}
+
+// isolateResult describes an applied OS isolate.
+func isolateResult(req Request, keep bool, res wire.IsolateResult) Result {
 	summary := "OS quarantine of " + req.Gateway.ID + " already in force"
 	switch {
 	case res.Changed && keep:
@@ -104,7 +155,7 @@ func (a *osIsolate) Apply(ctx context.Context, req Request) (Result, error) {
 	}
 	return Result{Changed: res.Changed, Summary: summary, Details: map[string]any{
 		"generation": res.Generation, "management": res.Management, "killed_flows": res.KilledFlows, "flows_kept": keep,
-		"links_down": res.LinksDown, "sas_terminated": res.SAsTerminated, "warnings": res.Warnings}}, nil
+		"links_down": res.LinksDown, "sas_terminated": res.SAsTerminated, "warnings": res.Warnings}}
 }
 
 func (a *osIsolate) Verify(ctx context.Context, req Request) (Result, error) {
@@ -112,6 +163,11 @@ func (a *osIsolate) Verify(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return verifiedIsolation(req, st)
+}
+
+// verifiedIsolation judges an agent's state read back after an isolate.
+func verifiedIsolation(req Request, st wire.State) (Result, error) {
 	switch {
 	case !st.Quarantined || !st.Confirmed:
 		return Result{}, fmt.Errorf("agent on %s reports quarantined=%t confirmed=%t: %w", req.Gateway.ID, st.Quarantined, st.Confirmed, ErrNotVerified)

@@ -17,13 +17,9 @@ func Execute(ctx context.Context, a Action, req Request) (Result, error) {
 	if x, ok := a.(executor); ok {
 		return x.Execute(ctx, req)
 	}
-	res, err := a.Apply(ctx, req)
+	res, vres, err := applyVerified(ctx, a, req)
 	if err != nil {
 		return Result{}, err
-	}
-	vres, err := a.Verify(ctx, req)
-	if err != nil {
-		return Result{}, fmt.Errorf("verifying: %w", err)
 	}
 	if res.Details == nil {
 		res.Details = map[string]any{}
@@ -33,6 +29,34 @@ func Execute(ctx context.Context, a Action, req Request) (Result, error) {
 		res.Details["verify"] = vres.Details
 	}
 	return res, nil
+}
+
+// ApplyVerifier is an action whose Apply reads the outcome back as part of
+// its own protocol, so that a Verify right after it would only ask again
+// what the Apply has just proven (the OS isolate: the agent confirms only
+// after reading its rules back, over a connection opened through the
+// quarantine). Execute takes ApplyVerified instead of Apply then Verify;
+// verified must be what Verify would have returned, and a read-back that
+// does not match is an error wrapping ErrNotVerified, as Verify's.
+type ApplyVerifier interface {
+	ApplyVerified(ctx context.Context, req Request) (applied, verified Result, err error)
+}
+
+// applyVerified is a's ApplyVerified when it has one, else Apply then
+// Verify (whose error says it was the verification that failed).
+func applyVerified(ctx context.Context, a Action, req Request) (Result, Result, error) {
+	if av, ok := a.(ApplyVerifier); ok {
+		return av.ApplyVerified(ctx, req)
+	}
+	res, err := a.Apply(ctx, req)
+	if err != nil {
+		return Result{}, Result{}, err
+	}
+	vres, err := a.Verify(ctx, req)
+	if err != nil {
+		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+	}
+	return res, vres, nil
 }
 
 // executor is an action with its own Execute (a decorator).

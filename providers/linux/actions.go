@@ -28,11 +28,12 @@ type AgentPool struct {
 }
 
 var (
-	_ actions.VolatileCapturer = (*AgentPool)(nil)
-	_ actions.OSQuarantine     = (*AgentPool)(nil)
-	_ actions.BaselineVerifier = (*AgentPool)(nil)
-	_ actions.Patcher          = (*AgentPool)(nil)
-	_ actions.PeerBlocker      = (*AgentPool)(nil)
+	_ actions.VolatileCapturer    = (*AgentPool)(nil)
+	_ actions.OSQuarantine        = (*AgentPool)(nil)
+	_ actions.CheckedOSQuarantine = (*AgentPool)(nil)
+	_ actions.BaselineVerifier    = (*AgentPool)(nil)
+	_ actions.Patcher             = (*AgentPool)(nil)
+	_ actions.PeerBlocker         = (*AgentPool)(nil)
 )
 
 // NewAgentPool makes clients with the controller's mTLS material.
@@ -124,9 +125,20 @@ func (p *AgentPool) ObserveOS(ctx context.Context, gw inventory.Gateway) (wire.S
 // commit-confirmed quarantine, keeping gw's management networks (and,
 // with keepFlows, the tracked flows until KillFlowsOS).
 func (p *AgentPool) IsolateOS(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, error) {
-	return through(p, gw, "quarantining %s at the OS", func(c *AgentClient) (wire.IsolateResult, error) {
-		return c.IsolateConfirmed(ctx, wire.IsolateParams{Management: gw.ManagementNetworks, KeepFlows: keepFlows, Capture: p.quarantineCapture})
+	res, _, err := p.IsolateOSChecked(ctx, gw, keepFlows)
+	return res, err
+}
+
+// IsolateOSChecked implements actions.CheckedOSQuarantine: IsolateOS, with
+// the state the agent read back when it confirmed.
+func (p *AgentPool) IsolateOSChecked(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, wire.State, error) {
+	res, err := through(p, gw, "quarantining %s at the OS", func(c *AgentClient) (checkedIsolate, error) {
+		return c.isolateChecked(ctx, wire.IsolateParams{Management: gw.ManagementNetworks, KeepFlows: keepFlows, Capture: p.quarantineCapture})
 	})
+	if err != nil {
+		return res.IsolateResult, wire.State{}, err
+	}
+	return res.IsolateResult, *res.state, nil
 }
 
 // KillFlowsOS implements actions.FlowKiller.

@@ -186,9 +186,25 @@ func (c *AgentClient) confirm(ctx context.Context, generation int64) error {
 // that error is terminal, since isolating again the same way would lock
 // the controller out again.
 func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
+	res, err := c.isolateChecked(ctx, p)
+	return res.IsolateResult, err
+}
+
+// checkedIsolate is a confirmed isolate with the state the agent read back
+// when it confirmed (quarantined, confirmed, the generation isolated, the
+// rules enforced without drift): the read-back a Verify would fetch,
+// already fetched through the quarantine.
+type checkedIsolate struct {
+	wire.IsolateResult
+	state *wire.State
+}
+
+func (c *AgentClient) isolateChecked(ctx context.Context, p wire.IsolateParams) (checkedIsolate, error) {
+	var out checkedIsolate
 	res, err := c.Isolate(ctx, p)
+	out.IsolateResult = res
 	if err != nil {
-		return res, err
+		return out, err
 	}
 	c.http.HTTPClient.CloseIdleConnections()
 	var conf wire.ConfirmResult
@@ -197,11 +213,11 @@ func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams
 	switch {
 	case errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.HasPrefix(ae.Message, wire.ConfirmNotEnforced):
 		// Isolating again re-enforces the rules: not terminal.
-		return res, fmt.Errorf("confirming quarantine generation %d: the agent answered %q: %w", res.Generation, ae.Message, actions.ErrNotVerified)
+		return out, fmt.Errorf("confirming quarantine generation %d: the agent answered %q: %w", res.Generation, ae.Message, actions.ErrNotVerified)
 	case errors.As(err, &ae):
-		return res, err // a confirm too late or for another generation: terminal
+		return out, err // a confirm too late or for another generation: terminal
 	case err != nil:
-		return res, actions.Terminal(fmt.Errorf("reaching the agent through its quarantine (not confirming; it reverts by %s): %w", res.ConfirmBy.Format(time.RFC3339), err))
+		return out, actions.Terminal(fmt.Errorf("reaching the agent through its quarantine (not confirming; it reverts by %s): %w", res.ConfirmBy.Format(time.RFC3339), err))
 	}
 	st := conf.State
 	if st == nil || !st.Quarantined || st.Generation != res.Generation || st.Firewall == nil || !st.Firewall.Quarantined {
@@ -209,10 +225,11 @@ func (c *AgentClient) IsolateConfirmed(ctx context.Context, p wire.IsolateParams
 		if st != nil && st.Firewall != nil {
 			fw = fmt.Sprintf("enforced=%v drift=%v", st.Firewall.Quarantined, st.Firewall.Drift)
 		}
-		return res, fmt.Errorf("confirming quarantine generation %d: the agent's read-back %+v, firewall %s: %w", res.Generation, st, fw, actions.ErrNotVerified)
+		return out, fmt.Errorf("confirming quarantine generation %d: the agent's read-back %+v, firewall %s: %w", res.Generation, st, fw, actions.ErrNotVerified)
 	}
-	res.Confirmed, res.ConfirmBy = true, time.Time{}
-	return res, nil
+	out.Confirmed, out.ConfirmBy = true, time.Time{}
+	out.state = st
+	return out, nil
 }
 
 // KillFlows deletes the tracked flows a quarantine kept for the capture

@@ -17,6 +17,7 @@ import (
 	"github.com/warden-ir/warden/agent"
 	"github.com/warden-ir/warden/agent/agenttest"
 	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/inventory"
 )
 
 // agentFakeFirewall is an agent.Firewall that remembers what it applied.
@@ -375,4 +376,28 @@ func (p probeAction) Apply(ctx context.Context, _ actions.Request) (actions.Resu
 }
 func (probeAction) Verify(context.Context, actions.Request) (actions.Result, error) {
 	return actions.Result{}, nil
+}
+
+// The pool's checked isolate answers with the state the agent read back
+// when it confirmed: what an observe right after reads.
+func TestAgentPoolIsolateOSChecked(t *testing.T) {
+	env := newAgentClientEnv(t)
+	p := NewAgentPool(env.tls(), nil)
+	t.Cleanup(p.Close)
+	gw := inventory.Gateway{ID: "gw", Agent: env.url, ManagementNetworks: []string{"198.51.100.0/24"}}
+	res, st, err := p.IsolateOSChecked(t.Context(), gw, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed || !res.Confirmed || st.Generation != res.Generation || !st.Quarantined || !st.Confirmed ||
+		st.Firewall == nil || !st.Firewall.Quarantined || len(st.Firewall.Drift) != 0 || !st.FlowsKept {
+		t.Fatalf("checked isolate: %+v, read back %+v", res, st)
+	}
+	obs, err := p.ObserveOS(t.Context(), gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Generation != st.Generation || obs.Confirmed != st.Confirmed || obs.Quarantined != st.Quarantined {
+		t.Fatalf("observed %+v after the checked isolate read back %+v", obs, st)
+	}
 }

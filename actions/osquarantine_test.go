@@ -1,0 +1,89 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/warden-ir/warden/agent/wire"
+	"github.com/warden-ir/warden/inventory"
+)
+
+// fakeOSQuarantine is an agent whose isolate confirms with the state given.
+type fakeOSQuarantine struct {
+	calls   *[]string
+	checked wire.State
+}
+
+func (f fakeOSQuarantine) ObserveOS(context.Context, inventory.Gateway) (wire.State, error) {
+	*f.calls = append(*f.calls, "observe os")
+	return f.checked, nil
+}
+
+func (f fakeOSQuarantine) IsolateOS(context.Context, inventory.Gateway, bool) (wire.IsolateResult, error) {
+	*f.calls = append(*f.calls, "isolate os")
+	return wire.IsolateResult{Changed: true, Generation: f.checked.Generation, Confirmed: true}, nil
+}
+
+func (f fakeOSQuarantine) ReleaseOS(context.Context, inventory.Gateway) (bool, error) {
+	return false, nil
+}
+
+// checkedFake also answers with the state read back when it confirmed.
+type checkedFake struct{ fakeOSQuarantine }
+
+func (f checkedFake) IsolateOSChecked(ctx context.Context, gw inventory.Gateway, keep bool) (wire.IsolateResult, wire.State, error) {
+	*f.calls = append(*f.calls, "isolate os checked")
+	return wire.IsolateResult{Changed: true, Generation: f.checked.Generation, Confirmed: true}, f.checked, nil
+}
+
+// Executing isolate with an agent that answers its confirm with the rules
+// read back takes that read-back as the OS layer's verification (no second
+// round trip), judged as Verify judges one; the other layers still apply
+// first and verify after, in order. An agent that does not answer so is
+// read back as before.
+func TestExecuteIsolateTakesTheConfirmedReadBack(t *testing.T) {
+	enforced := wire.State{Quarantined: true, Confirmed: true, Generation: 7,
+		Firewall: &wire.FirewallState{Quarantined: true, Backend: "nftables"}}
+	drifted := enforced
+	drifted.Firewall = &wire.FirewallState{Quarantined: true, Backend: "nftables", Drift: []string{"chain input missing"}}
+	req := Request{Gateway: inventory.Gateway{ID: "gw"}}
+	for name, tc := range map[string]struct {
+		checked   bool
+		state     wire.State
+		wantCalls []string
+		wantErr   error
+	}{
+		"checked, enforced": {true, enforced, []string{"isolate os checked", "apply vm", "verify vm"}, nil},
+		"checked, drifted":  {true, drifted, []string{"isolate os checked"}, ErrNotVerified},
+		"not checked":       {false, enforced, []string{"isolate os", "apply vm", "observe os", "verify vm"}, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var calls []string
+			var q OSQuarantine = fakeOSQuarantine{calls: &calls, checked: tc.state}
+			if tc.checked {
+				q = checkedFake{fakeOSQuarantine{calls: &calls, checked: tc.state}}
+			}
+			a := Combine(NameIsolate, Layer("os", NewOSIsolate(q)), Layer("vm", stubLayer{"vm", nil, true, &calls}))
+			res, err := Execute(t.Context(), a, req)
+			if !slices.Equal(calls, tc.wantCalls) {
+				t.Errorf("calls %v, want %v", calls, tc.wantCalls)
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || IsTerminal(err) {
+					t.Fatalf("err = %v, want a retryable %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify, _ := res.Details["verify"].(map[string]any)
+			os, _ := verify["os"].(map[string]any)
+			if res.Details["verified"] == "" || os["generation"] != int64(7) {
+				t.Fatalf("result %+v does not carry the OS layer's verification", res.Details)
+			}
+		})
+	}
+}
