@@ -69,23 +69,20 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 	}
 	gw, ok := c.inv.Gateway(run.Gateway)
 	if !ok {
-		return c.finishRun(ctx, run, fmt.Errorf("gateway %q is no longer in the inventory", run.Gateway))
+		return c.finishRun(ctx, run, nil, fmt.Errorf("gateway %q is no longer in the inventory", run.Gateway))
 	}
+	var start *runStart
 	if run.State == store.RunPending {
+		// The start is recorded with the first write that follows it
+		// (the first step's attempt, or the run's end), in the same
+		// transaction: one commit less before the first side effect,
+		// which still finds the run running and its step started on disk.
 		now := c.clock.Now()
 		run.State, run.UpdatedAt = store.RunRunning, now
 		if run.StartedAt.IsZero() {
 			run.StartedAt = now
 		}
-		if err := c.st.Tx(ctx, func(tx store.Tx) error {
-			if err := tx.UpdateRun(ctx, run); err != nil {
-				return err
-			}
-			return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "run.started", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
-				Data: mustJSON(map[string]any{"runbook": run.Runbook})})
-		}); err != nil {
-			return err
-		}
+		start = &runStart{run: run, at: now}
 	} else {
 		c.log.Info("resuming interrupted run", "run", run.ID, "gateway", run.Gateway)
 		if err := c.st.Tx(ctx, func(tx store.Tx) error {
@@ -108,10 +105,10 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 			return nil
 		}
 		if err := c.checkEvidence(ctx, run, step); err != nil {
-			return c.finishRun(ctx, run, err)
+			return c.finishRun(ctx, run, start, err)
 		}
 		if why := c.checkFourEyes(run, step); why != "" {
-			return c.finishRun(ctx, run, fmt.Errorf("%w: %s", ErrForbidden, why))
+			return c.finishRun(ctx, run, start, fmt.Errorf("%w: %s", ErrForbidden, why))
 		}
 		epoch, err := c.leaseEpoch()
 		if err != nil {
@@ -127,9 +124,17 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 					return err
 				}
 				refused = true
+				if err := c.recordStart(ctx, tx, start); err != nil {
+					return err
+				}
 				return c.refuseRelease(ctx, tx, &run, "before the release step", why)
-			}); err != nil {
+			}); errors.Is(err, errRunCancelled) {
+				return nil
+			} else if err != nil {
 				return err
+			}
+			if refused {
+				start.recorded()
 			}
 			if refused {
 				c.log.Warn("release refused before its step", "run", run.ID, "gateway", run.Gateway, "reason", run.Error)
@@ -138,9 +143,12 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		}
 		// The step carries the epoch it starts under to every provider
 		// call (agents refuse an older one; vSphere changes check it).
-		res, err := c.executeStep(c.fenced(ctx, epoch), run, step, gw)
+		res, err := c.executeStep(c.fenced(ctx, epoch), run, start, step, gw)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopping: leave the step running; resume later
+		}
+		if errors.Is(err, errRunCancelled) {
+			return nil // cancelled before it started: nothing was done
 		}
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, actions.ErrFenced) {
 			return err // fenced off: the lease holder resumes the run
@@ -150,13 +158,55 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 				c.log.Warn("optional step failed; continuing", "run", run.ID, "step", step.Name, "err", err)
 				continue
 			}
-			return c.finishRun(ctx, run, fmt.Errorf("step %d (%s) failed: %w", step.Index+1, step.Name, err))
+			return c.finishRun(ctx, run, start, fmt.Errorf("step %d (%s) failed: %w", step.Index+1, step.Name, err))
 		}
 		if err := c.afterStep(ctx, run, step, res); err != nil {
 			return err
 		}
 	}
-	return c.finishRun(ctx, run, nil)
+	return c.finishRun(ctx, run, start, nil)
+}
+
+// runStart is a pending run's start, not yet recorded: ExecuteRun records
+// it in the transaction of the first write that follows (recordStart).
+type runStart struct {
+	run  store.Run // as started: running, with its start time
+	at   time.Time
+	done bool
+}
+
+// recorded marks the start as committed (after the transaction that
+// recorded it committed).
+func (s *runStart) recorded() {
+	if s != nil {
+		s.done = true
+	}
+}
+
+// errRunCancelled: the run was cancelled before its start was recorded.
+var errRunCancelled = errors.New("run cancelled before it started")
+
+// recordStart records a pending run's start inside tx, unless it is
+// recorded already: the run running (unless someone cancelled it since it
+// was read: errRunCancelled) and the audit's run.started.
+func (c *executor) recordStart(ctx context.Context, tx store.Tx, s *runStart) error {
+	if s == nil || s.done {
+		return nil
+	}
+	cur, err := tx.Run(ctx, s.run.ID)
+	if err != nil {
+		return err
+	}
+	if cur.State == store.RunCancelled {
+		return errRunCancelled
+	}
+	r := s.run
+	r.ApprovedBy, r.ApprovedAt = cur.ApprovedBy, cur.ApprovedAt
+	if err := tx.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+	return tx.Audit(ctx, audit.Entry{At: s.at, Actor: "controller", Action: "run.started", Incident: r.Incident, Run: r.ID, Subject: r.Gateway,
+		Data: mustJSON(map[string]any{"runbook": r.Runbook})})
 }
 
 // checkFourEyes is four eyes again at the moment of acting: a run that
@@ -209,17 +259,29 @@ func (c *executor) checkEvidence(ctx context.Context, run store.Run, step store.
 	return nil
 }
 
-func (c *executor) executeStep(ctx context.Context, run store.Run, step store.Step, gw inventory.Gateway) (actions.Result, error) {
+func (c *executor) executeStep(ctx context.Context, run store.Run, start *runStart, step store.Step, gw inventory.Gateway) (actions.Result, error) {
 	act, ok := c.acts[step.Action]
 	if !ok {
+		if err := c.startAlone(ctx, start); err != nil {
+			return actions.Result{}, err
+		}
 		return actions.Result{}, actions.Terminal(fmt.Errorf("action %q is not available", step.Action))
 	}
+	if !actions.Retrying(act) {
+		// No retry layer calls Starting (only tests build such a
+		// catalogue): record the start on its own, before the action.
+		if err := c.startAlone(ctx, start); err != nil {
+			return actions.Result{}, err
+		}
+	}
 	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Run: run.ID, Gateway: gw, Params: step.Params,
-		Attempts: &stepAttempts{c: c, run: run, step: &step, gw: gw}}
+		Attempts: &stepAttempts{c: c, run: run, start: start, step: &step, gw: gw}}
 	res, err := actions.Execute(ctx, act, req)
 	switch {
 	case ctx.Err() != nil:
 		return actions.Result{}, ctx.Err() // stopping: leave the step running; resume later
+	case errors.Is(err, errRunCancelled):
+		return actions.Result{}, err
 	case errors.Is(err, ErrNotLeader), errors.Is(err, actions.ErrFenced), errors.Is(err, errRecording):
 		return actions.Result{}, err // the step stays as recorded; it is resumed
 	case err == nil:
@@ -236,13 +298,27 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, step store.St
 // step, failed, so the step is not marked failed.
 var errRecording = errors.New("recording the attempt")
 
+// startAlone records a pending run's start in a transaction of its own.
+func (c *executor) startAlone(ctx context.Context, start *runStart) error {
+	if start == nil || start.done {
+		return nil
+	}
+	if err := c.st.Tx(ctx, func(tx store.Tx) error { return c.recordStart(ctx, tx, start) }); err != nil {
+		return err
+	}
+	start.recorded()
+	return nil
+}
+
 // stepAttempts fences and records every attempt of a step: the retry
-// decorator calls it around each one.
+// decorator calls it around each one. The first attempt of a run's first
+// step also records the run's start (start), in the same transaction.
 type stepAttempts struct {
-	c    *executor
-	run  store.Run
-	step *store.Step
-	gw   inventory.Gateway
+	c     *executor
+	run   store.Run
+	start *runStart
+	step  *store.Step
+	gw    inventory.Gateway
 }
 
 // Starting checks the writer lease (a controller that lost it must not
@@ -257,14 +333,24 @@ func (o *stepAttempts) Starting(ctx context.Context, n int) error {
 	if step.StartedAt.IsZero() {
 		step.StartedAt = now
 	}
-	return recording(o.c.st.Tx(ctx, func(tx store.Tx) error {
+	err = o.c.st.Tx(ctx, func(tx store.Tx) error {
+		if err := o.c.recordStart(ctx, tx, o.start); err != nil {
+			return err
+		}
 		if err := tx.UpdateStep(ctx, *step); err != nil {
 			return err
 		}
 		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
 			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
 				"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": o.gw.VM})})
-	}))
+	})
+	if errors.Is(err, errRunCancelled) {
+		return err
+	}
+	if err == nil {
+		o.start.recorded()
+	}
+	return recording(err)
 }
 
 // Failed records a failed attempt.
@@ -383,7 +469,7 @@ func (c *executor) afterStep(ctx context.Context, run store.Run, step store.Step
 	return nil
 }
 
-func (c *executor) finishRun(ctx context.Context, run store.Run, runErr error) error {
+func (c *executor) finishRun(ctx context.Context, run store.Run, start *runStart, runErr error) error {
 	now := c.clock.Now()
 	run.State, run.FinishedAt, run.UpdatedAt = store.RunSucceeded, now, now
 	if runErr != nil {
@@ -401,6 +487,9 @@ func (c *executor) finishRun(ctx context.Context, run store.Run, runErr error) e
 		}
 		if cur.State == store.RunCancelled {
 			return nil
+		}
+		if err := c.recordStart(ctx, tx, start); err != nil {
+			return err
 		}
 		run.ApprovedBy, run.ApprovedAt = cur.ApprovedBy, cur.ApprovedAt
 		if err := tx.UpdateRun(ctx, run); err != nil {
