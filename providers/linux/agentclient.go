@@ -92,6 +92,13 @@ func NewAgentClient(baseURL string, t AgentTLS, log *slog.Logger) (*AgentClient,
 	if err != nil {
 		return nil, actions.Terminal(err)
 	}
+	// Resume the agent's TLS session on a new connection: the confirm of
+	// an isolate travels over a connection opened through the quarantine
+	// (that is what proves the management path), and resuming spares it
+	// the certificates' signatures and chain checks. The agent's session
+	// tickets carry the chain it verified; an expired certificate is not
+	// resumed.
+	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.TLSClientConfig = tlsConf
 	c := retryablehttp.NewClient()

@@ -3,12 +3,15 @@ package linux
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,7 +113,7 @@ type agentClientEnv struct {
 	url string
 }
 
-func newAgentClientEnv(t *testing.T) agentClientEnv {
+func newAgentClientEnv(t testing.TB) agentClientEnv {
 	t.Helper()
 	fw := &agentFakeFirewall{}
 	var rec *agentRecorder
@@ -399,5 +402,63 @@ func TestAgentPoolIsolateOSChecked(t *testing.T) {
 	}
 	if obs.Generation != st.Generation || obs.Confirmed != st.Confirmed || obs.Quarantined != st.Quarantined {
 		t.Fatalf("observed %+v after the checked isolate read back %+v", obs, st)
+	}
+}
+
+// A connection opened after the pool's were dropped (as the confirm of an
+// isolate does) is a new TCP connection that resumes the agent's TLS
+// session, and the agent still finds the controller's verified
+// certificate on it.
+func TestAgentClientResumesTLSOnAFreshConnection(t *testing.T) {
+	env := newAgentClientEnv(t)
+	c := env.client(t)
+	type conn struct{ reused, resumed bool }
+	var conns []conn
+	trace := &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			st, _ := i.Conn.(interface{ ConnectionState() tls.ConnectionState })
+			resumed := st != nil && st.ConnectionState().DidResume
+			conns = append(conns, conn{reused: i.Reused, resumed: resumed})
+		},
+	}
+	ctx := httptrace.WithClientTrace(t.Context(), trace)
+	for range 2 {
+		c.Close() // every observe on a new connection
+		if _, err := c.Observe(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []conn{{reused: false, resumed: false}, {reused: false, resumed: true}}
+	if !slices.Equal(conns, want) {
+		t.Fatalf("connections %+v, want %+v (a new one, then a new one resuming the session)", conns, want)
+	}
+}
+
+// BenchmarkAgentFreshConnection is one observe over a new connection (as
+// the confirm of an isolate makes), with the agent's TLS session resumed
+// and with a full handshake (no session cache).
+func BenchmarkAgentFreshConnection(b *testing.B) {
+	env := newAgentClientEnv(b)
+	for _, resume := range []bool{true, false} {
+		name := "resumed"
+		if !resume {
+			name = "full-handshake"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, err := NewAgentClient(env.url, env.tls(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if !resume {
+				c.http.HTTPClient.Transport.(*http.Transport).TLSClientConfig.ClientSessionCache = nil
+			}
+			for b.Loop() {
+				c.Close()
+				if _, err := c.Observe(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
