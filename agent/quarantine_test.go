@@ -314,7 +314,7 @@ func TestStateFileIsPrivateAndDurable(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	h.isolate(labIsolate)
-	for _, p := range []string{h.cfg.StateDir, filepath.Join(h.cfg.StateDir, stateFile), filepath.Join(h.cfg.StateDir, nonceFile)} {
+	for _, p := range []string{h.cfg.StateDir, filepath.Join(h.cfg.StateDir, slotNames[0]), filepath.Join(h.cfg.StateDir, nonceFile)} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
@@ -323,13 +323,14 @@ func TestStateFileIsPrivateAndDurable(t *testing.T) {
 			t.Fatalf("%s has mode %v", p, fi.Mode().Perm())
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(h.cfg.StateDir, stateFile))
-	if err != nil {
-		t.Fatal(err)
+	// A second store reads the record from disk alone.
+	payload, found, err := loadSlots(h.cfg.StateDir)
+	if err != nil || !found {
+		t.Fatalf("no record on disk: %v", err)
 	}
 	var r record
-	if err := json.Unmarshal(b, &r); err != nil || !r.Quarantined || r.Generation != 1 {
-		t.Fatalf("record on disk: %s (%v)", b, err)
+	if err := json.Unmarshal(payload, &r); err != nil || !r.Quarantined || r.Generation != 1 {
+		t.Fatalf("record on disk: %s (%v)", payload, err)
 	}
 }
 
