@@ -129,6 +129,12 @@ func (u undoable) Undo(ctx context.Context, req Request) (Result, error) {
 	return u.undo.Undo(ctx, req)
 }
 
+// ApplyVerified keeps an action that verifies as it applies doing so
+// (ApplyVerifier); for any other it is Apply then Verify, as Execute's.
+func (u undoable) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
+	return applyVerified(ctx, u.Action, req)
+}
+
 // Meta is the metadata of name (zero when the catalogue lacks it).
 func (c Catalogue) Meta(name string) Meta { return c[name].Meta }
 

@@ -138,7 +138,7 @@ func (c *combined) ApplyVerified(ctx context.Context, req Request) (Result, Resu
 		return a.Verify(ctx, req)
 	})
 	if err != nil {
-		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+		return res, Result{}, fmt.Errorf("verifying: %w", err)
 	}
 	return res, vres, nil
 }

@@ -102,10 +102,34 @@ type configEvidence struct {
 
 func (c configEvidence) Apply(ctx context.Context, req Request) (Result, error) {
 	res, err := c.Action.Apply(ctx, req)
-	if err != nil || !res.Changed || req.Incident == "" {
+	if err != nil {
 		return res, err
 	}
-	return res, recordOnce(ctx, c.rec, Evidence{Incident: req.Incident, Gateway: req.Gateway.ID, Name: c.Name() + "-configuration-change.json",
+	return res, c.record(ctx, req, res)
+}
+
+// ApplyVerified implements ApplyVerifier, so that an action verifying as
+// it applies (the OS isolate) still does under the decorator. What
+// changed is recorded even when its verification failed, where the action
+// returns it with the error (the retry that follows would find it applied
+// already and report no change).
+func (c configEvidence) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
+	res, vres, err := applyVerified(ctx, c.Action, req)
+	if rerr := c.record(ctx, req, res); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return Result{}, Result{}, err
+	}
+	return res, vres, nil
+}
+
+// record files what a step changed, once per step.
+func (c configEvidence) record(ctx context.Context, req Request, res Result) error {
+	if !res.Changed || req.Incident == "" {
+		return nil
+	}
+	return recordOnce(ctx, c.rec, Evidence{Incident: req.Incident, Gateway: req.Gateway.ID, Name: c.Name() + "-configuration-change.json",
 		Kind: EvidenceConfig, Source: "warden " + c.Name() + " step result (before and after)", CollectedBy: "controller",
 		CollectedFrom: req.Gateway.ID, Note: "config:" + req.IdempotencyKey,
 		Reference: map[string]any{"action": c.Name(), "gateway": req.Gateway.ID, "summary": res.Summary, "details": res.Details}})

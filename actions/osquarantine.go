@@ -139,7 +139,7 @@ func (a *checkedOSIsolate) ApplyVerified(ctx context.Context, req Request) (Resu
 	}
 	vres, err := verifiedIsolation(req, st)
 	if err != nil {
-		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+		return isolateResult(req, keep, res), Result{}, fmt.Errorf("verifying: %w", err)
 	}
 	return isolateResult(req, keep, res), vres, nil
 }

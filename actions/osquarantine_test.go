@@ -48,7 +48,7 @@ func TestExecuteIsolateTakesTheConfirmedReadBack(t *testing.T) {
 		Firewall: &wire.FirewallState{Quarantined: true, Backend: "nftables"}}
 	drifted := enforced
 	drifted.Firewall = &wire.FirewallState{Quarantined: true, Backend: "nftables", Drift: []string{"chain input missing"}}
-	req := Request{Gateway: inventory.Gateway{ID: "gw"}}
+	req := Request{Gateway: inventory.Gateway{ID: "gw"}, Incident: "inc-1", IdempotencyKey: "run-1/2/isolate"}
 	for name, tc := range map[string]struct {
 		checked   bool
 		state     wire.State
@@ -65,8 +65,18 @@ func TestExecuteIsolateTakesTheConfirmedReadBack(t *testing.T) {
 			if tc.checked {
 				q = checkedFake{fakeOSQuarantine{calls: &calls, checked: tc.state}}
 			}
-			a := Combine(NameIsolate, Layer("os", NewOSIsolate(q)), Layer("vm", stubLayer{"vm", nil, true, &calls}))
-			res, err := Execute(t.Context(), a, req)
+			// Composed as the daemon composes the catalogue: the evidence
+			// decorator, then the retry layer outermost.
+			cat, err := NewCatalogue(Combine(NameIsolate, Layer("os", NewOSIsolate(q)), Layer("vm", stubLayer{"vm", nil, true, &calls})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &memoryRecorder{}
+			cat = cat.Decorate(RecordEvidence(rec)).Decorate(WithRetry(RetryPolicy{MaxAttempts: 1}))
+			res, err := Execute(t.Context(), cat[NameIsolate], req)
+			if tc.wantErr == nil && (len(rec.recs) != 1 || rec.recs[0].Name != "isolate-configuration-change.json") {
+				t.Errorf("evidence filed: %+v, want the configuration change", rec.recs)
+			}
 			if !slices.Equal(calls, tc.wantCalls) {
 				t.Errorf("calls %v, want %v", calls, tc.wantCalls)
 			}

@@ -37,7 +37,9 @@ func Execute(ctx context.Context, a Action, req Request) (Result, error) {
 // after reading its rules back, over a connection opened through the
 // quarantine). Execute takes ApplyVerified instead of Apply then Verify;
 // verified must be what Verify would have returned, and a read-back that
-// does not match is an error wrapping ErrNotVerified, as Verify's.
+// does not match is an error wrapping ErrNotVerified, as Verify's. When
+// the change was applied but not verified, applied is returned with the
+// error (the evidence decorators record what changed all the same).
 type ApplyVerifier interface {
 	ApplyVerified(ctx context.Context, req Request) (applied, verified Result, err error)
 }
@@ -54,7 +56,7 @@ func applyVerified(ctx context.Context, a Action, req Request) (Result, Result, 
 	}
 	vres, err := a.Verify(ctx, req)
 	if err != nil {
-		return Result{}, Result{}, fmt.Errorf("verifying: %w", err)
+		return res, Result{}, fmt.Errorf("verifying: %w", err)
 	}
 	return res, vres, nil
 }
