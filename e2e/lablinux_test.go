@@ -189,8 +189,14 @@ func newLinuxLab(tb testing.TB, opt linuxLabOptions) *linuxLab {
 	l.startAgent()
 	l.ctrl = startInNS(tb, "controller", mgmt, bin, "serve", "-c", filepath.Join(l.dir, "warden.yaml"), "--log-level", "debug")
 	// The processes' logs are shown when the test fails, or always with
-	// E2E_LOGS=1 (to read the agent's per-command timings, for example).
+	// E2E_LOGS=1 (to read the agent's per-command timings, for example);
+	// E2E_LOGS_DIR=DIR writes them to DIR/PREFIX-controller.log and
+	// DIR/PREFIX-agent.log (a benchmark's output truncates long logs).
 	tb.Cleanup(func() {
+		if d := os.Getenv("E2E_LOGS_DIR"); d != "" {
+			_ = os.WriteFile(filepath.Join(d, opt.Prefix+"-controller.log"), []byte(l.ctrl.log.String()), 0o600)
+			_ = os.WriteFile(filepath.Join(d, opt.Prefix+"-agent.log"), []byte(l.agentProc.log.String()), 0o600)
+		}
 		if tb.Failed() || os.Getenv("E2E_LOGS") != "" {
 			tb.Logf("controller log:\n%s", l.ctrl.log.String())
 			l.agentMu.Lock()
