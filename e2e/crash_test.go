@@ -45,6 +45,18 @@ func buildWarden(tb testing.TB) string {
 	return bin
 }
 
+// buildWardenAgent builds the gateway's own binary, cmd/warden-agent.
+func buildWardenAgent(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "warden-agent")
+	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("building warden-agent: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // writeConfig writes cfg as dir/warden.yaml and returns its path.
 func writeConfig(tb testing.TB, dir string, cfg config.Config) string {
 	tb.Helper()

@@ -194,6 +194,8 @@ type sensorsBenchOptions struct {
 	Policies     string
 	// Sensors is the sensors file; nil runs the agent without sensors.
 	Sensors func(l *sensorsBenchLab) string
+	// AgentBinary is agentsLabOptions.AgentBinary.
+	AgentBinary string
 }
 
 // sensorsAgentListenPort is the controller's agent listener in these labs.
@@ -204,7 +206,7 @@ func newSensorsBenchLab(tb testing.TB, opt sensorsBenchOptions) *sensorsBenchLab
 	sl := &sensorsBenchLab{gw: "gw-" + opt.Site}
 	sensorsFile := func(l *socLab) string { return filepath.Join(l.dir, "sensors-"+opt.Site+".yaml") }
 	sl.socLab = newAgentsLab(tb, agentsLabOptions{
-		Prefix: opt.Prefix, Sites: []string{opt.Site}, Policies: opt.Policies,
+		Prefix: opt.Prefix, Sites: []string{opt.Site}, Policies: opt.Policies, AgentBinary: opt.AgentBinary,
 		Configure: func(cfg *config.Config) {
 			mgmt, _ := netip.ParseAddrPort(cfg.Server.Listen)
 			sl.agentListen = netip.AddrPortFrom(mgmt.Addr(), sensorsAgentListenPort).String()

@@ -217,6 +217,9 @@ type agentsLabOptions struct {
 	// BeforeAgents runs once the PKI and the configuration are written,
 	// before the agents start (sensors files, site firewalls).
 	BeforeAgents func(l *socLab)
+	// AgentBinary, when set, is the agents' program: the gateway's own
+	// `warden-agent` (buildWardenAgent) rather than `warden agent`.
+	AgentBinary string
 }
 
 func newSOCLab(t *testing.T) *socLab {
@@ -287,11 +290,15 @@ func newAgentsLab(t testing.TB, opt agentsLabOptions) *socLab {
 	}
 
 	for _, s := range lab.Sites() {
-		args := []string{l.bin, "agent",
-			"--listen", "[::]:" + fmt.Sprint(agentPort),
+		args := []string{l.bin, "agent"}
+		if opt.AgentBinary != "" {
+			args = []string{opt.AgentBinary}
+		}
+		args = append(args,
+			"--listen", "[::]:"+fmt.Sprint(agentPort),
 			"--cert", filepath.Join(l.pki, agent.GatewayCertFile("gw-"+s.Name)), "--key", filepath.Join(l.pki, agent.GatewayKeyFile("gw-"+s.Name)),
 			"--client-ca", filepath.Join(l.pki, agent.CAFile), "--state-dir", filepath.Join(l.dir, "agent-"+s.Name),
-			"--heal-interval", "1h", "--backend", "nftables", "--block-backend", "nftables", "--vici-socket=", "--log-level", "debug"}
+			"--heal-interval", "1h", "--backend", "nftables", "--block-backend", "nftables", "--vici-socket=", "--log-level", "debug")
 		if opt.AgentArgs != nil {
 			args = append(args, opt.AgentArgs(l, s)...)
 		}
