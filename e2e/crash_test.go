@@ -36,23 +36,23 @@ import (
 // buildWarden compiles the real binary once per test.
 func buildWarden(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "warden")
-	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building warden: %v\n%s", err, out)
-	}
-	return bin
+	return buildCommand(tb, "warden")
 }
 
 // buildWardenAgent builds the gateway's own binary, cmd/warden-agent.
 func buildWardenAgent(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "warden-agent")
-	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/warden-agent")
+	return buildCommand(tb, "warden-agent")
+}
+
+// buildCommand builds cmd/NAME, statically, into a temporary directory.
+func buildCommand(tb testing.TB, name string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), name)
+	cmd := exec.CommandContext(tb.Context(), "go", "build", "-o", bin, "github.com/warden-ir/warden/cmd/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building warden-agent: %v\n%s", err, out)
+		tb.Fatalf("building %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
