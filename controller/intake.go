@@ -16,6 +16,13 @@ type Item struct {
 	Indicator indicator.Indicator
 	Matched   bool
 	Reason    string
+	// ID, when set, is the id the indicator is stored under (given when
+	// it was journaled and answered).
+	ID string `json:",omitempty"`
+	// replay marks a journaled item that may have been stored before
+	// (read again after a restart, or tried again): the transaction that
+	// would decide it checks first.
+	replay bool
 }
 
 // Accepted says what became of one item.
@@ -31,6 +38,9 @@ type Accepted struct {
 	Policy      string `json:"policy,omitempty"`
 	RunID       string `json:"run_id,omitempty"`
 	RunState    string `json:"run_state,omitempty"`
+	// Queued says the indicator is durable and waits to be decided
+	// (journaled intake): IncidentID, Policy and RunID are not known yet.
+	Queued bool `json:"queued,omitempty"`
 }
 
 // Accept stores every item, groups them into incidents, decides, and creates

@@ -366,6 +366,24 @@ func readSegment(f *os.File, off, limit int64, max int) ([][]byte, int64, error)
 	return out, off, nil
 }
 
+// Count is the number of records kept (from the oldest segment to the
+// durable end).
+func (j *Journal) Count() (int, error) {
+	p, err := j.First()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		recs, next, err := j.Read(p, 4096)
+		if err != nil || len(recs) == 0 {
+			return n, err
+		}
+		n += len(recs)
+		p = next
+	}
+}
+
 // Release deletes the segments wholly before p (every record in them is
 // decided).
 func (j *Journal) Release(p Pos) error {

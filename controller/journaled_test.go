@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/journal"
+	"github.com/warden-ir/warden/store"
+)
+
+func lowItem(gw string, n int) Item {
+	it := ind("brute_force", gw)
+	it.Indicator.Severity = indicator.Low
+	it.Indicator.Summary = fmt.Sprintf("bulk %d", n)
+	it.Indicator.Fingerprint = fmt.Sprintf("bulk-%d", n)
+	return it
+}
+
+// decidedCounts counts policy.decided audit entries by indicator.
+func decidedCounts(t *testing.T, st *store.Store) map[string]int {
+	t.Helper()
+	es, err := audit.List(t.Context(), st.DB(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range es {
+		if e.Action != "policy.decided" {
+			continue
+		}
+		var d struct {
+			Indicator string `json:"indicator"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		out[d.Indicator]++
+	}
+	return out
+}
+
+// waitStored waits until every id is a stored indicator.
+func waitStored(t *testing.T, st *store.Store, ids []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range ids {
+		for {
+			var err error
+			_ = st.Tx(t.Context(), func(tx store.Tx) error { _, err = tx.IndicatorByID(t.Context(), id); return nil })
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("indicator %s was answered as queued but is not stored: %v", id, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// TestJournaledIntakeDecidesEachOnceAcrossRestarts: bulk alerts are
+// answered queued, with the id they are then stored under; the decider
+// decides each once; a second decider over the same journal (a restart
+// that read it from the start) decides none again; and a critical alert
+// is decided before its answer.
+func TestJournaledIntakeDecidesEachOnceAcrossRestarts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "intake")
+	j, err := journal.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(o *Options) { o.Journal = j })
+	var ids []string
+	for n := range 40 {
+		out, err := h.c.Enqueue(t.Context(), "test", []Item{lowItem([]string{"gw-hq", "gw-dc"}[n%2], n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 1 || !out[0].Queued || out[0].IndicatorID == "" || out[0].IncidentID != "" {
+			t.Fatalf("bulk answer %+v, want queued with an indicator id", out)
+		}
+		ids = append(ids, out[0].IndicatorID)
+	}
+	crit, err := h.c.Enqueue(t.Context(), "test", []Item{ind("c2_beacon", "gw-osaka")})
+	if err != nil || len(crit) != 1 || crit[0].Queued || crit[0].RunID == "" {
+		t.Fatalf("critical answer %+v, %v: want decided, with its run", crit, err)
+	}
+
+	runDecider := func() (stop func()) {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- h.c.RunDecider(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop := runDecider()
+	waitStored(t, h.st, ids)
+	stop()
+	counts := decidedCounts(t, h.st)
+	for _, id := range ids {
+		if counts[id] != 1 {
+			t.Errorf("indicator %s decided %d times, want once", id, counts[id])
+		}
+	}
+	// The same journal read again from its start by a new process.
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := journal.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	if err := h.c.UseJournal(j2); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(h.c.m.IntakeBacklog); got != 40 {
+		t.Errorf("backlog after reopening: %v, want the 40 journaled records kept", got)
+	}
+	more, err := h.c.Enqueue(t.Context(), "test", []Item{lowItem("gw-hq", 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runDecider()
+	waitStored(t, h.st, []string{more[0].IndicatorID})
+	stop()
+	counts = decidedCounts(t, h.st)
+	for _, id := range append(ids, more[0].IndicatorID) {
+		if counts[id] != 1 {
+			t.Errorf("after the restart, indicator %s decided %d times, want once", id, counts[id])
+		}
+	}
+	if got := testutil.ToFloat64(h.c.m.IntakeBacklog); got != 0 {
+		t.Errorf("backlog once decided: %v, want 0", got)
+	}
+	n, err := h.st.CountIndicators(t.Context())
+	if err != nil || n != len(ids)+2 {
+		t.Fatalf("%d indicators stored (%v), want %d", n, err, len(ids)+2)
+	}
+	if _, err := audit.Verify(t.Context(), h.st.DB()); err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+}
