@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // SegmentBytes is the size after which appends go to a new segment.
@@ -52,10 +54,14 @@ func (p Pos) Before(q Pos) bool {
 type Journal struct {
 	dir string
 
-	mu      sync.Mutex
-	f       *os.File
-	seg     int64 // segment f writes
-	size    int64 // bytes of f
+	mu   sync.Mutex
+	f    *os.File
+	seg  int64 // segment f writes
+	size int64 // bytes of f
+	// zeroed is how far f is written (zeros past size) and synced, so
+	// that a batch within it needs fdatasync only, not a journal commit
+	// of the file system's metadata. Only the writer touches it.
+	zeroed  int64
 	durable Pos   // end of the last fsynced batch
 	err     error // a failed write or fsync: the journal refuses appends
 	queue   []*batch
@@ -111,7 +117,7 @@ func Open(dir string) (*Journal, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	j.f, j.size, j.durable = f, end, Pos{Segment: j.seg, Offset: end}
+	j.f, j.size, j.zeroed, j.durable = f, end, end, Pos{Segment: j.seg, Offset: end}
 	return j, nil
 }
 
@@ -261,10 +267,13 @@ func (j *Journal) write(q []*batch) {
 	j.mu.Lock()
 	err, f, seg, size := j.err, j.f, j.seg, j.size
 	j.mu.Unlock()
+	if err == nil && size+int64(len(buf)) > j.zeroed {
+		err = j.zeroFill(f, size+int64(len(buf)))
+	}
 	if err == nil {
-		_, err = f.Write(buf)
+		_, err = f.WriteAt(buf, size)
 		if err == nil {
-			err = f.Sync()
+			err = unix.Fdatasync(int(f.Fd()))
 		}
 	}
 	end := Pos{Segment: seg, Offset: size + int64(len(buf))}
@@ -289,8 +298,41 @@ func (j *Journal) write(q []*batch) {
 	}
 }
 
-// rotate starts the next segment. j.mu is held.
+// ZeroChunk is how much of a segment is written ahead with zeros at once.
+const ZeroChunk = 8 << 20
+
+// zeroFill writes zeros from j.zeroed to at least need (a chunk at a
+// time) and syncs them with their metadata: the appends that then
+// overwrite them change no file size or extent, so their fdatasync is a
+// data write and a cache flush. A record never has length zero, so the
+// zeros read as the end.
+func (j *Journal) zeroFill(f *os.File, need int64) error {
+	to := max(need, j.zeroed+ZeroChunk)
+	zeros := make([]byte, 1<<20)
+	for off := j.zeroed; off < to; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), to-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	j.zeroed = to
+	return nil
+}
+
+// rotate starts the next segment, cutting the zeros written ahead off
+// the one it leaves. j.mu is held.
 func (j *Journal) rotate() {
+	if err := j.f.Truncate(j.size); err != nil {
+		j.err = fmt.Errorf("journal: closing a segment: %w", err)
+		return
+	}
+	if err := j.f.Sync(); err != nil {
+		j.err = fmt.Errorf("journal: closing a segment: %w", err)
+		return
+	}
 	f, err := os.OpenFile(j.path(j.seg+1), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		err = syncDir(j.dir)
@@ -300,7 +342,7 @@ func (j *Journal) rotate() {
 		return
 	}
 	_ = j.f.Close()
-	j.f, j.seg, j.size = f, j.seg+1, 0
+	j.f, j.seg, j.size, j.zeroed = f, j.seg+1, 0, 0
 	j.durable = Pos{Segment: j.seg}
 }
 
