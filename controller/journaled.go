@@ -2,10 +2,14 @@ package controller
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/warden-ir/warden/audit"
 
 	"github.com/warden-ir/warden/journal"
 	"github.com/warden-ir/warden/store"
@@ -125,7 +129,7 @@ func (c *intake) RunDecider(ctx context.Context) error {
 				return fmt.Errorf("intake journal: %w", err)
 			}
 			r.Item.replay = pos.Before(replayEnd)
-			reqs = append(reqs, &acceptReq{actor: r.Actor, items: []Item{r.Item}})
+			reqs = append(reqs, &acceptReq{actor: r.Actor, items: []Item{r.Item}, journaled: true})
 		}
 		if err := c.decideAll(ctx, reqs); err != nil {
 			return nil // ctx ended: the rest is decided after the restart
@@ -204,5 +208,158 @@ func alreadyStored(ctx context.Context, tx store.Tx, it Item) (Accepted, bool, e
 		return Accepted{}, false, err
 	}
 	return Accepted{IndicatorID: rec.ID, Gateway: rec.Indicator.Gateway, Matched: rec.Matched, Reason: rec.Reason,
-		IncidentID: rec.Incident, Duplicate: rec.Duplicate, Status: rec.Indicator.Status}, true, nil
+		IncidentID: rec.Incident, Duplicate: rec.Duplicate, Status: rec.Indicator.Status, earlier: true}, true, nil
+}
+
+// BatchAction is the audit action of the entry that keeps a batch of
+// journaled indicators: its data holds their ids, in leaf order, and the
+// Merkle root over the leaves of their stored rows
+// (store.IndicatorDigests), so that editing any one stored indicator is
+// found by VerifyIntakeBatches and each has a proof of membership
+// (ProveIndicator).
+const BatchAction = "intake.batch"
+
+// batchData is the data of a BatchAction entry.
+type batchData struct {
+	Indicators []string `json:"indicators"`
+	Root       string   `json:"root"`
+	Leaf       string   `json:"leaf"`
+}
+
+// leafRule says in the entry how a leaf is made.
+const leafRule = "sha256(0x00 || each column of the stored indicator row, uvarint length then bytes); nodes sha256(0x01 || left || right), an odd node carried up"
+
+// auditJournaled writes the batch entry for the journaled indicators the
+// transaction stored (none: nothing).
+func (c *intake) auditJournaled(ctx context.Context, tx store.Tx, now time.Time, reqs []*acceptReq) error {
+	var ids []string
+	for _, r := range reqs {
+		if !r.journaled || r.err != nil {
+			continue
+		}
+		for _, a := range r.out {
+			if !a.earlier {
+				ids = append(ids, a.IndicatorID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	digests, err := tx.IndicatorDigests(ctx, ids)
+	if err != nil {
+		return err
+	}
+	leaves := make([][32]byte, len(ids))
+	for i, id := range ids {
+		d, ok := digests[id]
+		if !ok {
+			return fmt.Errorf("indicator %s was just stored but cannot be read back", id)
+		}
+		leaves[i] = d
+	}
+	root := audit.MerkleRoot(leaves)
+	return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: BatchAction,
+		Data: mustJSON(batchData{Indicators: ids, Root: hex.EncodeToString(root[:]), Leaf: leafRule})})
+}
+
+// IndicatorProof is a stored indicator's proof of membership in the batch
+// entry that keeps it.
+type IndicatorProof struct {
+	Indicator string            `json:"indicator"`
+	AuditSeq  int64             `json:"audit_seq"`
+	Leaf      string            `json:"leaf"`
+	Root      string            `json:"root"`
+	Path      []audit.ProofStep `json:"path"`
+	// Valid says the leaf of the row as stored now, with Path, makes
+	// the root the chained entry holds.
+	Valid bool `json:"valid"`
+}
+
+// batchEntries reads the BatchAction entries of the chain.
+func batchEntries(ctx context.Context, st store.Backend) ([]audit.Entry, []batchData, error) {
+	all, err := audit.List(ctx, st.DB(), "")
+	if err != nil {
+		return nil, nil, err
+	}
+	var es []audit.Entry
+	var ds []batchData
+	for _, e := range all {
+		if e.Action != BatchAction {
+			continue
+		}
+		var d batchData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return nil, nil, fmt.Errorf("audit entry %d: %w", e.Seq, err)
+		}
+		es, ds = append(es, e), append(ds, d)
+	}
+	return es, ds, nil
+}
+
+// ProveIndicator returns the proof of membership of a journaled
+// indicator (ErrNotFound-wrapped when no batch entry holds it: an
+// indicator decided before its answer is kept by its own entries).
+func ProveIndicator(ctx context.Context, st store.Backend, id string) (IndicatorProof, error) {
+	es, ds, err := batchEntries(ctx, st)
+	if err != nil {
+		return IndicatorProof{}, err
+	}
+	for k, d := range ds {
+		i := slices.Index(d.Indicators, id)
+		if i < 0 {
+			continue
+		}
+		digests, err := st.IndicatorDigests(ctx, d.Indicators)
+		if err != nil {
+			return IndicatorProof{}, err
+		}
+		leaves := make([][32]byte, len(d.Indicators))
+		for j, x := range d.Indicators {
+			leaves[j] = digests[x] // a deleted row is the zero leaf: it proves nothing
+		}
+		path, err := audit.MerkleProof(leaves, i)
+		if err != nil {
+			return IndicatorProof{}, err
+		}
+		mine := digests[id]
+		p := IndicatorProof{Indicator: id, AuditSeq: es[k].Seq, Leaf: hex.EncodeToString(mine[:]), Root: d.Root, Path: path}
+		p.Valid = audit.VerifyMerkleProof(mine, path, d.Root)
+		return p, nil
+	}
+	return IndicatorProof{}, fmt.Errorf("indicator %s is in no %s audit entry: %w", id, BatchAction, store.ErrNotFound)
+}
+
+// VerifyIntakeBatches checks every BatchAction entry against the
+// indicators as stored: the root over their rows' leaves must be the one
+// chained. It names the first indicator that differs, and returns how
+// many indicators it checked; a mismatch is an *audit.BrokenError at the
+// batch's entry. (The chain itself is audit.Verify's.)
+func VerifyIntakeBatches(ctx context.Context, st store.Backend) (int, error) {
+	es, ds, err := batchEntries(ctx, st)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for k, d := range ds {
+		digests, err := st.IndicatorDigests(ctx, d.Indicators)
+		if err != nil {
+			return n, err
+		}
+		leaves := make([][32]byte, len(d.Indicators))
+		for j, x := range d.Indicators {
+			leaves[j] = digests[x]
+		}
+		if r := audit.MerkleRoot(leaves); hex.EncodeToString(r[:]) == d.Root {
+			n += len(d.Indicators)
+			continue
+		}
+		for _, x := range d.Indicators {
+			if _, ok := digests[x]; !ok {
+				return n, &audit.BrokenError{Seq: es[k].Seq, Reason: fmt.Sprintf("indicator %s of this batch is missing from the store", x)}
+			}
+		}
+		return n, &audit.BrokenError{Seq: es[k].Seq, Reason: fmt.Sprintf("one of the %d indicators of this batch was changed since it was stored (their rows do not make the Merkle root chained for the batch)", len(d.Indicators))}
+	}
+	return n, nil
 }

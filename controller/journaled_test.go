@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +153,28 @@ func TestJournaledIntakeDecidesEachOnceAcrossRestarts(t *testing.T) {
 	}
 	if _, err := audit.Verify(t.Context(), h.st.DB()); err != nil {
 		t.Fatalf("audit: %v", err)
+	}
+
+	// Each journaled indicator is kept by its batch's Merkle root, and
+	// proves its membership; editing one stored row is found.
+	checked, err := VerifyIntakeBatches(t.Context(), h.st)
+	if err != nil || checked != len(ids)+1 {
+		t.Fatalf("VerifyIntakeBatches: %d checked, %v; want %d, nil", checked, err, len(ids)+1)
+	}
+	p, err := ProveIndicator(t.Context(), h.st, ids[7])
+	if err != nil || !p.Valid || p.AuditSeq == 0 {
+		t.Fatalf("proof of %s: %+v, %v; want valid", ids[7], p, err)
+	}
+	if _, err := ProveIndicator(t.Context(), h.st, crit[0].IndicatorID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("proof of the critical indicator (decided before its answer, no batch): %v, want not found", err)
+	}
+	if _, err := h.st.DB().ExecContext(t.Context(), `UPDATE indicators SET body = replace(body, 'bulk 7', 'bulk 8') WHERE id = ?`, ids[7]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyIntakeBatches(t.Context(), h.st); err == nil || !strings.Contains(err.Error(), "changed") || !errors.As(err, new(*audit.BrokenError)) {
+		t.Fatalf("VerifyIntakeBatches after editing %s: %v, want the change found", ids[7], err)
+	}
+	if p, err := ProveIndicator(t.Context(), h.st, ids[7]); err != nil || p.Valid {
+		t.Fatalf("proof of the edited %s: %+v, %v; want invalid", ids[7], p, err)
 	}
 }

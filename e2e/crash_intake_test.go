@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -147,8 +148,37 @@ func TestCrashDuringIntakeLoad(t *testing.T) {
 		}
 	}
 	out, err := exec.CommandContext(t.Context(), e.bin, "audit", "verify", "--db", e.dbPath).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "intact") {
+	if err != nil || !strings.Contains(string(out), "audit chain intact") || !strings.Contains(string(out), "journaled indicators intact") {
 		t.Fatalf("warden audit verify after the crash: %v\n%s", err, out)
+	}
+
+	// Each journaled indicator proves its membership in its batch's
+	// audit entry; editing one stored indicator breaks verification.
+	var some string
+	for _, a := range acked {
+		if a.incident == "" {
+			some = a.indicator
+			break
+		}
+	}
+	if some == "" {
+		t.Fatal("no acknowledged indicator was journaled")
+	}
+	out, err = exec.CommandContext(t.Context(), e.bin, "audit", "prove", "--db", e.dbPath, some).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"valid": true`) {
+		t.Fatalf("warden audit prove %s: %v\n%s", some, err, out)
+	}
+	if _, err := st.DB().ExecContext(t.Context(), `UPDATE indicators SET severity = 'info' WHERE id = ?`, some); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.CommandContext(t.Context(), e.bin, "audit", "verify", "--db", e.dbPath).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "changed") {
+		t.Fatalf("warden audit verify after editing indicator %s: %v, want exit 2 naming the change\n%s", some, err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), e.bin, "audit", "prove", "--db", e.dbPath, some).CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), `"valid": false`) {
+		t.Fatalf("warden audit prove %s after editing it: %v, want exit 2 and an invalid proof\n%s", some, err, out)
 	}
 }
 
