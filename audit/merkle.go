@@ -34,19 +34,25 @@ func MerkleRoot(leaves [][32]byte) [32]byte {
 	if len(leaves) == 0 {
 		return [32]byte{}
 	}
-	level := append([][32]byte(nil), leaves...)
+	level := leaves
 	for len(level) > 1 {
-		next := level[:0:0]
-		for i := 0; i < len(level); i += 2 {
-			if i+1 == len(level) {
-				next = append(next, level[i])
-				continue
-			}
-			next = append(next, merkleNode(level[i], level[i+1]))
-		}
-		level = next
+		level = merkleUp(level)
 	}
 	return level[0]
+}
+
+// merkleUp is the level above level: its nodes paired, an odd last one
+// carried up.
+func merkleUp(level [][32]byte) [][32]byte {
+	next := make([][32]byte, 0, (len(level)+1)/2)
+	for i := 0; i < len(level); i += 2 {
+		if i+1 == len(level) {
+			next = append(next, level[i])
+			continue
+		}
+		next = append(next, merkleNode(level[i], level[i+1]))
+	}
+	return next
 }
 
 // ProofStep is one sibling on a leaf's path to the root.
@@ -62,21 +68,12 @@ func MerkleProof(leaves [][32]byte, i int) ([]ProofStep, error) {
 		return nil, errors.New("audit: no such leaf")
 	}
 	var out []ProofStep
-	level := append([][32]byte(nil), leaves...)
+	level := leaves
 	for len(level) > 1 {
-		sib := i ^ 1
-		if sib < len(level) {
+		if sib := i ^ 1; sib < len(level) {
 			out = append(out, ProofStep{Left: sib < i, Hash: hex.EncodeToString(level[sib][:])})
 		}
-		next := level[:0:0]
-		for k := 0; k < len(level); k += 2 {
-			if k+1 == len(level) {
-				next = append(next, level[k])
-				continue
-			}
-			next = append(next, merkleNode(level[k], level[k+1]))
-		}
-		level, i = next, i/2
+		level, i = merkleUp(level), i/2
 	}
 	return out, nil
 }
