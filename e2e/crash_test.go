@@ -598,7 +598,7 @@ func (p *proc) kill(t *testing.T) {
 	_ = p.cmd.Wait()
 }
 
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("stopping the controller: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/demo"
 	"github.com/warden-ir/warden/internal/loadgen"
+	"github.com/warden-ir/warden/store"
 )
 
 // BenchmarkIntakeServe measures intake against a real `warden serve` (the
@@ -123,7 +124,11 @@ func BenchmarkIntakeServe(b *testing.B) {
 		took := drain()
 		b.ReportMetric(took.Seconds(), "drain-s")
 		stored := countIndicators(b, base)
+		// Stopped, serve checkpoints and removes the WAL: the file is
+		// what the store keeps.
+		p.stop(b)
 		b.ReportMetric(float64(dbBytes(b, cfg.Store.Path))/float64(max(stored, 1)), "db-bytes/indicator")
+		b.ReportMetric(auditShare(b, cfg.Store.Path), "audit-share-%")
 	}
 }
 
@@ -164,6 +169,23 @@ func dbBytes(tb testing.TB, path string) int64 {
 		}
 	}
 	return n
+}
+
+// auditShare is the percentage of the store's pages that hold the
+// audit table and its index (SQLite's dbstat).
+func auditShare(tb testing.TB, path string) float64 {
+	st, err := store.Open(tb.Context(), path, "full")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	var audit, all float64
+	err = st.DB().QueryRowContext(tb.Context(), `SELECT coalesce(sum(CASE WHEN name IN ('audit', 'audit_incident') THEN pgsize END), 0), sum(pgsize) FROM dbstat`).Scan(&audit, &all)
+	if err != nil {
+		tb.Logf("dbstat: %v", err)
+		return 0
+	}
+	return 100 * audit / max(all, 1)
 }
 
 // countIndicators reads warden_indicators_accepted_total's sum from
