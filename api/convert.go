@@ -29,7 +29,7 @@ func convertAll[T, U any](in []T, f func(T) U) []U {
 
 func acceptedV1(a controller.Accepted) v1.Accepted {
 	return v1.Accepted{Index: a.Index, IndicatorID: a.IndicatorID, Gateway: a.Gateway, Matched: a.Matched, Reason: a.Reason,
-		IncidentID: a.IncidentID, Duplicate: a.Duplicate, Status: a.Status, Policy: a.Policy, RunID: a.RunID, RunState: a.RunState}
+		IncidentID: a.IncidentID, Duplicate: a.Duplicate, Status: a.Status, Policy: a.Policy, RunID: a.RunID, RunState: a.RunState, Queued: a.Queued}
 }
 
 func runV1(r store.Run) v1.Run {

@@ -484,7 +484,17 @@ func (s *Server) postIndicators(w http.ResponseWriter, r *http.Request) {
 	for i, in := range inds {
 		items[i] = controller.Item{Indicator: in, Matched: true}
 	}
-	s.accept(w, r, items, nil)
+	// With the intake journal, bulk indicators are answered once
+	// journaled (queued) and decided right after; a high or critical one,
+	// or a request with ?wait=decided, is decided before the answer.
+	switch wait := r.URL.Query().Get("wait"); wait {
+	case "":
+		s.respondAccepted(w, r, items, nil, nil, s.opt.Controller.Enqueue)
+	case "decided":
+		s.accept(w, r, items, nil)
+	default:
+		s.fail(w, http.StatusBadRequest, "invalid", &indicator.FieldError{Field: "wait", Reason: fmt.Sprintf("%q is not a wait; the one is \"decided\"", wait)})
+	}
 }
 
 func (s *Server) postAlertmanager(w http.ResponseWriter, r *http.Request) {
@@ -530,7 +540,14 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, items []controll
 // acceptIgnoring is accept for a detector's format, which also says how
 // many records of which type were not alerts and were dropped.
 func (s *Server) acceptIgnoring(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []v1.SkippedAlert, ignored map[string]int) {
-	res, err := s.opt.Controller.Accept(r.Context(), actor(r), items)
+	s.respondAccepted(w, r, items, skipped, ignored, s.opt.Controller.Accept)
+}
+
+// respondAccepted hands the items to take (the controller's Accept, or
+// Enqueue for journaled intake) and answers with what became of them.
+func (s *Server) respondAccepted(w http.ResponseWriter, r *http.Request, items []controller.Item, skipped []v1.SkippedAlert, ignored map[string]int,
+	take func(context.Context, string, []controller.Item) ([]controller.Accepted, error)) {
+	res, err := take(r.Context(), actor(r), items)
 	if s.opt.StoreHealth != nil {
 		s.opt.StoreHealth.ObserveCommit(err)
 	}
@@ -1051,6 +1068,10 @@ func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	rep, err := audit.Verify(r.Context(), s.opt.Controller.Store().DB())
+	if err == nil {
+		// Journaled indicators are kept by their batch's Merkle root.
+		_, err = controller.VerifyIntakeBatches(r.Context(), s.opt.Controller.Store())
+	}
 	var be *audit.BrokenError
 	if errors.As(err, &be) {
 		writeJSON(w, http.StatusOK, v1.AuditVerification{OK: false, FirstBadEntry: be.Seq, Reason: be.Reason})

@@ -326,7 +326,13 @@ type Intake struct {
 	// intake requests in addition to the bearer token.
 	WebhookSecret string        `mapstructure:"webhook_secret" yaml:"webhook_secret"`
 	ReplayWindow  time.Duration `mapstructure:"replay_window" yaml:"replay_window"`
-	Alertmanager  Alertmanager  `mapstructure:"alertmanager" yaml:"alertmanager"`
+	// Journal: with a SQLite store, POST /v1/indicators answers a request
+	// without a high or critical indicator once it is appended and fsynced
+	// to the intake journal beside the database (STORE.intake/), and
+	// decides it right after; off, or on PostgreSQL, every indicator is
+	// decided and committed before its answer.
+	Journal      bool         `mapstructure:"journal" yaml:"journal"`
+	Alertmanager Alertmanager `mapstructure:"alertmanager" yaml:"alertmanager"`
 	// Suricata, Zeek, Wazuh and Falco map each detector's events
 	// (POST /v1/intake/NAME) to gateways and kinds; empty is the defaults.
 	Suricata intake.SuricataMapping `mapstructure:"suricata" yaml:"suricata"`
@@ -427,7 +433,7 @@ func Defaults() Config {
 		Console: Console{Enabled: true, SessionTTL: 12 * time.Hour},
 		Store:   Store{Driver: DriverSQLite, Path: "warden.db", Sync: "full", LeaseTTL: 10 * time.Second},
 		Intake: Intake{
-			DedupWindow: 10 * time.Minute, IncidentWindow: 6 * time.Hour, ReplayWindow: 5 * time.Minute,
+			DedupWindow: 10 * time.Minute, IncidentWindow: 6 * time.Hour, ReplayWindow: 5 * time.Minute, Journal: true,
 			Alertmanager: Alertmanager{GatewayLabel: "gateway", InstanceLabel: "instance", SiteLabel: "site", KindLabel: "warden_kind"},
 		},
 		Guards: Guards{

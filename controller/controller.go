@@ -36,6 +36,7 @@ import (
 	"github.com/warden-ir/warden/config"
 	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/inventory"
+	"github.com/warden-ir/warden/journal"
 	"github.com/warden-ir/warden/policies"
 	"github.com/warden-ir/warden/store"
 )
@@ -79,6 +80,9 @@ type Options struct {
 	// recorded for the leader to adopt rather than refused while this
 	// one's loops do not run.
 	Replicated bool
+	// Journal, when set, is the intake journal: Enqueue answers bulk
+	// alerts once journaled, and RunDecider decides them (journaled.go).
+	Journal *journal.Journal
 }
 
 // Lease is the writer lease a controller executes side effects under.

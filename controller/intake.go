@@ -16,6 +16,13 @@ type Item struct {
 	Indicator indicator.Indicator
 	Matched   bool
 	Reason    string
+	// ID, when set, is the id the indicator is stored under (given when
+	// it was journaled and answered).
+	ID string `json:",omitempty"`
+	// replay marks a journaled item that may have been stored before
+	// (read again after a restart, or tried again): the transaction that
+	// would decide it checks first.
+	replay bool
 }
 
 // Accepted says what became of one item.
@@ -31,6 +38,12 @@ type Accepted struct {
 	Policy      string `json:"policy,omitempty"`
 	RunID       string `json:"run_id,omitempty"`
 	RunState    string `json:"run_state,omitempty"`
+	// Queued says the indicator is durable and waits to be decided
+	// (journaled intake): IncidentID, Policy and RunID are not known yet.
+	Queued bool `json:"queued,omitempty"`
+	// earlier says the indicator was found stored by an earlier
+	// transaction (a journaled item read again): this one wrote nothing.
+	earlier bool
 }
 
 // Accept stores every item, groups them into incidents, decides, and creates
@@ -153,8 +166,11 @@ func take(q *[]*acceptReq) []*acceptReq {
 type acceptReq struct {
 	actor string
 	items []Item
-	out   []Accepted
-	err   error
+	// journaled marks the decider's requests: their indicators are
+	// recorded in the audit by one entry per batch (auditJournaled).
+	journaled bool
+	out       []Accepted
+	err       error
 	// done is set, and committed closed, once the transaction holding
 	// the request has committed (or failed).
 	done      bool
@@ -191,7 +207,7 @@ func (c *intake) commitBatch(ctx context.Context, batch []*acceptReq) {
 				req.out = out
 			}
 		}
-		return nil
+		return c.auditJournaled(ctx, tx, now, batch[:written])
 	})
 	for _, req := range batch[:written] {
 		if err != nil {

@@ -17,6 +17,9 @@ import (
 // I/O, plan and gate the run the decision names without I/O, then record
 // it all. Side effects on gateways happen later, from the recorded run.
 func (c *core) acceptOne(ctx context.Context, tx store.Tx, actor string, now time.Time, it Item) (Accepted, error) {
+	if a, stored, err := alreadyStored(ctx, tx, it); err != nil || stored {
+		return a, err
+	}
 	snap, err := c.loadSnapshot(ctx, tx, it, now) // 1. load
 	if err != nil {
 		return Accepted{}, err
@@ -64,7 +67,10 @@ type snapshot struct {
 // loadSnapshot reads the snapshot for a new item.
 func (c *core) loadSnapshot(ctx context.Context, tx store.Tx, it Item, now time.Time) (snapshot, error) {
 	s := snapshot{now: now, item: it, in: it.Indicator}
-	s.in.ID = store.NewID("ind")
+	s.in.ID = it.ID
+	if s.in.ID == "" {
+		s.in.ID = store.NewID("ind")
+	}
 	s.in.Normalize(now)
 	if !it.Matched {
 		return s, nil

@@ -12,6 +12,8 @@ type Metrics struct {
 	TimeToContain      prometheus.Histogram
 	BreakerTrips       prometheus.Counter
 	ReconcileRepairs   *prometheus.CounterVec
+	// IntakeBacklog counts journaled indicators not decided yet.
+	IntakeBacklog prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -34,9 +36,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times the fleet circuit breaker tripped."}),
 		ReconcileRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "warden_reconcile_repairs_total",
 			Help: "Drift from the desired posture repaired by the reconcile loop."}, []string{"gateway"}),
+		IntakeBacklog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "warden_intake_backlog",
+			Help: "Indicators answered from the intake journal (queued) and not decided yet."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.IndicatorsAccepted, m.IndicatorsRejected, m.Runs, m.StepRetries, m.StepDuration, m.TimeToContain, m.BreakerTrips, m.ReconcileRepairs)
+		reg.MustRegister(m.IndicatorsAccepted, m.IndicatorsRejected, m.Runs, m.StepRetries, m.StepDuration, m.TimeToContain, m.BreakerTrips, m.ReconcileRepairs, m.IntakeBacklog)
 	}
 	return m
 }

@@ -373,6 +373,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopJournal, err := d.startJournal(cctx)
+	if err != nil {
+		_ = d.agents.Close()
+		return err
+	}
 	// The controller's loops run while this process leads (lead).
 	leaseErr := make(chan error, 1)
 	go func() { leaseErr <- d.lead(cctx) }()
@@ -438,6 +443,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		stopErr = err
 	}
 	<-leaseErr // the loops have stopped
+	stopJournal()
 	d.Controller.Wait()
 	<-beating
 	<-polled

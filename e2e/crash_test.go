@@ -71,7 +71,7 @@ func writeConfig(tb testing.TB, dir string, cfg config.Config) string {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,7 +86,7 @@ type proc struct {
 	log *testsupport.SyncBuffer
 }
 
-func startServe(t *testing.T, bin, cfgPath string, env []string) *proc {
+func startServe(t testing.TB, bin, cfgPath string, env []string) *proc {
 	t.Helper()
 	buf := &testsupport.SyncBuffer{}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath, "--log-level", "debug")
@@ -610,7 +610,7 @@ func (p *proc) kill(t *testing.T) {
 	_ = p.cmd.Wait()
 }
 
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("stopping the controller: %v", err)

@@ -52,6 +52,7 @@ type Reader interface {
 	LatestBaseline(ctx context.Context, gw string) (BaselineResult, bool, error)
 	IndicatorsOfIncident(ctx context.Context, incident string) ([]IndicatorRecord, error)
 	CountIndicators(ctx context.Context) (int, error)
+	IndicatorDigests(ctx context.Context, ids []string) (map[string][32]byte, error)
 	Incident(ctx context.Context, id string) (Incident, error)
 	Incidents(ctx context.Context, limit int) ([]Incident, error)
 	PatchWave(ctx context.Context, id string) (PatchWave, error)
@@ -78,6 +79,7 @@ type Tx interface {
 
 	InsertIndicator(ctx context.Context, r IndicatorRecord) error
 	IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error)
+	IndicatorDigests(ctx context.Context, ids []string) (map[string][32]byte, error)
 	RecentByFingerprint(ctx context.Context, fp string, since time.Time) (IndicatorRecord, bool, error)
 	CountRecentIndicators(ctx context.Context, gw string, since time.Time) (int, error)
 	CountGatewaysWithIndicators(ctx context.Context, since time.Time, also string) (int, error)

@@ -73,6 +73,10 @@ type Accepted struct {
 	Policy      string `json:"policy,omitempty"`
 	RunID       string `json:"run_id,omitempty"`
 	RunState    string `json:"run_state,omitempty"`
+	// Queued says the indicator is stored durably (the intake journal)
+	// and is being decided: IncidentID, Policy and RunID are not known in
+	// this answer (ask with ?wait=decided, or read the indicator later).
+	Queued bool `json:"queued,omitempty"`
 }
 
 // SkippedAlert is one alert of an Alertmanager message that could not be

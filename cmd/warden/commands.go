@@ -19,6 +19,7 @@ import (
 	v1 "github.com/warden-ir/warden/api/v1"
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/controller"
 	"github.com/warden-ir/warden/daemon"
 	"github.com/warden-ir/warden/intake"
 	"github.com/warden-ir/warden/internal/textsafe"
@@ -390,6 +391,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep audit.Report
 			var err error
+			journaled := 0 // indicators checked against their batches' Merkle roots
 			switch {
 			case file != "":
 				f, ferr := os.Open(file)
@@ -407,6 +409,11 @@ func newAuditCmd(g *globals) *cobra.Command {
 				}
 				defer st.Close()
 				rep, err = audit.Verify(cmd.Context(), st.DB())
+				if err == nil {
+					// Journaled indicators are kept by their batch's
+					// Merkle root: their rows must still make it.
+					journaled, err = controller.VerifyIntakeBatches(cmd.Context(), st)
+				}
 			}
 			var be *audit.BrokenError
 			if errors.As(err, &be) {
@@ -416,9 +423,41 @@ func newAuditCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.out, "audit chain intact: %d entries, head %s\n", rep.Entries, rep.Head)
+			if journaled > 0 {
+				fmt.Fprintf(g.out, "journaled indicators intact: %d match their batches' Merkle roots\n", journaled)
+			}
 			return nil
 		},
 	}
+	prove := &cobra.Command{
+		Use:   "prove INDICATOR",
+		Short: "Print a journaled indicator's proof of membership in its batch's audit entry (exit 2 when the stored row no longer proves)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.openStore(cmd, db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if _, err := audit.Verify(cmd.Context(), st.DB()); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			p, err := controller.ProveIndicator(cmd.Context(), st, args[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(g.out)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(p); err != nil {
+				return err
+			}
+			if !p.Valid {
+				return &exitError{code: 2, err: fmt.Errorf("indicator %s as stored does not make the Merkle root of audit entry %d: it was changed", p.Indicator, p.AuditSeq)}
+			}
+			return nil
+		},
+	}
+	prove.Flags().StringVar(&db, "db", "", "store file to read directly (default: store.path from the config)")
 	verify.Flags().StringVar(&db, "db", "", "store file to read directly (default: store.path from the config)")
 	verify.Flags().StringVar(&file, "file", "", "verify an exported JSON-lines chain instead")
 	export := &cobra.Command{
@@ -435,7 +474,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 		},
 	}
 	export.Flags().StringVar(&db, "db", "", "store file (default: store.path from the config)")
-	cmd.AddCommand(verify, export)
+	cmd.AddCommand(verify, export, prove)
 	return cmd
 }
 

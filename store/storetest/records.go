@@ -339,6 +339,39 @@ var indicatorCases = []testCase{
 	{"LiveThreats lists firing, unresolved, severe enough ones after since, oldest first", indicatorLiveThreats},
 	{"ResolveIndicator ends a live threat once", indicatorResolve},
 	{"ResolveIndicator of an unknown indicator is ErrNotFound", indicatorResolveUnknown},
+	{"IndicatorDigests are the same in and out of a transaction and change with the row", indicatorDigests},
+}
+
+func indicatorDigests(t *testing.T, h Harness) {
+	b, ctx := h.Open(t), t.Context()
+	var inTx map[string][32]byte
+	commit(t, b, func(tx store.Tx) error {
+		for _, id := range []string{"ind-1", "ind-2"} {
+			if err := tx.InsertIndicator(ctx, indicatorAt(id, "gw-1", "inc-1", t0)); err != nil {
+				return err
+			}
+		}
+		var err error
+		inTx, err = tx.IndicatorDigests(ctx, []string{"ind-1", "ind-2", "ind-x"})
+		return err
+	})
+	out, err := b.IndicatorDigests(ctx, []string{"ind-1", "ind-2", "ind-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || len(inTx) != 2 || out["ind-1"] != inTx["ind-1"] || out["ind-2"] != inTx["ind-2"] || out["ind-1"] == out["ind-2"] {
+		t.Fatalf("digests %x outside, %x inside the transaction: want the same two, distinct, none for ind-x", out, inTx)
+	}
+	if _, err := b.DB().ExecContext(ctx, `UPDATE indicators SET reason = 'edited' WHERE id = 'ind-2'`); err != nil {
+		t.Fatal(err)
+	}
+	after, err := b.IndicatorDigests(ctx, []string{"ind-1", "ind-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["ind-1"] != out["ind-1"] || after["ind-2"] == out["ind-2"] {
+		t.Errorf("after editing ind-2: %x, was %x; want only ind-2's changed", after, out)
+	}
 }
 
 func checkIndicator(t *testing.T, where string, got, want store.IndicatorRecord) {
