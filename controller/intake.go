@@ -23,6 +23,9 @@ type Item struct {
 	// (read again after a restart, or tried again): the transaction that
 	// would decide it checks first.
 	replay bool
+	// receivedAt, when set, is when a journaled item was answered: its
+	// indicator is recorded as received then, not when it was decided.
+	receivedAt time.Time
 }
 
 // Accepted says what became of one item.

@@ -135,6 +135,7 @@ func (c *intake) RunDecider(ctx context.Context) error {
 				return fmt.Errorf("intake journal: %w", err)
 			}
 			r.Item.replay = pos.Before(replayEnd)
+			r.Item.receivedAt = r.At.UTC().Truncate(time.Microsecond)
 			if n := len(reqs); n > 0 && reqs[n-1].actor == r.Actor && len(reqs[n-1].items) < decideGroup {
 				reqs[n-1].items = append(reqs[n-1].items, r.Item)
 				continue

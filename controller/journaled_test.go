@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/indicator"
+	"github.com/warden-ir/warden/internal/clock"
 	"github.com/warden-ir/warden/journal"
 	"github.com/warden-ir/warden/store"
 )
@@ -299,4 +301,62 @@ func BenchmarkCriticalDuringJournaledStorm(b *testing.B) {
 	b.ReportMetric(q(0.99), "critical-p99-ms")
 	b.ReportMetric(med(answered), "storm-answered-ms")
 	b.ReportMetric(med(decided), "storm-decided-ms")
+}
+
+// movingClock is instantClock whose time a test moves.
+type movingClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *movingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+func (c *movingClock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+func (c *movingClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return instantClock{now: c.Now()}.AfterFunc(d, f)
+}
+func (c *movingClock) After(d time.Duration) <-chan time.Time {
+	return instantClock{now: c.Now()}.After(d)
+}
+
+// TestJournaledIndicatorIsReceivedWhenAnswered: an indicator answered from
+// the journal is recorded as received when it was answered, not when the
+// decider came to it (after a restart, that can be much later), so that
+// deduplication and incident windows, and the report's times, count from
+// its arrival.
+func TestJournaledIndicatorIsReceivedWhenAnswered(t *testing.T) {
+	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	answered := time.Date(2026, 11, 25, 3, 0, 0, 123456789, time.UTC)
+	clk := &movingClock{now: answered}
+	h := newHarness(t, func(o *Options) { o.Journal = j; o.Clock = clk })
+	out, err := h.c.Enqueue(t.Context(), "test", []Item{lowItem("gw-hq", 1)})
+	if err != nil || len(out) != 1 || !out[0].Queued {
+		t.Fatalf("answer %+v, %v", out, err)
+	}
+	clk.set(answered.Add(time.Hour)) // the decider comes to it an hour later
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.c.RunDecider(ctx) }()
+	waitStored(t, h.st, []string{out[0].IndicatorID})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var rec store.IndicatorRecord
+	if err := h.st.Tx(t.Context(), func(tx store.Tx) (err error) {
+		rec, err = tx.IndicatorByID(t.Context(), out[0].IndicatorID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := answered.Truncate(time.Microsecond); !rec.ReceivedAt.Equal(want) {
+		t.Errorf("received at %v, want %v (when it was answered)", rec.ReceivedAt, want)
+	}
 }

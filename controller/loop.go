@@ -264,7 +264,11 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 			}
 		}
 		a.Duplicate = t.kind == "indicator.duplicate"
-		rec := store.IndicatorRecord{ID: in.ID, ReceivedAt: s.now, Matched: s.item.Matched, Reason: s.item.Reason, Indicator: in,
+		received := s.now
+		if at := s.item.receivedAt; !at.IsZero() && at.Before(s.now) {
+			received = at // answered from the journal before this decision
+		}
+		rec := store.IndicatorRecord{ID: in.ID, ReceivedAt: received, Matched: s.item.Matched, Reason: s.item.Reason, Indicator: in,
 			Incident: t.incident.ID, Duplicate: a.Duplicate}
 		if err := tx.InsertIndicator(ctx, rec); err != nil {
 			return a, err
