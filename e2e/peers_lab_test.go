@@ -1,0 +1,585 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+
+	"github.com/warden-ir/warden/api/client"
+	v1 "github.com/warden-ir/warden/api/v1"
+	"github.com/warden-ir/warden/config"
+	"github.com/warden-ir/warden/internal/peerbench"
+	"github.com/warden-ir/warden/netlab"
+	"github.com/warden-ir/warden/policies"
+)
+
+// The peer comparison's lab (BenchmarkPeers, make bench-peers, and its
+// small-scale check TestPeersWardenDropsTheAttack): one site whose gateway
+// runs a real sshd, Warden's agent with its sensors reading the sshd's
+// auth.log, and the controller in the management namespace. The attacker
+// is the C2 namespace, with a fresh address on the internet bridge for
+// every trial: fail2ban and CrowdSec keep what they learned about an
+// address (bans, CrowdSec's one-minute blackhole after an overflow), and a
+// fresh address makes every trial a first attack for every system.
+
+// peersLab is the lab, Warden running.
+type peersLab struct {
+	*socLab
+	sshd     *netlab.SSHD
+	attacker netlab.Node
+	gw       netlab.Site
+	iface    string          // the attacker's interface on the internet bridge
+	next     int             // the next attacker address's last octet
+	released map[string]bool // containing runs whose gateway was released
+	log      *logWatch
+}
+
+// peersPolicy is added to the embedded default policies: auth_failure_burst
+// from the internet, which the defaults only tell people about
+// (brute-force-from-outside, notify-only), contains the gateway with the
+// default evidence-first runbook. Warden has no runbook step that blocks one
+// remote address at a gateway (blocks are the block unit's, fleet-wide, not
+// a policy's), so the same attack is answered by quarantining the gateway:
+// the attacker's packets are dropped, as fail2ban's and CrowdSec's bans drop
+// them.
+const peersPolicy = `policies:
+  - name: bench-peers-contain-ssh-guessing
+    description: >-
+      SSH password guessing from the internet contains the gateway (the peer
+      comparison: the attacker's packets must be dropped).
+    priority: 70
+    match: 'indicator.kind == "auth_failure_burst"'
+    runbook: contain-compromised-gateway
+    approval: auto
+    guards:
+      budget: false
+`
+
+// newPeersLab builds the lab with prefix (≤ 6 characters, unique).
+func newPeersLab(tb testing.TB, prefix string) *peersLab {
+	tb.Helper()
+	if err := netlab.SSHDAvailable(); err != nil {
+		tb.Skip(err.Error())
+	}
+	pl := &peersLab{next: 100, released: map[string]bool{}}
+	var agentListen string
+	polDir := tb.TempDir()
+	if err := os.CopyFS(polDir, mustSub(tb, policies.DefaultFS(), ".")); err != nil {
+		tb.Fatal(err)
+	}
+	_ = os.RemoveAll(filepath.Join(polDir, "tests"))
+	if err := os.WriteFile(filepath.Join(polDir, "bench-peers.yaml"), []byte(peersPolicy), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	pl.socLab = newAgentsLab(tb, agentsLabOptions{
+		Prefix: prefix, Sites: []string{"hq"},
+		Configure: func(cfg *config.Config) {
+			mgmt, _ := netip.ParseAddrPort(cfg.Server.Listen)
+			agentListen = netip.AddrPortFrom(mgmt.Addr(), 8782).String()
+			cfg.Server.AgentListen = agentListen
+			cfg.Agents.ServerCertFile, cfg.Agents.ServerKeyFile = cfg.Agents.CertFile, cfg.Agents.KeyFile
+			cfg.Policies.Dir = polDir
+			// Every trial contains the same gateway again: no budget or
+			// breaker may stop the twelfth.
+			cfg.Guards.MaxAutoIsolationsPerSite, cfg.Guards.MaxAutoIsolationsFleet = 1<<30, 1<<30
+			cfg.Guards.BreakerMinGateways = 1 << 30
+			if cfg.Store.Sync != "full" {
+				tb.Fatalf("store.sync is %q; the comparison is of a durable intake", cfg.Store.Sync)
+			}
+		},
+		BeforeAgents: func(l *socLab) {
+			var err error
+			if pl.sshd, err = l.lab.StartSSHD(tb.Context(), "hq", netlab.SSHDOptions{Dir: l.dir}); err != nil {
+				tb.Fatalf("sshd on hq: %v", err)
+			}
+			var mgmt []string
+			for _, p := range l.lab.ManagementPrefixes() {
+				mgmt = append(mgmt, fmt.Sprintf("%q", p.String()))
+			}
+			// The auth sensor alone, with its defaults (threshold 10
+			// failures a minute, inotify plus a 250 ms poll).
+			body := fmt.Sprintf("auth:\n  enabled: true\n  source: files\n  files: [%q]\n  management_networks: [%s]\n",
+				pl.sshd.AuthLog, strings.Join(mgmt, ", "))
+			if err := os.WriteFile(filepath.Join(l.dir, "sensors-hq.yaml"), []byte(body), 0o600); err != nil {
+				tb.Fatal(err)
+			}
+		},
+		AgentArgs: func(l *socLab, s netlab.Site) []string {
+			return []string{"--sensors", filepath.Join(l.dir, "sensors-hq.yaml"), "--controller-url", "https://" + agentListen,
+				"--log-level", "info"}
+		},
+	})
+	pl.attacker, pl.gw = pl.lab.C2(), pl.site("hq")
+	out, err := pl.lab.Run(tb.Context(), pl.attacker.NS, "ip", "-o", "-4", "addr", "show")
+	if err != nil {
+		tb.Fatalf("the attacker's interfaces: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && strings.HasPrefix(f[3], pl.attacker.V4.String()+"/") {
+			pl.iface = f[1]
+		}
+	}
+	if pl.iface == "" {
+		tb.Fatalf("no interface holds the attacker's %s:\n%s", pl.attacker.V4, out)
+	}
+	if pl.log, err = watchLog(pl.sshd.AuthLog); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pl.log.close)
+	return pl
+}
+
+func mustSub(tb testing.TB, fsys fs.FS, dir string) fs.FS {
+	tb.Helper()
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sub
+}
+
+// newAttacker gives the attacker namespace a fresh address on the internet
+// bridge (198.18.0.100 and up; the gateways are .10 and up, the C2 .200).
+func (l *peersLab) newAttacker(tb testing.TB) netip.Addr {
+	tb.Helper()
+	if l.next >= 200 {
+		tb.Fatal("out of attacker addresses")
+	}
+	a := netip.AddrFrom4([4]byte{198, 18, 0, byte(l.next)})
+	l.next++
+	if out, err := l.lab.Run(tb.Context(), l.attacker.NS, "ip", "addr", "add", a.String()+"/24", "dev", l.iface); err != nil {
+		tb.Fatalf("adding %s to the attacker: %v: %s", a, err, out)
+	}
+	return a
+}
+
+// attackSystem is how one system counts an SSH password-guessing burst.
+type attackSystem struct {
+	name string
+	// counts says whether an auth.log line counts towards the system's
+	// threshold; the threshold-th counted line about the attacker is the
+	// crossing.
+	counts    func(line string) bool
+	threshold int
+	// attempts is how many failed logins the attacker makes; the last one
+	// is the one whose lines cross the threshold.
+	attempts int
+	// wait bounds the time from the crossing to the drop.
+	wait time.Duration
+	// phase is the upper bound of the random delay before each trial, so
+	// that the attack starts at any point of a poll interval.
+	phase time.Duration
+	// after runs after each trial (Warden: the gateway is released).
+	after func(tb testing.TB, attacker netip.Addr)
+}
+
+var (
+	// reSSHFailed is the line every system counts: OpenSSH's "Failed
+	// password for root from A port P ssh2".
+	reSSHFailed = regexp.MustCompile(`sshd\[\d+\]: Failed \S+ for `)
+	// reSSHClosedAuth is the line CrowdSec's sshd parser also counts
+	// (crowdsecurity/sshd-logs: SSHD_PREAUTH_AUTHENTICATING_USER and _ALT).
+	reSSHClosedAuth = regexp.MustCompile(`sshd\[\d+\]: (?:Connection closed by|Disconnected from) (?:authenticating|invalid) user `)
+)
+
+func countsFailed(line string) bool { return reSSHFailed.MatchString(line) }
+
+func countsCrowdSec(line string) bool {
+	return reSSHFailed.MatchString(line) || reSSHClosedAuth.MatchString(line)
+}
+
+// probe settings: a fresh TCP connection every peerProbeEvery; one without an
+// answer within peerProbeTimeout timed out; the drop holds when peerProbeConfirm
+// probes after the first failed one failed too.
+const (
+	peerProbeEvery   = time.Millisecond
+	peerProbeTimeout = 300 * time.Millisecond
+	peerProbeConfirm = 20
+)
+
+// trial makes one attack from a fresh address and returns the time from
+// the crossing line's arrival in auth.log to the first probe that found the
+// attacker dropped.
+func (l *peersLab) trial(tb testing.TB, sys attackSystem) (time.Duration, error) {
+	tb.Helper()
+	ctx := tb.Context()
+	src := l.newAttacker(tb)
+	if sys.after != nil {
+		defer sys.after(tb, src)
+	}
+	if sys.phase > 0 {
+		time.Sleep(rand.N(sys.phase))
+	}
+	mark := l.log.mark()
+	var p *prober
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+	}()
+	for i := range sys.attempts {
+		if i == sys.attempts-1 {
+			var err error
+			if p, err = startProbe(l.attacker.NS, src, l.sshd.Addr); err != nil {
+				return 0, err
+			}
+		}
+		if err := sshGuess(ctx, l.attacker.NS, src, l.sshd.Addr, l.sshd.HostKey, fmt.Sprintf("guess-%d", i)); err != nil {
+			return 0, fmt.Errorf("%s: attempt %d from %s: %w", sys.name, i+1, src, err)
+		}
+	}
+	about := func(line string) bool { return strings.Contains(line, " "+src.String()+" port ") }
+	var crossing time.Time
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ok bool
+		lines := l.log.since(mark)
+		if crossing, ok = peerbench.Crossing(lines, func(s string) bool { return about(s) && sys.counts(s) }, sys.threshold); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: %d attempts from %s logged no crossing of %d counted lines:\n%s", sys.name, sys.attempts, src, sys.threshold, linesText(lines))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	deadline = time.Now().Add(sys.wait)
+	for {
+		at, ok, err := peerbench.FirstDrop(p.results(), crossing, peerProbeConfirm)
+		if err != nil {
+			return 0, fmt.Errorf("%s from %s: %w", sys.name, src, err)
+		}
+		if ok {
+			return at.Sub(crossing), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: %s not dropped within %s of the crossing", sys.name, src, sys.wait)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// trials runs a warm-up trial (not counted: the first ban of a process
+// creates its tables) and then n, and returns the times to drop and the
+// failed trials' errors.
+func (l *peersLab) trials(tb testing.TB, sys attackSystem, n int) ([]time.Duration, []error) {
+	tb.Helper()
+	var ds []time.Duration
+	var errs []error
+	for i := range n + 1 {
+		d, err := l.trial(tb, sys)
+		switch {
+		case err != nil:
+			tb.Logf("%s trial %d: %v", sys.name, i, err)
+			errs = append(errs, err)
+		case i == 0:
+			tb.Logf("%s warm-up: dropped %v after the crossing", sys.name, d)
+		default:
+			tb.Logf("%s trial %d: dropped %v after the crossing", sys.name, i, d)
+			ds = append(ds, d)
+		}
+	}
+	return ds, errs
+}
+
+func linesText(lines []peerbench.LogLine) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l.Text + "\n")
+	}
+	return b.String()
+}
+
+// errLoggedIn is a guess that worked: the attack must fail.
+var errLoggedIn = errors.New("the password login succeeded")
+
+// sshGuess is one failed password login as root from src (an address of
+// namespace ns): nil when the server refused the password, as it must.
+func sshGuess(ctx context.Context, ns string, src netip.Addr, addr netip.AddrPort, hostKey ssh.PublicKey, password string) error {
+	var conn net.Conn
+	err := netlab.Do(ns, func() (err error) {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		conn, err = d.DialContext(ctx, "tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr.String(), &ssh.ClientConfig{
+		User: "root", Auth: []ssh.AuthMethod{ssh.Password(password)}, HostKeyCallback: ssh.FixedHostKey(hostKey),
+	})
+	if err == nil {
+		_ = ssh.NewClient(c, chans, reqs).Close()
+		return errLoggedIn
+	}
+	if strings.Contains(err.Error(), "unable to authenticate") {
+		return nil
+	}
+	return err
+}
+
+// logWatch records when each line of a file arrives (polled every 250 µs
+// from the end the file had when the watch started).
+type logWatch struct {
+	mu    sync.Mutex
+	lines []peerbench.LogLine
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func watchLog(path string) (*logWatch, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, err
+	}
+	w := &logWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer f.Close()
+		r := bufio.NewReader(f)
+		var partial string
+		for {
+			s, err := r.ReadString('\n')
+			if err == nil {
+				w.mu.Lock()
+				w.lines = append(w.lines, peerbench.LogLine{At: time.Now(), Text: partial + strings.TrimSuffix(s, "\n")})
+				w.mu.Unlock()
+				partial = ""
+				continue
+			}
+			partial += s
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(250 * time.Microsecond):
+			}
+		}
+	}()
+	return w, nil
+}
+
+// mark is where the lines from now on start.
+func (w *logWatch) mark() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.lines)
+}
+
+func (w *logWatch) since(mark int) []peerbench.LogLine {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]peerbench.LogLine(nil), w.lines[mark:]...)
+}
+
+func (w *logWatch) close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// prober opens a fresh TCP connection from src to dst every peerProbeEvery,
+// each created inside the attacker's namespace, and records whether it
+// connected within peerProbeTimeout. A connection that did is reset at once
+// (no TIME_WAIT, nothing for sshd to read).
+type prober struct {
+	mu      sync.Mutex
+	res     []peerbench.ProbeResult
+	stop    chan struct{}
+	sending chan struct{}
+	done    chan struct{}
+}
+
+func startProbe(ns string, src netip.Addr, dst netip.AddrPort) (*prober, error) {
+	p := &prober{stop: make(chan struct{}), sending: make(chan struct{}), done: make(chan struct{})}
+	type pending struct {
+		fd   int
+		sent time.Time
+	}
+	q := make(chan pending, 4096)
+	started := make(chan error, 1)
+	go func() {
+		defer close(p.sending)
+		defer close(q)
+		err := netlab.Do(ns, func() error {
+			started <- nil
+			tick := time.NewTicker(peerProbeEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-p.stop:
+					return nil
+				case <-tick.C:
+				}
+				fd, sent := dialNonblocking(src, dst)
+				q <- pending{fd, sent}
+			}
+		})
+		if err != nil {
+			started <- err
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(p.done)
+		for pd := range q {
+			ok := pd.fd >= 0 && connectedBy(pd.fd, pd.sent.Add(peerProbeTimeout))
+			if pd.fd >= 0 {
+				_ = unix.SetsockoptLinger(pd.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				_ = unix.Close(pd.fd)
+			}
+			p.mu.Lock()
+			p.res = append(p.res, peerbench.ProbeResult{Sent: pd.sent, Connected: ok})
+			p.mu.Unlock()
+		}
+	}()
+	return p, nil
+}
+
+// dialNonblocking starts a TCP connection from src to dst on the calling
+// thread (in its namespace); fd is -1 when the connect failed at once.
+func dialNonblocking(src netip.Addr, dst netip.AddrPort) (fd int, sent time.Time) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, time.Now()
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
+		_ = unix.Close(fd)
+		return -1, time.Now()
+	}
+	sent = time.Now()
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		_ = unix.Close(fd)
+		return -1, sent
+	}
+	return fd, sent
+}
+
+// connectedBy waits until deadline for fd's connect to finish and says
+// whether it connected.
+func connectedBy(fd int, deadline time.Time) bool {
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, int(left.Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return false
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		return err == nil && soErr == 0
+	}
+}
+
+// results are the probes answered so far, in the order they were sent.
+func (p *prober) results() []peerbench.ProbeResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]peerbench.ProbeResult(nil), p.res...)
+}
+
+func (p *prober) close() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.sending
+	<-p.done
+}
+
+// wardenSystem is Warden's side: the auth sensor's default threshold of 10
+// failures ("Failed password" lines; the "Connection closed by
+// authenticating user" line after one is the same failure), its finding
+// delivered to the controller, the policy's run isolating the gateway
+// through the agent. After each trial a responder asks for the gateway's
+// release and an approver approves it (four eyes), and the probe's port
+// answers again before the next trial.
+func (l *peersLab) wardenSystem() attackSystem {
+	return attackSystem{
+		name: "Warden", counts: countsFailed, threshold: 10, attempts: 10,
+		wait: 30 * time.Second, phase: time.Second,
+		after: func(tb testing.TB, attacker netip.Addr) { l.release(tb) },
+	}
+}
+
+// release releases gw-hq when a run contained it, and waits until the
+// gateway's sshd answers a fresh attacker address again.
+func (l *peersLab) release(tb testing.TB) {
+	tb.Helper()
+	ctx := tb.Context()
+	var run v1.Run
+	waitUntil(tb, "the trial's containing run finished", 60*time.Second, func() bool {
+		runs, err := l.api.client(tb).Runs(ctx, client.RunFilter{Gateway: "gw-hq"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, r := range runs {
+			if r.Policy == "bench-peers-contain-ssh-guessing" && !l.released[r.ID] {
+				run = r
+				return r.Terminal()
+			}
+		}
+		return false
+	})
+	l.released[run.ID] = true
+	if run.State != "succeeded" {
+		tb.Logf("the containing run %s: %s (%s)", run.ID, run.State, run.Error)
+	}
+	rel, err := l.api.as(v1.RoleResponder).client(tb).Release(ctx, v1.StartRunbookRequest{Gateway: "gw-hq", Incident: run.Incident,
+		OverrideReason: "bench-peers: released between trials"})
+	if err != nil {
+		tb.Fatalf("asking for the release: %v", err)
+	}
+	if _, err := l.api.as(v1.RoleApprover).client(tb).Approve(ctx, rel.ID, v1.ApproveRequest{}); err != nil {
+		tb.Fatalf("approving the release: %v", err)
+	}
+	waitUntil(tb, "the release finished", 60*time.Second, func() bool {
+		l.api.call(tb, http.MethodGet, "/v1/runs/"+rel.ID, nil, http.StatusOK, &rel)
+		return rel.Terminal()
+	})
+	if rel.State != "succeeded" {
+		tb.Fatalf("release %s: %s", rel.State, rel.Error)
+	}
+	l.waitOpen(tb)
+}
+
+// waitOpen waits until a fresh TCP connection from the attacker's own
+// address reaches the gateway's sshd.
+func (l *peersLab) waitOpen(tb testing.TB) {
+	tb.Helper()
+	waitUntil(tb, "the gateway's sshd answering the internet", 30*time.Second, func() bool {
+		return netlab.TCPConnect(tb.Context(), l.attacker.NS, l.sshd.Addr, time.Second) == nil
+	})
+}
