@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -242,7 +243,7 @@ func (l *peersLab) trial(tb testing.TB, sys attackSystem) (time.Duration, error)
 			}
 		}
 		if err := sshGuess(ctx, l.attacker.NS, src, l.sshd.Addr, l.sshd.HostKey, fmt.Sprintf("guess-%d", i)); err != nil {
-			return 0, fmt.Errorf("%s: attempt %d from %s: %w", sys.name, i+1, src, err)
+			return 0, fmt.Errorf("%s: attempt %d from %s: %w; auth.log since the trial began:\n%s", sys.name, i+1, src, err, linesText(l.log.since(mark)))
 		}
 	}
 	about := func(line string) bool { return strings.Contains(line, " "+src.String()+" port ") }
@@ -261,9 +262,11 @@ func (l *peersLab) trial(tb testing.TB, sys attackSystem) (time.Duration, error)
 	}
 	deadline = time.Now().Add(sys.wait)
 	for {
-		at, ok, err := peerbench.FirstDrop(p.results(), crossing, peerProbeConfirm)
+		res := p.results()
+		at, ok, err := peerbench.FirstDrop(res, crossing, peerProbeConfirm)
 		if err != nil {
-			return 0, fmt.Errorf("%s from %s: %w", sys.name, src, err)
+			return 0, fmt.Errorf("%s from %s: %w (crossing at %s; probes: %s); auth.log since the trial began:\n%s", sys.name, src, err,
+				crossing.Format("15:04:05.000000"), probeSummary(res), linesText(l.log.since(mark)))
 		}
 		if ok {
 			return at.Sub(crossing), nil
@@ -296,6 +299,20 @@ func (l *peersLab) trials(tb testing.TB, sys attackSystem, n int) ([]time.Durati
 		}
 	}
 	return ds, errs
+}
+
+// probeSummary is the probes as runs of the same outcome.
+func probeSummary(res []peerbench.ProbeResult) string {
+	var b strings.Builder
+	for i := 0; i < len(res); {
+		j := i
+		for j < len(res) && res[j].Connected == res[i].Connected {
+			j++
+		}
+		fmt.Fprintf(&b, "%s %d×%v; ", res[i].Sent.Format("15:04:05.000000"), j-i, res[i].Connected)
+		i = j
+	}
+	return b.String()
 }
 
 func linesText(lines []peerbench.LogLine) string {
@@ -402,104 +419,176 @@ func (w *logWatch) close() {
 	<-w.done
 }
 
-// prober opens a fresh TCP connection from src to dst every peerProbeEvery,
-// each created inside the attacker's namespace, and records whether it
-// connected within peerProbeTimeout. A connection that did is reset at once
-// (no TIME_WAIT, nothing for sshd to read).
+// prober starts a fresh TCP connection from src to dst every
+// peerProbeEvery, inside the attacker's namespace, and records whether the
+// gateway answered its SYN within peerProbeTimeout. It is a half-open
+// probe: the SYN is written on a raw socket bound to the attacker's
+// address, so no socket of the attacker's kernel owns the connection, the
+// kernel answers the gateway's SYN-ACK with a reset and the connection
+// never reaches sshd's accept queue; the same raw socket sees the SYN-ACK
+// (connected) or a reset (refused). A firewall's drop or
+// reject acts on the SYN all the same, and the thousand probes a second
+// cost sshd nothing: completed connections would make it fork a thousand
+// children a second, fill its listen backlog and delay the very systems
+// being measured (and a full backlog would look like a drop).
 type prober struct {
 	mu      sync.Mutex
 	res     []peerbench.ProbeResult
 	stop    chan struct{}
 	sending chan struct{}
 	done    chan struct{}
+	raw     int
+	answers map[uint16]probeAnswer // by the probe's source port
 }
 
+type probeAnswer struct {
+	at        time.Time
+	connected bool
+}
+
+// probePorts are the probes' source ports, used in turn (one each
+// millisecond: a port comes back after 40 s, long after its answer).
+const probePortFirst, probePorts = 20000, 40000
+
 func startProbe(ns string, src netip.Addr, dst netip.AddrPort) (*prober, error) {
-	p := &prober{stop: make(chan struct{}), sending: make(chan struct{}), done: make(chan struct{})}
+	p := &prober{stop: make(chan struct{}), sending: make(chan struct{}), done: make(chan struct{}), answers: map[uint16]probeAnswer{}}
+	if err := netlab.Do(ns, func() (err error) {
+		if p.raw, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP); err != nil {
+			return err
+		}
+		if err = unix.Bind(p.raw, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
+			_ = unix.Close(p.raw)
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("the probe's raw socket: %w", err)
+	}
+	_ = unix.SetsockoptTimeval(p.raw, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50_000})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		p.readAnswers(src, dst)
+	}()
 	type pending struct {
-		fd   int
+		port uint16
 		sent time.Time
 	}
-	q := make(chan pending, 4096)
-	started := make(chan error, 1)
+	q := make(chan pending, 1<<16)
 	go func() {
 		defer close(p.sending)
 		defer close(q)
-		err := netlab.Do(ns, func() error {
-			started <- nil
-			tick := time.NewTicker(peerProbeEvery)
-			defer tick.Stop()
-			for {
-				select {
-				case <-p.stop:
-					return nil
-				case <-tick.C:
-				}
-				fd, sent := dialNonblocking(src, dst)
-				q <- pending{fd, sent}
+		tick := time.NewTicker(peerProbeEvery)
+		defer tick.Stop()
+		for next := 0; ; next++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
 			}
-		})
-		if err != nil {
-			started <- err
+			port := uint16(probePortFirst + next%probePorts)
+			if sent, ok := p.sendSYN(src, port, dst); ok {
+				q <- pending{port, sent}
+			}
 		}
 	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
 	go func() {
 		defer close(p.done)
+		defer func() { <-readerDone; _ = unix.Close(p.raw) }()
 		for pd := range q {
-			ok := pd.fd >= 0 && connectedBy(pd.fd, pd.sent.Add(peerProbeTimeout))
-			if pd.fd >= 0 {
-				_ = unix.SetsockoptLinger(pd.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-				_ = unix.Close(pd.fd)
+			connected := false
+			for deadline := pd.sent.Add(peerProbeTimeout); ; {
+				p.mu.Lock()
+				a, ok := p.answers[pd.port]
+				if ok && a.at.After(pd.sent) {
+					delete(p.answers, pd.port)
+				}
+				p.mu.Unlock()
+				if ok && a.at.After(pd.sent) {
+					connected = a.connected
+					break
+				}
+				if time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Microsecond)
 			}
 			p.mu.Lock()
-			p.res = append(p.res, peerbench.ProbeResult{Sent: pd.sent, Connected: ok})
+			p.res = append(p.res, peerbench.ProbeResult{Sent: pd.sent, Connected: connected})
 			p.mu.Unlock()
 		}
 	}()
 	return p, nil
 }
 
-// dialNonblocking starts a TCP connection from src to dst on the calling
-// thread (in its namespace); fd is -1 when the connect failed at once.
-func dialNonblocking(src netip.Addr, dst netip.AddrPort) (fd int, sent time.Time) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, time.Now()
+// sendSYN sends a TCP SYN from src:port to dst on the raw socket and
+// returns when it left. ok is false when it could not be sent.
+func (p *prober) sendSYN(src netip.Addr, port uint16, dst netip.AddrPort) (time.Time, bool) {
+	seg := make([]byte, 20)
+	binary.BigEndian.PutUint16(seg[0:], port)
+	binary.BigEndian.PutUint16(seg[2:], dst.Port())
+	binary.BigEndian.PutUint32(seg[4:], rand.Uint32())
+	seg[12] = 5 << 4 // header length: 5 words
+	seg[13] = 0x02   // SYN
+	binary.BigEndian.PutUint16(seg[14:], 64240)
+	// The checksum covers the pseudo-header (addresses, protocol, length).
+	s4, d4 := src.As4(), dst.Addr().As4()
+	sum := uint32(0)
+	for _, w := range [][]byte{s4[:], d4[:], {0, unix.IPPROTO_TCP, 0, byte(len(seg))}, seg} {
+		for i := 0; i < len(w); i += 2 {
+			sum += uint32(w[i])<<8 | uint32(w[i+1])
+		}
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
-		_ = unix.Close(fd)
-		return -1, time.Now()
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
 	}
-	sent = time.Now()
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil && !errors.Is(err, unix.EINPROGRESS) {
-		_ = unix.Close(fd)
-		return -1, sent
+	binary.BigEndian.PutUint16(seg[16:], ^uint16(sum))
+	sent := time.Now()
+	if err := unix.Sendto(p.raw, seg, 0, &unix.SockaddrInet4{Addr: d4}); err != nil {
+		return sent, false
 	}
-	return fd, sent
+	return sent, true
 }
 
-// connectedBy waits until deadline for fd's connect to finish and says
-// whether it connected.
-func connectedBy(fd int, deadline time.Time) bool {
+// readAnswers reads the TCP segments arriving in the namespace and records,
+// for each of the probe's ports, a SYN-ACK from dst (connected) or a reset
+// (refused).
+func (p *prober) readAnswers(src netip.Addr, dst netip.AddrPort) {
+	buf := make([]byte, 1500)
 	for {
-		left := time.Until(deadline)
-		if left < 0 {
-			left = 0
+		select {
+		case <-p.stop:
+			return
+		default:
 		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, int(left.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
+		n, _, err := unix.Recvfrom(p.raw, buf, 0)
+		if err != nil || n < 20 {
 			continue
 		}
-		if err != nil || n == 0 {
-			return false
+		at := time.Now()
+		ihl := int(buf[0]&0x0f) * 4
+		if n < ihl+14 || netip.AddrFrom4([4]byte(buf[12:16])) != dst.Addr() || netip.AddrFrom4([4]byte(buf[16:20])) != src {
+			continue
 		}
-		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		return err == nil && soErr == 0
+		tcp := buf[ihl:n]
+		if uint16(tcp[0])<<8|uint16(tcp[1]) != dst.Port() {
+			continue
+		}
+		port := uint16(tcp[2])<<8 | uint16(tcp[3])
+		const syn, rst, ack = 0x02, 0x04, 0x10
+		flags := tcp[13]
+		switch {
+		case flags&(syn|ack) == syn|ack:
+			p.record(port, at, true)
+		case flags&rst != 0:
+			p.record(port, at, false)
+		}
 	}
+}
+
+func (p *prober) record(port uint16, at time.Time, connected bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answers[port] = probeAnswer{at: at, connected: connected}
 }
 
 // results are the probes answered so far, in the order they were sent.
