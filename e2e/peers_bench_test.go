@@ -51,7 +51,7 @@ import (
 //
 // It prints one table and writes BENCH_PEERS_JSON (bench-peers.json in the
 // working directory by default). It runs only with WARDEN_BENCH_PEERS=1
-// (make bench-peers sets it): it takes about ten minutes, and `make bench`
+// (make bench-peers sets it): it takes about eight minutes, and `make bench`
 // runs every other benchmark.
 func BenchmarkPeers(b *testing.B) {
 	if os.Getenv("WARDEN_BENCH_PEERS") != "1" {

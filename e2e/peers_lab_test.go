@@ -49,7 +49,9 @@ type peersLab struct {
 	iface    string          // the attacker's interface on the internet bridge
 	next     int             // the next attacker address's last octet
 	released map[string]bool // containing runs whose gateway was released
-	log      *logWatch
+	// crossing and dropped are the last trial's (Warden's breakdown).
+	crossing, dropped time.Time
+	log               *logWatch
 }
 
 // peersPolicy is added to the embedded default policies: auth_failure_burst
@@ -269,6 +271,7 @@ func (l *peersLab) trial(tb testing.TB, sys attackSystem) (time.Duration, error)
 				crossing.Format("15:04:05.000000"), probeSummary(res), linesText(l.log.since(mark)))
 		}
 		if ok {
+			l.crossing, l.dropped = crossing, at
 			return at.Sub(crossing), nil
 		}
 		if time.Now().After(deadline) {
@@ -619,13 +622,13 @@ func (l *peersLab) wardenSystem() attackSystem {
 	return attackSystem{
 		name: "Warden", counts: countsFailed, threshold: 10, attempts: 10,
 		wait: 30 * time.Second, phase: time.Second,
-		after: func(tb testing.TB, attacker netip.Addr) { l.release(tb) },
+		after: func(tb testing.TB, attacker netip.Addr) { l.release(tb, attacker) },
 	}
 }
 
 // release releases gw-hq when a run contained it, and waits until the
 // gateway's sshd answers a fresh attacker address again.
-func (l *peersLab) release(tb testing.TB) {
+func (l *peersLab) release(tb testing.TB, attacker netip.Addr) {
 	tb.Helper()
 	ctx := tb.Context()
 	var run v1.Run
@@ -646,6 +649,7 @@ func (l *peersLab) release(tb testing.TB) {
 	if run.State != "succeeded" {
 		tb.Logf("the containing run %s: %s (%s)", run.ID, run.State, run.Error)
 	}
+	l.logBreakdown(tb, run, attacker)
 	rel, err := l.api.as(v1.RoleResponder).client(tb).Release(ctx, v1.StartRunbookRequest{Gateway: "gw-hq", Incident: run.Incident,
 		OverrideReason: "bench-peers: released between trials"})
 	if err != nil {
@@ -662,6 +666,49 @@ func (l *peersLab) release(tb testing.TB) {
 		tb.Fatalf("release %s: %s", rel.State, rel.Error)
 	}
 	l.waitOpen(tb)
+}
+
+// logBreakdown logs where the last trial's time went, from the run's and
+// the indicator's own times (same host clock): the crossing line → the
+// sensor's finding observed → the controller received it → the isolate
+// step started → the probe found the attacker dropped → the step finished.
+func (l *peersLab) logBreakdown(tb testing.TB, run v1.Run, attacker netip.Addr) {
+	tb.Helper()
+	if l.crossing.IsZero() {
+		return
+	}
+	defer func() { l.crossing, l.dropped = time.Time{}, time.Time{} }()
+	c := l.api.client(tb)
+	full, err := c.Run(tb.Context(), run.ID)
+	if err != nil {
+		tb.Logf("breakdown: %v", err)
+		return
+	}
+	inc, err := c.Incident(tb.Context(), run.Incident)
+	if err != nil {
+		tb.Logf("breakdown: %v", err)
+		return
+	}
+	var observed, received time.Time
+	for _, r := range inc.Indicators {
+		if r.Indicator.Kind == "auth_failure_burst" && strings.Contains(r.Indicator.Summary, attacker.String()) {
+			observed, received = r.Indicator.ObservedAt, r.ReceivedAt
+		}
+	}
+	var isoStart, isoEnd time.Time
+	for _, st := range full.Steps {
+		if st.Action == "isolate" {
+			isoStart, isoEnd = st.StartedAt, st.FinishedAt
+		}
+	}
+	ms := func(a, b time.Time) string {
+		if a.IsZero() || b.IsZero() {
+			return "?"
+		}
+		return fmt.Sprintf("%.1f ms", float64(b.Sub(a).Microseconds())/1000)
+	}
+	tb.Logf("Warden breakdown from the crossing: finding observed +%s, received +%s, run created +%s, isolate started +%s, dropped +%s, isolate finished +%s",
+		ms(l.crossing, observed), ms(l.crossing, received), ms(l.crossing, full.CreatedAt), ms(l.crossing, isoStart), ms(l.crossing, l.dropped), ms(l.crossing, isoEnd))
 }
 
 // waitOpen waits until a fresh TCP connection from the attacker's own
