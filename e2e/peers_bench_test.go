@@ -411,9 +411,15 @@ prometheus:
 			tb.Logf("crowdsec log:\n%s", cs.proc.log.String())
 		}
 	})
-	waitUntil(tb, "CrowdSec's local API", 60*time.Second, func() bool {
+	// The local API answers within a second; the agent reads its parsers
+	// and scenarios for some seconds more before it follows auth.log (from
+	// its end): an attack before that is never seen.
+	waitUntil(tb, "CrowdSec's agent following auth.log and its local API", 120*time.Second, func() bool {
 		if cs.proc.exited() {
 			tb.Fatalf("crowdsec exited: %v\n%s", cs.proc.err, cs.proc.log.String())
+		}
+		if !strings.Contains(cs.proc.log.String(), "Starting processing data") {
+			return false
 		}
 		_, err := l.crowdSecLogin(tb, cs)
 		return err == nil
