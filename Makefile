@@ -18,7 +18,7 @@ TESTFORMAT ?= pkgname-and-test-fails
 GOTESTSUM = $(GO) tool gotestsum --format $(TESTFORMAT) --format-icons text --format-hide-empty-pkg
 GOTESTJSON = env GO='$(GO)' UNITFLAGS='$(UNITFLAGS)' FUZZTIME='$(FUZZTIME)' bash hack/go-test-json.sh
 
-.PHONY: test deps vet unit fuzz bench demo build fmt
+.PHONY: test deps vet unit fuzz bench bench-peers demo build fmt
 
 # Unit tests and fuzz targets in one gotestsum run: the fuzz targets run even
 # when a unit test failed (hack/go-test-json.sh runs every stage, then exits
@@ -44,6 +44,19 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Warden side by side with fail2ban, CrowdSec (with its firewall bouncer)
+# and Prometheus Alertmanager: hack/install-peers.sh installs them from
+# Debian's packages (no service left running), then e2e BenchmarkPeers runs
+# the same intake load and the same SSH password-guessing attack against
+# each in one namespace lab, prints one table and writes bench-peers.json
+# here. Not part of `make test` (about eight minutes); needs root.
+# BENCH_PEERS_DURATION (30s), BENCH_PEERS_TRIALS (12), BENCH_PEERS_FAST_POLL
+# (10ms) and BENCH_PEERS_SYSTEMS (warden,fail2ban,crowdsec,alertmanager)
+# shape it.
+bench-peers:
+	bash hack/install-peers.sh
+	WARDEN_BENCH_PEERS=1 BENCH_PEERS_JSON='$(CURDIR)/bench-peers.json' $(GO) test -count=1 -run '^$$' -bench '^BenchmarkPeers$$' -benchtime 1x -timeout 60m -v ./e2e/
 
 demo:
 	$(GO) run ./cmd/warden demo

@@ -62,102 +62,24 @@ no_services_from() {
   esac
 }
 
-# The marker line identifies the policy-rc.d this script writes: a run
-# killed before removing it leaves one the next run recognises and removes.
-policy=/usr/sbin/policy-rc.d
-policy_marker='# written by warden hack/install-deps.sh while apt-get runs'
-
-installed_packages() {
-  dpkg-query -W -f='${db:Status-Status} ${Package}\n' 2>/dev/null | awk '$1 == "installed" {print $2}' | sort -u
-}
-
-missing=()
-for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
-  fi
-done
-
-# units_of prints the systemd units and SysV init scripts package $1 ships
-# (not templates: an instance must be enabled by name, none is by install).
-units_of() {
-  dpkg-query -L "$1" 2>/dev/null |
-    sed -n -E 's#^/(usr/)?lib/systemd/system/([^/@]+\.(service|socket|timer|path))$#\2#p; s#^/etc/init\.d/([^/]+)$#\1#p'
-}
-
-# disable_units_of disables (and stops, on a running systemd) every unit of
-# package $1 that is enabled. Aliases answer "alias" and go with their unit.
-disable_units_of() {
-  local unit state
-  for unit in $(units_of "$1"); do
-    if command -v systemctl >/dev/null; then
-      state=$(systemctl is-enabled "$unit" 2>/dev/null) || true
-      [ "$state" = enabled ] || continue
-      local now=()
-      [ -d /run/systemd/system ] && now=(--now)
-      if ! systemctl disable "${now[@]}" --quiet "$unit"; then
-        echo "install-deps: could not disable $unit (from $1); a system daemon may run beside the tests' own" >&2
-        continue
-      fi
-    elif [ -x "/etc/init.d/$unit" ] && compgen -G "/etc/rc[2-5].d/S??$unit" >/dev/null; then
-      update-rc.d "$unit" disable >/dev/null || continue
-    else
-      continue
-    fi
-    echo "install-deps: disabled $unit (from $1, installed by this run; the tests start their own daemons)"
-  done
-}
-
-remove_policy() {
-  if [ -f "$policy" ] && grep -qxF "$policy_marker" "$policy"; then
-    rm -f "$policy"
+# Debian's postgresql-15 makes a cluster "15/main" (a server on port 5432
+# under /var/lib/postgresql) when first installed. The tests start their
+# own; none of the system's is wanted. Saying so before the install, in a
+# file of the folder createcluster.conf includes, means none is made
+# (rather than made and then stopped): postgresql-common's postinst reads
+# create_main_cluster through that include. The file stays, so that a later
+# postgresql-NN makes none either.
+before_install() {
+  if [[ " $* " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf ]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    printf '%s\n' '# written by warden hack/install-deps.sh: the tests start private clusters' \
+      'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf
   fi
 }
 
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "install-deps: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    before=$(installed_packages)
-
-    # While apt-get runs, invoke-rc.d and deb-systemd-invoke ask
-    # policy-rc.d and start nothing when it exits 101. An administrator's
-    # own policy-rc.d is left alone (the disabling below still applies).
-    if [ ! -e "$policy" ] || grep -qxF "$policy_marker" "$policy"; then
-      trap remove_policy EXIT
-      trap 'exit 130' INT
-      trap 'exit 143' TERM
-      printf '#!/bin/sh\n%s\nexit 101\n' "$policy_marker" >"$policy"
-      chmod 0755 "$policy"
-    fi
-    # Debian's postgresql-15 makes a cluster "15/main" (a server on port
-    # 5432 under /var/lib/postgresql) when first installed. The tests start
-    # their own; none of the system's is wanted. Saying so before the
-    # install, in a file of the folder createcluster.conf includes, means
-    # none is made (rather than made and then stopped): postgresql-common's
-    # postinst reads create_main_cluster through that include. The file
-    # stays, so that a later postgresql-NN makes none either.
-    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf ]; then
-      mkdir -p /etc/postgresql-common/createcluster.d
-      printf '%s\n' '# written by warden hack/install-deps.sh: the tests start private clusters' \
-        'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/warden-no-main-cluster.conf
-    fi
-    status=0
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
-    remove_policy
-
-    # Start is prevented above, enabling at boot is not (deb-systemd-helper
-    # enables regardless of policy-rc.d): undo it for what this run added,
-    # also when apt-get failed halfway (a rerun would not see it as new).
-    for p in $(comm -13 <(printf '%s\n' "$before") <(installed_packages)); do
-      if no_services_from "$p"; then
-        disable_units_of "$p"
-      fi
-    done
-    [ "$status" -eq 0 ] || exit "$status"
-  else
-    echo "install-deps: not root; missing Debian packages: ${missing[*]} (the namespace e2e tests will skip)" >&2
-  fi
-fi
+apt_lib_name=install-deps
+# shellcheck source=hack/apt-lib.sh
+. "$(dirname "$0")/apt-lib.sh"
+apt_install_missing "${packages[@]}"
 
 go mod download
