@@ -222,15 +222,7 @@ func (c *Console) page(h func(*request)) http.Handler {
 // token in the form, and a same-origin request. Nothing is changed for a
 // request that lacks either.
 func (c *Console) form(h func(*request)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rq := c.request(w, r)
-		if !rq.checked() {
-			return
-		}
-		if !rq.signedIn() {
-			c.toLogin(rq)
-			return
-		}
+	return c.page(func(rq *request) {
 		if !rq.formAllowed(rq.sess.csrf) {
 			rq.fail(http.StatusForbidden, rq.t("csrf.refused"))
 			return

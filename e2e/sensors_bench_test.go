@@ -61,22 +61,19 @@ import (
 func BenchmarkSensorsLatency(b *testing.B) {
 	netlabtest.Skip(b, "nft")
 	l := newSensorsBenchLab(b, sensorsBenchOptions{Prefix: "sbl17", Site: "hq", Policies: "policies:\n" + askPeopleTail, Sensors: latencySensorsFile})
-	b.Run("log", func(b *testing.B) {
-		l.logSign(b) // warm-up, not counted
-		var lat latencies
-		for b.Loop() {
-			lat.add(l.logSign(b))
-		}
-		lat.report(b)
-	})
-	b.Run("conn", func(b *testing.B) {
-		l.connSign(b) // warm-up, not counted
-		var lat latencies
-		for b.Loop() {
-			lat.add(l.connSign(b))
-		}
-		lat.report(b)
-	})
+	for _, path := range []struct {
+		name string
+		sign func(testing.TB) sign
+	}{{"log", l.logSign}, {"conn", l.connSign}} {
+		b.Run(path.name, func(b *testing.B) {
+			path.sign(b) // warm-up, not counted
+			var lat latencies
+			for b.Loop() {
+				lat.add(path.sign(b))
+			}
+			lat.report(b)
+		})
+	}
 }
 
 // TestSensorsLatencyPath runs the benchmark's two paths three times each
