@@ -77,15 +77,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 			t.Fatalf("opening a newer schema: %v, want *SchemaTooNewError", err)
 		}
 	}
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "w.db")
-		check(t, func() (*Store, error) { return Open(t.Context(), path, "normal") })
-	})
-	t.Run("postgres", func(t *testing.T) {
-		pg := pgtest.Start(t, pgtest.Options{})
-		dsn := pg.DSN(pg.CreateDB(t, ""))
-		check(t, func() (*Store, error) { return OpenPostgres(t.Context(), dsn, PostgresOptions{}) })
-	})
+	onBothDrivers(t, check)
 }
 
 // TestConcurrentSchemaOutsideTransactions: replicas starting at once each
@@ -143,6 +135,12 @@ func TestBaseSchemaMadeAgainOnOpen(t *testing.T) {
 			t.Errorf("runs_active after reopening: %d, %v; want it made again", n, err)
 		}
 	}
+	onBothDrivers(t, check)
+}
+
+// onBothDrivers runs check on a new SQLite file and a new PostgreSQL
+// database, each with a function that opens that store (again).
+func onBothDrivers(t *testing.T, check func(t *testing.T, open func() (*Store, error))) {
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "w.db")
 		check(t, func() (*Store, error) { return Open(t.Context(), path, "normal") })
