@@ -117,13 +117,28 @@ func (c *intake) commitUntil(ctx context.Context, req *acceptReq) {
 
 // letGo releases commitMu, which the caller holds, and wakes the callers
 // waiting to take it over.
+//
+// The lock is released before the waiters are woken: a waiter that read
+// the channel after it was replaced, and then failed to take the lock,
+// would wait for a wake-up nobody sends (it hung a journaled API test in
+// CI). In this order, a waiter that reads the new channel finds the lock
+// free, or held by a committer that will close that channel in turn.
 func (c *intake) letGo() {
+	c.commitMu.Unlock()
+	if letGoPause != nil {
+		letGoPause()
+	}
 	c.qmu.Lock()
-	close(c.freed)
+	if c.freed != nil {
+		close(c.freed)
+	}
 	c.freed = make(chan struct{})
 	c.qmu.Unlock()
-	c.commitMu.Unlock()
 }
+
+// letGoPause, set only by tests, runs between letGo's two halves to widen
+// the window in which a waiter can look.
+var letGoPause func()
 
 // MaxBatchItems bounds the items of one intake transaction (a request is
 // never split, so one larger request makes a batch of its own).

@@ -186,3 +186,49 @@ func BenchmarkCriticalDuringStorm(b *testing.B) {
 	slices.Sort(stormTook)
 	b.ReportMetric(float64(stormTook[len(stormTook)/2].Milliseconds()), "storm-100k-ms")
 }
+
+// TestWaiterTakesOverWhenTheCommitterLetsGo: a caller waiting for the
+// commit lock takes it once the committer lets go, however the two
+// interleave. (Waking waiters before releasing the lock once left a
+// waiter that looked in between waiting for a wake-up nobody sent, and
+// its HTTP request hung until the test binary timed out.)
+func TestWaiterTakesOverWhenTheCommitterLetsGo(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.c.intake
+	letGoPause = func() { time.Sleep(20 * time.Millisecond) }
+	t.Cleanup(func() { letGoPause = nil })
+
+	for round := range 3 {
+		c.commitMu.Lock() // a committer is writing
+		returned := make(chan error, 1)
+		go func() {
+			it := ind("brute_force", "gw-dc")
+			it.Indicator.Summary = fmt.Sprintf("round %d", round)
+			_, err := h.c.Accept(t.Context(), "test", []Item{it})
+			returned <- err
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c.qmu.Lock()
+			n := len(c.queue) + len(c.urgent)
+			c.qmu.Unlock()
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the request was never queued")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(5 * time.Millisecond) // let it reach its wait
+		c.letGo()
+		select {
+		case err := <-returned:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the waiting caller never took the lock the committer let go of", round)
+		}
+	}
+}
