@@ -57,8 +57,13 @@ func incidentDetailV1(d IncidentDetail) v1.IncidentDetail {
 }
 
 func indicatorRecordV1(r store.IndicatorRecord) v1.IndicatorRecord {
-	return v1.IndicatorRecord{ID: r.ID, ReceivedAt: r.ReceivedAt, Incident: r.Incident, Matched: r.Matched, Reason: r.Reason,
-		Duplicate: r.Duplicate, Indicator: recordedIndicatorV1(r.Indicator)}
+	out := v1.IndicatorRecord{ID: r.ID, ReceivedAt: r.ReceivedAt, Incident: r.Incident, Matched: r.Matched, Reason: r.Reason,
+		Duplicate: r.Duplicate, Indicator: recordedIndicatorV1(r.Indicator), Sender: r.Sender}
+	if d := r.Decision; d != nil {
+		out.Decision = &v1.IndicatorDecision{At: d.At, Triage: d.Triage, DuplicateOf: d.DuplicateOf, Policy: d.Policy, Runbook: d.Runbook,
+			Approval: d.Approval, BusinessHours: d.BusinessHours, ActiveRun: d.ActiveRun, Note: d.Note}
+	}
+	return out
 }
 
 func recordedIndicatorV1(in indicator.Indicator) v1.RecordedIndicator {

@@ -300,6 +300,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 // that documents each api/v1 type.
 var v1Schemas = map[reflect.Type]string{
 	reflect.TypeFor[v1.Error]():                     "Error",
+	reflect.TypeFor[v1.IndicatorDecision]():         "IndicatorDecision",
 	reflect.TypeFor[v1.StartInvestigationRequest](): "StartInvestigationRequest",
 	reflect.TypeFor[v1.CaptureRequest]():            "CaptureRequest",
 	reflect.TypeFor[v1.Health]():                    "Health",

@@ -26,6 +26,11 @@ type Item struct {
 	// receivedAt, when set, is when a journaled item was answered: its
 	// indicator is recorded as received then, not when it was decided.
 	receivedAt time.Time
+	// batched marks a journaled item: the intake batch entry keeps it in
+	// the audit, and what became of it is recorded on its row
+	// (store.IndicatorDecision) rather than in entries of its own, unless
+	// it starts a run.
+	batched bool
 }
 
 // Accepted says what became of one item.

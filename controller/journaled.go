@@ -136,6 +136,7 @@ func (c *intake) RunDecider(ctx context.Context) error {
 			}
 			r.Item.replay = pos.Before(replayEnd)
 			r.Item.receivedAt = r.At.UTC().Truncate(time.Microsecond)
+			r.Item.batched = true
 			if n := len(reqs); n > 0 && reqs[n-1].actor == r.Actor && len(reqs[n-1].items) < decideGroup {
 				reqs[n-1].items = append(reqs[n-1].items, r.Item)
 				continue

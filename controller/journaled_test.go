@@ -29,7 +29,10 @@ func lowItem(gw string, n int) Item {
 	return it
 }
 
-// decidedCounts counts policy.decided audit entries by indicator.
+// decidedCounts counts the decisions recorded for each indicator: its
+// policy.decided audit entries, and the decision on its row (bulk intake
+// records one there instead of an entry). It fails the test when an
+// indicator is in more than one intake batch entry.
 func decidedCounts(t *testing.T, st *store.Store) map[string]int {
 	t.Helper()
 	es, err := audit.List(t.Context(), st.DB(), "")
@@ -37,17 +40,49 @@ func decidedCounts(t *testing.T, st *store.Store) map[string]int {
 		t.Fatal(err)
 	}
 	out := map[string]int{}
+	batched := map[string]int{}
 	for _, e := range es {
-		if e.Action != "policy.decided" {
-			continue
+		switch e.Action {
+		case "policy.decided":
+			var d struct {
+				Indicator string `json:"indicator"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			out[d.Indicator]++
+		case BatchAction:
+			var d batchData
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range d.Indicators {
+				if batched[id]++; batched[id] > 1 {
+					t.Fatalf("indicator %s is in %d intake batch entries, want one", id, batched[id])
+				}
+			}
 		}
-		var d struct {
-			Indicator string `json:"indicator"`
-		}
-		if err := json.Unmarshal(e.Data, &d); err != nil {
+	}
+	rows, err := st.DB().QueryContext(t.Context(), `SELECT id, decision FROM indicators WHERE decision != ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, raw string
+		if err := rows.Scan(&id, &raw); err != nil {
 			t.Fatal(err)
 		}
-		out[d.Indicator]++
+		var d store.IndicatorDecision
+		if err := json.Unmarshal([]byte(raw), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Triage == "accepted" {
+			out[id]++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -358,5 +393,90 @@ func TestJournaledIndicatorIsReceivedWhenAnswered(t *testing.T) {
 	}
 	if want := answered.Truncate(time.Microsecond); !rec.ReceivedAt.Equal(want) {
 		t.Errorf("received at %v, want %v (when it was answered)", rec.ReceivedAt, want)
+	}
+}
+
+// TestBulkIndicatorIsRecordedOnItsRow: an indicator of bulk intake that
+// starts no run gets no audit entries of its own: who sent it and what
+// the policies decided are on its row, under its batch entry's root. One
+// that starts a run is recorded in full, as before.
+func TestBulkIndicatorIsRecordedOnItsRow(t *testing.T) {
+	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	h := newHarness(t, func(o *Options) { o.Journal = j })
+	var ids []string
+	for n := range 6 {
+		out, err := h.c.Enqueue(t.Context(), "detector-1", []Item{lowItem("gw-hq", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, out[0].IndicatorID)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.c.RunDecider(ctx) }()
+	waitStored(t, h.st, ids)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	es, err := audit.List(t.Context(), h.st.DB(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mentions := map[string][]string{} // indicator id → actions of entries naming it, besides the batch's
+	for _, e := range es {
+		if e.Action == BatchAction {
+			continue
+		}
+		for _, id := range ids {
+			if strings.Contains(string(e.Data), id) {
+				mentions[id] = append(mentions[id], e.Action)
+			}
+		}
+	}
+	compact, full := 0, 0
+	_ = h.st.Tx(t.Context(), func(tx store.Tx) error {
+		for _, id := range ids {
+			rec, err := tx.IndicatorByID(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Decision == nil {
+				full++
+				if !slices.Contains(mentions[id], "policy.decided") || !slices.Contains(mentions[id], "indicator.accepted") {
+					t.Errorf("indicator %s has no decision on its row and entries %v; want indicator.accepted and policy.decided", id, mentions[id])
+				}
+				continue
+			}
+			compact++
+			if len(mentions[id]) > 0 {
+				t.Errorf("indicator %s has its decision on its row and entries %v too; want none", id, mentions[id])
+			}
+			d := rec.Decision
+			if rec.Sender != "detector-1" || d.Triage != "accepted" || d.Policy == "" || d.At.IsZero() {
+				t.Errorf("indicator %s: sender %q decision %+v; want the sender and the policy that decided", id, rec.Sender, *d)
+			}
+		}
+		return nil
+	})
+	if compact == 0 {
+		t.Fatalf("no indicator was recorded compactly (%d in full)", full)
+	}
+	if _, err := audit.Verify(t.Context(), h.st.DB()); err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	if n, err := VerifyIntakeBatches(t.Context(), h.st); err != nil || n != len(ids) {
+		t.Fatalf("VerifyIntakeBatches: %d, %v; want %d", n, err, len(ids))
+	}
+	// The decision on a row is under the batch's root.
+	if _, err := h.st.DB().ExecContext(t.Context(), `UPDATE indicators SET decision = replace(decision, '"accepted"', '"duplicate"') WHERE decision != ''`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyIntakeBatches(t.Context(), h.st); err == nil {
+		t.Fatal("editing the decisions on the rows went unnoticed")
 	}
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/warden-ir/warden/audit"
@@ -270,6 +271,12 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 		}
 		rec := store.IndicatorRecord{ID: in.ID, ReceivedAt: received, Matched: s.item.Matched, Reason: s.item.Reason, Indicator: in,
 			Incident: t.incident.ID, Duplicate: a.Duplicate}
+		// An indicator of bulk intake that starts no run is kept in the
+		// audit by its batch's entry: what became of it goes on its row.
+		compact := s.item.batched && start.run == nil
+		if compact {
+			rec.Sender, rec.Decision = actor, bulkDecision(s, t, dec, start)
+		}
 		if err := tx.InsertIndicator(ctx, rec); err != nil {
 			return a, err
 		}
@@ -277,6 +284,12 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 			if err := touchIncident(ctx, tx, t.incident.ID, in, s.now); err != nil {
 				return a, err
 			}
+		}
+		if compact {
+			if start.active != "" {
+				a.Policy, a.RunID = dec.Policy, start.active
+			}
+			return a, nil
 		}
 		if err := tx.Audit(ctx, indicatorEntry(actor, s, t)); err != nil {
 			return a, err
@@ -310,6 +323,25 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 		a.RunID, a.RunState = run.ID, run.State
 	}
 	return a, nil
+}
+
+// bulkDecision is the record, on its row, of what became of an indicator
+// of bulk intake that starts no run: what indicatorEntry, policy.decided
+// and run.not_started would say, without the explanations of the
+// policies that did not match (the policy set and the indicator, both
+// kept, say them again).
+func bulkDecision(s snapshot, t triaged, dec policies.Decision, start decidedRun) *store.IndicatorDecision {
+	d := &store.IndicatorDecision{At: s.now, Triage: strings.TrimPrefix(t.kind, "indicator."), Note: t.note}
+	if s.dupOf != nil && t.kind == "indicator.duplicate" {
+		d.DuplicateOf = s.dupOf.ID
+	}
+	if t.decide && dec.Matched {
+		d.Policy, d.Runbook, d.BusinessHours, d.ActiveRun = dec.Policy, dec.Runbook, dec.BusinessHours, start.active
+		if a := string(dec.Approval); a != "" && a != "auto" {
+			d.Approval = a
+		}
+	}
+	return d
 }
 
 // indicatorEntry is the audit entry recording an indicator as triaged.

@@ -124,19 +124,56 @@ func TestCrashDuringIntakeLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decided := map[string]int{}
+	// A decision is a policy.decided entry, or, for an indicator of bulk
+	// intake that started no run, the decision on its row; and a bulk
+	// indicator is in one intake batch entry.
+	decided, batched := map[string]int{}, map[string]int{}
 	for _, en := range entries {
-		if en.Action != "policy.decided" {
-			continue
-		}
 		var d struct {
-			Indicator string `json:"indicator"`
+			Indicator  string   `json:"indicator"`
+			Indicators []string `json:"indicators"`
 		}
-		if err := json.Unmarshal(en.Data, &d); err != nil {
+		switch en.Action {
+		case "policy.decided", "intake.batch":
+			if err := json.Unmarshal(en.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch en.Action {
+		case "policy.decided":
+			decided[d.Indicator]++
+		case "intake.batch":
+			for _, id := range d.Indicators {
+				batched[id]++
+			}
+		}
+	}
+	for id, n := range batched {
+		if n > 1 {
+			t.Errorf("indicator %s is in %d intake batch entries, want one", id, n)
+		}
+	}
+	rows, err := st.DB().QueryContext(t.Context(), `SELECT id, decision FROM indicators WHERE decision != ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, raw string
+		var d store.IndicatorDecision
+		if err := rows.Scan(&id, &raw); err != nil {
 			t.Fatal(err)
 		}
-		decided[d.Indicator]++
+		if err := json.Unmarshal([]byte(raw), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Triage == "accepted" {
+			decided[id]++
+		}
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
 	for _, a := range acked {
 		if decided[a.indicator] != 1 {
 			t.Errorf("indicator %s decided %d times, want once", a.indicator, decided[a.indicator])

@@ -40,7 +40,14 @@ func BenchmarkIntakeServe(b *testing.B) {
 	cfg.Inventory = demo.Inventory()
 	cfg.Reconcile.Interval = time.Hour
 	cfg.Drift.Interval = 0
-	p := startServe(b, bin, writeConfig(b, dir, cfg), nil)
+	// WARDEN_BENCH_INTAKE_CPUPROFILE=FILE has serve write a CPU profile
+	// of the whole run there (written when serve stops, at the end).
+	var env []string
+	profile := os.Getenv("WARDEN_BENCH_INTAKE_CPUPROFILE")
+	if profile != "" {
+		env = append(env, "WARDEN_CPUPROFILE="+profile)
+	}
+	p := startServe(b, bin, writeConfig(b, dir, cfg), env)
 	base := "http://" + cfg.Server.Listen
 	api := apiCall{base: base, people: people}
 	c, err := api.as(v1.RoleAdmin).client()
@@ -120,6 +127,13 @@ func BenchmarkIntakeServe(b *testing.B) {
 	b.ReportMetric(float64(res.Rejected), "non2xx")
 	b.ReportMetric(float64(vmHWM(b, p.cmd.Process.Pid))/1024, "serve-VmHWM-MB")
 	b.Logf("load: %s", res)
+	if profile != "" {
+		defer func() {
+			if p.cmd.ProcessState == nil {
+				p.stop(b)
+			}
+		}()
+	}
 	if os.Getenv("WARDEN_BENCH_INTAKE_DRAIN") == "1" {
 		took := drain()
 		b.ReportMetric(took.Seconds(), "drain-s")

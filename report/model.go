@@ -120,6 +120,9 @@ type Indicator struct {
 	IPs        []string  `json:"ips,omitempty"`
 	Domains    []string  `json:"domains,omitempty"`
 	Hashes     []string  `json:"hashes,omitempty"`
+	// Sender is who sent an indicator of bulk intake (the others are
+	// attributed by their audit entries, in the timeline).
+	Sender string `json:"sender,omitempty"`
 	// ResolvedBy is the person who judged the indicator no longer a
 	// threat (warden indicator resolve), with when and why.
 	ResolvedBy    string    `json:"resolved_by,omitempty"`
@@ -441,7 +444,17 @@ func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledge
 		in := r.Indicator
 		m.Indicators = append(m.Indicators, Indicator{ID: r.ID, ReceivedAt: r.ReceivedAt, ObservedAt: in.ObservedAt, Kind: string(in.Kind),
 			Severity: string(in.Severity), Confidence: in.Confidence, Source: in.Source, Summary: in.Summary, Status: in.Status,
-			Duplicate: r.Duplicate, IPs: in.Observables.IPs, Domains: in.Observables.Domains, Hashes: in.Observables.Hashes})
+			Duplicate: r.Duplicate, IPs: in.Observables.IPs, Domains: in.Observables.Domains, Hashes: in.Observables.Hashes, Sender: r.Sender})
+		if d := r.Decision; d != nil && d.Triage == "accepted" {
+			// Bulk intake keeps the decision on the row, without the
+			// explanations of the policies that did not match.
+			approval := d.Approval
+			if approval == "" && d.Policy != "" {
+				approval = "auto"
+			}
+			m.Decisions = append(m.Decisions, Decision{At: d.At, Indicator: r.ID, Matched: d.Policy != "", Policy: d.Policy,
+				Runbook: d.Runbook, Approval: approval, BusinessHours: d.BusinessHours})
+		}
 	}
 
 	entries, err := audit.List(ctx, st.DB(), incidentID)
@@ -484,6 +497,10 @@ func Load(ctx context.Context, st store.Backend, inv *inventory.Inventory, ledge
 			m.Indicators[i].ResolvedBy, m.Indicators[i].ResolvedAt, m.Indicators[i].ResolveReason = e.Actor, e.At, d.Reason
 		}
 	}
+
+	// Decisions from audit entries and from bulk indicators' rows, in
+	// time order.
+	sort.SliceStable(m.Decisions, func(i, j int) bool { return m.Decisions[i].At.Before(m.Decisions[j].At) })
 
 	if err := loadRuns(ctx, st, &m, comments, refused); err != nil {
 		return Model{}, err

@@ -11,12 +11,18 @@ import (
 )
 
 // indicatorDigestCols are the columns of a stored indicator its digest
-// covers: all of them.
-const indicatorDigestCols = `id, received_at, gateway, kind, severity, status, fingerprint, incident, matched, reason, duplicate, source, body`
+// covers: all of them. The last two (sender, decision; schema version 4)
+// are covered when either is set, so that a row stored before they
+// existed keeps its leaf.
+const indicatorDigestCols = `id, received_at, gateway, kind, severity, status, fingerprint, incident, matched, reason, duplicate, source, body, sender, decision`
+
+// indicatorDigestBase is how many of indicatorDigestCols every leaf covers.
+const indicatorDigestBase = 13
 
 // IndicatorDigests returns, for each of ids that is stored, the Merkle
-// leaf of its row as stored (every column, length-prefixed): editing any
-// column of the row changes it. The intake's batch audit entries carry
+// leaf of its row as stored (every column, length-prefixed; the sender
+// and decision only when either is set): editing any column of the row
+// changes it. The intake's batch audit entries carry
 // the root over their indicators' leaves.
 func (t *txn) IndicatorDigests(ctx context.Context, ids []string) (map[string][32]byte, error) {
 	return indicatorDigests(ctx, t.tx, ids)
@@ -44,7 +50,7 @@ func indicatorDigests(ctx context.Context, db querier, ids []string) (map[string
 		if err != nil {
 			return nil, fmt.Errorf("reading indicators to digest: %w", err)
 		}
-		cols := make([]sql.NullString, 13)
+		cols := make([]sql.NullString, indicatorDigestBase+2)
 		ptrs := make([]any, len(cols))
 		for i := range cols {
 			ptrs[i] = &cols[i]
@@ -56,7 +62,11 @@ func indicatorDigests(ctx context.Context, db querier, ids []string) (map[string
 				return nil, fmt.Errorf("reading indicators to digest: %w", err)
 			}
 			buf = buf[:0]
-			for _, c := range cols {
+			covered := cols
+			if cols[indicatorDigestBase].String == "" && cols[indicatorDigestBase+1].String == "" {
+				covered = cols[:indicatorDigestBase]
+			}
+			for _, c := range covered {
 				buf = binary.AppendUvarint(buf, uint64(len(c.String)))
 				buf = append(buf, c.String...)
 			}

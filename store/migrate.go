@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 type migration struct {
 	version int
@@ -30,6 +30,7 @@ var migrations = []migration{
 	{1, "the tables of Warden before versioned migrations", migrateBase},
 	{2, "replicas: every warden serve on the database, for warden status", migrateReplicas},
 	{3, "console sessions: who is signed in to the web console", migrateSessions},
+	{4, "indicators keep who sent them and what was decided (bulk intake's compact record)", migrateIndicatorDecision},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -173,6 +174,29 @@ func hasColumn(ctx context.Context, q queryer, table, column string) (bool, erro
 func migrateReplicas(ctx context.Context, tx *txn) error {
 	if _, err := tx.tx.ExecContext(ctx, replicasSchema); err != nil {
 		return fmt.Errorf("creating the replicas table: %w", err)
+	}
+	return nil
+}
+
+// migrateIndicatorDecision adds to indicators the sender and the decision
+// that bulk (journaled) intake records on the row instead of in audit
+// entries of their own; the intake batch entry's Merkle root covers them.
+func migrateIndicatorDecision(ctx context.Context, tx *txn) error {
+	for _, col := range []string{"sender", "decision"} {
+		add := `ALTER TABLE indicators ADD COLUMN IF NOT EXISTS ` + col + ` TEXT NOT NULL DEFAULT ''`
+		if tx.s.dialect == dialectSQLite {
+			// A store whose versions were forgotten runs this again.
+			if has, err := hasColumn(ctx, tx.tx, "indicators", col); err != nil || has {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			add = `ALTER TABLE indicators ADD COLUMN ` + col + ` TEXT NOT NULL DEFAULT ''`
+		}
+		if _, err := tx.tx.ExecContext(ctx, add); err != nil {
+			return fmt.Errorf("adding indicators.%s: %w", col, err)
+		}
 	}
 	return nil
 }

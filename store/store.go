@@ -507,21 +507,87 @@ type IndicatorRecord struct {
 	Reason     string              `json:"reason,omitempty"`
 	Duplicate  bool                `json:"duplicate,omitempty"`
 	Indicator  indicator.Indicator `json:"indicator"`
+	// Sender and Decision are set for an indicator of bulk (journaled)
+	// intake: who sent it, and what the policies decided (JSON), kept on
+	// the row, under the intake batch entry's Merkle root, instead of in
+	// audit entries of its own.
+	Sender   string             `json:"sender,omitempty"`
+	Decision *IndicatorDecision `json:"decision,omitempty"`
+}
+
+// IndicatorDecision is what became of an indicator of bulk intake, kept
+// on its row: the audit actions indicator.*, policy.decided and
+// run.not_started that an indicator decided before its answer gets, in
+// one small record.
+type IndicatorDecision struct {
+	// At is when it was decided.
+	At time.Time `json:"at"`
+	// Triage is how it was sorted: accepted, duplicate, unmatched or
+	// resolved (the indicator.* audit action it stands for).
+	Triage      string `json:"triage"`
+	DuplicateOf string `json:"duplicate_of,omitempty"`
+	// Policy and Runbook are the policy that matched and the runbook it
+	// names (none matched: both empty); Approval is said when not auto.
+	Policy        string `json:"policy,omitempty"`
+	Runbook       string `json:"runbook,omitempty"`
+	Approval      string `json:"approval,omitempty"`
+	BusinessHours bool   `json:"business_hours,omitempty"`
+	// ActiveRun is the run of the runbook already active for the
+	// incident, which made starting another unnecessary.
+	ActiveRun string `json:"active_run,omitempty"`
+	// Note says why a resolved alert starts nothing.
+	Note string `json:"note,omitempty"`
 }
 
 // InsertIndicator stores r.
 func (t *txn) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
-	body, err := json.Marshal(r.Indicator)
+	body, err := json.Marshal(bodyOf(r))
 	if err != nil {
 		return fmt.Errorf("encoding indicator: %w", err)
 	}
-	_, err = t.exec(ctx, `INSERT INTO indicators(id, received_at, gateway, kind, severity, status, fingerprint, incident, matched, reason, duplicate, source, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	var decision []byte
+	if r.Decision != nil {
+		if decision, err = json.Marshal(r.Decision); err != nil {
+			return fmt.Errorf("encoding decision: %w", err)
+		}
+	}
+	_, err = t.exec(ctx, `INSERT INTO indicators(id, received_at, gateway, kind, severity, status, fingerprint, incident, matched, reason, duplicate, source, body, sender, decision) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, ts(r.ReceivedAt), r.Indicator.Gateway, string(r.Indicator.Kind), string(r.Indicator.Severity), r.Indicator.Status, r.Indicator.Fingerprint,
-		r.Incident, b2i(r.Matched), r.Reason, b2i(r.Duplicate), r.Indicator.Source, string(body))
+		r.Incident, b2i(r.Matched), r.Reason, b2i(r.Duplicate), r.Indicator.Source, string(body), r.Sender, string(decision))
 	if err != nil {
 		return fmt.Errorf("storing indicator: %w", err)
 	}
 	return nil
+}
+
+// storedBody is an indicator as its row's body keeps it: the fields its
+// columns do not (id, kind, gateway, severity, status, fingerprint and
+// source are columns; reads put them back). Rows written before kept the
+// whole indicator, which reads the same.
+type storedBody struct {
+	ID          string                `json:"id,omitempty"`
+	Kind        indicator.Kind        `json:"kind,omitempty"`
+	Gateway     string                `json:"gateway,omitempty"`
+	Severity    indicator.Severity    `json:"severity,omitempty"`
+	Confidence  float64               `json:"confidence"`
+	Observables indicator.Observables `json:"observables,omitzero"`
+	ObservedAt  time.Time             `json:"observed_at,omitzero"`
+	Source      string                `json:"source,omitempty"`
+	Summary     string                `json:"summary,omitempty"`
+	Status      string                `json:"status,omitempty"`
+	Fingerprint string                `json:"fingerprint,omitempty"`
+	Labels      map[string]string     `json:"labels,omitempty"`
+	Raw         json.RawMessage       `json:"raw,omitempty"`
+}
+
+// bodyOf is r's body: what of its indicator the columns do not keep.
+func bodyOf(r IndicatorRecord) storedBody {
+	in := r.Indicator
+	b := storedBody{Confidence: in.Confidence, Observables: in.Observables, ObservedAt: in.ObservedAt, Summary: in.Summary, Labels: in.Labels, Raw: in.Raw}
+	if in.ID != r.ID {
+		b.ID = in.ID
+	}
+	return b
 }
 
 // RecentByFingerprint returns the newest matched indicator with fp received
@@ -560,20 +626,36 @@ func (t *txn) CountGatewaysWithIndicators(ctx context.Context, since time.Time, 
 
 // IndicatorsOfIncident lists an incident's indicators, oldest first.
 func (s *Store) IndicatorsOfIncident(ctx context.Context, incident string) ([]IndicatorRecord, error) {
-	return queryAll(ctx, s.db, "indicator", scanIndicatorRecord, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE incident = ? ORDER BY received_at, id`, incident)
+	return queryAll(ctx, s.db, "indicator", scanIndicatorRecord, `SELECT `+indicatorRecordCols+` FROM indicators WHERE incident = ? ORDER BY received_at, id`, incident)
 }
+
+// indicatorRecordCols are the columns scanIndicatorRecord reads.
+const indicatorRecordCols = `id, received_at, incident, matched, reason, duplicate, body, sender, decision, kind, gateway, severity, status, fingerprint, source`
 
 func scanIndicatorRecord(sc interface{ Scan(...any) error }) (IndicatorRecord, error) {
 	var r IndicatorRecord
-	var recv, body string
+	var recv, body, decision, kind, gw, severity, status, fp, source string
 	var matched, dup int
-	if err := sc.Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body); err != nil {
+	if err := sc.Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body, &r.Sender, &decision, &kind, &gw, &severity, &status, &fp, &source); err != nil {
 		return r, err
 	}
 	r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
+	if decision != "" {
+		r.Decision = &IndicatorDecision{}
+		if err := json.Unmarshal([]byte(decision), r.Decision); err != nil {
+			return r, fmt.Errorf("decoding the decision of indicator %s: %w", r.ID, err)
+		}
+	}
 	if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
 		return r, fmt.Errorf("decoding indicator %s: %w", r.ID, err)
 	}
+	in := &r.Indicator
+	if in.ID == "" {
+		in.ID = r.ID
+	}
+	// The fields the columns keep (a body written before kept them too).
+	in.Kind, in.Gateway, in.Severity = indicator.Kind(kind), gw, indicator.Severity(severity)
+	in.Status, in.Fingerprint, in.Source = status, fp, source
 	return r, nil
 }
 

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -105,20 +104,12 @@ func placeholders(n int) string {
 
 // IndicatorByID reads one stored indicator inside the transaction.
 func (t *txn) IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error) {
-	var r IndicatorRecord
-	var recv, body string
-	var matched, dup int
-	err := t.tx.QueryRowContext(ctx, `SELECT id, received_at, incident, matched, reason, duplicate, body FROM indicators WHERE id = ?`, id).
-		Scan(&r.ID, &recv, &r.Incident, &matched, &r.Reason, &dup, &body)
+	r, err := scanIndicatorRecord(t.tx.QueryRowContext(ctx, `SELECT `+indicatorRecordCols+` FROM indicators WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("indicator %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return r, fmt.Errorf("reading indicator %s: %w", id, err)
-	}
-	r.ReceivedAt, r.Matched, r.Duplicate = parseTS(recv), matched == 1, dup == 1
-	if err := json.Unmarshal([]byte(body), &r.Indicator); err != nil {
-		return r, fmt.Errorf("decoding indicator %s: %w", id, err)
 	}
 	return r, nil
 }

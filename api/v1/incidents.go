@@ -51,6 +51,27 @@ type IndicatorRecord struct {
 	Reason    string            `json:"reason,omitempty"`
 	Duplicate bool              `json:"duplicate,omitempty"`
 	Indicator RecordedIndicator `json:"indicator"`
+	// Sender and Decision are set for an indicator of bulk intake
+	// (answered queued): who sent it and what became of it, kept on the
+	// indicator instead of in audit entries of its own.
+	Sender   string             `json:"sender,omitempty"`
+	Decision *IndicatorDecision `json:"decision,omitempty"`
+}
+
+// IndicatorDecision is what became of an indicator of bulk intake.
+type IndicatorDecision struct {
+	At time.Time `json:"at"`
+	// Triage is accepted, duplicate, unmatched or resolved.
+	Triage        string `json:"triage"`
+	DuplicateOf   string `json:"duplicate_of,omitempty"`
+	Policy        string `json:"policy,omitempty"`
+	Runbook       string `json:"runbook,omitempty"`
+	Approval      string `json:"approval,omitempty"`
+	BusinessHours bool   `json:"business_hours,omitempty"`
+	// ActiveRun is the run already active for the incident that made
+	// starting another unnecessary.
+	ActiveRun string `json:"active_run,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 // RecordedIndicator is an indicator after intake: normalised, with its id.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,13 @@ func newServeCmd(g *globals) *cobra.Command {
 				cfg.Server.Listen = listen
 			}
 			ctx := cmd.Context()
+			if path := os.Getenv("WARDEN_CPUPROFILE"); path != "" {
+				stop, err := cpuProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			d, err := daemon.Build(ctx, cfg, daemon.Options{Log: g.logger()})
 			if err != nil {
 				return err
@@ -61,6 +69,21 @@ func newServeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "override server.listen")
 	return cmd
+}
+
+// cpuProfile writes a Go CPU profile to path until stop is called: set
+// WARDEN_CPUPROFILE to profile a running serve (benchmarks do; go tool
+// pprof reads the file once serve has stopped).
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("WARDEN_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("WARDEN_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 func newIndicatorCmd(g *globals) *cobra.Command {

@@ -340,6 +340,52 @@ var indicatorCases = []testCase{
 	{"ResolveIndicator ends a live threat once", indicatorResolve},
 	{"ResolveIndicator of an unknown indicator is ErrNotFound", indicatorResolveUnknown},
 	{"IndicatorDigests are the same in and out of a transaction and change with the row", indicatorDigests},
+	{"a bulk indicator's sender and decision read back and are under its digest", indicatorSenderDecision},
+}
+
+func indicatorSenderDecision(t *testing.T, h Harness) {
+	b, ctx := h.Open(t), t.Context()
+	want := indicatorAt("ind-1", "gw-1", "inc-1", t0)
+	want.Sender = "alertmanager"
+	want.Decision = &store.IndicatorDecision{At: t0, Triage: "accepted", Policy: "catch-all-notify", Runbook: "notify", ActiveRun: "run-1"}
+	commit(t, b, func(tx store.Tx) error {
+		if err := tx.InsertIndicator(ctx, want); err != nil {
+			return err
+		}
+		return tx.InsertIndicator(ctx, indicatorAt("ind-2", "gw-1", "inc-1", t0))
+	})
+	var got store.IndicatorRecord
+	commit(t, b, func(tx store.Tx) error {
+		var err error
+		got, err = tx.IndicatorByID(ctx, "ind-1")
+		return err
+	})
+	checkIndicator(t, "IndicatorByID", got, want)
+	listed, err := b.IndicatorsOfIncident(ctx, "inc-1")
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("IndicatorsOfIncident: %d, %v; want 2", len(listed), err)
+	}
+	checkIndicator(t, "IndicatorsOfIncident", listed[0], want)
+	if listed[1].Sender != "" || listed[1].Decision != nil {
+		t.Errorf("an indicator stored without them reads back sender %q decision %+v", listed[1].Sender, listed[1].Decision)
+	}
+	before, err := b.IndicatorDigests(ctx, []string{"ind-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []string{`UPDATE indicators SET decision = '{"policy":"none"}' WHERE id = 'ind-1'`, `UPDATE indicators SET sender = 'someone' WHERE id = 'ind-1'`} {
+		if _, err := b.DB().ExecContext(ctx, edit); err != nil {
+			t.Fatal(err)
+		}
+		after, err := b.IndicatorDigests(ctx, []string{"ind-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after["ind-1"] == before["ind-1"] {
+			t.Errorf("after %s the digest is unchanged", edit)
+		}
+		before = after
+	}
 }
 
 func indicatorDigests(t *testing.T, h Harness) {
