@@ -205,7 +205,8 @@ func (c *intake) commitBatch(ctx context.Context, batch []*acceptReq) {
 	// describe, or an alert would appear to arrive after its decision.
 	now := c.clock.Now().UTC().Truncate(time.Microsecond)
 	written := len(batch)
-	err := c.st.Tx(ctx, func(tx store.Tx) error {
+	err := c.st.Tx(ctx, func(stx store.Tx) error {
+		tx := newBatchTx(stx)
 		written = len(batch)
 		for i, req := range batch {
 			if i > 0 && c.urgentWaiting.Load() {

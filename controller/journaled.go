@@ -90,6 +90,14 @@ const decideBatch = 4 * MaxBatchItems
 // between requests.
 const decideGroup = 8
 
+// decidePace is the least time between two of the decider's batches
+// while it keeps up: records arriving meanwhile wait to be decided
+// together, in one transaction and one sync of the store, rather than
+// each few in their own, whose syncs would compete on the disk with the
+// journal's (on which every answer waits). Behind, it reads full batches
+// back to back.
+const decidePace = 10 * time.Millisecond
+
 // RunDecider decides the journaled items in order until ctx ends: from
 // the oldest segment kept (records already decided before a restart are
 // found stored and skipped), then each batch as it becomes durable.
@@ -108,7 +116,15 @@ func (c *intake) RunDecider(ctx context.Context) error {
 	// the process: each is checked in the transaction deciding it.
 	replayEnd, _ := j.Durable()
 	kept := pos.Segment // the oldest segment not yet released
+	var last time.Time  // when the decider last took records
 	for {
+		if wait := decidePace - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
 		recs, next, err := j.Read(pos, decideBatch)
 		if err != nil {
 			// An acknowledged record that cannot be read is a broken disk:
@@ -127,6 +143,7 @@ func (c *intake) RunDecider(ctx context.Context) error {
 			}
 			continue
 		}
+		last = time.Now()
 		reqs := make([]*acceptReq, 0, len(recs))
 		for _, b := range recs {
 			var r journalRecord
