@@ -31,8 +31,8 @@ type OSQuarantine interface {
 
 // CheckedOSQuarantine is an OSQuarantine whose isolate also returns the
 // agent's state as read back when it confirmed: the record and the rules
-// in the kernel, read after they went in, and fetched over a connection
-// opened through the quarantine (providers/linux's AgentPool). The OS
+// in the kernel, read after they went in, once a new connection through
+// the quarantine reached the agent (providers/linux's AgentPool). The OS
 // isolate then needs no separate read-back (ApplyVerifier).
 type CheckedOSQuarantine interface {
 	IsolateOSChecked(ctx context.Context, gw inventory.Gateway, keepFlows bool) (wire.IsolateResult, wire.State, error)

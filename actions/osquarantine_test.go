@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/warden-ir/warden/agent/wire"
 	"github.com/warden-ir/warden/inventory"
@@ -95,5 +96,45 @@ func TestExecuteIsolateTakesTheConfirmedReadBack(t *testing.T) {
 				t.Fatalf("result %+v does not carry the OS layer's verification", res.Details)
 			}
 		})
+	}
+}
+
+// timedRecorder notes when it was asked to file evidence.
+type timedRecorder struct {
+	memoryRecorder
+	at time.Time
+}
+
+func (r *timedRecorder) Record(ctx context.Context, e Evidence) (EvidenceRecord, error) {
+	time.Sleep(5 * time.Millisecond) // filing takes a while (a blob and its fsync)
+	r.at = time.Now()
+	return r.memoryRecorder.Record(ctx, e)
+}
+
+// TestVerifiedAtIsWhenTheReadBackProvedIt: an executed isolate's verified
+// result says when the read-back proved the quarantine (verified_at),
+// which is before the change is filed as evidence: the time to contain
+// does not include the filing.
+func TestVerifiedAtIsWhenTheReadBackProvedIt(t *testing.T) {
+	var calls []string
+	state := wire.State{Quarantined: true, Confirmed: true, Generation: 7, Firewall: &wire.FirewallState{Quarantined: true, Backend: "nftables"}}
+	cat, err := NewCatalogue(Combine(NameIsolate, Layer("os", NewOSIsolate(checkedFake{fakeOSQuarantine{calls: &calls, checked: state}}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &timedRecorder{}
+	cat = cat.Decorate(RecordEvidence(rec)).Decorate(WithRetry(RetryPolicy{MaxAttempts: 1}))
+	res, err := Execute(t.Context(), cat[NameIsolate], Request{Gateway: inventory.Gateway{ID: "gw"}, Incident: "inc-1", IdempotencyKey: "run-1/1/isolate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify, _ := res.Details["verify"].(map[string]any)
+	raw, _ := verify[VerifiedAtKey].(string)
+	at, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		t.Fatalf("verify details %v: no %s: %v", verify, VerifiedAtKey, err)
+	}
+	if rec.at.IsZero() || !at.Before(rec.at) {
+		t.Errorf("verified at %v, evidence filed at %v: want verified before the filing", at, rec.at)
 	}
 }

@@ -46,19 +46,45 @@ type ApplyVerifier interface {
 
 // applyVerified is a's ApplyVerified when it has one, else Apply then
 // Verify (whose error says it was the verification that failed).
-func applyVerified(ctx context.Context, a Action, req Request) (Result, Result, error) {
+//
+// The verified result's details carry verified_at, when the read-back
+// proved the change (the controller's wall clock): what a step does after
+// it, such as filing the change as evidence, is not part of the time to
+// contain.
+func applyVerified(ctx context.Context, a Action, req Request) (res, vres Result, err error) {
+	defer func() {
+		if err == nil {
+			stampVerified(&vres)
+		}
+	}()
 	if av, ok := a.(ApplyVerifier); ok {
 		return av.ApplyVerified(ctx, req)
 	}
-	res, err := a.Apply(ctx, req)
+	res, err = a.Apply(ctx, req)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
-	vres, err := a.Verify(ctx, req)
+	vres, err = a.Verify(ctx, req)
 	if err != nil {
 		return res, Result{}, fmt.Errorf("verifying: %w", err)
 	}
 	return res, vres, nil
+}
+
+// VerifiedAtKey is the detail of a verified result saying when the
+// read-back proved the change.
+const VerifiedAtKey = "verified_at"
+
+// stampVerified sets vres's verified_at, unless an inner layer did (the
+// innermost read-back is the moment).
+func stampVerified(vres *Result) {
+	if _, ok := vres.Details[VerifiedAtKey]; ok {
+		return
+	}
+	if vres.Details == nil {
+		vres.Details = map[string]any{}
+	}
+	vres.Details[VerifiedAtKey] = time.Now().UTC().Format(time.RFC3339Nano)
 }
 
 // executor is an action with its own Execute (a decorator).

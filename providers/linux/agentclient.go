@@ -92,10 +92,9 @@ func NewAgentClient(baseURL string, t AgentTLS, log *slog.Logger) (*AgentClient,
 	if err != nil {
 		return nil, actions.Terminal(err)
 	}
-	// Resume the agent's TLS session on a new connection: the confirm of
-	// an isolate travels over a connection opened through the quarantine
-	// (that is what proves the management path), and resuming spares it
-	// the certificates' signatures and chain checks. The agent's session
+	// Resume the agent's TLS session on a new connection (after an idle
+	// close, or a connection a quarantine killed): resuming spares it the
+	// certificates' signatures and chain checks. The agent's session
 	// tickets carry the chain it verified; an expired certificate is not
 	// resumed.
 	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
@@ -213,7 +212,17 @@ func (c *AgentClient) isolateChecked(ctx context.Context, p wire.IsolateParams) 
 	if err != nil {
 		return out, err
 	}
-	c.http.HTTPClient.CloseIdleConnections()
+	// The proof that the management path survives the quarantine is a
+	// new connection through it: its SYN and the agent's answer are
+	// judged by the rules now in force, as any new management flow
+	// would be. The confirm then travels over the connection already
+	// open, whose packets pass those rules as established management
+	// traffic, without a TLS handshake on the way to a confirmed
+	// quarantine. Not reaching the agent, the controller does not
+	// confirm and the agent reverts by itself.
+	if err := c.probe(ctx); err != nil {
+		return out, actions.Terminal(fmt.Errorf("opening a new connection to the agent through its quarantine (not confirming; it reverts by %s): %w", res.ConfirmBy.Format(time.RFC3339), err))
+	}
 	var conf wire.ConfirmResult
 	err = c.send(ctx, wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}, &conf)
 	var ae *AgentError
@@ -237,6 +246,24 @@ func (c *AgentClient) isolateChecked(ctx context.Context, p wire.IsolateParams) 
 	out.Confirmed, out.ConfirmBy = true, time.Time{}
 	out.state = st
 	return out, nil
+}
+
+// probe opens a new TCP connection to the agent and closes it.
+func (c *AgentClient) probe(ctx context.Context) error {
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	d := net.Dialer{Timeout: agentAttemptTimeout}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // KillFlows deletes the tracked flows a quarantine kept for the capture

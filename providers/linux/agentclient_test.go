@@ -8,12 +8,15 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/warden-ir/warden/actions"
@@ -31,12 +34,17 @@ type agentFakeFirewall struct {
 	removes int
 	// unenforced makes Observe report the rules missing after an Apply.
 	unenforced bool
+	// onApply, when set, runs at each Apply.
+	onApply func()
 }
 
 func (f *agentFakeFirewall) Apply(_ context.Context, s wire.QuarantineSpec) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies++
+	if f.onApply != nil {
+		f.onApply()
+	}
 	changed := f.active == nil
 	f.active = &s
 	return changed, nil
@@ -72,11 +80,12 @@ func (f *agentFakeFirewall) count() (applies, removes int) {
 // agentRecorder wraps the agent's handler: it records each command ID and
 // answers the first fail requests with status instead of passing them on.
 type agentRecorder struct {
-	next   http.Handler
-	status int
-	mu     sync.Mutex
-	fail   int
-	ids    []string
+	next      http.Handler
+	status    int
+	mu        sync.Mutex
+	fail      int
+	ids       []string
+	kindsSeen []string
 }
 
 func (r *agentRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -85,6 +94,7 @@ func (r *agentRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = json.Unmarshal(body, &c)
 	r.mu.Lock()
 	r.ids = append(r.ids, c.ID)
+	r.kindsSeen = append(r.kindsSeen, c.Kind)
 	failing := r.fail > 0
 	if failing {
 		r.fail--
@@ -96,6 +106,13 @@ func (r *agentRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	r.next.ServeHTTP(w, req)
+}
+
+// kinds are the kinds of the commands received, in order.
+func (r *agentRecorder) kinds() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.kindsSeen...)
 }
 
 func (r *agentRecorder) commandIDs() []string {
@@ -460,5 +477,83 @@ func BenchmarkAgentFreshConnection(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// gatedProxy forwards TCP connections to target until shut, after which
+// it takes no new connection (its port refuses them) while those already
+// open go on: a quarantine that drops new management flows but not
+// established ones.
+type gatedProxy struct {
+	ln   net.Listener
+	shut atomic.Bool
+}
+
+func (p *gatedProxy) close() { p.shut.Store(true); p.ln.Close() }
+
+func newGatedProxy(t *testing.T, target string) *gatedProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &gatedProxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if p.shut.Load() {
+				in.Close()
+				continue
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+// TestAgentClientConfirmsOnlyAfterANewConnection: the confirm of an
+// isolate goes out only once a new connection through the quarantine
+// reached the agent. When new connections no longer arrive (the rules
+// cut the management path for new flows), nothing is confirmed, even
+// though the connection already open still works, and the agent reverts
+// by itself.
+func TestAgentClientConfirmsOnlyAfterANewConnection(t *testing.T) {
+	env := newAgentClientEnv(t)
+	u, err := url.Parse(env.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newGatedProxy(t, u.Host)
+	env.fw.onApply = proxy.close
+	c, err := NewAgentClient("https://"+proxy.ln.Addr().String(), env.tls(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.Observe(t.Context()); err != nil { // the connection that stays open
+		t.Fatal(err)
+	}
+	_, err = c.IsolateConfirmed(t.Context(), wire.IsolateParams{Management: []string{"198.51.100.0/24"}})
+	if err == nil || !actions.IsTerminal(err) || !strings.Contains(err.Error(), "new connection") {
+		t.Fatalf("IsolateConfirmed with new connections cut = %v; want a terminal error about the new connection", err)
+	}
+	for _, k := range env.rec.kinds() {
+		if k == wire.KindConfirm {
+			t.Fatal("a confirm was sent although no new connection reached the agent")
+		}
+	}
+	st, err := c.Observe(t.Context()) // over the open connection
+	if err != nil || !st.Quarantined || st.Confirmed {
+		t.Fatalf("agent after the isolate: %+v, %v; want quarantined and not confirmed (it reverts by itself)", st, err)
 	}
 }
