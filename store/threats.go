@@ -104,7 +104,7 @@ func placeholders(n int) string {
 
 // IndicatorByID reads one stored indicator inside the transaction.
 func (t *txn) IndicatorByID(ctx context.Context, id string) (IndicatorRecord, error) {
-	r, err := scanIndicatorRecord(t.tx.QueryRowContext(ctx, `SELECT `+indicatorRecordCols+` FROM indicators WHERE id = ?`, id))
+	r, err := scanIndicatorRecord(t.queryRow(ctx, `SELECT `+indicatorRecordCols+` FROM indicators WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("indicator %s: %w", id, ErrNotFound)
 	}
