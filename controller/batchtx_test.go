@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -15,16 +16,17 @@ import (
 // it remembers (the gateway's recent-indicator count and its posture). A
 // method added to store.Tx fails this test until someone decides which.
 func TestBatchTxKnowsEveryWrite(t *testing.T) {
-	handled := map[string]bool{"CountRecentIndicators": true, "InsertIndicator": true, "Posture": true, "SetDesiredPosture": true, "Savepoint": true}
+	handled := map[string]bool{"CountRecentIndicators": true, "InsertIndicator": true, "Posture": true, "SetDesiredPosture": true, "Savepoint": true,
+		"IncidentByID": true, "OpenIncidentFor": true, "CountOpenIncidents": true, "UpsertIncident": true, "SetIncidentStatus": true}
 	cannotChange := map[string]bool{
 		// reads
 		"IndicatorByID": true, "IndicatorDigests": true, "RecentByFingerprint": true, "CountGatewaysWithIndicators": true, "LiveThreats": true,
-		"OpenIncidentFor": true, "CountOpenIncidents": true, "IncidentByID": true, "Run": true, "ActiveRunFor": true, "CountAutoIsolations": true,
+		"Run": true, "ActiveRunFor": true, "CountAutoIsolations": true,
 		"EvidenceSucceeded": true, "StepSucceededSince": true, "Breaker": true, "LatestBaseline": true, "User": true, "Users": true,
 		"CountUsers": true, "BlockByRef": true, "BlockByNumber": true, "Blocks": true,
 		// writes to other tables, or to columns neither read looks at
 		// (resolving an indicator leaves it matched)
-		"Audit": true, "ResolveIndicator": true, "UpsertIncident": true, "SetIncidentStatus": true, "InsertRun": true, "UpdateRun": true,
+		"Audit": true, "ResolveIndicator": true, "InsertRun": true, "UpdateRun": true,
 		"UpdateStep": true, "TripBreaker": true, "ResetBreaker": true, "InsertBaselineResult": true, "InsertPatchWave": true,
 		"FinishPatchWave": true, "InsertUser": true, "InsertBlock": true, "SetBlockState": true, "ExpireBlocks": true,
 		"SetUserDisabled": true, "InsertToken": true, "RevokeTokens": true, "InsertSession": true, "DeleteSession": true,
@@ -107,3 +109,82 @@ var errTest = errTestType("rolled back on purpose")
 type errTestType string
 
 func (e errTestType) Error() string { return string(e) }
+
+// TestBatchTxIncidentsAreWhatTheStoreSays: through opening, touching,
+// closing and reopening incidents of two gateways, what batchTx answers
+// about incidents is what the store answers.
+func TestBatchTxIncidentsAreWhatTheStoreSays(t *testing.T) {
+	h := newHarness(t, nil)
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	since := t0.Add(-time.Hour)
+	err := h.st.Tx(t.Context(), func(stx store.Tx) error {
+		b := newBatchTx(stx)
+		ids := []string{"inc-a", "inc-b", "inc-c"}
+		check := func(when string) {
+			t.Helper()
+			for _, gw := range []string{"gw-hq", "gw-dc"} {
+				for _, s := range []time.Time{since, t0.Add(2 * time.Minute)} {
+					gi, gf, err := b.OpenIncidentFor(t.Context(), gw, s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wi, wf, err := stx.OpenIncidentFor(t.Context(), gw, s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if gf != wf || gi.ID != wi.ID || !gi.UpdatedAt.Equal(wi.UpdatedAt) || gi.Status != wi.Status || gi.Severity != wi.Severity {
+						t.Errorf("%s: OpenIncidentFor(%s, %v) = %+v %v, the store says %+v %v", when, gw, s, gi, gf, wi, wf)
+					}
+				}
+				gn, _ := b.CountOpenIncidents(t.Context(), gw)
+				wn, _ := stx.CountOpenIncidents(t.Context(), gw)
+				if gn != wn {
+					t.Errorf("%s: CountOpenIncidents(%s) = %d, the store says %d", when, gw, gn, wn)
+				}
+			}
+			for _, id := range ids {
+				gi, gerr := b.IncidentByID(t.Context(), id)
+				wi, werr := stx.IncidentByID(t.Context(), id)
+				if (gerr == nil) != (werr == nil) || gi.ID != wi.ID || !gi.UpdatedAt.Equal(wi.UpdatedAt) || !gi.OpenedAt.Equal(wi.OpenedAt) || gi.Status != wi.Status || gi.LastStatus != wi.LastStatus {
+					t.Errorf("%s: IncidentByID(%s) = %+v %v, the store says %+v %v", when, id, gi, gerr, wi, werr)
+				}
+			}
+		}
+		inc := func(id, gw string, at time.Time, status string) store.Incident {
+			return store.Incident{ID: id, Gateway: gw, Site: "s", OpenedAt: at, UpdatedAt: at, Status: status, Severity: "low", Title: id}
+		}
+		touch := func(id string, at time.Time, status, last string) {
+			t.Helper()
+			in, err := b.IncidentByID(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.UpdatedAt, in.Status, in.LastStatus, in.Severity = at, status, last, "high"
+			in.OpenedAt = at // not an updated column: the stored one stays
+			if err := b.UpsertIncident(t.Context(), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check("empty")
+		for i, step := range []func(){
+			func() { _ = b.UpsertIncident(t.Context(), inc("inc-a", "gw-hq", t0, store.IncidentOpen)) },
+			func() { touch("inc-a", t0.Add(time.Minute), store.IncidentOpen, "firing") },
+			func() {
+				_ = b.UpsertIncident(t.Context(), inc("inc-b", "gw-hq", t0.Add(3*time.Minute), store.IncidentOpen))
+			},
+			func() { touch("inc-a", t0.Add(4*time.Minute), store.IncidentContained, "firing") },
+			func() { touch("inc-b", t0.Add(5*time.Minute), store.IncidentClosed, "resolved") },
+			func() { _ = b.UpsertIncident(t.Context(), inc("inc-c", "gw-dc", t0, store.IncidentOpen)) },
+			func() { touch("inc-c", t0.Add(time.Second), store.IncidentOpen, "firing") },
+			func() { _ = b.SetIncidentStatus(t.Context(), "inc-a", store.IncidentClosed, t0.Add(6*time.Minute)) },
+			func() { touch("inc-b", t0.Add(7*time.Minute), store.IncidentOpen, "firing") },
+		} {
+			step()
+			check(fmt.Sprintf("after step %d", i+1))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
