@@ -184,6 +184,9 @@ type core struct {
 	m     *Metrics
 
 	kick chan struct{}
+	// ready carries runs intake has just created to the executor, which
+	// starts them without listing the store first (startRuns).
+	ready chan string
 	// wavesInFlight are the patch waves this controller runs now.
 	wavesInFlight map[string]bool
 	pageMu        sync.Mutex
@@ -296,7 +299,7 @@ func New(opt Options) (*Controller, error) {
 	}
 	co := &core{
 		opt: opt, st: opt.Store, inv: opt.Inventory, pol: opt.Policies, acts: opt.Actions,
-		clock: opt.Clock, log: opt.Log, m: opt.Metrics, kick: make(chan struct{}, 1), wavesInFlight: map[string]bool{},
+		clock: opt.Clock, log: opt.Log, m: opt.Metrics, kick: make(chan struct{}, 1), ready: make(chan string, 64), wavesInFlight: map[string]bool{},
 	}
 	in, rs := &intake{core: co}, &runs{core: co}
 	return &Controller{core: co, intake: in, runs: rs, executor: &executor{core: co, inFlight: map[string]bool{}},
@@ -347,6 +350,19 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // Kick wakes the executor.
+// startRuns hands runs just created to the executor, to start at once;
+// when it is busy with many, they wait for its next pass (Kick).
+func (c *core) startRuns(ids ...string) {
+	for _, id := range ids {
+		select {
+		case c.ready <- id:
+		default:
+			c.Kick()
+			return
+		}
+	}
+}
+
 func (c *core) Kick() {
 	select {
 	case c.kick <- struct{}{}:

@@ -19,6 +19,14 @@ func (c *executor) executorLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case id := <-c.ready:
+			// A run intake just created: start it without listing.
+			if _, err := c.leaseEpoch(); err != nil {
+				c.log.Warn("not starting runs", "err", err)
+				continue
+			}
+			c.launch(ctx, id)
+			continue
 		case <-c.kick:
 		case <-c.clock.After(time.Second):
 		}
@@ -35,26 +43,30 @@ func (c *executor) executorLoop(ctx context.Context) {
 			continue
 		}
 		for i := len(runs) - 1; i >= 0; i-- { // oldest first
-			r := runs[i]
-			c.mu.Lock()
-			busy := c.inFlight[r.ID]
-			if !busy {
-				c.inFlight[r.ID] = true
-			}
-			c.mu.Unlock()
-			if busy {
-				continue
-			}
-			c.wg.Add(1)
-			go func(id string) {
-				defer c.wg.Done()
-				defer func() { c.mu.Lock(); delete(c.inFlight, id); c.mu.Unlock() }()
-				if err := c.ExecuteRun(ctx, id); err != nil && ctx.Err() == nil {
-					c.log.Error("executing run", "run", id, "err", err)
-				}
-			}(r.ID)
+			c.launch(ctx, runs[i].ID)
 		}
 	}
+}
+
+// launch executes run id in its own goroutine, unless it is already.
+func (c *executor) launch(ctx context.Context, id string) {
+	c.mu.Lock()
+	busy := c.inFlight[id]
+	if !busy {
+		c.inFlight[id] = true
+	}
+	c.mu.Unlock()
+	if busy {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { c.mu.Lock(); delete(c.inFlight, id); c.mu.Unlock() }()
+		if err := c.ExecuteRun(ctx, id); err != nil && ctx.Err() == nil {
+			c.log.Error("executing run", "run", id, "err", err)
+		}
+	}()
 }
 
 // ExecuteRun drives one run to a terminal state (or until ctx ends). It is

@@ -83,11 +83,19 @@ func (c *intake) Accept(ctx context.Context, actor string, items []Item) ([]Acce
 	if req.err != nil {
 		return nil, req.err
 	}
+	var started []string
 	for _, a := range req.out {
 		c.m.IndicatorsAccepted.WithLabelValues(matchLabel(a)).Inc()
+		if a.RunID != "" && a.RunState == store.RunPending {
+			started = append(started, a.RunID)
+		}
 	}
 	c.flushPages(ctx)
-	c.Kick()
+	if len(started) > 0 {
+		c.startRuns(started...) // a C2 alert's containment starts now
+	} else {
+		c.Kick()
+	}
 	return req.out, nil
 }
 

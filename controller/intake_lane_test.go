@@ -232,3 +232,33 @@ func TestWaiterTakesOverWhenTheCommitterLetsGo(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptHandsNewRunsToTheExecutor: a run intake creates is handed to
+// the executor directly (it starts without the executor listing the
+// store first); an indicator that starts none just wakes the executor.
+func TestAcceptHandsNewRunsToTheExecutor(t *testing.T) {
+	h := newHarness(t, nil)
+	out, err := h.c.Accept(t.Context(), "test", []Item{ind("c2_beacon", "gw-osaka")})
+	if err != nil || len(out) != 1 || out[0].RunID == "" {
+		t.Fatalf("C2 alert: %+v, %v; want a run", out, err)
+	}
+	select {
+	case id := <-h.c.intake.ready:
+		if id != out[0].RunID {
+			t.Errorf("handed run %s to the executor, want %s", id, out[0].RunID)
+		}
+	default:
+		t.Fatalf("run %s was not handed to the executor", out[0].RunID)
+	}
+	low := ind("brute_force", "gw-dc")
+	low.Indicator.Severity = indicator.Low
+	low.Indicator.Kind = "config_change"
+	if _, err := h.c.Accept(t.Context(), "test", []Item{low}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-h.c.intake.ready:
+		t.Errorf("an indicator that started no run handed %s to the executor", id)
+	default:
+	}
+}

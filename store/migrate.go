@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 type migration struct {
 	version int
@@ -31,6 +31,7 @@ var migrations = []migration{
 	{2, "replicas: every warden serve on the database, for warden status", migrateReplicas},
 	{3, "console sessions: who is signed in to the web console", migrateSessions},
 	{4, "indicators keep who sent them and what was decided (bulk intake's compact record)", migrateIndicatorDecision},
+	{5, "an index of automatic isolations by time, for the blast-radius budget", migrateAutoIsolationIndex},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -197,6 +198,17 @@ func migrateIndicatorDecision(ctx context.Context, tx *txn) error {
 		if _, err := tx.tx.ExecContext(ctx, add); err != nil {
 			return fmt.Errorf("adding indicators.%s: %w", col, err)
 		}
+	}
+	return nil
+}
+
+// migrateAutoIsolationIndex indexes the runs the blast-radius budget
+// counts (CountAutoIsolations, asked for every run a decision starts):
+// without it the count read every run ever recorded, plans included, and
+// a C2 alert's intake slowed as runs accumulated.
+func migrateAutoIsolationIndex(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS runs_auto_isolation ON runs(created_at, state, site) WHERE auto_isolation = 1`); err != nil {
+		return fmt.Errorf("creating the runs_auto_isolation index: %w", err)
 	}
 	return nil
 }

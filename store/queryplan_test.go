@@ -9,17 +9,22 @@ import (
 // TestQueriesOnTheIntakePathUseTheirIndex: the queries every decided
 // indicator makes read through an index made for them, not every row of
 // an incident (issue #19: ActiveRunFor read all of an incident's runs and
-// intake slowed as the store grew).
+// intake slowed as the store grew; CountAutoIsolations read every run
+// ever recorded for each run a decision started).
 func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 	st, err := Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for name, tc := range map[string]struct{ query, index string }{
-		"ActiveRunFor": {activeRunQuery, "runs_active"},
+	for name, tc := range map[string]struct {
+		query, index string
+		args         []any
+	}{
+		"ActiveRunFor":        {activeRunQuery, "runs_active", []any{"inc-1", "contain"}},
+		"CountAutoIsolations": {autoIsolationsQuery, "runs_auto_isolation", []any{"osaka", "2026-12-07T00:00:00.000000000Z"}},
 	} {
-		rows, err := st.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, "inc-1", "contain")
+		rows, err := st.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -267,6 +267,10 @@ func repeatComma(n int) string {
 	return string(b)
 }
 
+// autoIsolationsQuery reads through the partial index
+// runs_auto_isolation (schema version 5).
+const autoIsolationsQuery = `SELECT count(*), coalesce(sum(CASE WHEN site = ? THEN 1 ELSE 0 END), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`
+
 // activeRunQuery reads through the partial index runs_active.
 const activeRunQuery = `SELECT id FROM runs WHERE incident = ? AND runbook = ? AND state IN ('pending','awaiting_approval','running') LIMIT 1`
 
@@ -286,7 +290,7 @@ func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (strin
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
 func (t *txn) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {
-	err = t.queryRow(ctx, `SELECT count(*), coalesce(sum(CASE WHEN site = ? THEN 1 ELSE 0 END), 0) FROM runs WHERE auto_isolation = 1 AND state != 'cancelled' AND created_at >= ?`, site, ts(since)).Scan(&fleet, &atSite)
+	err = t.queryRow(ctx, autoIsolationsQuery, site, ts(since)).Scan(&fleet, &atSite)
 	if err != nil {
 		err = fmt.Errorf("counting automatic isolations: %w", err)
 	}
