@@ -87,6 +87,19 @@ func decidedCounts(t *testing.T, st *store.Store) map[string]int {
 	return out
 }
 
+// decideUntilStored runs the decider until every id is stored.
+func decideUntilStored(t *testing.T, h *harness, ids []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.c.RunDecider(ctx) }()
+	waitStored(t, h.st, ids)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitStored waits until every id is a stored indicator.
 func waitStored(t *testing.T, st *store.Store, ids []string) {
 	t.Helper()
@@ -235,14 +248,7 @@ func TestJournaledItemThatCannotBeDecidedIsKept(t *testing.T) {
 		}
 		ids = append(ids, out[0].IndicatorID)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.c.RunDecider(ctx) }()
-	waitStored(t, h.st, ids)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	decideUntilStored(t, h, ids)
 	_ = h.st.Tx(t.Context(), func(tx store.Tx) error {
 		for i, id := range ids {
 			rec, err := tx.IndicatorByID(t.Context(), id)
@@ -415,14 +421,7 @@ func TestBulkIndicatorIsRecordedOnItsRow(t *testing.T) {
 		}
 		ids = append(ids, out[0].IndicatorID)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.c.RunDecider(ctx) }()
-	waitStored(t, h.st, ids)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	decideUntilStored(t, h, ids)
 	es, err := audit.List(t.Context(), h.st.DB(), "")
 	if err != nil {
 		t.Fatal(err)
