@@ -3,9 +3,12 @@ package store
 import (
 	"encoding/binary"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/warden-ir/warden/audit"
+	"github.com/warden-ir/warden/indicator"
 )
 
 // TestDigestOfARowWithoutSenderKeepsItsLeaf: the leaf of an indicator
@@ -34,5 +37,56 @@ func TestDigestOfARowWithoutSenderKeepsItsLeaf(t *testing.T) {
 	}
 	if want := audit.MerkleLeaf(buf); got["ind-1"] != want {
 		t.Errorf("leaf %x, want %x (the thirteen columns before sender and decision)", got["ind-1"], want)
+	}
+}
+
+// TestStoredBodyKeepsEveryIndicatorField: every field of an indicator is
+// kept by a column of its row or by its body (storedBody), and bodyOf
+// copies each body field: a field added to indicator.Indicator fails this
+// test until it is given a place, rather than being dropped on insert.
+func TestStoredBodyKeepsEveryIndicatorField(t *testing.T) {
+	columns := map[string]bool{"Kind": true, "Gateway": true, "Severity": true, "Status": true, "Fingerprint": true, "Source": true}
+	in := reflect.TypeFor[indicator.Indicator]()
+	body := reflect.TypeFor[storedBody]()
+	full := reflect.New(in).Elem()
+	for i := range in.NumField() {
+		f := in.Field(i)
+		bf, inBody := body.FieldByName(f.Name)
+		switch {
+		case inBody && bf.Type != f.Type:
+			t.Errorf("storedBody.%s is %s, indicator's is %s", f.Name, bf.Type, f.Type)
+		case !inBody && !columns[f.Name]:
+			t.Errorf("indicator field %s has no column and no place in storedBody", f.Name)
+		}
+		// A value for every field, to see bodyOf copy it.
+		v := full.Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Float64:
+			v.SetFloat(0.5)
+		case reflect.Map:
+			v.Set(reflect.ValueOf(map[string]string{"k": "v"}))
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]byte(`{}`)).Convert(v.Type()))
+		case reflect.Struct:
+			if f.Type == reflect.TypeFor[time.Time]() {
+				v.Set(reflect.ValueOf(time.Unix(1, 0)))
+			} else {
+				v.Field(0).Set(reflect.ValueOf([]string{"x"}))
+			}
+		default:
+			t.Fatalf("indicator field %s of kind %s: give the test a value for it", f.Name, v.Kind())
+		}
+	}
+	got := reflect.ValueOf(bodyOf(IndicatorRecord{ID: "other", Indicator: full.Interface().(indicator.Indicator)}))
+	for i := range body.NumField() {
+		name := body.Field(i).Name
+		if columns[name] {
+			continue
+		}
+		if got.Field(i).IsZero() {
+			t.Errorf("bodyOf does not copy %s", name)
+		}
 	}
 }
