@@ -1,12 +1,6 @@
 package api_test
 
-import (
-	"context"
-	"path/filepath"
-	"testing"
-
-	"github.com/warden-ir/warden/journal"
-)
+import "testing"
 
 // BenchmarkIntakeJournaled is BenchmarkIntakeHTTP (sync=full, a
 // detector's token) with the intake journal, in process: the 202 follows
@@ -20,21 +14,7 @@ func BenchmarkIntakeJournaled(b *testing.B) {
 			name = "decider=off"
 		}
 		b.Run(name, func(b *testing.B) {
-			s := newStack(b, nil, nil)
-			j, err := journal.Open(filepath.Join(b.TempDir(), "intake"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = j.Close() })
-			if err := s.d.Controller.UseJournal(j); err != nil {
-				b.Fatal(err)
-			}
-			if decide {
-				ctx, cancel := context.WithCancel(b.Context())
-				done := make(chan error, 1)
-				go func() { done <- s.d.Controller.RunDecider(ctx) }()
-				b.Cleanup(func() { cancel(); <-done })
-			}
+			s := newJournaledStack(b, decide)
 			token := s.addUser(b, "bench-detector", "intake").Token
 			benchIntakeRate(b, []*stack{s}, 1, token)
 		})

@@ -12,24 +12,34 @@ import (
 	"github.com/warden-ir/warden/store"
 )
 
+// newJournaledStack is newStack with the intake journal in a temporary
+// folder and, when decide, the decider running until the test ends.
+func newJournaledStack(tb testing.TB, decide bool) *stack {
+	tb.Helper()
+	s := newStack(tb, nil, nil)
+	j, err := journal.Open(filepath.Join(tb.TempDir(), "intake"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = j.Close() })
+	if err := s.d.Controller.UseJournal(j); err != nil {
+		tb.Fatal(err)
+	}
+	if decide {
+		ctx, cancel := context.WithCancel(tb.Context())
+		done := make(chan error, 1)
+		go func() { done <- s.d.Controller.RunDecider(ctx) }()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
+	return s
+}
+
 // TestIndicatorsJournaled: with the intake journal, a low indicator is
 // answered queued with the id it is then stored under (by the decider),
 // a critical one and a request with ?wait=decided name their incident,
 // and an unknown wait is a 400 naming the field.
 func TestIndicatorsJournaled(t *testing.T) {
-	s := newStack(t, nil, nil)
-	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = j.Close() })
-	if err := s.d.Controller.UseJournal(j); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.d.Controller.RunDecider(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	s := newJournaledStack(t, true)
 
 	r := s.call(t, "POST", "/v1/indicators", []byte(indicatorJSON("brute_force", "gw-hq", "low")))
 	expectStatus(t, r, http.StatusAccepted)

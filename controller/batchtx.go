@@ -17,13 +17,13 @@ import (
 // (TestBatchTxKnowsEveryWrite lists which cannot change what it keeps).
 type batchTx struct {
 	store.Tx
-	recent  map[recentKey]int
+	recent  map[gwSince]int
 	posture map[string]store.Posture
 	// incident, open and openCount remember IncidentByID,
 	// OpenIncidentFor and CountOpenIncidents: every indicator joining an
 	// incident reads it and writes it back (touchIncident).
 	incident  map[string]store.Incident
-	open      map[recentKey]openAnswer
+	open      map[gwSince]openAnswer
 	openCount map[string]int
 }
 
@@ -32,14 +32,15 @@ type openAnswer struct {
 	found bool
 }
 
-type recentKey struct {
+// gwSince keys a read about a gateway since a time.
+type gwSince struct {
 	gw    string
 	since int64 // UnixNano
 }
 
 func newBatchTx(tx store.Tx) *batchTx {
-	return &batchTx{Tx: tx, recent: map[recentKey]int{}, posture: map[string]store.Posture{},
-		incident: map[string]store.Incident{}, open: map[recentKey]openAnswer{}, openCount: map[string]int{}}
+	return &batchTx{Tx: tx, recent: map[gwSince]int{}, posture: map[string]store.Posture{},
+		incident: map[string]store.Incident{}, open: map[gwSince]openAnswer{}, openCount: map[string]int{}}
 }
 
 func (b *batchTx) forget() {
@@ -82,7 +83,7 @@ func (b *batchTx) IncidentByID(ctx context.Context, id string) (store.Incident, 
 }
 
 func (b *batchTx) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (store.Incident, bool, error) {
-	k := recentKey{gw, since.UnixNano()}
+	k := gwSince{gw, since.UnixNano()}
 	if a, ok := b.open[k]; ok {
 		return a.inc, a.found, nil
 	}
@@ -147,7 +148,7 @@ func (b *batchTx) SetIncidentStatus(ctx context.Context, id, status string, at t
 }
 
 func (b *batchTx) CountRecentIndicators(ctx context.Context, gw string, since time.Time) (int, error) {
-	k := recentKey{gw, since.UnixNano()}
+	k := gwSince{gw, since.UnixNano()}
 	if n, ok := b.recent[k]; ok {
 		return n, nil
 	}

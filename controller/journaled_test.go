@@ -87,6 +87,23 @@ func decidedCounts(t *testing.T, st *store.Store) map[string]int {
 	return out
 }
 
+// newJournaledHarness is newHarness with an intake journal in a
+// temporary folder, closed when the test ends.
+func newJournaledHarness(t *testing.T, mutate func(*Options)) *harness {
+	t.Helper()
+	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	return newHarness(t, func(o *Options) {
+		o.Journal = j
+		if mutate != nil {
+			mutate(o)
+		}
+	})
+}
+
 // decideUntilStored runs the decider until every id is stored.
 func decideUntilStored(t *testing.T, h *harness, ids []string) {
 	t.Helper()
@@ -234,12 +251,7 @@ func TestJournaledIntakeDecidesEachOnceAcrossRestarts(t *testing.T) {
 // gateway left the inventory before it was decided spoils none of the
 // items decided with it, and is stored as unmatched with the reason.
 func TestJournaledItemThatCannotBeDecidedIsKept(t *testing.T) {
-	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	h := newHarness(t, func(o *Options) { o.Journal = j })
+	h := newJournaledHarness(t, nil)
 	var ids []string
 	for n, gw := range []string{"gw-hq", "gw-gone", "gw-hq"} {
 		out, err := h.c.Enqueue(t.Context(), "test", []Item{lowItem(gw, n)})
@@ -369,14 +381,9 @@ func (c *movingClock) After(d time.Duration) <-chan time.Time {
 // deduplication and incident windows, and the report's times, count from
 // its arrival.
 func TestJournaledIndicatorIsReceivedWhenAnswered(t *testing.T) {
-	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
 	answered := time.Date(2026, 11, 25, 3, 0, 0, 123456789, time.UTC)
 	clk := &movingClock{now: answered}
-	h := newHarness(t, func(o *Options) { o.Journal = j; o.Clock = clk })
+	h := newJournaledHarness(t, func(o *Options) { o.Clock = clk })
 	out, err := h.c.Enqueue(t.Context(), "test", []Item{lowItem("gw-hq", 1)})
 	if err != nil || len(out) != 1 || !out[0].Queued {
 		t.Fatalf("answer %+v, %v", out, err)
@@ -407,12 +414,7 @@ func TestJournaledIndicatorIsReceivedWhenAnswered(t *testing.T) {
 // the policies decided are on its row, under its batch entry's root. One
 // that starts a run is recorded in full, as before.
 func TestBulkIndicatorIsRecordedOnItsRow(t *testing.T) {
-	j, err := journal.Open(filepath.Join(t.TempDir(), "intake"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	h := newHarness(t, func(o *Options) { o.Journal = j })
+	h := newJournaledHarness(t, nil)
 	var ids []string
 	for n := range 6 {
 		out, err := h.c.Enqueue(t.Context(), "detector-1", []Item{lowItem("gw-hq", n)})
