@@ -349,7 +349,6 @@ func mustJSON(v any) json.RawMessage {
 	return b
 }
 
-// Kick wakes the executor.
 // startRuns hands runs just created to the executor, to start at once;
 // when it is busy with many, they wait for its next pass (Kick).
 func (c *core) startRuns(ids ...string) {
@@ -363,6 +362,7 @@ func (c *core) startRuns(ids ...string) {
 	}
 }
 
+// Kick wakes the executor.
 func (c *core) Kick() {
 	select {
 	case c.kick <- struct{}{}:

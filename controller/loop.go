@@ -328,8 +328,7 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 // bulkDecision is the record, on its row, of what became of an indicator
 // of bulk intake that starts no run: what indicatorEntry, policy.decided
 // and run.not_started would say, without the explanations of the
-// policies that did not match (the policy set and the indicator, both
-// kept, say them again).
+// policies that did not match (which is what made those entries large).
 func bulkDecision(s snapshot, t triaged, dec policies.Decision, start decidedRun) *store.IndicatorDecision {
 	d := &store.IndicatorDecision{At: s.now, Triage: strings.TrimPrefix(t.kind, "indicator."), Note: t.note}
 	if s.dupOf != nil && t.kind == "indicator.duplicate" {
