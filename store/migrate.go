@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 type migration struct {
 	version int
@@ -32,6 +32,7 @@ var migrations = []migration{
 	{3, "console sessions: who is signed in to the web console", migrateSessions},
 	{4, "indicators keep who sent them and what was decided (bulk intake's compact record)", migrateIndicatorDecision},
 	{5, "an index of automatic isolations by time, for the blast-radius budget", migrateAutoIsolationIndex},
+	{6, "an index of the incidents still open, by gateway, for every decided indicator", migrateOpenIncidentsIndex},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -209,6 +210,18 @@ func migrateIndicatorDecision(ctx context.Context, tx *txn) error {
 func migrateAutoIsolationIndex(ctx context.Context, tx *txn) error {
 	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS runs_auto_isolation ON runs(created_at, state, site) WHERE auto_isolation = 1`); err != nil {
 		return fmt.Errorf("creating the runs_auto_isolation index: %w", err)
+	}
+	return nil
+}
+
+// migrateOpenIncidentsIndex indexes the incidents not closed by gateway
+// (OpenIncidentFor, asked for every indicator, and CountOpenIncidents):
+// with only incidents_gw(gateway, status), "status != 'closed'" read every
+// incident the gateway ever had, and intake about a gateway slowed as its
+// closed incidents accumulated.
+func migrateOpenIncidentsIndex(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS incidents_open ON incidents(gateway, updated_at, status) WHERE status != 'closed'`); err != nil {
+		return fmt.Errorf("creating the incidents_open index: %w", err)
 	}
 	return nil
 }

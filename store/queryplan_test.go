@@ -10,7 +10,8 @@ import (
 // indicator makes read through an index made for them, not every row of
 // an incident (issue #19: ActiveRunFor read all of an incident's runs and
 // intake slowed as the store grew; CountAutoIsolations read every run
-// ever recorded for each run a decision started).
+// ever recorded for each run a decision started; OpenIncidentFor read every
+// incident the gateway ever had, closed ones included).
 func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 	st, err := Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
@@ -23,6 +24,8 @@ func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 	}{
 		"ActiveRunFor":        {activeRunQuery, "runs_active", []any{"inc-1", "contain"}},
 		"CountAutoIsolations": {autoIsolationsQuery, "runs_auto_isolation", []any{"osaka", "2026-12-07T00:00:00.000000000Z"}},
+		"OpenIncidentFor":     {openIncidentQuery, "incidents_open", []any{"gw-osaka", "2026-12-07T00:00:00.000000000Z"}},
+		"CountOpenIncidents":  {openIncidentsCountQuery, "incidents_open", []any{"gw-osaka"}},
 	} {
 		rows, err := st.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {

@@ -706,7 +706,7 @@ func scanIncident(sc interface{ Scan(...any) error }) (Incident, error) {
 // OpenIncidentFor returns the newest incident about gw that is not closed
 // and was updated at or after since.
 func (t *txn) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (Incident, bool, error) {
-	row := t.queryRow(ctx, `SELECT `+incidentCols+` FROM incidents WHERE gateway = ? AND status != 'closed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT 1`, gw, ts(since))
+	row := t.queryRow(ctx, openIncidentQuery, gw, ts(since))
 	in, err := scanIncident(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Incident{}, false, nil
@@ -717,10 +717,18 @@ func (t *txn) OpenIncidentFor(ctx context.Context, gw string, since time.Time) (
 	return in, true, nil
 }
 
+// openIncidentQuery and openIncidentsCountQuery read through the
+// incidents_open index (schema version 6): their "status != 'closed'" is
+// the index's own condition, so closed incidents are never read.
+const (
+	openIncidentQuery       = `SELECT ` + incidentCols + ` FROM incidents WHERE gateway = ? AND status != 'closed' AND updated_at >= ? ORDER BY updated_at DESC LIMIT 1`
+	openIncidentsCountQuery = `SELECT count(*) FROM incidents WHERE gateway = ? AND status != 'closed'`
+)
+
 // CountOpenIncidents counts incidents about gw that are not closed.
 func (t *txn) CountOpenIncidents(ctx context.Context, gw string) (int, error) {
 	var n int
-	err := t.queryRow(ctx, `SELECT count(*) FROM incidents WHERE gateway = ? AND status != 'closed'`, gw).Scan(&n)
+	err := t.queryRow(ctx, openIncidentsCountQuery, gw).Scan(&n)
 	return n, err
 }
 
