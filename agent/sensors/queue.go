@@ -6,7 +6,9 @@ package sensors
 // file: appending never rewrites a file, and a crash at any point leaves
 // either the finding delivered and acknowledged, or still queued to be
 // delivered again (at least once; the controller's fingerprint makes a
-// second delivery harmless).
+// second delivery harmless). A segment whose findings are all acknowledged
+// leaves the disk: removed, or emptied when it is the one being appended
+// to.
 
 import (
 	"bytes"
@@ -317,12 +319,23 @@ func (q *Queue) Append(f wire.Finding) error {
 		q.countRefused()
 		return err
 	}
+	// The sender may take the finding while it is being synced: a finding
+	// delivered before it reached the disk is merely one a crash could
+	// not have lost, and its delivery (an attacker's containment) does not
+	// wait for this fsync.
+	q.signal()
+	if beforeSync != nil {
+		beforeSync()
+	}
 	if err := q.syncTo(seq); err != nil {
 		return fmt.Errorf("syncing finding queue: %w", err)
 	}
-	q.signal()
 	return nil
 }
+
+// beforeSync, set only by tests, runs between an append's write and its
+// fsync.
+var beforeSync func()
 
 // Emit is Append for a sensor's emit function, which cannot return an
 // error: a finding it cannot queue is logged (its kind, sensor and key,
@@ -548,6 +561,16 @@ func (q *Queue) removeAckedLocked() error {
 			continue
 		}
 		if isLast && q.active != nil {
+			// The active segment is emptied and kept for the next append:
+			// an alert's finding then costs one fsync, not a new file and
+			// its directory's fsync too. Its name stays that of an older
+			// first sequence number, which keeps it last in name order.
+			// Emptying needs no fsync: a crash that brings the lines back
+			// finds them acknowledged by the watermark, saved before.
+			if err := q.active.Truncate(0); err == nil {
+				keep = append(keep, queueSegment{name: seg.name})
+				continue
+			}
 			_ = q.active.Close()
 			q.active = nil
 		}

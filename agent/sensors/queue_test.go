@@ -116,17 +116,32 @@ func TestQueueAppendPeekAck(t *testing.T) {
 		}
 	}
 
-	// Acking everything removes the segments; the watermark stays.
+	// Acking everything leaves no finding on the disk (the active segment
+	// stays, emptied, for the next append); the watermark stays.
 	_, last := pendingKeys(t, q)
 	if err := q.Ack(last); err != nil {
 		t.Fatal(err)
 	}
-	if segs := segmentFiles(t, dir); len(segs) != 0 {
-		t.Fatalf("segments left after acking everything: %v", segs)
+	before := segmentFiles(t, dir)
+	for _, seg := range before {
+		if fi, err := os.Stat(seg); err != nil || fi.Size() != 0 {
+			t.Fatalf("segment %s after acking everything: %v bytes (%v), want none", seg, fi.Size(), err)
+		}
 	}
 	appendKeys(t, q, "d")
-	if keys, _ := pendingKeys(t, q); !slices.Equal(keys, []string{"d"}) {
-		t.Fatalf("after a new append pending = %v, want [d]", keys)
+	keys, dSeq := pendingKeys(t, q)
+	if !slices.Equal(keys, []string{"d"}) || dSeq <= last {
+		t.Fatalf("after a new append pending = %v (last seq %d), want [d] after %d", keys, dSeq, last)
+	}
+	// The next finding went into the kept segment: no new file (and no
+	// directory fsync) per alert.
+	if after := segmentFiles(t, dir); !slices.Equal(after, before) {
+		t.Fatalf("segments %v after the next append, want the kept %v", after, before)
+	}
+	// A crash now (no Close): d is pending again, and nothing acked.
+	q2 := openQueue(t, dir, sensors.QueueOptions{})
+	if keys, seq := pendingKeys(t, q2); !slices.Equal(keys, []string{"d"}) || seq != dSeq {
+		t.Fatalf("after a crash pending = %v (last seq %d), want [d] (%d)", keys, seq, dSeq)
 	}
 }
 
