@@ -168,8 +168,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      opTimeout + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		// Refused handshakes (no or foreign client certificate) land here.
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Refused handshakes (no or foreign client certificate) land here;
+		// a bare TCP probe of the listener only at debug.
+		ErrorLog:    mtls.ServerErrorLog(s.log.Handler()),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	done := make(chan struct{})

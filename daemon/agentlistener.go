@@ -62,8 +62,8 @@ func (d *Daemon) ListenAgents(l AgentListener) (*AgentIntake, error) {
 		Handler: h, TLSConfig: tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
 		// Refused handshakes (no certificate, another CA, no client-auth
-		// usage) are worth a warning, not stderr.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// usage) are worth a warning, not stderr; a bare TCP probe is not.
+		ErrorLog: mtls.ServerErrorLog(log.Handler()),
 	}
 	return &AgentIntake{ln: ln, srv: srv, log: log}, nil
 }

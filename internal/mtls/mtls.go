@@ -3,7 +3,8 @@
 // side uses: TLS 1.3 only, the peer's certificate verified against the
 // configured CA and never against the system roots.
 //
-// It owns only the loading and those two configurations. It must not
+// It owns only the loading, those two configurations and the error log of
+// a server speaking them (ServerErrorLog). It must not
 // decide who may connect (the agent checks the controller's identity in
 // the certificate; the controller checks the agent's host name), must not
 // create keys (agent.Init does, for labs) and must not log key material.
