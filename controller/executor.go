@@ -104,6 +104,7 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		}
 	}
 
+	worked := false
 	for i := range run.Steps {
 		step := run.Steps[i]
 		if step.State == store.StepSucceeded || step.State == store.StepSkipped {
@@ -112,10 +113,19 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		if step.State == store.StepFailed && step.Optional {
 			continue
 		}
-		// The run may have been cancelled while we worked.
-		if cur, err := c.st.Run(ctx, run.ID); err == nil && cur.State == store.RunCancelled {
-			return nil
+		// The run may have been cancelled while we worked. Before the
+		// first step it was read a moment ago, and a pending run's first
+		// attempt is recorded only if the run is still not cancelled
+		// (recordStart, in the attempt's transaction): reading it again
+		// would only delay an alert's containment.
+		if worked {
+			if cur, err := c.st.Run(ctx, run.ID); err == nil && cur.State == store.RunCancelled {
+				return nil
+			}
+		} else if beforeFirstStep != nil {
+			beforeFirstStep(run.ID)
 		}
+		worked = true
 		if err := c.checkEvidence(ctx, run, step); err != nil {
 			return c.finishRun(ctx, run, start, err)
 		}
@@ -178,6 +188,10 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 	}
 	return c.finishRun(ctx, run, start, nil)
 }
+
+// beforeFirstStep, set only by tests, runs when ExecuteRun has read the
+// run and is about to take its first step.
+var beforeFirstStep func(runID string)
 
 // runStart is a pending run's start, not yet recorded: ExecuteRun records
 // it in the transaction of the first write that follows (recordStart).

@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
+	"github.com/warden-ir/warden/audit"
 	"github.com/warden-ir/warden/indicator"
 	"github.com/warden-ir/warden/store"
 )
@@ -61,4 +63,76 @@ func countOf(xs []string, x string) int {
 		}
 	}
 	return n
+}
+
+// TestCancelledRunTakesNoFurtherStep: a run cancelled while a step runs
+// takes no further step, and a run cancelled before the executor picked
+// it up takes none at all (its start is recorded only if it is still not
+// cancelled, in the first attempt's transaction).
+func TestCancelledRunTakesNoFurtherStep(t *testing.T) {
+	total := func(h *harness) int {
+		n := 0
+		for _, f := range h.acts {
+			n += f.calls()
+		}
+		return n
+	}
+
+	t.Run("during a step", func(t *testing.T) {
+		h := newHarness(t, nil)
+		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
+		if r, err := h.st.Run(t.Context(), runID); err != nil || len(r.Steps) < 2 {
+			t.Fatalf("run %s: %d steps (%v); the test needs two", runID, len(r.Steps), err)
+		}
+		var once sync.Once
+		for _, f := range h.acts {
+			f.onApply = func() {
+				once.Do(func() {
+					if _, err := h.c.Cancel(t.Context(), runID, "alice", "wrong gateway"); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+		r := h.run(t, runID)
+		if got := total(h); got != 1 || r.State != store.RunCancelled {
+			t.Fatalf("after a cancel during the first step: %d steps applied, run %s; want 1 and cancelled", got, r.State)
+		}
+	})
+
+	t.Run("between its reading and its first step", func(t *testing.T) {
+		h := newHarness(t, nil)
+		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
+		beforeFirstStep = func(id string) {
+			if _, err := h.c.Cancel(t.Context(), id, "alice", "wrong gateway"); err != nil {
+				t.Error(err)
+			}
+		}
+		t.Cleanup(func() { beforeFirstStep = nil })
+		r := h.run(t, runID)
+		if got := total(h); got != 0 || r.State != store.RunCancelled {
+			t.Fatalf("a run cancelled before its first step: %d steps applied, run %s; want none and cancelled", got, r.State)
+		}
+	})
+
+	t.Run("before the first step", func(t *testing.T) {
+		h := newHarness(t, nil)
+		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
+		if _, err := h.c.Cancel(t.Context(), runID, "alice", "wrong gateway"); err != nil {
+			t.Fatal(err)
+		}
+		r := h.run(t, runID)
+		if got := total(h); got != 0 || r.State != store.RunCancelled {
+			t.Fatalf("a run cancelled before it started: %d steps applied, run %s; want none and cancelled", got, r.State)
+		}
+		es, err := audit.List(t.Context(), h.st.DB(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if e.Run == runID && (e.Action == "run.started" || e.Action == "step.apply") {
+				t.Fatalf("a run cancelled before it started has %s in the audit", e.Action)
+			}
+		}
+	})
 }
