@@ -164,11 +164,35 @@ func (t *txn) UpdateStep(ctx context.Context, s Step) error {
 	return nil
 }
 
-// Run reads a run and its steps inside the transaction.
-func (t *txn) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, t.tx, id) }
+// Run reads a run and its steps inside the transaction, through its
+// prepared statements: an alert's containment reads its run twice before
+// the first command leaves, and preparing both queries each time was most
+// of a reading's cost.
+func (t *txn) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, t, id) }
 
-// Run reads a run and its steps.
-func (s *Store) Run(ctx context.Context, id string) (Run, error) { return getRun(ctx, s.db, id) }
+// Run reads a run and its steps (through prepared statements, as above).
+func (s *Store) Run(ctx context.Context, id string) (Run, error) {
+	return getRun(ctx, preparedReads{s}, id)
+}
+
+// preparedReads reads through the store's prepared statements outside a
+// transaction (a query not prepared yet runs as it is, and is prepared
+// after the next transaction).
+type preparedReads struct{ s *Store }
+
+func (p preparedReads) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := p.s.stmt(q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return p.s.db.QueryContext(ctx, q, args...)
+}
+
+func (p preparedReads) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := p.s.stmt(q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return p.s.db.QueryRowContext(ctx, q, args...)
+}
 
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)

@@ -425,6 +425,14 @@ func (t *txn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 	return t.queryRow(ctx, q, args...)
 }
 
+// QueryContext: see ExecContext.
+func (t *txn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.s.stmt(q); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, q, args...)
+}
+
 // Audit appends an audit entry in this transaction.
 func (t *txn) Audit(ctx context.Context, e audit.Entry) error {
 	if t.audit == nil {
