@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Combine makes one catalogue action out of several layers that do the same
@@ -115,8 +116,22 @@ func (c *combined) Verify(ctx context.Context, req Request) (Result, error) {
 // ApplyVerified implements ApplyVerifier: every layer applies in order (a
 // layer that verifies as it applies does both), then the layers that did
 // not verify yet are verified in order, as Apply then Verify would.
+//
+// The combined verified_at is when the last layer was proved: a layer's
+// own verified_at (a layer may go on working after its proof, as the OS
+// isolate kills flows), else the moment its verification returned.
 func (c *combined) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
 	verified := make([]*Result, len(c.layers))
+	var proved time.Time
+	prove := func(v Result) {
+		at := verifiedAt(v)
+		if at.IsZero() {
+			at = time.Now()
+		}
+		if at.After(proved) {
+			proved = at
+		}
+	}
 	res, err := c.each(ctx, req, false, func(i int, a Action) (Result, error) {
 		av, ok := verifiesAsItApplies(a)
 		if !ok {
@@ -125,6 +140,7 @@ func (c *combined) ApplyVerified(ctx context.Context, req Request) (Result, Resu
 		r, v, err := av.ApplyVerified(ctx, req)
 		if err == nil {
 			verified[i] = &v
+			prove(v)
 		}
 		return r, err
 	})
@@ -135,10 +151,17 @@ func (c *combined) ApplyVerified(ctx context.Context, req Request) (Result, Resu
 		if v := verified[i]; v != nil {
 			return *v, nil
 		}
-		return a.Verify(ctx, req)
+		v, err := a.Verify(ctx, req)
+		if err == nil {
+			prove(v)
+		}
+		return v, err
 	})
 	if err != nil {
 		return res, Result{}, fmt.Errorf("verifying: %w", err)
+	}
+	if !proved.IsZero() {
+		vres.Details[VerifiedAtKey] = proved.UTC().Format(time.RFC3339Nano)
 	}
 	return res, vres, nil
 }

@@ -128,12 +128,22 @@ var (
 // when it confirmed is judged as Verify judges a fresh read-back, and
 // reaching the agent for it already proved the management path through
 // the quarantine.
+//
+// Flows to kill (flows: kill, the default) are killed after the proof: the
+// quarantine goes in keeping them, is confirmed and read back, and only
+// then are they deleted. The drop rules already stop their packets; the
+// kill walks the kernel's whole connection table (about 10 ms even when
+// it is nearly empty) and need not stand between the alert and the proof
+// of its containment. The step still finishes only once they are killed,
+// and its result counts them.
 func (a *checkedOSIsolate) ApplyVerified(ctx context.Context, req Request) (Result, Result, error) {
 	keep, err := keepFlowsParam(req)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
-	res, st, err := a.cq.IsolateOSChecked(ctx, req.Gateway, keep)
+	killer, killAfter := a.q.(flowKillerOS)
+	killAfter = killAfter && !keep
+	res, st, err := a.cq.IsolateOSChecked(ctx, req.Gateway, keep || killAfter)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
@@ -141,7 +151,23 @@ func (a *checkedOSIsolate) ApplyVerified(ctx context.Context, req Request) (Resu
 	if err != nil {
 		return isolateResult(req, keep, res), Result{}, fmt.Errorf("verifying: %w", err)
 	}
+	if !killAfter {
+		return isolateResult(req, keep, res), vres, nil
+	}
+	stampVerified(&vres) // proved now; the kill follows
+	kr, err := killer.KillFlowsOS(ctx, req.Gateway)
+	if err != nil {
+		return isolateResult(req, keep, res), Result{}, fmt.Errorf("killing the established flows once the quarantine was verified: %w", err)
+	}
+	res.KilledFlows = kr.Killed
+	res.Changed = res.Changed || kr.Changed
 	return isolateResult(req, keep, res), vres, nil
+}
+
+// flowKillerOS is the part of FlowKiller the OS isolate kills flows with
+// after its proof.
+type flowKillerOS interface {
+	KillFlowsOS(ctx context.Context, gw inventory.Gateway) (wire.KillFlowsResult, error)
 }
 
 // isolateResult describes an applied OS isolate.

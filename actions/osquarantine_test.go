@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -136,5 +137,95 @@ func TestVerifiedAtIsWhenTheReadBackProvedIt(t *testing.T) {
 	}
 	if rec.at.IsZero() || !at.Before(rec.at) {
 		t.Errorf("verified at %v, evidence filed at %v: want verified before the filing", at, rec.at)
+	}
+}
+
+// killingFake is a checked agent that also kills flows, noting when.
+type killingFake struct {
+	checkedFake
+	keep     *[]bool
+	killedAt *time.Time
+	killErr  error
+}
+
+func (f killingFake) IsolateOSChecked(ctx context.Context, gw inventory.Gateway, keep bool) (wire.IsolateResult, wire.State, error) {
+	*f.keep = append(*f.keep, keep)
+	return f.checkedFake.IsolateOSChecked(ctx, gw, keep)
+}
+
+func (f killingFake) KillFlowsOS(context.Context, inventory.Gateway) (wire.KillFlowsResult, error) {
+	*f.calls = append(*f.calls, "kill flows")
+	time.Sleep(2 * time.Millisecond) // a walk of the connection table
+	*f.killedAt = time.Now()
+	if f.killErr != nil {
+		return wire.KillFlowsResult{}, f.killErr
+	}
+	return wire.KillFlowsResult{Changed: true, Killed: 3, WereKept: true}, nil
+}
+
+// TestIsolateKillsFlowsOnceProved: an isolate that kills flows (the
+// default) puts the quarantine in keeping them, has it confirmed and read
+// back, and only then kills them: verified_at is before the kill, and the
+// result still counts the flows killed. A failed kill fails the attempt
+// (retried: the isolate again changes nothing, the kill runs again).
+// flows: keep kills nothing.
+func TestIsolateKillsFlowsOnceProved(t *testing.T) {
+	state := wire.State{Quarantined: true, Confirmed: true, Generation: 7, Firewall: &wire.FirewallState{Quarantined: true, Backend: "nftables"}}
+	for name, tc := range map[string]struct {
+		flows     string
+		killErr   error
+		wantCalls []string
+		wantKill  bool
+	}{
+		"kill (default)": {"", nil, []string{"isolate os checked", "kill flows"}, true},
+		"keep":           {"keep", nil, []string{"isolate os checked"}, false},
+		"kill fails":     {"kill", errors.New("netlink: no buffer space"), []string{"isolate os checked", "kill flows"}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var calls []string
+			var keeps []bool
+			var killedAt time.Time
+			q := killingFake{checkedFake{fakeOSQuarantine{calls: &calls, checked: state}}, &keeps, &killedAt, tc.killErr}
+			cat, err := NewCatalogue(Combine(NameIsolate, Layer("os", NewOSIsolate(q))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat = cat.Decorate(RecordEvidence(&memoryRecorder{})).Decorate(WithRetry(RetryPolicy{MaxAttempts: 1}))
+			req := Request{Gateway: inventory.Gateway{ID: "gw"}, Incident: "inc-1", IdempotencyKey: "run-1/1/isolate", Params: map[string]string{}}
+			if tc.flows != "" {
+				req.Params["flows"] = tc.flows
+			}
+			res, err := Execute(t.Context(), cat[NameIsolate], req)
+			if !slices.Equal(calls, tc.wantCalls) || !slices.Equal(keeps, []bool{true}) {
+				t.Fatalf("calls %v, isolate keeping flows %v; want %v and [true]", calls, keeps, tc.wantCalls)
+			}
+			if tc.killErr != nil {
+				if !errors.Is(err, tc.killErr) || IsTerminal(err) {
+					t.Fatalf("err = %v, want a retryable %v", err, tc.killErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify, _ := res.Details["verify"].(map[string]any)
+			at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(verify[VerifiedAtKey]))
+			if err != nil {
+				t.Fatalf("verify details %v: no %s: %v", verify, VerifiedAtKey, err)
+			}
+			os, _ := res.Details["os"].(map[string]any)
+			if !tc.wantKill {
+				if os["killed_flows"] != 0 || os["flows_kept"] != true {
+					t.Fatalf("os details %v, want the flows kept", os)
+				}
+				return
+			}
+			if !at.Before(killedAt) {
+				t.Errorf("verified at %v, flows killed at %v: want the proof first", at, killedAt)
+			}
+			if os["killed_flows"] != 3 || os["flows_kept"] != false {
+				t.Fatalf("os details %v, want 3 flows killed and none kept", os)
+			}
+		})
 	}
 }

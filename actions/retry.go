@@ -87,6 +87,16 @@ func stampVerified(vres *Result) {
 	vres.Details[VerifiedAtKey] = time.Now().UTC().Format(time.RFC3339Nano)
 }
 
+// verifiedAt is v's verified_at, zero when it has none.
+func verifiedAt(v Result) time.Time {
+	s, _ := v.Details[VerifiedAtKey].(string)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return at
+}
+
 // executor is an action with its own Execute (a decorator).
 type executor interface {
 	Execute(ctx context.Context, req Request) (Result, error)
