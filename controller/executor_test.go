@@ -78,6 +78,12 @@ func TestCancelledRunTakesNoFurtherStep(t *testing.T) {
 		return n
 	}
 
+	cancel := func(t *testing.T, h *harness, id string) {
+		if _, err := h.c.Cancel(t.Context(), id, "alice", "wrong gateway"); err != nil {
+			t.Error(err)
+		}
+	}
+
 	t.Run("during a step", func(t *testing.T) {
 		h := newHarness(t, nil)
 		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
@@ -87,11 +93,7 @@ func TestCancelledRunTakesNoFurtherStep(t *testing.T) {
 		var once sync.Once
 		for _, f := range h.acts {
 			f.onApply = func() {
-				once.Do(func() {
-					if _, err := h.c.Cancel(t.Context(), runID, "alice", "wrong gateway"); err != nil {
-						t.Error(err)
-					}
-				})
+				once.Do(func() { cancel(t, h, runID) })
 			}
 		}
 		r := h.run(t, runID)
@@ -103,11 +105,7 @@ func TestCancelledRunTakesNoFurtherStep(t *testing.T) {
 	t.Run("between its reading and its first step", func(t *testing.T) {
 		h := newHarness(t, nil)
 		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
-		beforeFirstStep = func(id string) {
-			if _, err := h.c.Cancel(t.Context(), id, "alice", "wrong gateway"); err != nil {
-				t.Error(err)
-			}
-		}
+		beforeFirstStep = func(id string) { cancel(t, h, id) }
 		t.Cleanup(func() { beforeFirstStep = nil })
 		r := h.run(t, runID)
 		if got := total(h); got != 0 || r.State != store.RunCancelled {
@@ -118,9 +116,7 @@ func TestCancelledRunTakesNoFurtherStep(t *testing.T) {
 	t.Run("before the first step", func(t *testing.T) {
 		h := newHarness(t, nil)
 		runID := h.accept(t, ind("c2_beacon", "gw-osaka"))[0].RunID
-		if _, err := h.c.Cancel(t.Context(), runID, "alice", "wrong gateway"); err != nil {
-			t.Fatal(err)
-		}
+		cancel(t, h, runID)
 		r := h.run(t, runID)
 		if got := total(h); got != 0 || r.State != store.RunCancelled {
 			t.Fatalf("a run cancelled before it started: %d steps applied, run %s; want none and cancelled", got, r.State)
