@@ -137,9 +137,17 @@ type Sender struct {
 // identity, which `warden agent init` puts in the controller's
 // certificate as a DNS name) whatever address the URL names. An empty
 // serverName checks the URL's host instead.
+//
+// A new connection resumes the last TLS session: the controller closes an
+// idle connection after a while, and the first finding after a quiet
+// spell, the first sign of an attack, would otherwise wait for a full
+// handshake with both certificates' signatures and chains checked. The
+// controller's session tickets carry the chain it verified, and an expired
+// certificate is not resumed.
 func ControllerTLS(m mtls.Material, serverName string) *tls.Config {
 	c := m.Client()
 	c.ServerName = serverName
+	c.ClientSessionCache = tls.NewLRUClientSessionCache(2)
 	return c
 }
 

@@ -56,6 +56,10 @@ type fakeController struct {
 	taken    []string
 	requests int
 	peers    []string
+	// resumed and chains: each delivery's TLS session was resumed, and
+	// how many verified chains the connection had.
+	resumed []bool
+	chains  []int
 }
 
 func newFakeController(t *testing.T, p dlPKI) *fakeController {
@@ -121,6 +125,7 @@ func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
 		fc.taken = append(fc.taken, f.Key)
 	}
 	fc.peers = append(fc.peers, r.TLS.PeerCertificates[0].Subject.CommonName)
+	fc.resumed, fc.chains = append(fc.resumed, r.TLS.DidResume), append(fc.chains, len(r.TLS.VerifiedChains))
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte(`{"accepted":1}`))
 }
@@ -367,5 +372,30 @@ func TestNewSenderRefuses(t *testing.T) {
 				t.Fatalf("the error repeats the URL's credentials: %v", err)
 			}
 		})
+	}
+}
+
+// TestDeliverResumesTheControllerSession: a finding sent on a new
+// connection (the controller closed the idle one) resumes the TLS session
+// of the last: the first alert after a quiet spell is not held up by a
+// full handshake. The controller still sees the agent's certificate and
+// the chain it verified.
+func TestDeliverResumesTheControllerSession(t *testing.T) {
+	p := newDlPKI(t)
+	fc := newFakeController(t, p)
+	q := openQueue(t, t.TempDir(), sensors.QueueOptions{})
+	s := newSender(t, q, fc.srv.URL, p.agentTLS(t), nil)
+	for _, key := range []string{"a", "b"} {
+		appendKeys(t, q, key)
+		if d := s.DeliverBatch(t.Context()); !d.Delivered {
+			t.Fatalf("delivering %s: %+v", key, d)
+		}
+		fc.srv.CloseClientConnections()
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if !slices.Equal(fc.resumed, []bool{false, true}) || !slices.Equal(fc.peers, []string{"gw-hq", "gw-hq"}) || slices.Contains(fc.chains, 0) {
+		t.Fatalf("sessions resumed %v, certificates %v, verified chains %v; want the second resumed, gw-hq's certificate verified each time",
+			fc.resumed, fc.peers, fc.chains)
 	}
 }
