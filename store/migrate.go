@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 type migration struct {
 	version int
@@ -33,6 +33,7 @@ var migrations = []migration{
 	{4, "indicators keep who sent them and what was decided (bulk intake's compact record)", migrateIndicatorDecision},
 	{5, "an index of automatic isolations by time, for the blast-radius budget", migrateAutoIsolationIndex},
 	{6, "an index of the incidents still open, by gateway, for every decided indicator", migrateOpenIncidentsIndex},
+	{7, "each gateway's latest firing indicator, for the circuit breaker", migrateGatewayFiring},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -222,6 +223,26 @@ func migrateAutoIsolationIndex(ctx context.Context, tx *txn) error {
 func migrateOpenIncidentsIndex(ctx context.Context, tx *txn) error {
 	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS incidents_open ON incidents(gateway, updated_at, status) WHERE status != 'closed'`); err != nil {
 		return fmt.Errorf("creating the incidents_open index: %w", err)
+	}
+	return nil
+}
+
+// migrateGatewayFiring keeps each gateway's latest matched, firing
+// indicator (InsertIndicator maintains it), so that the circuit breaker's
+// count of gateways with firing indicators within its window
+// (CountGatewaysWithIndicators, asked for every automatic containment)
+// reads one row per gateway, not every indicator of the window: an hour of
+// an alert storm made a C2 alert's decision read them all. The rows are
+// filled from the indicators already stored.
+func migrateGatewayFiring(ctx context.Context, tx *txn) error {
+	for _, q := range []string{
+		gatewayFiringSchema,
+		`INSERT INTO gateway_firing(gateway, last_at) SELECT gateway, max(received_at) FROM indicators WHERE matched = 1 AND status = 'firing' GROUP BY gateway
+			ON CONFLICT(gateway) DO UPDATE SET last_at = excluded.last_at WHERE excluded.last_at > gateway_firing.last_at`,
+	} {
+		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("creating the gateway_firing table: %w", err)
+		}
 	}
 	return nil
 }

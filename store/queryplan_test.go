@@ -11,7 +11,8 @@ import (
 // an incident (issue #19: ActiveRunFor read all of an incident's runs and
 // intake slowed as the store grew; CountAutoIsolations read every run
 // ever recorded for each run a decision started; OpenIncidentFor read every
-// incident the gateway ever had, closed ones included).
+// incident the gateway ever had, closed ones included; the circuit breaker
+// read every indicator of its hour-long window).
 func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 	st, err := Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), "normal")
 	if err != nil {
@@ -22,10 +23,11 @@ func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 		query, index string
 		args         []any
 	}{
-		"ActiveRunFor":        {activeRunQuery, "runs_active", []any{"inc-1", "contain"}},
-		"CountAutoIsolations": {autoIsolationsQuery, "runs_auto_isolation", []any{"osaka", "2026-12-07T00:00:00.000000000Z"}},
-		"OpenIncidentFor":     {openIncidentQuery, "incidents_open", []any{"gw-osaka", "2026-12-07T00:00:00.000000000Z"}},
-		"CountOpenIncidents":  {openIncidentsCountQuery, "incidents_open", []any{"gw-osaka"}},
+		"ActiveRunFor":                {activeRunQuery, "runs_active", []any{"inc-1", "contain"}},
+		"CountAutoIsolations":         {autoIsolationsQuery, "runs_auto_isolation", []any{"osaka", "2026-12-07T00:00:00.000000000Z"}},
+		"OpenIncidentFor":             {openIncidentQuery, "incidents_open", []any{"gw-osaka", "2026-12-07T00:00:00.000000000Z"}},
+		"CountOpenIncidents":          {openIncidentsCountQuery, "incidents_open", []any{"gw-osaka"}},
+		"CountGatewaysWithIndicators": {gatewaysFiringQuery, "gateway_firing_last", []any{"gw-osaka", "gw-osaka", "2026-12-07T00:00:00.000000000Z", "2026-12-07T00:00:00.000000000Z"}},
 	} {
 		rows, err := st.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {

@@ -398,6 +398,11 @@ type txn struct {
 	s     *Store
 	audit *audit.Appender
 	sp    int
+	// firing is the latest firing time this transaction wrote to
+	// gateway_firing for each gateway, so that a batch of indicators
+	// about one gateway writes its row once; a rolled-back savepoint
+	// forgets it (its writes are gone).
+	firing map[string]time.Time
 }
 
 func (t *txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
@@ -461,6 +466,7 @@ func (t *txn) Savepoint(ctx context.Context, fn func() error) error {
 			return errors.Join(err, fmt.Errorf("rolling back savepoint: %w", rerr))
 		}
 		_, _ = t.tx.ExecContext(ctx, "RELEASE "+name)
+		t.firing = nil
 		if hadAudit {
 			t.audit.Reset(mark)
 		} else {
@@ -570,6 +576,25 @@ func (t *txn) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
 	if err != nil {
 		return fmt.Errorf("storing indicator: %w", err)
 	}
+	if r.Matched && r.Indicator.Status == indicator.StatusFiring {
+		return t.noteFiring(ctx, r.Indicator.Gateway, r.ReceivedAt)
+	}
+	return nil
+}
+
+// noteFiring records that gw had a matched, firing indicator at at, in
+// gateway_firing (its latest only).
+func (t *txn) noteFiring(ctx context.Context, gw string, at time.Time) error {
+	if last, ok := t.firing[gw]; ok && !at.After(last) {
+		return nil
+	}
+	if _, err := t.exec(ctx, noteFiringQuery, gw, ts(at)); err != nil {
+		return fmt.Errorf("noting gateway %s firing: %w", gw, err)
+	}
+	if t.firing == nil {
+		t.firing = map[string]time.Time{}
+	}
+	t.firing[gw] = at
 	return nil
 }
 
@@ -627,13 +652,30 @@ func (t *txn) CountRecentIndicators(ctx context.Context, gw string, since time.T
 	return n, err
 }
 
+// gateway_firing holds each gateway's latest matched, firing indicator
+// (schema version 7): the circuit breaker counts its rows within the
+// window instead of every indicator the window holds.
+const (
+	gatewayFiringSchema = `
+CREATE TABLE IF NOT EXISTS gateway_firing (
+	gateway TEXT PRIMARY KEY,
+	last_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gateway_firing_last ON gateway_firing(last_at);
+`
+	noteFiringQuery = `INSERT INTO gateway_firing(gateway, last_at) VALUES (?, ?)
+		ON CONFLICT(gateway) DO UPDATE SET last_at = excluded.last_at WHERE excluded.last_at > gateway_firing.last_at`
+	gatewaysFiringQuery = `SELECT count(*) + CASE WHEN ? != '' AND NOT EXISTS (SELECT 1 FROM gateway_firing WHERE gateway = ? AND last_at >= ?) THEN 1 ELSE 0 END
+		FROM gateway_firing WHERE last_at >= ?`
+)
+
 // CountGatewaysWithIndicators counts distinct gateways with matched firing
 // indicators since (for the circuit breaker).
 func (t *txn) CountGatewaysWithIndicators(ctx context.Context, since time.Time, also string) (int, error) {
 	var n int
 	// also is a gateway counted as if it had one (the indicator being
 	// decided, not yet recorded); "" adds none.
-	err := t.queryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT gateway FROM indicators WHERE matched = 1 AND status = 'firing' AND received_at >= ? UNION SELECT CAST(? AS TEXT) WHERE ? != '') AS gateways`, ts(since), also, also).Scan(&n)
+	err := t.queryRow(ctx, gatewaysFiringQuery, also, also, ts(since), ts(since)).Scan(&n)
 	return n, err
 }
 

@@ -336,6 +336,7 @@ var indicatorCases = []testCase{
 	{"IndicatorsOfIncident lists oldest first", indicatorsOfIncident},
 	{"RecentByFingerprint finds the newest matched one at or after since", indicatorRecentByFingerprint},
 	{"counts of recent indicators and gateways", indicatorCounts},
+	{"the breaker's gateways are filled from the indicators of a store older than schema 7", indicatorGatewaysBackfilled},
 	{"LiveThreats lists firing, unresolved, severe enough ones after since, oldest first", indicatorLiveThreats},
 	{"ResolveIndicator ends a live threat once", indicatorResolve},
 	{"ResolveIndicator of an unknown indicator is ErrNotFound", indicatorResolveUnknown},
@@ -545,6 +546,28 @@ func indicatorCounts(t *testing.T, h Harness) {
 			unmatched,
 		})
 	})
+	// The breaker's count follows what was committed: an indicator whose
+	// savepoint rolled back does not count (gw-5), and one written after
+	// such a rollback does, even at an earlier time than the rolled-back
+	// one (gw-7); an older indicator written after a newer one leaves the
+	// gateway counted (gw-1).
+	commit(t, b, func(tx store.Tx) error {
+		for _, gw := range []string{"gw-5", "gw-7"} {
+			err := tx.Savepoint(ctx, func() error {
+				if err := tx.InsertIndicator(ctx, indicatorAt("ind-sp-"+gw, gw, "", t0.Add(5*time.Second))); err != nil {
+					return err
+				}
+				return errors.New("refused")
+			})
+			if err == nil {
+				return errors.New("the savepoint did not fail")
+			}
+		}
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			indicatorAt("ind-7", "gw-7", "", t0.Add(time.Second)),
+			indicatorAt("ind-1-old", "gw-1", "inc-1", t0.Add(-2*time.Hour)),
+		})
+	})
 	commit(t, b, func(tx store.Tx) error {
 		if n, err := tx.CountRecentIndicators(ctx, "gw-1", t0); err != nil || n != 2 {
 			t.Errorf("CountRecentIndicators(gw-1) = %d, %v; want 2", n, err)
@@ -552,16 +575,44 @@ func indicatorCounts(t *testing.T, h Harness) {
 		if n, err := tx.CountRecentIndicators(ctx, "gw-2", t0); err != nil || n != 0 {
 			t.Errorf("CountRecentIndicators(gw-2) = %d, %v; want 0 (too old)", n, err)
 		}
-		for also, want := range map[string]int{"": 1, "gw-1": 1, "gw-9": 2} {
+		for also, want := range map[string]int{"": 2, "gw-1": 2, "gw-9": 3} {
 			if n, err := tx.CountGatewaysWithIndicators(ctx, t0, also); err != nil || n != want {
-				t.Errorf("CountGatewaysWithIndicators(also %q) = %d, %v; want %d (gw-1 matched, firing, recent; and also)", also, n, err, want)
+				t.Errorf("CountGatewaysWithIndicators(also %q) = %d, %v; want %d (gw-1 and gw-7 matched, firing, recent; and also)", also, n, err, want)
 			}
+		}
+		if n, err := tx.CountGatewaysWithIndicators(ctx, t0.Add(2*time.Second), ""); err != nil || n != 0 {
+			t.Errorf("CountGatewaysWithIndicators(since the last) = %d, %v; want 0", n, err)
 		}
 		return nil
 	})
-	if n, err := b.CountIndicators(ctx); err != nil || n != 5 {
-		t.Errorf("CountIndicators = %d, %v; want 5 (matched or not)", n, err)
+	if n, err := b.CountIndicators(ctx); err != nil || n != 7 {
+		t.Errorf("CountIndicators = %d, %v; want 7 (matched or not)", n, err)
 	}
+}
+
+func indicatorGatewaysBackfilled(t *testing.T, h Harness) {
+	b, ctx := h.Open(t), t.Context()
+	commit(t, b, func(tx store.Tx) error {
+		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+			indicatorAt("ind-1", "gw-1", "inc-1", t0),
+			indicatorAt("ind-2", "gw-2", "inc-2", t0.Add(-time.Hour)),
+			indicatorAt("ind-3", "gw-2", "inc-2", t0.Add(time.Second)),
+			indicatorAt("ind-4", "gw-3", "inc-3", t0.Add(-time.Hour)),
+		})
+	})
+	// As a store of schema version 6 was: no gateway_firing.
+	for _, q := range []string{`DROP TABLE gateway_firing`, `DELETE FROM schema_migrations WHERE version = 7`} {
+		if _, err := b.DB().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b = h.reopen(t, b)
+	commit(t, b, func(tx store.Tx) error {
+		if n, err := tx.CountGatewaysWithIndicators(ctx, t0, ""); err != nil || n != 2 {
+			t.Errorf("CountGatewaysWithIndicators after the upgrade = %d, %v; want 2 (gw-1, and gw-2's latest)", n, err)
+		}
+		return nil
+	})
 }
 
 func indicatorLiveThreats(t *testing.T, h Harness) {
