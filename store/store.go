@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"syscall"
@@ -386,6 +387,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 			return err
 		}
 	}
+	if err := tx.flushFiring(ctx); err != nil {
+		return err
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("committing transaction: %w", err)
 	}
@@ -398,10 +402,11 @@ type txn struct {
 	s     *Store
 	audit *audit.Appender
 	sp    int
-	// firing is the latest firing time this transaction wrote to
-	// gateway_firing for each gateway, so that a batch of indicators
-	// about one gateway writes its row once; a rolled-back savepoint
-	// forgets it (its writes are gone).
+	// firing is, for each gateway, the latest matched, firing indicator
+	// this transaction stored and has not written to gateway_firing yet:
+	// a batch of indicators about one gateway writes its row once, before
+	// the commit or a count that reads it (flushFiring). A rolled-back
+	// savepoint puts back what it was before.
 	firing map[string]time.Time
 }
 
@@ -460,13 +465,14 @@ func (t *txn) Savepoint(ctx context.Context, fn func() error) error {
 	if t.audit != nil {
 		mark = t.audit.Mark()
 	}
+	firing := maps.Clone(t.firing)
 	hadAudit := t.audit != nil
 	if err := fn(); err != nil {
 		if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO "+name); rerr != nil {
 			return errors.Join(err, fmt.Errorf("rolling back savepoint: %w", rerr))
 		}
 		_, _ = t.tx.ExecContext(ctx, "RELEASE "+name)
-		t.firing = nil
+		t.firing = firing
 		if hadAudit {
 			t.audit.Reset(mark)
 		} else {
@@ -582,19 +588,27 @@ func (t *txn) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
 	return nil
 }
 
-// noteFiring records that gw had a matched, firing indicator at at, in
-// gateway_firing (its latest only).
-func (t *txn) noteFiring(ctx context.Context, gw string, at time.Time) error {
+// noteFiring notes that gw had a matched, firing indicator at at, for
+// gateway_firing (its latest only; written by flushFiring).
+func (t *txn) noteFiring(_ context.Context, gw string, at time.Time) error {
 	if last, ok := t.firing[gw]; ok && !at.After(last) {
 		return nil
-	}
-	if _, err := t.exec(ctx, noteFiringQuery, gw, ts(at)); err != nil {
-		return fmt.Errorf("noting gateway %s firing: %w", gw, err)
 	}
 	if t.firing == nil {
 		t.firing = map[string]time.Time{}
 	}
 	t.firing[gw] = at
+	return nil
+}
+
+// flushFiring writes what noteFiring noted to gateway_firing.
+func (t *txn) flushFiring(ctx context.Context) error {
+	for gw, at := range t.firing {
+		if _, err := t.exec(ctx, noteFiringQuery, gw, ts(at)); err != nil {
+			return fmt.Errorf("noting gateway %s firing: %w", gw, err)
+		}
+	}
+	clear(t.firing)
 	return nil
 }
 
@@ -675,6 +689,9 @@ func (t *txn) CountGatewaysWithIndicators(ctx context.Context, since time.Time, 
 	var n int
 	// also is a gateway counted as if it had one (the indicator being
 	// decided, not yet recorded); "" adds none.
+	if err := t.flushFiring(ctx); err != nil {
+		return 0, err
+	}
 	err := t.queryRow(ctx, gatewaysFiringQuery, also, also, ts(since), ts(since)).Scan(&n)
 	return n, err
 }
