@@ -583,22 +583,21 @@ func (t *txn) InsertIndicator(ctx context.Context, r IndicatorRecord) error {
 		return fmt.Errorf("storing indicator: %w", err)
 	}
 	if r.Matched && r.Indicator.Status == indicator.StatusFiring {
-		return t.noteFiring(ctx, r.Indicator.Gateway, r.ReceivedAt)
+		t.noteFiring(r.Indicator.Gateway, r.ReceivedAt)
 	}
 	return nil
 }
 
 // noteFiring notes that gw had a matched, firing indicator at at, for
 // gateway_firing (its latest only; written by flushFiring).
-func (t *txn) noteFiring(_ context.Context, gw string, at time.Time) error {
+func (t *txn) noteFiring(gw string, at time.Time) {
 	if last, ok := t.firing[gw]; ok && !at.After(last) {
-		return nil
+		return
 	}
 	if t.firing == nil {
 		t.firing = map[string]time.Time{}
 	}
 	t.firing[gw] = at
-	return nil
 }
 
 // flushFiring writes what noteFiring noted to gateway_firing.
