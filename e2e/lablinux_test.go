@@ -752,6 +752,21 @@ func (a *agentCaller) observe(tb testing.TB) wire.State {
 	return st
 }
 
+// openC2Sessions opens a TCP session from the target gateway to each of
+// the C2 server's addresses (IPv4 and IPv6).
+func (l *linuxLab) openC2Sessions(tb testing.TB) []*netlab.Session {
+	tb.Helper()
+	var sessions []*netlab.Session
+	for _, a := range l.lab.C2().Addrs() {
+		s, err := l.lab.OpenSession(tb.Context(), l.target.Gateway.NS, netip.AddrPortFrom(a, echoPort))
+		if err != nil {
+			tb.Fatalf("opening the C2 session: %v", err)
+		}
+		sessions = append(sessions, s)
+	}
+	return sessions
+}
+
 // stepOf returns the run's step for action.
 func stepOf(tb testing.TB, r store.Run, action string) store.Step {
 	tb.Helper()

@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warden-ir/warden/actions"
-	"github.com/warden-ir/warden/netlab"
 	"github.com/warden-ir/warden/store"
 )
 
@@ -20,18 +18,10 @@ import (
 // the sessions are dead.
 func TestLinuxIsolateProvesThenKillsFlows(t *testing.T) {
 	l := newLinuxLab(t, linuxLabOptions{Prefix: "e2k", Steps: []string{actions.NameIsolate}})
-	ctx := t.Context()
-	gw, c2 := l.target.Gateway, l.lab.C2()
+	c2 := l.lab.C2()
 	l.waitAgent()
 
-	var sessions []*netlab.Session
-	for _, a := range c2.Addrs() {
-		s, err := l.lab.OpenSession(ctx, gw.NS, netip.AddrPortFrom(a, echoPort))
-		if err != nil {
-			t.Fatalf("opening the C2 session: %v", err)
-		}
-		sessions = append(sessions, s)
-	}
+	sessions := l.openC2Sessions(t)
 	for _, s := range sessions {
 		if err := s.Alive(okWait); err != nil {
 			t.Fatalf("C2 session dead before the alert: %v", err)

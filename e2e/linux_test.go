@@ -47,13 +47,7 @@ func TestLinuxGatewayContainment(t *testing.T) {
 
 	var sessions []*netlab.Session
 	phase(t, "1 before: the C2 session works, peers and management reach the gateway", func(t *testing.T) {
-		for _, a := range c2.Addrs() {
-			s, err := l.lab.OpenSession(ctx, gw.NS, netip.AddrPortFrom(a, echoPort))
-			if err != nil {
-				t.Fatalf("opening the C2 session: %v", err)
-			}
-			sessions = append(sessions, s)
-		}
+		sessions = l.openC2Sessions(t)
 		l.expectReachable(t, append(l.cutPaths(), l.keptPaths()...)...)
 		if l.rulesInKernel() {
 			t.Fatal("quarantine rules present before any alert")
