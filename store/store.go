@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
 	"syscall"
@@ -405,9 +404,54 @@ type txn struct {
 	// firing is, for each gateway, the latest matched, firing indicator
 	// this transaction stored and has not written to gateway_firing yet:
 	// a batch of indicators about one gateway writes its row once, before
-	// the commit or a count that reads it (flushFiring). A rolled-back
-	// savepoint puts back what it was before.
+	// the commit or a count that reads it (flushFiring).
 	firing map[string]time.Time
+	// firingUndo records, while a savepoint is open (depth > 0), what each
+	// change to firing replaced, so that a rolled-back savepoint puts back
+	// what it was before at the cost of its own changes only.
+	firingUndo []firingUndo
+	depth      int
+}
+
+// firingUndo is what one change to txn.firing replaced: gw's entry was at,
+// or there was none (!had).
+type firingUndo struct {
+	gw  string
+	at  time.Time
+	had bool
+}
+
+// setFiring sets gw's pending firing time, or deletes it (!had), keeping
+// what it replaced while a savepoint is open.
+func (t *txn) setFiring(gw string, at time.Time, had bool) {
+	if t.depth > 0 {
+		old, ok := t.firing[gw]
+		t.firingUndo = append(t.firingUndo, firingUndo{gw: gw, at: old, had: ok})
+	}
+	if !had {
+		delete(t.firing, gw)
+		return
+	}
+	if t.firing == nil {
+		t.firing = map[string]time.Time{}
+	}
+	t.firing[gw] = at
+}
+
+// undoFiring puts firing back as it was when firingUndo had mark entries.
+func (t *txn) undoFiring(mark int) {
+	for i := len(t.firingUndo) - 1; i >= mark; i-- {
+		u := t.firingUndo[i]
+		if u.had {
+			if t.firing == nil {
+				t.firing = map[string]time.Time{}
+			}
+			t.firing[u.gw] = u.at
+		} else {
+			delete(t.firing, u.gw)
+		}
+	}
+	t.firingUndo = t.firingUndo[:mark]
 }
 
 func (t *txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
@@ -465,14 +509,20 @@ func (t *txn) Savepoint(ctx context.Context, fn func() error) error {
 	if t.audit != nil {
 		mark = t.audit.Mark()
 	}
-	firing := maps.Clone(t.firing)
+	firingMark := len(t.firingUndo)
+	t.depth++
+	defer func() {
+		if t.depth--; t.depth == 0 {
+			t.firingUndo = t.firingUndo[:0] // nothing can roll back now
+		}
+	}()
 	hadAudit := t.audit != nil
 	if err := fn(); err != nil {
 		if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO "+name); rerr != nil {
 			return errors.Join(err, fmt.Errorf("rolling back savepoint: %w", rerr))
 		}
 		_, _ = t.tx.ExecContext(ctx, "RELEASE "+name)
-		t.firing = firing
+		t.undoFiring(firingMark)
 		if hadAudit {
 			t.audit.Reset(mark)
 		} else {
@@ -594,10 +644,7 @@ func (t *txn) noteFiring(gw string, at time.Time) {
 	if last, ok := t.firing[gw]; ok && !at.After(last) {
 		return
 	}
-	if t.firing == nil {
-		t.firing = map[string]time.Time{}
-	}
-	t.firing[gw] = at
+	t.setFiring(gw, at, true)
 }
 
 // flushFiring writes what noteFiring noted to gateway_firing.
@@ -606,8 +653,10 @@ func (t *txn) flushFiring(ctx context.Context) error {
 		if _, err := t.exec(ctx, noteFiringQuery, gw, ts(at)); err != nil {
 			return fmt.Errorf("noting gateway %s firing: %w", gw, err)
 		}
+		// Written: no longer pending, unless a savepoint open now rolls
+		// the write back.
+		t.setFiring(gw, time.Time{}, false)
 	}
-	clear(t.firing)
 	return nil
 }
 

@@ -563,10 +563,26 @@ func indicatorCounts(t *testing.T, h Harness) {
 				return errors.New("the savepoint did not fail")
 			}
 		}
-		return writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
+		if err := writeAll(ctx, tx.InsertIndicator, []store.IndicatorRecord{
 			indicatorAt("ind-7", "gw-7", "", t0.Add(time.Second)),
 			indicatorAt("ind-1-old", "gw-1", "inc-1", t0.Add(-2*time.Hour)),
+			indicatorAt("ind-8", "gw-8", "", t0.Add(time.Second)),
+		}); err != nil {
+			return err
+		}
+		// A count inside a savepoint that then rolls back: what the count
+		// wrote is undone, and gw-8, stored before the savepoint, must
+		// still be counted once the transaction commits.
+		err := tx.Savepoint(ctx, func() error {
+			if _, err := tx.CountGatewaysWithIndicators(ctx, t0, ""); err != nil {
+				return err
+			}
+			return errors.New("refused")
 		})
+		if err == nil {
+			return errors.New("the savepoint did not fail")
+		}
+		return nil
 	})
 	commit(t, b, func(tx store.Tx) error {
 		if n, err := tx.CountRecentIndicators(ctx, "gw-1", t0); err != nil || n != 2 {
@@ -575,9 +591,9 @@ func indicatorCounts(t *testing.T, h Harness) {
 		if n, err := tx.CountRecentIndicators(ctx, "gw-2", t0); err != nil || n != 0 {
 			t.Errorf("CountRecentIndicators(gw-2) = %d, %v; want 0 (too old)", n, err)
 		}
-		for also, want := range map[string]int{"": 2, "gw-1": 2, "gw-9": 3} {
+		for also, want := range map[string]int{"": 3, "gw-1": 3, "gw-9": 4} {
 			if n, err := tx.CountGatewaysWithIndicators(ctx, t0, also); err != nil || n != want {
-				t.Errorf("CountGatewaysWithIndicators(also %q) = %d, %v; want %d (gw-1 and gw-7 matched, firing, recent; and also)", also, n, err, want)
+				t.Errorf("CountGatewaysWithIndicators(also %q) = %d, %v; want %d (gw-1, gw-7 and gw-8 matched, firing, recent; and also)", also, n, err, want)
 			}
 		}
 		if n, err := tx.CountGatewaysWithIndicators(ctx, t0.Add(2*time.Second), ""); err != nil || n != 0 {
@@ -585,8 +601,8 @@ func indicatorCounts(t *testing.T, h Harness) {
 		}
 		return nil
 	})
-	if n, err := b.CountIndicators(ctx); err != nil || n != 7 {
-		t.Errorf("CountIndicators = %d, %v; want 7 (matched or not)", n, err)
+	if n, err := b.CountIndicators(ctx); err != nil || n != 8 {
+		t.Errorf("CountIndicators = %d, %v; want 8 (matched or not)", n, err)
 	}
 }
 
