@@ -50,9 +50,9 @@ bench:
 # Debian's packages (no service left running), then e2e BenchmarkPeers runs
 # the same intake load and the same SSH password-guessing attack against
 # each in one namespace lab, prints one table and writes bench-peers.json
-# here. Not part of `make test` (about eight minutes); needs root.
+# here. Not part of `make test` (about nine minutes); needs root.
 # BENCH_PEERS_DURATION (30s), BENCH_PEERS_TRIALS (12), BENCH_PEERS_FAST_POLL
-# (10ms) and BENCH_PEERS_SYSTEMS (warden,fail2ban,crowdsec,alertmanager)
+# (10ms) and BENCH_PEERS_SYSTEMS (warden,fail2ban,crowdsec,alertmanager,reference)
 # shape it.
 bench-peers:
 	bash hack/install-peers.sh

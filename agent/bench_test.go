@@ -19,6 +19,13 @@ func BenchmarkCommand(b *testing.B) {
 			h.do(wire.KindIsolate, labIsolate, nil)
 			h.do(wire.KindRelease, nil, nil)
 		},
+		// The path to a confirmed quarantine, then back.
+		"isolate+confirm+release": func(h *harness) {
+			var res wire.IsolateResult
+			h.do(wire.KindIsolate, labIsolate, &res)
+			h.do(wire.KindConfirm, wire.ConfirmParams{Generation: res.Generation, Check: true}, nil)
+			h.do(wire.KindRelease, nil, nil)
+		},
 	}
 	for name, step := range tests {
 		b.Run(name, func(b *testing.B) {

@@ -48,10 +48,13 @@ import (
 //     gateway polling every BENCH_PEERS_FAST_POLL (10 ms by default: the
 //     bouncer enforces no minimum) and then every 10 s (its default).
 //     Warden: the auth sensor, the controller, the agent's quarantine.
+//   - References (peers_reference_test.go): the same intake load against
+//     a server that does nothing and one that only appends each body
+//     durably, the machine's ceilings for any system's intake figure.
 //
 // It prints one table and writes BENCH_PEERS_JSON (bench-peers.json in the
 // working directory by default). It runs only with WARDEN_BENCH_PEERS=1
-// (make bench-peers sets it): it takes about eight minutes, and `make bench`
+// (make bench-peers sets it): it takes about nine minutes, and `make bench`
 // runs every other benchmark.
 func BenchmarkPeers(b *testing.B) {
 	if os.Getenv("WARDEN_BENCH_PEERS") != "1" {
@@ -72,7 +75,7 @@ func BenchmarkPeers(b *testing.B) {
 		}
 	}
 	systems := map[string]bool{}
-	for _, s := range strings.Split(cmp.Or(os.Getenv("BENCH_PEERS_SYSTEMS"), "warden,fail2ban,crowdsec,alertmanager"), ",") {
+	for _, s := range strings.Split(cmp.Or(os.Getenv("BENCH_PEERS_SYSTEMS"), "warden,fail2ban,crowdsec,alertmanager,reference"), ",") {
 		systems[strings.TrimSpace(s)] = true
 	}
 	out := os.Getenv("BENCH_PEERS_JSON")
@@ -126,6 +129,12 @@ func BenchmarkPeers(b *testing.B) {
 			in := l.loadAlertmanager(b, duration)
 			addRow(peerbench.Row{Name: "Alertmanager 0.25", Note: "POST /api/v2/alerts, memory only (no durability); drops nobody"}, nil, nil, &in)
 		}
+		if systems["reference"] {
+			in := l.loadReference(b, referenceNothing, duration)
+			addRow(peerbench.Row{Name: "reference: net/http doing nothing", Note: "the load's ceiling on this machine: a Go server answering 202 without any work"}, nil, nil, &in)
+			in = l.loadReference(b, referenceDurable, duration)
+			addRow(peerbench.Row{Name: "reference: net/http + fdatasync", Note: "the ceiling of a durable answer here: each body appended, group-committed with one write and one fdatasync, and nothing else"}, nil, nil, &in)
+		}
 
 		var table bytes.Buffer
 		if err := peerbench.WriteTable(&table, rows, "Warden"); err != nil {
@@ -145,7 +154,7 @@ func BenchmarkPeers(b *testing.B) {
 		abs, _ := filepath.Abs(out)
 		fmt.Printf("wrote %s\n", abs)
 		for _, r := range rows {
-			name := strings.NewReplacer(" ", "_", ",", "", ".", "_").Replace(r.Name)
+			name := strings.NewReplacer(" ", "_", ",", "", ".", "_", ":", "", "/", "", "+", "and").Replace(r.Name)
 			if r.DropMedianMS != nil {
 				b.ReportMetric(*r.DropMedianMS, name+"-drop-p50-ms")
 			}
@@ -237,9 +246,13 @@ func benchSource(c, n int) string { return fmt.Sprintf("2001:db8:%x:%x::1", c, n
 
 func (l *peersLab) loadWarden(tb testing.TB, d time.Duration) loadgen.Result {
 	h := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + l.api.people.token(v1.RoleIntake)}}
-	return l.peerLoad(tb, "Warden", l.api.base+"/v1/indicators", h, d, func(c, n int) []byte {
-		return fmt.Appendf(nil, `{"kind":"brute_force","gateway":"gw-hq","severity":"medium","confidence":0.7,"source":"bench","summary":"SSH password guessing","observables":{"ips":[%q]}}`, benchSource(c, n))
-	})
+	return l.peerLoad(tb, "Warden", l.api.base+"/v1/indicators", h, d, wardenAlert)
+}
+
+// wardenAlert is the nth client's nth alert in Warden's native format
+// (also what the reference servers take).
+func wardenAlert(c, n int) []byte {
+	return fmt.Appendf(nil, `{"kind":"brute_force","gateway":"gw-hq","severity":"medium","confidence":0.7,"source":"bench","summary":"SSH password guessing","observables":{"ips":[%q]}}`, benchSource(c, n))
 }
 
 func (l *peersLab) loadAlertmanager(tb testing.TB, d time.Duration) loadgen.Result {
