@@ -434,8 +434,8 @@ func quarantine(t *testing.T, s *stack, gw string) intakeReply {
 	r := s.user(t, "ids-"+gw, "intake").call(t, "POST", "/v1/indicators", []byte(indicatorJSON("c2_beacon", gw, "critical", "198.51.100.66")))
 	expectStatus(t, r, http.StatusAccepted)
 	res := decodeReply[intakeReply](t, r)
-	if len(res.Results) != 1 || res.Results[0].RunID == "" || res.Results[0].RunState != store.RunPending {
-		t.Fatalf("the beacon: %s, want a pending containment", r)
+	if len(res.Results) != 1 || res.Results[0].RunID == "" || res.Results[0].RunState != store.RunRunning {
+		t.Fatalf("the beacon: %s, want a containment started", r)
 	}
 	if err := s.d.Controller.ExecuteRun(t.Context(), res.Results[0].RunID); err != nil {
 		t.Fatal(err)

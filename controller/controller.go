@@ -187,6 +187,10 @@ type core struct {
 	// ready carries runs intake has just created to the executor, which
 	// starts them without listing the store first (startRuns).
 	ready chan string
+	// handedOver holds the runs intake recorded started with their first
+	// step's attempt (startsAtOnce), as committed, until the executor takes
+	// them (takeHandedOver); guarded by mu.
+	handedOver map[string]store.Run
 	// wavesInFlight are the patch waves this controller runs now.
 	wavesInFlight map[string]bool
 	pageMu        sync.Mutex
@@ -347,6 +351,27 @@ func mustJSON(v any) json.RawMessage {
 		b, _ = json.Marshal(map[string]string{"marshal_error": err.Error()})
 	}
 	return b
+}
+
+// handOver keeps run, which intake recorded started with its first
+// step's attempt, for the executor: it takes the first step without
+// recording that attempt again.
+func (c *core) handOver(run store.Run) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handedOver == nil {
+		c.handedOver = map[string]store.Run{}
+	}
+	c.handedOver[run.ID] = run
+}
+
+// takeHandedOver returns and forgets the run intake handed over as id.
+func (c *core) takeHandedOver(id string) (store.Run, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	run, ok := c.handedOver[id]
+	delete(c.handedOver, id)
+	return run, ok
 }
 
 // startRuns hands runs just created to the executor, to start at once;

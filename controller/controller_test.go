@@ -290,8 +290,8 @@ func (h *harness) auditActions(t *testing.T) []string {
 func TestContainRunsStepsInOrderAndRecordsPosture(t *testing.T) {
 	h := newHarness(t, nil)
 	res := h.accept(t, ind(indicator.C2Beacon, "gw-osaka"))
-	if res[0].RunID == "" || res[0].RunState != store.RunPending {
-		t.Fatalf("expected a pending run, got %+v", res[0])
+	if res[0].RunID == "" || res[0].RunState != store.RunRunning {
+		t.Fatalf("expected a run started with the decision, got %+v", res[0])
 	}
 	r := h.run(t, res[0].RunID)
 	if r.State != store.RunSucceeded {
@@ -466,15 +466,15 @@ func TestBlastRadiusBudget(t *testing.T) {
 	}{
 		"second isolation at the same site waits": {
 			gateways: []string{"gw-hq", "gw-hq2"}, perSite: 1, fleet: 10,
-			want: []string{store.RunPending, store.RunAwaitingApproval},
+			want: []string{store.RunRunning, store.RunAwaitingApproval},
 		},
 		"different sites within fleet budget": {
 			gateways: []string{"gw-hq", "gw-osaka"}, perSite: 1, fleet: 10,
-			want: []string{store.RunPending, store.RunPending},
+			want: []string{store.RunRunning, store.RunRunning},
 		},
 		"fleet budget": {
 			gateways: []string{"gw-hq", "gw-osaka", "gw-dc"}, perSite: 5, fleet: 2,
-			want: []string{store.RunPending, store.RunPending, store.RunAwaitingApproval},
+			want: []string{store.RunRunning, store.RunRunning, store.RunAwaitingApproval},
 		},
 	}
 	for name, tc := range tests {
@@ -502,7 +502,7 @@ func TestBlastRadiusBudget(t *testing.T) {
 func TestBudgetExemptPolicyIsNotCounted(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Guards.MaxAutoIsolationsFleet = 0 })
 	res := h.accept(t, ind(indicator.BruteForce, "gw-hq"))
-	if res[0].RunState != store.RunPending {
+	if res[0].RunState != store.RunRunning {
 		t.Fatalf("notify-only run should not be held by the isolation budget: %s", res[0].RunState)
 	}
 }

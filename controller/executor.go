@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,9 +73,14 @@ func (c *executor) launch(ctx context.Context, id string) {
 // ExecuteRun drives one run to a terminal state (or until ctx ends). It is
 // safe to call again for the same run after a crash.
 func (c *executor) ExecuteRun(ctx context.Context, id string) error {
-	run, err := c.st.Run(ctx, id)
-	if err != nil {
-		return err
+	// A run intake recorded started, with its first step's attempt, is not
+	// read now: it is read right before that step (firstStepStillOurs).
+	run, handed := c.takeHandedOver(id)
+	if !handed {
+		var err error
+		if run, err = c.st.Run(ctx, id); err != nil {
+			return err
+		}
 	}
 	if run.State != store.RunPending && run.State != store.RunRunning {
 		return nil
@@ -95,7 +101,7 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 			run.StartedAt = now
 		}
 		start = &runStart{run: run, at: now}
-	} else {
+	} else if !handed {
 		c.log.Info("resuming interrupted run", "run", run.ID, "gateway", run.Gateway)
 		if err := c.st.Tx(ctx, func(tx store.Tx) error {
 			return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "run.resumed", Incident: run.Incident, Run: run.ID, Subject: run.Gateway})
@@ -114,16 +120,32 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 			continue
 		}
 		// The run may have been cancelled while we worked. Before the
-		// first step it was read a moment ago, and a pending run's first
+		// first step a pending run was read a moment ago, and its first
 		// attempt is recorded only if the run is still not cancelled
 		// (recordStart, in the attempt's transaction): reading it again
-		// would only delay an alert's containment.
+		// would only delay an alert's containment. A run handed over,
+		// its first attempt recorded with the decision, is read now.
+		recorded := false // this attempt was recorded with the decision
 		if worked {
 			if cur, err := c.st.Run(ctx, run.ID); err == nil && cur.State == store.RunCancelled {
 				return nil
 			}
-		} else if beforeFirstStep != nil {
-			beforeFirstStep(run.ID)
+		} else {
+			if beforeFirstStep != nil {
+				beforeFirstStep(run.ID)
+			}
+			if handed {
+				ours, err := c.firstStepStillOurs(ctx, run)
+				if err != nil {
+					return err
+				}
+				if !ours {
+					// Taken handed over no more: from what the store
+					// says (cancelled, finished, or to resume).
+					return c.ExecuteRun(ctx, run.ID)
+				}
+				recorded = true
+			}
 		}
 		worked = true
 		if err := c.checkEvidence(ctx, run, step); err != nil {
@@ -165,7 +187,7 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 		}
 		// The step carries the epoch it starts under to every provider
 		// call (agents refuse an older one; vSphere changes check it).
-		res, err := c.executeStep(c.fenced(ctx, epoch), run, start, step, gw)
+		res, err := c.executeStep(c.fenced(ctx, epoch), run, start, step, gw, recorded)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopping: leave the step running; resume later
 		}
@@ -192,6 +214,49 @@ func (c *executor) ExecuteRun(ctx context.Context, id string) error {
 // beforeFirstStep, set only by tests, runs when ExecuteRun has read the
 // run and is about to take its first step.
 var beforeFirstStep func(runID string)
+
+// firstStepStillOurs reads a run intake handed over right before its
+// first step: the step is taken without recording its attempt again only
+// if the run is still as the decision recorded it (running, its first
+// step's one attempt started under the same epoch, nothing since). A run
+// cancelled meanwhile has that attempt withdrawn: it was recorded, never
+// applied.
+func (c *executor) firstStepStillOurs(ctx context.Context, handed store.Run) (bool, error) {
+	cur, err := c.st.Run(ctx, handed.ID)
+	if err != nil {
+		return false, err
+	}
+	if len(cur.Steps) == 0 || len(handed.Steps) == 0 {
+		return false, nil
+	}
+	first, want := cur.Steps[0], handed.Steps[0]
+	untouched := first.State == store.StepRunning && first.Attempts == want.Attempts && first.Epoch == want.Epoch
+	switch {
+	case cur.State == store.RunRunning && untouched:
+		return true, nil
+	case cur.State == store.RunCancelled && untouched:
+		return false, c.withdrawFirstAttempt(ctx, cur)
+	}
+	return false, nil
+}
+
+// withdrawFirstAttempt puts a cancelled run's first step, recorded started
+// with the decision but never applied, back as not taken, and says so in
+// the audit after its step.apply.
+func (c *executor) withdrawFirstAttempt(ctx context.Context, run store.Run) error {
+	step := run.Steps[0]
+	attempt := step.Attempts
+	step.State, step.Attempts, step.StartedAt = store.StepPending, 0, time.Time{}
+	gw, _ := c.inv.Gateway(run.Gateway)
+	return c.st.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.UpdateStep(ctx, step); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "step.withdrawn", Incident: run.Incident, Run: run.ID, Subject: cmp.Or(gw.ID, run.Gateway),
+			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": attempt,
+				"reason": "the run was cancelled before the step was applied"})})
+	})
+}
 
 // runStart is a pending run's start, not yet recorded: ExecuteRun records
 // it in the transaction of the first write that follows (recordStart).
@@ -231,8 +296,7 @@ func (c *executor) recordStart(ctx context.Context, tx store.Tx, s *runStart) er
 	if err := tx.UpdateRun(ctx, r); err != nil {
 		return err
 	}
-	return tx.Audit(ctx, audit.Entry{At: s.at, Actor: "controller", Action: "run.started", Incident: r.Incident, Run: r.ID, Subject: r.Gateway,
-		Data: mustJSON(map[string]any{"runbook": r.Runbook})})
+	return tx.Audit(ctx, runStartedEntry(r, s.at))
 }
 
 // checkFourEyes is four eyes again at the moment of acting: a run that
@@ -285,7 +349,9 @@ func (c *executor) checkEvidence(ctx context.Context, run store.Run, step store.
 	return nil
 }
 
-func (c *executor) executeStep(ctx context.Context, run store.Run, start *runStart, step store.Step, gw inventory.Gateway) (actions.Result, error) {
+// executeStep takes step through the catalogue; recorded says its next
+// attempt is recorded already (the first, with the decision).
+func (c *executor) executeStep(ctx context.Context, run store.Run, start *runStart, step store.Step, gw inventory.Gateway, recorded bool) (actions.Result, error) {
 	act, ok := c.acts[step.Action]
 	if !ok {
 		if err := c.startAlone(ctx, start); err != nil {
@@ -301,7 +367,7 @@ func (c *executor) executeStep(ctx context.Context, run store.Run, start *runSta
 		}
 	}
 	req := actions.Request{IdempotencyKey: step.IdemKey, Incident: run.Incident, Run: run.ID, Gateway: gw, Params: step.Params,
-		Attempts: &stepAttempts{c: c, run: run, start: start, step: &step, gw: gw}}
+		Attempts: &stepAttempts{c: c, run: run, start: start, step: &step, gw: gw, recorded: recorded}}
 	res, err := actions.Execute(ctx, act, req)
 	switch {
 	case ctx.Err() != nil:
@@ -345,14 +411,24 @@ type stepAttempts struct {
 	start *runStart
 	step  *store.Step
 	gw    inventory.Gateway
+	// recorded: the next attempt is on disk already, under step.Epoch
+	// (a run's first, recorded with the decision that started it).
+	recorded bool
 }
 
 // Starting checks the writer lease (a controller that lost it must not
-// start another side effect) and records the attempt.
+// start another side effect) and records the attempt, unless it was
+// recorded under the lease epoch still held.
 func (o *stepAttempts) Starting(ctx context.Context, n int) error {
 	epoch, err := o.c.leaseEpoch()
 	if err != nil {
 		return err
+	}
+	if o.recorded {
+		o.recorded = false
+		if epoch == o.step.Epoch {
+			return nil
+		}
 	}
 	now, step := o.c.clock.Now(), o.step
 	step.State, step.Attempts, step.Epoch = store.StepRunning, step.Attempts+1, epoch
@@ -366,9 +442,7 @@ func (o *stepAttempts) Starting(ctx context.Context, n int) error {
 		if err := tx.UpdateStep(ctx, *step); err != nil {
 			return err
 		}
-		return tx.Audit(ctx, audit.Entry{At: now, Actor: "controller", Action: "step.apply", Incident: o.run.Incident, Run: o.run.ID, Subject: o.gw.ID,
-			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
-				"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": epoch, "vm": o.gw.VM})})
+		return tx.Audit(ctx, stepApplyEntry(o.run, *step, o.gw, now))
 	})
 	if errors.Is(err, errRunCancelled) {
 		return err

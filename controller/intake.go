@@ -52,6 +52,9 @@ type Accepted struct {
 	// earlier says the indicator was found stored by an earlier
 	// transaction (a journaled item read again): this one wrote nothing.
 	earlier bool
+	// started is the run the decision recorded started, with its first
+	// step's first attempt (startsAtOnce), as committed.
+	started *store.Run
 }
 
 // Accept stores every item, groups them into incidents, decides, and creates
@@ -86,7 +89,11 @@ func (c *intake) Accept(ctx context.Context, actor string, items []Item) ([]Acce
 	var started []string
 	for _, a := range req.out {
 		c.m.IndicatorsAccepted.WithLabelValues(matchLabel(a)).Inc()
-		if a.RunID != "" && a.RunState == store.RunPending {
+		switch {
+		case a.started != nil:
+			c.handOver(*a.started)
+			started = append(started, a.RunID)
+		case a.RunID != "" && a.RunState == store.RunPending:
 			started = append(started, a.RunID)
 		}
 	}

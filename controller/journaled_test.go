@@ -481,3 +481,36 @@ func TestBulkIndicatorIsRecordedOnItsRow(t *testing.T) {
 		t.Fatal("editing the decisions on the rows went unnoticed")
 	}
 }
+
+// TestJournaledRunIsLeftPending: a run the decider's batch starts is not
+// handed to the executor (its next pass takes it), so it is recorded
+// pending, its first attempt recorded only when the executor takes it
+// (never a run.resumed for a run nobody started).
+func TestJournaledRunIsLeftPending(t *testing.T) {
+	h := newJournaledHarness(t, nil)
+	out, err := h.c.Enqueue(t.Context(), "detector-1", []Item{lowItem("gw-hq", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decideUntilStored(t, h, []string{out[0].IndicatorID})
+	runs, err := h.st.Runs(t.Context(), store.RunFilter{Gateway: "gw-hq", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 {
+		t.Fatalf("%d runs, want the one the bulk indicator started", len(runs))
+	}
+	r, err := h.st.Run(t.Context(), runs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != store.RunPending || r.Steps[0].State != store.StepPending || r.Steps[0].Attempts != 0 {
+		t.Fatalf("the decider's run: %s, first step %s after %d attempts; want pending, untaken", r.State, r.Steps[0].State, r.Steps[0].Attempts)
+	}
+	if r = h.run(t, r.ID); r.State != store.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+	if slices.Contains(h.auditActions(t), "run.resumed") {
+		t.Fatal("the executor resumed a run nobody had started")
+	}
+}

@@ -245,6 +245,9 @@ func (c *core) prepareDecided(ctx context.Context, tx store.Tx, s snapshot, t tr
 		incident: t.incident.ID, gateway: s.gw, runbook: dec.Runbook, policy: dec.Policy, trigger: "policy",
 		approval: dec.Approval == policies.Approval("required"), budget: dec.CountsAgainstBudget, actor: "controller", now: s.now,
 		firing: s.gw.ID,
+		// Accept hands the runs it starts to the executor; the decider's
+		// batches of journaled indicators leave theirs to its next pass.
+		handedOver: !s.item.batched,
 	})
 	return decidedRun{run: &p}, err
 }
@@ -321,6 +324,9 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 			return a, err
 		}
 		a.RunID, a.RunState = run.ID, run.State
+		if run.State == store.RunRunning {
+			a.started = &run // recorded started: Accept hands it over
+		}
 	}
 	return a, nil
 }

@@ -48,6 +48,11 @@ type newRunRequest struct {
 	// firing names the gateway whose indicator is being decided: the
 	// circuit breaker counts it as firing although it is not recorded yet.
 	firing string
+	// handedOver says the run, once committed, goes straight to this
+	// controller's executor (intake's Accept, startRuns): if it needs no
+	// approval, its start and its first step's first attempt are recorded
+	// with it (startsAtOnce).
+	handedOver bool
 }
 
 // recheckRelease evaluates the release gates again for a run that
@@ -203,21 +208,76 @@ func (c *core) recordRun(ctx context.Context, tx store.Tx, pr preparedRun) (stor
 		run.ApprovedBy, run.ApprovedAt = r.actor, r.now
 	}
 	for _, s := range p.Steps {
-		run.Steps = append(run.Steps, store.Step{Index: s.Index, Name: s.Name, Action: s.Action, Params: s.Params, Optional: s.Optional,
+		run.Steps = append(run.Steps, store.Step{Run: run.ID, Index: s.Index, Name: s.Name, Action: s.Action, Params: s.Params, Optional: s.Optional,
 			State: store.StepPending, IdemKey: fmt.Sprintf("%s/%d/%s", run.ID, s.Index, s.Action)})
+	}
+	created := run.State
+	epoch, atOnce := c.startsAtOnce(r, run)
+	if atOnce {
+		step := &run.Steps[0]
+		run.State, run.StartedAt = store.RunRunning, r.now
+		step.State, step.Attempts, step.Epoch, step.StartedAt = store.StepRunning, 1, epoch, r.now
 	}
 	if err := tx.InsertRun(ctx, run); err != nil {
 		return store.Run{}, err
 	}
 	if err := tx.Audit(ctx, audit.Entry{At: r.now, Actor: r.actor, Action: "run.created", Incident: r.incident, Run: run.ID, Subject: r.gateway.ID,
-		Data: mustJSON(map[string]any{"runbook": r.runbook, "policy": r.policy, "trigger": r.trigger, "state": run.State,
+		Data: mustJSON(map[string]any{"runbook": r.runbook, "policy": r.policy, "trigger": r.trigger, "state": created,
 			"approval_reason": run.ApprovalReason, "auto_isolation": auto, "gates": p.Gates, "override_reason": r.override})}); err != nil {
 		return store.Run{}, err
+	}
+	if atOnce {
+		if err := tx.Audit(ctx, runStartedEntry(run, r.now)); err != nil {
+			return store.Run{}, err
+		}
+		if err := tx.Audit(ctx, stepApplyEntry(run, run.Steps[0], r.gateway, r.now)); err != nil {
+			return store.Run{}, err
+		}
 	}
 	if run.State == store.RunAwaitingApproval {
 		c.log.Warn("run waits for approval", "run", run.ID, "gateway", r.gateway.ID, "reason", run.ApprovalReason)
 	}
 	return run, nil
+}
+
+// startsAtOnce reports whether run, about to be recorded pending, is
+// recorded started instead, with its first step's first attempt, under
+// the returned lease epoch: one commit fewer between an alert and its
+// containment's first command. Only a run handed straight to this
+// controller's executor (so this controller holds the lease), whose first
+// step the executor would take without another check at the moment of
+// acting: neither destructive (evidence first) nor releasing (the release
+// gates), and through the retry layer, which records every later attempt.
+// The executor still reads the run right before that step: a cancel
+// committed meanwhile withdraws the attempt (withdrawFirstAttempt).
+func (c *core) startsAtOnce(r newRunRequest, run store.Run) (int64, bool) {
+	if !r.handedOver || r.preview || run.State != store.RunPending || len(run.Steps) == 0 {
+		return 0, false
+	}
+	first := run.Steps[0]
+	act, ok := c.acts[first.Action]
+	if !ok || !actions.Retrying(act) {
+		return 0, false
+	}
+	if m := c.acts.Meta(first.Action); m.Destructive || m.Posture == actions.EffectRelease {
+		return 0, false
+	}
+	epoch, err := c.leaseEpoch()
+	return epoch, err == nil
+}
+
+// runStartedEntry is the audit entry of a run's start.
+func runStartedEntry(r store.Run, at time.Time) audit.Entry {
+	return audit.Entry{At: at, Actor: "controller", Action: "run.started", Incident: r.Incident, Run: r.ID, Subject: r.Gateway,
+		Data: mustJSON(map[string]any{"runbook": r.Runbook})}
+}
+
+// stepApplyEntry is the audit entry of a step's attempt, recorded before
+// the attempt's side effect.
+func stepApplyEntry(r store.Run, step store.Step, gw inventory.Gateway, at time.Time) audit.Entry {
+	return audit.Entry{At: at, Actor: "controller", Action: "step.apply", Incident: r.Incident, Run: r.ID, Subject: gw.ID,
+		Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "action": step.Action, "params": step.Params,
+			"idempotency_key": step.IdemKey, "attempt": step.Attempts, "epoch": step.Epoch, "vm": gw.VM})}
 }
 
 // StartRequest is a person (or the drift scheduler) starting a runbook.

@@ -120,8 +120,8 @@ func (t *txn) InsertRun(ctx context.Context, r Run) error {
 		if err != nil {
 			return fmt.Errorf("encoding step params: %w", err)
 		}
-		if _, err := t.exec(ctx, `INSERT INTO steps(run, idx, name, action, params, optional, state, attempts, idem_key) VALUES (?,?,?,?,?,?,?,?,?)`,
-			r.ID, s.Index, s.Name, s.Action, string(params), b2i(s.Optional), s.State, s.Attempts, s.IdemKey); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO steps(run, idx, name, action, params, optional, state, attempts, idem_key, started_at, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+			r.ID, s.Index, s.Name, s.Action, string(params), b2i(s.Optional), s.State, s.Attempts, s.IdemKey, ts(s.StartedAt), s.Epoch); err != nil {
 			return fmt.Errorf("storing step %d of run: %w", s.Index, err)
 		}
 	}

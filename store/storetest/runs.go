@@ -36,6 +36,9 @@ func fullRun() store.Run {
 	r.UpdatedAt, r.StartedAt, r.FinishedAt = t0.Add(2*time.Second), t0.Add(3*time.Second), t0.Add(4*time.Second)
 	r.Steps[0].Params = map[string]string{"vm": "vm-17", "memory": "true"}
 	r.Steps[1].Optional, r.Steps[1].Attempts, r.Steps[1].State = true, 2, store.StepFailed
+	// A step stored already started (a run intake starts at once records
+	// its first attempt with it): its start and epoch are kept.
+	r.Steps[0].State, r.Steps[0].Attempts, r.Steps[0].Epoch, r.Steps[0].StartedAt = store.StepRunning, 1, 7, t0.Add(3*time.Second)
 	return r
 }
 
