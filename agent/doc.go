@@ -7,9 +7,11 @@
 //   - authentication: TLS 1.3, a client certificate chaining to the
 //     configured CA and naming the configured controller identity;
 //   - replay protection: every command carries a random nonce and an expiry;
-//     nonces are journalled (fsync'd) in the state directory before the
-//     command runs and remembered until the command could no longer be
-//     accepted, so neither a repeat nor a restart re-opens a replay;
+//     nonces are journalled in the state directory before the command
+//     runs, on disk before it changes anything (fsync'd, or carried by the
+//     quarantine record isolate and confirm commit), and remembered until
+//     the command could no longer be accepted, so neither a repeat nor a
+//     restart re-opens a replay;
 //   - the quarantine record: persisted atomically before the kernel is
 //     touched, re-applied at start (fail closed), repaired when the rules
 //     drift, and reverted by the agent itself only when an isolate is not

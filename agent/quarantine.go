@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func (s *Server) buildSpec(p wire.IsolateParams, caller netip.Addr) (specRecord,
 // reverts unless confirmed within the window. Repeating the same isolate
 // re-enforces it (repairing anything missing) and reports the generation
 // already in force.
-func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip.Addr) (wire.IsolateResult, error) {
+func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip.Addr, nonce *commandNonce) (wire.IsolateResult, error) {
 	spec, err := s.buildSpec(p, caller)
 	if err != nil {
 		return wire.IsolateResult{}, badParams(err)
@@ -70,6 +71,9 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 		// Its window has passed and the timer is about to revert it: do
 		// that now, so this isolate starts a live generation instead of
 		// reporting a dead one.
+		if err := nonce.durable(); err != nil {
+			return wire.IsolateResult{}, err
+		}
 		if err := s.revertLocked(ctx, fmt.Sprintf("generation %d was not confirmed by %s", s.rec.Generation, s.rec.ConfirmBy.UTC().Format(time.RFC3339Nano))); err != nil {
 			return wire.IsolateResult{}, err
 		}
@@ -97,16 +101,23 @@ func (s *Server) isolate(ctx context.Context, p wire.IsolateParams, caller netip
 		next.ConfirmBy = now.Add(window)
 		next.Spec = spec
 		next.FlowsKept = keep
-		// The tunnels to take down go into the same durable write.
+		// The tunnels to take down, and the command's nonce, go into the
+		// same durable write.
 		t := s.findTunnelsLocked(ctx)
 		next, _ = withTunnels(next, t)
 		found = &t
+		if err := next.carryNonce(nonce, now); err != nil {
+			return res, err
+		}
 		if err := s.commit(next); err != nil {
 			return res, err
 		}
+		nonce.recorded()
 		s.armConfirmLocked()
 		res.Changed = true
 		s.log.Info("quarantine recorded, awaiting confirm", "generation", next.Generation, "confirm_by", next.ConfirmBy, "management", spec.Management, "forensics", spec.Forensics)
+	} else if err := nonce.durable(); err != nil {
+		return res, err
 	}
 	out, err := s.enforceLocked(ctx, found)
 	res.Generation, res.Confirmed, res.ConfirmBy = s.rec.Generation, s.rec.Confirmed, s.rec.ConfirmBy
@@ -358,7 +369,7 @@ func (s *Server) restoreTunnelsLocked(ctx context.Context, r record) (linksUp []
 // sends it only after it reached the agent again through the quarantine.
 // Confirming the generation already confirmed changes nothing; any other
 // generation, or one whose window has passed, is a conflict.
-func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams) (wire.ConfirmResult, error) {
+func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams, nonce *commandNonce) (wire.ConfirmResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -385,6 +396,9 @@ func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams) (wire.Confir
 		}
 		return res, nil
 	case !s.clock.Now().Before(r.ConfirmBy):
+		if err := nonce.durable(); err != nil {
+			return wire.ConfirmResult{}, err // the confirm timer, already due, reverts it
+		}
 		if err := s.revertLocked(ctx, "confirm arrived after the window closed"); err != nil {
 			s.log.Error("reverting unconfirmed quarantine", "error", err.Error())
 		}
@@ -403,9 +417,13 @@ func (s *Server) confirm(ctx context.Context, p wire.ConfirmParams) (wire.Confir
 	}
 	next := r.clone()
 	next.Confirmed, next.ConfirmBy, next.Previous = true, time.Time{}, nil
+	if err := next.carryNonce(nonce, s.clock.Now()); err != nil {
+		return wire.ConfirmResult{}, err
+	}
 	if err := s.commit(next); err != nil {
 		return wire.ConfirmResult{}, err
 	}
+	nonce.recorded()
 	s.armConfirmLocked()
 	s.log.Info("quarantine confirmed", "generation", next.Generation)
 	if checked != nil {
@@ -448,6 +466,7 @@ func (s *Server) release(ctx context.Context) (wire.ReleaseResult, error) {
 func cleared(r record) record {
 	return record{
 		Version:          stateVersion,
+		Nonces:           maps.Clone(r.Nonces),
 		Generation:       r.Generation,
 		LastReverted:     r.LastReverted,
 		LastRevertReason: r.LastRevertReason,

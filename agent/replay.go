@@ -30,8 +30,10 @@ type nonceEntry struct {
 }
 
 // replayGuard remembers nonces until their commands could no longer be
-// accepted. It journals each nonce (fsync'd) before admitting it, so an
-// agent restarted inside a command's lifetime still refuses the replay.
+// accepted. It journals each nonce, on disk before the command changes
+// anything (fsync'd before it runs, or carried by the quarantine record
+// the command commits: admitUnsynced), so an agent restarted inside a
+// command's lifetime still refuses the replay.
 //
 // The journal was chosen over "refuse commands issued before the agent
 // started": that rule would refuse honest commands for as long as the
@@ -123,9 +125,59 @@ func (g *replayGuard) admitReadOnly(id string, until, now time.Time) error {
 	return g.admitAs(id, until, now, false)
 }
 
-func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) error {
+// admitUnsynced is admit for a command whose own durable write carries
+// its nonce (isolate and confirm: the quarantine record, carryNonce): the
+// line is written and the nonce remembered, so a replay is refused at
+// once (and by the journal after a crash of the process), but not
+// fsync'd. The command must call its commandNonce's durable before it
+// changes the gateway without committing a record that carries the
+// nonce, and before its answer.
+func (g *replayGuard) admitUnsynced(id string, until, now time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.checkLocked(id, now); err != nil {
+		return err
+	}
+	b, err := json.Marshal(nonceEntry{ID: id, Until: until})
+	if err != nil {
+		return fmt.Errorf("encoding nonce: %w", err)
+	}
+	if _, err := g.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("journalling nonce: %w", err)
+	}
+	g.seen[id] = until
+	g.lines++
+	return nil
+}
+
+// flush fsyncs the journal: every line written so far is on disk.
+func (g *replayGuard) flush() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.f == nil {
+		return errors.New("nonce journal is closed")
+	}
+	if err := syncNonces(g.f); err != nil {
+		return fmt.Errorf("syncing nonce journal: %w", err)
+	}
+	return nil
+}
+
+// remember adds the live nonces a quarantine record carries: the record,
+// not the journal, may be where they reached the disk.
+func (g *replayGuard) remember(nonces map[string]time.Time, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, until := range nonces {
+		if until.After(now) {
+			g.seen[id] = until
+		}
+	}
+}
+
+// checkLocked refuses id when the journal is closed, when id is live, or
+// when the memory is full of live nonces. Callers hold mu.
+func (g *replayGuard) checkLocked(id string, now time.Time) error {
 	if g.f == nil {
 		return errors.New("nonce journal is closed")
 	}
@@ -138,6 +190,29 @@ func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) err
 			return errTooManyNonces
 		}
 	}
+	return nil
+}
+
+// syncNonces fsyncs the nonce journal f (a test may fail or hold it).
+func syncNonces(f *os.File) error {
+	if beforeNonceSync != nil {
+		if err := beforeNonceSync(); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// beforeNonceSync, set only by tests, runs before every fsync of the
+// nonce journal; an error it returns fails the fsync.
+var beforeNonceSync func() error
+
+func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkLocked(id, now); err != nil {
+		return err
+	}
 	if !durable {
 		g.seen[id] = until
 		return nil
@@ -149,7 +224,7 @@ func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) err
 	if _, err := g.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("journalling nonce: %w", err)
 	}
-	if err := g.f.Sync(); err != nil {
+	if err := syncNonces(g.f); err != nil {
 		return fmt.Errorf("syncing nonce journal: %w", err)
 	}
 	g.seen[id] = until

@@ -102,6 +102,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	nonces.remember(rec.Nonces, now)
 	epochs, err := openEpochGuard(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -358,9 +359,14 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 		// Before the nonce: a deposed leader's command is refused whole.
 		err = s.epochs.admit(cmd.Epoch, start)
 	}
+	var nonce *commandNonce
 	switch {
 	case err == nil && wire.ReadOnly(cmd.Kind):
 		err = s.nonces.admitReadOnly(cmd.ID, until, start)
+	case err == nil && recordsItsNonce(cmd.Kind):
+		if err = s.nonces.admitUnsynced(cmd.ID, until, start); err == nil {
+			nonce = &commandNonce{id: cmd.ID, until: until, g: s.nonces}
+		}
 	case err == nil:
 		err = s.nonces.admit(cmd.ID, until, start)
 	}
@@ -374,7 +380,7 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err)
 		return
 	}
-	var o origin
+	o := origin{nonce: nonce}
 	if ap, perr := netip.ParseAddrPort(r.RemoteAddr); perr == nil {
 		o.caller = ap.Addr().Unmap()
 	}
@@ -388,6 +394,10 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
 	defer cancel()
 	result, err := s.execute(ctx, cmd, o)
+	// No answer before the nonce is on disk, whatever the command did.
+	if nerr := nonce.durable(); nerr != nil && err == nil {
+		err = nerr
+	}
 	if err != nil {
 		status := statusOf(err)
 		log.Warn("command failed", "status", status, "error", err.Error())
@@ -427,6 +437,46 @@ func decodeCommand(w http.ResponseWriter, r *http.Request) (wire.Command, error)
 	return cmd, nil
 }
 
+// recordsItsNonce reports the kinds on the path to a confirmed quarantine
+// (isolate, confirm): the quarantine record each commits carries its
+// nonce (record.Nonces), one disk flush instead of two. Every other kind
+// that changes something has its nonce on disk before it runs.
+func recordsItsNonce(kind string) bool {
+	return kind == wire.KindIsolate || kind == wire.KindConfirm
+}
+
+// commandNonce is the nonce of a command admitted unsynced
+// (admitUnsynced): on disk once the command commits a record carrying it
+// (recorded) or once durable fsyncs the journal. A nil *commandNonce is
+// on disk already.
+type commandNonce struct {
+	id    string
+	until time.Time
+	g     *replayGuard
+	done  bool
+}
+
+// recorded says the record just committed carries the nonce.
+func (n *commandNonce) recorded() {
+	if n != nil {
+		n.done = true
+	}
+}
+
+// durable puts the nonce on disk, unless it is already: the command calls
+// it before it changes the gateway without such a record, and the answer
+// waits for it.
+func (n *commandNonce) durable() error {
+	if n == nil || n.done {
+		return nil
+	}
+	if err := n.g.flush(); err != nil {
+		return err
+	}
+	n.done = true
+	return nil
+}
+
 // checkFreshness validates the envelope and returns until when its nonce
 // must be remembered: the last instant the command could be accepted.
 func (s *Server) checkFreshness(c wire.Command, now time.Time) (time.Time, error) {
@@ -456,10 +506,12 @@ func (s *Server) execute(ctx context.Context, c wire.Command, o origin) (any, er
 	switch c.Kind {
 	case wire.KindIsolate:
 		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.IsolateParams) (wire.IsolateResult, error) {
-			return s.isolate(ctx, p, o.caller)
+			return s.isolate(ctx, p, o.caller, o.nonce)
 		})
 	case wire.KindConfirm:
-		return runWithParams(ctx, c.Params, s.confirm)
+		return runWithParams(ctx, c.Params, func(ctx context.Context, p wire.ConfirmParams) (wire.ConfirmResult, error) {
+			return s.confirm(ctx, p, o.nonce)
+		})
 	case wire.KindRelease:
 		return runWithParams(ctx, c.Params, func(ctx context.Context, _ struct{}) (wire.ReleaseResult, error) {
 			return s.release(ctx)

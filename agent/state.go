@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,6 +71,40 @@ type record struct {
 	// tracked flows are not killed yet; enforcing it (heal, restart) must
 	// not kill them either, until kill_flows.
 	FlowsKept bool `json:"flows_kept,omitempty"`
+	// Nonces are the live nonces of the commands whose change a record
+	// holds (isolate, confirm), each until when its command could still be
+	// accepted: this write puts them on disk, instead of an fsync of the
+	// nonce journal of their own (carryNonce); start remembers them.
+	Nonces map[string]time.Time `json:"nonces,omitempty"`
+}
+
+// maxCarriedNonces bounds the nonces a record carries: past it, the
+// nonce journal is flushed instead (every carried nonce is then on disk
+// there) and the record starts again from the command's own.
+const maxCarriedNonces = 16
+
+// carryNonce adds the command's nonce n (if any) to r, forgetting the
+// nonces carried that can no longer be replayed, and keeps the record
+// small (maxCarriedNonces).
+func (r *record) carryNonce(n *commandNonce, now time.Time) error {
+	if n == nil {
+		return nil
+	}
+	live := make(map[string]time.Time, len(r.Nonces)+1)
+	for id, until := range r.Nonces {
+		if until.After(now) {
+			live[id] = until
+		}
+	}
+	if len(live) >= maxCarriedNonces {
+		if err := n.g.flush(); err != nil {
+			return err
+		}
+		clear(live)
+	}
+	live[n.id] = n.until
+	r.Nonces = live
+	return nil
 }
 
 // pending reports an unconfirmed quarantine.
@@ -87,6 +122,7 @@ func (r record) clone() record {
 	}
 	c.LinksDown = slices.Clone(r.LinksDown)
 	c.TerminatedSAs = slices.Clone(r.TerminatedSAs)
+	c.Nonces = maps.Clone(r.Nonces)
 	return c
 }
 

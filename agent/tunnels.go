@@ -23,6 +23,9 @@ import (
 type origin struct {
 	caller netip.Addr
 	local  netip.Addr
+	// nonce is the command's nonce when it is not on disk yet (isolate,
+	// confirm); nil when it is.
+	nonce *commandNonce
 }
 
 // wireGuard validates p and reads or configures the device.
