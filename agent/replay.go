@@ -138,6 +138,16 @@ func (g *replayGuard) admitUnsynced(id string, until, now time.Time) error {
 	if err := g.checkLocked(id, now); err != nil {
 		return err
 	}
+	if err := g.writeLocked(id, until); err != nil {
+		return err
+	}
+	g.seen[id] = until
+	return nil
+}
+
+// writeLocked appends id's line to the journal, without a sync. Callers
+// hold mu.
+func (g *replayGuard) writeLocked(id string, until time.Time) error {
 	b, err := json.Marshal(nonceEntry{ID: id, Until: until})
 	if err != nil {
 		return fmt.Errorf("encoding nonce: %w", err)
@@ -145,7 +155,6 @@ func (g *replayGuard) admitUnsynced(id string, until, now time.Time) error {
 	if _, err := g.f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("journalling nonce: %w", err)
 	}
-	g.seen[id] = until
 	g.lines++
 	return nil
 }
@@ -217,18 +226,13 @@ func (g *replayGuard) admitAs(id string, until, now time.Time, durable bool) err
 		g.seen[id] = until
 		return nil
 	}
-	b, err := json.Marshal(nonceEntry{ID: id, Until: until})
-	if err != nil {
-		return fmt.Errorf("encoding nonce: %w", err)
-	}
-	if _, err := g.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("journalling nonce: %w", err)
+	if err := g.writeLocked(id, until); err != nil {
+		return err
 	}
 	if err := syncNonces(g.f); err != nil {
 		return fmt.Errorf("syncing nonce journal: %w", err)
 	}
 	g.seen[id] = until
-	g.lines++
 	// Keep the journal within a small multiple of what is live, even
 	// between heal ticks.
 	if g.lines%1024 == 0 {
