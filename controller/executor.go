@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -247,12 +246,11 @@ func (c *executor) withdrawFirstAttempt(ctx context.Context, run store.Run) erro
 	step := run.Steps[0]
 	attempt := step.Attempts
 	step.State, step.Attempts, step.StartedAt = store.StepPending, 0, time.Time{}
-	gw, _ := c.inv.Gateway(run.Gateway)
 	return c.st.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.UpdateStep(ctx, step); err != nil {
 			return err
 		}
-		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "step.withdrawn", Incident: run.Incident, Run: run.ID, Subject: cmp.Or(gw.ID, run.Gateway),
+		return tx.Audit(ctx, audit.Entry{At: c.clock.Now(), Actor: "controller", Action: "step.withdrawn", Incident: run.Incident, Run: run.ID, Subject: run.Gateway,
 			Data: mustJSON(map[string]any{"step": step.Index, "name": step.Name, "attempt": attempt,
 				"reason": "the run was cancelled before the step was applied"})})
 	})
