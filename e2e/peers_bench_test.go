@@ -49,8 +49,9 @@ import (
 //     bouncer enforces no minimum) and then every 10 s (its default).
 //     Warden: the auth sensor, the controller, the agent's quarantine.
 //   - References (peers_reference_test.go): the same intake load against
-//     a server that does nothing and one that only appends each body
-//     durably, the machine's ceilings for any system's intake figure.
+//     a server that does nothing and one that only appends each body to
+//     the intake journal, the machine's ceilings for any system's intake
+//     figure.
 //
 // It prints one table and writes BENCH_PEERS_JSON (bench-peers.json in the
 // working directory by default). It runs only with WARDEN_BENCH_PEERS=1
@@ -133,7 +134,7 @@ func BenchmarkPeers(b *testing.B) {
 			in := l.loadReference(b, referenceNothing, duration)
 			addRow(peerbench.Row{Name: "reference: net/http doing nothing", Note: "the load's ceiling on this machine: a Go server answering 202 without any work"}, nil, nil, &in)
 			in = l.loadReference(b, referenceDurable, duration)
-			addRow(peerbench.Row{Name: "reference: net/http + fdatasync", Note: "the ceiling of a durable answer here: each body appended, group-committed with one write and one fdatasync, and nothing else"}, nil, nil, &in)
+			addRow(peerbench.Row{Name: "reference: net/http + fdatasync", Note: "the ceiling of a durable answer here: each body appended to the intake journal (one write and one fdatasync a batch), and nothing else"}, nil, nil, &in)
 		}
 
 		var table bytes.Buffer

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +17,7 @@ import (
 	"time"
 
 	"github.com/warden-ir/warden/internal/loadgen"
-	"golang.org/x/sys/unix"
+	"github.com/warden-ir/warden/journal"
 )
 
 // The reference servers of make bench-peers: what the intake load itself
@@ -26,11 +28,11 @@ import (
 //
 //   - referenceNothing answers every POST 202 with a small JSON body after
 //     reading the request: net/http alone.
-//   - referenceDurable also appends each request's body to a file and
-//     answers only once a write and an fdatasync covering it returned,
-//     group-committed (one write and one fdatasync for every request that
-//     arrived meanwhile): the least a server that acknowledges durably
-//     must do, without authentication, decoding or deciding.
+//   - referenceDurable also appends each request's body to Warden's intake
+//     journal (journal.Append: one write and one fdatasync for every
+//     request that arrived meanwhile) and answers once it is on disk: the
+//     least a server that acknowledges durably must do, without
+//     authentication, decoding or deciding.
 const (
 	referenceNothing = "nothing"
 	referenceDurable = "fdatasync"
@@ -54,7 +56,7 @@ func TestPeersReferenceServerHelper(t *testing.T) {
 	if len(f) != 3 {
 		t.Fatalf("%s=%q: want MODE ADDR DIR", referenceEnv, spec)
 	}
-	h, err := referenceHandler(f[0], f[2])
+	h, _, err := referenceHandler(f[0], f[2])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +68,8 @@ func TestPeersReferenceServerHelper(t *testing.T) {
 }
 
 // referenceHandler is the handler of the reference server mode; a durable
-// one appends to a file in dir.
-func referenceHandler(mode, dir string) (http.Handler, error) {
+// one appends to a journal in dir, which it returns.
+func referenceHandler(mode, dir string) (http.Handler, *journal.Journal, error) {
 	switch mode {
 	case referenceNothing:
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,91 +78,32 @@ func referenceHandler(mode, dir string) (http.Handler, error) {
 				return
 			}
 			answerReference(w)
-		}), nil
+		}), nil, nil
 	case referenceDurable:
-		f, err := os.OpenFile(filepath.Join(dir, "reference.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		j, err := journal.Open(filepath.Join(dir, "reference"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		g := &groupCommit{f: f, wake: make(chan struct{}, 1)}
-		go g.run()
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(r.Body)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			if err := g.append(append(body, '\n')); err != nil {
+			if _, err := j.Append(r.Context(), body); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			answerReference(w)
-		}), nil
+		}), j, nil
 	}
-	return nil, fmt.Errorf("reference server mode %q: want %s or %s", mode, referenceNothing, referenceDurable)
+	return nil, nil, fmt.Errorf("reference server mode %q: want %s or %s", mode, referenceNothing, referenceDurable)
 }
 
 func answerReference(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, referenceAnswer)
-}
-
-// groupCommit appends records to f: one writer takes every record queued
-// while it wrote and synced the previous batch, writes them at once and
-// fdatasyncs; append returns once its record's batch is on disk.
-type groupCommit struct {
-	f       *os.File
-	mu      sync.Mutex
-	pending []pendingRecord
-	wake    chan struct{}
-}
-
-type pendingRecord struct {
-	b    []byte
-	done chan error
-}
-
-func (g *groupCommit) append(b []byte) error {
-	done := make(chan error, 1)
-	g.mu.Lock()
-	g.pending = append(g.pending, pendingRecord{b: b, done: done})
-	g.mu.Unlock()
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
-	return <-done
-}
-
-func (g *groupCommit) run() {
-	var buf []byte
-	for range g.wake {
-		g.mu.Lock()
-		batch := g.pending
-		g.pending = nil
-		g.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		buf = buf[:0]
-		for _, r := range batch {
-			buf = append(buf, r.b...)
-		}
-		_, err := g.f.Write(buf)
-		if err == nil {
-			err = unix.Fdatasync(int(g.f.Fd()))
-		}
-		for _, r := range batch {
-			r.done <- err
-		}
-		// Records that arrived during the fdatasync found the wake-up
-		// already taken: look again.
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // startReference starts the reference server mode in the management
@@ -201,11 +144,11 @@ func (l *peersLab) loadReference(tb testing.TB, mode string, d time.Duration) lo
 // TestReferenceServersAnswerAsTheyClaim checks the two reference servers
 // of make bench-peers in process: the one doing nothing answers 202 with
 // its body; the durable one answers 202 to each of many concurrent
-// requests only once that request's body is in its file, every body
-// exactly once.
+// requests only once that request's body is in its journal on disk, every
+// body exactly once.
 func TestReferenceServersAnswerAsTheyClaim(t *testing.T) {
 	t.Run(referenceNothing, func(t *testing.T) {
-		h, err := referenceHandler(referenceNothing, "")
+		h, _, err := referenceHandler(referenceNothing, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,10 +165,19 @@ func TestReferenceServersAnswerAsTheyClaim(t *testing.T) {
 		}
 	})
 	t.Run(referenceDurable, func(t *testing.T) {
-		dir := t.TempDir()
-		h, err := referenceHandler(referenceDurable, dir)
+		h, j, err := referenceHandler(referenceDurable, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = j.Close() })
+		// stored is every record on disk, in one string.
+		stored := func() (string, int, error) {
+			first, err := j.First()
+			if err != nil {
+				return "", 0, err
+			}
+			recs, _, err := j.Read(first, math.MaxInt)
+			return string(bytes.Join(recs, []byte("\n"))) + "\n", len(recs), err
 		}
 		srv := httptest.NewServer(h)
 		defer srv.Close()
@@ -246,13 +198,13 @@ func TestReferenceServersAnswerAsTheyClaim(t *testing.T) {
 						errs <- fmt.Errorf("client %d request %d: %d", c, n, resp.StatusCode)
 						return
 					}
-					// Answered: the body is in the file already.
-					got, err := os.ReadFile(filepath.Join(dir, "reference.log"))
+					// Answered: the body is on disk already.
+					got, _, err := stored()
 					if err != nil {
 						errs <- err
 						return
 					}
-					if !strings.Contains(string(got), string(body)+"\n") {
+					if !strings.Contains(got, string(body)+"\n") {
 						errs <- fmt.Errorf("client %d request %d answered 202 before its body was written", c, n)
 						return
 					}
@@ -264,12 +216,12 @@ func TestReferenceServersAnswerAsTheyClaim(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		got, err := os.ReadFile(filepath.Join(dir, "reference.log"))
+		_, n, err := stored()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if lines := strings.Count(string(got), "\n"); lines != clients*each {
-			t.Fatalf("the file holds %d records, want %d", lines, clients*each)
+		if n != clients*each {
+			t.Fatalf("the journal holds %d records, want %d", n, clients*each)
 		}
 	})
 }
