@@ -61,7 +61,7 @@ func indicatorRecordV1(r store.IndicatorRecord) v1.IndicatorRecord {
 		Duplicate: r.Duplicate, Indicator: recordedIndicatorV1(r.Indicator), Sender: r.Sender}
 	if d := r.Decision; d != nil {
 		out.Decision = &v1.IndicatorDecision{At: d.At, Triage: d.Triage, DuplicateOf: d.DuplicateOf, Policy: d.Policy, Runbook: d.Runbook,
-			Approval: d.Approval, BusinessHours: d.BusinessHours, ActiveRun: d.ActiveRun, Note: d.Note}
+			Approval: d.Approval, BusinessHours: d.BusinessHours, ActiveRun: d.ActiveRun, RecentRun: d.RecentRun, Note: d.Note}
 	}
 	return out
 }

@@ -21,7 +21,7 @@ func TestBatchTxKnowsEveryWrite(t *testing.T) {
 	cannotChange := map[string]bool{
 		// reads
 		"IndicatorByID": true, "IndicatorDigests": true, "RecentByFingerprint": true, "CountGatewaysWithIndicators": true, "LiveThreats": true,
-		"Run": true, "ActiveRunFor": true, "CountAutoIsolations": true,
+		"Run": true, "ActiveRunFor": true, "RecentRunFor": true, "CountAutoIsolations": true,
 		"EvidenceSucceeded": true, "StepSucceededSince": true, "Breaker": true, "LatestBaseline": true, "User": true, "Users": true,
 		"CountUsers": true, "BlockByRef": true, "BlockByNumber": true, "Blocks": true,
 		// writes to other tables, or to columns neither read looks at

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -225,11 +226,19 @@ func policyInput(s snapshot, t triaged) policies.Input {
 }
 
 // decidedRun is the run a decision starts, planned and gated, or the run
-// already active that makes starting one unnecessary.
+// that makes starting one unnecessary: one already active, or one created
+// within the policy's guards.repeat_after.
 type decidedRun struct {
 	active string // id of an active run of the runbook for the incident
-	run    *preparedRun
+	// recent is the id of the latest run the policy started for the
+	// incident, created at recentAt, within its repeat_after.
+	recent   string
+	recentAt time.Time
+	run      *preparedRun
 }
+
+// covering is the run that made starting one unnecessary, if any.
+func (d decidedRun) covering() string { return cmp.Or(d.active, d.recent) }
 
 // prepareDecided plans and gates the run a decision names.
 func (c *core) prepareDecided(ctx context.Context, tx store.Tx, s snapshot, t triaged, dec policies.Decision) (decidedRun, error) {
@@ -239,6 +248,12 @@ func (c *core) prepareDecided(ctx context.Context, tx store.Tx, s snapshot, t tr
 	if !t.opened {
 		if id, exists, err := tx.ActiveRunFor(ctx, t.incident.ID, dec.Runbook); err != nil || exists {
 			return decidedRun{active: id}, err
+		}
+		if dec.RepeatAfter > 0 {
+			id, at, found, err := tx.RecentRunFor(ctx, t.incident.ID, dec.Policy, s.now.Add(-dec.RepeatAfter))
+			if err != nil || found {
+				return decidedRun{recent: id, recentAt: at}, err
+			}
 		}
 	}
 	p, err := c.prepareRun(ctx, tx, newRunRequest{
@@ -289,8 +304,8 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 			}
 		}
 		if compact {
-			if start.active != "" {
-				a.Policy, a.RunID = dec.Policy, start.active
+			if id := start.covering(); id != "" {
+				a.Policy, a.RunID = dec.Policy, id
 			}
 			return a, nil
 		}
@@ -317,6 +332,11 @@ func (c *core) record(ctx context.Context, tx store.Tx, actor string, s snapshot
 		a.Policy, a.RunID = dec.Policy, start.active
 		return a, tx.Audit(ctx, audit.Entry{At: s.now, Actor: "controller", Action: "run.not_started", Incident: t.incident.ID, Run: start.active, Subject: s.gw.ID,
 			Data: mustJSON(map[string]any{"reason": "a run of this runbook is already active for the incident", "runbook": dec.Runbook})})
+	case start.recent != "":
+		a.Policy, a.RunID = dec.Policy, start.recent
+		return a, tx.Audit(ctx, audit.Entry{At: s.now, Actor: "controller", Action: "run.not_started", Incident: t.incident.ID, Run: start.recent, Subject: s.gw.ID,
+			Data: mustJSON(map[string]any{"reason": "the policy started a run for the incident within its repeat_after", "runbook": dec.Runbook, "policy": dec.Policy,
+				"repeat_after": dec.RepeatAfter.String(), "run_created_at": start.recentAt})})
 	case start.run != nil:
 		a.Policy = dec.Policy
 		run, err := c.recordRun(ctx, tx, *start.run)
@@ -341,7 +361,7 @@ func bulkDecision(s snapshot, t triaged, dec policies.Decision, start decidedRun
 		d.DuplicateOf = s.dupOf.ID
 	}
 	if t.decide && dec.Matched {
-		d.Policy, d.Runbook, d.BusinessHours, d.ActiveRun = dec.Policy, dec.Runbook, dec.BusinessHours, start.active
+		d.Policy, d.Runbook, d.BusinessHours, d.ActiveRun, d.RecentRun = dec.Policy, dec.Runbook, dec.BusinessHours, start.active, start.recent
 		if a := string(dec.Approval); a != "" && a != "auto" {
 			d.Approval = a
 		}

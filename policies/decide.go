@@ -49,6 +49,10 @@ type Decision struct {
 	Runbook             string
 	Approval            Approval
 	CountsAgainstBudget bool
+	// RepeatAfter is the winning policy's guards.repeat_after: how long
+	// after a run it started for the incident it starts no other. Not in
+	// the JSON: /v1/plan's decision keeps its shape.
+	RepeatAfter time.Duration `json:"-"`
 	// BusinessHours: whether the indicator was observed within the site's
 	// business hours, in the site's time zone.
 	BusinessHours bool
@@ -110,6 +114,7 @@ func (s *Set) Decide(in Input) Decision {
 		d.Runbook = winner.Runbook
 		d.Approval = winner.Approval
 		d.CountsAgainstBudget = winner.Guards.CountsAgainstBudget()
+		d.RepeatAfter = time.Duration(winner.Guards.RepeatAfter)
 	}
 	return d
 }

@@ -28,7 +28,7 @@ policies:
     match: 'indicator.severity_rank >= 3'
     runbook: notify-only
     approval: required
-    guards: {budget: false}
+    guards: {budget: false, repeat_after: 15m}
   - name: last
     match: 'true'
     runbook: notify-only
@@ -92,7 +92,7 @@ func TestDecideOrderAndExplanations(t *testing.T) {
 		},
 		"low confidence falls through, evaluation error falls through": {
 			ind: indicator.Indicator{Kind: indicator.C2Beacon, Severity: indicator.High, Confidence: 0.3},
-			want: Decision{Matched: true, Policy: "second", Runbook: "notify-only", Approval: ApprovalRequired, CountsAgainstBudget: false, Explanations: []Explanation{
+			want: Decision{Matched: true, Policy: "second", Runbook: "notify-only", Approval: ApprovalRequired, CountsAgainstBudget: false, RepeatAfter: 15 * time.Minute, Explanations: []Explanation{
 				{"first", false, "confidence 0.3 below min_confidence 0.5"},
 				{"runtime-error", false, "evaluation error: no such key: team"},
 				{"second", true, ReasonMatched},

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/warden-ir/warden/actions"
 )
@@ -31,6 +32,11 @@ const (
 	// LintAutoRelease: an automatic policy releases a gateway; release must
 	// be approved by a person (safety invariant 7).
 	LintAutoRelease LintKind = "automatic-release"
+	// LintRepeatedContainment: a policy whose runbook isolates sets
+	// guards.repeat_after, so an alert after a release could start no
+	// isolation (safety invariant 2 keeps automatic isolation bounded by
+	// the budget, not by silence).
+	LintRepeatedContainment LintKind = "containment-repeat-after"
 	// LintEmptyRunbook: a runbook has no steps.
 	LintEmptyRunbook LintKind = "empty-runbook"
 	// LintDuplicate: two policies, two runbooks or two steps of one runbook
@@ -63,7 +69,7 @@ func StandardActions() []string {
 // when nil), no policy is shadowed by an earlier one with the same match,
 // no automatic policy runs a destructive step before evidence has been
 // preserved, isolates outside the blast-radius budget or releases a
-// gateway, no runbook is empty, and no name is used twice. Problems are
+// gateway, no isolating policy sets repeat_after, no runbook is empty, and no name is used twice. Problems are
 // *LintError values in a stable order; none means the set is fit to use.
 func (s *Set) Lint(knownActions []string) []error {
 	if knownActions == nil {
@@ -91,6 +97,11 @@ func (s *Set) Lint(knownActions []string) []error {
 		}
 		if shadow := s.shadowing(i); shadow != nil {
 			add(LintUnreachable, p.where(), "unreachable: earlier %s matches every indicator this one does", shadow.where())
+		}
+		if ok && p.Guards.RepeatAfter > 0 && hasAction(rb, actions.NameIsolate) {
+			add(LintRepeatedContainment, p.where(),
+				"runbook %q isolates, but guards.repeat_after is %s: an alert within it, after a release, would start no isolation; drop repeat_after from containment policies",
+				rb.Name, time.Duration(p.Guards.RepeatAfter))
 		}
 		if !ok || p.Approval != ApprovalAuto {
 			continue

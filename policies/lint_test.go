@@ -114,6 +114,17 @@ policies:
 `},
 			want: []problem{{LintBudgetBypass, `guards.budget is false`}},
 		},
+		"repeat_after on a policy that isolates": {
+			files: map[string]string{"p.yaml": `
+runbooks:
+  - {name: contain, steps: [{action: snapshot}, {action: isolate}]}
+  - {name: look, steps: [{action: investigate}, {action: notify}]}
+policies:
+  - {name: p, match: 'indicator.kind == "c2_beacon"', runbook: contain, approval: required, guards: {repeat_after: 10m}}
+  - {name: q, match: 'true', runbook: look, approval: auto, guards: {budget: false, repeat_after: 10m}}
+`},
+			want: []problem{{LintRepeatedContainment, `runbook "contain" isolates, but guards.repeat_after is 10m0s`}},
+		},
 		"automatic release": {
 			files: map[string]string{"p.yaml": `
 runbooks:

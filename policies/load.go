@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"gopkg.in/yaml.v3"
@@ -339,6 +340,9 @@ func validatePolicy(p *Policy) error {
 	}
 	if p.Guards.MinConfidence < 0 || p.Guards.MinConfidence > 1 {
 		errs = append(errs, fmt.Sprintf("guards.min_confidence: %v is outside 0..1", p.Guards.MinConfidence))
+	}
+	if p.Guards.RepeatAfter < 0 {
+		errs = append(errs, fmt.Sprintf("guards.repeat_after: %s is negative", time.Duration(p.Guards.RepeatAfter)))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -161,6 +161,14 @@ func TestLoadValidation(t *testing.T) {
 			files: map[string]string{"p.yaml": "policies:\n  - name: x\n    match: 'true'\n    runbook: r\n    approval: sometimes\n    guards: {min_confidence: 1.5}\n"},
 			want:  []string{`p.yaml:2: policy "x"`, `approval: unknown value "sometimes"`, "min_confidence: 1.5 is outside 0..1"},
 		},
+		"negative repeat_after": {
+			files: map[string]string{"p.yaml": "policies:\n  - name: x\n    match: 'true'\n    runbook: r\n    approval: auto\n    guards: {repeat_after: -5m}\n"},
+			want:  []string{`p.yaml:2: policy "x"`, "guards.repeat_after: -5m0s is negative"},
+		},
+		"repeat_after that is not a duration": {
+			files: map[string]string{"p.yaml": "policies:\n  - name: x\n    match: 'true'\n    runbook: r\n    approval: auto\n    guards: {repeat_after: soon}\n"},
+			want:  []string{`p.yaml:6: guards.repeat_after: "soon" is not a duration (like 5m or 1h30m)`},
+		},
 		"bad name": {
 			files: map[string]string{"p.yaml": "policies:\n  - name: 'two words'\n    match: 'true'\n    runbook: r\n    approval: auto\n"},
 			want:  []string{"name: use letters"},

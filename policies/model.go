@@ -2,8 +2,10 @@ package policies
 
 import (
 	"fmt"
+	"time"
 
 	"cel.dev/cel-go/cel"
+	"gopkg.in/yaml.v3"
 )
 
 // Approval says whether a decision may run on its own or waits for a person.
@@ -26,6 +28,29 @@ type Guards struct {
 	// Budget: whether a run started by this policy counts against the
 	// automatic-isolation blast-radius budget. Nil means true.
 	Budget *bool `yaml:"budget"`
+	// RepeatAfter: once the policy started a run for an incident, an
+	// indicator it decides for the same incident starts no other run
+	// until this long after that one was created (whatever became of it;
+	// a person can still start one). It is recorded against the incident,
+	// and its decision names the run that covers it. Zero: a new run once
+	// no run of the runbook is active. For runbooks that
+	// tell or look (notify, investigate), so that a storm of distinct
+	// alerts is not a storm of runs and messages; never for one that
+	// isolates (Lint).
+	RepeatAfter RepeatAfter `yaml:"repeat_after"`
+}
+
+// RepeatAfter is guards.repeat_after: a Go duration ("5m", "1h30m").
+type RepeatAfter time.Duration
+
+// UnmarshalYAML reads a duration, naming the field when it is not one.
+func (r *RepeatAfter) UnmarshalYAML(n *yaml.Node) error {
+	d, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: guards.repeat_after: %q is not a duration (like 5m or 1h30m)", n.Line, n.Value)}}
+	}
+	*r = RepeatAfter(d)
+	return nil
 }
 
 // CountsAgainstBudget reports whether runs started by the policy consume the

@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 7
+const SchemaVersion = 8
 
 type migration struct {
 	version int
@@ -34,6 +34,7 @@ var migrations = []migration{
 	{5, "an index of automatic isolations by time, for the blast-radius budget", migrateAutoIsolationIndex},
 	{6, "an index of the incidents still open, by gateway, for every decided indicator", migrateOpenIncidentsIndex},
 	{7, "each gateway's latest firing indicator, for the circuit breaker", migrateGatewayFiring},
+	{8, "an index of an incident's runs by policy and time, for a policy's repeat_after", migrateRecentRunIndex},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -243,6 +244,17 @@ func migrateGatewayFiring(ctx context.Context, tx *txn) error {
 		if _, err := tx.tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("creating the gateway_firing table: %w", err)
 		}
+	}
+	return nil
+}
+
+// migrateRecentRunIndex indexes runs by incident, policy and creation
+// time, so that a policy's guards.repeat_after (RecentRunFor, asked for
+// indicators that such a policy decides) reads the runs of its window
+// only, not every run the incident ever had.
+func migrateRecentRunIndex(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS runs_recent ON runs(incident, policy, created_at)`); err != nil {
+		return fmt.Errorf("creating the runs_recent index: %w", err)
 	}
 	return nil
 }

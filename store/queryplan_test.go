@@ -24,6 +24,7 @@ func TestQueriesOnTheIntakePathUseTheirIndex(t *testing.T) {
 		args         []any
 	}{
 		"ActiveRunFor":                {activeRunQuery, "runs_active", []any{"inc-1", "contain"}},
+		"RecentRunFor":                {recentRunQuery, "runs_recent", []any{"inc-1", "crash-investigate", "2026-12-07T00:00:00.000000000Z"}},
 		"CountAutoIsolations":         {autoIsolationsQuery, "runs_auto_isolation", []any{"osaka", "2026-12-07T00:00:00.000000000Z"}},
 		"OpenIncidentFor":             {openIncidentQuery, "incidents_open", []any{"gw-osaka", "2026-12-07T00:00:00.000000000Z"}},
 		"CountOpenIncidents":          {openIncidentsCountQuery, "incidents_open", []any{"gw-osaka"}},

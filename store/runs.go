@@ -311,6 +311,24 @@ func (t *txn) ActiveRunFor(ctx context.Context, incident, runbook string) (strin
 	return id, err == nil, err
 }
 
+// recentRunQuery reads through the index runs_recent (schema version 8).
+const recentRunQuery = `SELECT id, created_at FROM runs WHERE incident = ? AND policy = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1`
+
+// RecentRunFor returns the latest run that policy started for incident
+// created at or after since, whatever its state (the policy's
+// guards.repeat_after). Runs a person started have no policy.
+func (t *txn) RecentRunFor(ctx context.Context, incident, policy string, since time.Time) (id string, created time.Time, found bool, err error) {
+	var at string
+	err = t.queryRow(ctx, recentRunQuery, incident, policy, ts(since)).Scan(&id, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", time.Time{}, false, nil
+	}
+	if err != nil {
+		return "", time.Time{}, false, fmt.Errorf("finding a recent run: %w", err)
+	}
+	return id, parseTS(at), true, nil
+}
+
 // CountAutoIsolations counts automatic isolation runs created at or after
 // since, fleet-wide and for one site (blast-radius budget).
 func (t *txn) CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error) {

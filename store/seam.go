@@ -97,6 +97,7 @@ type Tx interface {
 	UpdateStep(ctx context.Context, s Step) error
 	Run(ctx context.Context, id string) (Run, error)
 	ActiveRunFor(ctx context.Context, incident, runbook string) (string, bool, error)
+	RecentRunFor(ctx context.Context, incident, policy string, since time.Time) (id string, created time.Time, found bool, err error)
 	CountAutoIsolations(ctx context.Context, since time.Time, site string) (fleet, atSite int, err error)
 	EvidenceSucceeded(ctx context.Context, incident string, actions []string) (missing []string, err error)
 	StepSucceededSince(ctx context.Context, gw, action string, since time.Time) (bool, error)

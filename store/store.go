@@ -610,6 +610,10 @@ type IndicatorDecision struct {
 	// ActiveRun is the run of the runbook already active for the
 	// incident, which made starting another unnecessary.
 	ActiveRun string `json:"active_run,omitempty"`
+	// RecentRun is the latest run the policy started for the incident,
+	// within its guards.repeat_after, which made starting another
+	// unnecessary.
+	RecentRun string `json:"recent_run,omitempty"`
 	// Note says why a resolved alert starts nothing.
 	Note string `json:"note,omitempty"`
 }

@@ -71,6 +71,9 @@ type IndicatorDecision struct {
 	// ActiveRun is the run already active for the incident that made
 	// starting another unnecessary.
 	ActiveRun string `json:"active_run,omitempty"`
+	// RecentRun is the run the policy started for the incident within its
+	// repeat_after, which made starting another unnecessary.
+	RecentRun string `json:"recent_run,omitempty"`
 	Note      string `json:"note,omitempty"`
 }
 

@@ -348,7 +348,7 @@ func indicatorSenderDecision(t *testing.T, h Harness) {
 	b, ctx := h.Open(t), t.Context()
 	want := indicatorAt("ind-1", "gw-1", "inc-1", t0)
 	want.Sender = "alertmanager"
-	want.Decision = &store.IndicatorDecision{At: t0, Triage: "accepted", Policy: "catch-all-notify", Runbook: "notify", ActiveRun: "run-1"}
+	want.Decision = &store.IndicatorDecision{At: t0, Triage: "accepted", Policy: "catch-all-notify", Runbook: "notify", ActiveRun: "run-1", RecentRun: "run-0"}
 	commit(t, b, func(tx store.Tx) error {
 		if err := tx.InsertIndicator(ctx, want); err != nil {
 			return err
@@ -617,7 +617,7 @@ func indicatorGatewaysBackfilled(t *testing.T, h Harness) {
 		})
 	})
 	// As a store of schema version 6 was: no gateway_firing.
-	for _, q := range []string{`DROP TABLE gateway_firing`, `DELETE FROM schema_migrations WHERE version = 7`} {
+	for _, q := range []string{`DROP TABLE gateway_firing`, `DROP INDEX runs_recent`, `DELETE FROM schema_migrations WHERE version >= 7`} {
 		if _, err := b.DB().ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ var runCases = []testCase{
 	{"inserting a run id twice fails and keeps the first", runsDuplicateID},
 	{"ActiveRunFor finds unfinished runs only", runsActiveByState},
 	{"ActiveRunFor is per incident and runbook", runsActiveScope},
+	{"RecentRunFor finds the latest run the policy started for the incident since, in any state", runsRecent},
 	{"EvidenceSucceeded names the actions without a succeeded step in the incident", runsEvidence},
 	{"StepSucceededSince wants a succeeded step on the gateway finished at or after since", runsStepSucceededSince},
 	{"CountAutoIsolations counts uncancelled automatic isolations since, fleet-wide and at the site", runsCountAutoIsolations},
@@ -298,6 +299,48 @@ func runsActiveScope(t *testing.T, h Harness) {
 			}
 			if id != tc.want || ok != (tc.want != "") {
 				t.Errorf("%s: ActiveRunFor = %q, %t; want %q", name, id, ok, tc.want)
+			}
+		}
+		return nil
+	})
+}
+
+func runsRecent(t *testing.T, h Harness) {
+	b, ctx := h.Open(t), t.Context()
+	by := func(r store.Run, policy string) store.Run { r.Policy = policy; return r }
+	commit(t, b, func(tx store.Tx) error {
+		return writeAll(ctx, tx.InsertRun, []store.Run{
+			by(runAt("run-old", "inc-1", "gw-1", "investigate", store.RunSucceeded, t0, "investigate"), "crash-investigate"),
+			by(runAt("run-mid", "inc-1", "gw-1", "investigate", store.RunFailed, t0.Add(time.Minute), "investigate"), "crash-investigate"),
+			by(runAt("run-new", "inc-1", "gw-1", "investigate", store.RunCancelled, t0.Add(2*time.Minute), "investigate"), "crash-investigate"),
+			by(runAt("run-other-policy", "inc-1", "gw-1", "investigate", store.RunSucceeded, t0.Add(3*time.Minute), "investigate"), "traffic-investigate"),
+			by(runAt("run-by-hand", "inc-1", "gw-1", "investigate", store.RunSucceeded, t0.Add(3*time.Minute), "investigate"), ""),
+			by(runAt("run-other-incident", "inc-2", "gw-1", "investigate", store.RunSucceeded, t0.Add(3*time.Minute), "investigate"), "crash-investigate"),
+		})
+	})
+	tests := map[string]struct {
+		incident, policy string
+		since            time.Time
+		want             string
+	}{
+		"the latest of several":        {"inc-1", "crash-investigate", t0, "run-new"},
+		"created exactly at since":     {"inc-1", "crash-investigate", t0.Add(2 * time.Minute), "run-new"},
+		"none created since":           {"inc-1", "crash-investigate", t0.Add(2*time.Minute + us), ""},
+		"other policy, same runbook":   {"inc-1", "traffic-investigate", t0, "run-other-policy"},
+		"other incident, other policy": {"inc-2", "traffic-investigate", t0, ""},
+		"unknown incident":             {"inc-3", "crash-investigate", t0, ""},
+	}
+	commit(t, b, func(tx store.Tx) error {
+		for name, tc := range tests {
+			id, created, ok, err := tx.RecentRunFor(ctx, tc.incident, tc.policy, tc.since)
+			if err != nil {
+				return err
+			}
+			if id != tc.want || ok != (tc.want != "") {
+				t.Errorf("%s: RecentRunFor = %q, %t; want %q", name, id, ok, tc.want)
+			}
+			if id == "run-new" && !created.Equal(t0.Add(2*time.Minute)) {
+				t.Errorf("%s: created %v, want %v", name, created, t0.Add(2*time.Minute))
 			}
 		}
 		return nil
