@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the newest schema this build knows.
-const SchemaVersion = 8
+const SchemaVersion = 9
 
 type migration struct {
 	version int
@@ -35,6 +35,7 @@ var migrations = []migration{
 	{6, "an index of the incidents still open, by gateway, for every decided indicator", migrateOpenIncidentsIndex},
 	{7, "each gateway's latest firing indicator, for the circuit breaker", migrateGatewayFiring},
 	{8, "an index of an incident's runs by policy and time, for a policy's repeat_after", migrateRecentRunIndex},
+	{9, "no index of firing indicators across gateways: gateway_firing answers the circuit breaker", migrateDropFiringIndex},
 }
 
 // SchemaTooNewError is a database a newer Warden has migrated.
@@ -255,6 +256,19 @@ func migrateGatewayFiring(ctx context.Context, tx *txn) error {
 func migrateRecentRunIndex(ctx context.Context, tx *txn) error {
 	if _, err := tx.tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS runs_recent ON runs(incident, policy, created_at)`); err != nil {
 		return fmt.Errorf("creating the runs_recent index: %w", err)
+	}
+	return nil
+}
+
+// migrateDropFiringIndex drops indicators_firing (matched, status,
+// received_at, gateway): it served the circuit breaker's count of
+// gateways with firing indicators, which reads gateway_firing since
+// schema version 7, and no query reads it now (a gateway's live threats
+// go through indicators_gw). Every stored indicator paid for it, on disk
+// and in each insert.
+func migrateDropFiringIndex(ctx context.Context, tx *txn) error {
+	if _, err := tx.tx.ExecContext(ctx, `DROP INDEX IF EXISTS indicators_firing`); err != nil {
+		return fmt.Errorf("dropping the indicators_firing index: %w", err)
 	}
 	return nil
 }

@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS indicators (
 	body        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS indicators_fp ON indicators(fingerprint, matched, received_at);
-CREATE INDEX IF NOT EXISTS indicators_firing ON indicators(matched, status, received_at, gateway);
 CREATE INDEX IF NOT EXISTS indicators_gw ON indicators(gateway, matched, received_at);
 CREATE INDEX IF NOT EXISTS indicators_incident ON indicators(incident);
 CREATE TABLE IF NOT EXISTS incidents (

@@ -46,16 +46,22 @@ func (t *txn) LiveThreats(ctx context.Context, gw string, since time.Time, minSe
 	if len(sev) == 0 {
 		return nil, nil
 	}
-	q := `SELECT i.id, i.received_at, i.kind, i.severity, i.incident, i.fingerprint FROM indicators i
-		LEFT JOIN indicator_resolutions r ON r.indicator = i.id
-		WHERE i.gateway = ? AND i.matched = 1 AND i.status = ? AND i.received_at > ? AND r.indicator IS NULL
-		AND i.severity IN (` + placeholders(len(sev)) + `) ORDER BY i.received_at LIMIT 100`
+	q := liveThreatsQuery(len(sev))
 	args := append([]any{gw, indicator.StatusFiring, ts(since)}, sev...)
 	out, err := queryAll(ctx, t.tx, "live threat", scanLiveThreat, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway %s: %w", gw, err)
 	}
 	return out, nil
+}
+
+// liveThreatsQuery reads a gateway's live threats of n severities
+// through indicators_gw.
+func liveThreatsQuery(n int) string {
+	return `SELECT i.id, i.received_at, i.kind, i.severity, i.incident, i.fingerprint FROM indicators i
+		LEFT JOIN indicator_resolutions r ON r.indicator = i.id
+		WHERE i.gateway = ? AND i.matched = 1 AND i.status = ? AND i.received_at > ? AND r.indicator IS NULL
+		AND i.severity IN (` + placeholders(n) + `) ORDER BY i.received_at LIMIT 100`
 }
 
 func scanLiveThreat(sc interface{ Scan(...any) error }) (LiveThreat, error) {
