@@ -29,6 +29,19 @@ policies:
     guards: {budget: false}
 `
 
+// since0 is when repeatHarness's clock starts.
+var since0 = time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+
+// repeatHarness is a journaled harness deciding with repeatPolicies, and
+// its clock, at since0.
+func repeatHarness(t *testing.T) (*harness, *movingClock) {
+	clk := &movingClock{now: since0}
+	return newJournaledHarness(t, func(o *Options) {
+		o.Policies = loadPolicies(t, repeatPolicies)
+		o.Clock = clk
+	}), clk
+}
+
 // burst is a brute-force alert of its own (its own fingerprint, so not a
 // duplicate) about gw.
 func burst(kind indicator.Kind, gw string, n int) Item {
@@ -46,12 +59,7 @@ func burst(kind indicator.Kind, gw string, n int) Item {
 // policy without it starts a new run once the last has finished, as
 // before.
 func TestRepeatAfterCoversAnIncidentsRecentRun(t *testing.T) {
-	t0 := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-	clk := &movingClock{now: t0}
-	h := newJournaledHarness(t, func(o *Options) {
-		o.Policies = loadPolicies(t, repeatPolicies)
-		o.Clock = clk
-	})
+	h, clk := repeatHarness(t)
 	first := h.accept(t, burst(indicator.BruteForce, "gw-hq", 1))[0]
 	if first.RunID == "" {
 		t.Fatalf("the first alert started no run: %+v", first)
@@ -61,7 +69,7 @@ func TestRepeatAfterCoversAnIncidentsRecentRun(t *testing.T) {
 	}
 	notified := h.acts["notify"].calls()
 
-	clk.set(t0.Add(5 * time.Minute))
+	clk.set(since0.Add(5 * time.Minute))
 	second := h.accept(t, burst(indicator.BruteForce, "gw-hq", 2))[0]
 	if second.IncidentID != first.IncidentID || second.RunID != first.RunID {
 		t.Fatalf("an alert within repeat_after: incident %s run %s; want incident %s covered by run %s", second.IncidentID, second.RunID, first.IncidentID, first.RunID)
@@ -76,7 +84,7 @@ func TestRepeatAfterCoversAnIncidentsRecentRun(t *testing.T) {
 	}
 
 	// Bulk intake records the same on the indicator's row.
-	clk.set(t0.Add(9 * time.Minute))
+	clk.set(since0.Add(9 * time.Minute))
 	out, err := h.c.Enqueue(t.Context(), "detector-1", []Item{burst(indicator.BruteForce, "gw-hq", 3)})
 	if err != nil {
 		t.Fatal(err)
@@ -103,19 +111,19 @@ func TestRepeatAfterCoversAnIncidentsRecentRun(t *testing.T) {
 		t.Fatalf("run %s: %s", r.State, r.Error)
 	}
 
-	clk.set(t0.Add(10*time.Minute + time.Second))
+	clk.set(since0.Add(10*time.Minute + time.Second))
 	third := h.accept(t, burst(indicator.BruteForce, "gw-hq", 4))[0]
 	if third.IncidentID != first.IncidentID || third.RunID == "" || third.RunID == first.RunID || third.RunID == crash.RunID {
 		t.Fatalf("the first alert after repeat_after: incident %s run %s; want a new run for incident %s", third.IncidentID, third.RunID, first.IncidentID)
 	}
 
 	// Without repeat_after: a new run once the last has finished.
-	clk.set(t0)
+	clk.set(since0)
 	a := h.accept(t, burst(indicator.Crash, "gw-osaka", 1))[0]
 	if r := h.run(t, a.RunID); r.State != store.RunSucceeded {
 		t.Fatalf("run %s: %s", r.State, r.Error)
 	}
-	clk.set(t0.Add(time.Minute))
+	clk.set(since0.Add(time.Minute))
 	if b := h.accept(t, burst(indicator.Crash, "gw-osaka", 2))[0]; b.RunID == "" || b.RunID == a.RunID || b.IncidentID != a.IncidentID {
 		t.Fatalf("without repeat_after: %+v after %+v; want a new run for the same incident", b, a)
 	}
@@ -123,17 +131,12 @@ func TestRepeatAfterCoversAnIncidentsRecentRun(t *testing.T) {
 
 // TestRepeatAfterCountsEveryEndAndNoOtherIncident: a run that failed or
 // was cancelled still covers its window (a person can start another), and
-// the window is per incident and runbook: another gateway's incident
+// the window is per incident: another gateway's incident
 // starts its own run.
 func TestRepeatAfterCountsEveryEndAndNoOtherIncident(t *testing.T) {
 	for _, end := range []string{store.RunFailed, store.RunCancelled} {
 		t.Run(end, func(t *testing.T) {
-			t0 := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-			clk := &movingClock{now: t0}
-			h := newHarness(t, func(o *Options) {
-				o.Policies = loadPolicies(t, repeatPolicies)
-				o.Clock = clk
-			})
+			h, clk := repeatHarness(t)
 			first := h.accept(t, burst(indicator.BruteForce, "gw-hq", 1))[0]
 			if end == store.RunCancelled {
 				if _, err := h.c.Cancel(t.Context(), first.RunID, "alice", "noise"); err != nil {
@@ -145,7 +148,7 @@ func TestRepeatAfterCountsEveryEndAndNoOtherIncident(t *testing.T) {
 					t.Fatalf("run %s, want failed", r.State)
 				}
 			}
-			clk.set(t0.Add(time.Minute))
+			clk.set(since0.Add(time.Minute))
 			if again := h.accept(t, burst(indicator.BruteForce, "gw-hq", 2))[0]; again.RunID != first.RunID {
 				t.Fatalf("after a %s run: %+v; want it covered by %s", end, again, first.RunID)
 			}
