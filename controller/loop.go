@@ -118,12 +118,19 @@ func (c *core) loadGateway(ctx context.Context, tx store.Tx, s *snapshot) error 
 
 // loadPolicyContext reads what the policies are told about the gateway
 // besides its posture.
+//
+// A counter no policy mentions is not read, since no policy would see it:
+// a C2 alert's decision does not wait for counting what nobody looks at.
 func (c *core) loadPolicyContext(ctx context.Context, tx store.Tx, s *snapshot) error {
 	var err error
-	if s.openIncidents, err = tx.CountOpenIncidents(ctx, s.gw.ID); err != nil {
-		return err
+	if c.pol.MayRead(policies.ContextOpenIncidents) {
+		if s.openIncidents, err = tx.CountOpenIncidents(ctx, s.gw.ID); err != nil {
+			return err
+		}
 	}
-	s.recentIndicators, err = tx.CountRecentIndicators(ctx, s.gw.ID, s.now.Add(-c.opt.Intake.DedupWindow))
+	if c.pol.MayRead(policies.ContextRecentIndicators) {
+		s.recentIndicators, err = tx.CountRecentIndicators(ctx, s.gw.ID, s.now.Add(-c.opt.Intake.DedupWindow))
+	}
 	return err
 }
 

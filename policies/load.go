@@ -151,6 +151,7 @@ func load(fsys fs.FS, dir string, display func(name string) string) (*Set, error
 	// Files were read in name order and policies appended in file order, so
 	// a stable sort by priority keeps ties in file, then document, order.
 	sort.SliceStable(s.Policies, func(i, j int) bool { return s.Policies[i].Priority > s.Policies[j].Priority })
+	s.noteReads()
 	return s, nil
 }
 

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,5 +296,48 @@ func TestDefaultLoadsAndLints(t *testing.T) {
 		if !strings.HasPrefix(p.File, "default/") || p.Line == 0 {
 			t.Errorf("policy %q located at %s:%d", p.Name, p.File, p.Line)
 		}
+	}
+}
+
+// TestMayRead: a loaded set says which context counters its match
+// expressions mention, so that the controller counts only those; a
+// mention anywhere in an expression counts, and a set built by hand, or
+// a field MayRead does not track, says yes.
+func TestMayRead(t *testing.T) {
+	set := func(matches ...string) *Set {
+		var b strings.Builder
+		b.WriteString("policies:\n")
+		for i, m := range matches {
+			fmt.Fprintf(&b, "  - {name: p%d, match: %s, runbook: notify-only, approval: auto}\n", i, yamlQuote(m))
+		}
+		return mustLoad(t, map[string]string{"p.yaml": b.String(), "r.yaml": notifyRunbook})
+	}
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		s          *Set
+		open, recs bool
+	}{
+		"the defaults":            {def, false, false},
+		"neither":                 {set(`indicator.kind == "crash"`, `context.posture == "quarantined"`), false, false},
+		"recent indicators":       {set(`true`, `context.recent_indicators >= 3`), false, true},
+		"open incidents":          {set(`context.open_incidents > 1 && indicator.kind == "crash"`), true, false},
+		"both, in a has()":        {set(`has(context.open_incidents) || has(context.recent_indicators)`), true, true},
+		"a mention in a string":   {set(`indicator.summary == "open_incidents"`), true, false},
+		"a longer name is not it": {set(`indicator.labels.?recent_indicators_total.orValue("") == "1"`), false, false},
+		"a set built by hand":     {&Set{}, true, true},
+	}
+	for name, tc := range tests {
+		if got := tc.s.MayRead(ContextOpenIncidents); got != tc.open {
+			t.Errorf("%s: MayRead(open_incidents) = %t, want %t", name, got, tc.open)
+		}
+		if got := tc.s.MayRead(ContextRecentIndicators); got != tc.recs {
+			t.Errorf("%s: MayRead(recent_indicators) = %t, want %t", name, got, tc.recs)
+		}
+	}
+	if !set(`true`).MayRead("posture") {
+		t.Error("MayRead of a field it does not track: false, want true")
 	}
 }

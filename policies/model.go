@@ -2,6 +2,8 @@ package policies
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -123,6 +125,37 @@ type Set struct {
 	Runbooks map[string]*Runbook
 
 	rt *runtime
+	// reads says which context counters some policy mentions (MayRead).
+	reads map[string]bool
+}
+
+// The context counters a caller may skip reading when no policy does
+// (MayRead).
+const (
+	ContextOpenIncidents    = "open_incidents"
+	ContextRecentIndicators = "recent_indicators"
+)
+
+// MayRead reports whether some policy's match expression may read the
+// context field named (ContextOpenIncidents, ContextRecentIndicators),
+// so that the caller need not count what no policy looks at. A field of
+// the typed context object is reached only by its name, so a match that
+// never mentions the name cannot read it; a mention anywhere else (in a
+// string, say) only costs the count. A Set built by hand rather than
+// loaded, or another field, says yes.
+func (s *Set) MayRead(field string) bool {
+	read, known := s.reads[field]
+	return read || !known
+}
+
+// noteReads records, once the set is loaded, which context counters its
+// policies mention (MayRead).
+func (s *Set) noteReads() {
+	s.reads = map[string]bool{}
+	for _, field := range []string{ContextOpenIncidents, ContextRecentIndicators} {
+		word := regexp.MustCompile(`\b` + regexp.QuoteMeta(field) + `\b`)
+		s.reads[field] = slices.ContainsFunc(s.Policies, func(p *Policy) bool { return word.MatchString(p.Match) })
+	}
 }
 
 // fileDoc is one YAML document of a policy directory.
