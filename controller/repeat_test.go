@@ -42,8 +42,8 @@ func repeatHarness(t *testing.T) (*harness, *movingClock) {
 	}), clk
 }
 
-// burst is a brute-force alert of its own (its own fingerprint, so not a
-// duplicate) about gw.
+// burst is the n-th low-severity alert of kind about gw, with a
+// fingerprint of its own (so not a duplicate of the others).
 func burst(kind indicator.Kind, gw string, n int) Item {
 	it := ind(kind, gw)
 	it.Indicator.Severity = indicator.Low

@@ -5,9 +5,10 @@
 // an error naming file and line), the CEL environment policies are written
 // in, compiling every match expression once at load, the evaluation order,
 // the lint rules that keep policies safe (evidence before destructive steps,
-// no automatic isolation outside the blast-radius budget, no automatic
-// release, no unreachable policy), the fixtures that test policies like
-// code, and the embedded default policies and runbooks.
+// no automatic isolation outside the blast-radius budget, no repeat_after
+// on a policy that isolates, no automatic release, no unreachable policy),
+// the fixtures that test policies like code, and the embedded default
+// policies and runbooks.
 //
 // It must not act: it never calls an action or a provider, never reads the
 // clock (the caller passes Context.Now), never stores anything and never

@@ -69,7 +69,8 @@ func StandardActions() []string {
 // when nil), no policy is shadowed by an earlier one with the same match,
 // no automatic policy runs a destructive step before evidence has been
 // preserved, isolates outside the blast-radius budget or releases a
-// gateway, no isolating policy sets repeat_after, no runbook is empty, and no name is used twice. Problems are
+// gateway, no isolating policy sets repeat_after, no runbook is empty,
+// and no name is used twice. Problems are
 // *LintError values in a stable order; none means the set is fit to use.
 func (s *Set) Lint(knownActions []string) []error {
 	if knownActions == nil {

@@ -35,10 +35,9 @@ type Guards struct {
 	// until this long after that one was created (whatever became of it;
 	// a person can still start one). It is recorded against the incident,
 	// and its decision names the run that covers it. Zero: a new run once
-	// no run of the runbook is active. For runbooks that
-	// tell or look (notify, investigate), so that a storm of distinct
-	// alerts is not a storm of runs and messages; never for one that
-	// isolates (Lint).
+	// no run of the runbook is active. For runbooks that tell or look
+	// (notify, investigate), so that a storm of distinct alerts is not a
+	// storm of runs and messages; never for one that isolates (Lint).
 	RepeatAfter RepeatAfter `yaml:"repeat_after"`
 }
 
