@@ -245,7 +245,7 @@ func TestAFPacketCapturesANamespace(t *testing.T) {
 	}
 	to := netip.AddrPortFrom(s.Gateway.V4, 9999)
 	for range 5 {
-		_ = netlab.Do(s.LAN.NS, func() error {
+		err := netlab.Do(s.LAN.NS, func() error {
 			c, err := net.Dial("udp", to.String())
 			if err != nil {
 				return err
@@ -254,10 +254,19 @@ func TestAFPacketCapturesANamespace(t *testing.T) {
 			_, err = c.Write([]byte("attacker-probe"))
 			return err
 		})
+		if err != nil {
+			t.Fatalf("sending a probe: %v", err)
+		}
+	}
+	// Stop ends the capture at once, whatever the socket still holds: let
+	// the capture take what was sent first. A busy machine may not run its
+	// reader for a while, and a probe waits for the gateway's address to
+	// resolve (ARP retries after a second); nothing here asserts on time.
+	for wait := time.Now().Add(10 * time.Second); capturedPackets(r) < 5 && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	time.Sleep(300 * time.Millisecond) // let the socket read what was sent; nothing asserts on time
 	st, _, err := r.Stop(ctx, "stopped")
 	if err != nil || st.Error != "" {
 		t.Fatalf("stop: %+v %v", st, err)
@@ -276,4 +285,14 @@ func TestAFPacketCapturesANamespace(t *testing.T) {
 	if n < 5 {
 		t.Errorf("%d of the 5 probes captured (%d packets)", n, len(packets))
 	}
+}
+
+// capturedPackets is how many packets r's running capture has kept.
+func capturedPackets(r *Recorder) int64 {
+	for _, st := range r.Status() {
+		if st.Running {
+			return st.Packets
+		}
+	}
+	return 0
 }
