@@ -52,9 +52,10 @@ type fakeController struct {
 	srv *httptest.Server
 
 	mu       sync.Mutex
-	mode     string // "up", "down" (the connection drops), "busy" (503), "forbidden" (403), or "refuse KIND" (400 for a batch holding KIND)
+	mode     string // "up", "down" (the connection drops), "drop reused" (a connection's second request drops it), "busy" (503), "forbidden" (403), or "refuse KIND" (400 for a batch holding KIND)
 	taken    []string
 	requests int
+	conns    map[string]bool // the connections (by the client's address) that served a request
 	peers    []string
 	// resumed and chains: each delivery's TLS session was resumed, and
 	// how many verified chains the connection had.
@@ -87,8 +88,13 @@ func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	fc.requests++
+	reused := fc.conns[r.RemoteAddr]
+	if fc.conns == nil {
+		fc.conns = map[string]bool{}
+	}
+	fc.conns[r.RemoteAddr] = true
 	switch {
-	case fc.mode == "down":
+	case fc.mode == "down" || (fc.mode == "drop reused" && reused):
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			_ = conn.Close()
@@ -372,6 +378,32 @@ func TestNewSenderRefuses(t *testing.T) {
 				t.Fatalf("the error repeats the URL's credentials: %v", err)
 			}
 		})
+	}
+}
+
+// TestDeliverSendsAgainOnANewConnection: the controller closes an idle
+// connection (its idle timeout is shorter than the agent's) just as the
+// agent sends on it. The request is sent again at once on a new
+// connection, not after a failure's backoff: findings are idempotent (the
+// controller deduplicates them by fingerprint) and the request says so.
+func TestDeliverSendsAgainOnANewConnection(t *testing.T) {
+	p := newDlPKI(t)
+	fc := newFakeController(t, p)
+	q := openQueue(t, t.TempDir(), sensors.QueueOptions{})
+	s := newSender(t, q, fc.srv.URL, p.agentTLS(t), nil)
+	appendKeys(t, q, "a")
+	if d := s.DeliverBatch(t.Context()); !d.Delivered {
+		t.Fatalf("delivering a: %+v", d)
+	}
+	fc.setMode("drop reused")
+	appendKeys(t, q, "b")
+	if d := s.DeliverBatch(t.Context()); !d.Delivered || d.Retry {
+		t.Fatalf("delivering b after the controller dropped the idle connection: %+v", d)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if !slices.Equal(fc.taken, []string{"a", "b"}) || fc.requests != 3 {
+		t.Fatalf("the controller took %v in %d requests; want a, then b sent again after the drop (3 requests)", fc.taken, fc.requests)
 	}
 }
 
