@@ -43,6 +43,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				cfg.Server.Listen = listen
 			}
 			ctx := cmd.Context()
+			setServeProcs(g.logger())
 			if path := os.Getenv("WARDEN_CPUPROFILE"); path != "" {
 				stop, err := cpuProfile(path)
 				if err != nil {
