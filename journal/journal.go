@@ -61,13 +61,16 @@ type Journal struct {
 	// zeroed is how far f is written (zeros past size) and synced, so
 	// that a batch within it needs fdatasync only, not a journal commit
 	// of the file system's metadata. Only the writer touches it.
-	zeroed  int64
-	durable Pos   // end of the last fsynced batch
-	err     error // a failed write or fsync: the journal refuses appends
-	queue   []*batch
-	writing bool
-	changed chan struct{} // closed (and replaced) when durable moves
-	closed  bool
+	zeroed int64
+	// segmentBytes and zeroChunk are SegmentBytes and ZeroChunk, but for
+	// tests.
+	segmentBytes, zeroChunk int64
+	durable                 Pos   // end of the last fsynced batch
+	err                     error // a failed write or fsync: the journal refuses appends
+	queue                   []*batch
+	writing                 bool
+	changed                 chan struct{} // closed (and replaced) when durable moves
+	closed                  bool
 }
 
 type batch struct {
@@ -80,6 +83,10 @@ type batch struct {
 // Open opens (creating it if needed) the journal in dir, and cuts off a
 // torn tail of its last segment.
 func Open(dir string) (*Journal, error) {
+	return open(dir, SegmentBytes, ZeroChunk)
+}
+
+func open(dir string, segmentBytes, zeroChunk int64) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -87,7 +94,7 @@ func Open(dir string) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Journal{dir: dir, changed: make(chan struct{})}
+	j := &Journal{dir: dir, changed: make(chan struct{}), segmentBytes: segmentBytes, zeroChunk: zeroChunk}
 	if len(segs) == 0 {
 		segs = []int64{1}
 	}
@@ -287,7 +294,7 @@ func (j *Journal) write(q []*batch) {
 		j.size, j.durable = end.Offset, end
 		close(j.changed)
 		j.changed = make(chan struct{})
-		if j.size >= SegmentBytes {
+		if j.size >= j.segmentBytes {
 			j.rotate()
 		}
 	}
@@ -307,8 +314,8 @@ const ZeroChunk = 8 << 20
 // data write and a cache flush. A record never has length zero, so the
 // zeros read as the end.
 func (j *Journal) zeroFill(f *os.File, need int64) error {
-	to := max(need, j.zeroed+ZeroChunk)
-	zeros := make([]byte, 1<<20)
+	to := max(need, j.zeroed+j.zeroChunk)
+	zeros := make([]byte, min(1<<20, j.zeroChunk))
 	for off := j.zeroed; off < to; off += int64(len(zeros)) {
 		n := min(int64(len(zeros)), to-off)
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {

@@ -4,15 +4,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
 
 // Concurrent appends are all read back, once each, in some order; and a
-// journal opened again reads the same.
+// journal opened again reads the same. Also with small segments and
+// chunks, so that fills ahead and new segments happen while appends run.
 func TestAppendConcurrentThenRead(t *testing.T) {
+	t.Run("default sizes", func(t *testing.T) { testAppendConcurrentThenRead(t, SegmentBytes, ZeroChunk) })
+	t.Run("small segments", func(t *testing.T) { testAppendConcurrentThenRead(t, 2<<10, 512) })
+}
+
+func testAppendConcurrentThenRead(t *testing.T, segmentBytes, zeroChunk int64) {
 	dir := t.TempDir()
-	j, err := Open(dir)
+	j, err := open(dir, segmentBytes, zeroChunk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,12 +68,81 @@ func TestAppendConcurrentThenRead(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	j2, err := Open(dir)
+	j2, err := open(dir, segmentBytes, zeroChunk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j2.Close()
 	check(j2)
+}
+
+// TestSegmentsEndAtTheirLastRecord: appends go on across several
+// segments and read back in order, before and after the journal is opened
+// again; a segment left behind ends at its last record (the zeros written
+// ahead are cut off: a reader takes zeros inside a segment for a torn
+// record), and the one in use has zeros written ahead of the next append.
+func TestSegmentsEndAtTheirLastRecord(t *testing.T) {
+	dir := t.TempDir()
+	const segment, chunk = 64 << 10, 8 << 10
+	j, err := open(dir, segment, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	rec := make([]byte, 1000)
+	for i := range 300 { // about 4.6 segments
+		r := fmt.Appendf(rec[:0:len(rec)], "record %d ", i)
+		r = r[:len(rec)]
+		if _, err := j.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(r))
+	}
+	j.mu.Lock()
+	seg, size, zeroed := j.seg, j.size, j.zeroed
+	j.mu.Unlock()
+	if seg < 4 || zeroed <= size {
+		t.Errorf("segment %d, %d bytes written ahead: want the 4th segment at least, and zeros ahead", seg, zeroed-size)
+	}
+	readAll := func(j *Journal) {
+		t.Helper()
+		var got []string
+		for p := (Pos{Segment: 1}); ; {
+			recs, next, err := j.Read(p, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			for _, r := range recs {
+				got = append(got, string(r))
+			}
+			p = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("read %d records back, want the %d appended, in order", len(got), len(want))
+		}
+	}
+	readAll(j)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for s := int64(1); s < seg; s++ {
+		fi, err := os.Stat(j.path(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < segment || fi.Size() > segment+int64(len(rec))+headerLen {
+			t.Errorf("segment %d is %d bytes: want its records only (%d to %d)", s, fi.Size(), segment, segment+len(rec)+headerLen)
+		}
+	}
+	j, err = open(dir, segment, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	readAll(j)
 }
 
 // A torn tail (a batch cut short by a crash, never acknowledged) is cut
