@@ -22,8 +22,8 @@ import (
 // built binary, its executor and decider running, store.sync full): 16
 // keep-alive clients of internal/loadgen, one low-severity indicator per
 // POST /v1/indicators, for WARDEN_BENCH_INTAKE_DURATION (10s). It reports
-// accepted/s, the 202's p50 and p99, non-2xx answers, and serve's peak RSS
-// (VmHWM).
+// accepted/s, the 202's p50, p99, p99.9 and longest, non-2xx answers, and
+// serve's peak RSS (VmHWM).
 //
 // WARDEN_BENCH_INTAKE_PRELOAD=N first stores N indicators through the
 // API and waits until they are decided (so incidents hold their runs),
@@ -124,6 +124,8 @@ func BenchmarkIntakeServe(b *testing.B) {
 	b.ReportMetric(res.PerSecond(), "accepted/s")
 	b.ReportMetric(ms(res.Percentile(50)), "p50-ms")
 	b.ReportMetric(ms(res.Percentile(99)), "p99-ms")
+	b.ReportMetric(ms(res.Percentile(99.9)), "p99.9-ms")
+	b.ReportMetric(ms(res.Percentile(100)), "max-ms")
 	b.ReportMetric(float64(res.Rejected), "non2xx")
 	b.ReportMetric(float64(vmHWM(b, p.cmd.Process.Pid))/1024, "serve-VmHWM-MB")
 	b.Logf("load: %s", res)
