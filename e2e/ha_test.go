@@ -176,7 +176,13 @@ func (e *haEnv) leader(from, not int, within time.Duration) (int, v1.Lease) {
 
 // metric reads a gauge of replica i's /metrics (which needs no database).
 func (e *haEnv) metric(i int, name string) (string, error) {
-	resp, err := http.Get(e.reps[i].api.base + "/metrics")
+	return metricOf(e.reps[i].api.base, name)
+}
+
+// metricOf reads the sample of an unlabelled metric from a controller's
+// /metrics.
+func metricOf(base, name string) (string, error) {
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return "", err
 	}
@@ -185,12 +191,12 @@ func (e *haEnv) metric(i int, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return v, nil
 		}
 	}
-	return "", fmt.Errorf("no %s in /metrics", name)
+	return "", fmt.Errorf("no %s in %s/metrics", name, base)
 }
 
 // alert posts the demo's C2 alert to replica i as the detector and returns

@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"testing"
 )
 
@@ -35,7 +32,7 @@ func TestServeSchedulesOnTwiceTheCPUs(t *testing.T) {
 			e.env = append(append([]string(nil), base...), tc.env)
 		}
 		p := e.serve()
-		got, err := gomaxprocsOf(e.api.base)
+		got, err := metricOf(e.api.base, "go_sched_gomaxprocs_threads")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,24 +41,4 @@ func TestServeSchedulesOnTwiceTheCPUs(t *testing.T) {
 			t.Errorf("serve with %q in its environment runs %s Ps on %d CPUs, want %d", tc.env, got, cpus, tc.want)
 		}
 	}
-}
-
-// gomaxprocsOf reads go_sched_gomaxprocs_threads from a controller's
-// /metrics.
-func gomaxprocsOf(base string) (string, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
-			return v, nil
-		}
-	}
-	return "", fmt.Errorf("no go_sched_gomaxprocs_threads in %s/metrics", base)
 }
