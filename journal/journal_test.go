@@ -36,24 +36,9 @@ func testAppendConcurrentThenRead(t *testing.T, segmentBytes, zeroChunk int64) {
 	wg.Wait()
 	check := func(j *Journal) {
 		t.Helper()
-		first, err := j.First()
-		if err != nil {
-			t.Fatal(err)
-		}
 		seen := map[string]int{}
-		p := first
-		for {
-			recs, next, err := j.Read(p, 37)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				seen[string(r)]++
-			}
-			p = next
+		for _, r := range readAll(t, j, 37) {
+			seen[r]++
 		}
 		if len(seen) != 800 {
 			t.Fatalf("read %d distinct records, want 800", len(seen))
@@ -104,27 +89,13 @@ func TestSegmentsEndAtTheirLastRecord(t *testing.T) {
 	if seg < 4 || zeroed <= size {
 		t.Errorf("segment %d, %d bytes written ahead: want the 4th segment at least, and zeros ahead", seg, zeroed-size)
 	}
-	readAll := func(j *Journal) {
+	readBack := func(j *Journal) {
 		t.Helper()
-		var got []string
-		for p := (Pos{Segment: 1}); ; {
-			recs, next, err := j.Read(p, 50)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				got = append(got, string(r))
-			}
-			p = next
-		}
-		if !slices.Equal(got, want) {
+		if got := readAll(t, j, 50); !slices.Equal(got, want) {
 			t.Fatalf("read %d records back, want the %d appended, in order", len(got), len(want))
 		}
 	}
-	readAll(j)
+	readBack(j)
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +113,30 @@ func TestSegmentsEndAtTheirLastRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	readAll(j)
+	readBack(j)
+}
+
+// readAll reads every record kept, from the oldest segment, max at a time.
+func readAll(t *testing.T, j *Journal, max int) []string {
+	t.Helper()
+	p, err := j.First()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		recs, next, err := j.Read(p, max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return out
+		}
+		for _, r := range recs {
+			out = append(out, string(r))
+		}
+		p = next
+	}
 }
 
 // A torn tail (a batch cut short by a crash, never acknowledged) is cut
